@@ -1,0 +1,17 @@
+"""TensorOne training: API types, CRD generation, the Python SDK and the ``t1`` command line."""
+
+from tensorone.errors import TensorOneError
+
+__all__ = ["TensorOneError", "TensorOneClient"]
+
+__version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    # The client needs the kubernetes package; import it only when asked for, so the trainer
+    # image (which has no kubernetes client) can still import the API types.
+    if name == "TensorOneClient":
+        from tensorone.client import TensorOneClient
+
+        return TensorOneClient
+    raise AttributeError(name)

@@ -1,0 +1,5 @@
+"""``python -m tensorone`` is ``t1``."""
+
+from tensorone.cli import main
+
+raise SystemExit(main())

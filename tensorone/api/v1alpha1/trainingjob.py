@@ -1,0 +1,666 @@
+"""The TrainingJob kind: a managed training run that the operator turns into a Kubeflow PyTorchJob.
+
+The spec mirrors the reference REST API's create parameters (camelCase throughout, ``config``
+included); the status mirrors its job details (progress, metrics, cost, checkpoints). Every
+constraint written here ends up in the CRD: ranges and patterns as OpenAPI keywords, the rules
+across fields as CEL (``x-kubernetes-validations``), so a bad manifest is refused at apply time.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+from typing import Annotated, Any, Literal
+
+from pydantic import ConfigDict, Field
+
+from tensorone.api import API_VERSION
+from tensorone.api.v1alpha1.base import (
+    CONDITIONS_SCHEMA_EXTRA,
+    DNS_SUBDOMAIN_PATTERN,
+    MAX_JOB_NAME_LENGTH,
+    ApiModel,
+    Condition,
+    cel,
+)
+
+
+class ModelType(str, Enum):
+    """What kind of model the job trains."""
+
+    llm = "llm"
+    vision = "vision"
+    multimodal = "multimodal"
+    custom = "custom"
+
+
+class Strategy(str, Enum):
+    """How the base model's weights are trained."""
+
+    lora = "lora"
+    qlora = "qlora"
+    full = "full"
+
+
+class Priority(str, Enum):
+    """Scheduling priority; maps to a PriorityClass of the operator's chart."""
+
+    high = "high"
+    normal = "normal"
+    low = "low"
+
+
+class MixedPrecision(str, Enum):
+    """Numeric precision of the forward and backward passes."""
+
+    no = "no"
+    fp16 = "fp16"
+    bf16 = "bf16"
+
+
+class LrScheduler(str, Enum):
+    """Learning-rate schedule after the warmup."""
+
+    linear = "linear"
+    cosine = "cosine"
+    constant = "constant"
+
+
+class Phase(str, Enum):
+    """Where a TrainingJob is in its life."""
+
+    Pending = "Pending"
+    Queued = "Queued"
+    Running = "Running"
+    Stopping = "Stopping"
+    Stopped = "Stopped"
+    Completed = "Completed"
+    Failed = "Failed"
+    Cancelled = "Cancelled"
+
+
+TERMINAL_PHASES = frozenset({Phase.Completed, Phase.Failed, Phase.Cancelled})
+
+ModuleName = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.*-]+$")]
+Tag = Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9]([-A-Za-z0-9_.:/]*[A-Za-z0-9])?$")]
+Argument = Annotated[str, Field(max_length=4096)]
+PixelSize = Annotated[int, Field(ge=16, le=8192)]
+
+
+class LoraParameters(ApiModel):
+    """LoRA adapter parameters (strategies lora and qlora)."""
+
+    rank: int = Field(default=16, ge=1, le=1024, description="Rank r of the low-rank update matrices.")
+    alpha: int = Field(
+        default=32, ge=1, le=8192, description="Scaling numerator: the update is scaled by alpha / rank."
+    )
+    dropout: float = Field(
+        default=0.05, ge=0.0, le=0.9, description="Dropout probability applied to the adapter input (0 to 0.9)."
+    )
+    target_modules: list[ModuleName] | None = Field(
+        default=None,
+        max_length=64,
+        description="Names of the modules that get adapters, such as q_proj and v_proj, or the single "
+        "entry all-linear; absent means the model family's default attention projections.",
+    )
+
+
+class TrainingHyperparameters(ApiModel):
+    """Optimization loop settings."""
+
+    epochs: int = Field(default=1, ge=1, le=10000, description="Passes over the training data (at least 1).")
+    batch_size: int = Field(default=8, ge=1, le=4096, description="Examples per device per forward pass.")
+    learning_rate: float = Field(
+        default=2e-4, ge=1e-6, le=1e-1, description="Peak learning rate, between 1e-6 and 1e-1."
+    )
+    weight_decay: float = Field(default=0.0, ge=0.0, le=1.0, description="Decoupled weight decay (AdamW), 0 to 1.")
+    warmup_steps: int = Field(
+        default=0, ge=0, le=1_000_000, description="Optimizer steps of linear warmup from 0 to the peak learning rate."
+    )
+    gradient_accumulation_steps: int = Field(
+        default=1, ge=1, le=1024, description="Micro-batches accumulated into one optimizer step."
+    )
+    max_steps: int | None = Field(
+        default=None,
+        ge=1,
+        le=100_000_000,
+        description="Stop after this many optimizer steps; when set it takes precedence over epochs.",
+    )
+    lr_scheduler: LrScheduler = Field(
+        default=LrScheduler.linear, description="Schedule after warmup: linear, cosine or constant."
+    )
+    seed: int = Field(
+        default=42, ge=0, le=2**31 - 1, description="Seed of every random generator, for reproducible runs."
+    )
+    max_seq_length: int = Field(
+        default=2048, ge=8, le=131072, description="Tokens per example; longer examples are truncated."
+    )
+    eval_split: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=0.5,
+        description="Fraction of the dataset held out for evaluation (0 to 0.5); 0 disables evaluation.",
+    )
+    eval_steps: int | None = Field(
+        default=None,
+        ge=1,
+        le=10_000_000,
+        description="Evaluate every this many optimizer steps (and at the end of every epoch); needs evalSplit > 0.",
+    )
+    checkpoint_steps: int | None = Field(
+        default=None,
+        ge=1,
+        le=10_000_000,
+        description="Save a checkpoint every this many optimizer steps, beside the one at the end of every epoch.",
+    )
+    checkpoint_every_epoch: bool = Field(default=True, description="Save a checkpoint at the end of every epoch.")
+    keep_checkpoints: int = Field(
+        default=3, ge=1, le=100, description="Checkpoints kept: the last this many plus the one with the best loss."
+    )
+    momentum: float | None = Field(
+        default=None,
+        ge=0.0,
+        lt=1.0,
+        description="SGD momentum (vision jobs); when set, the optimizer is SGD with Nesterov momentum instead of AdamW.",
+    )
+    max_bad_rows: float = Field(
+        default=0.01,
+        ge=0.0,
+        le=1.0,
+        description="Fraction of dataset rows that may be unreadable before the job fails (0 to 1).",
+    )
+
+
+class Optimization(ApiModel):
+    """Memory and numeric settings."""
+
+    mixed_precision: MixedPrecision = Field(
+        default=MixedPrecision.no,
+        description="no, fp16 or bf16. fp16 needs a GPU; on CPU the trainer refuses it rather than silently using fp32.",
+    )
+    gradient_checkpointing: bool = Field(
+        default=False, description="Recompute activations in the backward pass to save memory."
+    )
+    max_grad_norm: float = Field(
+        default=1.0, ge=0.0, le=1000.0, description="Clip the global gradient norm to this value; 0 disables clipping."
+    )
+
+
+class Augmentation(ApiModel):
+    """Image augmentation probabilities and gains (vision jobs)."""
+
+    mixup: float | None = Field(default=None, ge=0.0, le=1.0, description="Probability of MixUp between two images.")
+    copy_paste: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="Probability of copy-paste augmentation of segments."
+    )
+    mosaic: float | None = Field(default=None, ge=0.0, le=1.0, description="Probability of a 4-image mosaic.")
+    hsv_h: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="Hue jitter, as a fraction of the hue circle."
+    )
+    hsv_s: float | None = Field(default=None, ge=0.0, le=1.0, description="Saturation jitter, as a fraction.")
+    hsv_v: float | None = Field(default=None, ge=0.0, le=1.0, description="Value (brightness) jitter, as a fraction.")
+    fliplr: float | None = Field(default=None, ge=0.0, le=1.0, description="Probability of a horizontal flip.")
+    flipud: float | None = Field(default=None, ge=0.0, le=1.0, description="Probability of a vertical flip.")
+    degrees: float | None = Field(default=None, ge=0.0, le=180.0, description="Maximum rotation in degrees.")
+    scale: float | None = Field(default=None, ge=0.0, le=1.0, description="Maximum scale gain, as a fraction.")
+    translate: float | None = Field(default=None, ge=0.0, le=1.0, description="Maximum translation, as a fraction.")
+
+
+class EnvVar(ApiModel):
+    """An environment variable with a literal value."""
+
+    name: str = Field(
+        min_length=1, max_length=256, pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$", description="Variable name."
+    )
+    value: str = Field(default="", max_length=32768, description="Variable value.")
+
+
+class CustomContainer(ApiModel):
+    """A user's own training image (modelType custom). The operator passes command and args as an
+    argument vector, never through a shell."""
+
+    image: str = Field(
+        min_length=1,
+        max_length=512,
+        pattern=r"^[^\s]+$",
+        description="Container image reference, preferably by digest.",
+    )
+    command: list[Argument] | None = Field(
+        default=None, max_length=64, description="Entrypoint argument vector; absent means the image's entrypoint."
+    )
+    args: list[Argument] | None = Field(default=None, max_length=256, description="Arguments to the entrypoint.")
+    env: list[EnvVar] | None = Field(
+        default=None,
+        max_length=128,
+        description="Extra environment variables; names the operator sets (TENSORONE_*, MASTER_*, RANK, WORLD_SIZE) are refused.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    progress_port: int | None = Field(
+        default=None,
+        ge=1024,
+        le=65535,
+        description="Port where the container serves the JSON progress snapshot (tensorone trainer protocol); "
+        "absent means the default trainer port.",
+    )
+
+
+class TrainingConfig(ApiModel):
+    """What to train and how. Fields apply by modelType and strategy; the CRD refuses a field where
+    it makes no sense (for example LoRA parameters with strategy full)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "!has(self.parameters) || (has(self.strategy) && self.strategy in ['lora', 'qlora'])",
+                    "config.parameters (LoRA rank, alpha, dropout, targetModules) applies only to strategy lora or qlora",
+                    ".parameters",
+                ),
+                cel(
+                    "!has(self.training) || !has(self.training.evalSteps) || self.training.evalSplit > 0.0",
+                    "config.training.evalSteps needs config.training.evalSplit greater than 0",
+                    ".training.evalSteps",
+                ),
+                cel(
+                    "!has(self.optimization) || self.optimization.mixedPrecision != 'fp16' || "
+                    "!has(self.strategy) || self.strategy != 'qlora'",
+                    "config.optimization.mixedPrecision fp16 is not supported with strategy qlora; use bf16 or no",
+                    ".optimization.mixedPrecision",
+                ),
+            ]
+        }
+    )
+
+    base_model: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=512,
+        pattern=r"^[^\s]+$",
+        description="Model to start from: a Hugging Face hub id (meta-llama/Llama-2-7b-hf) or a path inside "
+        "the training pod (/models/llama). Required for llm and multimodal jobs.",
+    )
+    strategy: Strategy | None = Field(
+        default=None,
+        description="lora (adapters on a frozen model), qlora (adapters on a 4-bit model; GPU only) or full "
+        "(every weight trained). Required for llm and multimodal jobs.",
+    )
+    parameters: LoraParameters | None = Field(
+        default=None, description="LoRA parameters; only with strategy lora or qlora."
+    )
+    training: TrainingHyperparameters | None = Field(default=None, description="Optimization loop settings.")
+    optimization: Optimization | None = Field(default=None, description="Memory and numeric settings.")
+    architecture: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9][-A-Za-z0-9_./]*$",
+        description="Vision architecture to build (resnet18, resnet50, vit-base, yolov8, ...); vision jobs only.",
+    )
+    input_size: list[PixelSize] | None = Field(
+        default=None,
+        min_length=2,
+        max_length=2,
+        description="Input image [height, width] in pixels (16 to 8192); vision jobs only.",
+    )
+    num_classes: int | None = Field(
+        default=None, ge=1, le=100000, description="Number of target classes; vision jobs only."
+    )
+    augmentation: Augmentation | None = Field(default=None, description="Image augmentation; vision jobs only.")
+    custom: CustomContainer | None = Field(
+        default=None, description="The user's own container; required for, and only for, custom jobs."
+    )
+
+
+class SecretKeyRef(ApiModel):
+    """A key of a Secret in the job's namespace."""
+
+    name: str = Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN, description="Secret name.")
+    key: str = Field(
+        default="token",
+        min_length=1,
+        max_length=253,
+        pattern=r"^[-._a-zA-Z0-9]+$",
+        description="Key within the Secret.",
+    )
+
+
+class CheckpointStorage(ApiModel):
+    """Where checkpoints are written: a PersistentVolumeClaim shared by every worker."""
+
+    claim_name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN_PATTERN,
+        description="An existing claim to use; absent means the operator creates <job>-checkpoints and keeps it "
+        "after cancel (deleted with the job).",
+    )
+    size: str = Field(
+        default="20Gi",
+        max_length=32,
+        pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$",
+        description="Size of the claim the operator creates (a Kubernetes quantity such as 50Gi).",
+    )
+    storage_class_name: str | None = Field(
+        default=None,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN_PATTERN,
+        description="StorageClass of the claim the operator creates; absent means the cluster default.",
+    )
+
+
+class TrainingJobSpec(ApiModel):
+    """Desired state of a TrainingJob. Mirrors the reference create-job parameters; lifecycle verbs
+    (stop, resume, cancel) are fields too, so GitOps can drive them."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "self.modelType != 'custom' || has(self.config.custom)",
+                    "config.custom (image, command, args, env) is required when modelType is custom",
+                    ".config",
+                ),
+                cel(
+                    "self.modelType == 'custom' || !has(self.config.custom)",
+                    "config.custom applies only to modelType custom",
+                    ".config.custom",
+                ),
+                cel(
+                    "!(self.modelType in ['llm', 'multimodal']) || (has(self.config.baseModel) && has(self.config.strategy))",
+                    "config.baseModel and config.strategy (lora, qlora or full) are required when modelType is llm or multimodal",
+                    ".config",
+                ),
+                cel(
+                    "self.modelType != 'vision' || has(self.config.architecture) || has(self.config.baseModel)",
+                    "config.architecture (or config.baseModel) is required when modelType is vision",
+                    ".config",
+                ),
+                cel(
+                    "self.modelType == 'vision' || (!has(self.config.architecture) && !has(self.config.inputSize) "
+                    "&& !has(self.config.numClasses) && !has(self.config.augmentation))",
+                    "config.architecture, inputSize, numClasses and augmentation apply only to modelType vision",
+                    ".config",
+                ),
+                cel(
+                    "self.modelType != 'vision' || !has(self.config.strategy) || self.config.strategy == 'full'",
+                    "vision jobs train every weight: config.strategy must be full or absent",
+                    ".config.strategy",
+                ),
+                cel(
+                    "has(self.gpuType) || !has(self.gpusPerWorker)",
+                    "gpusPerWorker needs gpuType; a job without gpuType runs on CPU",
+                    ".gpusPerWorker",
+                ),
+                cel(
+                    "has(self.gpuType) || !has(self.config.strategy) || self.config.strategy != 'qlora'",
+                    "strategy qlora needs a GPU: set gpuType",
+                    ".gpuType",
+                ),
+                cel(
+                    "has(self.gpuType) || !has(self.config.optimization) || self.config.optimization.mixedPrecision != 'fp16'",
+                    "mixedPrecision fp16 needs a GPU: set gpuType, or use bf16 or no on CPU",
+                    ".config.optimization.mixedPrecision",
+                ),
+                # Immutability of what defines the training: pods of a running PyTorchJob cannot
+                # change, and a changed config would make checkpoints meaningless. Create a new
+                # job (it may start from this job's checkpoint claim) to train differently.
+                cel(
+                    "self.modelType == oldSelf.modelType && self.datasetId == oldSelf.datasetId "
+                    "&& self.config == oldSelf.config",
+                    "modelType, datasetId and config are immutable; create a new TrainingJob to train differently",
+                    reason="FieldValueForbidden",
+                ),
+                cel(
+                    "self.maxWorkers == oldSelf.maxWorkers && has(self.gpuType) == has(oldSelf.gpuType) "
+                    "&& (!has(self.gpuType) || self.gpuType == oldSelf.gpuType) "
+                    "&& has(self.gpusPerWorker) == has(oldSelf.gpusPerWorker) "
+                    "&& (!has(self.gpusPerWorker) || self.gpusPerWorker == oldSelf.gpusPerWorker)",
+                    "gpuType, gpusPerWorker and maxWorkers are immutable; stop the job and create a new one to change resources",
+                    reason="FieldValueForbidden",
+                ),
+                cel(
+                    "!has(oldSelf.cancel) || !oldSelf.cancel || (has(self.cancel) && self.cancel)",
+                    "cancel cannot be undone: a cancelled job stays cancelled (its checkpoints are kept)",
+                    ".cancel",
+                    reason="FieldValueForbidden",
+                ),
+            ]
+        }
+    )
+
+    model_type: ModelType = Field(description="Type of model to train: llm, vision, multimodal or custom.")
+    dataset_id: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN_PATTERN,
+        description="Name of a Dataset in the same namespace. The job waits (condition DatasetReady, reason "
+        "DATASET_NOT_FOUND) until it exists.",
+    )
+    config: TrainingConfig = Field(description="Training configuration: model, strategy, hyperparameters.")
+    description: str | None = Field(default=None, max_length=2048, description="Free-text description of the job.")
+    tags: list[Tag] | None = Field(
+        default=None,
+        max_length=32,
+        description="Tags for organisation and filtering (up to 32, each up to 63 characters).",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+    gpu_type: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=32,
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        description="Key of the operator's GPU catalog (a100, h100, h200, v100, l4, a10g, rtx4090, ...); "
+        "absent means a CPU-only job, for development clusters.",
+    )
+    max_workers: int = Field(default=1, ge=1, le=32, description="Number of training pods (1 to 32).")
+    gpus_per_worker: int | None = Field(
+        default=None, ge=1, le=16, description="GPUs per training pod (1 to 16; default 1 when gpuType is set)."
+    )
+    priority: Priority = Field(default=Priority.normal, description="Scheduling priority: high, normal or low.")
+    suspend: bool = Field(
+        default=False,
+        description="Stop: true suspends the job; the trainer saves a checkpoint and the pods end (phase Stopped). "
+        "Setting it back to false resumes from resumeFrom, or from the latest checkpoint.",
+    )
+    resume_from: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        pattern=r"^(latest|none|[a-z0-9]([-a-z0-9_.]*[a-z0-9])?)$",
+        description="Checkpoint id to resume from (ckpt-epoch-1, ckpt-step-500), latest (the default when "
+        "checkpoints exist) or none to start over.",
+    )
+    cancel: bool | None = Field(
+        default=None,
+        description="Cancel: true ends the job for good (phase Cancelled): pods are deleted, checkpoints are "
+        "kept. Cannot be set back to false.",
+    )
+    max_runtime_seconds: int | None = Field(
+        default=None,
+        ge=60,
+        le=30 * 24 * 3600,
+        description="Time limit in seconds while running (activeDeadlineSeconds of the PyTorchJob); the job "
+        "fails with reason DeadlineExceeded past it.",
+    )
+    max_restarts: int = Field(
+        default=3, ge=0, le=100, description="Pod failures tolerated before the job fails (backoffLimit)."
+    )
+    checkpoint_storage: CheckpointStorage | None = Field(
+        default=None, description="Where checkpoints are written; absent means a 20Gi claim the operator creates."
+    )
+    hub_token_secret: SecretKeyRef | None = Field(
+        default=None,
+        description="Secret key holding a Hugging Face hub token (exposed to the trainer as HF_TOKEN) for gated models.",
+    )
+
+
+class Progress(ApiModel):
+    """How far the training has come."""
+
+    current_epoch: int | None = Field(default=None, ge=0, description="Epoch in progress (1-based).")
+    total_epochs: int | None = Field(default=None, ge=0, description="Epochs the job will run.")
+    current_step: int | None = Field(default=None, ge=0, description="Optimizer steps done.")
+    total_steps: int | None = Field(default=None, ge=0, description="Optimizer steps the job will run.")
+    percentage: float | None = Field(default=None, ge=0.0, le=100.0, description="Steps done as a percentage.")
+    elapsed_time: int | None = Field(default=None, ge=0, description="Seconds spent training so far.")
+    remaining_time: int | None = Field(default=None, ge=0, description="Estimated seconds of training left.")
+
+
+class Metrics(ApiModel):
+    """Latest training metrics, as reported by the rank-0 trainer."""
+
+    current_loss: float | None = Field(default=None, description="Training loss of the latest optimizer step.")
+    best_loss: float | None = Field(default=None, description="Lowest training loss so far.")
+    eval_loss: float | None = Field(default=None, description="Latest evaluation loss on the held-out split.")
+    best_eval_loss: float | None = Field(default=None, description="Lowest evaluation loss so far.")
+    learning_rate: float | None = Field(default=None, ge=0.0, description="Current learning rate.")
+    throughput: str | None = Field(
+        default=None, max_length=64, description="Throughput with its unit, for example 1250 tokens/sec."
+    )
+    throughput_value: float | None = Field(default=None, ge=0.0, description="Throughput as a number.")
+    throughput_unit: str | None = Field(
+        default=None, max_length=32, description="Unit of throughputValue: tokens/sec or samples/sec."
+    )
+    memory_usage: str | None = Field(
+        default=None, max_length=32, description="Peak accelerator (or host) memory per worker, for example 38.2GB."
+    )
+
+
+class ResourceAllocation(ApiModel):
+    """What the job was given, from the GPU catalog."""
+
+    gpu_type: str | None = Field(
+        default=None, max_length=128, description="Display name of the GPU, for example NVIDIA A100."
+    )
+    workers: int | None = Field(default=None, ge=0, description="Training pods.")
+    gpus: int | None = Field(default=None, ge=0, description="GPUs in total across workers.")
+    memory_per_worker: str | None = Field(
+        default=None, max_length=32, description="GPU memory per worker, for example 80GB (host memory for CPU jobs)."
+    )
+
+
+class EstimatedCost(ApiModel):
+    """Cost estimate from the catalog's hourly prices (see docs on how the total is estimated)."""
+
+    hourly: float | None = Field(default=None, ge=0.0, description="Price per hour for all workers' GPUs.")
+    total: float | None = Field(
+        default=None, ge=0.0, description="Estimated total: hourly times the estimated duration."
+    )
+    currency: str | None = Field(
+        default=None, max_length=8, description="Currency of the catalog prices, for example USD."
+    )
+
+
+class ResourceUsage(ApiModel):
+    """What the job has used so far."""
+
+    gpu_hours: float | None = Field(default=None, ge=0.0, description="GPU-hours consumed while running.")
+    cost: float | None = Field(default=None, ge=0.0, description="Cost so far, from gpuHours and the catalog price.")
+    efficiency: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="Share of running time spent in training steps (0 to 1), as defined in the docs.",
+    )
+
+
+class Checkpoint(ApiModel):
+    """One checkpoint the trainer saved."""
+
+    id: str = Field(min_length=1, max_length=128, description="Checkpoint id, such as ckpt-epoch-1 or ckpt-step-500.")
+    epoch: int | None = Field(default=None, ge=0, description="Epochs completed when it was saved.")
+    step: int | None = Field(default=None, ge=0, description="Optimizer steps completed when it was saved.")
+    loss: float | None = Field(default=None, description="Training loss when it was saved.")
+    created_at: datetime | None = Field(default=None, description="When it was saved (RFC 3339).")
+    size: str | None = Field(default=None, max_length=32, description="Size on disk, for example 2.3GB.")
+    reason: str | None = Field(
+        default=None, max_length=32, description="Why it was saved: epoch, step, stop, final or diverged."
+    )
+
+
+MAX_STATUS_CHECKPOINTS = 50
+
+
+class TrainingJobStatus(ApiModel):
+    """Observed state of a TrainingJob, written only by the operator. Mirrors the reference job
+    details."""
+
+    phase: Phase | None = Field(
+        default=None,
+        description="Pending, Queued, Running, Stopping, Stopped, Completed, Failed or Cancelled.",
+    )
+    message: str | None = Field(default=None, max_length=4096, description="Human-readable summary of the state.")
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="The .metadata.generation the operator last acted on."
+    )
+    conditions: list[Condition] | None = Field(
+        default=None,
+        max_length=32,
+        description="Ready, Reconciling and Stalled plus domain conditions (DatasetReady, ResourcesAvailable, "
+        "Running, Suspended, Restarting, Succeeded, Failed).",
+        json_schema_extra=CONDITIONS_SCHEMA_EXTRA,
+    )
+    child_name: str | None = Field(
+        default=None, max_length=253, description="Name of the PyTorchJob (or custom job) the operator created."
+    )
+    progress: Progress | None = Field(default=None, description="How far the training has come.")
+    metrics: Metrics | None = Field(default=None, description="Latest training metrics.")
+    resource_allocation: ResourceAllocation | None = Field(default=None, description="What the job was given.")
+    estimated_cost: EstimatedCost | None = Field(default=None, description="Cost estimate.")
+    resource_usage: ResourceUsage | None = Field(default=None, description="What the job has used so far.")
+    checkpoints: list[Checkpoint] | None = Field(
+        default=None,
+        max_length=MAX_STATUS_CHECKPOINTS,
+        description=f"Checkpoints on the job's storage, newest last (at most {MAX_STATUS_CHECKPOINTS}).",
+    )
+    resumed_from: str | None = Field(
+        default=None, max_length=128, description="Checkpoint the current run started from, if any."
+    )
+    started_at: datetime | None = Field(default=None, description="When training first started running.")
+    completed_at: datetime | None = Field(default=None, description="When the job reached a terminal phase.")
+    estimated_completion: datetime | None = Field(default=None, description="When the job is expected to finish.")
+
+
+class ObjectMeta(ApiModel):
+    """The subset of Kubernetes object metadata these types read."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str | None = Field(default=None, description="Object name.")
+    namespace: str | None = Field(default=None, description="Namespace.")
+    labels: dict[str, str] | None = Field(default=None, description="Labels.")
+    annotations: dict[str, str] | None = Field(default=None, description="Annotations.")
+
+
+class TrainingJob(ApiModel):
+    """A managed training run: the operator validates it, runs it as a Kubeflow PyTorchJob on GPU
+    nodes, and mirrors progress, metrics and checkpoints into its status."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    f"self.metadata.name.size() <= {MAX_JOB_NAME_LENGTH}",
+                    f"metadata.name must be at most {MAX_JOB_NAME_LENGTH} characters, so that every pod and "
+                    "Service of the job stays within the 63-character DNS label limit",
+                ),
+                cel(
+                    "self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",
+                    "metadata.name must be a DNS-1035 label: lower-case letters, digits and '-', starting "
+                    "with a letter and ending with a letter or digit",
+                ),
+            ]
+        }
+    )
+
+    api_version: Literal["training.tensorone.ai/v1alpha1"] = Field(default=API_VERSION, description="API version.")
+    kind: Literal["TrainingJob"] = Field(default="TrainingJob", description="Kind.")
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta, description="Standard object metadata.")
+    spec: TrainingJobSpec = Field(description="Desired state.")
+    status: TrainingJobStatus | None = Field(default=None, description="Observed state, written by the operator.")
+
+
+def parse_spec(spec: dict[str, Any]) -> TrainingJobSpec:
+    """Parse a stored spec (camelCase) into the typed model."""
+    return TrainingJobSpec.model_validate(spec)
