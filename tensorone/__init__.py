@@ -2,7 +2,7 @@
 
 from tensorone.errors import TensorOneError
 
-__all__ = ["TensorOneError", "TensorOneClient"]
+__all__ = ["TensorOneClient", "TensorOneError"]
 
 __version__ = "0.1.0"
 

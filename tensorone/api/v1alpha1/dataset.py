@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
 
-from tensorone.api import API_VERSION
 from tensorone.api.v1alpha1.base import (
     CONDITIONS_SCHEMA_EXTRA,
     DNS_SUBDOMAIN_PATTERN,
@@ -18,7 +17,7 @@ from tensorone.api.v1alpha1.base import (
 from tensorone.api.v1alpha1.trainingjob import ObjectMeta
 
 
-class DatasetFormat(str, Enum):
+class DatasetFormat(StrEnum):
     """File format of the data."""
 
     jsonl = "jsonl"
@@ -179,7 +178,9 @@ class DatasetStatus(ApiModel):
 class Dataset(ApiModel):
     """Training data a TrainingJob refers to by name (datasetId)."""
 
-    api_version: Literal["training.tensorone.ai/v1alpha1"] = Field(default=API_VERSION, description="API version.")
+    api_version: Literal["training.tensorone.ai/v1alpha1"] = Field(
+        default="training.tensorone.ai/v1alpha1", description="API version."
+    )
     kind: Literal["Dataset"] = Field(default="Dataset", description="Kind.")
     metadata: ObjectMeta = Field(default_factory=ObjectMeta, description="Standard object metadata.")
     spec: DatasetSpec = Field(description="Desired state.")

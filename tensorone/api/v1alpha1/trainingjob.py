@@ -9,12 +9,11 @@ across fields as CEL (``x-kubernetes-validations``), so a bad manifest is refuse
 from __future__ import annotations
 
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field
 
-from tensorone.api import API_VERSION
 from tensorone.api.v1alpha1.base import (
     CONDITIONS_SCHEMA_EXTRA,
     DNS_SUBDOMAIN_PATTERN,
@@ -25,7 +24,7 @@ from tensorone.api.v1alpha1.base import (
 )
 
 
-class ModelType(str, Enum):
+class ModelType(StrEnum):
     """What kind of model the job trains."""
 
     llm = "llm"
@@ -34,7 +33,7 @@ class ModelType(str, Enum):
     custom = "custom"
 
 
-class Strategy(str, Enum):
+class Strategy(StrEnum):
     """How the base model's weights are trained."""
 
     lora = "lora"
@@ -42,7 +41,7 @@ class Strategy(str, Enum):
     full = "full"
 
 
-class Priority(str, Enum):
+class Priority(StrEnum):
     """Scheduling priority; maps to a PriorityClass of the operator's chart."""
 
     high = "high"
@@ -50,7 +49,7 @@ class Priority(str, Enum):
     low = "low"
 
 
-class MixedPrecision(str, Enum):
+class MixedPrecision(StrEnum):
     """Numeric precision of the forward and backward passes."""
 
     no = "no"
@@ -58,7 +57,7 @@ class MixedPrecision(str, Enum):
     bf16 = "bf16"
 
 
-class LrScheduler(str, Enum):
+class LrScheduler(StrEnum):
     """Learning-rate schedule after the warmup."""
 
     linear = "linear"
@@ -66,7 +65,7 @@ class LrScheduler(str, Enum):
     constant = "constant"
 
 
-class Phase(str, Enum):
+class Phase(StrEnum):
     """Where a TrainingJob is in its life."""
 
     Pending = "Pending"
@@ -654,7 +653,9 @@ class TrainingJob(ApiModel):
         }
     )
 
-    api_version: Literal["training.tensorone.ai/v1alpha1"] = Field(default=API_VERSION, description="API version.")
+    api_version: Literal["training.tensorone.ai/v1alpha1"] = Field(
+        default="training.tensorone.ai/v1alpha1", description="API version."
+    )
     kind: Literal["TrainingJob"] = Field(default="TrainingJob", description="Kind.")
     metadata: ObjectMeta = Field(default_factory=ObjectMeta, description="Standard object metadata.")
     spec: TrainingJobSpec = Field(description="Desired state.")
