@@ -1,0 +1,249 @@
+"""The operator's configuration file (``OperatorConfig``) and its built-in GPU catalog.
+
+The Helm chart renders this file (YAML, camelCase) into a ConfigMap mounted at
+``/etc/tensorone/operator/config.yaml``; ``TENSORONE_OPERATOR_CONFIG`` names another path. A missing
+file means the built-in defaults below, so the operator also runs with no configuration at all.
+Every field has a default; unknown fields are refused with the field's path, so a typo in the chart
+values is an error at start-up rather than a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.alias_generators import to_camel
+
+from tensorone.errors import ConfigurationError
+
+CONFIG_ENV = "TENSORONE_OPERATOR_CONFIG"
+DEFAULT_CONFIG_PATH = "/etc/tensorone/operator/config.yaml"
+
+# A Kubernetes quantity as the API server accepts it for requests and limits (decimal or binary
+# suffixes, optional fraction, optional exponent-free milli for CPU).
+QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
+# Label values (nvidia.com/gpu.product) are at most 63 characters of [A-Za-z0-9-_.].
+LABEL_VALUE_PATTERN = r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+# The same pattern as TrainingJobSpec.gpuType, so every catalog key can be requested.
+GPU_TYPE_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+
+class ConfigModel(BaseModel):
+    """Base of the configuration models: camelCase in the file, unknown fields refused."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+
+class GpuType(ConfigModel):
+    """One entry of the GPU catalog: how to find the GPU on nodes, and what it gives and costs."""
+
+    display_name: str = Field(min_length=1, max_length=128, description="Shown as resourceAllocation.gpuType.")
+    products: list[str] = Field(
+        min_length=1,
+        description="Values of the node label nvidia.com/gpu.product (set by NVIDIA GPU Feature Discovery) "
+        "that count as this GPU type.",
+    )
+    memory_per_gpu: str = Field(
+        pattern=r"^[0-9]+(\.[0-9]+)?(GB|TB|MB)$",
+        description="GPU memory of one GPU, for example 80GB; resourceAllocation.memoryPerWorker is this times "
+        "gpusPerWorker.",
+    )
+    hourly_price: float = Field(ge=0.0, description="Price of one GPU for one hour, in the config's currency.")
+    cpu_per_gpu: str = Field(default="8", pattern=QUANTITY_PATTERN, description="CPU requested per GPU.")
+    host_memory_per_gpu: str = Field(default="64Gi", pattern=QUANTITY_PATTERN, description="Host memory per GPU.")
+
+    @field_validator("products")
+    @classmethod
+    def _label_values(cls, products: list[str]) -> list[str]:
+        for value in products:
+            if not re.match(LABEL_VALUE_PATTERN, value):
+                raise ValueError(
+                    f"{value!r} is not a valid label value: at most 63 characters of letters, digits, '-', '_' "
+                    "and '.', starting and ending with a letter or digit"
+                )
+        return products
+
+
+class CheckpointStorageDefaults(ConfigModel):
+    """Defaults of the checkpoint claim the operator creates when a job names none."""
+
+    size: str = Field(
+        default="20Gi", pattern=QUANTITY_PATTERN, description="Size when spec.checkpointStorage.size is unset."
+    )
+    storage_class_name: str = Field(
+        default="", description="StorageClass when the job names none; empty means the cluster default."
+    )
+
+
+class CpuJobResources(ConfigModel):
+    """Requests and limits of a CPU-only job's pods (a job without gpuType)."""
+
+    cpu: str = Field(default="2", pattern=QUANTITY_PATTERN, description="CPU per pod.")
+    memory: str = Field(default="8Gi", pattern=QUANTITY_PATTERN, description="Memory per pod.")
+
+
+class PriorityClasses(ConfigModel):
+    """PriorityClass name per spec.priority; an empty name sets no priorityClassName."""
+
+    high: str = Field(default="tensorone-high", description="PriorityClass of priority high.")
+    normal: str = Field(default="tensorone-normal", description="PriorityClass of priority normal.")
+    low: str = Field(default="tensorone-low", description="PriorityClass of priority low.")
+
+    def for_priority(self, priority: str) -> str:
+        """The class name for ``high``, ``normal`` or ``low``."""
+        return str(getattr(self, priority))
+
+
+def _gpu(  # noqa: PLR0917 - a table of entries reads best positionally
+    display_name: str,
+    products: list[str],
+    memory_per_gpu: str,
+    hourly_price: float,
+    cpu_per_gpu: str,
+    host_memory_per_gpu: str,
+) -> GpuType:
+    return GpuType(
+        display_name=display_name,
+        products=products,
+        memory_per_gpu=memory_per_gpu,
+        hourly_price=hourly_price,
+        cpu_per_gpu=cpu_per_gpu,
+        host_memory_per_gpu=host_memory_per_gpu,
+    )
+
+
+# Product values are what GPU Feature Discovery derives from the driver's product name (spaces
+# become '-'). Prices are indicative on-demand cloud prices per GPU-hour; operators of a real
+# cluster set their own in the chart values.
+DEFAULT_GPU_CATALOG: dict[str, GpuType] = {
+    "a100": _gpu(
+        "NVIDIA A100",
+        ["NVIDIA-A100-SXM4-80GB", "NVIDIA-A100-80GB-PCIe", "NVIDIA-A100-SXM4-40GB", "NVIDIA-A100-PCIE-40GB"],
+        "80GB",
+        4.10,
+        "12",
+        "120Gi",
+    ),
+    "h100": _gpu(
+        "NVIDIA H100",
+        ["NVIDIA-H100-80GB-HBM3", "NVIDIA-H100-PCIe", "NVIDIA-H100-NVL"],
+        "80GB",
+        6.98,
+        "16",
+        "200Gi",
+    ),
+    "h200": _gpu("NVIDIA H200", ["NVIDIA-H200", "NVIDIA-H200-NVL"], "141GB", 8.50, "16", "240Gi"),
+    "v100": _gpu(
+        "NVIDIA V100",
+        ["Tesla-V100-SXM2-16GB", "Tesla-V100-SXM2-32GB", "Tesla-V100-PCIE-16GB", "Tesla-V100-PCIE-32GB"],
+        "32GB",
+        2.48,
+        "8",
+        "60Gi",
+    ),
+    "l4": _gpu("NVIDIA L4", ["NVIDIA-L4"], "24GB", 0.80, "8", "32Gi"),
+    "a10g": _gpu("NVIDIA A10G", ["NVIDIA-A10G"], "24GB", 1.21, "8", "32Gi"),
+    "l40s": _gpu("NVIDIA L40S", ["NVIDIA-L40S"], "48GB", 1.86, "12", "64Gi"),
+    "rtx4090": _gpu("NVIDIA GeForce RTX 4090", ["NVIDIA-GeForce-RTX-4090"], "24GB", 0.69, "8", "32Gi"),
+    "a6000": _gpu("NVIDIA RTX A6000", ["NVIDIA-RTX-A6000"], "48GB", 0.79, "8", "48Gi"),
+    "t4": _gpu("NVIDIA T4", ["Tesla-T4"], "16GB", 0.35, "4", "16Gi"),
+}
+
+
+class OperatorConfig(ConfigModel):
+    """Everything the operator can be configured with; each field has a default."""
+
+    trainer_image: str = Field(
+        default="ghcr.io/tensorone/trainer:0.1.0",
+        min_length=1,
+        pattern=r"^[^\s]+$",
+        description="Image of the built-in trainer (modelType llm, vision, multimodal).",
+    )
+    trainer_image_pull_policy: str = Field(
+        default="IfNotPresent",
+        pattern=r"^(Always|IfNotPresent|Never)$",
+        description="imagePullPolicy of the training containers: Always, IfNotPresent or Never.",
+    )
+    training_service_account: str = Field(
+        default="tensorone-training",
+        description="ServiceAccount of the training pods; empty means the namespace's default account.",
+    )
+    priority_classes: PriorityClasses = Field(
+        default_factory=PriorityClasses, description="PriorityClass per spec.priority."
+    )
+    termination_grace_period_seconds: int = Field(
+        default=300,
+        ge=10,
+        le=86400,
+        description="Seconds the trainer gets after SIGTERM to save a checkpoint.",
+    )
+    progress_poll_seconds: float = Field(
+        default=5, gt=0, le=3600, description="How often the rank-0 trainer's /progress is read."
+    )
+    report_port: int = Field(
+        default=9400, ge=1024, le=65535, description="Port of the trainer's /progress and /metrics."
+    )
+    check_gpu_nodes: bool = Field(
+        default=True,
+        description="Check that some node offers the requested GPU type (INSUFFICIENT_RESOURCES); needs "
+        "cluster-wide read of nodes. False trusts the scheduler (and the queue) alone.",
+    )
+    checkpoint_storage: CheckpointStorageDefaults = Field(
+        default_factory=CheckpointStorageDefaults, description="Defaults of the checkpoint claim."
+    )
+    cpu_job: CpuJobResources = Field(default_factory=CpuJobResources, description="Resources of CPU-only jobs.")
+    shm_size: str = Field(
+        default="8Gi", pattern=QUANTITY_PATTERN, description="Size limit of the /dev/shm memory emptyDir."
+    )
+    currency: str = Field(default="USD", min_length=1, max_length=8, description="Currency of the catalog prices.")
+    gpu_catalog: dict[str, GpuType] = Field(
+        default_factory=lambda: dict(DEFAULT_GPU_CATALOG),
+        description="GPU types by key (the value of spec.gpuType). Replaces the built-in catalog entirely.",
+    )
+
+    @field_validator("gpu_catalog")
+    @classmethod
+    def _catalog_keys(cls, catalog: dict[str, GpuType]) -> dict[str, GpuType]:
+        if not catalog:
+            raise ValueError("the GPU catalog needs at least one entry")
+        for key in catalog:
+            if len(key) > 32 or not re.match(GPU_TYPE_PATTERN, key):
+                raise ValueError(
+                    f"catalog key {key!r} cannot be requested: spec.gpuType allows at most 32 lower-case letters, "
+                    "digits and '-'"
+                )
+        return catalog
+
+
+def parse_config(data: Any, *, source: str = "operator config") -> OperatorConfig:
+    """Validate a parsed YAML document as an OperatorConfig; errors name the field and the source."""
+    if data is None:
+        return OperatorConfig()
+    if not isinstance(data, dict):
+        raise ConfigurationError(f"{source}: expected a mapping of settings, got {type(data).__name__}")
+    try:
+        return OperatorConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}" for error in exc.errors()
+        )
+        raise ConfigurationError(f"{source}: {problems}") from exc
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> OperatorConfig:
+    """Read the config file named by ``path``, ``$TENSORONE_OPERATOR_CONFIG`` or the default path.
+
+    A missing file means the built-in defaults; a present but invalid file is an error.
+    """
+    location = Path(path or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH)
+    if not location.exists():
+        return OperatorConfig()
+    try:
+        data = yaml.safe_load(location.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigurationError(f"{location}: not valid YAML: {exc}") from exc
+    return parse_config(data, source=str(location))
