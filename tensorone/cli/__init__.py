@@ -15,7 +15,9 @@ from collections.abc import Callable, Sequence
 from tensorone.errors import TensorOneError
 
 # Verb modules, in the order `t1 --help` lists them.
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = [
+    "tensorone.cli.jobs",
+]
 
 Handler = Callable[[argparse.Namespace], int]
 
