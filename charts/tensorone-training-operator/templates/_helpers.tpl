@@ -1,0 +1,123 @@
+{{/* Names, labels and the pieces several templates share. */}}
+
+{{- define "tensorone.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "tensorone.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else if contains (include "tensorone.name" .) .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name (include "tensorone.name" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{/* Labels of every object the chart renders, without a component. */}}
+{{- define "tensorone.commonLabels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/name: {{ include "tensorone.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: tensorone-training
+{{- end }}
+
+{{/* Labels of the operator's own objects. */}}
+{{- define "tensorone.labels" -}}
+{{ include "tensorone.commonLabels" . }}
+app.kubernetes.io/component: operator
+{{- end }}
+
+{{- define "tensorone.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "tensorone.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: operator
+{{- end }}
+
+{{- define "tensorone.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "tensorone.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* repository@digest when a digest is set, else repository:tag (tag defaults to appVersion). */}}
+{{- define "tensorone.imageRef" -}}
+{{- $image := index . 0 -}}
+{{- $appVersion := index . 1 -}}
+{{- if $image.digest -}}
+{{- printf "%s@%s" $image.repository $image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $image.repository (default $appVersion $image.tag) -}}
+{{- end -}}
+{{- end }}
+
+{{/* Namespaces where training pods run and so need the training ServiceAccount. */}}
+{{- define "tensorone.trainingNamespaces" -}}
+{{- $namespaces := list .Release.Namespace -}}
+{{- range (concat .Values.watchNamespaces .Values.trainingServiceAccount.namespaces) -}}
+{{- $namespaces = append $namespaces . -}}
+{{- end -}}
+{{- toJson (uniq $namespaces) -}}
+{{- end }}
+
+{{/* The operator's config file (OperatorConfig, camelCase). */}}
+{{- define "tensorone.operatorConfig" -}}
+{{- $config := deepCopy .Values.operatorConfig -}}
+{{- $_ := set $config "trainerImage" (include "tensorone.imageRef" (list .Values.trainer.image .Chart.AppVersion)) -}}
+{{- $_ = set $config "trainerImagePullPolicy" .Values.trainer.image.pullPolicy -}}
+{{- $_ = set $config "trainingServiceAccount" .Values.trainingServiceAccount.name -}}
+{{- $_ = set $config "priorityClasses" (dict "high" .Values.priorityClasses.high.name "normal" .Values.priorityClasses.normal.name "low" .Values.priorityClasses.low.name) -}}
+{{- toYaml $config -}}
+{{- end }}
+
+{{/*
+Namespaced rules of the operator (contract: docs/design.md and the operator's RBAC table). Shared by
+the cluster-wide ClusterRole and the per-namespace Roles, so both modes grant the same access.
+*/}}
+{{- define "tensorone.namespacedRules" -}}
+- apiGroups: [training.tensorone.ai]
+  resources: [trainingjobs, datasets]
+  verbs: [get, list, watch, patch, update]
+- apiGroups: [training.tensorone.ai]
+  resources: [trainingjobs/status, datasets/status]
+  verbs: [get, patch, update]
+- apiGroups: [training.tensorone.ai]
+  resources: [trainingjobs/finalizers]
+  verbs: [update]
+- apiGroups: [kubeflow.org]
+  resources: [pytorchjobs]
+  verbs: [get, list, watch, create, patch, update, delete]
+- apiGroups: [""]
+  resources: [configmaps, persistentvolumeclaims]
+  verbs: [get, list, watch, create, patch, delete]
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [get, list, watch]
+{{- if .Values.rbac.podProxy }}
+- apiGroups: [""]
+  resources: [pods/proxy]
+  verbs: [get]
+{{- end }}
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create, patch]
+- apiGroups: [events.k8s.io]
+  resources: [events]
+  verbs: [create, patch]
+{{- end }}
+
+{{/* Cluster-scoped rules every mode needs: kopf scans CRDs; the GPU check reads nodes. */}}
+{{- define "tensorone.clusterScopedRules" -}}
+- apiGroups: [apiextensions.k8s.io]
+  resources: [customresourcedefinitions]
+  verbs: [get, list, watch]
+{{- if .Values.operatorConfig.checkGpuNodes }}
+- apiGroups: [""]
+  resources: [nodes]
+  verbs: [get, list, watch]
+{{- end }}
+{{- end }}
