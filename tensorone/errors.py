@@ -74,6 +74,12 @@ class DatasetNotFound(TensorOneError):
     code = "DATASET_NOT_FOUND"
 
 
+class DataError(TensorOneError):
+    """Training data cannot be read or has too many bad rows (DATA_ERROR)."""
+
+    code = "DATA_ERROR"
+
+
 class InsufficientResources(TensorOneError):
     """No node offers the requested GPU type (INSUFFICIENT_RESOURCES)."""
 
