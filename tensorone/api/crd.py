@@ -103,7 +103,24 @@ def structural_schema(model: type[BaseModel]) -> dict[str, Any]:
                 "type": "string",
                 "description": "Kind is a string value representing the REST resource this object represents.",
             },
-            "metadata": {"type": "object"},
+            # Only name and generateName may be described under metadata; they are typed here so
+            # root-level CEL rules can point their fieldPath at metadata.name, and bounded by the
+            # API server's own 253-character limit so the rules' cost estimate is bounded too.
+            "metadata": {
+                "type": "object",
+                "properties": {
+                    "name": {
+                        "type": "string",
+                        "maxLength": 253,
+                        "description": "Name of the object, unique in its namespace.",
+                    },
+                    "generateName": {
+                        "type": "string",
+                        "maxLength": 253,
+                        "description": "Prefix of a server-generated name, used when name is not set.",
+                    },
+                },
+            },
             "spec": _convert(properties["spec"], defs),
             "status": _convert(properties["status"], defs),
         },

@@ -643,11 +643,13 @@ class TrainingJob(ApiModel):
                     f"self.metadata.name.size() <= {MAX_JOB_NAME_LENGTH}",
                     f"metadata.name must be at most {MAX_JOB_NAME_LENGTH} characters, so that every pod and "
                     "Service of the job stays within the 63-character DNS label limit",
+                    ".metadata.name",
                 ),
                 cel(
                     "self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",
                     "metadata.name must be a DNS-1035 label: lower-case letters, digits and '-', starting "
                     "with a letter and ending with a letter or digit",
+                    ".metadata.name",
                 ),
             ]
         }
