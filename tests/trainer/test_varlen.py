@@ -1,0 +1,153 @@
+"""Packing and packed attention: positions, per-sample label shift, no attention across samples."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from tensorone.errors import ConfigurationError
+from trainer.varlen import IGNORE_INDEX, VARLEN_SDPA, PackedBatch, enable_packed_attention, pack
+
+VOCAB = 97
+
+
+@dataclass(frozen=True)
+class Example:
+    input_ids: list[int]
+    labels: list[int]
+
+
+def tiny_llama(seed: int = 0) -> LlamaForCausalLM:
+    """Four query heads sharing two key/value heads, so grouped-query attention is exercised too."""
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=VOCAB,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+    )
+    return LlamaForCausalLM(config).eval()
+
+
+def random_examples(lengths: list[int], seed: int = 1) -> list[Example]:
+    generator = torch.Generator().manual_seed(seed)
+    examples = []
+    for length in lengths:
+        ids = torch.randint(0, VOCAB, (length,), generator=generator).tolist()
+        prompt = length // 2
+        examples.append(Example(ids, [IGNORE_INDEX] * prompt + ids[prompt:]))
+    return examples
+
+
+def test_pack_restarts_positions_and_shifts_labels_within_each_sample() -> None:
+    batch = pack([Example([5, 6, 7], [-100, 6, 7]), Example([8, 9], [8, 9])])
+
+    assert batch.input_ids.tolist() == [[5, 6, 7, 8, 9]]
+    assert batch.position_ids.tolist() == [[0, 1, 2, 0, 1]]
+    # Token 7 ends sample 0: it predicts nothing, in particular not token 8 of sample 1.
+    assert batch.shift_labels.tolist() == [[6, 7, -100, 9, -100]]
+    assert batch.supervised_positions.tolist() == [0, 1, 3]
+    assert batch.cu_seqlens.tolist() == [0, 3, 5]
+    assert batch.cu_seqlens.dtype == torch.int32
+    assert (batch.max_seqlen, batch.num_supervised, batch.num_tokens, batch.num_samples) == (3, 3, 5, 2)
+
+
+@pytest.mark.parametrize(
+    ("examples", "field"),
+    [
+        ([], "examples"),
+        ([Example([1, 2], [1, 2]), Example([], [])], "examples[1].input_ids"),
+        ([Example([1, 2, 3], [1, 2])], "examples[0].labels"),
+    ],
+)
+def test_pack_rejects_bad_examples_naming_the_field(examples: list[Example], field: str) -> None:
+    with pytest.raises(ConfigurationError) as error:
+        pack(examples)
+    assert error.value.field == field
+
+
+def test_pack_refuses_more_tokens_than_the_budget() -> None:
+    examples = random_examples([10, 7])
+    assert pack(examples, max_tokens=17).num_tokens == 17
+    with pytest.raises(ConfigurationError, match="17 tokens, more than max_tokens=16"):
+        pack(examples, max_tokens=16)
+
+
+def packed_logits(model: LlamaForCausalLM, batch: PackedBatch, *, with_cu_seqlens: bool = True) -> torch.Tensor:
+    inputs = batch.model_inputs()
+    if not with_cu_seqlens:
+        inputs = {"input_ids": batch.input_ids, "position_ids": batch.position_ids}
+    with torch.no_grad():
+        return model(**inputs).logits[0]
+
+
+@pytest.mark.parametrize("with_cu_seqlens", [True, False], ids=["cu_seqlens", "position_ids_only"])
+def test_packed_logits_equal_each_sample_run_alone(with_cu_seqlens: bool) -> None:
+    model = tiny_llama()
+    assert enable_packed_attention(model) == VARLEN_SDPA
+    examples = random_examples([9, 1, 17, 4])
+    batch = pack(examples)
+
+    logits = packed_logits(model, batch, with_cu_seqlens=with_cu_seqlens)
+
+    for example, start in zip(examples, batch.cu_seqlens.tolist(), strict=False):
+        with torch.no_grad():
+            alone = model(input_ids=torch.tensor([example.input_ids])).logits[0]
+        torch.testing.assert_close(logits[start : start + len(example.input_ids)], alone, rtol=1e-5, atol=1e-5)
+
+
+def test_changing_one_sample_does_not_change_another_samples_logits() -> None:
+    model = tiny_llama()
+    enable_packed_attention(model)
+    sample_a, sample_b = random_examples([12, 10])
+    perturbed_a = Example([(t + 1) % VOCAB for t in sample_a.input_ids], sample_a.labels)
+
+    before = packed_logits(model, pack([sample_a, sample_b]))
+    after = packed_logits(model, pack([perturbed_a, sample_b]))
+
+    assert not torch.allclose(before[:12], after[:12]), "perturbing sample A must change A's own logits"
+    assert torch.equal(before[12:], after[12:])
+
+
+def test_padded_batches_still_honour_the_attention_mask() -> None:
+    """Evaluation code may keep padding: under the packed implementation it gives SDPA's results."""
+    reference, model = tiny_llama(), tiny_llama()
+    enable_packed_attention(model)
+    input_ids = torch.randint(0, VOCAB, (2, 8), generator=torch.Generator().manual_seed(3))
+    attention_mask = torch.tensor([[1] * 8, [1] * 5 + [0] * 3])
+
+    with torch.no_grad():
+        expected = reference(input_ids=input_ids, attention_mask=attention_mask).logits
+        got = model(input_ids=input_ids, attention_mask=attention_mask).logits
+
+    torch.testing.assert_close(got[0], expected[0])
+    torch.testing.assert_close(got[1, :5], expected[1, :5])
+
+
+def test_enable_packed_attention_reaches_through_a_lora_wrapper() -> None:
+    model = get_peft_model(tiny_llama(), LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+
+    assert enable_packed_attention(model) == VARLEN_SDPA
+    assert model.get_base_model().config._attn_implementation == VARLEN_SDPA
+
+
+def test_enable_packed_attention_rejects_what_is_not_a_transformers_model() -> None:
+    with pytest.raises(ConfigurationError, match="expected a transformers PreTrainedModel"):
+        enable_packed_attention(torch.nn.Linear(2, 2))
+
+
+def test_inconsistent_cu_seqlens_are_refused() -> None:
+    model = tiny_llama()
+    enable_packed_attention(model)
+    batch = pack(random_examples([5, 5]))
+    inputs = {**batch.model_inputs(), "cu_seq_lens_q": torch.tensor([0, 4, 9], dtype=torch.int32)}
+
+    with pytest.raises(ConfigurationError, match="row length 10"):
+        model(**inputs)

@@ -1,0 +1,291 @@
+"""Padding-free packing of variable-length samples, and attention that never crosses a sample.
+
+A micro-batch of ``n`` tokenized samples becomes ONE row of ``T = sum(len_i)`` tokens: no padding
+token is ever embedded, attended, projected or back-propagated. Three things keep the packed row
+equivalent to the padded batch:
+
+- ``position_ids`` restart at 0 for every sample, so rotary embeddings see the same positions;
+- labels are shifted *per sample* (``shift_labels``): the last token of a sample predicts nothing,
+  never the first token of the next sample;
+- attention is causal *within* a sample and blind across samples. :func:`enable_packed_attention`
+  picks the implementation: varlen flash attention on CUDA when ``flash_attn`` is installed and the
+  model runs in fp16/bf16, otherwise :data:`VARLEN_SDPA`, registered here in transformers'
+  ``AttentionInterface``: it splits the row by ``cu_seqlens`` and runs causal SDPA on each segment,
+  so the cross-sample blocks a block-diagonal mask would compute and throw away are never computed.
+
+Typical use in a training loop (see docs/performance.md)::
+
+    enable_packed_attention(model)                  # once, after the model (and LoRA) is built
+    batch = pack(micro_batch_examples).to(device)   # in the collate function
+    loss_sum, n = causal_lm_loss(model, batch)      # trainer.supervised_loss
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+from transformers import AttentionInterface, PreTrainedModel
+from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+from tensorone.errors import ConfigurationError
+
+IGNORE_INDEX = -100
+"""Label value of a token that is not supervised (prompt, padding), as in Hugging Face."""
+
+VARLEN_SDPA = "tensorone_varlen_sdpa"
+"""Name of the per-segment SDPA attention in transformers' attention registry."""
+
+FLASH_VARLEN = "flash_attention_2"
+
+
+class TokenizedExample(Protocol):
+    """What :func:`pack` needs from a sample: token ids and same-length labels (``-100`` = not supervised).
+
+    Labels are aligned with ``input_ids`` as in Hugging Face (``labels[i]`` is token ``i`` itself or
+    ``-100``); the shift to next-token targets happens in :func:`pack`.
+    """
+
+    @property
+    def input_ids(self) -> Sequence[int]: ...
+
+    @property
+    def labels(self) -> Sequence[int]: ...
+
+
+@dataclass(frozen=True)
+class PackedBatch:
+    """One micro-batch packed into a single row of ``num_tokens`` tokens.
+
+    ``shift_labels[0, t]`` is the target of the prediction made at token ``t`` (the next token of
+    the same sample) or ``-100``; ``supervised_positions`` lists the ``t`` where it is not ``-100``,
+    computed on the CPU at collate time so the loss needs no device sync to find them.
+    """
+
+    input_ids: torch.Tensor  # int64 [1, T]
+    position_ids: torch.Tensor  # int64 [1, T], 0..len_i-1 for each sample
+    shift_labels: torch.Tensor  # int64 [1, T]
+    supervised_positions: torch.Tensor  # int64 [N]
+    cu_seqlens: torch.Tensor  # int32 [n + 1]: 0, len_0, len_0 + len_1, ..., T
+    max_seqlen: int
+    num_supervised: int  # N, a Python int: the loss normaliser needs no device sync
+
+    @property
+    def num_tokens(self) -> int:
+        """Real tokens in the row (there is no padding)."""
+        return int(self.input_ids.shape[1])
+
+    @property
+    def num_samples(self) -> int:
+        """Samples packed into the row."""
+        return int(self.cu_seqlens.shape[0]) - 1
+
+    def to(self, device: torch.device | str) -> PackedBatch:
+        """The same batch with every tensor on ``device`` (non-blocking when the source is pinned)."""
+        return PackedBatch(
+            input_ids=self.input_ids.to(device, non_blocking=True),
+            position_ids=self.position_ids.to(device, non_blocking=True),
+            shift_labels=self.shift_labels.to(device, non_blocking=True),
+            supervised_positions=self.supervised_positions.to(device, non_blocking=True),
+            cu_seqlens=self.cu_seqlens.to(device, non_blocking=True),
+            max_seqlen=self.max_seqlen,
+            num_supervised=self.num_supervised,
+        )
+
+    def model_inputs(self) -> dict[str, Any]:
+        """Keyword arguments for a transformers decoder (or a full ``...ForCausalLM``) forward.
+
+        The ``cu_seq_lens_*`` / ``max_length_*`` names are transformers' own flash-attention
+        keywords: varlen flash attention and :data:`VARLEN_SDPA` both read them.
+        """
+        return {
+            "input_ids": self.input_ids,
+            "position_ids": self.position_ids,
+            "cu_seq_lens_q": self.cu_seqlens,
+            "cu_seq_lens_k": self.cu_seqlens,
+            "max_length_q": self.max_seqlen,
+            "max_length_k": self.max_seqlen,
+            "use_cache": False,
+        }
+
+
+def pack(examples: Sequence[TokenizedExample], max_tokens: int | None = None) -> PackedBatch:
+    """Pack ``examples`` (one micro-batch) into one padding-free row.
+
+    ``max_tokens``, when given, bounds the packed length: a batch longer than that raises instead
+    of allocating more than the caller planned for. Every example keeps all of its tokens (truncation
+    is the data pipeline's job, before packing).
+    """
+    if not examples:
+        raise ConfigurationError("cannot pack an empty micro-batch: it needs at least one example", field="examples")
+    ids: list[int] = []
+    positions: list[int] = []
+    shifted: list[int] = []
+    cu_seqlens = [0]
+    for index, example in enumerate(examples):
+        input_ids, labels = list(example.input_ids), list(example.labels)
+        if not input_ids:
+            raise ConfigurationError(
+                "has no tokens; every packed example needs at least one", field=f"examples[{index}].input_ids"
+            )
+        if len(labels) != len(input_ids):
+            raise ConfigurationError(
+                f"has {len(labels)} entries but input_ids has {len(input_ids)}; they must be the same length",
+                field=f"examples[{index}].labels",
+            )
+        ids.extend(input_ids)
+        positions.extend(range(len(input_ids)))
+        # Next-token targets within the sample; the sample's last token has none (HF pads with -100
+        # in the same place when it shifts a padded row).
+        shifted.extend(labels[1:])
+        shifted.append(IGNORE_INDEX)
+        cu_seqlens.append(cu_seqlens[-1] + len(input_ids))
+    if max_tokens is not None and cu_seqlens[-1] > max_tokens:
+        raise ConfigurationError(
+            f"the micro-batch packs to {cu_seqlens[-1]} tokens, more than max_tokens={max_tokens}; "
+            "lower the batch size or the maximum sequence length",
+            field="max_tokens",
+        )
+    shift_labels = torch.tensor(shifted, dtype=torch.long)
+    supervised = torch.nonzero(shift_labels != IGNORE_INDEX).flatten()
+    lengths = [b - a for a, b in itertools.pairwise(cu_seqlens)]
+    return PackedBatch(
+        input_ids=torch.tensor(ids, dtype=torch.long).unsqueeze(0),
+        position_ids=torch.tensor(positions, dtype=torch.long).unsqueeze(0),
+        shift_labels=shift_labels.unsqueeze(0),
+        supervised_positions=supervised,
+        cu_seqlens=torch.tensor(cu_seqlens, dtype=torch.int32),
+        max_seqlen=max(lengths),
+        num_supervised=int(supervised.numel()),
+    )
+
+
+def flash_varlen_available(model: nn.Module) -> bool:
+    """Whether varlen flash attention can run this model: CUDA, ``flash_attn`` installed, fp16/bf16 weights."""
+    parameter = next(model.parameters(), None)
+    return (
+        parameter is not None
+        and parameter.device.type == "cuda"
+        and parameter.dtype in (torch.float16, torch.bfloat16)
+        and importlib.util.find_spec("flash_attn") is not None
+    )
+
+
+def enable_packed_attention(model: nn.Module) -> str:
+    """Switch ``model`` (a transformers model, possibly inside a peft wrapper) to packing-safe attention.
+
+    Returns the implementation chosen: ``flash_attention_2`` where :func:`flash_varlen_available`,
+    else :data:`VARLEN_SDPA`, or ``sdpa`` for models with sliding-window attention (transformers then
+    builds the block-diagonal mask itself from the restarting ``position_ids``: correct, but it
+    computes the cross-sample blocks). Padded batches (``attention_mask`` given) keep working with
+    every choice, so evaluation code needs no change.
+    """
+    base = base_transformers_model(model)
+    config = base.config
+    if getattr(config, "sliding_window", None) and getattr(config, "use_sliding_window", True):
+        implementation = "sdpa"
+    elif flash_varlen_available(base):
+        implementation = FLASH_VARLEN
+    else:
+        implementation = VARLEN_SDPA
+    base.set_attn_implementation(implementation)
+    return implementation
+
+
+def base_transformers_model(model: nn.Module) -> PreTrainedModel:
+    """The transformers model inside ``model``: ``model`` itself, or what a peft wrapper wraps."""
+    get_base_model = getattr(model, "get_base_model", None)
+    base = get_base_model() if callable(get_base_model) else model
+    if not isinstance(base, PreTrainedModel):
+        raise ConfigurationError(
+            f"expected a transformers PreTrainedModel (optionally wrapped by peft), got {type(base).__name__}",
+            field="model",
+        )
+    return base
+
+
+def varlen_sdpa_attention(  # noqa: PLR0917 - transformers calls attention functions positionally
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
+    """Causal attention restricted to each packed sample: one SDPA call per segment.
+
+    Segments come from ``cu_seq_lens_q`` or, when only ``position_ids`` are given (the flattening
+    convention of transformers' ``DataCollatorWithFlattening``), from the positions that restart at
+    0. A call with a real (padding) mask, or a single unpacked sequence, is plain SDPA.
+    """
+    for unsupported in ("sliding_window", "softcap", "s_aux"):
+        if kwargs.get(unsupported) is not None:
+            raise ConfigurationError(
+                f"{VARLEN_SDPA} does not implement {unsupported!r}; use attn_implementation 'sdpa' for this model",
+                field="attn_implementation",
+            )
+    boundaries = None if attention_mask is not None else _segment_boundaries(kwargs, query.shape[2])
+    if boundaries is None:
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
+        )
+    if query.shape[0] != 1:
+        raise ConfigurationError(
+            f"packed attention takes one packed row, got a batch of {query.shape[0]}", field="input_ids"
+        )
+    groups = getattr(module, "num_key_value_groups", 1)
+    key, value = repeat_kv(key, groups), repeat_kv(value, groups)
+    lengths = [end - start for start, end in itertools.pairwise(boundaries)]
+    # Each segment is a complete causal sequence (query and key lengths equal), so is_causal=True is
+    # exact and lets SDPA skip the upper triangle too.
+    outputs = [
+        nn.functional.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=scaling, is_causal=True)
+        for q, k, v in zip(
+            query.split(lengths, dim=2), key.split(lengths, dim=2), value.split(lengths, dim=2), strict=True
+        )
+    ]
+    return torch.cat(outputs, dim=2).transpose(1, 2).contiguous(), None
+
+
+def _segment_boundaries(kwargs: dict[str, Any], length: int) -> list[int] | None:
+    """``[0, end_0, end_1, ..., length]`` for a packed row, or None when the row is one sequence."""
+    cu_seqlens = kwargs.get("cu_seq_lens_q")
+    if cu_seqlens is not None:
+        boundaries = [int(b) for b in cu_seqlens.tolist()]
+        if boundaries[0] != 0 or boundaries[-1] != length:
+            raise ConfigurationError(
+                f"cu_seq_lens_q must run from 0 to the row length {length}, got {boundaries[0]}..{boundaries[-1]}",
+                field="cu_seq_lens_q",
+            )
+        return boundaries if len(boundaries) > 2 else None
+    position_ids = kwargs.get("position_ids")
+    if position_ids is None or position_ids.shape[0] != 1:
+        return None
+    starts = torch.nonzero(position_ids[0] == 0).flatten().tolist()
+    if starts[:1] != [0] or len(starts) == 1:
+        return None
+    return [*starts, length]
+
+
+def _padding_only_mask(**kwargs: Any) -> torch.Tensor | None:
+    """Mask builder for :data:`VARLEN_SDPA`: no mask for packed rows, SDPA's own mask for padded batches.
+
+    Without a padding mask there is nothing to build: causality and sample boundaries are applied
+    per segment by :func:`varlen_sdpa_attention`, and skipping the ``[T, T]`` mask saves its memory.
+    """
+    if kwargs.get("attention_mask") is None:
+        return None
+    return sdpa_mask(**kwargs)
+
+
+# Registration is global in transformers (a class-level mapping) and idempotent.
+AttentionInterface.register(VARLEN_SDPA, varlen_sdpa_attention)
+AttentionMaskInterface.register(VARLEN_SDPA, _padding_only_mask)
