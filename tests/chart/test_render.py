@@ -1,0 +1,196 @@
+"""helm lint and helm template over the scenarios; every object checked against its schema, and the
+objects the chart promises checked for what they must hold."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+from tensorone_operator.config import DEFAULT_CONFIG_PATH, OperatorConfig, parse_config
+
+from tests.chart.conftest import CHART, RELEASE_NAMESPACE, SCENARIOS, HelmRunner, Rendered
+
+# The oldest Kubernetes the chart supports (Chart.yaml kubeVersion) and the one helm's client speaks.
+KUBERNETES_VERSIONS = ("1.29", "1.35")
+PROMETHEUS_KINDS = {"ServiceMonitor", "PodMonitor"}
+Render = Callable[..., Rendered]
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_helm_lint(helm: HelmRunner, scenario: str, tmp_path: Any) -> None:
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump(SCENARIOS[scenario]))
+    result = helm("lint", "--strict", str(CHART), "-f", str(values))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_built_in_objects_match_the_kubernetes_schemas(rendered: Rendered) -> None:
+    checked = 0
+    for obj in rendered.objects:
+        if obj["kind"] in PROMETHEUS_KINDS:
+            continue
+        for version in KUBERNETES_VERSIONS:
+            try:
+                kubernetes_validate.validate(obj, version, strict=True)
+            except kubernetes_validate.ValidationError as error:
+                pytest.fail(
+                    f"{rendered.scenario}: {obj['kind']}/{obj['metadata']['name']} is invalid for Kubernetes "
+                    f"{version} at {'.'.join(map(str, error.path))}: {error.message}"
+                )
+        checked += 1
+    # The CRDs, Deployment, ConfigMap, Service, ServiceAccounts and RBAC at the very least.
+    assert checked >= 8
+
+
+def test_prometheus_monitors_have_the_shape_the_operator_expects(render: Render) -> None:
+    rendered = render(SCENARIOS["monitoring"], "monitoring")
+    service_monitor = rendered.one("ServiceMonitor")
+    assert service_monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert service_monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    service = rendered.one("Service", "-metrics")
+    assert service_monitor["spec"]["selector"]["matchLabels"] == service["spec"]["selector"]
+    assert service_monitor["spec"]["namespaceSelector"] == {"matchNames": [RELEASE_NAMESPACE]}
+    [endpoint] = service_monitor["spec"]["endpoints"]
+    assert endpoint["port"] in {port["name"] for port in service["spec"]["ports"]}
+    assert endpoint["path"] == "/metrics"
+
+    pod_monitor = rendered.one("PodMonitor")
+    assert pod_monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    # Every pod the operator creates carries these labels (operator contract).
+    assert pod_monitor["spec"]["selector"]["matchLabels"] == {
+        "app.kubernetes.io/name": "tensorone-training",
+        "app.kubernetes.io/managed-by": "tensorone-operator",
+    }
+    assert pod_monitor["spec"]["namespaceSelector"] == {"any": True}
+    [pod_endpoint] = pod_monitor["spec"]["podMetricsEndpoints"]
+    assert pod_endpoint["path"] == "/metrics"
+    assert pod_endpoint["port"] == "report"
+    for monitor in (service_monitor, pod_monitor):
+        assert set(monitor["spec"]) <= {
+            "selector",
+            "namespaceSelector",
+            "endpoints",
+            "podMetricsEndpoints",
+            "podTargetLabels",
+        }
+
+    namespaced = render({**SCENARIOS["namespaced"], "metrics": {"podMonitor": {"enabled": True}}})
+    assert namespaced.one("PodMonitor")["spec"]["namespaceSelector"] == {"matchNames": ["team-a", "team-b"]}
+
+
+def _operator_config(rendered: Rendered) -> dict[str, Any]:
+    config_map = rendered.one("ConfigMap", "-config")
+    loaded: dict[str, Any] = yaml.safe_load(config_map["data"]["config.yaml"])
+    return loaded
+
+
+def test_rendered_config_is_a_valid_operator_config(rendered: Rendered) -> None:
+    config = parse_config(_operator_config(rendered), source=f"chart scenario {rendered.scenario}")
+    values = rendered.values
+    if rendered.scenario == "custom-catalog":
+        assert set(config.gpu_catalog) == {"h100", "h200", "l4", "a10g", "l40s", "rtx4090", "a6000", "t4", "mi300x"}
+        assert config.gpu_catalog["mi300x"].memory_per_gpu == "192GB"
+        assert config.currency == "EUR"
+        assert config.trainer_image == "registry.example.com/ml/trainer:2026.11.1"
+        assert config.training_service_account == ""
+        assert config.checkpoint_storage.storage_class_name == "fast-ssd"
+    if rendered.scenario == "no-priority-classes":
+        assert config.priority_classes.model_dump() == {"high": "", "normal": "", "low": ""}
+        assert rendered.of_kind("PriorityClass") == []
+    if values.get("operatorConfig", {}).get("checkGpuNodes") is False:
+        assert config.check_gpu_nodes is False
+
+
+def test_default_values_are_the_operators_built_in_defaults(render: Render) -> None:
+    """The chart's defaults and OperatorConfig's must not drift: a user who installs the chart gets
+    the behaviour the operator documents."""
+    rendered = _operator_config(render({}, "default"))
+    assert rendered == OperatorConfig().model_dump(by_alias=True, mode="json")
+
+
+def test_priority_classes_carry_the_configured_names(render: Render) -> None:
+    rendered = render(SCENARIOS["default"], "default")
+    classes = {pc["metadata"]["name"]: pc for pc in rendered.of_kind("PriorityClass")}
+    assert set(classes) == {"tensorone-high", "tensorone-normal", "tensorone-low"}
+    assert classes["tensorone-high"]["value"] > classes["tensorone-normal"]["value"] > classes["tensorone-low"]["value"]
+    assert classes["tensorone-low"]["preemptionPolicy"] == "Never"
+    assert not any(pc["globalDefault"] for pc in classes.values())
+
+    renamed = render({"priorityClasses": {"high": {"name": "ml-urgent", "value": 5000}}})
+    assert "ml-urgent" in {pc["metadata"]["name"] for pc in renamed.of_kind("PriorityClass")}
+    assert _operator_config(renamed)["priorityClasses"]["high"] == "ml-urgent"
+
+
+def test_operator_deployment(rendered: Rendered) -> None:
+    deployment = rendered.one("Deployment")
+    spec = deployment["spec"]
+    assert spec["replicas"] == 1
+    assert spec["strategy"] == {"type": "Recreate"}
+    pod = spec["template"]["spec"]
+    [container] = pod["containers"]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert container["readinessProbe"]["httpGet"]["port"] == "health"
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    assert ports == {"metrics": 8080, "health": 8081}
+    assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert isinstance(pod["securityContext"]["runAsUser"], int) and pod["securityContext"]["runAsUser"] > 0
+
+    mounts = {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"]}
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    config_dir = DEFAULT_CONFIG_PATH.rsplit("/", 1)[0]
+    assert volumes[mounts[config_dir]]["configMap"]["name"] == rendered.one("ConfigMap", "-config")["metadata"]["name"]
+    assert "emptyDir" in volumes[mounts["/tmp"]]
+    env = {item["name"]: item["value"] for item in container["env"]}
+    assert env["TENSORONE_OPERATOR_CONFIG"] == DEFAULT_CONFIG_PATH
+    assert env["TENSORONE_LOG_FORMAT"] in {"json", "text"}
+
+    namespaces = rendered.values.get("watchNamespaces")
+    if namespaces:
+        assert container["args"] == [f"--namespace={namespace}" for namespace in namespaces]
+    else:
+        assert container["args"] == ["--all-namespaces"]
+    assert pod["serviceAccountName"] in {sa["metadata"]["name"] for sa in rendered.of_kind("ServiceAccount")}
+
+
+def test_config_change_rolls_the_operator_pod(render: Render) -> None:
+    def checksum(values: dict[str, Any]) -> str:
+        pod_template = render(values).one("Deployment")["spec"]["template"]
+        return str(pod_template["metadata"]["annotations"]["checksum/config"])
+
+    baseline = checksum({})
+    assert checksum({"operatorConfig": {"progressPollSeconds": 2}}) != baseline
+    assert checksum({"trainer": {"image": {"tag": "0.2.0"}}}) != baseline
+    assert checksum({"logLevel": "DEBUG"}) == baseline
+
+
+def test_training_service_account(render: Render) -> None:
+    rendered = render({**SCENARIOS["namespaced"], "trainingServiceAccount": {"namespaces": ["team-c"]}})
+    training = [sa for sa in rendered.of_kind("ServiceAccount") if sa["metadata"]["name"] == "tensorone-training"]
+    assert {sa["metadata"]["namespace"] for sa in training} == {RELEASE_NAMESPACE, "team-a", "team-b", "team-c"}
+    assert all(sa["automountServiceAccountToken"] is False for sa in training)
+    bound = {
+        subject["name"]
+        for binding in rendered.of_kind("RoleBinding") + rendered.of_kind("ClusterRoleBinding")
+        for subject in binding["subjects"]
+    }
+    assert "tensorone-training" not in bound, "the training ServiceAccount must have no RBAC"
+
+    default_account = render(SCENARIOS["custom-catalog"], "custom-catalog")
+    assert [sa["metadata"]["name"] for sa in default_account.of_kind("ServiceAccount")] == ["tensorone"]
+
+
+def test_grafana_dashboard_is_valid_json_with_operator_and_training_panels(render: Render) -> None:
+    rendered = render(SCENARIOS["monitoring"], "monitoring")
+    config_map = rendered.one("ConfigMap", "-dashboard")
+    assert config_map["metadata"]["namespace"] == "monitoring"
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    dashboard = json.loads(config_map["data"]["tensorone-training.json"])
+    expressions = " ".join(target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", []))
+    assert "tensorone_operator_" in expressions and "tensorone_trainer_" in expressions
+    ids = [panel["id"] for panel in dashboard["panels"]]
+    assert len(ids) == len(set(ids)), "panel ids must be unique"
