@@ -1,0 +1,73 @@
+# Images of TensorOne Training: two targets from one file.
+#
+#   docker build --target operator -t ghcr.io/tensorone/training-operator:0.1.0 .
+#   docker build --target trainer  -t ghcr.io/tensorone/trainer:0.1.0 .
+#
+# operator: kopf and the Kubernetes client, no torch (about 150 MB).
+# trainer:  CUDA torch 2.13.0 from the PyTorch wheel index, then transformers, peft, datasets. The
+#           CUDA runtime comes inside the torch wheels (nvidia-* packages); the driver comes from
+#           the node (NVIDIA container toolkit), so the base is the same slim Python image.
+#
+# Both final images run as a numeric non-root user and hold no compiler or build tool: the wheel is
+# built in its own stage and only the finished virtualenv is copied into the final stages.
+
+# Pinned by exact tag and by the digest of its multi-architecture index. To move to a newer patch:
+#   docker buildx imagetools inspect python:3.11.X-slim-bookworm   (and replace both tag and digest)
+ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm@sha256:65a93d69fa75478d554f4ad27c85c1e69fa184956261b4301ebaf6dbb0a3543d
+
+FROM ${PYTHON_IMAGE} AS python-base
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PATH=/opt/venv/bin:$PATH
+
+# The project as a wheel (pure Python: setuptools is fetched into pip's isolated build env and
+# never reaches a final image).
+FROM python-base AS wheel
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY tensorone ./tensorone
+COPY trainer ./trainer
+COPY operator ./operator
+RUN python -m pip wheel --no-deps --wheel-dir /wheels .
+
+FROM python-base AS operator-venv
+COPY --from=wheel /wheels /wheels
+RUN python -m venv /opt/venv \
+ && /opt/venv/bin/pip install "$(echo /wheels/*.whl)[operator]" \
+ && /opt/venv/bin/pip uninstall --yes pip
+
+FROM python-base AS trainer-venv
+# The CUDA build of the same torch release the trainer extra pins (torch==2.13.0 accepts the
+# +cuXXX local version, so the extra's install keeps this build). Choose the CUDA variant that your
+# nodes' driver supports among those published for torch 2.13.0.
+ARG TORCH_VERSION=2.13.0
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cu130
+COPY --from=wheel /wheels /wheels
+RUN python -m venv /opt/venv \
+ && /opt/venv/bin/pip install --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}" \
+ && /opt/venv/bin/pip install "$(echo /wheels/*.whl)[trainer]" \
+ && /opt/venv/bin/python -c "import torch, transformers, peft; assert torch.__version__.startswith('${TORCH_VERSION}')" \
+ && /opt/venv/bin/pip uninstall --yes pip
+
+# The operator: `python -m tensorone_operator`; the chart passes --all-namespaces or --namespace.
+FROM python-base AS operator
+COPY --from=operator-venv /opt/venv /opt/venv
+# The chart mounts a read-only root filesystem and an emptyDir at /tmp.
+ENV HOME=/tmp
+USER 10001:10001
+EXPOSE 8080 8081
+ENTRYPOINT ["python", "-m", "tensorone_operator"]
+
+# The trainer: the operator's PyTorchJob runs `torchrun ... -m trainer` as user 1000.
+FROM python-base AS trainer
+RUN groupadd --gid 1000 trainer \
+ && useradd --uid 1000 --gid 1000 --create-home --home-dir /home/trainer --shell /usr/sbin/nologin trainer
+COPY --from=trainer-venv /opt/venv /opt/venv
+ENV HOME=/home/trainer \
+    HF_HOME=/home/trainer/.cache/huggingface
+WORKDIR /home/trainer
+USER 1000:1000
+EXPOSE 9400
+CMD ["python", "-m", "trainer", "--help"]
