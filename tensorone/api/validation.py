@@ -429,6 +429,8 @@ def _reason(keyword: str, value: Any, schema: Mapping[str, Any], fallback: str) 
         return f"must be at least {low} characters long, got {len(value)}"
     if keyword in ("minItems", "maxItems"):
         low, high = schema.get("minItems"), schema.get("maxItems")
+        if keyword == "minItems" and low == 1:
+            return "must not be empty" + (f" (1 to {high} items)" if high is not None else "")
         if low is not None and low == high:
             return f"must have exactly {low} items, got {len(value)}"
         if low is not None and high is not None:
@@ -556,7 +558,12 @@ def to_cel(value: Any, schema: Mapping[str, Any], *, root: bool = False) -> Any:
         return celtypes.ListType([to_cel(item, item_schema) for item in value])
     if kind == "string":
         if schema.get("format") == "date-time":
-            return celtypes.TimestampType(value)
+            try:
+                return celtypes.TimestampType(value)
+            except ValueError:
+                # As in the API server, a malformed timestamp is an error only for a rule that
+                # reads it; the schema check has already reported it.
+                return CELEvalError(f"invalid date-time {value!r}")
         return celtypes.StringType(value)
     if kind == "integer":
         return celtypes.IntType(value)
