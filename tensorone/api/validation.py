@@ -694,3 +694,20 @@ def load_manifests(text: str) -> list[dict[str, Any]]:
             raise ConfigurationError(f"document {index + 1} is a {_json_type(document)}, not an object")
         objects.append(document)
     return objects
+
+
+class _KubectlYamlDumper(yaml.SafeDumper):
+    """Writes YAML that kubectl reads back the same: a string such as "2e-4" is quoted."""
+
+
+_KubectlYamlDumper.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$"),
+    list("-+.0123456789"),
+)
+
+
+def dump_manifest(obj: dict[str, Any]) -> str:
+    """One object as YAML, keys in their given order, readable back by kubectl and load_manifests."""
+    text: str = yaml.dump(obj, Dumper=_KubectlYamlDumper, sort_keys=False, allow_unicode=True)
+    return text

@@ -17,6 +17,7 @@ from tensorone.errors import TensorOneError
 # Verb modules, in the order `t1 --help` lists them.
 COMMAND_MODULES: list[str] = [
     "tensorone.cli.jobs",
+    "tensorone.cli.manifests",
 ]
 
 Handler = Callable[[argparse.Namespace], int]

@@ -1,0 +1,101 @@
+"""``t1`` verbs for manifests on disk, no cluster needed: ``validate`` (as the API server would)
+and ``convert`` (between the reference REST body and a TrainingJob manifest)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+from tensorone.api.rest import rest_from_job, validated_job_from_rest
+from tensorone.api.validation import dump_manifest, load_manifests, validate
+from tensorone.errors import ConfigurationError, ValidationFailed
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``validate`` and ``convert`` verbs."""
+    check = subparsers.add_parser(
+        "validate",
+        help="Check TrainingJob and Dataset manifests as the cluster would (schema and CEL rules).",
+        description="Check every TrainingJob and Dataset in the files against the CRDs: unknown fields, "
+        "types, ranges, enums and the CEL rules, as `kubectl apply` would. Prints OK per object or every "
+        "problem with its field; exits 1 if any object is invalid.",
+    )
+    check.add_argument("files", nargs="+", type=Path, metavar="FILE", help="YAML or JSON manifest ('-' for stdin)")
+    check.set_defaults(handler=_validate)
+
+    convert = subparsers.add_parser(
+        "convert",
+        help="Convert a REST create-job JSON body into a TrainingJob manifest (or back).",
+        description="Read a create-job body of the reference REST API (JSON) and print the equivalent "
+        "TrainingJob manifest (YAML), validated; with --to-rest, read a manifest and print the body.",
+    )
+    convert.add_argument("file", type=Path, metavar="FILE", help="the body or manifest ('-' for stdin)")
+    convert.add_argument("--to-rest", action="store_true", help="manifest -> REST body (JSON)")
+    convert.add_argument("-n", "--namespace", help="namespace to write into the manifest")
+    convert.set_defaults(handler=_convert)
+
+
+def _read(path: Path) -> str:
+    if str(path) == "-":
+        return sys.stdin.read()
+    if not path.is_file():
+        raise ConfigurationError(f"no such file: {path}", field=str(path))
+    return path.read_text()
+
+
+def _describe(obj: dict[str, Any]) -> str:
+    name = (obj.get("metadata") or {}).get("name") or "<unnamed>"
+    return f"{obj.get('kind', '<no kind>')}/{name}"
+
+
+def _validate(args: argparse.Namespace) -> int:
+    invalid = 0
+    for path in args.files:
+        try:
+            objects = load_manifests(_read(path))
+        except ConfigurationError as error:
+            print(f"{path}: {error}")
+            invalid += 1
+            continue
+        if not objects:
+            print(f"{path}: no objects")
+            invalid += 1
+        for obj in objects:
+            try:
+                validate(obj)
+            except ValidationFailed as failed:
+                invalid += 1
+                print(f"{path}: {_describe(obj)}: invalid")
+                for error in failed.errors:
+                    print(f"  {error}")
+            else:
+                print(f"{path}: {_describe(obj)}: OK")
+    return 1 if invalid else 0
+
+
+def _convert(args: argparse.Namespace) -> int:
+    text = _read(args.file)
+    if args.to_rest:
+        jobs = [obj for obj in load_manifests(text) if obj.get("kind") == "TrainingJob"]
+        if len(jobs) != 1:
+            raise ConfigurationError(f"expected exactly one TrainingJob in {args.file}, found {len(jobs)}")
+        validate(jobs[0])
+        print(json.dumps(rest_from_job(jobs[0]), indent=2))
+        return 0
+    try:
+        body = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ConfigurationError(f"{args.file} is not JSON: {error}") from error
+    try:
+        manifest = validated_job_from_rest(body, namespace=args.namespace)
+    except ValidationFailed as failed:
+        print(f"{args.file}: invalid create-job body", file=sys.stderr)
+        for error in failed.errors:
+            print(f"  {error}", file=sys.stderr)
+        return 1
+    print(dump_manifest(manifest), end="")
+    return 0

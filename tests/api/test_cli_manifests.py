@@ -1,0 +1,103 @@
+"""``t1 validate`` and ``t1 convert``."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from tensorone.api.validation import load_manifests, validate
+from tensorone.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+DATA = Path(__file__).parent / "data"
+
+BAD_MULTI_DOCUMENT = """\
+apiVersion: training.tensorone.ai/v1alpha1
+kind: Dataset
+metadata: {name: capitals}
+spec:
+  format: jsonl
+  source: {inline: {records: [{text: a}]}}
+---
+apiVersion: training.tensorone.ai/v1alpha1
+kind: TrainingJob
+metadata: {name: Bad_Name}
+spec:
+  modelType: llm
+  datasetId: capitals
+  config:
+    baseModel: x/y
+    strategy: lora
+    training: {learningRate: 0.5}
+  maxWorkers: 33
+"""
+
+
+def test_validate_prints_ok_for_every_example_object(capsys: pytest.CaptureFixture[str]) -> None:
+    files = sorted(str(p) for p in (REPO / "examples").glob("*.yaml"))
+    assert main(["validate", *files]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == sum(len(load_manifests(Path(f).read_text())) for f in files)
+    assert all(line.endswith(": OK") for line in lines)
+
+
+def test_validate_prints_every_field_error_and_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    manifest = tmp_path / "jobs.yaml"
+    manifest.write_text(BAD_MULTI_DOCUMENT)
+    assert main(["validate", str(manifest)]) == 1
+    out = capsys.readouterr().out
+    assert f"{manifest}: Dataset/capitals: OK" in out
+    assert f"{manifest}: TrainingJob/Bad_Name: invalid" in out
+    assert "  spec.config.training.learningRate: must be between 1e-06 and 0.1, got 0.5" in out
+    assert "  spec.maxWorkers: must be between 1 and 32, got 33" in out
+    assert "  metadata.name: " in out
+
+
+def test_validate_reports_a_missing_file_and_non_yaml(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("a: [1, 2\n")
+    assert main(["validate", str(broken)]) == 1
+    assert "not valid YAML" in capsys.readouterr().out
+    assert main(["validate", str(tmp_path / "missing.yaml")]) == 1
+    assert "no such file" in capsys.readouterr().out
+
+
+def test_convert_prints_a_valid_manifest(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["convert", str(DATA / "create-llm-lora.json"), "-n", "research"]) == 0
+    (manifest,) = load_manifests(capsys.readouterr().out)
+    validate(manifest)
+    assert manifest["metadata"]["namespace"] == "research"
+    assert manifest["spec"]["config"]["training"]["learningRate"] == 2e-4
+
+
+def test_convert_back_gives_the_original_body(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = json.loads((DATA / "create-vision.json").read_text())
+    assert main(["convert", str(DATA / "create-vision.json")]) == 0
+    manifest = capsys.readouterr().out
+    monkeypatch.setattr("sys.stdin", io.StringIO(manifest))
+    assert main(["convert", "--to-rest", "-"]) == 0
+    assert json.loads(capsys.readouterr().out) == original
+
+
+def test_convert_refuses_an_invalid_body_naming_rest_fields(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    body = json.loads((DATA / "create-llm-lora.json").read_text())
+    body["config"]["training"]["learning_rate"] = 0.5
+    body["maxWorkers"] = 0
+    path = tmp_path / "body.json"
+    path.write_text(json.dumps(body))
+    assert main(["convert", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "config.training.learning_rate: must be between 1e-06 and 0.1, got 0.5" in err
+    assert "maxWorkers: must be between 1 and 32, got 0" in err
+
+
+def test_convert_of_non_json_is_a_configuration_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "body.json"
+    path.write_text("name: not json")
+    assert main(["convert", str(path)]) == 2
+    assert "CONFIGURATION_ERROR" in capsys.readouterr().err
