@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-
 from tensorone.api.rest import rest_from_job, validated_job_from_rest
 from tensorone.api.validation import dump_manifest, load_manifests, validate
 from tensorone.errors import ConfigurationError, ValidationFailed
