@@ -12,7 +12,7 @@ import pytest
 import yaml
 from tensorone_operator.config import parse_config
 
-from tests.chart.conftest import SCENARIOS, Rendered
+from tests.chart.conftest import CHART, SCENARIOS, Rendered
 from tests.chart.pod_security import pod_specs, restricted_violations
 
 COMPLIANT_POD: dict[str, Any] = {
@@ -112,6 +112,9 @@ def _training_job(name: str, spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+PODMONITOR_PORT_NAME = yaml.safe_load((CHART / "values.yaml").read_text())["metrics"]["podMonitor"]["portName"]
+OUR_POD_LABELS = {"app.kubernetes.io/name": "tensorone-training", "app.kubernetes.io/managed-by": "tensorone-operator"}
+
 # One Dataset on a claim (the pods mount it read-only) and one from the hub.
 DATASETS: dict[str, dict[str, Any]] = {
     "chat": {
@@ -183,6 +186,11 @@ def test_operator_pytorchjob_pods_are_restricted(
         pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "probe"}, "spec": spec}
         kubernetes_validate.validate(pod, "1.29", strict=True)
         assert spec.get("automountServiceAccountToken") is False
+        # The chart's PodMonitor scrapes the port by name, and selects the pods by our labels.
+        ports = {port["name"]: port["containerPort"] for port in spec["containers"][0]["ports"]}
+        assert ports.get(PODMONITOR_PORT_NAME) == config.report_port
+        pod_labels = pytorchjob["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["metadata"]["labels"]
+        assert OUR_POD_LABELS.items() <= pod_labels.items()
         assert spec.get("serviceAccountName", "") == config.training_service_account or (
             not config.training_service_account and "serviceAccountName" not in spec
         )

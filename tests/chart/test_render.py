@@ -4,6 +4,7 @@ objects the chart promises checked for what they must hold."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -60,10 +61,12 @@ def test_prometheus_monitors_have_the_shape_the_operator_expects(render: Render)
 
     pod_monitor = rendered.one("PodMonitor")
     assert pod_monitor["apiVersion"] == "monitoring.coreos.com/v1"
-    # Every pod the operator creates carries these labels (operator contract).
+    # Every pod the operator creates carries our two labels (operator contract); rank 0, the only
+    # process serving /metrics, runs in the Master pod.
     assert pod_monitor["spec"]["selector"]["matchLabels"] == {
         "app.kubernetes.io/name": "tensorone-training",
         "app.kubernetes.io/managed-by": "tensorone-operator",
+        "training.kubeflow.org/job-role": "master",
     }
     assert pod_monitor["spec"]["namespaceSelector"] == {"any": True}
     [pod_endpoint] = pod_monitor["spec"]["podMetricsEndpoints"]
@@ -194,3 +197,45 @@ def test_grafana_dashboard_is_valid_json_with_operator_and_training_panels(rende
     assert "tensorone_operator_" in expressions and "tensorone_trainer_" in expressions
     ids = [panel["id"] for panel in dashboard["panels"]]
     assert len(ids) == len(set(ids)), "panel ids must be unique"
+
+
+PROMETHEUS_SUFFIXES = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
+
+
+def _operator_metric_names() -> set[str]:
+    metrics = pytest.importorskip("tensorone_operator.metrics", reason="the operator's metrics module is not there yet")
+    from prometheus_client.metrics import MetricWrapperBase
+
+    names = set()
+    for value in vars(metrics).values():
+        if isinstance(value, MetricWrapperBase):
+            for family in value.describe():
+                names |= {family.name + suffix for suffix in PROMETHEUS_SUFFIXES.get(family.type, ("",))}
+    return names
+
+
+def _trainer_metric_names() -> set[str]:
+    """The names the trainer documents in trainer.reporting.metrics (its public contract)."""
+    metrics = pytest.importorskip("trainer.reporting.metrics", reason="the trainer's metrics module is not there yet")
+    return {line.split()[0] for line in (metrics.__doc__ or "").splitlines() if line.startswith("tensorone_trainer_")}
+
+
+def test_grafana_dashboard_uses_only_metrics_that_exist(render: Render) -> None:
+    config_map = render(SCENARIOS["monitoring"], "monitoring").one("ConfigMap", "-dashboard")
+    dashboard = config_map["data"]["tensorone-training.json"]
+    used = set(re.findall(r"tensorone_(?:operator|trainer)_[a-z_]+", dashboard))
+    known = _operator_metric_names() | _trainer_metric_names()
+    assert sorted(used - known) == []
+    # Reconciles, errors, durations, jobs by phase; loss, learning rate, tokens/s, step, memory.
+    for required in (
+        "tensorone_operator_reconciles_total",
+        "tensorone_operator_errors_total",
+        "tensorone_operator_reconcile_duration_seconds_bucket",
+        "tensorone_operator_jobs",
+        "tensorone_trainer_loss",
+        "tensorone_trainer_learning_rate",
+        "tensorone_trainer_tokens_per_second",
+        "tensorone_trainer_step",
+        "tensorone_trainer_memory_bytes",
+    ):
+        assert required in used, f"the dashboard shows no {required}"
