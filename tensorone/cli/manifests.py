@@ -69,8 +69,8 @@ def _validate(args: argparse.Namespace) -> int:
             except ValidationFailed as failed:
                 invalid += 1
                 print(f"{path}: {_describe(obj)}: invalid")
-                for error in failed.errors:
-                    print(f"  {error}")
+                for problem in failed.errors:
+                    print(f"  {problem}")
             else:
                 print(f"{path}: {_describe(obj)}: OK")
     return 1 if invalid else 0
@@ -93,8 +93,8 @@ def _convert(args: argparse.Namespace) -> int:
         manifest = validated_job_from_rest(body, namespace=args.namespace)
     except ValidationFailed as failed:
         print(f"{args.file}: invalid create-job body", file=sys.stderr)
-        for error in failed.errors:
-            print(f"  {error}", file=sys.stderr)
+        for problem in failed.errors:
+            print(f"  {problem}", file=sys.stderr)
         return 1
     print(dump_manifest(manifest), end="")
     return 0
