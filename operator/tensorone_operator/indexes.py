@@ -1,0 +1,77 @@
+"""What the kopf indexes hold, and the read-only views the reconciler gets of them.
+
+kopf keeps the indexes from its watches, so the reconciler reads Datasets, child PyTorchJobs and
+GPU nodes without an API call. The index names are the names of the indexing functions in
+main.py (kopf passes each index to handlers as a keyword argument of that name).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from tensorone_operator.status import TERMINAL
+
+INDEX_DATASETS = "datasets_by_name"
+INDEX_CHILDREN = "children_by_job"
+INDEX_NODES = "gpu_nodes"
+INDEX_WAITING = "jobs_waiting"
+WAITING_CODES = {"DATASET_NOT_FOUND": "dataset", "INSUFFICIENT_RESOURCES": "gpu"}
+
+
+class FirstOf(Mapping[Any, Any]):
+    """A kopf index (key -> collection of values) seen as key -> its first value."""
+
+    def __init__(self, index: Mapping[Any, Any] | None) -> None:
+        self._index = index or {}
+
+    def __getitem__(self, key: Any) -> Any:
+        values = self._index[key]
+        for value in values:
+            return value
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._index)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+
+def indexes_of(handler_kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The reconciler's keyword arguments from a handler's kwargs (the indexes kopf passed)."""
+    nodes_index = handler_kwargs.get(INDEX_NODES)
+    return {
+        "datasets": FirstOf(handler_kwargs.get(INDEX_DATASETS)),
+        "children": FirstOf(handler_kwargs.get(INDEX_CHILDREN)),
+        "nodes": list(nodes_index.get(None, [])) if nodes_index is not None else None,
+    }
+
+
+def slim_node(node: Mapping[str, Any]) -> dict[str, Any]:
+    """The parts of a Node the GPU check reads (labels, cordon, allocatable GPUs): kept small,
+    because a node's status is large and changes often."""
+    metadata = node.get("metadata") or {}
+    return {
+        "metadata": {"name": metadata.get("name"), "labels": dict(metadata.get("labels") or {})},
+        "spec": {"unschedulable": bool((node.get("spec") or {}).get("unschedulable"))},
+        "status": {"allocatable": dict((node.get("status") or {}).get("allocatable") or {})},
+    }
+
+
+def waiting_keys(namespace: str, spec: Mapping[str, Any], status: Mapping[str, Any]) -> list[tuple[str, ...]]:
+    """Index keys of a job waiting on a Dataset ("dataset", ns, name) or on a GPU node ("gpu",)."""
+    if status.get("phase") in TERMINAL or status.get("childName"):
+        return []
+    reasons = {c.get("reason") for c in status.get("conditions") or [] if c.get("status") == "False"}
+    keys: list[tuple[str, ...]] = []
+    if "DATASET_NOT_FOUND" in reasons:
+        keys.append(("dataset", namespace, str(spec.get("datasetId"))))
+    if "INSUFFICIENT_RESOURCES" in reasons:
+        keys.append(("gpu",))
+    return keys
+
+
+def retry_delay(retry: int) -> float:
+    """Backoff of a waiting job's re-check: 5 s doubling up to 60 s."""
+    return float(min(5 * 2 ** min(retry, 4), 60))

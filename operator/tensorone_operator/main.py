@@ -1,0 +1,105 @@
+"""Every kopf handler of the operator, and nothing else: the work is in reconcile.py and the pure
+modules it calls (checks, builders, status, catalog)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from tensorone.api import GROUP, VERSION
+from tensorone_operator.builders import LABEL_JOB_NAME, LABEL_MANAGED_BY, MANAGER
+from tensorone_operator.catalog import GPU_PRODUCT_LABEL
+from tensorone_operator.indexes import (
+    INDEX_WAITING,
+    indexes_of,
+    retry_delay,
+    slim_node,
+    waiting_keys,
+)
+from tensorone_operator.settings import build_reconciler, configure_kopf
+
+JOBS = (GROUP, VERSION, "trainingjobs")
+DATASETS = (GROUP, VERSION, "datasets")
+PYTORCHJOBS = ("kubeflow.org", "v1", "pytorchjobs")
+OURS = {LABEL_MANAGED_BY: MANAGER}
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
+    configure_kopf(settings)
+    build_reconciler(memo)
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: Any, **_: Any) -> None:
+    await memo.reconciler.api.close()
+
+
+@kopf.index(*DATASETS)
+def datasets_by_name(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    return {(namespace or "", name): dict(body)}
+
+
+@kopf.index(*PYTORCHJOBS, labels=OURS)
+def children_by_job(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    return {(namespace or "", labels[LABEL_JOB_NAME]): dict(body)} if LABEL_JOB_NAME in labels else {}
+
+
+@kopf.index("v1", "nodes", labels={GPU_PRODUCT_LABEL: kopf.PRESENT})
+def gpu_nodes(body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    return {None: slim_node(body)}
+
+
+@kopf.index(*JOBS)
+def jobs_waiting(namespace: str | None, name: str, spec: kopf.Spec, status: kopf.Status, **_: Any) -> dict[Any, Any]:
+    return {key: (namespace, name) for key in waiting_keys(namespace or "", spec, status)}
+
+
+@kopf.on.resume(*JOBS)
+@kopf.on.create(*JOBS)
+@kopf.on.update(*JOBS)
+async def reconcile_job(body: kopf.Body, memo: Any, retry: int, **kwargs: Any) -> None:
+    outcome = await memo.reconciler.reconcile(body, **indexes_of(kwargs))
+    if outcome.waiting:
+        # Waiting is not terminal: kopf retries with backoff (the Dataset and Node watches below
+        # usually resume the job sooner).
+        raise kopf.TemporaryError(outcome.problem.message, delay=retry_delay(retry))
+
+
+@kopf.on.event(*PYTORCHJOBS, labels=OURS)
+async def child_changed(namespace: str | None, labels: kopf.Labels, memo: Any, **kwargs: Any) -> None:
+    job_name = labels.get(LABEL_JOB_NAME)
+    if job_name:
+        await memo.reconciler.reconcile({"metadata": {"namespace": namespace, "name": job_name}}, **indexes_of(kwargs))
+
+
+@kopf.on.event(*DATASETS)
+async def dataset_changed(namespace: str | None, name: str, memo: Any, **kwargs: Any) -> None:
+    for job_namespace, job_name in kwargs[INDEX_WAITING].get(("dataset", namespace or "", name), []):
+        await memo.reconciler.reconcile(
+            {"metadata": {"namespace": job_namespace, "name": job_name}}, **indexes_of(kwargs)
+        )
+
+
+@kopf.on.event("v1", "nodes", labels={GPU_PRODUCT_LABEL: kopf.PRESENT})
+async def gpu_node_changed(memo: Any, **kwargs: Any) -> None:
+    for job_namespace, job_name in kwargs[INDEX_WAITING].get(("gpu",), []):
+        await memo.reconciler.reconcile(
+            {"metadata": {"namespace": job_namespace, "name": job_name}}, **indexes_of(kwargs)
+        )
+
+
+@kopf.daemon(*JOBS, cancellation_timeout=5.0)
+async def follow_job(body: kopf.Body, memo: Any, stopped: kopf.DaemonStopped, **kwargs: Any) -> None:
+    while not stopped and not memo.reconciler.finished(body):
+        await stopped.wait(memo.reconciler.config.progress_poll_seconds)
+        if not stopped:
+            await memo.reconciler.follow(body, **indexes_of(kwargs))
+
+
+@kopf.on.delete(*JOBS)
+async def delete_job(body: kopf.Body, memo: Any, logger: kopf.Logger, **_: Any) -> None:
+    deleted = await memo.reconciler.finalize(body)
+    if deleted:
+        logger.info("deleted %s", ", ".join(deleted))

@@ -1,0 +1,330 @@
+"""The reconciler: reads the world, runs the pure checks and builders, writes children and status.
+
+One ``Reconciler`` per operator process (in kopf's memo). Every entry point (a TrainingJob's
+create/update/resume handler, a child's watch event, a Dataset or Node appearing, the timer)
+ends in ``reconcile``, which is idempotent: children are created by deterministic names and a 409
+means "already there" (an operator restarted mid-reconcile creates no duplicates), the status is
+computed from scratch and written only when it differs, and the spec is never written.
+
+Datasets, children and nodes come from kopf indexes kept by watches (no API call per reconcile),
+falling back to a GET when the index has not seen an object yet (just after creating it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from tensorone.api import API_VERSION
+from tensorone_operator import builders, catalog, checks
+from tensorone_operator.config import OperatorConfig
+from tensorone_operator.kube import ApiError, KubeApi
+from tensorone_operator.metrics import CHILDREN_CREATED, ERRORS, RECONCILE_SECONDS, RECONCILES, PhaseBook
+from tensorone_operator.status import TERMINAL, Problem, status_from, transitions
+
+logger = logging.getLogger("tensorone_operator")
+
+FORCE_DELETE_ANNOTATION = "training.tensorone.ai/force-delete"
+EventPoster = Callable[[Mapping[str, Any], str, str, str], None]
+
+
+class ForeignObject(Exception):
+    """An object with a child's name exists but is not owned by this TrainingJob."""
+
+
+def utc_now() -> str:
+    """Now, as the RFC 3339 seconds timestamp Kubernetes writes."""
+    return datetime.datetime.now(tz=datetime.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+@dataclass
+class Outcome:
+    """What one reconcile did: the status written (or kept) and whether the job waits on something."""
+
+    status: dict[str, Any]
+    problem: Problem | None = None
+    created: list[str] = field(default_factory=list)
+
+    @property
+    def waiting(self) -> bool:
+        return self.problem is not None and self.problem.waiting
+
+
+class Reconciler:
+    """Turns TrainingJobs into PyTorchJobs and keeps their status true."""
+
+    def __init__(self, config: OperatorConfig, api: KubeApi, post_event: EventPoster) -> None:
+        self.config = config
+        self.api = api
+        self.post_event = post_event
+        self.phases = PhaseBook()
+        # False when nodes are not watched (namespaced mode): the GPU check lists them instead.
+        self.nodes_indexed = True
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+    def _lock(self, namespace: str, name: str) -> asyncio.Lock:
+        return self._locks.setdefault((namespace, name), asyncio.Lock())
+
+    def finished(self, job: Mapping[str, Any]) -> bool:
+        """Whether a job reached a terminal phase (its daemon ends: nothing more to follow)."""
+        return (job.get("status") or {}).get("phase") in TERMINAL
+
+    def forget(self, namespace: str, name: str) -> None:
+        """Drop what is kept about a deleted job."""
+        self._locks.pop((namespace, name), None)
+        self.phases.record(namespace, name, None)
+
+    async def reconcile(
+        self,
+        job: Mapping[str, Any],
+        *,
+        datasets: Mapping[tuple[str, str], Mapping[str, Any]] | None = None,
+        children: Mapping[tuple[str, str], Mapping[str, Any]] | None = None,
+        nodes: list[Mapping[str, Any]] | None = None,
+    ) -> Outcome:
+        """Bring one TrainingJob's children and status in line with its spec (idempotent).
+
+        ``datasets``, ``children`` and ``nodes`` are the kopf indexes' views; absent entries are
+        read from the API.
+        """
+        meta = job["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
+        started = time.perf_counter()
+        async with self._lock(namespace, name):
+            try:
+                # The body kopf passes may be older than the stored one when several events
+                # queued up: re-read it, so the status is computed from the newest spec.
+                fresh = await self.api.get(API_VERSION, "trainingjobs", namespace, name)
+                if fresh is None or fresh["metadata"].get("deletionTimestamp"):
+                    return Outcome(status=dict(job.get("status") or {}))
+                outcome = await self._reconcile(fresh, datasets or {}, children or {}, nodes)
+            except Exception as exc:
+                RECONCILES.labels(result="error").inc()
+                ERRORS.labels(reason=type(exc).__name__).inc()
+                raise
+            finally:
+                RECONCILE_SECONDS.observe(time.perf_counter() - started)
+        RECONCILES.labels(result="waiting" if outcome.waiting else "ok").inc()
+        if outcome.problem is not None:
+            ERRORS.labels(reason=outcome.problem.code).inc()
+        return outcome
+
+    async def follow(
+        self,
+        job: Mapping[str, Any],
+        *,
+        datasets: Mapping[tuple[str, str], Mapping[str, Any]],
+        children: Mapping[tuple[str, str], Mapping[str, Any]],
+        nodes: list[Mapping[str, Any]] | None,
+    ) -> Outcome | None:
+        """One tick of a job's daemon (every progressPollSeconds), from the indexes alone.
+
+        A job that follows its child is reconciled only when the status computed from the child
+        differs from the stored one (an event was missed); a job waiting on a Dataset or a GPU
+        node is re-checked (the safety net beside the Dataset and Node watches). Issue 6 reads
+        the rank-0 trainer's /progress here and merges it through ``status_from``.
+        """
+        meta = job["metadata"]
+        status = dict(job.get("status") or {})
+        if status.get("phase") in TERMINAL or meta.get("deletionTimestamp"):
+            return None
+        child = children.get((meta["namespace"], meta["name"]))
+        following = child is not None and _owned_by(child, job) and not _spec_changed(job)
+        if following and child is not None and status_from(job, child, now=utc_now()) == status:
+            return None
+        return await self.reconcile(job, datasets=datasets, children=children, nodes=nodes)
+
+    async def _reconcile(
+        self,
+        job: dict[str, Any],
+        datasets: Mapping[tuple[str, str], Mapping[str, Any]],
+        children: Mapping[tuple[str, str], Mapping[str, Any]],
+        nodes: list[Mapping[str, Any]] | None,
+    ) -> Outcome:
+        meta, spec = job["metadata"], job["spec"]
+        namespace, name = meta["namespace"], meta["name"]
+        phase = (job.get("status") or {}).get("phase")
+        child = children.get((namespace, name)) or await self.api.get(
+            builders.PYTORCHJOB_API_VERSION, "pytorchjobs", namespace, name
+        )
+        if child is not None and not _owned_by(child, job):
+            child = None  # never follow or touch an object that is not ours
+
+        if spec.get("cancel"):
+            if child is not None:
+                await self.api.delete(builders.PYTORCHJOB_API_VERSION, "pytorchjobs", namespace, name)
+            return await self._write_status(job, status_from(job, None, now=utc_now()))
+        if phase in TERMINAL:
+            return await self._write_status(job, status_from(job, child, now=utc_now()))
+
+        extra: dict[str, Any] = {}
+        problem = checks.check_gpu_type(spec, self.config)
+        dataset: Mapping[str, Any] | None = None
+        if problem is None:
+            extra = {
+                "resourceAllocation": catalog.resource_allocation(spec, self.config),
+                "estimatedCost": _merge_cost(job, catalog.estimated_cost(spec, self.config)),
+            }
+        if child is not None:
+            # Running already: follow it, and apply what may change on a running job.
+            if _spec_changed(job):
+                await self._sync_child(job, child)
+            return await self._write_status(
+                job, status_from(job, child, now=utc_now(), extra={**extra, "childName": name})
+            )
+        if problem is None:
+            dataset = datasets.get((namespace, spec["datasetId"])) or await self.api.get(
+                API_VERSION, "datasets", namespace, spec["datasetId"]
+            )
+            problem = checks.check_dataset(namespace, spec, dataset)
+        if problem is None and dataset is not None:
+            problem = checks.check_configuration(spec, dataset)
+        if problem is None and spec.get("gpuType") and self.config.check_gpu_nodes:
+            indexed = nodes if self.nodes_indexed else None
+            visible = indexed if indexed is not None else await self.api.list("v1", "nodes")
+            problem = checks.check_gpu_nodes(spec, self.config, visible)
+        if problem is not None or dataset is None:
+            outcome = await self._write_status(job, status_from(job, None, now=utc_now(), problem=problem, extra=extra))
+            outcome.problem = problem
+            return outcome
+
+        try:
+            created, child = await self._create_children(job, dataset)
+        except ForeignObject as exc:
+            problem = Problem("ConfigurationValid", "CONFIGURATION_ERROR", str(exc), waiting=False)
+            outcome = await self._write_status(job, status_from(job, None, now=utc_now(), problem=problem, extra=extra))
+            outcome.problem = problem
+            return outcome
+        outcome = await self._write_status(
+            job, status_from(job, child, now=utc_now(), extra={**extra, "childName": name})
+        )
+        outcome.created = created
+        return outcome
+
+    async def _create_children(
+        self, job: dict[str, Any], dataset: Mapping[str, Any]
+    ) -> tuple[list[str], dict[str, Any]]:
+        """ConfigMap, checkpoint claim, then the PyTorchJob (which needs both): each created, or
+        found already there (a 409 after a restart) and checked to be ours."""
+        namespace = job["metadata"]["namespace"]
+        manifests: list[tuple[str, str, dict[str, Any]]] = [
+            ("v1", "configmaps", builders.build_config_map(job, dataset, self.config))
+        ]
+        if builders.owns_checkpoint_claim(job):
+            manifests.append(("v1", "persistentvolumeclaims", builders.build_checkpoint_claim(job, self.config)))
+        manifests.append(
+            (builders.PYTORCHJOB_API_VERSION, "pytorchjobs", builders.build_pytorchjob(job, dataset, self.config))
+        )
+        created: list[str] = []
+        result: dict[str, Any] = {}
+        for api_version, plural, manifest in manifests:
+            result = await self._ensure(job, api_version, plural, namespace, manifest)
+            if result.get("_created"):
+                created.append(manifest["kind"])
+                result.pop("_created")
+        return created, result
+
+    async def _ensure(
+        self, job: Mapping[str, Any], api_version: str, plural: str, namespace: str, manifest: dict[str, Any]
+    ) -> dict[str, Any]:
+        try:
+            obj = await self.api.create(api_version, plural, namespace, manifest)
+        except ApiError as exc:
+            if exc.status != 409:
+                raise
+            existing = await self.api.get(api_version, plural, namespace, manifest["metadata"]["name"])
+            if existing is None:  # deleted in between: the next reconcile creates it
+                raise
+            if not _owned_by(existing, job):
+                raise ForeignObject(
+                    f"a {manifest['kind']} named {manifest['metadata']['name']!r} already exists in namespace "
+                    f"{namespace!r} and is not owned by this TrainingJob; delete or rename it"
+                ) from exc
+            return existing
+        CHILDREN_CREATED.labels(kind=manifest["kind"]).inc()
+        return {**obj, "_created": True}
+
+    async def _sync_child(self, job: Mapping[str, Any], child: Mapping[str, Any]) -> None:
+        """Apply the mutable parts of the spec to a running child: suspend, limits, priority, and the
+        checkpoint to resume from (in the ConfigMap the trainer reads when its pods start)."""
+        namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
+        patch = builders.child_drift(job, child, self.config)
+        if patch is not None:
+            await self.api.merge_patch(builders.PYTORCHJOB_API_VERSION, "pytorchjobs", namespace, name, patch)
+        config_map = await self.api.get("v1", "configmaps", namespace, builders.config_map_name(name))
+        if config_map is None or not _owned_by(config_map, job):
+            return
+        dataset = await self.api.get(API_VERSION, "datasets", namespace, job["spec"]["datasetId"])
+        if dataset is None:
+            return  # the job keeps the configuration it started with
+        wanted = builders.build_config_map(job, dataset, self.config)["data"]
+        if (config_map.get("data") or {}) != wanted:
+            await self.api.merge_patch("v1", "configmaps", namespace, config_map["metadata"]["name"], {"data": wanted})
+
+    async def _write_status(self, job: Mapping[str, Any], status: dict[str, Any]) -> Outcome:
+        """Patch the status subresource when it changed; post Events for what changed."""
+        meta = job["metadata"]
+        current = dict(job.get("status") or {})
+        self.phases.record(meta["namespace"], meta["name"], status.get("phase"))
+        if status == current:
+            return Outcome(status=current)
+        patch = {"status": {key: status.get(key) for key in set(status) | set(current)}}
+        await self.api.merge_patch(
+            API_VERSION, "trainingjobs", meta["namespace"], meta["name"], patch, subresource="status"
+        )
+        for event_type, reason, message in transitions(current, status):
+            self.post_event(job, event_type, reason, message)
+        return Outcome(status=status)
+
+    async def finalize(self, job: Mapping[str, Any]) -> list[str]:
+        """Delete what the operator made for a job being deleted; returns what was deleted.
+
+        The claim is deleted only when the operator created it (a claim the user named is theirs).
+        The annotation ``training.tensorone.ai/force-delete: "true"`` skips the clean-up, so a
+        deletion stuck on an API error can be released (the garbage collector still removes
+        every child through its ownerReference).
+        """
+        meta = job["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
+        if (meta.get("annotations") or {}).get(FORCE_DELETE_ANNOTATION) == "true":
+            logger.warning("force-delete annotation set: skipping the clean-up of %s/%s", namespace, name)
+            self.forget(namespace, name)
+            return []
+        targets = [
+            (builders.PYTORCHJOB_API_VERSION, "pytorchjobs", name),
+            ("v1", "configmaps", builders.config_map_name(name)),
+        ]
+        if builders.owns_checkpoint_claim(job):
+            targets.append(("v1", "persistentvolumeclaims", builders.checkpoint_claim_name(job)))
+        deleted = []
+        for api_version, plural, child_name in targets:
+            existing = await self.api.get(api_version, plural, namespace, child_name)
+            if existing is not None and _owned_by(existing, job):
+                await self.api.delete(api_version, plural, namespace, child_name)
+                deleted.append(f"{plural}/{child_name}")
+        self.forget(namespace, name)
+        return deleted
+
+
+def _spec_changed(job: Mapping[str, Any]) -> bool:
+    """Whether the spec changed since the status was last written (generation moved on)."""
+    observed = (job.get("status") or {}).get("observedGeneration")
+    return observed != job["metadata"].get("generation")
+
+
+def _owned_by(obj: Mapping[str, Any], job: Mapping[str, Any]) -> bool:
+    uid = job["metadata"].get("uid")
+    return any(owner.get("uid") == uid for owner in (obj.get("metadata") or {}).get("ownerReferences") or [])
+
+
+def _merge_cost(job: Mapping[str, Any], estimate: dict[str, Any]) -> dict[str, Any]:
+    """Keep a total the live status (issue 6) refined from progress; this only sets the first estimate."""
+    current = (job.get("status") or {}).get("estimatedCost") or {}
+    if "total" in current and "total" not in estimate:
+        return {**estimate, "total": current["total"]}
+    return estimate

@@ -1,0 +1,232 @@
+"""Pure status logic: the TrainingJob, its child PyTorchJob and what the checks found -> status.
+
+``status_from`` computes the whole desired ``status`` (the reconciler patches it only when it
+differs from what is stored). Issue 6 (live status) merges the rank-0 trainer's progress report
+into the same dict: progress, metrics and checkpoints are not touched here and are carried over.
+
+Phases, precisely (first rule that applies):
+
+- ``Cancelled``: ``spec.cancel`` is true. Terminal.
+- ``Completed`` / ``Failed``: the status already says so (terminal phases never change), or the
+  child has condition Succeeded / Failed True (Failed carries the child's reason, for example
+  ``BackoffLimitExceeded`` or ``DeadlineExceeded``).
+- ``Pending``: a check failed (condition DatasetReady, ResourcesAvailable or ConfigurationValid
+  False with the error code as reason), or the child does not exist yet, or it exists but is
+  neither suspended nor running (pods being scheduled, images pulled).
+- ``Stopping`` / ``Stopped``: ``spec.suspend`` is true; Stopped once the child reports Suspended
+  True and no replica is active any more, Stopping until then.
+- ``Queued``: ``spec.suspend`` is false but the child is suspended (Suspended True): a queue such
+  as Kueue holds it until it is admitted.
+- ``Running``: the child has Running True. Restarting True on the child (a pod failed and is being
+  restarted within ``maxRestarts``) is shown as the condition Restarting, the phase stays Running.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from tensorone.api.v1alpha1 import Phase
+
+TERMINAL = frozenset({Phase.Completed.value, Phase.Failed.value, Phase.Cancelled.value})
+CHILD_CONDITION_TYPES = ("Running", "Suspended", "Restarting", "Succeeded", "Failed")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A failed check: which condition it sets, the error code (its reason) and the message.
+
+    ``waiting`` problems resolve by themselves (a Dataset applied later, a GPU node joining) and
+    are re-checked; the others need a change of the job (or of the operator's configuration).
+    """
+
+    condition: str
+    code: str
+    message: str
+    waiting: bool
+
+
+def child_condition(child: Mapping[str, Any] | None, condition_type: str) -> dict[str, Any] | None:
+    """The child's condition of that type (the Training Operator keeps one per type)."""
+    for condition in ((child or {}).get("status") or {}).get("conditions") or []:
+        if condition.get("type") == condition_type:
+            return dict(condition)
+    return None
+
+
+def _is_true(child: Mapping[str, Any] | None, condition_type: str) -> bool:
+    condition = child_condition(child, condition_type)
+    return bool(condition and condition.get("status") == "True")
+
+
+def active_replicas(child: Mapping[str, Any] | None) -> int:
+    """Pods of the child that are still running, from its replicaStatuses."""
+    statuses = ((child or {}).get("status") or {}).get("replicaStatuses") or {}
+    return sum(int((replica or {}).get("active") or 0) for replica in statuses.values())
+
+
+def set_condition(
+    conditions: list[dict[str, Any]],
+    condition_type: str,
+    status: str,
+    reason: str,
+    message: str,
+    *,
+    generation: int | None,
+    now: str,
+) -> list[dict[str, Any]]:
+    """The list with that condition set; lastTransitionTime only moves when the status changes."""
+    result = [dict(c) for c in conditions if c.get("type") != condition_type]
+    previous = next((c for c in conditions if c.get("type") == condition_type), None)
+    transition = previous["lastTransitionTime"] if previous and previous.get("status") == status else now
+    condition = {
+        "type": condition_type,
+        "status": status,
+        "reason": reason,
+        "message": message[:32768],
+        "lastTransitionTime": transition,
+    }
+    if generation is not None:
+        condition["observedGeneration"] = generation
+    result.append(condition)
+    order = {name: index for index, name in enumerate(CONDITION_ORDER)}
+    return sorted(result, key=lambda c: order.get(c["type"], len(order)))
+
+
+CONDITION_ORDER = (
+    "Ready",
+    "Reconciling",
+    "Stalled",
+    "ConfigurationValid",
+    "DatasetReady",
+    "ResourcesAvailable",
+    *CHILD_CONDITION_TYPES,
+)
+
+
+def _phase_from_child(spec: Mapping[str, Any], child: Mapping[str, Any]) -> tuple[str, str, str]:
+    """(phase, reason, message) while the child exists and the job is not terminal."""
+    if _is_true(child, "Succeeded"):
+        condition = child_condition(child, "Succeeded") or {}
+        return Phase.Completed.value, "Succeeded", condition.get("message") or "training completed"
+    if _is_true(child, "Failed"):
+        condition = child_condition(child, "Failed") or {}
+        return Phase.Failed.value, condition.get("reason") or "Failed", condition.get("message") or "training failed"
+    suspended = _is_true(child, "Suspended")
+    if spec.get("suspend"):
+        if suspended and active_replicas(child) == 0:
+            return (
+                Phase.Stopped.value,
+                "Stopped",
+                "stopped: the trainer saved a checkpoint; set spec.suspend=false to resume",
+            )
+        return Phase.Stopping.value, "Stopping", "stopping: the pods got SIGTERM and save a checkpoint"
+    if suspended:
+        return Phase.Queued.value, "Queued", "queued: the PyTorchJob is suspended until a queue admits it"
+    if _is_true(child, "Running"):
+        return Phase.Running.value, "Running", "training is running"
+    return Phase.Pending.value, "Starting", "the PyTorchJob is created; its pods are being scheduled"
+
+
+def status_from(
+    job: Mapping[str, Any],
+    child: Mapping[str, Any] | None,
+    *,
+    now: str,
+    problem: Problem | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The TrainingJob's desired status from the child and the checks (pure).
+
+    ``extra`` holds fields the reconciler computed once (childName, resourceAllocation,
+    estimatedCost); fields this function does not own (progress, metrics, checkpoints) are kept
+    from the current status.
+    """
+    spec = job.get("spec") or {}
+    current: dict[str, Any] = dict(job.get("status") or {})
+    generation = (job.get("metadata") or {}).get("generation")
+    status: dict[str, Any] = {**current, **(extra or {})}
+    status["observedGeneration"] = generation
+    conditions: list[dict[str, Any]] = list(current.get("conditions") or [])
+
+    def condition(kind: str, value: bool, reason: str, message: str) -> None:
+        nonlocal conditions
+        conditions = set_condition(
+            conditions, kind, "True" if value else "False", reason, message, generation=generation, now=now
+        )
+
+    phase = current.get("phase")
+    if spec.get("cancel"):
+        phase, reason, message = (
+            Phase.Cancelled.value,
+            "Cancelled",
+            "cancelled: the pods are deleted, checkpoints are kept",
+        )
+        condition("Ready", False, reason, message)
+        condition("Reconciling", False, reason, message)
+        if child_condition(child, "Running") or _is_true({"status": current}, "Running"):
+            condition("Running", False, reason, message)
+    elif phase in TERMINAL:
+        return {**status, "conditions": conditions}
+    elif problem is not None:
+        phase, reason, message = Phase.Pending.value, problem.code, problem.message
+        condition(problem.condition, False, problem.code, problem.message)
+        condition("Ready", False, problem.code, problem.message)
+        condition("Reconciling", problem.waiting, problem.code, problem.message)
+        condition("Stalled", not problem.waiting, problem.code, problem.message)
+    else:
+        for kind in ("ConfigurationValid", "DatasetReady", "ResourcesAvailable"):
+            condition(kind, True, "Checked", "")
+        condition("Stalled", False, "Reconciled", "")
+        if child is None:
+            phase, reason, message = Phase.Pending.value, "Creating", "creating the PyTorchJob"
+        else:
+            phase, reason, message = _phase_from_child(spec, child)
+            for kind in CHILD_CONDITION_TYPES:
+                mirrored = child_condition(child, kind)
+                if mirrored is not None:
+                    condition(
+                        kind,
+                        mirrored.get("status") == "True",
+                        mirrored.get("reason") or kind,
+                        mirrored.get("message") or "",
+                    )
+        ready = phase in {Phase.Running.value, Phase.Completed.value}
+        condition("Ready", ready, reason, message)
+        settled = phase in {*TERMINAL, Phase.Running.value, Phase.Stopped.value, Phase.Queued.value}
+        condition("Reconciling", not settled, reason, message)
+        if phase == Phase.Running.value and not status.get("startedAt"):
+            status["startedAt"] = ((child or {}).get("status") or {}).get("startTime") or now
+    status["phase"] = phase
+    status["message"] = message
+    if phase in TERMINAL and not status.get("completedAt"):
+        status["completedAt"] = ((child or {}).get("status") or {}).get("completionTime") or now
+    status["conditions"] = conditions
+    return status
+
+
+def transitions(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """(event type, reason, message) for what changed between two statuses: phase changes and
+    conditions that turned False with an error code. These become Kubernetes Events."""
+    events: list[tuple[str, str, str]] = []
+    old_conditions = {c["type"]: c for c in old.get("conditions") or []}
+    for condition in new.get("conditions") or []:
+        if condition["type"] not in {"ConfigurationValid", "DatasetReady", "ResourcesAvailable"}:
+            continue
+        before = old_conditions.get(condition["type"])
+        changed = before is None or (before.get("status"), before.get("reason")) != (
+            condition["status"],
+            condition["reason"],
+        )
+        if changed and condition["status"] == "False":
+            events.append(("Warning", condition["reason"], condition["message"]))
+    if old.get("phase") != new.get("phase") and new.get("phase"):
+        kind = "Warning" if new["phase"] == Phase.Failed.value else "Normal"
+        events.append((kind, str(new["phase"]), str(new.get("message") or "")))
+    return events
+
+
+def status_changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """Whether writing ``new`` would change the stored status."""
+    return dict(old) != dict(new)

@@ -1,0 +1,680 @@
+"""A Kubernetes API server emulator faithful enough to run the real operator against.
+
+It subclasses kmock 0.8's ``KubernetesEmulator`` (which serves discovery and an in-memory object
+store) and replaces the object handling with API-server semantics that kopf and the kubernetes
+client rely on (see shared/notes/testing-without-a-cluster.md):
+
+- ``metadata.uid``, ``creationTimestamp``, a ``resourceVersion`` that grows on every write (one
+  counter for the whole server, as etcd's revision), ``generation`` bumped on spec changes only;
+- namespace from the URL, ``generateName``, 201 on create, 409 on creating an existing name and on
+  a stale ``metadata.resourceVersion`` in a write, 404 for missing objects, 422 for a failed
+  JSON-patch ``test`` and for invalid objects;
+- merge patch, JSON patch, strategic-merge and apply patches (the last two as merge patches, which
+  is exact for the fields this project writes), and PUT;
+- the status subresource isolated both ways for kinds that declare it;
+- lists with ``kind``, ``apiVersion`` and ``metadata.resourceVersion``, label and field selectors;
+- watches that honour ``?resourceVersion`` (only newer events are replayed), ``timeoutSeconds``,
+  label and field selectors;
+- ``deletionTimestamp`` with finalizers, and the garbage collector's cascade through
+  ``ownerReferences``;
+- every write of a ``training.tensorone.ai`` object validated by ``tensorone.api.validation``
+  against the CRDs in crds/ (schema and CEL, transition rules with the old object), returning the
+  defaulted object, exactly as the API server would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import datetime
+import json
+import re
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp.web
+import attrs
+import yaml
+from kmock import KubernetesEmulator
+from kmock._internal import enums, references, rendering
+from kmock._internal.k8s import KubernetesError, KubernetesScaffold
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CRD_DIR = REPO_ROOT / "crds"
+
+Validator = Callable[[dict[str, Any], "dict[str, Any] | None"], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What the emulator knows of a resource: its kind, scope and status subresource."""
+
+    group: str
+    version: str
+    plural: str
+    kind: str
+    namespaced: bool
+    status_subresource: bool = False
+    short_names: tuple[str, ...] = ()
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+
+BUILTIN_KINDS: tuple[Kind, ...] = (
+    Kind("", "v1", "namespaces", "Namespace", namespaced=False, status_subresource=True),
+    Kind("", "v1", "nodes", "Node", namespaced=False, status_subresource=True),
+    Kind("", "v1", "pods", "Pod", namespaced=True, status_subresource=True),
+    Kind("", "v1", "configmaps", "ConfigMap", namespaced=True),
+    Kind("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", namespaced=True, status_subresource=True),
+    Kind("", "v1", "events", "Event", namespaced=True),
+    Kind("events.k8s.io", "v1", "events", "Event", namespaced=True),
+    Kind(
+        "apiextensions.k8s.io",
+        "v1",
+        "customresourcedefinitions",
+        "CustomResourceDefinition",
+        namespaced=False,
+        status_subresource=True,
+    ),
+    Kind("kubeflow.org", "v1", "pytorchjobs", "PyTorchJob", namespaced=True, status_subresource=True),
+)
+
+
+def crd_kinds(crd_dir: Path = CRD_DIR) -> tuple[list[Kind], list[dict[str, Any]]]:
+    """The kinds declared by the CRD files, and the CRD objects themselves (served as objects)."""
+    kinds: list[Kind] = []
+    crds: list[dict[str, Any]] = []
+    for path in sorted(crd_dir.glob("*.yaml")):
+        crd = yaml.safe_load(path.read_text())
+        crds.append(crd)
+        names = crd["spec"]["names"]
+        for version in crd["spec"]["versions"]:
+            kinds.append(
+                Kind(
+                    crd["spec"]["group"],
+                    version["name"],
+                    names["plural"],
+                    names["kind"],
+                    namespaced=crd["spec"]["scope"] == "Namespaced",
+                    status_subresource="status" in version.get("subresources", {}),
+                    short_names=tuple(names.get("shortNames", [])),
+                )
+            )
+    return kinds, crds
+
+
+def tensorone_validator() -> Validator:
+    """``tensorone.api.validation.validate``: schema, CEL and defaults of the CRDs in crds/."""
+    from tensorone.api.validation import validate
+
+    def run(obj: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any]:
+        return validate(obj, old)
+
+    return run
+
+
+class ApiError(KubernetesError):
+    """An API error with the status code and reason a real API server uses."""
+
+
+def _api_error(status: int, reason: str, message: str, details: dict[str, Any] | None = None) -> ApiError:
+    return ApiError(status=status, reason=reason, message=message, details=details or {})
+
+
+def _method(request: rendering.Request) -> str:
+    return str(getattr(request.method, "value", request.method)).upper()
+
+
+def _now() -> str:
+    return datetime.datetime.now(tz=datetime.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch: dicts merge recursively, null deletes, anything else replaces."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+def _pointer(path: str) -> list[str]:
+    if path == "":
+        return []
+    if not path.startswith("/"):
+        raise _api_error(422, "Invalid", f"JSON pointer {path!r} must start with '/'")
+    return [part.replace("~1", "/").replace("~0", "~") for part in path[1:].split("/")]
+
+
+def _walk(doc: Any, parts: list[str], path: str) -> Any:
+    for part in parts:
+        if isinstance(doc, dict) and part in doc:
+            doc = doc[part]
+        elif isinstance(doc, list) and part.isdigit() and int(part) < len(doc):
+            doc = doc[int(part)]
+        else:
+            raise _api_error(422, "Invalid", f"JSON patch path {path!r} does not exist")
+    return doc
+
+
+def json_patch(doc: Any, operations: list[dict[str, Any]]) -> Any:
+    """RFC 6902 JSON patch; a failed ``test`` is a 422 as the API server answers."""
+    doc = copy.deepcopy(doc)
+    for op in operations:
+        kind, path = op.get("op"), op.get("path", "")
+        parts = _pointer(path)
+        if kind == "test":
+            if _walk(doc, parts, path) != op.get("value"):
+                raise _api_error(422, "Invalid", f"the JSON patch test at {path!r} failed: value differs")
+            continue
+        if kind in {"move", "copy"}:
+            source_path = op.get("from", "")
+            value = copy.deepcopy(_walk(doc, _pointer(source_path), source_path))
+            if kind == "move":
+                doc = json_patch(doc, [{"op": "remove", "path": source_path}])
+            doc = json_patch(doc, [{"op": "add", "path": path, "value": value}])
+            continue
+        if not parts:
+            if kind in {"add", "replace"}:
+                doc = copy.deepcopy(op.get("value"))
+                continue
+            raise _api_error(422, "Invalid", "cannot remove the whole document")
+        parent = _walk(doc, parts[:-1], path)
+        last = parts[-1]
+        if kind == "add":
+            if isinstance(parent, list):
+                index = len(parent) if last == "-" else int(last)
+                parent.insert(index, copy.deepcopy(op.get("value")))
+            else:
+                parent[last] = copy.deepcopy(op.get("value"))
+        elif kind in {"remove", "replace"}:
+            _walk(parent, [last], path)  # 422 when absent
+            if kind == "remove":
+                del parent[int(last) if isinstance(parent, list) else last]
+            elif isinstance(parent, list):
+                parent[int(last)] = copy.deepcopy(op.get("value"))
+            else:
+                parent[last] = copy.deepcopy(op.get("value"))
+        else:
+            raise _api_error(422, "Invalid", f"unknown JSON patch operation {kind!r}")
+    return doc
+
+
+_SELECTOR_TERM = re.compile(r"^\s*([^!=\s]+)\s*(==|=|!=)\s*(\S*)\s*$")
+_SET_TERM = re.compile(r"^\s*(\S+)\s+(in|notin)\s+\(([^)]*)\)\s*$")
+
+
+def _split_selector(selector: str) -> list[str]:
+    # Commas split terms, except inside the parentheses of a set-based term.
+    terms, depth, current = [], 0, ""
+    for char in selector:
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            terms.append(current)
+            current = ""
+        else:
+            current += char
+    terms.append(current)
+    return [term for term in terms if term.strip()]
+
+
+def label_selector_matches(selector: str, labels: dict[str, str]) -> bool:
+    """Equality- and set-based label selectors: ``a=b,c!=d,e in (f,g),h notin (i),j,!k``."""
+    for raw_term in _split_selector(selector):
+        term = raw_term.strip()
+        if match := _SET_TERM.match(term):
+            key, operator, values = match.group(1), match.group(2), {v.strip() for v in match.group(3).split(",")}
+            inside = key in labels and labels[key] in values
+            if inside != (operator == "in"):
+                return False
+        elif match := _SELECTOR_TERM.match(term):
+            key, operator, value = match.groups()
+            if (labels.get(key) == value) != (operator != "!="):
+                return False
+        elif term.startswith("!"):
+            if term[1:] in labels:
+                return False
+        elif term not in labels:
+            return False
+    return True
+
+
+def field_selector_matches(selector: str, obj: dict[str, Any]) -> bool:
+    """Field selectors on metadata.name and metadata.namespace (what clients use)."""
+    for term in _split_selector(selector):
+        match = _SELECTOR_TERM.match(term)
+        if not match:
+            raise _api_error(400, "BadRequest", f"unsupported field selector {term!r}")
+        path, operator, value = match.groups()
+        current: Any = obj
+        for part in path.split("."):
+            current = current.get(part) if isinstance(current, dict) else None
+        if ((current or "") == value) != (operator != "!="):
+            return False
+    return True
+
+
+SERVER_MANAGED_METADATA = (
+    "uid",
+    "creationTimestamp",
+    "resourceVersion",
+    "generation",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "name",
+    "namespace",
+)
+
+
+def _content(obj: dict[str, Any]) -> dict[str, Any]:
+    """Everything but metadata and status: what bumps the generation when it changes."""
+    return {key: value for key, value in obj.items() if key not in {"metadata", "status"}}
+
+
+@attrs.define(kw_only=True)
+class FaithfulEmulator(KubernetesEmulator):
+    """kmock's emulator with the API-server semantics listed in the module docstring."""
+
+    crd_dir: Path = CRD_DIR
+    validate_writes: bool = True
+
+    _kinds: dict[tuple[str, str, str], Kind] = attrs.field(factory=dict, init=False)
+    _validators: dict[tuple[str, str, str], Validator] = attrs.field(factory=dict, init=False)
+    _store: dict[tuple[str, str, str, str, str], dict[str, Any]] = attrs.field(factory=dict, init=False)
+    _versions: dict[tuple[str, str, str, str, str], list[dict[str, Any]]] = attrs.field(factory=dict, init=False)
+    _events: list[tuple[int, tuple[str, str, str], str, dict[str, Any]]] = attrs.field(factory=list, init=False)
+    _revision: int = attrs.field(default=0, init=False)
+    _changed: asyncio.Condition | None = attrs.field(default=None, init=False)
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        kinds, crds = crd_kinds(self.crd_dir)
+        for kind in (*BUILTIN_KINDS, *kinds):
+            self.declare(kind)
+        validator = tensorone_validator() if self.validate_writes else None
+        for kind in kinds:
+            if validator is not None:
+                self._validators[(kind.group, kind.version, kind.plural)] = validator
+        for crd in crds:
+            self.put_object(crd)
+
+    # -- declarations ------------------------------------------------------------------------
+
+    def declare(self, kind: Kind) -> None:
+        """Serve a kind: discovery, and the list/watch/get/create/patch/delete endpoints."""
+        self._kinds[(kind.group, kind.version, kind.plural)] = kind
+        self.resources[references.resource(kind.group, kind.version, kind.plural)] = references.ResourceInfo(
+            kind=kind.kind,
+            singular=kind.kind.lower(),
+            namespaced=kind.namespaced,
+            verbs={"get", "list", "watch", "create", "update", "patch", "delete"},
+            shortnames=set(kind.short_names),
+            subresources={"status"} if kind.status_subresource else set(),
+        )
+
+    def kind_of(self, api_version: str, kind: str) -> Kind:
+        """The declared kind for an object's apiVersion and kind."""
+        for known in self._kinds.values():
+            if known.api_version == api_version and known.kind == kind:
+                return known
+        raise KeyError(f"{api_version} {kind} is not served by the emulator")
+
+    # -- direct access (no HTTP; sends watch events like any write) -------------------------
+
+    def put_object(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Store an object without validation, as a cluster's pre-existing state (CRDs, nodes)."""
+        kind = self.kind_of(obj["apiVersion"], obj["kind"])
+        stored = copy.deepcopy(obj)
+        meta = stored.setdefault("metadata", {})
+        self._stamp_new(stored)
+        key = (
+            kind.group,
+            kind.version,
+            kind.plural,
+            meta.get("namespace", "") if kind.namespaced else "",
+            meta["name"],
+        )
+        self._store[key] = stored
+        self._versions.setdefault(key, []).append(copy.deepcopy(stored))
+        self._events.append((self._revision, key[:3], "ADDED", copy.deepcopy(stored)))
+        return stored
+
+    def stored(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """The stored object, or None (a copy: edit through the HTTP API so watches fire)."""
+        known = self.kind_of(api_version, kind)
+        obj = self._store.get((known.group, known.version, known.plural, namespace if known.namespaced else "", name))
+        return copy.deepcopy(obj) if obj is not None else None
+
+    def versions(self, api_version: str, kind: str, namespace: str, name: str) -> list[dict[str, Any]]:
+        """Every stored version of an object, oldest first (for assertions on what was written)."""
+        known = self.kind_of(api_version, kind)
+        key = (known.group, known.version, known.plural, namespace if known.namespaced else "", name)
+        return copy.deepcopy(self._versions.get(key, []))
+
+    def all_objects(self, api_version: str, kind: str) -> list[dict[str, Any]]:
+        """Every stored object of a kind."""
+        known = self.kind_of(api_version, kind)
+        prefix = (known.group, known.version, known.plural)
+        return [copy.deepcopy(obj) for key, obj in self._store.items() if key[:3] == prefix]
+
+    # -- the HTTP surface --------------------------------------------------------------------
+
+    async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        resource = request.resource
+        if resource is None or resource.plural is None:
+            return await KubernetesScaffold._handle(self, request)
+        kind = self._kinds.get((resource.group or "", resource.version or "", resource.plural or ""))
+        if kind is None:
+            return await KubernetesScaffold._handle(self, request)
+        if self._changed is None:
+            self._changed = asyncio.Condition()
+        try:
+            if request.action == enums.action.WATCH:
+                return await self._watch(request, kind)
+            status, payload = await self._serve(request, kind)
+        except ApiError as exc:
+            return await self._render_error(exc)
+        return aiohttp.web.json_response(payload, status=status)
+
+    async def _serve(self, request: rendering.Request, kind: Kind) -> tuple[int, dict[str, Any]]:
+        method = _method(request)
+        if request.subresource not in {None, "status"} or (
+            request.subresource == "status" and not kind.status_subresource
+        ):
+            raise _api_error(404, "NotFound", f"the server could not find the requested resource {request.url.path}")
+        namespace = request.namespace or ""
+        if request.name is None:
+            if method == "GET":
+                return 200, self._list(request, kind)
+            if method == "POST":
+                return 201, await self._create(request, kind, namespace)
+        elif method == "GET":
+            return 200, copy.deepcopy(self._get(kind, namespace, request.name))
+        elif method in {"PATCH", "PUT"}:
+            return 200, await self._write(request, kind, namespace, request.name)
+        elif method == "DELETE":
+            return 200, await self._delete(kind, namespace, request.name)
+        raise _api_error(405, "MethodNotAllowed", f"{method} is not allowed on {request.url.path}")
+
+    async def _serve_version(self, request: rendering.Request) -> rendering.Payload:
+        # kmock reports the core group as "/v1"; clients (kubectl) need "v1".
+        payload = await super()._serve_version(request)
+        if isinstance(payload, dict) and payload.get("groupVersion") == "/v1":
+            payload["groupVersion"] = "v1"
+        return payload
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def _key(self, kind: Kind, namespace: str, name: str) -> tuple[str, str, str, str, str]:
+        return (kind.group, kind.version, kind.plural, namespace if kind.namespaced else "", name)
+
+    def _get(self, kind: Kind, namespace: str, name: str) -> dict[str, Any]:
+        obj = self._store.get(self._key(kind, namespace, name))
+        if obj is None:
+            raise _api_error(
+                404,
+                "NotFound",
+                f'{kind.plural}.{kind.group} "{name}" not found' if kind.group else f'{kind.plural} "{name}" not found',
+                {"name": name, "group": kind.group, "kind": kind.plural},
+            )
+        return obj
+
+    def _selected(self, request: rendering.Request, kind: Kind, obj: dict[str, Any]) -> bool:
+        meta = obj.get("metadata", {})
+        if kind.namespaced and request.namespace and meta.get("namespace") != request.namespace:
+            return False
+        labels = request.params.get("labelSelector")
+        if labels and not label_selector_matches(labels, meta.get("labels") or {}):
+            return False
+        fields = request.params.get("fieldSelector")
+        return not (fields and not field_selector_matches(fields, obj))
+
+    def _list(self, request: rendering.Request, kind: Kind) -> dict[str, Any]:
+        prefix = (kind.group, kind.version, kind.plural)
+        items = [
+            copy.deepcopy(obj)
+            for key, obj in self._store.items()
+            if key[:3] == prefix and self._selected(request, kind, obj)
+        ]
+        return {
+            "apiVersion": kind.api_version,
+            "kind": f"{kind.kind}List",
+            "metadata": {"resourceVersion": str(self._revision)},
+            "items": items,
+        }
+
+    async def _watch(self, request: rendering.Request, kind: Kind) -> aiohttp.web.StreamResponse:
+        assert request._raw_request is not None and self._changed is not None
+        response = aiohttp.web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request._raw_request)
+        prefix = (kind.group, kind.version, kind.plural)
+        since = request.params.get("resourceVersion", "")
+        timeout = float(request.params.get("timeoutSeconds") or 0) or None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout if timeout else None
+        if since in {"", "0"}:
+            # No version: the current state as synthetic ADDED events, then what follows.
+            for key, obj in list(self._store.items()):
+                if key[:3] == prefix and self._selected(request, kind, obj):
+                    await response.write(json.dumps({"type": "ADDED", "object": obj}).encode() + b"\n")
+            cursor = self._revision
+        else:
+            cursor = int(since)
+            if self._events and cursor < self._events[0][0] - 1:
+                gone = {"type": "ERROR", "object": {"kind": "Status", "code": 410, "reason": "Expired"}}
+                await response.write(json.dumps(gone).encode() + b"\n")
+                await response.write_eof()
+                return response
+        try:
+            while True:
+                for revision, resource, event_type, obj in self._events_after(cursor):
+                    cursor = revision
+                    if resource == prefix and self._selected(request, kind, obj):
+                        await response.write(json.dumps({"type": event_type, "object": obj}).encode() + b"\n")
+                remaining = None if deadline is None else deadline - loop.time()
+                if remaining is not None and remaining <= 0:
+                    break
+                async with self._changed:
+                    try:
+                        await asyncio.wait_for(
+                            self._changed.wait_for(lambda c=cursor: self._revision > c), timeout=remaining
+                        )
+                    except TimeoutError:
+                        break
+        except (ConnectionResetError, asyncio.CancelledError):
+            return response
+        await response.write_eof()
+        return response
+
+    def _events_after(self, revision: int) -> Iterable[tuple[int, tuple[str, str, str], str, dict[str, Any]]]:
+        # Events are appended in revision order: bisect to the first newer one.
+        low, high = 0, len(self._events)
+        while low < high:
+            middle = (low + high) // 2
+            if self._events[middle][0] <= revision:
+                low = middle + 1
+            else:
+                high = middle
+        return self._events[low:]
+
+    # -- writes --------------------------------------------------------------------------------
+
+    def _stamp_new(self, obj: dict[str, Any]) -> None:
+        self._revision += 1
+        meta = obj["metadata"]
+        meta["uid"] = str(uuid.uuid4())
+        meta["creationTimestamp"] = _now()
+        meta["resourceVersion"] = str(self._revision)
+        meta["generation"] = 1
+
+    async def _record(
+        self, kind: Kind, key: tuple[str, str, str, str, str], event_type: str, obj: dict[str, Any]
+    ) -> None:
+        assert self._changed is not None
+        if event_type != "ADDED":
+            self._revision += 1
+            obj["metadata"]["resourceVersion"] = str(self._revision)
+        if event_type == "DELETED":
+            self._store.pop(key, None)
+        else:
+            self._store[key] = obj
+        self._versions.setdefault(key, []).append(copy.deepcopy(obj))
+        self._events.append((self._revision, key[:3], event_type, copy.deepcopy(obj)))
+        async with self._changed:
+            self._changed.notify_all()
+
+    def _validated(self, kind: Kind, obj: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any]:
+        validator = self._validators.get((kind.group, kind.version, kind.plural))
+        if validator is None:
+            return obj
+        from tensorone.errors import ValidationFailed
+
+        try:
+            return validator(obj, old)
+        except ValidationFailed as exc:
+            name = obj.get("metadata", {}).get("name", "")
+            causes = [{"reason": "FieldValueInvalid", "field": e.field, "message": e.reason} for e in exc.errors]
+            raise _api_error(
+                422,
+                "Invalid",
+                f'{kind.kind}.{kind.group} "{name}" is invalid: {exc}',
+                {"name": name, "group": kind.group, "kind": kind.kind, "causes": causes},
+            ) from exc
+
+    async def _create(self, request: rendering.Request, kind: Kind, namespace: str) -> dict[str, Any]:
+        body = request.data
+        if not isinstance(body, dict):
+            raise _api_error(400, "BadRequest", "the request body must be a JSON object")
+        obj = copy.deepcopy(body)
+        meta = obj.setdefault("metadata", {})
+        if kind.namespaced:
+            if meta.get("namespace") and namespace and meta["namespace"] != namespace:
+                raise _api_error(
+                    400, "BadRequest", "the namespace of the object does not match the namespace on the request"
+                )
+            meta["namespace"] = namespace or meta.get("namespace") or "default"
+        if not meta.get("name"):
+            if not meta.get("generateName"):
+                raise _api_error(422, "Invalid", "metadata.name: Required value: name or generateName is required")
+            meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
+        obj.setdefault("apiVersion", kind.api_version)
+        obj.setdefault("kind", kind.kind)
+        if (obj["apiVersion"], obj["kind"]) != (kind.api_version, kind.kind):
+            raise _api_error(
+                400, "BadRequest", f"expected {kind.api_version} {kind.kind}, got {obj['apiVersion']} {obj['kind']}"
+            )
+        for server_field in ("uid", "resourceVersion", "creationTimestamp", "deletionTimestamp", "generation"):
+            meta.pop(server_field, None)
+        if kind.status_subresource and kind.group not in {"", "apiextensions.k8s.io"}:
+            obj.pop("status", None)  # the status of a new custom object is ignored
+        key = self._key(kind, meta.get("namespace", ""), meta["name"])
+        if key in self._store:
+            raise _api_error(
+                409,
+                "AlreadyExists",
+                f'{kind.plural}.{kind.group} "{meta["name"]}" already exists',
+                {"name": meta["name"], "group": kind.group, "kind": kind.plural},
+            )
+        obj = self._validated(kind, obj, None)
+        self._stamp_new(obj)
+        await self._record(kind, key, "ADDED", obj)
+        return copy.deepcopy(obj)
+
+    def _patched(self, request: rendering.Request, current: dict[str, Any]) -> dict[str, Any]:
+        method = _method(request)
+        body = request.data
+        if method == "PUT":
+            if not isinstance(body, dict):
+                raise _api_error(400, "BadRequest", "the request body must be a JSON object")
+            return copy.deepcopy(body)
+        content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
+        if content_type == "application/json-patch+json":
+            if not isinstance(body, list):
+                raise _api_error(400, "BadRequest", "a JSON patch is a list of operations")
+            return json_patch(current, body)
+        if not isinstance(body, dict):
+            raise _api_error(400, "BadRequest", "a merge patch is a JSON object")
+        # merge-patch, strategic-merge-patch and apply-patch: merge semantics (exact for the
+        # maps and whole-list replacements this project writes).
+        return merge_patch(current, body)
+
+    async def _write(self, request: rendering.Request, kind: Kind, namespace: str, name: str) -> dict[str, Any]:
+        key = self._key(kind, namespace, name)
+        current = self._get(kind, namespace, name)
+        wanted = self._patched(request, current)
+        if not isinstance(wanted, dict):
+            raise _api_error(422, "Invalid", "the patched object is not a JSON object")
+        asked_version = (wanted.get("metadata") or {}).get("resourceVersion")
+        if asked_version and asked_version != current["metadata"]["resourceVersion"]:
+            raise _api_error(
+                409,
+                "Conflict",
+                f'Operation cannot be fulfilled on {kind.plural}.{kind.group} "{name}": the object has been '
+                "modified; please apply your changes to the latest version and try again",
+            )
+        if request.subresource == "status":
+            # Writes to /status change the status and nothing else.
+            new = copy.deepcopy(current)
+            if wanted.get("status") is not None:
+                new["status"] = wanted["status"]
+            else:
+                new.pop("status", None)
+        else:
+            # Writes to the object ignore the status when the kind has a status subresource.
+            new = copy.deepcopy(wanted)
+            if kind.status_subresource:
+                if "status" in current:
+                    new["status"] = copy.deepcopy(current["status"])
+                else:
+                    new.pop("status", None)
+            meta = new.setdefault("metadata", {})
+            for server_field in SERVER_MANAGED_METADATA:
+                if server_field in current["metadata"]:
+                    meta[server_field] = current["metadata"][server_field]
+                else:
+                    meta.pop(server_field, None)
+        spec_changed = _content(new) != _content(current)
+        if spec_changed:
+            new["metadata"]["generation"] = current["metadata"].get("generation", 1) + 1
+        if new == current:
+            return copy.deepcopy(current)  # a no-op write changes nothing, not even the version
+        new = self._validated(kind, new, current)
+        if new["metadata"].get("deletionTimestamp") and not new["metadata"].get("finalizers"):
+            await self._record(kind, key, "DELETED", new)
+            await self._collect_garbage(new["metadata"]["uid"])
+            return copy.deepcopy(new)
+        await self._record(kind, key, "MODIFIED", new)
+        return copy.deepcopy(new)
+
+    async def _delete(self, kind: Kind, namespace: str, name: str) -> dict[str, Any]:
+        key = self._key(kind, namespace, name)
+        current = self._get(kind, namespace, name)
+        if current["metadata"].get("finalizers"):
+            if current["metadata"].get("deletionTimestamp"):
+                return copy.deepcopy(current)
+            marked = copy.deepcopy(current)
+            marked["metadata"]["deletionTimestamp"] = _now()
+            marked["metadata"]["deletionGracePeriodSeconds"] = 0
+            await self._record(kind, key, "MODIFIED", marked)
+            return copy.deepcopy(marked)
+        gone = copy.deepcopy(current)
+        await self._record(kind, key, "DELETED", gone)
+        await self._collect_garbage(gone["metadata"]["uid"])
+        return copy.deepcopy(gone)
+
+    async def _collect_garbage(self, owner_uid: str) -> None:
+        """The garbage collector's background cascade: delete what the deleted object owned."""
+        for key, obj in list(self._store.items()):
+            owners = obj.get("metadata", {}).get("ownerReferences") or []
+            if any(owner.get("uid") == owner_uid for owner in owners) and key in self._store:
+                kind = self._kinds[key[:3]]
+                await self._delete(kind, key[3], key[4])
