@@ -25,10 +25,12 @@ lint: $(BIN)/.installed
 
 test: lint
 	$(BIN)/python -m tensorone.api.crd --check
+	$(BIN)/python -m tensorone.api.docs --check
 	$(BIN)/pytest
 
 crds: $(BIN)/.installed
 	$(BIN)/python -m tensorone.api.crd
+	$(BIN)/python -m tensorone.api.docs
 
 clean:
 	rm -rf $(VENV) runs .mypy_cache .ruff_cache .pytest_cache

@@ -387,7 +387,7 @@ def _number(value: Any) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
-def _range_text(schema: Mapping[str, Any]) -> str:
+def range_text(schema: Mapping[str, Any]) -> str:
     """What a numeric schema allows, in words: 'between 1e-06 and 0.1', 'at least 1', ..."""
     low, high = schema.get("minimum"), schema.get("maximum")
     low_open, high_open = schema.get("exclusiveMinimum") is True, schema.get("exclusiveMaximum") is True
@@ -417,7 +417,7 @@ def _reason(keyword: str, value: Any, schema: Mapping[str, Any], fallback: str) 
             text += " (YAML reads unquoted yes/no/on/off as booleans: quote the value)"
         return text
     if keyword in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
-        return f"must be {_range_text(schema)}, got {_number(value)}"
+        return f"must be {range_text(schema)}, got {_number(value)}"
     if keyword in ("minLength", "maxLength"):
         low, high = schema.get("minLength"), schema.get("maxLength")
         if keyword == "minLength" and low == 1:
