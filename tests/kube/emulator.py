@@ -294,6 +294,9 @@ class FaithfulEmulator(KubernetesEmulator):
     _events: list[tuple[int, tuple[str, str, str], str, dict[str, Any]]] = attrs.field(factory=list, init=False)
     _revision: int = attrs.field(default=0, init=False)
     _changed: asyncio.Condition | None = attrs.field(default=None, init=False)
+    # Fault injection: (HTTP method, plural) -> status code answered instead of serving, to play
+    # an API outage for one kind (a stuck deletion, an operator killed between two creates).
+    faults: dict[tuple[str, str], int] = attrs.field(factory=dict, init=False)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -377,6 +380,9 @@ class FaithfulEmulator(KubernetesEmulator):
             return await KubernetesScaffold._handle(self, request)
         if self._changed is None:
             self._changed = asyncio.Condition()
+        fault = self.faults.get((_method(request), kind.plural))
+        if fault is not None:
+            return await self._render_error(_api_error(fault, "InternalError", "injected fault"))
         try:
             if request.action == enums.action.WATCH:
                 return await self._watch(request, kind)

@@ -1,0 +1,223 @@
+"""The emulator behaves like an API server where kopf and the operator depend on it."""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.kube.emulator import json_patch, label_selector_matches, merge_patch
+from tests.kube.server import ApiStatusError, EmulatorServer
+
+TJ = "training.tensorone.ai/v1alpha1"
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[EmulatorServer]:
+    with EmulatorServer() as running:
+        yield running
+
+
+def config_map(name: str, namespace: str = "default", **labels: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "data": {"a": "1"},
+    }
+
+
+def training_job(name: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": TJ,
+        "kind": "TrainingJob",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "modelType": "llm",
+            "datasetId": "chat",
+            "config": {"baseModel": "tiny", "strategy": "lora"},
+            **spec,
+        },
+    }
+
+
+def test_create_stamps_server_fields_and_answers_201(server: EmulatorServer) -> None:
+    request = urllib.request.Request(
+        server.url + "/api/v1/namespaces/ns-a/configmaps",
+        data=json.dumps(config_map("stamped", "ns-a")).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request) as response:
+        assert response.status == 201
+        created = json.loads(response.read())
+    meta = created["metadata"]
+    assert meta["uid"] and meta["creationTimestamp"].endswith("Z")
+    assert int(meta["resourceVersion"]) > 0
+    assert meta["generation"] == 1
+    assert meta["namespace"] == "ns-a"
+
+
+def test_namespace_comes_from_the_url_and_generate_name_works(server: EmulatorServer) -> None:
+    body = config_map("", "")
+    body["metadata"] = {"generateName": "gen-"}
+    created = server.api.request("POST", "/api/v1/namespaces/ns-b/configmaps", body)
+    assert created["metadata"]["namespace"] == "ns-b"
+    assert created["metadata"]["name"].startswith("gen-") and len(created["metadata"]["name"]) > 4
+
+
+def test_duplicate_create_is_409(server: EmulatorServer) -> None:
+    server.api.create(config_map("twice"))
+    with pytest.raises(ApiStatusError) as error:
+        server.api.create(config_map("twice"))
+    assert error.value.status == 409
+    assert error.value.body["reason"] == "AlreadyExists"
+
+
+def test_resource_version_grows_and_generation_follows_the_spec_only(server: EmulatorServer) -> None:
+    created = server.api.create(training_job("gen"))
+    rv0 = int(created["metadata"]["resourceVersion"])
+    labelled = server.api.patch(TJ, "TrainingJob", "gen", {"metadata": {"labels": {"x": "y"}}})
+    assert int(labelled["metadata"]["resourceVersion"]) > rv0
+    assert labelled["metadata"]["generation"] == 1
+    changed = server.api.patch(TJ, "TrainingJob", "gen", {"spec": {"suspend": True}})
+    assert changed["metadata"]["generation"] == 2
+    status = server.api.patch_status(TJ, "TrainingJob", "gen", {"phase": "Pending"})
+    assert status["metadata"]["generation"] == 2
+    assert int(status["metadata"]["resourceVersion"]) > int(changed["metadata"]["resourceVersion"])
+
+
+def test_status_subresource_is_isolated_both_ways(server: EmulatorServer) -> None:
+    server.api.create(training_job("iso"))
+    server.api.patch_status(TJ, "TrainingJob", "iso", {"phase": "Running"})
+    # A write to the object ignores its status ...
+    after = server.api.patch(TJ, "TrainingJob", "iso", {"spec": {"suspend": True}, "status": {"phase": "Failed"}})
+    assert after["status"]["phase"] == "Running" and after["spec"]["suspend"] is True
+    # ... and a write to /status ignores everything else.
+    after = server.api.patch(
+        TJ, "TrainingJob", "iso", {"spec": {"suspend": False}, "status": {"phase": "Stopped"}}, subresource="status"
+    )
+    assert after["status"]["phase"] == "Stopped" and after["spec"]["suspend"] is True
+    # The status of a new custom object is dropped.
+    created = server.api.create({**training_job("iso2"), "status": {"phase": "Completed"}})
+    assert "status" not in created
+
+
+def test_failed_json_patch_test_is_422_and_stale_version_409(server: EmulatorServer) -> None:
+    created = server.api.create(config_map("guarded"))
+    with pytest.raises(ApiStatusError) as error:
+        server.api.patch(
+            "v1", "ConfigMap", "guarded", [{"op": "test", "path": "/metadata/resourceVersion", "value": "0"}]
+        )
+    assert error.value.status == 422
+    with pytest.raises(ApiStatusError) as error:
+        server.api.patch("v1", "ConfigMap", "guarded", {"metadata": {"resourceVersion": "1"}, "data": {"a": "2"}})
+    assert error.value.status == 409
+    ok = server.api.patch(
+        "v1",
+        "ConfigMap",
+        "guarded",
+        [
+            {"op": "test", "path": "/metadata/resourceVersion", "value": created["metadata"]["resourceVersion"]},
+            {"op": "replace", "path": "/data/a", "value": "3"},
+        ],
+    )
+    assert ok["data"] == {"a": "3"}
+
+
+def test_lists_carry_kind_version_and_honour_label_selectors(server: EmulatorServer) -> None:
+    server.api.create(config_map("sel-1", "sel", team="a", tier="x"))
+    server.api.create(config_map("sel-2", "sel", team="b"))
+    listing = server.api.request("GET", "/api/v1/namespaces/sel/configmaps?labelSelector=team%3Da")
+    assert listing["kind"] == "ConfigMapList" and listing["apiVersion"] == "v1"
+    assert int(listing["metadata"]["resourceVersion"]) > 0
+    assert [item["metadata"]["name"] for item in listing["items"]] == ["sel-1"]
+    names = {i["metadata"]["name"] for i in server.api.list("v1", "ConfigMap", "sel", "team in (a,b),!tier")}
+    assert names == {"sel-2"}
+
+
+def test_writes_of_our_kinds_are_validated_against_the_crds(server: EmulatorServer) -> None:
+    with pytest.raises(ApiStatusError) as error:
+        server.api.create(training_job("bad", maxWorkers=99))
+    assert error.value.status == 422
+    assert "spec.maxWorkers" in error.value.body["message"]
+    # Unknown fields are refused (strict field validation).
+    with pytest.raises(ApiStatusError) as error:
+        server.api.create(training_job("bad2", gpuCount=2))
+    assert error.value.status == 422
+    # Defaults of the schema are applied.
+    created = server.api.create(training_job("defaults"))
+    assert created["spec"]["maxWorkers"] == 1 and created["spec"]["priority"] == "normal"
+    # CEL transition rules see the old object: gpuType is immutable.
+    with pytest.raises(ApiStatusError) as error:
+        server.api.patch(TJ, "TrainingJob", "defaults", {"spec": {"maxWorkers": 2}})
+    assert error.value.status == 422 and "immutable" in error.value.body["message"]
+
+
+def test_finalizers_hold_deletion_and_owners_cascade(server: EmulatorServer) -> None:
+    owner = server.api.create({**config_map("owner"), "metadata": {"name": "owner", "finalizers": ["x/y"]}})
+    owned = config_map("owned")
+    owned["metadata"]["ownerReferences"] = [
+        {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner["metadata"]["uid"]}
+    ]
+    server.api.create(owned)
+    marked = server.api.delete("v1", "ConfigMap", "owner")
+    assert marked["metadata"]["deletionTimestamp"]
+    assert server.api.find("v1", "ConfigMap", "owner") is not None
+    server.api.patch("v1", "ConfigMap", "owner", {"metadata": {"finalizers": None}})
+    assert server.api.find("v1", "ConfigMap", "owner") is None
+    assert server.api.find("v1", "ConfigMap", "owned") is None
+
+
+def _watch(server: EmulatorServer, query: str, count: int) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    url = f"{server.url}/api/v1/namespaces/w/configmaps?watch=true&timeoutSeconds=2&{query}"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        for line in response:
+            if line.strip():
+                events.append(json.loads(line))
+            if len(events) == count:
+                break
+    return events
+
+
+def test_watches_resume_from_a_resource_version(server: EmulatorServer) -> None:
+    first = server.api.create(config_map("w1", "w"))
+    server.api.create(config_map("w2", "w"))
+    server.api.patch("v1", "ConfigMap", "w1", {"data": {"a": "2"}}, "w")
+    # From the first object's version: only what happened after it, in order.
+    events = _watch(server, f"resourceVersion={first['metadata']['resourceVersion']}", 2)
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [("ADDED", "w2"), ("MODIFIED", "w1")]
+    # Without a version: the current state, then live events.
+    results: list[list[dict[str, Any]]] = []
+    watcher = threading.Thread(target=lambda: results.append(_watch(server, "", 3)))
+    watcher.start()
+    threading.Event().wait(0.3)
+    server.api.create(config_map("w3", "w"))
+    watcher.join()
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in results[0]] == [
+        ("ADDED", "w1"),
+        ("ADDED", "w2"),
+        ("ADDED", "w3"),
+    ]
+
+
+def test_core_discovery_reports_v1() -> None:
+    with EmulatorServer() as fresh:
+        assert fresh.api.request("GET", "/api/v1")["groupVersion"] == "v1"
+        group = fresh.api.request("GET", "/apis/kubeflow.org/v1")
+        assert {r["name"] for r in group["resources"]} == {"pytorchjobs", "pytorchjobs/status"}
+
+
+def test_patch_helpers_follow_the_rfcs() -> None:
+    assert merge_patch({"a": {"b": 1, "c": 2}}, {"a": {"b": None, "d": 3}}) == {"a": {"c": 2, "d": 3}}
+    doc = {"a": [1, 2], "b": {"c": 1}}
+    assert json_patch(doc, [{"op": "add", "path": "/a/-", "value": 3}, {"op": "remove", "path": "/b/c"}]) == {
+        "a": [1, 2, 3],
+        "b": {},
+    }
+    assert label_selector_matches("a=b,c!=d", {"a": "b"}) and not label_selector_matches("a=b", {"a": "c"})

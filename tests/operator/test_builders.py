@@ -1,0 +1,255 @@
+"""The pure builders, checks and catalog, with plain dicts."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+import yaml
+from tensorone_operator import builders, catalog, checks
+from tensorone_operator.config import OperatorConfig, load_config, parse_config
+
+from tensorone.api.resolved import ResolvedJob
+from tensorone.errors import ConfigurationError
+
+CONFIG = OperatorConfig()
+
+
+def job(**spec: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "modelType": "llm",
+        "datasetId": "chat",
+        "config": {"baseModel": "meta-llama/Llama-2-7b-hf", "strategy": "lora"},
+        "maxWorkers": 1,
+        "priority": "normal",
+        "suspend": False,
+        "maxRestarts": 3,
+    }
+    base.update(spec)
+    return {
+        "apiVersion": "training.tensorone.ai/v1alpha1",
+        "kind": "TrainingJob",
+        "metadata": {"name": "llama", "namespace": "team", "uid": "uid-1", "labels": {}},
+        "spec": base,
+    }
+
+
+DATASET = {
+    "metadata": {"name": "chat", "namespace": "team"},
+    "spec": {"format": "jsonl", "source": {"pvc": {"claimName": "data", "path": "/chat.jsonl"}}},
+}
+
+
+def container(child: dict[str, Any], replica: str = "Master") -> dict[str, Any]:
+    result: dict[str, Any] = child["spec"]["pytorchReplicaSpecs"][replica]["template"]["spec"]["containers"][0]
+    return result
+
+
+def pod_spec(child: dict[str, Any], replica: str = "Master") -> dict[str, Any]:
+    result: dict[str, Any] = child["spec"]["pytorchReplicaSpecs"][replica]["template"]["spec"]
+    return result
+
+
+def test_gpu_job_shape_follows_training_operator_v1_9() -> None:
+    child = builders.build_pytorchjob(job(gpuType="a100", gpusPerWorker=4, maxWorkers=3), DATASET, CONFIG)
+    assert child["apiVersion"] == "kubeflow.org/v1" and child["kind"] == "PyTorchJob"
+    replicas = child["spec"]["pytorchReplicaSpecs"]
+    assert replicas["Master"]["replicas"] == 1 and replicas["Worker"]["replicas"] == 2
+    assert {r["restartPolicy"] for r in replicas.values()} == {"OnFailure"}
+    assert child["spec"]["nprocPerNode"] == "4"
+    assert "elasticPolicy" not in child["spec"]
+    main = container(child)
+    assert main["name"] == "pytorch"
+    assert main["command"][:3] == ["torchrun", "--nnodes=3", "--nproc-per-node=4"]
+    assert main["command"][-2:] == ["-m", "trainer"]
+    assert {"name": "pytorchjob-port", "containerPort": 23456, "protocol": "TCP"} in main["ports"]
+    assert main["resources"]["requests"] == {"cpu": "48", "memory": "480Gi", "nvidia.com/gpu": "4"}
+    assert main["resources"]["limits"]["nvidia.com/gpu"] == "4"
+    spec = pod_spec(child)
+    assert spec["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    assert spec["priorityClassName"] == "tensorone-normal"
+    assert spec["terminationGracePeriodSeconds"] == 300
+    assert spec["serviceAccountName"] == "tensorone-training" and spec["automountServiceAccountToken"] is False
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes["dshm"]["emptyDir"] == {"medium": "Memory", "sizeLimit": "8Gi"}
+    assert volumes["checkpoints"]["persistentVolumeClaim"] == {"claimName": "llama-checkpoints"}
+    assert volumes["job-config"]["configMap"] == {"name": "llama-config"}
+    assert volumes["dataset"]["persistentVolumeClaim"] == {"claimName": "data", "readOnly": True}
+    security = main["securityContext"]
+    assert security == {
+        "runAsNonRoot": True,
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def test_several_products_need_node_affinity_one_product_a_node_selector() -> None:
+    several = pod_spec(builders.build_pytorchjob(job(gpuType="a100"), DATASET, CONFIG))
+    assert "nodeSelector" not in several
+    term = several["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert term[0]["matchExpressions"][0]["operator"] == "In"
+    assert "NVIDIA-A100-SXM4-80GB" in term[0]["matchExpressions"][0]["values"]
+    single = pod_spec(builders.build_pytorchjob(job(gpuType="l4"), DATASET, CONFIG))
+    assert single["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-L4"}
+    cpu = pod_spec(builders.build_pytorchjob(job(), DATASET, CONFIG))
+    assert "nodeSelector" not in cpu and "affinity" not in cpu and "tolerations" not in cpu
+    assert container(builders.build_pytorchjob(job(), DATASET, CONFIG))["resources"]["limits"] == {
+        "cpu": "2",
+        "memory": "8Gi",
+    }
+
+
+def test_run_policy_carries_limits_and_suspend() -> None:
+    policy = builders.build_pytorchjob(job(maxRuntimeSeconds=3600, maxRestarts=5, suspend=True), DATASET, CONFIG)[
+        "spec"
+    ]["runPolicy"]
+    assert policy == {"cleanPodPolicy": "Running", "backoffLimit": 5, "suspend": True, "activeDeadlineSeconds": 3600}
+
+
+def test_custom_job_runs_the_users_argv_never_a_shell() -> None:
+    custom = {
+        "image": "registry.example/me/train@sha256:abc",
+        "command": ["python", "-m", "train"],
+        "args": ["--name", "$(rm -rf /); echo"],
+        "env": [{"name": "MY_FLAG", "value": "1"}],
+    }
+    spec = job(modelType="custom", config={"custom": custom}, hubTokenSecret={"name": "hf", "key": "token"})
+    main = container(builders.build_pytorchjob(spec, DATASET, CONFIG))
+    assert main["image"] == custom["image"]
+    assert main["command"] == ["python", "-m", "train"]
+    assert main["args"] == ["--name", "$(rm -rf /); echo"]
+    env = {e["name"]: e for e in main["env"]}
+    assert env["HF_TOKEN"]["valueFrom"] == {"secretKeyRef": {"name": "hf", "key": "token"}}
+    assert env["TENSORONE_JOB_CONFIG"]["value"] == "/etc/tensorone/job/job.yaml"
+    assert env["MY_FLAG"]["value"] == "1"
+
+
+def test_labels_are_ours_plus_kueue_and_never_the_argo_instance_label() -> None:
+    spec = job()
+    spec["metadata"]["labels"] = {
+        "app.kubernetes.io/instance": "argo-app",
+        "kueue.x-k8s.io/queue-name": "gpu-queue",
+        "team": "nlp",
+    }
+    child = builders.build_pytorchjob(spec, DATASET, CONFIG)
+    expected = {
+        "app.kubernetes.io/name": "tensorone-training",
+        "app.kubernetes.io/managed-by": "tensorone-operator",
+        "training.tensorone.ai/job-name": "llama",
+        "kueue.x-k8s.io/queue-name": "gpu-queue",
+    }
+    assert child["metadata"]["labels"] == expected
+    assert child["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["metadata"]["labels"] == expected
+    assert child["metadata"]["ownerReferences"] == [
+        {
+            "apiVersion": "training.tensorone.ai/v1alpha1",
+            "kind": "TrainingJob",
+            "name": "llama",
+            "uid": "uid-1",
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+    ]
+
+
+def test_config_map_holds_the_resolved_job_with_defaults() -> None:
+    config_map = builders.build_config_map(job(resumeFrom="ckpt-epoch-1", gpuType="l4"), DATASET, CONFIG)
+    assert config_map["metadata"]["name"] == "llama-config"
+    resolved = ResolvedJob.model_validate(yaml.safe_load(config_map["data"]["job.yaml"]))
+    assert resolved.resume_from == "ckpt-epoch-1"
+    assert resolved.use_gpu is True
+    assert resolved.dataset.format == "jsonl"
+    assert resolved.config.training is not None and resolved.config.training.epochs == 1
+    assert resolved.config.parameters is not None and resolved.config.parameters.rank == 16
+
+
+def test_checkpoint_claim_uses_spec_then_config_defaults() -> None:
+    claim = builders.build_checkpoint_claim(job(checkpointStorage={"size": "50Gi"}), CONFIG)
+    assert claim["spec"]["resources"]["requests"]["storage"] == "50Gi"
+    assert "storageClassName" not in claim["spec"]
+    configured = OperatorConfig.model_validate({"checkpointStorage": {"size": "10Gi", "storageClassName": "nfs"}})
+    claim = builders.build_checkpoint_claim(job(), configured)
+    assert claim["spec"] == {
+        "accessModes": ["ReadWriteMany"],
+        "resources": {"requests": {"storage": "10Gi"}},
+        "storageClassName": "nfs",
+    }
+    assert not builders.owns_checkpoint_claim(job(checkpointStorage={"claimName": "mine"}))
+    assert builders.checkpoint_claim_name(job(checkpointStorage={"claimName": "mine"})) == "mine"
+
+
+def test_child_drift_patches_only_mutable_parts() -> None:
+    spec = job(gpuType="a100")
+    child = builders.build_pytorchjob(spec, DATASET, CONFIG)
+    assert builders.child_drift(spec, child, CONFIG) is None
+    changed = copy.deepcopy(spec)
+    changed["spec"].update(suspend=True, priority="high", maxRuntimeSeconds=600)
+    patch = builders.child_drift(changed, child, CONFIG)
+    assert patch == {
+        "spec": {
+            "runPolicy": {"suspend": True, "activeDeadlineSeconds": 600},
+            "pytorchReplicaSpecs": {"Master": {"template": {"spec": {"priorityClassName": "tensorone-high"}}}},
+        }
+    }
+
+
+def test_catalog_allocation_and_cost() -> None:
+    spec = job(gpuType="a100", gpusPerWorker=2, maxWorkers=2, maxRuntimeSeconds=7200)["spec"]
+    assert catalog.resource_allocation(spec, CONFIG) == {
+        "gpuType": "NVIDIA A100",
+        "workers": 2,
+        "gpus": 4,
+        "memoryPerWorker": "160GB",
+    }
+    assert catalog.estimated_cost(spec, CONFIG) == {"hourly": 16.4, "currency": "USD", "total": 32.8}
+    without_limit = job(gpuType="a100")["spec"]
+    assert "total" not in catalog.estimated_cost(without_limit, CONFIG)
+    assert catalog.estimated_cost(without_limit, CONFIG, spent=1.0, remaining_seconds=1800)["total"] == 3.05
+    with pytest.raises(ConfigurationError) as error:
+        catalog.gpu_type({"gpuType": "tpu"}, CONFIG)
+    assert error.value.field == "spec.gpuType" and "a100" in str(error.value) and "h100" in str(error.value)
+
+
+def node(product: str, gpus: str = "8", cordoned: bool = False) -> dict[str, Any]:
+    return {
+        "metadata": {"name": product, "labels": {"nvidia.com/gpu.product": product}},
+        "spec": {"unschedulable": cordoned},
+        "status": {"allocatable": {"nvidia.com/gpu": gpus}},
+    }
+
+
+def test_insufficient_resources_lists_what_nodes_offer() -> None:
+    nodes = [node("Tesla-V100-SXM2-16GB"), node("NVIDIA-L4"), node("NVIDIA-H100-80GB-HBM3", cordoned=True)]
+    problem = checks.check_gpu_nodes({"gpuType": "h100"}, CONFIG, nodes)
+    assert problem is not None and problem.code == "INSUFFICIENT_RESOURCES" and problem.waiting
+    assert "available GPU types: l4, v100" in problem.message
+    assert checks.check_gpu_nodes({"gpuType": "l4"}, CONFIG, nodes) is None
+    assert checks.check_gpu_nodes({"gpuType": "l4"}, CONFIG, [node("NVIDIA-L4", gpus="0")]) is not None
+    assert checks.check_gpu_nodes({}, CONFIG, []) is None
+
+
+def test_configuration_checks_name_the_field() -> None:
+    custom = {"image": "x", "env": [{"name": "MASTER_ADDR", "value": "evil"}]}
+    problem = checks.check_configuration({"modelType": "custom", "config": {"custom": custom}}, DATASET)
+    assert problem is not None and problem.code == "CONFIGURATION_ERROR" and not problem.waiting
+    assert "spec.config.custom.env[0].name" in problem.message
+    coco = {"metadata": {"name": "imgs"}, "spec": {"format": "coco"}}
+    problem = checks.check_configuration({"modelType": "llm", "config": {}}, coco)
+    assert problem is not None and "spec.datasetId" in problem.message and "jsonl" in problem.message
+    assert checks.check_configuration({"modelType": "llm", "config": {}}, DATASET) is None
+    missing = checks.check_dataset("team", {"datasetId": "nope"}, None)
+    assert missing is not None and missing.code == "DATASET_NOT_FOUND" and "'nope'" in missing.message
+
+
+def test_operator_config_file_is_validated(tmp_path: Any) -> None:
+    assert load_config(tmp_path / "absent.yaml") == OperatorConfig()
+    path = tmp_path / "config.yaml"
+    path.write_text("trainerImage: example/trainer:1\ngpuCatalog:\n  tpu:\n    displayName: x\n")
+    with pytest.raises(ConfigurationError) as error:
+        load_config(path)
+    assert "gpuCatalog.tpu.products" in str(error.value)
+    with pytest.raises(ConfigurationError) as error:
+        parse_config({"trainerImagee": "typo"})
+    assert "trainerImagee" in str(error.value)
