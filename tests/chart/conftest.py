@@ -65,6 +65,8 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "trainingServiceAccount": {"name": "", "create": True},
         "fullnameOverride": "tensorone",
     },
+    # The values the kind e2e suite installs with: a value the schema refuses fails here first.
+    "e2e": yaml.safe_load((REPO_ROOT / "tests" / "e2e" / "values-e2e.yaml").read_text()),
 }
 
 

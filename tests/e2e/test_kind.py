@@ -1,0 +1,197 @@
+"""End to end on kind: the chart installs, a CPU-only TrainingJob runs to Completed with progress,
+metrics and checkpoints in its status, and stop/resume work through spec.suspend.
+
+Opt-in and skipped where there is no container engine: see conftest.py and docs/install.md.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.chart.test_argocd_health import health_of
+from tests.e2e.cluster import REPO_ROOT, KindCluster
+from tests.e2e.conftest import JOB_NAMESPACE, OPERATOR_NAMESPACE, TINY_MODEL_PATH
+
+INSTRUCTIONS = [
+    json.loads(line)
+    for line in (REPO_ROOT / "examples" / "data" / "tiny-instructions.jsonl").read_text().splitlines()
+    if line.strip()
+]
+DATASET: dict[str, Any] = {
+    "apiVersion": "training.tensorone.ai/v1alpha1",
+    "kind": "Dataset",
+    "metadata": {"name": "tiny-instructions"},
+    "spec": {
+        "format": "jsonl",
+        "source": {"inline": {"records": INSTRUCTIONS}},
+        "columns": {"prompt": "prompt", "completion": "completion"},
+    },
+}
+
+
+def training_job(name: str, **training: Any) -> dict[str, Any]:
+    """A CPU-only LoRA job (no gpuType) on the tiny model baked into the e2e trainer image."""
+    return {
+        "apiVersion": "training.tensorone.ai/v1alpha1",
+        "kind": "TrainingJob",
+        "metadata": {"name": name},
+        "spec": {
+            "modelType": "llm",
+            "datasetId": "tiny-instructions",
+            "maxWorkers": 1,
+            "priority": "low",
+            "config": {
+                "baseModel": TINY_MODEL_PATH,
+                "strategy": "lora",
+                "parameters": {"rank": 4, "alpha": 8},
+                "training": {"batchSize": 4, "learningRate": 1.0e-3, "maxSeqLength": 64, **training},
+                "optimization": {"mixedPrecision": "no"},
+            },
+        },
+    }
+
+
+def _phase(obj: dict[str, Any]) -> str | None:
+    return (obj.get("status") or {}).get("phase")
+
+
+def _caught_up(obj: dict[str, Any]) -> bool:
+    return (obj.get("status") or {}).get("observedGeneration") == obj["metadata"]["generation"]
+
+
+@pytest.fixture(scope="module")
+def dataset(cluster: KindCluster, chart: str) -> str:
+    cluster.apply(DATASET, JOB_NAMESPACE)
+    return str(DATASET["metadata"]["name"])
+
+
+def test_operator_runs_restricted_and_serves_metrics(cluster: KindCluster, chart: str) -> None:
+    pods = json.loads(
+        cluster.kubectl(
+            "get", "pods", "-n", OPERATOR_NAMESPACE, "-l", "app.kubernetes.io/component=operator", "-o", "json"
+        )
+    )["items"]
+    assert len(pods) == 1
+    pod = pods[0]
+    assert all(status["ready"] for status in pod["status"]["containerStatuses"])
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+    # The API server's service proxy reaches the operator's /metrics without a port-forward.
+    services = json.loads(
+        cluster.kubectl(
+            "get", "services", "-n", OPERATOR_NAMESPACE, "-l", "app.kubernetes.io/component=operator", "-o", "json"
+        )
+    )["items"]
+    [service] = [item["metadata"]["name"] for item in services if item["metadata"]["name"].endswith("-metrics")]
+    metrics = cluster.kubectl(
+        "get", "--raw", f"/api/v1/namespaces/{OPERATOR_NAMESPACE}/services/{service}:metrics/proxy/metrics"
+    )
+    assert "tensorone_operator_reconciles_total" in metrics
+
+
+def test_cpu_job_completes_with_progress_metrics_and_checkpoints(cluster: KindCluster, dataset: str) -> None:
+    cluster.apply(training_job("e2e-complete", epochs=2), JOB_NAMESPACE)
+    job = cluster.wait_for(
+        "trainingjob",
+        "e2e-complete",
+        JOB_NAMESPACE,
+        lambda obj: _phase(obj) in {"Completed", "Failed"},
+        what="a terminal phase",
+        timeout=900,
+    )
+    status = job["status"]
+    assert status["phase"] == "Completed", json.dumps(status, indent=2)
+    progress = status["progress"]
+    assert progress["currentStep"] == progress["totalSteps"] > 0
+    assert progress["percentage"] == 100
+    assert progress["currentEpoch"] == progress["totalEpochs"] == 2
+    assert isinstance(status["metrics"]["currentLoss"], float)
+    assert status["metrics"]["learningRate"] >= 0
+    assert status["checkpoints"], "no checkpoint in status"
+    assert {checkpoint["reason"] for checkpoint in status["checkpoints"]} & {"epoch", "final"}
+    assert any(c["type"] == "Succeeded" and c["status"] == "True" for c in status["conditions"])
+    # CPU job: what it was given comes from operatorConfig.cpuJob.
+    assert status["resourceAllocation"]["workers"] == 1
+    # Argo CD would show it Healthy.
+    assert health_of(job)["status"] == "Healthy"
+    # The child and its pods carry the contract's labels.
+    child = cluster.get("pytorchjob", "e2e-complete", JOB_NAMESPACE)
+    assert child["metadata"]["labels"]["training.tensorone.ai/job-name"] == "e2e-complete"
+
+
+def test_stop_and_resume(cluster: KindCluster, dataset: str) -> None:
+    name = "e2e-stop-resume"
+    # Long enough to be stopped mid-way: many epochs over 58 records, a checkpoint every few steps.
+    cluster.apply(training_job(name, epochs=200, checkpointSteps=5, keepCheckpoints=2), JOB_NAMESPACE)
+    cluster.wait_for(
+        "trainingjob",
+        name,
+        JOB_NAMESPACE,
+        lambda obj: _phase(obj) == "Running" and ((obj["status"].get("progress") or {}).get("currentStep") or 0) >= 3,
+        what="Running past step 3",
+        timeout=900,
+        poll=2,
+    )
+
+    cluster.merge_patch("trainingjob", name, JOB_NAMESPACE, {"spec": {"suspend": True}})
+    stopped = cluster.wait_for(
+        "trainingjob",
+        name,
+        JOB_NAMESPACE,
+        lambda obj: _phase(obj) == "Stopped" and _caught_up(obj),
+        what="Stopped",
+        timeout=300,
+    )
+    assert health_of(stopped)["status"] == "Suspended"
+    stop_checkpoints = [c for c in stopped["status"]["checkpoints"] if c.get("reason") == "stop"]
+    assert stop_checkpoints, f"the SIGTERM checkpoint is missing: {stopped['status']['checkpoints']}"
+    stopped_at = stopped["status"]["progress"]["currentStep"]
+    pods = json.loads(
+        cluster.kubectl(
+            "get", "pods", "-n", JOB_NAMESPACE, "-l", f"training.tensorone.ai/job-name={name}", "-o", "json"
+        )
+    )["items"]
+    assert [pod for pod in pods if pod["status"].get("phase") == "Running"] == []
+
+    cluster.merge_patch("trainingjob", name, JOB_NAMESPACE, {"spec": {"suspend": False}})
+    resumed = cluster.wait_for(
+        "trainingjob",
+        name,
+        JOB_NAMESPACE,
+        lambda obj: _phase(obj) == "Running" and _caught_up(obj) and bool(obj["status"].get("resumedFrom")),
+        what="Running again, resumed from a checkpoint",
+        timeout=600,
+        poll=2,
+    )
+    assert resumed["status"]["resumedFrom"] == stop_checkpoints[-1]["id"]
+    assert resumed["status"]["progress"]["currentStep"] >= stopped_at
+
+    # Cancel ends it for good; the checkpoints stay listed.
+    cluster.merge_patch("trainingjob", name, JOB_NAMESPACE, {"spec": {"cancel": True}})
+    cancelled = cluster.wait_for(
+        "trainingjob",
+        name,
+        JOB_NAMESPACE,
+        lambda obj: _phase(obj) == "Cancelled",
+        what="Cancelled",
+        timeout=300,
+    )
+    assert cancelled["status"]["checkpoints"]
+    assert health_of(cancelled)["status"] == "Healthy"
+
+
+def test_job_deletion_cleans_up_children(cluster: KindCluster, dataset: str) -> None:
+    cluster.kubectl("delete", "trainingjob", "e2e-complete", "-n", JOB_NAMESPACE, "--wait=true", "--timeout=120s")
+    leftovers = cluster.kubectl(
+        "get",
+        "pytorchjobs,configmaps,persistentvolumeclaims",
+        "-n",
+        JOB_NAMESPACE,
+        "-l",
+        "training.tensorone.ai/job-name=e2e-complete",
+        "-o",
+        "name",
+    )
+    assert leftovers.strip() == ""
