@@ -9,6 +9,9 @@
 {{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
 {{- else if contains (include "tensorone.name" .) .Release.Name }}
 {{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else if hasPrefix (printf "%s-" .Release.Name) (include "tensorone.name" .) }}
+{{- /* Release "tensorone" names objects tensorone-training-operator, not tensorone-tensorone-... */}}
+{{- include "tensorone.name" . }}
 {{- else }}
 {{- printf "%s-%s" .Release.Name (include "tensorone.name" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
