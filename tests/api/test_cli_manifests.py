@@ -37,7 +37,7 @@ spec:
 
 
 def test_validate_prints_ok_for_every_example_object(capsys: pytest.CaptureFixture[str]) -> None:
-    files = sorted(str(p) for p in (REPO / "examples").glob("*.yaml"))
+    files = sorted(str(p) for p in (REPO / "examples").glob("*.yaml") if not p.name.startswith("."))
     assert main(["validate", *files]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == sum(len(load_manifests(Path(f).read_text())) for f in files)
