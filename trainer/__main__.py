@@ -1,0 +1,53 @@
+"""``python -m trainer`` (and ``torchrun ... -m trainer``): train the resolved job.
+
+The job is read from ``--config``, else ``$TENSORONE_JOB_CONFIG``, else
+``/etc/tensorone/job/job.yaml`` (where the operator mounts it). The exit code says how it ended
+(see trainer.run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from tensorone.api.report import TrainerState
+from tensorone.api.resolved import DEFAULT_JOB_CONFIG_PATH, JOB_CONFIG_ENV, ResolvedJob
+from trainer.reporting.client import Reporter
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m trainer", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--config", type=Path, default=None, help="The resolved job (YAML).")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="Also write the base model with the LoRA adapter merged in (output/merged).",
+    )
+    parser.add_argument("--no-report", action="store_true", help="Do not serve /progress and /metrics.")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+    path = args.config or Path(os.environ.get(JOB_CONFIG_ENV) or DEFAULT_JOB_CONFIG_PATH)
+    try:
+        job = ResolvedJob.read(path)
+    except (OSError, ValidationError, ValueError) as error:
+        message = f"cannot read the job configuration {path}: {error}"
+        print(f"trainer: CONFIGURATION_ERROR: {message}", file=sys.stderr)
+        # The operator still learns why, from the termination message.
+        Reporter(serve=False).finish(TrainerState.failed, reason="ConfigurationError", message=message[:2000])
+        return 2
+
+    from trainer.run import RunOptions, run
+
+    return run(job, RunOptions(serve_reports=not args.no_report, merge_adapter=args.merge)).exit_code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

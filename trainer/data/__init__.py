@@ -1,0 +1,1 @@
+"""Training data: reading records, turning them into examples, and planning their order."""

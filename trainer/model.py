@@ -1,0 +1,173 @@
+"""The causal language model: loaded with ``from_pretrained``, prepared for its strategy, saved.
+
+One loading path for every model, a hub id or a local folder: ``AutoModelForCausalLM`` and
+``AutoTokenizer``, the hub token from ``HF_TOKEN`` (the operator fills it from the job's
+``hubTokenSecret``), the cache in ``cacheDir``, and no network at all when ``HF_HUB_OFFLINE`` is set.
+
+Strategies: ``lora`` wraps the frozen model in peft adapters; ``qlora`` loads the model in 4 bits
+(bitsandbytes, CUDA only) under the adapters; ``full`` trains every weight. Weights that are
+trained are kept in fp32 (mixed precision comes from autocast, see precision.py); a frozen base
+under LoRA is loaded in the compute dtype to save memory.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file
+
+from tensorone.api.v1alpha1.trainingjob import MixedPrecision, Strategy
+from tensorone.errors import ConfigurationError
+from trainer.settings import Settings
+
+ALL_LINEAR = "all-linear"
+
+
+def hub_options(settings: Settings) -> dict[str, Any]:
+    """Arguments of every from_pretrained call: token, cache, offline mode."""
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    return {
+        "token": os.environ.get("HF_TOKEN") or None,
+        "cache_dir": settings.cache_dir,
+        "local_files_only": offline,
+    }
+
+
+def load_tokenizer(settings: Settings) -> Any:
+    """The base model's tokenizer, with a pad token (the eos token when the model has none)."""
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(settings.base_model, **hub_options(settings))
+    except (OSError, ValueError) as error:
+        raise ConfigurationError(
+            f"cannot load the tokenizer of {settings.base_model}: {error}", field="config.baseModel"
+        ) from error
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(settings: Settings, device: torch.device) -> Any:
+    """The base model on the device, wrapped for its strategy, in training mode."""
+    from transformers import AutoModelForCausalLM
+
+    precision = MixedPrecision(settings.optimization.mixed_precision)
+    options = hub_options(settings)
+    if settings.strategy == Strategy.qlora:
+        from transformers import BitsAndBytesConfig
+
+        compute_dtype = torch.bfloat16 if precision == MixedPrecision.bf16 else torch.float32
+        options["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=compute_dtype,
+        )
+        options["device_map"] = {"": device}
+    elif settings.strategy == Strategy.lora:
+        options["dtype"] = {
+            MixedPrecision.bf16: torch.bfloat16,
+            MixedPrecision.fp16: torch.float16,
+        }.get(precision, torch.float32)
+    else:
+        options["dtype"] = torch.float32
+    try:
+        model: Any = AutoModelForCausalLM.from_pretrained(settings.base_model, **options)
+    except (OSError, ValueError) as error:
+        raise ConfigurationError(f"cannot load {settings.base_model}: {error}", field="config.baseModel") from error
+    if settings.strategy != Strategy.qlora:
+        model.to(device)
+    model.config.use_cache = False  # the key/value cache is for generation, not training
+
+    if settings.optimization.gradient_checkpointing:
+        # Non-reentrant checkpointing works with a frozen embedding (no input grads needed).
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if settings.strategy in (Strategy.lora, Strategy.qlora):
+        model = _with_adapters(model, settings)
+    model.train()
+    return model
+
+
+def _with_adapters(model: Any, settings: Settings) -> Any:
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    lora = settings.lora
+    assert lora is not None  # settings give LoRA parameters to every adapter strategy
+    if settings.strategy == Strategy.qlora:
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=settings.optimization.gradient_checkpointing
+        )
+    targets: list[str] | str | None = lora.target_modules
+    if targets == [ALL_LINEAR]:
+        targets = ALL_LINEAR
+    config = LoraConfig(
+        r=lora.rank,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=targets,
+        task_type="CAUSAL_LM",
+    )
+    try:
+        return get_peft_model(model, config)
+    except ValueError as error:
+        raise ConfigurationError(
+            f"{error} (names of the model's modules, or the single entry all-linear)",
+            field="config.parameters.targetModules",
+        ) from error
+
+
+def trainable_parameters(model: torch.nn.Module) -> list[tuple[str, torch.nn.Parameter]]:
+    return [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+
+
+def save_weights(model: Any, directory: Path) -> None:
+    """The trained weights in the Hugging Face layout: the adapter for lora and qlora (so
+    ``PeftModel.from_pretrained`` loads it), the whole model for full."""
+    model.save_pretrained(directory)
+
+
+def load_weights(model: Any, directory: Path, strategy: Strategy) -> None:
+    """Put weights written by ``save_weights`` back into the same model, exactly."""
+    if strategy in (Strategy.lora, Strategy.qlora):
+        from peft import set_peft_model_state_dict
+
+        result = set_peft_model_state_dict(model, load_file(directory / "adapter_model.safetensors"))
+        unexpected = list(getattr(result, "unexpected_keys", []))
+        if unexpected:
+            raise ConfigurationError(
+                f"the checkpoint's adapter does not fit this model (unexpected {unexpected[:3]})", field="resumeFrom"
+            )
+        return
+    state: dict[str, torch.Tensor] = {}
+    for file in sorted(directory.glob("*.safetensors")):
+        state.update(load_file(file))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    # save_pretrained writes a tied weight (lm_head tied to the embedding) once.
+    tied = set(getattr(model, "_tied_weights_keys", None) or [])
+    tied |= set(getattr(model, "all_tied_weights_keys", None) or [])
+    really_missing = [key for key in missing if key not in tied]
+    if unexpected or really_missing:
+        raise ConfigurationError(
+            f"the checkpoint's weights do not fit this model (missing {really_missing[:3]}, unexpected "
+            f"{unexpected[:3]})",
+            field="resumeFrom",
+        )
+
+
+def save_final(model: Any, tokenizer: Any, directory: Path, strategy: Strategy, *, merge: bool) -> list[Path]:
+    """The final artifacts: the adapter (or model) and the tokenizer in ``directory``; with
+    ``merge``, also the base model with the adapter merged in, in ``directory/merged``."""
+    written = [directory]
+    save_weights(model, directory)
+    tokenizer.save_pretrained(directory)
+    if merge and strategy == Strategy.lora:
+        merged_dir = directory / "merged"
+        merged = model.merge_and_unload()
+        merged.save_pretrained(merged_dir)
+        tokenizer.save_pretrained(merged_dir)
+        written.append(merged_dir)
+    return written

@@ -1,0 +1,228 @@
+"""Report training progress the TensorOne way, from the TensorOne trainer or from any custom image.
+
+The operator reads a running job's progress from its rank-0 process at ``GET /progress`` (JSON,
+``tensorone.api.report.ProgressReport``) on the report port, Prometheus scrapes ``GET /metrics`` on
+the same port, and when the pod ends the operator reads the final state from the pod's
+termination message. ``Reporter`` does all three, plus a JSONL metrics log; it needs only
+prometheus-client and pydantic (no torch). A custom training script reports like this::
+
+    from trainer.reporting.client import Reporter, CheckpointReport
+
+    with Reporter(metrics_log="/checkpoints/metrics.jsonl") as reporter:   # serves on port 9400
+        reporter.plan(total_epochs=3, total_steps=3000)
+        reporter.running()
+        for step in range(1, 3001):
+            loss = train_one_step()
+            reporter.step(step, loss, epoch=1 + (step - 1) // 1000, learning_rate=lr, tokens=4096)
+            if step % 1000 == 0:
+                save_my_checkpoint(step)
+                reporter.checkpoint(CheckpointReport(id=f"ckpt-step-{step}", epoch=step // 1000,
+                                                     step=step, loss=loss, created_at=now(), size_bytes=size))
+    # leaving the block marks the run completed (or failed, on an exception) and writes the
+    # termination message; call reporter.finish(TrainerState.stopped) yourself after a SIGTERM.
+
+The port comes from ``TENSORONE_REPORT_PORT`` when set (the operator sets it to the job's
+``config.custom.progressPort``), else 9400. Recording a step costs a few microseconds: nothing is
+serialised until a client asks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, Literal
+
+from tensorone.api.report import CheckpointReport, ProgressReport, TrainerState
+from tensorone.api.resolved import DEFAULT_REPORT_PORT, DEFAULT_TERMINATION_LOG, TERMINATION_LOG_ENV
+from trainer.reporting.metrics import build_registry
+from trainer.reporting.progress import ProgressTracker
+from trainer.reporting.server import ReportServer
+
+__all__ = ["CheckpointReport", "ProgressReport", "Reporter", "TrainerState", "termination_log_path"]
+
+REPORT_PORT_ENV = "TENSORONE_REPORT_PORT"
+FINAL_STATES = frozenset({TrainerState.completed, TrainerState.stopped, TrainerState.failed, TrainerState.diverged})
+
+
+def termination_log_path() -> Path | None:
+    """Where the final summary goes: ``$TENSORONE_TERMINATION_LOG``, else the pod's
+    ``/dev/termination-log`` when it exists and is writable, else nowhere."""
+    configured = os.environ.get(TERMINATION_LOG_ENV)
+    if configured:
+        return Path(configured)
+    default = Path(DEFAULT_TERMINATION_LOG)
+    if default.exists() and os.access(default, os.W_OK):
+        return default
+    return None
+
+
+def host_peak_rss_bytes() -> int:
+    """Peak resident memory of this process (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+class Reporter:
+    """Progress reporting of one process: endpoints, metrics log, termination message.
+
+    ``serve`` False serves nothing (the other ranks do not); ``port`` None means
+    ``$TENSORONE_REPORT_PORT`` or 9400, and 0 picks a free port. ``metrics_log`` None writes no
+    log. ``termination_log`` "auto" means ``termination_log_path()``; None writes none.
+    """
+
+    def __init__(
+        self,
+        *,
+        serve: bool = True,
+        port: int | None = None,
+        metrics_log: Path | str | None = None,
+        termination_log: Path | str | Literal["auto"] | None = "auto",
+        memory: Callable[[], int | None] | None = host_peak_rss_bytes,
+        progress_bar: bool = False,
+    ) -> None:
+        if port is None:
+            port = int(os.environ.get(REPORT_PORT_ENV) or DEFAULT_REPORT_PORT)
+        self.tracker = ProgressTracker(memory=memory)
+        self._serve = serve
+        self._requested_port = port
+        self._server: ReportServer | None = None
+        self._log: IO[str] | None = None
+        self._log_path = Path(metrics_log) if metrics_log is not None else None
+        self._termination_log = termination_log_path() if termination_log == "auto" else termination_log
+        self._progress_bar = progress_bar
+        self._bar: Any = None
+        self.finished: ProgressReport | None = None
+
+    # Lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> Reporter:
+        """Open the metrics log and start serving (idempotent)."""
+        if self._log_path is not None and self._log is None:
+            self._log_path.parent.mkdir(parents=True, exist_ok=True)
+            self._log = self._log_path.open("a", buffering=1, encoding="utf-8")
+        if self._server is None and self._serve:
+            self._server = ReportServer(self.tracker, build_registry(self.tracker), port=self._requested_port)
+            self._server.start()
+        return self
+
+    @property
+    def port(self) -> int | None:
+        """The port actually served (useful with port 0), or None."""
+        return self._server.port if self._server is not None else None
+
+    def close(self) -> None:
+        """Stop serving and close the log."""
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def __enter__(self) -> Reporter:
+        return self.start()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        if self.finished is None:
+            if error is None:
+                self.finish(TrainerState.completed)
+            else:
+                self.finish(TrainerState.failed, reason=type(error).__name__, message=str(error)[:1000])
+        self.close()
+
+    # What happened ---------------------------------------------------------------------------
+
+    def plan(self, *, total_epochs: int, total_steps: int, step: int = 0) -> None:
+        """How long the run will be (and where it starts, when resumed)."""
+        self.tracker.set_plan(total_epochs=total_epochs, total_steps=total_steps)
+        if self._progress_bar and self._bar is None:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total_steps, initial=step, unit="step", dynamic_ncols=True, file=sys.stderr)
+
+    def running(self, *, resumed_from: str | None = None) -> None:
+        self.tracker.resumed_from = resumed_from
+        self.tracker.set_state(TrainerState.running)
+        self._write({"event": "start", "resumedFrom": resumed_from, "step": self.tracker.step})
+
+    def step(
+        self,
+        step: int,
+        loss: float,
+        *,
+        epoch: int | None = None,
+        learning_rate: float | None = None,
+        tokens: int = 0,
+        samples: int = 0,
+        seconds: float = 0.0,
+    ) -> None:
+        """One optimizer step done (``tokens`` and ``samples`` over every process)."""
+        self.tracker.record_step(
+            step, loss, epoch=epoch, learning_rate=learning_rate, tokens=tokens, samples=samples, seconds=seconds
+        )
+        self._write(
+            {
+                "event": "step",
+                "step": step,
+                "epoch": epoch,
+                "loss": loss,
+                "learningRate": learning_rate,
+                "tokens": tokens,
+                "samples": samples,
+                "seconds": round(seconds, 6),
+            }
+        )
+        if self._bar is not None:
+            self._bar.set_postfix_str(f"loss {loss:.4f}", refresh=False)
+            self._bar.update(step - self._bar.n)
+
+    def eval(self, step: int, loss: float) -> None:
+        """An evaluation loss measured after ``step``."""
+        self.tracker.record_eval(step, loss)
+        self._write({"event": "eval", "step": step, "evalLoss": loss})
+
+    def checkpoint(self, saved: CheckpointReport) -> None:
+        """A checkpoint was saved (appended to the list)."""
+        self.checkpoints([*self.tracker.checkpoints, saved])
+
+    def checkpoints(self, kept: list[CheckpointReport], *, saved: CheckpointReport | None = None) -> None:
+        """The checkpoints kept now, oldest first (after retention); ``saved`` is the new one."""
+        self.tracker.set_checkpoints(kept)
+        new = saved or (kept[-1] if kept else None)
+        if new is not None:
+            self._write({"event": "checkpoint", **new.to_wire()})
+
+    def set_state(self, state: TrainerState, *, reason: str | None = None, message: str | None = None) -> None:
+        """A state that is not final (stopping, for instance)."""
+        self.tracker.set_state(state, reason=reason, message=message)
+
+    def finish(self, state: TrainerState, *, reason: str | None = None, message: str | None = None) -> ProgressReport:
+        """The run ended: record the final state, log it and write the termination message."""
+        self.tracker.set_state(state, reason=reason, message=message)
+        report = self.tracker.report()
+        self.finished = report
+        self._write({"event": "end", "state": str(state), "reason": reason, "message": message, "step": report.step})
+        if self._termination_log is not None:
+            try:
+                Path(self._termination_log).write_text(report.termination_message())
+            except OSError as error:
+                print(
+                    f"trainer: cannot write the termination message to {self._termination_log}: {error}",
+                    file=sys.stderr,
+                )
+        return report
+
+    def _write(self, record: dict[str, Any]) -> None:
+        if self._log is not None:
+            record["time"] = round(time.time(), 3)
+            self._log.write(json.dumps(record, separators=(",", ":")) + "\n")

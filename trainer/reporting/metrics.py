@@ -1,0 +1,98 @@
+"""The Prometheus view of the progress: read from the tracker when scraped, never set per step.
+
+A custom collector builds the metric families from the same numbers /progress serves, so the two
+endpoints cannot disagree and the training loop pays nothing for Prometheus.
+
+Metric names (all gauges unless noted):
+
+==========================================  ==============================================
+tensorone_trainer_step                      optimizer steps done
+tensorone_trainer_total_steps               optimizer steps planned
+tensorone_trainer_epoch                     epoch in progress (1-based)
+tensorone_trainer_total_epochs              epochs planned
+tensorone_trainer_loss                      latest training loss
+tensorone_trainer_best_loss                 lowest training loss
+tensorone_trainer_eval_loss                 latest evaluation loss
+tensorone_trainer_best_eval_loss            lowest evaluation loss
+tensorone_trainer_learning_rate             current learning rate
+tensorone_trainer_tokens_per_second         training tokens per second, all processes
+tensorone_trainer_samples_per_second        training examples per second, all processes
+tensorone_trainer_tokens_total              training tokens processed (counter)
+tensorone_trainer_samples_total             training examples processed (counter)
+tensorone_trainer_memory_bytes              peak accelerator memory (host RSS on CPU)
+tensorone_trainer_step_seconds_total        seconds spent in training steps (counter)
+tensorone_trainer_checkpoints               checkpoints kept
+tensorone_trainer_last_checkpoint_step      step of the newest checkpoint
+tensorone_trainer_last_checkpoint_info      1, labelled id and reason of the newest checkpoint
+tensorone_trainer_state                     1 for the current state label, 0 for the others
+==========================================  ==============================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from tensorone.api.report import TrainerState
+from trainer.reporting.progress import ProgressTracker
+
+PREFIX = "tensorone_trainer"
+
+
+class ProgressCollector(Collector):
+    """Prometheus metric families built from a tracker at scrape time."""
+
+    def __init__(self, tracker: ProgressTracker) -> None:
+        self.tracker = tracker
+
+    def collect(self) -> Iterator[Metric]:
+        report = self.tracker.report()
+        gauges: list[tuple[str, str, float | None]] = [
+            ("step", "Optimizer steps done.", report.step),
+            ("total_steps", "Optimizer steps planned.", report.total_steps),
+            ("epoch", "Epoch in progress (1-based).", report.epoch),
+            ("total_epochs", "Epochs planned.", report.total_epochs),
+            ("loss", "Latest training loss.", report.loss),
+            ("best_loss", "Lowest training loss.", report.best_loss),
+            ("eval_loss", "Latest evaluation loss.", report.eval_loss),
+            ("best_eval_loss", "Lowest evaluation loss.", report.best_eval_loss),
+            ("learning_rate", "Current learning rate.", report.learning_rate),
+            ("tokens_per_second", "Training tokens per second, all processes.", report.tokens_per_second),
+            ("samples_per_second", "Training examples per second, all processes.", report.samples_per_second),
+            ("memory_bytes", "Peak accelerator memory (host RSS on CPU).", report.memory_bytes),
+            ("checkpoints", "Checkpoints kept.", len(report.checkpoints)),
+        ]
+        for name, documentation, value in gauges:
+            if value is not None:
+                yield GaugeMetricFamily(f"{PREFIX}_{name}", documentation, value=float(value))
+        counters: list[tuple[str, str, float]] = [
+            ("tokens", "Training tokens processed.", self.tracker.tokens_total),
+            ("samples", "Training examples processed.", self.tracker.samples_total),
+            ("step_seconds", "Seconds spent in training steps.", report.step_seconds),
+        ]
+        for name, documentation, total in counters:
+            yield CounterMetricFamily(f"{PREFIX}_{name}", documentation, value=total)
+        if report.checkpoints:
+            newest = report.checkpoints[-1]
+            yield GaugeMetricFamily(
+                f"{PREFIX}_last_checkpoint_step", "Step of the newest checkpoint.", value=newest.step
+            )
+            info = GaugeMetricFamily(
+                f"{PREFIX}_last_checkpoint_info", "The newest checkpoint.", labels=["id", "reason"]
+            )
+            info.add_metric([newest.id, newest.reason], 1.0)
+            yield info
+        state = GaugeMetricFamily(f"{PREFIX}_state", "1 for the trainer's current state.", labels=["state"])
+        for candidate in TrainerState:
+            state.add_metric([candidate.value], 1.0 if candidate == report.state else 0.0)
+        yield state
+
+
+def build_registry(tracker: ProgressTracker) -> CollectorRegistry:
+    """A registry holding only the trainer's metrics (no process or platform collectors)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ProgressCollector(tracker))
+    return registry

@@ -1,0 +1,218 @@
+"""The trainer's progress, kept cheaply while training and turned into a ``ProgressReport`` on demand.
+
+Recording a step stores a few numbers under a lock; nothing is serialised on the training path.
+The report (JSON at /progress, Prometheus at /metrics, the termination message) is built from
+these numbers only when someone asks for it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from tensorone.api.report import CheckpointReport, LossPoint, ProgressReport, TrainerState
+
+HISTORY_POINTS = 200  # points of a loss curve in the report; the curve is downsampled beyond
+THROUGHPUT_WINDOW = 20  # steps over which tokens/s and samples/s are measured
+
+
+class Curve:
+    """A loss curve of bounded size: every point while few, then every 2nd, 4th, ... step; the
+    first point is always kept (where the loss started)."""
+
+    def __init__(self, limit: int = HISTORY_POINTS) -> None:
+        self.limit = limit
+        self.stride = 1
+        self.points: list[LossPoint] = []
+        self.latest: LossPoint | None = None
+
+    def add(self, step: int, loss: float) -> None:
+        self.latest = LossPoint(step=step, loss=loss)
+        if self.points and step % self.stride:
+            return
+        self.points.append(self.latest)
+        if len(self.points) > self.limit:
+            self.stride *= 2
+            first, *rest = self.points
+            self.points = [first, *(p for p in rest if p.step % self.stride == 0)]
+
+    def snapshot(self) -> list[LossPoint]:
+        """The kept points, ending with the latest one."""
+        if self.latest is not None and (not self.points or self.points[-1].step != self.latest.step):
+            return [*self.points, self.latest]
+        return list(self.points)
+
+    def restore(self, points: list[LossPoint]) -> None:
+        for point in points:
+            self.add(point.step, point.loss)
+
+
+@dataclass
+class _Window:
+    tokens: int
+    samples: int
+    seconds: float
+
+
+class ProgressTracker:
+    """Thread-safe progress of one trainer process."""
+
+    def __init__(self, memory: Callable[[], int | None] | None = None) -> None:
+        self._lock = threading.Lock()
+        self._memory = memory
+        self._monotonic_start = time.monotonic()
+        self.state = TrainerState.starting
+        self.reason: str | None = None
+        self.message: str | None = None
+        self.epoch = 0
+        self.total_epochs = 0
+        self.step = 0
+        self.total_steps = 0
+        self.loss: float | None = None
+        self.best_loss: float | None = None
+        self.eval_loss: float | None = None
+        self.best_eval_loss: float | None = None
+        self.learning_rate: float | None = None
+        self.started_at: datetime | None = None
+        self.step_seconds = 0.0
+        self.resumed_from: str | None = None
+        self.checkpoints: list[CheckpointReport] = []
+        self.loss_curve = Curve()
+        self.eval_curve = Curve()
+        self._window: deque[_Window] = deque(maxlen=THROUGHPUT_WINDOW)
+        self._tokens_total = 0
+        self._samples_total = 0
+
+    def set_state(self, state: TrainerState, *, reason: str | None = None, message: str | None = None) -> None:
+        with self._lock:
+            self.state = state
+            self.reason = reason
+            self.message = message
+            if state == TrainerState.running and self.started_at is None:
+                self.started_at = datetime.now(UTC)
+
+    def set_plan(self, *, total_epochs: int, total_steps: int) -> None:
+        with self._lock:
+            self.total_epochs = total_epochs
+            self.total_steps = total_steps
+
+    def record_step(
+        self,
+        step: int,
+        loss: float,
+        *,
+        epoch: int | None = None,
+        learning_rate: float | None = None,
+        tokens: int = 0,
+        samples: int = 0,
+        seconds: float = 0.0,
+    ) -> None:
+        """One optimizer step done: its loss and what it processed in how long."""
+        with self._lock:
+            self.step = step
+            if epoch is not None:
+                self.epoch = epoch
+            self.loss = loss
+            if self.best_loss is None or loss < self.best_loss:
+                self.best_loss = loss
+            self.learning_rate = learning_rate
+            self.step_seconds += seconds
+            self._tokens_total += tokens
+            self._samples_total += samples
+            self._window.append(_Window(tokens, samples, seconds))
+            self.loss_curve.add(step, loss)
+
+    def record_eval(self, step: int, loss: float) -> None:
+        with self._lock:
+            self.eval_loss = loss
+            if self.best_eval_loss is None or loss < self.best_eval_loss:
+                self.best_eval_loss = loss
+            self.eval_curve.add(step, loss)
+
+    def set_checkpoints(self, checkpoints: list[CheckpointReport]) -> None:
+        with self._lock:
+            self.checkpoints = list(checkpoints)
+
+    def throughput(self) -> tuple[float | None, float | None]:
+        """Tokens and samples per second over the last steps."""
+        seconds = sum(w.seconds for w in self._window)
+        if seconds <= 0:
+            return None, None
+        return sum(w.tokens for w in self._window) / seconds, sum(w.samples for w in self._window) / seconds
+
+    @property
+    def tokens_total(self) -> int:
+        return self._tokens_total
+
+    @property
+    def samples_total(self) -> int:
+        return self._samples_total
+
+    def memory_bytes(self) -> int | None:
+        return self._memory() if self._memory is not None else None
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint keeps of the progress, so a resumed run's report continues it."""
+        with self._lock:
+            return {
+                "loss": self.loss,
+                "bestLoss": self.best_loss,
+                "evalLoss": self.eval_loss,
+                "bestEvalLoss": self.best_eval_loss,
+                "stepSeconds": self.step_seconds,
+                "tokensTotal": self._tokens_total,
+                "samplesTotal": self._samples_total,
+                "lossHistory": [[p.step, p.loss] for p in self.loss_curve.snapshot()],
+                "evalHistory": [[p.step, p.loss] for p in self.eval_curve.snapshot()],
+            }
+
+    def load_state_dict(self, state: dict[str, Any], *, step: int, epoch: int) -> None:
+        with self._lock:
+            self.step = step
+            self.epoch = epoch
+            self.loss = state.get("loss")
+            self.best_loss = state.get("bestLoss")
+            self.eval_loss = state.get("evalLoss")
+            self.best_eval_loss = state.get("bestEvalLoss")
+            self.step_seconds = float(state.get("stepSeconds", 0.0))
+            self._tokens_total = int(state.get("tokensTotal", 0))
+            self._samples_total = int(state.get("samplesTotal", 0))
+            for point_step, loss in state.get("lossHistory", []):
+                self.loss_curve.add(point_step, loss)
+            for point_step, loss in state.get("evalHistory", []):
+                self.eval_curve.add(point_step, loss)
+
+    def report(self) -> ProgressReport:
+        """The full snapshot, as served at /progress."""
+        with self._lock:
+            tokens_per_second, samples_per_second = self.throughput()
+            return ProgressReport(
+                state=self.state,
+                reason=self.reason,
+                message=self.message,
+                epoch=self.epoch,
+                total_epochs=self.total_epochs,
+                step=self.step,
+                total_steps=self.total_steps,
+                loss=self.loss,
+                best_loss=self.best_loss,
+                eval_loss=self.eval_loss,
+                best_eval_loss=self.best_eval_loss,
+                learning_rate=self.learning_rate,
+                tokens_per_second=tokens_per_second,
+                samples_per_second=samples_per_second,
+                memory_bytes=self.memory_bytes(),
+                started_at=self.started_at,
+                updated_at=datetime.now(UTC),
+                elapsed_seconds=time.monotonic() - self._monotonic_start,
+                step_seconds=self.step_seconds,
+                resumed_from=self.resumed_from,
+                checkpoints=list(self.checkpoints),
+                loss_history=self.loss_curve.snapshot(),
+                eval_history=self.eval_curve.snapshot(),
+            )

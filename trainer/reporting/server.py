@@ -1,0 +1,60 @@
+"""One HTTP port on rank 0: ``GET /progress`` (the JSON ProgressReport the operator polls) and
+``GET /metrics`` (Prometheus text), plus ``GET /healthz``. Served from a daemon thread, so the
+training loop never waits for a client."""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from trainer.reporting.progress import ProgressTracker
+
+
+class ReportServer:
+    """The report endpoints of one tracker; ``port`` 0 picks a free port (see ``.port``)."""
+
+    def __init__(self, tracker: ProgressTracker, registry: CollectorRegistry, *, host: str = "", port: int) -> None:
+        handler = _handler(tracker, registry)
+        self._server = ThreadingHTTPServer((host, port), handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="tensorone-report", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def _handler(tracker: ProgressTracker, registry: CollectorRegistry) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if path == "/progress":
+                self._send(200, "application/json", tracker.report().to_json().encode())
+            elif path == "/metrics":
+                self._send(200, CONTENT_TYPE_LATEST, generate_latest(registry))
+            elif path == "/healthz":
+                self._send(200, "text/plain", b"ok\n")
+            else:
+                self._send(404, "text/plain", b"not found: try /progress or /metrics\n")
+
+        def _send(self, status: int, content_type: str, body: bytes) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            # Polled every few seconds: one log line per request would drown the training log.
+            return
+
+    return Handler

@@ -1,0 +1,77 @@
+"""The task seam: what differs between an LLM, a vision and a multimodal job.
+
+A task supplies the model, the examples, how examples become a batch, the loss, and how the
+trained weights are saved. The loop, checkpoints, reporting, signals and distributed set-up are
+the same for every task. ``llm`` is implemented; settings refuse the other model types by name
+until a task exists for them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from tensorone.api.v1alpha1.trainingjob import ModelType
+from tensorone.errors import ConfigurationError
+from trainer.data.plan import Example
+from trainer.settings import Settings
+
+
+class Batch(Protocol):
+    def to(self, device: torch.device) -> Any: ...
+
+
+@dataclass(frozen=True)
+class TaskData:
+    """The examples of a run, after reading and bad-row accounting."""
+
+    train: Sequence[Example]
+    eval: Sequence[Example]
+    bad_rows: int
+    total_rows: int
+    description: str  # one line for the log, such as "prompt-completion, 58 rows"
+
+
+class Task(Protocol):
+    """What a model type contributes to the training loop."""
+
+    def load_data(self) -> TaskData:
+        """Read and prepare the Dataset (called once per process)."""
+        ...
+
+    def load_model(self, device: torch.device) -> torch.nn.Module:
+        """The model to train, on the device, in training mode."""
+        ...
+
+    def collate(self, examples: Sequence[Any]) -> Batch:
+        """Examples of one micro-batch as tensors."""
+        ...
+
+    def loss_sum(self, model: torch.nn.Module, batch: Any) -> torch.Tensor:
+        """The loss summed over the batch's targets (the loop normalises it)."""
+        ...
+
+    def save_weights(self, model: torch.nn.Module, directory: Path) -> None:
+        """The trained weights, loadable with from_pretrained."""
+        ...
+
+    def load_weights(self, model: torch.nn.Module, directory: Path) -> None:
+        """Weights written by save_weights, back into the same model, exactly."""
+        ...
+
+    def save_final(self, model: torch.nn.Module, directory: Path, *, merge: bool) -> list[Path]:
+        """The final artifacts; returns the folders written."""
+        ...
+
+
+def task_for(settings: Settings) -> Task:
+    """The task of the job's modelType."""
+    if settings.model_type == ModelType.llm:
+        from trainer.tasks.llm import LlmTask
+
+        return LlmTask(settings)
+    raise ConfigurationError(f"no trainer task for modelType {settings.model_type}; allowed: llm", field="modelType")

@@ -1,0 +1,78 @@
+"""The llm task: a causal language model fine-tuned on text, prompt/completion or chat data."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from trainer import model as causal_lm
+from trainer.data.collate import TextBatch, pad_batch
+from trainer.data.examples import IGNORE_INDEX, Example, build_examples
+from trainer.data.records import read_rows
+from trainer.settings import Settings
+from trainer.tasks import TaskData
+
+
+class LlmTask:
+    """Model, data and loss of a causal language model."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.tokenizer: Any = None
+
+    def _tokenizer(self) -> Any:
+        if self.tokenizer is None:
+            self.tokenizer = causal_lm.load_tokenizer(self.settings)
+        return self.tokenizer
+
+    def load_data(self) -> TaskData:
+        training = self.settings.training
+        rows = read_rows(
+            self.settings.dataset, mount_path=self.settings.dataset_mount_path, cache_dir=self.settings.cache_dir
+        )
+        data = build_examples(
+            rows,
+            self._tokenizer(),
+            mapping=self.settings.dataset.columns,
+            max_seq_length=training.max_seq_length,
+            max_bad_rows=training.max_bad_rows,
+            eval_split=training.eval_split,
+            seed=training.seed,
+        )
+        return TaskData(
+            train=data.train,
+            eval=data.eval,
+            bad_rows=data.bad_rows.count,
+            total_rows=data.bad_rows.total,
+            description=f"{data.columns.layout} layout, {data.bad_rows.total} rows "
+            f"({data.bad_rows.count} bad), {len(data.train)} for training, {len(data.eval)} for evaluation",
+        )
+
+    def load_model(self, device: torch.device) -> torch.nn.Module:
+        return causal_lm.load_model(self.settings, device)
+
+    def collate(self, examples: Sequence[Example]) -> TextBatch:
+        return pad_batch(examples, self._tokenizer().pad_token_id)
+
+    def loss_sum(self, model: torch.nn.Module, batch: TextBatch) -> torch.Tensor:
+        # Labels are not passed to the model: the loss is summed here (in fp32) so that the loop
+        # can divide by the supervised tokens of the whole optimizer step, over every process.
+        logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+        shifted = logits[:, :-1, :].float()
+        targets = batch.labels[:, 1:]
+        return F.cross_entropy(
+            shifted.reshape(-1, shifted.size(-1)), targets.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
+        )
+
+    def save_weights(self, model: torch.nn.Module, directory: Path) -> None:
+        causal_lm.save_weights(model, directory)
+
+    def load_weights(self, model: torch.nn.Module, directory: Path) -> None:
+        causal_lm.load_weights(model, directory, self.settings.strategy)
+
+    def save_final(self, model: torch.nn.Module, directory: Path, *, merge: bool) -> list[Path]:
+        return causal_lm.save_final(model, self._tokenizer(), directory, self.settings.strategy, merge=merge)
