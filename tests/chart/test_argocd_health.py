@@ -96,3 +96,8 @@ def test_argocd_cm_patch_carries_the_same_script() -> None:
     assert patch["metadata"]["name"] == "argocd-cm"
     script = patch["data"]["resource.customizations.health.training.tensorone.ai_TrainingJob"]
     assert script == HEALTH_LUA.read_text(), "argocd/argocd-cm-patch.yaml drifted from health.lua"
+
+
+def test_an_empty_message_falls_back_to_a_description() -> None:
+    obj = {"metadata": {"generation": 1}, "status": {"observedGeneration": 1, "phase": "Stopped", "message": ""}}
+    assert health_of(obj) == {"status": "Suspended", "message": "Stopped by spec.suspend; set it to false to resume"}

@@ -48,7 +48,11 @@ if generation ~= nil and (status.observedGeneration == nil or status.observedGen
 end
 
 local phase = status.phase
+-- An empty message counts as none, so the fallback text shows instead of a blank.
 local message = status.message
+if message == "" then
+  message = nil
+end
 
 local stalled = condition(status, "Stalled")
 if stalled ~= nil and stalled.status == "True" and phase ~= "Completed" and phase ~= "Cancelled" then
