@@ -41,7 +41,7 @@ from celpy import celtypes
 from celpy.adapter import json_to_cel
 from celpy.evaluation import CELEvalError
 
-from tensorone.api.crd import load_crds
+from tensorone.api.crd import CRD_DIR, KINDS, crd_for, load_crds
 from tensorone.errors import ConfigurationError, FieldError, ValidationFailed
 
 # Fields of metav1.ObjectMeta: anything else under metadata is an unknown field.
@@ -88,8 +88,10 @@ _YAML_BOOLEAN_WORDS = frozenset({"yes", "no", "on", "off", "true", "false", "y",
 
 @functools.cache
 def committed_crds() -> dict[str, dict[str, Any]]:
-    """The CRDs committed in crds/, by kind; read once."""
-    return load_crds()
+    """The CRDs committed in crds/, by kind; read once. An installed package has no crds/ folder:
+    the CRDs are then generated from the models (the drift test keeps the two identical)."""
+    crds = load_crds() if CRD_DIR.is_dir() else {}
+    return crds or {kind.kind: crd_for(kind) for kind in KINDS}
 
 
 def validate(obj: dict[str, Any], old: dict[str, Any] | None = None, *, crds: dict[str, dict] | None = None) -> dict:

@@ -9,8 +9,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tensorone.api.rest import rest_from_job, validated_job_from_rest
-from tensorone.api.validation import dump_manifest, load_manifests, validate
 from tensorone.errors import ConfigurationError, ValidationFailed
 
 
@@ -52,6 +50,10 @@ def _describe(obj: dict[str, Any]) -> str:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    # Imported here, not at the top: every `t1` start-up builds the parser of every verb, and the
+    # schema and CEL machinery is only needed by these two.
+    from tensorone.api.validation import load_manifests, validate
+
     invalid = 0
     for path in args.files:
         try:
@@ -77,6 +79,9 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _convert(args: argparse.Namespace) -> int:
+    from tensorone.api.rest import rest_from_job, validated_job_from_rest
+    from tensorone.api.validation import dump_manifest, load_manifests, validate
+
     text = _read(args.file)
     if args.to_rest:
         jobs = [obj for obj in load_manifests(text) if obj.get("kind") == "TrainingJob"]

@@ -523,3 +523,17 @@ def test_every_cel_rule_is_evaluated_and_passed_by_a_good_manifest() -> None:
             pool = [new for new, _ in updates] if "oldSelf" in rule["rule"] else created
             reached = [obj for obj in pool if obj["kind"] == kind and _has_node(obj, path)]
             assert reached, f"{kind}: no good manifest reaches rule {rule['rule']!r} at {'.'.join(path)}"
+
+
+def test_an_installed_package_without_crds_folder_validates_with_crds_from_the_models(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tensorone.api import validation
+
+    monkeypatch.setattr(validation, "CRD_DIR", tmp_path / "not-there")
+    validation.committed_crds.cache_clear()
+    try:
+        assert validation.committed_crds() == load_crds()
+        validate(LLM_JOB)
+    finally:
+        validation.committed_crds.cache_clear()
