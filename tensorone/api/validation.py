@@ -82,9 +82,6 @@ _RULES_SKIPPED = (
     "to complete validation"
 )
 
-# YAML 1.1 (kubectl's and PyYAML's) reads these unquoted words as booleans.
-_YAML_BOOLEAN_WORDS = frozenset({"yes", "no", "on", "off", "true", "false", "y", "n"})
-
 
 @functools.cache
 def committed_crds() -> dict[str, dict[str, Any]]:
@@ -111,11 +108,16 @@ def validate(obj: dict[str, Any], old: dict[str, Any] | None = None, *, crds: di
     errors: list[FieldError] = []
     errors += _prune_unknown_fields(obj, schema, ())
     apply_defaults(obj, schema)
-    errors += _metadata_errors(obj.get("metadata"))
+    metadata = obj.get("metadata")
+    errors += _metadata_errors(metadata)
+    # A missing or mistyped name is a Required / TypeInvalid error, blocking like the schema's.
+    name_unusable = not isinstance(metadata, dict) or not isinstance(
+        metadata.get("name", metadata.get("generateName")), str
+    )
 
     schema_errors = list(_schema_errors(obj, schema))
     errors += [error for _, error in schema_errors]
-    if any(keyword in _BLOCKING_KEYWORDS for keyword, _ in schema_errors):
+    if name_unusable or any(keyword in _BLOCKING_KEYWORDS for keyword, _ in schema_errors):
         errors.append(FieldError(kind, _RULES_SKIPPED))
     else:
         old_obj: Any = None
@@ -547,6 +549,10 @@ def to_cel(value: Any, schema: Mapping[str, Any], *, root: bool = False) -> Any:
         for key, item in value.items():
             if root and key == "metadata":
                 visible = {k: item[k] for k in _CEL_VISIBLE_META if isinstance(item, dict) and k in item}
+                if "name" not in visible and "generateName" in visible:
+                    # The API server generates the name (generateName plus 5 characters) before
+                    # it validates; rules see a name of that length.
+                    visible["name"] = f"{visible['generateName']}xxxxx"
                 items[celtypes.StringType(key)] = json_to_cel(visible)
             elif properties is not None and key in properties:
                 items[celtypes.StringType(key)] = to_cel(item, properties[key])

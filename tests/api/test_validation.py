@@ -537,3 +537,15 @@ def test_an_installed_package_without_crds_folder_validates_with_crds_from_the_m
         validate(LLM_JOB)
     finally:
         validation.committed_crds.cache_clear()
+
+
+def test_generate_name_is_checked_by_the_name_rules_with_the_generated_suffix() -> None:
+    job = mutated(LLM_JOB, {"metadata": {"generateName": "llama-"}})
+    validate(job)
+    too_long = mutated(LLM_JOB, {"metadata": {"generateName": "a" * 49 + "-"}})
+    assert [e.field for e in errors_of(too_long)] == ["metadata.name"]
+
+
+def test_a_job_without_a_name_skips_the_rules_that_read_it() -> None:
+    errors = errors_of(mutated(LLM_JOB, {"metadata.name": DELETE}))
+    assert [e.field for e in errors] == ["metadata.name", "TrainingJob"]
