@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -160,3 +161,38 @@ def test_dockerignore_keeps_the_context_small() -> None:
     assert rules[0] == "*"
     allowed = {line[1:].rstrip("/") for line in ignore if line.startswith("!")}
     assert allowed == {"pyproject.toml", "README.md", "tensorone", "trainer", "operator"}
+
+
+def _extra(name: str) -> list[str]:
+    pyproject = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+    requirements: list[str] = pyproject["project"]["optional-dependencies"][name]
+    return requirements
+
+
+def test_operator_image_installs_the_operator_extra_without_torch(
+    dockerfile: tuple[dict[str, str], dict[str, Stage]],
+) -> None:
+    _, stages = dockerfile
+    runs = " ".join(
+        rest
+        for stage in _chain(stages["operator-venv"], stages)
+        for keyword, rest in stage.instructions
+        if keyword == "RUN"
+    )
+    assert "[operator]" in runs and "torch" not in runs
+    assert not [req for req in _extra("operator") if re.match(r"(torch|transformers|peft)\b", req)]
+
+
+def test_trainer_image_gets_the_cuda_build_of_the_pinned_torch(
+    dockerfile: tuple[dict[str, str], dict[str, Stage]],
+) -> None:
+    _, stages = dockerfile
+    stage = stages["trainer-venv"]
+    args = dict(rest.split("=", 1) for keyword, rest in stage.instructions if keyword == "ARG" and "=" in rest)
+    [pin] = [req for req in _extra("trainer") if req.startswith("torch==")]
+    assert args["TORCH_VERSION"] == pin.removeprefix("torch==")
+    assert re.fullmatch(r"https://download\.pytorch\.org/whl/cu[0-9]+", args["TORCH_INDEX_URL"])
+    runs = " ".join(rest for keyword, rest in stage.instructions if keyword == "RUN")
+    assert '--index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}"' in runs
+    # torch first, then the trainer extra, whose torch==X pin the +cuXXX build already satisfies.
+    assert runs.index("torch==${TORCH_VERSION}") < runs.index("[trainer]")
