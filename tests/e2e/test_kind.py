@@ -135,6 +135,23 @@ def test_stop_and_resume(cluster: KindCluster, dataset: str) -> None:
         poll=2,
     )
 
+    # What the chart's PodMonitor relies on: the Master pod carries job-role=master and the
+    # trainer's port is named "report".
+    masters = json.loads(
+        cluster.kubectl(
+            "get",
+            "pods",
+            "-n",
+            JOB_NAMESPACE,
+            "-o",
+            "json",
+            "-l",
+            f"training.tensorone.ai/job-name={name},training.kubeflow.org/job-role=master",
+        )
+    )["items"]
+    assert len(masters) == 1
+    assert "report" in {port.get("name") for port in masters[0]["spec"]["containers"][0].get("ports", [])}
+
     cluster.merge_patch("trainingjob", name, JOB_NAMESPACE, {"spec": {"suspend": True}})
     stopped = cluster.wait_for(
         "trainingjob",
