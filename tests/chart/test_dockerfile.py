@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import re
 import shlex
 import tomllib
@@ -9,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.chart.conftest import REPO_ROOT
 
@@ -196,3 +198,32 @@ def test_trainer_image_gets_the_cuda_build_of_the_pinned_torch(
     assert '--index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}"' in runs
     # torch first, then the trainer extra, whose torch==X pin the +cuXXX build already satisfies.
     assert runs.index("torch==${TORCH_VERSION}") < runs.index("[trainer]")
+
+
+def _final_user(target: str, stages: dict[str, Stage]) -> int:
+    users = [
+        rest
+        for stage in reversed(_chain(stages[target], stages))
+        for keyword, rest in stage.instructions
+        if keyword == "USER"
+    ]
+    return int(users[-1].partition(":")[0])
+
+
+def test_pods_run_as_the_images_users(dockerfile: tuple[dict[str, str], dict[str, Stage]]) -> None:
+    """The chart's operator pod and the operator's training pods use the uid the images were built
+    for, so files the image owns (the trainer's home, its cache) are writable."""
+    _, stages = dockerfile
+    values = yaml.safe_load((REPO_ROOT / "charts" / "tensorone-training-operator" / "values.yaml").read_text())
+    assert values["runAsUser"] == _final_user("operator", stages)
+    builders = pytest.importorskip("tensorone_operator.builders", reason="the operator's builders do not exist yet")
+    from tensorone_operator.config import OperatorConfig
+
+    from tests.chart.test_pod_security import DATASETS, TRAINING_JOBS
+
+    job = TRAINING_JOBS[0]
+    arguments: dict[str, object] = {"job": job, "config": OperatorConfig()}
+    if "dataset" in inspect.signature(builders.build_pod_template).parameters:
+        arguments["dataset"] = DATASETS[job["spec"]["datasetId"]]
+    template = builders.build_pod_template(**arguments)
+    assert template["spec"]["securityContext"]["runAsUser"] == _final_user("trainer", stages)
