@@ -17,6 +17,7 @@ from tensorone_operator.indexes import (
     slim_node,
     waiting_keys,
 )
+from tensorone_operator.reconcile import FORCE_DELETE_ANNOTATION
 from tensorone_operator.settings import build_reconciler, configure_kopf
 
 JOBS = (GROUP, VERSION, "trainingjobs")
@@ -98,7 +99,12 @@ async def follow_job(body: kopf.Body, memo: Any, stopped: kopf.DaemonStopped, **
             await memo.reconciler.follow(body, **indexes_of(kwargs))
 
 
-@kopf.on.delete(*JOBS)
+@kopf.on.event(*JOBS, annotations={FORCE_DELETE_ANNOTATION: "true"})
+async def force_delete(body: kopf.Body, memo: Any, **_: Any) -> None:
+    await memo.reconciler.release(body)
+
+
+@kopf.on.delete(*JOBS, backoff=5)
 async def delete_job(body: kopf.Body, memo: Any, logger: kopf.Logger, **_: Any) -> None:
     deleted = await memo.reconciler.finalize(body)
     if deleted:

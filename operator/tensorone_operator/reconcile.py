@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tensorone.api import API_VERSION
+from tensorone.api import API_VERSION, GROUP
 from tensorone_operator import builders, catalog, checks
 from tensorone_operator.config import OperatorConfig
 from tensorone_operator.kube import ApiError, KubeApi
@@ -29,7 +29,8 @@ from tensorone_operator.status import TERMINAL, Problem, status_from, transition
 
 logger = logging.getLogger("tensorone_operator")
 
-FORCE_DELETE_ANNOTATION = "training.tensorone.ai/force-delete"
+FORCE_DELETE_ANNOTATION = f"{GROUP}/force-delete"
+FINALIZER = f"{GROUP}/finalizer"
 EventPoster = Callable[[Mapping[str, Any], str, str, str], None]
 
 
@@ -280,6 +281,31 @@ class Reconciler:
         for event_type, reason, message in transitions(current, status):
             self.post_event(job, event_type, reason, message)
         return Outcome(status=status)
+
+    async def release(self, job: Mapping[str, Any]) -> bool:
+        """Remove our finalizer from a job being deleted that carries the force-delete annotation,
+        at once (the clean-up handler may be waiting out a retry). The garbage collector removes
+        the children through their ownerReferences; a claim the operator created goes with them."""
+        meta = job["metadata"]
+        finalizers = list(meta.get("finalizers") or [])
+        if not meta.get("deletionTimestamp") or FINALIZER not in finalizers:
+            return False
+        logger.warning("force-delete annotation set: releasing %s/%s without clean-up", meta["namespace"], meta["name"])
+        remaining = [f for f in finalizers if f != FINALIZER]
+        try:
+            await self.api.merge_patch(
+                API_VERSION,
+                "trainingjobs",
+                meta["namespace"],
+                meta["name"],
+                {"metadata": {"finalizers": remaining or None, "resourceVersion": meta.get("resourceVersion")}},
+            )
+        except ApiError as exc:
+            if exc.status in {404, 409}:  # gone already, or changed: the next event retries
+                return False
+            raise
+        self.forget(meta["namespace"], meta["name"])
+        return True
 
     async def finalize(self, job: Mapping[str, Any]) -> list[str]:
         """Delete what the operator made for a job being deleted; returns what was deleted.

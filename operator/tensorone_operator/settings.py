@@ -16,9 +16,8 @@ from tensorone.api import GROUP
 from tensorone_operator.config import OperatorConfig, load_config
 from tensorone_operator.kube import KubeApi
 from tensorone_operator.metrics import serve_metrics
-from tensorone_operator.reconcile import Reconciler
+from tensorone_operator.reconcile import FINALIZER, Reconciler
 
-FINALIZER = f"{GROUP}/finalizer"
 METRICS_PORT_KEY = "metrics_port"
 
 

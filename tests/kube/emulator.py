@@ -297,6 +297,7 @@ class FaithfulEmulator(KubernetesEmulator):
     # Fault injection: (HTTP method, plural) -> status code answered instead of serving, to play
     # an API outage for one kind (a stuck deletion, an operator killed between two creates).
     faults: dict[tuple[str, str], int] = attrs.field(factory=dict, init=False)
+    _closing: bool = attrs.field(default=False, init=False)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -330,6 +331,13 @@ class FaithfulEmulator(KubernetesEmulator):
             if known.api_version == api_version and known.kind == kind:
                 return known
         raise KeyError(f"{api_version} {kind} is not served by the emulator")
+
+    async def close_watches(self) -> None:
+        """End every open watch stream (the server is shutting down)."""
+        self._closing = True
+        if self._changed is not None:
+            async with self._changed:
+                self._changed.notify_all()
 
     # -- direct access (no HTTP; sends watch events like any write) -------------------------
 
@@ -487,12 +495,13 @@ class FaithfulEmulator(KubernetesEmulator):
                     if resource == prefix and self._selected(request, kind, obj):
                         await response.write(json.dumps({"type": event_type, "object": obj}).encode() + b"\n")
                 remaining = None if deadline is None else deadline - loop.time()
-                if remaining is not None and remaining <= 0:
+                if self._closing or (remaining is not None and remaining <= 0):
                     break
                 async with self._changed:
                     try:
                         await asyncio.wait_for(
-                            self._changed.wait_for(lambda c=cursor: self._revision > c), timeout=remaining
+                            self._changed.wait_for(lambda c=cursor: self._revision > c or self._closing),
+                            timeout=remaining,
                         )
                     except TimeoutError:
                         break

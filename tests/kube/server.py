@@ -183,6 +183,7 @@ class EmulatorServer:
             self.url = str(server.url).rstrip("/")
             self._ready.set()
             await self._stop.wait()
+            await self.emulator.close_watches()
 
     def kubeconfig(self) -> dict[str, Any]:
         """A kubeconfig pointing at this server, without credentials (the emulator needs none)."""

@@ -1,0 +1,133 @@
+"""Manifests and moves shared by the operator tests, bench/ and the end-to-end tests.
+
+``play_training_operator`` writes a PyTorchJob's status through the emulator's HTTP API exactly as
+Training Operator v1.9 does (conditions Created, Running, Restarting, Succeeded, Failed, Suspended,
+one per type, with replicaStatuses), so the operator sees it through its watch.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from tests.kube.server import ApiClient
+
+TJ = "training.tensorone.ai/v1alpha1"
+PYTORCHJOB = "kubeflow.org/v1"
+T = TypeVar("T")
+
+
+def training_job(name: str = "llama", namespace: str = "default", **spec: Any) -> dict[str, Any]:
+    """A TrainingJob manifest: a LoRA llm job on dataset ``chat`` (override any spec field)."""
+    labels = spec.pop("labels", None)
+    manifest: dict[str, Any] = {
+        "apiVersion": TJ,
+        "kind": "TrainingJob",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "modelType": "llm",
+            "datasetId": "chat",
+            "config": {"baseModel": "meta-llama/Llama-2-7b-hf", "strategy": "lora"},
+            **spec,
+        },
+    }
+    if labels:
+        manifest["metadata"]["labels"] = labels
+    return manifest
+
+
+def dataset(name: str = "chat", namespace: str = "default") -> dict[str, Any]:
+    """A Dataset with a few inline records."""
+    return {
+        "apiVersion": TJ,
+        "kind": "Dataset",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"format": "jsonl", "source": {"inline": {"records": [{"text": "hello"}, {"text": "world"}]}}},
+    }
+
+
+def gpu_node(name: str = "gpu-a100-1", product: str = "NVIDIA-A100-SXM4-80GB", gpus: int = 8) -> dict[str, Any]:
+    """A Node as GPU Feature Discovery labels it."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name, "labels": {"nvidia.com/gpu.product": product, "nvidia.com/gpu.count": str(gpus)}},
+        "status": {"allocatable": {"nvidia.com/gpu": str(gpus), "cpu": "96", "memory": "1000Gi"}},
+    }
+
+
+def eventually(probe: Callable[[], T], timeout: float = 10.0, interval: float = 0.05) -> T:
+    """Call ``probe`` until it returns a truthy value without raising AssertionError; return it."""
+    deadline = time.monotonic() + timeout
+    result: T | None = None
+    while True:
+        try:
+            result = probe()
+            if result:
+                return result
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true within {timeout} s: last result {result!r}")
+        time.sleep(interval)
+
+
+def _now() -> str:
+    return datetime.datetime.now(tz=datetime.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def play_training_operator(
+    api: ApiClient,
+    name: str,
+    *true_conditions: str,
+    namespace: str = "default",
+    active: int = 0,
+    succeeded: int = 0,
+    failed: int = 0,
+    reason: str | None = None,
+    message: str = "",
+) -> dict[str, Any]:
+    """Set the PyTorchJob's status as the Training Operator would: the named condition types True
+    (the others it had become False), replica counts, start and completion times."""
+    current = api.get(PYTORCHJOB, "PyTorchJob", name, namespace)
+    status = dict(current.get("status") or {})
+    now = _now()
+    conditions = {c["type"]: c for c in status.get("conditions") or []}
+    for kind in ("Created", *true_conditions):
+        conditions[kind] = {
+            "type": kind,
+            "status": "True",
+            "reason": reason if reason and kind != "Created" else f"PyTorchJob{kind}",
+            "message": message or f"PyTorchJob {name} is {kind.lower()}.",
+            "lastUpdateTime": now,
+            "lastTransitionTime": now,
+        }
+    for kind, condition in conditions.items():
+        if kind != "Created" and kind not in true_conditions and condition["status"] == "True":
+            conditions[kind] = {**condition, "status": "False", "lastTransitionTime": now}
+    status["conditions"] = list(conditions.values())
+    status["replicaStatuses"] = {"Master": {"active": active, "succeeded": succeeded, "failed": failed}}
+    if "Running" in true_conditions:
+        status.setdefault("startTime", now)
+    if {"Succeeded", "Failed"} & set(true_conditions):
+        status["completionTime"] = now
+    return api.patch_status(PYTORCHJOB, "PyTorchJob", name, status, namespace)
+
+
+def job_status(api: ApiClient, name: str = "llama", namespace: str = "default") -> dict[str, Any]:
+    """The TrainingJob's status ({} before the first write)."""
+    status: dict[str, Any] = api.get(TJ, "TrainingJob", name, namespace).get("status") or {}
+    return status
+
+
+def condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
+    """One condition of a status, {} when absent."""
+    return next((c for c in status.get("conditions") or [] if c["type"] == kind), {})
+
+
+def events_for(api: ApiClient, name: str, namespace: str = "default") -> list[dict[str, Any]]:
+    """Events whose involvedObject is the named object."""
+    return [e for e in api.list("v1", "Event", namespace) if (e.get("involvedObject") or {}).get("name") == name]

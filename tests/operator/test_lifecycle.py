@@ -1,0 +1,212 @@
+"""The real operator (every kopf handler) against the emulator: one test per lifecycle path.
+
+The tests play the Training Operator by writing the PyTorchJob's status through the API.
+"""
+
+from __future__ import annotations
+
+import yaml
+
+from tensorone.api.resolved import ResolvedJob
+from tests.kube.server import EmulatorServer
+from tests.operator.kit import (
+    PYTORCHJOB,
+    TJ,
+    condition,
+    dataset,
+    events_for,
+    eventually,
+    gpu_node,
+    job_status,
+    play_training_operator,
+    training_job,
+)
+from tests.operator.runner import OperatorThread
+
+
+def start_job(cluster: EmulatorServer, **spec: object) -> dict[str, object]:
+    cluster.api.create(dataset())
+    cluster.api.create(gpu_node())
+    cluster.api.create(training_job(gpuType="a100", **spec))
+    return eventually(lambda: cluster.api.find(PYTORCHJOB, "PyTorchJob", "llama"))
+
+
+def phase_is(cluster: EmulatorServer, phase: str, name: str = "llama") -> dict[str, object]:
+    status = job_status(cluster.api, name)
+    assert status.get("phase") == phase, status.get("phase")
+    return status
+
+
+def test_create_builds_children_and_pending_status(cluster: EmulatorServer, operator: OperatorThread) -> None:
+    child = start_job(cluster, gpusPerWorker=2, maxWorkers=2, labels={"kueue.x-k8s.io/queue-name": "gpus"})
+    status = eventually(lambda: phase_is(cluster, "Pending"))
+    assert status["childName"] == "llama"
+    assert status["resourceAllocation"] == {
+        "gpuType": "NVIDIA A100",
+        "workers": 2,
+        "gpus": 4,
+        "memoryPerWorker": "160GB",
+    }
+    assert status["estimatedCost"] == {"hourly": 16.4, "currency": "USD"}
+    assert condition(status, "DatasetReady")["status"] == "True"
+    assert child["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "gpus"
+    job = cluster.api.get(TJ, "TrainingJob", "llama")
+    assert child["metadata"]["ownerReferences"][0]["uid"] == job["metadata"]["uid"]
+    assert job["metadata"]["finalizers"] == ["training.tensorone.ai/finalizer"]
+    # kopf's bookkeeping lives under our domain only.
+    assert all("kopf.zalando.org" not in key for key in job["metadata"].get("annotations") or {})
+    config_map = cluster.api.get("v1", "ConfigMap", "llama-config")
+    resolved = ResolvedJob.model_validate(yaml.safe_load(config_map["data"]["job.yaml"]))
+    assert resolved.dataset_name == "chat" and resolved.use_gpu
+    claim = cluster.api.get("v1", "PersistentVolumeClaim", "llama-checkpoints")
+    assert claim["spec"]["resources"]["requests"]["storage"] == "20Gi"
+    # The operator never wrote the spec: every stored version has the user's spec.
+    specs = {yaml.safe_dump(v["spec"]) for v in cluster.emulator.versions(TJ, "TrainingJob", "default", "llama")}
+    assert len(specs) == 1
+
+
+def test_running_restarting_completed(cluster: EmulatorServer, operator: OperatorThread) -> None:
+    start_job(cluster)
+    play_training_operator(cluster.api, "llama", "Running", active=1)
+    status = eventually(lambda: phase_is(cluster, "Running"))
+    assert status["startedAt"] and condition(status, "Ready")["status"] == "True"
+    play_training_operator(cluster.api, "llama", "Running", "Restarting", active=1)
+    eventually(lambda: condition(job_status(cluster.api), "Restarting").get("status") == "True")
+    assert job_status(cluster.api)["phase"] == "Running"
+    play_training_operator(cluster.api, "llama", "Succeeded", succeeded=1)
+    status = eventually(lambda: phase_is(cluster, "Completed"))
+    assert status["completedAt"] and condition(status, "Succeeded")["status"] == "True"
+    eventually(lambda: any(e["reason"] == "Completed" for e in events_for(cluster.api, "llama")))
+
+
+def test_failed_carries_the_reason_and_an_event(cluster: EmulatorServer, operator: OperatorThread) -> None:
+    start_job(cluster, maxRestarts=0)
+    play_training_operator(cluster.api, "llama", "Running", active=1)
+    eventually(lambda: phase_is(cluster, "Running"))
+    play_training_operator(
+        cluster.api, "llama", "Failed", failed=1, reason="BackoffLimitExceeded", message="pod llama-master-0 failed"
+    )
+    status = eventually(lambda: phase_is(cluster, "Failed"))
+    assert condition(status, "Failed")["reason"] == "BackoffLimitExceeded"
+    assert status["message"] == "pod llama-master-0 failed"
+    eventually(
+        lambda: any(e["reason"] == "Failed" and e["type"] == "Warning" for e in events_for(cluster.api, "llama"))
+    )
+
+
+def test_queued_while_a_queue_holds_the_child(cluster: EmulatorServer, operator: OperatorThread) -> None:
+    start_job(cluster)
+    play_training_operator(cluster.api, "llama", "Suspended")
+    eventually(lambda: phase_is(cluster, "Queued"))
+    play_training_operator(cluster.api, "llama", "Running", active=1)
+    eventually(lambda: phase_is(cluster, "Running"))
+
+
+def test_stop_then_resume_from_a_named_checkpoint(cluster: EmulatorServer, operator: OperatorThread) -> None:
+    start_job(cluster)
+    play_training_operator(cluster.api, "llama", "Running", active=1)
+    eventually(lambda: phase_is(cluster, "Running"))
+
+    cluster.api.patch(TJ, "TrainingJob", "llama", {"spec": {"suspend": True}})
+    eventually(lambda: cluster.api.get(PYTORCHJOB, "PyTorchJob", "llama")["spec"]["runPolicy"]["suspend"] is True)
+    eventually(lambda: phase_is(cluster, "Stopping"))
+    play_training_operator(cluster.api, "llama", "Suspended", active=0)
+    eventually(lambda: phase_is(cluster, "Stopped"))
+
+    cluster.api.patch(TJ, "TrainingJob", "llama", {"spec": {"suspend": False, "resumeFrom": "ckpt-epoch-1"}})
+    eventually(lambda: cluster.api.get(PYTORCHJOB, "PyTorchJob", "llama")["spec"]["runPolicy"]["suspend"] is False)
+
+    def resumes_from_checkpoint() -> bool:
+        data = cluster.api.get("v1", "ConfigMap", "llama-config")["data"]["job.yaml"]
+        return yaml.safe_load(data)["resumeFrom"] == "ckpt-epoch-1"
+
+    eventually(resumes_from_checkpoint)
+    play_training_operator(cluster.api, "llama", "Running", active=1)
+    status = eventually(lambda: phase_is(cluster, "Running"))
+    assert status["observedGeneration"] == cluster.api.get(TJ, "TrainingJob", "llama")["metadata"]["generation"]
+
+
+def test_cancel_deletes_the_child_and_keeps_checkpoints(cluster: EmulatorServer, operator: OperatorThread) -> None:
+    start_job(cluster)
+    play_training_operator(cluster.api, "llama", "Running", active=1)
+    eventually(lambda: phase_is(cluster, "Running"))
+    cluster.api.patch(TJ, "TrainingJob", "llama", {"spec": {"cancel": True}})
+    status = eventually(lambda: phase_is(cluster, "Cancelled"))
+    assert status["completedAt"]
+    eventually(lambda: cluster.api.find(PYTORCHJOB, "PyTorchJob", "llama") is None)
+    assert cluster.api.find("v1", "PersistentVolumeClaim", "llama-checkpoints") is not None
+
+
+def test_changes_allowed_on_a_running_job_reach_the_child(cluster: EmulatorServer, operator: OperatorThread) -> None:
+    start_job(cluster)
+    play_training_operator(cluster.api, "llama", "Running", active=1)
+    eventually(lambda: phase_is(cluster, "Running"))
+    cluster.api.patch(TJ, "TrainingJob", "llama", {"spec": {"maxRuntimeSeconds": 3600, "priority": "high"}})
+
+    def applied() -> bool:
+        spec = cluster.api.get(PYTORCHJOB, "PyTorchJob", "llama")["spec"]
+        template = spec["pytorchReplicaSpecs"]["Master"]["template"]["spec"]
+        return (
+            spec["runPolicy"].get("activeDeadlineSeconds") == 3600 and template["priorityClassName"] == "tensorone-high"
+        )
+
+    eventually(applied)
+
+
+def test_delete_cleans_up_what_the_operator_made(cluster: EmulatorServer, operator: OperatorThread) -> None:
+    start_job(cluster)
+    eventually(lambda: cluster.api.find("v1", "PersistentVolumeClaim", "llama-checkpoints"))
+    cluster.api.delete(TJ, "TrainingJob", "llama")
+    eventually(lambda: cluster.api.find(TJ, "TrainingJob", "llama") is None)
+    assert cluster.api.find(PYTORCHJOB, "PyTorchJob", "llama") is None
+    assert cluster.api.find("v1", "ConfigMap", "llama-config") is None
+    assert cluster.api.find("v1", "PersistentVolumeClaim", "llama-checkpoints") is None
+
+
+def test_a_claim_the_user_names_is_never_created_or_deleted(cluster: EmulatorServer, operator: OperatorThread) -> None:
+    child = start_job(cluster, checkpointStorage={"claimName": "team-checkpoints"})
+    volumes = child["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]["volumes"]
+    assert {"name": "checkpoints", "persistentVolumeClaim": {"claimName": "team-checkpoints"}} in volumes
+    assert cluster.api.list("v1", "PersistentVolumeClaim", "default") == []
+    cluster.api.delete(TJ, "TrainingJob", "llama")
+    eventually(lambda: cluster.api.find(TJ, "TrainingJob", "llama") is None)
+
+
+def test_stuck_deletion_is_released_by_the_force_annotation(cluster: EmulatorServer, operator: OperatorThread) -> None:
+    start_job(cluster)
+    cluster.emulator.faults[("DELETE", "pytorchjobs")] = 500  # the clean-up cannot delete the child
+    cluster.api.delete(TJ, "TrainingJob", "llama")
+    eventually(lambda: cluster.api.get(TJ, "TrainingJob", "llama")["metadata"].get("deletionTimestamp"))
+    assert cluster.api.find(TJ, "TrainingJob", "llama") is not None
+    cluster.api.patch(
+        TJ, "TrainingJob", "llama", {"metadata": {"annotations": {"training.tensorone.ai/force-delete": "true"}}}
+    )
+    eventually(lambda: cluster.api.find(TJ, "TrainingJob", "llama") is None, timeout=15)
+
+
+def test_finalizers_null_releases_a_deletion_without_operator(cluster: EmulatorServer) -> None:
+    cluster.api.create(dataset())
+    with OperatorThread(cluster):
+        cluster.api.create(training_job())
+        eventually(lambda: cluster.api.find(PYTORCHJOB, "PyTorchJob", "llama"))
+    cluster.api.delete(TJ, "TrainingJob", "llama")
+    assert cluster.api.get(TJ, "TrainingJob", "llama")["metadata"]["deletionTimestamp"]
+    # The documented escape hatch: kubectl patch tj llama --type=merge -p '{"metadata":{"finalizers":null}}'
+    cluster.api.patch(TJ, "TrainingJob", "llama", {"metadata": {"finalizers": None}})
+    assert cluster.api.find(TJ, "TrainingJob", "llama") is None
+    # The garbage collector removes the children through their ownerReferences.
+    assert cluster.api.find(PYTORCHJOB, "PyTorchJob", "llama") is None
+
+
+def test_custom_job_runs_the_users_container(cluster: EmulatorServer, operator: OperatorThread) -> None:
+    cluster.api.create(dataset())
+    custom = {"image": "registry.example/me/train:1", "command": ["python", "train.py"], "args": ["--lr", "1e-4"]}
+    cluster.api.create(training_job(modelType="custom", config={"custom": custom}))
+    child = eventually(lambda: cluster.api.find(PYTORCHJOB, "PyTorchJob", "llama"))
+    container = child["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]["containers"][0]
+    assert (container["image"], container["command"], container["args"]) == (
+        "registry.example/me/train:1",
+        ["python", "train.py"],
+        ["--lr", "1e-4"],
+    )
+    eventually(lambda: phase_is(cluster, "Pending"))

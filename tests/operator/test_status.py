@@ -1,0 +1,92 @@
+"""The pure status logic: child conditions -> phase and conditions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tensorone_operator.status import Problem, status_from, transitions
+
+NOW = "2026-01-01T00:00:00Z"
+LATER = "2026-01-01T01:00:00Z"
+
+
+def job(status: dict[str, Any] | None = None, **spec: Any) -> dict[str, Any]:
+    return {"metadata": {"name": "j", "namespace": "n", "generation": 3}, "spec": spec, "status": status or {}}
+
+
+def child(*conditions: tuple[str, str], active: int = 0, **status: Any) -> dict[str, Any]:
+    return {
+        "status": {
+            "conditions": [
+                {"type": kind, "status": value, "reason": f"PyTorchJob{kind}"} for kind, value in conditions
+            ],
+            "replicaStatuses": {"Master": {"active": active}},
+            **status,
+        }
+    }
+
+
+def conditions(status: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    return {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}
+
+
+def test_phases_follow_the_child() -> None:
+    assert status_from(job(), None, now=NOW)["phase"] == "Pending"
+    assert status_from(job(), child(("Created", "True")), now=NOW)["phase"] == "Pending"
+    running = status_from(job(), child(("Running", "True"), startTime=NOW), now=LATER)
+    assert running["phase"] == "Running" and running["startedAt"] == NOW
+    assert conditions(running)["Ready"] == ("True", "Running")
+    assert running["observedGeneration"] == 3
+    done = status_from(job(), child(("Succeeded", "True"), completionTime=LATER), now=LATER)
+    assert done["phase"] == "Completed" and done["completedAt"] == LATER
+    failed = status_from(job(), child(("Failed", "True")), now=LATER)
+    assert failed["phase"] == "Failed" and failed["message"]
+    assert conditions(failed)["Ready"] == ("False", "PyTorchJobFailed")
+
+
+def test_restarting_is_a_condition_not_a_phase() -> None:
+    status = status_from(job(), child(("Running", "True"), ("Restarting", "True")), now=NOW)
+    assert status["phase"] == "Running"
+    assert conditions(status)["Restarting"] == ("True", "PyTorchJobRestarting")
+
+
+def test_queued_stopping_stopped() -> None:
+    assert status_from(job(suspend=False), child(("Suspended", "True")), now=NOW)["phase"] == "Queued"
+    stopping = status_from(job(suspend=True), child(("Running", "True"), active=1), now=NOW)
+    assert stopping["phase"] == "Stopping"
+    assert status_from(job(suspend=True), child(("Suspended", "True"), active=1), now=NOW)["phase"] == "Stopping"
+    assert status_from(job(suspend=True), child(("Suspended", "True")), now=NOW)["phase"] == "Stopped"
+
+
+def test_terminal_phases_stay_and_cancel_wins() -> None:
+    done = job({"phase": "Completed", "completedAt": NOW, "conditions": []})
+    assert status_from(done, child(("Running", "True")), now=LATER)["phase"] == "Completed"
+    cancelled = status_from(job(cancel=True), child(("Running", "True")), now=LATER)
+    assert cancelled["phase"] == "Cancelled" and cancelled["completedAt"] == LATER
+
+
+def test_problems_set_their_condition_and_stalled_only_when_not_waiting() -> None:
+    waiting = status_from(job(), None, now=NOW, problem=Problem("DatasetReady", "DATASET_NOT_FOUND", "no ds", True))
+    assert waiting["phase"] == "Pending"
+    assert conditions(waiting)["DatasetReady"] == ("False", "DATASET_NOT_FOUND")
+    assert conditions(waiting)["Reconciling"][0] == "True" and conditions(waiting)["Stalled"][0] == "False"
+    stuck = status_from(job(), None, now=NOW, problem=Problem("ConfigurationValid", "CONFIGURATION_ERROR", "x", False))
+    assert conditions(stuck)["Stalled"] == ("True", "CONFIGURATION_ERROR")
+
+
+def test_transition_time_moves_only_when_the_status_changes() -> None:
+    first = status_from(job(), child(("Running", "True")), now=NOW)
+    again = status_from(job(first), child(("Running", "True")), now=LATER)
+    assert again == first  # nothing to write
+    stopped = status_from(job(again, suspend=True), child(("Suspended", "True")), now=LATER)
+    ready = next(c for c in stopped["conditions"] if c["type"] == "Ready")
+    assert ready["lastTransitionTime"] == LATER
+
+
+def test_transitions_become_events() -> None:
+    pending = status_from(job(), None, now=NOW, problem=Problem("DatasetReady", "DATASET_NOT_FOUND", "no ds", True))
+    events = transitions({}, pending)
+    assert ("Warning", "DATASET_NOT_FOUND", "no ds") in events
+    assert transitions(pending, pending) == []
+    failed = status_from(job(), child(("Failed", "True")), now=NOW)
+    assert ("Warning", "Failed", failed["message"]) in transitions(pending, failed)
