@@ -345,15 +345,20 @@ def _list_type(validator: Any, list_type: str, instance: Any, schema: Mapping[st
         for index, item in enumerate(instance):
             if not isinstance(item, dict):
                 continue
-            key = tuple(item.get(k) for k in keys)
+            key = _map_key(item, keys)
             if key in seen_keys:
-                described = ", ".join(f"{k}={v!r}" for k, v in zip(keys, key, strict=True))
+                described = ", ".join(f"{k}={item.get(k)!r}" for k in keys)
                 yield jsonschema.ValidationError(
                     f"duplicate entry with {described}: entries are keyed by {', '.join(keys)}",
                     path=[index],
                     validator="x-kubernetes-list-type",
                 )
             seen_keys.add(key)
+
+
+def _map_key(item: Mapping[str, Any], keys: list[str]) -> tuple[str, ...]:
+    """The identity of a map-list item; repr keeps it hashable whatever (wrong) type a key has."""
+    return tuple(repr(item.get(k)) for k in keys)
 
 
 _format_checker = jsonschema.FormatChecker(formats=())
@@ -373,9 +378,9 @@ _CrdValidator = jsonschema.validators.extend(jsonschema.Draft4Validator, {"x-kub
 
 
 def _schema_errors(obj: dict[str, Any], schema: dict[str, Any]) -> Iterator[tuple[str, FieldError]]:
-    """(keyword, error) for every violation of the openAPIV3Schema, in document order."""
+    """(keyword, error) for every violation of the openAPIV3Schema, in the schema's field order."""
     validator = _CrdValidator(schema, format_checker=_format_checker)
-    for error in sorted(validator.iter_errors(obj), key=lambda e: [str(p) for p in e.absolute_path]):
+    for error in validator.iter_errors(obj):
         path = tuple(error.absolute_path)
         keyword = str(error.validator)
         if keyword == "required":
@@ -526,10 +531,10 @@ def _correlated_items(value: list[Any], old: Any, schema: Mapping[str, Any]) -> 
     if schema.get("x-kubernetes-list-type") != "map" or not isinstance(old, list):
         return [(False, None)] * len(value)
     keys = schema.get("x-kubernetes-list-map-keys", [])
-    by_key = {tuple(item.get(k) for k in keys): item for item in old if isinstance(item, dict)}
+    by_key = {_map_key(item, keys): item for item in old if isinstance(item, dict)}
     result: list[tuple[bool, Any]] = []
     for item in value:
-        key = tuple(item.get(k) for k in keys) if isinstance(item, dict) else None
+        key = _map_key(item, keys) if isinstance(item, dict) else None
         result.append((key in by_key, by_key.get(key)) if key is not None else (False, None))
     return result
 

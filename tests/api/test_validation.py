@@ -549,3 +549,9 @@ def test_generate_name_is_checked_by_the_name_rules_with_the_generated_suffix() 
 def test_a_job_without_a_name_skips_the_rules_that_read_it() -> None:
     errors = errors_of(mutated(LLM_JOB, {"metadata.name": DELETE}))
     assert [e.field for e in errors] == ["metadata.name", "TrainingJob"]
+
+
+def test_a_map_list_key_of_the_wrong_type_is_reported_not_crashed_on() -> None:
+    env = [{"name": {"not": "a string"}}, {"name": {"not": "a string"}}]
+    errors = errors_of(mutated(CUSTOM_JOB, {"spec.config.custom.env": env}))
+    assert {e.field for e in errors} >= {"spec.config.custom.env[0].name", "spec.config.custom.env[1]"}
