@@ -82,15 +82,15 @@ def job_from_rest(body: Mapping[str, Any], *, namespace: str | None = None) -> d
         if key != "name" and key not in REST_SPEC_FIELDS:
             allowed = ", ".join(("name", *REST_SPEC_FIELDS))
             errors.append(FieldError(key, f"unknown parameter; allowed: {allowed}"))
-    name = fields.get("name")
-    if not isinstance(name, str) or not 1 <= len(name) <= MAX_DISPLAY_NAME_LENGTH or not name.strip():
-        errors.append(FieldError("name", f"required: 1 to {MAX_DISPLAY_NAME_LENGTH} characters, got {name!r}"))
-    dataset_id = fields.get("datasetId")
-    if not isinstance(dataset_id, str) or not dataset_name(dataset_id):
-        errors.append(FieldError("datasetId", f"required: the id of a dataset, got {dataset_id!r}"))
+    raw_name, raw_dataset_id = fields.get("name"), fields.get("datasetId")
+    name = raw_name if isinstance(raw_name, str) and raw_name.strip() else ""
+    if not 1 <= len(name) <= MAX_DISPLAY_NAME_LENGTH:
+        errors.append(FieldError("name", f"required: 1 to {MAX_DISPLAY_NAME_LENGTH} characters, got {raw_name!r}"))
+    dataset_id = raw_dataset_id if isinstance(raw_dataset_id, str) else ""
+    if not dataset_name(dataset_id):
+        errors.append(FieldError("datasetId", f"required: the id of a dataset, got {raw_dataset_id!r}"))
     if errors:
         raise ValidationFailed(errors)
-    assert isinstance(name, str) and isinstance(dataset_id, str)
 
     annotations: dict[str, str] = {}
     metadata: dict[str, Any] = {"name": job_name(name)}
