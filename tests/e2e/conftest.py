@@ -42,10 +42,12 @@ TINY_MODEL_PATH = "/models/tiny-llama"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark every test of this folder ``kind`` and skip them unless the suite can run here."""
+    """Mark every test of this folder that needs the cluster ``kind``, and skip those unless the
+    suite can run here (the manifests' own checks run everywhere)."""
     reason = _why_not_runnable()
     for item in items:
-        if Path(str(item.fspath)).is_relative_to(Path(__file__).parent):
+        needs_cluster = "cluster" in getattr(item, "fixturenames", ())
+        if needs_cluster and Path(str(item.fspath)).is_relative_to(Path(__file__).parent):
             item.add_marker(pytest.mark.kind)
             if reason:
                 item.add_marker(pytest.mark.skip(reason=reason))
