@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -162,6 +163,28 @@ def _last_update(obj: Mapping[str, Any]) -> datetime | None:
     return max(known) if known else _timestamp(obj.get("metadata", {}).get("creationTimestamp"))
 
 
+def _parse_spec(fields: dict[str, Any]) -> TrainingJobSpec:
+    """The typed spec from SDK arguments (snake_case or camelCase), refusing bad values with the
+    field path of the manifest (``spec.config.training.learningRate``)."""
+    from pydantic import ValidationError
+
+    from tensorone.errors import FieldError, ValidationFailed
+
+    try:
+        return TrainingJobSpec.model_validate({k: v for k, v in fields.items() if v is not None})
+    except ValidationError as error:
+        problems = []
+        for item in error.errors():
+            path = ".".join(_camel(str(part)) for part in item["loc"])
+            problems.append(FieldError(f"spec.{path}" if path else "spec", item["msg"]))
+        raise ValidationFailed(problems) from None
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
 class _Kube:
     """The few Kubernetes calls the SDK makes, with API errors turned into the project's errors."""
 
@@ -276,7 +299,7 @@ class Jobs:
         server validates it again with the CRD schema and CEL rules)."""
         from tensorone.api.validation import validate
 
-        spec = TrainingJobSpec.model_validate(
+        spec = _parse_spec(
             {
                 "model_type": model_type,
                 "dataset_id": dataset_id,
@@ -479,13 +502,23 @@ class TensorOneClient:
 
         if api_client is None:
             configuration = k8s.Configuration()
+            # Read KUBECONFIG now: the kubernetes package reads it once, at import.
+            config_file = kubeconfig or os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
             try:
-                k8s_config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=configuration)
+                k8s_config.load_kube_config(
+                    config_file=config_file, context=context, client_configuration=configuration
+                )
                 if namespace is None:
-                    _, active = k8s_config.list_kube_config_contexts(config_file=kubeconfig)
+                    _, active = k8s_config.list_kube_config_contexts(config_file=config_file)
                     namespace = (active or {}).get("context", {}).get("namespace")
-            except (k8s_config.ConfigException, FileNotFoundError, TypeError):
-                k8s_config.load_incluster_config(client_configuration=configuration)
+            except (k8s_config.ConfigException, FileNotFoundError, TypeError) as no_kubeconfig:
+                try:
+                    k8s_config.load_incluster_config(client_configuration=configuration)
+                except k8s_config.ConfigException:
+                    raise TensorOneError(
+                        f"cannot reach a cluster: no usable kubeconfig ({no_kubeconfig}) and not running in a pod; "
+                        "set KUBECONFIG or pass --kubeconfig"
+                    ) from no_kubeconfig
             if api_key:
                 configuration.api_key = {"authorization": api_key}
                 configuration.api_key_prefix = {"authorization": "Bearer"}
