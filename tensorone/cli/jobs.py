@@ -10,8 +10,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from tensorone.errors import ConfigurationError
 
 
@@ -72,10 +70,10 @@ def _client(args: argparse.Namespace) -> Any:
 def _create(args: argparse.Namespace) -> int:
     if not args.filename.exists():
         raise ConfigurationError(f"no such file: {args.filename}", field="--filename")
+    from tensorone.api.validation import load_manifests
+
     client = _client(args)
-    for document in yaml.safe_load_all(args.filename.read_text()):
-        if not document:
-            continue
+    for document in load_manifests(args.filename.read_text()):
         kind = document.get("kind")
         name = document.get("metadata", {}).get("name")
         if kind == "TrainingJob":
@@ -156,7 +154,9 @@ def _get(args: argparse.Namespace) -> int:
         print(json.dumps(job.raw, indent=2, default=str))
         return 0
     if args.output == "yaml":
-        print(yaml.safe_dump(job.raw, sort_keys=False))
+        from tensorone.api.validation import dump_manifest
+
+        print(dump_manifest(job.raw), end="")
         return 0
     p, m = job.progress, job.metrics
     lines = [
