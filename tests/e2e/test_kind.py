@@ -165,12 +165,18 @@ def test_stop_and_resume(cluster: KindCluster, dataset: str) -> None:
     stop_checkpoints = [c for c in stopped["status"]["checkpoints"] if c.get("reason") == "stop"]
     assert stop_checkpoints, f"the SIGTERM checkpoint is missing: {stopped['status']['checkpoints']}"
     stopped_at = stopped["status"]["progress"]["currentStep"]
-    pods = json.loads(
-        cluster.kubectl(
-            "get", "pods", "-n", JOB_NAMESPACE, "-l", f"training.tensorone.ai/job-name={name}", "-o", "json"
-        )
-    )["items"]
-    assert [pod for pod in pods if pod["status"].get("phase") == "Running"] == []
+    # Suspending the PyTorchJob deletes its pods.
+    cluster.kubectl(
+        "wait",
+        "--for=delete",
+        "pod",
+        "-n",
+        JOB_NAMESPACE,
+        "-l",
+        f"training.tensorone.ai/job-name={name}",
+        "--timeout=180s",
+        timeout=200,
+    )
 
     cluster.merge_patch("trainingjob", name, JOB_NAMESPACE, {"spec": {"suspend": False}})
     resumed = cluster.wait_for(
