@@ -246,13 +246,17 @@ def varlen_sdpa_attention(  # noqa: PLR0917 - transformers calls attention funct
     lengths = [end - start for start, end in itertools.pairwise(boundaries)]
     # Each segment is a complete causal sequence (query and key lengths equal), so is_causal=True is
     # exact and lets SDPA skip the upper triangle too.
+    # Outputs go back to transformers' [batch, tokens, heads, head_dim] layout segment by segment,
+    # so the concatenation is the one copy (no extra transpose-and-copy of the whole row).
     outputs = [
-        nn.functional.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=scaling, is_causal=True)
+        nn.functional.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=scaling, is_causal=True).transpose(
+            1, 2
+        )
         for q, k, v in zip(
             query.split(lengths, dim=2), key.split(lengths, dim=2), value.split(lengths, dim=2), strict=True
         )
     ]
-    return torch.cat(outputs, dim=2).transpose(1, 2).contiguous(), None
+    return torch.cat(outputs, dim=1), None
 
 
 def _segment_boundaries(kwargs: dict[str, Any], length: int) -> list[int] | None:
