@@ -57,9 +57,10 @@ def jobs_waiting(namespace: str | None, name: str, spec: kopf.Spec, status: kopf
     return {key: (namespace, name) for key in waiting_keys(namespace or "", spec, status)}
 
 
-@kopf.on.resume(*JOBS)
-@kopf.on.create(*JOBS)
-@kopf.on.update(*JOBS)
+# backoff: an API error is retried after 5 s, not kopf's default 60 s.
+@kopf.on.resume(*JOBS, backoff=5)
+@kopf.on.create(*JOBS, backoff=5)
+@kopf.on.update(*JOBS, backoff=5)
 async def reconcile_job(body: kopf.Body, memo: Any, retry: int, **kwargs: Any) -> None:
     outcome = await memo.reconciler.reconcile(body, **indexes_of(kwargs))
     if outcome.waiting:

@@ -48,6 +48,10 @@ class PhaseBook:
             self._phases[key] = phase
             JOBS.labels(phase=phase).inc()
 
+    def count(self, phase: str) -> int:
+        """How many known jobs are in that phase."""
+        return sum(1 for known in self._phases.values() if known == phase)
+
 
 def serve_metrics(port: int) -> None:
     """Serve /metrics on 0.0.0.0:port from a daemon thread (0 disables)."""

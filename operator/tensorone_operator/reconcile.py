@@ -25,7 +25,7 @@ from tensorone_operator import builders, catalog, checks
 from tensorone_operator.config import OperatorConfig
 from tensorone_operator.kube import ApiError, KubeApi
 from tensorone_operator.metrics import CHILDREN_CREATED, ERRORS, RECONCILE_SECONDS, RECONCILES, PhaseBook
-from tensorone_operator.status import TERMINAL, Problem, status_from, transitions
+from tensorone_operator.status import TERMINAL, Problem, condition_is, status_from, transitions
 
 logger = logging.getLogger("tensorone_operator")
 
@@ -134,9 +134,13 @@ class Reconciler:
         status = dict(job.get("status") or {})
         if status.get("phase") in TERMINAL or meta.get("deletionTimestamp"):
             return None
+        self.phases.record(meta["namespace"], meta["name"], status.get("phase"))
         child = children.get((meta["namespace"], meta["name"]))
-        following = child is not None and _owned_by(child, job) and not _spec_changed(job)
-        if following and child is not None and status_from(job, child, now=utc_now()) == status:
+        if _spec_changed(job):
+            return await self.reconcile(job, datasets=datasets, children=children, nodes=nodes)
+        if child is None and condition_is(status, "Stalled", "True"):
+            return None  # a configuration error: only a change of the job (or a restart) helps
+        if child is not None and _owned_by(child, job) and status_from(job, child, now=utc_now()) == status:
             return None
         return await self.reconcile(job, datasets=datasets, children=children, nodes=nodes)
 

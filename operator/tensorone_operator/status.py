@@ -66,6 +66,11 @@ def active_replicas(child: Mapping[str, Any] | None) -> int:
     return sum(int((replica or {}).get("active") or 0) for replica in statuses.values())
 
 
+def condition_is(status: Mapping[str, Any], condition_type: str, value: str) -> bool:
+    """Whether a TrainingJob status has that condition with that status (True/False/Unknown)."""
+    return any(c.get("type") == condition_type and c.get("status") == value for c in status.get("conditions") or [])
+
+
 def set_condition(
     conditions: list[dict[str, Any]],
     condition_type: str,

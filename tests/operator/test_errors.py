@@ -1,0 +1,191 @@
+"""Error conditions (reference error codes, Kubernetes-style), waiting that resolves by itself,
+operator restarts, and the operator's metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import REGISTRY
+from tensorone_operator.config import OperatorConfig
+
+from tests.kube.server import EmulatorServer
+from tests.operator.kit import (
+    PYTORCHJOB,
+    TJ,
+    condition,
+    dataset,
+    events_for,
+    eventually,
+    gpu_node,
+    job_status,
+    play_training_operator,
+    training_job,
+)
+from tests.operator.runner import OperatorThread
+
+
+def reason_of(cluster: EmulatorServer, kind: str, name: str = "llama") -> str:
+    found = condition(job_status(cluster.api, name), kind)
+    assert found, f"no {kind} condition yet"
+    return str(found["reason"])
+
+
+def warning_event(cluster: EmulatorServer, reason: str, name: str = "llama") -> dict[str, object]:
+    events = [e for e in events_for(cluster.api, name) if e["reason"] == reason and e["type"] == "Warning"]
+    assert events, f"no Warning event {reason}"
+    return events[0]
+
+
+def test_dataset_not_found_waits_then_proceeds_when_it_appears(
+    cluster: EmulatorServer, operator: OperatorThread
+) -> None:
+    cluster.api.create(training_job())
+    eventually(lambda: reason_of(cluster, "DatasetReady") == "DATASET_NOT_FOUND")
+    status = job_status(cluster.api)
+    assert status["phase"] == "Pending"
+    assert "spec.datasetId" in condition(status, "DatasetReady")["message"]
+    assert "'chat'" in condition(status, "DatasetReady")["message"]
+    assert condition(status, "Stalled")["status"] == "False"  # waiting, not stuck
+    eventually(lambda: warning_event(cluster, "DATASET_NOT_FOUND"))
+    assert cluster.api.find(PYTORCHJOB, "PyTorchJob", "llama") is None
+    # GitOps applies in any order: the Dataset arrives later and the job proceeds by itself,
+    # well before kopf's retry backoff (5 s) would re-check it.
+    cluster.api.create(dataset())
+    eventually(lambda: cluster.api.find(PYTORCHJOB, "PyTorchJob", "llama"), timeout=4)
+    eventually(lambda: reason_of(cluster, "DatasetReady") == "Checked")
+
+
+def test_insufficient_resources_lists_types_then_proceeds_when_a_node_joins(
+    cluster: EmulatorServer, operator: OperatorThread
+) -> None:
+    cluster.api.create(dataset())
+    cluster.api.create(gpu_node("v100-1", "Tesla-V100-SXM2-16GB"))
+    cluster.api.create(gpu_node("l4-1", "NVIDIA-L4"))
+    cluster.api.create(training_job(gpuType="h100"))
+    eventually(lambda: reason_of(cluster, "ResourcesAvailable") == "INSUFFICIENT_RESOURCES")
+    message = condition(job_status(cluster.api), "ResourcesAvailable")["message"]
+    assert "available GPU types: l4, v100" in message and "spec.gpuType" in message
+    eventually(lambda: warning_event(cluster, "INSUFFICIENT_RESOURCES"))
+    assert cluster.api.find(PYTORCHJOB, "PyTorchJob", "llama") is None
+    cluster.api.create(gpu_node("h100-1", "NVIDIA-H100-80GB-HBM3"))
+    eventually(lambda: cluster.api.find(PYTORCHJOB, "PyTorchJob", "llama"), timeout=4)
+
+
+def test_waiting_job_proceeds_after_a_restart_when_the_dataset_appeared_meanwhile(cluster: EmulatorServer) -> None:
+    with OperatorThread(cluster):
+        cluster.api.create(training_job())
+        eventually(lambda: reason_of(cluster, "DatasetReady") == "DATASET_NOT_FOUND")
+    cluster.api.create(dataset())
+    with OperatorThread(cluster):
+        eventually(lambda: cluster.api.find(PYTORCHJOB, "PyTorchJob", "llama"))
+
+
+def test_unknown_gpu_type_lists_the_catalog(cluster: EmulatorServer, operator: OperatorThread) -> None:
+    cluster.api.create(dataset())
+    cluster.api.create(training_job(gpuType="tpu-v5"))
+    eventually(lambda: reason_of(cluster, "ConfigurationValid") == "CONFIGURATION_ERROR")
+    status = job_status(cluster.api)
+    message = condition(status, "ConfigurationValid")["message"]
+    assert message.startswith("spec.gpuType: unknown GPU type 'tpu-v5'")
+    assert "a100" in message and "rtx4090" in message
+    assert condition(status, "Stalled")["status"] == "True"
+    assert status["phase"] == "Pending"
+    eventually(lambda: warning_event(cluster, "CONFIGURATION_ERROR"))
+    assert cluster.api.find(PYTORCHJOB, "PyTorchJob", "llama") is None
+
+
+def test_configuration_error_names_the_field(cluster: EmulatorServer, operator: OperatorThread) -> None:
+    cluster.api.create(dataset())
+    custom = {"image": "me/train:1", "env": [{"name": "WORLD_SIZE", "value": "1"}]}
+    cluster.api.create(training_job(modelType="custom", config={"custom": custom}))
+    eventually(lambda: reason_of(cluster, "ConfigurationValid") == "CONFIGURATION_ERROR")
+    message = condition(job_status(cluster.api), "ConfigurationValid")["message"]
+    assert message.startswith("spec.config.custom.env[0].name: WORLD_SIZE is set by the operator")
+    event = warning_event(cluster, "CONFIGURATION_ERROR")
+    assert "spec.config.custom.env[0].name" in str(event["message"])
+
+
+def test_a_foreign_object_with_the_childs_name_is_never_adopted(
+    cluster: EmulatorServer, operator: OperatorThread
+) -> None:
+    cluster.api.create(dataset())
+    cluster.api.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "llama-config"}, "data": {}})
+    cluster.api.create(training_job())
+    eventually(lambda: reason_of(cluster, "ConfigurationValid") == "CONFIGURATION_ERROR")
+    assert "not owned by this TrainingJob" in condition(job_status(cluster.api), "ConfigurationValid")["message"]
+    assert cluster.api.get("v1", "ConfigMap", "llama-config")["data"] == {}
+
+
+def test_restart_mid_reconcile_creates_no_duplicates_and_converges(cluster: EmulatorServer) -> None:
+    cluster.api.create(dataset())
+    # The operator dies between creating the ConfigMap and the PyTorchJob.
+    cluster.emulator.faults[("POST", "pytorchjobs")] = 500
+    with OperatorThread(cluster):
+        cluster.api.create(training_job())
+        eventually(lambda: cluster.api.find("v1", "PersistentVolumeClaim", "llama-checkpoints"))
+    assert cluster.api.find(PYTORCHJOB, "PyTorchJob", "llama") is None
+    del cluster.emulator.faults[("POST", "pytorchjobs")]
+    with OperatorThread(cluster):
+        eventually(lambda: job_status(cluster.api).get("childName") == "llama")
+        play_training_operator(cluster.api, "llama", "Running", active=1)
+        eventually(lambda: job_status(cluster.api).get("phase") == "Running")
+    for api_version, kind, name in [
+        ("v1", "ConfigMap", "llama-config"),
+        ("v1", "PersistentVolumeClaim", "llama-checkpoints"),
+        (PYTORCHJOB, "PyTorchJob", "llama"),
+    ]:
+        versions = cluster.emulator.versions(api_version, kind, "default", name)
+        uids = {v["metadata"]["uid"] for v in versions}
+        assert len(uids) == 1, f"{kind} {name} was created {len(uids)} times"
+    # A third start with nothing to do writes nothing: the operator converged.
+    before = {
+        kind: len(cluster.emulator.versions(av, kind, "default", n))
+        for av, kind, n in [
+            (TJ, "TrainingJob", "llama"),
+            (PYTORCHJOB, "PyTorchJob", "llama"),
+            ("v1", "ConfigMap", "llama-config"),
+        ]
+    }
+    with OperatorThread(cluster) as third:
+        eventually(lambda: third.reconciler is not None and third.reconciler.phases.count("Running") == 1)
+    after = {
+        kind: len(cluster.emulator.versions(av, kind, "default", n))
+        for av, kind, n in [
+            (TJ, "TrainingJob", "llama"),
+            (PYTORCHJOB, "PyTorchJob", "llama"),
+            ("v1", "ConfigMap", "llama-config"),
+        ]
+    }
+    assert after["PyTorchJob"] == before["PyTorchJob"] and after["ConfigMap"] == before["ConfigMap"]
+    assert job_status(cluster.api)["phase"] == "Running"
+
+
+def test_restart_while_running_keeps_following_the_child(cluster: EmulatorServer) -> None:
+    cluster.api.create(dataset())
+    with OperatorThread(cluster):
+        cluster.api.create(training_job())
+        eventually(lambda: cluster.api.find(PYTORCHJOB, "PyTorchJob", "llama"))
+        play_training_operator(cluster.api, "llama", "Running", active=1)
+        eventually(lambda: job_status(cluster.api).get("phase") == "Running")
+    # The child finishes while no operator runs.
+    play_training_operator(cluster.api, "llama", "Succeeded", succeeded=1)
+    with OperatorThread(cluster):
+        eventually(lambda: job_status(cluster.api).get("phase") == "Completed")
+
+
+def test_metrics_count_reconciles_errors_and_jobs_by_phase(cluster: EmulatorServer) -> None:
+    def sample(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    reconciles = sample("tensorone_operator_reconciles_total", result="ok")
+    missing = sample("tensorone_operator_errors_total", reason="DATASET_NOT_FOUND")
+    durations = sample("tensorone_operator_reconcile_duration_seconds_count")
+    with OperatorThread(cluster, OperatorConfig(progress_poll_seconds=0.5)) as operator:
+        cluster.api.create(training_job(name="waits", datasetId="later"))
+        cluster.api.create(dataset())
+        cluster.api.create(training_job())
+        eventually(lambda: operator.reconciler.phases.count("Pending") == 2)
+        eventually(lambda: sample("tensorone_operator_reconciles_total", result="ok") > reconciles)
+        assert sample("tensorone_operator_errors_total", reason="DATASET_NOT_FOUND") > missing
+        assert sample("tensorone_operator_reconcile_duration_seconds_count") > durations
+        assert sample("tensorone_operator_jobs", phase="Pending") >= 2
+        cluster.api.delete(TJ, "TrainingJob", "waits")
+        eventually(lambda: operator.reconciler.phases.count("Pending") == 1)
