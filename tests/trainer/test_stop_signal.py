@@ -1,0 +1,98 @@
+"""SIGTERM, for real: a trainer subprocess is signalled mid-run, saves a checkpoint, exits 0 at
+once, reports the checkpoint in its termination message and at /progress, and a resumed run then
+ends exactly where an uninterrupted one does."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.trainer.conftest import REPO, assert_same_weights, make_job, step_losses
+from trainer.run import RunOptions, run
+
+pytestmark = pytest.mark.slow
+
+# 24 records, batches of 4: 6 steps an epoch; long enough to be signalled while training.
+TRAINING: dict[str, Any] = {"epochs": 20, "batchSize": 4, "checkpointEveryEpoch": False, "keepCheckpoints": 2}
+GRACE_SECONDS = 30  # Kubernetes' default terminationGracePeriodSeconds
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def progress(port: int) -> dict[str, Any] | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/progress", timeout=2) as response:
+            result: dict[str, Any] = json.load(response)
+            return result
+    except OSError:
+        return None
+
+
+def test_sigterm_saves_a_checkpoint_exits_0_and_resume_is_exact(tmp_path: Path) -> None:
+    port = free_port()
+    job = make_job(tmp_path / "stopped", training=TRAINING).model_copy(update={"report_port": port})
+    config = tmp_path / "job.yaml"
+    job.write(config)
+    termination_log = tmp_path / "termination-log"
+    env = os.environ | {"TENSORONE_JOB_CONFIG": str(config), "TENSORONE_TERMINATION_LOG": str(termination_log)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "trainer"], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        deadline = time.monotonic() + 120
+        seen: dict[str, Any] | None = None
+        while time.monotonic() < deadline and process.poll() is None:
+            seen = progress(port)
+            if seen is not None and seen["step"] >= 3:
+                break
+            time.sleep(0.05)
+        assert seen is not None and seen["state"] == "running", "the trainer never reported running"
+        assert process.poll() is None, "the trainer ended before it could be signalled"
+
+        signalled = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        exit_code = process.wait(timeout=GRACE_SECONDS)
+        took = time.monotonic() - signalled
+    finally:
+        if process.poll() is None:
+            process.kill()
+        output = process.stdout.read().decode() if process.stdout else ""
+
+    assert exit_code == 0, output
+    assert took < GRACE_SECONDS / 3, f"stopping took {took:.1f} s"
+    final = json.loads(termination_log.read_text())
+    assert final["state"] == "stopped"
+    assert "SIGTERM" in final["message"]
+    stopped_at = final["step"]
+    assert 3 <= stopped_at < 120
+    newest = final["checkpoints"][-1]
+    assert newest["id"] == f"ckpt-step-{stopped_at}"
+    assert newest["reason"] == "stop"
+    assert (tmp_path / "stopped" / "checkpoints" / newest["id"] / "manifest.json").is_file()
+
+    # Resume (latest, in this process) and compare with a run that was never stopped.
+    resumed = run(make_job(tmp_path / "stopped", training=TRAINING), RunOptions(serve_reports=False))
+    assert resumed.exit_code == 0
+    assert resumed.report is not None and resumed.report.resumed_from == newest["id"]
+    never_stopped = run(make_job(tmp_path / "reference", training=TRAINING), RunOptions(serve_reports=False))
+    assert never_stopped.exit_code == 0
+
+    expected = step_losses(tmp_path / "reference" / "checkpoints")
+    losses = step_losses(tmp_path / "stopped" / "checkpoints")
+    assert sorted(losses) == sorted(expected)
+    assert all(losses[step] == expected[step] for step in expected), "losses differ after the resume"
+    assert_same_weights(tmp_path / "reference" / "output", tmp_path / "stopped" / "output")
