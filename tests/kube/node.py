@@ -1,0 +1,580 @@
+"""A node, played on this machine: runs the pods of the PyTorchJobs in the emulator as processes.
+
+``LocalNode`` does, for tests and benchmarks without a cluster, what the Training Operator and a
+kubelet do for a PyTorchJob: for every replica it starts the container's command (the real trainer
+under torchrun, or a custom job's argv) with the pod template's environment, the rank environment
+the Training Operator injects, and the volumes mapped to folders of a work directory; it creates
+the Pod objects with a pod IP, moves the PyTorchJob's conditions (Created, Running, Restarting,
+Succeeded, Failed, Suspended) as the processes run and exit, writes each container's termination
+message into its Pod status, and on ``runPolicy.suspend`` deletes the pods the way the API server
+does: SIGTERM, wait for exit (up to the grace period), record the terminated state, then remove.
+
+Only what a node cannot share with its neighbours is mapped: mount paths become folders under
+``workdir`` (a PVC is one folder per claim, kept across pod restarts, as a volume is), absolute
+paths inside ConfigMap files that point into a mount are rewritten to those folders, and the
+container's ``report`` port is mapped to a free local port (every pod of this node shares
+127.0.0.1), written where the pod spec and the resolved job carry it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.kube.server import ApiStatusError, EmulatorServer
+
+PYTORCHJOB = "kubeflow.org/v1"
+POD_FINALIZER = "node.tensorone.test/kubelet"
+POD_IP = "127.0.0.1"
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def free_port() -> int:
+    """A TCP port free on the loopback interface right now."""
+    with socket.socket() as sock:
+        sock.bind((POD_IP, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class PodProcess:
+    """One replica's container, running as a local process."""
+
+    name: str
+    replica_type: str
+    index: int
+    process: subprocess.Popen[bytes]
+    termination_log: Path
+    log_path: Path
+    report_port: int | None
+    exit_code: int | None = None
+    terminating: bool = False
+
+
+@dataclass
+class JobRun:
+    """What the node knows of one PyTorchJob."""
+
+    namespace: str
+    name: str
+    uid: str
+    pods: list[PodProcess] = field(default_factory=list)
+    restarts: int = 0
+    started_at: float | None = None
+    finished: bool = False
+    suspended: bool = False
+
+
+class LocalNode:
+    """Plays the Training Operator and the kubelet for the PyTorchJobs in ``server``.
+
+    ``python`` runs ``torchrun`` (as ``python -m torch.distributed.run``) and ``python``/``python3``
+    commands; ``extra_env`` is added to every container (for example a test hook).
+    """
+
+    def __init__(
+        self,
+        server: EmulatorServer,
+        workdir: Path,
+        *,
+        python: str = sys.executable,
+        extra_env: dict[str, str] | None = None,
+        interval: float = 0.1,
+    ) -> None:
+        self.server = server
+        self.api = server.api
+        self.workdir = workdir
+        self.python = python
+        self.extra_env = dict(extra_env or {})
+        self.interval = interval
+        self.runs: dict[tuple[str, str], JobRun] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.errors: list[BaseException] = []
+
+    # Lifecycle ---------------------------------------------------------------------------------
+
+    def __enter__(self) -> LocalNode:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="local-node", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        for run in self.runs.values():
+            for pod in run.pods:
+                if pod.process.poll() is None:
+                    pod.process.kill()
+                    pod.process.wait(timeout=10)
+
+    def pod_log(self, namespace: str, job: str, replica: str = "master", index: int = 0) -> str:
+        """The output of a replica's latest process (for assertions and failure messages)."""
+        path = self.workdir / "logs" / namespace / f"{job}-{replica}-{index}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def claim_dir(self, namespace: str, claim: str) -> Path:
+        """The folder that stands for a PersistentVolumeClaim."""
+        return self.workdir / "volumes" / namespace / claim
+
+    # The loop ----------------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._tick()
+            except Exception as error:  # kept for the test to see; the node goes on
+                self.errors.append(error)
+            self._stop.wait(self.interval)
+
+    def _tick(self) -> None:
+        jobs = {
+            (job["metadata"]["namespace"], job["metadata"]["name"]): job
+            for job in self.api.list(PYTORCHJOB, "PyTorchJob")
+        }
+        for key, run in list(self.runs.items()):
+            job = jobs.get(key)
+            if job is None or job["metadata"]["uid"] != run.uid or job["metadata"].get("deletionTimestamp"):
+                self._kill(run)
+                del self.runs[key]
+        for key, job in jobs.items():
+            if job["metadata"].get("deletionTimestamp"):
+                continue
+            run = self.runs.get(key)
+            if run is None:
+                run = self.runs[key] = JobRun(key[0], key[1], job["metadata"]["uid"])
+                self._condition(job, "Created", "True", "PyTorchJobCreated", "PyTorchJob is created.")
+            self._reconcile(job, run)
+
+    def _reconcile(self, job: dict[str, Any], run: JobRun) -> None:
+        policy = job["spec"].get("runPolicy") or {}
+        if run.finished:
+            return
+        if policy.get("suspend"):
+            if run.pods:
+                self._terminate(job, run)
+            if not run.pods and not run.suspended:
+                run.suspended = True
+                run.started_at = None
+                self._condition(job, "Running", "False", "PyTorchJobSuspended", "PyTorchJob is suspended.")
+                self._condition(job, "Suspended", "True", "PyTorchJobSuspended", "PyTorchJob is suspended.")
+            return
+        if run.suspended:
+            run.suspended = False
+            self._condition(job, "Suspended", "False", "PyTorchJobResumed", "PyTorchJob is resumed.")
+        if not run.pods:
+            self._start_pods(job, run)
+            self._condition(job, "Running", "True", "PyTorchJobRunning", "PyTorchJob is running.")
+            return
+        self._watch_pods(job, run, policy)
+
+    # Pods --------------------------------------------------------------------------------------
+
+    def _start_pods(self, job: dict[str, Any], run: JobRun) -> None:
+        replicas = job["spec"]["pytorchReplicaSpecs"]
+        ordered = [("Master", replicas["Master"])] + ([("Worker", replicas["Worker"])] if "Worker" in replicas else [])
+        nodes = sum(int(spec.get("replicas", 1)) for _, spec in ordered)
+        nproc = str(job["spec"].get("nprocPerNode") or "1")
+        master_port = free_port()
+        rank = 0
+        run.pods = []
+        for replica_type, spec in ordered:
+            for index in range(int(spec.get("replicas", 1))):
+                injected = {
+                    "MASTER_ADDR": POD_IP,
+                    "MASTER_PORT": str(master_port),
+                    "WORLD_SIZE": str(nodes * int(nproc) if nproc.isdigit() else nodes),
+                    "RANK": str(rank),
+                    "PET_MASTER_ADDR": POD_IP,
+                    "PET_MASTER_PORT": str(master_port),
+                    "PET_NNODES": str(nodes),
+                    "PET_NPROC_PER_NODE": nproc,
+                    "PET_NODE_RANK": str(rank),
+                    "PYTHONUNBUFFERED": "1",
+                }
+                run.pods.append(self._start_pod(job, replica_type, index, spec["template"], injected))
+                rank += 1
+        run.started_at = time.monotonic()
+
+    def _start_pod(
+        self, job: dict[str, Any], replica_type: str, index: int, template: dict[str, Any], injected: dict[str, str]
+    ) -> PodProcess:
+        namespace, job_name = job["metadata"]["namespace"], job["metadata"]["name"]
+        pod_name = f"{job_name}-{replica_type.lower()}-{index}"
+        pod_dir = self.workdir / "pods" / namespace / pod_name
+        pod_dir.mkdir(parents=True, exist_ok=True)
+        pod_spec = template["spec"]
+        container = next(c for c in pod_spec["containers"] if c["name"] == "pytorch")
+        report_port = next((p["containerPort"] for p in container.get("ports", []) if p.get("name") == "report"), None)
+        local_report_port = free_port() if report_port is not None else None
+        mounts = self._mount_volumes(
+            namespace,
+            pod_spec=pod_spec,
+            container=container,
+            pod_dir=pod_dir,
+            report_port=report_port,
+            local_report_port=local_report_port,
+        )
+
+        env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR", "VIRTUAL_ENV")}
+        env.update(injected)
+        for item in container.get("env", []):
+            if "value" in item:
+                env[item["name"]] = _expand(item["value"], env)
+            elif "secretKeyRef" in (item.get("valueFrom") or {}):
+                value = self._secret_value(namespace, item["valueFrom"]["secretKeyRef"])
+                if value is not None:
+                    env[item["name"]] = value
+        env = {k: _map_path(v, mounts) for k, v in env.items()}
+        termination_log = pod_dir / "termination-log"
+        termination_log.write_text("")
+        env["TENSORONE_TERMINATION_LOG"] = str(termination_log)
+        if local_report_port is not None:
+            env["TENSORONE_REPORT_PORT"] = str(local_report_port)
+        env.update(self.extra_env)
+
+        argv = [_expand(a, env) for a in (container.get("command") or []) + (container.get("args") or [])]
+        argv = self._local_argv([_map_path(a, mounts) for a in argv])
+        log_path = self.workdir / "logs" / namespace / f"{pod_name}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(argv, env=env, cwd=pod_dir, stdout=log, stderr=subprocess.STDOUT)
+        pod = PodProcess(pod_name, replica_type.lower(), index, process, termination_log, log_path, local_report_port)
+        self._create_pod_object(
+            job,
+            pod=pod,
+            template=template,
+            container=container,
+            report_port=report_port,
+            local_report_port=local_report_port,
+        )
+        return pod
+
+    def _mount_volumes(
+        self,
+        namespace: str,
+        *,
+        pod_spec: dict[str, Any],
+        container: dict[str, Any],
+        pod_dir: Path,
+        report_port: int | None,
+        local_report_port: int | None,
+    ) -> list[tuple[str, Path]]:
+        volumes = {v["name"]: v for v in pod_spec.get("volumes", [])}
+        mounts: list[tuple[str, Path]] = []
+        config_maps: list[tuple[dict[str, Any], Path]] = []
+        for mount in container.get("volumeMounts", []):
+            volume = volumes[mount["name"]]
+            if "persistentVolumeClaim" in volume:
+                local = self.claim_dir(namespace, volume["persistentVolumeClaim"]["claimName"])
+            elif "configMap" in volume:
+                local = pod_dir / "volumes" / mount["name"]
+                config_maps.append((volume["configMap"], local))
+            else:  # emptyDir and the rest: a fresh folder per pod
+                local = pod_dir / "volumes" / mount["name"]
+            local.mkdir(parents=True, exist_ok=True)
+            mounts.append((mount["mountPath"], local))
+        mounts.sort(key=lambda m: len(m[0]), reverse=True)
+        for source, local in config_maps:
+            config_map = self.api.get("v1", "ConfigMap", source["name"], namespace)
+            for key, text in (config_map.get("data") or {}).items():
+                (local / key).write_text(_map_config_text(text, mounts, report_port, local_report_port))
+        return mounts
+
+    def _local_argv(self, argv: list[str]) -> list[str]:
+        if not argv:
+            raise RuntimeError("the container has no command: the node cannot run an image's entrypoint")
+        program, rest = argv[0], argv[1:]
+        if program == "torchrun":
+            return [self.python, "-m", "torch.distributed.run", *rest]
+        if program in ("python", "python3"):
+            return [self.python, *rest]
+        return argv
+
+    def _secret_value(self, namespace: str, ref: dict[str, Any]) -> str | None:
+        import base64
+
+        secret = self.api.find("v1", "Secret", ref["name"], namespace)
+        data = (secret or {}).get("data") or {}
+        return base64.b64decode(data[ref["key"]]).decode() if ref["key"] in data else None
+
+    def _create_pod_object(
+        self,
+        job: dict[str, Any],
+        *,
+        pod: PodProcess,
+        template: dict[str, Any],
+        container: dict[str, Any],
+        report_port: int | None,
+        local_report_port: int | None,
+    ) -> None:
+        namespace, job_name = job["metadata"]["namespace"], job["metadata"]["name"]
+        labels = {
+            **(template.get("metadata", {}).get("labels") or {}),
+            "training.kubeflow.org/job-name": job_name,
+            "training.kubeflow.org/operator-name": "pytorchjob-controller",
+            "training.kubeflow.org/replica-type": pod.replica_type,
+            "training.kubeflow.org/replica-index": str(pod.index),
+        }
+        if pod.replica_type == "master":
+            labels["training.kubeflow.org/job-role"] = "master"
+        spec = yaml.safe_load(yaml.safe_dump(template["spec"]))
+        if report_port is not None:
+            for c in spec["containers"]:
+                for port in c.get("ports", []):
+                    if port.get("name") == "report":
+                        port["containerPort"] = local_report_port
+        with contextlib.suppress(ApiStatusError):  # a pod left from a crashed try
+            self._remove_pod(namespace, pod.name)
+        self.api.create(
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {
+                    "name": pod.name,
+                    "namespace": namespace,
+                    "labels": labels,
+                    "finalizers": [POD_FINALIZER],
+                    "ownerReferences": [
+                        {
+                            "apiVersion": PYTORCHJOB,
+                            "kind": "PyTorchJob",
+                            "name": job_name,
+                            "uid": job["metadata"]["uid"],
+                            "controller": True,
+                            "blockOwnerDeletion": True,
+                        }
+                    ],
+                },
+                "spec": {**spec, "nodeName": "local-node"},
+            }
+        )
+        self.api.patch(
+            "v1",
+            "Pod",
+            pod.name,
+            {
+                "status": {
+                    "phase": "Running",
+                    "podIP": POD_IP,
+                    "startTime": _now(),
+                    "containerStatuses": [
+                        {
+                            "name": container["name"],
+                            "ready": True,
+                            "restartCount": 0,
+                            "state": {"running": {"startedAt": _now()}},
+                        }
+                    ],
+                }
+            },
+            namespace,
+            subresource="status",
+        )
+
+    def _record_exit(self, namespace: str, pod: PodProcess) -> None:
+        code = pod.process.returncode
+        pod.exit_code = code
+        message = pod.termination_log.read_text(errors="replace")[:4096] if pod.termination_log.exists() else ""
+        self.api.patch(
+            "v1",
+            "Pod",
+            pod.name,
+            {
+                "status": {
+                    "phase": "Succeeded" if code == 0 else "Failed",
+                    "containerStatuses": [
+                        {
+                            "name": "pytorch",
+                            "ready": False,
+                            "restartCount": 0,
+                            "state": {
+                                "terminated": {
+                                    "exitCode": code,
+                                    "reason": "Completed" if code == 0 else "Error",
+                                    "message": message,
+                                    "finishedAt": _now(),
+                                }
+                            },
+                        }
+                    ],
+                }
+            },
+            namespace,
+            subresource="status",
+        )
+
+    def _remove_pod(self, namespace: str, name: str) -> None:
+        self.api.patch("v1", "Pod", name, {"metadata": {"finalizers": None}}, namespace)
+        with contextlib.suppress(ApiStatusError):
+            self.api.delete("v1", "Pod", name, namespace)
+
+    def _watch_pods(self, job: dict[str, Any], run: JobRun, policy: dict[str, Any]) -> None:
+        namespace = run.namespace
+        for pod in run.pods:
+            if pod.exit_code is None and pod.process.poll() is not None:
+                self._record_exit(namespace, pod)
+        deadline = policy.get("activeDeadlineSeconds")
+        if deadline and run.started_at is not None and time.monotonic() - run.started_at > float(deadline):
+            self._kill(run)
+            self._finish(job, run, "Failed", "DeadlineExceeded", "PyTorchJob has run past its active deadline.")
+            return
+        failed = [p for p in run.pods if p.exit_code not in (None, 0)]
+        if failed:
+            if run.restarts < int(policy.get("backoffLimit", 0)):
+                run.restarts += 1
+                self._kill(run)
+                self._condition(
+                    job, "Restarting", "True", "PyTorchJobRestarting", f"{failed[0].name} exited {failed[0].exit_code}."
+                )
+                self._start_pods(job, run)
+                return
+            self._kill(run)
+            self._finish(
+                job,
+                run,
+                "Failed",
+                "PyTorchJobFailed",
+                f"PyTorchJob {run.name} is failed because 1 {failed[0].replica_type.capitalize()} replica(s) failed.",
+            )
+            return
+        master = run.pods[0]
+        if master.exit_code == 0:
+            self._kill(run)
+            self._finish(
+                job, run, "Succeeded", "PyTorchJobSucceeded", f"PyTorchJob {run.name} is successfully completed."
+            )
+
+    def _terminate(self, job: dict[str, Any], run: JobRun) -> None:
+        """Delete the pods gracefully: deletionTimestamp, SIGTERM, wait, record the exit, remove."""
+        grace = float(
+            job["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"].get("terminationGracePeriodSeconds", 30)
+        )
+        for pod in run.pods:
+            if not pod.terminating:
+                pod.terminating = True
+                with contextlib.suppress(ApiStatusError):
+                    self.api.delete("v1", "Pod", pod.name, run.namespace)
+                if pod.process.poll() is None:
+                    pod.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for pod in run.pods:
+            try:
+                pod.process.wait(timeout=max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                pod.process.kill()
+                pod.process.wait()
+            if pod.exit_code is None:
+                self._record_exit(run.namespace, pod)
+            with contextlib.suppress(ApiStatusError):
+                self._remove_pod(run.namespace, pod.name)
+        run.pods = []
+
+    def _kill(self, run: JobRun) -> None:
+        for pod in run.pods:
+            if pod.process.poll() is None:
+                pod.process.kill()
+                pod.process.wait(timeout=10)
+
+    def _finish(self, job: dict[str, Any], run: JobRun, kind: str, reason: str, message: str) -> None:
+        run.finished = True
+        self._condition(job, "Running", "False", reason, message)
+        self._condition(job, kind, "True", reason, message, completion=True)
+        # cleanPodPolicy Running: pods still running would be deleted; finished ones stay.
+
+    # Status ------------------------------------------------------------------------------------
+
+    def _condition(
+        self, job: dict[str, Any], kind: str, status: str, reason: str, message: str, *, completion: bool = False
+    ) -> None:
+        namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
+        current = self.api.find(PYTORCHJOB, "PyTorchJob", name, namespace)
+        if current is None:
+            return
+        conditions = [c for c in (current.get("status") or {}).get("conditions", []) if c["type"] != kind]
+        previous = next((c for c in (current.get("status") or {}).get("conditions", []) if c["type"] == kind), None)
+        now = _now()
+        conditions.append(
+            {
+                "type": kind,
+                "status": status,
+                "reason": reason,
+                "message": message,
+                "lastUpdateTime": now,
+                "lastTransitionTime": previous["lastTransitionTime"]
+                if previous and previous["status"] == status
+                else now,
+            }
+        )
+        status_patch: dict[str, Any] = {"conditions": conditions}
+        if kind == "Running" and status == "True" and not (current.get("status") or {}).get("startTime"):
+            status_patch["startTime"] = now
+        if completion:
+            status_patch["completionTime"] = now
+        self.api.patch_status(PYTORCHJOB, "PyTorchJob", name, status_patch, namespace)
+
+
+_VARIABLE = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
+
+
+def _expand(value: str, env: dict[str, str]) -> str:
+    """Kubernetes' ``$(VAR)`` expansion (no shell): unknown variables stay as written."""
+    return _VARIABLE.sub(lambda m: env.get(m.group(1), m.group(0)), value)
+
+
+def _map_path(value: str, mounts: list[tuple[str, Path]]) -> str:
+    """A path inside a mount, moved to the folder standing for it (longest mount first)."""
+    for mount_path, local in mounts:
+        if value == mount_path or value.startswith(mount_path.rstrip("/") + "/"):
+            return str(local) + value[len(mount_path.rstrip("/")) :]
+    return value
+
+
+def _map_config_text(
+    text: str, mounts: list[tuple[str, Path]], report_port: int | None, local_report_port: int | None
+) -> str:
+    """A ConfigMap file with the absolute paths that point into mounts moved, and the report port
+    mapped (YAML files only; anything else is left as it is)."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    if not isinstance(data, dict):
+        return text
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {
+                k: (local_report_port if k == "reportPort" and v == report_port else walk(v)) for k, v in node.items()
+            }
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        if isinstance(node, str) and node.startswith("/"):
+            return _map_path(node, mounts)
+        return node
+
+    return yaml.safe_dump(walk(data), sort_keys=False)

@@ -1,0 +1,137 @@
+"""The local node runs a PyTorchJob's pods as real trainer processes, as a kubelet would."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tensorone_operator.builders import build_config_map, build_pytorchjob
+from tensorone_operator.config import OperatorConfig
+
+from tensorone.api.validation import validate
+from tests.kube.node import LocalNode
+from tests.kube.server import EmulatorServer
+
+REPO = Path(__file__).resolve().parents[2]
+PYTORCHJOB = "kubeflow.org/v1"
+RECORDS = [json.loads(line) for line in (REPO / "examples/data/tiny-instructions.jsonl").read_text().splitlines()]
+
+pytestmark = pytest.mark.slow
+
+
+def training_job(name: str, epochs: int, **training: Any) -> dict[str, Any]:
+    job = {
+        "apiVersion": "training.tensorone.ai/v1alpha1",
+        "kind": "TrainingJob",
+        "metadata": {"name": name, "namespace": "default", "uid": f"uid-{name}"},
+        "spec": {
+            "modelType": "llm",
+            "datasetId": "tiny",
+            "config": {
+                "baseModel": str(REPO / "examples/models/tiny-llama"),
+                "strategy": "lora",
+                "training": {"epochs": epochs, "batchSize": 8, "learningRate": 0.01, "maxSeqLength": 64, **training},
+            },
+        },
+    }
+    return validate(job)
+
+
+DATASET = {
+    "apiVersion": "training.tensorone.ai/v1alpha1",
+    "kind": "Dataset",
+    "metadata": {"name": "tiny", "namespace": "default"},
+    "spec": {"format": "jsonl", "source": {"inline": {"records": RECORDS}}},
+}
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 120.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def cluster() -> Iterator[EmulatorServer]:
+    with EmulatorServer() as server:
+        yield server
+
+
+def submit(cluster: EmulatorServer, job: dict[str, Any]) -> None:
+    config = OperatorConfig()
+    cluster.api.create(build_config_map(job, DATASET, config))
+    cluster.api.create(build_pytorchjob(job, DATASET, config))
+
+
+def condition(cluster: EmulatorServer, name: str, kind: str) -> bool:
+    child = cluster.api.get(PYTORCHJOB, "PyTorchJob", name)
+    return any(c["type"] == kind and c["status"] == "True" for c in (child.get("status") or {}).get("conditions", []))
+
+
+def terminated(cluster: EmulatorServer, pod: str) -> dict[str, Any] | None:
+    obj = cluster.api.find("v1", "Pod", pod)
+    statuses = ((obj or {}).get("status") or {}).get("containerStatuses") or [{}]
+    state: dict[str, Any] | None = statuses[0].get("state", {}).get("terminated")
+    return state
+
+
+def test_a_job_runs_to_succeeded_with_pods_and_termination_message(cluster: EmulatorServer, tmp_path: Path) -> None:
+    submit(cluster, training_job("runs", epochs=2))
+    with LocalNode(cluster, tmp_path) as node:
+        pod = wait_for(lambda: cluster.api.find("v1", "Pod", "runs-master-0"), what="the master pod")
+        assert pod["status"]["podIP"] == "127.0.0.1"
+        wait_for(lambda: condition(cluster, "runs", "Succeeded"), what="Succeeded\n" + node.pod_log("default", "runs"))
+        final = terminated(cluster, "runs-master-0")
+        assert node.errors == []
+    assert final is not None and final["exitCode"] == 0
+    report = json.loads(final["message"])
+    assert report["state"] == "completed"
+    assert report["checkpoints"][-1]["id"] == "ckpt-epoch-2"
+    assert (node.claim_dir("default", "runs-checkpoints") / "ckpt-epoch-2" / "manifest.json").exists()
+
+
+def test_suspend_sends_sigterm_and_resume_continues(cluster: EmulatorServer, tmp_path: Path) -> None:
+    submit(cluster, training_job("pausing", epochs=200))
+    with LocalNode(cluster, tmp_path) as node:
+
+        def progress() -> dict[str, Any]:
+            pod = cluster.api.find("v1", "Pod", "pausing-master-0")
+            if pod is None or pod["metadata"].get("deletionTimestamp"):
+                return {}
+            port = next(p["containerPort"] for p in pod["spec"]["containers"][0]["ports"] if p["name"] == "report")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/progress", timeout=2) as response:
+                    report: dict[str, Any] = json.loads(response.read())
+                    return report
+            except OSError:
+                return {}
+
+        wait_for(lambda: progress().get("step", 0) >= 3, what="training steps\n" + node.pod_log("default", "pausing"))
+        cluster.api.patch(PYTORCHJOB, "PyTorchJob", "pausing", {"spec": {"runPolicy": {"suspend": True}}})
+        wait_for(lambda: condition(cluster, "pausing", "Suspended"), what="Suspended")
+        stop_report = json.loads((tmp_path / "pods/default/pausing-master-0/termination-log").read_text())
+        assert stop_report["state"] == "stopped"
+        stopped_at = stop_report["checkpoints"][-1]
+        assert stopped_at["reason"] == "stop" and stopped_at["step"] == stop_report["step"]
+        assert cluster.api.find("v1", "Pod", "pausing-master-0") is None
+
+        cluster.api.patch(PYTORCHJOB, "PyTorchJob", "pausing", {"spec": {"runPolicy": {"suspend": False}}})
+        wait_for(lambda: not condition(cluster, "pausing", "Suspended"), what="resumed")
+        resumed = wait_for(lambda: progress().get("step", 0) > stopped_at["step"], what="steps after the resume")
+        assert resumed
+        assert progress()["resumedFrom"] == stopped_at["id"]
+        cluster.api.patch(PYTORCHJOB, "PyTorchJob", "pausing", {"spec": {"runPolicy": {"suspend": True}}})
+        wait_for(lambda: condition(cluster, "pausing", "Suspended"), what="Suspended again")
+        second = json.loads((tmp_path / "pods/default/pausing-master-0/termination-log").read_text())
+        assert second["state"] == "stopped" and second["resumedFrom"] == stopped_at["id"]
+        assert second["step"] > stopped_at["step"]
+        assert node.errors == []
