@@ -18,6 +18,7 @@ from tensorone.errors import TensorOneError
 COMMAND_MODULES: list[str] = [
     "tensorone.cli.jobs",
     "tensorone.cli.manifests",
+    "tensorone.cli.train",
 ]
 
 Handler = Callable[[argparse.Namespace], int]

@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser = subparsers.add_parser(
         "train",
         help="Train a TrainingJob manifest locally (CPU or local GPU), with checkpoints and a metrics log.",
-        description=__doc__,
+        description=(__doc__ or "").replace("``", ""),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("manifest", type=Path, metavar="MANIFEST", help="YAML with the TrainingJob and its Dataset")
