@@ -73,6 +73,26 @@ def causal_lm_loss(model: nn.Module, batch: PackedBatch, chunk_tokens: int | Non
     return loss_sum, batch.num_supervised
 
 
+class SupervisedCausalLM(nn.Module):
+    """``model`` as a module whose forward is :func:`causal_lm_loss`: what DistributedDataParallel wraps.
+
+    DDP only synchronises gradients of a forward that went through the DDP wrapper, and
+    :func:`causal_lm_loss` calls the decoder inside ``model`` directly. So under DDP wrap this
+    module, not ``model``: ``DDP(SupervisedCausalLM(model))(batch)`` returns the loss sum. The
+    parameters are ``model``'s own (nothing is copied), so saving ``model`` saves the training.
+    """
+
+    def __init__(self, model: nn.Module, chunk_tokens: int | None = None) -> None:
+        super().__init__()
+        self.model = model
+        self.chunk_tokens = chunk_tokens
+
+    def forward(self, batch: PackedBatch) -> torch.Tensor:
+        """The summed loss over ``batch``'s supervised tokens (their count is ``batch.num_supervised``)."""
+        loss_sum, _ = causal_lm_loss(self.model, batch, self.chunk_tokens)
+        return loss_sum
+
+
 class _SupervisedRows(torch.autograd.Function):
     """``hidden[positions]`` for distinct positions, with a scatter-free backward.
 

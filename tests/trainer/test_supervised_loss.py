@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from peft import LoraConfig, get_peft_model
 from tokenizers import Tokenizer
@@ -10,7 +11,7 @@ from torch import nn
 from transformers import DataCollatorForSeq2Seq, PreTrainedModel, PreTrainedTokenizerFast
 
 from tests.trainer.test_varlen import VOCAB, Example, random_examples, tiny_llama
-from trainer.supervised_loss import causal_lm_loss
+from trainer.supervised_loss import SupervisedCausalLM, causal_lm_loss
 from trainer.varlen import IGNORE_INDEX, enable_packed_attention, pack
 
 LENGTHS = [9, 23, 4, 16, 2]
@@ -183,3 +184,42 @@ def test_per_micro_batch_averaging_would_be_detected() -> None:
         (loss_sum / count / len(micro_batches)).backward()
     right_grads, wrong_grads = trainable_grads(right), trainable_grads(wrong)
     assert any(not torch.allclose(right_grads[n], wrong_grads[n], rtol=1e-3) for n in right_grads)
+
+
+def _ddp_rank(rank: int, world_size: int, port: int) -> None:
+    """One rank of the DDP test: its own micro-batch, the step's token count reduced over ranks."""
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
+    try:
+        # Ranks hold very different numbers of supervised tokens: a per-rank mean would be visibly off.
+        shards = [random_examples([30, 28], seed=11), random_examples([3, 2], seed=12)]
+        reference, ours = lora_pair()
+        step_tokens = torch.tensor(pack(shards[rank]).num_supervised)
+        dist.all_reduce(step_tokens)
+        ddp = DistributedDataParallel(SupervisedCausalLM(ours))
+        loss_sum = ddp(pack(shards[rank]))
+        (loss_sum * world_size / int(step_tokens)).backward()
+
+        # The same step on one process: every token of every rank, one normaliser.
+        total = sum((causal_lm_loss(reference, pack(shard))[0] for shard in shards), torch.zeros(()))
+        (total / int(step_tokens)).backward()
+        expected = trainable_grads(reference)
+        for name, grad in trainable_grads(ours).items():
+            torch.testing.assert_close(grad, expected[name], rtol=1e-4, atol=1e-6, msg=name)
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_ddp_through_the_module_wrapper_averages_over_all_ranks_tokens() -> None:
+    import socket
+
+    import torch.multiprocessing as torch_mp
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    torch_mp.spawn(_ddp_rank, args=(2, port), nprocs=2, join=True)
