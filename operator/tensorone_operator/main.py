@@ -62,7 +62,7 @@ def jobs_waiting(namespace: str | None, name: str, spec: kopf.Spec, status: kopf
 @kopf.on.create(*JOBS, backoff=5)
 @kopf.on.update(*JOBS, backoff=5)
 async def reconcile_job(body: kopf.Body, memo: Any, retry: int, **kwargs: Any) -> None:
-    outcome = await memo.reconciler.reconcile(body, **indexes_of(kwargs))
+    outcome = await memo.reconciler.reconcile(body, current=True, **indexes_of(kwargs))
     if outcome.waiting:
         # Waiting is not terminal: kopf retries with backoff (the Dataset and Node watches below
         # usually resume the job sooner).

@@ -13,6 +13,7 @@ falling back to a GET when the index has not seen an object yet (just after crea
 from __future__ import annotations
 
 import asyncio
+import copy
 import datetime
 import logging
 import time
@@ -87,20 +88,26 @@ class Reconciler:
         datasets: Mapping[tuple[str, str], Mapping[str, Any]] | None = None,
         children: Mapping[tuple[str, str], Mapping[str, Any]] | None = None,
         nodes: list[Mapping[str, Any]] | None = None,
+        current: bool = False,
     ) -> Outcome:
         """Bring one TrainingJob's children and status in line with its spec (idempotent).
 
         ``datasets``, ``children`` and ``nodes`` are the kopf indexes' views; absent entries are
-        read from the API.
+        read from the API. ``current`` says ``job`` is the newest body (a kopf handler's); else
+        the job is read first.
         """
         meta = job["metadata"]
         namespace, name = meta["namespace"], meta["name"]
         started = time.perf_counter()
         async with self._lock(namespace, name):
             try:
-                # The body kopf passes may be older than the stored one when several events
-                # queued up: re-read it, so the status is computed from the newest spec.
-                fresh = await self.api.get(API_VERSION, "trainingjobs", namespace, name)
+                # A kopf handler's body is the newest the watch delivered; other callers pass
+                # only the name, and the job is read.
+                fresh = (
+                    copy.deepcopy(dict(job))
+                    if current and "spec" in job
+                    else await self.api.get(API_VERSION, "trainingjobs", namespace, name)
+                )
                 if fresh is None or fresh["metadata"].get("deletionTimestamp"):
                     return Outcome(status=dict(job.get("status") or {}))
                 outcome = await self._reconcile(fresh, datasets or {}, children or {}, nodes)

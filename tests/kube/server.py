@@ -14,9 +14,9 @@ thread, or a subprocess) never shares a loop with it.
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import threading
-import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -49,17 +49,38 @@ class ApiClient:
     def __init__(self, base_url: str, emulator: FaithfulEmulator) -> None:
         self.base_url = base_url.rstrip("/")
         self._emulator = emulator
+        self._local = threading.local()
 
     def request(self, method: str, path: str, body: Any = None, content_type: str = "application/json") -> Any:
-        """One HTTP request; JSON in and out; ApiStatusError on a non-2xx status."""
+        """One HTTP request; JSON in and out; ApiStatusError on a non-2xx status.
+
+        Each thread keeps one keep-alive connection (a client's connection pool, in short)."""
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(self.base_url + path, data=data, method=method)
-        request.add_header("Content-Type", content_type)
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                return json.loads(response.read() or b"null")
-        except urllib.error.HTTPError as exc:
-            raise ApiStatusError(exc.code, json.loads(exc.read() or b"{}")) from None
+        headers = {"Content-Type": content_type, "Accept": "application/json"}
+        for attempt in range(2):
+            connection = self._connection()
+            try:
+                connection.request(method, path, body=data, headers=headers)
+                response = connection.getresponse()
+                payload = response.read()
+                break
+            except (http.client.HTTPException, ConnectionError):
+                connection.close()
+                self._local.connection = None
+                if attempt:
+                    raise
+        result = json.loads(payload or b"null")
+        if response.status >= 400:
+            raise ApiStatusError(response.status, result if isinstance(result, dict) else {})
+        return result
+
+    def _connection(self) -> http.client.HTTPConnection:
+        connection: http.client.HTTPConnection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            parsed = urllib.parse.urlsplit(self.base_url)
+            connection = http.client.HTTPConnection(parsed.hostname or "127.0.0.1", parsed.port, timeout=30)
+            self._local.connection = connection
+        return connection
 
     def _object_path(self, api_version: str, kind: str, namespace: str | None, name: str) -> str:
         plural = self._emulator.kind_of(api_version, kind).plural
@@ -139,6 +160,7 @@ class EmulatorServer:
         self._stop: asyncio.Event | None = None
         self._error: BaseException | None = None
         self.url = ""
+        self._api: ApiClient | None = None
 
     def __enter__(self) -> EmulatorServer:
         self.start()
@@ -151,8 +173,10 @@ class EmulatorServer:
 
     @property
     def api(self) -> ApiClient:
-        """A client of this server's HTTP API."""
-        return ApiClient(self.url, self.emulator)
+        """A client of this server's HTTP API (one per server, keep-alive connections)."""
+        if self._api is None:
+            self._api = ApiClient(self.url, self.emulator)
+        return self._api
 
     def start(self) -> None:
         """Start serving; returns when the URL is known."""

@@ -1,0 +1,180 @@
+"""Benchmark: how fast the operator turns TrainingJobs into PyTorchJobs.
+
+    python bench/operator_reconcile.py [--jobs 500]
+
+One run, one emulator (tests/kube), figures printed:
+
+1. the emulator's raw create rate: the same TrainingJobs created with no operator running
+   (validated against the CRDs, as every write is), then deleted;
+2. the operator (``python -m tensorone_operator``, a separate process, as deployed) started against
+   the emulator; the jobs created again at full speed; a watch records when each job's status
+   first shows its child (``status.childName`` is written only after the PyTorchJob exists) and a
+   phase;
+3. jobs reconciled per second (jobs / time from the first create to the last job done), p50 and
+   p99 of create -> child-created-and-status-set, and the operator's peak RSS (VmHWM).
+
+Targets (issue 3): reconcile rate >= 25% of the raw create rate, p99 < 2 s, RSS < 250 MB.
+Not a timed test: run it by hand; the figures depend on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.kube.emulator import FaithfulEmulator  # noqa: E402
+from tests.kube.server import EmulatorServer  # noqa: E402
+from tests.operator.kit import TJ, dataset, gpu_node, training_job  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def create_jobs(cluster: EmulatorServer, namespace: str, count: int) -> dict[str, float]:
+    """Create ``count`` TrainingJobs one after the other; return name -> monotonic create time."""
+    created: dict[str, float] = {}
+    for index in range(count):
+        name = f"job-{index:04d}"
+        cluster.api.create(training_job(name=name, namespace=namespace, gpuType="a100", gpusPerWorker=2))
+        created[name] = time.monotonic()
+    return created
+
+
+def watch_done(
+    cluster: EmulatorServer, namespace: str, count: int, done: dict[str, float], stop: threading.Event
+) -> None:
+    """Record when each job's status first has childName and a phase (from a watch stream)."""
+    url = f"{cluster.url}/apis/{TJ}/namespaces/{namespace}/trainingjobs?watch=true&timeoutSeconds=600"
+    with urllib.request.urlopen(url, timeout=700) as stream:
+        for line in stream:
+            if stop.is_set():
+                return
+            if not line.strip():
+                continue
+            obj = json.loads(line)["object"]
+            status = obj.get("status") or {}
+            name = obj["metadata"]["name"]
+            if status.get("childName") and status.get("phase") and name not in done:
+                done[name] = time.monotonic()
+                if len(done) >= count:
+                    return
+
+
+def peak_rss_mb(pid: int) -> float:
+    """VmHWM of a process, in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def wait_ready(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise TimeoutError(f"the operator's liveness endpoint {url} did not answer in {timeout} s")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--jobs", type=int, default=500)
+    parser.add_argument(
+        "--no-validation",
+        action="store_true",
+        help="serve writes without CRD validation, to see the operator's own capacity (the emulator's CEL "
+        "evaluation in Python costs 20-50 ms a write and is otherwise the bottleneck)",
+    )
+    args = parser.parse_args()
+    count = args.jobs
+
+    emulator = FaithfulEmulator(validate_writes=not args.no_validation)
+    with EmulatorServer(emulator) as cluster, tempfile.TemporaryDirectory() as workdir:
+        cluster.api.create(gpu_node())
+        for namespace in ("raw", "bench"):
+            cluster.api.create(dataset(namespace=namespace))
+
+        # 1. Raw create rate, no operator.
+        started = time.monotonic()
+        create_jobs(cluster, "raw", count)
+        raw_rate = count / (time.monotonic() - started)
+        for index in range(count):
+            cluster.api.delete(TJ, "TrainingJob", f"job-{index:04d}", "raw")
+
+        # 2. The operator as a process, as deployed.
+        kubeconfig = cluster.write_kubeconfig(Path(workdir) / "kubeconfig")
+        config_path = Path(workdir) / "config.yaml"
+        config_path.write_text("progressPollSeconds: 5\n")
+        liveness = f"http://127.0.0.1:{free_port()}/healthz"
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(kubeconfig),
+            "TENSORONE_OPERATOR_CONFIG": str(config_path),
+            "TENSORONE_LOG_LEVEL": "WARNING",
+            "PYTHONPATH": f"{REPO}:{REPO / 'operator'}",
+        }
+        operator = subprocess.Popen(
+            [sys.executable, "-m", "tensorone_operator", "--liveness", liveness, "--metrics-port", "0"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=open(Path(workdir) / "operator.log", "w"),  # noqa: SIM115 - closed with the process
+        )
+        try:
+            wait_ready(liveness)
+            done: dict[str, float] = {}
+            stop = threading.Event()
+            watcher = threading.Thread(target=watch_done, args=(cluster, "bench", count, done, stop), daemon=True)
+            watcher.start()
+            time.sleep(0.3)  # the watch is open
+            created = create_jobs(cluster, "bench", count)
+            create_seconds = max(created.values()) - min(created.values())
+            watcher.join(timeout=300)
+            stop.set()
+            rss = peak_rss_mb(operator.pid)
+        finally:
+            operator.terminate()
+            operator.wait(timeout=60)
+
+        if len(done) < count:
+            print(f"only {len(done)} of {count} jobs were reconciled; see the operator log", file=sys.stderr)
+            print((Path(workdir) / "operator.log").read_text()[-4000:], file=sys.stderr)
+            return 1
+        latencies = sorted(done[name] - created[name] for name in created)
+        elapsed = max(done.values()) - min(created.values())
+        rate = count / elapsed
+        p50 = statistics.median(latencies)
+        p99 = latencies[min(len(latencies) - 1, round(0.99 * len(latencies)) - 1)]
+        print(f"jobs                              {count}  (CRD validation of writes: {not args.no_validation})")
+        print(f"emulator raw create rate          {raw_rate:8.1f} jobs/s")
+        print(f"create rate with operator running {count / create_seconds:8.1f} jobs/s")
+        print(
+            f"reconcile rate                    {rate:8.1f} jobs/s  ({100 * rate / raw_rate:.0f}% of raw; target >= 25%)"
+        )
+        print(f"create -> child + status  p50     {p50:8.3f} s")
+        print(f"create -> child + status  p99     {p99:8.3f} s  (target < 2 s)")
+        print(f"operator peak RSS                 {rss:8.1f} MB  (target < 250 MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
