@@ -142,6 +142,8 @@ def _quiet_libraries() -> None:
 
 
 def _print_summary(report: dict[str, Any], resolved: ResolvedJob) -> None:
+    if report.get("resumedFrom"):
+        print(f"resumed from {report['resumedFrom']}")
     history = report.get("lossHistory") or []
     if history:
         first, last = history[0], history[-1]

@@ -1,0 +1,129 @@
+"""Checkpoints on disk: atomic writes, torn ones never listed, retention, finding by id."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from tensorone.errors import CheckpointNotFound
+from trainer.checkpoint import CheckpointStore, DataPosition, TrainingState, checkpoint_id
+from trainer.distributed import Topology
+
+
+def save(store: CheckpointStore, step: int, loss: float | None, *, reason: str = "step", keep: int = 10) -> str:
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.AdamW(model.parameters())
+
+    def write_model(directory: Path) -> None:
+        directory.mkdir()
+        (directory / "adapter_model.safetensors").write_bytes(b"weights")
+
+    saved, _ = store.save(
+        reason=reason,
+        epoch=step // 10,
+        step=step,
+        position=DataPosition(epoch=step // 10, step_in_epoch=step % 10),
+        loss=loss,
+        eval_loss=None,
+        strategy="lora",
+        base_model="tiny",
+        write_model=write_model,
+        state=lambda: TrainingState(optimizer.state_dict(), {}, {}, {"bestLoss": loss}, {}),
+        keep=keep,
+    )
+    return saved.id
+
+
+def test_ids_are_readable() -> None:
+    assert checkpoint_id("epoch", epoch=2, step=40) == "ckpt-epoch-2"
+    assert checkpoint_id("stop", epoch=2, step=47) == "ckpt-step-47"
+
+
+def test_a_checkpoint_has_its_manifest_states_and_every_rank_rng(tmp_path: Path) -> None:
+    store = CheckpointStore(tmp_path, Topology())
+    assert save(store, 5, 1.5) == "ckpt-step-5"
+    folder = tmp_path / "ckpt-step-5"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "manifest.json",
+        "model",
+        "optimizer.pt",
+        "rng",
+        "scaler.pt",
+        "schedule.pt",
+        "trainer_state.json",
+    ]
+    assert (folder / "rng" / "rank-0.pt").is_file()
+    manifest = store.checkpoints()[0]
+    assert (manifest.step, manifest.loss, manifest.reason, manifest.world_size) == (5, 1.5, "step", 1)
+    assert manifest.size_bytes == sum(
+        f.stat().st_size for f in folder.rglob("*") if f.is_file() and f.name != "manifest.json"
+    )
+    state = store.load(manifest, strategy="lora", base_model="tiny")
+    assert state.trainer == {"bestLoss": 1.5}
+    assert torch.equal(state.rng["torch"], torch.load(folder / "rng" / "rank-0.pt")["torch"])
+
+
+def test_torn_checkpoints_are_never_listed_and_are_cleaned_up(tmp_path: Path) -> None:
+    store = CheckpointStore(tmp_path, Topology())
+    save(store, 1, 2.0)
+    # A crash mid-write leaves a temporary folder; a copy without manifest is not a checkpoint
+    # either; nor is a folder whose manifest names another id.
+    (tmp_path / ".tmp-ckpt-step-2" / "model").mkdir(parents=True)
+    (tmp_path / "ckpt-step-3").mkdir()
+    (tmp_path / "ckpt-step-4").mkdir()
+    (tmp_path / "ckpt-step-4" / "manifest.json").write_text("{truncated")
+    assert [m.id for m in store.checkpoints()] == ["ckpt-step-1"]
+    assert store.find("latest") is not None and store.find("latest").id == "ckpt-step-1"  # type: ignore[union-attr]
+    store.clean_up()
+    assert not (tmp_path / ".tmp-ckpt-step-2").exists()
+
+
+def test_a_checkpoint_being_replaced_is_put_back_after_a_crash(tmp_path: Path) -> None:
+    store = CheckpointStore(tmp_path, Topology())
+    save(store, 1, 2.0)
+    (tmp_path / "ckpt-step-1").rename(tmp_path / ".old-ckpt-step-1")
+    store.clean_up()
+    assert [m.id for m in store.checkpoints()] == ["ckpt-step-1"]
+
+
+def test_saving_an_existing_id_replaces_it(tmp_path: Path) -> None:
+    store = CheckpointStore(tmp_path, Topology())
+    save(store, 1, 2.0)
+    save(store, 1, 1.0)
+    assert [(m.id, m.loss) for m in store.checkpoints()] == [("ckpt-step-1", 1.0)]
+    assert not any(p.name.startswith(".") for p in tmp_path.iterdir())
+
+
+def test_retention_keeps_the_last_few_plus_the_best(tmp_path: Path) -> None:
+    store = CheckpointStore(tmp_path, Topology())
+    for step, loss in [(1, 3.0), (2, 0.5), (3, 2.0), (4, 2.5), (5, 2.2)]:
+        save(store, step, loss, keep=2)
+    assert [m.id for m in store.checkpoints()] == ["ckpt-step-2", "ckpt-step-4", "ckpt-step-5"]
+
+
+def test_find(tmp_path: Path) -> None:
+    store = CheckpointStore(tmp_path, Topology())
+    assert store.find(None) is None and store.find("latest") is None
+    save(store, 1, 2.0)
+    save(store, 10, 1.0, reason="epoch")
+    assert store.find(None).id == "ckpt-epoch-1"  # type: ignore[union-attr]
+    assert store.find("ckpt-step-1").id == "ckpt-step-1"  # type: ignore[union-attr]
+    assert store.find("none") is None
+    with pytest.raises(CheckpointNotFound) as raised:
+        store.find("ckpt-step-7")
+    assert raised.value.field == "resumeFrom"
+    assert "available: ckpt-step-1, ckpt-epoch-1" in str(raised.value)
+
+
+def test_a_checkpoint_of_another_strategy_or_model_is_refused(tmp_path: Path) -> None:
+    from tensorone.errors import ConfigurationError
+
+    store = CheckpointStore(tmp_path, Topology())
+    save(store, 1, 2.0)
+    manifest = store.checkpoints()[0]
+    with pytest.raises(ConfigurationError, match="strategy lora, not full"):
+        store.load(manifest, strategy="full", base_model="tiny")
+    with pytest.raises(ConfigurationError, match="trained from tiny"):
+        store.load(manifest, strategy="lora", base_model="other")

@@ -1,0 +1,299 @@
+"""Data: every format read from real files, the three layouts and their loss masks, truncation,
+bad rows, the evaluation split, and the seeded plan that exact resume rests on."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from transformers import AutoTokenizer
+
+from tensorone.api.v1alpha1.dataset import ColumnMapping, DatasetFormat, DatasetSpec
+from tensorone.errors import ConfigurationError, DataError
+from tests.trainer.conftest import TINY_MODEL
+from trainer.data.collate import pad_batch
+from trainer.data.examples import IGNORE_INDEX, Example, Layout, build_examples
+from trainer.data.plan import DataPlan, eval_batches
+from trainer.data.records import read_rows
+
+RECORDS = [
+    {"prompt": "What is one plus two?", "completion": " One plus two is three."},
+    {"prompt": "What color is the sky?", "completion": " The sky is blue."},
+    {"prompt": "What is the capital of Peru?", "completion": " The capital of Peru is Lima."},
+]
+
+
+@pytest.fixture(scope="module")
+def tokenizer() -> Any:
+    return AutoTokenizer.from_pretrained(TINY_MODEL)
+
+
+def write_format(folder: Path, dataset_format: str, records: list[dict[str, Any]]) -> Path:
+    if dataset_format == "jsonl":
+        path = folder / "data.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    elif dataset_format == "json":
+        path = folder / "data.json"
+        path.write_text(json.dumps(records))
+    elif dataset_format == "csv":
+        path = folder / "data.csv"
+        lines = ["prompt,completion"] + [f'"{r["prompt"]}","{r["completion"]}"' for r in records]
+        path.write_text("\n".join(lines) + "\n")
+    elif dataset_format == "parquet":
+        path = folder / "data.parquet"
+        pq.write_table(pa.Table.from_pylist(records), path)
+    else:
+        path = folder / "data.txt"
+        path.write_text("\n".join(r["prompt"] + r["completion"] for r in records) + "\n")
+    return path
+
+
+def pvc_spec(path: str, dataset_format: str, columns: dict[str, str] | None = None) -> DatasetSpec:
+    return DatasetSpec.model_validate(
+        {"format": dataset_format, "source": {"pvc": {"claimName": "data", "path": path}}, "columns": columns}
+    )
+
+
+@pytest.mark.parametrize("dataset_format", ["jsonl", "json", "csv", "parquet"])
+def test_every_file_format_reads_the_same_records(tmp_path: Path, dataset_format: str) -> None:
+    file = write_format(tmp_path, dataset_format, RECORDS)
+    rows = list(read_rows(pvc_spec("/" + file.name, dataset_format), mount_path=tmp_path, cache_dir=None))
+    assert [row.record for row in rows] == RECORDS
+    assert [row.number for row in rows] == [1, 2, 3]
+
+
+def test_text_files_are_one_example_per_line(tmp_path: Path, tokenizer: Any) -> None:
+    write_format(tmp_path, "text", RECORDS)
+    rows = list(read_rows(pvc_spec("/data.txt", "text"), mount_path=tmp_path, cache_dir=None))
+    data = build_examples(rows, tokenizer, mapping=None, max_seq_length=64, max_bad_rows=0, eval_split=0, seed=1)
+    assert data.columns.layout == Layout.text
+    assert len(data.train) == 3
+    first = data.train[0]
+    assert first.labels == first.input_ids, "plain text: every token is learned"
+    assert first.input_ids[0] == tokenizer.bos_token_id and first.input_ids[-1] == tokenizer.eos_token_id
+
+
+def test_a_folder_means_every_file_of_the_format_in_it(tmp_path: Path) -> None:
+    (tmp_path / "shards").mkdir()
+    (tmp_path / "shards" / "b.jsonl").write_text(json.dumps(RECORDS[1]) + "\n")
+    (tmp_path / "shards" / "a.jsonl").write_text(json.dumps(RECORDS[0]) + "\n")
+    (tmp_path / "shards" / "notes.txt").write_text("not data\n")
+    rows = list(read_rows(pvc_spec("/shards", "jsonl"), mount_path=tmp_path, cache_dir=None))
+    assert [row.record for row in rows] == RECORDS[:2]
+
+
+def test_a_missing_path_is_a_data_error_naming_the_field(tmp_path: Path) -> None:
+    with pytest.raises(DataError) as raised:
+        list(read_rows(pvc_spec("/nowhere.jsonl", "jsonl"), mount_path=tmp_path, cache_dir=None))
+    assert raised.value.field == "dataset.source.pvc.path"
+
+
+def test_unreadable_rows_come_back_numbered_with_a_reason(tmp_path: Path) -> None:
+    (tmp_path / "data.jsonl").write_text('{"text": "fine"}\n{not json\n\n[1, 2]\n')
+    rows = list(read_rows(pvc_spec("/data.jsonl", "jsonl"), mount_path=tmp_path, cache_dir=None))
+    assert [(r.number, r.record is None) for r in rows] == [(1, False), (2, True), (4, True)]
+    assert "not valid JSON" in (rows[1].error or "")
+    assert "JSON object" in (rows[2].error or "")
+    (tmp_path / "data.csv").write_text('prompt,completion\n"a","b"\n"c","d","e"\n"f"\n')
+    rows = list(read_rows(pvc_spec("/data.csv", "csv"), mount_path=tmp_path, cache_dir=None))
+    assert [r.error is None for r in rows] == [True, False, False]
+
+
+def test_prompt_completion_learns_the_completion_only(tokenizer: Any) -> None:
+    spec = DatasetSpec.model_validate({"format": "jsonl", "source": {"inline": {"records": RECORDS}}})
+    rows = read_rows(spec, mount_path=Path("/"), cache_dir=None)
+    data = build_examples(rows, tokenizer, mapping=None, max_seq_length=64, max_bad_rows=0, eval_split=0, seed=1)
+    assert data.columns.layout == Layout.prompt_completion
+    example = data.train[0]
+    learned = [t for t, label in zip(example.input_ids, example.labels, strict=True) if label != IGNORE_INDEX]
+    assert tokenizer.decode(learned) == " One plus two is three.</s>"
+    assert example.num_targets == len(learned)
+
+
+def test_chat_messages_learn_the_assistant_turns_only(tokenizer: Any) -> None:
+    conversation = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Capital of Peru?"},
+        {"role": "assistant", "content": "Lima."},
+        {"role": "user", "content": "And Chile?"},
+        {"role": "assistant", "content": "Santiago."},
+    ]
+    spec = DatasetSpec.model_validate(
+        {"format": "json", "source": {"inline": {"records": [{"conversation": conversation}]}}}
+    )
+    rows = read_rows(spec, mount_path=Path("/"), cache_dir=None)
+    data = build_examples(
+        rows,
+        tokenizer,
+        mapping=ColumnMapping(messages="conversation"),
+        max_seq_length=128,
+        max_bad_rows=0,
+        eval_split=0,
+        seed=1,
+    )
+    example = data.train[0]
+    learned = [t if label != IGNORE_INDEX else None for t, label in zip(example.input_ids, example.labels, strict=True)]
+    spans: list[str] = []
+    current: list[int] = []
+    for token in [*learned, None]:
+        if token is None and current:
+            spans.append(tokenizer.decode(current))
+            current = []
+        elif token is not None:
+            current.append(token)
+    assert spans == ["Lima.<|end|>", "Santiago.<|end|>"]
+
+
+def test_truncation_keeps_max_seq_length_tokens_and_drops_rows_with_nothing_to_learn(tokenizer: Any) -> None:
+    records = [{"text": "word " * 100}, {"prompt": "long prompt " * 50, "completion": " done"}]
+    spec = DatasetSpec.model_validate({"format": "jsonl", "source": {"inline": {"records": records[:1]}}})
+    data = build_examples(
+        read_rows(spec, mount_path=Path("/"), cache_dir=None),
+        tokenizer,
+        mapping=None,
+        max_seq_length=16,
+        max_bad_rows=0,
+        eval_split=0,
+        seed=1,
+    )
+    assert data.train[0].num_tokens == 16
+    spec = DatasetSpec.model_validate({"format": "jsonl", "source": {"inline": {"records": records[1:] + RECORDS}}})
+    data = build_examples(
+        read_rows(spec, mount_path=Path("/"), cache_dir=None),
+        tokenizer,
+        mapping=None,
+        max_seq_length=16,
+        max_bad_rows=0.5,
+        eval_split=0,
+        seed=1,
+    )
+    assert data.bad_rows.count == 1 and "maxSeqLength=16" in data.bad_rows.first[0]
+
+
+@pytest.mark.parametrize(
+    ("record", "reason"),
+    [
+        ({"prompt": "q"}, "missing column 'completion'"),
+        ({"prompt": "q", "completion": 3}, "must be a string"),
+        ({"prompt": "q", "completion": "   "}, "is empty"),
+    ],
+)
+def test_records_that_do_not_fit_the_layout_are_bad_rows(tokenizer: Any, record: dict[str, Any], reason: str) -> None:
+    spec = DatasetSpec.model_validate({"format": "jsonl", "source": {"inline": {"records": [*RECORDS, record]}}})
+    with pytest.raises(DataError) as raised:
+        build_examples(
+            read_rows(spec, mount_path=Path("/"), cache_dir=None),
+            tokenizer,
+            mapping=None,
+            max_seq_length=64,
+            max_bad_rows=0.2,
+            eval_split=0,
+            seed=1,
+        )
+    assert "1 of 4 rows" in str(raised.value) and "row 4 of inline" in str(raised.value) and reason in str(raised.value)
+
+
+def test_chat_rows_without_an_assistant_turn_are_bad(tokenizer: Any) -> None:
+    records = [{"messages": [{"role": "user", "content": "hi"}]}, {"messages": "hello"}]
+    spec = DatasetSpec.model_validate({"format": "jsonl", "source": {"inline": {"records": records}}})
+    with pytest.raises(DataError) as raised:
+        build_examples(
+            read_rows(spec, mount_path=Path("/"), cache_dir=None),
+            tokenizer,
+            mapping=None,
+            max_seq_length=64,
+            max_bad_rows=0.5,
+            eval_split=0,
+            seed=1,
+        )
+    assert "no assistant turn" in str(raised.value)
+
+
+def test_an_undetectable_layout_names_the_columns_to_set(tokenizer: Any) -> None:
+    spec = DatasetSpec.model_validate({"format": "jsonl", "source": {"inline": {"records": [{"body": "x"}]}}})
+    with pytest.raises(ConfigurationError) as raised:
+        build_examples(
+            read_rows(spec, mount_path=Path("/"), cache_dir=None),
+            tokenizer,
+            mapping=None,
+            max_seq_length=64,
+            max_bad_rows=0,
+            eval_split=0,
+            seed=1,
+        )
+    assert raised.value.field == "dataset.columns" and "body" in str(raised.value)
+
+
+def test_the_eval_split_is_seeded_and_disjoint(tokenizer: Any) -> None:
+    records = [{"text": f"sentence number {i}"} for i in range(20)]
+    spec = DatasetSpec.model_validate({"format": "jsonl", "source": {"inline": {"records": records}}})
+
+    def split(seed: int) -> tuple[list[Example], list[Example]]:
+        data = build_examples(
+            read_rows(spec, mount_path=Path("/"), cache_dir=None),
+            tokenizer,
+            mapping=None,
+            max_seq_length=64,
+            max_bad_rows=0,
+            eval_split=0.25,
+            seed=seed,
+        )
+        return data.train, data.eval
+
+    train, held = split(1)
+    assert (len(train), len(held)) == (15, 5)
+    assert not {tuple(e.input_ids) for e in train} & {tuple(e.input_ids) for e in held}
+    assert split(1) == (train, held)
+    assert split(2)[1] != held
+
+
+def examples_of_lengths(lengths: list[int]) -> list[Example]:
+    return [Example(list(range(n)), [IGNORE_INDEX, *range(1, n)]) for n in lengths]
+
+
+def test_the_plan_is_a_pure_function_of_seed_and_epoch() -> None:
+    examples = examples_of_lengths([3 + i % 5 for i in range(23)])
+    plan = DataPlan(examples, seed=5, batch_size=3, accumulation=2)
+    assert plan.steps(0) == DataPlan(examples, seed=5, batch_size=3, accumulation=2).steps(0)
+    assert plan.order(0) != plan.order(1)
+    assert DataPlan(examples, seed=6, batch_size=3, accumulation=2).order(0) != plan.order(0)
+    # 23 examples: 8 micro-batches of 3 (the last of 2), 4 steps of 2 micro-batches.
+    steps = plan.steps(0)
+    assert (plan.micro_batches_per_epoch, plan.steps_per_epoch, len(steps)) == (8, 4, 4)
+    assert sorted(i for step in steps for batch in step.micro_batches for i in batch) == list(range(23))
+    first = steps[0]
+    assert first.global_targets == sum(examples[i].num_targets for batch in first.micro_batches for i in batch)
+
+
+def test_processes_get_disjoint_equal_shards_like_distributed_sampler() -> None:
+    examples = examples_of_lengths([4] * 11)
+    plans = [DataPlan(examples, seed=1, batch_size=2, accumulation=1, rank=r, world_size=3) for r in range(3)]
+    shards = [plan.shard(0, plan.rank) for plan in plans]
+    assert all(len(shard) == 4 for shard in shards)  # 11 padded to 12
+    seen = [i for shard in shards for i in shard]
+    assert set(seen) == set(range(11)) and len(seen) == 12  # every example, one repeated as padding
+    # Every process computes the same global totals for a step.
+    assert len({plan.steps(0)[0].global_targets for plan in plans}) == 1
+    assert plans[0].steps(0)[0].global_samples == 6
+
+
+def test_eval_batches_cover_each_example_once() -> None:
+    batches = [eval_batches(7, 2, rank, 2) for rank in range(2)]
+    assert sorted(i for per_rank in batches for batch in per_rank for i in batch) == list(range(7))
+
+
+def test_padding_masks_labels_and_attention() -> None:
+    batch = pad_batch(examples_of_lengths([2, 4]), pad_token_id=0)
+    assert batch.input_ids.tolist() == [[0, 1, 0, 0], [0, 1, 2, 3]]
+    assert batch.attention_mask.tolist() == [[1, 1, 0, 0], [1, 1, 1, 1]]
+    assert batch.labels.tolist() == [[IGNORE_INDEX, 1, IGNORE_INDEX, IGNORE_INDEX], [IGNORE_INDEX, 1, 2, 3]]
+
+
+def test_formats_listed_by_the_api_that_are_text_are_all_readable() -> None:
+    from trainer.data.records import FORMAT_SUFFIXES
+
+    assert set(FORMAT_SUFFIXES) == set(DatasetFormat) - {DatasetFormat.imagefolder, DatasetFormat.coco}
