@@ -70,10 +70,12 @@ async def reconcile_job(body: kopf.Body, memo: Any, retry: int, **kwargs: Any) -
 
 
 @kopf.on.event(*PYTORCHJOBS, labels=OURS)
-async def child_changed(namespace: str | None, labels: kopf.Labels, memo: Any, **kwargs: Any) -> None:
+async def child_changed(
+    namespace: str | None, labels: kopf.Labels, body: kopf.Body, type: str | None, memo: Any, **kwargs: Any
+) -> None:
     job_name = labels.get(LABEL_JOB_NAME)
-    if job_name:
-        await memo.reconciler.reconcile({"metadata": {"namespace": namespace, "name": job_name}}, **indexes_of(kwargs))
+    if job_name and type != "DELETED":
+        await memo.reconciler.child_changed(namespace or "", job_name, body, **indexes_of(kwargs))
 
 
 @kopf.on.event(*DATASETS)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import datetime
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -68,6 +69,8 @@ class Reconciler:
         # False when nodes are not watched (namespaced mode): the GPU check lists them instead.
         self.nodes_indexed = True
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        # What each child looked like when its job was last reconciled (status and runPolicy).
+        self._child_states: dict[tuple[str, str], str] = {}
 
     def _lock(self, namespace: str, name: str) -> asyncio.Lock:
         return self._locks.setdefault((namespace, name), asyncio.Lock())
@@ -79,6 +82,7 @@ class Reconciler:
     def forget(self, namespace: str, name: str) -> None:
         """Drop what is kept about a deleted job."""
         self._locks.pop((namespace, name), None)
+        self._child_states.pop((namespace, name), None)
         self.phases.record(namespace, name, None)
 
     async def reconcile(
@@ -122,6 +126,27 @@ class Reconciler:
             ERRORS.labels(reason=outcome.problem.code).inc()
         return outcome
 
+    async def child_changed(
+        self,
+        namespace: str,
+        job_name: str,
+        child: Mapping[str, Any],
+        *,
+        datasets: Mapping[tuple[str, str], Mapping[str, Any]],
+        children: Mapping[tuple[str, str], Mapping[str, Any]],
+        nodes: list[Mapping[str, Any]] | None,
+    ) -> Outcome | None:
+        """A watch event of a child: reconcile its job when the child's status or runPolicy moved
+        (the event of the child's own creation, for one, changes nothing)."""
+        seen = _child_state(child)
+        if self._child_states.get((namespace, job_name)) == seen:
+            return None
+        outcome = await self.reconcile(
+            {"metadata": {"namespace": namespace, "name": job_name}}, datasets=datasets, children=children, nodes=nodes
+        )
+        self._child_states[(namespace, job_name)] = seen
+        return outcome
+
     async def follow(
         self,
         job: Mapping[str, Any],
@@ -161,9 +186,10 @@ class Reconciler:
         meta, spec = job["metadata"], job["spec"]
         namespace, name = meta["namespace"], meta["name"]
         phase = (job.get("status") or {}).get("phase")
-        child = children.get((namespace, name)) or await self.api.get(
-            builders.PYTORCHJOB_API_VERSION, "pytorchjobs", namespace, name
-        )
+        child = children.get((namespace, name))
+        if child is None and (job.get("status") or {}).get("childName"):
+            # Created before but not in the index yet (just created, or the index lags).
+            child = await self.api.get(builders.PYTORCHJOB_API_VERSION, "pytorchjobs", namespace, name)
         if child is not None and not _owned_by(child, job):
             child = None  # never follow or touch an object that is not ours
 
@@ -239,6 +265,7 @@ class Reconciler:
             if result.get("_created"):
                 created.append(manifest["kind"])
                 result.pop("_created")
+        self._child_states[(namespace, job["metadata"]["name"])] = _child_state(result)
         return created, result
 
     async def _ensure(
@@ -346,6 +373,12 @@ class Reconciler:
                 deleted.append(f"{plural}/{child_name}")
         self.forget(namespace, name)
         return deleted
+
+
+def _child_state(child: Mapping[str, Any]) -> str:
+    """The parts of a child its job's status depends on, as a comparable string."""
+    spec = child.get("spec") or {}
+    return json.dumps([child.get("status") or {}, spec.get("runPolicy") or {}], sort_keys=True)
 
 
 def _spec_changed(job: Mapping[str, Any]) -> bool:

@@ -226,7 +226,8 @@ def transitions(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[tuple[st
         )
         if changed and condition["status"] == "False":
             events.append(("Warning", condition["reason"], condition["message"]))
-    if old.get("phase") != new.get("phase") and new.get("phase"):
+    # Pending is where every job starts: only moves out of it (and back after a check) are news.
+    if old.get("phase") != new.get("phase") and new.get("phase") not in {None, Phase.Pending.value}:
         kind = "Warning" if new["phase"] == Phase.Failed.value else "Normal"
         events.append((kind, str(new["phase"]), str(new.get("message") or "")))
     return events

@@ -263,6 +263,8 @@ def field_selector_matches(selector: str, obj: dict[str, Any]) -> bool:
     return True
 
 
+_NAMESPACE_OBJECT_PATH = re.compile(r"^/api/v1/namespaces(?:/([^/]+))?(?:/(status|finalize))?/?$")
+
 SERVER_MANAGED_METADATA = (
     "uid",
     "creationTimestamp",
@@ -378,6 +380,34 @@ class FaithfulEmulator(KubernetesEmulator):
         return [copy.deepcopy(obj) for key, obj in self._store.items() if key[:3] == prefix]
 
     # -- the HTTP surface --------------------------------------------------------------------
+
+    async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        # kmock's URL parser reads /api/v1/namespaces[/NAME] as a namespace prefix and fails:
+        # Namespace objects (kopf lists them in namespaced mode) are parsed here instead.
+        match = _NAMESPACE_OBJECT_PATH.match(raw_request.path)
+        if match is None:
+            return await super().__call__(raw_request)
+        body = await raw_request.read()
+        try:
+            data = json.loads(body) if body else None
+        except ValueError:
+            data = None
+        watch = raw_request.method == "GET" and raw_request.query.get("watch") == "true"
+        request = rendering.Request(
+            raw_request=raw_request,
+            url=raw_request.url,
+            method=raw_request.method,
+            params=dict(raw_request.query),
+            headers=dict(raw_request.headers),
+            data=data,
+            body=body,
+            action=enums.action.WATCH if watch else None,
+            resource=references.resource("", "v1", "namespaces"),
+            namespace=None,
+            name=match.group(1),
+            subresource=match.group(2),
+        )
+        return await self._handle(request)
 
     async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
         resource = request.resource

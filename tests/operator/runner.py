@@ -37,10 +37,13 @@ def login_to_emulator(**_: Any) -> kopf.ConnectionInfo:
 class OperatorThread:
     """The operator in a thread; ``stop()`` ends it like SIGTERM would (handlers are cancelled)."""
 
-    def __init__(self, cluster: EmulatorServer, config: OperatorConfig | None = None) -> None:
+    def __init__(
+        self, cluster: EmulatorServer, config: OperatorConfig | None = None, namespaces: list[str] | None = None
+    ) -> None:
         self.cluster = cluster
         self.config = config or OperatorConfig(progress_poll_seconds=0.5)
-        self.memo = kopf.Memo(config=self.config, api=KubeApi(cluster.url, {}, False), clusterwide=True)
+        self.namespaces = namespaces or []
+        self.memo = kopf.Memo(config=self.config, api=KubeApi(cluster.url, {}, False), clusterwide=not self.namespaces)
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._thread: threading.Thread | None = None
@@ -72,7 +75,8 @@ class OperatorThread:
         try:
             kopf.run(
                 standalone=True,
-                clusterwide=True,
+                clusterwide=not self.namespaces,
+                namespaces=self.namespaces,
                 stop_flag=self._stop,
                 ready_flag=self._ready,
                 memo=self.memo,
