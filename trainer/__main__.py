@@ -44,7 +44,12 @@ def main(argv: list[str] | None = None) -> int:
         Reporter(serve=False).finish(TrainerState.failed, reason="ConfigurationError", message=message[:2000])
         return 2
 
+    from transformers.utils import logging as transformers_logging
+
     from trainer.run import RunOptions, run
+
+    # Per-file loading bars from every process would bury the training log.
+    transformers_logging.disable_progress_bar()
 
     return run(job, RunOptions(serve_reports=not args.no_report, merge_adapter=args.merge)).exit_code
 

@@ -69,6 +69,8 @@ def run(job: ResolvedJob, options: RunOptions | None = None) -> RunResult:
     """Train the job in this process; returns the exit code and the final report."""
     options = options or RunOptions()
     topology = topology_from_env()
+    if not topology.is_main:
+        log.setLevel(logging.WARNING)  # one process tells the story; the others speak up on problems
     reporter = Reporter(
         serve=options.serve_reports and topology.is_main,
         port=job.report_port,

@@ -3,10 +3,13 @@ processes under torchrun (gloo) resuming exactly."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -106,3 +109,43 @@ def test_two_processes_resume_exactly(tmp_path: Path) -> None:
     )
     assert alone.exit_code == 2
     assert alone.report is not None and "2 processes" in (alone.report.message or "")
+
+
+@pytest.mark.slow
+def test_sigterm_stops_every_process_and_the_launcher_exits_0(tmp_path: Path) -> None:
+    training = {"epochs": 500, "batchSize": 2, "checkpointEveryEpoch": False, "keepCheckpoints": 2}
+    make_job(tmp_path, training=training, dataset=DATASET).write(tmp_path / "job.yaml")
+    env = os.environ | {
+        "TENSORONE_JOB_CONFIG": str(tmp_path / "job.yaml"),
+        "TENSORONE_TERMINATION_LOG": str(tmp_path / "termination-log"),
+    }
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "trainer.launch", "--standalone", "--nproc-per-node=2"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    log = tmp_path / "checkpoints" / "metrics.jsonl"
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and launcher.poll() is None:
+            if log.exists() and '"event":"step","step":3,' in log.read_text():
+                break
+            time.sleep(0.1)
+        assert launcher.poll() is None, "training ended before the signal"
+        launcher.send_signal(signal.SIGTERM)
+        exit_code = launcher.wait(timeout=30)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+    errors = launcher.stderr.read().decode() if launcher.stderr else ""
+    assert exit_code == 0, errors[-3000:]
+    final = json.loads((tmp_path / "termination-log").read_text())
+    assert final["state"] == "stopped"
+    newest = final["checkpoints"][-1]
+    assert (newest["id"], newest["reason"]) == (f"ckpt-step-{final['step']}", "stop")
+    assert sorted(p.name for p in (tmp_path / "checkpoints" / newest["id"] / "rng").iterdir()) == [
+        "rank-0.pt",
+        "rank-1.pt",
+    ]
