@@ -579,6 +579,16 @@ class Checkpoint(ApiModel):
 
 
 MAX_STATUS_CHECKPOINTS = 50
+# Points of a loss curve kept in the status: enough to see convergence, small at any job length
+# (the operator downsamples the trainer's curve to at most this many points).
+MAX_HISTORY_POINTS = 64
+
+
+class LossSample(ApiModel):
+    """One point of a loss curve."""
+
+    step: int = Field(ge=0, description="Optimizer step.")
+    loss: float = Field(description="Loss at that step.")
 
 
 class TrainingJobStatus(ApiModel):
@@ -612,6 +622,20 @@ class TrainingJobStatus(ApiModel):
         default=None,
         max_length=MAX_STATUS_CHECKPOINTS,
         description=f"Checkpoints on the job's storage, newest last (at most {MAX_STATUS_CHECKPOINTS}).",
+    )
+    loss_history: list[LossSample] | None = Field(
+        default=None,
+        max_length=MAX_HISTORY_POINTS,
+        description=f"Training-loss curve, downsampled to at most {MAX_HISTORY_POINTS} points spread over "
+        "the whole run (first and latest included), so `t1 get` shows convergence without Prometheus.",
+    )
+    eval_loss_history: list[LossSample] | None = Field(
+        default=None,
+        max_length=MAX_HISTORY_POINTS,
+        description=f"Evaluation-loss curve, downsampled to at most {MAX_HISTORY_POINTS} points.",
+    )
+    last_report_time: datetime | None = Field(
+        default=None, description="When the operator last read a progress report from the rank-0 trainer."
     )
     resumed_from: str | None = Field(
         default=None, max_length=128, description="Checkpoint the current run started from, if any."
