@@ -41,6 +41,7 @@ from trainer.tasks import task_for
 
 log = logging.getLogger("trainer")
 
+METRICS_LOG = "metrics.jsonl"  # beside the checkpoints, on the job's volume
 EXIT_CODES = {
     TrainerState.completed: 0,
     TrainerState.stopped: 0,
@@ -74,7 +75,7 @@ def run(job: ResolvedJob, options: RunOptions | None = None) -> RunResult:
     reporter = Reporter(
         serve=options.serve_reports and topology.is_main,
         port=job.report_port,
-        metrics_log=Path(job.checkpoint_dir) / "metrics.jsonl" if topology.is_main else None,
+        metrics_log=Path(job.checkpoint_dir) / METRICS_LOG if topology.is_main else None,
         # One termination message per pod: the first process of each.
         termination_log="auto" if topology.local_rank == 0 else None,
         memory=_memory_reader(job.use_gpu),
@@ -120,6 +121,9 @@ def _train(job: ResolvedJob, topology: Topology, reporter: Reporter, stop: StopS
     task = task_for(settings)
     data = task.load_data()
     log.info("data: %s", data.description)
+    if data.bad_rows:
+        log.warning("%d bad rows skipped; first: %s", data.bad_rows, "; ".join(data.first_bad_rows))
+    reporter.event("data", rows=data.total_rows, badRows=data.bad_rows, firstBadRows=data.first_bad_rows)
     # The same seed on every process gives every process the same initial adapter weights.
     random.seed(training.seed)
     torch.manual_seed(training.seed)

@@ -51,11 +51,6 @@ class Settings:
     use_gpu: bool
     cache_dir: str | None
 
-    @property
-    def metrics_log_path(self) -> Path:
-        """The JSONL metrics log, beside the checkpoints."""
-        return self.checkpoint_dir / "metrics.jsonl"
-
 
 def settings_from_job(job: ResolvedJob, *, cuda_available: bool) -> Settings:
     """Turn the resolved job into settings, refusing what this trainer cannot honour.

@@ -180,18 +180,19 @@ def flash_varlen_available(model: nn.Module) -> bool:
 def enable_packed_attention(model: nn.Module) -> str:
     """Switch ``model`` (a transformers model, possibly inside a peft wrapper) to packing-safe attention.
 
-    Returns the implementation chosen: ``flash_attention_2`` where :func:`flash_varlen_available`,
-    else :data:`VARLEN_SDPA`, or ``sdpa`` for models with sliding-window attention (transformers then
-    builds the block-diagonal mask itself from the restarting ``position_ids``: correct, but it
-    computes the cross-sample blocks). Padded batches (``attention_mask`` given) keep working with
-    every choice, so evaluation code needs no change.
+    Call it after the model has its final device and dtype. Returns the implementation chosen:
+    ``flash_attention_2`` where :func:`flash_varlen_available`; else ``sdpa`` for models with
+    sliding-window attention (transformers then builds the block-diagonal mask itself from the
+    restarting ``position_ids``: correct, but it computes the cross-sample blocks); else
+    :data:`VARLEN_SDPA`. Padded batches (``attention_mask`` given) keep working with every choice,
+    so evaluation code needs no change.
     """
     base = base_transformers_model(model)
     config = base.config
-    if getattr(config, "sliding_window", None) and getattr(config, "use_sliding_window", True):
-        implementation = "sdpa"
-    elif flash_varlen_available(base):
+    if flash_varlen_available(base):
         implementation = FLASH_VARLEN
+    elif getattr(config, "sliding_window", None) and getattr(config, "use_sliding_window", True):
+        implementation = "sdpa"
     else:
         implementation = VARLEN_SDPA
     base.set_attn_implementation(implementation)

@@ -297,3 +297,34 @@ def test_formats_listed_by_the_api_that_are_text_are_all_readable() -> None:
     from trainer.data.records import FORMAT_SUFFIXES
 
     assert set(FORMAT_SUFFIXES) == set(DatasetFormat) - {DatasetFormat.imagefolder, DatasetFormat.coco}
+
+
+def test_a_uri_source_is_fetched_once_into_the_cache(tmp_path: Path) -> None:
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    served = tmp_path / "served"
+    served.mkdir()
+    write_format(served, "jsonl", RECORDS)
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(served))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        uri = f"http://127.0.0.1:{server.server_address[1]}/data.jsonl"
+        spec = DatasetSpec.model_validate({"format": "jsonl", "source": {"uri": uri}})
+        rows = list(read_rows(spec, mount_path=tmp_path, cache_dir=str(tmp_path / "cache")))
+        assert [row.record for row in rows] == RECORDS and rows[0].location == uri
+    finally:
+        server.shutdown()
+        server.server_close()
+    # Served no more: the cached copy is read.
+    assert [row.record for row in read_rows(spec, mount_path=tmp_path, cache_dir=str(tmp_path / "cache"))] == RECORDS
+
+
+def test_an_unreachable_uri_is_a_data_error(tmp_path: Path) -> None:
+    spec = DatasetSpec.model_validate({"format": "jsonl", "source": {"uri": "http://127.0.0.1:9/none.jsonl"}})
+    with pytest.raises(DataError) as raised:
+        list(read_rows(spec, mount_path=tmp_path, cache_dir=str(tmp_path)))
+    assert raised.value.field == "dataset.source.uri"
+    assert not list((tmp_path / "datasets").glob("*.partial"))

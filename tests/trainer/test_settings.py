@@ -20,7 +20,6 @@ def test_absent_sections_get_the_model_defaults(tmp_path: Path) -> None:
     assert settings.training == TrainingHyperparameters()
     assert settings.optimization == Optimization()
     assert settings.lora == LoraParameters()
-    assert settings.metrics_log_path == tmp_path / "checkpoints" / "metrics.jsonl"
 
 
 def test_full_has_no_lora_parameters(tmp_path: Path) -> None:

@@ -202,6 +202,10 @@ class Reporter:
         if new is not None:
             self._write({"event": "checkpoint", **new.to_wire()})
 
+    def event(self, name: str, **fields: Any) -> None:
+        """Any other event worth a line in the metrics log (the data summary, for instance)."""
+        self._write({"event": name, **fields})
+
     def set_state(self, state: TrainerState, *, reason: str | None = None, message: str | None = None) -> None:
         """A state that is not final (stopping, for instance)."""
         self.tracker.set_state(state, reason=reason, message=message)

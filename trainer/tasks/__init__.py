@@ -33,6 +33,7 @@ class TaskData:
     eval: Sequence[Example]
     bad_rows: int
     total_rows: int
+    first_bad_rows: list[str]  # where and why, for the first few
     description: str  # one line for the log, such as "prompt-completion, 58 rows"
 
 

@@ -48,6 +48,7 @@ class LlmTask:
             eval=data.eval,
             bad_rows=data.bad_rows.count,
             total_rows=data.bad_rows.total,
+            first_bad_rows=data.bad_rows.first,
             description=f"{data.columns.layout} layout, {data.bad_rows.total} rows "
             f"({data.bad_rows.count} bad), {len(data.train)} for training, {len(data.eval)} for evaluation",
         )
