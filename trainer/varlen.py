@@ -102,7 +102,9 @@ class PackedBatch:
         """Keyword arguments for a transformers decoder (or a full ``...ForCausalLM``) forward.
 
         The ``cu_seq_lens_*`` / ``max_length_*`` names are transformers' own flash-attention
-        keywords: varlen flash attention and :data:`VARLEN_SDPA` both read them.
+        keywords: varlen flash attention and :data:`VARLEN_SDPA` both read them. ``use_cache=False``:
+        training needs no key/value cache, and with one transformers would not treat the restarting
+        ``position_ids`` as sample boundaries when it builds masks (the ``sdpa`` fallback needs that).
         """
         return {
             "input_ids": self.input_ids,

@@ -83,7 +83,8 @@ def test_pack_refuses_more_tokens_than_the_budget() -> None:
 def packed_logits(model: LlamaForCausalLM, batch: PackedBatch, *, with_cu_seqlens: bool = True) -> torch.Tensor:
     inputs = batch.model_inputs()
     if not with_cu_seqlens:
-        inputs = {"input_ids": batch.input_ids, "position_ids": batch.position_ids}
+        # use_cache=False as in training: with a cache transformers does not look for packed positions.
+        inputs = {"input_ids": batch.input_ids, "position_ids": batch.position_ids, "use_cache": False}
     with torch.no_grad():
         return model(**inputs).logits[0]
 
@@ -151,3 +152,29 @@ def test_inconsistent_cu_seqlens_are_refused() -> None:
 
     with pytest.raises(ConfigurationError, match="row length 10"):
         model(**inputs)
+
+
+def test_sliding_window_models_fall_back_to_sdpa_with_the_packed_mask() -> None:
+    """Per-segment attention has no sliding window: such models use transformers' own packed mask."""
+    from transformers import MistralConfig, MistralForCausalLM
+
+    torch.manual_seed(0)
+    config = MistralConfig(
+        vocab_size=VOCAB,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        sliding_window=4,
+    )
+    model = MistralForCausalLM(config).eval()
+    assert enable_packed_attention(model) == "sdpa"
+    examples = random_examples([9, 6])
+    batch = pack(examples)
+
+    logits = packed_logits(model, batch, with_cu_seqlens=False)
+
+    with torch.no_grad():
+        second_alone = model(input_ids=torch.tensor([examples[1].input_ids])).logits[0]
+    torch.testing.assert_close(logits[9:], second_alone, rtol=1e-5, atol=1e-5)
