@@ -5,7 +5,8 @@
 One run, one emulator (tests/kube), figures printed:
 
 1. the emulator's raw create rate: the same TrainingJobs created with no operator running
-   (validated against the CRDs, as every write is), then deleted;
+   (validated against the CRDs, as every write is), then deleted; measured before and after the
+   operator phase, and the higher one is the reference (a shared machine's load drifts);
 2. the operator (``python -m tensorone_operator``, a separate process, as deployed) started against
    the emulator; the jobs created again at full speed; a watch records when each job's status
    first shows its child (``status.childName`` is written only after the PyTorchJob exists) and a
@@ -55,6 +56,16 @@ def create_jobs(cluster: EmulatorServer, namespace: str, count: int) -> dict[str
         cluster.api.create(training_job(name=name, namespace=namespace, gpuType="a100", gpusPerWorker=2))
         created[name] = time.monotonic()
     return created
+
+
+def raw_create_rate(cluster: EmulatorServer, count: int) -> float:
+    """Jobs created per second with no operator running (then deleted again)."""
+    started = time.monotonic()
+    create_jobs(cluster, "raw", count)
+    rate = count / (time.monotonic() - started)
+    for index in range(count):
+        cluster.api.delete(TJ, "TrainingJob", f"job-{index:04d}", "raw")
+    return rate
 
 
 def watch_done(
@@ -114,12 +125,9 @@ def main() -> int:
         for namespace in ("raw", "bench"):
             cluster.api.create(dataset(namespace=namespace))
 
-        # 1. Raw create rate, no operator.
-        started = time.monotonic()
-        create_jobs(cluster, "raw", count)
-        raw_rate = count / (time.monotonic() - started)
-        for index in range(count):
-            cluster.api.delete(TJ, "TrainingJob", f"job-{index:04d}", "raw")
+        # 1. Raw create rate, no operator (measured again after the operator ran, because a
+        # shared machine's load drifts; the ratio is taken against the higher of the two).
+        raw_rates = [raw_create_rate(cluster, count)]
 
         # 2. The operator as a process, as deployed.
         kubeconfig = cluster.write_kubeconfig(Path(workdir) / "kubeconfig")
@@ -154,6 +162,8 @@ def main() -> int:
         finally:
             operator.terminate()
             operator.wait(timeout=60)
+        raw_rates.append(raw_create_rate(cluster, count))
+        raw_rate = max(raw_rates)
 
         if len(done) < count:
             print(f"only {len(done)} of {count} jobs were reconciled; see the operator log", file=sys.stderr)
@@ -165,13 +175,20 @@ def main() -> int:
         p50 = statistics.median(latencies)
         p99 = latencies[min(len(latencies) - 1, round(0.99 * len(latencies)) - 1)]
         print(f"jobs                              {count}  (CRD validation of writes: {not args.no_validation})")
-        print(f"emulator raw create rate          {raw_rate:8.1f} jobs/s")
+        print(
+            f"emulator raw create rate          {raw_rate:8.1f} jobs/s  (before / after: {raw_rates[0]:.1f} / {raw_rates[1]:.1f})"
+        )
         print(f"create rate with operator running {count / create_seconds:8.1f} jobs/s")
         print(
             f"reconcile rate                    {rate:8.1f} jobs/s  ({100 * rate / raw_rate:.0f}% of raw; target >= 25%)"
         )
         print(f"create -> child + status  p50     {p50:8.3f} s")
         print(f"create -> child + status  p99     {p99:8.3f} s  (target < 2 s)")
+        in_order = [done[name] - created[name] for name in sorted(created, key=created.__getitem__)]
+        quarter = max(1, len(in_order) // 4)
+        medians = [statistics.median(in_order[i : i + quarter]) for i in range(0, len(in_order), quarter)][:4]
+        print(f"  median by creation quarter      {'  '.join(f'{m:.3f}' for m in medians)} s")
+        print(f"  max                             {latencies[-1]:8.3f} s")
         print(f"operator peak RSS                 {rss:8.1f} MB  (target < 250 MB)")
     return 0
 

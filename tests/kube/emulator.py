@@ -277,6 +277,32 @@ SERVER_MANAGED_METADATA = (
 )
 
 
+_QUALIFIED_NAME = re.compile(
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+
+
+def _check_object_meta(kind: Kind, meta: dict[str, Any]) -> None:
+    """The API server's generic ObjectMeta checks: label keys and values, annotation keys and
+    total size, finalizer names (all qualified names, prefix at most 253 characters)."""
+    problems: list[str] = []
+    for key, value in (meta.get("labels") or {}).items():
+        if not _QUALIFIED_NAME.match(key) or not isinstance(value, str) or not _LABEL_VALUE.match(value):
+            problems.append(f"metadata.labels: Invalid value: {key!r}: {value!r}")
+    annotations = meta.get("annotations") or {}
+    for key in annotations:
+        if not _QUALIFIED_NAME.match(key):
+            problems.append(f"metadata.annotations: Invalid value: {key!r}: not a qualified name")
+    if sum(len(k) + len(str(v)) for k, v in annotations.items()) > 256 * 1024:
+        problems.append("metadata.annotations: Too long: must have at most 262144 bytes")
+    for finalizer in meta.get("finalizers") or []:
+        if not _QUALIFIED_NAME.match(str(finalizer)):
+            problems.append(f"metadata.finalizers: Invalid value: {finalizer!r}: not a qualified name")
+    if problems:
+        raise _api_error(422, "Invalid", f'{kind.kind} "{meta.get("name")}" is invalid: ' + "; ".join(problems))
+
+
 def _content(obj: dict[str, Any]) -> dict[str, Any]:
     """Everything but metadata and status: what bumps the generation when it changes."""
     return {key: value for key, value in obj.items() if key not in {"metadata", "status"}}
@@ -357,8 +383,8 @@ class FaithfulEmulator(KubernetesEmulator):
             meta["name"],
         )
         self._store[key] = stored
-        self._versions.setdefault(key, []).append(copy.deepcopy(stored))
-        self._events.append((self._revision, key[:3], "ADDED", copy.deepcopy(stored)))
+        self._versions.setdefault(key, []).append(stored)
+        self._events.append((self._revision, key[:3], "ADDED", stored))
         return stored
 
     def stored(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
@@ -442,7 +468,7 @@ class FaithfulEmulator(KubernetesEmulator):
             if method == "POST":
                 return 201, await self._create(request, kind, namespace)
         elif method == "GET":
-            return 200, copy.deepcopy(self._get(kind, namespace, request.name))
+            return 200, self._get(kind, namespace, request.name)
         elif method in {"PATCH", "PUT"}:
             return 200, await self._write(request, kind, namespace, request.name)
         elif method == "DELETE":
@@ -484,11 +510,7 @@ class FaithfulEmulator(KubernetesEmulator):
 
     def _list(self, request: rendering.Request, kind: Kind) -> dict[str, Any]:
         prefix = (kind.group, kind.version, kind.plural)
-        items = [
-            copy.deepcopy(obj)
-            for key, obj in self._store.items()
-            if key[:3] == prefix and self._selected(request, kind, obj)
-        ]
+        items = [obj for key, obj in self._store.items() if key[:3] == prefix and self._selected(request, kind, obj)]
         return {
             "apiVersion": kind.api_version,
             "kind": f"{kind.kind}List",
@@ -551,6 +573,9 @@ class FaithfulEmulator(KubernetesEmulator):
                 high = middle
         return self._events[low:]
 
+    # Stored objects are never changed in place: every write builds a new object (the store, the
+    # version history and the watch events share it), and answers are serialized at once.
+
     # -- writes --------------------------------------------------------------------------------
 
     def _stamp_new(self, obj: dict[str, Any]) -> None:
@@ -572,8 +597,8 @@ class FaithfulEmulator(KubernetesEmulator):
             self._store.pop(key, None)
         else:
             self._store[key] = obj
-        self._versions.setdefault(key, []).append(copy.deepcopy(obj))
-        self._events.append((self._revision, key[:3], event_type, copy.deepcopy(obj)))
+        self._versions.setdefault(key, []).append(obj)
+        self._events.append((self._revision, key[:3], event_type, obj))
         async with self._changed:
             self._changed.notify_all()
 
@@ -632,7 +657,7 @@ class FaithfulEmulator(KubernetesEmulator):
         obj = self._validated(kind, obj, None)
         self._stamp_new(obj)
         await self._record(kind, key, "ADDED", obj)
-        return copy.deepcopy(obj)
+        return obj
 
     def _patched(self, request: rendering.Request, current: dict[str, Any]) -> dict[str, Any]:
         method = _method(request)
@@ -691,30 +716,37 @@ class FaithfulEmulator(KubernetesEmulator):
         if spec_changed:
             new["metadata"]["generation"] = current["metadata"].get("generation", 1) + 1
         if new == current:
-            return copy.deepcopy(current)  # a no-op write changes nothing, not even the version
-        new = self._validated(kind, new, current)
+            return current  # a no-op write changes nothing, not even the version
+        if {k: v for k, v in new.items() if k != "metadata"} == {k: v for k, v in current.items() if k != "metadata"}:
+            # Only metadata changed (labels, annotations, finalizers: kopf's bookkeeping). The
+            # API server checks ObjectMeta generically; the CRD's schema and CEL rules, with
+            # validation ratcheting (Kubernetes >= 1.30), add nothing for unchanged values of an
+            # object that was valid when stored.
+            _check_object_meta(kind, new["metadata"])
+        else:
+            new = self._validated(kind, new, current)
         if new["metadata"].get("deletionTimestamp") and not new["metadata"].get("finalizers"):
             await self._record(kind, key, "DELETED", new)
             await self._collect_garbage(new["metadata"]["uid"])
-            return copy.deepcopy(new)
+            return new
         await self._record(kind, key, "MODIFIED", new)
-        return copy.deepcopy(new)
+        return new
 
     async def _delete(self, kind: Kind, namespace: str, name: str) -> dict[str, Any]:
         key = self._key(kind, namespace, name)
         current = self._get(kind, namespace, name)
         if current["metadata"].get("finalizers"):
             if current["metadata"].get("deletionTimestamp"):
-                return copy.deepcopy(current)
+                return current
             marked = copy.deepcopy(current)
             marked["metadata"]["deletionTimestamp"] = _now()
             marked["metadata"]["deletionGracePeriodSeconds"] = 0
             await self._record(kind, key, "MODIFIED", marked)
-            return copy.deepcopy(marked)
+            return marked
         gone = copy.deepcopy(current)
         await self._record(kind, key, "DELETED", gone)
         await self._collect_garbage(gone["metadata"]["uid"])
-        return copy.deepcopy(gone)
+        return gone
 
     async def _collect_garbage(self, owner_uid: str) -> None:
         """The garbage collector's background cascade: delete what the deleted object owned."""

@@ -221,3 +221,18 @@ def test_patch_helpers_follow_the_rfcs() -> None:
         "b": {},
     }
     assert label_selector_matches("a=b,c!=d", {"a": "b"}) and not label_selector_matches("a=b", {"a": "c"})
+
+
+def test_metadata_only_writes_get_the_generic_object_meta_checks(server: EmulatorServer) -> None:
+    server.api.create(training_job("meta"))
+    annotated = server.api.patch(
+        TJ,
+        "TrainingJob",
+        "meta",
+        {"metadata": {"annotations": {"training.tensorone.ai/x": "1"}, "finalizers": ["a.b/c"]}},
+    )
+    assert annotated["metadata"]["finalizers"] == ["a.b/c"]
+    for bad in ({"labels": {"bad key!": "x"}}, {"labels": {"ok": "bad value!"}}, {"finalizers": ["no spaces"]}):
+        with pytest.raises(ApiStatusError) as error:
+            server.api.patch(TJ, "TrainingJob", "meta", {"metadata": bad})
+        assert error.value.status == 422
