@@ -11,6 +11,7 @@ import argparse
 import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -48,8 +49,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from trainer.run import RunOptions, run
 
-    # Per-file loading bars from every process would bury the training log.
+    # Per-file loading bars from every process would bury the training log, and so would the
+    # libraries' deprecation notices about each other.
     transformers_logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", category=FutureWarning)
 
     return run(job, RunOptions(serve_reports=not args.no_report, merge_adapter=args.merge)).exit_code
 

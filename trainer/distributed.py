@@ -13,11 +13,14 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
 
 from tensorone.errors import ConfigurationError
+
+T = TypeVar("T")
 
 # Long enough for rank 0 to write a large checkpoint while the others wait at the barrier.
 COLLECTIVE_TIMEOUT = timedelta(minutes=30)
@@ -120,6 +123,15 @@ def all_reduce_sum(values: torch.Tensor, topology: Topology) -> torch.Tensor:
     if topology.is_distributed:
         dist.all_reduce(values, op=dist.ReduceOp.SUM)
     return values
+
+
+def broadcast(value: T, topology: Topology) -> T:
+    """Rank 0's value, on every process (a small picklable object)."""
+    if not topology.is_distributed:
+        return value
+    holder: list[object] = [value]
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]  # type: ignore[return-value]
 
 
 def barrier(topology: Topology) -> None:

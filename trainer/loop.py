@@ -12,7 +12,7 @@ import contextlib
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +21,7 @@ import torch
 from tensorone.api.report import TrainerState
 from trainer import distributed
 from trainer.checkpoint import CheckpointManifest, CheckpointStore, DataPosition, TrainingState
-from trainer.data.plan import DataPlan, PlannedStep, eval_batches
+from trainer.data.plan import DataPlan, Example, PlannedStep, eval_batches
 from trainer.distributed import Topology
 from trainer.precision import Precision
 from trainer.reporting.client import Reporter
@@ -57,7 +57,7 @@ class Training:
     schedule: torch.optim.lr_scheduler.LRScheduler
     precision: Precision
     plan: DataPlan
-    eval_examples: list[object]
+    eval_examples: Sequence[Example]
     store: CheckpointStore
     reporter: Reporter
     stop: StopSignal
@@ -97,8 +97,9 @@ def train(t: Training) -> Outcome:
         totals = distributed.all_reduce_sum(
             torch.stack([loss_sum, torch.tensor(float(t.stop.requested), device=t.device)]), t.topology
         )
-        loss = totals[0].item() / max(1, planned.global_targets)
-        stop_requested = totals[1].item() > 0
+        summed_loss, stops = totals.tolist()  # the step's one device synchronisation
+        loss = summed_loss / max(1, planned.global_targets)
+        stop_requested = stops > 0
         if not math.isfinite(loss):
             return _diverged(t, loss)
 
@@ -134,6 +135,8 @@ def train(t: Training) -> Outcome:
         ):
             t.reporter.eval(t.step, evaluate(t))
 
+        if stop_requested:
+            t.reporter.set_state(TrainerState.stopping, message=f"saving a checkpoint after step {t.step}")
         reason = _checkpoint_reason(t, last_in_epoch=last_in_epoch, final=final, stop=stop_requested)
         if reason is not None:
             save_checkpoint(t, reason, loss)
@@ -200,7 +203,7 @@ def evaluate(t: Training) -> float:
             batch = t.task.collate(examples).to(t.device)
             with t.precision.autocast():
                 totals[0] += t.task.loss_sum(t.unwrapped, batch).double()
-            totals[1] += sum(e.num_targets for e in examples)  # type: ignore[attr-defined]
+            totals[1] += sum(e.num_targets for e in examples)
     distributed.all_reduce_sum(totals, t.topology)
     t.unwrapped.train()
     return float(totals[0] / totals[1].clamp(min=1))

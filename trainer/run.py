@@ -116,7 +116,11 @@ def _train(job: ResolvedJob, topology: Topology, reporter: Reporter, stop: StopS
     store = CheckpointStore(settings.checkpoint_dir, topology)
     store.clean_up()
     distributed.barrier(topology)
-    resume = store.find(settings.resume_from)
+    # Every process looks (so a missing id fails everywhere alike), then rank 0's choice is taken,
+    # in case their views of the shared folder differ for a moment.
+    found = store.find(settings.resume_from)
+    chosen = distributed.broadcast(found.id if found is not None else None, topology)
+    resume = store.find(chosen) if chosen is not None else None
 
     task = task_for(settings)
     data = task.load_data()

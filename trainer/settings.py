@@ -8,6 +8,7 @@ faithfully: nothing in ``config`` is silently ignored.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from tensorone.errors import ConfigurationError
 # The modelTypes this trainer implements; the others are refused by name (see tasks/).
 IMPLEMENTED_MODEL_TYPES = (ModelType.llm,)
 TEXT_FORMATS = (DatasetFormat.jsonl, DatasetFormat.json, DatasetFormat.csv, DatasetFormat.parquet, DatasetFormat.text)
+RESUME_FROM = re.compile(r"^(latest|none|[a-z0-9]([-a-z0-9_.]*[a-z0-9])?)$")  # as spec.resumeFrom
 VISION_ONLY_FIELDS = ("architecture", "input_size", "num_classes", "augmentation")
 
 
@@ -139,8 +141,10 @@ def settings_from_job(job: ResolvedJob, *, cuda_available: bool) -> Settings:
         )
 
     resume_from = job.resume_from
-    if resume_from is not None and not resume_from:
-        raise ConfigurationError("must be latest, none or a checkpoint id", field="resumeFrom")
+    if resume_from is not None and not RESUME_FROM.match(resume_from):
+        raise ConfigurationError(
+            f"{resume_from!r} is not latest, none or a checkpoint id (such as ckpt-epoch-1)", field="resumeFrom"
+        )
     if not 0 <= job.report_port <= 65535:
         raise ConfigurationError(
             f"{job.report_port} is not a port; allowed: 1 to 65535, or 0 for any free port", field="reportPort"

@@ -197,6 +197,24 @@ def test_records_that_do_not_fit_the_layout_are_bad_rows(tokenizer: Any, record:
     assert "1 of 4 rows" in str(raised.value) and "row 4 of inline" in str(raised.value) and reason in str(raised.value)
 
 
+def test_chat_messages_need_a_chat_template() -> None:
+    plain = AutoTokenizer.from_pretrained(TINY_MODEL)
+    plain.chat_template = None
+    records = [{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}]
+    spec = DatasetSpec.model_validate({"format": "jsonl", "source": {"inline": {"records": records}}})
+    with pytest.raises(ConfigurationError) as raised:
+        build_examples(
+            read_rows(spec, mount_path=Path("/"), cache_dir=None),
+            plain,
+            mapping=None,
+            max_seq_length=64,
+            max_bad_rows=0,
+            eval_split=0,
+            seed=1,
+        )
+    assert raised.value.field == "config.baseModel" and "chat template" in str(raised.value)
+
+
 def test_chat_rows_without_an_assistant_turn_are_bad(tokenizer: Any) -> None:
     records = [{"messages": [{"role": "user", "content": "hi"}]}, {"messages": "hello"}]
     spec = DatasetSpec.model_validate({"format": "jsonl", "source": {"inline": {"records": records}}})

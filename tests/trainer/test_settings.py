@@ -58,6 +58,7 @@ def test_full_has_no_lora_parameters(tmp_path: Path) -> None:
             "dataset.format",
             "jsonl or json",
         ),
+        ({"resume_from": "../elsewhere"}, False, "resumeFrom", "latest, none or a checkpoint id"),
     ],
 )
 def test_what_cannot_be_honoured_is_refused_by_field(

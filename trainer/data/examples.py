@@ -136,6 +136,12 @@ def build_examples(
     rows = list(rows)
     first_record = next((row.record for row in rows if row.record is not None), None)
     columns = choose_columns(mapping, first_record)
+    if columns.layout == Layout.messages and not getattr(tokenizer, "chat_template", None):
+        raise ConfigurationError(
+            "the tokenizer has no chat template, which chat messages need; use a chat model or the "
+            "prompt/completion layout",
+            field="config.baseModel",
+        )
     if columns.layout == Layout.messages and not tokenizer.is_fast:
         raise ConfigurationError(
             "chat messages need a fast tokenizer (offsets locate the assistant turns)", field="config.baseModel"

@@ -193,14 +193,13 @@ class Reporter:
 
     def checkpoint(self, saved: CheckpointReport) -> None:
         """A checkpoint was saved (appended to the list)."""
-        self.checkpoints([*self.tracker.checkpoints, saved])
+        self.checkpoints([*self.tracker.checkpoints, saved], saved=saved)
 
     def checkpoints(self, kept: list[CheckpointReport], *, saved: CheckpointReport | None = None) -> None:
-        """The checkpoints kept now, oldest first (after retention); ``saved`` is the new one."""
+        """The checkpoints kept now, oldest first (after retention); ``saved`` is a new one, logged."""
         self.tracker.set_checkpoints(kept)
-        new = saved or (kept[-1] if kept else None)
-        if new is not None:
-            self._write({"event": "checkpoint", **new.to_wire()})
+        if saved is not None:
+            self._write({"event": "checkpoint", **saved.to_wire()})
 
     def event(self, name: str, **fields: Any) -> None:
         """Any other event worth a line in the metrics log (the data summary, for instance)."""
