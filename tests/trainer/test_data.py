@@ -345,4 +345,4 @@ def test_an_unreachable_uri_is_a_data_error(tmp_path: Path) -> None:
     with pytest.raises(DataError) as raised:
         list(read_rows(spec, mount_path=tmp_path, cache_dir=str(tmp_path)))
     assert raised.value.field == "dataset.source.uri"
-    assert not list((tmp_path / "datasets").glob("*.partial"))
+    assert not list((tmp_path / "datasets").glob("*.partial*"))

@@ -177,3 +177,36 @@ def test_the_termination_message_stays_under_the_limit_with_many_checkpoints(tmp
     assert len(message.encode()) < TERMINATION_MESSAGE_LIMIT
     kept = json.loads(message)["checkpoints"]
     assert 0 < len(kept) < 48 and kept[-1]["id"] == "ckpt-epoch-2"
+
+
+CONVERSATIONS = [
+    {
+        "messages": [
+            {"role": "user", "content": f"What is {a} plus {b}?"},
+            {"role": "assistant", "content": f"{a + b}."},
+        ]
+    }
+    for a in range(4)
+    for b in range(3)
+]
+
+
+@pytest.mark.parametrize("layout", ["text-file", "csv-file", "chat-inline"])
+def test_each_layout_trains_end_to_end(tmp_path: Path, layout: str) -> None:
+    if layout == "text-file":
+        (tmp_path / "corpus.txt").write_text("\n".join(r["prompt"] + r["completion"] for r in example_records()))
+        dataset: dict[str, Any] = {"format": "text", "source": {"pvc": {"claimName": "d", "path": "/corpus.txt"}}}
+    elif layout == "csv-file":
+        lines = ["question,answer"] + [f'"{r["prompt"]}","{r["completion"]}"' for r in example_records()]
+        (tmp_path / "qa.csv").write_text("\n".join(lines) + "\n")
+        dataset = {
+            "format": "csv",
+            "source": {"pvc": {"claimName": "d", "path": "/qa.csv"}},
+            "columns": {"prompt": "question", "completion": "answer"},
+        }
+    else:
+        dataset = {"format": "json", "source": {"inline": {"records": CONVERSATIONS}}}
+    result = train(tmp_path, dataset=dataset, training={"epochs": 2, "learningRate": 0.05})
+    assert result.exit_code == 0, result.report
+    losses = step_losses(tmp_path / "checkpoints")
+    assert losses[max(losses)] < losses[1]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -180,7 +181,8 @@ def _fetch(uri: str, cache_dir: str | None) -> Path:
     target = cache / (hashlib.sha256(uri.encode()).hexdigest()[:16] + "-" + Path(uri).name)
     if target.exists():
         return target
-    partial = target.with_name(target.name + ".partial")
+    # Per process: several processes of a pod may fetch at once; the last rename wins, whole.
+    partial = target.with_name(f"{target.name}.partial-{os.getpid()}")
     try:
         if uri.startswith(("http://", "https://")):
             with urllib.request.urlopen(uri, timeout=60) as response, partial.open("wb") as out:
@@ -201,7 +203,7 @@ def _fetch(uri: str, cache_dir: str | None) -> Path:
     except (OSError, ValueError) as error:
         partial.unlink(missing_ok=True)
         raise DataError(f"cannot fetch {uri}: {error}", field="dataset.source.uri") from error
-    partial.rename(target)
+    os.replace(partial, target)
     return target
 
 
