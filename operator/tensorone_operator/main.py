@@ -79,7 +79,11 @@ async def child_changed(
 
 
 @kopf.on.event(*DATASETS)
-async def dataset_changed(namespace: str | None, name: str, memo: Any, **kwargs: Any) -> None:
+async def dataset_changed(
+    namespace: str | None, name: str, body: kopf.Body, type: str | None, memo: Any, **kwargs: Any
+) -> None:
+    if type != "DELETED":
+        await memo.reconciler.dataset_changed(body)
     for job_namespace, job_name in kwargs[INDEX_WAITING].get(("dataset", namespace or "", name), []):
         await memo.reconciler.reconcile(
             {"metadata": {"namespace": job_namespace, "name": job_name}}, **indexes_of(kwargs)

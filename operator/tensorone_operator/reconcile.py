@@ -27,7 +27,14 @@ from tensorone_operator import builders, catalog, checks
 from tensorone_operator.config import OperatorConfig
 from tensorone_operator.kube import ApiError, KubeApi
 from tensorone_operator.metrics import CHILDREN_CREATED, ERRORS, RECONCILE_SECONDS, RECONCILES, PhaseBook
-from tensorone_operator.status import TERMINAL, Problem, condition_is, status_from, transitions
+from tensorone_operator.status import (
+    TERMINAL,
+    Problem,
+    condition_is,
+    dataset_status,
+    status_from,
+    transitions,
+)
 
 logger = logging.getLogger("tensorone_operator")
 
@@ -146,6 +153,23 @@ class Reconciler:
         )
         self._child_states[(namespace, job_name)] = seen
         return outcome
+
+    async def dataset_changed(self, dataset: Mapping[str, Any]) -> None:
+        """Keep a Dataset's status (Ready, records) in line with its source."""
+        meta = dataset["metadata"]
+        if meta.get("deletionTimestamp"):
+            return
+        claim = ((dataset.get("spec") or {}).get("source") or {}).get("pvc", {}).get("claimName")
+        exists = None
+        if claim:
+            exists = await self.api.get("v1", "persistentvolumeclaims", meta["namespace"], claim) is not None
+        status = dataset_status(dataset, claim_exists=exists, now=utc_now())
+        current = dict(dataset.get("status") or {})
+        if status != current:
+            patch = {"status": {key: status.get(key) for key in set(status) | set(current)}}
+            await self.api.merge_patch(
+                API_VERSION, "datasets", meta["namespace"], meta["name"], patch, subresource="status"
+            )
 
     async def follow(
         self,

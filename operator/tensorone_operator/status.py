@@ -211,6 +211,44 @@ def status_from(
     return status
 
 
+def dataset_status(dataset: Mapping[str, Any], *, claim_exists: bool | None, now: str) -> dict[str, Any]:
+    """A Dataset's status: Ready when its source is usable as far as the operator can tell.
+
+    A ``pvc`` source is Ready when the claim exists (``claim_exists``); ``inline`` records are
+    counted; ``uri`` and ``huggingFace`` sources are fetched by the trainer, so they are Ready as
+    declared (reason Declared) and a bad one fails the job with the trainer's DATA_ERROR.
+    """
+    spec = dataset.get("spec") or {}
+    source = spec.get("source") or {}
+    current: dict[str, Any] = dict(dataset.get("status") or {})
+    generation = (dataset.get("metadata") or {}).get("generation")
+    status: dict[str, Any] = {**current, "observedGeneration": generation}
+    if "pvc" in source:
+        claim = source["pvc"].get("claimName")
+        ready, reason = bool(claim_exists), "ClaimBound" if claim_exists else "CLAIM_NOT_FOUND"
+        message = (
+            f"claim {claim!r} holds the data"
+            if claim_exists
+            else f"spec.source.pvc.claimName: claim {claim!r} does not exist"
+        )
+    elif "inline" in source:
+        records = len((source["inline"] or {}).get("records") or [])
+        ready, reason, message = True, "Inline", f"{records} records in the manifest"
+        status["records"] = records
+    else:
+        ready, reason, message = True, "Declared", "fetched by the trainer when a job starts"
+    status["conditions"] = set_condition(
+        list(current.get("conditions") or []),
+        "Ready",
+        "True" if ready else "False",
+        reason,
+        message,
+        generation=generation,
+        now=now,
+    )
+    return status
+
+
 def transitions(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[tuple[str, str, str]]:
     """(event type, reason, message) for what changed between two statuses: phase changes and
     conditions that turned False with an error code. These become Kubernetes Events."""

@@ -210,3 +210,18 @@ def test_custom_job_runs_the_users_container(cluster: EmulatorServer, operator: 
         ["--lr", "1e-4"],
     )
     eventually(lambda: phase_is(cluster, "Pending"))
+
+
+def test_dataset_status_shows_whether_its_source_is_usable(cluster: EmulatorServer, operator: OperatorThread) -> None:
+    cluster.api.create(dataset())
+    on_claim = dataset("on-claim")
+    on_claim["spec"]["source"] = {"pvc": {"claimName": "corpus"}}
+    cluster.api.create(on_claim)
+
+    def ready(name: str) -> dict[str, object]:
+        status = cluster.api.get(TJ, "Dataset", name).get("status") or {}
+        return condition(status, "Ready")
+
+    eventually(lambda: ready("chat").get("status") == "True")
+    assert cluster.api.get(TJ, "Dataset", "chat")["status"]["records"] == 2
+    eventually(lambda: ready("on-claim").get("reason") == "CLAIM_NOT_FOUND")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tensorone_operator.status import Problem, status_from, transitions
+from tensorone_operator.status import Problem, dataset_status, status_from, transitions
 
 NOW = "2026-01-01T00:00:00Z"
 LATER = "2026-01-01T01:00:00Z"
@@ -90,3 +90,16 @@ def test_transitions_become_events() -> None:
     assert transitions(pending, pending) == []
     failed = status_from(job(), child(("Failed", "True")), now=NOW)
     assert ("Warning", "Failed", failed["message"]) in transitions(pending, failed)
+
+
+def test_dataset_status_by_source() -> None:
+    inline = {"metadata": {"generation": 1}, "spec": {"source": {"inline": {"records": [{"a": 1}, {"a": 2}]}}}}
+    status = dataset_status(inline, claim_exists=None, now=NOW)
+    assert status["records"] == 2 and conditions(status)["Ready"] == ("True", "Inline")
+    pvc = {"metadata": {"generation": 2}, "spec": {"source": {"pvc": {"claimName": "data"}}}}
+    missing = dataset_status(pvc, claim_exists=False, now=NOW)
+    assert conditions(missing)["Ready"] == ("False", "CLAIM_NOT_FOUND")
+    assert "spec.source.pvc.claimName" in missing["conditions"][0]["message"]
+    assert conditions(dataset_status(pvc, claim_exists=True, now=NOW))["Ready"] == ("True", "ClaimBound")
+    hub = {"metadata": {}, "spec": {"source": {"huggingFace": {"name": "x"}}}}
+    assert conditions(dataset_status(hub, claim_exists=None, now=NOW))["Ready"] == ("True", "Declared")
