@@ -153,7 +153,7 @@ def train(t: Training) -> Outcome:
     loss_text = f"{t.reporter.tracker.loss:.4f}" if t.reporter.tracker.loss is not None else "n/a"
     return Outcome(
         TrainerState.completed,
-        message=f"completed {t.step} steps, final loss {loss_text}; output in "
+        message=f"trained {t.step} of {t.total_steps} steps, final loss {loss_text}; output in "
         + (", ".join(str(p) for p in written) or str(t.settings.output_dir)),
     )
 

@@ -214,6 +214,9 @@ class Reporter:
         self.tracker.set_state(state, reason=reason, message=message)
         report = self.tracker.report()
         self.finished = report
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
         self._write({"event": "end", "state": str(state), "reason": reason, "message": message, "step": report.step})
         if self._termination_log is not None:
             try:
