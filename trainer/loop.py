@@ -130,22 +130,23 @@ def train(t: Training) -> Outcome:
         )
 
         final = t.step >= t.total_steps
-        if t.eval_examples and (
+        stopping = stop_requested and not final  # a stop at the last step just completes
+        if stopping:
+            # The grace period is for the checkpoint: an evaluation due now is skipped.
+            t.reporter.set_state(TrainerState.stopping, message=f"saving a checkpoint after step {t.step}")
+        elif t.eval_examples and (
             last_in_epoch or final or (training.eval_steps is not None and t.step % training.eval_steps == 0)
         ):
             t.reporter.eval(t.step, evaluate(t))
 
-        if stop_requested:
-            t.reporter.set_state(TrainerState.stopping, message=f"saving a checkpoint after step {t.step}")
-        reason = _checkpoint_reason(t, last_in_epoch=last_in_epoch, final=final, stop=stop_requested)
+        reason = _checkpoint_reason(t, last_in_epoch=last_in_epoch, final=final, stop=stopping)
         if reason is not None:
             save_checkpoint(t, reason, loss)
-        if stop_requested:
+        if stopping:
             return _stopped(t)
 
-    if t.last_checkpoint is None or t.last_checkpoint.step != t.step:
-        # Resumed from the last checkpoint of a finished run, or nothing left to do.
-        save_checkpoint(t, "final", t.reporter.tracker.loss)
+    # The last step always saved a checkpoint (epoch or final); a run resumed from the end of a
+    # finished one does no step and only writes the output again.
     written: list[Path] = []
     if t.topology.is_main:
         written = t.task.save_final(t.unwrapped, t.settings.output_dir, merge=t.merge_adapter)
