@@ -84,7 +84,12 @@ def run(job: ResolvedJob, options: RunOptions | None = None) -> RunResult:
     stop = StopSignal()
     stop.install()
     try:
-        reporter.start()
+        try:
+            reporter.start()
+        except OSError as error:
+            raise ConfigurationError(
+                f"cannot serve /progress and /metrics on port {job.report_port}: {error}", field="reportPort"
+            ) from error
         if reporter.port is not None:
             log.info("progress at http://localhost:%d/progress, metrics at /metrics", reporter.port)
         outcome = _train(job, topology, reporter, stop, options)

@@ -210,3 +210,25 @@ def test_each_layout_trains_end_to_end(tmp_path: Path, layout: str) -> None:
     assert result.exit_code == 0, result.report
     losses = step_losses(tmp_path / "checkpoints")
     assert losses[max(losses)] < losses[1]
+
+
+def test_a_report_port_in_use_is_a_configuration_error(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("", 0))
+        taken.listen()
+        job = make_job(tmp_path).model_copy(update={"report_port": taken.getsockname()[1]})
+        result = run(job, RunOptions())
+    assert result.exit_code == 2
+    assert (result.report.message if result.report else "").startswith("reportPort: cannot serve")
+
+
+def test_an_unreadable_job_file_fails_with_a_termination_message(tmp_path: Path) -> None:
+    from trainer.__main__ import main
+
+    (tmp_path / "job.yaml").write_text("name: x\nconfig: {}\n")
+    assert main(["--config", str(tmp_path / "job.yaml")]) == 2
+    final = json.loads((tmp_path / "termination-log").read_text())
+    assert (final["state"], final["reason"]) == ("failed", "ConfigurationError")
+    assert "job.yaml" in final["message"]

@@ -1,0 +1,32 @@
+"""Model loading options: the hub token, the cache and offline mode come from the environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.trainer.conftest import make_job
+from trainer.model import hub_options
+from trainer.settings import settings_from_job
+
+
+def test_hub_token_cache_and_offline_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    job = make_job(tmp_path).model_copy(update={"cache_dir": str(tmp_path / "hf")})
+    settings = settings_from_job(job, cuda_available=False)
+    monkeypatch.setenv("HF_TOKEN", "hf_secret")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert hub_options(settings) == {"token": "hf_secret", "cache_dir": str(tmp_path / "hf"), "local_files_only": True}
+    monkeypatch.delenv("HF_TOKEN")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    assert hub_options(settings) == {"token": None, "cache_dir": str(tmp_path / "hf"), "local_files_only": False}
+
+
+def test_a_base_model_that_is_not_there_is_a_configuration_error(tmp_path: Path) -> None:
+    from tensorone.errors import ConfigurationError
+    from trainer.model import load_tokenizer
+
+    job = make_job(tmp_path, config_extra={"baseModel": str(tmp_path / "missing-model")})
+    with pytest.raises(ConfigurationError) as raised:
+        load_tokenizer(settings_from_job(job, cuda_available=False))
+    assert raised.value.field == "config.baseModel"
