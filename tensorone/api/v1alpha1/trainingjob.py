@@ -554,6 +554,12 @@ class EstimatedCost(ApiModel):
 class ResourceUsage(ApiModel):
     """What the job has used so far."""
 
+    running_seconds: float | None = Field(
+        default=None, ge=0.0, description="Seconds the job has been running, summed over stops and resumes."
+    )
+    measured_at: datetime | None = Field(
+        default=None, description="When runningSeconds was last brought up to date by the operator."
+    )
     gpu_hours: float | None = Field(default=None, ge=0.0, description="GPU-hours consumed while running.")
     cost: float | None = Field(default=None, ge=0.0, description="Cost so far, from gpuHours and the catalog price.")
     efficiency: float | None = Field(

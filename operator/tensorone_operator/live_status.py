@@ -1,0 +1,326 @@
+"""Pure live-status logic: the rank-0 trainer's progress report -> TrainingJob status fields and Events.
+
+No I/O. ``live_fields`` turns a :class:`ProgressReport` (read from ``/progress`` while the pod runs,
+or from its termination message once it has ended) into the status fields it owns: ``progress``,
+``metrics``, ``checkpoints``, ``lossHistory``, ``evalLossHistory``, ``resumedFrom``,
+``estimatedCompletion``, ``estimatedCost`` and ``lastReportTime``. ``usage`` brings
+``resourceUsage`` up to date from running time and the catalog price. ``report_events`` says
+what happened between two reports, for Kubernetes Events.
+
+Definitions (also in docs/operator.md):
+
+- ``progress.elapsedTime`` and ``resourceUsage.runningSeconds``: seconds the job spent in phase
+  Running, summed over stops and resumes (the operator adds the time between two of its looks
+  whenever the job was Running at the earlier one).
+- ``resourceUsage.gpuHours`` = runningSeconds / 3600 x GPUs of the job; ``cost`` = gpuHours x the
+  catalog's hourly price per GPU.
+- ``resourceUsage.efficiency``: the share of the trainer's wall-clock time spent inside training
+  steps (forward, backward, optimizer), as opposed to start-up, data loading between steps,
+  evaluation and checkpointing: ``stepSeconds / elapsedSeconds`` of the current trainer process.
+- ``remainingTime``: steps left divided by the step rate of the current trainer process (steps
+  done since it started, or since the checkpoint it resumed from, per second of its wall-clock).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from tensorone.api.report import LossPoint, ProgressReport, TrainerState
+from tensorone.api.v1alpha1.trainingjob import MAX_HISTORY_POINTS, MAX_STATUS_CHECKPOINTS
+
+TOKENS_UNIT = "tokens/sec"
+SAMPLES_UNIT = "samples/sec"
+
+
+def parse_time(value: Any) -> datetime | None:
+    """An RFC 3339 timestamp (as stored) or a datetime -> an aware datetime."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+def rfc3339(moment: datetime) -> str:
+    """The Kubernetes timestamp form, second precision."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def human_bytes(size: int | float | None) -> str | None:
+    """``2469606195`` -> ``2.3GB`` (decimal units, as the reference API shows sizes)."""
+    if size is None:
+        return None
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{value:.0f}{unit}" if unit == "B" else f"{value:.1f}{unit}"
+        value /= 1000
+    return None  # unreachable: TB is the last unit
+
+
+def downsample(points: Sequence[LossPoint], limit: int = MAX_HISTORY_POINTS) -> list[dict[str, Any]]:
+    """At most ``limit`` points spread evenly over the curve, first and latest always kept."""
+    if len(points) <= limit:
+        chosen = list(points)
+    else:
+        last = len(points) - 1
+        indexes = sorted({round(i * last / (limit - 1)) for i in range(limit)})
+        chosen = [points[i] for i in indexes]
+    return [{"step": p.step, "loss": _finite(p.loss)} for p in chosen if _finite(p.loss) is not None]
+
+
+def _finite(value: float | None) -> float | None:
+    """JSON has no NaN or infinity: a diverged loss is shown as absent (the reason says why)."""
+    if value is None or not math.isfinite(value):
+        return None
+    return round(float(value), 6)
+
+
+def _throughput(report: ProgressReport) -> dict[str, Any]:
+    if report.tokens_per_second:
+        value, unit = report.tokens_per_second, TOKENS_UNIT
+    elif report.samples_per_second:
+        value, unit = report.samples_per_second, SAMPLES_UNIT
+    else:
+        return {}
+    return {"throughput": f"{value:.0f} {unit}", "throughputValue": round(value, 2), "throughputUnit": unit}
+
+
+def _start_step(report: ProgressReport) -> int:
+    """The step this trainer process started from: its resume checkpoint's, or 0."""
+    if report.resumed_from:
+        for checkpoint in report.checkpoints:
+            if checkpoint.id == report.resumed_from:
+                return checkpoint.step
+    return 0
+
+
+def remaining_seconds(report: ProgressReport) -> float | None:
+    """Seconds of training left at the current process's step rate; None before a rate exists."""
+    done = report.step - _start_step(report)
+    if report.total_steps <= 0 or done <= 0 or report.elapsed_seconds <= 0:
+        return None
+    if report.state == TrainerState.completed or report.step >= report.total_steps:
+        return 0.0
+    rate = done / report.elapsed_seconds
+    return (report.total_steps - report.step) / rate
+
+
+def live_fields(
+    report: ProgressReport,
+    *,
+    now: datetime,
+    running_seconds: float,
+) -> dict[str, Any]:
+    """The status fields the progress report owns (camelCase, as stored)."""
+    remaining = remaining_seconds(report)
+    percentage = round(min(100.0, 100.0 * report.step / report.total_steps), 1) if report.total_steps > 0 else None
+    progress: dict[str, Any] = {
+        "currentEpoch": report.epoch,
+        "totalEpochs": report.total_epochs,
+        "currentStep": report.step,
+        "totalSteps": report.total_steps,
+        "percentage": percentage,
+        "elapsedTime": int(running_seconds),
+        "remainingTime": None if remaining is None else round(remaining),
+    }
+    metrics: dict[str, Any] = {
+        "currentLoss": _finite(report.loss),
+        "bestLoss": _finite(report.best_loss),
+        "evalLoss": _finite(report.eval_loss),
+        "bestEvalLoss": _finite(report.best_eval_loss),
+        "learningRate": report.learning_rate,
+        "memoryUsage": human_bytes(report.memory_bytes),
+        **_throughput(report),
+    }
+    checkpoints = [
+        {
+            "id": c.id,
+            "epoch": c.epoch,
+            "step": c.step,
+            "loss": _finite(c.loss),
+            "createdAt": rfc3339(c.created_at),
+            "size": human_bytes(c.size_bytes),
+            "reason": c.reason,
+        }
+        for c in report.checkpoints[-MAX_STATUS_CHECKPOINTS:]
+    ]
+    fields: dict[str, Any] = {
+        "progress": _compact(progress),
+        "metrics": _compact(metrics),
+        "checkpoints": [_compact(c) for c in checkpoints],
+        "lossHistory": downsample(report.loss_history),
+        "evalLossHistory": downsample(report.eval_history),
+        "lastReportTime": rfc3339(now),
+    }
+    if report.resumed_from:
+        fields["resumedFrom"] = report.resumed_from
+    if remaining is not None and report.state in (TrainerState.running, TrainerState.starting):
+        fields["estimatedCompletion"] = rfc3339(now + timedelta(seconds=remaining))
+    return fields
+
+
+def _compact(fields: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def running_time(usage: Mapping[str, Any] | None, *, was_running: bool, now: datetime) -> tuple[float, datetime]:
+    """Seconds the job has been running, brought up to ``now``: the time since the last
+    measurement counts when the job was Running then."""
+    usage = usage or {}
+    seconds = float(usage.get("runningSeconds") or 0.0)
+    measured = parse_time(usage.get("measuredAt"))
+    if was_running and measured is not None and now > measured:
+        seconds += (now - measured).total_seconds()
+    return seconds, now
+
+
+def usage(
+    *,
+    running_seconds: float,
+    measured_at: datetime,
+    gpus: int,
+    hourly_price_per_gpu: float,
+    report: ProgressReport | None,
+) -> dict[str, Any]:
+    """``status.resourceUsage`` from running time, the job's GPUs and the catalog price."""
+    gpu_hours = running_seconds / 3600.0 * gpus
+    fields: dict[str, Any] = {
+        "runningSeconds": round(running_seconds, 1),
+        "measuredAt": rfc3339(measured_at),
+        "gpuHours": round(gpu_hours, 4),
+        "cost": round(gpu_hours * hourly_price_per_gpu, 2),
+    }
+    if report is not None and report.elapsed_seconds > 0:
+        fields["efficiency"] = round(max(0.0, min(1.0, report.step_seconds / report.elapsed_seconds)), 3)
+    return fields
+
+
+# Events ---------------------------------------------------------------------------------------
+
+Event = tuple[str, str, str]  # (Normal | Warning, reason, message)
+
+_ENDINGS: dict[TrainerState, Event] = {
+    TrainerState.completed: ("Normal", "TrainingCompleted", "training completed"),
+    TrainerState.stopped: ("Normal", "TrainingStopped", "training stopped"),
+    TrainerState.diverged: ("Warning", "Diverged", "training diverged"),
+    TrainerState.failed: ("Warning", "TrainingFailed", "training failed"),
+}
+
+
+def report_events(previous: ProgressReport | None, current: ProgressReport) -> list[Event]:
+    """What happened between two reports of a job (``previous`` None: the first one seen)."""
+    events: list[Event] = []
+    new_process = previous is None or previous.started_at != current.started_at
+    if new_process and current.state in (TrainerState.running, TrainerState.starting):
+        if current.resumed_from:
+            events.append(("Normal", "TrainingResumed", f"training resumed from {current.resumed_from}"))
+        elif previous is None or previous.step == 0:
+            events.append(("Normal", "TrainingStarted", f"training started: {current.total_steps} steps planned"))
+    if previous is not None and not new_process and current.epoch > previous.epoch > 0:
+        loss = _finite(previous.loss)
+        events.append(
+            (
+                "Normal",
+                "EpochCompleted",
+                f"epoch {previous.epoch}/{current.total_epochs} done"
+                + (f", loss {loss:.4g}" if loss is not None else ""),
+            )
+        )
+    known = {c.id for c in previous.checkpoints} if previous is not None else set()
+    for checkpoint in current.checkpoints:
+        if checkpoint.id not in known and (previous is not None or checkpoint.reason in ("stop", "final")):
+            loss = _finite(checkpoint.loss)
+            events.append(
+                (
+                    "Normal",
+                    "CheckpointSaved",
+                    f"checkpoint {checkpoint.id} saved at step {checkpoint.step} ({checkpoint.reason}"
+                    + (f", loss {loss:.4g}" if loss is not None else "")
+                    + ")",
+                )
+            )
+    ended = previous is None or previous.state != current.state or new_process
+    if ended and current.state in _ENDINGS:
+        kind, reason, text = _ENDINGS[current.state]
+        detail = current.message or current.reason
+        events.append((kind, reason, f"{text}: {detail}" if detail else text))
+    return events
+
+
+class EventLimiter:
+    """Per job, at most ``burst`` events per ``window`` seconds, and no repeat of the same reason
+    within ``repeat`` seconds; warnings and endings always pass (they are rare and they matter)."""
+
+    ALWAYS = frozenset({"Diverged", "TrainingFailed", "TrainingCompleted", "TrainingStopped", "TrainingResumed"})
+
+    def __init__(self, *, burst: int = 10, window: float = 60.0, repeat: float = 10.0) -> None:
+        self.burst = burst
+        self.window = window
+        self.repeat = repeat
+        self._sent: dict[tuple[str, str], list[tuple[float, str]]] = {}
+
+    def allow(self, job: tuple[str, str], reason: str, kind: str, now: float) -> bool:
+        """Whether an event may be posted now; records it when it may."""
+        sent = [(t, r) for t, r in self._sent.get(job, []) if now - t < self.window]
+        passes = kind == "Warning" or reason in self.ALWAYS
+        if not passes:
+            if len(sent) >= self.burst:
+                self._sent[job] = sent
+                return False
+            if any(r == reason and now - t < self.repeat for t, r in sent):
+                self._sent[job] = sent
+                return False
+        sent.append((now, reason))
+        self._sent[job] = sent
+        return True
+
+    def forget(self, job: tuple[str, str]) -> None:
+        self._sent.pop(job, None)
+
+
+# Reading reports ------------------------------------------------------------------------------
+
+
+def report_from_text(text: str | None) -> ProgressReport | None:
+    """A report from JSON text (a /progress body or a termination message); None when absent or
+    not a report (a custom image may write anything to its termination log)."""
+    if not text:
+        return None
+    try:
+        return ProgressReport.model_validate_json(text)
+    except ValueError:
+        return None
+
+
+def termination_report(pod: Mapping[str, Any]) -> ProgressReport | None:
+    """The report a pod's ``pytorch`` container left in its termination message (current or last
+    state, the newest first)."""
+    for container in (pod.get("status") or {}).get("containerStatuses") or []:
+        if container.get("name") != "pytorch":
+            continue
+        for state in ("state", "lastState"):
+            terminated = (container.get(state) or {}).get("terminated") or {}
+            report = report_from_text(terminated.get("message"))
+            if report is not None:
+                return report
+    return None
+
+
+def newer(first: ProgressReport | None, second: ProgressReport | None) -> ProgressReport | None:
+    """The more recent of two reports (by process start, then step, then update time)."""
+    if first is None or second is None:
+        return first or second
+    epoch = datetime.min.replace(tzinfo=UTC)
+
+    def key(report: ProgressReport) -> tuple[datetime, int, datetime]:
+        return (
+            parse_time(report.started_at) or epoch,
+            report.step,
+            parse_time(report.updated_at) or epoch,
+        )
+
+    return second if key(second) >= key(first) else first

@@ -1,0 +1,197 @@
+"""The pure live-status logic: report -> status fields, running time and cost, events, limits."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from tensorone_operator.live_status import (
+    EventLimiter,
+    downsample,
+    human_bytes,
+    live_fields,
+    newer,
+    remaining_seconds,
+    report_events,
+    running_time,
+    termination_report,
+    usage,
+)
+
+from tensorone.api.report import CheckpointReport, LossPoint, ProgressReport, TrainerState
+from tensorone.api.v1alpha1.trainingjob import MAX_HISTORY_POINTS
+from tensorone.api.validation import validate
+
+NOW = datetime(2026, 1, 15, 12, 0, 0, tzinfo=UTC)
+STARTED = NOW - timedelta(seconds=100)
+
+
+def checkpoint(id: str, step: int, reason: str = "step", loss: float | None = 1.0) -> CheckpointReport:
+    return CheckpointReport(
+        id=id, epoch=step // 10, step=step, loss=loss, created_at=STARTED, size_bytes=2_300_000_000, reason=reason
+    )
+
+
+def report(**fields: object) -> ProgressReport:
+    base: dict[str, object] = {
+        "state": TrainerState.running,
+        "epoch": 2,
+        "total_epochs": 3,
+        "step": 40,
+        "total_steps": 60,
+        "loss": 0.342,
+        "best_loss": 0.298,
+        "learning_rate": 1.8e-4,
+        "tokens_per_second": 1250.4,
+        "memory_bytes": 38_200_000_000,
+        "started_at": STARTED,
+        "updated_at": NOW,
+        "elapsed_seconds": 100.0,
+        "step_seconds": 94.0,
+    }
+    base.update(fields)
+    return ProgressReport.model_validate(base)
+
+
+def test_live_fields_mirror_the_report_in_the_reference_shape() -> None:
+    fields = live_fields(report(checkpoints=[checkpoint("ckpt-epoch-1", 20, "epoch")]), now=NOW, running_seconds=7200)
+    assert fields["progress"] == {
+        "currentEpoch": 2,
+        "totalEpochs": 3,
+        "currentStep": 40,
+        "totalSteps": 60,
+        "percentage": 66.7,
+        "elapsedTime": 7200,
+        "remainingTime": 50,  # 20 steps left at 40 steps per 100 s
+    }
+    assert fields["metrics"]["currentLoss"] == 0.342
+    assert fields["metrics"]["throughput"] == "1250 tokens/sec"
+    assert fields["metrics"]["memoryUsage"] == "38.2GB"
+    assert fields["checkpoints"] == [
+        {
+            "id": "ckpt-epoch-1",
+            "epoch": 2,
+            "step": 20,
+            "loss": 1.0,
+            "createdAt": "2026-01-15T11:58:20Z",
+            "size": "2.3GB",
+            "reason": "epoch",
+        }
+    ]
+    assert fields["estimatedCompletion"] == "2026-01-15T12:00:50Z"
+    # Every field fits the CRD's status schema.
+    job = {
+        "apiVersion": "training.tensorone.ai/v1alpha1",
+        "kind": "TrainingJob",
+        "metadata": {"name": "fits"},
+        "spec": {"modelType": "custom", "datasetId": "d", "config": {"custom": {"image": "x"}}},
+        "status": {"phase": "Running", **fields},
+    }
+    validate(job)
+
+
+def test_remaining_time_counts_from_the_resume_checkpoint() -> None:
+    resumed = report(step=50, resumed_from="ckpt-step-40", checkpoints=[checkpoint("ckpt-step-40", 40)])
+    # 10 steps in 100 s since the resume: 10 steps left take 100 s.
+    assert remaining_seconds(resumed) == 100.0
+    assert remaining_seconds(report(step=0)) is None
+    assert remaining_seconds(report(state=TrainerState.completed, step=60)) == 0.0
+
+
+def test_a_nan_loss_is_absent_not_invalid_json() -> None:
+    fields = live_fields(report(loss=float("nan"), state=TrainerState.diverged), now=NOW, running_seconds=1)
+    assert "currentLoss" not in fields["metrics"]
+    assert "estimatedCompletion" not in fields
+
+
+def test_downsample_keeps_first_and_latest_and_bounds_the_size() -> None:
+    points = [LossPoint(step=i, loss=10.0 / (i + 1)) for i in range(1, 10_001)]
+    kept = downsample(points)
+    assert len(kept) == MAX_HISTORY_POINTS
+    assert kept[0]["step"] == 1 and kept[-1]["step"] == 10_000
+    assert [p["step"] for p in kept] == sorted(p["step"] for p in kept)
+    assert downsample(points[:5]) == [{"step": p.step, "loss": round(p.loss, 6)} for p in points[:5]]
+
+
+def test_running_time_adds_only_while_running() -> None:
+    seconds, at = running_time(
+        {"runningSeconds": 60.0, "measuredAt": "2026-01-15T11:59:00Z"}, was_running=True, now=NOW
+    )
+    assert seconds == 120.0 and at == NOW
+    seconds, _ = running_time(
+        {"runningSeconds": 60.0, "measuredAt": "2026-01-15T11:59:00Z"}, was_running=False, now=NOW
+    )
+    assert seconds == 60.0
+    assert running_time(None, was_running=True, now=NOW) == (0.0, NOW)
+
+
+def test_usage_prices_gpu_hours_and_defines_efficiency() -> None:
+    fields = usage(running_seconds=7200, measured_at=NOW, gpus=4, hourly_price_per_gpu=4.25, report=report())
+    assert fields["gpuHours"] == 8.0
+    assert fields["cost"] == 34.0
+    assert fields["efficiency"] == 0.94
+    assert "efficiency" not in usage(running_seconds=0, measured_at=NOW, gpus=0, hourly_price_per_gpu=0, report=None)
+
+
+def test_events_for_start_epoch_checkpoint_and_stop() -> None:
+    first = report(step=1, epoch=1)
+    assert [e[1] for e in report_events(None, first)] == ["TrainingStarted"]
+    later = report(step=25, epoch=2, checkpoints=[checkpoint("ckpt-epoch-1", 20, "epoch")])
+    assert [e[1] for e in report_events(first, later)] == ["EpochCompleted", "CheckpointSaved"]
+    stopped = report(
+        step=26,
+        epoch=2,
+        state=TrainerState.stopped,
+        message="stopped by SIGTERM",
+        checkpoints=[checkpoint("ckpt-epoch-1", 20, "epoch"), checkpoint("ckpt-step-26", 26, "stop")],
+    )
+    events = report_events(later, stopped)
+    assert [e[1] for e in events] == ["CheckpointSaved", "TrainingStopped"]
+    assert "ckpt-step-26" in events[0][2]
+    assert report_events(stopped, stopped) == []
+
+
+def test_events_for_resume_and_divergence() -> None:
+    resumed = report(started_at=NOW, step=27, resumed_from="ckpt-step-26", checkpoints=[checkpoint("ckpt-step-26", 26)])
+    stopped = report(step=26, state=TrainerState.stopped, checkpoints=[checkpoint("ckpt-step-26", 26, "stop")])
+    assert [e[1] for e in report_events(stopped, resumed)] == ["TrainingResumed"]
+    diverged = report(
+        started_at=NOW, step=30, state=TrainerState.diverged, reason="Diverged", message="loss is nan at step 30"
+    )
+    events = report_events(resumed, diverged)
+    assert events[-1] == ("Warning", "Diverged", "training diverged: loss is nan at step 30")
+
+
+def test_event_limiter_bounds_bursts_but_never_drops_warnings() -> None:
+    limiter = EventLimiter(burst=3, window=60, repeat=10)
+    job = ("ns", "job")
+    assert limiter.allow(job, "CheckpointSaved", "Normal", 0)
+    assert not limiter.allow(job, "CheckpointSaved", "Normal", 1)  # repeated within 10 s
+    assert limiter.allow(job, "EpochCompleted", "Normal", 2)
+    assert limiter.allow(job, "CheckpointSaved", "Normal", 12)
+    assert not limiter.allow(job, "TrainingStarted", "Normal", 13)  # burst of 3 used
+    assert limiter.allow(job, "Diverged", "Warning", 14)
+    assert limiter.allow(job, "EpochCompleted", "Normal", 75)  # the window moved on
+    assert limiter.allow(("ns", "other"), "EpochCompleted", "Normal", 14)
+
+
+def test_termination_report_from_current_or_last_state() -> None:
+    text = report(state=TrainerState.stopped).termination_message()
+    pod = {"status": {"containerStatuses": [{"name": "pytorch", "lastState": {"terminated": {"message": text}}}]}}
+    found = termination_report(pod)
+    assert found is not None and found.state == TrainerState.stopped
+    garbage = {"status": {"containerStatuses": [{"name": "pytorch", "state": {"terminated": {"message": "oops"}}}]}}
+    assert termination_report(garbage) is None
+
+
+def test_newer_prefers_the_later_process_then_step() -> None:
+    old = report(step=40)
+    final = report(step=40, state=TrainerState.stopped, updated_at=NOW + timedelta(seconds=1))
+    assert newer(old, final) is final
+    assert newer(report(started_at=NOW, step=1), old).step == 1
+    assert newer(None, old) is old
+
+
+def test_human_bytes() -> None:
+    assert human_bytes(512) == "512B"
+    assert human_bytes(2_469_606_195) == "2.5GB"
+    assert human_bytes(None) is None
