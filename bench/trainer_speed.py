@@ -58,7 +58,7 @@ class BenchConfig:
     data: str = "varied"  # "varied": lognormal lengths 16..512; "fixed": every sample fixed_length
     steps: int = 16  # measured optimizer steps per side
     warmup_steps: int = 2  # run first, not timed (allocator, first-call costs)
-    block: int = 4  # steps per interleaved block
+    block: int = 2  # steps per interleaved block
     micro_batch: int = 4
     grad_accum: int = 2
     fixed_length: int = 256
@@ -470,6 +470,7 @@ def main(argv: list[str] | None = None) -> int:
         f"micro-batch {base.micro_batch} x accumulation {base.grad_accum}, {base.threads} threads, "
         f"{base.steps} measured steps per side in blocks of {base.block} (+{base.warmup_steps} warm-up)"
     )
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores")
     peaks = [matmul_peak_flops(base.threads)]
     all_figures = {}
     for data in data_sets:
@@ -490,6 +491,7 @@ def main(argv: list[str] | None = None) -> int:
         all_figures[data] = figures = run_set([("hf Trainer+peft", "hf", config), (label, "packed", ours)])
         peaks.append(matmul_peak_flops(base.threads))
         print_comparison(figures, "hf Trainer+peft", label)
+    print(f"\nload average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())} (other processes share the cores)")
     if all_figures:
         peak = max(peaks)
         print(
