@@ -37,6 +37,8 @@ def causal_lm_loss(model: nn.Module, batch: PackedBatch, chunk_tokens: int | Non
     averaged: the caller divides by the step's supervised-token count (see the module docstring).
     A batch with no supervised token returns a zero loss that still back-propagates (zeros).
     """
+    if chunk_tokens is not None and chunk_tokens < 1:
+        raise ConfigurationError(f"must be a positive number of tokens, got {chunk_tokens}", field="chunk_tokens")
     base = base_transformers_model(model)
     peft_config = getattr(model, "active_peft_config", None)
     if getattr(peft_config, "is_prompt_learning", False):
@@ -57,7 +59,11 @@ def causal_lm_loss(model: nn.Module, batch: PackedBatch, chunk_tokens: int | Non
     positions = batch.supervised_positions.to(hidden.device)
     supervised = _SupervisedRows.apply(hidden, positions)
     targets = batch.shift_labels[0].to(hidden.device).index_select(0, positions)
-    chunk = chunk_tokens or max(1, LOGITS_PER_CHUNK // int(base.config.get_text_config().vocab_size))
+    chunk = (
+        chunk_tokens
+        if chunk_tokens is not None
+        else max(1, LOGITS_PER_CHUNK // int(base.config.get_text_config().vocab_size))
+    )
     softcap = getattr(base.config, "final_logit_softcapping", None)
     if type(head) is nn.Linear and softcap is None:
         loss_sum = _ChunkedLinearCrossEntropy.apply(supervised, head.weight, head.bias, targets, chunk)

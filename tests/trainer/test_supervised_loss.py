@@ -10,6 +10,7 @@ from tokenizers.models import WordLevel
 from torch import nn
 from transformers import DataCollatorForSeq2Seq, PreTrainedModel, PreTrainedTokenizerFast
 
+from tensorone.errors import ConfigurationError
 from tests.trainer.test_varlen import VOCAB, Example, random_examples, tiny_llama
 from trainer.supervised_loss import SupervisedCausalLM, causal_lm_loss
 from trainer.varlen import IGNORE_INDEX, enable_packed_attention, pack
@@ -120,6 +121,17 @@ def test_a_batch_without_supervised_tokens_gives_zero_and_back_propagates() -> N
 
     assert (loss_sum.item(), count) == (0.0, 0)
     assert all(float(g.abs().sum()) == 0.0 for g in trainable_grads(ours).values())
+
+
+def test_bad_inputs_are_refused_naming_the_field() -> None:
+    _, ours = lora_pair()
+    batch = pack(random_examples([4]))
+    with pytest.raises(ConfigurationError) as error:
+        causal_lm_loss(ours, batch, chunk_tokens=0)
+    assert error.value.field == "chunk_tokens"
+    with pytest.raises(ConfigurationError) as error:
+        causal_lm_loss(nn.Linear(2, 2), batch)
+    assert error.value.field == "model"
 
 
 def hf_trainer_one_step(model: PreTrainedModel, micro_batches: list[list[Example]]) -> None:
