@@ -89,7 +89,7 @@ class TrainingState:
     schedule: dict[str, Any]
     scaler: dict[str, Any]
     trainer: dict[str, Any]
-    rng: dict[str, Any]
+    rng: dict[str, Any]  # this process's generators, when loading (each process saves its own)
 
 
 def checkpoint_id(reason: str, *, epoch: int, step: int) -> str:

@@ -120,10 +120,6 @@ def _with_adapters(model: Any, settings: Settings) -> Any:
         ) from error
 
 
-def trainable_parameters(model: torch.nn.Module) -> list[tuple[str, torch.nn.Parameter]]:
-    return [(name, p) for name, p in model.named_parameters() if p.requires_grad]
-
-
 def save_weights(model: Any, directory: Path) -> None:
     """The trained weights in the Hugging Face layout: the adapter for lora and qlora (so
     ``PeftModel.from_pretrained`` loads it), the whole model for full."""

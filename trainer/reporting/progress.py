@@ -47,10 +47,6 @@ class Curve:
             return [*self.points, self.latest]
         return list(self.points)
 
-    def restore(self, points: list[LossPoint]) -> None:
-        for point in points:
-            self.add(point.step, point.loss)
-
 
 @dataclass
 class _Window:
