@@ -19,7 +19,9 @@ client rely on (see shared/notes/testing-without-a-cluster.md):
   ``ownerReferences``;
 - every write of a ``training.tensorone.ai`` object validated by ``tensorone.api.validation``
   against the CRDs in crds/ (schema and CEL, transition rules with the old object), returning the
-  defaulted object, exactly as the API server would.
+  defaulted object, exactly as the API server would, including its validation ratcheting (parts
+  unchanged from the stored object are not re-checked);
+- ``faults``: injected error answers for one kind and method (an API outage).
 """
 
 from __future__ import annotations
