@@ -19,9 +19,14 @@ from pydantic import ValidationError
 from tensorone.api.report import TrainerState
 from tensorone.api.resolved import DEFAULT_JOB_CONFIG_PATH, JOB_CONFIG_ENV, ResolvedJob
 from trainer.reporting.client import Reporter
+from trainer.signals import StopSignal
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Catch SIGTERM before anything slow is imported: a pod stopped while it is still starting
+    # must still end cleanly (the loop sees the request after its first step and checkpoints).
+    stop = StopSignal()
+    stop.install()
     parser = argparse.ArgumentParser(
         prog="python -m trainer", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -54,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     transformers_logging.disable_progress_bar()
     warnings.filterwarnings("ignore", category=FutureWarning)
 
-    return run(job, RunOptions(serve_reports=not args.no_report, merge_adapter=args.merge)).exit_code
+    return run(job, RunOptions(serve_reports=not args.no_report, merge_adapter=args.merge), stop).exit_code
 
 
 if __name__ == "__main__":

@@ -66,8 +66,11 @@ class RunOptions:
     merge_adapter: bool = False
 
 
-def run(job: ResolvedJob, options: RunOptions | None = None) -> RunResult:
-    """Train the job in this process; returns the exit code and the final report."""
+def run(job: ResolvedJob, options: RunOptions | None = None, stop: StopSignal | None = None) -> RunResult:
+    """Train the job in this process; returns the exit code and the final report.
+
+    ``stop`` is a StopSignal the caller installed before the slow imports (torch, transformers),
+    so a SIGTERM that arrives while the process is still starting is not lost."""
     options = options or RunOptions()
     topology = topology_from_env()
     if not topology.is_main:
@@ -81,8 +84,9 @@ def run(job: ResolvedJob, options: RunOptions | None = None) -> RunResult:
         memory=_memory_reader(job.use_gpu),
         progress_bar=options.progress_bar and topology.is_main,
     )
-    stop = StopSignal()
-    stop.install()
+    if stop is None:
+        stop = StopSignal()
+        stop.install()
     try:
         try:
             reporter.start()

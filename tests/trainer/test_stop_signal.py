@@ -96,3 +96,27 @@ def test_sigterm_saves_a_checkpoint_exits_0_and_resume_is_exact(tmp_path: Path) 
     assert sorted(losses) == sorted(expected)
     assert all(losses[step] == expected[step] for step in expected), "losses differ after the resume"
     assert_same_weights(tmp_path / "reference" / "output", tmp_path / "stopped" / "output")
+
+
+def test_sigterm_while_the_trainer_is_still_starting_is_not_lost(tmp_path: Path) -> None:
+    """A pod stopped seconds after it started (torch still importing) still ends cleanly."""
+    job = make_job(tmp_path / "early", training=TRAINING).model_copy(update={"report_port": free_port()})
+    config = tmp_path / "job.yaml"
+    job.write(config)
+    termination_log = tmp_path / "termination-log"
+    env = os.environ | {"TENSORONE_JOB_CONFIG": str(config), "TENSORONE_TERMINATION_LOG": str(termination_log)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "trainer"], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        time.sleep(1.0)  # past the interpreter's start, well before torch and the model are loaded
+        assert process.poll() is None
+        process.send_signal(signal.SIGTERM)
+        exit_code = process.wait(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        output = process.stdout.read().decode() if process.stdout else ""
+    assert exit_code == 0, output
+    final = json.loads(termination_log.read_text())
+    assert final["state"] == "stopped", final
