@@ -36,6 +36,7 @@ CONTAINER_NAME = "pytorch"  # the Training Operator looks for this container nam
 MASTER_PORT_NAME = "pytorchjob-port"  # ... and this port name, for MASTER_PORT
 MASTER_PORT = 23456
 REPORT_PORT_NAME = "report"
+REPORT_PORT_ENV = "TENSORONE_REPORT_PORT"
 JOB_CONFIG_KEY = "job.yaml"
 JOB_CONFIG_DIR = DEFAULT_JOB_CONFIG_PATH.rsplit("/", 1)[0]
 KUEUE_LABEL_PREFIX = "kueue.x-k8s.io/"
@@ -193,11 +194,13 @@ def _times(quantity: str, count: int) -> str:
     return f"{value:g}{suffix}"
 
 
-def _env(job: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _env(job: Mapping[str, Any], config: OperatorConfig) -> list[dict[str, Any]]:
     spec = job["spec"]
     env: list[dict[str, Any]] = [
         {"name": JOB_CONFIG_ENV, "value": DEFAULT_JOB_CONFIG_PATH},
         {"name": "TENSORONE_JOB_NAME", "value": job["metadata"]["name"]},
+        # Where rank 0 serves /progress and /metrics; a custom image's Reporter reads it.
+        {"name": REPORT_PORT_ENV, "value": str(_report_port(spec, config))},
     ]
     token = spec.get("hubTokenSecret")
     if token:
@@ -227,16 +230,18 @@ def _command(job: Mapping[str, Any], config: OperatorConfig) -> dict[str, Any]:
     processes = max(gpus_per_worker(spec), 1)
     return {
         "image": config.trainer_image,
+        # trainer.launch is torchrun (same options) that exits 0 when the trainer stopped cleanly
+        # on SIGTERM; torchrun alone exits 1 then, and a stop would look like a failure.
         "command": [
-            "torchrun",
+            "python",
+            "-m",
+            "trainer.launch",
             f"--nnodes={nodes}",
             f"--nproc-per-node={processes}",
             # Set by the Training Operator on every pod; expanded by the kubelet, not a shell.
             "--node-rank=$(RANK)",
             "--master-addr=$(MASTER_ADDR)",
             "--master-port=$(MASTER_PORT)",
-            "-m",
-            "trainer",
         ],
     }
 
@@ -273,7 +278,7 @@ def build_pod_template(job: Mapping[str, Any], dataset: Mapping[str, Any], confi
         "name": CONTAINER_NAME,
         **_command(job, config),
         "imagePullPolicy": config.trainer_image_pull_policy,
-        "env": _env(job),
+        "env": _env(job, config),
         "ports": [
             {"name": MASTER_PORT_NAME, "containerPort": MASTER_PORT, "protocol": "TCP"},
             {"name": REPORT_PORT_NAME, "containerPort": _report_port(spec, config), "protocol": "TCP"},

@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tensorone.api.report import LossPoint, ProgressReport, TrainerState
+from tensorone.api.report import CheckpointReport, LossPoint, ProgressReport, TrainerState
 from tensorone.api.v1alpha1.trainingjob import MAX_HISTORY_POINTS, MAX_STATUS_CHECKPOINTS
 
 TOKENS_UNIT = "tokens/sec"
@@ -203,11 +203,10 @@ def usage(
 
 Event = tuple[str, str, str]  # (Normal | Warning, reason, message)
 
+# Completed, Stopped and Failed are posted as phase changes (status.transitions, with the trainer's
+# reason in the message); a divergence also gets an Event of its own.
 _ENDINGS: dict[TrainerState, Event] = {
-    TrainerState.completed: ("Normal", "TrainingCompleted", "training completed"),
-    TrainerState.stopped: ("Normal", "TrainingStopped", "training stopped"),
     TrainerState.diverged: ("Warning", "Diverged", "training diverged"),
-    TrainerState.failed: ("Warning", "TrainingFailed", "training failed"),
 }
 
 
@@ -255,7 +254,7 @@ class EventLimiter:
     """Per job, at most ``burst`` events per ``window`` seconds, and no repeat of the same reason
     within ``repeat`` seconds; warnings and endings always pass (they are rare and they matter)."""
 
-    ALWAYS = frozenset({"Diverged", "TrainingFailed", "TrainingCompleted", "TrainingStopped", "TrainingResumed"})
+    ALWAYS = frozenset({"Diverged", "TrainingStarted", "TrainingResumed"})
 
     def __init__(self, *, burst: int = 10, window: float = 60.0, repeat: float = 10.0) -> None:
         self.burst = burst
@@ -324,3 +323,60 @@ def newer(first: ProgressReport | None, second: ProgressReport | None) -> Progre
         )
 
     return second if key(second) >= key(first) else first
+
+
+REPLICA_TYPE_LABEL = "training.kubeflow.org/replica-type"
+REPORT_PORT_NAME = "report"
+
+
+def master_pod_view(pod: Mapping[str, Any]) -> dict[str, Any] | None:
+    """What the operator keeps of a job's rank-0 (Master) pod: where to poll it, and the report it
+    left in its termination message. None for other replicas."""
+    metadata = pod.get("metadata") or {}
+    if str((metadata.get("labels") or {}).get(REPLICA_TYPE_LABEL, "")).lower() != "master":
+        return None
+    port = None
+    for container in (pod.get("spec") or {}).get("containers") or []:
+        if container.get("name") == "pytorch":
+            port = next(
+                (p.get("containerPort") for p in container.get("ports") or [] if p.get("name") == REPORT_PORT_NAME),
+                None,
+            )
+    status = pod.get("status") or {}
+    running = any(
+        "running" in (c.get("state") or {}) for c in status.get("containerStatuses") or [] if c.get("name") == "pytorch"
+    )
+    return {
+        "name": metadata.get("name"),
+        "podIP": status.get("podIP"),
+        "reportPort": port,
+        "running": running and not metadata.get("deletionTimestamp"),
+        "report": termination_report(pod),
+    }
+
+
+def report_baseline(status: Mapping[str, Any], current: ProgressReport) -> ProgressReport | None:
+    """What the stored status says had been reported, as a report to diff ``current`` against
+    (after an operator restart), so only what is new since then becomes an Event."""
+    if not status.get("lastReportTime"):
+        return None
+    progress = status.get("progress") or {}
+    checkpoints = [
+        CheckpointReport(
+            id=c["id"],
+            epoch=c.get("epoch") or 0,
+            step=c.get("step") or 0,
+            created_at=parse_time(c.get("createdAt")) or datetime.min.replace(tzinfo=UTC),
+            size_bytes=0,
+            reason=c.get("reason") or "step",
+        )
+        for c in status.get("checkpoints") or []
+    ]
+    return current.model_copy(
+        update={
+            "epoch": progress.get("currentEpoch") or 0,
+            "step": progress.get("currentStep") or 0,
+            "checkpoints": checkpoints,
+            "resumed_from": status.get("resumedFrom"),
+        }
+    )

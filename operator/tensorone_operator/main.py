@@ -34,7 +34,7 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
 
 @kopf.on.cleanup()
 async def cleanup(memo: Any, **_: Any) -> None:
-    await memo.reconciler.api.close()
+    await memo.reconciler.close()
 
 
 @kopf.index(*DATASETS)
@@ -76,6 +76,12 @@ async def child_changed(
     job_name = labels.get(LABEL_JOB_NAME)
     if job_name and type != "DELETED":
         await memo.reconciler.child_changed(namespace or "", job_name, body, **indexes_of(kwargs))
+
+
+@kopf.on.event("v1", "pods", labels={LABEL_JOB_NAME: kopf.PRESENT, LABEL_MANAGED_BY: MANAGER})
+async def pod_changed(labels: kopf.Labels, body: kopf.Body, type: str | None, memo: Any, **_: Any) -> None:
+    namespace = body.get("metadata", {}).get("namespace") or ""
+    await memo.reconciler.pod_changed(namespace, labels[LABEL_JOB_NAME], body, deleted=type == "DELETED")
 
 
 @kopf.on.event(*DATASETS)

@@ -22,16 +22,32 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
+
 from tensorone.api import API_VERSION, GROUP
+from tensorone.api.report import ProgressReport, TrainerState
+from tensorone.errors import ConfigurationError
 from tensorone_operator import builders, catalog, checks
 from tensorone_operator.config import OperatorConfig
 from tensorone_operator.kube import ApiError, KubeApi
+from tensorone_operator.live_status import (
+    EventLimiter,
+    live_fields,
+    master_pod_view,
+    newer,
+    report_baseline,
+    report_events,
+    report_from_text,
+    running_time,
+    usage,
+)
 from tensorone_operator.metrics import CHILDREN_CREATED, ERRORS, RECONCILE_SECONDS, RECONCILES, PhaseBook
 from tensorone_operator.status import (
     TERMINAL,
     Problem,
     condition_is,
     dataset_status,
+    set_condition,
     status_from,
     transitions,
 )
@@ -39,6 +55,11 @@ from tensorone_operator.status import (
 logger = logging.getLogger("tensorone_operator")
 
 FORCE_DELETE_ANNOTATION = f"{GROUP}/force-delete"
+# A /progress answer takes milliseconds; a pod that does not answer in this time is skipped.
+PROGRESS_TIMEOUT_SECONDS = 2.0
+# A running job whose step did not move (a long step, evaluation) still gets its running time
+# and cost refreshed, but at most this often, to spare the API server.
+VOLATILE_WRITE_SECONDS = 30.0
 FINALIZER = f"{GROUP}/finalizer"
 EventPoster = Callable[[Mapping[str, Any], str, str, str], None]
 
@@ -78,6 +99,15 @@ class Reconciler:
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         # What each child looked like when its job was last reconciled (status and runPolicy).
         self._child_states: dict[tuple[str, str], str] = {}
+        # Live status: each job's rank-0 pod (where to poll it), the newest progress report seen
+        # (from /progress or a termination message) with when it was read, the report last
+        # mirrored into the status (for Events), and when only volatile fields were last written.
+        self._pods: dict[tuple[str, str], dict[str, Any]] = {}
+        self._reports: dict[tuple[str, str], tuple[ProgressReport, str]] = {}
+        self._applied: dict[tuple[str, str], ProgressReport] = {}
+        self._volatile_written: dict[tuple[str, str], float] = {}
+        self.events = EventLimiter()
+        self._http: aiohttp.ClientSession | None = None
 
     def _lock(self, namespace: str, name: str) -> asyncio.Lock:
         return self._locks.setdefault((namespace, name), asyncio.Lock())
@@ -88,9 +118,139 @@ class Reconciler:
 
     def forget(self, namespace: str, name: str) -> None:
         """Drop what is kept about a deleted job."""
-        self._locks.pop((namespace, name), None)
-        self._child_states.pop((namespace, name), None)
+        key = (namespace, name)
+        self._locks.pop(key, None)
+        self._child_states.pop(key, None)
+        for kept in (self._pods, self._reports, self._applied, self._volatile_written):
+            kept.pop(key, None)
+        self.events.forget(key)
         self.phases.record(namespace, name, None)
+
+    async def close(self) -> None:
+        """Close the connections (the API's and the progress polls')."""
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+        await self.api.close()
+
+    # Live status -------------------------------------------------------------------------------
+
+    async def pod_changed(self, namespace: str, job_name: str, pod: Mapping[str, Any], *, deleted: bool) -> None:
+        """A watch event of a job's pod: remember where its rank-0 trainer serves /progress, and
+        take the report it left in its termination message (also from the last state of a pod
+        being deleted, as on a stop), mirroring it into the status at once."""
+        view = master_pod_view(pod)
+        if view is None:
+            return
+        key = (namespace, job_name)
+        final = view.pop("report")
+        if deleted:
+            self._pods.pop(key, None)
+        else:
+            self._pods[key] = view
+        if final is not None and self._remember(key, final):
+            await self.reconcile({"metadata": {"namespace": namespace, "name": job_name}})
+
+    def _remember(self, key: tuple[str, str], report: ProgressReport) -> bool:
+        """Keep ``report`` if it is newer than the one kept; whether it was."""
+        kept = self._reports.get(key)
+        best = newer(kept[0] if kept else None, report)
+        if kept is not None and best is kept[0]:
+            return False
+        self._reports[key] = (report, utc_now())
+        return True
+
+    async def _poll_progress(self, key: tuple[str, str]) -> None:
+        """GET /progress from the job's rank-0 pod (its IP and report port); quiet on failure (the
+        pod may be starting or gone: the termination message covers the end)."""
+        pod = self._pods.get(key)
+        if not pod or not pod.get("running") or not pod.get("podIP") or not pod.get("reportPort"):
+            return
+        if self._http is None or self._http.closed:
+            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=PROGRESS_TIMEOUT_SECONDS))
+        url = f"http://{pod['podIP']}:{pod['reportPort']}/progress"
+        try:
+            async with self._http.get(url) as response:
+                text = await response.text() if response.status == 200 else None
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            logger.debug("progress of %s/%s not read from %s: %s", *key, url, exc)
+            return
+        report = report_from_text(text)
+        if report is not None:
+            self._remember(key, report)
+
+    def _with_live(self, job: Mapping[str, Any], status: dict[str, Any]) -> dict[str, Any]:
+        """``status`` with the live fields: the newest progress report mirrored, running time,
+        GPU-hours and cost brought up to now, and a trainer's failure reason on a Failed job."""
+        meta, spec = job["metadata"], job.get("spec") or {}
+        key = (meta["namespace"], meta["name"])
+        stored = job.get("status") or {}
+        now = datetime.datetime.now(tz=datetime.UTC).replace(microsecond=0)
+        result = dict(status)
+        kept = self._reports.get(key)
+        report = kept[0] if kept else None
+        was_running = stored.get("phase") == "Running"
+        try:
+            entry = catalog.gpu_type(spec, self.config)
+        except ConfigurationError:
+            return result  # an unknown GPU type: the job never runs, nothing to measure
+        if was_running or result.get("phase") == "Running":
+            seconds, measured = running_time(stored.get("resourceUsage"), was_running=was_running, now=now)
+            gpus = catalog.gpus_per_worker(spec) * int(spec.get("maxWorkers") or 1)
+            result["resourceUsage"] = usage(
+                running_seconds=seconds,
+                measured_at=measured,
+                gpus=gpus,
+                hourly_price_per_gpu=entry.hourly_price if entry else 0.0,
+                report=report,
+            )
+        if report is None:
+            return result
+        running_seconds = float((result.get("resourceUsage") or {}).get("runningSeconds") or 0.0)
+        fields = live_fields(report, now=now, running_seconds=running_seconds)
+        fields["lastReportTime"] = kept[1] if kept else fields["lastReportTime"]
+        if "estimatedCompletion" not in fields:
+            fields["estimatedCompletion"] = None  # no longer running: no estimate
+        for name, value in fields.items():
+            if value in (None, []):
+                result.pop(name, None)
+            else:
+                result[name] = value
+        remaining = (fields.get("progress") or {}).get("remainingTime")
+        if remaining is not None:
+            spent = float((result.get("resourceUsage") or {}).get("cost") or 0.0)
+            result["estimatedCost"] = catalog.estimated_cost(
+                spec, self.config, spent=spent, remaining_seconds=float(remaining)
+            )
+        if result.get("phase") == "Failed" and report.state in (TrainerState.failed, TrainerState.diverged):
+            reason = report.reason or ("Diverged" if report.state == TrainerState.diverged else "TrainingFailed")
+            message = f"the trainer ended: {reason}: {report.message or report.state}"
+            result["message"] = message[:4096]
+            result["conditions"] = set_condition(
+                list(result.get("conditions") or []),
+                "Failed",
+                "True",
+                reason,
+                message[:32768],
+                generation=meta.get("generation"),
+                now=utc_now(),
+            )
+        return result
+
+    def _report_events(self, job: Mapping[str, Any], stored: Mapping[str, Any]) -> None:
+        """Events for what the newest report says happened since the last one mirrored."""
+        key = (job["metadata"]["namespace"], job["metadata"]["name"])
+        kept = self._reports.get(key)
+        if kept is None:
+            return
+        report = kept[0]
+        previous = self._applied.get(key) or report_baseline(stored, report)
+        if previous is report:
+            return
+        for kind, reason, message in report_events(previous, report):
+            if self.events.allow(key, reason, kind, time.monotonic()):
+                self.post_event(job, kind, reason, message)
+        self._applied[key] = report
 
     async def reconcile(
         self,
@@ -196,8 +356,18 @@ class Reconciler:
             return await self.reconcile(job, datasets=datasets, children=children, nodes=nodes)
         if child is None and condition_is(status, "Stalled", "True"):
             return None  # a configuration error: only a change of the job (or a restart) helps
-        if child is not None and _owned_by(child, job) and status_from(job, child, now=utc_now()) == status:
-            return None
+        if child is not None and _owned_by(child, job):
+            key = (meta["namespace"], meta["name"])
+            await self._poll_progress(key)
+            desired = self._with_live(job, status_from(job, child, now=utc_now()))
+            if desired == status:
+                return None
+            if _material(desired) == _material(status):
+                # Only running time, cost and estimates moved: write those at most every
+                # VOLATILE_WRITE_SECONDS (a running job's step changes are written every tick).
+                last = self._volatile_written.get(key, 0.0)
+                if time.monotonic() - last < VOLATILE_WRITE_SECONDS:
+                    return None
         return await self.reconcile(job, datasets=datasets, children=children, nodes=nodes)
 
     async def _reconcile(
@@ -330,9 +500,11 @@ class Reconciler:
             await self.api.merge_patch("v1", "configmaps", namespace, config_map["metadata"]["name"], {"data": wanted})
 
     async def _write_status(self, job: Mapping[str, Any], status: dict[str, Any]) -> Outcome:
-        """Patch the status subresource when it changed; post Events for what changed."""
+        """Patch the status subresource when it changed (with the live fields merged in); post
+        Events for what changed."""
         meta = job["metadata"]
         current = dict(job.get("status") or {})
+        status = self._with_live(job, status)
         self.phases.record(meta["namespace"], meta["name"], status.get("phase"))
         if status == current:
             return Outcome(status=current)
@@ -340,6 +512,8 @@ class Reconciler:
         await self.api.merge_patch(
             API_VERSION, "trainingjobs", meta["namespace"], meta["name"], patch, subresource="status"
         )
+        self._volatile_written[(meta["namespace"], meta["name"])] = time.monotonic()
+        self._report_events(job, current)
         for event_type, reason, message in transitions(current, status):
             self.post_event(job, event_type, reason, message)
         return Outcome(status=status)
@@ -403,6 +577,20 @@ def _child_state(child: Mapping[str, Any]) -> str:
     """The parts of a child its job's status depends on, as a comparable string."""
     spec = child.get("spec") or {}
     return json.dumps([child.get("status") or {}, spec.get("runPolicy") or {}], sort_keys=True)
+
+
+_VOLATILE = ("resourceUsage", "estimatedCompletion", "estimatedCost", "lastReportTime")
+
+
+def _material(status: Mapping[str, Any]) -> dict[str, Any]:
+    """A status without what moves with the clock alone (running time, cost, estimates)."""
+    kept = {k: v for k, v in status.items() if k not in _VOLATILE}
+    progress = dict(kept.get("progress") or {})
+    progress.pop("elapsedTime", None)
+    progress.pop("remainingTime", None)
+    if progress:
+        kept["progress"] = progress
+    return kept
 
 
 def _spec_changed(job: Mapping[str, Any]) -> bool:

@@ -61,8 +61,9 @@ def test_gpu_job_shape_follows_training_operator_v1_9() -> None:
     assert "elasticPolicy" not in child["spec"]
     main = container(child)
     assert main["name"] == "pytorch"
-    assert main["command"][:3] == ["torchrun", "--nnodes=3", "--nproc-per-node=4"]
-    assert main["command"][-2:] == ["-m", "trainer"]
+    assert main["command"][:5] == ["python", "-m", "trainer.launch", "--nnodes=3", "--nproc-per-node=4"]
+    assert "--node-rank=$(RANK)" in main["command"]
+    assert {"name": "TENSORONE_REPORT_PORT", "value": "9400"} in main["env"]
     assert {"name": "pytorchjob-port", "containerPort": 23456, "protocol": "TCP"} in main["ports"]
     assert main["resources"]["requests"] == {"cpu": "48", "memory": "480Gi", "nvidia.com/gpu": "4"}
     assert main["resources"]["limits"]["nvidia.com/gpu"] == "4"

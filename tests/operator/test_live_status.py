@@ -145,7 +145,7 @@ def test_events_for_start_epoch_checkpoint_and_stop() -> None:
         checkpoints=[checkpoint("ckpt-epoch-1", 20, "epoch"), checkpoint("ckpt-step-26", 26, "stop")],
     )
     events = report_events(later, stopped)
-    assert [e[1] for e in events] == ["CheckpointSaved", "TrainingStopped"]
+    assert [e[1] for e in events] == ["CheckpointSaved"]  # "Stopped" is the phase change's Event
     assert "ckpt-step-26" in events[0][2]
     assert report_events(stopped, stopped) == []
 
@@ -168,7 +168,7 @@ def test_event_limiter_bounds_bursts_but_never_drops_warnings() -> None:
     assert not limiter.allow(job, "CheckpointSaved", "Normal", 1)  # repeated within 10 s
     assert limiter.allow(job, "EpochCompleted", "Normal", 2)
     assert limiter.allow(job, "CheckpointSaved", "Normal", 12)
-    assert not limiter.allow(job, "TrainingStarted", "Normal", 13)  # burst of 3 used
+    assert not limiter.allow(job, "EpochCompleted", "Normal", 13)  # burst of 3 used
     assert limiter.allow(job, "Diverged", "Warning", 14)
     assert limiter.allow(job, "EpochCompleted", "Normal", 75)  # the window moved on
     assert limiter.allow(("ns", "other"), "EpochCompleted", "Normal", 14)
