@@ -213,22 +213,23 @@ _ENDINGS: dict[TrainerState, Event] = {
 def report_events(previous: ProgressReport | None, current: ProgressReport) -> list[Event]:
     """What happened between two reports of a job (``previous`` None: the first one seen)."""
     events: list[Event] = []
-    new_process = previous is None or previous.started_at != current.started_at
-    if new_process and current.state in (TrainerState.running, TrainerState.starting):
+    # A process reports no start time until it trains: "starting" then "running" is one process.
+    new_process = previous is None or (previous.started_at is not None and previous.started_at != current.started_at)
+    became_running = current.state == TrainerState.running and (
+        new_process or previous is None or previous.state != TrainerState.running
+    )
+    if became_running:
         if current.resumed_from:
             events.append(("Normal", "TrainingResumed", f"training resumed from {current.resumed_from}"))
-        elif previous is None or previous.step == 0:
+        else:
             events.append(("Normal", "TrainingStarted", f"training started: {current.total_steps} steps planned"))
-    if previous is not None and not new_process and current.epoch > previous.epoch > 0:
-        loss = _finite(previous.loss)
-        events.append(
-            (
-                "Normal",
-                "EpochCompleted",
-                f"epoch {previous.epoch}/{current.total_epochs} done"
-                + (f", loss {loss:.4g}" if loss is not None else ""),
-            )
-        )
+    if previous is not None and not new_process:
+        # Every epoch finished since the last report (a fast epoch can fall between two polls).
+        epoch_losses = {c.epoch: c.loss for c in current.checkpoints if c.reason == "epoch"}
+        for epoch in range(max(previous.epoch, 1), current.epoch):
+            loss = _finite(epoch_losses.get(epoch))
+            text = f"epoch {epoch}/{current.total_epochs} done" + (f", loss {loss:.4g}" if loss is not None else "")
+            events.append(("Normal", "EpochCompleted", text))
     known = {c.id for c in previous.checkpoints} if previous is not None else set()
     for checkpoint in current.checkpoints:
         if checkpoint.id not in known and (previous is not None or checkpoint.reason in ("stop", "final")):
@@ -348,6 +349,7 @@ def master_pod_view(pod: Mapping[str, Any]) -> dict[str, Any] | None:
     )
     return {
         "name": metadata.get("name"),
+        "uid": metadata.get("uid"),
         "podIP": status.get("podIP"),
         "reportPort": port,
         "running": running and not metadata.get("deletionTimestamp"),

@@ -17,6 +17,7 @@ import copy
 import datetime
 import json
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from typing import Any
 import aiohttp
 
 from tensorone.api import API_VERSION, GROUP
-from tensorone.api.report import ProgressReport, TrainerState
+from tensorone.api.report import LossPoint, ProgressReport, TrainerState
 from tensorone.errors import ConfigurationError
 from tensorone_operator import builders, catalog, checks
 from tensorone_operator.config import OperatorConfig
@@ -145,7 +146,9 @@ class Reconciler:
         key = (namespace, job_name)
         final = view.pop("report")
         if deleted:
-            self._pods.pop(key, None)
+            # A resumed job's new pod has the same name: forget only the pod that went.
+            if (self._pods.get(key) or {}).get("uid") == view["uid"]:
+                self._pods.pop(key, None)
         else:
             self._pods[key] = view
         if final is not None and self._remember(key, final):
@@ -157,6 +160,12 @@ class Reconciler:
         best = newer(kept[0] if kept else None, report)
         if kept is not None and best is kept[0]:
             return False
+        if kept is not None and not report.loss_history and kept[0].started_at == report.started_at:
+            # A termination message carries no curves: keep the ones this process reported.
+            curve = list(kept[0].loss_history)
+            if report.loss is not None and math.isfinite(report.loss) and (not curve or curve[-1].step < report.step):
+                curve.append(LossPoint(step=report.step, loss=report.loss))
+            report = report.model_copy(update={"loss_history": curve, "eval_history": kept[0].eval_history})
         self._reports[key] = (report, utc_now())
         return True
 
@@ -213,7 +222,8 @@ class Reconciler:
             fields["estimatedCompletion"] = None  # no longer running: no estimate
         for name, value in fields.items():
             if value in (None, []):
-                result.pop(name, None)
+                if name not in ("lossHistory", "evalLossHistory"):  # curves stay when a report has none
+                    result.pop(name, None)
             else:
                 result[name] = value
         remaining = (fields.get("progress") or {}).get("remainingTime")
@@ -405,7 +415,7 @@ class Reconciler:
         if child is not None:
             # Running already: follow it, and apply what may change on a running job.
             if _spec_changed(job):
-                await self._sync_child(job, child)
+                child = await self._sync_child(job, child)
             return await self._write_status(
                 job, status_from(job, child, now=utc_now(), extra={**extra, "childName": name})
             )
@@ -482,22 +492,27 @@ class Reconciler:
         CHILDREN_CREATED.labels(kind=manifest["kind"]).inc()
         return {**obj, "_created": True}
 
-    async def _sync_child(self, job: Mapping[str, Any], child: Mapping[str, Any]) -> None:
+    async def _sync_child(self, job: Mapping[str, Any], child: Mapping[str, Any]) -> Mapping[str, Any]:
         """Apply the mutable parts of the spec to a running child: suspend, limits, priority, and the
         checkpoint to resume from (in the ConfigMap the trainer reads when its pods start)."""
         namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
-        patch = builders.child_drift(job, child, self.config)
-        if patch is not None:
-            await self.api.merge_patch(builders.PYTORCHJOB_API_VERSION, "pytorchjobs", namespace, name, patch)
         config_map = await self.api.get("v1", "configmaps", namespace, builders.config_map_name(name))
-        if config_map is None or not _owned_by(config_map, job):
-            return
         dataset = await self.api.get(API_VERSION, "datasets", namespace, job["spec"]["datasetId"])
-        if dataset is None:
-            return  # the job keeps the configuration it started with
-        wanted = builders.build_config_map(job, dataset, self.config)["data"]
-        if (config_map.get("data") or {}) != wanted:
-            await self.api.merge_patch("v1", "configmaps", namespace, config_map["metadata"]["name"], {"data": wanted})
+        if config_map is not None and _owned_by(config_map, job) and dataset is not None:
+            # First the checkpoint to resume from (the pods read it when they start), then the
+            # child; without the Dataset the job keeps the configuration it started with.
+            wanted = builders.build_config_map(job, dataset, self.config)["data"]
+            if (config_map.get("data") or {}) != wanted:
+                await self.api.merge_patch(
+                    "v1", "configmaps", namespace, config_map["metadata"]["name"], {"data": wanted}
+                )
+        patch = builders.child_drift(job, child, self.config)
+        if patch is None:
+            return child
+        patched: dict[str, Any] = await self.api.merge_patch(
+            builders.PYTORCHJOB_API_VERSION, "pytorchjobs", namespace, name, patch
+        )
+        return patched
 
     async def _write_status(self, job: Mapping[str, Any], status: dict[str, Any]) -> Outcome:
         """Patch the status subresource when it changed (with the live fields merged in); post

@@ -15,8 +15,9 @@ Phases, precisely (first rule that applies):
   neither suspended nor running (pods being scheduled, images pulled).
 - ``Stopping`` / ``Stopped``: ``spec.suspend`` is true; Stopped once the child reports Suspended
   True and no replica is active any more, Stopping until then.
-- ``Queued``: ``spec.suspend`` is false but the child is suspended (Suspended True): a queue such
-  as Kueue holds it until it is admitted.
+- ``Queued``: ``spec.suspend`` is false but the child is suspended (Suspended True) by its own
+  ``runPolicy.suspend``: a queue such as Kueue holds it until it is admitted. A child the operator
+  has just unsuspended (a resume) that still reports Suspended is ``Pending`` (reason Resuming).
 - ``Running``: the child has Running True. Restarting True on the child (a pod failed and is being
   restarted within ``maxRestarts``) is shown as the condition Restarting, the phase stays Running.
 """
@@ -127,8 +128,13 @@ def _phase_from_child(spec: Mapping[str, Any], child: Mapping[str, Any]) -> tupl
                 "stopped: the trainer saved a checkpoint; set spec.suspend=false to resume",
             )
         return Phase.Stopping.value, "Stopping", "stopping: the pods got SIGTERM and save a checkpoint"
-    if suspended:
+    held = bool(((child.get("spec") or {}).get("runPolicy") or {}).get("suspend"))
+    if suspended and held:
+        # The operator unsuspends the child on resume; a child still suspended by its own spec is
+        # held by a queue (Kueue suspends the jobs it has not admitted).
         return Phase.Queued.value, "Queued", "queued: the PyTorchJob is suspended until a queue admits it"
+    if suspended:
+        return Phase.Pending.value, "Resuming", "resuming: the PyTorchJob is unsuspended; its pods are starting"
     if _is_true(child, "Running"):
         return Phase.Running.value, "Running", "training is running"
     return Phase.Pending.value, "Starting", "the PyTorchJob is created; its pods are being scheduled"

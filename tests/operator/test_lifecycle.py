@@ -96,10 +96,30 @@ def test_failed_carries_the_reason_and_an_event(cluster: EmulatorServer, operato
 
 def test_queued_while_a_queue_holds_the_child(cluster: EmulatorServer, operator: OperatorThread) -> None:
     start_job(cluster)
+    # Kueue holds a job it has not admitted by suspending it (its webhook sets runPolicy.suspend),
+    # and the Training Operator reports Suspended.
+    cluster.api.patch(PYTORCHJOB, "PyTorchJob", "llama", {"spec": {"runPolicy": {"suspend": True}}})
     play_training_operator(cluster.api, "llama", "Suspended")
     eventually(lambda: phase_is(cluster, "Queued"))
+    cluster.api.patch(PYTORCHJOB, "PyTorchJob", "llama", {"spec": {"runPolicy": {"suspend": False}}})
     play_training_operator(cluster.api, "llama", "Running", active=1)
     eventually(lambda: phase_is(cluster, "Running"))
+
+
+def test_a_resumed_child_is_not_shown_queued_while_its_pods_start(
+    cluster: EmulatorServer, operator: OperatorThread
+) -> None:
+    start_job(cluster)
+    play_training_operator(cluster.api, "llama", "Running", active=1)
+    cluster.api.patch(TJ, "TrainingJob", "llama", {"spec": {"suspend": True}})
+    eventually(lambda: cluster.api.get(PYTORCHJOB, "PyTorchJob", "llama")["spec"]["runPolicy"]["suspend"] is True)
+    play_training_operator(cluster.api, "llama", "Suspended", active=0)
+    eventually(lambda: phase_is(cluster, "Stopped"))
+    cluster.api.patch(TJ, "TrainingJob", "llama", {"spec": {"suspend": False}})
+    # The child is unsuspended but still reports Suspended until the Training Operator reacts.
+    eventually(lambda: cluster.api.get(PYTORCHJOB, "PyTorchJob", "llama")["spec"]["runPolicy"]["suspend"] is False)
+    eventually(lambda: phase_is(cluster, "Pending"))
+    assert "resuming" in job_status(cluster.api, "llama")["message"]
 
 
 def test_stop_then_resume_from_a_named_checkpoint(cluster: EmulatorServer, operator: OperatorThread) -> None:

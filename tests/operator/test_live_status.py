@@ -195,3 +195,18 @@ def test_human_bytes() -> None:
     assert human_bytes(512) == "512B"
     assert human_bytes(2_469_606_195) == "2.5GB"
     assert human_bytes(None) is None
+
+
+def test_the_start_is_announced_once_training_runs() -> None:
+    starting = report(state=TrainerState.starting, step=0, epoch=0, started_at=None)
+    assert report_events(None, starting) == []
+    running = report(step=1, epoch=1)
+    assert [e[1] for e in report_events(starting, running)] == ["TrainingStarted"]
+    assert report_events(running, report(step=2, epoch=1)) == []
+
+
+def test_epochs_finished_between_two_polls_are_each_announced() -> None:
+    checkpoints = [checkpoint("ckpt-epoch-1", 10, "epoch", loss=2.5), checkpoint("ckpt-epoch-2", 20, "epoch", loss=1.5)]
+    events = report_events(report(step=3, epoch=1), report(step=25, epoch=3, checkpoints=checkpoints))
+    epochs = [e[2] for e in events if e[1] == "EpochCompleted"]
+    assert epochs == ["epoch 1/3 done, loss 2.5", "epoch 2/3 done, loss 1.5"]

@@ -51,7 +51,11 @@ def test_restarting_is_a_condition_not_a_phase() -> None:
 
 
 def test_queued_stopping_stopped() -> None:
-    assert status_from(job(suspend=False), child(("Suspended", "True")), now=NOW)["phase"] == "Queued"
+    held = {**child(("Suspended", "True")), "spec": {"runPolicy": {"suspend": True}}}
+    assert status_from(job(suspend=False), held, now=NOW)["phase"] == "Queued"
+    # Unsuspended by the operator on resume, still reporting Suspended: starting again, not queued.
+    resuming = status_from(job(suspend=False), child(("Suspended", "True")), now=NOW)
+    assert resuming["phase"] == "Pending" and resuming["message"].startswith("resuming")
     stopping = status_from(job(suspend=True), child(("Running", "True"), active=1), now=NOW)
     assert stopping["phase"] == "Stopping"
     assert status_from(job(suspend=True), child(("Suspended", "True"), active=1), now=NOW)["phase"] == "Stopping"

@@ -1,0 +1,1 @@
+"""End-to-end tests without a cluster: the operator, the emulator and real trainer processes."""

@@ -1,0 +1,120 @@
+"""A whole cluster on this machine: the emulator, the real operator, and a node running the real
+trainer for every PyTorchJob the operator creates."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from tensorone_operator.config import OperatorConfig
+
+from tests.kube.node import LocalNode
+from tests.kube.server import EmulatorServer
+from tests.operator.runner import OperatorThread
+
+REPO = Path(__file__).resolve().parents[2]
+API = "training.tensorone.ai/v1alpha1"
+TINY_MODEL = str(REPO / "examples" / "models" / "tiny-llama")
+RECORDS = [json.loads(line) for line in (REPO / "examples/data/tiny-instructions.jsonl").read_text().splitlines()]
+POLL_SECONDS = 0.5
+
+T = TypeVar("T")
+
+
+def wait_for(probe: Callable[[], T], what: str, timeout: float = 120.0) -> T:
+    """The first truthy value of ``probe``, polled every 0.1 s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def dataset(name: str = "tiny", records: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    return {
+        "apiVersion": API,
+        "kind": "Dataset",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"format": "jsonl", "source": {"inline": {"records": records or RECORDS}}},
+    }
+
+
+def training_job(name: str, *, dataset_id: str = "tiny", max_restarts: int = 0, **training: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": API,
+        "kind": "TrainingJob",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "modelType": "llm",
+            "datasetId": dataset_id,
+            "maxRestarts": max_restarts,
+            "config": {
+                "baseModel": TINY_MODEL,
+                "strategy": "lora",
+                "training": {"batchSize": 8, "learningRate": 0.01, "maxSeqLength": 64, "seed": 7, **training},
+            },
+        },
+    }
+
+
+@dataclass
+class LocalCluster:
+    """The emulator, the operator and the node, with the verbs the tests use."""
+
+    server: EmulatorServer
+    node: LocalNode
+    operator: OperatorThread
+
+    def apply(self, obj: dict[str, Any]) -> None:
+        self.server.api.create(obj)
+
+    def job(self, name: str) -> dict[str, Any]:
+        return self.server.api.get(API, "TrainingJob", name)
+
+    def status(self, name: str) -> dict[str, Any]:
+        return self.job(name).get("status") or {}
+
+    def patch_spec(self, name: str, spec: dict[str, Any]) -> None:
+        self.server.api.patch(API, "TrainingJob", name, {"spec": spec})
+
+    def phase_is(self, name: str, phase: str) -> dict[str, Any] | None:
+        status = self.status(name)
+        if status.get("phase") in ("Failed", "Cancelled") and phase not in ("Failed", "Cancelled"):
+            raise AssertionError(f"{name} ended {status['phase']}: {status.get('message')}\n{self.log(name)}")
+        return status if status.get("phase") == phase else None
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        return [
+            e
+            for e in self.server.api.list("v1", "Event", "default")
+            if (e.get("involvedObject") or {}).get("name") == name
+            and (e.get("involvedObject") or {}).get("kind") == "TrainingJob"
+        ]
+
+    def log(self, name: str) -> str:
+        return self.node.pod_log("default", name)[-3000:]
+
+    def restart_operator(self) -> None:
+        self.operator.stop()
+        self.operator = OperatorThread(self.server, OperatorConfig(progress_poll_seconds=POLL_SECONDS))
+        self.operator.start()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[LocalCluster]:
+    with EmulatorServer() as server, LocalNode(server, tmp_path / "node") as node:
+        operator = OperatorThread(server, OperatorConfig(progress_poll_seconds=POLL_SECONDS))
+        operator.start()
+        local = LocalCluster(server, node, operator)
+        try:
+            yield local
+        finally:
+            local.operator.stop()
+        assert node.errors == [], node.errors

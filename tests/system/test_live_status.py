@@ -1,0 +1,120 @@
+"""Live status end to end: the operator mirrors the real trainer's progress, metrics and
+checkpoints into the TrainingJob's status, through stop, resume, failure and its own restart."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.system.conftest import LocalCluster, dataset, training_job, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def test_status_fills_in_while_training_and_ends_completed_with_the_final_checkpoint(cluster: LocalCluster) -> None:
+    cluster.apply(dataset())
+    cluster.apply(training_job("live", epochs=4))
+    running = wait_for(
+        lambda: (
+            (s := cluster.phase_is("live", "Running")) and (s.get("progress") or {}).get("currentStep", 0) >= 2 and s
+        ),
+        "a Running status with progress",
+    )
+    assert running["progress"]["totalSteps"] == 32 and running["progress"]["totalEpochs"] == 4
+    assert running["metrics"]["currentLoss"] > 0 and running["metrics"]["throughputUnit"] == "tokens/sec"
+    assert running["resourceUsage"]["runningSeconds"] >= 0 and running["lastReportTime"]
+
+    done = wait_for(lambda: cluster.phase_is("live", "Completed"), "Completed")
+    done = wait_for(lambda: (s := cluster.status("live")).get("progress", {}).get("currentStep") == 32 and s, "final")
+    assert done["progress"]["percentage"] == 100.0
+    ids = [c["id"] for c in done["checkpoints"]]
+    assert "ckpt-epoch-4" in ids, ids
+    assert done["metrics"]["bestLoss"] <= done["lossHistory"][0]["loss"]
+    assert done["lossHistory"][-1]["step"] == 32 and len(done["lossHistory"]) <= 64
+    assert done["completedAt"] and "estimatedCompletion" not in done
+    reasons = {e["reason"] for e in cluster.events("live")}
+    assert {"TrainingStarted", "CheckpointSaved", "EpochCompleted", "Running", "Completed"} <= reasons, reasons
+
+
+def test_stop_lists_the_stop_checkpoint_and_resume_ends_like_an_uninterrupted_run(cluster: LocalCluster) -> None:
+    cluster.apply(dataset())
+    cluster.apply(training_job("reference", epochs=3))
+    cluster.apply(training_job("paused", epochs=3))
+    wait_for(
+        lambda: (cluster.status("paused").get("progress") or {}).get("currentStep", 0) >= 3,
+        "steps of the job to stop",
+    )
+    cluster.patch_spec("paused", {"suspend": True})
+    stopped = wait_for(lambda: cluster.phase_is("paused", "Stopped"), "Stopped")
+    stopped = wait_for(
+        lambda: (
+            (s := cluster.status("paused")) and any(c.get("reason") == "stop" for c in s.get("checkpoints", [])) and s
+        ),
+        "the stop checkpoint in the status",
+    )
+    stop_checkpoint = next(c for c in stopped["checkpoints"] if c["reason"] == "stop")
+    assert stop_checkpoint["step"] == stopped["progress"]["currentStep"] < 24
+
+    cluster.patch_spec("paused", {"suspend": False, "resumeFrom": stop_checkpoint["id"]})
+    resumed = wait_for(lambda: cluster.status("paused").get("resumedFrom"), "the resumed run's report")
+    assert resumed == stop_checkpoint["id"]
+    wait_for(lambda: cluster.phase_is("paused", "Completed"), "the resumed job Completed", timeout=180)
+    wait_for(lambda: cluster.phase_is("reference", "Completed"), "the reference job Completed", timeout=180)
+    final = wait_for(lambda: (s := cluster.status("paused"))["progress"]["currentStep"] == 24 and s, "final step")
+    reference = wait_for(lambda: (s := cluster.status("reference"))["progress"]["currentStep"] == 24 and s, "final")
+    assert final["metrics"]["currentLoss"] == reference["metrics"]["currentLoss"]
+    assert final["resourceUsage"]["runningSeconds"] > 0
+    reasons = [e["reason"] for e in cluster.events("paused")]
+    assert "Stopped" in reasons and "TrainingResumed" in reasons, reasons
+    assert "Queued" not in reasons, reasons
+
+
+def test_a_diverging_trainer_ends_failed_with_the_reason(cluster: LocalCluster) -> None:
+    cluster.node.extra_env["TENSORONE_FAULT_NAN_AT_STEP"] = "3"
+    cluster.apply(dataset())
+    cluster.apply(training_job("diverging", epochs=2))
+    failed = wait_for(lambda: cluster.phase_is("diverging", "Failed"), "Failed")
+    failed = wait_for(
+        lambda: (s := cluster.status("diverging")) and "Diverged" in (s.get("message") or "") and s, "the reason"
+    )
+    condition = next(c for c in failed["conditions"] if c["type"] == "Failed")
+    assert condition["status"] == "True" and condition["reason"] == "Diverged"
+    assert any(c["step"] < 3 for c in failed.get("checkpoints", [])) or not failed.get("checkpoints")
+    events = cluster.events("diverging")
+    assert any(e["reason"] == "Diverged" and e["type"] == "Warning" for e in events), events
+
+
+def test_a_crashing_trainer_ends_failed_with_the_reason(cluster: LocalCluster) -> None:
+    good = [{"prompt": "a", "completion": " b"}] * 20
+    cluster.apply(dataset("broken", records=good + [{"prompt": "no completion here"}] * 20))
+    cluster.apply(training_job("crashing", dataset_id="broken", epochs=1))
+    wait_for(lambda: cluster.phase_is("crashing", "Failed"), "Failed")
+    failed = wait_for(
+        lambda: (s := cluster.status("crashing")) and "DataError" in (s.get("message") or "") and s, "the reason"
+    )
+    condition = next(c for c in failed["conditions"] if c["type"] == "Failed")
+    assert condition["reason"] == "DataError" and "row" in condition["message"]
+    assert any(e["reason"] == "Failed" and e["type"] == "Warning" for e in cluster.events("crashing"))
+
+
+def test_a_restarted_operator_picks_up_and_keeps_mirroring(cluster: LocalCluster) -> None:
+    cluster.apply(dataset())
+    cluster.apply(training_job("enduring", epochs=4))
+    before = wait_for(
+        lambda: (
+            (cluster.status("enduring").get("progress") or {}).get("currentStep", 0) >= 2 and cluster.status("enduring")
+        ),
+        "progress before the restart",
+    )
+    cluster.restart_operator()
+    later = wait_for(
+        lambda: (
+            (s := cluster.status("enduring")) and s["progress"]["currentStep"] > before["progress"]["currentStep"] and s
+        ),
+        "progress after the restart",
+    )
+    assert later["lastReportTime"] >= before["lastReportTime"]
+    wait_for(lambda: cluster.phase_is("enduring", "Completed"), "Completed")
+    done = wait_for(lambda: (s := cluster.status("enduring"))["progress"]["currentStep"] == 32 and s, "final step")
+    assert "ckpt-epoch-4" in [c["id"] for c in done["checkpoints"]]
+    started = [e for e in cluster.events("enduring") if e["reason"] == "TrainingStarted"]
+    assert len(started) == 1, "a restarted operator does not announce the start again"
