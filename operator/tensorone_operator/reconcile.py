@@ -145,11 +145,13 @@ class Reconciler:
             return
         key = (namespace, job_name)
         final = view.pop("report")
+        # A resumed job's new pod has the same name as the one that went, and the watch events of
+        # two objects come in no set order: an old pod never displaces a running new one.
+        kept = self._pods.get(key)
         if deleted:
-            # A resumed job's new pod has the same name: forget only the pod that went.
-            if (self._pods.get(key) or {}).get("uid") == view["uid"]:
+            if kept is not None and kept.get("uid") == view["uid"]:
                 self._pods.pop(key, None)
-        else:
+        elif kept is None or kept.get("uid") == view["uid"] or view["running"] or not kept.get("running"):
             self._pods[key] = view
         if final is not None and self._remember(key, final):
             await self.reconcile({"metadata": {"namespace": namespace, "name": job_name}})

@@ -12,24 +12,24 @@ pytestmark = pytest.mark.slow
 
 def test_status_fills_in_while_training_and_ends_completed_with_the_final_checkpoint(cluster: LocalCluster) -> None:
     cluster.apply(dataset())
-    cluster.apply(training_job("live", epochs=4))
+    cluster.apply(training_job("live", epochs=12))
     running = wait_for(
         lambda: (
             (s := cluster.phase_is("live", "Running")) and (s.get("progress") or {}).get("currentStep", 0) >= 2 and s
         ),
         "a Running status with progress",
     )
-    assert running["progress"]["totalSteps"] == 32 and running["progress"]["totalEpochs"] == 4
+    assert running["progress"]["totalSteps"] == 96 and running["progress"]["totalEpochs"] == 12
     assert running["metrics"]["currentLoss"] > 0 and running["metrics"]["throughputUnit"] == "tokens/sec"
     assert running["resourceUsage"]["runningSeconds"] >= 0 and running["lastReportTime"]
 
     done = wait_for(lambda: cluster.phase_is("live", "Completed"), "Completed")
-    done = wait_for(lambda: (s := cluster.status("live")).get("progress", {}).get("currentStep") == 32 and s, "final")
+    done = wait_for(lambda: (s := cluster.status("live")).get("progress", {}).get("currentStep") == 96 and s, "final")
     assert done["progress"]["percentage"] == 100.0
     ids = [c["id"] for c in done["checkpoints"]]
-    assert "ckpt-epoch-4" in ids, ids
+    assert "ckpt-epoch-12" in ids, ids
     assert done["metrics"]["bestLoss"] <= done["lossHistory"][0]["loss"]
-    assert done["lossHistory"][-1]["step"] == 32 and len(done["lossHistory"]) <= 64
+    assert done["lossHistory"][-1]["step"] == 96 and len(done["lossHistory"]) <= 64
     assert done["completedAt"] and "estimatedCompletion" not in done
     reasons = {e["reason"] for e in cluster.events("live")}
     assert {"TrainingStarted", "CheckpointSaved", "EpochCompleted", "Running", "Completed"} <= reasons, reasons
@@ -37,8 +37,8 @@ def test_status_fills_in_while_training_and_ends_completed_with_the_final_checkp
 
 def test_stop_lists_the_stop_checkpoint_and_resume_ends_like_an_uninterrupted_run(cluster: LocalCluster) -> None:
     cluster.apply(dataset())
-    cluster.apply(training_job("reference", epochs=3))
-    cluster.apply(training_job("paused", epochs=3))
+    cluster.apply(training_job("reference", epochs=8))
+    cluster.apply(training_job("paused", epochs=8))
     wait_for(
         lambda: (cluster.status("paused").get("progress") or {}).get("currentStep", 0) >= 3,
         "steps of the job to stop",
@@ -52,15 +52,15 @@ def test_stop_lists_the_stop_checkpoint_and_resume_ends_like_an_uninterrupted_ru
         "the stop checkpoint in the status",
     )
     stop_checkpoint = next(c for c in stopped["checkpoints"] if c["reason"] == "stop")
-    assert stop_checkpoint["step"] == stopped["progress"]["currentStep"] < 24
+    assert stop_checkpoint["step"] == stopped["progress"]["currentStep"] < 64
 
     cluster.patch_spec("paused", {"suspend": False, "resumeFrom": stop_checkpoint["id"]})
     resumed = wait_for(lambda: cluster.status("paused").get("resumedFrom"), "the resumed run's report")
     assert resumed == stop_checkpoint["id"]
     wait_for(lambda: cluster.phase_is("paused", "Completed"), "the resumed job Completed", timeout=180)
     wait_for(lambda: cluster.phase_is("reference", "Completed"), "the reference job Completed", timeout=180)
-    final = wait_for(lambda: (s := cluster.status("paused"))["progress"]["currentStep"] == 24 and s, "final step")
-    reference = wait_for(lambda: (s := cluster.status("reference"))["progress"]["currentStep"] == 24 and s, "final")
+    final = wait_for(lambda: (s := cluster.status("paused"))["progress"]["currentStep"] == 64 and s, "final step")
+    reference = wait_for(lambda: (s := cluster.status("reference"))["progress"]["currentStep"] == 64 and s, "final")
     assert final["metrics"]["currentLoss"] == reference["metrics"]["currentLoss"]
     assert final["resourceUsage"]["runningSeconds"] > 0
     reasons = [e["reason"] for e in cluster.events("paused")]
