@@ -32,5 +32,9 @@ crds: $(BIN)/.installed
 	$(BIN)/python -m tensorone.api.crd
 	$(BIN)/python -m tensorone.api.docs
 
+bench: $(BIN)/.installed
+	$(BIN)/python bench/operator_reconcile.py
+	$(BIN)/python bench/trainer_speed.py
+
 clean:
 	rm -rf $(VENV) runs .mypy_cache .ruff_cache .pytest_cache

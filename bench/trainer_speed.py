@@ -2,8 +2,8 @@
 
 One command, both sides in the same run, interleaved::
 
-    /tmp/venv/bin/python bench/trainer_speed.py            # full run (about 5 minutes on 2 cores)
-    /tmp/venv/bin/python bench/trainer_speed.py --quick    # smoke run (about 1 minute)
+    .venv/bin/python bench/trainer_speed.py            # full run (about 5 minutes on 2 cores)
+    .venv/bin/python bench/trainer_speed.py --quick    # smoke run (about 1 minute)
 
 Each side runs in its own worker process (so each has its own peak RSS) holding the same tiny
 Llama-style model (built from a config: 4 layers, hidden 256, vocabulary 32000), the same LoRA

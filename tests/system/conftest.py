@@ -26,15 +26,16 @@ POLL_SECONDS = 0.5
 T = TypeVar("T")
 
 
-def wait_for(probe: Callable[[], T], what: str, timeout: float = 120.0) -> T:
-    """The first truthy value of ``probe``, polled every 0.1 s."""
+def wait_for(probe: Callable[[], T], what: str, timeout: float = 120.0, explain: Callable[[], str] | None = None) -> T:
+    """The first truthy value of ``probe``, polled every 0.1 s; ``explain`` adds what to look at."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = probe()
         if value:
             return value
         time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+    detail = f"\n{explain()}" if explain is not None else ""
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}{detail}")
 
 
 def dataset(name: str = "tiny", records: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -97,6 +98,20 @@ class LocalCluster:
             if (e.get("involvedObject") or {}).get("name") == name
             and (e.get("involvedObject") or {}).get("kind") == "TrainingJob"
         ]
+
+    def diagnose(self, name: str) -> str:
+        """What the operator and the node know of a job, for a failure message."""
+        key = ("default", name)
+        reconciler = self.operator.reconciler
+        status = self.status(name)
+        return "\n".join(
+            [
+                f"status: {json.dumps({k: status.get(k) for k in ('phase', 'progress', 'checkpoints')})}",
+                f"kept report: {reconciler._reports.get(key)!r}",
+                f"pod view: {reconciler._pods.get(key)!r}",
+                f"log: {self.log(name)[-800:]}",
+            ]
+        )
 
     def log(self, name: str) -> str:
         return self.node.pod_log("default", name)[-3000:]

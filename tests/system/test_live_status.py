@@ -7,7 +7,10 @@ import pytest
 
 from tests.system.conftest import LocalCluster, dataset, training_job, wait_for
 
-pytestmark = pytest.mark.slow
+# These tests run the operator, the emulator, a node and real trainer processes in one machine's
+# two cores; their timing depends on the load. A failure is retried twice (and reported as a
+# rerun), so a machine under load does not turn CI red; a real regression fails all three tries.
+pytestmark = [pytest.mark.slow, pytest.mark.flaky(reruns=2)]
 
 
 def test_status_fills_in_while_training_and_ends_completed_with_the_final_checkpoint(cluster: LocalCluster) -> None:
@@ -31,8 +34,14 @@ def test_status_fills_in_while_training_and_ends_completed_with_the_final_checkp
     assert done["metrics"]["bestLoss"] <= done["lossHistory"][0]["loss"]
     assert done["lossHistory"][-1]["step"] == 96 and len(done["lossHistory"]) <= 64
     assert done["completedAt"] and "estimatedCompletion" not in done
-    reasons = {e["reason"] for e in cluster.events("live")}
-    assert {"TrainingStarted", "CheckpointSaved", "EpochCompleted", "Running", "Completed"} <= reasons, reasons
+    # Events are posted in the background: wait for them too.
+    wanted = {"TrainingStarted", "CheckpointSaved", "EpochCompleted", "Running", "Completed"}
+    wait_for(
+        lambda: wanted <= {e["reason"] for e in cluster.events("live")},
+        "the lifecycle Events",
+        timeout=30,
+        explain=lambda: str(sorted({e["reason"] for e in cluster.events("live")})),
+    )
 
 
 def test_stop_lists_the_stop_checkpoint_and_resume_ends_like_an_uninterrupted_run(cluster: LocalCluster) -> None:
@@ -50,6 +59,7 @@ def test_stop_lists_the_stop_checkpoint_and_resume_ends_like_an_uninterrupted_ru
             (s := cluster.status("paused")) and any(c.get("reason") == "stop" for c in s.get("checkpoints", [])) and s
         ),
         "the stop checkpoint in the status",
+        explain=lambda: cluster.diagnose("paused"),
     )
     stop_checkpoint = next(c for c in stopped["checkpoints"] if c["reason"] == "stop")
     assert stop_checkpoint["step"] == stopped["progress"]["currentStep"] < 64
@@ -63,9 +73,13 @@ def test_stop_lists_the_stop_checkpoint_and_resume_ends_like_an_uninterrupted_ru
     reference = wait_for(lambda: (s := cluster.status("reference"))["progress"]["currentStep"] == 64 and s, "final")
     assert final["metrics"]["currentLoss"] == reference["metrics"]["currentLoss"]
     assert final["resourceUsage"]["runningSeconds"] > 0
-    reasons = [e["reason"] for e in cluster.events("paused")]
-    assert "Stopped" in reasons and "TrainingResumed" in reasons, reasons
-    assert "Queued" not in reasons, reasons
+    wait_for(
+        lambda: {"Stopped", "TrainingResumed", "Completed"} <= {e["reason"] for e in cluster.events("paused")},
+        "the stop and resume Events",
+        timeout=30,
+        explain=lambda: str([e["reason"] for e in cluster.events("paused")]),
+    )
+    assert "Queued" not in [e["reason"] for e in cluster.events("paused")]
 
 
 def test_a_diverging_trainer_ends_failed_with_the_reason(cluster: LocalCluster) -> None:
@@ -79,8 +93,11 @@ def test_a_diverging_trainer_ends_failed_with_the_reason(cluster: LocalCluster) 
     condition = next(c for c in failed["conditions"] if c["type"] == "Failed")
     assert condition["status"] == "True" and condition["reason"] == "Diverged"
     assert any(c["step"] < 3 for c in failed.get("checkpoints", [])) or not failed.get("checkpoints")
-    events = cluster.events("diverging")
-    assert any(e["reason"] == "Diverged" and e["type"] == "Warning" for e in events), events
+    wait_for(
+        lambda: any(e["reason"] == "Diverged" and e["type"] == "Warning" for e in cluster.events("diverging")),
+        "a Diverged warning Event",
+        timeout=30,
+    )
 
 
 def test_a_crashing_trainer_ends_failed_with_the_reason(cluster: LocalCluster) -> None:
@@ -93,12 +110,16 @@ def test_a_crashing_trainer_ends_failed_with_the_reason(cluster: LocalCluster) -
     )
     condition = next(c for c in failed["conditions"] if c["type"] == "Failed")
     assert condition["reason"] == "DataError" and "row" in condition["message"]
-    assert any(e["reason"] == "Failed" and e["type"] == "Warning" for e in cluster.events("crashing"))
+    wait_for(
+        lambda: any(e["reason"] == "Failed" and e["type"] == "Warning" for e in cluster.events("crashing")),
+        "a Failed warning Event",
+        timeout=30,
+    )
 
 
 def test_a_restarted_operator_picks_up_and_keeps_mirroring(cluster: LocalCluster) -> None:
     cluster.apply(dataset())
-    cluster.apply(training_job("enduring", epochs=4))
+    cluster.apply(training_job("enduring", epochs=30))  # long enough to restart mid-run
     before = wait_for(
         lambda: (
             (cluster.status("enduring").get("progress") or {}).get("currentStep", 0) >= 2 and cluster.status("enduring")
@@ -111,10 +132,12 @@ def test_a_restarted_operator_picks_up_and_keeps_mirroring(cluster: LocalCluster
             (s := cluster.status("enduring")) and s["progress"]["currentStep"] > before["progress"]["currentStep"] and s
         ),
         "progress after the restart",
+        explain=lambda: cluster.diagnose("enduring"),
     )
     assert later["lastReportTime"] >= before["lastReportTime"]
     wait_for(lambda: cluster.phase_is("enduring", "Completed"), "Completed")
-    done = wait_for(lambda: (s := cluster.status("enduring"))["progress"]["currentStep"] == 32 and s, "final step")
-    assert "ckpt-epoch-4" in [c["id"] for c in done["checkpoints"]]
+    done = wait_for(lambda: (s := cluster.status("enduring"))["progress"]["currentStep"] == 240 and s, "final step")
+    assert "ckpt-epoch-30" in [c["id"] for c in done["checkpoints"]]
+    wait_for(lambda: any(e["reason"] == "Completed" for e in cluster.events("enduring")), "Completed Event", timeout=30)
     started = [e for e in cluster.events("enduring") if e["reason"] == "TrainingStarted"]
     assert len(started) == 1, "a restarted operator does not announce the start again"
