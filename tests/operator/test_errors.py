@@ -99,7 +99,7 @@ def test_configuration_error_names_the_field(cluster: EmulatorServer, operator: 
     eventually(lambda: reason_of(cluster, "ConfigurationValid") == "CONFIGURATION_ERROR")
     message = condition(job_status(cluster.api), "ConfigurationValid")["message"]
     assert message.startswith("spec.config.custom.env[0].name: WORLD_SIZE is set by the operator")
-    event = warning_event(cluster, "CONFIGURATION_ERROR")
+    event = eventually(lambda: warning_event(cluster, "CONFIGURATION_ERROR"))
     assert "spec.config.custom.env[0].name" in str(event["message"])
 
 
