@@ -10,6 +10,7 @@ import kopf
 from tensorone.api import GROUP, VERSION
 from tensorone_operator.builders import LABEL_JOB_NAME, LABEL_MANAGED_BY, MANAGER
 from tensorone_operator.catalog import GPU_PRODUCT_LABEL
+from tensorone_operator.config import load_config
 from tensorone_operator.indexes import (
     INDEX_WAITING,
     indexes_of,
@@ -47,7 +48,6 @@ def children_by_job(namespace: str | None, labels: kopf.Labels, body: kopf.Body,
     return {(namespace or "", labels[LABEL_JOB_NAME]): dict(body)} if LABEL_JOB_NAME in labels else {}
 
 
-@kopf.index("v1", "nodes", labels={GPU_PRODUCT_LABEL: kopf.PRESENT})
 def gpu_nodes(body: kopf.Body, **_: Any) -> dict[Any, Any]:
     return {None: slim_node(body)}
 
@@ -96,12 +96,18 @@ async def dataset_changed(
         )
 
 
-@kopf.on.event("v1", "nodes", labels={GPU_PRODUCT_LABEL: kopf.PRESENT})
 async def gpu_node_changed(memo: Any, **kwargs: Any) -> None:
     for job_namespace, job_name in kwargs[INDEX_WAITING].get(("gpu",), []):
         await memo.reconciler.reconcile(
             {"metadata": {"namespace": job_namespace, "name": job_name}}, **indexes_of(kwargs)
         )
+
+
+# Nodes are watched only when the GPU-availability check is on: without it the operator needs,
+# and the chart grants, no access to Nodes, and a watch refused with 403 would hold kopf's indexes.
+if load_config().check_gpu_nodes:
+    kopf.index("v1", "nodes", labels={GPU_PRODUCT_LABEL: kopf.PRESENT})(gpu_nodes)
+    kopf.on.event("v1", "nodes", labels={GPU_PRODUCT_LABEL: kopf.PRESENT})(gpu_node_changed)
 
 
 @kopf.daemon(*JOBS, cancellation_timeout=5.0)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from tensorone_operator.__main__ import parse_args
@@ -76,3 +78,23 @@ def test_logs_are_json_lines(capsys: pytest.CaptureFixture[str]) -> None:
             configure_logging("xml")
     finally:
         root.handlers[:], root.level = saved[0], saved[1]
+
+
+def test_nodes_are_not_watched_when_the_gpu_check_is_off(tmp_path: Path) -> None:
+    """The chart grants no Node access with checkGpuNodes false: the operator must not watch them."""
+    config = tmp_path / "config.yaml"
+    config.write_text("checkGpuNodes: false\n")
+    probe = (
+        "import kopf, tensorone_operator.main; "
+        "print(sorted({h.id for h in kopf.get_default_registry()._indexing.get_all_handlers()}))"
+    )
+    for setting, watched in (("false", False), ("true", True)):
+        config.write_text(f"checkGpuNodes: {setting}\n")
+        out = subprocess.run(
+            [sys.executable, "-c", probe],
+            env={**os.environ, "TENSORONE_OPERATOR_CONFIG": str(config)},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert ("gpu_nodes" in out) is watched, out
