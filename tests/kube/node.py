@@ -14,6 +14,15 @@ Only what a node cannot share with its neighbours is mapped: mount paths become 
 paths inside ConfigMap files that point into a mount are rewritten to those folders, and the
 container's ``report`` port is mapped to a free local port (every pod of this node shares
 127.0.0.1), written where the pod spec and the resolved job carry it.
+
+Images are not pulled: this machine's Python environment plays every image. The command runs as
+it is written (an argument vector, no shell), with ``python``/``python3`` resolved to the node's
+interpreter and ``torchrun`` to ``python -m torch.distributed.run``; the trainer image needs
+nothing more (its code is installed here). What a custom image ships beside that is given by
+``images``: for an image reference, the folders inside the image and the local folders that hold
+their files (``{"registry.example.com/ml/bigram:1.0": {"/app": Path("examples/custom")}}``), so
+``python /app/train_bigram.py`` runs ``examples/custom/train_bigram.py``. Paths in the command and
+the environment are mapped like mount paths.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -86,7 +96,8 @@ class LocalNode:
     """Plays the Training Operator and the kubelet for the PyTorchJobs in ``server``.
 
     ``python`` runs ``torchrun`` (as ``python -m torch.distributed.run``) and ``python``/``python3``
-    commands; ``extra_env`` is added to every container (for example a test hook).
+    commands; ``images`` maps folders inside an image to local folders (see the module docstring);
+    ``extra_env`` is added to every container (for example a test hook).
     """
 
     def __init__(
@@ -95,6 +106,7 @@ class LocalNode:
         workdir: Path,
         *,
         python: str = sys.executable,
+        images: Mapping[str, Mapping[str, Path]] | None = None,
         extra_env: dict[str, str] | None = None,
         interval: float = 0.1,
     ) -> None:
@@ -102,6 +114,7 @@ class LocalNode:
         self.api = server.api
         self.workdir = workdir
         self.python = python
+        self.images = {image: dict(folders) for image, folders in (images or {}).items()}
         self.extra_env = dict(extra_env or {})
         self.interval = interval
         self.runs: dict[tuple[str, str], JobRun] = {}
@@ -240,6 +253,11 @@ class LocalNode:
             local_report_port=local_report_port,
         )
 
+        # The image's own folders map like mounts (a mount over an image folder wins, as it hides it).
+        image_folders = sorted(
+            self.images.get(container.get("image", ""), {}).items(), key=lambda m: len(m[0]), reverse=True
+        )
+        paths = [*mounts, *image_folders]
         env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR", "VIRTUAL_ENV")}
         env.update(injected)
         for item in container.get("env", []):
@@ -249,7 +267,7 @@ class LocalNode:
                 value = self._secret_value(namespace, item["valueFrom"]["secretKeyRef"])
                 if value is not None:
                     env[item["name"]] = value
-        env = {k: _map_path(v, mounts) for k, v in env.items()}
+        env = {k: _map_path(v, paths) for k, v in env.items()}
         termination_log = pod_dir / "termination-log"
         termination_log.write_text("")
         env["TENSORONE_TERMINATION_LOG"] = str(termination_log)
@@ -258,7 +276,7 @@ class LocalNode:
         env.update(self.extra_env)
 
         argv = [_expand(a, env) for a in (container.get("command") or []) + (container.get("args") or [])]
-        argv = self._local_argv([_map_path(a, mounts) for a in argv])
+        argv = self._local_argv([_map_path(a, paths) for a in argv])
         log_path = self.workdir / "logs" / namespace / f"{pod_name}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("wb") as log:

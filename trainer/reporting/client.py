@@ -41,7 +41,7 @@ from typing import IO, Any, Literal
 from tensorone.api.report import CheckpointReport, ProgressReport, TrainerState
 from tensorone.api.resolved import DEFAULT_REPORT_PORT, DEFAULT_TERMINATION_LOG, TERMINATION_LOG_ENV
 from trainer.reporting.metrics import build_registry
-from trainer.reporting.progress import ProgressTracker
+from trainer.reporting.progress import ProgressTracker, StepRecord
 from trainer.reporting.server import ReportServer
 
 __all__ = ["CheckpointReport", "ProgressReport", "Reporter", "TrainerState", "termination_log_path"]
@@ -143,8 +143,9 @@ class Reporter:
     # What happened ---------------------------------------------------------------------------
 
     def plan(self, *, total_epochs: int, total_steps: int, step: int = 0) -> None:
-        """How long the run will be (and where it starts, when resumed)."""
-        self.tracker.set_plan(total_epochs=total_epochs, total_steps=total_steps)
+        """How long the run will be, and the step it starts from when resumed (reported until the
+        first step is recorded, so a resumed run never shows step 0)."""
+        self.tracker.set_plan(total_epochs=total_epochs, total_steps=total_steps, step=step)
         if self._progress_bar and self._bar is None:
             from tqdm import tqdm
 
@@ -167,21 +168,9 @@ class Reporter:
         seconds: float = 0.0,
     ) -> None:
         """One optimizer step done (``tokens`` and ``samples`` over every process)."""
-        self.tracker.record_step(
-            step, loss, epoch=epoch, learning_rate=learning_rate, tokens=tokens, samples=samples, seconds=seconds
-        )
-        self._write(
-            {
-                "event": "step",
-                "step": step,
-                "epoch": epoch,
-                "loss": loss,
-                "learningRate": learning_rate,
-                "tokens": tokens,
-                "samples": samples,
-                "seconds": round(seconds, 6),
-            }
-        )
+        record = StepRecord(step, loss, epoch, learning_rate, tokens, samples, seconds)
+        self.tracker.record_step(record)
+        self._write(record.log_fields())
         if self._bar is not None:
             self._bar.set_postfix_str(f"loss {loss:.4f}", refresh=False)
             self._bar.update(step - self._bar.n)

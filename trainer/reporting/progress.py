@@ -48,11 +48,31 @@ class Curve:
         return list(self.points)
 
 
-@dataclass
-class _Window:
-    tokens: int
-    samples: int
-    seconds: float
+@dataclass(frozen=True, slots=True)
+class StepRecord:
+    """One optimizer step as reported: its loss, and what it processed (over every process) in how
+    many seconds."""
+
+    step: int
+    loss: float
+    epoch: int | None = None
+    learning_rate: float | None = None
+    tokens: int = 0
+    samples: int = 0
+    seconds: float = 0.0
+
+    def log_fields(self) -> dict[str, Any]:
+        """The step's line of the metrics log (without its time)."""
+        return {
+            "event": "step",
+            "step": self.step,
+            "epoch": self.epoch,
+            "loss": self.loss,
+            "learningRate": self.learning_rate,
+            "tokens": self.tokens,
+            "samples": self.samples,
+            "seconds": round(self.seconds, 6),
+        }
 
 
 class ProgressTracker:
@@ -80,7 +100,7 @@ class ProgressTracker:
         self.checkpoints: list[CheckpointReport] = []
         self.loss_curve = Curve()
         self.eval_curve = Curve()
-        self._window: deque[_Window] = deque(maxlen=THROUGHPUT_WINDOW)
+        self._window: deque[StepRecord] = deque(maxlen=THROUGHPUT_WINDOW)
         self._tokens_total = 0
         self._samples_total = 0
 
@@ -92,36 +112,28 @@ class ProgressTracker:
             if state == TrainerState.running and self.started_at is None:
                 self.started_at = datetime.now(UTC)
 
-    def set_plan(self, *, total_epochs: int, total_steps: int) -> None:
+    def set_plan(self, *, total_epochs: int, total_steps: int, step: int = 0) -> None:
+        """The run's length, and the step it starts from (a resumed run's checkpoint)."""
         with self._lock:
             self.total_epochs = total_epochs
             self.total_steps = total_steps
+            self.step = max(self.step, step)
 
-    def record_step(
-        self,
-        step: int,
-        loss: float,
-        *,
-        epoch: int | None = None,
-        learning_rate: float | None = None,
-        tokens: int = 0,
-        samples: int = 0,
-        seconds: float = 0.0,
-    ) -> None:
-        """One optimizer step done: its loss and what it processed in how long."""
+    def record_step(self, record: StepRecord) -> None:
+        """One optimizer step done."""
         with self._lock:
-            self.step = step
-            if epoch is not None:
-                self.epoch = epoch
-            self.loss = loss
-            if self.best_loss is None or loss < self.best_loss:
-                self.best_loss = loss
-            self.learning_rate = learning_rate
-            self.step_seconds += seconds
-            self._tokens_total += tokens
-            self._samples_total += samples
-            self._window.append(_Window(tokens, samples, seconds))
-            self.loss_curve.add(step, loss)
+            self.step = record.step
+            if record.epoch is not None:
+                self.epoch = record.epoch
+            self.loss = record.loss
+            if self.best_loss is None or record.loss < self.best_loss:
+                self.best_loss = record.loss
+            self.learning_rate = record.learning_rate
+            self.step_seconds += record.seconds
+            self._tokens_total += record.tokens
+            self._samples_total += record.samples
+            self._window.append(record)
+            self.loss_curve.add(record.step, record.loss)
 
     def record_eval(self, step: int, loss: float) -> None:
         with self._lock:

@@ -1,0 +1,101 @@
+"""A custom job's own code reports through the operator: examples/custom/train_bigram.py, run as a
+``modelType: custom`` job's command, fills in the TrainingJob's status with its progress, loss and
+checkpoints through ``trainer.reporting.client.Reporter``, and its stop checkpoint reaches the
+status through the termination message."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.system.conftest import API, REPO, LocalCluster, dataset, wait_for
+
+# Timing depends on the load of a shared machine: retried like the other system tests.
+pytestmark = [pytest.mark.slow, pytest.mark.flaky(reruns=2)]
+
+IMAGE = "registry.example.com/ml/bigram-trainer:0.1.0"
+
+
+def custom_job(name: str, *, epochs: int) -> dict[str, Any]:
+    """The example's TrainingJob (examples/custom/bigram-job.yaml) on the tiny instructions."""
+    return {
+        "apiVersion": API,
+        "kind": "TrainingJob",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "modelType": "custom",
+            "datasetId": "tiny",
+            "config": {
+                "training": {"epochs": epochs, "batchSize": 64, "learningRate": 0.01, "keepCheckpoints": 3},
+                "custom": {
+                    "image": IMAGE,
+                    "command": ["python", "/app/train_bigram.py"],
+                    "args": ["--context", "8"],
+                    "progressPort": 9500,
+                },
+            },
+        },
+    }
+
+
+@pytest.fixture
+def custom_cluster(cluster: LocalCluster) -> LocalCluster:
+    """The cluster, its node holding the example image: /app is examples/custom."""
+    cluster.node.images[IMAGE] = {"/app": REPO / "examples" / "custom"}
+    return cluster
+
+
+def test_a_custom_jobs_status_fills_in_while_running_and_ends_completed(custom_cluster: LocalCluster) -> None:
+    cluster = custom_cluster
+    cluster.apply(dataset())
+    cluster.apply(custom_job("bigram", epochs=80))  # about 3500 steps: seconds, even on a fast machine
+    running = wait_for(
+        lambda: (s := cluster.phase_is("bigram", "Running")) and s.get("checkpoints") and s,
+        "a Running status with a checkpoint",
+        explain=lambda: cluster.diagnose("bigram"),
+    )
+    assert 0 < running["progress"]["currentStep"] < running["progress"]["totalSteps"]
+    assert running["progress"]["totalEpochs"] == 80 and running["progress"]["totalSteps"] % 80 == 0
+    assert running["metrics"]["currentLoss"] > 0 and running["metrics"]["throughputUnit"] == "tokens/sec"
+    assert running["checkpoints"][0]["id"].startswith("ckpt-epoch-") and running["lastReportTime"]
+
+    wait_for(lambda: cluster.phase_is("bigram", "Completed"), "Completed", explain=lambda: cluster.diagnose("bigram"))
+    done = wait_for(
+        lambda: (s := cluster.status("bigram"))["progress"]["currentStep"] == s["progress"]["totalSteps"] and s,
+        "the final step",
+    )
+    assert done["progress"]["percentage"] == 100.0
+    assert [(c["id"], c["reason"]) for c in done["checkpoints"]] == [
+        ("ckpt-epoch-78", "epoch"),
+        ("ckpt-epoch-79", "epoch"),
+        ("ckpt-epoch-80", "final"),
+    ]
+    assert done["metrics"]["bestLoss"] < done["lossHistory"][0]["loss"] / 2, "the script's model learns"
+    assert (cluster.node.claim_dir("default", "bigram-checkpoints") / "ckpt-epoch-80" / "model.pt").exists()
+    wait_for(lambda: any(e["reason"] == "Completed" for e in cluster.events("bigram")), "Completed Event", timeout=30)
+
+
+def test_a_stopped_custom_job_lists_the_checkpoint_it_saved_on_sigterm(custom_cluster: LocalCluster) -> None:
+    cluster = custom_cluster
+    cluster.apply(dataset())
+    cluster.apply(custom_job("stoppable", epochs=10000))  # runs until stopped
+    wait_for(
+        lambda: (cluster.status("stoppable").get("progress") or {}).get("currentStep", 0) >= 50,
+        "steps of the job to stop",
+        explain=lambda: cluster.diagnose("stoppable"),
+    )
+    cluster.patch_spec("stoppable", {"suspend": True})
+    wait_for(lambda: cluster.phase_is("stoppable", "Stopped"), "Stopped", explain=lambda: cluster.diagnose("stoppable"))
+    stopped = wait_for(
+        lambda: (
+            (s := cluster.status("stoppable")) and any(c["reason"] == "stop" for c in s.get("checkpoints", [])) and s
+        ),
+        "the stop checkpoint in the status",
+        explain=lambda: cluster.diagnose("stoppable"),
+    )
+    saved = stopped["checkpoints"][-1]
+    assert saved["reason"] == "stop" and saved["id"] == f"ckpt-step-{saved['step']}"
+    assert saved["step"] == stopped["progress"]["currentStep"] >= 50
+    assert (cluster.node.claim_dir("default", "stoppable-checkpoints") / saved["id"] / "model.pt").exists()
+    wait_for(lambda: any(e["reason"] == "Stopped" for e in cluster.events("stoppable")), "Stopped Event", timeout=30)
