@@ -14,19 +14,20 @@ thread, or a subprocess) never shares a loop with it.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import http.client
 import json
 import threading
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import kmock
 import yaml
 
 from tests.kube.emulator import FaithfulEmulator
+from tests.kube.threads import ServiceThread
 
 
 class ApiStatusError(Exception):
@@ -124,7 +125,7 @@ class ApiClient:
         api_version: str,
         kind: str,
         name: str,
-        patch: dict[str, Any] | list[dict[str, Any]],
+        patch: dict[str, Any] | builtins.list[dict[str, Any]],  # builtins: a method of this class is named list
         namespace: str | None = "default",
         *,
         subresource: str | None = None,
@@ -149,27 +150,18 @@ class ApiClient:
         return result
 
 
-class EmulatorServer:
+class EmulatorServer(ServiceThread):
     """The emulator served on 127.0.0.1 (a free port) from a background thread."""
 
+    thread_name = "kube-emulator"
+
     def __init__(self, emulator: FaithfulEmulator | None = None) -> None:
+        super().__init__()
         self.emulator = emulator or FaithfulEmulator()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._ready = threading.Event()
         self._stop: asyncio.Event | None = None
-        self._error: BaseException | None = None
         self.url = ""
         self._api: ApiClient | None = None
-
-    def __enter__(self) -> EmulatorServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     @property
     def api(self) -> ApiClient:
@@ -178,29 +170,10 @@ class EmulatorServer:
             self._api = ApiClient(self.url, self.emulator)
         return self._api
 
-    def start(self) -> None:
-        """Start serving; returns when the URL is known."""
-        self._thread = threading.Thread(target=self._run, name="kube-emulator", daemon=True)
-        self._thread.start()
-        self._ready.wait(timeout=30)
-        if self._error is not None:
-            raise RuntimeError("the emulator failed to start") from self._error
+    def _serve(self) -> None:
+        asyncio.run(self._serve_http())
 
-    def stop(self) -> None:
-        """Stop serving and join the thread (open watches are closed)."""
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._serve())
-        except BaseException as exc:
-            self._error = exc
-            self._ready.set()
-
-    async def _serve(self) -> None:
+    async def _serve_http(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         async with self.emulator, kmock.Server(self.emulator) as server:
@@ -208,6 +181,11 @@ class EmulatorServer:
             self._ready.set()
             await self._stop.wait()
             await self.emulator.close_watches()
+
+    def _request_stop(self) -> None:
+        """Open watches are closed, then the server and the loop end."""
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
 
     def kubeconfig(self) -> dict[str, Any]:
         """A kubeconfig pointing at this server, without credentials (the emulator needs none)."""

@@ -15,7 +15,6 @@ login handler, which replaces kopf's default ones: import it only in tests and b
 from __future__ import annotations
 
 import threading
-from types import TracebackType
 from typing import Any
 
 import kopf
@@ -24,6 +23,7 @@ from tensorone_operator.config import OperatorConfig
 from tensorone_operator.kube import KubeApi
 
 from tests.kube.server import EmulatorServer
+from tests.kube.threads import ServiceThread
 
 _server: dict[str, str] = {}
 
@@ -34,61 +34,36 @@ def login_to_emulator(**_: Any) -> kopf.ConnectionInfo:
     return kopf.ConnectionInfo(server=_server["url"])
 
 
-class OperatorThread:
+class OperatorThread(ServiceThread):
     """The operator in a thread; ``stop()`` ends it like SIGTERM would (handlers are cancelled)."""
+
+    thread_name = "tensorone-operator"
 
     def __init__(
         self, cluster: EmulatorServer, config: OperatorConfig | None = None, namespaces: list[str] | None = None
     ) -> None:
+        super().__init__()
         self.cluster = cluster
         self.config = config or OperatorConfig(progress_poll_seconds=0.5)
         self.namespaces = namespaces or []
         self.memo = kopf.Memo(config=self.config, api=KubeApi(cluster.url, {}, False), clusterwide=not self.namespaces)
-        self._stop = threading.Event()
-        self._ready = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._error: BaseException | None = None
-
-    def __enter__(self) -> OperatorThread:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
+        self._stop_flag = threading.Event()
 
     @property
     def reconciler(self) -> Any:
         """The operator's Reconciler (after start-up)."""
         return self.memo.get("reconciler")
 
-    def start(self, timeout: float = 30) -> None:
-        """Start and wait until kopf is ready (watches are being established)."""
-        _server["url"] = self.cluster.url
-        self._thread = threading.Thread(target=self._run, name="tensorone-operator", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(timeout):
-            raise TimeoutError(f"the operator was not ready in {timeout} s: {self._error!r}")
+    def _serve(self) -> None:
+        _server["url"] = self.cluster.url  # for the login handler
+        kopf.run(  # sets the ready flag once its watches are being established
+            standalone=True,
+            clusterwide=not self.namespaces,
+            namespaces=self.namespaces,
+            stop_flag=self._stop_flag,
+            ready_flag=self._ready,
+            memo=self.memo,
+        )
 
-    def _run(self) -> None:
-        try:
-            kopf.run(
-                standalone=True,
-                clusterwide=not self.namespaces,
-                namespaces=self.namespaces,
-                stop_flag=self._stop,
-                ready_flag=self._ready,
-                memo=self.memo,
-            )
-        except BaseException as exc:  # reported by start()/stop()
-            self._error = exc
-            self._ready.set()
-
-    def stop(self, timeout: float = 30) -> None:
-        """Stop the operator and wait for its thread."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                raise TimeoutError(f"the operator did not stop in {timeout} s")
+    def _request_stop(self) -> None:
+        self._stop_flag.set()
