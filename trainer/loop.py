@@ -51,8 +51,11 @@ class Training:
     topology: Topology
     device: torch.device
     task: Task
-    model: torch.nn.Module  # what forward and backward run on (DistributedDataParallel when distributed)
-    unwrapped: torch.nn.Module  # the model itself, for saving and evaluation
+    model: torch.nn.Module  # the model being trained: what is saved
+    objective: torch.nn.Module  # forward(batch) -> the batch's summed loss; holds `model`
+    replica: (
+        torch.nn.Module
+    )  # what forward and backward run on: `objective`, inside DistributedDataParallel when distributed
     optimizer: torch.optim.Optimizer
     schedule: torch.optim.lr_scheduler.LRScheduler
     precision: Precision
@@ -69,51 +72,26 @@ class Training:
     last_checkpoint: CheckpointManifest | None = None
 
 
+@dataclass(frozen=True)
+class StepResult:
+    """One optimizer step's loss over every process, and whether any process was asked to stop."""
+
+    loss: float
+    stop_requested: bool
+    learning_rate: float | None  # the rate the update used; None when the loss was not finite and no update was made
+
+
 def train(t: Training) -> Outcome:
     """Run from ``t.position`` to the end, a stop, or a divergence."""
     training = t.settings.training
     nan_at_step = int(os.environ.get(FAULT_NAN_AT_STEP_ENV) or 0)
-    t.model.train()
+    t.objective.train()
 
     for epoch, index, planned, last_in_epoch in _remaining_steps(t):
         started = time.perf_counter()
-
-        # Forward and backward over the step's micro-batches. Each micro-batch's summed loss is
-        # divided by the step's supervised tokens over every process (known from the plan), and
-        # multiplied by the number of processes because DistributedDataParallel averages.
-        scale = t.topology.world_size / max(1, planned.global_targets)
-        loss_sum = torch.zeros((), device=t.device)
-        for number, indices in enumerate(planned.micro_batches):
-            batch = t.task.collate([t.plan.examples[i] for i in indices]).to(t.device)
-            synchronise = number == len(planned.micro_batches) - 1
-            with _gradient_sync(t, synchronise), t.precision.autocast():
-                micro_loss = t.task.loss_sum(t.model, batch)
-            t.precision.scaler.scale(micro_loss * scale).backward()
-            loss_sum += micro_loss.detach().float()
-        if t.step + 1 == nan_at_step:
-            loss_sum = loss_sum * float("nan")
-
-        # One collective call: the global loss, and whether any process was asked to stop.
-        totals = distributed.all_reduce_sum(
-            torch.stack([loss_sum, torch.tensor(float(t.stop.requested), device=t.device)]), t.topology
-        )
-        summed_loss, stops = totals.tolist()  # the step's one device synchronisation
-        loss = summed_loss / max(1, planned.global_targets)
-        stop_requested = stops > 0
-        if not math.isfinite(loss):
-            return _diverged(t, loss)
-
-        t.precision.scaler.unscale_(t.optimizer)
-        if t.settings.optimization.max_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(
-                [p for p in t.unwrapped.parameters() if p.requires_grad], t.settings.optimization.max_grad_norm
-            )
-        t.precision.scaler.step(t.optimizer)
-        t.precision.scaler.update()
-        t.optimizer.zero_grad(set_to_none=True)
-        learning_rate = float(t.schedule.get_last_lr()[0])
-        t.schedule.step()
-        t.step += 1
+        result = optimizer_step(t, planned, poison=t.step + 1 == nan_at_step)
+        if result.learning_rate is None:
+            return _diverged(t, result.loss)
         t.position = (
             DataPosition(epoch=epoch + 1, step_in_epoch=0)
             if last_in_epoch
@@ -121,16 +99,16 @@ def train(t: Training) -> Outcome:
         )
         t.reporter.step(
             t.step,
-            loss,
+            result.loss,
             epoch=epoch + 1,
-            learning_rate=learning_rate,
+            learning_rate=result.learning_rate,
             tokens=planned.global_tokens,
             samples=planned.global_samples,
             seconds=time.perf_counter() - started,
         )
 
         final = t.step >= t.total_steps
-        stopping = stop_requested and not final  # a stop at the last step just completes
+        stopping = result.stop_requested and not final  # a stop at the last step just completes
         if stopping:
             # The grace period is for the checkpoint: an evaluation due now is skipped.
             t.reporter.set_state(TrainerState.stopping, message=f"saving a checkpoint after step {t.step}")
@@ -141,7 +119,7 @@ def train(t: Training) -> Outcome:
 
         reason = _checkpoint_reason(t, last_in_epoch=last_in_epoch, final=final, stop=stopping)
         if reason is not None:
-            save_checkpoint(t, reason, loss)
+            save_checkpoint(t, reason, result.loss)
         if stopping:
             return _stopped(t)
 
@@ -149,7 +127,7 @@ def train(t: Training) -> Outcome:
     # finished one does no step and only writes the output again.
     written: list[Path] = []
     if t.topology.is_main:
-        written = t.task.save_final(t.unwrapped, t.settings.output_dir, merge=t.merge_adapter)
+        written = t.task.save_final(t.model, t.settings.output_dir, merge=t.merge_adapter)
     distributed.barrier(t.topology)
     loss_text = f"{t.reporter.tracker.loss:.4f}" if t.reporter.tracker.loss is not None else "n/a"
     return Outcome(
@@ -157,6 +135,51 @@ def train(t: Training) -> Outcome:
         message=f"trained {t.step} of {t.total_steps} steps, final loss {loss_text}; output in "
         + (", ".join(str(p) for p in written) or str(t.settings.output_dir)),
     )
+
+
+def optimizer_step(t: Training, planned: PlannedStep, *, poison: bool = False) -> StepResult:
+    """Forward and backward over the step's micro-batches, then the update (unless the loss is not finite).
+
+    ``poison`` makes the loss NaN (fault injection: the divergence path runs as a real one would).
+    """
+    # Each micro-batch's summed loss is divided by the step's supervised tokens over every process
+    # (known from the plan, so no collective call is needed for it), and multiplied by the number of
+    # processes because DistributedDataParallel averages gradients.
+    scale = t.topology.world_size / max(1, planned.global_targets)
+    loss_sum = torch.zeros((), device=t.device)
+    for number, indices in enumerate(planned.micro_batches):
+        batch = t.task.collate([t.plan.examples[i] for i in indices]).to(t.device)
+        synchronise = number == len(planned.micro_batches) - 1
+        with _gradient_sync(t, synchronise), t.precision.autocast():
+            micro_loss = t.replica(batch)
+        t.precision.scaler.scale(micro_loss * scale).backward()
+        loss_sum += micro_loss.detach().float()
+    if poison:
+        loss_sum = loss_sum * float("nan")
+
+    # One collective call: the global loss, and whether any process was asked to stop.
+    totals = distributed.all_reduce_sum(
+        torch.stack([loss_sum, torch.tensor(float(t.stop.requested), device=t.device)]), t.topology
+    )
+    summed_loss, stops = totals.tolist()  # the step's one device synchronisation
+    loss = summed_loss / max(1, planned.global_targets)
+    if not math.isfinite(loss):
+        # The update that would apply this loss is not made; the gradients are dropped.
+        t.optimizer.zero_grad(set_to_none=True)
+        return StepResult(loss, stops > 0, None)
+
+    t.precision.scaler.unscale_(t.optimizer)
+    if t.settings.optimization.max_grad_norm > 0:
+        torch.nn.utils.clip_grad_norm_(
+            [p for p in t.model.parameters() if p.requires_grad], t.settings.optimization.max_grad_norm
+        )
+    t.precision.scaler.step(t.optimizer)
+    t.precision.scaler.update()
+    t.optimizer.zero_grad(set_to_none=True)
+    learning_rate = float(t.schedule.get_last_lr()[0])
+    t.schedule.step()
+    t.step += 1
+    return StepResult(loss, stops > 0, learning_rate)
 
 
 def _remaining_steps(t: Training) -> Iterator[tuple[int, int, PlannedStep, bool]]:
@@ -175,7 +198,7 @@ def _remaining_steps(t: Training) -> Iterator[tuple[int, int, PlannedStep, bool]
 def _gradient_sync(t: Training, synchronise: bool) -> contextlib.AbstractContextManager[object]:
     """Gradients are averaged across processes on the last micro-batch of a step only."""
     if t.topology.is_distributed and not synchronise:
-        return t.model.no_sync()  # type: ignore[operator]
+        return t.replica.no_sync()  # type: ignore[operator]
     return contextlib.nullcontext()
 
 
@@ -194,7 +217,7 @@ def _checkpoint_reason(t: Training, *, last_in_epoch: bool, final: bool, stop: b
 
 def evaluate(t: Training) -> float:
     """Mean loss per supervised token over the evaluation examples, every process's share summed."""
-    t.unwrapped.eval()
+    t.objective.eval()
     totals = torch.zeros(2, dtype=torch.float64, device=t.device)
     with torch.no_grad():
         for indices in eval_batches(
@@ -203,10 +226,10 @@ def evaluate(t: Training) -> float:
             examples = [t.eval_examples[i] for i in indices]
             batch = t.task.collate(examples).to(t.device)
             with t.precision.autocast():
-                totals[0] += t.task.loss_sum(t.unwrapped, batch).double()
+                totals[0] += t.objective(batch).double()
             totals[1] += sum(e.num_targets for e in examples)
     distributed.all_reduce_sum(totals, t.topology)
-    t.unwrapped.train()
+    t.objective.train()
     return float(totals[0] / totals[1].clamp(min=1))
 
 
@@ -221,7 +244,7 @@ def save_checkpoint(t: Training, reason: str, loss: float | None) -> None:
         eval_loss=t.reporter.tracker.eval_loss,
         strategy=str(t.settings.strategy),
         base_model=t.settings.base_model,
-        write_model=lambda directory: t.task.save_weights(t.unwrapped, directory),
+        write_model=lambda directory: t.task.save_weights(t.model, directory),
         state=lambda: TrainingState(
             optimizer=t.optimizer.state_dict(),
             schedule=t.schedule.state_dict(),

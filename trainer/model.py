@@ -85,11 +85,38 @@ def load_model(settings: Settings, device: torch.device) -> Any:
 
     if settings.optimization.gradient_checkpointing:
         # Non-reentrant checkpointing works with a frozen embedding (no input grads needed).
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        # transformers renamed the method in 5.x; the old name warns, then goes in v6.
+        enable = getattr(model, "activation_checkpointing_enable", None)
+        if enable is not None:
+            enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if settings.strategy in (Strategy.lora, Strategy.qlora):
         model = _with_adapters(model, settings)
     model.train()
     return model
+
+
+def compile_layers(model: Any) -> None:
+    """Compile each decoder layer in place (regional compilation, dynamic shapes).
+
+    Layers rather than the whole model: one small graph compiled once and reused by every layer, and
+    the model object, its state_dict keys and peft's wrapper stay as they are. Dynamic shapes because
+    a packed row's length changes with every micro-batch.
+    """
+    from trainer.varlen import base_transformers_model
+
+    try:
+        layers = getattr(base_transformers_model(model).get_decoder(), "layers", None)
+    except (ConfigurationError, AttributeError, NotImplementedError):
+        layers = None
+    if not isinstance(layers, torch.nn.ModuleList):
+        raise ConfigurationError(
+            f"{type(model).__name__} has no list of decoder layers to compile; set it to false",
+            field="config.optimization.compile",
+        )
+    for layer in layers:
+        layer.compile(dynamic=True)
 
 
 def _with_adapters(model: Any, settings: Settings) -> Any:

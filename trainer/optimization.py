@@ -28,7 +28,9 @@ def build_optimizer(
     groups = [g for g in groups if g["params"]]
     if training.momentum is not None:
         return torch.optim.SGD(groups, lr=training.learning_rate, momentum=training.momentum, nesterov=True)
-    return torch.optim.AdamW(groups, lr=training.learning_rate)
+    # The fused kernel updates every parameter in one pass (CPU and CUDA, floating point).
+    fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
+    return torch.optim.AdamW(groups, lr=training.learning_rate, fused=fused)
 
 
 def learning_rate_factor(step: int, *, warmup_steps: int, total_steps: int, schedule: LrScheduler) -> float:

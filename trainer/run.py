@@ -170,10 +170,11 @@ def _train(job: ResolvedJob, topology: Topology, reporter: Reporter, stop: StopS
         reporter.checkpoints([m.to_report() for m in store.checkpoints()])
         log.info("resuming from %s (step %d)", resume.id, step)
 
-    wrapped = model
+    objective = task.objective(model)
+    replica = objective
     if topology.is_distributed:
-        wrapped = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
+        replica = torch.nn.parallel.DistributedDataParallel(
+            objective, device_ids=[device.index] if device.type == "cuda" else None
         )
     reporter.plan(total_epochs=total_epochs, total_steps=total_steps, step=step)
     reporter.running(resumed_from=resume.id if resume is not None else None)
@@ -183,8 +184,9 @@ def _train(job: ResolvedJob, topology: Topology, reporter: Reporter, stop: StopS
             topology=topology,
             device=device,
             task=task,
-            model=wrapped,
-            unwrapped=model,
+            model=model,
+            objective=objective,
+            replica=replica,
             optimizer=optimizer,
             schedule=schedule,
             precision=precision,

@@ -15,6 +15,7 @@ all ranks, divided by the number of supervised tokens in that same set.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -39,21 +40,11 @@ def causal_lm_loss(model: nn.Module, batch: PackedBatch, chunk_tokens: int | Non
     """
     if chunk_tokens is not None and chunk_tokens < 1:
         raise ConfigurationError(f"must be a positive number of tokens, got {chunk_tokens}", field="chunk_tokens")
+    unsupported = unsupported_reason(model)
+    if unsupported is not None:
+        raise ConfigurationError(unsupported.message, field=unsupported.field)
     base = base_transformers_model(model)
-    peft_config = getattr(model, "active_peft_config", None)
-    if getattr(peft_config, "is_prompt_learning", False):
-        raise ConfigurationError(
-            "prompt-learning adapters change the model's inputs and are not supported; use LoRA or full fine-tuning",
-            field="strategy",
-        )
-    if getattr(base.config, "logit_scale", None) is not None:
-        raise ConfigurationError(
-            f"{type(base).__name__} scales its logits; the supervised-only loss supports plain linear LM heads",
-            field="model",
-        )
     head = base.get_output_embeddings()
-    if not isinstance(head, nn.Module):
-        raise ConfigurationError(f"{type(base).__name__} has no output projection (LM head)", field="model")
     decoder = base.get_decoder()
     hidden = decoder(**batch.model_inputs()).last_hidden_state[0]
     positions = batch.supervised_positions.to(hidden.device)
@@ -77,6 +68,45 @@ def causal_lm_loss(model: nn.Module, batch: PackedBatch, chunk_tokens: int | Non
                 logits = softcap * torch.tanh(logits / softcap)
             loss_sum = loss_sum + nn.functional.cross_entropy(logits, labels, reduction="sum")
     return loss_sum, batch.num_supervised
+
+
+@dataclass(frozen=True)
+class Unsupported:
+    """Why :func:`causal_lm_loss` cannot compute a model's loss, and the field to blame."""
+
+    message: str
+    field: str
+
+
+def unsupported_reason(model: nn.Module) -> Unsupported | None:
+    """None when :func:`causal_lm_loss` computes exactly what ``model``'s own forward and loss would.
+
+    It needs a transformers model (plain or under a peft LoRA wrapper) whose logits are a linear LM
+    head over the decoder's last hidden state, optionally soft-capped: not a prompt-learning
+    adapter (it changes the inputs), not a model that scales its logits (Cohere's ``logit_scale``).
+    """
+    try:
+        base = base_transformers_model(model)
+    except ConfigurationError as error:
+        return Unsupported(error.message, error.field or "model")
+    peft_config = getattr(model, "active_peft_config", None)
+    if getattr(peft_config, "is_prompt_learning", False):
+        return Unsupported(
+            "prompt-learning adapters change the model's inputs and are not supported; use LoRA or full fine-tuning",
+            "strategy",
+        )
+    if getattr(base.config, "logit_scale", None) is not None:
+        return Unsupported(
+            f"{type(base).__name__} scales its logits; the supervised-only loss supports plain linear LM heads",
+            "model",
+        )
+    if not isinstance(base.get_output_embeddings(), nn.Module):
+        return Unsupported(f"{type(base).__name__} has no output projection (LM head)", "model")
+    try:
+        base.get_decoder()
+    except (AttributeError, NotImplementedError):
+        return Unsupported(f"{type(base).__name__} has no separate decoder to run before its LM head", "model")
+    return None
 
 
 class SupervisedCausalLM(nn.Module):

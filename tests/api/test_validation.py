@@ -405,6 +405,7 @@ def test_defaults_fill_absent_fields_only_where_the_parent_exists() -> None:
     assert spec["config"]["optimization"] == {
         "mixedPrecision": "no",
         "gradientCheckpointing": False,
+        "compile": False,
         "maxGradNorm": 1.0,
     }
     assert "training" not in spec["config"] and "parameters" not in spec["config"]

@@ -48,12 +48,17 @@ class Task(Protocol):
         """The model to train, on the device, in training mode."""
         ...
 
-    def collate(self, examples: Sequence[Any]) -> Batch:
-        """Examples of one micro-batch as tensors."""
+    def objective(self, model: torch.nn.Module) -> torch.nn.Module:
+        """A module whose ``forward(batch)`` is the loss summed over the batch's targets.
+
+        It holds ``model`` (no parameter is copied), so it is what DistributedDataParallel wraps:
+        DDP synchronises the gradients of a forward that goes through the wrapper. The loop divides
+        the sum by the optimizer step's targets over every process.
+        """
         ...
 
-    def loss_sum(self, model: torch.nn.Module, batch: Any) -> torch.Tensor:
-        """The loss summed over the batch's targets (the loop normalises it)."""
+    def collate(self, examples: Sequence[Any]) -> Batch:
+        """Examples of one micro-batch as tensors, in the layout the objective takes."""
         ...
 
     def save_weights(self, model: torch.nn.Module, directory: Path) -> None:

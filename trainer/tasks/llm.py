@@ -1,7 +1,15 @@
-"""The llm task: a causal language model fine-tuned on text, prompt/completion or chat data."""
+"""The llm task: a causal language model fine-tuned on text, prompt/completion or chat data.
+
+Batches are packed without padding (``trainer.varlen``: one row per micro-batch, attention kept
+inside each example) and the loss projects only supervised tokens onto the vocabulary
+(``trainer.supervised_loss``): the same loss as the padded computation, at a fraction of the work
+(docs/performance.md). A model the supervised-only loss cannot compute exactly (one that scales its
+logits, say) trains on padded batches with its own forward instead; the log says which.
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,7 +22,11 @@ from trainer.data.collate import TextBatch, pad_batch
 from trainer.data.examples import IGNORE_INDEX, Example, build_examples
 from trainer.data.records import read_rows
 from trainer.settings import Settings
+from trainer.supervised_loss import SupervisedCausalLM, unsupported_reason
 from trainer.tasks import TaskData
+from trainer.varlen import PackedBatch, enable_packed_attention, pack
+
+log = logging.getLogger("trainer")
 
 
 class LlmTask:
@@ -23,6 +35,7 @@ class LlmTask:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.tokenizer: Any = None
+        self.packed: bool | None = None  # decided by load_model, from what the model is
 
     def _tokenizer(self) -> Any:
         if self.tokenizer is None:
@@ -54,20 +67,30 @@ class LlmTask:
         )
 
     def load_model(self, device: torch.device) -> torch.nn.Module:
-        return causal_lm.load_model(self.settings, device)
+        model = causal_lm.load_model(self.settings, device)
+        unsupported = unsupported_reason(model)
+        self.packed = unsupported is None
+        if unsupported is None:
+            attention = enable_packed_attention(model)
+            log.info("packed batches without padding (attention %s), loss on supervised tokens only", attention)
+        else:
+            log.info("padded batches and the model's own logits: %s", unsupported.message)
+        if self.settings.optimization.compile:
+            causal_lm.compile_layers(model)
+        return model
 
-    def collate(self, examples: Sequence[Example]) -> TextBatch:
+    def objective(self, model: torch.nn.Module) -> torch.nn.Module:
+        return SupervisedCausalLM(model) if self._packed() else PaddedCausalLM(model)
+
+    def collate(self, examples: Sequence[Example]) -> PackedBatch | TextBatch:
+        if self._packed():
+            return pack(examples)
         return pad_batch(examples, self._tokenizer().pad_token_id)
 
-    def loss_sum(self, model: torch.nn.Module, batch: TextBatch) -> torch.Tensor:
-        # Labels are not passed to the model: the loss is summed here (in fp32) so that the loop
-        # can divide by the supervised tokens of the whole optimizer step, over every process.
-        logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
-        shifted = logits[:, :-1, :].float()
-        targets = batch.labels[:, 1:]
-        return F.cross_entropy(
-            shifted.reshape(-1, shifted.size(-1)), targets.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
-        )
+    def _packed(self) -> bool:
+        if self.packed is None:
+            raise RuntimeError("LlmTask.load_model decides the batch layout: call it before collate or objective")
+        return self.packed
 
     def save_weights(self, model: torch.nn.Module, directory: Path) -> None:
         causal_lm.save_weights(model, directory)
@@ -77,3 +100,22 @@ class LlmTask:
 
     def save_final(self, model: torch.nn.Module, directory: Path, *, merge: bool) -> list[Path]:
         return causal_lm.save_final(model, self._tokenizer(), directory, self.settings.strategy, merge=merge)
+
+
+class PaddedCausalLM(torch.nn.Module):
+    """The loss through the model's own forward on a padded batch: for models the supervised-only
+    loss does not support. Labels are not passed to the model: the loss is summed here (in fp32) so
+    that the loop can divide by the supervised tokens of the whole optimizer step, over every process.
+    """
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: TextBatch) -> torch.Tensor:
+        logits = self.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+        shifted = logits[:, :-1, :].float()
+        targets = batch.labels[:, 1:]
+        return F.cross_entropy(
+            shifted.reshape(-1, shifted.size(-1)), targets.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
+        )
