@@ -131,3 +131,36 @@ def condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
 def events_for(api: ApiClient, name: str, namespace: str = "default") -> list[dict[str, Any]]:
     """Events whose involvedObject is the named object."""
     return [e for e in api.list("v1", "Event", namespace) if (e.get("involvedObject") or {}).get("name") == name]
+
+
+# Probes for eventually(): each raises AssertionError, saying what it saw, until its state is there.
+
+
+def phase_is(api: ApiClient, phase: str, name: str = "llama", namespace: str = "default") -> dict[str, Any]:
+    """The TrainingJob's status once its phase is ``phase``."""
+    status = job_status(api, name, namespace)
+    assert status.get("phase") == phase, f"phase {status.get('phase')!r}, not {phase!r}"
+    return status
+
+
+def child_job(api: ApiClient, name: str = "llama", namespace: str = "default") -> dict[str, Any]:
+    """The TrainingJob's PyTorchJob once the operator has created it."""
+    child = api.find(PYTORCHJOB, "PyTorchJob", name, namespace)
+    assert child is not None, f"no PyTorchJob {name} yet"
+    return child
+
+
+def reason_of(api: ApiClient, kind: str, name: str = "llama", namespace: str = "default") -> str:
+    """The reason of the TrainingJob's condition ``kind`` once it has one."""
+    found = condition(job_status(api, name, namespace), kind)
+    assert found, f"no {kind} condition yet"
+    return str(found["reason"])
+
+
+def event_with(
+    api: ApiClient, reason: str, event_type: str = "Normal", name: str = "llama", namespace: str = "default"
+) -> dict[str, Any]:
+    """The first Event of ``event_type`` with ``reason`` about the named object, once there is one."""
+    events = [e for e in events_for(api, name, namespace) if e["reason"] == reason and e["type"] == event_type]
+    assert events, f"no {event_type} Event {reason} for {name}"
+    return events[0]

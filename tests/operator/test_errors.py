@@ -10,47 +10,37 @@ from tests.kube.server import EmulatorServer
 from tests.operator.kit import (
     PYTORCHJOB,
     TJ,
+    child_job,
     condition,
     dataset,
-    events_for,
+    event_with,
     eventually,
     gpu_node,
     job_status,
     play_training_operator,
+    reason_of,
     training_job,
 )
 from tests.operator.runner import OperatorThread
-
-
-def reason_of(cluster: EmulatorServer, kind: str, name: str = "llama") -> str:
-    found = condition(job_status(cluster.api, name), kind)
-    assert found, f"no {kind} condition yet"
-    return str(found["reason"])
-
-
-def warning_event(cluster: EmulatorServer, reason: str, name: str = "llama") -> dict[str, object]:
-    events = [e for e in events_for(cluster.api, name) if e["reason"] == reason and e["type"] == "Warning"]
-    assert events, f"no Warning event {reason}"
-    return events[0]
 
 
 def test_dataset_not_found_waits_then_proceeds_when_it_appears(
     cluster: EmulatorServer, operator: OperatorThread
 ) -> None:
     cluster.api.create(training_job())
-    eventually(lambda: reason_of(cluster, "DatasetReady") == "DATASET_NOT_FOUND")
+    eventually(lambda: reason_of(cluster.api, "DatasetReady") == "DATASET_NOT_FOUND")
     status = job_status(cluster.api)
     assert status["phase"] == "Pending"
     assert "spec.datasetId" in condition(status, "DatasetReady")["message"]
     assert "'chat'" in condition(status, "DatasetReady")["message"]
     assert condition(status, "Stalled")["status"] == "False"  # waiting, not stuck
-    eventually(lambda: warning_event(cluster, "DATASET_NOT_FOUND"))
+    eventually(lambda: event_with(cluster.api, "DATASET_NOT_FOUND", "Warning"))
     assert cluster.api.find(PYTORCHJOB, "PyTorchJob", "llama") is None
     # GitOps applies in any order: the Dataset arrives later and the job proceeds by itself,
     # well before kopf's retry backoff (5 s) would re-check it.
     cluster.api.create(dataset())
-    eventually(lambda: cluster.api.find(PYTORCHJOB, "PyTorchJob", "llama"), timeout=4)
-    eventually(lambda: reason_of(cluster, "DatasetReady") == "Checked")
+    eventually(lambda: child_job(cluster.api), timeout=4)
+    eventually(lambda: reason_of(cluster.api, "DatasetReady") == "Checked")
 
 
 def test_insufficient_resources_lists_types_then_proceeds_when_a_node_joins(
@@ -60,35 +50,35 @@ def test_insufficient_resources_lists_types_then_proceeds_when_a_node_joins(
     cluster.api.create(gpu_node("v100-1", "Tesla-V100-SXM2-16GB"))
     cluster.api.create(gpu_node("l4-1", "NVIDIA-L4"))
     cluster.api.create(training_job(gpuType="h100"))
-    eventually(lambda: reason_of(cluster, "ResourcesAvailable") == "INSUFFICIENT_RESOURCES")
+    eventually(lambda: reason_of(cluster.api, "ResourcesAvailable") == "INSUFFICIENT_RESOURCES")
     message = condition(job_status(cluster.api), "ResourcesAvailable")["message"]
     assert "available GPU types: l4, v100" in message and "spec.gpuType" in message
-    eventually(lambda: warning_event(cluster, "INSUFFICIENT_RESOURCES"))
+    eventually(lambda: event_with(cluster.api, "INSUFFICIENT_RESOURCES", "Warning"))
     assert cluster.api.find(PYTORCHJOB, "PyTorchJob", "llama") is None
     cluster.api.create(gpu_node("h100-1", "NVIDIA-H100-80GB-HBM3"))
-    eventually(lambda: cluster.api.find(PYTORCHJOB, "PyTorchJob", "llama"), timeout=4)
+    eventually(lambda: child_job(cluster.api), timeout=4)
 
 
 def test_waiting_job_proceeds_after_a_restart_when_the_dataset_appeared_meanwhile(cluster: EmulatorServer) -> None:
     with OperatorThread(cluster):
         cluster.api.create(training_job())
-        eventually(lambda: reason_of(cluster, "DatasetReady") == "DATASET_NOT_FOUND")
+        eventually(lambda: reason_of(cluster.api, "DatasetReady") == "DATASET_NOT_FOUND")
     cluster.api.create(dataset())
     with OperatorThread(cluster):
-        eventually(lambda: cluster.api.find(PYTORCHJOB, "PyTorchJob", "llama"))
+        eventually(lambda: child_job(cluster.api))
 
 
 def test_unknown_gpu_type_lists_the_catalog(cluster: EmulatorServer, operator: OperatorThread) -> None:
     cluster.api.create(dataset())
     cluster.api.create(training_job(gpuType="tpu-v5"))
-    eventually(lambda: reason_of(cluster, "ConfigurationValid") == "CONFIGURATION_ERROR")
+    eventually(lambda: reason_of(cluster.api, "ConfigurationValid") == "CONFIGURATION_ERROR")
     status = job_status(cluster.api)
     message = condition(status, "ConfigurationValid")["message"]
     assert message.startswith("spec.gpuType: unknown GPU type 'tpu-v5'")
     assert "a100" in message and "rtx4090" in message
     assert condition(status, "Stalled")["status"] == "True"
     assert status["phase"] == "Pending"
-    eventually(lambda: warning_event(cluster, "CONFIGURATION_ERROR"))
+    eventually(lambda: event_with(cluster.api, "CONFIGURATION_ERROR", "Warning"))
     assert cluster.api.find(PYTORCHJOB, "PyTorchJob", "llama") is None
 
 
@@ -96,10 +86,10 @@ def test_configuration_error_names_the_field(cluster: EmulatorServer, operator: 
     cluster.api.create(dataset())
     custom = {"image": "me/train:1", "env": [{"name": "WORLD_SIZE", "value": "1"}]}
     cluster.api.create(training_job(modelType="custom", config={"custom": custom}))
-    eventually(lambda: reason_of(cluster, "ConfigurationValid") == "CONFIGURATION_ERROR")
+    eventually(lambda: reason_of(cluster.api, "ConfigurationValid") == "CONFIGURATION_ERROR")
     message = condition(job_status(cluster.api), "ConfigurationValid")["message"]
     assert message.startswith("spec.config.custom.env[0].name: WORLD_SIZE is set by the operator")
-    event = eventually(lambda: warning_event(cluster, "CONFIGURATION_ERROR"))
+    event = eventually(lambda: event_with(cluster.api, "CONFIGURATION_ERROR", "Warning"))
     assert "spec.config.custom.env[0].name" in str(event["message"])
 
 
@@ -109,7 +99,7 @@ def test_a_foreign_object_with_the_childs_name_is_never_adopted(
     cluster.api.create(dataset())
     cluster.api.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "llama-config"}, "data": {}})
     cluster.api.create(training_job())
-    eventually(lambda: reason_of(cluster, "ConfigurationValid") == "CONFIGURATION_ERROR")
+    eventually(lambda: reason_of(cluster.api, "ConfigurationValid") == "CONFIGURATION_ERROR")
     assert "not owned by this TrainingJob" in condition(job_status(cluster.api), "ConfigurationValid")["message"]
     assert cluster.api.get("v1", "ConfigMap", "llama-config")["data"] == {}
 
@@ -135,25 +125,23 @@ def test_restart_mid_reconcile_creates_no_duplicates_and_converges(cluster: Emul
         versions = cluster.emulator.versions(api_version, kind, "default", name)
         uids = {v["metadata"]["uid"] for v in versions}
         assert len(uids) == 1, f"{kind} {name} was created {len(uids)} times"
+
+    def writes() -> dict[str, int]:
+        """How many versions of each object the emulator has stored."""
+        return {
+            kind: len(cluster.emulator.versions(api_version, kind, "default", name))
+            for api_version, kind, name in [
+                (TJ, "TrainingJob", "llama"),
+                (PYTORCHJOB, "PyTorchJob", "llama"),
+                ("v1", "ConfigMap", "llama-config"),
+            ]
+        }
+
     # A third start with nothing to do writes nothing: the operator converged.
-    before = {
-        kind: len(cluster.emulator.versions(av, kind, "default", n))
-        for av, kind, n in [
-            (TJ, "TrainingJob", "llama"),
-            (PYTORCHJOB, "PyTorchJob", "llama"),
-            ("v1", "ConfigMap", "llama-config"),
-        ]
-    }
+    before = writes()
     with OperatorThread(cluster) as third:
         eventually(lambda: third.reconciler is not None and third.reconciler.phases.count("Running") == 1)
-    after = {
-        kind: len(cluster.emulator.versions(av, kind, "default", n))
-        for av, kind, n in [
-            (TJ, "TrainingJob", "llama"),
-            (PYTORCHJOB, "PyTorchJob", "llama"),
-            ("v1", "ConfigMap", "llama-config"),
-        ]
-    }
+    after = writes()
     assert after["PyTorchJob"] == before["PyTorchJob"] and after["ConfigMap"] == before["ConfigMap"]
     assert job_status(cluster.api)["phase"] == "Running"
 
@@ -162,7 +150,7 @@ def test_restart_while_running_keeps_following_the_child(cluster: EmulatorServer
     cluster.api.create(dataset())
     with OperatorThread(cluster):
         cluster.api.create(training_job())
-        eventually(lambda: cluster.api.find(PYTORCHJOB, "PyTorchJob", "llama"))
+        eventually(lambda: child_job(cluster.api))
         play_training_operator(cluster.api, "llama", "Running", active=1)
         eventually(lambda: job_status(cluster.api).get("phase") == "Running")
     # The child finishes while no operator runs.

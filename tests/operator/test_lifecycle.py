@@ -5,6 +5,8 @@ The tests play the Training Operator by writing the PyTorchJob's status through 
 
 from __future__ import annotations
 
+from typing import Any
+
 import yaml
 
 from tensorone.api.resolved import ResolvedJob
@@ -12,34 +14,30 @@ from tests.kube.server import EmulatorServer
 from tests.operator.kit import (
     PYTORCHJOB,
     TJ,
+    child_job,
     condition,
     dataset,
-    events_for,
+    event_with,
     eventually,
     gpu_node,
     job_status,
+    phase_is,
     play_training_operator,
     training_job,
 )
 from tests.operator.runner import OperatorThread
 
 
-def start_job(cluster: EmulatorServer, **spec: object) -> dict[str, object]:
+def start_job(cluster: EmulatorServer, **spec: Any) -> dict[str, Any]:
     cluster.api.create(dataset())
     cluster.api.create(gpu_node())
     cluster.api.create(training_job(gpuType="a100", **spec))
-    return eventually(lambda: cluster.api.find(PYTORCHJOB, "PyTorchJob", "llama"))
-
-
-def phase_is(cluster: EmulatorServer, phase: str, name: str = "llama") -> dict[str, object]:
-    status = job_status(cluster.api, name)
-    assert status.get("phase") == phase, status.get("phase")
-    return status
+    return eventually(lambda: child_job(cluster.api))
 
 
 def test_create_builds_children_and_pending_status(cluster: EmulatorServer, operator: OperatorThread) -> None:
     child = start_job(cluster, gpusPerWorker=2, maxWorkers=2, labels={"kueue.x-k8s.io/queue-name": "gpus"})
-    status = eventually(lambda: phase_is(cluster, "Pending"))
+    status = eventually(lambda: phase_is(cluster.api, "Pending"))
     assert status["childName"] == "llama"
     assert status["resourceAllocation"] == {
         "gpuType": "NVIDIA A100",
@@ -68,30 +66,28 @@ def test_create_builds_children_and_pending_status(cluster: EmulatorServer, oper
 def test_running_restarting_completed(cluster: EmulatorServer, operator: OperatorThread) -> None:
     start_job(cluster)
     play_training_operator(cluster.api, "llama", "Running", active=1)
-    status = eventually(lambda: phase_is(cluster, "Running"))
+    status = eventually(lambda: phase_is(cluster.api, "Running"))
     assert status["startedAt"] and condition(status, "Ready")["status"] == "True"
     play_training_operator(cluster.api, "llama", "Running", "Restarting", active=1)
     eventually(lambda: condition(job_status(cluster.api), "Restarting").get("status") == "True")
     assert job_status(cluster.api)["phase"] == "Running"
     play_training_operator(cluster.api, "llama", "Succeeded", succeeded=1)
-    status = eventually(lambda: phase_is(cluster, "Completed"))
+    status = eventually(lambda: phase_is(cluster.api, "Completed"))
     assert status["completedAt"] and condition(status, "Succeeded")["status"] == "True"
-    eventually(lambda: any(e["reason"] == "Completed" for e in events_for(cluster.api, "llama")))
+    eventually(lambda: event_with(cluster.api, "Completed"))
 
 
 def test_failed_carries_the_reason_and_an_event(cluster: EmulatorServer, operator: OperatorThread) -> None:
     start_job(cluster, maxRestarts=0)
     play_training_operator(cluster.api, "llama", "Running", active=1)
-    eventually(lambda: phase_is(cluster, "Running"))
+    eventually(lambda: phase_is(cluster.api, "Running"))
     play_training_operator(
         cluster.api, "llama", "Failed", failed=1, reason="BackoffLimitExceeded", message="pod llama-master-0 failed"
     )
-    status = eventually(lambda: phase_is(cluster, "Failed"))
+    status = eventually(lambda: phase_is(cluster.api, "Failed"))
     assert condition(status, "Failed")["reason"] == "BackoffLimitExceeded"
     assert status["message"] == "pod llama-master-0 failed"
-    eventually(
-        lambda: any(e["reason"] == "Failed" and e["type"] == "Warning" for e in events_for(cluster.api, "llama"))
-    )
+    eventually(lambda: event_with(cluster.api, "Failed", "Warning"))
 
 
 def test_queued_while_a_queue_holds_the_child(cluster: EmulatorServer, operator: OperatorThread) -> None:
@@ -100,10 +96,10 @@ def test_queued_while_a_queue_holds_the_child(cluster: EmulatorServer, operator:
     # and the Training Operator reports Suspended.
     cluster.api.patch(PYTORCHJOB, "PyTorchJob", "llama", {"spec": {"runPolicy": {"suspend": True}}})
     play_training_operator(cluster.api, "llama", "Suspended")
-    eventually(lambda: phase_is(cluster, "Queued"))
+    eventually(lambda: phase_is(cluster.api, "Queued"))
     cluster.api.patch(PYTORCHJOB, "PyTorchJob", "llama", {"spec": {"runPolicy": {"suspend": False}}})
     play_training_operator(cluster.api, "llama", "Running", active=1)
-    eventually(lambda: phase_is(cluster, "Running"))
+    eventually(lambda: phase_is(cluster.api, "Running"))
 
 
 def test_a_resumed_child_is_not_shown_queued_while_its_pods_start(
@@ -114,24 +110,24 @@ def test_a_resumed_child_is_not_shown_queued_while_its_pods_start(
     cluster.api.patch(TJ, "TrainingJob", "llama", {"spec": {"suspend": True}})
     eventually(lambda: cluster.api.get(PYTORCHJOB, "PyTorchJob", "llama")["spec"]["runPolicy"]["suspend"] is True)
     play_training_operator(cluster.api, "llama", "Suspended", active=0)
-    eventually(lambda: phase_is(cluster, "Stopped"))
+    eventually(lambda: phase_is(cluster.api, "Stopped"))
     cluster.api.patch(TJ, "TrainingJob", "llama", {"spec": {"suspend": False}})
     # The child is unsuspended but still reports Suspended until the Training Operator reacts.
     eventually(lambda: cluster.api.get(PYTORCHJOB, "PyTorchJob", "llama")["spec"]["runPolicy"]["suspend"] is False)
-    eventually(lambda: phase_is(cluster, "Pending"))
+    eventually(lambda: phase_is(cluster.api, "Pending"))
     assert "resuming" in job_status(cluster.api, "llama")["message"]
 
 
 def test_stop_then_resume_from_a_named_checkpoint(cluster: EmulatorServer, operator: OperatorThread) -> None:
     start_job(cluster)
     play_training_operator(cluster.api, "llama", "Running", active=1)
-    eventually(lambda: phase_is(cluster, "Running"))
+    eventually(lambda: phase_is(cluster.api, "Running"))
 
     cluster.api.patch(TJ, "TrainingJob", "llama", {"spec": {"suspend": True}})
     eventually(lambda: cluster.api.get(PYTORCHJOB, "PyTorchJob", "llama")["spec"]["runPolicy"]["suspend"] is True)
-    eventually(lambda: phase_is(cluster, "Stopping"))
+    eventually(lambda: phase_is(cluster.api, "Stopping"))
     play_training_operator(cluster.api, "llama", "Suspended", active=0)
-    eventually(lambda: phase_is(cluster, "Stopped"))
+    eventually(lambda: phase_is(cluster.api, "Stopped"))
 
     cluster.api.patch(TJ, "TrainingJob", "llama", {"spec": {"suspend": False, "resumeFrom": "ckpt-epoch-1"}})
     eventually(lambda: cluster.api.get(PYTORCHJOB, "PyTorchJob", "llama")["spec"]["runPolicy"]["suspend"] is False)
@@ -142,16 +138,16 @@ def test_stop_then_resume_from_a_named_checkpoint(cluster: EmulatorServer, opera
 
     eventually(resumes_from_checkpoint)
     play_training_operator(cluster.api, "llama", "Running", active=1)
-    status = eventually(lambda: phase_is(cluster, "Running"))
+    status = eventually(lambda: phase_is(cluster.api, "Running"))
     assert status["observedGeneration"] == cluster.api.get(TJ, "TrainingJob", "llama")["metadata"]["generation"]
 
 
 def test_cancel_deletes_the_child_and_keeps_checkpoints(cluster: EmulatorServer, operator: OperatorThread) -> None:
     start_job(cluster)
     play_training_operator(cluster.api, "llama", "Running", active=1)
-    eventually(lambda: phase_is(cluster, "Running"))
+    eventually(lambda: phase_is(cluster.api, "Running"))
     cluster.api.patch(TJ, "TrainingJob", "llama", {"spec": {"cancel": True}})
-    status = eventually(lambda: phase_is(cluster, "Cancelled"))
+    status = eventually(lambda: phase_is(cluster.api, "Cancelled"))
     assert status["completedAt"]
     eventually(lambda: cluster.api.find(PYTORCHJOB, "PyTorchJob", "llama") is None)
     assert cluster.api.find("v1", "PersistentVolumeClaim", "llama-checkpoints") is not None
@@ -160,7 +156,7 @@ def test_cancel_deletes_the_child_and_keeps_checkpoints(cluster: EmulatorServer,
 def test_changes_allowed_on_a_running_job_reach_the_child(cluster: EmulatorServer, operator: OperatorThread) -> None:
     start_job(cluster)
     play_training_operator(cluster.api, "llama", "Running", active=1)
-    eventually(lambda: phase_is(cluster, "Running"))
+    eventually(lambda: phase_is(cluster.api, "Running"))
     cluster.api.patch(TJ, "TrainingJob", "llama", {"spec": {"maxRuntimeSeconds": 3600, "priority": "high"}})
 
     def applied() -> bool:
@@ -208,7 +204,7 @@ def test_finalizers_null_releases_a_deletion_without_operator(cluster: EmulatorS
     cluster.api.create(dataset())
     with OperatorThread(cluster):
         cluster.api.create(training_job())
-        eventually(lambda: cluster.api.find(PYTORCHJOB, "PyTorchJob", "llama"))
+        eventually(lambda: child_job(cluster.api))
     cluster.api.delete(TJ, "TrainingJob", "llama")
     assert cluster.api.get(TJ, "TrainingJob", "llama")["metadata"]["deletionTimestamp"]
     # The documented escape hatch: kubectl patch tj llama --type=merge -p '{"metadata":{"finalizers":null}}'
@@ -222,14 +218,14 @@ def test_custom_job_runs_the_users_container(cluster: EmulatorServer, operator: 
     cluster.api.create(dataset())
     custom = {"image": "registry.example/me/train:1", "command": ["python", "train.py"], "args": ["--lr", "1e-4"]}
     cluster.api.create(training_job(modelType="custom", config={"custom": custom}))
-    child = eventually(lambda: cluster.api.find(PYTORCHJOB, "PyTorchJob", "llama"))
+    child = eventually(lambda: child_job(cluster.api))
     container = child["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]["containers"][0]
     assert (container["image"], container["command"], container["args"]) == (
         "registry.example/me/train:1",
         ["python", "train.py"],
         ["--lr", "1e-4"],
     )
-    eventually(lambda: phase_is(cluster, "Pending"))
+    eventually(lambda: phase_is(cluster.api, "Pending"))
 
 
 def test_dataset_status_shows_whether_its_source_is_usable(cluster: EmulatorServer, operator: OperatorThread) -> None:
