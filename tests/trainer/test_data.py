@@ -16,9 +16,9 @@ from tensorone.api.v1alpha1.dataset import ColumnMapping, DatasetFormat, Dataset
 from tensorone.errors import ConfigurationError, DataError
 from tests.trainer.conftest import TINY_MODEL
 from trainer.data.collate import pad_batch
-from trainer.data.examples import IGNORE_INDEX, Example, Layout, build_examples
+from trainer.data.examples import IGNORE_INDEX, Example, Layout, TextData, build_examples
 from trainer.data.plan import DataPlan, eval_batches
-from trainer.data.records import read_rows
+from trainer.data.records import Row, read_rows
 
 RECORDS = [
     {"prompt": "What is one plus two?", "completion": " One plus two is three."},
@@ -52,24 +52,55 @@ def write_format(folder: Path, dataset_format: str, records: list[dict[str, Any]
     return path
 
 
-def pvc_spec(path: str, dataset_format: str, columns: dict[str, str] | None = None) -> DatasetSpec:
-    return DatasetSpec.model_validate(
-        {"format": dataset_format, "source": {"pvc": {"claimName": "data", "path": path}}, "columns": columns}
+def read_claim(mount_path: Path, path: str, dataset_format: str) -> list[Row]:
+    """The rows of a Dataset on a claim mounted at ``mount_path``, ``path`` from the claim's root."""
+    spec = DatasetSpec.model_validate(
+        {"format": dataset_format, "source": {"pvc": {"claimName": "data", "path": path}}}
+    )
+    return list(read_rows(spec, mount_path=mount_path, cache_dir=None))
+
+
+def inline_rows(records: list[dict[str, Any]]) -> list[Row]:
+    """The rows of an inline Dataset of ``records``."""
+    spec = DatasetSpec.model_validate({"format": "jsonl", "source": {"inline": {"records": records}}})
+    return list(read_rows(spec, mount_path=Path("/"), cache_dir=None))
+
+
+def examples_of(
+    rows: list[Row],
+    tokenizer: Any,
+    *,
+    mapping: ColumnMapping | None = None,
+    max_seq_length: int = 64,
+    max_bad_rows: float = 0,
+    eval_split: float = 0,
+    seed: int = 1,
+) -> TextData:
+    """build_examples with the options a test does not set: detected columns, 64 tokens, no bad
+    rows allowed, no evaluation split."""
+    return build_examples(
+        rows,
+        tokenizer,
+        mapping=mapping,
+        max_seq_length=max_seq_length,
+        max_bad_rows=max_bad_rows,
+        eval_split=eval_split,
+        seed=seed,
     )
 
 
 @pytest.mark.parametrize("dataset_format", ["jsonl", "json", "csv", "parquet"])
 def test_every_file_format_reads_the_same_records(tmp_path: Path, dataset_format: str) -> None:
     file = write_format(tmp_path, dataset_format, RECORDS)
-    rows = list(read_rows(pvc_spec("/" + file.name, dataset_format), mount_path=tmp_path, cache_dir=None))
+    rows = read_claim(tmp_path, "/" + file.name, dataset_format)
     assert [row.record for row in rows] == RECORDS
     assert [row.number for row in rows] == [1, 2, 3]
 
 
 def test_text_files_are_one_example_per_line(tmp_path: Path, tokenizer: Any) -> None:
     write_format(tmp_path, "text", RECORDS)
-    rows = list(read_rows(pvc_spec("/data.txt", "text"), mount_path=tmp_path, cache_dir=None))
-    data = build_examples(rows, tokenizer, mapping=None, max_seq_length=64, max_bad_rows=0, eval_split=0, seed=1)
+    rows = read_claim(tmp_path, "/data.txt", "text")
+    data = examples_of(rows, tokenizer)
     assert data.columns.layout == Layout.text
     assert len(data.train) == 3
     first = data.train[0]
@@ -82,31 +113,29 @@ def test_a_folder_means_every_file_of_the_format_in_it(tmp_path: Path) -> None:
     (tmp_path / "shards" / "b.jsonl").write_text(json.dumps(RECORDS[1]) + "\n")
     (tmp_path / "shards" / "a.jsonl").write_text(json.dumps(RECORDS[0]) + "\n")
     (tmp_path / "shards" / "notes.txt").write_text("not data\n")
-    rows = list(read_rows(pvc_spec("/shards", "jsonl"), mount_path=tmp_path, cache_dir=None))
+    rows = read_claim(tmp_path, "/shards", "jsonl")
     assert [row.record for row in rows] == RECORDS[:2]
 
 
 def test_a_missing_path_is_a_data_error_naming_the_field(tmp_path: Path) -> None:
     with pytest.raises(DataError) as raised:
-        list(read_rows(pvc_spec("/nowhere.jsonl", "jsonl"), mount_path=tmp_path, cache_dir=None))
+        read_claim(tmp_path, "/nowhere.jsonl", "jsonl")
     assert raised.value.field == "dataset.source.pvc.path"
 
 
 def test_unreadable_rows_come_back_numbered_with_a_reason(tmp_path: Path) -> None:
     (tmp_path / "data.jsonl").write_text('{"text": "fine"}\n{not json\n\n[1, 2]\n')
-    rows = list(read_rows(pvc_spec("/data.jsonl", "jsonl"), mount_path=tmp_path, cache_dir=None))
+    rows = read_claim(tmp_path, "/data.jsonl", "jsonl")
     assert [(r.number, r.record is None) for r in rows] == [(1, False), (2, True), (4, True)]
     assert "not valid JSON" in (rows[1].error or "")
     assert "JSON object" in (rows[2].error or "")
     (tmp_path / "data.csv").write_text('prompt,completion\n"a","b"\n"c","d","e"\n"f"\n')
-    rows = list(read_rows(pvc_spec("/data.csv", "csv"), mount_path=tmp_path, cache_dir=None))
+    rows = read_claim(tmp_path, "/data.csv", "csv")
     assert [r.error is None for r in rows] == [True, False, False]
 
 
 def test_prompt_completion_learns_the_completion_only(tokenizer: Any) -> None:
-    spec = DatasetSpec.model_validate({"format": "jsonl", "source": {"inline": {"records": RECORDS}}})
-    rows = read_rows(spec, mount_path=Path("/"), cache_dir=None)
-    data = build_examples(rows, tokenizer, mapping=None, max_seq_length=64, max_bad_rows=0, eval_split=0, seed=1)
+    data = examples_of(inline_rows(RECORDS), tokenizer)
     assert data.columns.layout == Layout.prompt_completion
     example = data.train[0]
     learned = [t for t, label in zip(example.input_ids, example.labels, strict=True) if label != IGNORE_INDEX]
@@ -122,18 +151,11 @@ def test_chat_messages_learn_the_assistant_turns_only(tokenizer: Any) -> None:
         {"role": "user", "content": "And Chile?"},
         {"role": "assistant", "content": "Santiago."},
     ]
-    spec = DatasetSpec.model_validate(
-        {"format": "json", "source": {"inline": {"records": [{"conversation": conversation}]}}}
-    )
-    rows = read_rows(spec, mount_path=Path("/"), cache_dir=None)
-    data = build_examples(
-        rows,
+    data = examples_of(
+        inline_rows([{"conversation": conversation}]),
         tokenizer,
         mapping=ColumnMapping(messages="conversation"),
         max_seq_length=128,
-        max_bad_rows=0,
-        eval_split=0,
-        seed=1,
     )
     example = data.train[0]
     learned = [t if label != IGNORE_INDEX else None for t, label in zip(example.input_ids, example.labels, strict=True)]
@@ -150,27 +172,9 @@ def test_chat_messages_learn_the_assistant_turns_only(tokenizer: Any) -> None:
 
 def test_truncation_keeps_max_seq_length_tokens_and_drops_rows_with_nothing_to_learn(tokenizer: Any) -> None:
     records = [{"text": "word " * 100}, {"prompt": "long prompt " * 50, "completion": " done"}]
-    spec = DatasetSpec.model_validate({"format": "jsonl", "source": {"inline": {"records": records[:1]}}})
-    data = build_examples(
-        read_rows(spec, mount_path=Path("/"), cache_dir=None),
-        tokenizer,
-        mapping=None,
-        max_seq_length=16,
-        max_bad_rows=0,
-        eval_split=0,
-        seed=1,
-    )
+    data = examples_of(inline_rows(records[:1]), tokenizer, max_seq_length=16)
     assert data.train[0].num_tokens == 16
-    spec = DatasetSpec.model_validate({"format": "jsonl", "source": {"inline": {"records": records[1:] + RECORDS}}})
-    data = build_examples(
-        read_rows(spec, mount_path=Path("/"), cache_dir=None),
-        tokenizer,
-        mapping=None,
-        max_seq_length=16,
-        max_bad_rows=0.5,
-        eval_split=0,
-        seed=1,
-    )
+    data = examples_of(inline_rows(records[1:] + RECORDS), tokenizer, max_seq_length=16, max_bad_rows=0.5)
     assert data.bad_rows.count == 1 and "maxSeqLength=16" in data.bad_rows.first[0]
 
 
@@ -183,17 +187,8 @@ def test_truncation_keeps_max_seq_length_tokens_and_drops_rows_with_nothing_to_l
     ],
 )
 def test_records_that_do_not_fit_the_layout_are_bad_rows(tokenizer: Any, record: dict[str, Any], reason: str) -> None:
-    spec = DatasetSpec.model_validate({"format": "jsonl", "source": {"inline": {"records": [*RECORDS, record]}}})
     with pytest.raises(DataError) as raised:
-        build_examples(
-            read_rows(spec, mount_path=Path("/"), cache_dir=None),
-            tokenizer,
-            mapping=None,
-            max_seq_length=64,
-            max_bad_rows=0.2,
-            eval_split=0,
-            seed=1,
-        )
+        examples_of(inline_rows([*RECORDS, record]), tokenizer, max_bad_rows=0.2)
     assert "1 of 4 rows" in str(raised.value) and "row 4 of inline" in str(raised.value) and reason in str(raised.value)
 
 
@@ -201,65 +196,29 @@ def test_chat_messages_need_a_chat_template() -> None:
     plain = AutoTokenizer.from_pretrained(TINY_MODEL)
     plain.chat_template = None
     records = [{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}]
-    spec = DatasetSpec.model_validate({"format": "jsonl", "source": {"inline": {"records": records}}})
     with pytest.raises(ConfigurationError) as raised:
-        build_examples(
-            read_rows(spec, mount_path=Path("/"), cache_dir=None),
-            plain,
-            mapping=None,
-            max_seq_length=64,
-            max_bad_rows=0,
-            eval_split=0,
-            seed=1,
-        )
+        examples_of(inline_rows(records), plain)
     assert raised.value.field == "config.baseModel" and "chat template" in str(raised.value)
 
 
 def test_chat_rows_without_an_assistant_turn_are_bad(tokenizer: Any) -> None:
-    records = [{"messages": [{"role": "user", "content": "hi"}]}, {"messages": "hello"}]
-    spec = DatasetSpec.model_validate({"format": "jsonl", "source": {"inline": {"records": records}}})
+    records: list[dict[str, Any]] = [{"messages": [{"role": "user", "content": "hi"}]}, {"messages": "hello"}]
     with pytest.raises(DataError) as raised:
-        build_examples(
-            read_rows(spec, mount_path=Path("/"), cache_dir=None),
-            tokenizer,
-            mapping=None,
-            max_seq_length=64,
-            max_bad_rows=0.5,
-            eval_split=0,
-            seed=1,
-        )
+        examples_of(inline_rows(records), tokenizer, max_bad_rows=0.5)
     assert "no assistant turn" in str(raised.value)
 
 
 def test_an_undetectable_layout_names_the_columns_to_set(tokenizer: Any) -> None:
-    spec = DatasetSpec.model_validate({"format": "jsonl", "source": {"inline": {"records": [{"body": "x"}]}}})
     with pytest.raises(ConfigurationError) as raised:
-        build_examples(
-            read_rows(spec, mount_path=Path("/"), cache_dir=None),
-            tokenizer,
-            mapping=None,
-            max_seq_length=64,
-            max_bad_rows=0,
-            eval_split=0,
-            seed=1,
-        )
+        examples_of(inline_rows([{"body": "x"}]), tokenizer)
     assert raised.value.field == "dataset.columns" and "body" in str(raised.value)
 
 
 def test_the_eval_split_is_seeded_and_disjoint(tokenizer: Any) -> None:
     records = [{"text": f"sentence number {i}"} for i in range(20)]
-    spec = DatasetSpec.model_validate({"format": "jsonl", "source": {"inline": {"records": records}}})
 
     def split(seed: int) -> tuple[list[Example], list[Example]]:
-        data = build_examples(
-            read_rows(spec, mount_path=Path("/"), cache_dir=None),
-            tokenizer,
-            mapping=None,
-            max_seq_length=64,
-            max_bad_rows=0,
-            eval_split=0.25,
-            seed=seed,
-        )
+        data = examples_of(inline_rows(records), tokenizer, eval_split=0.25, seed=seed)
         return data.train, data.eval
 
     train, held = split(1)
