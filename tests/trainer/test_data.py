@@ -14,6 +14,7 @@ from transformers import AutoTokenizer
 
 from tensorone.api.v1alpha1.dataset import ColumnMapping, DatasetFormat, DatasetSpec
 from tensorone.errors import ConfigurationError, DataError
+from tests.kube.loopback import LOOPBACK, free_port
 from tests.trainer.conftest import TINY_MODEL
 from trainer.data.collate import pad_batch
 from trainer.data.examples import IGNORE_INDEX, Example, Layout, TextData, build_examples
@@ -300,7 +301,9 @@ def test_a_uri_source_is_fetched_once_into_the_cache(tmp_path: Path) -> None:
 
 
 def test_an_unreachable_uri_is_a_data_error(tmp_path: Path) -> None:
-    spec = DatasetSpec.model_validate({"format": "jsonl", "source": {"uri": "http://127.0.0.1:9/none.jsonl"}})
+    # A port nobody listens on (not a well-known one such as 9, which a machine may serve).
+    uri = f"http://{LOOPBACK}:{free_port()}/none.jsonl"
+    spec = DatasetSpec.model_validate({"format": "jsonl", "source": {"uri": uri}})
     with pytest.raises(DataError) as raised:
         list(read_rows(spec, mount_path=tmp_path, cache_dir=str(tmp_path)))
     assert raised.value.field == "dataset.source.uri"
