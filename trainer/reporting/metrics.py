@@ -3,29 +3,9 @@
 A custom collector builds the metric families from the same numbers /progress serves, so the two
 endpoints cannot disagree and the training loop pays nothing for Prometheus.
 
-Metric names (all gauges unless noted):
-
-==========================================  ==============================================
-tensorone_trainer_step                      optimizer steps done
-tensorone_trainer_total_steps               optimizer steps planned
-tensorone_trainer_epoch                     epoch in progress (1-based)
-tensorone_trainer_total_epochs              epochs planned
-tensorone_trainer_loss                      latest training loss
-tensorone_trainer_best_loss                 lowest training loss
-tensorone_trainer_eval_loss                 latest evaluation loss
-tensorone_trainer_best_eval_loss            lowest evaluation loss
-tensorone_trainer_learning_rate             current learning rate
-tensorone_trainer_tokens_per_second         training tokens per second, all processes
-tensorone_trainer_samples_per_second        training examples per second, all processes
-tensorone_trainer_tokens_total              training tokens processed (counter)
-tensorone_trainer_samples_total             training examples processed (counter)
-tensorone_trainer_memory_bytes              peak accelerator memory (host RSS on CPU)
-tensorone_trainer_step_seconds_total        seconds spent in training steps (counter)
-tensorone_trainer_checkpoints               checkpoints kept
-tensorone_trainer_last_checkpoint_step      step of the newest checkpoint
-tensorone_trainer_last_checkpoint_info      1, labelled id and reason of the newest checkpoint
-tensorone_trainer_state                     1 for the current state label, 0 for the others
-==========================================  ==============================================
+Every metric's name, type and labels are in docs/trainer.md ("Metric names"), for dashboards and
+for custom images that export them without ``Reporter``; tests/trainer/test_metric_names.py
+keeps that table equal to what this collector exposes.
 """
 
 from __future__ import annotations
