@@ -13,8 +13,12 @@ tells the workers to run blocks of steps in turn (A B B A A B ...), so machine n
 
 - baseline ("hf"): ``transformers.Trainer`` with ``DataCollatorForSeq2Seq`` dynamic padding
   (labels -100 on prompt and padding), the model's own forward and loss;
-- ours ("packed"): :func:`trainer.varlen.pack` + :func:`trainer.supervised_loss.causal_lm_loss` in
-  a plain torch loop, normalised exactly like Trainer (see docs/performance.md).
+- ours: the shipped trainer. The model is loaded by the llm task from a folder (the same
+  base weights, saved once by the parent) with the job's LoRA settings, and every step is
+  :func:`trainer.loop.optimizer_step` (the function the training loop runs: the task's packed
+  collate, its supervised-only objective, the loss normalisation, clipping, the optimizer and the
+  schedule), followed by the loop's progress report. Levers are the job's own options
+  (``config.optimization``: compile, mixedPrecision bf16, gradientCheckpointing).
 
 Printed per data set: supervised tokens/s of each side and the ratio, the largest relative
 per-step loss difference, each side's peak RSS, and MFU against a fp32 matmul peak measured in the
@@ -36,8 +40,10 @@ import math
 import multiprocessing as mp
 import os
 import resource
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
 from multiprocessing.connection import Connection
@@ -48,7 +54,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-IGNORE_INDEX = -100
+from trainer.data.examples import IGNORE_INDEX, Example
+from trainer.data.plan import DataPlan
 
 
 @dataclass(frozen=True)
@@ -76,12 +83,6 @@ class BenchConfig:
         return self.warmup_steps + self.steps
 
 
-@dataclass(frozen=True)
-class Example:
-    input_ids: list[int]
-    labels: list[int]
-
-
 @dataclass
 class SideResult:
     step_seconds: list[float] = field(default_factory=list)
@@ -103,21 +104,36 @@ def model_config() -> Any:
     )
 
 
-def build_model(config: BenchConfig) -> Any:
-    """The same base weights and LoRA adapters on both sides (seeded), lora_dropout 0 (no dropout op)."""
-    from peft import LoraConfig, get_peft_model
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
+
+
+def save_base_model(config: BenchConfig, folder: Path) -> None:
+    """The base weights both sides load (seeded), written once by the parent."""
     from transformers import LlamaForCausalLM
 
     torch.manual_seed(config.seed)
-    base = LlamaForCausalLM(model_config())
+    LlamaForCausalLM(model_config()).save_pretrained(folder)
+
+
+def load_hf_model(config: BenchConfig, folder: Path) -> Any:
+    """The baseline's model as a Trainer user builds it: from_pretrained, then peft's get_peft_model.
+
+    The same calls in the same order as the trainer's loader after the same seed, so the LoRA
+    adapters start from the same random draw (lora_dropout 0: no dropout op on either side).
+    """
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(config.seed + 1)
+    base = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    base.config.use_cache = False
     lora = LoraConfig(
         r=config.lora_rank,
         lora_alpha=2 * config.lora_rank,
         lora_dropout=0.0,
-        target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
+        target_modules=LORA_TARGETS,
         task_type="CAUSAL_LM",
     )
-    torch.manual_seed(config.seed + 1)
     return get_peft_model(base, lora)
 
 
@@ -141,32 +157,42 @@ def make_examples(config: BenchConfig) -> list[Example]:
     return examples
 
 
-def micro_batches_of_step(examples: list[Example], config: BenchConfig, step: int) -> list[list[Example]]:
+def data_plan(config: BenchConfig, examples: list[Example]) -> DataPlan:
+    """The trainer's plan of the examples: one epoch of exactly ``total_steps`` optimizer steps."""
+    return DataPlan(examples=examples, seed=config.seed, batch_size=config.micro_batch, accumulation=config.grad_accum)
+
+
+def in_plan_order(config: BenchConfig, examples: list[Example]) -> list[Example]:
+    """The examples in the order the trainer's plan visits them: the baseline reads them sequentially
+    in this order, so both sides see the same examples in every micro-batch of every step."""
+    return [examples[i] for i in data_plan(config, examples).order(0)]
+
+
+def micro_batches_of_step(ordered: list[Example], config: BenchConfig, step: int) -> list[list[Example]]:
     per_step = config.grad_accum * config.micro_batch
-    chunk = examples[step * per_step : (step + 1) * per_step]
+    chunk = ordered[step * per_step : (step + 1) * per_step]
     return [chunk[i : i + config.micro_batch] for i in range(0, per_step, config.micro_batch)]
 
 
 # --------------------------------------------------------------------------- workers
 
 
-def worker(side: str, config: BenchConfig, conn: Connection) -> None:
+def worker(side: str, config: BenchConfig, model_folder: Path, conn: Connection) -> None:
     """Build one side, then run blocks of steps on command; finally report peak RSS."""
     torch.set_num_threads(config.threads)
     examples = make_examples(config)
-    model = build_model(config)
     result = SideResult()
     if side == "hf":
-        run_hf(model, examples, config, conn, result)
+        run_hf(load_hf_model(config, model_folder), in_plan_order(config, examples), config, conn, result)
     else:
-        run_packed(model, examples, config, conn, result)
+        run_ours(examples, config, model_folder, conn, result)
     conn.recv()  # the final "report"
     result.peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     conn.send(asdict(result))
     conn.close()
 
 
-def run_hf(model: Any, examples: list[Example], config: BenchConfig, conn: Connection, result: SideResult) -> None:
+def run_hf(model: Any, ordered: list[Example], config: BenchConfig, conn: Connection, result: SideResult) -> None:
     from datasets import Dataset
     from tokenizers import Tokenizer
     from tokenizers.models import WordLevel
@@ -182,7 +208,7 @@ def run_hf(model: Any, examples: list[Example], config: BenchConfig, conn: Conne
     vocab = {str(i): i for i in range(32000)}
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(WordLevel(vocab, unk_token="1")), pad_token="0")
     collator = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=IGNORE_INDEX, return_tensors="pt")
-    dataset = Dataset.from_list([{"input_ids": e.input_ids, "labels": e.labels} for e in examples])
+    dataset = Dataset.from_list([{"input_ids": e.input_ids, "labels": e.labels} for e in ordered])
 
     class LossRecordingTrainer(Trainer):
         """Trainer that keeps the exact (unrounded) loss of every micro-batch."""
@@ -241,42 +267,114 @@ def run_hf(model: Any, examples: list[Example], config: BenchConfig, conn: Conne
     trainer.train()
 
 
-def run_packed(model: Any, examples: list[Example], config: BenchConfig, conn: Connection, result: SideResult) -> None:
-    from trainer.supervised_loss import causal_lm_loss
-    from trainer.varlen import enable_packed_attention, pack
+def bench_job(config: BenchConfig, model_folder: Path, root: Path) -> Any:
+    """The TrainingJob config the shipped trainer runs: the benchmark's work, the levers as job options."""
+    from tensorone.api.resolved import ResolvedJob
 
-    enable_packed_attention(model)
-    if config.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model.enable_input_require_grads()
-    model.train()
-    if config.compile:
-        # Regional compilation: each decoder layer, in place (the model object stays the same, so
-        # causal_lm_loss finds the compiled layers). Dynamic shapes: every step's row length differs.
-        for layer in model.get_base_model().get_decoder().layers:
-            layer.compile(dynamic=True)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, fused=True)
-    step = 0
-    while step < config.total_steps:
+    return ResolvedJob.model_validate(
+        {
+            "name": "trainer-speed",
+            "modelType": "llm",
+            "config": {
+                "baseModel": str(model_folder),
+                "strategy": "lora",
+                "parameters": {
+                    "rank": config.lora_rank,
+                    "alpha": 2 * config.lora_rank,
+                    "dropout": 0.0,
+                    "targetModules": LORA_TARGETS,
+                },
+                "training": {
+                    "batchSize": config.micro_batch,
+                    "gradientAccumulationSteps": config.grad_accum,
+                    "learningRate": config.learning_rate,
+                    "lrScheduler": "constant",
+                    "weightDecay": 0.0,
+                    "maxSeqLength": 512,
+                    "seed": config.seed,
+                },
+                "optimization": {
+                    "maxGradNorm": 1.0,
+                    "compile": config.compile,
+                    "mixedPrecision": "bf16" if config.bf16 else "no",
+                    "gradientCheckpointing": config.gradient_checkpointing,
+                },
+            },
+            # Not read: the examples are handed to the plan directly (synthetic token ids).
+            "datasetName": "synthetic",
+            "dataset": {"format": "jsonl", "source": {"inline": {"records": [{"text": "unused"}]}}},
+            "checkpointDir": str(root / "checkpoints"),
+            "outputDir": str(root / "output"),
+        }
+    )
+
+
+def run_ours(
+    examples: list[Example], config: BenchConfig, model_folder: Path, conn: Connection, result: SideResult
+) -> None:
+    """The shipped trainer's step: the llm task's model, collate and objective in ``trainer.loop.optimizer_step``."""
+    import tempfile
+
+    from trainer.checkpoint import CheckpointStore
+    from trainer.distributed import Topology
+    from trainer.loop import Training, optimizer_step
+    from trainer.optimization import build_optimizer, build_schedule
+    from trainer.precision import Precision
+    from trainer.reporting.client import Reporter
+    from trainer.settings import settings_from_job
+    from trainer.signals import StopSignal
+    from trainer.tasks.llm import LlmTask
+
+    root = Path(tempfile.mkdtemp(prefix="trainer-speed-"))
+    settings = settings_from_job(bench_job(config, model_folder, root), cuda_available=False)
+    device, topology = torch.device("cpu"), Topology()
+    task = LlmTask(settings)
+    torch.manual_seed(config.seed + 1)  # as the baseline, before the same loading calls
+    model = task.load_model(device)
+    objective = task.objective(model)
+    optimizer = build_optimizer((p for p in model.parameters() if p.requires_grad), settings.training)
+    plan = data_plan(config, examples)
+    assert plan.steps_per_epoch == config.total_steps
+    training = Training(
+        settings=settings,
+        topology=topology,
+        device=device,
+        task=task,
+        model=model,
+        objective=objective,
+        replica=objective,
+        optimizer=optimizer,
+        schedule=build_schedule(optimizer, settings.training, config.total_steps),
+        precision=Precision(settings.optimization.mixed_precision, device),
+        plan=plan,
+        eval_examples=[],
+        store=CheckpointStore(settings.checkpoint_dir, topology),
+        reporter=Reporter(serve=False, termination_log=None),
+        stop=StopSignal(),
+        total_epochs=1,
+        total_steps=config.total_steps,
+    )
+    objective.train()
+    planned_steps = plan.steps(0)
+    while training.step < config.total_steps:
         block = conn.recv()
         for _ in range(block):
+            planned = planned_steps[training.step]
             started = time.perf_counter()
-            packed = [pack(mb) for mb in micro_batches_of_step(examples, config, step)]
-            step_tokens = sum(b.num_supervised for b in packed)
-            loss_total = 0.0
-            for batch in packed:
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
-                    loss_sum, _ = causal_lm_loss(model, batch)
-                (loss_sum / step_tokens).backward()
-                loss_total += loss_sum.detach().item()
-            torch.nn.utils.clip_grad_norm_(trainable, 1.0)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+            step = optimizer_step(training, planned)
+            seconds = time.perf_counter() - started
+            training.reporter.step(
+                training.step,
+                step.loss,
+                epoch=1,
+                learning_rate=step.learning_rate,
+                tokens=planned.global_tokens,
+                samples=planned.global_samples,
+                seconds=seconds,
+            )
             result.step_seconds.append(time.perf_counter() - started)
-            result.losses.append(loss_total / step_tokens)
-            step += 1
-        conn.send(step)
+            result.losses.append(step.loss)
+        conn.send(training.step)
 
 
 # --------------------------------------------------------------------------- parent
@@ -328,24 +426,33 @@ def supervised_targets(config: BenchConfig, examples: list[Example], steps: rang
 
 
 def run_set(entries: list[tuple[str, str, BenchConfig]]) -> dict[str, Any]:
-    """Run the sides (label, "hf" or "packed", config) on one data set, interleaved; return the figures.
+    """Run the sides (label, "hf" or "ours", config) on one data set, interleaved; return the figures.
 
     Every entry's config must describe the same work (data, steps, batch): only levers may differ.
     """
     config = entries[0][2]
+    model_folder = Path(tempfile.mkdtemp(prefix="trainer-speed-model-"))
+    save_base_model(config, model_folder)
     context = mp.get_context("spawn")
     workers = {}
     for label, side, side_config in entries:
         parent_end, child_end = context.Pipe()
-        process = context.Process(target=worker, args=(side, side_config, child_end), daemon=True)
+        process = context.Process(target=worker, args=(side, side_config, model_folder, child_end), daemon=True)
         process.start()
+        child_end.close()  # the worker holds the only other end: its death is an EOFError here
         workers[label] = (process, parent_end)
     labels = [label for label, _, _ in entries]
 
     def run_block(label: str, steps: int) -> None:
-        conn = workers[label][1]
-        conn.send(steps)
-        conn.recv()
+        process, conn = workers[label]
+        try:
+            conn.send(steps)
+            conn.recv()
+        except (EOFError, BrokenPipeError):
+            process.join(timeout=10)
+            raise SystemExit(
+                f"the {label} worker died (exit code {process.exitcode}); its traceback is above"
+            ) from None
 
     for label in labels:
         run_block(label, config.warmup_steps)
@@ -362,7 +469,8 @@ def run_set(entries: list[tuple[str, str, BenchConfig]]) -> dict[str, Any]:
         results[label] = SideResult(**conn.recv())
         process.join(timeout=60)
 
-    examples = make_examples(config)
+    shutil.rmtree(model_folder, ignore_errors=True)
+    examples = in_plan_order(config, make_examples(config))
     measured = range(config.warmup_steps, config.total_steps)
     targets = supervised_targets(config, examples, measured)
     flops = useful_flops(config, examples, measured)
@@ -415,7 +523,7 @@ def relative_loss_difference(reference: list[float], other: list[float]) -> floa
 
 
 def describe_data(config: BenchConfig) -> str:
-    examples = make_examples(config)
+    examples = in_plan_order(config, make_examples(config))
     lengths = [len(e.input_ids) for e in examples]
     masked = sum(e.labels.count(IGNORE_INDEX) for e in examples) / sum(lengths)
     padded = 0
@@ -481,14 +589,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(f" lever {lever}:")
                 if lever == "compile":  # compilation happens in the first steps: keep it out of the timing
                     config = replace(config, warmup_steps=max(3, config.warmup_steps))
-                figures = run_set(
-                    [("packed", "packed", config), (f"packed+{lever}", "packed", with_levers(config, [lever]))]
-                )
-                print_comparison(figures, "packed", f"packed+{lever}")
+                figures = run_set([("ours", "ours", config), (f"ours+{lever}", "ours", with_levers(config, [lever]))])
+                print_comparison(figures, "ours", f"ours+{lever}")
             continue
         ours = with_levers(config, chosen)
-        label = "+".join(["packed (ours)", *chosen])
-        all_figures[data] = figures = run_set([("hf Trainer+peft", "hf", config), (label, "packed", ours)])
+        label = "+".join(["ours (trainer)", *chosen])
+        all_figures[data] = figures = run_set([("hf Trainer+peft", "hf", config), (label, "ours", ours)])
         peaks.append(matmul_peak_flops(base.threads))
         print_comparison(figures, "hf Trainer+peft", label)
     print(f"\nload average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())} (other processes share the cores)")
