@@ -28,24 +28,26 @@ class Curve:
     def __init__(self, limit: int = HISTORY_POINTS) -> None:
         self.limit = limit
         self.stride = 1
-        self.points: list[LossPoint] = []
-        self.latest: LossPoint | None = None
+        # Plain (step, loss) pairs: a step only appends a tuple; LossPoints are made when asked.
+        self.points: list[tuple[int, float]] = []
+        self.latest: tuple[int, float] | None = None
 
     def add(self, step: int, loss: float) -> None:
-        self.latest = LossPoint(step=step, loss=loss)
+        self.latest = (step, loss)
         if self.points and step % self.stride:
             return
         self.points.append(self.latest)
         if len(self.points) > self.limit:
             self.stride *= 2
             first, *rest = self.points
-            self.points = [first, *(p for p in rest if p.step % self.stride == 0)]
+            self.points = [first, *(p for p in rest if p[0] % self.stride == 0)]
 
     def snapshot(self) -> list[LossPoint]:
         """The kept points, ending with the latest one."""
-        if self.latest is not None and (not self.points or self.points[-1].step != self.latest.step):
-            return [*self.points, self.latest]
-        return list(self.points)
+        points = self.points
+        if self.latest is not None and (not points or points[-1][0] != self.latest[0]):
+            points = [*points, self.latest]
+        return [LossPoint(step=step, loss=loss) for step, loss in points]
 
 
 @dataclass(frozen=True, slots=True)
