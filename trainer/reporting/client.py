@@ -22,8 +22,8 @@ prometheus-client and pydantic (no torch). A custom training script reports like
     # termination message; call reporter.finish(TrainerState.stopped) yourself after a SIGTERM.
 
 The port comes from ``TENSORONE_REPORT_PORT`` when set (the operator sets it to the job's
-``config.custom.progressPort``), else 9400. Recording a step costs a few microseconds: nothing is
-serialised until a client asks.
+``config.custom.progressPort``), else 9400. Recording a step costs microseconds: its metrics-log
+line is written in a batch at least once a second, and the report is built only when asked for.
 """
 
 from __future__ import annotations
