@@ -1,7 +1,7 @@
 """A custom job's own code reports through the operator: examples/custom/train_bigram.py, run as a
 ``modelType: custom`` job's command, fills in the TrainingJob's status with its progress, loss and
-checkpoints through ``trainer.reporting.client.Reporter``, and its stop checkpoint reaches the
-status through the termination message."""
+checkpoints through ``trainer.reporting.client.Reporter``; its stop checkpoint reaches the status
+through the termination message, and the job resumes from it."""
 
 from __future__ import annotations
 
@@ -76,10 +76,10 @@ def test_a_custom_jobs_status_fills_in_while_running_and_ends_completed(custom_c
     wait_for(lambda: any(e["reason"] == "Completed" for e in cluster.events("bigram")), "Completed Event", timeout=30)
 
 
-def test_a_stopped_custom_job_lists_the_checkpoint_it_saved_on_sigterm(custom_cluster: LocalCluster) -> None:
+def test_a_stopped_custom_job_lists_its_sigterm_checkpoint_and_resumes_from_it(custom_cluster: LocalCluster) -> None:
     cluster = custom_cluster
     cluster.apply(dataset())
-    cluster.apply(custom_job("stoppable", epochs=10000))  # runs until stopped
+    cluster.apply(custom_job("stoppable", epochs=80))
     wait_for(
         lambda: (cluster.status("stoppable").get("progress") or {}).get("currentStep", 0) >= 50,
         "steps of the job to stop",
@@ -96,6 +96,23 @@ def test_a_stopped_custom_job_lists_the_checkpoint_it_saved_on_sigterm(custom_cl
     )
     saved = stopped["checkpoints"][-1]
     assert saved["reason"] == "stop" and saved["id"] == f"ckpt-step-{saved['step']}"
-    assert saved["step"] == stopped["progress"]["currentStep"] >= 50
+    assert 50 <= saved["step"] == stopped["progress"]["currentStep"] < stopped["progress"]["totalSteps"]
     assert (cluster.node.claim_dir("default", "stoppable-checkpoints") / saved["id"] / "model.pt").exists()
-    wait_for(lambda: any(e["reason"] == "Stopped" for e in cluster.events("stoppable")), "Stopped Event", timeout=30)
+
+    cluster.patch_spec("stoppable", {"suspend": False, "resumeFrom": saved["id"]})
+    resumed = wait_for(lambda: cluster.status("stoppable").get("resumedFrom"), "the resumed run's report")
+    assert resumed == saved["id"]
+    wait_for(
+        lambda: cluster.phase_is("stoppable", "Completed"), "Completed", explain=lambda: cluster.diagnose("stoppable")
+    )
+    done = wait_for(
+        lambda: (s := cluster.status("stoppable"))["progress"]["currentStep"] == s["progress"]["totalSteps"] and s,
+        "the final step",
+    )
+    assert done["checkpoints"][-1]["id"] == "ckpt-epoch-80" and done["checkpoints"][-1]["reason"] == "final"
+    wait_for(
+        lambda: {"Stopped", "TrainingResumed", "Completed"} <= {e["reason"] for e in cluster.events("stoppable")},
+        "the stop, resume and completion Events",
+        timeout=30,
+        explain=lambda: str(sorted({e["reason"] for e in cluster.events("stoppable")})),
+    )
