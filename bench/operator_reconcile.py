@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -40,15 +39,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tests.kube.emulator import FaithfulEmulator  # noqa: E402
+from tests.kube.loopback import free_port  # noqa: E402
 from tests.kube.server import EmulatorServer  # noqa: E402
 from tests.operator.kit import TJ, dataset, gpu_node, training_job  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def create_jobs(cluster: EmulatorServer, namespace: str, count: int) -> dict[str, float]:

@@ -31,7 +31,6 @@ import contextlib
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -44,23 +43,16 @@ from typing import Any
 
 import yaml
 
+from tests.kube.loopback import LOOPBACK, free_port
 from tests.kube.server import ApiStatusError, EmulatorServer
 
 PYTORCHJOB = "kubeflow.org/v1"
 POD_FINALIZER = "node.tensorone.test/kubelet"
-POD_IP = "127.0.0.1"
+POD_IP = LOOPBACK
 
 
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def free_port() -> int:
-    """A TCP port free on the loopback interface right now."""
-    with socket.socket() as sock:
-        sock.bind((POD_IP, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from tests.kube.loopback import free_port
 from tests.trainer.conftest import REPO, assert_same_weights, make_job, step_losses
 from trainer.run import RunOptions, run
 
@@ -25,12 +25,6 @@ pytestmark = pytest.mark.slow
 # 24 records, batches of 4: 6 steps an epoch; long enough to be signalled while training.
 TRAINING: dict[str, Any] = {"epochs": 20, "batchSize": 4, "checkpointEveryEpoch": False, "keepCheckpoints": 2}
 GRACE_SECONDS = 30  # Kubernetes' default terminationGracePeriodSeconds
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def progress(port: int) -> dict[str, Any] | None:
