@@ -35,6 +35,7 @@ crds: $(BIN)/.installed
 bench: $(BIN)/.installed
 	$(BIN)/python bench/operator_reconcile.py
 	$(BIN)/python bench/trainer_speed.py
+	$(BIN)/python bench/status_freshness.py
 
 clean:
 	rm -rf $(VENV) runs .mypy_cache .ruff_cache .pytest_cache
