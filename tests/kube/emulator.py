@@ -21,7 +21,11 @@ client rely on (see shared/notes/testing-without-a-cluster.md):
   against the CRDs in crds/ (schema and CEL, transition rules with the old object), returning the
   defaulted object, exactly as the API server would, including its validation ratcheting (parts
   unchanged from the stored object are not re-checked);
-- ``faults``: injected error answers for one kind and method (an API outage).
+- ``faults``: injected error answers for one kind and method (an API outage);
+- discovery as kubectl reads it: ``/api``, ``/apis``, ``/apis/GROUP[/VERSION]`` and the aggregated
+  form (``apidiscovery.k8s.io/v2``) with short names, categories, verbs and subresources;
+- server-side printing: a ``meta.k8s.io`` Table for custom resources, built from the CRD's
+  ``additionalPrinterColumns`` as kube-apiserver does (``tests/kube/tables.py``).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import re
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +49,8 @@ from kmock import KubernetesEmulator
 from kmock._internal import enums, references, rendering
 from kmock._internal.k8s import KubernetesError, KubernetesScaffold
 
+from tests.kube.tables import PrinterColumn, crd_columns, to_table, wanted_table_version
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CRD_DIR = REPO_ROOT / "crds"
 
@@ -51,9 +58,15 @@ CRD_DIR = REPO_ROOT / "crds"
 Validator = Callable[[dict[str, Any], "dict[str, Any] | None", frozenset[str]], dict[str, Any]]
 
 
+# What the emulator serves of every kind (deletecollection is not served, so not announced).
+VERBS = ("create", "delete", "get", "list", "patch", "update", "watch")
+SUBRESOURCE_VERBS = ("get", "patch", "update")
+
+
 @dataclass(frozen=True)
 class Kind:
-    """What the emulator knows of a resource: its kind, scope and status subresource."""
+    """What the emulator knows of a resource: its kind, scope, status subresource, the names
+    discovery announces, and (for custom resources) the printer columns of its Table."""
 
     group: str
     version: str
@@ -62,20 +75,36 @@ class Kind:
     namespaced: bool
     status_subresource: bool = False
     short_names: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    # None: no server-side printing (the plain object is answered to a Table request).
+    printer_columns: tuple[PrinterColumn, ...] | None = None
 
     @property
     def api_version(self) -> str:
         return f"{self.group}/{self.version}" if self.group else self.version
 
+    @property
+    def singular(self) -> str:
+        return self.kind.lower()
 
+
+# Short names and categories as a real API server announces them.
 BUILTIN_KINDS: tuple[Kind, ...] = (
-    Kind("", "v1", "namespaces", "Namespace", namespaced=False, status_subresource=True),
-    Kind("", "v1", "nodes", "Node", namespaced=False, status_subresource=True),
-    Kind("", "v1", "pods", "Pod", namespaced=True, status_subresource=True),
-    Kind("", "v1", "configmaps", "ConfigMap", namespaced=True),
-    Kind("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", namespaced=True, status_subresource=True),
-    Kind("", "v1", "events", "Event", namespaced=True),
-    Kind("events.k8s.io", "v1", "events", "Event", namespaced=True),
+    Kind("", "v1", "namespaces", "Namespace", namespaced=False, status_subresource=True, short_names=("ns",)),
+    Kind("", "v1", "nodes", "Node", namespaced=False, status_subresource=True, short_names=("no",)),
+    Kind("", "v1", "pods", "Pod", namespaced=True, status_subresource=True, short_names=("po",), categories=("all",)),
+    Kind("", "v1", "configmaps", "ConfigMap", namespaced=True, short_names=("cm",)),
+    Kind(
+        "",
+        "v1",
+        "persistentvolumeclaims",
+        "PersistentVolumeClaim",
+        namespaced=True,
+        status_subresource=True,
+        short_names=("pvc",),
+    ),
+    Kind("", "v1", "events", "Event", namespaced=True, short_names=("ev",)),
+    Kind("events.k8s.io", "v1", "events", "Event", namespaced=True, short_names=("ev",)),
     Kind(
         "apiextensions.k8s.io",
         "v1",
@@ -83,6 +112,8 @@ BUILTIN_KINDS: tuple[Kind, ...] = (
         "CustomResourceDefinition",
         namespaced=False,
         status_subresource=True,
+        short_names=("crd", "crds"),
+        categories=("api-extensions",),
     ),
     Kind("kubeflow.org", "v1", "pytorchjobs", "PyTorchJob", namespaced=True, status_subresource=True),
 )
@@ -106,6 +137,8 @@ def crd_kinds(crd_dir: Path = CRD_DIR) -> tuple[list[Kind], list[dict[str, Any]]
                     namespaced=crd["spec"]["scope"] == "Namespaced",
                     status_subresource="status" in version.get("subresources", {}),
                     short_names=tuple(names.get("shortNames", [])),
+                    categories=tuple(names.get("categories", [])),
+                    printer_columns=tuple(crd_columns(version)),
                 )
             )
     return kinds, crds
@@ -148,6 +181,25 @@ def tensorone_validator() -> Validator:
 
 class ApiError(KubernetesError):
     """An API error with the status code and reason a real API server uses."""
+
+
+AGGREGATED_DISCOVERY_VERSIONS = ("v2", "v2beta1")
+
+
+def _aggregated_discovery_version(accept: str) -> str | None:
+    """The aggregated discovery version the Accept header asks for first (None: the plain form)."""
+    for media_range in accept.split(","):
+        media_type, *parameters = (part.strip() for part in media_range.split(";"))
+        params = dict(parameter.partition("=")[::2] for parameter in parameters)
+        if media_type != "application/json":
+            continue
+        if params.get("as") == "APIGroupDiscoveryList" and params.get("g") == "apidiscovery.k8s.io":
+            if params.get("v") in AGGREGATED_DISCOVERY_VERSIONS:
+                return params["v"]
+            continue
+        if "as" not in params:
+            return None
+    return None
 
 
 def _api_error(status: int, reason: str, message: str, details: dict[str, Any] | None = None) -> ApiError:
@@ -291,6 +343,8 @@ def field_selector_matches(selector: str, obj: dict[str, Any]) -> bool:
     return True
 
 
+_DISCOVERY_PATH = re.compile(r"^/(?:api(?:/(v1))?|apis(?:/([^/]+)(?:/([^/]+))?)?)/?$")
+
 _NAMESPACE_OBJECT_PATH = re.compile(r"^/api/v1/namespaces(?:/([^/]+))?(?:/(status|finalize))?/?$")
 
 SERVER_MANAGED_METADATA = (
@@ -348,10 +402,11 @@ class FaithfulEmulator(KubernetesEmulator):
         self._kinds[(kind.group, kind.version, kind.plural)] = kind
         self.resources[references.resource(kind.group, kind.version, kind.plural)] = references.ResourceInfo(
             kind=kind.kind,
-            singular=kind.kind.lower(),
+            singular=kind.singular,
             namespaced=kind.namespaced,
-            verbs={"get", "list", "watch", "create", "update", "patch", "delete"},
+            verbs=set(VERBS),
             shortnames=set(kind.short_names),
+            categories=set(kind.categories),
             subresources={"status"} if kind.status_subresource else set(),
         )
 
@@ -410,6 +465,9 @@ class FaithfulEmulator(KubernetesEmulator):
     # -- the HTTP surface --------------------------------------------------------------------
 
     async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        discovery = _DISCOVERY_PATH.match(raw_request.path) if raw_request.method == "GET" else None
+        if discovery is not None:
+            return self._serve_discovery(raw_request, *discovery.groups())
         # kmock's URL parser reads /api/v1/namespaces[/NAME] as a namespace prefix and fails:
         # Namespace objects (kopf lists them in namespaced mode) are parsed here instead.
         match = _NAMESPACE_OBJECT_PATH.match(raw_request.path)
@@ -455,6 +513,14 @@ class FaithfulEmulator(KubernetesEmulator):
             status, payload = await self._serve(request, kind)
         except ApiError as exc:
             return await self._render_error(exc)
+        if payload.get("kind") == "Table":
+            # The negotiated media type, as kube-apiserver names it in its answer.
+            version = payload["apiVersion"].rpartition("/")[2]
+            return aiohttp.web.Response(
+                text=json.dumps(payload),
+                status=status,
+                headers={"Content-Type": f"application/json;as=Table;v={version};g=meta.k8s.io"},
+            )
         return aiohttp.web.json_response(payload, status=status)
 
     async def _serve(self, request: rendering.Request, kind: Kind) -> tuple[int, dict[str, Any]]:
@@ -466,25 +532,174 @@ class FaithfulEmulator(KubernetesEmulator):
         namespace = request.namespace or ""
         if request.name is None:
             if method == "GET":
-                return 200, self._list(request, kind)
+                listing = self._list(request, kind)
+                return 200, self._as_table(request, kind, listing["items"], listing["metadata"]) or listing
             if method == "POST":
                 return 201, await self._create(request, kind, namespace)
         elif method == "GET":
-            return 200, self._get(kind, namespace, request.name)
+            obj = self._get(kind, namespace, request.name)
+            return 200, self._as_table(request, kind, [obj], obj["metadata"]) or obj
         elif method in {"PATCH", "PUT"}:
             return 200, await self._write(request, kind, namespace, request.name)
         elif method == "DELETE":
             return 200, await self._delete(kind, namespace, request.name)
         raise _api_error(405, "MethodNotAllowed", f"{method} is not allowed on {request.url.path}")
 
-    async def _serve_version(self, request: rendering.Request) -> rendering.Payload:
-        # kmock reports the core group as "/v1"; clients (kubectl) need "v1".
-        payload = await super()._serve_version(request)
-        if isinstance(payload, dict) and payload.get("groupVersion") == "/v1":
-            payload["groupVersion"] = "v1"
-        return payload
+    # -- discovery ---------------------------------------------------------------------------
+
+    def _serve_discovery(
+        self, raw_request: aiohttp.web.BaseRequest, core: str | None, group: str | None, version: str | None
+    ) -> aiohttp.web.StreamResponse:
+        """``/api``, ``/api/v1``, ``/apis``, ``/apis/G``, ``/apis/G/V``, as kube-apiserver answers
+        them; ``/api`` and ``/apis`` in the aggregated form when the client asks for it first."""
+        path = raw_request.path.rstrip("/")
+        if path in {"/api", "/apis"}:
+            aggregated = _aggregated_discovery_version(raw_request.headers.get("Accept", ""))
+            if aggregated is not None:
+                payload = self._aggregated_discovery(core_group=path == "/api", version=aggregated)
+                return aiohttp.web.Response(
+                    text=json.dumps(payload),
+                    headers={
+                        "Content-Type": f"application/json;g=apidiscovery.k8s.io;v={aggregated};"
+                        "as=APIGroupDiscoveryList"
+                    },
+                )
+        if path == "/api":
+            return aiohttp.web.json_response({"kind": "APIVersions", "versions": ["v1"]})
+        if core is not None:
+            return aiohttp.web.json_response(self._resource_list("", "v1"))
+        if group is None:
+            groups = [self._api_group(name) for name in self._groups()]
+            return aiohttp.web.json_response({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+        if group not in self._groups() or (version is not None and version not in self._groups()[group]):
+            return aiohttp.web.json_response(
+                {
+                    "kind": "Status",
+                    "apiVersion": "v1",
+                    "metadata": {},
+                    "status": "Failure",
+                    "message": "the server could not find the requested resource",
+                    "reason": "NotFound",
+                    "details": {},
+                    "code": 404,
+                },
+                status=404,
+            )
+        if version is None:
+            return aiohttp.web.json_response({"kind": "APIGroup", "apiVersion": "v1", **self._api_group(group)})
+        return aiohttp.web.json_response(self._resource_list(group, version))
+
+    def _groups(self) -> dict[str, list[str]]:
+        """The named groups served and their versions (in the order declared: the first is preferred)."""
+        groups: dict[str, list[str]] = {}
+        for kind in self._kinds.values():
+            if kind.group and kind.version not in groups.setdefault(kind.group, []):
+                groups[kind.group].append(kind.version)
+        return groups
+
+    def _api_group(self, group: str) -> dict[str, Any]:
+        versions = [{"groupVersion": f"{group}/{version}", "version": version} for version in self._groups()[group]]
+        return {"name": group, "versions": versions, "preferredVersion": versions[0]}
+
+    def _kinds_of(self, group: str, version: str) -> list[Kind]:
+        return [kind for kind in self._kinds.values() if (kind.group, kind.version) == (group, version)]
+
+    def _resource_list(self, group: str, version: str) -> dict[str, Any]:
+        resources: list[dict[str, Any]] = []
+        for kind in self._kinds_of(group, version):
+            resource: dict[str, Any] = {
+                "name": kind.plural,
+                "singularName": kind.singular,
+                "namespaced": kind.namespaced,
+                "kind": kind.kind,
+                "verbs": list(VERBS),
+            }
+            if kind.short_names:
+                resource["shortNames"] = list(kind.short_names)
+            if kind.categories:
+                resource["categories"] = list(kind.categories)
+            resources.append(resource)
+            if kind.status_subresource:
+                # A subresource has no singular name, short names or categories of its own.
+                resources.append(
+                    {
+                        "name": f"{kind.plural}/status",
+                        "singularName": "",
+                        "namespaced": kind.namespaced,
+                        "kind": kind.kind,
+                        "verbs": list(SUBRESOURCE_VERBS),
+                    }
+                )
+        return {
+            "kind": "APIResourceList",
+            "apiVersion": "v1",
+            "groupVersion": f"{group}/{version}" if group else version,
+            "resources": resources,
+        }
+
+    def _aggregated_discovery(self, *, core_group: bool, version: str) -> dict[str, Any]:
+        """``apidiscovery.k8s.io`` APIGroupDiscoveryList: every group, version and resource at once."""
+        groups = {"": ["v1"]} if core_group else self._groups()
+        items = []
+        for group, versions in groups.items():
+            entries = []
+            for group_version in versions:
+                resources = []
+                for kind in self._kinds_of(group, group_version):
+                    response_kind = {"group": kind.group, "version": kind.version, "kind": kind.kind}
+                    resource: dict[str, Any] = {
+                        "resource": kind.plural,
+                        "responseKind": response_kind,
+                        "scope": "Namespaced" if kind.namespaced else "Cluster",
+                        "singularResource": kind.singular,
+                        "verbs": list(VERBS),
+                    }
+                    if kind.short_names:
+                        resource["shortNames"] = list(kind.short_names)
+                    if kind.categories:
+                        resource["categories"] = list(kind.categories)
+                    if kind.status_subresource:
+                        resource["subresources"] = [
+                            {"subresource": "status", "responseKind": response_kind, "verbs": list(SUBRESOURCE_VERBS)}
+                        ]
+                    resources.append(resource)
+                entries.append({"version": group_version, "resources": resources, "freshness": "Current"})
+            metadata: dict[str, Any] = {"creationTimestamp": None}
+            if group:
+                metadata["name"] = group
+            items.append({"metadata": metadata, "versions": entries})
+        return {
+            "kind": "APIGroupDiscoveryList",
+            "apiVersion": f"apidiscovery.k8s.io/{version}",
+            "metadata": {},
+            "items": items,
+        }
 
     # -- reads ---------------------------------------------------------------------------------
+
+    def _as_table(
+        self, request: rendering.Request, kind: Kind, objects: list[dict[str, Any]], meta: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """The Table of a GET whose Accept header asks for one first (None: answer the objects).
+
+        Only kinds with printer columns (the custom resources) are printed by the server here."""
+        table_version = wanted_table_version(request.headers.get("Accept", ""))
+        if table_version is None or kind.printer_columns is None or request.subresource is not None:
+            return None
+        include_object = request.params.get("includeObject") or "Metadata"
+        if include_object not in {"None", "Metadata", "Object"}:
+            raise _api_error(
+                400,
+                "BadRequest",
+                f"includeObject: unsupported value {include_object!r}: allowed None, Metadata, Object",
+            )
+        return to_table(
+            list(kind.printer_columns),
+            objects,
+            resource_version=str(meta.get("resourceVersion", "")),
+            include_object=include_object,
+            table_version=table_version,
+        )
 
     def _key(self, kind: Kind, namespace: str, name: str) -> tuple[str, str, str, str, str]:
         return (kind.group, kind.version, kind.plural, namespace if kind.namespaced else "", name)
@@ -554,7 +769,7 @@ class FaithfulEmulator(KubernetesEmulator):
                 async with self._changed:
                     try:
                         await asyncio.wait_for(
-                            self._changed.wait_for(lambda c=cursor: self._revision > c or self._closing),
+                            self._changed.wait_for(partial(self._woken, cursor)),
                             timeout=remaining,
                         )
                     except TimeoutError:
@@ -563,6 +778,9 @@ class FaithfulEmulator(KubernetesEmulator):
             return response
         await response.write_eof()
         return response
+
+    def _woken(self, cursor: int) -> bool:
+        return self._revision > cursor or self._closing
 
     def _events_after(self, revision: int) -> Iterable[tuple[int, tuple[str, str, str], str, dict[str, Any]]]:
         # Events are appended in revision order: bisect to the first newer one.
