@@ -517,7 +517,7 @@ class FaithfulEmulator(KubernetesEmulator):
             # The negotiated media type, as kube-apiserver names it in its answer.
             version = payload["apiVersion"].rpartition("/")[2]
             return aiohttp.web.Response(
-                text=json.dumps(payload),
+                body=json.dumps(payload).encode(),
                 status=status,
                 headers={"Content-Type": f"application/json;as=Table;v={version};g=meta.k8s.io"},
             )
@@ -558,7 +558,7 @@ class FaithfulEmulator(KubernetesEmulator):
             if aggregated is not None:
                 payload = self._aggregated_discovery(core_group=path == "/api", version=aggregated)
                 return aiohttp.web.Response(
-                    text=json.dumps(payload),
+                    body=json.dumps(payload).encode(),
                     headers={
                         "Content-Type": f"application/json;g=apidiscovery.k8s.io;v={aggregated};"
                         "as=APIGroupDiscoveryList"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -243,3 +244,87 @@ def test_metadata_only_and_status_only_writes_are_still_validated(server: Emulat
     with pytest.raises(ApiStatusError) as error:
         server.api.patch_status(TJ, "TrainingJob", "meta", {"progress": {"percentage": 101}})
     assert error.value.status == 422
+
+
+def _get(server: EmulatorServer, path: str, accept: str) -> tuple[str, Any]:
+    request = urllib.request.Request(server.url + path, headers={"Accept": accept})
+    with urllib.request.urlopen(request) as response:
+        return response.headers["Content-Type"], json.loads(response.read())
+
+
+def test_discovery_names_short_names_categories_and_subresources(server: EmulatorServer) -> None:
+    _, listing = _get(server, "/apis/training.tensorone.ai/v1alpha1", "application/json, */*")
+    resources = {r["name"]: r for r in listing["resources"]}
+    assert resources["trainingjobs"]["shortNames"] == ["tj"]
+    assert resources["trainingjobs"]["categories"] == ["tensorone"]
+    assert resources["trainingjobs"]["singularName"] == "trainingjob" and resources["trainingjobs"]["namespaced"]
+    assert {"get", "list", "watch", "patch"} <= set(resources["trainingjobs"]["verbs"])
+    # The status subresource has no short names of its own (kubectl would call "tj" ambiguous).
+    status = resources["trainingjobs/status"]
+    assert "shortNames" not in status and set(status["verbs"]) == {"get", "patch", "update"}
+    _, groups = _get(server, "/apis", "application/json")
+    names = {g["name"]: g for g in groups["groups"]}
+    assert names["training.tensorone.ai"]["preferredVersion"]["version"] == "v1alpha1"
+    _, core = _get(server, "/api/v1", "application/json")
+    assert {"pods", "pods/status", "events", "configmaps"} <= {r["name"] for r in core["resources"]}
+    with pytest.raises(urllib.error.HTTPError) as error:
+        _get(server, "/apis/training.tensorone.ai/v9", "application/json")
+    assert error.value.code == 404
+
+
+def test_aggregated_discovery_is_answered_when_asked_first(server: EmulatorServer) -> None:
+    kubectl_accept = (
+        "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,"
+        "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json"
+    )
+    content_type, groups = _get(server, "/apis", kubectl_accept)
+    assert content_type == "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+    assert groups["kind"] == "APIGroupDiscoveryList" and groups["apiVersion"] == "apidiscovery.k8s.io/v2"
+    ours = next(item for item in groups["items"] if item["metadata"].get("name") == "training.tensorone.ai")
+    (version,) = ours["versions"]
+    jobs = next(r for r in version["resources"] if r["resource"] == "trainingjobs")
+    assert jobs["shortNames"] == ["tj"] and jobs["scope"] == "Namespaced"
+    assert jobs["responseKind"] == {"group": "training.tensorone.ai", "version": "v1alpha1", "kind": "TrainingJob"}
+    assert [s["subresource"] for s in jobs["subresources"]] == ["status"]
+    content_type, core = _get(server, "/api", kubectl_accept)
+    assert content_type.endswith("as=APIGroupDiscoveryList")
+    assert [v["version"] for v in core["items"][0]["versions"]] == ["v1"]
+    _, plain = _get(server, "/api", "application/json")
+    assert plain == {"kind": "APIVersions", "versions": ["v1"]}
+
+
+TABLE_ACCEPT = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io"
+
+
+def test_custom_resources_are_served_as_tables_when_asked(server: EmulatorServer) -> None:
+    server.api.create({**training_job("printed"), "metadata": {"name": "printed", "namespace": "tables"}})
+    server.api.patch_status(TJ, "TrainingJob", "printed", {"phase": "Running"}, namespace="tables")
+    path = "/apis/training.tensorone.ai/v1alpha1/namespaces/tables/trainingjobs"
+    content_type, table = _get(server, path, TABLE_ACCEPT + ",application/json")
+    assert content_type == "application/json;as=Table;v=v1;g=meta.k8s.io"
+    assert table["kind"] == "Table" and [c["name"] for c in table["columnDefinitions"]][:3] == [
+        "Name",
+        "Phase",
+        "Model",
+    ]
+    (row,) = table["rows"]
+    assert row["cells"][:3] == ["printed", "Running", "llm"]
+    assert row["object"]["kind"] == "PartialObjectMetadata" and row["object"]["metadata"]["name"] == "printed"
+    assert int(table["metadata"]["resourceVersion"]) >= int(row["object"]["metadata"]["resourceVersion"])
+    # One object: a Table of one row, with the object's version.
+    _, single = _get(server, f"{path}/printed?includeObject=Object", TABLE_ACCEPT)
+    assert single["rows"][0]["object"]["status"]["phase"] == "Running"
+    assert single["metadata"]["resourceVersion"] == single["rows"][0]["object"]["metadata"]["resourceVersion"]
+    # Asked for plain JSON first: the list.
+    _, listing = _get(server, path, "application/json, " + TABLE_ACCEPT)
+    assert listing["kind"] == "TrainingJobList"
+    with pytest.raises(urllib.error.HTTPError) as error:
+        _get(server, f"{path}?includeObject=Everything", TABLE_ACCEPT)
+    assert error.value.code == 400
+
+
+def test_built_in_kinds_answer_their_objects_to_a_table_request(server: EmulatorServer) -> None:
+    # The emulator has no printers of built-in kinds: it answers the list, which clients accept.
+    server.api.create(config_map("plain", "tables"))
+    _, listing = _get(server, "/api/v1/namespaces/tables/configmaps", TABLE_ACCEPT + ",application/json")
+    assert listing["kind"] == "ConfigMapList"

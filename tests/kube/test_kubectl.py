@@ -1,0 +1,165 @@
+"""The real kubectl against the emulator: ``get`` prints the CRD's columns from the server's
+Table, ``-o yaml`` round-trips the status, ``describe`` and ``events`` find the job's Events.
+
+kubectl is not a Python dependency: without it on PATH these tests are skipped (CI may lack it).
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.kube.server import EmulatorServer
+
+KUBECTL = shutil.which("kubectl")
+pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not on PATH")
+
+API = "training.tensorone.ai/v1alpha1"
+STATUS: dict[str, Any] = {
+    "phase": "Running",
+    "progress": {"currentStep": 55, "totalSteps": 120, "currentEpoch": 2, "totalEpochs": 4, "percentage": 45.8},
+    "metrics": {"currentLoss": 1.2345, "bestLoss": 1.2001, "learningRate": 0.0002},
+    "checkpoints": [{"id": "ckpt-epoch-1", "step": 30, "epoch": 1, "reason": "epoch"}],
+}
+
+
+class Kubectl:
+    """Runs kubectl with its own kubeconfig, cache and home in a temp dir (never ~/.kube)."""
+
+    def __init__(self, server: EmulatorServer, home: Path) -> None:
+        self.kubeconfig = server.write_kubeconfig(home / "kubeconfig")
+        self.cache = home / "cache"
+        self.env = {"PATH": os.environ.get("PATH", ""), "HOME": str(home)}
+
+    def __call__(self, *args: str) -> str:
+        assert KUBECTL is not None
+        done = subprocess.run(
+            [KUBECTL, "--kubeconfig", str(self.kubeconfig), "--cache-dir", str(self.cache), *args],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=30,
+            check=False,
+        )
+        assert done.returncode == 0, f"kubectl {' '.join(args)} failed:\n{done.stderr}"
+        assert "Warning" not in done.stderr, done.stderr
+        return done.stdout
+
+
+@pytest.fixture(scope="module")
+def kubectl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kubectl]:
+    with EmulatorServer() as server:
+        server.api.create(
+            {
+                "apiVersion": API,
+                "kind": "TrainingJob",
+                "metadata": {"name": "llama-chat", "namespace": "default"},
+                "spec": {
+                    "modelType": "llm",
+                    "datasetId": "chat",
+                    "gpuType": "a100",
+                    "gpusPerWorker": 1,
+                    "maxWorkers": 2,
+                    "config": {"baseModel": "tiny", "strategy": "lora"},
+                },
+            }
+        )
+        job = server.api.patch_status(API, "TrainingJob", "llama-chat", STATUS)
+        server.api.create(
+            {
+                "apiVersion": API,
+                "kind": "TrainingJob",
+                "metadata": {"name": "queued", "namespace": "default"},
+                "spec": {"modelType": "llm", "datasetId": "chat", "config": {"baseModel": "tiny", "strategy": "lora"}},
+            }
+        )
+        # An Event as kopf posts it for the operator.
+        now = datetime.datetime.now(datetime.UTC).isoformat()
+        server.api.create(
+            {
+                "apiVersion": "v1",
+                "kind": "Event",
+                "metadata": {"generateName": "kopf-event-", "namespace": "default"},
+                "type": "Normal",
+                "reason": "CheckpointSaved",
+                "message": "Saved ckpt-epoch-1 at step 30.",
+                "source": {"component": "tensorone-operator"},
+                "reportingComponent": "tensorone-operator",
+                "involvedObject": {
+                    "apiVersion": API,
+                    "kind": "TrainingJob",
+                    "name": "llama-chat",
+                    "namespace": "default",
+                    "uid": job["metadata"]["uid"],
+                },
+                "firstTimestamp": now,
+                "lastTimestamp": now,
+                "eventTime": now,
+            }
+        )
+        yield Kubectl(server, tmp_path_factory.mktemp("kubectl"))
+
+
+def table(text: str) -> list[dict[str, str]]:
+    """kubectl's columns by header position (an empty cell stays empty)."""
+    header, *lines = text.rstrip("\n").split("\n")
+    starts = [match.start() for match in re.finditer(r"\S+", header)]
+    names = header.split()
+    bounds = [*starts[1:], None]
+    return [
+        {name: line[start:end].strip() for name, start, end in zip(names, starts, bounds, strict=True)}
+        for line in lines
+    ]
+
+
+def test_get_prints_the_crd_columns_with_the_live_values(kubectl: Kubectl) -> None:
+    rows = table(kubectl("get", "tj"))
+    assert list(rows[0]) == ["NAME", "PHASE", "MODEL", "GPU", "WORKERS", "PROGRESS", "LOSS", "AGE"]
+    running = next(row for row in rows if row["NAME"] == "llama-chat")
+    assert {key: running[key] for key in ("PHASE", "MODEL", "GPU", "WORKERS", "PROGRESS", "LOSS")} == {
+        "PHASE": "Running",
+        "MODEL": "llm",
+        "GPU": "a100",
+        "WORKERS": "2",
+        "PROGRESS": "45.8",
+        "LOSS": "1.2345",
+    }
+    assert re.fullmatch(r"\d+s", running["AGE"]), running["AGE"]
+    # A job without a status yet: the status columns are empty, the defaulted spec is shown.
+    queued = next(row for row in rows if row["NAME"] == "queued")
+    assert (queued["PHASE"], queued["GPU"], queued["WORKERS"], queued["LOSS"]) == ("", "", "1", "")
+
+
+def test_the_full_name_and_the_category_reach_the_same_resource(kubectl: Kubectl) -> None:
+    names = {row["NAME"] for row in table(kubectl("get", "trainingjobs.training.tensorone.ai"))}
+    assert names == {"llama-chat", "queued"}
+    # A category lists every kind in it, named with their kind.
+    categorised = {row["NAME"] for row in table(kubectl("get", "tensorone"))}
+    assert {"trainingjob.training.tensorone.ai/llama-chat", "trainingjob.training.tensorone.ai/queued"} <= categorised
+    (one,) = table(kubectl("get", "tj", "llama-chat"))
+    assert one["PHASE"] == "Running"
+
+
+def test_yaml_output_round_trips_the_status(kubectl: Kubectl) -> None:
+    job = yaml.safe_load(kubectl("get", "tj", "llama-chat", "-o", "yaml"))
+    assert job["kind"] == "TrainingJob" and job["status"] == STATUS
+    assert job["spec"]["maxWorkers"] == 2 and job["metadata"]["generation"] == 1
+
+
+def test_describe_and_events_show_the_jobs_events(kubectl: Kubectl) -> None:
+    described = kubectl("describe", "tj", "llama-chat")
+    assert "Phase:" in described and "Running" in described
+    events_part = described.split("Events:")[-1]
+    assert "CheckpointSaved" in events_part and "Saved ckpt-epoch-1 at step 30." in events_part
+    listed = kubectl("events", "--for", "trainingjob/llama-chat")
+    (event,) = table(listed)
+    assert (event["TYPE"], event["REASON"], event["OBJECT"]) == ("Normal", "CheckpointSaved", "TrainingJob/llama-chat")
