@@ -7,20 +7,16 @@ kubectl is not a Python dependency: without it on PATH these tests are skipped (
 from __future__ import annotations
 
 import datetime
-import os
 import re
-import shutil
-import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from tests.kube.kubectl import KUBECTL, Kubectl
 from tests.kube.server import EmulatorServer
 
-KUBECTL = shutil.which("kubectl")
 pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not on PATH")
 
 API = "training.tensorone.ai/v1alpha1"
@@ -30,29 +26,6 @@ STATUS: dict[str, Any] = {
     "metrics": {"currentLoss": 1.2345, "bestLoss": 1.2001, "learningRate": 0.0002},
     "checkpoints": [{"id": "ckpt-epoch-1", "step": 30, "epoch": 1, "reason": "epoch"}],
 }
-
-
-class Kubectl:
-    """Runs kubectl with its own kubeconfig, cache and home in a temp dir (never ~/.kube)."""
-
-    def __init__(self, server: EmulatorServer, home: Path) -> None:
-        self.kubeconfig = server.write_kubeconfig(home / "kubeconfig")
-        self.cache = home / "cache"
-        self.env = {"PATH": os.environ.get("PATH", ""), "HOME": str(home)}
-
-    def __call__(self, *args: str) -> str:
-        assert KUBECTL is not None
-        done = subprocess.run(
-            [KUBECTL, "--kubeconfig", str(self.kubeconfig), "--cache-dir", str(self.cache), *args],
-            capture_output=True,
-            text=True,
-            env=self.env,
-            timeout=30,
-            check=False,
-        )
-        assert done.returncode == 0, f"kubectl {' '.join(args)} failed:\n{done.stderr}"
-        assert "Warning" not in done.stderr, done.stderr
-        return done.stdout
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +82,13 @@ def kubectl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kubectl]:
         yield Kubectl(server, tmp_path_factory.mktemp("kubectl"))
 
 
+def quiet(kubectl: Kubectl, *args: str) -> str:
+    """What kubectl prints, checking it warned of nothing (an ambiguous short name, say)."""
+    done = kubectl.run(*args)
+    assert "Warning" not in done.stderr, done.stderr
+    return done.stdout
+
+
 def table(text: str) -> list[dict[str, str]]:
     """kubectl's columns by header position (an empty cell stays empty)."""
     header, *lines = text.rstrip("\n").split("\n")
@@ -122,7 +102,7 @@ def table(text: str) -> list[dict[str, str]]:
 
 
 def test_get_prints_the_crd_columns_with_the_live_values(kubectl: Kubectl) -> None:
-    rows = table(kubectl("get", "tj"))
+    rows = table(quiet(kubectl, "get", "tj"))
     assert list(rows[0]) == ["NAME", "PHASE", "MODEL", "GPU", "WORKERS", "PROGRESS", "LOSS", "AGE"]
     running = next(row for row in rows if row["NAME"] == "llama-chat")
     assert {key: running[key] for key in ("PHASE", "MODEL", "GPU", "WORKERS", "PROGRESS", "LOSS")} == {
