@@ -737,6 +737,7 @@ class FaithfulEmulator(KubernetesEmulator):
 
     async def _watch(self, request: rendering.Request, kind: Kind) -> aiohttp.web.StreamResponse:
         assert request._raw_request is not None and self._changed is not None
+        encode = self._watch_encoder(request, kind)
         response = aiohttp.web.StreamResponse(headers={"Content-Type": "application/json"})
         await response.prepare(request._raw_request)
         prefix = (kind.group, kind.version, kind.plural)
@@ -748,7 +749,7 @@ class FaithfulEmulator(KubernetesEmulator):
             # No version: the current state as synthetic ADDED events, then what follows.
             for key, obj in list(self._store.items()):
                 if key[:3] == prefix and self._selected(request, kind, obj):
-                    await response.write(json.dumps({"type": "ADDED", "object": obj}).encode() + b"\n")
+                    await response.write(encode("ADDED", obj))
             cursor = self._revision
         else:
             cursor = int(since)
@@ -762,7 +763,7 @@ class FaithfulEmulator(KubernetesEmulator):
                 for revision, resource, event_type, obj in self._events_after(cursor):
                     cursor = revision
                     if resource == prefix and self._selected(request, kind, obj):
-                        await response.write(json.dumps({"type": event_type, "object": obj}).encode() + b"\n")
+                        await response.write(encode(event_type, obj))
                 remaining = None if deadline is None else deadline - loop.time()
                 if self._closing or (remaining is not None and remaining <= 0):
                     break
@@ -778,6 +779,31 @@ class FaithfulEmulator(KubernetesEmulator):
             return response
         await response.write_eof()
         return response
+
+    def _watch_encoder(self, request: rendering.Request, kind: Kind) -> Callable[[str, dict[str, Any]], bytes]:
+        """How each watch event is written: the object, or (asked for by ``kubectl get -w``) a
+        Table of it, with the column definitions in the first event only, as kube-apiserver does."""
+        table_version = wanted_table_version(request.headers.get("Accept", ""))
+        columns = kind.printer_columns
+        if table_version is None or columns is None:
+            return lambda event_type, obj: json.dumps({"type": event_type, "object": obj}).encode() + b"\n"
+        include_object = request.params.get("includeObject") or "Metadata"
+        headers_sent = False
+
+        def encode(event_type: str, obj: dict[str, Any]) -> bytes:
+            nonlocal headers_sent
+            table = to_table(
+                list(columns),
+                [obj],
+                resource_version=obj["metadata"].get("resourceVersion", ""),
+                include_object=include_object,
+                table_version=table_version,
+                no_headers=headers_sent,
+            )
+            headers_sent = True
+            return json.dumps({"type": event_type, "object": table}).encode() + b"\n"
+
+        return encode
 
     def _woken(self, cursor: int) -> bool:
         return self._revision > cursor or self._closing

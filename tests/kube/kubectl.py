@@ -29,15 +29,21 @@ class Kubectl:
         if binary is None:
             raise FileNotFoundError("kubectl is not on PATH")
         self.binary = binary
+        self.server = server
         workdir.mkdir(parents=True, exist_ok=True)
         self.kubeconfig = server.write_kubeconfig(workdir / "kubeconfig")
         self.cache = workdir / "cache"
         self.env = {"PATH": os.environ.get("PATH", ""), "HOME": str(workdir)}
 
+    def command(self, *args: str) -> list[str]:
+        """The argument vector of one kubectl command (for a process the caller runs itself)."""
+        return [self.binary, "--kubeconfig", str(self.kubeconfig), "--cache-dir", str(self.cache), *args]
+
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
         """One kubectl command; raises KubectlFailed when it exits with an error."""
-        command = [self.binary, "--kubeconfig", str(self.kubeconfig), "--cache-dir", str(self.cache), *args]
-        done = subprocess.run(command, capture_output=True, text=True, env=self.env, timeout=60, check=False)
+        done = subprocess.run(
+            self.command(*args), capture_output=True, text=True, env=self.env, timeout=60, check=False
+        )
         if done.returncode != 0:
             raise KubectlFailed(f"kubectl {' '.join(args)} exited with {done.returncode}:\n{done.stderr}")
         return done

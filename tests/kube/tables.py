@@ -501,9 +501,13 @@ def to_table(
     resource_version: str,
     include_object: str = "Metadata",
     table_version: str = "v1",
+    no_headers: bool = False,
     now: datetime.datetime | None = None,
 ) -> dict[str, Any]:
-    """The Table of ``objects`` (one for a GET of one object, every item for a LIST)."""
+    """The Table of ``objects`` (one for a GET of one object, every item for a LIST).
+
+    ``no_headers`` leaves the column definitions out (null), as in the watch events after the
+    first."""
     if include_object not in INCLUDE_OBJECT_POLICIES:
         raise ValueError(f"includeObject: {include_object!r} is not one of {', '.join(INCLUDE_OBJECT_POLICIES)}")
     if table_version not in TABLE_VERSIONS:
@@ -529,7 +533,7 @@ def to_table(
         "kind": "Table",
         "apiVersion": f"{TABLE_GROUP}/{table_version}",
         "metadata": {"resourceVersion": resource_version} if resource_version else {},
-        "columnDefinitions": [name_column, *(column.definition() for column in columns)],
+        "columnDefinitions": None if no_headers else [name_column, *(column.definition() for column in columns)],
         "rows": rows,
     }
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import datetime
 import re
+import subprocess
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -143,3 +145,29 @@ def test_describe_and_events_show_the_jobs_events(kubectl: Kubectl) -> None:
     listed = kubectl("events", "--for", "trainingjob/llama-chat")
     (event,) = table(listed)
     assert (event["TYPE"], event["REASON"], event["OBJECT"]) == ("Normal", "CheckpointSaved", "TrainingJob/llama-chat")
+
+
+def test_a_watch_prints_each_change_as_a_row_without_repeating_the_header(kubectl: Kubectl) -> None:
+    # Its own namespace: the other tests see the same emulator, in any order.
+    kubectl.server.api.create(
+        {
+            "apiVersion": API,
+            "kind": "TrainingJob",
+            "metadata": {"name": "watched", "namespace": "watching"},
+            "spec": {"modelType": "llm", "datasetId": "chat", "config": {"baseModel": "tiny", "strategy": "lora"}},
+        }
+    )
+    command = kubectl.command("get", "tj", "watched", "-n", "watching", "-w")
+    watch = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=kubectl.env)
+    deadline = threading.Timer(20, watch.kill)  # a silent kubectl ends the reads below, never hangs them
+    deadline.start()
+    try:
+        assert watch.stdout is not None
+        assert watch.stdout.readline().split()[:2] == ["NAME", "PHASE"]
+        assert watch.stdout.readline().split()[:2] == ["watched", "llm"]  # no phase yet
+        kubectl.server.api.patch_status(API, "TrainingJob", "watched", {"phase": "Queued"}, namespace="watching")
+        assert watch.stdout.readline().split()[:3] == ["watched", "Queued", "llm"]
+    finally:
+        deadline.cancel()
+        watch.kill()
+        watch.wait()

@@ -253,3 +253,9 @@ def test_floats_print_as_go_prints_them(value: float, text: str) -> None:
 
 def test_json_in_cells_is_go_json() -> None:
     assert go_json({"z": 2.0, "a": [1e-7, 1e21, 0.25]}) == '{"a":[1e-7,1e+21,0.25],"z":2}'
+
+
+def test_watch_events_after_the_first_leave_the_columns_out() -> None:
+    columns = crd_columns(crd_version("trainingjobs"))
+    later = to_table(columns, [training_job(phase="Queued")], resource_version="3", no_headers=True, now=NOW)
+    assert later["columnDefinitions"] is None and later["rows"][0]["cells"][1] == "Queued"
