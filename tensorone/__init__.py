@@ -1,6 +1,12 @@
 """TensorOne training: API types, CRD generation, the Python SDK and the ``t1`` command line."""
 
+from typing import TYPE_CHECKING
+
 from tensorone.errors import TensorOneError
+
+if TYPE_CHECKING:
+    # What __getattr__ returns, for type checkers (``from tensorone import TensorOneClient``).
+    from tensorone.client import TensorOneClient
 
 __all__ = ["TensorOneClient", "TensorOneError"]
 

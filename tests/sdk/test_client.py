@@ -12,6 +12,7 @@ import pytest
 from kubernetes import client as k8s
 
 from tensorone import TensorOneClient
+from tensorone.client import Job
 from tensorone.errors import (
     CheckpointNotFound,
     ConfigurationError,
@@ -42,7 +43,7 @@ def client(cluster: EmulatorServer) -> TensorOneClient:
     return TensorOneClient(namespace="default", api_client=k8s.ApiClient(configuration))
 
 
-def create_job(client: TensorOneClient, name: str, **overrides: Any) -> Any:
+def create_job(client: TensorOneClient, name: str, **overrides: Any) -> Job:
     fields: dict[str, Any] = {
         "name": name,
         "model_type": "llm",
