@@ -118,10 +118,10 @@ def mutated(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
             if index:
                 parts.append(int(index.rstrip("]")))
         node: Any = obj
-        for part in parts[:-1]:
-            if isinstance(part, str) and part not in node:
-                node[part] = {}
-            node = node[part]
+        for key in parts[:-1]:
+            if isinstance(key, str) and key not in node:
+                node[key] = {}
+            node = node[key]
         if value is DELETE:
             del node[parts[-1]]
         else:
@@ -520,10 +520,10 @@ def test_every_cel_rule_is_evaluated_and_passed_by_a_good_manifest() -> None:
     for obj, old in updates:
         validate(obj, old)
     for kind, crd in committed_crds().items():
-        for path, rule in _rule_sites(crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]):
+        for site, rule in _rule_sites(crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]):
             pool = [new for new, _ in updates] if "oldSelf" in rule["rule"] else created
-            reached = [obj for obj in pool if obj["kind"] == kind and _has_node(obj, path)]
-            assert reached, f"{kind}: no good manifest reaches rule {rule['rule']!r} at {'.'.join(path)}"
+            reached = [obj for obj in pool if obj["kind"] == kind and _has_node(obj, site)]
+            assert reached, f"{kind}: no good manifest reaches rule {rule['rule']!r} at {'.'.join(site)}"
 
 
 def test_an_installed_package_without_crds_folder_validates_with_crds_from_the_models(

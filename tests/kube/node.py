@@ -169,11 +169,10 @@ class LocalNode:
         for key, job in jobs.items():
             if job["metadata"].get("deletionTimestamp"):
                 continue
-            run = self.runs.get(key)
-            if run is None:
-                run = self.runs[key] = JobRun(key[0], key[1], job["metadata"]["uid"])
+            if key not in self.runs:
+                self.runs[key] = JobRun(key[0], key[1], job["metadata"]["uid"])
                 self._condition(job, "Created", "True", "PyTorchJobCreated", "PyTorchJob is created.")
-            self._reconcile(job, run)
+            self._reconcile(job, self.runs[key])
 
     def _reconcile(self, job: dict[str, Any], run: JobRun) -> None:
         policy = job["spec"].get("runPolicy") or {}

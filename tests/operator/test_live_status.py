@@ -187,7 +187,8 @@ def test_newer_prefers_the_later_process_then_step() -> None:
     old = report(step=40)
     final = report(step=40, state=TrainerState.stopped, updated_at=NOW + timedelta(seconds=1))
     assert newer(old, final) is final
-    assert newer(report(started_at=NOW, step=1), old).step == 1
+    restarted = report(started_at=NOW, step=1)
+    assert newer(restarted, old) is restarted
     assert newer(None, old) is old
 
 

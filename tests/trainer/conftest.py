@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from tensorone.api.resolved import ResolvedJob
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_MODEL = REPO / "examples" / "models" / "tiny-llama"
@@ -89,6 +92,17 @@ def make_job(
             "useGpu": use_gpu,
         }
     )
+
+
+def lora_base_model(model: torch.nn.Module) -> PreTrainedModel:
+    """The transformers model inside a LoRA job's model, checking that it is a peft wrapper of one."""
+    from peft import PeftModel
+    from transformers import PreTrainedModel
+
+    assert isinstance(model, PeftModel), type(model)
+    base = model.get_base_model()
+    assert isinstance(base, PreTrainedModel), type(base)
+    return base
 
 
 def step_losses(checkpoint_dir: Path) -> dict[int, float]:

@@ -12,8 +12,9 @@ import torch
 from transformers import CohereConfig, CohereForCausalLM
 
 from tensorone.errors import ConfigurationError
-from tests.trainer.conftest import TINY_MODEL, make_job
+from tests.trainer.conftest import TINY_MODEL, lora_base_model, make_job
 from trainer.data.collate import TextBatch, pad_batch
+from trainer.data.examples import Example
 from trainer.model import compile_layers
 from trainer.run import RunOptions, run
 from trainer.settings import settings_from_job
@@ -29,6 +30,14 @@ def loaded_task(root: Path, **overrides: Any) -> tuple[LlmTask, torch.nn.Module]
     return task, task.load_model(CPU)
 
 
+def text_examples(task: LlmTask, count: int) -> list[Example]:
+    """The first ``count`` training examples; an llm task's data are text examples."""
+    train = task.load_data().train[:count]
+    examples = [example for example in train if isinstance(example, Example)]
+    assert len(examples) == len(train), [type(example) for example in train]
+    return examples
+
+
 def lora_gradients(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {name: p.grad.clone() for name, p in model.named_parameters() if p.requires_grad and p.grad is not None}
 
@@ -36,14 +45,14 @@ def lora_gradients(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 def test_micro_batches_are_packed_and_the_loss_and_gradients_equal_the_padded_computation(tmp_path: Path) -> None:
     # No LoRA dropout: both computations must see the same network.
     task, model = loaded_task(tmp_path, parameters={"dropout": 0.0})
-    examples = list(task.load_data().train[:4])
+    examples = text_examples(task, 4)
     assert len({e.num_tokens for e in examples}) > 1, "the examples must differ in length for padding to matter"
 
     packed = task.collate(examples)
     assert isinstance(packed, PackedBatch)
     assert packed.num_tokens == sum(e.num_tokens for e in examples)  # not one padding token
     assert packed.num_supervised == sum(e.num_targets for e in examples)
-    assert model.get_base_model().config._attn_implementation == VARLEN_SDPA
+    assert lora_base_model(model).config._attn_implementation == VARLEN_SDPA
 
     objective = task.objective(model)
     assert isinstance(objective, SupervisedCausalLM) and objective.model is model
@@ -90,7 +99,7 @@ def test_a_model_that_scales_its_logits_trains_on_padded_batches_with_its_own_fo
     folder = cohere_folder(tmp_path)
     overrides: dict[str, Any] = {"config_extra": {"baseModel": str(folder)}, "training": {"maxSteps": 2}}
     task, model = loaded_task(tmp_path / "task", **overrides)
-    examples = list(task.load_data().train[:4])
+    examples = text_examples(task, 4)
 
     assert task.packed is False
     assert isinstance(task.collate(examples), TextBatch)
@@ -116,7 +125,7 @@ def test_the_compile_option_compiles_every_decoder_layer_in_place(tmp_path: Path
     # Compiling happens at the first step (a minute on two cores for this tiny model): not run here;
     # bench/trainer_speed.py --levers --compile measures its speed and loss difference.
     _, model = loaded_task(tmp_path, optimization={"compile": True})
-    layers = model.get_base_model().get_decoder().layers
+    layers = lora_base_model(model).get_decoder().layers
     assert len(layers) == 2
     assert all(layer._compiled_call_impl is not None for layer in layers)
     plain_keys = set(loaded_task(tmp_path / "plain")[1].state_dict())

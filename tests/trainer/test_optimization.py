@@ -13,7 +13,7 @@ from trainer.optimization import build_optimizer, build_schedule, learning_rate_
 
 def test_adamw_decays_matrices_but_not_biases_or_norms() -> None:
     model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.LayerNorm(4))
-    optimizer = build_optimizer(model.parameters(), TrainingHyperparameters(weightDecay=0.1, learningRate=1e-3))
+    optimizer = build_optimizer(model.parameters(), TrainingHyperparameters(weight_decay=0.1, learning_rate=1e-3))
     assert isinstance(optimizer, torch.optim.AdamW)
     decays = {tuple(p.shape): group["weight_decay"] for group in optimizer.param_groups for p in group["params"]}
     assert decays == {(4, 4): 0.1, (4,): 0.0}
@@ -42,7 +42,7 @@ def test_warmup_then_schedule(schedule: LrScheduler, expected: list[float]) -> N
 
 
 def test_the_schedule_drives_the_optimizer_learning_rate() -> None:
-    training = TrainingHyperparameters(learningRate=0.1, warmupSteps=1, lrScheduler="linear")
+    training = TrainingHyperparameters(learning_rate=0.1, warmup_steps=1, lr_scheduler=LrScheduler.linear)
     optimizer = build_optimizer(torch.nn.Linear(2, 2).parameters(), training)
     schedule = build_schedule(optimizer, training, total_steps=5)
     rates = []

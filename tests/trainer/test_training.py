@@ -155,7 +155,8 @@ def test_bf16_autocast_gradient_checkpointing_and_all_linear_train_on_cpu(tmp_pa
 def test_unknown_target_modules_are_refused_by_name(tmp_path: Path) -> None:
     result = train(tmp_path, parameters={"targetModules": ["no_such_proj"]})
     assert result.exit_code == 2
-    assert (result.report.message if result.report else "").startswith("config.parameters.targetModules")
+    assert result.report is not None and result.report.message is not None
+    assert result.report.message.startswith("config.parameters.targetModules")
 
 
 def test_a_missing_checkpoint_id_names_the_ones_there_are(tmp_path: Path) -> None:
@@ -221,7 +222,8 @@ def test_a_report_port_in_use_is_a_configuration_error(tmp_path: Path) -> None:
         job = make_job(tmp_path).model_copy(update={"report_port": taken.getsockname()[1]})
         result = run(job, RunOptions())
     assert result.exit_code == 2
-    assert (result.report.message if result.report else "").startswith("reportPort: cannot serve")
+    assert result.report is not None and result.report.message is not None
+    assert result.report.message.startswith("reportPort: cannot serve")
 
 
 def test_an_unreadable_job_file_fails_with_a_termination_message(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from peft import LoraConfig, get_peft_model
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from tensorone.errors import ConfigurationError
+from tests.trainer.conftest import lora_base_model
 from trainer.varlen import IGNORE_INDEX, VARLEN_SDPA, PackedBatch, enable_packed_attention, pack
 
 VOCAB = 97
@@ -136,7 +137,7 @@ def test_enable_packed_attention_reaches_through_a_lora_wrapper() -> None:
     model = get_peft_model(tiny_llama(), LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
 
     assert enable_packed_attention(model) == VARLEN_SDPA
-    assert model.get_base_model().config._attn_implementation == VARLEN_SDPA
+    assert lora_base_model(model).config._attn_implementation == VARLEN_SDPA
 
 
 def test_enable_packed_attention_rejects_what_is_not_a_transformers_model() -> None:
