@@ -49,7 +49,7 @@ from kmock import KubernetesEmulator
 from kmock._internal import enums, references, rendering
 from kmock._internal.k8s import KubernetesError, KubernetesScaffold
 
-from tests.kube.tables import PrinterColumn, crd_columns, to_table, wanted_table_version
+from tests.kube.tables import CreatedAtColumn, PrinterColumn, crd_columns, to_table, wanted_table_version
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CRD_DIR = REPO_ROOT / "crds"
@@ -76,7 +76,7 @@ class Kind:
     status_subresource: bool = False
     short_names: tuple[str, ...] = ()
     categories: tuple[str, ...] = ()
-    # None: no server-side printing (the plain object is answered to a Table request).
+    # None: no server-side printing here (the plain object is answered to a Table request).
     printer_columns: tuple[PrinterColumn, ...] | None = None
 
     @property
@@ -114,6 +114,7 @@ BUILTIN_KINDS: tuple[Kind, ...] = (
         status_subresource=True,
         short_names=("crd", "crds"),
         categories=("api-extensions",),
+        printer_columns=(CreatedAtColumn(),),  # kube-apiserver's default table convertor
     ),
     Kind("kubeflow.org", "v1", "pytorchjobs", "PyTorchJob", namespaced=True, status_subresource=True),
 )

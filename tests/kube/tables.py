@@ -13,6 +13,8 @@ columns the server chose. For a custom resource, kube-apiserver (apiextensions-a
   JSON); ``integer`` takes integers and truncates floats; ``number`` takes both as a float;
   ``boolean`` takes booleans; ``date`` turns an RFC 3339 string into an age ("5m", "3h12m",
   ``<invalid>`` when it does not parse); a value of another type gives an empty cell;
+- kinds without a printer of their own (CustomResourceDefinitions here) get the default table
+  convertor's ``Name`` and ``Created At`` (the RFC 3339 time, not an age);
 - each row carries the object as ``includeObject`` asks: ``Metadata`` (the default) a
   PartialObjectMetadata, ``Object`` the whole object, ``None`` nothing.
 
@@ -464,6 +466,30 @@ class PrinterColumn:
         if self.type == "date" and isinstance(value, str):
             return age(value, now)
         return None
+
+
+@dataclass(frozen=True)
+class CreatedAtColumn(PrinterColumn):
+    """The "Created At" column of the API server's default table convertor (the one kinds without
+    a printer of their own get, CustomResourceDefinitions among them): the creation time itself,
+    in RFC 3339 and UTC, not an age."""
+
+    name: str = "Created At"
+    type: str = "date"
+    json_path: str = ".metadata.creationTimestamp"
+    description: str = ""
+
+    def definition(self) -> dict[str, Any]:
+        """The column definition, described as ObjectMeta.creationTimestamp."""
+        return {**super().definition(), "description": _object_meta_description("creation_timestamp")}
+
+    def cell(self, obj: dict[str, Any], now: datetime.datetime) -> Any:
+        """Go's ``Time.UTC().Format(time.RFC3339)``; the zero time when there is none."""
+        stamp = (obj.get("metadata") or {}).get("creationTimestamp") or ""
+        if not _RFC3339.match(stamp):
+            return "0001-01-01T00:00:00Z"
+        moment = datetime.datetime.fromisoformat(stamp.upper().replace("Z", "+00:00"))
+        return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def crd_columns(version: dict[str, Any]) -> list[PrinterColumn]:

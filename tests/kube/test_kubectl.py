@@ -92,13 +92,14 @@ def quiet(kubectl: Kubectl, *args: str) -> str:
 
 
 def table(text: str) -> list[dict[str, str]]:
-    """kubectl's columns by header position (an empty cell stays empty)."""
+    """kubectl's columns by header position (an empty cell stays empty; a header may have a
+    space in it, columns are at least three spaces apart)."""
     header, *lines = text.rstrip("\n").split("\n")
-    starts = [match.start() for match in re.finditer(r"\S+", header)]
-    names = header.split()
+    found = list(re.finditer(r"\S+(?: \S+)*", header))
+    starts = [match.start() for match in found]
     bounds = [*starts[1:], None]
     return [
-        {name: line[start:end].strip() for name, start, end in zip(names, starts, bounds, strict=True)}
+        {match.group(): line[start:end].strip() for match, start, end in zip(found, starts, bounds, strict=True)}
         for line in lines
     ]
 
@@ -129,6 +130,10 @@ def test_the_full_name_and_the_category_reach_the_same_resource(kubectl: Kubectl
     assert {"trainingjob.training.tensorone.ai/llama-chat", "trainingjob.training.tensorone.ai/queued"} <= categorised
     (one,) = table(kubectl("get", "tj", "llama-chat"))
     assert one["PHASE"] == "Running"
+    crds = table(kubectl("get", "crd"))
+    assert list(crds[0]) == ["NAME", "CREATED AT"]
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", row["CREATED AT"]) for row in crds), crds
+    assert {row["NAME"] for row in crds} == {"trainingjobs.training.tensorone.ai", "datasets.training.tensorone.ai"}
 
 
 def test_yaml_output_round_trips_the_status(kubectl: Kubectl) -> None:

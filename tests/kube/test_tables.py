@@ -10,6 +10,7 @@ import yaml
 
 from tests.kube.emulator import CRD_DIR
 from tests.kube.tables import (
+    CreatedAtColumn,
     PrinterColumn,
     crd_columns,
     evaluate_steps,
@@ -259,3 +260,14 @@ def test_watch_events_after_the_first_leave_the_columns_out() -> None:
     columns = crd_columns(crd_version("trainingjobs"))
     later = to_table(columns, [training_job(phase="Queued")], resource_version="3", no_headers=True, now=NOW)
     assert later["columnDefinitions"] is None and later["rows"][0]["cells"][1] == "Queued"
+
+
+def test_the_default_convertor_prints_the_creation_time_itself() -> None:
+    crd = {"metadata": {"name": "trainingjobs.training.tensorone.ai", "creationTimestamp": "2026-11-22T13:00:00+01:00"}}
+    table = to_table([CreatedAtColumn()], [crd, {"metadata": {"name": "bare"}}], resource_version="1", now=NOW)
+    assert [c["name"] for c in table["columnDefinitions"]] == ["Name", "Created At"]
+    assert table["columnDefinitions"][1]["type"] == "date"
+    assert [row["cells"] for row in table["rows"]] == [
+        ["trainingjobs.training.tensorone.ai", "2026-11-22T12:00:00Z"],
+        ["bare", "0001-01-01T00:00:00Z"],  # Go's zero time
+    ]
