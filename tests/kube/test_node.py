@@ -7,7 +7,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from tensorone_operator.builders import build_config_map, build_pytorchjob
@@ -22,6 +22,8 @@ PYTORCHJOB = "kubeflow.org/v1"
 RECORDS = [json.loads(line) for line in (REPO / "examples/data/tiny-instructions.jsonl").read_text().splitlines()]
 
 pytestmark = pytest.mark.slow
+
+T = TypeVar("T")
 
 
 def training_job(name: str, epochs: int, **training: Any) -> dict[str, Any]:
@@ -50,14 +52,22 @@ DATASET = {
 }
 
 
-def wait_for(check: Callable[[], Any], timeout: float = 120.0, what: str = "condition") -> Any:
+def wait_for(
+    check: Callable[[], T | None],
+    timeout: float = 120.0,
+    what: str = "condition",
+    explain: Callable[[], str] | None = None,
+) -> T:
+    """The first truthy value of ``check``, polled every 0.1 s; ``explain`` adds what to look at
+    (called at the timeout, so a pod's log is the log of then, not of the start of the wait)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = check()
         if value:
             return value
         time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+    detail = f"\n{explain()}" if explain is not None else ""
+    raise AssertionError(f"timed out waiting for {what}{detail}")
 
 
 @pytest.fixture
@@ -89,7 +99,11 @@ def test_a_job_runs_to_succeeded_with_pods_and_termination_message(cluster: Emul
     with LocalNode(cluster, tmp_path) as node:
         pod = wait_for(lambda: cluster.api.find("v1", "Pod", "runs-master-0"), what="the master pod")
         assert pod["status"]["podIP"] == "127.0.0.1"
-        wait_for(lambda: condition(cluster, "runs", "Succeeded"), what="Succeeded\n" + node.pod_log("default", "runs"))
+        wait_for(
+            lambda: condition(cluster, "runs", "Succeeded"),
+            what="Succeeded",
+            explain=lambda: node.pod_log("default", "runs"),
+        )
         final = terminated(cluster, "runs-master-0")
         assert node.errors == []
     assert final is not None and final["exitCode"] == 0
@@ -115,7 +129,11 @@ def test_suspend_sends_sigterm_and_resume_continues(cluster: EmulatorServer, tmp
             except OSError:
                 return {}
 
-        wait_for(lambda: progress().get("step", 0) >= 3, what="training steps\n" + node.pod_log("default", "pausing"))
+        wait_for(
+            lambda: progress().get("step", 0) >= 3,
+            what="training steps",
+            explain=lambda: node.pod_log("default", "pausing"),
+        )
         cluster.api.patch(PYTORCHJOB, "PyTorchJob", "pausing", {"spec": {"runPolicy": {"suspend": True}}})
         wait_for(lambda: condition(cluster, "pausing", "Suspended"), what="Suspended")
         stop_report = json.loads((tmp_path / "pods/default/pausing-master-0/termination-log").read_text())

@@ -58,8 +58,12 @@ def gpu_node(name: str = "gpu-a100-1", product: str = "NVIDIA-A100-SXM4-80GB", g
     }
 
 
-def eventually(probe: Callable[[], T], timeout: float = 10.0, interval: float = 0.05) -> T:
-    """Call ``probe`` until it returns a truthy value without raising AssertionError; return it."""
+def eventually(probe: Callable[[], T | None], timeout: float = 10.0, interval: float = 0.05) -> T:
+    """Call ``probe`` until it returns a truthy value without raising AssertionError; return it.
+
+    A probe returns None (or another falsy value) until then, so the value returned is typed
+    without the None.
+    """
     deadline = time.monotonic() + timeout
     result: T | None = None
     while True:

@@ -21,6 +21,7 @@ import kopf
 import tensorone_operator.main  # noqa: F401 - registers the handlers
 from tensorone_operator.config import OperatorConfig
 from tensorone_operator.kube import KubeApi
+from tensorone_operator.reconcile import Reconciler
 
 from tests.kube.server import EmulatorServer
 from tests.kube.threads import ServiceThread
@@ -50,9 +51,11 @@ class OperatorThread(ServiceThread):
         self._stop_flag = threading.Event()
 
     @property
-    def reconciler(self) -> Any:
-        """The operator's Reconciler (after start-up)."""
-        return self.memo.get("reconciler")
+    def reconciler(self) -> Reconciler | None:
+        """The operator's Reconciler, made by its start-up handler (None before that has run)."""
+        reconciler = self.memo.get("reconciler")
+        assert reconciler is None or isinstance(reconciler, Reconciler), type(reconciler)
+        return reconciler
 
     def _serve(self) -> None:
         _server["url"] = self.cluster.url  # for the login handler

@@ -170,10 +170,10 @@ def test_metrics_count_reconciles_errors_and_jobs_by_phase(cluster: EmulatorServ
         cluster.api.create(training_job(name="waits", datasetId="later"))
         cluster.api.create(dataset())
         cluster.api.create(training_job())
-        eventually(lambda: operator.reconciler.phases.count("Pending") == 2)
+        eventually(lambda: operator.reconciler is not None and operator.reconciler.phases.count("Pending") == 2)
         eventually(lambda: sample("tensorone_operator_reconciles_total", result="ok") > reconciles)
         assert sample("tensorone_operator_errors_total", reason="DATASET_NOT_FOUND") > missing
         assert sample("tensorone_operator_reconcile_duration_seconds_count") > durations
         assert sample("tensorone_operator_jobs", phase="Pending") >= 2
         cluster.api.delete(TJ, "TrainingJob", "waits")
-        eventually(lambda: operator.reconciler.phases.count("Pending") == 1)
+        eventually(lambda: operator.reconciler is not None and operator.reconciler.phases.count("Pending") == 1)

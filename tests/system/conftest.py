@@ -26,8 +26,14 @@ POLL_SECONDS = 0.5
 T = TypeVar("T")
 
 
-def wait_for(probe: Callable[[], T], what: str, timeout: float = 120.0, explain: Callable[[], str] | None = None) -> T:
-    """The first truthy value of ``probe``, polled every 0.1 s; ``explain`` adds what to look at."""
+def wait_for(
+    probe: Callable[[], T | None], what: str, timeout: float = 120.0, explain: Callable[[], str] | None = None
+) -> T:
+    """The first truthy value of ``probe``, polled every 0.1 s; ``explain`` adds what to look at.
+
+    A probe returns None (or another falsy value) until the wait is over, so the value returned
+    is typed without the None: ``wait_for(lambda: cluster.phase_is(...), ...)`` is a status dict.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = probe()
@@ -104,14 +110,13 @@ class LocalCluster:
         key = ("default", name)
         reconciler = self.operator.reconciler
         status = self.status(name)
-        return "\n".join(
-            [
-                f"status: {json.dumps({k: status.get(k) for k in ('phase', 'progress', 'checkpoints')})}",
-                f"kept report: {reconciler._reports.get(key)!r}",
-                f"pod view: {reconciler._pods.get(key)!r}",
-                f"log: {self.log(name)[-800:]}",
-            ]
-        )
+        lines = [f"status: {json.dumps({k: status.get(k) for k in ('phase', 'progress', 'checkpoints')})}"]
+        if reconciler is None:  # a restarted operator before its start-up handler has run
+            lines.append("operator: no Reconciler yet")
+        else:
+            lines += [f"kept report: {reconciler._reports.get(key)!r}", f"pod view: {reconciler._pods.get(key)!r}"]
+        lines.append(f"log: {self.log(name)[-800:]}")
+        return "\n".join(lines)
 
     def log(self, name: str) -> str:
         return self.node.pod_log("default", name)[-3000:]

@@ -51,7 +51,7 @@ def test_a_custom_jobs_status_fills_in_while_running_and_ends_completed(custom_c
     cluster.apply(dataset())
     cluster.apply(custom_job("bigram", epochs=80))  # about 3500 steps: seconds, even on a fast machine
     running = wait_for(
-        lambda: (s := cluster.phase_is("bigram", "Running")) and s.get("checkpoints") and s,
+        lambda: s if (s := cluster.phase_is("bigram", "Running")) and s.get("checkpoints") else None,
         "a Running status with a checkpoint",
         explain=lambda: cluster.diagnose("bigram"),
     )
@@ -62,7 +62,9 @@ def test_a_custom_jobs_status_fills_in_while_running_and_ends_completed(custom_c
 
     wait_for(lambda: cluster.phase_is("bigram", "Completed"), "Completed", explain=lambda: cluster.diagnose("bigram"))
     done = wait_for(
-        lambda: (s := cluster.status("bigram"))["progress"]["currentStep"] == s["progress"]["totalSteps"] and s,
+        lambda: (
+            s if (s := cluster.status("bigram"))["progress"]["currentStep"] == s["progress"]["totalSteps"] else None
+        ),
         "the final step",
     )
     assert done["progress"]["percentage"] == 100.0
@@ -89,7 +91,9 @@ def test_a_stopped_custom_job_lists_its_sigterm_checkpoint_and_resumes_from_it(c
     wait_for(lambda: cluster.phase_is("stoppable", "Stopped"), "Stopped", explain=lambda: cluster.diagnose("stoppable"))
     stopped = wait_for(
         lambda: (
-            (s := cluster.status("stoppable")) and any(c["reason"] == "stop" for c in s.get("checkpoints", [])) and s
+            s
+            if (s := cluster.status("stoppable")) and any(c["reason"] == "stop" for c in s.get("checkpoints", []))
+            else None
         ),
         "the stop checkpoint in the status",
         explain=lambda: cluster.diagnose("stoppable"),
@@ -106,7 +110,9 @@ def test_a_stopped_custom_job_lists_its_sigterm_checkpoint_and_resumes_from_it(c
         lambda: cluster.phase_is("stoppable", "Completed"), "Completed", explain=lambda: cluster.diagnose("stoppable")
     )
     done = wait_for(
-        lambda: (s := cluster.status("stoppable"))["progress"]["currentStep"] == s["progress"]["totalSteps"] and s,
+        lambda: (
+            s if (s := cluster.status("stoppable"))["progress"]["currentStep"] == s["progress"]["totalSteps"] else None
+        ),
         "the final step",
     )
     assert done["checkpoints"][-1]["id"] == "ckpt-epoch-80" and done["checkpoints"][-1]["reason"] == "final"

@@ -18,7 +18,9 @@ def test_status_fills_in_while_training_and_ends_completed_with_the_final_checkp
     cluster.apply(training_job("live", epochs=12))
     running = wait_for(
         lambda: (
-            (s := cluster.phase_is("live", "Running")) and (s.get("progress") or {}).get("currentStep", 0) >= 2 and s
+            s
+            if (s := cluster.phase_is("live", "Running")) and (s.get("progress") or {}).get("currentStep", 0) >= 2
+            else None
         ),
         "a Running status with progress",
     )
@@ -27,7 +29,9 @@ def test_status_fills_in_while_training_and_ends_completed_with_the_final_checkp
     assert running["resourceUsage"]["runningSeconds"] >= 0 and running["lastReportTime"]
 
     done = wait_for(lambda: cluster.phase_is("live", "Completed"), "Completed")
-    done = wait_for(lambda: (s := cluster.status("live")).get("progress", {}).get("currentStep") == 96 and s, "final")
+    done = wait_for(
+        lambda: s if (s := cluster.status("live")).get("progress", {}).get("currentStep") == 96 else None, "final"
+    )
     assert done["progress"]["percentage"] == 100.0
     ids = [c["id"] for c in done["checkpoints"]]
     assert "ckpt-epoch-12" in ids, ids
@@ -56,7 +60,9 @@ def test_stop_lists_the_stop_checkpoint_and_resume_ends_like_an_uninterrupted_ru
     stopped = wait_for(lambda: cluster.phase_is("paused", "Stopped"), "Stopped")
     stopped = wait_for(
         lambda: (
-            (s := cluster.status("paused")) and any(c.get("reason") == "stop" for c in s.get("checkpoints", [])) and s
+            s
+            if (s := cluster.status("paused")) and any(c.get("reason") == "stop" for c in s.get("checkpoints", []))
+            else None
         ),
         "the stop checkpoint in the status",
         explain=lambda: cluster.diagnose("paused"),
@@ -69,8 +75,12 @@ def test_stop_lists_the_stop_checkpoint_and_resume_ends_like_an_uninterrupted_ru
     assert resumed == stop_checkpoint["id"]
     wait_for(lambda: cluster.phase_is("paused", "Completed"), "the resumed job Completed", timeout=180)
     wait_for(lambda: cluster.phase_is("reference", "Completed"), "the reference job Completed", timeout=180)
-    final = wait_for(lambda: (s := cluster.status("paused"))["progress"]["currentStep"] == 64 and s, "final step")
-    reference = wait_for(lambda: (s := cluster.status("reference"))["progress"]["currentStep"] == 64 and s, "final")
+    final = wait_for(
+        lambda: s if (s := cluster.status("paused"))["progress"]["currentStep"] == 64 else None, "final step"
+    )
+    reference = wait_for(
+        lambda: s if (s := cluster.status("reference"))["progress"]["currentStep"] == 64 else None, "final"
+    )
     assert final["metrics"]["currentLoss"] == reference["metrics"]["currentLoss"]
     assert final["resourceUsage"]["runningSeconds"] > 0
     wait_for(
@@ -88,7 +98,8 @@ def test_a_diverging_trainer_ends_failed_with_the_reason(cluster: LocalCluster) 
     cluster.apply(training_job("diverging", epochs=2))
     failed = wait_for(lambda: cluster.phase_is("diverging", "Failed"), "Failed")
     failed = wait_for(
-        lambda: (s := cluster.status("diverging")) and "Diverged" in (s.get("message") or "") and s, "the reason"
+        lambda: s if (s := cluster.status("diverging")) and "Diverged" in (s.get("message") or "") else None,
+        "the reason",
     )
     condition = next(c for c in failed["conditions"] if c["type"] == "Failed")
     assert condition["status"] == "True" and condition["reason"] == "Diverged"
@@ -106,7 +117,8 @@ def test_a_crashing_trainer_ends_failed_with_the_reason(cluster: LocalCluster) -
     cluster.apply(training_job("crashing", dataset_id="broken", epochs=1))
     wait_for(lambda: cluster.phase_is("crashing", "Failed"), "Failed")
     failed = wait_for(
-        lambda: (s := cluster.status("crashing")) and "DataError" in (s.get("message") or "") and s, "the reason"
+        lambda: s if (s := cluster.status("crashing")) and "DataError" in (s.get("message") or "") else None,
+        "the reason",
     )
     condition = next(c for c in failed["conditions"] if c["type"] == "Failed")
     assert condition["reason"] == "DataError" and "row" in condition["message"]
@@ -121,22 +133,24 @@ def test_a_restarted_operator_picks_up_and_keeps_mirroring(cluster: LocalCluster
     cluster.apply(dataset())
     cluster.apply(training_job("enduring", epochs=30))  # long enough to restart mid-run
     before = wait_for(
-        lambda: (
-            (cluster.status("enduring").get("progress") or {}).get("currentStep", 0) >= 2 and cluster.status("enduring")
-        ),
+        lambda: s if ((s := cluster.status("enduring")).get("progress") or {}).get("currentStep", 0) >= 2 else None,
         "progress before the restart",
     )
     cluster.restart_operator()
     later = wait_for(
         lambda: (
-            (s := cluster.status("enduring")) and s["progress"]["currentStep"] > before["progress"]["currentStep"] and s
+            s
+            if (s := cluster.status("enduring")) and s["progress"]["currentStep"] > before["progress"]["currentStep"]
+            else None
         ),
         "progress after the restart",
         explain=lambda: cluster.diagnose("enduring"),
     )
     assert later["lastReportTime"] >= before["lastReportTime"]
     wait_for(lambda: cluster.phase_is("enduring", "Completed"), "Completed")
-    done = wait_for(lambda: (s := cluster.status("enduring"))["progress"]["currentStep"] == 240 and s, "final step")
+    done = wait_for(
+        lambda: s if (s := cluster.status("enduring"))["progress"]["currentStep"] == 240 else None, "final step"
+    )
     assert "ckpt-epoch-30" in [c["id"] for c in done["checkpoints"]]
     wait_for(lambda: any(e["reason"] == "Completed" for e in cluster.events("enduring")), "Completed Event", timeout=30)
     started = [e for e in cluster.events("enduring") if e["reason"] == "TrainingStarted"]
