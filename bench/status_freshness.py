@@ -51,7 +51,9 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -161,7 +163,7 @@ class StatusLog:
         return self.seen[-1][1] if self.seen else {}
 
 
-def wait_until(probe: Any, what: str, timeout: float) -> None:
+def wait_until(probe: Callable[[], object], what: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if probe():
@@ -326,8 +328,8 @@ def full_reporter(folder: Path) -> Reporter:
     return reporter
 
 
-def _now() -> Any:
-    from datetime import UTC, datetime
+def _now() -> datetime:
+    from datetime import UTC
 
     return datetime.now(UTC)
 
@@ -368,7 +370,7 @@ def reporting_costs(folder: Path, polls: int) -> tuple[float, float]:
     return per_step, per_poll
 
 
-def example_step_maker() -> Any:
+def example_step_maker() -> Callable[[], float]:
     """A function doing one real LoRA training step of the example model (batch 8, length <= 64)."""
     import torch
     from peft import LoraConfig, get_peft_model

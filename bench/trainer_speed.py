@@ -48,7 +48,7 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -56,6 +56,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from trainer.data.examples import IGNORE_INDEX, Example
 from trainer.data.plan import DataPlan
+
+if TYPE_CHECKING:  # imported where used, so each side's spawned worker loads only its own libraries
+    from peft import PeftModel
+    from transformers import LlamaConfig
+
+    from tensorone.api.resolved import ResolvedJob
 
 
 @dataclass(frozen=True)
@@ -90,7 +96,7 @@ class SideResult:
     peak_rss_mib: float = 0.0
 
 
-def model_config() -> Any:
+def model_config() -> LlamaConfig:
     from transformers import LlamaConfig
 
     return LlamaConfig(
@@ -115,7 +121,7 @@ def save_base_model(config: BenchConfig, folder: Path) -> None:
     LlamaForCausalLM(model_config()).save_pretrained(folder)
 
 
-def load_hf_model(config: BenchConfig, folder: Path) -> Any:
+def load_hf_model(config: BenchConfig, folder: Path) -> PeftModel:
     """The baseline's model as a Trainer user builds it: from_pretrained, then peft's get_peft_model.
 
     The same calls in the same order as the trainer's loader after the same seed, so the LoRA
@@ -192,7 +198,7 @@ def worker(side: str, config: BenchConfig, model_folder: Path, conn: Connection)
     conn.close()
 
 
-def run_hf(model: Any, ordered: list[Example], config: BenchConfig, conn: Connection, result: SideResult) -> None:
+def run_hf(model: PeftModel, ordered: list[Example], config: BenchConfig, conn: Connection, result: SideResult) -> None:
     from datasets import Dataset
     from tokenizers import Tokenizer
     from tokenizers.models import WordLevel
@@ -267,7 +273,7 @@ def run_hf(model: Any, ordered: list[Example], config: BenchConfig, conn: Connec
     trainer.train()
 
 
-def bench_job(config: BenchConfig, model_folder: Path, root: Path) -> Any:
+def bench_job(config: BenchConfig, model_folder: Path, root: Path) -> ResolvedJob:
     """The TrainingJob config the shipped trainer runs: the benchmark's work, the levers as job options."""
     from tensorone.api.resolved import ResolvedJob
 
@@ -398,12 +404,14 @@ def useful_flops(config: BenchConfig, examples: list[Example], steps: range) -> 
     model_cfg = model_config()
     hidden, layers, vocab = model_cfg.hidden_size, model_cfg.num_hidden_layers, model_cfg.vocab_size
     head_dim = hidden // model_cfg.num_attention_heads
+    # Typed optional; None means one key/value head per query head (LlamaConfig's own rule).
+    kv_heads = model_cfg.num_key_value_heads or model_cfg.num_attention_heads
     q_and_o = 2 * hidden * hidden
-    k_and_v = 2 * hidden * head_dim * model_cfg.num_key_value_heads
+    k_and_v = 2 * hidden * head_dim * kv_heads
     mlp = 3 * hidden * model_cfg.intermediate_size
     base_linear = layers * (q_and_o + k_and_v + mlp)
     rank = config.lora_rank
-    lora = layers * rank * ((hidden + hidden) * 2 + (hidden + head_dim * model_cfg.num_key_value_heads) * 2)
+    lora = layers * rank * ((hidden + hidden) * 2 + (hidden + head_dim * kv_heads) * 2)
     total = 0.0
     for step in steps:
         for micro in micro_batches_of_step(examples, config, step):
