@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
@@ -22,7 +23,7 @@ Render = Callable[..., Rendered]
 
 
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
-def test_helm_lint(helm: HelmRunner, scenario: str, tmp_path: Any) -> None:
+def test_helm_lint(helm: HelmRunner, scenario: str, tmp_path: Path) -> None:
     values = tmp_path / "values.yaml"
     values.write_text(yaml.safe_dump(SCENARIOS[scenario]))
     result = helm("lint", "--strict", str(CHART), "-f", str(values))

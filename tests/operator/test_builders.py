@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -244,7 +245,7 @@ def test_configuration_checks_name_the_field() -> None:
     assert missing is not None and missing.code == "DATASET_NOT_FOUND" and "'nope'" in missing.message
 
 
-def test_operator_config_file_is_validated(tmp_path: Any) -> None:
+def test_operator_config_file_is_validated(tmp_path: Path) -> None:
     assert load_config(tmp_path / "absent.yaml") == OperatorConfig()
     path = tmp_path / "config.yaml"
     path.write_text("trainerImage: example/trainer:1\ngpuCatalog:\n  tpu:\n    displayName: x\n")

@@ -10,7 +10,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from transformers import AutoTokenizer
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from tensorone.api.v1alpha1.dataset import ColumnMapping, DatasetFormat, DatasetSpec
 from tensorone.errors import ConfigurationError, DataError
@@ -29,7 +29,7 @@ RECORDS = [
 
 
 @pytest.fixture(scope="module")
-def tokenizer() -> Any:
+def tokenizer() -> PreTrainedTokenizerBase:
     return AutoTokenizer.from_pretrained(TINY_MODEL)
 
 
@@ -69,7 +69,7 @@ def inline_rows(records: list[dict[str, Any]]) -> list[Row]:
 
 def examples_of(
     rows: list[Row],
-    tokenizer: Any,
+    tokenizer: PreTrainedTokenizerBase,
     *,
     mapping: ColumnMapping | None = None,
     max_seq_length: int = 64,
@@ -98,7 +98,7 @@ def test_every_file_format_reads_the_same_records(tmp_path: Path, dataset_format
     assert [row.number for row in rows] == [1, 2, 3]
 
 
-def test_text_files_are_one_example_per_line(tmp_path: Path, tokenizer: Any) -> None:
+def test_text_files_are_one_example_per_line(tmp_path: Path, tokenizer: PreTrainedTokenizerBase) -> None:
     write_format(tmp_path, "text", RECORDS)
     rows = read_claim(tmp_path, "/data.txt", "text")
     data = examples_of(rows, tokenizer)
@@ -135,7 +135,7 @@ def test_unreadable_rows_come_back_numbered_with_a_reason(tmp_path: Path) -> Non
     assert [r.error is None for r in rows] == [True, False, False]
 
 
-def test_prompt_completion_learns_the_completion_only(tokenizer: Any) -> None:
+def test_prompt_completion_learns_the_completion_only(tokenizer: PreTrainedTokenizerBase) -> None:
     data = examples_of(inline_rows(RECORDS), tokenizer)
     assert data.columns.layout == Layout.prompt_completion
     example = data.train[0]
@@ -144,7 +144,7 @@ def test_prompt_completion_learns_the_completion_only(tokenizer: Any) -> None:
     assert example.num_targets == len(learned)
 
 
-def test_chat_messages_learn_the_assistant_turns_only(tokenizer: Any) -> None:
+def test_chat_messages_learn_the_assistant_turns_only(tokenizer: PreTrainedTokenizerBase) -> None:
     conversation = [
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": "Capital of Peru?"},
@@ -164,14 +164,18 @@ def test_chat_messages_learn_the_assistant_turns_only(tokenizer: Any) -> None:
     current: list[int] = []
     for token in [*learned, None]:
         if token is None and current:
-            spans.append(tokenizer.decode(current))
+            span = tokenizer.decode(current)
+            assert isinstance(span, str)  # decode's type also covers batches
+            spans.append(span)
             current = []
         elif token is not None:
             current.append(token)
     assert spans == ["Lima.<|end|>", "Santiago.<|end|>"]
 
 
-def test_truncation_keeps_max_seq_length_tokens_and_drops_rows_with_nothing_to_learn(tokenizer: Any) -> None:
+def test_truncation_keeps_max_seq_length_tokens_and_drops_rows_with_nothing_to_learn(
+    tokenizer: PreTrainedTokenizerBase,
+) -> None:
     records = [{"text": "word " * 100}, {"prompt": "long prompt " * 50, "completion": " done"}]
     data = examples_of(inline_rows(records[:1]), tokenizer, max_seq_length=16)
     assert data.train[0].num_tokens == 16
@@ -187,7 +191,9 @@ def test_truncation_keeps_max_seq_length_tokens_and_drops_rows_with_nothing_to_l
         ({"prompt": "q", "completion": "   "}, "is empty"),
     ],
 )
-def test_records_that_do_not_fit_the_layout_are_bad_rows(tokenizer: Any, record: dict[str, Any], reason: str) -> None:
+def test_records_that_do_not_fit_the_layout_are_bad_rows(
+    tokenizer: PreTrainedTokenizerBase, record: dict[str, Any], reason: str
+) -> None:
     with pytest.raises(DataError) as raised:
         examples_of(inline_rows([*RECORDS, record]), tokenizer, max_bad_rows=0.2)
     assert "1 of 4 rows" in str(raised.value) and "row 4 of inline" in str(raised.value) and reason in str(raised.value)
@@ -202,20 +208,20 @@ def test_chat_messages_need_a_chat_template() -> None:
     assert raised.value.field == "config.baseModel" and "chat template" in str(raised.value)
 
 
-def test_chat_rows_without_an_assistant_turn_are_bad(tokenizer: Any) -> None:
+def test_chat_rows_without_an_assistant_turn_are_bad(tokenizer: PreTrainedTokenizerBase) -> None:
     records: list[dict[str, Any]] = [{"messages": [{"role": "user", "content": "hi"}]}, {"messages": "hello"}]
     with pytest.raises(DataError) as raised:
         examples_of(inline_rows(records), tokenizer, max_bad_rows=0.5)
     assert "no assistant turn" in str(raised.value)
 
 
-def test_an_undetectable_layout_names_the_columns_to_set(tokenizer: Any) -> None:
+def test_an_undetectable_layout_names_the_columns_to_set(tokenizer: PreTrainedTokenizerBase) -> None:
     with pytest.raises(ConfigurationError) as raised:
         examples_of(inline_rows([{"body": "x"}]), tokenizer)
     assert raised.value.field == "dataset.columns" and "body" in str(raised.value)
 
 
-def test_the_eval_split_is_seeded_and_disjoint(tokenizer: Any) -> None:
+def test_the_eval_split_is_seeded_and_disjoint(tokenizer: PreTrainedTokenizerBase) -> None:
     records = [{"text": f"sentence number {i}"} for i in range(20)]
 
     def split(seed: int) -> tuple[list[Example], list[Example]]:
