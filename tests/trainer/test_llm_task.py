@@ -69,7 +69,10 @@ def test_micro_batches_are_packed_and_the_loss_and_gradients_equal_the_padded_co
 
     assert packed_loss == pytest.approx(padded_loss, rel=1e-5)
     for name, gradient in lora_gradients(model).items():
-        assert torch.allclose(packed_gradients[name], gradient, rtol=1e-4, atol=1e-7), name
+        # The same float32 terms summed in another order: an element's error is relative to the
+        # gradient's scale (about 1e-6 of it), not to that element, which may be near zero.
+        scale = gradient.abs().max().item()
+        assert torch.allclose(packed_gradients[name], gradient, rtol=1e-4, atol=1e-5 * scale), name
 
 
 def cohere_folder(root: Path) -> Path:
