@@ -20,13 +20,18 @@ import torch
 from tensorone.api.v1alpha1.trainingjob import MixedPrecision
 
 
+def autocast_dtype(mode: MixedPrecision) -> torch.dtype | None:
+    """The dtype the forward pass computes in under ``mode``; None for fp32 (no autocast)."""
+    return {MixedPrecision.bf16: torch.bfloat16, MixedPrecision.fp16: torch.float16}.get(MixedPrecision(mode))
+
+
 class Precision:
     """Autocast and gradient scaling for one device and mode."""
 
     def __init__(self, mode: MixedPrecision, device: torch.device) -> None:
         self.mode = MixedPrecision(mode)
         self.device = device
-        self.dtype = {MixedPrecision.bf16: torch.bfloat16, MixedPrecision.fp16: torch.float16}.get(self.mode)
+        self.dtype = autocast_dtype(self.mode)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.mode == MixedPrecision.fp16)
 
     @contextlib.contextmanager

@@ -8,8 +8,8 @@ equivalent to the padded batch:
 - labels are shifted *per sample* (``shift_labels``): the last token of a sample predicts nothing,
   never the first token of the next sample;
 - attention is causal *within* a sample and blind across samples. :func:`enable_packed_attention`
-  picks the implementation: varlen flash attention on CUDA when ``flash_attn`` is installed and the
-  model runs in fp16/bf16, otherwise :data:`VARLEN_SDPA`, registered here in transformers'
+  picks the implementation: varlen flash attention on CUDA when ``flash_attn`` is installed and
+  attention computes in fp16/bf16 (half weights, or bf16/fp16 autocast), otherwise :data:`VARLEN_SDPA`, registered here in transformers'
   ``AttentionInterface``: it splits the row by ``cu_seqlens`` and runs causal SDPA on each segment,
   so the cross-sample blocks a block-diagonal mask would compute and throw away are never computed.
 
@@ -168,35 +168,45 @@ def pack(examples: Sequence[TokenizedExample], max_tokens: int | None = None) ->
     )
 
 
-def flash_varlen_available(model: nn.Module) -> bool:
-    """Whether varlen flash attention can run this model: CUDA, ``flash_attn`` installed, fp16/bf16 weights."""
-    parameter = next(model.parameters(), None)
-    return (
-        parameter is not None
-        and parameter.device.type == "cuda"
-        and parameter.dtype in (torch.float16, torch.bfloat16)
-        and importlib.util.find_spec("flash_attn") is not None
-    )
+HALF_DTYPES = (torch.float16, torch.bfloat16)
 
 
-def enable_packed_attention(model: nn.Module) -> str:
+def choose_attention(
+    *, device_type: str, compute_dtype: torch.dtype, flash_installed: bool, sliding_window: bool
+) -> str:
+    """The packing-safe attention for a model, from what it runs on (a pure function of its inputs).
+
+    ``compute_dtype`` is the dtype attention computes in: the weights' dtype, or the autocast dtype
+    under mixed precision (fp32 weights under bf16 autocast compute attention in bf16, which is what
+    flash-attention needs).
+    """
+    if device_type == "cuda" and compute_dtype in HALF_DTYPES and flash_installed:
+        return FLASH_VARLEN
+    if sliding_window:
+        return "sdpa"
+    return VARLEN_SDPA
+
+
+def enable_packed_attention(model: nn.Module, autocast_dtype: torch.dtype | None = None) -> str:
     """Switch ``model`` (a transformers model, possibly inside a peft wrapper) to packing-safe attention.
 
-    Call it after the model has its final device and dtype. Returns the implementation chosen:
-    ``flash_attention_2`` where :func:`flash_varlen_available`; else ``sdpa`` for models with
-    sliding-window attention (transformers then builds the block-diagonal mask itself from the
-    restarting ``position_ids``: correct, but it computes the cross-sample blocks); else
-    :data:`VARLEN_SDPA`. Padded batches (``attention_mask`` given) keep working with every choice,
-    so evaluation code needs no change.
+    Call it after the model has its final device and dtype; ``autocast_dtype`` is the mixed-precision
+    dtype the training step runs under, if any. Returns the implementation chosen by
+    :func:`choose_attention`: ``flash_attention_2`` (varlen) on CUDA with ``flash_attn`` installed
+    when attention computes in fp16/bf16; else ``sdpa`` for models with sliding-window attention
+    (transformers then builds the block-diagonal mask itself from the restarting ``position_ids``:
+    correct, but it computes the cross-sample blocks); else :data:`VARLEN_SDPA`. Padded batches
+    (``attention_mask`` given) keep working with every choice, so evaluation code needs no change.
     """
     base = base_transformers_model(model)
     config = base.config
-    if flash_varlen_available(base):
-        implementation = FLASH_VARLEN
-    elif getattr(config, "sliding_window", None) and getattr(config, "use_sliding_window", True):
-        implementation = "sdpa"
-    else:
-        implementation = VARLEN_SDPA
+    parameter = next(base.parameters(), None)
+    implementation = choose_attention(
+        device_type=parameter.device.type if parameter is not None else "cpu",
+        compute_dtype=autocast_dtype or (parameter.dtype if parameter is not None else torch.float32),
+        flash_installed=importlib.util.find_spec("flash_attn") is not None,
+        sliding_window=bool(getattr(config, "sliding_window", None) and getattr(config, "use_sliding_window", True)),
+    )
     base.set_attn_implementation(implementation)
     return implementation
 

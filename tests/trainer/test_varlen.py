@@ -11,7 +11,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from tensorone.errors import ConfigurationError
 from tests.trainer.conftest import lora_base_model
-from trainer.varlen import IGNORE_INDEX, VARLEN_SDPA, PackedBatch, enable_packed_attention, pack
+from trainer.varlen import IGNORE_INDEX, VARLEN_SDPA, PackedBatch, choose_attention, enable_packed_attention, pack
 
 VOCAB = 97
 
@@ -179,3 +179,30 @@ def test_sliding_window_models_fall_back_to_sdpa_with_the_packed_mask() -> None:
     with torch.no_grad():
         second_alone = model(input_ids=torch.tensor([examples[1].input_ids])).logits[0]
     torch.testing.assert_close(logits[9:], second_alone, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("device_type", "compute_dtype", "flash_installed", "sliding_window", "expected"),
+    [
+        # Flash varlen on CUDA when attention computes in half precision, weights or autocast alike.
+        ("cuda", torch.bfloat16, True, False, "flash_attention_2"),
+        ("cuda", torch.float16, True, True, "flash_attention_2"),
+        # Not on CPU, not in fp32, not without the package.
+        ("cpu", torch.bfloat16, True, False, VARLEN_SDPA),
+        ("cuda", torch.float32, True, False, VARLEN_SDPA),
+        ("cuda", torch.bfloat16, False, False, VARLEN_SDPA),
+        # Per-segment SDPA has no sliding window: transformers' own packed mask instead.
+        ("cuda", torch.float32, True, True, "sdpa"),
+        ("cpu", torch.float32, False, True, "sdpa"),
+    ],
+)
+def test_the_attention_chosen_for_packing(
+    device_type: str, compute_dtype: torch.dtype, flash_installed: bool, sliding_window: bool, expected: str
+) -> None:
+    chosen = choose_attention(
+        device_type=device_type,
+        compute_dtype=compute_dtype,
+        flash_installed=flash_installed,
+        sliding_window=sliding_window,
+    )
+    assert chosen == expected

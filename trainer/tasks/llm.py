@@ -21,6 +21,7 @@ from trainer import model as causal_lm
 from trainer.data.collate import TextBatch, pad_batch
 from trainer.data.examples import IGNORE_INDEX, Example, build_examples
 from trainer.data.records import read_rows
+from trainer.precision import autocast_dtype
 from trainer.settings import Settings
 from trainer.supervised_loss import SupervisedCausalLM, unsupported_reason
 from trainer.tasks import TaskData
@@ -71,7 +72,7 @@ class LlmTask:
         unsupported = unsupported_reason(model)
         self.packed = unsupported is None
         if unsupported is None:
-            attention = enable_packed_attention(model)
+            attention = enable_packed_attention(model, autocast_dtype(self.settings.optimization.mixed_precision))
             log.info("packed batches without padding (attention %s), loss on supervised tokens only", attention)
         else:
             log.info("padded batches and the model's own logits: %s", unsupported.message)
