@@ -8,10 +8,12 @@ equivalent to the padded batch:
 - labels are shifted *per sample* (``shift_labels``): the last token of a sample predicts nothing,
   never the first token of the next sample;
 - attention is causal *within* a sample and blind across samples. :func:`enable_packed_attention`
-  picks the implementation: varlen flash attention on CUDA when ``flash_attn`` is installed and
-  attention computes in fp16/bf16 (half weights, or bf16/fp16 autocast), otherwise :data:`VARLEN_SDPA`, registered here in transformers'
-  ``AttentionInterface``: it splits the row by ``cu_seqlens`` and runs causal SDPA on each segment,
-  so the cross-sample blocks a block-diagonal mask would compute and throw away are never computed.
+  picks the implementation: transformers' varlen flash attention on CUDA when ``flash_attn`` is
+  installed and attention computes in fp16/bf16 (half weights, or bf16/fp16 autocast), otherwise
+  :data:`VARLEN_SDPA`, registered here in transformers' ``AttentionInterface``. On a CUDA GPU that
+  computes in fp16/bf16 it runs PyTorch's own varlen flash kernel over the whole row; elsewhere it
+  splits the row by ``cu_seqlens`` and runs causal SDPA on each segment, so the cross-sample blocks
+  a block-diagonal mask would compute and throw away are never computed.
 
 Typical use in a training loop (see docs/performance.md)::
 
@@ -245,6 +247,18 @@ def varlen_sdpa_attention(  # noqa: PLR0917 - transformers calls attention funct
                 f"{VARLEN_SDPA} does not implement {unsupported!r}; use attn_implementation 'sdpa' for this model",
                 field="attn_implementation",
             )
+    cu_seqlens = kwargs.get("cu_seq_lens_q")
+    if (
+        attention_mask is None
+        and cu_seqlens is not None
+        and cu_seqlens.shape[0] > 2
+        and query.shape[0] == 1
+        and torch_varlen_usable(query, dropout)
+    ):
+        # One flash kernel for the whole row, and no device sync to read the boundaries.
+        return attend_with_varlen_kernel(
+            query, key, value, cu_seqlens, int(kwargs["max_length_q"]), scaling, kernel=_torch_varlen_attn()
+        ), None
     boundaries = None if attention_mask is not None else _segment_boundaries(kwargs, query.shape[2])
     if boundaries is None:
         return sdpa_attention_forward(
@@ -270,6 +284,82 @@ def varlen_sdpa_attention(  # noqa: PLR0917 - transformers calls attention funct
         )
     ]
     return torch.cat(outputs, dim=1), None
+
+
+class VarlenKernel(Protocol):
+    """The signature of ``torch.nn.attention.varlen.varlen_attn`` that :func:`attend_with_varlen_kernel` uses."""
+
+    def __call__(  # noqa: PLR0917 - torch's signature
+        self,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        cu_seq_q: torch.Tensor,
+        cu_seq_k: torch.Tensor | None,
+        max_q: int,
+        max_k: int,
+        *,
+        scale: float | None = None,
+        window_size: tuple[int, int] = (-1, -1),
+        enable_gqa: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]: ...
+
+
+def _torch_varlen_attn() -> VarlenKernel | None:
+    """PyTorch's own varlen flash attention (``torch.nn.attention.varlen``, torch >= 2.10), if present."""
+    try:
+        from torch.nn.attention.varlen import varlen_attn
+    except ImportError:
+        return None
+    kernel: VarlenKernel = varlen_attn
+    return kernel
+
+
+def torch_varlen_usable(query: torch.Tensor, dropout: float) -> bool:
+    """Whether PyTorch's varlen flash kernel can run this attention: CUDA with flash-attention's
+    hardware (compute capability 8.0+), fp16/bf16 activations (weights or autocast), no dropout
+    (the kernel has none), and a torch that ships it."""
+    return (
+        query.is_cuda
+        and query.dtype in HALF_DTYPES
+        and dropout == 0.0
+        and torch.cuda.get_device_capability(query.device) >= (8, 0)
+        and _torch_varlen_attn() is not None
+    )
+
+
+def attend_with_varlen_kernel(  # noqa: PLR0917 - the attention call's own inputs
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    cu_seqlens: torch.Tensor,
+    max_seqlen: int,
+    scaling: float | None,
+    *,
+    kernel: VarlenKernel | None,
+) -> torch.Tensor:
+    """Causal attention within each segment of one packed row through a varlen kernel.
+
+    Takes transformers' ``[1, heads, tokens, head_dim]`` (key and value may have fewer heads: grouped
+    query attention is the kernel's, no copy) and returns ``[1, tokens, heads, head_dim]``, the layout
+    transformers expects back from an attention function.
+    """
+    if kernel is None:
+        raise ConfigurationError("this torch has no torch.nn.attention.varlen", field="attn_implementation")
+    output = kernel(
+        query[0].transpose(0, 1).contiguous(),
+        key[0].transpose(0, 1).contiguous(),
+        value[0].transpose(0, 1).contiguous(),
+        cu_seqlens,
+        cu_seqlens,
+        max_seqlen,
+        max_seqlen,
+        scale=scaling,
+        window_size=(-1, 0),  # causal
+        enable_gqa=key.shape[1] != query.shape[1],
+    )
+    assert isinstance(output, torch.Tensor)  # a tuple only when auxiliary outputs are asked for
+    return output.unsqueeze(0)
 
 
 def _segment_boundaries(kwargs: dict[str, Any], length: int) -> list[int] | None:

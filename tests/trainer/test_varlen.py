@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import pytest
@@ -11,7 +12,17 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from tensorone.errors import ConfigurationError
 from tests.trainer.conftest import lora_base_model
-from trainer.varlen import IGNORE_INDEX, VARLEN_SDPA, PackedBatch, choose_attention, enable_packed_attention, pack
+from trainer.varlen import (
+    IGNORE_INDEX,
+    VARLEN_SDPA,
+    PackedBatch,
+    attend_with_varlen_kernel,
+    choose_attention,
+    enable_packed_attention,
+    pack,
+    torch_varlen_usable,
+    varlen_sdpa_attention,
+)
 
 VOCAB = 97
 
@@ -206,3 +217,76 @@ def test_the_attention_chosen_for_packing(
         sliding_window=sliding_window,
     )
     assert chosen == expected
+
+
+def reference_varlen_kernel(  # noqa: PLR0917 - the kernel's signature
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    cu_seq_q: torch.Tensor,
+    cu_seq_k: torch.Tensor | None,
+    max_q: int,
+    max_k: int,
+    *,
+    scale: float | None = None,
+    window_size: tuple[int, int] = (-1, -1),
+    enable_gqa: bool = False,
+) -> torch.Tensor:
+    """What torch.nn.attention.varlen.varlen_attn computes (CUDA only), written with SDPA for the CPU:
+    [tokens, heads, dim] in and out, causal within each segment for window_size (-1, 0)."""
+    assert cu_seq_k is not None and torch.equal(cu_seq_q, cu_seq_k) and max_q == max_k
+    assert window_size == (-1, 0), "the caller must ask for causal attention"
+    bounds = cu_seq_q.tolist()
+    assert max(b - a for a, b in itertools.pairwise(bounds)) == max_q
+    segments = [
+        torch.nn.functional.scaled_dot_product_attention(
+            query[a:b].transpose(0, 1),
+            key[a:b].transpose(0, 1),
+            value[a:b].transpose(0, 1),
+            is_causal=True,
+            scale=scale,
+            enable_gqa=enable_gqa,
+        ).transpose(0, 1)
+        for a, b in itertools.pairwise(bounds)
+    ]
+    return torch.cat(segments)
+
+
+def test_the_varlen_kernel_path_matches_per_segment_attention_with_grouped_heads() -> None:
+    """The layout plumbing around PyTorch's varlen flash kernel (which needs a CUDA GPU): the
+    transformers layout in, grouped key/value heads, causal segments, the transformers layout out."""
+    torch.manual_seed(0)
+    heads, kv_heads, dim = 4, 2, 8
+    lengths = [5, 1, 9, 3]
+    total = sum(lengths)
+    query = torch.randn(1, heads, total, dim)
+    key = torch.randn(1, kv_heads, total, dim)
+    value = torch.randn(1, kv_heads, total, dim)
+    cu_seqlens = torch.tensor([0, *itertools.accumulate(lengths)], dtype=torch.int32)
+
+    got = attend_with_varlen_kernel(
+        query, key, value, cu_seqlens, max(lengths), dim**-0.5, kernel=reference_varlen_kernel
+    )
+
+    module = torch.nn.Module()
+    module.num_key_value_groups = heads // kv_heads  # type: ignore[assignment]  # what transformers' attention modules carry
+    expected, _ = varlen_sdpa_attention(
+        module, query, key, value, None, scaling=dim**-0.5, cu_seq_lens_q=cu_seqlens, max_length_q=max(lengths)
+    )
+    assert got.shape == expected.shape == (1, total, heads, dim)
+    torch.testing.assert_close(got, expected)
+
+
+def test_the_varlen_kernel_is_only_used_where_it_runs() -> None:
+    # On this CPU the per-segment path runs; dropout would also rule the kernel out (it has none).
+    assert not torch_varlen_usable(torch.zeros(1, 2, 3, 4, dtype=torch.bfloat16), 0.0)
+    with pytest.raises(ConfigurationError, match=r"torch\.nn\.attention\.varlen"):
+        attend_with_varlen_kernel(
+            torch.zeros(1, 1, 2, 2),
+            torch.zeros(1, 1, 2, 2),
+            torch.zeros(1, 1, 2, 2),
+            torch.tensor([0, 2]),
+            2,
+            None,
+            kernel=None,
+        )
