@@ -24,6 +24,7 @@ Typical use in a training loop (see docs/performance.md)::
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import itertools
 from collections.abc import Sequence
@@ -305,6 +306,7 @@ class VarlenKernel(Protocol):
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]: ...
 
 
+@functools.cache
 def _torch_varlen_attn() -> VarlenKernel | None:
     """PyTorch's own varlen flash attention (``torch.nn.attention.varlen``, torch >= 2.10), if present."""
     try:
@@ -323,9 +325,15 @@ def torch_varlen_usable(query: torch.Tensor, dropout: float) -> bool:
         query.is_cuda
         and query.dtype in HALF_DTYPES
         and dropout == 0.0
-        and torch.cuda.get_device_capability(query.device) >= (8, 0)
+        and _flash_capable(query.device.index)
         and _torch_varlen_attn() is not None
     )
+
+
+@functools.cache
+def _flash_capable(device_index: int | None) -> bool:
+    """Flash-attention kernels need compute capability 8.0 (Ampere) or newer; asked once per device."""
+    return torch.cuda.get_device_capability(device_index) >= (8, 0)
 
 
 def attend_with_varlen_kernel(  # noqa: PLR0917 - the attention call's own inputs
