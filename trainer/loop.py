@@ -53,9 +53,8 @@ class Training:
     task: Task
     model: torch.nn.Module  # the model being trained: what is saved
     objective: torch.nn.Module  # forward(batch) -> the batch's summed loss; holds `model`
-    replica: (
-        torch.nn.Module
-    )  # what forward and backward run on: `objective`, inside DistributedDataParallel when distributed
+    # What forward and backward run on: `objective`, inside DistributedDataParallel when distributed.
+    replica: torch.nn.Module
     optimizer: torch.optim.Optimizer
     schedule: torch.optim.lr_scheduler.LRScheduler
     precision: Precision
