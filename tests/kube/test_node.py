@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from tensorone_operator.builders import build_config_map, build_pytorchjob
@@ -15,6 +14,7 @@ from tensorone_operator.config import OperatorConfig
 
 from tensorone.api.validation import validate
 from tests.kube.node import LocalNode
+from tests.kube.polling import wait_for
 from tests.kube.server import EmulatorServer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -22,8 +22,6 @@ PYTORCHJOB = "kubeflow.org/v1"
 RECORDS = [json.loads(line) for line in (REPO / "examples/data/tiny-instructions.jsonl").read_text().splitlines()]
 
 pytestmark = pytest.mark.slow
-
-T = TypeVar("T")
 
 
 def training_job(name: str, epochs: int, **training: Any) -> dict[str, Any]:
@@ -50,24 +48,6 @@ DATASET = {
     "metadata": {"name": "tiny", "namespace": "default"},
     "spec": {"format": "jsonl", "source": {"inline": {"records": RECORDS}}},
 }
-
-
-def wait_for(
-    check: Callable[[], T | None],
-    timeout: float = 120.0,
-    what: str = "condition",
-    explain: Callable[[], str] | None = None,
-) -> T:
-    """The first truthy value of ``check``, polled every 0.1 s; ``explain`` adds what to look at
-    (called at the timeout, so a pod's log is the log of then, not of the start of the wait)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    detail = f"\n{explain()}" if explain is not None else ""
-    raise AssertionError(f"timed out waiting for {what}{detail}")
 
 
 @pytest.fixture

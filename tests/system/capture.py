@@ -30,9 +30,10 @@ from tensorone_operator.config import OperatorConfig
 
 from tests.kube.kubectl import KUBECTL, Kubectl
 from tests.kube.node import LocalNode
+from tests.kube.polling import wait_for
 from tests.kube.server import EmulatorServer
 from tests.operator.runner import OperatorThread
-from tests.system.conftest import POLL_SECONDS, REPO, TINY_MODEL, dataset, wait_for
+from tests.system.conftest import POLL_SECONDS, REPO, TINY_MODEL, dataset
 
 EXAMPLE = REPO / "examples" / "tiny-llm-lora.yaml"
 CURVES = ("lossHistory", "evalLossHistory")

@@ -4,11 +4,10 @@ trainer for every PyTorchJob the operator creates."""
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from tensorone_operator.config import OperatorConfig
@@ -22,26 +21,6 @@ API = "training.tensorone.ai/v1alpha1"
 TINY_MODEL = str(REPO / "examples" / "models" / "tiny-llama")
 RECORDS = [json.loads(line) for line in (REPO / "examples/data/tiny-instructions.jsonl").read_text().splitlines()]
 POLL_SECONDS = 0.5
-
-T = TypeVar("T")
-
-
-def wait_for(
-    probe: Callable[[], T | None], what: str, timeout: float = 120.0, explain: Callable[[], str] | None = None
-) -> T:
-    """The first truthy value of ``probe``, polled every 0.1 s; ``explain`` adds what to look at.
-
-    A probe returns None (or another falsy value) until the wait is over, so the value returned
-    is typed without the None: ``wait_for(lambda: cluster.phase_is(...), ...)`` is a status dict.
-    """
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.1)
-    detail = f"\n{explain()}" if explain is not None else ""
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}{detail}")
 
 
 def dataset(name: str = "tiny", records: list[dict[str, Any]] | None = None) -> dict[str, Any]:

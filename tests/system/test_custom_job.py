@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from tests.system.conftest import API, REPO, LocalCluster, dataset, wait_for
+from tests.kube.polling import wait_for
+from tests.system.conftest import API, REPO, LocalCluster, dataset
 
 # Timing depends on the load of a shared machine: retried like the other system tests.
 pytestmark = [pytest.mark.slow, pytest.mark.flaky(reruns=2)]

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.system.conftest import LocalCluster, dataset, training_job, wait_for
+from tests.kube.polling import wait_for
+from tests.system.conftest import LocalCluster, dataset, training_job
 
 # These tests run the operator, the emulator, a node and real trainer processes in one machine's
 # two cores; their timing depends on the load. A failure is retried twice (and reported as a
@@ -28,7 +29,7 @@ def test_status_fills_in_while_training_and_ends_completed_with_the_final_checkp
     assert running["metrics"]["currentLoss"] > 0 and running["metrics"]["throughputUnit"] == "tokens/sec"
     assert running["resourceUsage"]["runningSeconds"] >= 0 and running["lastReportTime"]
 
-    done = wait_for(lambda: cluster.phase_is("live", "Completed"), "Completed")
+    wait_for(lambda: cluster.phase_is("live", "Completed"), "Completed")
     done = wait_for(
         lambda: s if (s := cluster.status("live")).get("progress", {}).get("currentStep") == 96 else None, "final"
     )
@@ -57,7 +58,7 @@ def test_stop_lists_the_stop_checkpoint_and_resume_ends_like_an_uninterrupted_ru
         "steps of the job to stop",
     )
     cluster.patch_spec("paused", {"suspend": True})
-    stopped = wait_for(lambda: cluster.phase_is("paused", "Stopped"), "Stopped")
+    wait_for(lambda: cluster.phase_is("paused", "Stopped"), "Stopped")
     stopped = wait_for(
         lambda: (
             s

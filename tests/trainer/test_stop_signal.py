@@ -36,9 +36,9 @@ def progress(port: int) -> dict[str, Any] | None:
         return None
 
 
-def test_sigterm_saves_a_checkpoint_exits_0_and_resume_is_exact(tmp_path: Path) -> None:
-    port = free_port()
-    job = make_job(tmp_path / "stopped", training=TRAINING).model_copy(update={"report_port": port})
+def start_trainer(tmp_path: Path, folder: str, port: int) -> tuple[subprocess.Popen[bytes], Path]:
+    """``python -m trainer`` on the test job under ``tmp_path/folder``, as a pod runs it; its termination log."""
+    job = make_job(tmp_path / folder, training=TRAINING).model_copy(update={"report_port": port})
     config = tmp_path / "job.yaml"
     job.write(config)
     termination_log = tmp_path / "termination-log"
@@ -46,6 +46,12 @@ def test_sigterm_saves_a_checkpoint_exits_0_and_resume_is_exact(tmp_path: Path) 
     process = subprocess.Popen(
         [sys.executable, "-m", "trainer"], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
+    return process, termination_log
+
+
+def test_sigterm_saves_a_checkpoint_exits_0_and_resume_is_exact(tmp_path: Path) -> None:
+    port = free_port()
+    process, termination_log = start_trainer(tmp_path, "stopped", port)
     try:
         deadline = time.monotonic() + 120
         seen: dict[str, Any] | None = None
@@ -94,14 +100,7 @@ def test_sigterm_saves_a_checkpoint_exits_0_and_resume_is_exact(tmp_path: Path) 
 
 def test_sigterm_while_the_trainer_is_still_starting_is_not_lost(tmp_path: Path) -> None:
     """A pod stopped seconds after it started (torch still importing) still ends cleanly."""
-    job = make_job(tmp_path / "early", training=TRAINING).model_copy(update={"report_port": free_port()})
-    config = tmp_path / "job.yaml"
-    job.write(config)
-    termination_log = tmp_path / "termination-log"
-    env = os.environ | {"TENSORONE_JOB_CONFIG": str(config), "TENSORONE_TERMINATION_LOG": str(termination_log)}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "trainer"], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
+    process, termination_log = start_trainer(tmp_path, "early", free_port())
     try:
         time.sleep(1.0)  # past the interpreter's start, well before torch and the model are loaded
         assert process.poll() is None
