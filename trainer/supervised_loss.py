@@ -38,11 +38,21 @@ def causal_lm_loss(model: nn.Module, batch: PackedBatch, chunk_tokens: int | Non
     averaged: the caller divides by the step's supervised-token count (see the module docstring).
     A batch with no supervised token returns a zero loss that still back-propagates (zeros).
     """
+    _check(model, chunk_tokens)
+    return _loss_sum(model, batch, chunk_tokens), batch.num_supervised
+
+
+def _check(model: nn.Module, chunk_tokens: int | None) -> None:
+    """Refuse what :func:`causal_lm_loss` cannot compute exactly, naming the field."""
     if chunk_tokens is not None and chunk_tokens < 1:
         raise ConfigurationError(f"must be a positive number of tokens, got {chunk_tokens}", field="chunk_tokens")
     unsupported = unsupported_reason(model)
     if unsupported is not None:
         raise ConfigurationError(unsupported.message, field=unsupported.field)
+
+
+def _loss_sum(model: nn.Module, batch: PackedBatch, chunk_tokens: int | None) -> torch.Tensor:
+    """The computation of :func:`causal_lm_loss`, for a model :func:`_check` accepted."""
     base = base_transformers_model(model)
     head = base.get_output_embeddings()
     decoder = base.get_decoder()
@@ -67,7 +77,7 @@ def causal_lm_loss(model: nn.Module, batch: PackedBatch, chunk_tokens: int | Non
             if softcap is not None:
                 logits = softcap * torch.tanh(logits / softcap)
             loss_sum = loss_sum + nn.functional.cross_entropy(logits, labels, reduction="sum")
-    return loss_sum, batch.num_supervised
+    return loss_sum
 
 
 @dataclass(frozen=True)
@@ -120,13 +130,13 @@ class SupervisedCausalLM(nn.Module):
 
     def __init__(self, model: nn.Module, chunk_tokens: int | None = None) -> None:
         super().__init__()
+        _check(model, chunk_tokens)  # once, not on every micro-batch
         self.model = model
         self.chunk_tokens = chunk_tokens
 
     def forward(self, batch: PackedBatch) -> torch.Tensor:
         """The summed loss over ``batch``'s supervised tokens (their count is ``batch.num_supervised``)."""
-        loss_sum, _ = causal_lm_loss(self.model, batch, self.chunk_tokens)
-        return loss_sum
+        return _loss_sum(self.model, batch, self.chunk_tokens)
 
 
 class _SupervisedRows(torch.autograd.Function):

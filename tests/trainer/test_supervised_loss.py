@@ -132,6 +132,13 @@ def test_bad_inputs_are_refused_naming_the_field() -> None:
     with pytest.raises(ConfigurationError) as error:
         causal_lm_loss(nn.Linear(2, 2), batch)
     assert error.value.field == "model"
+    # The module form checks once, when it is built, not on every micro-batch.
+    with pytest.raises(ConfigurationError) as error:
+        SupervisedCausalLM(nn.Linear(2, 2))
+    assert error.value.field == "model"
+    with pytest.raises(ConfigurationError) as error:
+        SupervisedCausalLM(ours, chunk_tokens=0)
+    assert error.value.field == "chunk_tokens"
 
 
 def hf_trainer_one_step(model: PreTrainedModel, micro_batches: list[list[Example]]) -> None:
