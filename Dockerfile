@@ -3,10 +3,12 @@
 #   docker build --target operator -t ghcr.io/tensorone/training-operator:0.1.0 .
 #   docker build --target trainer  -t ghcr.io/tensorone/trainer:0.1.0 .
 #
-# operator: kopf and the Kubernetes client, no torch (about 150 MB).
-# trainer:  CUDA torch 2.13.0 from the PyTorch wheel index, then transformers, peft, datasets. The
-#           CUDA runtime comes inside the torch wheels (nvidia-* packages); the driver comes from
-#           the node (NVIDIA container toolkit), so the base is the same slim Python image.
+# Every Python package comes from the committed locks (requirements/*.txt, `make lock`), each at one
+# version and checked against its hashes; nothing is resolved at build time.
+# operator: requirements/operator.txt: kopf and the Kubernetes client, no torch (about 150 MB).
+# trainer:  requirements/trainer.txt: PyPI's torch 2.13.0, the CUDA 13.0 build, with its nvidia-*
+#           libraries, then transformers, peft, datasets. The driver comes from the node (NVIDIA
+#           container toolkit), so the base is the same slim Python image.
 #
 # Both final images run as a numeric non-root user and hold no compiler or build tool: the wheel is
 # built in its own stage and only the finished virtualenv is copied into the final stages.
@@ -22,33 +24,34 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PATH=/opt/venv/bin:$PATH
 
-# The project as a wheel (pure Python: setuptools is fetched into pip's isolated build env and
-# never reaches a final image).
+# The project as a wheel (pure Python), built with the locked setuptools: it never reaches a final image.
 FROM python-base AS wheel
 WORKDIR /src
+COPY requirements/build.txt ./requirements/
+RUN python -m pip install --require-hashes --no-deps -r requirements/build.txt
 COPY pyproject.toml README.md ./
 COPY tensorone ./tensorone
 COPY trainer ./trainer
 COPY operator ./operator
-RUN python -m pip wheel --no-deps --wheel-dir /wheels .
+RUN python -m pip wheel --no-deps --no-build-isolation --wheel-dir /wheels .
 
 FROM python-base AS operator-venv
+COPY requirements/operator.txt /tmp/requirements.txt
 COPY --from=wheel /wheels /wheels
 RUN python -m venv /opt/venv \
- && /opt/venv/bin/pip install "$(echo /wheels/*.whl)[operator]" \
+ && /opt/venv/bin/pip install --require-hashes --no-deps -r /tmp/requirements.txt \
+ && /opt/venv/bin/pip install --no-deps /wheels/*.whl \
+ && /opt/venv/bin/pip check \
  && /opt/venv/bin/pip uninstall --yes pip
 
 FROM python-base AS trainer-venv
-# The CUDA build of the same torch release the trainer extra pins (torch==2.13.0 accepts the
-# +cuXXX local version, so the extra's install keeps this build). Choose the CUDA variant that your
-# nodes' driver supports among those published for torch 2.13.0.
-ARG TORCH_VERSION=2.13.0
-ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cu130
+COPY requirements/trainer.txt /tmp/requirements.txt
 COPY --from=wheel /wheels /wheels
 RUN python -m venv /opt/venv \
- && /opt/venv/bin/pip install --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}" \
- && /opt/venv/bin/pip install "$(echo /wheels/*.whl)[trainer]" \
- && /opt/venv/bin/python -c "import torch, transformers, peft; assert torch.__version__.startswith('${TORCH_VERSION}')" \
+ && /opt/venv/bin/pip install --require-hashes --no-deps -r /tmp/requirements.txt \
+ && /opt/venv/bin/pip install --no-deps /wheels/*.whl \
+ && /opt/venv/bin/pip check \
+ && /opt/venv/bin/python -c "import torch, transformers, peft; assert torch.version.cuda, torch.__version__" \
  && /opt/venv/bin/pip uninstall --yes pip
 
 # The operator: `python -m tensorone_operator`; the chart passes --all-namespaces or --namespace.

@@ -1,18 +1,21 @@
 # The two set-up commands of the README:
 #   make run    builds .venv if needed, then trains the example TrainingJob locally (no cluster)
 #   make test   builds .venv if needed, then runs lint, types, the CRD drift check and the tests
+# .venv is installed from the committed lock (requirements/dev.txt); `make lock` regenerates it.
 PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 EXAMPLE ?= examples/tiny-llm-lora.yaml
 
-.PHONY: run test lint crds bench clean
+.PHONY: run test lint crds lock bench clean
 
-$(BIN)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	# torch==2.13.0 is the CPU build on this machine's disk: pinned so nothing pulls a CUDA build.
-	$(BIN)/pip install --quiet -e '.[dev]'
+# The virtualenv is the committed lock, exactly: every package at its locked version and hash
+# (requirements/dev.txt: the CPU build of torch), then the project itself without resolving anything.
+$(BIN)/.installed: pyproject.toml requirements/build.txt requirements/dev.txt
+	$(PYTHON) -m venv --clear $(VENV)
+	$(BIN)/pip install --quiet --require-hashes --no-deps -r requirements/build.txt -r requirements/dev.txt
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/pip check
 	touch $@
 
 run: $(BIN)/.installed
@@ -31,6 +34,10 @@ test: lint
 crds: $(BIN)/.installed
 	$(BIN)/python -m tensorone.api.crd
 	$(BIN)/python -m tensorone.api.docs
+
+# Resolve pyproject.toml anew into requirements/*.txt (needs PyPI): an upgrade is a commit CI checks.
+lock: $(BIN)/.installed
+	$(BIN)/python requirements/lock.py
 
 bench: $(BIN)/.installed
 	$(BIN)/python bench/operator_reconcile.py
