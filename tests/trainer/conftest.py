@@ -7,6 +7,7 @@ examples/models/build_tiny_llama.py) through the real ``from_pretrained`` path, 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -127,6 +128,25 @@ def weights(folder: Path) -> dict[str, torch.Tensor]:
         tensors.update(load_file(file))
     assert tensors, f"no weights in {folder}"
     return tensors
+
+
+def assert_gradients_close(
+    got: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor], *, rel: float
+) -> None:
+    """Each gradient equals its reference within ``rel`` of the reference's own scale (its largest
+    element). The same float32 terms summed in another order (packed rows, chunked projections)
+    err relative to the size of the whole gradient, not of one element, which may be near zero. A
+    failure names the worst element with both values."""
+    assert got.keys() == expected.keys(), sorted(got.keys() ^ expected.keys())
+    for name, reference in expected.items():
+        scale = reference.abs().max().item()
+        error = (got[name] - reference).abs().flatten()
+        worst = int(error.argmax())
+        assert error[worst] <= rel * scale, (
+            f"{name}: element {worst} is {got[name].flatten()[worst].item():.6g}, expected "
+            f"{reference.flatten()[worst].item():.6g}; |difference| {error[worst].item():.3g} > "
+            f"{rel:g} x the gradient's scale {scale:.3g}"
+        )
 
 
 def assert_same_weights(left: Path, right: Path) -> None:

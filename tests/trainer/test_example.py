@@ -6,8 +6,10 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+import torch
 
 from tensorone.cli import main
 from tensorone.cli.train import resolve_manifest
@@ -62,12 +64,44 @@ def test_an_invalid_manifest_is_refused_as_the_api_server_would(tmp_path: Path) 
     assert "learningRate" in str(raised.value)
 
 
+def _settings(file: Path) -> dict[str, Any]:
+    """A JSON settings file's values, less the version of the library that wrote it."""
+    values: dict[str, Any] = json.loads(file.read_text())
+    values.pop("transformers_version", None)
+    return values
+
+
 def test_the_shipped_tiny_model_is_what_its_script_builds(tmp_path: Path) -> None:
+    """Compared by what the files mean (settings, tensors, tokenization), not their bytes: a newer
+    transformers records its version and may lay the same tokenizer out differently."""
+    from safetensors.torch import load_file
+    from transformers import AutoTokenizer
+
     script = REPO / "examples" / "models" / "build_tiny_llama.py"
     subprocess.run([sys.executable, str(script), str(tmp_path)], check=True, capture_output=True)
     shipped = sorted(p.name for p in TINY_MODEL.iterdir())
     assert sorted(p.name for p in tmp_path.iterdir()) == shipped
-    for name in shipped:
-        assert (tmp_path / name).read_bytes() == (TINY_MODEL / name).read_bytes(), f"{name} drifted"
+
+    for name in ("config.json", "generation_config.json", "tokenizer_config.json"):
+        assert _settings(tmp_path / name) == _settings(TINY_MODEL / name), f"{name} drifted"
+    built, ours = load_file(tmp_path / "model.safetensors"), load_file(TINY_MODEL / "model.safetensors")
+    assert built.keys() == ours.keys()
+    for key, tensor in ours.items():
+        assert built[key].dtype == tensor.dtype and torch.equal(built[key], tensor), f"weight {key} drifted"
+
+    built_tokenizer, shipped_tokenizer = (
+        AutoTokenizer.from_pretrained(tmp_path),
+        AutoTokenizer.from_pretrained(TINY_MODEL),
+    )
+    assert built_tokenizer.get_vocab() == shipped_tokenizer.get_vocab()
+    assert built_tokenizer.all_special_tokens == shipped_tokenizer.all_special_tokens
+    texts = [line for line in (REPO / "examples" / "data" / "tiny-instructions.jsonl").read_text().splitlines()]
+    texts.append("Any text at all: unseen wörds, digits 1234 and emoji \U0001f680.")
+    assert built_tokenizer(texts)["input_ids"] == shipped_tokenizer(texts)["input_ids"]
+    chat = [{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Hello."}]
+    assert built_tokenizer.apply_chat_template(chat, tokenize=False) == shipped_tokenizer.apply_chat_template(
+        chat, tokenize=False
+    )
+
     assert sum((TINY_MODEL / name).stat().st_size for name in shipped) < 400_000
-    assert json.loads((TINY_MODEL / "config.json").read_text())["model_type"] == "llama"
+    assert _settings(TINY_MODEL / "config.json")["model_type"] == "llama"
