@@ -35,9 +35,10 @@ crds: $(BIN)/.installed
 	$(BIN)/python -m tensorone.api.crd
 	$(BIN)/python -m tensorone.api.docs
 
-# Resolve pyproject.toml anew into requirements/*.txt (needs PyPI): an upgrade is a commit CI checks.
+# pyproject.toml into requirements/*.txt (needs PyPI); locked versions stay while still allowed.
+# make lock UPGRADE=--upgrade, or UPGRADE="--upgrade-package transformers": an upgrade is a commit CI checks.
 lock: $(BIN)/.installed
-	$(BIN)/python requirements/lock.py
+	$(BIN)/python requirements/lock.py $(UPGRADE)
 
 bench: $(BIN)/.installed
 	$(BIN)/python bench/operator_reconcile.py

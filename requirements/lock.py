@@ -11,6 +11,11 @@ for CPython 3.11 on Linux x86_64:
 dev.txt is resolved first; the others are resolved under its versions, so the images run exactly
 the versions the test suite ran, torch's build aside. The CPU torch comes from a local wheel folder
 (`--torch-cpu` PATH, /opt/wheels where it exists) or the PyTorch CPU index.
+
+A lock keeps the versions it has while pyproject.toml still allows them (uv prefers the existing
+output): `make lock` after an edit of pyproject.toml changes only what the edit asks for.
+`--upgrade-package NAME` moves one package (and what it needs) to its newest allowed version,
+`--upgrade` every package.
 """
 
 from __future__ import annotations
@@ -59,13 +64,16 @@ def main() -> None:
         default=str(LOCAL_WHEELS) if LOCAL_WHEELS.is_dir() else TORCH_CPU_INDEX,
         help="a folder holding the CPU torch wheel, or an index URL that serves it (default: %(default)s)",
     )
+    parser.add_argument("--upgrade", action="store_true", help="every package to its newest allowed version")
+    parser.add_argument("--upgrade-package", action="append", default=[], metavar="NAME", help="this package only")
     args = parser.parse_args()
+    upgrade = ["--upgrade"] if args.upgrade else [f"--upgrade-package={name}" for name in args.upgrade_package]
     torch_source = (
         ["--find-links", args.torch_cpu]
         if "://" not in args.torch_cpu
         else ["--extra-index-url", args.torch_cpu, "--index-strategy", "unsafe-best-match"]
     )
-    compile_lock(["pyproject.toml", "--extra", "dev"], HERE / "dev.txt", *torch_source)
+    compile_lock(["pyproject.toml", "--extra", "dev"], HERE / "dev.txt", *torch_source, *upgrade)
     if "+cpu" not in dict(PIN.findall((HERE / "dev.txt").read_text())).get("torch", ""):
         sys.exit("dev.txt: torch is not a +cpu build; pass --torch-cpu with a folder or index that has it")
 

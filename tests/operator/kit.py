@@ -8,15 +8,12 @@ one per type, with replicaStatuses), so the operator sees it through its watch.
 from __future__ import annotations
 
 import datetime
-import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from tests.kube.server import ApiClient
 
 TJ = "training.tensorone.ai/v1alpha1"
 PYTORCHJOB = "kubeflow.org/v1"
-T = TypeVar("T")
 
 
 def training_job(name: str = "llama", namespace: str = "default", **spec: Any) -> dict[str, Any]:
@@ -56,27 +53,6 @@ def gpu_node(name: str = "gpu-a100-1", product: str = "NVIDIA-A100-SXM4-80GB", g
         "metadata": {"name": name, "labels": {"nvidia.com/gpu.product": product, "nvidia.com/gpu.count": str(gpus)}},
         "status": {"allocatable": {"nvidia.com/gpu": str(gpus), "cpu": "96", "memory": "1000Gi"}},
     }
-
-
-def eventually(probe: Callable[[], T | None], timeout: float = 10.0, interval: float = 0.05) -> T:
-    """Call ``probe`` until it returns a truthy value without raising AssertionError; return it.
-
-    A probe returns None (or another falsy value) until then, so the value returned is typed
-    without the None.
-    """
-    deadline = time.monotonic() + timeout
-    result: T | None = None
-    while True:
-        try:
-            result = probe()
-            if result:
-                return result
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true within {timeout} s: last result {result!r}")
-        time.sleep(interval)
 
 
 def _now() -> str:
@@ -137,7 +113,7 @@ def events_for(api: ApiClient, name: str, namespace: str = "default") -> list[di
     return [e for e in api.list("v1", "Event", namespace) if (e.get("involvedObject") or {}).get("name") == name]
 
 
-# Probes for eventually(): each raises AssertionError, saying what it saw, until its state is there.
+# Probes for wait_for(): each raises AssertionError, saying what it saw, until its state is there.
 
 
 def phase_is(api: ApiClient, phase: str, name: str = "llama", namespace: str = "default") -> dict[str, Any]:

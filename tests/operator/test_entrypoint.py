@@ -13,8 +13,9 @@ import pytest
 from tensorone_operator.__main__ import parse_args
 from tensorone_operator.logs import configure_logging
 
+from tests.kube.polling import wait_for
 from tests.kube.server import EmulatorServer
-from tests.operator.kit import PYTORCHJOB, dataset, eventually, training_job
+from tests.operator.kit import PYTORCHJOB, dataset, training_job
 from tests.operator.runner import OperatorThread
 
 
@@ -26,7 +27,7 @@ def test_namespaced_operator_serves_only_its_namespaces(cluster: EmulatorServer)
         cluster.api.create(training_job(namespace="team-b"))
         cluster.api.create(training_job(namespace="team-a", gpuType="l4"))
         # Nodes are not watched in namespaced mode: the GPU check lists them (none offers an l4).
-        eventually(
+        wait_for(
             lambda: (
                 (
                     cluster.api.get("training.tensorone.ai/v1alpha1", "TrainingJob", "llama", "team-a").get("status")

@@ -3,9 +3,12 @@ operator restarts, and the operator's metrics."""
 
 from __future__ import annotations
 
+import pytest
+import tensorone_operator.main
 from prometheus_client import REGISTRY
 from tensorone_operator.config import OperatorConfig
 
+from tests.kube.polling import wait_for
 from tests.kube.server import EmulatorServer
 from tests.operator.kit import (
     PYTORCHJOB,
@@ -14,7 +17,6 @@ from tests.operator.kit import (
     condition,
     dataset,
     event_with,
-    eventually,
     gpu_node,
     job_status,
     play_training_operator,
@@ -24,25 +26,34 @@ from tests.operator.kit import (
 from tests.operator.runner import OperatorThread
 
 
+@pytest.fixture
+def retries_only_in_an_hour(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A waiting job's re-check far beyond any wait of a test: what resumes the job within the
+    test is the watch of the Dataset or Node it waits for, whatever the machine's load."""
+    monkeypatch.setattr(tensorone_operator.main, "retry_delay", lambda retry: 3600.0)
+
+
+@pytest.mark.usefixtures("retries_only_in_an_hour")
 def test_dataset_not_found_waits_then_proceeds_when_it_appears(
     cluster: EmulatorServer, operator: OperatorThread
 ) -> None:
     cluster.api.create(training_job())
-    eventually(lambda: reason_of(cluster.api, "DatasetReady") == "DATASET_NOT_FOUND")
+    wait_for(lambda: reason_of(cluster.api, "DatasetReady") == "DATASET_NOT_FOUND")
     status = job_status(cluster.api)
     assert status["phase"] == "Pending"
     assert "spec.datasetId" in condition(status, "DatasetReady")["message"]
     assert "'chat'" in condition(status, "DatasetReady")["message"]
     assert condition(status, "Stalled")["status"] == "False"  # waiting, not stuck
-    eventually(lambda: event_with(cluster.api, "DATASET_NOT_FOUND", "Warning"))
+    wait_for(lambda: event_with(cluster.api, "DATASET_NOT_FOUND", "Warning"))
     assert cluster.api.find(PYTORCHJOB, "PyTorchJob", "llama") is None
-    # GitOps applies in any order: the Dataset arrives later and the job proceeds by itself,
-    # well before kopf's retry backoff (5 s) would re-check it.
+    # GitOps applies in any order: the Dataset arrives later and the job proceeds by itself, long
+    # before its re-check is due.
     cluster.api.create(dataset())
-    eventually(lambda: child_job(cluster.api), timeout=4)
-    eventually(lambda: reason_of(cluster.api, "DatasetReady") == "Checked")
+    wait_for(lambda: child_job(cluster.api))
+    wait_for(lambda: reason_of(cluster.api, "DatasetReady") == "Checked")
 
 
+@pytest.mark.usefixtures("retries_only_in_an_hour")
 def test_insufficient_resources_lists_types_then_proceeds_when_a_node_joins(
     cluster: EmulatorServer, operator: OperatorThread
 ) -> None:
@@ -50,35 +61,35 @@ def test_insufficient_resources_lists_types_then_proceeds_when_a_node_joins(
     cluster.api.create(gpu_node("v100-1", "Tesla-V100-SXM2-16GB"))
     cluster.api.create(gpu_node("l4-1", "NVIDIA-L4"))
     cluster.api.create(training_job(gpuType="h100"))
-    eventually(lambda: reason_of(cluster.api, "ResourcesAvailable") == "INSUFFICIENT_RESOURCES")
+    wait_for(lambda: reason_of(cluster.api, "ResourcesAvailable") == "INSUFFICIENT_RESOURCES")
     message = condition(job_status(cluster.api), "ResourcesAvailable")["message"]
     assert "available GPU types: l4, v100" in message and "spec.gpuType" in message
-    eventually(lambda: event_with(cluster.api, "INSUFFICIENT_RESOURCES", "Warning"))
+    wait_for(lambda: event_with(cluster.api, "INSUFFICIENT_RESOURCES", "Warning"))
     assert cluster.api.find(PYTORCHJOB, "PyTorchJob", "llama") is None
     cluster.api.create(gpu_node("h100-1", "NVIDIA-H100-80GB-HBM3"))
-    eventually(lambda: child_job(cluster.api), timeout=4)
+    wait_for(lambda: child_job(cluster.api))
 
 
 def test_waiting_job_proceeds_after_a_restart_when_the_dataset_appeared_meanwhile(cluster: EmulatorServer) -> None:
     with OperatorThread(cluster):
         cluster.api.create(training_job())
-        eventually(lambda: reason_of(cluster.api, "DatasetReady") == "DATASET_NOT_FOUND")
+        wait_for(lambda: reason_of(cluster.api, "DatasetReady") == "DATASET_NOT_FOUND")
     cluster.api.create(dataset())
     with OperatorThread(cluster):
-        eventually(lambda: child_job(cluster.api))
+        wait_for(lambda: child_job(cluster.api))
 
 
 def test_unknown_gpu_type_lists_the_catalog(cluster: EmulatorServer, operator: OperatorThread) -> None:
     cluster.api.create(dataset())
     cluster.api.create(training_job(gpuType="tpu-v5"))
-    eventually(lambda: reason_of(cluster.api, "ConfigurationValid") == "CONFIGURATION_ERROR")
+    wait_for(lambda: reason_of(cluster.api, "ConfigurationValid") == "CONFIGURATION_ERROR")
     status = job_status(cluster.api)
     message = condition(status, "ConfigurationValid")["message"]
     assert message.startswith("spec.gpuType: unknown GPU type 'tpu-v5'")
     assert "a100" in message and "rtx4090" in message
     assert condition(status, "Stalled")["status"] == "True"
     assert status["phase"] == "Pending"
-    eventually(lambda: event_with(cluster.api, "CONFIGURATION_ERROR", "Warning"))
+    wait_for(lambda: event_with(cluster.api, "CONFIGURATION_ERROR", "Warning"))
     assert cluster.api.find(PYTORCHJOB, "PyTorchJob", "llama") is None
 
 
@@ -86,10 +97,10 @@ def test_configuration_error_names_the_field(cluster: EmulatorServer, operator: 
     cluster.api.create(dataset())
     custom = {"image": "me/train:1", "env": [{"name": "WORLD_SIZE", "value": "1"}]}
     cluster.api.create(training_job(modelType="custom", config={"custom": custom}))
-    eventually(lambda: reason_of(cluster.api, "ConfigurationValid") == "CONFIGURATION_ERROR")
+    wait_for(lambda: reason_of(cluster.api, "ConfigurationValid") == "CONFIGURATION_ERROR")
     message = condition(job_status(cluster.api), "ConfigurationValid")["message"]
     assert message.startswith("spec.config.custom.env[0].name: WORLD_SIZE is set by the operator")
-    event = eventually(lambda: event_with(cluster.api, "CONFIGURATION_ERROR", "Warning"))
+    event = wait_for(lambda: event_with(cluster.api, "CONFIGURATION_ERROR", "Warning"))
     assert "spec.config.custom.env[0].name" in str(event["message"])
 
 
@@ -99,7 +110,7 @@ def test_a_foreign_object_with_the_childs_name_is_never_adopted(
     cluster.api.create(dataset())
     cluster.api.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "llama-config"}, "data": {}})
     cluster.api.create(training_job())
-    eventually(lambda: reason_of(cluster.api, "ConfigurationValid") == "CONFIGURATION_ERROR")
+    wait_for(lambda: reason_of(cluster.api, "ConfigurationValid") == "CONFIGURATION_ERROR")
     assert "not owned by this TrainingJob" in condition(job_status(cluster.api), "ConfigurationValid")["message"]
     assert cluster.api.get("v1", "ConfigMap", "llama-config")["data"] == {}
 
@@ -110,13 +121,13 @@ def test_restart_mid_reconcile_creates_no_duplicates_and_converges(cluster: Emul
     cluster.emulator.faults[("POST", "pytorchjobs")] = 500
     with OperatorThread(cluster):
         cluster.api.create(training_job())
-        eventually(lambda: cluster.api.find("v1", "PersistentVolumeClaim", "llama-checkpoints"))
+        wait_for(lambda: cluster.api.find("v1", "PersistentVolumeClaim", "llama-checkpoints"))
     assert cluster.api.find(PYTORCHJOB, "PyTorchJob", "llama") is None
     del cluster.emulator.faults[("POST", "pytorchjobs")]
     with OperatorThread(cluster):
-        eventually(lambda: job_status(cluster.api).get("childName") == "llama")
+        wait_for(lambda: job_status(cluster.api).get("childName") == "llama")
         play_training_operator(cluster.api, "llama", "Running", active=1)
-        eventually(lambda: job_status(cluster.api).get("phase") == "Running")
+        wait_for(lambda: job_status(cluster.api).get("phase") == "Running")
     for api_version, kind, name in [
         ("v1", "ConfigMap", "llama-config"),
         ("v1", "PersistentVolumeClaim", "llama-checkpoints"),
@@ -140,7 +151,7 @@ def test_restart_mid_reconcile_creates_no_duplicates_and_converges(cluster: Emul
     # A third start with nothing to do writes nothing: the operator converged.
     before = writes()
     with OperatorThread(cluster) as third:
-        eventually(lambda: third.reconciler is not None and third.reconciler.phases.count("Running") == 1)
+        wait_for(lambda: third.reconciler is not None and third.reconciler.phases.count("Running") == 1)
     after = writes()
     assert after["PyTorchJob"] == before["PyTorchJob"] and after["ConfigMap"] == before["ConfigMap"]
     assert job_status(cluster.api)["phase"] == "Running"
@@ -150,13 +161,13 @@ def test_restart_while_running_keeps_following_the_child(cluster: EmulatorServer
     cluster.api.create(dataset())
     with OperatorThread(cluster):
         cluster.api.create(training_job())
-        eventually(lambda: child_job(cluster.api))
+        wait_for(lambda: child_job(cluster.api))
         play_training_operator(cluster.api, "llama", "Running", active=1)
-        eventually(lambda: job_status(cluster.api).get("phase") == "Running")
+        wait_for(lambda: job_status(cluster.api).get("phase") == "Running")
     # The child finishes while no operator runs.
     play_training_operator(cluster.api, "llama", "Succeeded", succeeded=1)
     with OperatorThread(cluster):
-        eventually(lambda: job_status(cluster.api).get("phase") == "Completed")
+        wait_for(lambda: job_status(cluster.api).get("phase") == "Completed")
 
 
 def test_metrics_count_reconciles_errors_and_jobs_by_phase(cluster: EmulatorServer) -> None:
@@ -170,10 +181,10 @@ def test_metrics_count_reconciles_errors_and_jobs_by_phase(cluster: EmulatorServ
         cluster.api.create(training_job(name="waits", datasetId="later"))
         cluster.api.create(dataset())
         cluster.api.create(training_job())
-        eventually(lambda: operator.reconciler is not None and operator.reconciler.phases.count("Pending") == 2)
-        eventually(lambda: sample("tensorone_operator_reconciles_total", result="ok") > reconciles)
+        wait_for(lambda: operator.reconciler is not None and operator.reconciler.phases.count("Pending") == 2)
+        wait_for(lambda: sample("tensorone_operator_reconciles_total", result="ok") > reconciles)
         assert sample("tensorone_operator_errors_total", reason="DATASET_NOT_FOUND") > missing
         assert sample("tensorone_operator_reconcile_duration_seconds_count") > durations
         assert sample("tensorone_operator_jobs", phase="Pending") >= 2
         cluster.api.delete(TJ, "TrainingJob", "waits")
-        eventually(lambda: operator.reconciler is not None and operator.reconciler.phases.count("Pending") == 1)
+        wait_for(lambda: operator.reconciler is not None and operator.reconciler.phases.count("Pending") == 1)

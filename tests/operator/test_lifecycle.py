@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from tensorone.api.resolved import ResolvedJob
+from tests.kube.polling import wait_for
 from tests.kube.server import EmulatorServer
 from tests.operator.kit import (
     PYTORCHJOB,
@@ -18,7 +19,6 @@ from tests.operator.kit import (
     condition,
     dataset,
     event_with,
-    eventually,
     gpu_node,
     job_status,
     phase_is,
@@ -32,12 +32,12 @@ def start_job(cluster: EmulatorServer, **spec: Any) -> dict[str, Any]:
     cluster.api.create(dataset())
     cluster.api.create(gpu_node())
     cluster.api.create(training_job(gpuType="a100", **spec))
-    return eventually(lambda: child_job(cluster.api))
+    return wait_for(lambda: child_job(cluster.api))
 
 
 def test_create_builds_children_and_pending_status(cluster: EmulatorServer, operator: OperatorThread) -> None:
     child = start_job(cluster, gpusPerWorker=2, maxWorkers=2, labels={"kueue.x-k8s.io/queue-name": "gpus"})
-    status = eventually(lambda: phase_is(cluster.api, "Pending"))
+    status = wait_for(lambda: phase_is(cluster.api, "Pending"))
     assert status["childName"] == "llama"
     assert status["resourceAllocation"] == {
         "gpuType": "NVIDIA A100",
@@ -66,28 +66,28 @@ def test_create_builds_children_and_pending_status(cluster: EmulatorServer, oper
 def test_running_restarting_completed(cluster: EmulatorServer, operator: OperatorThread) -> None:
     start_job(cluster)
     play_training_operator(cluster.api, "llama", "Running", active=1)
-    status = eventually(lambda: phase_is(cluster.api, "Running"))
+    status = wait_for(lambda: phase_is(cluster.api, "Running"))
     assert status["startedAt"] and condition(status, "Ready")["status"] == "True"
     play_training_operator(cluster.api, "llama", "Running", "Restarting", active=1)
-    eventually(lambda: condition(job_status(cluster.api), "Restarting").get("status") == "True")
+    wait_for(lambda: condition(job_status(cluster.api), "Restarting").get("status") == "True")
     assert job_status(cluster.api)["phase"] == "Running"
     play_training_operator(cluster.api, "llama", "Succeeded", succeeded=1)
-    status = eventually(lambda: phase_is(cluster.api, "Completed"))
+    status = wait_for(lambda: phase_is(cluster.api, "Completed"))
     assert status["completedAt"] and condition(status, "Succeeded")["status"] == "True"
-    eventually(lambda: event_with(cluster.api, "Completed"))
+    wait_for(lambda: event_with(cluster.api, "Completed"))
 
 
 def test_failed_carries_the_reason_and_an_event(cluster: EmulatorServer, operator: OperatorThread) -> None:
     start_job(cluster, maxRestarts=0)
     play_training_operator(cluster.api, "llama", "Running", active=1)
-    eventually(lambda: phase_is(cluster.api, "Running"))
+    wait_for(lambda: phase_is(cluster.api, "Running"))
     play_training_operator(
         cluster.api, "llama", "Failed", failed=1, reason="BackoffLimitExceeded", message="pod llama-master-0 failed"
     )
-    status = eventually(lambda: phase_is(cluster.api, "Failed"))
+    status = wait_for(lambda: phase_is(cluster.api, "Failed"))
     assert condition(status, "Failed")["reason"] == "BackoffLimitExceeded"
     assert status["message"] == "pod llama-master-0 failed"
-    eventually(lambda: event_with(cluster.api, "Failed", "Warning"))
+    wait_for(lambda: event_with(cluster.api, "Failed", "Warning"))
 
 
 def test_queued_while_a_queue_holds_the_child(cluster: EmulatorServer, operator: OperatorThread) -> None:
@@ -96,10 +96,10 @@ def test_queued_while_a_queue_holds_the_child(cluster: EmulatorServer, operator:
     # and the Training Operator reports Suspended.
     cluster.api.patch(PYTORCHJOB, "PyTorchJob", "llama", {"spec": {"runPolicy": {"suspend": True}}})
     play_training_operator(cluster.api, "llama", "Suspended")
-    eventually(lambda: phase_is(cluster.api, "Queued"))
+    wait_for(lambda: phase_is(cluster.api, "Queued"))
     cluster.api.patch(PYTORCHJOB, "PyTorchJob", "llama", {"spec": {"runPolicy": {"suspend": False}}})
     play_training_operator(cluster.api, "llama", "Running", active=1)
-    eventually(lambda: phase_is(cluster.api, "Running"))
+    wait_for(lambda: phase_is(cluster.api, "Running"))
 
 
 def test_a_resumed_child_is_not_shown_queued_while_its_pods_start(
@@ -108,55 +108,55 @@ def test_a_resumed_child_is_not_shown_queued_while_its_pods_start(
     start_job(cluster)
     play_training_operator(cluster.api, "llama", "Running", active=1)
     cluster.api.patch(TJ, "TrainingJob", "llama", {"spec": {"suspend": True}})
-    eventually(lambda: cluster.api.get(PYTORCHJOB, "PyTorchJob", "llama")["spec"]["runPolicy"]["suspend"] is True)
+    wait_for(lambda: cluster.api.get(PYTORCHJOB, "PyTorchJob", "llama")["spec"]["runPolicy"]["suspend"] is True)
     play_training_operator(cluster.api, "llama", "Suspended", active=0)
-    eventually(lambda: phase_is(cluster.api, "Stopped"))
+    wait_for(lambda: phase_is(cluster.api, "Stopped"))
     cluster.api.patch(TJ, "TrainingJob", "llama", {"spec": {"suspend": False}})
     # The child is unsuspended but still reports Suspended until the Training Operator reacts.
-    eventually(lambda: cluster.api.get(PYTORCHJOB, "PyTorchJob", "llama")["spec"]["runPolicy"]["suspend"] is False)
-    eventually(lambda: phase_is(cluster.api, "Pending"))
+    wait_for(lambda: cluster.api.get(PYTORCHJOB, "PyTorchJob", "llama")["spec"]["runPolicy"]["suspend"] is False)
+    wait_for(lambda: phase_is(cluster.api, "Pending"))
     assert "resuming" in job_status(cluster.api, "llama")["message"]
 
 
 def test_stop_then_resume_from_a_named_checkpoint(cluster: EmulatorServer, operator: OperatorThread) -> None:
     start_job(cluster)
     play_training_operator(cluster.api, "llama", "Running", active=1)
-    eventually(lambda: phase_is(cluster.api, "Running"))
+    wait_for(lambda: phase_is(cluster.api, "Running"))
 
     cluster.api.patch(TJ, "TrainingJob", "llama", {"spec": {"suspend": True}})
-    eventually(lambda: cluster.api.get(PYTORCHJOB, "PyTorchJob", "llama")["spec"]["runPolicy"]["suspend"] is True)
-    eventually(lambda: phase_is(cluster.api, "Stopping"))
+    wait_for(lambda: cluster.api.get(PYTORCHJOB, "PyTorchJob", "llama")["spec"]["runPolicy"]["suspend"] is True)
+    wait_for(lambda: phase_is(cluster.api, "Stopping"))
     play_training_operator(cluster.api, "llama", "Suspended", active=0)
-    eventually(lambda: phase_is(cluster.api, "Stopped"))
+    wait_for(lambda: phase_is(cluster.api, "Stopped"))
 
     cluster.api.patch(TJ, "TrainingJob", "llama", {"spec": {"suspend": False, "resumeFrom": "ckpt-epoch-1"}})
-    eventually(lambda: cluster.api.get(PYTORCHJOB, "PyTorchJob", "llama")["spec"]["runPolicy"]["suspend"] is False)
+    wait_for(lambda: cluster.api.get(PYTORCHJOB, "PyTorchJob", "llama")["spec"]["runPolicy"]["suspend"] is False)
 
     def resumes_from_checkpoint() -> bool:
         data = cluster.api.get("v1", "ConfigMap", "llama-config")["data"]["job.yaml"]
         return yaml.safe_load(data)["resumeFrom"] == "ckpt-epoch-1"
 
-    eventually(resumes_from_checkpoint)
+    wait_for(resumes_from_checkpoint)
     play_training_operator(cluster.api, "llama", "Running", active=1)
-    status = eventually(lambda: phase_is(cluster.api, "Running"))
+    status = wait_for(lambda: phase_is(cluster.api, "Running"))
     assert status["observedGeneration"] == cluster.api.get(TJ, "TrainingJob", "llama")["metadata"]["generation"]
 
 
 def test_cancel_deletes_the_child_and_keeps_checkpoints(cluster: EmulatorServer, operator: OperatorThread) -> None:
     start_job(cluster)
     play_training_operator(cluster.api, "llama", "Running", active=1)
-    eventually(lambda: phase_is(cluster.api, "Running"))
+    wait_for(lambda: phase_is(cluster.api, "Running"))
     cluster.api.patch(TJ, "TrainingJob", "llama", {"spec": {"cancel": True}})
-    status = eventually(lambda: phase_is(cluster.api, "Cancelled"))
+    status = wait_for(lambda: phase_is(cluster.api, "Cancelled"))
     assert status["completedAt"]
-    eventually(lambda: cluster.api.find(PYTORCHJOB, "PyTorchJob", "llama") is None)
+    wait_for(lambda: cluster.api.find(PYTORCHJOB, "PyTorchJob", "llama") is None)
     assert cluster.api.find("v1", "PersistentVolumeClaim", "llama-checkpoints") is not None
 
 
 def test_changes_allowed_on_a_running_job_reach_the_child(cluster: EmulatorServer, operator: OperatorThread) -> None:
     start_job(cluster)
     play_training_operator(cluster.api, "llama", "Running", active=1)
-    eventually(lambda: phase_is(cluster.api, "Running"))
+    wait_for(lambda: phase_is(cluster.api, "Running"))
     cluster.api.patch(TJ, "TrainingJob", "llama", {"spec": {"maxRuntimeSeconds": 3600, "priority": "high"}})
 
     def applied() -> bool:
@@ -166,14 +166,14 @@ def test_changes_allowed_on_a_running_job_reach_the_child(cluster: EmulatorServe
             spec["runPolicy"].get("activeDeadlineSeconds") == 3600 and template["priorityClassName"] == "tensorone-high"
         )
 
-    eventually(applied)
+    wait_for(applied)
 
 
 def test_delete_cleans_up_what_the_operator_made(cluster: EmulatorServer, operator: OperatorThread) -> None:
     start_job(cluster)
-    eventually(lambda: cluster.api.find("v1", "PersistentVolumeClaim", "llama-checkpoints"))
+    wait_for(lambda: cluster.api.find("v1", "PersistentVolumeClaim", "llama-checkpoints"))
     cluster.api.delete(TJ, "TrainingJob", "llama")
-    eventually(lambda: cluster.api.find(TJ, "TrainingJob", "llama") is None)
+    wait_for(lambda: cluster.api.find(TJ, "TrainingJob", "llama") is None)
     assert cluster.api.find(PYTORCHJOB, "PyTorchJob", "llama") is None
     assert cluster.api.find("v1", "ConfigMap", "llama-config") is None
     assert cluster.api.find("v1", "PersistentVolumeClaim", "llama-checkpoints") is None
@@ -185,26 +185,26 @@ def test_a_claim_the_user_names_is_never_created_or_deleted(cluster: EmulatorSer
     assert {"name": "checkpoints", "persistentVolumeClaim": {"claimName": "team-checkpoints"}} in volumes
     assert cluster.api.list("v1", "PersistentVolumeClaim", "default") == []
     cluster.api.delete(TJ, "TrainingJob", "llama")
-    eventually(lambda: cluster.api.find(TJ, "TrainingJob", "llama") is None)
+    wait_for(lambda: cluster.api.find(TJ, "TrainingJob", "llama") is None)
 
 
 def test_stuck_deletion_is_released_by_the_force_annotation(cluster: EmulatorServer, operator: OperatorThread) -> None:
     start_job(cluster)
     cluster.emulator.faults[("DELETE", "pytorchjobs")] = 500  # the clean-up cannot delete the child
     cluster.api.delete(TJ, "TrainingJob", "llama")
-    eventually(lambda: cluster.api.get(TJ, "TrainingJob", "llama")["metadata"].get("deletionTimestamp"))
+    wait_for(lambda: cluster.api.get(TJ, "TrainingJob", "llama")["metadata"].get("deletionTimestamp"))
     assert cluster.api.find(TJ, "TrainingJob", "llama") is not None
     cluster.api.patch(
         TJ, "TrainingJob", "llama", {"metadata": {"annotations": {"training.tensorone.ai/force-delete": "true"}}}
     )
-    eventually(lambda: cluster.api.find(TJ, "TrainingJob", "llama") is None, timeout=15)
+    wait_for(lambda: cluster.api.find(TJ, "TrainingJob", "llama") is None)
 
 
 def test_finalizers_null_releases_a_deletion_without_operator(cluster: EmulatorServer) -> None:
     cluster.api.create(dataset())
     with OperatorThread(cluster):
         cluster.api.create(training_job())
-        eventually(lambda: child_job(cluster.api))
+        wait_for(lambda: child_job(cluster.api))
     cluster.api.delete(TJ, "TrainingJob", "llama")
     assert cluster.api.get(TJ, "TrainingJob", "llama")["metadata"]["deletionTimestamp"]
     # The documented escape hatch: kubectl patch tj llama --type=merge -p '{"metadata":{"finalizers":null}}'
@@ -218,14 +218,14 @@ def test_custom_job_runs_the_users_container(cluster: EmulatorServer, operator: 
     cluster.api.create(dataset())
     custom = {"image": "registry.example/me/train:1", "command": ["python", "train.py"], "args": ["--lr", "1e-4"]}
     cluster.api.create(training_job(modelType="custom", config={"custom": custom}))
-    child = eventually(lambda: child_job(cluster.api))
+    child = wait_for(lambda: child_job(cluster.api))
     container = child["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]["containers"][0]
     assert (container["image"], container["command"], container["args"]) == (
         "registry.example/me/train:1",
         ["python", "train.py"],
         ["--lr", "1e-4"],
     )
-    eventually(lambda: phase_is(cluster.api, "Pending"))
+    wait_for(lambda: phase_is(cluster.api, "Pending"))
 
 
 def test_dataset_status_shows_whether_its_source_is_usable(cluster: EmulatorServer, operator: OperatorThread) -> None:
@@ -238,6 +238,6 @@ def test_dataset_status_shows_whether_its_source_is_usable(cluster: EmulatorServ
         status = cluster.api.get(TJ, "Dataset", name).get("status") or {}
         return condition(status, "Ready")
 
-    eventually(lambda: ready("chat").get("status") == "True")
+    wait_for(lambda: ready("chat").get("status") == "True")
     assert cluster.api.get(TJ, "Dataset", "chat")["status"]["records"] == 2
-    eventually(lambda: ready("on-claim").get("reason") == "CLAIM_NOT_FOUND")
+    wait_for(lambda: ready("on-claim").get("reason") == "CLAIM_NOT_FOUND")

@@ -12,8 +12,7 @@ import pytest
 from tests.kube.polling import wait_for
 from tests.system.conftest import API, REPO, LocalCluster, dataset
 
-# Timing depends on the load of a shared machine: retried like the other system tests.
-pytestmark = [pytest.mark.slow, pytest.mark.flaky(reruns=2)]
+pytestmark = pytest.mark.slow
 
 IMAGE = "registry.example.com/ml/bigram-trainer:0.1.0"
 

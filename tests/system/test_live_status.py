@@ -8,10 +8,7 @@ import pytest
 from tests.kube.polling import wait_for
 from tests.system.conftest import LocalCluster, dataset, training_job
 
-# These tests run the operator, the emulator, a node and real trainer processes in one machine's
-# two cores; their timing depends on the load. A failure is retried twice (and reported as a
-# rerun), so a machine under load does not turn CI red; a real regression fails all three tries.
-pytestmark = [pytest.mark.slow, pytest.mark.flaky(reruns=2)]
+pytestmark = pytest.mark.slow
 
 
 def test_status_fills_in_while_training_and_ends_completed_with_the_final_checkpoint(cluster: LocalCluster) -> None:

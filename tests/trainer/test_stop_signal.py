@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from tests.kube.loopback import free_port
+from tests.kube.polling import wait_for
 from tests.trainer.conftest import REPO, assert_same_weights, make_job, step_losses
 from trainer.run import RunOptions, run
 
@@ -98,11 +99,21 @@ def test_sigterm_saves_a_checkpoint_exits_0_and_resume_is_exact(tmp_path: Path) 
     assert_same_weights(tmp_path / "reference" / "output", tmp_path / "stopped" / "output")
 
 
+def catches(pid: int, signum: int) -> bool:
+    """Whether the process has a handler for the signal (Linux: the SigCgt mask in /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) >> (signum - 1) & 1)
+    return False
+
+
 def test_sigterm_while_the_trainer_is_still_starting_is_not_lost(tmp_path: Path) -> None:
-    """A pod stopped seconds after it started (torch still importing) still ends cleanly."""
+    """A pod stopped as soon as its trainer can hear it (torch not yet imported, no model loaded)
+    still ends cleanly and reports that it stopped."""
     process, termination_log = start_trainer(tmp_path, "early", free_port())
     try:
-        time.sleep(1.0)  # past the interpreter's start, well before torch and the model are loaded
+        # The first moment a stop can be honoured: the trainer's handler is installed.
+        wait_for(lambda: process.poll() is not None or catches(process.pid, signal.SIGTERM), "a SIGTERM handler")
         assert process.poll() is None
         process.send_signal(signal.SIGTERM)
         exit_code = process.wait(timeout=120)
