@@ -31,7 +31,9 @@ def spin(until: float) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--processes", type=int, default=os.cpu_count() or 1, help="spinning processes (default: cores)")
+    parser.add_argument(
+        "--processes", type=int, default=os.cpu_count() or 1, help="spinning processes (default: cores)"
+    )
     parser.add_argument("--seconds", type=float, default=float("inf"), help="stop after this long (default: never)")
     args = parser.parse_args()
     if args.processes < 1 or args.seconds <= 0:
