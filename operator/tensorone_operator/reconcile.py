@@ -107,6 +107,8 @@ class Reconciler:
         self._reports: dict[tuple[str, str], tuple[ProgressReport, str]] = {}
         self._applied: dict[tuple[str, str], ProgressReport] = {}
         self._volatile_written: dict[tuple[str, str], float] = {}
+        # The child as this operator last patched it, until the index has caught up with that write.
+        self._patched_children: dict[tuple[str, str], Mapping[str, Any]] = {}
         self.events = EventLimiter()
         self._http: aiohttp.ClientSession | None = None
 
@@ -122,7 +124,7 @@ class Reconciler:
         key = (namespace, name)
         self._locks.pop(key, None)
         self._child_states.pop(key, None)
-        for kept in (self._pods, self._reports, self._applied, self._volatile_written):
+        for kept in (self._pods, self._reports, self._applied, self._volatile_written, self._patched_children):
             kept.pop(key, None)
         self.events.forget(key)
         self.phases.record(namespace, name, None)
@@ -363,7 +365,7 @@ class Reconciler:
         if status.get("phase") in TERMINAL or meta.get("deletionTimestamp"):
             return None
         self.phases.record(meta["namespace"], meta["name"], status.get("phase"))
-        child = children.get((meta["namespace"], meta["name"]))
+        child = self._newest_child(children, (meta["namespace"], meta["name"]))
         if _spec_changed(job):
             return await self.reconcile(job, datasets=datasets, children=children, nodes=nodes)
         if child is None and condition_is(status, "Stalled", "True"):
@@ -392,7 +394,7 @@ class Reconciler:
         meta, spec = job["metadata"], job["spec"]
         namespace, name = meta["namespace"], meta["name"]
         phase = (job.get("status") or {}).get("phase")
-        child = children.get((namespace, name))
+        child = self._newest_child(children, (namespace, name))
         if child is None and (job.get("status") or {}).get("childName"):
             # Created before but not in the index yet (just created, or the index lags).
             child = await self.api.get(builders.PYTORCHJOB_API_VERSION, "pytorchjobs", namespace, name)
@@ -514,6 +516,23 @@ class Reconciler:
         patched: dict[str, Any] = await self.api.merge_patch(
             builders.PYTORCHJOB_API_VERSION, "pytorchjobs", namespace, name, patch
         )
+        self._patched_children[(namespace, name)] = patched
+        return patched
+
+    def _newest_child(
+        self, children: Mapping[tuple[str, str], Mapping[str, Any]], key: tuple[str, str]
+    ) -> Mapping[str, Any] | None:
+        """The job's child from the index, unless the index has not yet seen this operator's own
+        last patch of it (an older metadata.generation): then the patched child. Read from a
+        lagging index right after a resume, the child's old runPolicy.suspend would be taken
+        for a queue's hold (phase Queued, a Queued Event) until the watch caught up."""
+        indexed = children.get(key)
+        patched = self._patched_children.get(key)
+        if indexed is None or patched is None:
+            return indexed
+        if _generation(indexed) >= _generation(patched):
+            del self._patched_children[key]  # the index has caught up
+            return indexed
         return patched
 
     async def _write_status(self, job: Mapping[str, Any], status: dict[str, Any]) -> Outcome:
@@ -608,6 +627,10 @@ def _material(status: Mapping[str, Any]) -> dict[str, Any]:
     if progress:
         kept["progress"] = progress
     return kept
+
+
+def _generation(obj: Mapping[str, Any]) -> int:
+    return int((obj.get("metadata") or {}).get("generation") or 0)
 
 
 def _spec_changed(job: Mapping[str, Any]) -> bool:

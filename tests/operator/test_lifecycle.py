@@ -8,6 +8,9 @@ from __future__ import annotations
 from typing import Any
 
 import yaml
+from tensorone_operator.config import OperatorConfig
+from tensorone_operator.kube import KubeApi
+from tensorone_operator.reconcile import Reconciler
 
 from tensorone.api.resolved import ResolvedJob
 from tests.kube.polling import wait_for
@@ -116,6 +119,48 @@ def test_a_resumed_child_is_not_shown_queued_while_its_pods_start(
     wait_for(lambda: cluster.api.get(PYTORCHJOB, "PyTorchJob", "llama")["spec"]["runPolicy"]["suspend"] is False)
     wait_for(lambda: phase_is(cluster.api, "Pending"))
     assert "resuming" in job_status(cluster.api, "llama")["message"]
+
+
+async def test_a_resume_read_from_a_lagging_index_is_not_taken_for_a_queue(cluster: EmulatorServer) -> None:
+    """The daemon's tick right after a resume may read the child from an index that has not yet
+    seen the operator's own unsuspend: the child it patched counts, not the older copy (whose
+    runPolicy.suspend would read as a queue's hold: phase Queued and a Queued Event)."""
+    reasons: list[str] = []
+    api = KubeApi(cluster.url, {}, False)
+    reconciler = Reconciler(OperatorConfig(), api, lambda job, kind, reason, message: reasons.append(reason))
+    key, job_ref = ("default", "llama"), {"metadata": {"namespace": "default", "name": "llama"}}
+    try:
+        cluster.api.create(dataset())
+        cluster.api.create(gpu_node())
+        cluster.api.create(training_job(gpuType="a100"))
+        await reconciler.reconcile(job_ref)
+        cluster.api.patch(TJ, "TrainingJob", "llama", {"spec": {"suspend": True}})
+        await reconciler.reconcile(job_ref)
+        play_training_operator(cluster.api, "llama", "Suspended", active=0)
+        stopped_child = cluster.api.get(PYTORCHJOB, "PyTorchJob", "llama")
+        await reconciler.reconcile(job_ref, children={key: stopped_child})
+        assert job_status(cluster.api)["phase"] == "Stopped"
+
+        cluster.api.patch(TJ, "TrainingJob", "llama", {"spec": {"suspend": False}})
+        lagging = {key: stopped_child}  # the index still holds the child as it was before the resume
+        await reconciler.reconcile(job_ref, children=lagging)
+        assert cluster.api.get(PYTORCHJOB, "PyTorchJob", "llama")["spec"]["runPolicy"]["suspend"] is False
+        await reconciler.follow(cluster.api.get(TJ, "TrainingJob", "llama"), datasets={}, children=lagging, nodes=None)
+        status = job_status(cluster.api)
+        assert (status["phase"], "resuming" in status["message"]) == ("Pending", True), status["message"]
+        assert "Queued" not in reasons
+
+        # Once the index has the patched child, it is read from the index again.
+        caught_up = {key: cluster.api.get(PYTORCHJOB, "PyTorchJob", "llama")}
+        play_training_operator(cluster.api, "llama", "Running", active=1)
+        running = {key: cluster.api.get(PYTORCHJOB, "PyTorchJob", "llama")}
+        await reconciler.follow(
+            cluster.api.get(TJ, "TrainingJob", "llama"), datasets={}, children=caught_up, nodes=None
+        )
+        await reconciler.follow(cluster.api.get(TJ, "TrainingJob", "llama"), datasets={}, children=running, nodes=None)
+        assert job_status(cluster.api)["phase"] == "Running"
+    finally:
+        await reconciler.close()
 
 
 def test_stop_then_resume_from_a_named_checkpoint(cluster: EmulatorServer, operator: OperatorThread) -> None:

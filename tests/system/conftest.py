@@ -3,12 +3,15 @@ trainer for every PyTorchJob the operator creates."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from tensorone_operator.config import OperatorConfig
 
@@ -50,6 +53,11 @@ def training_job(name: str, *, dataset_id: str = "tiny", max_restarts: int = 0, 
     }
 
 
+# A wait that spans a whole training run (a job of a few dozen steps, or two side by side): what
+# it takes on two cores that another process keeps busy, with room to spare.
+TRAINING_TIMEOUT = 600.0
+
+
 @dataclass
 class LocalCluster:
     """The emulator, the operator and the node, with the verbs the tests use."""
@@ -71,10 +79,32 @@ class LocalCluster:
         self.server.api.patch(API, "TrainingJob", name, {"spec": spec})
 
     def phase_is(self, name: str, phase: str) -> dict[str, Any] | None:
+        """The status once its phase is ``phase``; a job that ended otherwise fails the test at once."""
         status = self.status(name)
         if status.get("phase") in ("Failed", "Cancelled") and phase not in ("Failed", "Cancelled"):
-            raise AssertionError(f"{name} ended {status['phase']}: {status.get('message')}\n{self.log(name)}")
+            pytest.fail(f"{name} ended {status['phase']}: {status.get('message')}\n{self.log(name)}")
         return status if status.get("phase") == phase else None
+
+    def child_suspended(self, name: str) -> bool:
+        """Whether the operator has suspended the job's PyTorchJob (a stop has reached the child)."""
+        child = self.server.api.get("kubeflow.org/v1", "PyTorchJob", name)
+        return bool(child["spec"]["runPolicy"].get("suspend"))
+
+    @contextlib.contextmanager
+    def paused(self, name: str) -> Iterator[None]:
+        """The job's pod processes (launcher, torchrun, workers) frozen with SIGSTOP for the block,
+        as on a node too busy to run them: what the block does happens mid-run however fast or slow
+        the machine is. SIGCONT at the end; a signal sent meanwhile is delivered then."""
+        roots = [psutil.Process(pod.process.pid) for pod in self.node.runs[("default", name)].pods]
+        frozen = [process for root in roots for process in (root, *root.children(recursive=True))]
+        for process in frozen:
+            process.send_signal(signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            for process in reversed(frozen):
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    process.send_signal(signal.SIGCONT)
 
     def events(self, name: str) -> list[dict[str, Any]]:
         return [

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests.kube.polling import wait_for
-from tests.system.conftest import API, REPO, LocalCluster, dataset
+from tests.system.conftest import API, REPO, TRAINING_TIMEOUT, LocalCluster, dataset
 
 pytestmark = pytest.mark.slow
 
@@ -60,7 +60,12 @@ def test_a_custom_jobs_status_fills_in_while_running_and_ends_completed(custom_c
     assert running["metrics"]["currentLoss"] > 0 and running["metrics"]["throughputUnit"] == "tokens/sec"
     assert running["checkpoints"][0]["id"].startswith("ckpt-epoch-") and running["lastReportTime"]
 
-    wait_for(lambda: cluster.phase_is("bigram", "Completed"), "Completed", explain=lambda: cluster.diagnose("bigram"))
+    wait_for(
+        lambda: cluster.phase_is("bigram", "Completed"),
+        "Completed",
+        timeout=TRAINING_TIMEOUT,
+        explain=lambda: cluster.diagnose("bigram"),
+    )
     done = wait_for(
         lambda: (
             s if (s := cluster.status("bigram"))["progress"]["currentStep"] == s["progress"]["totalSteps"] else None
@@ -75,7 +80,7 @@ def test_a_custom_jobs_status_fills_in_while_running_and_ends_completed(custom_c
     ]
     assert done["metrics"]["bestLoss"] < done["lossHistory"][0]["loss"] / 2, "the script's model learns"
     assert (cluster.node.claim_dir("default", "bigram-checkpoints") / "ckpt-epoch-80" / "model.pt").exists()
-    wait_for(lambda: any(e["reason"] == "Completed" for e in cluster.events("bigram")), "Completed Event", timeout=30)
+    wait_for(lambda: any(e["reason"] == "Completed" for e in cluster.events("bigram")), "Completed Event")
 
 
 def test_a_stopped_custom_job_lists_its_sigterm_checkpoint_and_resumes_from_it(custom_cluster: LocalCluster) -> None:
@@ -87,7 +92,9 @@ def test_a_stopped_custom_job_lists_its_sigterm_checkpoint_and_resumes_from_it(c
         "steps of the job to stop",
         explain=lambda: cluster.diagnose("stoppable"),
     )
-    cluster.patch_spec("stoppable", {"suspend": True})
+    with cluster.paused("stoppable"):  # stopped mid-run, however fast the rest of the run would be
+        cluster.patch_spec("stoppable", {"suspend": True})
+        wait_for(lambda: cluster.child_suspended("stoppable"), "the stop reaching the PyTorchJob")
     wait_for(lambda: cluster.phase_is("stoppable", "Stopped"), "Stopped", explain=lambda: cluster.diagnose("stoppable"))
     stopped = wait_for(
         lambda: (
@@ -107,7 +114,10 @@ def test_a_stopped_custom_job_lists_its_sigterm_checkpoint_and_resumes_from_it(c
     resumed = wait_for(lambda: cluster.status("stoppable").get("resumedFrom"), "the resumed run's report")
     assert resumed == saved["id"]
     wait_for(
-        lambda: cluster.phase_is("stoppable", "Completed"), "Completed", explain=lambda: cluster.diagnose("stoppable")
+        lambda: cluster.phase_is("stoppable", "Completed"),
+        "Completed",
+        timeout=TRAINING_TIMEOUT,
+        explain=lambda: cluster.diagnose("stoppable"),
     )
     done = wait_for(
         lambda: (
@@ -119,6 +129,5 @@ def test_a_stopped_custom_job_lists_its_sigterm_checkpoint_and_resumes_from_it(c
     wait_for(
         lambda: {"Stopped", "TrainingResumed", "Completed"} <= {e["reason"] for e in cluster.events("stoppable")},
         "the stop, resume and completion Events",
-        timeout=30,
         explain=lambda: str(sorted({e["reason"] for e in cluster.events("stoppable")})),
     )
