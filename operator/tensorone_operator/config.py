@@ -18,6 +18,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
+from tensorone.api.v1alpha1.base import DNS_LABEL_PATTERN
+from tensorone.api.v1alpha1.trainingjob import GPU_TYPE_MAX_LENGTH
 from tensorone.errors import ConfigurationError
 
 CONFIG_ENV = "TENSORONE_OPERATOR_CONFIG"
@@ -28,8 +30,6 @@ DEFAULT_CONFIG_PATH = "/etc/tensorone/operator/config.yaml"
 QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
 # Label values (nvidia.com/gpu.product) are at most 63 characters of [A-Za-z0-9-_.].
 LABEL_VALUE_PATTERN = r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
-# The same pattern as TrainingJobSpec.gpuType, so every catalog key can be requested.
-GPU_TYPE_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 
 
 class ConfigModel(BaseModel):
@@ -210,11 +210,12 @@ class OperatorConfig(ConfigModel):
     def _catalog_keys(cls, catalog: dict[str, GpuType]) -> dict[str, GpuType]:
         if not catalog:
             raise ValueError("the GPU catalog needs at least one entry")
+        # Keys are checked as TrainingJobSpec.gpuType is, so every catalog key can be requested.
         for key in catalog:
-            if len(key) > 32 or not re.match(GPU_TYPE_PATTERN, key):
+            if len(key) > GPU_TYPE_MAX_LENGTH or not re.match(DNS_LABEL_PATTERN, key):
                 raise ValueError(
-                    f"catalog key {key!r} cannot be requested: spec.gpuType allows at most 32 lower-case letters, "
-                    "digits and '-'"
+                    f"catalog key {key!r} cannot be requested: spec.gpuType allows at most {GPU_TYPE_MAX_LENGTH} "
+                    "lower-case letters, digits and '-'"
                 )
         return catalog
 

@@ -19,7 +19,7 @@ from typing import Any
 from pydantic.alias_generators import to_camel, to_snake
 
 from tensorone.api import API_VERSION
-from tensorone.api.v1alpha1.base import MAX_JOB_NAME_LENGTH
+from tensorone.api.v1alpha1.base import DNS_1035_PATTERN, DNS_SUBDOMAIN_PATTERN, MAX_JOB_NAME_LENGTH
 from tensorone.api.validation import committed_crds, validate
 from tensorone.errors import FieldError, ValidationFailed
 
@@ -35,8 +35,8 @@ REST_SPEC_FIELDS = ("modelType", "datasetId", "config", "description", "tags", "
 # examples spell in camelCase; rest_from_job writes them so.
 _REST_CAMEL_CONFIG_KEYS = frozenset({"baseModel"})
 
-_DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_DNS_1035 = re.compile(DNS_1035_PATTERN)
+_DNS_SUBDOMAIN = re.compile(DNS_SUBDOMAIN_PATTERN)
 _MAX_SUBDOMAIN_LENGTH = 253
 _HASH_LENGTH = 6
 

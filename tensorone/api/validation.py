@@ -42,6 +42,7 @@ from celpy.adapter import json_to_cel
 from celpy.evaluation import CELEvalError
 
 from tensorone.api.crd import CRD_DIR, KINDS, crd_for, load_crds
+from tensorone.api.v1alpha1.base import DNS_LABEL_PATTERN, DNS_SUBDOMAIN_PATTERN
 from tensorone.errors import ConfigurationError, FieldError, ValidationFailed
 
 # Fields of metav1.ObjectMeta: anything else under metadata is an unknown field.
@@ -68,8 +69,8 @@ OBJECT_META_FIELDS = frozenset(
 # What the API server lets root-level CEL rules see of metadata.
 _CEL_VISIBLE_META = ("name", "generateName")
 
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(DNS_SUBDOMAIN_PATTERN)
+_DNS_LABEL = re.compile(DNS_LABEL_PATTERN)
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 _QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
 _MAX_ANNOTATIONS_BYTES = 256 * 1024

@@ -13,6 +13,8 @@ from pydantic.alias_generators import to_camel
 # "<job>-worker-<index>", so with up to 32 workers ("-worker-31", 10 characters) a job name may
 # have at most 53 characters.
 MAX_JOB_NAME_LENGTH = 53
+# The Kubernetes object-name patterns, anchored. The models, CEL rules, the offline validator, the
+# REST conversion and the operator's configuration import them from here.
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_1035_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"

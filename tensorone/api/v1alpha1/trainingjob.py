@@ -16,12 +16,17 @@ from pydantic import ConfigDict, Field
 
 from tensorone.api.v1alpha1.base import (
     CONDITIONS_SCHEMA_EXTRA,
+    DNS_1035_PATTERN,
+    DNS_LABEL_PATTERN,
     DNS_SUBDOMAIN_PATTERN,
     MAX_JOB_NAME_LENGTH,
     ApiModel,
     Condition,
     cel,
 )
+
+# spec.gpuType is a key of the operator's GPU catalog: a DNS label of at most this many characters.
+GPU_TYPE_MAX_LENGTH = 32
 
 
 class ModelType(StrEnum):
@@ -454,8 +459,8 @@ class TrainingJobSpec(ApiModel):
     gpu_type: str | None = Field(
         default=None,
         min_length=1,
-        max_length=32,
-        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        max_length=GPU_TYPE_MAX_LENGTH,
+        pattern=DNS_LABEL_PATTERN,
         description="Key of the operator's GPU catalog (a100, h100, h200, v100, l4, a10g, rtx4090, ...); "
         "absent means a CPU-only job, for development clusters.",
     )
@@ -683,7 +688,7 @@ class TrainingJob(ApiModel):
                     ".metadata.name",
                 ),
                 cel(
-                    "self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",
+                    f"self.metadata.name.matches('{DNS_1035_PATTERN}')",
                     "metadata.name must be a DNS-1035 label: lower-case letters, digits and '-', starting "
                     "with a letter and ending with a letter or digit",
                     ".metadata.name",
