@@ -46,7 +46,6 @@ LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_JOB_NAME = "training.tensorone.ai/job-name"
 APP_NAME = "tensorone-training"
 MANAGER = "tensorone-operator"
-MANAGED_SELECTOR = f"{LABEL_MANAGED_BY}={MANAGER}"
 
 
 def config_map_name(job_name: str) -> str:

@@ -16,7 +16,6 @@ INDEX_DATASETS = "datasets_by_name"
 INDEX_CHILDREN = "children_by_job"
 INDEX_NODES = "gpu_nodes"
 INDEX_WAITING = "jobs_waiting"
-WAITING_CODES = {"DATASET_NOT_FOUND": "dataset", "INSUFFICIENT_RESOURCES": "gpu"}
 
 
 class FirstOf(Mapping[Any, Any]):

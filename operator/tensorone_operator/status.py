@@ -275,8 +275,3 @@ def transitions(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[tuple[st
         kind = "Warning" if new["phase"] == Phase.Failed.value else "Normal"
         events.append((kind, str(new["phase"]), str(new.get("message") or "")))
     return events
-
-
-def status_changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
-    """Whether writing ``new`` would change the stored status."""
-    return dict(old) != dict(new)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field
 
@@ -704,8 +704,3 @@ class TrainingJob(ApiModel):
     metadata: ObjectMeta = Field(default_factory=ObjectMeta, description="Standard object metadata.")
     spec: TrainingJobSpec = Field(description="Desired state.")
     status: TrainingJobStatus | None = Field(default=None, description="Observed state, written by the operator.")
-
-
-def parse_spec(spec: dict[str, Any]) -> TrainingJobSpec:
-    """Parse a stored spec (camelCase) into the typed model."""
-    return TrainingJobSpec.model_validate(spec)
