@@ -17,7 +17,7 @@ One run, one emulator (tests/kube), figures printed:
    (which resumes the earlier jobs too): jobs per second from its start, free of the create
    loop's pace.
 
-Targets (issue 3): reconcile rate >= 25% of the raw create rate, p99 < 2 s, RSS < 250 MB.
+Targets: reconcile rate >= 25% of the raw create rate, p99 < 2 s, RSS < 250 MB.
 Not a timed test: run it by hand; the figures depend on the machine.
 """
 

@@ -1,4 +1,4 @@
-"""Live-status freshness and reporting overhead (issue 6).
+"""Live-status freshness and reporting overhead.
 
     python bench/status_freshness.py            # operator default poll (5 s), 75 s of training; ~3 min
     python bench/status_freshness.py --quick    # 1 s poll, 15 s of training, fewer blocks; ~1 min

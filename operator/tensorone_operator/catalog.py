@@ -107,9 +107,9 @@ def estimated_cost(
     """``status.estimatedCost``: hourly price and the estimated total.
 
     The total is what has been spent so far plus the hourly price times the time still expected:
-    the trainer's remaining-time estimate once it reports one (issue 6 passes it in), otherwise the
-    job's time limit ``maxRuntimeSeconds`` as an upper bound. With neither, the total is unknown
-    and left out rather than guessed.
+    the trainer's remaining-time estimate once it reports one (the reconciler passes it in from the
+    progress report), otherwise the job's time limit ``maxRuntimeSeconds`` as an upper bound. With
+    neither, the total is unknown and left out rather than guessed.
     """
     hourly = hourly_cost(spec, config)
     cost: dict[str, Any] = {"hourly": hourly, "currency": config.currency}

@@ -114,10 +114,8 @@ if load_config().check_gpu_nodes:
 @kopf.daemon(*JOBS, cancellation_timeout=5.0)
 async def follow_job(body: kopf.Body, memo: Any, stopped: kopf.DaemonStopped, **kwargs: Any) -> None:
     while not stopped and not memo.reconciler.finished(body):
-        # asyncio.sleep, not stopped.wait(): kopf advises against awaiting its flag in async daemons
-        # (it cancels them instead, after cancellation_timeout), and with the flag's wait() kopf.run
-        # sometimes raised TimeoutError on a plain SIGTERM (7 of 60 quick start/stop cycles with a
-        # job in flight; 0 of 40 with the sleep).
+        # asyncio.sleep, not stopped.wait(): kopf cancels async daemons after cancellation_timeout,
+        # and awaiting the flag's wait() made kopf.run raise TimeoutError on some plain SIGTERMs.
         await asyncio.sleep(memo.reconciler.config.progress_poll_seconds)
         if not stopped:
             await memo.reconciler.follow(body, **indexes_of(kwargs))

@@ -353,12 +353,13 @@ class Reconciler:
         children: Mapping[tuple[str, str], Mapping[str, Any]],
         nodes: list[Mapping[str, Any]] | None,
     ) -> Outcome | None:
-        """One tick of a job's daemon (every progressPollSeconds), from the indexes alone.
+        """One tick of a job's daemon (every progressPollSeconds).
 
-        A job that follows its child is reconciled only when the status computed from the child
-        differs from the stored one (an event was missed); a job waiting on a Dataset or a GPU
-        node is re-checked (the safety net beside the Dataset and Node watches). Issue 6 reads
-        the rank-0 trainer's /progress here and merges it through ``status_from``.
+        A job that follows its child reads the rank-0 trainer's /progress, then is reconciled only
+        when the status computed from the child and the newest report (``_with_live``) differs from
+        the stored one, and at most every VOLATILE_WRITE_SECONDS when only running time, cost and
+        estimates moved. A job waiting on a Dataset or a GPU node is re-checked (the safety net
+        beside the Dataset and Node watches).
         """
         meta = job["metadata"]
         status = dict(job.get("status") or {})
@@ -645,7 +646,8 @@ def _owned_by(obj: Mapping[str, Any], job: Mapping[str, Any]) -> bool:
 
 
 def _merge_cost(job: Mapping[str, Any], estimate: dict[str, Any]) -> dict[str, Any]:
-    """Keep a total the live status (issue 6) refined from progress; this only sets the first estimate."""
+    """The catalog's estimate, keeping the stored total when the estimate has none: ``_with_live``
+    refines the total from the trainer's remaining time, and this only sets the first estimate."""
     current = (job.get("status") or {}).get("estimatedCost") or {}
     if "total" in current and "total" not in estimate:
         return {**estimate, "total": current["total"]}

@@ -1,8 +1,9 @@
 """Pure status logic: the TrainingJob, its child PyTorchJob and what the checks found -> status.
 
 ``status_from`` computes the whole desired ``status`` (the reconciler patches it only when it
-differs from what is stored). Issue 6 (live status) merges the rank-0 trainer's progress report
-into the same dict: progress, metrics and checkpoints are not touched here and are carried over.
+differs from what is stored). The reconciler merges the rank-0 trainer's progress report into the
+same dict (``Reconciler._with_live``): progress, metrics and checkpoints are not touched here and
+are carried over.
 
 Phases, precisely (first rule that applies):
 

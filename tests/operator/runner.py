@@ -1,6 +1,6 @@
 """Run the real operator (kopf, every handler of tensorone_operator.main) in a background thread
-against an emulator, with its own stop flag: the fixture API of the operator tests, bench/ and the
-end-to-end tests of issue 6.
+against an emulator, with its own stop flag: the fixture API of the operator tests, the system
+tests and bench/.
 
     with EmulatorServer() as cluster, OperatorThread(cluster, config) as operator:
         cluster.api.create(...)
