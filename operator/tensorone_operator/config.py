@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
-from tensorone.api.v1alpha1.base import DNS_LABEL_PATTERN
+from tensorone.api.v1alpha1.base import DNS_LABEL_PATTERN, DNS_SUBDOMAIN_PATTERN
 from tensorone.api.v1alpha1.trainingjob import GPU_TYPE_MAX_LENGTH
 from tensorone.errors import ConfigurationError
 
@@ -41,11 +41,15 @@ class ConfigModel(BaseModel):
 class GpuType(ConfigModel):
     """One entry of the GPU catalog: how to find the GPU on nodes, and what it gives and costs."""
 
-    display_name: str = Field(min_length=1, max_length=128, description="Shown as resourceAllocation.gpuType.")
+    display_name: str = Field(
+        min_length=1, max_length=128, description="Shown as resourceAllocation.gpuType, for example NVIDIA A100."
+    )
     products: list[str] = Field(
         min_length=1,
         description="Values of the node label nvidia.com/gpu.product (set by NVIDIA GPU Feature Discovery) "
         "that count as this GPU type.",
+        # What the validator below checks, for JSON-schema readers of this model (the chart's values schema).
+        json_schema_extra={"items": {"type": "string", "pattern": LABEL_VALUE_PATTERN}},
     )
     memory_per_gpu: str = Field(
         pattern=r"^[0-9]+(\.[0-9]+)?(GB|TB|MB)$",
@@ -53,8 +57,14 @@ class GpuType(ConfigModel):
         "gpusPerWorker.",
     )
     hourly_price: float = Field(ge=0.0, description="Price of one GPU for one hour, in the config's currency.")
-    cpu_per_gpu: str = Field(default="8", pattern=QUANTITY_PATTERN, description="CPU requested per GPU.")
-    host_memory_per_gpu: str = Field(default="64Gi", pattern=QUANTITY_PATTERN, description="Host memory per GPU.")
+    cpu_per_gpu: str = Field(
+        default="8",
+        pattern=QUANTITY_PATTERN,
+        description='CPU requested per GPU, a Kubernetes quantity written as a string ("12", not 12).',
+    )
+    host_memory_per_gpu: str = Field(
+        default="64Gi", pattern=QUANTITY_PATTERN, description="Host memory requested per GPU, for example 120Gi."
+    )
 
     @field_validator("products")
     @classmethod
@@ -75,15 +85,22 @@ class CheckpointStorageDefaults(ConfigModel):
         default="20Gi", pattern=QUANTITY_PATTERN, description="Size when spec.checkpointStorage.size is unset."
     )
     storage_class_name: str = Field(
-        default="", description="StorageClass when the job names none; empty means the cluster default."
+        default="",
+        max_length=253,
+        pattern=f"^$|{DNS_SUBDOMAIN_PATTERN}",
+        description="StorageClass when the job names none; empty means the cluster's default StorageClass.",
     )
 
 
 class CpuJobResources(ConfigModel):
     """Requests and limits of a CPU-only job's pods (a job without gpuType)."""
 
-    cpu: str = Field(default="2", pattern=QUANTITY_PATTERN, description="CPU per pod.")
-    memory: str = Field(default="8Gi", pattern=QUANTITY_PATTERN, description="Memory per pod.")
+    cpu: str = Field(
+        default="2",
+        pattern=QUANTITY_PATTERN,
+        description='CPU per pod, a Kubernetes quantity written as a string ("2", not 2).',
+    )
+    memory: str = Field(default="8Gi", pattern=QUANTITY_PATTERN, description="Memory per pod, for example 8Gi.")
 
 
 class PriorityClasses(ConfigModel):
@@ -179,10 +196,10 @@ class OperatorConfig(ConfigModel):
         default=300,
         ge=10,
         le=86400,
-        description="Seconds the trainer gets after SIGTERM to save a checkpoint.",
+        description="Seconds the trainer gets after SIGTERM (stop, preemption) to save a checkpoint.",
     )
     progress_poll_seconds: float = Field(
-        default=5, gt=0, le=3600, description="How often the rank-0 trainer's /progress is read."
+        default=5, gt=0, le=3600, description="How often the rank-0 trainer's /progress is read, in seconds."
     )
     report_port: int = Field(
         default=9400, ge=1024, le=65535, description="Port of the trainer's /progress and /metrics."
@@ -193,16 +210,30 @@ class OperatorConfig(ConfigModel):
         "cluster-wide read of nodes. False trusts the scheduler (and the queue) alone.",
     )
     checkpoint_storage: CheckpointStorageDefaults = Field(
-        default_factory=CheckpointStorageDefaults, description="Defaults of the checkpoint claim."
+        default_factory=CheckpointStorageDefaults,
+        description="The checkpoint claim the operator creates when a job names none.",
     )
-    cpu_job: CpuJobResources = Field(default_factory=CpuJobResources, description="Resources of CPU-only jobs.")
+    cpu_job: CpuJobResources = Field(
+        default_factory=CpuJobResources,
+        description="Requests and limits of the pods of a CPU-only job (no spec.gpuType), for development clusters.",
+    )
     shm_size: str = Field(
-        default="8Gi", pattern=QUANTITY_PATTERN, description="Size limit of the /dev/shm memory emptyDir."
+        default="8Gi",
+        pattern=QUANTITY_PATTERN,
+        description="Size limit of /dev/shm (a memory emptyDir) in training pods.",
     )
-    currency: str = Field(default="USD", min_length=1, max_length=8, description="Currency of the catalog prices.")
+    currency: str = Field(
+        default="USD", min_length=1, max_length=8, description="Currency of the catalog prices, such as USD."
+    )
     gpu_catalog: dict[str, GpuType] = Field(
         default_factory=lambda: dict(DEFAULT_GPU_CATALOG),
-        description="GPU types by key (the value of spec.gpuType). Replaces the built-in catalog entirely.",
+        description="GPU types by key (the value of spec.gpuType); a catalog in the config file replaces the "
+        "built-in one entirely.",
+        # What the validator below checks, for JSON-schema readers of this model (the chart's values schema).
+        json_schema_extra={
+            "minProperties": 1,
+            "propertyNames": {"maxLength": GPU_TYPE_MAX_LENGTH, "pattern": DNS_LABEL_PATTERN},
+        },
     )
 
     @field_validator("gpu_catalog")
