@@ -1,6 +1,6 @@
 # The two set-up commands of the README:
 #   make run    builds .venv if needed, then trains the example TrainingJob locally (no cluster)
-#   make test   builds .venv if needed, then runs lint, types, the CRD drift check and the tests
+#   make test   builds .venv if needed, then runs lint, types, the drift checks and the tests
 # .venv is installed from the committed lock (requirements/dev.txt); `make lock` regenerates it.
 PYTHON ?= python3.11
 VENV ?= .venv
@@ -29,11 +29,15 @@ lint: $(BIN)/.installed
 test: lint
 	$(BIN)/python -m tensorone.api.crd --check
 	$(BIN)/python -m tensorone.api.docs --check
+	$(BIN)/python -m tensorone_operator.chart --check
 	$(BIN)/pytest
 
+# Everything generated from the models: the CRDs (crds/ and the chart's), docs/api.md, and the
+# chart's operatorConfig values and schema (from OperatorConfig).
 crds: $(BIN)/.installed
 	$(BIN)/python -m tensorone.api.crd
 	$(BIN)/python -m tensorone.api.docs
+	$(BIN)/python -m tensorone_operator.chart
 
 # pyproject.toml into requirements/*.txt (needs PyPI); locked versions stay while still allowed.
 # make lock UPGRADE=--upgrade, or UPGRADE="--upgrade-package transformers": an upgrade is a commit CI checks.

@@ -132,7 +132,7 @@ def structural_schema(model: type[BaseModel]) -> dict[str, Any]:
     return root
 
 
-def _resolve(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+def resolve(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
     """Inline a ``$ref`` (keeping the referring node's own keys, which win) and fold ``anyOf``
     null branches and single-element ``allOf`` wrappers into the one real branch."""
     node = dict(node)
@@ -145,14 +145,14 @@ def _resolve(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
             branches = [b for b in node.pop(combinator) if b.get("type") != "null"]
             if len(branches) != 1:
                 raise ValueError(f"cannot express {combinator} with {len(branches)} branches structurally")
-            inner = _resolve(branches[0], defs)
+            inner = resolve(branches[0], defs)
             inner.update(node)
             node = inner
     return node
 
 
 def _convert(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
-    node = _resolve(node, defs)
+    node = resolve(node, defs)
     out: dict[str, Any] = {}
     for key, value in node.items():
         if key in _DROPPED_KEYS:

@@ -51,6 +51,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
             "gpuCatalog": {
                 "a100": None,
                 "v100": None,
+                "h100": {"hourlyPrice": 5.5},
                 "mi300x": {
                     "displayName": "AMD Instinct MI300X",
                     "products": ["AMD-Instinct-MI300X"],

@@ -12,6 +12,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
+from tensorone_operator.chart import CHART_SET_FIELDS
 from tensorone_operator.config import DEFAULT_CONFIG_PATH, OperatorConfig, parse_config
 
 from tests.chart.conftest import CHART, RELEASE_NAMESPACE, SCENARIOS, HelmRunner, Rendered
@@ -98,6 +99,10 @@ def test_rendered_config_is_a_valid_operator_config(rendered: Rendered) -> None:
     if rendered.scenario == "custom-catalog":
         assert set(config.gpu_catalog) == {"h100", "h200", "l4", "a10g", "l40s", "rtx4090", "a6000", "t4", "mi300x"}
         assert config.gpu_catalog["mi300x"].memory_per_gpu == "192GB"
+        # A field set on a default entry changes that field only; the entry keeps the others.
+        assert config.gpu_catalog["h100"].hourly_price == 5.5
+        assert config.gpu_catalog["h100"].display_name == "NVIDIA H100"
+        assert config.gpu_catalog["mi300x"].cpu_per_gpu == "8"  # the model's default for an unset field
         assert config.currency == "EUR"
         assert config.trainer_image == "registry.example.com/ml/trainer:2026.11.1"
         assert config.training_service_account == ""
@@ -114,6 +119,15 @@ def test_default_values_are_the_operators_built_in_defaults(render: Render) -> N
     the behaviour the operator documents."""
     rendered = _operator_config(render({}, "default"))
     assert rendered == OperatorConfig().model_dump(by_alias=True, mode="json")
+
+
+def test_the_template_sets_exactly_the_fields_the_values_leave_out(render: Render) -> None:
+    """templates/_helpers.tpl fills CHART_SET_FIELDS from other values; every other field of the
+    rendered config comes from operatorConfig, whose schema is generated from OperatorConfig."""
+    rendered = _operator_config(render({}, "default"))
+    schema = json.loads((CHART / "values.schema.json").read_text())["properties"]["operatorConfig"]
+    assert set(rendered) - set(schema["properties"]) == set(CHART_SET_FIELDS)
+    assert set(schema["properties"]) <= set(rendered)
 
 
 def test_priority_classes_carry_the_configured_names(render: Render) -> None:
