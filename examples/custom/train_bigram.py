@@ -37,7 +37,6 @@ from types import FrameType
 import torch
 
 from tensorone.api.resolved import DEFAULT_JOB_CONFIG_PATH, JOB_CONFIG_ENV, ResolvedJob
-from tensorone.api.v1alpha1.trainingjob import TrainingHyperparameters
 from trainer.reporting.client import CheckpointReport, Reporter, TrainerState
 
 WEIGHTS = "model.pt"
@@ -139,7 +138,7 @@ def main() -> int:
     torch.set_num_threads(1)  # a small model: one thread is fastest and leaves the node's others free
 
     job = ResolvedJob.read(Path(os.environ.get(JOB_CONFIG_ENV, DEFAULT_JOB_CONFIG_PATH)))
-    training = job.config.training or TrainingHyperparameters()
+    training = job.config.training
     data = torch.tensor(list(read_text(job)), dtype=torch.long)
     windows = data.unfold(0, args.context + 1, 1)  # every context and the byte after it
     steps_per_epoch = max(len(windows) // training.batch_size, 1)

@@ -23,7 +23,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from tensorone.api.resolved import ResolvedJob
+from tensorone.api.resolved import ResolvedJob, resolve_job
 from tensorone.api.v1alpha1 import Dataset, TrainingJob
 from tensorone.errors import ConfigurationError, DatasetNotFound
 
@@ -89,21 +89,21 @@ def resolve_manifest(
         )
 
     folder = path.resolve().parent
-    config = job.spec.config
-    if config.base_model and not Path(config.base_model).is_absolute() and (folder / config.base_model).is_dir():
-        config = config.model_copy(update={"base_model": str(folder / config.base_model)})
+    spec = job.spec
+    base_model = spec.config.base_model
+    if base_model and not Path(base_model).is_absolute() and (folder / base_model).is_dir():
+        config = spec.config.model_copy(update={"base_model": str(folder / base_model)})
+        spec = spec.model_copy(update={"config": config})
     root = output if output is not None else Path("runs") / name
-    return ResolvedJob(
+    return resolve_job(
+        spec,
+        dataset.spec,
         name=name,
         namespace=job.metadata.namespace or "default",
-        model_type=job.spec.model_type,
-        config=config,
-        dataset_name=job.spec.dataset_id,
-        dataset=dataset.spec,
         dataset_mount_path=str(folder),
         checkpoint_dir=str((root / "checkpoints").resolve()),
         output_dir=str((root / "output").resolve()),
-        resume_from=resume_from or job.spec.resume_from,
+        resume_from=resume_from,
         report_port=report_port,
         use_gpu=use_gpu,
         cache_dir=cache_dir,
