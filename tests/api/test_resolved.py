@@ -17,7 +17,7 @@ from tensorone.api.v1alpha1 import TrainingConfig
 from tensorone.api.v1alpha1.base import ApiModel
 from tensorone.api.v1alpha1.trainingjob import LoraParameters, Optimization, TrainingHyperparameters
 from tensorone.api.validation import load_manifests, validate
-from tensorone.cli.train import resolve_manifest
+from trainer.cli import resolve_manifest
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "tiny-llm-lora.yaml"

@@ -14,9 +14,14 @@ Running the same command again resumes from the latest checkpoint (``--resume-fr
 over).
 """
 
+# The trainer provides this verb to ``t1`` through the ``tensorone.cli`` entry-point group
+# (pyproject.toml). ``t1`` imports this module for every verb, so it imports nothing heavier than
+# the API types: torch and the trainer come when a training starts.
+
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 import warnings
@@ -25,7 +30,10 @@ from typing import Any
 
 from tensorone.api.resolved import ResolvedJob, resolve_job
 from tensorone.api.v1alpha1 import Dataset, TrainingJob
-from tensorone.errors import ConfigurationError, DatasetNotFound
+from tensorone.errors import ConfigurationError, DatasetNotFound, MissingExtra
+
+# Libraries of the trainer extra that a local training cannot start without.
+TRAINER_LIBRARIES = ("torch", "transformers")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -111,6 +119,11 @@ def resolve_manifest(
 
 
 def _train(args: argparse.Namespace) -> int:
+    for library in TRAINER_LIBRARIES:
+        try:
+            importlib.import_module(library)
+        except ModuleNotFoundError as error:
+            raise MissingExtra("trainer", needed_by="t1 train", missing=error.name or library) from error
     import torch
 
     from trainer.run import RunOptions, run
