@@ -19,11 +19,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from tensorone.api import API_VERSION
+from tensorone.api.report import DEFAULT_TERMINATION_LOG, REPORT_PORT_ENV
 from tensorone.api.resolved import (
     DEFAULT_CHECKPOINT_DIR,
     DEFAULT_DATASET_MOUNT,
     DEFAULT_JOB_CONFIG_PATH,
-    DEFAULT_TERMINATION_LOG,
     JOB_CONFIG_ENV,
     ResolvedJob,
     resolve_job,
@@ -38,7 +38,6 @@ CONTAINER_NAME = "pytorch"  # the Training Operator looks for this container nam
 MASTER_PORT_NAME = "pytorchjob-port"  # ... and this port name, for MASTER_PORT
 MASTER_PORT = 23456
 REPORT_PORT_NAME = "report"
-REPORT_PORT_ENV = "TENSORONE_REPORT_PORT"
 JOB_CONFIG_KEY = "job.yaml"
 JOB_CONFIG_DIR = DEFAULT_JOB_CONFIG_PATH.rsplit("/", 1)[0]
 KUEUE_LABEL_PREFIX = "kueue.x-k8s.io/"

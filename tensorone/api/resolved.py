@@ -15,6 +15,7 @@ from typing import Any, Self
 import yaml
 from pydantic import Field, model_validator
 
+from tensorone.api.report import DEFAULT_REPORT_PORT
 from tensorone.api.v1alpha1.base import ApiModel
 from tensorone.api.v1alpha1.dataset import DatasetSpec
 from tensorone.api.v1alpha1.trainingjob import (
@@ -31,10 +32,6 @@ JOB_CONFIG_ENV = "TENSORONE_JOB_CONFIG"
 DEFAULT_JOB_CONFIG_PATH = "/etc/tensorone/job/job.yaml"
 DEFAULT_CHECKPOINT_DIR = "/checkpoints"
 DEFAULT_DATASET_MOUNT = "/data"
-# One port on rank 0 serves /progress (JSON, the operator polls it) and /metrics (Prometheus).
-DEFAULT_REPORT_PORT = 9400
-TERMINATION_LOG_ENV = "TENSORONE_TERMINATION_LOG"
-DEFAULT_TERMINATION_LOG = "/dev/termination-log"
 
 
 # The strategies that train adapters, and so need LoRA parameters.
