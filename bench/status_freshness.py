@@ -65,10 +65,10 @@ sys.path.insert(0, str(REPO))
 
 from operator_reconcile import OperatorProcess  # noqa: E402  (bench/ is this script's folder)
 
+from tensorone.reporting.client import CheckpointReport, Reporter  # noqa: E402
 from tests.kube.node import LocalNode  # noqa: E402
 from tests.kube.server import EmulatorServer  # noqa: E402
 from tests.system.conftest import API, RECORDS, TINY_MODEL, dataset, training_job  # noqa: E402
-from trainer.reporting.client import CheckpointReport, Reporter  # noqa: E402
 
 JOB = "freshness"
 

@@ -321,12 +321,12 @@ def run_ours(
     """The shipped trainer's step: the llm task's model, collate and objective in ``trainer.loop.optimizer_step``."""
     import tempfile
 
+    from tensorone.reporting.client import Reporter
     from trainer.checkpoint import CheckpointStore
     from trainer.distributed import Topology
     from trainer.loop import Training, optimizer_step
     from trainer.optimization import build_optimizer, build_schedule
     from trainer.precision import Precision
-    from trainer.reporting.client import Reporter
     from trainer.settings import settings_from_job
     from trainer.signals import StopSignal
     from trainer.tasks.llm import LlmTask

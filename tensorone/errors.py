@@ -102,3 +102,15 @@ class CheckpointNotFound(TensorOneError):
     """The named checkpoint does not exist (CHECKPOINT_NOT_FOUND)."""
 
     code = "CHECKPOINT_NOT_FOUND"
+
+
+class MissingExtra(TensorOneError):
+    """A verb needs the packages of an extra that is not installed (MISSING_EXTRA)."""
+
+    code = "MISSING_EXTRA"
+
+    def __init__(self, extra: str, *, needed_by: str, missing: str) -> None:
+        super().__init__(
+            f"{needed_by} needs the {extra} extra, which is not installed here (no module named {missing}): "
+            f"pip install 'tensorone-training[{extra}]'"
+        )

@@ -1,12 +1,27 @@
-"""The repository layout keeps the standard library's ``operator`` module importable."""
+"""The repository layout keeps the standard library's ``operator`` module importable, and the
+packages depend one way: the trainer and the operator use tensorone, never the reverse, and the
+operator never needs the trainer's libraries."""
 
+import ast
 import importlib
 import subprocess
 import sys
 import sysconfig
 from pathlib import Path
 
+import pytest
+
+from tests.unimportable import run_without
+
 REPO = Path(__file__).resolve().parents[1]
+# The trainer, and the libraries of its extra: what the operator image and a machine with only the
+# SDK do not have.
+TRAINER_ONLY = ("trainer", "torch", "transformers", "peft", "datasets", "safetensors", "accelerate")
+# Each package's folder and the packages it never imports: tensorone is imported by the others.
+NEVER_IMPORTED = {
+    "tensorone": (REPO / "tensorone", (*TRAINER_ONLY, "tensorone_operator")),
+    "tensorone_operator": (REPO / "operator" / "tensorone_operator", TRAINER_ONLY),
+}
 
 
 def test_operator_folder_is_not_a_package() -> None:
@@ -27,3 +42,54 @@ def test_stdlib_operator_module_is_imported_from_the_repo_root() -> None:
 def test_operator_package_imports_by_its_own_name() -> None:
     module = importlib.import_module("tensorone_operator")
     assert Path(module.__file__ or "").resolve().is_relative_to(REPO / "operator")
+
+
+def imported_packages(source: Path) -> list[tuple[int, str]]:
+    """The line and top-level package of every absolute import in a module, lazy imports included."""
+    found = []
+    for node in ast.walk(ast.parse(source.read_text(), str(source))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name.partition(".")[0]) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.append((node.lineno, node.module.partition(".")[0]))
+    return sorted(found)
+
+
+@pytest.mark.parametrize("package", sorted(NEVER_IMPORTED))
+def test_no_module_imports_what_its_package_must_not(package: str) -> None:
+    folder, never = NEVER_IMPORTED[package]
+    sources = sorted(folder.rglob("*.py"))
+    assert len(sources) > 5, f"no modules found under {folder}"
+    offending = [
+        f"{source.relative_to(REPO)}:{line} imports {name}"
+        for source in sources
+        for line, name in imported_packages(source)
+        if name in never
+    ]
+    assert offending == []
+
+
+def test_the_scan_sees_every_kind_of_import(tmp_path: Path) -> None:
+    module = tmp_path / "module.py"
+    module.write_text(
+        "import os, torch.nn\nfrom trainer.run import run\nfrom . import sibling\n"
+        "def lazy():\n    import peft\n    from transformers import AutoModel\n"
+    )
+    assert imported_packages(module) == [(1, "os"), (1, "torch"), (2, "trainer"), (5, "peft"), (6, "transformers")]
+
+
+@pytest.mark.parametrize("package", sorted(NEVER_IMPORTED))
+def test_every_module_imports_where_the_trainer_is_not_installed(package: str, tmp_path: Path) -> None:
+    ran = run_without(
+        NEVER_IMPORTED[package][1],
+        f"""
+        import importlib, pkgutil
+        import {package}
+
+        for module in pkgutil.walk_packages({package}.__path__, "{package}."):
+            if not module.name.endswith(".__main__"):  # runs the program
+                importlib.import_module(module.name)
+        """,
+        cwd=tmp_path,
+    )
+    assert ran.returncode == 0, ran.stderr

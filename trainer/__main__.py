@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from tensorone.api.report import TrainerState
 from tensorone.api.resolved import DEFAULT_JOB_CONFIG_PATH, JOB_CONFIG_ENV, ResolvedJob
-from trainer.reporting.client import Reporter
+from tensorone.reporting.client import Reporter
 from trainer.signals import StopSignal
 
 

@@ -19,7 +19,7 @@ import sys
 from types import FrameType
 
 from tensorone.api.report import TrainerState
-from trainer.reporting.client import termination_log_path
+from tensorone.reporting.client import termination_log_path
 
 CLEAN_ENDS = frozenset({TrainerState.completed, TrainerState.stopped})
 

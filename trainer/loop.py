@@ -19,12 +19,12 @@ from pathlib import Path
 import torch
 
 from tensorone.api.report import TrainerState
+from tensorone.reporting.client import Reporter
 from trainer import distributed
 from trainer.checkpoint import CheckpointManifest, CheckpointStore, DataPosition, TrainingState
 from trainer.data.plan import DataPlan, Example, PlannedStep, eval_batches
 from trainer.distributed import Topology
 from trainer.precision import Precision
-from trainer.reporting.client import Reporter
 from trainer.settings import Settings
 from trainer.signals import StopSignal
 from trainer.tasks import Task

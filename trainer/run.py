@@ -27,6 +27,7 @@ from tensorone.api.report import ProgressReport, TrainerState
 from tensorone.api.resolved import ResolvedJob
 from tensorone.api.v1alpha1.trainingjob import Strategy
 from tensorone.errors import ConfigurationError, DataError, TensorOneError
+from tensorone.reporting.client import Reporter, host_peak_rss_bytes
 from trainer import distributed
 from trainer.checkpoint import CheckpointStore, DataPosition, set_rng_state
 from trainer.data.plan import DataPlan
@@ -34,7 +35,6 @@ from trainer.distributed import Topology, topology_from_env
 from trainer.loop import Outcome, Training, train
 from trainer.optimization import build_optimizer, build_schedule
 from trainer.precision import Precision
-from trainer.reporting.client import Reporter, host_peak_rss_bytes
 from trainer.settings import settings_from_job
 from trainer.signals import StopSignal
 from trainer.tasks import task_for

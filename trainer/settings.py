@@ -1,9 +1,9 @@
 """The resolved job turned into the trainer's settings: every field honoured or refused.
 
-``ResolvedJob`` is the only input of the trainer. This module applies the model defaults (a
-``config.training`` left out means ``TrainingHyperparameters()``), and refuses, with a
-``ConfigurationError`` naming the field and what is allowed, anything this trainer cannot do
-faithfully: nothing in ``config`` is silently ignored.
+``ResolvedJob`` is the only input of the trainer, and it carries every default already
+(``tensorone.api.resolved.with_defaults``). This module refuses, with a ``ConfigurationError``
+naming the field and what is allowed, anything this trainer cannot do faithfully: nothing in
+``config`` is silently ignored.
 """
 
 from __future__ import annotations
@@ -86,9 +86,9 @@ def settings_from_job(job: ResolvedJob, *, cuda_available: bool) -> Settings:
     strategy = Strategy(config.strategy)
     if strategy == Strategy.full and config.parameters is not None:
         raise ConfigurationError("LoRA parameters apply only to strategy lora or qlora", field="config.parameters")
-    lora = (config.parameters or LoraParameters()) if strategy != Strategy.full else None
-    training = config.training or TrainingHyperparameters()
-    optimization = config.optimization or Optimization()
+    lora = config.parameters if strategy != Strategy.full else None
+    training = config.training
+    optimization = config.optimization
 
     if training.eval_steps is not None and training.eval_split <= 0.0:
         raise ConfigurationError("needs config.training.evalSplit greater than 0", field="config.training.evalSteps")

@@ -4,7 +4,7 @@
 
 It trains a tiny byte-level language model (the next byte from the ``--context`` bytes before it)
 on the job's Dataset, with the TrainingJob's ``config.training`` (epochs, batchSize, learningRate,
-weightDecay, seed, keepCheckpoints), and reports through ``trainer.reporting.client.Reporter`` the
+weightDecay, seed, keepCheckpoints), and reports through ``tensorone.reporting.client.Reporter`` the
 way the TensorOne trainer does, so ``kubectl get tj`` shows its progress, loss and checkpoints:
 
 - ``plan``, the checkpoints found, and ``running`` (with the checkpoint it resumed from) at start;
@@ -18,7 +18,7 @@ What the pod gives it (the operator sets all of it): the resolved job at ``$TENS
 (the Dataset's spec, ``config.training`` with defaults applied, the checkpoint folder on the job's
 claim, ``resumeFrom``) and the report port in ``$TENSORONE_REPORT_PORT`` (the job's
 ``config.custom.progressPort``), which ``Reporter`` serves by itself. The image needs torch and
-``pip install tensorone-training`` (for the client: pydantic and prometheus-client, no torch).
+``pip install 'tensorone-training[report]'`` (the client: pydantic and prometheus-client, no torch).
 """
 
 from __future__ import annotations
@@ -37,8 +37,7 @@ from types import FrameType
 import torch
 
 from tensorone.api.resolved import DEFAULT_JOB_CONFIG_PATH, JOB_CONFIG_ENV, ResolvedJob
-from tensorone.api.v1alpha1.trainingjob import TrainingHyperparameters
-from trainer.reporting.client import CheckpointReport, Reporter, TrainerState
+from tensorone.reporting.client import CheckpointReport, Reporter, TrainerState
 
 WEIGHTS = "model.pt"
 MANIFEST = "checkpoint.json"
@@ -139,7 +138,7 @@ def main() -> int:
     torch.set_num_threads(1)  # a small model: one thread is fastest and leaves the node's others free
 
     job = ResolvedJob.read(Path(os.environ.get(JOB_CONFIG_ENV, DEFAULT_JOB_CONFIG_PATH)))
-    training = job.config.training or TrainingHyperparameters()
+    training = job.config.training
     data = torch.tensor(list(read_text(job)), dtype=torch.long)
     windows = data.unfold(0, args.context + 1, 1)  # every context and the byte after it
     steps_per_epoch = max(len(windows) // training.batch_size, 1)

@@ -19,15 +19,17 @@ from collections.abc import Mapping
 from typing import Any
 
 from tensorone.api import API_VERSION
+from tensorone.api.report import DEFAULT_TERMINATION_LOG, REPORT_PORT_ENV
 from tensorone.api.resolved import (
     DEFAULT_CHECKPOINT_DIR,
     DEFAULT_DATASET_MOUNT,
     DEFAULT_JOB_CONFIG_PATH,
-    DEFAULT_TERMINATION_LOG,
     JOB_CONFIG_ENV,
     ResolvedJob,
+    resolve_job,
 )
-from tensorone.api.v1alpha1.trainingjob import LoraParameters, Optimization, TrainingConfig, TrainingHyperparameters
+from tensorone.api.v1alpha1.dataset import DatasetSpec
+from tensorone.api.v1alpha1.trainingjob import parse_spec
 from tensorone_operator.catalog import GPU_PRODUCT_LABEL, GPU_RESOURCE, gpu_type, gpus_per_worker
 from tensorone_operator.config import OperatorConfig
 
@@ -36,7 +38,6 @@ CONTAINER_NAME = "pytorch"  # the Training Operator looks for this container nam
 MASTER_PORT_NAME = "pytorchjob-port"  # ... and this port name, for MASTER_PORT
 MASTER_PORT = 23456
 REPORT_PORT_NAME = "report"
-REPORT_PORT_ENV = "TENSORONE_REPORT_PORT"
 JOB_CONFIG_KEY = "job.yaml"
 JOB_CONFIG_DIR = DEFAULT_JOB_CONFIG_PATH.rsplit("/", 1)[0]
 KUEUE_LABEL_PREFIX = "kueue.x-k8s.io/"
@@ -101,39 +102,18 @@ def _metadata(job: Mapping[str, Any], name: str) -> dict[str, Any]:
 
 
 def resolved_job(job: Mapping[str, Any], dataset: Mapping[str, Any], config: OperatorConfig) -> ResolvedJob:
-    """The operator->trainer contract: the TrainingJob's config with defaults, and the Dataset's spec."""
-    spec = job["spec"]
-    return ResolvedJob.model_validate(
-        {
-            "name": job["metadata"]["name"],
-            "namespace": job["metadata"]["namespace"],
-            "uid": job["metadata"].get("uid"),
-            "modelType": spec["modelType"],
-            "config": _with_defaults(spec["config"]),
-            "datasetName": dataset["metadata"]["name"],
-            "dataset": dataset["spec"],
-            "datasetMountPath": DEFAULT_DATASET_MOUNT,
-            "checkpointDir": DEFAULT_CHECKPOINT_DIR,
-            "outputDir": f"{DEFAULT_CHECKPOINT_DIR}/output",
-            "resumeFrom": spec.get("resumeFrom"),
-            "reportPort": _report_port(spec, config),
-            "useGpu": bool(spec.get("gpuType")),
-        }
+    """The operator->trainer contract: the TrainingJob's config with defaults, and the Dataset's spec,
+    at the paths where the pods mount the data and checkpoint claims."""
+    spec = parse_spec(job["spec"])
+    return resolve_job(
+        spec,
+        DatasetSpec.model_validate(dataset["spec"]),
+        name=job["metadata"]["name"],
+        namespace=job["metadata"]["namespace"],
+        uid=job["metadata"].get("uid"),
+        report_port=_report_port(job["spec"], config),
+        use_gpu=spec.gpu_type is not None,
     )
-
-
-def _with_defaults(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The training config with every default applied, absent sections included, so the trainer
-    never needs to know a default."""
-    parsed = TrainingConfig.model_validate(config)
-    updates: dict[str, Any] = {}
-    if parsed.training is None:
-        updates["training"] = TrainingHyperparameters()
-    if parsed.optimization is None:
-        updates["optimization"] = Optimization()
-    if parsed.strategy in {"lora", "qlora"} and parsed.parameters is None:
-        updates["parameters"] = LoraParameters()
-    return parsed.model_copy(update=updates).model_dump(by_alias=True, exclude_none=True, mode="json")
 
 
 def _report_port(spec: Mapping[str, Any], config: OperatorConfig) -> int:

@@ -1,6 +1,6 @@
 """The contract between a running trainer and the operator: the progress report.
 
-The rank-0 trainer (ours, or a custom image using ``trainer.reporting.client``) serves the latest
+The rank-0 trainer (ours, or a custom image using ``tensorone.reporting.client``) serves the latest
 ``ProgressReport`` as JSON at ``GET /progress`` on the report port; the operator polls it and
 mirrors it into the TrainingJob's status. When the pod ends, a compact form of the same report is
 written to the pod's termination-message path (under 4 KB), so the last state (the checkpoint saved
@@ -19,6 +19,12 @@ from tensorone.api.v1alpha1.base import ApiModel
 
 REPORT_SCHEMA_VERSION = 1
 TERMINATION_MESSAGE_LIMIT = 4096
+# One port on rank 0 serves /progress (JSON, the operator polls it) and /metrics (Prometheus); the
+# operator gives the pods the job's port in REPORT_PORT_ENV.
+DEFAULT_REPORT_PORT = 9400
+REPORT_PORT_ENV = "TENSORONE_REPORT_PORT"
+TERMINATION_LOG_ENV = "TENSORONE_TERMINATION_LOG"
+DEFAULT_TERMINATION_LOG = "/dev/termination-log"
 
 
 class TrainerState(StrEnum):

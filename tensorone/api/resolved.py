@@ -2,30 +2,68 @@
 
 The operator writes one of these into the job's ConfigMap (key ``job.yaml``), mounted in every
 training pod at ``/etc/tensorone/job/job.yaml`` (the path is in ``TENSORONE_JOB_CONFIG``). ``t1
-train`` builds the same object from a TrainingJob manifest and a Dataset on a laptop. The trainer
-reads nothing else: every default is already applied here.
+train`` builds the same object from a TrainingJob manifest and a Dataset on a laptop. Both build it
+with ``resolve_job``, which applies every default (``with_defaults``), and ``ResolvedConfig`` refuses
+a config without them: the trainer reads nothing else and never needs to know a default.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import yaml
-from pydantic import Field
+from pydantic import Field, model_validator
 
+from tensorone.api.report import DEFAULT_REPORT_PORT
 from tensorone.api.v1alpha1.base import ApiModel
 from tensorone.api.v1alpha1.dataset import DatasetSpec
-from tensorone.api.v1alpha1.trainingjob import ModelType, TrainingConfig
+from tensorone.api.v1alpha1.trainingjob import (
+    LoraParameters,
+    ModelType,
+    Optimization,
+    Strategy,
+    TrainingConfig,
+    TrainingHyperparameters,
+    TrainingJobSpec,
+)
 
 JOB_CONFIG_ENV = "TENSORONE_JOB_CONFIG"
 DEFAULT_JOB_CONFIG_PATH = "/etc/tensorone/job/job.yaml"
 DEFAULT_CHECKPOINT_DIR = "/checkpoints"
 DEFAULT_DATASET_MOUNT = "/data"
-# One port on rank 0 serves /progress (JSON, the operator polls it) and /metrics (Prometheus).
-DEFAULT_REPORT_PORT = 9400
-TERMINATION_LOG_ENV = "TENSORONE_TERMINATION_LOG"
-DEFAULT_TERMINATION_LOG = "/dev/termination-log"
+
+
+# The strategies that train adapters, and so need LoRA parameters.
+ADAPTER_STRATEGIES = (Strategy.lora, Strategy.qlora)
+
+
+class ResolvedConfig(TrainingConfig):
+    """A TrainingJob's config with every default applied (``with_defaults``): the training and
+    optimization sections are always present, and so are the LoRA parameters of strategies lora
+    and qlora."""
+
+    training: TrainingHyperparameters = Field(description="Optimization loop settings.")
+    optimization: Optimization = Field(description="Memory and numeric settings.")
+
+    @model_validator(mode="after")
+    def _adapters_have_parameters(self) -> Self:
+        if self.strategy in ADAPTER_STRATEGIES and self.parameters is None:
+            raise ValueError(f"parameters are required for strategy {self.strategy}")
+        return self
+
+
+def with_defaults(config: TrainingConfig) -> ResolvedConfig:
+    """The config with every section a job left out filled with the model defaults: the one place
+    where defaults are applied for the trainer."""
+    defaults: dict[str, Any] = {}
+    if config.training is None:
+        defaults["training"] = TrainingHyperparameters()
+    if config.optimization is None:
+        defaults["optimization"] = Optimization()
+    if config.strategy in ADAPTER_STRATEGIES and config.parameters is None:
+        defaults["parameters"] = LoraParameters()
+    return ResolvedConfig.model_validate(config.model_copy(update=defaults).to_wire())
 
 
 class ResolvedJob(ApiModel):
@@ -35,7 +73,7 @@ class ResolvedJob(ApiModel):
     namespace: str = Field(default="default", description="TrainingJob namespace.")
     uid: str | None = Field(default=None, description="TrainingJob uid.")
     model_type: ModelType = Field(description="llm, vision, multimodal or custom.")
-    config: TrainingConfig = Field(description="The TrainingJob's config with defaults applied.")
+    config: ResolvedConfig = Field(description="The TrainingJob's config with defaults applied.")
     dataset_name: str = Field(description="Name of the Dataset.")
     dataset: DatasetSpec = Field(description="The Dataset's spec.")
     dataset_mount_path: str = Field(
@@ -64,3 +102,43 @@ class ResolvedJob(ApiModel):
     def read(cls, path: Path) -> ResolvedJob:
         data: Any = yaml.safe_load(path.read_text())
         return cls.model_validate(data)
+
+
+def resolve_job(
+    spec: TrainingJobSpec,
+    dataset: DatasetSpec,
+    *,
+    name: str,
+    namespace: str,
+    report_port: int,
+    use_gpu: bool,
+    uid: str | None = None,
+    dataset_mount_path: str = DEFAULT_DATASET_MOUNT,
+    checkpoint_dir: str = DEFAULT_CHECKPOINT_DIR,
+    output_dir: str | None = None,
+    resume_from: str | None = None,
+    cache_dir: str | None = None,
+) -> ResolvedJob:
+    """The resolved job of a TrainingJob's spec and its Dataset's spec, built the same way by the
+    operator and by ``t1 train``.
+
+    What the job says comes from the spec, with every default applied. Where it runs is given:
+    the paths default to where a training pod mounts the data and checkpoint claims (a laptop
+    passes its own folders), ``resume_from`` overrides the spec's ``resumeFrom`` when given.
+    """
+    return ResolvedJob(
+        name=name,
+        namespace=namespace,
+        uid=uid,
+        model_type=spec.model_type,
+        config=with_defaults(spec.config),
+        dataset_name=spec.dataset_id,
+        dataset=dataset,
+        dataset_mount_path=dataset_mount_path,
+        checkpoint_dir=checkpoint_dir,
+        output_dir=output_dir if output_dir is not None else f"{checkpoint_dir}/output",
+        resume_from=resume_from or spec.resume_from,
+        report_port=report_port,
+        use_gpu=use_gpu,
+        cache_dir=cache_dir,
+    )

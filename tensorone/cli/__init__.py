@@ -1,8 +1,11 @@
 """``t1``: the command line of TensorOne training.
 
-Each verb lives in a module of this package that defines ``register(subparsers)``; the parser
-calls the function the verb set as its ``handler``. Errors of the project's hierarchy are printed
-as one line naming the field and exit with status 2; nothing prints a traceback at a user.
+Each verb lives in a module that defines ``register(subparsers)``; the parser calls the function
+the verb set as its ``handler``. The verbs of the SDK are modules of this package; a verb that
+needs more than the SDK is provided by the package that implements it, through the entry-point
+group ``tensorone.cli`` (``train`` is the trainer's, ``trainer.cli``), so this package never
+imports it. Errors of the project's hierarchy are printed as one line naming the field and exit
+with status 2; nothing prints a traceback at a user.
 """
 
 from __future__ import annotations
@@ -11,15 +14,17 @@ import argparse
 import importlib
 import sys
 from collections.abc import Callable, Sequence
+from importlib.metadata import entry_points
 
 from tensorone.errors import TensorOneError
 
-# Verb modules, in the order `t1 --help` lists them.
+# Verb modules of this package, in the order `t1 --help` lists them; the provided verbs follow.
 COMMAND_MODULES: list[str] = [
     "tensorone.cli.jobs",
     "tensorone.cli.manifests",
-    "tensorone.cli.train",
 ]
+# Entry points of this group name a ``register(subparsers)`` function of another package.
+ENTRY_POINT_GROUP = "tensorone.cli"
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -29,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
+    for entry in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        entry.load()(subparsers)
     return parser
 
 

@@ -232,7 +232,7 @@ def _operator_metric_names() -> set[str]:
 def _trainer_metric_names() -> set[str]:
     """The names the trainer documents in docs/trainer.md (its public contract; a trainer test keeps
     that table equal to what the registry really exposes)."""
-    from tests.trainer.test_metric_names import documented
+    from tests.reporting.test_metric_names import documented
 
     return {name for name, _, _ in documented()}
 

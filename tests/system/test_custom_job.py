@@ -1,6 +1,6 @@
 """A custom job's own code reports through the operator: examples/custom/train_bigram.py, run as a
 ``modelType: custom`` job's command, fills in the TrainingJob's status with its progress, loss and
-checkpoints through ``trainer.reporting.client.Reporter``; its stop checkpoint reaches the status
+checkpoints through ``tensorone.reporting.client.Reporter``; its stop checkpoint reaches the status
 through the termination message, and the job resumes from it."""
 
 from __future__ import annotations

@@ -15,7 +15,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tensorone.api.resolved import ResolvedJob
+from tensorone.api.resolved import ResolvedJob, with_defaults
+from tensorone.api.v1alpha1 import TrainingConfig
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -64,7 +65,8 @@ def make_job(
     config_extra: dict[str, Any] | None = None,
     use_gpu: bool = False,
 ) -> ResolvedJob:
-    """A resolved job on the tiny model, writing under ``root``; camelCase overrides as in a manifest."""
+    """A resolved job on the tiny model, writing under ``root``; camelCase overrides as in a manifest,
+    the sections left out filled with their defaults as the operator fills them."""
     config: dict[str, Any] = {
         "baseModel": str(TINY_MODEL),
         "strategy": strategy,
@@ -82,7 +84,7 @@ def make_job(
         {
             "name": "test-job",
             "modelType": model_type,
-            "config": config,
+            "config": with_defaults(TrainingConfig.model_validate(config)),
             "datasetName": "test-data",
             "dataset": dataset or {"format": "jsonl", "source": {"inline": {"records": example_records()}}},
             "datasetMountPath": str(root),

@@ -12,9 +12,10 @@ import pytest
 import torch
 
 from tensorone.cli import main
-from tensorone.cli.train import resolve_manifest
 from tensorone.errors import ConfigurationError, DatasetNotFound
 from tests.trainer.conftest import REPO, TINY_MODEL, step_losses
+from tests.unimportable import run_without
+from trainer.cli import resolve_manifest
 
 EXAMPLE = REPO / "examples" / "tiny-llm-lora.yaml"
 
@@ -62,6 +63,29 @@ def test_an_invalid_manifest_is_refused_as_the_api_server_would(tmp_path: Path) 
     with pytest.raises(ConfigurationError) as raised:
         resolve_manifest(tmp_path / "job.yaml")
     assert "learningRate" in str(raised.value)
+
+
+def test_without_the_trainer_extra_t1_train_says_what_to_install(tmp_path: Path) -> None:
+    """The trainer's verb is listed and the other verbs work; training asks for the extra, exit 2."""
+    ran = run_without(
+        ["torch", "transformers", "peft"],
+        f"""
+        import sys
+        from tensorone.cli import main
+
+        assert main(["validate", {str(EXAMPLE)!r}]) == 0
+        code = main(["train", {str(EXAMPLE)!r}, "--output", "run", "--no-report"])
+        assert "torch" not in sys.modules
+        raise SystemExit(code)
+        """,
+        cwd=tmp_path,
+    )
+    assert ran.returncode == 2, ran.stderr
+    assert ran.stderr.strip() == (
+        "t1: MISSING_EXTRA: t1 train needs the trainer extra, which is not installed here (no module named "
+        "torch): pip install 'tensorone-training[trainer]'"
+    )
+    assert not (tmp_path / "run").exists()
 
 
 def _settings(file: Path) -> dict[str, Any]:

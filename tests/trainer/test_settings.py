@@ -1,4 +1,4 @@
-"""Settings: defaults applied, and everything the trainer cannot honour refused by field name."""
+"""Settings: everything the trainer cannot honour refused by field name."""
 
 from __future__ import annotations
 
@@ -7,19 +7,10 @@ from typing import Any
 
 import pytest
 
-from tensorone.api.v1alpha1.trainingjob import LoraParameters, Optimization, TrainingHyperparameters
+from tensorone.api.v1alpha1.trainingjob import LoraParameters
 from tensorone.errors import ConfigurationError
 from tests.trainer.conftest import make_job
 from trainer.settings import settings_from_job
-
-
-def test_absent_sections_get_the_model_defaults(tmp_path: Path) -> None:
-    job = make_job(tmp_path)
-    job = job.model_copy(update={"config": job.config.model_copy(update={"training": None, "parameters": None})})
-    settings = settings_from_job(job, cuda_available=False)
-    assert settings.training == TrainingHyperparameters()
-    assert settings.optimization == Optimization()
-    assert settings.lora == LoraParameters()
 
 
 def test_full_has_no_lora_parameters(tmp_path: Path) -> None:

@@ -1,5 +1,5 @@
 """Reporting: /progress and /metrics over real HTTP, the metrics log, the termination message, the
-bounded loss curve, and the cost of recording a step."""
+bounded loss curve, the cost of recording a step, and a custom image's client without torch."""
 
 from __future__ import annotations
 
@@ -14,8 +14,23 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tensorone.api.report import TERMINATION_MESSAGE_LIMIT, CheckpointReport, ProgressReport, TrainerState
-from trainer.reporting.client import Reporter
-from trainer.reporting.progress import HISTORY_POINTS, Curve
+from tensorone.reporting.client import Reporter
+from tensorone.reporting.progress import HISTORY_POINTS, Curve
+from tests.unimportable import run_without
+
+# What a custom image may lack: the client needs pydantic and prometheus-client, nothing else of the
+# project's dependencies, and neither torch nor the trainer.
+NOT_IN_A_CUSTOM_IMAGE = [
+    "torch",
+    "trainer",
+    "transformers",
+    "peft",
+    "yaml",
+    "jsonschema",
+    "celpy",
+    "kubernetes",
+    "kopf",
+]
 
 
 def get(port: int, path: str) -> tuple[int, str, str]:
@@ -136,3 +151,38 @@ def test_recording_a_step_costs_microseconds(tmp_path: Path) -> None:
                 reporter.step(step, 1.0, epoch=1, learning_rate=1e-4, tokens=100, samples=1, seconds=0.01)
             best = min(best, (time.perf_counter() - started) / 2000)
     assert best < 50e-6, f"{best * 1e6:.1f} µs per step"
+
+
+def test_a_custom_image_reports_without_torch_or_the_trainer(tmp_path: Path) -> None:
+    ran = run_without(
+        NOT_IN_A_CUSTOM_IMAGE,
+        """
+        import json
+        import urllib.request
+        from datetime import UTC, datetime
+
+        from tensorone.reporting.client import CheckpointReport, Reporter
+
+        def get(port, path):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
+                return response.read().decode()
+
+        with Reporter(port=0, metrics_log="metrics.jsonl", termination_log="end") as reporter:
+            reporter.plan(total_epochs=1, total_steps=4)
+            reporter.running()
+            reporter.step(1, 2.5, epoch=1, learning_rate=1e-3, tokens=64, samples=2, seconds=0.1)
+            saved = CheckpointReport(id="ckpt-step-1", epoch=0, step=1, created_at=datetime.now(UTC), size_bytes=1)
+            reporter.checkpoint(saved)
+            print(json.dumps({"progress": get(reporter.port, "/progress"), "metrics": get(reporter.port, "/metrics")}))
+        """,
+        cwd=tmp_path,
+    )
+    assert ran.returncode == 0, ran.stderr
+    served = json.loads(ran.stdout)
+    report = ProgressReport.model_validate_json(served["progress"])
+    assert (report.state, report.step, report.loss) == ("running", 1, 2.5)
+    assert [c.id for c in report.checkpoints] == ["ckpt-step-1"]
+    assert "tensorone_trainer_step 1.0" in served["metrics"].splitlines()
+    assert json.loads((tmp_path / "end").read_text())["state"] == "completed"
+    events = [json.loads(line)["event"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert events == ["start", "step", "checkpoint", "end"]

@@ -4,9 +4,10 @@ The operator reads a running job's progress from its rank-0 process at ``GET /pr
 ``tensorone.api.report.ProgressReport``) on the report port, Prometheus scrapes ``GET /metrics`` on
 the same port, and when the pod ends the operator reads the final state from the pod's
 termination message. ``Reporter`` does all three, plus a JSONL metrics log; it needs only
-prometheus-client and pydantic (no torch). A custom training script reports like this::
+prometheus-client and pydantic (``pip install 'tensorone-training[report]'``; no torch, no
+trainer). A custom training script reports like this::
 
-    from trainer.reporting.client import Reporter, CheckpointReport
+    from tensorone.reporting.client import Reporter, CheckpointReport
 
     with Reporter(metrics_log="/checkpoints/metrics.jsonl") as reporter:   # serves on port 9400
         reporter.plan(total_epochs=3, total_steps=3000)
@@ -38,15 +39,21 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Literal
 
-from tensorone.api.report import CheckpointReport, ProgressReport, TrainerState
-from tensorone.api.resolved import DEFAULT_REPORT_PORT, DEFAULT_TERMINATION_LOG, TERMINATION_LOG_ENV
-from trainer.reporting.metrics import build_registry
-from trainer.reporting.progress import ProgressTracker, StepRecord
-from trainer.reporting.server import ReportServer
+from tensorone.api.report import (
+    DEFAULT_REPORT_PORT,
+    DEFAULT_TERMINATION_LOG,
+    REPORT_PORT_ENV,
+    TERMINATION_LOG_ENV,
+    CheckpointReport,
+    ProgressReport,
+    TrainerState,
+)
+from tensorone.reporting.metrics import build_registry
+from tensorone.reporting.progress import ProgressTracker, StepRecord
+from tensorone.reporting.server import ReportServer
 
 __all__ = ["CheckpointReport", "ProgressReport", "Reporter", "TrainerState", "termination_log_path"]
 
-REPORT_PORT_ENV = "TENSORONE_REPORT_PORT"
 LOG_FLUSH_SECONDS = 1.0  # the metrics log's step lines reach the file at least this often
 
 

@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from trainer.reporting.progress import ProgressTracker
+from tensorone.reporting.progress import ProgressTracker
 
 
 class ReportServer:

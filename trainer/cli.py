@@ -14,18 +14,26 @@ Running the same command again resumes from the latest checkpoint (``--resume-fr
 over).
 """
 
+# The trainer provides this verb to ``t1`` through the ``tensorone.cli`` entry-point group
+# (pyproject.toml). ``t1`` imports this module for every verb, so it imports nothing heavier than
+# the API types: torch and the trainer come when a training starts.
+
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 import warnings
 from pathlib import Path
 from typing import Any
 
-from tensorone.api.resolved import ResolvedJob
+from tensorone.api.resolved import ResolvedJob, resolve_job
 from tensorone.api.v1alpha1 import Dataset, TrainingJob
-from tensorone.errors import ConfigurationError, DatasetNotFound
+from tensorone.errors import ConfigurationError, DatasetNotFound, MissingExtra
+
+# Libraries of the trainer extra that a local training cannot start without.
+TRAINER_LIBRARIES = ("torch", "transformers")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -89,21 +97,21 @@ def resolve_manifest(
         )
 
     folder = path.resolve().parent
-    config = job.spec.config
-    if config.base_model and not Path(config.base_model).is_absolute() and (folder / config.base_model).is_dir():
-        config = config.model_copy(update={"base_model": str(folder / config.base_model)})
+    spec = job.spec
+    base_model = spec.config.base_model
+    if base_model and not Path(base_model).is_absolute() and (folder / base_model).is_dir():
+        config = spec.config.model_copy(update={"base_model": str(folder / base_model)})
+        spec = spec.model_copy(update={"config": config})
     root = output if output is not None else Path("runs") / name
-    return ResolvedJob(
+    return resolve_job(
+        spec,
+        dataset.spec,
         name=name,
         namespace=job.metadata.namespace or "default",
-        model_type=job.spec.model_type,
-        config=config,
-        dataset_name=job.spec.dataset_id,
-        dataset=dataset.spec,
         dataset_mount_path=str(folder),
         checkpoint_dir=str((root / "checkpoints").resolve()),
         output_dir=str((root / "output").resolve()),
-        resume_from=resume_from or job.spec.resume_from,
+        resume_from=resume_from,
         report_port=report_port,
         use_gpu=use_gpu,
         cache_dir=cache_dir,
@@ -111,6 +119,11 @@ def resolve_manifest(
 
 
 def _train(args: argparse.Namespace) -> int:
+    for library in TRAINER_LIBRARIES:
+        try:
+            importlib.import_module(library)
+        except ModuleNotFoundError as error:
+            raise MissingExtra("trainer", needed_by="t1 train", missing=error.name or library) from error
     import torch
 
     from trainer.run import RunOptions, run

@@ -12,8 +12,8 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tensorone.api.report import CheckpointReport
-from trainer.reporting.client import Reporter
-from trainer.reporting.metrics import build_registry
+from tensorone.reporting.client import Reporter
+from tensorone.reporting.metrics import build_registry
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "trainer.md"
 ROW = re.compile(r"^\| `(?P<name>tensorone_trainer_\w+)` \| (?P<type>\w+) \|(?P<labels>[^|]*)\|")

@@ -4,7 +4,7 @@ A custom collector builds the metric families from the same numbers /progress se
 endpoints cannot disagree and the training loop pays nothing for Prometheus.
 
 Every metric's name, type and labels are in docs/trainer.md ("Metric names"), for dashboards and
-for custom images that export them without ``Reporter``; tests/trainer/test_metric_names.py
+for custom images that export them without ``Reporter``; tests/reporting/test_metric_names.py
 keeps that table equal to what this collector exposes.
 """
 
@@ -17,7 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from tensorone.api.report import TrainerState
-from trainer.reporting.progress import ProgressTracker
+from tensorone.reporting.progress import ProgressTracker
 
 PREFIX = "tensorone_trainer"
 

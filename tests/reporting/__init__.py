@@ -1,0 +1,1 @@
+"""Tests of tensorone.reporting: the progress reporting of the trainer and of custom images."""
