@@ -29,7 +29,7 @@ from tensorone.api.resolved import (
     resolve_job,
 )
 from tensorone.api.v1alpha1.dataset import DatasetSpec
-from tensorone.api.v1alpha1.trainingjob import parse_spec
+from tensorone.api.v1alpha1.trainingjob import TrainingJobSpec
 from tensorone_operator.catalog import GPU_PRODUCT_LABEL, GPU_RESOURCE, gpu_type, gpus_per_worker
 from tensorone_operator.config import OperatorConfig
 
@@ -104,7 +104,7 @@ def _metadata(job: Mapping[str, Any], name: str) -> dict[str, Any]:
 def resolved_job(job: Mapping[str, Any], dataset: Mapping[str, Any], config: OperatorConfig) -> ResolvedJob:
     """The operator->trainer contract: the TrainingJob's config with defaults, and the Dataset's spec,
     at the paths where the pods mount the data and checkpoint claims."""
-    spec = parse_spec(job["spec"])
+    spec = TrainingJobSpec.model_validate(job["spec"])
     return resolve_job(
         spec,
         DatasetSpec.model_validate(dataset["spec"]),
