@@ -70,6 +70,7 @@ def test_insufficient_resources_lists_types_then_proceeds_when_a_node_joins(
     wait_for(lambda: child_job(cluster.api))
 
 
+@pytest.mark.slow  # two operator lifetimes: kopf's start, and its stop with daemons cancelled
 def test_waiting_job_proceeds_after_a_restart_when_the_dataset_appeared_meanwhile(cluster: EmulatorServer) -> None:
     with OperatorThread(cluster):
         cluster.api.create(training_job())
@@ -115,6 +116,7 @@ def test_a_foreign_object_with_the_childs_name_is_never_adopted(
     assert cluster.api.get("v1", "ConfigMap", "llama-config")["data"] == {}
 
 
+@pytest.mark.slow  # two operator lifetimes, and the first one's retry of the failed create
 def test_restart_mid_reconcile_creates_no_duplicates_and_converges(cluster: EmulatorServer) -> None:
     cluster.api.create(dataset())
     # The operator dies between creating the ConfigMap and the PyTorchJob.
