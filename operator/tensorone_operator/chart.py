@@ -153,23 +153,17 @@ def _entry_help(field: FieldInfo, pad: str) -> list[str]:
         text = f"{entry_field.alias or name}: {entry_field.description}"
         if not entry_field.is_required():
             text += f" Default {_flow(entry_field.default)}."
-        lines += textwrap.wrap(
-            text,
-            width=_COMMENT_WIDTH,
-            initial_indent=f"{pad}#   ",
-            subsequent_indent=f"{pad}#     ",
-            break_long_words=False,
-            break_on_hyphens=False,
-        )
+        lines += _comment(text, pad, first="#   ", rest="#     ")
     return lines
 
 
-def _comment(text: str, pad: str) -> list[str]:
+def _comment(text: str, pad: str, *, first: str = "# ", rest: str = "# ") -> list[str]:
+    """``text`` as YAML comment lines at ``pad``, wrapped at the comment width without breaking words."""
     return textwrap.wrap(
         text,
         width=_COMMENT_WIDTH,
-        initial_indent=f"{pad}# ",
-        subsequent_indent=f"{pad}# ",
+        initial_indent=pad + first,
+        subsequent_indent=pad + rest,
         break_long_words=False,
         break_on_hyphens=False,
     )
