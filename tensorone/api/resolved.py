@@ -4,7 +4,9 @@ The operator writes one of these into the job's ConfigMap (key ``job.yaml``), mo
 training pod at ``/etc/tensorone/job/job.yaml`` (the path is in ``TENSORONE_JOB_CONFIG``). ``t1
 train`` builds the same object from a TrainingJob manifest and a Dataset on a laptop. Both build it
 with ``resolve_job``, which applies every default (``with_defaults``), and ``ResolvedConfig`` refuses
-a config without them: the trainer reads nothing else and never needs to know a default.
+a config without them: the trainer reads nothing else and never needs to know a default. A job read
+back from a file is held to the CRDs' rules by ``check_rules``, which evaluates the rules of the API
+types themselves rather than a copy of them.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any, Self
 import yaml
 from pydantic import Field, model_validator
 
+from tensorone.api import API_VERSION
 from tensorone.api.report import DEFAULT_REPORT_PORT
 from tensorone.api.v1alpha1.base import ApiModel
 from tensorone.api.v1alpha1.dataset import DatasetSpec
@@ -27,12 +30,18 @@ from tensorone.api.v1alpha1.trainingjob import (
     TrainingHyperparameters,
     TrainingJobSpec,
 )
+from tensorone.api.validation import validate
+from tensorone.errors import ConfigurationError, ValidationFailed
 
 JOB_CONFIG_ENV = "TENSORONE_JOB_CONFIG"
 DEFAULT_JOB_CONFIG_PATH = "/etc/tensorone/job/job.yaml"
 DEFAULT_CHECKPOINT_DIR = "/checkpoints"
 DEFAULT_DATASET_MOUNT = "/data"
 
+
+# A resolved job says whether its pods have GPUs, not which ones: when the CRDs' rules are evaluated
+# on it, this catalog key stands for the GPU type it was granted.
+GRANTED_GPU_TYPE = "granted"
 
 # The strategies that train adapters, and so need LoRA parameters.
 ADAPTER_STRATEGIES = (Strategy.lora, Strategy.qlora)
@@ -142,3 +151,53 @@ def resolve_job(
         use_gpu=use_gpu,
         cache_dir=cache_dir,
     )
+
+
+def check_rules(job: ResolvedJob) -> None:
+    """Refuse a resolved job that breaks a rule of the TrainingJob or Dataset CRD.
+
+    The rules are the CRDs' own (OpenAPI schema and CEL), evaluated by the API server's validator
+    on the TrainingJob and Dataset the job stands for, so each rule is written once, on the API
+    types. The first problem is raised, naming the field as the resolved job spells it
+    (``config.training.evalSteps``, ``dataset.format``, ``resumeFrom``).
+    """
+    spec: dict[str, Any] = {
+        "modelType": str(job.model_type),
+        "datasetId": job.dataset_name,
+        "config": job.config.to_wire(),
+    }
+    if job.use_gpu:
+        spec["gpuType"] = GRANTED_GPU_TYPE
+    if job.resume_from is not None:
+        spec["resumeFrom"] = job.resume_from
+    metadata = {"name": job.name, "namespace": job.namespace}
+    dataset_metadata = {"name": job.dataset_name, "namespace": job.namespace}
+    objects = (
+        ({"apiVersion": API_VERSION, "kind": "TrainingJob", "metadata": metadata, "spec": spec}, _JOB_FIELDS),
+        (
+            {"apiVersion": API_VERSION, "kind": "Dataset", "metadata": dataset_metadata, "spec": job.dataset.to_wire()},
+            _DATASET_FIELDS,
+        ),
+    )
+    for obj, fields in objects:
+        try:
+            validate(obj)
+        except ValidationFailed as failed:
+            first = failed.errors[0]
+            raise ConfigurationError(first.reason, field=_resolved_field(first.field, fields)) from None
+
+
+# Where a field of the TrainingJob and of the Dataset lives in the resolved job.
+_JOB_FIELDS = {"spec.datasetId": "datasetName", "spec.gpuType": "useGpu", "spec": ""}
+_DATASET_FIELDS = {"spec": "dataset", "metadata.name": "datasetName"}
+
+
+def _resolved_field(path: str, fields: dict[str, str]) -> str:
+    """``spec.config.x`` -> ``config.x``; ``spec.format`` of the Dataset -> ``dataset.format``."""
+    for prefix, resolved in fields.items():
+        if path == prefix:
+            return resolved or path
+        if path.startswith(f"{prefix}."):
+            rest = path[len(prefix) + 1 :]
+            return f"{resolved}.{rest}" if resolved else rest
+    return path
