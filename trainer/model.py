@@ -19,45 +19,53 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 
+from tensorone.api.resolved import ResolvedJob
 from tensorone.api.v1alpha1.trainingjob import MixedPrecision, Strategy
 from tensorone.errors import ConfigurationError
-from trainer.settings import Settings
 
 ALL_LINEAR = "all-linear"
 
 
-def hub_options(settings: Settings) -> dict[str, Any]:
+def base_model_of(job: ResolvedJob) -> str:
+    """The model the job starts from (``check_rules`` requires it of every llm job)."""
+    base_model = job.config.base_model
+    assert base_model is not None, "config.baseModel is required for modelType llm"
+    return base_model
+
+
+def hub_options(job: ResolvedJob) -> dict[str, Any]:
     """Arguments of every from_pretrained call: token, cache, offline mode."""
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
     return {
         "token": os.environ.get("HF_TOKEN") or None,
-        "cache_dir": settings.cache_dir,
+        "cache_dir": job.cache_dir,
         "local_files_only": offline,
     }
 
 
-def load_tokenizer(settings: Settings) -> Any:
+def load_tokenizer(job: ResolvedJob) -> Any:
     """The base model's tokenizer, with a pad token (the eos token when the model has none)."""
     from transformers import AutoTokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(settings.base_model, **hub_options(settings))
+        tokenizer = AutoTokenizer.from_pretrained(base_model_of(job), **hub_options(job))
     except (OSError, ValueError) as error:
         raise ConfigurationError(
-            f"cannot load the tokenizer of {settings.base_model}: {error}", field="config.baseModel"
+            f"cannot load the tokenizer of {job.config.base_model}: {error}", field="config.baseModel"
         ) from error
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
 
 
-def load_model(settings: Settings, device: torch.device) -> Any:
+def load_model(job: ResolvedJob, device: torch.device) -> Any:
     """The base model on the device, wrapped for its strategy, in training mode."""
     from transformers import AutoModelForCausalLM
 
-    precision = MixedPrecision(settings.optimization.mixed_precision)
-    options = hub_options(settings)
-    if settings.strategy == Strategy.qlora:
+    strategy, optimization = job.config.strategy, job.config.optimization
+    precision = MixedPrecision(optimization.mixed_precision)
+    options = hub_options(job)
+    if strategy == Strategy.qlora:
         from transformers import BitsAndBytesConfig
 
         compute_dtype = torch.bfloat16 if precision == MixedPrecision.bf16 else torch.float32
@@ -68,7 +76,7 @@ def load_model(settings: Settings, device: torch.device) -> Any:
             bnb_4bit_compute_dtype=compute_dtype,
         )
         options["device_map"] = {"": device}
-    elif settings.strategy == Strategy.lora:
+    elif strategy == Strategy.lora:
         options["dtype"] = {
             MixedPrecision.bf16: torch.bfloat16,
             MixedPrecision.fp16: torch.float16,
@@ -76,14 +84,14 @@ def load_model(settings: Settings, device: torch.device) -> Any:
     else:
         options["dtype"] = torch.float32
     try:
-        model: Any = AutoModelForCausalLM.from_pretrained(settings.base_model, **options)
+        model: Any = AutoModelForCausalLM.from_pretrained(base_model_of(job), **options)
     except (OSError, ValueError) as error:
-        raise ConfigurationError(f"cannot load {settings.base_model}: {error}", field="config.baseModel") from error
-    if settings.strategy != Strategy.qlora:
+        raise ConfigurationError(f"cannot load {job.config.base_model}: {error}", field="config.baseModel") from error
+    if strategy != Strategy.qlora:
         model.to(device)
     model.config.use_cache = False  # the key/value cache is for generation, not training
 
-    if settings.optimization.gradient_checkpointing:
+    if optimization.gradient_checkpointing:
         # Non-reentrant checkpointing works with a frozen embedding (no input grads needed).
         # transformers renamed the method in 5.x; the old name warns, then goes in v6.
         enable = getattr(model, "activation_checkpointing_enable", None)
@@ -91,8 +99,8 @@ def load_model(settings: Settings, device: torch.device) -> Any:
             enable(activation_checkpointing_kwargs={"use_reentrant": False})
         else:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    if settings.strategy in (Strategy.lora, Strategy.qlora):
-        model = _with_adapters(model, settings)
+    if strategy in (Strategy.lora, Strategy.qlora):
+        model = _with_adapters(model, job)
     model.train()
     return model
 
@@ -104,7 +112,7 @@ def compile_layers(model: Any) -> None:
     the model object, its state_dict keys and peft's wrapper stay as they are. Dynamic shapes because
     a packed row's length changes with every micro-batch.
     """
-    from trainer.varlen import base_transformers_model
+    from trainer.attention import base_transformers_model
 
     try:
         layers = getattr(base_transformers_model(model).get_decoder(), "layers", None)
@@ -119,14 +127,14 @@ def compile_layers(model: Any) -> None:
         layer.compile(dynamic=True)
 
 
-def _with_adapters(model: Any, settings: Settings) -> Any:
+def _with_adapters(model: Any, job: ResolvedJob) -> Any:
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
-    lora = settings.lora
-    assert lora is not None  # settings give LoRA parameters to every adapter strategy
-    if settings.strategy == Strategy.qlora:
+    lora = job.config.parameters
+    assert lora is not None  # with_defaults gives LoRA parameters to every adapter strategy
+    if job.config.strategy == Strategy.qlora:
         model = prepare_model_for_kbit_training(
-            model, use_gradient_checkpointing=settings.optimization.gradient_checkpointing
+            model, use_gradient_checkpointing=job.config.optimization.gradient_checkpointing
         )
     targets: list[str] | str | None = lora.target_modules
     if targets == [ALL_LINEAR]:
@@ -153,7 +161,7 @@ def save_weights(model: Any, directory: Path) -> None:
     model.save_pretrained(directory)
 
 
-def load_weights(model: Any, directory: Path, strategy: Strategy) -> None:
+def load_weights(model: Any, directory: Path, strategy: Strategy | None) -> None:
     """Put weights written by ``save_weights`` back into the same model, exactly."""
     if strategy in (Strategy.lora, Strategy.qlora):
         from peft import set_peft_model_state_dict
@@ -181,7 +189,7 @@ def load_weights(model: Any, directory: Path, strategy: Strategy) -> None:
         )
 
 
-def save_final(model: Any, tokenizer: Any, directory: Path, strategy: Strategy, *, merge: bool) -> list[Path]:
+def save_final(model: Any, tokenizer: Any, directory: Path, strategy: Strategy | None, *, merge: bool) -> list[Path]:
     """The final artifacts: the adapter (or model) and the tokenizer in ``directory``; with
     ``merge``, also the base model with the adapter merged in, in ``directory/merged``."""
     written = [directory]

@@ -1,4 +1,4 @@
-"""One trainer process from start to exit code: set up, train, report how it ended.
+"""One trainer process from start to exit code: the recipe (recipe.py), the loop, and how it ended.
 
 Exit codes (Kubeflow's ``restartPolicy: ExitCode`` treats 1-127 as permanent, so none of these
 is retried in vain):
@@ -15,7 +15,6 @@ is retried in vain):
 from __future__ import annotations
 
 import logging
-import random
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,14 +27,10 @@ from tensorone.api.resolved import ResolvedJob
 from tensorone.api.v1alpha1.trainingjob import Strategy
 from tensorone.errors import ConfigurationError, DataError, TensorOneError
 from tensorone.reporting.client import Reporter, host_peak_rss_bytes
-from trainer import distributed
-from trainer.checkpoint import CheckpointStore, DataPosition, set_rng_state
-from trainer.data.plan import DataPlan
+from trainer import distributed, recipe
+from trainer.capabilities import refuse_unsupported
 from trainer.distributed import Topology, topology_from_env
-from trainer.loop import Outcome, Training, train
-from trainer.optimization import build_optimizer, build_schedule
-from trainer.precision import Precision
-from trainer.settings import settings_from_job
+from trainer.loop import Outcome, train_remaining_steps
 from trainer.signals import StopSignal
 from trainer.tasks import task_for
 
@@ -96,7 +91,7 @@ def run(job: ResolvedJob, options: RunOptions | None = None, stop: StopSignal | 
             ) from error
         if reporter.port is not None:
             log.info("progress at http://localhost:%d/progress, metrics at /metrics", reporter.port)
-        outcome = _train(job, topology, reporter, stop, options)
+        outcome = _train_job(job, topology, reporter, stop, options)
         report = reporter.finish(outcome.state, reason=outcome.reason, message=outcome.message)
         log.info("%s: %s", report.state, report.message)
         return RunResult(EXIT_CODES.get(outcome.state, 1), report)
@@ -115,94 +110,41 @@ def run(job: ResolvedJob, options: RunOptions | None = None, stop: StopSignal | 
         distributed.stop()
 
 
-def _train(job: ResolvedJob, topology: Topology, reporter: Reporter, stop: StopSignal, options: RunOptions) -> Outcome:
-    settings = settings_from_job(job, cuda_available=torch.cuda.is_available())
-    if options.merge_adapter and settings.strategy != Strategy.lora:
-        raise ConfigurationError(f"merging applies to strategy lora only, not {settings.strategy}", field="--merge")
-    training = settings.training
-    device = distributed.device_for(topology, settings.use_gpu)
-    distributed.start(topology, device)
-    store = CheckpointStore(settings.checkpoint_dir, topology)
-    store.clean_up()
-    distributed.barrier(topology)
-    # Every process looks (so a missing id fails everywhere alike), then rank 0's choice is taken,
-    # in case their views of the shared folder differ for a moment.
-    found = store.find(settings.resume_from)
-    chosen = distributed.broadcast(found.id if found is not None else None, topology)
-    resume = store.find(chosen) if chosen is not None else None
-
-    task = task_for(settings)
-    data = task.load_data()
-    log.info("data: %s", data.description)
-    if data.bad_rows:
-        log.warning("%d bad rows skipped; first: %s", data.bad_rows, "; ".join(data.first_bad_rows))
-    reporter.event("data", rows=data.total_rows, badRows=data.bad_rows, firstBadRows=data.first_bad_rows)
-    # The same seed on every process gives every process the same initial adapter weights.
-    random.seed(training.seed)
-    torch.manual_seed(training.seed)
-    model = task.load_model(device)
-    plan = DataPlan(
-        examples=list(data.train),
-        seed=training.seed,
-        batch_size=training.batch_size,
-        accumulation=training.gradient_accumulation_steps,
-        rank=topology.rank,
-        world_size=topology.world_size,
+def _train_job(
+    job: ResolvedJob, topology: Topology, reporter: Reporter, stop: StopSignal, options: RunOptions
+) -> Outcome:
+    """The recipe, step by step, then the loop."""
+    refuse_unsupported(job, cuda_available=torch.cuda.is_available())
+    if options.merge_adapter and job.config.strategy != Strategy.lora:
+        raise ConfigurationError(f"merging applies to strategy lora only, not {job.config.strategy}", field="--merge")
+    placement = recipe.join_processes(job, topology)
+    store, checkpoint = recipe.setup_checkpoints(job, topology)
+    task = task_for(job)
+    data = recipe.load_data(task, reporter)
+    model = recipe.setup_model(job, task, placement)
+    plan = recipe.plan_data(job, data.train, topology)
+    length = recipe.run_length(job, plan)
+    updates = recipe.setup_optimizer(job, model, placement.device, length.total_steps)
+    run = recipe.training_run(
+        job,
+        placement=placement,
+        task=task,
+        model=model,
+        updates=updates,
+        plan=plan,
+        eval_examples=data.eval,
+        store=store,
+        reporter=reporter,
+        stop=stop,
+        length=length,
+        merge_adapter=options.merge_adapter,
     )
-    total_steps = training.max_steps or training.epochs * plan.steps_per_epoch
-    total_epochs = -(-total_steps // plan.steps_per_epoch)
-    optimizer = build_optimizer((p for p in model.parameters() if p.requires_grad), training)
-    schedule = build_schedule(optimizer, training, total_steps)
-    precision = Precision(settings.optimization.mixed_precision, device)
-    # Then a different stream per process, so dropout masks differ between processes.
-    torch.manual_seed(training.seed + topology.rank)
-
-    step, position = 0, DataPosition(epoch=0, step_in_epoch=0)
-    if resume is not None:
-        state = store.load(resume, strategy=str(settings.strategy), base_model=settings.base_model)
-        task.load_weights(model, store.model_dir(resume))
-        optimizer.load_state_dict(state.optimizer)
-        schedule.load_state_dict(state.schedule)
-        precision.scaler.load_state_dict(state.scaler)
-        set_rng_state(state.rng)
-        step, position = resume.step, resume.position
-        reporter.tracker.load_state_dict(state.trainer, step=step, epoch=min(position.epoch + 1, total_epochs))
-        reporter.checkpoints([m.to_report() for m in store.checkpoints()])
-        log.info("resuming from %s (step %d)", resume.id, step)
-
-    objective = task.objective(model)
-    replica = objective
-    if topology.is_distributed:
-        replica = torch.nn.parallel.DistributedDataParallel(
-            objective, device_ids=[device.index] if device.type == "cuda" else None
-        )
-    reporter.plan(total_epochs=total_epochs, total_steps=total_steps, step=step)
-    reporter.running(resumed_from=resume.id if resume is not None else None)
-    return train(
-        Training(
-            settings=settings,
-            topology=topology,
-            device=device,
-            task=task,
-            model=model,
-            objective=objective,
-            replica=replica,
-            optimizer=optimizer,
-            schedule=schedule,
-            precision=precision,
-            plan=plan,
-            eval_examples=list(data.eval),
-            store=store,
-            reporter=reporter,
-            stop=stop,
-            total_epochs=total_epochs,
-            total_steps=total_steps,
-            merge_adapter=options.merge_adapter,
-            step=step,
-            position=position,
-            last_checkpoint=resume,
-        )
-    )
+    if checkpoint is not None:
+        recipe.resume(run, checkpoint)
+    recipe.share_between_processes(run)
+    reporter.plan(total_epochs=length.total_epochs, total_steps=length.total_steps, step=run.step)
+    reporter.running(resumed_from=checkpoint.id if checkpoint is not None else None)
+    return train_remaining_steps(run)
 
 
 def _memory_reader(use_gpu: bool) -> Callable[[], int | None]:

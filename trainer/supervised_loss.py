@@ -22,7 +22,8 @@ import torch
 from torch import nn
 
 from tensorone.errors import ConfigurationError
-from trainer.varlen import PackedBatch, base_transformers_model
+from trainer.attention import base_transformers_model
+from trainer.data.batches import PackedBatch
 
 LOGITS_PER_CHUNK = 1 << 25
 """Elements of one chunk of logits (128 MiB in fp32): 1024 tokens of a 32k vocabulary."""
@@ -33,7 +34,7 @@ def causal_lm_loss(model: nn.Module, batch: PackedBatch, chunk_tokens: int | Non
 
     ``model`` is a transformers ``...ForCausalLM`` (Llama, Mistral, Qwen, ... : a decoder followed
     by a linear LM head), optionally wrapped by a peft LoRA model; its attention should come from
-    :func:`trainer.varlen.enable_packed_attention`. ``chunk_tokens`` bounds how many tokens are
+    :func:`trainer.attention.enable_packed_attention`. ``chunk_tokens`` bounds how many tokens are
     projected at once (default: :data:`LOGITS_PER_CHUNK` logits). The loss is fp32 and summed, not
     averaged: the caller divides by the step's supervised-token count (see the module docstring).
     A batch with no supervised token returns a zero loss that still back-propagates (zeros).

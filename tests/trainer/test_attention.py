@@ -1,4 +1,4 @@
-"""Packing and packed attention: positions, per-sample label shift, no attention across samples."""
+"""Packed rows and the attention that reads them: positions, per-sample label shift, no attention across samples."""
 
 from __future__ import annotations
 
@@ -12,17 +12,16 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from tensorone.errors import ConfigurationError
 from tests.trainer.conftest import lora_base_model
-from trainer.varlen import (
-    IGNORE_INDEX,
+from trainer.attention import (
     VARLEN_SDPA,
-    PackedBatch,
     attend_with_varlen_kernel,
     choose_attention,
     enable_packed_attention,
-    pack,
     torch_varlen_usable,
     varlen_sdpa_attention,
 )
+from trainer.data.batches import PackedBatch, pack
+from trainer.data.examples import IGNORE_INDEX
 
 VOCAB = 97
 

@@ -1,4 +1,4 @@
-"""Settings: everything the trainer cannot honour refused by field name."""
+"""Capabilities: everything the trainer cannot honour refused by field name, the CRDs' rules included."""
 
 from __future__ import annotations
 
@@ -10,11 +10,13 @@ import pytest
 from tensorone.api.v1alpha1.trainingjob import LoraParameters
 from tensorone.errors import ConfigurationError
 from tests.trainer.conftest import make_job
-from trainer.settings import settings_from_job
+from trainer.capabilities import refuse_unsupported
 
 
 def test_full_has_no_lora_parameters(tmp_path: Path) -> None:
-    assert settings_from_job(make_job(tmp_path, strategy="full"), cuda_available=False).lora is None
+    job = make_job(tmp_path, strategy="full")
+    refuse_unsupported(job, cuda_available=False)
+    assert job.config.parameters is None
 
 
 @pytest.mark.parametrize(
@@ -22,11 +24,17 @@ def test_full_has_no_lora_parameters(tmp_path: Path) -> None:
     [
         ({"model_type": "vision"}, False, "modelType", "allowed: llm"),
         ({"model_type": "custom"}, False, "modelType", "own image"),
-        ({"config_extra": {"numClasses": 3}}, False, "config.numClasses", "vision"),
-        ({"config_extra": {"inputSize": [32, 32]}}, False, "config.inputSize", "vision"),
+        # The CRD's rules, as the API server words them: one rule names every vision-only field.
+        (
+            {"config_extra": {"numClasses": 3}},
+            False,
+            "config",
+            "numClasses and augmentation apply only to modelType vision",
+        ),
+        ({"config_extra": {"inputSize": [32, 32]}}, False, "config", "inputSize, numClasses"),
         ({"config_extra": {"custom": {"image": "x"}}}, False, "config.custom", "custom"),
-        ({"config_extra": {"baseModel": None}}, False, "config.baseModel", "required"),
-        ({"config_extra": {"strategy": None}}, False, "config.strategy", "lora, qlora, full"),
+        ({"config_extra": {"baseModel": None}}, False, "config", "config.baseModel and config.strategy"),
+        ({"config_extra": {"strategy": None}}, False, "config", "(lora, qlora or full) are required"),
         ({"training": {"evalSteps": 5}}, False, "config.training.evalSteps", "evalSplit"),
         ({"optimization": {"mixedPrecision": "fp16"}}, False, "config.optimization.mixedPrecision", "bf16 or no"),
         ({"strategy": "qlora"}, False, "config.strategy", "CUDA"),
@@ -49,14 +57,14 @@ def test_full_has_no_lora_parameters(tmp_path: Path) -> None:
             "dataset.format",
             "jsonl or json",
         ),
-        ({"resume_from": "../elsewhere"}, False, "resumeFrom", "latest, none or a checkpoint id"),
+        ({"resume_from": "../elsewhere"}, False, "resumeFrom", "must match the pattern ^(latest|none|"),
     ],
 )
 def test_what_cannot_be_honoured_is_refused_by_field(
     tmp_path: Path, overrides: dict[str, Any], cuda: bool, field: str, words: str
 ) -> None:
     with pytest.raises(ConfigurationError) as raised:
-        settings_from_job(make_job(tmp_path, **overrides), cuda_available=cuda)
+        refuse_unsupported(make_job(tmp_path, **overrides), cuda_available=cuda)
     assert raised.value.field == field
     assert words in raised.value.message
 
@@ -65,10 +73,11 @@ def test_lora_parameters_with_strategy_full_are_refused(tmp_path: Path) -> None:
     job = make_job(tmp_path, strategy="full")
     job = job.model_copy(update={"config": job.config.model_copy(update={"parameters": LoraParameters()})})
     with pytest.raises(ConfigurationError) as raised:
-        settings_from_job(job, cuda_available=False)
+        refuse_unsupported(job, cuda_available=False)
     assert raised.value.field == "config.parameters"
 
 
 def test_fp16_is_accepted_where_there_is_a_gpu(tmp_path: Path) -> None:
     job = make_job(tmp_path, optimization={"mixedPrecision": "fp16"}, use_gpu=True)
-    assert settings_from_job(job, cuda_available=True).optimization.mixed_precision == "fp16"
+    refuse_unsupported(job, cuda_available=True)
+    assert job.config.optimization.mixed_precision == "fp16"

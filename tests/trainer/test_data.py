@@ -16,7 +16,7 @@ from tensorone.api.v1alpha1.dataset import ColumnMapping, DatasetFormat, Dataset
 from tensorone.errors import ConfigurationError, DataError
 from tests.kube.loopback import LOOPBACK, free_port
 from tests.trainer.conftest import TINY_MODEL
-from trainer.data.collate import pad_batch
+from trainer.data.batches import pad_batch
 from trainer.data.examples import IGNORE_INDEX, Example, Layout, TextData, build_examples
 from trainer.data.plan import DataPlan, eval_batches
 from trainer.data.records import Row, read_rows

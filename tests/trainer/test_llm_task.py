@@ -13,20 +13,19 @@ from transformers import CohereConfig, CohereForCausalLM
 
 from tensorone.errors import ConfigurationError
 from tests.trainer.conftest import TINY_MODEL, assert_gradients_close, lora_base_model, make_job
-from trainer.data.collate import TextBatch, pad_batch
+from trainer.attention import VARLEN_SDPA
+from trainer.data.batches import PackedBatch, PaddedBatch, pad_batch
 from trainer.data.examples import Example
 from trainer.model import compile_layers
 from trainer.run import RunOptions, run
-from trainer.settings import settings_from_job
 from trainer.supervised_loss import SupervisedCausalLM
 from trainer.tasks.llm import LlmTask, PaddedCausalLM
-from trainer.varlen import VARLEN_SDPA, PackedBatch
 
 CPU = torch.device("cpu")
 
 
 def loaded_task(root: Path, **overrides: Any) -> tuple[LlmTask, torch.nn.Module]:
-    task = LlmTask(settings_from_job(make_job(root, **overrides), cuda_available=False))
+    task = LlmTask(make_job(root, **overrides))
     return task, task.load_model(CPU)
 
 
@@ -101,7 +100,7 @@ def test_a_model_that_scales_its_logits_trains_on_padded_batches_with_its_own_fo
     examples = text_examples(task, 4)
 
     assert task.packed is False
-    assert isinstance(task.collate(examples), TextBatch)
+    assert isinstance(task.collate(examples), PaddedBatch)
     objective = task.objective(model)
     assert isinstance(objective, PaddedCausalLM)
     # The fallback is the model's own loss: Hugging Face's labels path gives the mean of the same terms.
@@ -115,7 +114,7 @@ def test_a_model_that_scales_its_logits_trains_on_padded_batches_with_its_own_fo
 
 
 def test_collate_before_the_model_is_loaded_is_refused(tmp_path: Path) -> None:
-    task = LlmTask(settings_from_job(make_job(tmp_path), cuda_available=False))
+    task = LlmTask(make_job(tmp_path))
     with pytest.raises(RuntimeError, match="load_model"):
         task.collate([])
 

@@ -8,18 +8,16 @@ import pytest
 
 from tests.trainer.conftest import make_job
 from trainer.model import hub_options
-from trainer.settings import settings_from_job
 
 
 def test_hub_token_cache_and_offline_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     job = make_job(tmp_path).model_copy(update={"cache_dir": str(tmp_path / "hf")})
-    settings = settings_from_job(job, cuda_available=False)
     monkeypatch.setenv("HF_TOKEN", "hf_secret")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    assert hub_options(settings) == {"token": "hf_secret", "cache_dir": str(tmp_path / "hf"), "local_files_only": True}
+    assert hub_options(job) == {"token": "hf_secret", "cache_dir": str(tmp_path / "hf"), "local_files_only": True}
     monkeypatch.delenv("HF_TOKEN")
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
-    assert hub_options(settings) == {"token": None, "cache_dir": str(tmp_path / "hf"), "local_files_only": False}
+    assert hub_options(job) == {"token": None, "cache_dir": str(tmp_path / "hf"), "local_files_only": False}
 
 
 def test_a_base_model_that_is_not_there_is_a_configuration_error(tmp_path: Path) -> None:
@@ -28,5 +26,5 @@ def test_a_base_model_that_is_not_there_is_a_configuration_error(tmp_path: Path)
 
     job = make_job(tmp_path, config_extra={"baseModel": str(tmp_path / "missing-model")})
     with pytest.raises(ConfigurationError) as raised:
-        load_tokenizer(settings_from_job(job, cuda_available=False))
+        load_tokenizer(job)
     assert raised.value.field == "config.baseModel"

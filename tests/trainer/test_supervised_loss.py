@@ -12,9 +12,11 @@ from transformers import DataCollatorForSeq2Seq, PreTrainedModel, PreTrainedToke
 
 from tensorone.errors import ConfigurationError
 from tests.trainer.conftest import assert_gradients_close
-from tests.trainer.test_varlen import VOCAB, Example, random_examples, tiny_llama
+from tests.trainer.test_attention import VOCAB, Example, random_examples, tiny_llama
+from trainer.attention import enable_packed_attention
+from trainer.data.batches import pack
+from trainer.data.examples import IGNORE_INDEX
 from trainer.supervised_loss import SupervisedCausalLM, causal_lm_loss
-from trainer.varlen import IGNORE_INDEX, enable_packed_attention, pack
 
 LENGTHS = [9, 23, 4, 16, 2]
 

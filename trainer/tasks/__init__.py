@@ -2,8 +2,8 @@
 
 A task supplies the model, the examples, how examples become a batch, the loss, and how the
 trained weights are saved. The loop, checkpoints, reporting, signals and distributed set-up are
-the same for every task. ``llm`` is implemented; settings refuse the other model types by name
-until a task exists for them.
+the same for every task. ``llm`` is implemented; ``trainer.capabilities`` refuses the other model
+types by name until a task exists for them.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from typing import Any, Protocol
 
 import torch
 
+from tensorone.api.resolved import ResolvedJob
 from tensorone.api.v1alpha1.trainingjob import ModelType
 from tensorone.errors import ConfigurationError
 from trainer.data.plan import Example
-from trainer.settings import Settings
 
 
 class Batch(Protocol):
@@ -74,10 +74,10 @@ class Task(Protocol):
         ...
 
 
-def task_for(settings: Settings) -> Task:
+def task_for(job: ResolvedJob) -> Task:
     """The task of the job's modelType."""
-    if settings.model_type == ModelType.llm:
+    if job.model_type == ModelType.llm:
         from trainer.tasks.llm import LlmTask
 
-        return LlmTask(settings)
-    raise ConfigurationError(f"no trainer task for modelType {settings.model_type}; allowed: llm", field="modelType")
+        return LlmTask(job)
+    raise ConfigurationError(f"no trainer task for modelType {job.model_type}; allowed: llm", field="modelType")

@@ -1,9 +1,9 @@
 """The llm task: a causal language model fine-tuned on text, prompt/completion or chat data.
 
-Batches are packed without padding (``trainer.varlen``: one row per micro-batch, attention kept
-inside each example) and the loss projects only supervised tokens onto the vocabulary
-(``trainer.supervised_loss``): the same loss as the padded computation, at a fraction of the work
-(docs/performance.md). A model the supervised-only loss cannot compute exactly (one that scales its
+Batches are packed without padding (``trainer.data.batches``: one row per micro-batch, with
+``trainer.attention`` keeping attention inside each example) and the loss projects only supervised
+tokens onto the vocabulary (``trainer.supervised_loss``): the same loss as the padded computation,
+at a fraction of the work (docs/performance.md). A model the supervised-only loss cannot compute exactly (one that scales its
 logits, say) trains on padded batches with its own forward instead; the log says which.
 """
 
@@ -17,15 +17,15 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from tensorone.api.resolved import ResolvedJob
 from trainer import model as causal_lm
-from trainer.data.collate import TextBatch, pad_batch
+from trainer.attention import enable_packed_attention
+from trainer.data.batches import PackedBatch, PaddedBatch, pack, pad_batch
 from trainer.data.examples import IGNORE_INDEX, Example, build_examples
 from trainer.data.records import read_rows
 from trainer.precision import autocast_dtype
-from trainer.settings import Settings
 from trainer.supervised_loss import SupervisedCausalLM, unsupported_reason
 from trainer.tasks import TaskData
-from trainer.varlen import PackedBatch, enable_packed_attention, pack
 
 log = logging.getLogger("trainer")
 
@@ -33,25 +33,23 @@ log = logging.getLogger("trainer")
 class LlmTask:
     """Model, data and loss of a causal language model."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+    def __init__(self, job: ResolvedJob) -> None:
+        self.job = job
         self.tokenizer: Any = None
         self.packed: bool | None = None  # decided by load_model, from what the model is
 
     def _tokenizer(self) -> Any:
         if self.tokenizer is None:
-            self.tokenizer = causal_lm.load_tokenizer(self.settings)
+            self.tokenizer = causal_lm.load_tokenizer(self.job)
         return self.tokenizer
 
     def load_data(self) -> TaskData:
-        training = self.settings.training
-        rows = read_rows(
-            self.settings.dataset, mount_path=self.settings.dataset_mount_path, cache_dir=self.settings.cache_dir
-        )
+        training = self.job.config.training
+        rows = read_rows(self.job.dataset, mount_path=Path(self.job.dataset_mount_path), cache_dir=self.job.cache_dir)
         data = build_examples(
             rows,
             self._tokenizer(),
-            mapping=self.settings.dataset.columns,
+            mapping=self.job.dataset.columns,
             max_seq_length=training.max_seq_length,
             max_bad_rows=training.max_bad_rows,
             eval_split=training.eval_split,
@@ -68,22 +66,22 @@ class LlmTask:
         )
 
     def load_model(self, device: torch.device) -> torch.nn.Module:
-        model = causal_lm.load_model(self.settings, device)
+        model = causal_lm.load_model(self.job, device)
         unsupported = unsupported_reason(model)
         self.packed = unsupported is None
         if unsupported is None:
-            attention = enable_packed_attention(model, autocast_dtype(self.settings.optimization.mixed_precision))
+            attention = enable_packed_attention(model, autocast_dtype(self.job.config.optimization.mixed_precision))
             log.info("packed batches without padding (attention %s), loss on supervised tokens only", attention)
         else:
             log.info("padded batches and the model's own logits: %s", unsupported.message)
-        if self.settings.optimization.compile:
+        if self.job.config.optimization.compile:
             causal_lm.compile_layers(model)
         return model
 
     def objective(self, model: torch.nn.Module) -> torch.nn.Module:
         return SupervisedCausalLM(model) if self._packed() else PaddedCausalLM(model)
 
-    def collate(self, examples: Sequence[Example]) -> PackedBatch | TextBatch:
+    def collate(self, examples: Sequence[Example]) -> PackedBatch | PaddedBatch:
         if self._packed():
             return pack(examples)
         return pad_batch(examples, self._tokenizer().pad_token_id)
@@ -97,10 +95,10 @@ class LlmTask:
         causal_lm.save_weights(model, directory)
 
     def load_weights(self, model: torch.nn.Module, directory: Path) -> None:
-        causal_lm.load_weights(model, directory, self.settings.strategy)
+        causal_lm.load_weights(model, directory, self.job.config.strategy)
 
     def save_final(self, model: torch.nn.Module, directory: Path, *, merge: bool) -> list[Path]:
-        return causal_lm.save_final(model, self._tokenizer(), directory, self.settings.strategy, merge=merge)
+        return causal_lm.save_final(model, self._tokenizer(), directory, self.job.config.strategy, merge=merge)
 
 
 class PaddedCausalLM(torch.nn.Module):
@@ -113,7 +111,7 @@ class PaddedCausalLM(torch.nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, batch: TextBatch) -> torch.Tensor:
+    def forward(self, batch: PaddedBatch) -> torch.Tensor:
         logits = self.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
         shifted = logits[:, :-1, :].float()
         targets = batch.labels[:, 1:]
