@@ -13,12 +13,13 @@ tells the workers to run blocks of steps in turn (A B B A A B ...), so machine n
 
 - baseline ("hf"): ``transformers.Trainer`` with ``DataCollatorForSeq2Seq`` dynamic padding
   (labels -100 on prompt and padding), the model's own forward and loss;
-- ours: the shipped trainer. The model is loaded by the llm task from a folder (the same
-  base weights, saved once by the parent) with the job's LoRA settings, and every step is
-  :func:`trainer.loop.optimizer_step` (the function the training loop runs: the task's packed
-  collate, its supervised-only objective, the loss normalisation, clipping, the optimizer and the
-  schedule), followed by the loop's progress report. Levers are the job's own options
-  (``config.optimization``: compile, mixedPrecision bf16, gradientCheckpointing).
+- ours: the shipped trainer, set up by its own recipe (``trainer.recipe``) from a resolved job:
+  the llm task loads the model from a folder (the same base weights, saved once by the parent)
+  with the job's LoRA settings, the data plan orders the examples, the optimizer is the job's; every
+  step is :func:`trainer.loop.optimizer_step` (the function the training loop runs: the task's
+  packed collate, its supervised-only objective, the loss normalisation, clipping, the optimizer
+  and the schedule), followed by the loop's progress report (``report_step``). Levers are the
+  job's own options (``config.optimization``: compile, mixedPrecision bf16, gradientCheckpointing).
 
 Printed per data set: supervised tokens/s of each side and the ratio, the largest relative
 per-step loss difference, each side's peak RSS, and MFU against a fp32 matmul peak measured in the
@@ -124,13 +125,14 @@ def save_base_model(config: BenchConfig, folder: Path) -> None:
 def load_hf_model(config: BenchConfig, folder: Path) -> PeftModel:
     """The baseline's model as a Trainer user builds it: from_pretrained, then peft's get_peft_model.
 
-    The same calls in the same order as the trainer's loader after the same seed, so the LoRA
-    adapters start from the same random draw (lora_dropout 0: no dropout op on either side).
+    The same calls in the same order as the trainer's loader after the same seed (the job's, which
+    ``trainer.recipe.setup_model`` sets), so the LoRA adapters start from the same random draw
+    (lora_dropout 0: no dropout op on either side).
     """
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    torch.manual_seed(config.seed + 1)
+    torch.manual_seed(config.seed)
     base = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
     base.config.use_cache = False
     lora = LoraConfig(
@@ -274,13 +276,15 @@ def run_hf(model: PeftModel, ordered: list[Example], config: BenchConfig, conn: 
 
 
 def bench_job(config: BenchConfig, model_folder: Path, root: Path) -> ResolvedJob:
-    """The TrainingJob config the shipped trainer runs: the benchmark's work, the levers as job options."""
-    from tensorone.api.resolved import ResolvedJob
+    """The job the shipped trainer runs, resolved as the operator resolves one: the benchmark's work,
+    the levers as job options."""
+    from tensorone.api.resolved import resolve_job
+    from tensorone.api.v1alpha1 import DatasetSpec, TrainingJobSpec
 
-    return ResolvedJob.model_validate(
+    spec = TrainingJobSpec.model_validate(
         {
-            "name": "trainer-speed",
             "modelType": "llm",
+            "datasetId": "synthetic",
             "config": {
                 "baseModel": str(model_folder),
                 "strategy": "lora",
@@ -297,6 +301,7 @@ def bench_job(config: BenchConfig, model_folder: Path, root: Path) -> ResolvedJo
                     "lrScheduler": "constant",
                     "weightDecay": 0.0,
                     "maxSeqLength": 512,
+                    "maxSteps": config.total_steps,
                     "seed": config.seed,
                 },
                 "optimization": {
@@ -306,81 +311,74 @@ def bench_job(config: BenchConfig, model_folder: Path, root: Path) -> ResolvedJo
                     "gradientCheckpointing": config.gradient_checkpointing,
                 },
             },
-            # Not read: the examples are handed to the plan directly (synthetic token ids).
-            "datasetName": "synthetic",
-            "dataset": {"format": "jsonl", "source": {"inline": {"records": [{"text": "unused"}]}}},
-            "checkpointDir": str(root / "checkpoints"),
-            "outputDir": str(root / "output"),
         }
+    )
+    # Not read: the examples are handed to the plan directly (synthetic token ids).
+    dataset = DatasetSpec.model_validate({"format": "jsonl", "source": {"inline": {"records": [{"text": "unused"}]}}})
+    return resolve_job(
+        spec,
+        dataset,
+        name="trainer-speed",
+        namespace="default",
+        report_port=0,
+        use_gpu=False,
+        checkpoint_dir=str(root / "checkpoints"),
+        output_dir=str(root / "output"),
     )
 
 
 def run_ours(
     examples: list[Example], config: BenchConfig, model_folder: Path, conn: Connection, result: SideResult
 ) -> None:
-    """The shipped trainer's step: the llm task's model, collate and objective in ``trainer.loop.optimizer_step``."""
+    """The shipped trainer's side, built by the trainer's own recipe (``trainer.recipe``) from the
+    benchmark's job; every step is the loop's ``optimizer_step`` and ``report_step``."""
     import tempfile
 
     from tensorone.reporting.client import Reporter
-    from trainer.checkpoint import CheckpointStore
+    from trainer import recipe
+    from trainer.capabilities import refuse_unsupported
     from trainer.distributed import Topology
-    from trainer.loop import Training, optimizer_step
-    from trainer.optimization import build_optimizer, build_schedule
-    from trainer.precision import Precision
-    from trainer.settings import settings_from_job
+    from trainer.loop import optimizer_step, report_step
     from trainer.signals import StopSignal
-    from trainer.tasks.llm import LlmTask
+    from trainer.tasks import task_for
 
     root = Path(tempfile.mkdtemp(prefix="trainer-speed-"))
-    settings = settings_from_job(bench_job(config, model_folder, root), cuda_available=False)
-    device, topology = torch.device("cpu"), Topology()
-    task = LlmTask(settings)
-    torch.manual_seed(config.seed + 1)  # as the baseline, before the same loading calls
-    model = task.load_model(device)
-    objective = task.objective(model)
-    optimizer = build_optimizer((p for p in model.parameters() if p.requires_grad), settings.training)
-    plan = data_plan(config, examples)
-    assert plan.steps_per_epoch == config.total_steps
-    training = Training(
-        settings=settings,
-        topology=topology,
-        device=device,
+    job = bench_job(config, model_folder, root)
+    refuse_unsupported(job, cuda_available=False)
+    topology = Topology()
+    placement = recipe.join_processes(job, topology)
+    store, _ = recipe.setup_checkpoints(job, topology)
+    task = task_for(job)
+    model = recipe.setup_model(job, task, placement)
+    plan = recipe.plan_data(job, examples, topology)
+    assert plan.order(0) == data_plan(config, examples).order(0)  # the baseline's order
+    length = recipe.run_length(job, plan)
+    assert (length.total_steps, length.total_epochs) == (config.total_steps, 1)
+    run = recipe.training_run(
+        job,
+        placement=placement,
         task=task,
         model=model,
-        objective=objective,
-        replica=objective,
-        optimizer=optimizer,
-        schedule=build_schedule(optimizer, settings.training, config.total_steps),
-        precision=Precision(settings.optimization.mixed_precision, device),
+        updates=recipe.setup_optimizer(job, model, placement.device, length.total_steps),
         plan=plan,
         eval_examples=[],
-        store=CheckpointStore(settings.checkpoint_dir, topology),
+        store=store,
         reporter=Reporter(serve=False, termination_log=None),
         stop=StopSignal(),
-        total_epochs=1,
-        total_steps=config.total_steps,
+        length=length,
     )
-    objective.train()
+    run.objective.train()
     planned_steps = plan.steps(0)
-    while training.step < config.total_steps:
+    while run.step < config.total_steps:
         block = conn.recv()
         for _ in range(block):
-            planned = planned_steps[training.step]
+            planned = planned_steps[run.step]
             started = time.perf_counter()
-            step = optimizer_step(training, planned)
-            seconds = time.perf_counter() - started
-            training.reporter.step(
-                training.step,
-                step.loss,
-                epoch=1,
-                learning_rate=step.learning_rate,
-                tokens=planned.global_tokens,
-                samples=planned.global_samples,
-                seconds=seconds,
-            )
+            step = optimizer_step(run, planned)
+            report_step(run, step, planned, epoch=1, seconds=time.perf_counter() - started)
             result.step_seconds.append(time.perf_counter() - started)
             result.losses.append(step.loss)
-        conn.send(training.step)
+        conn.send(run.step)
 
 
 # --------------------------------------------------------------------------- parent
