@@ -23,16 +23,18 @@ TEXT_FORMATS = (DatasetFormat.jsonl, DatasetFormat.json, DatasetFormat.csv, Data
 IMAGE_COLUMNS = ("image", "label", "annotations")
 
 
-def refuse_unsupported(job: ResolvedJob, *, cuda_available: bool) -> None:
+def refuse_unsupported(job: ResolvedJob, *, cuda_available: bool, merge_adapter: bool = False) -> None:
     """Raise a ConfigurationError for the first thing in ``job`` this trainer cannot honour here.
 
     ``cuda_available`` is passed in (rather than asked of torch here) so the checks are plain
-    functions of their inputs.
+    functions of their inputs; ``merge_adapter`` is the ``--merge`` option of the command.
     """
     _refuse_model_type(job.model_type)
     _refuse_missing_gpu(job, cuda_available=cuda_available)
     check_rules(job)
     _refuse_non_text_data(job)
+    if merge_adapter and job.config.strategy != Strategy.lora:
+        raise ConfigurationError(f"merging applies to strategy lora only, not {job.config.strategy}", field="--merge")
     if not 0 <= job.report_port <= 65535:
         raise ConfigurationError(
             f"{job.report_port} is not a port; allowed: 1 to 65535, or 0 for any free port", field="reportPort"

@@ -1,8 +1,7 @@
 """The training loop: one optimizer step after another, from the data position to the last step.
 
-Everything the loop uses is built beforehand (the recipe, recipe.py) and handed over in a
-``TrainingRun``; the loop
-itself decides only what happens when: forward and backward over the step's micro-batches, one
+Everything the loop uses is set up beforehand (recipe.py) and handed over in a ``TrainingRun``; the
+loop itself decides only what happens when: forward and backward over the step's micro-batches, one
 collective call that sums the loss and agrees on stopping, the divergence check, the optimizer
 step, the report, evaluation, checkpoints, and the final artifacts.
 """
@@ -184,10 +183,9 @@ def optimizer_step(run: TrainingRun, planned: PlannedStep, *, poison: bool = Fal
         return StepResult(loss, stops > 0, None)
 
     run.precision.scaler.unscale_(run.optimizer)
-    if run.job.config.optimization.max_grad_norm > 0:
-        torch.nn.utils.clip_grad_norm_(
-            [p for p in run.model.parameters() if p.requires_grad], run.job.config.optimization.max_grad_norm
-        )
+    max_grad_norm = run.job.config.optimization.max_grad_norm
+    if max_grad_norm > 0:
+        torch.nn.utils.clip_grad_norm_([p for p in run.model.parameters() if p.requires_grad], max_grad_norm)
     run.precision.scaler.step(run.optimizer)
     run.precision.scaler.update()
     run.optimizer.zero_grad(set_to_none=True)

@@ -3,8 +3,8 @@
 - ``no``: fp32 everywhere.
 - ``bf16``: autocast to bfloat16 on CUDA and on CPU (where PyTorch supports it); no scaler is
   needed, bfloat16 has fp32's range.
-- ``fp16``: autocast to float16 with a gradient scaler, on CUDA only. Settings refuse fp16 on CPU
-  with a ConfigurationError instead of silently training in fp32.
+- ``fp16``: autocast to float16 with a gradient scaler, on CUDA only. ``trainer.capabilities``
+  refuses fp16 on CPU with a ConfigurationError instead of silently training in fp32.
 
 The scaler always exists (disabled unless fp16), so the loop has one code path and its state is
 always part of a checkpoint.

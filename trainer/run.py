@@ -24,7 +24,6 @@ import torch
 
 from tensorone.api.report import ProgressReport, TrainerState
 from tensorone.api.resolved import ResolvedJob
-from tensorone.api.v1alpha1.trainingjob import Strategy
 from tensorone.errors import ConfigurationError, DataError, TensorOneError
 from tensorone.reporting.client import Reporter, host_peak_rss_bytes
 from trainer import distributed, recipe
@@ -114,9 +113,7 @@ def _train_job(
     job: ResolvedJob, topology: Topology, reporter: Reporter, stop: StopSignal, options: RunOptions
 ) -> Outcome:
     """The recipe, step by step, then the loop."""
-    refuse_unsupported(job, cuda_available=torch.cuda.is_available())
-    if options.merge_adapter and job.config.strategy != Strategy.lora:
-        raise ConfigurationError(f"merging applies to strategy lora only, not {job.config.strategy}", field="--merge")
+    refuse_unsupported(job, cuda_available=torch.cuda.is_available(), merge_adapter=options.merge_adapter)
     placement = recipe.join_processes(job, topology)
     store, checkpoint = recipe.setup_checkpoints(job, topology)
     task = task_for(job)
@@ -125,7 +122,7 @@ def _train_job(
     plan = recipe.plan_data(job, data.train, topology)
     length = recipe.run_length(job, plan)
     updates = recipe.setup_optimizer(job, model, placement.device, length.total_steps)
-    run = recipe.training_run(
+    training_run = recipe.training_run(
         job,
         placement=placement,
         task=task,
@@ -140,11 +137,11 @@ def _train_job(
         merge_adapter=options.merge_adapter,
     )
     if checkpoint is not None:
-        recipe.resume(run, checkpoint)
-    recipe.share_between_processes(run)
-    reporter.plan(total_epochs=length.total_epochs, total_steps=length.total_steps, step=run.step)
+        recipe.resume(training_run, checkpoint)
+    recipe.share_between_processes(training_run)
+    reporter.plan(total_epochs=length.total_epochs, total_steps=length.total_steps, step=training_run.step)
     reporter.running(resumed_from=checkpoint.id if checkpoint is not None else None)
-    return train_remaining_steps(run)
+    return train_remaining_steps(training_run)
 
 
 def _memory_reader(use_gpu: bool) -> Callable[[], int | None]:

@@ -4,9 +4,9 @@ The operator writes one of these into the job's ConfigMap (key ``job.yaml``), mo
 training pod at ``/etc/tensorone/job/job.yaml`` (the path is in ``TENSORONE_JOB_CONFIG``). ``t1
 train`` builds the same object from a TrainingJob manifest and a Dataset on a laptop. Both build it
 with ``resolve_job``, which applies every default (``with_defaults``), and ``ResolvedConfig`` refuses
-a config without them: the trainer reads nothing else and never needs to know a default. A job read
-back from a file is held to the CRDs' rules by ``check_rules``, which evaluates the rules of the API
-types themselves rather than a copy of them.
+a config without them: the trainer reads nothing else and never needs to know a default. The
+trainer holds the job it is given to the CRDs' rules with ``check_rules``, which evaluates the rules
+of the API types themselves (the CRDs' schema and CEL), not a copy of them.
 """
 
 from __future__ import annotations
@@ -156,10 +156,10 @@ def resolve_job(
 def check_rules(job: ResolvedJob) -> None:
     """Refuse a resolved job that breaks a rule of the TrainingJob or Dataset CRD.
 
-    The rules are the CRDs' own (OpenAPI schema and CEL), evaluated by the API server's validator
-    on the TrainingJob and Dataset the job stands for, so each rule is written once, on the API
-    types. The first problem is raised, naming the field as the resolved job spells it
-    (``config.training.evalSteps``, ``dataset.format``, ``resumeFrom``).
+    The rules are the CRDs' own (OpenAPI schema and CEL), evaluated by ``validate``, which checks an
+    object as the API server does, on the TrainingJob and Dataset the job stands for: each rule is
+    written once, on the API types. The first problem is raised, naming the field as the resolved
+    job spells it (``config.training.evalSteps``, ``dataset.format``, ``resumeFrom``).
     """
     spec: dict[str, Any] = {
         "modelType": str(job.model_type),
