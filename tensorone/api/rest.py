@@ -19,8 +19,8 @@ from typing import Any
 from pydantic.alias_generators import to_camel, to_snake
 
 from tensorone.api import API_VERSION
+from tensorone.api.admission import committed_crds, validate
 from tensorone.api.v1alpha1.base import DNS_1035_PATTERN, DNS_SUBDOMAIN_PATTERN, MAX_JOB_NAME_LENGTH
-from tensorone.api.validation import committed_crds, validate
 from tensorone.errors import FieldError, ValidationFailed
 
 DISPLAY_NAME_ANNOTATION = "training.tensorone.ai/display-name"
@@ -71,7 +71,7 @@ def job_from_rest(body: Mapping[str, Any], *, namespace: str | None = None) -> d
     """A TrainingJob manifest from a REST create-job body (snake_case or camelCase keys).
 
     Only the body's shape is checked here (a name of 1 to 100 characters, known parameters, a
-    datasetId string); pass the result to :func:`~tensorone.api.validation.validate` for the rest,
+    datasetId string); pass the result to :func:`~tensorone.api.admission.validate` for the rest,
     or use :func:`validated_job_from_rest`. Raises ValidationFailed naming REST fields.
     """
     errors: list[FieldError] = []

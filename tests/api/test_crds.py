@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tensorone.api.crd import CHART_CRD_DIR, CRD_DIR, generated_files, load_crds
-from tensorone.api.validation import rule_problems
+from tensorone.api.crd import CHART_CRD_DIR, CRD_DIR, generated_files, load_crds, rule_problems
 
 COMMITTED = load_crds(CRD_DIR)
 STRING_FORMATS_WITHOUT_LENGTH = {"date-time"}
