@@ -6,6 +6,10 @@ Kubernetes *structural* schema: references inlined, ``anyOf`` null branches fold
 ``additionalProperties: false`` dropped (the API server prunes and, with strict field validation,
 refuses unknown fields), free-form objects marked ``x-kubernetes-preserve-unknown-fields``, and
 JSON-Schema-2020 exclusive bounds rewritten in the OpenAPI v3.0 form the API server expects.
+
+Both refuse CEL rules the API server would refuse when the CRD is created: a rule that does not
+compile, or that selects a field the schema does not have (``self.config.baseModle``); the
+generator then writes nothing and names each rule.
 """
 
 from __future__ import annotations
@@ -350,6 +354,11 @@ def _unresolved(chain: list[str], schema: Mapping[str, Any], *, root: bool) -> s
     return None
 
 
+def generated_rule_problems() -> list[str]:
+    """The rule problems of every CRD the models generate, each prefixed with its kind."""
+    return [f"{kind.kind}: {problem}" for kind in KINDS for problem in rule_problems(crd_for(kind))]
+
+
 # --- the command ---------------------------------------------------------------------------------
 
 
@@ -357,6 +366,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tensorone.api.crd", description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if a committed CRD differs from the models")
     args = parser.parse_args(argv)
+    problems = generated_rule_problems()
+    if problems:
+        print("CEL rules the API server would refuse (fix them in the models):", file=sys.stderr)
+        for problem in problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 1
     stale: list[str] = []
     for directory in (CRD_DIR, CHART_CRD_DIR):
         for name, text in generated_files().items():
