@@ -297,7 +297,7 @@ class Jobs:
     ) -> Job:
         """Create a TrainingJob; the body is validated by the models before it is sent (the API
         server validates it again with the CRD schema and CEL rules)."""
-        from tensorone.api.validation import validate
+        from tensorone.api.admission import validate
 
         spec = _parse_spec(
             {
@@ -318,7 +318,7 @@ class Jobs:
 
     def apply(self, manifest: Mapping[str, Any]) -> Job:
         """Create a TrainingJob from a whole manifest."""
-        from tensorone.api.validation import validate
+        from tensorone.api.admission import validate
 
         body = dict(manifest)
         validate(body)
@@ -460,7 +460,7 @@ class Datasets:
         self.namespace = namespace
 
     def create(self, *, name: str, spec: Mapping[str, Any]) -> Dataset:
-        from tensorone.api.validation import validate
+        from tensorone.api.admission import validate
 
         body = {"apiVersion": API_VERSION, "kind": "Dataset", "metadata": {"name": name}, "spec": dict(spec)}
         validate(body)

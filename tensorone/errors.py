@@ -3,10 +3,13 @@
 Every error a user can see says what was wrong, where (a field path when there is one) and what
 is allowed. The ``code`` mirrors the reference REST API's error names (CONFIGURATION_ERROR,
 DATASET_NOT_FOUND, INSUFFICIENT_RESOURCES, ...), so the same word shows up in a condition reason,
-an Event, a CLI message and an SDK exception.
+an Event, a CLI message and an SDK exception. ``field_path`` and ``json_type`` spell a field's
+path and a value's type the way every such message does.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class TensorOneError(Exception):
@@ -66,6 +69,39 @@ class FieldError:
 
     def __hash__(self) -> int:
         return hash((self.field, self.reason))
+
+
+def field_path(parts: tuple[str | int, ...] | list[str | int]) -> str:
+    """``("spec", "tags", 0)`` -> ``spec.tags[0]``, the API server's spelling of a field path."""
+    text = ""
+    for part in parts:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else part
+    return text or "<object>"
+
+
+# Checked in order after bool (a bool is an int in Python, a boolean in JSON).
+_JSON_TYPES: tuple[tuple[type, str], ...] = (
+    (int, "integer"),
+    (float, "number"),
+    (str, "string"),
+    (list, "array"),
+    (dict, "object"),
+)
+
+
+def json_type(value: Any) -> str:
+    """The JSON name of a value's type (``array``, ``object``, ...), as messages about it say it."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    for python_type, name in _JSON_TYPES:
+        if isinstance(value, python_type):
+            return name
+    return type(value).__name__
 
 
 class DatasetNotFound(TensorOneError):

@@ -44,15 +44,21 @@ def test_operator_package_imports_by_its_own_name() -> None:
     assert Path(module.__file__ or "").resolve().is_relative_to(REPO / "operator")
 
 
-def imported_packages(source: Path) -> list[tuple[int, str]]:
-    """The line and top-level package of every absolute import in a module, lazy imports included."""
+def imported_names(source: Path) -> list[tuple[int, str]]:
+    """The line and dotted name of everything a module imports absolutely, lazy imports included:
+    ``from a.b import c`` is ``a.b.c``, whether c is a module or a name in a.b."""
     found = []
     for node in ast.walk(ast.parse(source.read_text(), str(source))):
         if isinstance(node, ast.Import):
-            found += [(node.lineno, alias.name.partition(".")[0]) for alias in node.names]
+            found += [(node.lineno, alias.name) for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            found.append((node.lineno, node.module.partition(".")[0]))
+            found += [(node.lineno, f"{node.module}.{alias.name}") for alias in node.names]
     return sorted(found)
+
+
+def imported_packages(source: Path) -> list[tuple[int, str]]:
+    """The line and top-level package of every absolute import in a module, lazy imports included."""
+    return sorted({(line, name.partition(".")[0]) for line, name in imported_names(source)})
 
 
 @pytest.mark.parametrize("package", sorted(NEVER_IMPORTED))
@@ -69,6 +75,20 @@ def test_no_module_imports_what_its_package_must_not(package: str) -> None:
     assert offending == []
 
 
+def test_the_api_never_imports_the_command_line() -> None:
+    """The command line (manifest files, the verbs) uses the API types and admission, never the
+    reverse: the SDK, the operator and the trainer use tensorone.api without the CLI."""
+    sources = sorted((REPO / "tensorone" / "api").rglob("*.py"))
+    assert len(sources) > 5, "no modules found under tensorone/api"
+    offending = [
+        f"{source.relative_to(REPO)}:{line} imports {name}"
+        for source in sources
+        for line, name in imported_names(source)
+        if name == "tensorone.cli" or name.startswith("tensorone.cli.")
+    ]
+    assert offending == []
+
+
 def test_the_scan_sees_every_kind_of_import(tmp_path: Path) -> None:
     module = tmp_path / "module.py"
     module.write_text(
@@ -76,6 +96,13 @@ def test_the_scan_sees_every_kind_of_import(tmp_path: Path) -> None:
         "def lazy():\n    import peft\n    from transformers import AutoModel\n"
     )
     assert imported_packages(module) == [(1, "os"), (1, "torch"), (2, "trainer"), (5, "peft"), (6, "transformers")]
+    assert imported_names(module) == [
+        (1, "os"),
+        (1, "torch.nn"),
+        (2, "trainer.run.run"),
+        (5, "peft"),
+        (6, "transformers.AutoModel"),
+    ]
 
 
 @pytest.mark.parametrize("package", sorted(NEVER_IMPORTED))

@@ -75,7 +75,8 @@ def resolve_manifest(
     cache_dir: str | None = None,
 ) -> ResolvedJob:
     """The resolved job of a local manifest file: what the operator would mount in the pods."""
-    from tensorone.api.validation import load_manifests, validate
+    from tensorone.api.admission import validate
+    from tensorone.cli.manifests import load_manifests
 
     if not path.is_file():
         raise ConfigurationError(f"no such file: {path}", field="MANIFEST")

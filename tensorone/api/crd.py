@@ -6,6 +6,10 @@ Kubernetes *structural* schema: references inlined, ``anyOf`` null branches fold
 ``additionalProperties: false`` dropped (the API server prunes and, with strict field validation,
 refuses unknown fields), free-form objects marked ``x-kubernetes-preserve-unknown-fields``, and
 JSON-Schema-2020 exclusive bounds rewritten in the OpenAPI v3.0 form the API server expects.
+
+Both refuse CEL rules the API server would refuse when the CRD is created: a rule that does not
+compile, or that selects a field the schema does not have (``self.config.baseModle``); the
+generator then writes nothing and names each rule.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import argparse
 import copy
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +26,9 @@ import yaml
 from pydantic import BaseModel
 
 from tensorone.api import GROUP, VERSION
+from tensorone.api.cel import CEL_VISIBLE_METADATA, cel_environment, compiled_rule
 from tensorone.api.v1alpha1 import Dataset, TrainingJob
+from tensorone.errors import field_path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CRD_DIR = REPO_ROOT / "crds"
@@ -152,31 +159,11 @@ def resolve(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
 
 
 def _convert(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
-    node = resolve(node, defs)
     out: dict[str, Any] = {}
-    for key, value in node.items():
-        if key in _DROPPED_KEYS:
+    for key, value in resolve(node, defs).items():
+        if key in _DROPPED_KEYS or (key == "default" and value is None):
             continue
-        if key == "default" and value is None:
-            continue
-        if key == "description":
-            out[key] = _clean_text(value)
-        elif key == "properties":
-            out[key] = {name: _convert(sub, defs) for name, sub in value.items()}
-        elif key == "items":
-            out[key] = _convert(value, defs)
-        elif key == "additionalProperties":
-            if value is True:
-                out["x-kubernetes-preserve-unknown-fields"] = True
-            elif isinstance(value, dict):
-                out[key] = _convert(value, defs)
-            # False: dropped; unknown fields are pruned or refused by the API server.
-        elif key in ("exclusiveMinimum", "exclusiveMaximum") and not isinstance(value, bool):
-            bound = "minimum" if key == "exclusiveMinimum" else "maximum"
-            out[bound] = value
-            out[key] = True
-        else:
-            out[key] = value
+        out.update(_converted_keyword(key, value, defs))
     if out.get("type") == "object" and "properties" not in out and "additionalProperties" not in out:
         out["x-kubernetes-preserve-unknown-fields"] = True
     # Required properties with a default are filled by the API server, so they are not required.
@@ -187,6 +174,25 @@ def _convert(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
         else:
             del out["required"]
     return _ordered(out)
+
+
+def _converted_keyword(key: str, value: Any, defs: dict[str, Any]) -> dict[str, Any]:
+    """One keyword of a pydantic schema node in its structural form (nothing when it is dropped)."""
+    if key == "description":
+        return {key: _clean_text(value)}
+    if key == "properties":
+        return {key: {name: _convert(sub, defs) for name, sub in value.items()}}
+    if key == "items":
+        return {key: _convert(value, defs)}
+    if key == "additionalProperties":
+        if value is True:
+            return {"x-kubernetes-preserve-unknown-fields": True}
+        # False: dropped; unknown fields are pruned or refused by the API server.
+        return {key: _convert(value, defs)} if isinstance(value, dict) else {}
+    if key in ("exclusiveMinimum", "exclusiveMaximum") and not isinstance(value, bool):
+        bound = "minimum" if key == "exclusiveMinimum" else "maximum"
+        return {bound: value, key: True}
+    return {key: value}
 
 
 _KEY_ORDER = ["description", "type", "format", "enum", "default"]
@@ -264,10 +270,108 @@ def load_crds(directory: Path = CRD_DIR) -> dict[str, dict[str, Any]]:
     return crds
 
 
+# --- soundness of the CEL rules ------------------------------------------------------------------
+
+
+def rule_problems(crd: dict[str, Any]) -> list[str]:
+    """Problems the API server would report when the CRD is created: rules that do not compile,
+    and field selections (``self.config.baseModle``) that name no property of the schema."""
+    problems: list[str] = []
+    for version in crd["spec"]["versions"]:
+        schema = version["schema"]["openAPIV3Schema"]
+        problems += _node_rule_problems(schema, (), root=True)
+    return problems
+
+
+def _node_rule_problems(schema: Mapping[str, Any], path: tuple[str | int, ...], *, root: bool = False) -> list[str]:
+    problems: list[str] = []
+    for entry in schema.get("x-kubernetes-validations") or []:
+        rule = entry["rule"]
+        try:
+            compiled_rule(rule)
+        except Exception as error:  # celpy raises lark's and its own parse errors
+            problems.append(f"{field_path(path)}: rule {rule!r} does not compile: {error}")
+            continue
+        for chain in _selections(cel_environment().compile(rule)):
+            missing = _unresolved(chain, schema, root=root)
+            if missing:
+                problems.append(f"{field_path(path)}: rule {rule!r} selects undefined field {missing}")
+    for key, sub in (schema.get("properties") or {}).items():
+        problems += _node_rule_problems(sub, (*path, key))
+    if isinstance(schema.get("items"), dict):
+        problems += _node_rule_problems(schema["items"], (*path, 0))
+    if isinstance(schema.get("additionalProperties"), dict):
+        problems += _node_rule_problems(schema["additionalProperties"], (*path, "*"))
+    return problems
+
+
+def _selections(tree: Any) -> list[list[str]]:
+    """Every ``self.a.b`` / ``oldSelf.a.b`` chain in a parsed rule, as ['a', 'b']."""
+    chains: list[list[str]] = []
+    for node in tree.iter_subtrees():
+        if node.data != "member_dot":
+            continue
+        chain = _chain(node)
+        # Keep only maximal chains: skip a member_dot that is the inner part of a longer one.
+        if chain is not None and all(chain != other[: len(chain)] for other in chains):
+            chains = [c for c in chains if c != chain[: len(c)]]
+            chains.append(chain)
+    return chains
+
+
+def _chain(node: Any) -> list[str] | None:
+    """The names selected from ``self`` or ``oldSelf`` by a member_dot node; None when it selects
+    from anything else."""
+    names: list[str] = []
+    while True:
+        if node.data == "member_dot":
+            inner, name = node.children
+            names.insert(0, str(name))
+            node = inner
+        elif node.data in ("member", "primary") and len(node.children) == 1 and hasattr(node.children[0], "data"):
+            node = node.children[0]
+        elif node.data == "ident":
+            token = node.children[0]
+            if getattr(token, "type", None) == "IDENT" and str(token) in ("self", "oldSelf"):
+                return names
+            return None
+        else:
+            return None
+
+
+def _unresolved(chain: list[str], schema: Mapping[str, Any], *, root: bool) -> str | None:
+    """The first name of ``chain`` the schema does not declare, or None."""
+    node: Mapping[str, Any] = schema
+    for depth, name in enumerate(chain):
+        if root and depth == 0 and name == "metadata":
+            return None if len(chain) > 1 and chain[1] in CEL_VISIBLE_METADATA else ".".join(chain[:2])
+        if node.get("x-kubernetes-preserve-unknown-fields") and not node.get("properties"):
+            return None
+        properties = node.get("properties")
+        if properties is None or name not in properties:
+            return ".".join(chain[: depth + 1])
+        node = properties[name]
+    return None
+
+
+def generated_rule_problems() -> list[str]:
+    """The rule problems of every CRD the models generate, each prefixed with its kind."""
+    return [f"{kind.kind}: {problem}" for kind in KINDS for problem in rule_problems(crd_for(kind))]
+
+
+# --- the command ---------------------------------------------------------------------------------
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tensorone.api.crd", description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if a committed CRD differs from the models")
     args = parser.parse_args(argv)
+    problems = generated_rule_problems()
+    if problems:
+        print("CEL rules the API server would refuse (fix them in the models):", file=sys.stderr)
+        for problem in problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 1
     stale: list[str] = []
     for directory in (CRD_DIR, CHART_CRD_DIR):
         for name, text in generated_files().items():

@@ -18,7 +18,7 @@ from typing import Any
 
 from tensorone.api import API_VERSION
 from tensorone.api.crd import KINDS, REPO_ROOT, Kind, structural_schema
-from tensorone.api.validation import range_text
+from tensorone.api.openapi import range_text
 
 DOC_PATH = REPO_ROOT / "docs" / "api.md"
 MARKER = "<!-- Generated below by `python -m tensorone.api.docs` from tensorone/api/v1alpha1: do not edit below. -->"

@@ -19,8 +19,8 @@ from typing import Any
 from pydantic.alias_generators import to_camel, to_snake
 
 from tensorone.api import API_VERSION
+from tensorone.api.admission import committed_crds, validate
 from tensorone.api.v1alpha1.base import DNS_1035_PATTERN, DNS_SUBDOMAIN_PATTERN, MAX_JOB_NAME_LENGTH
-from tensorone.api.validation import committed_crds, validate
 from tensorone.errors import FieldError, ValidationFailed
 
 DISPLAY_NAME_ANNOTATION = "training.tensorone.ai/display-name"
@@ -71,13 +71,24 @@ def job_from_rest(body: Mapping[str, Any], *, namespace: str | None = None) -> d
     """A TrainingJob manifest from a REST create-job body (snake_case or camelCase keys).
 
     Only the body's shape is checked here (a name of 1 to 100 characters, known parameters, a
-    datasetId string); pass the result to :func:`~tensorone.api.validation.validate` for the rest,
+    datasetId string); pass the result to :func:`~tensorone.api.admission.validate` for the rest,
     or use :func:`validated_job_from_rest`. Raises ValidationFailed naming REST fields.
     """
-    errors: list[FieldError] = []
     if not isinstance(body, Mapping):
         raise ValidationFailed([FieldError("<body>", "must be a JSON object")])
     fields = {_top_level_key(key): value for key, value in body.items()}
+    name, dataset_id = _checked_name_and_dataset_id(fields)
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "TrainingJob",
+        "metadata": _job_metadata(name, dataset_id, namespace),
+        "spec": _job_spec(fields, dataset_id),
+    }
+
+
+def _checked_name_and_dataset_id(fields: Mapping[str, Any]) -> tuple[str, str]:
+    """The body's name and datasetId, once its shape is checked: every problem raised at once."""
+    errors: list[FieldError] = []
     for key in fields:
         if key != "name" and key not in REST_SPEC_FIELDS:
             allowed = ", ".join(("name", *REST_SPEC_FIELDS))
@@ -91,7 +102,11 @@ def job_from_rest(body: Mapping[str, Any], *, namespace: str | None = None) -> d
         errors.append(FieldError("datasetId", f"required: the id of a dataset, got {raw_dataset_id!r}"))
     if errors:
         raise ValidationFailed(errors)
+    return name, dataset_id
 
+
+def _job_metadata(name: str, dataset_id: str, namespace: str | None) -> dict[str, Any]:
+    """The TrainingJob's metadata: its Kubernetes name, and the originals when they were slugged."""
     annotations: dict[str, str] = {}
     metadata: dict[str, Any] = {"name": job_name(name)}
     if metadata["name"] != name:
@@ -102,7 +117,11 @@ def job_from_rest(body: Mapping[str, Any], *, namespace: str | None = None) -> d
         metadata["namespace"] = namespace
     if annotations:
         metadata["annotations"] = annotations
+    return metadata
 
+
+def _job_spec(fields: Mapping[str, Any], dataset_id: str) -> dict[str, Any]:
+    """The spec from the body's create parameters, config keys in camelCase."""
     spec: dict[str, Any] = {}
     for key in REST_SPEC_FIELDS:
         if key not in fields:
@@ -113,7 +132,7 @@ def job_from_rest(body: Mapping[str, Any], *, namespace: str | None = None) -> d
             spec[key] = _manifest_keys(fields[key], _config_schema())
         else:
             spec[key] = copy.deepcopy(fields[key])
-    return {"apiVersion": API_VERSION, "kind": "TrainingJob", "metadata": metadata, "spec": spec}
+    return spec
 
 
 def validated_job_from_rest(body: Mapping[str, Any], *, namespace: str | None = None) -> dict[str, Any]:

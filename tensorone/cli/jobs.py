@@ -70,7 +70,7 @@ def _client(args: argparse.Namespace) -> Any:
 def _create(args: argparse.Namespace) -> int:
     if not args.filename.exists():
         raise ConfigurationError(f"no such file: {args.filename}", field="--filename")
-    from tensorone.api.validation import load_manifests
+    from tensorone.cli.manifests import load_manifests
 
     client = _client(args)
     for document in load_manifests(args.filename.read_text()):
@@ -154,7 +154,7 @@ def _get(args: argparse.Namespace) -> int:
         print(json.dumps(job.raw, indent=2, default=str))
         return 0
     if args.output == "yaml":
-        from tensorone.api.validation import dump_manifest
+        from tensorone.cli.manifests import dump_manifest
 
         print(dump_manifest(job.raw), end="")
         return 0

@@ -1,15 +1,70 @@
-"""``t1`` verbs for manifests on disk, no cluster needed: ``validate`` (as the API server would)
-and ``convert`` (between the reference REST body and a TrainingJob manifest)."""
+"""Manifests on disk: read and written as kubectl does (``load_manifests``, ``dump_manifest``, for
+every verb that takes a manifest file, ``t1 train`` included), and the ``t1`` verbs that need no
+cluster: ``validate`` (as the API server would) and ``convert`` (between the reference REST body
+and a TrainingJob manifest)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
-from tensorone.errors import ConfigurationError, ValidationFailed
+import yaml
+
+from tensorone.errors import ConfigurationError, ValidationFailed, json_type
+
+# --- reading and writing manifests as kubectl does -----------------------------------------------
+
+# A number as go-yaml v2 reads one: PyYAML alone reads ``2e-4`` (no dot) as a string.
+_KUBECTL_FLOAT = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$")
+
+
+class _KubectlYamlLoader(yaml.SafeLoader):
+    """YAML as kubectl reads it (go-yaml v2): ``2e-4`` is a number (PyYAML alone reads a string
+    there), timestamps stay strings; unquoted yes/no/on/off are booleans in both."""
+
+
+_KubectlYamlLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_KubectlYamlLoader.add_implicit_resolver("tag:yaml.org,2002:float", _KUBECTL_FLOAT, list("-+.0123456789"))
+
+
+class _KubectlYamlDumper(yaml.SafeDumper):
+    """Writes YAML that kubectl reads back the same: a string such as "2e-4" is quoted."""
+
+
+_KubectlYamlDumper.add_implicit_resolver("tag:yaml.org,2002:float", _KUBECTL_FLOAT, list("-+.0123456789"))
+
+
+def load_manifests(text: str) -> list[dict[str, Any]]:
+    """The objects of a (multi-document) YAML or JSON text, read as kubectl reads them; empty
+    documents are skipped. Raises ConfigurationError when a document is not a mapping."""
+    objects: list[dict[str, Any]] = []
+    try:
+        documents = list(yaml.load_all(text, Loader=_KubectlYamlLoader))  # a SafeLoader subclass: no arbitrary objects
+    except yaml.YAMLError as error:
+        raise ConfigurationError(f"not valid YAML: {error}") from error
+    for index, document in enumerate(documents):
+        if document is None:
+            continue
+        if not isinstance(document, dict):
+            raise ConfigurationError(f"document {index + 1} is a {json_type(document)}, not an object")
+        objects.append(document)
+    return objects
+
+
+def dump_manifest(obj: dict[str, Any]) -> str:
+    """One object as YAML, keys in their given order, readable back by kubectl and load_manifests."""
+    text: str = yaml.dump(obj, Dumper=_KubectlYamlDumper, sort_keys=False, allow_unicode=True)
+    return text
+
+
+# --- the verbs -----------------------------------------------------------------------------------
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -52,7 +107,7 @@ def _describe(obj: dict[str, Any]) -> str:
 def _validate(args: argparse.Namespace) -> int:
     # Imported here, not at the top: every `t1` start-up builds the parser of every verb, and the
     # schema and CEL machinery is only needed by these two.
-    from tensorone.api.validation import load_manifests, validate
+    from tensorone.api.admission import validate
 
     invalid = 0
     for path in args.files:
@@ -79,8 +134,8 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _convert(args: argparse.Namespace) -> int:
+    from tensorone.api.admission import validate
     from tensorone.api.rest import rest_from_job, validated_job_from_rest
-    from tensorone.api.validation import dump_manifest, load_manifests, validate
 
     text = _read(args.file)
     if args.to_rest:

@@ -1,4 +1,4 @@
-"""``t1 validate`` and ``t1 convert``."""
+"""Manifests read and written as kubectl does, ``t1 validate`` and ``t1 convert``."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from tensorone.api.validation import load_manifests, validate
+from tensorone.api.admission import validate
 from tensorone.cli import main
+from tensorone.cli.manifests import dump_manifest, load_manifests
+from tensorone.errors import ConfigurationError
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = Path(__file__).parent / "data"
@@ -34,6 +36,30 @@ spec:
     training: {learningRate: 0.5}
   maxWorkers: 33
 """
+
+
+# --- reading YAML as kubectl does ----------------------------------------------------------------
+
+
+def test_yaml_reads_exponents_as_numbers_and_keeps_timestamps_as_text() -> None:
+    (obj,) = load_manifests("a: 2e-4\nb: 2024-01-15T10:30:00Z\nc: 3\nd: no\n")
+    assert obj == {"a": 2e-4, "b": "2024-01-15T10:30:00Z", "c": 3, "d": False}
+
+
+def test_yaml_multi_document_skips_empty_documents() -> None:
+    assert load_manifests("---\na: 1\n---\n---\nb: 2\n") == [{"a": 1}, {"b": 2}]
+
+
+def test_a_document_that_is_not_an_object_is_refused_naming_its_type() -> None:
+    with pytest.raises(ConfigurationError, match="document 2 is a array, not an object"):
+        load_manifests("a: 1\n---\n- 1\n")
+
+
+def test_dumped_manifests_read_back_the_same_strings_that_look_like_numbers_included() -> None:
+    obj = {"kind": "TrainingJob", "spec": {"learningRate": 2e-4, "tag": "2e-4", "when": "2024-01-15T10:30:00Z"}}
+    text = dump_manifest(obj)
+    assert "tag: '2e-4'" in text
+    assert load_manifests(text) == [obj]
 
 
 def test_validate_prints_ok_for_every_example_object(capsys: pytest.CaptureFixture[str]) -> None:

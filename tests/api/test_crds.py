@@ -9,9 +9,11 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic import ConfigDict, Field
 
-from tensorone.api.crd import CHART_CRD_DIR, CRD_DIR, generated_files, load_crds
-from tensorone.api.validation import rule_problems
+from tensorone.api import crd
+from tensorone.api.crd import CHART_CRD_DIR, CRD_DIR, generated_files, load_crds, rule_problems
+from tensorone.api.v1alpha1.base import ApiModel, cel
 
 COMMITTED = load_crds(CRD_DIR)
 STRING_FORMATS_WITHOUT_LENGTH = {"date-time"}
@@ -148,6 +150,34 @@ def test_rule_checker_finds_a_misspelt_field_and_a_syntax_error() -> None:
     assert len(problems) == 2
     assert "undefined field config.baseModle" in problems[0]
     assert "does not compile" in problems[1]
+
+
+class _MisspeltSpec(ApiModel):
+    """A spec whose rule selects a field it does not have."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [cel("has(self.baseModle)", "typo")]})
+    base_model: str = Field(max_length=10, description="The field the rule means.")
+
+
+class _Misspelt(ApiModel):
+    """A kind with that spec."""
+
+    spec: _MisspeltSpec = Field(description="Desired state.")
+    status: dict[str, str] | None = Field(default=None, description="Observed state.")
+
+
+@pytest.mark.parametrize("argv", [[], ["--check"]], ids=["generate", "check"])
+def test_the_generator_refuses_a_rule_that_selects_an_undefined_field(
+    argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(crd, "KINDS", [crd.Kind(model=_Misspelt, kind="Misspelt", plural="misspelts")])
+    monkeypatch.setattr(crd, "CRD_DIR", tmp_path / "crds")
+    monkeypatch.setattr(crd, "CHART_CRD_DIR", tmp_path / "chart-crds")
+    assert crd.main(argv) == 1
+    err = capsys.readouterr().err
+    assert "CEL rules the API server would refuse" in err
+    assert "Misspelt: spec: rule 'has(self.baseModle)' selects undefined field baseModle" in err
+    assert list(tmp_path.iterdir()) == [], "nothing is written"
 
 
 def test_root_rules_see_only_name_and_generate_name_of_metadata() -> None:

@@ -12,11 +12,12 @@ from pydantic import ValidationError
 from tensorone_operator import builders
 from tensorone_operator.config import OperatorConfig
 
+from tensorone.api.admission import validate
 from tensorone.api.resolved import ResolvedJob, with_defaults
 from tensorone.api.v1alpha1 import TrainingConfig
 from tensorone.api.v1alpha1.base import ApiModel
 from tensorone.api.v1alpha1.trainingjob import LoraParameters, Optimization, TrainingHyperparameters
-from tensorone.api.validation import load_manifests, validate
+from tensorone.cli.manifests import load_manifests
 from trainer.cli import resolve_manifest
 
 REPO = Path(__file__).resolve().parents[2]

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tensorone.api.admission import validate
 from tensorone.api.rest import (
     DATASET_ID_ANNOTATION,
     DISPLAY_NAME_ANNOTATION,
@@ -21,7 +22,6 @@ from tensorone.api.rest import (
     validated_job_from_rest,
 )
 from tensorone.api.v1alpha1 import MAX_JOB_NAME_LENGTH, TrainingJob
-from tensorone.api.validation import validate
 from tensorone.errors import ValidationFailed
 
 DATA = Path(__file__).parent / "data"

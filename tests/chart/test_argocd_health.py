@@ -11,8 +11,8 @@ import pytest
 import yaml
 from lupa import lua51
 
+from tensorone.api.admission import validate
 from tensorone.api.crd import CRD_DIR
-from tensorone.api.validation import validate
 from tests.chart.conftest import REPO_ROOT
 
 ARGOCD = REPO_ROOT / "argocd"

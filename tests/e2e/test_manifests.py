@@ -3,7 +3,7 @@ These run everywhere, with no cluster."""
 
 from __future__ import annotations
 
-from tensorone.api.validation import validate
+from tensorone.api.admission import validate
 from tests.e2e.test_kind import DATASET, training_job
 
 

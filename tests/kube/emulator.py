@@ -17,7 +17,7 @@ client rely on (see shared/notes/testing-without-a-cluster.md):
   label and field selectors;
 - ``deletionTimestamp`` with finalizers, and the garbage collector's cascade through
   ``ownerReferences``;
-- every write of a ``training.tensorone.ai`` object validated by ``tensorone.api.validation``
+- every write of a ``training.tensorone.ai`` object validated by ``tensorone.api.admission``
   against the CRDs in crds/ (schema and CEL, transition rules with the old object), returning the
   defaulted object, exactly as the API server would, including its validation ratcheting (parts
   unchanged from the stored object are not re-checked);
@@ -158,7 +158,7 @@ def _opaque(crds: dict[str, dict[str, Any]], parts: tuple[str, ...]) -> dict[str
 
 
 def tensorone_validator() -> Validator:
-    """``tensorone.api.validation.validate``: schema, CEL and defaults of the CRDs in crds/.
+    """``tensorone.api.admission.validate``: schema, CEL and defaults of the CRDs in crds/.
 
     With validation ratcheting (Kubernetes >= 1.30), the API server reports no error for a value
     that is unchanged from the stored, valid object. So a write that changes only the status (a
@@ -166,7 +166,7 @@ def tensorone_validator() -> Validator:
     unchanged parts' schemas made opaque: the same verdict, without re-evaluating every CEL rule
     of the spec (cel-python costs milliseconds a rule).
     """
-    from tensorone.api.validation import committed_crds, validate
+    from tensorone.api.admission import committed_crds, validate
 
     full = committed_crds()
     spec_unchanged = _opaque(full, ("spec",))

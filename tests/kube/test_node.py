@@ -12,7 +12,7 @@ import pytest
 from tensorone_operator.builders import build_config_map, build_pytorchjob
 from tensorone_operator.config import OperatorConfig
 
-from tensorone.api.validation import validate
+from tensorone.api.admission import validate
 from tests.kube.node import LocalNode
 from tests.kube.polling import wait_for
 from tests.kube.server import EmulatorServer

@@ -17,9 +17,9 @@ from tensorone_operator.live_status import (
     usage,
 )
 
+from tensorone.api.admission import validate
 from tensorone.api.report import CheckpointReport, LossPoint, ProgressReport, TrainerState
 from tensorone.api.v1alpha1.trainingjob import MAX_HISTORY_POINTS
-from tensorone.api.validation import validate
 
 NOW = datetime(2026, 1, 15, 12, 0, 0, tzinfo=UTC)
 STARTED = NOW - timedelta(seconds=100)

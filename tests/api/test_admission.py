@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
+from tensorone.api.admission import committed_crds, validate
 from tensorone.api.crd import load_crds
-from tensorone.api.validation import committed_crds, load_manifests, validate
+from tensorone.cli.manifests import load_manifests
 from tensorone.errors import FieldError, ValidationFailed
 
 REPO = Path(__file__).resolve().parents[2]
@@ -480,18 +481,6 @@ def errors_of_with(obj: dict[str, Any], crds: dict[str, dict[str, Any]]) -> list
     return failed.value.errors
 
 
-# --- reading YAML as kubectl does ----------------------------------------------------------------
-
-
-def test_yaml_reads_exponents_as_numbers_and_keeps_timestamps_as_text() -> None:
-    (obj,) = load_manifests("a: 2e-4\nb: 2024-01-15T10:30:00Z\nc: 3\nd: no\n")
-    assert obj == {"a": 2e-4, "b": "2024-01-15T10:30:00Z", "c": 3, "d": False}
-
-
-def test_yaml_multi_document_skips_empty_documents() -> None:
-    assert load_manifests("---\na: 1\n---\n---\nb: 2\n") == [{"a": 1}, {"b": 2}]
-
-
 def _rule_sites(schema: dict[str, Any], path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], dict[str, Any]]]:
     sites = [(path, rule) for rule in schema.get("x-kubernetes-validations", [])]
     for name, sub in (schema.get("properties") or {}).items():
@@ -529,15 +518,15 @@ def test_every_cel_rule_is_evaluated_and_passed_by_a_good_manifest() -> None:
 def test_an_installed_package_without_crds_folder_validates_with_crds_from_the_models(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tensorone.api import validation
+    from tensorone.api import admission
 
-    monkeypatch.setattr(validation, "CRD_DIR", tmp_path / "not-there")
-    validation.committed_crds.cache_clear()
+    monkeypatch.setattr(admission, "CRD_DIR", tmp_path / "not-there")
+    admission.committed_crds.cache_clear()
     try:
-        assert validation.committed_crds() == load_crds()
+        assert admission.committed_crds() == load_crds()
         validate(LLM_JOB)
     finally:
-        validation.committed_crds.cache_clear()
+        admission.committed_crds.cache_clear()
 
 
 def test_generate_name_is_checked_by_the_name_rules_with_the_generated_suffix() -> None:
