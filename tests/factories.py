@@ -124,6 +124,28 @@ def dataset(
     return wire(data)
 
 
+def tiny_dataset(
+    name: str = "tiny", namespace: str | None = "default", *, records: list[dict[str, Any]] | None = None, **spec: Any
+) -> dict[str, Any]:
+    """A Dataset of the tiny instruction records (``RECORDS`` unless given)."""
+    return dataset(name, namespace, records=RECORDS if records is None else records, **spec)
+
+
+def tiny_training_job(
+    name: str,
+    namespace: str | None = "default",
+    *,
+    dataset_id: str = "tiny",
+    max_restarts: int = 0,
+    **training: Any,
+) -> dict[str, Any]:
+    """A TrainingJob the real trainer runs in seconds: ``tiny_config`` with seed 7 over the Dataset
+    ``dataset_id``, and no restart by default (a failing pod fails the job at once). ``training``
+    sets hyperparameters (``epochs``, ...)."""
+    config = tiny_config(seed=7, **training)
+    return training_job(name, namespace, datasetId=dataset_id, maxRestarts=max_restarts, config=config)
+
+
 def gpu_node(name: str = "gpu-a100-1", product: str = "NVIDIA-A100-SXM4-80GB", gpus: int = 8) -> dict[str, Any]:
     """A Node as GPU Feature Discovery labels it, with its GPUs allocatable."""
     node = k8s.V1Node(
