@@ -4,11 +4,11 @@
 kubelet do for a PyTorchJob: for every replica it starts the container's command (the real trainer
 under torchrun, or a custom job's argv) with the pod template's environment, the rank environment
 the Training Operator injects, and the volumes mapped to folders of a work directory; it creates
-the Pod objects with a pod IP, moves the PyTorchJob's status (``tests.kube.training_operator``:
-Created, Running, Restarting, Succeeded, Failed, Suspended, and the replica counts) as the processes
-run and exit, writes each container's termination
-message into its Pod status, and on ``runPolicy.suspend`` deletes the pods the way the API server
-does: SIGTERM, wait for exit (up to the grace period), record the terminated state, then remove.
+the Pod objects with a pod IP, moves the PyTorchJob's status with the Training Operator's moves
+(``tests.kube.training_operator``: Created, Running, Restarting, Succeeded, Failed, Suspended, and
+the replica counts) as the processes run and exit, writes each container's termination message
+into its Pod status, and on ``runPolicy.suspend`` deletes the pods the way the API server does:
+SIGTERM, wait for exit (up to the grace period), record the terminated state, then remove.
 
 Only what a node cannot share with its neighbours is mapped: mount paths become folders under
 ``workdir`` (a PVC is one folder per claim, kept across pod restarts, as a volume is), absolute

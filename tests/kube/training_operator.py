@@ -4,9 +4,10 @@ play it: ``LocalNode`` moves it as the pods it runs start and exit, and
 
 The status (``kubeflow.org/v1`` JobStatus) keeps one condition per type; a condition's
 ``lastTransitionTime`` moves only when its status changes. Each move below sets the conditions of
-one state, turns every other True condition False (Created stays), counts the replicas
-(``replicaStatuses``: active, succeeded and failed pods per replica type) and stamps ``startTime``
-at the first Running and ``completionTime`` at Succeeded or Failed:
+one state, turns every other True condition False (Created stays), and stamps ``startTime`` at the
+first Running and ``completionTime`` at Succeeded or Failed; ``move_child`` writes the move with
+the replica counts its caller saw (``replicaStatuses``: active, succeeded and failed pods per
+replica type):
 
 - Created: the job is known (every move makes sure of it);
 - Running: the pods run; Suspended, if it was True, turns False with reason PyTorchJobResumed;
@@ -15,8 +16,9 @@ at the first Running and ``completionTime`` at Succeeded or Failed:
 - Succeeded, Failed: the job is over (Failed with the reason that ended it, such as
   ``BackoffLimitExceeded`` or ``DeadlineExceeded``); Running turns False with the same reason.
 
-Restarting beside a True Running is how the operator's status logic reads a restart; v1.9 itself
-replaces Running by Restarting while the replicas are recreated, and Restarting by Running after.
+One difference from v1.9 is kept on purpose: here Restarting is True beside a True Running, the
+state the operator's status logic reads as a restart, where v1.9 replaces the Running condition by
+Restarting while the replicas are recreated, and Restarting by Running after.
 """
 
 from __future__ import annotations
