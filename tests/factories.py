@@ -28,7 +28,7 @@ from tensorone.api.v1alpha1 import Dataset, DatasetSpec, TrainingJob, TrainingJo
 from tensorone.api.v1alpha1.trainingjob import ObjectMeta
 
 REPO = Path(__file__).resolve().parents[1]
-API = "training.tensorone.ai/v1alpha1"
+API: str = TrainingJob.model_fields["api_version"].default  # training.tensorone.ai/v1alpha1
 PYTORCHJOB = "kubeflow.org/v1"
 
 LLAMA_7B = "meta-llama/Llama-2-7b-hf"
