@@ -38,10 +38,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from tests.factories import API, dataset, gpu_node, training_job  # noqa: E402
 from tests.kube.emulator import FaithfulEmulator  # noqa: E402
 from tests.kube.loopback import free_port  # noqa: E402
 from tests.kube.server import EmulatorServer  # noqa: E402
-from tests.operator.kit import TJ, dataset, gpu_node, training_job  # noqa: E402
 
 
 def create_jobs(cluster: EmulatorServer, namespace: str, count: int) -> dict[str, float]:
@@ -60,7 +60,7 @@ def raw_create_rate(cluster: EmulatorServer, count: int) -> float:
     create_jobs(cluster, "raw", count)
     rate = count / (time.monotonic() - started)
     for index in range(count):
-        cluster.api.delete(TJ, "TrainingJob", f"job-{index:04d}", "raw")
+        cluster.api.delete(API, "TrainingJob", f"job-{index:04d}", "raw")
     return rate
 
 
@@ -68,7 +68,7 @@ def watch_done(
     cluster: EmulatorServer, namespace: str, count: int, done: dict[str, float], stop: threading.Event
 ) -> None:
     """Record when each job's status first has childName and a phase (from a watch stream)."""
-    url = f"{cluster.url}/apis/{TJ}/namespaces/{namespace}/trainingjobs?watch=true&timeoutSeconds=600"
+    url = f"{cluster.url}/apis/{API}/namespaces/{namespace}/trainingjobs?watch=true&timeoutSeconds=600"
     with urllib.request.urlopen(url, timeout=700) as stream:
         for line in stream:
             if stop.is_set():

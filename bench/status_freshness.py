@@ -66,9 +66,9 @@ sys.path.insert(0, str(REPO))
 from operator_reconcile import OperatorProcess  # noqa: E402  (bench/ is this script's folder)
 
 from tensorone.reporting.client import CheckpointReport, Reporter  # noqa: E402
+from tests.factories import API, RECORDS, TINY_MODEL, tiny_dataset, tiny_training_job  # noqa: E402
 from tests.kube.node import LocalNode  # noqa: E402
 from tests.kube.server import EmulatorServer  # noqa: E402
-from tests.system.conftest import API, RECORDS, TINY_MODEL, dataset, training_job  # noqa: E402
 
 JOB = "freshness"
 
@@ -195,8 +195,8 @@ def freshness(poll: float, seconds: float, workdir: Path) -> dict[str, Any]:
         with OperatorProcess(env, workdir / "operator.log"):
             watcher = statuses.follow(server)
             time.sleep(0.3)  # the watch is open
-            server.api.create(dataset())
-            server.api.create(training_job(JOB, epochs=5000))  # longer than any run: stopped below
+            server.api.create(tiny_dataset())
+            server.api.create(tiny_training_job(JOB, epochs=5000))  # longer than any run: stopped below
             wait_until(
                 lambda: (statuses.latest().get("progress") or {}).get("currentStep", 0) >= 1,
                 "the first step in the status",

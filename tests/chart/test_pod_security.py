@@ -12,6 +12,7 @@ import pytest
 import yaml
 from tensorone_operator.config import parse_config
 
+from tests import factories
 from tests.chart.conftest import CHART, SCENARIOS, Rendered
 from tests.chart.pod_security import pod_specs, restricted_violations
 
@@ -103,13 +104,9 @@ def test_the_checker_finds_pytorchjob_pods() -> None:
     assert found["PyTorchJob/j Worker"] == []  # no containers: nothing to complain about
 
 
-def _training_job(name: str, spec: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "apiVersion": "training.tensorone.ai/v1alpha1",
-        "kind": "TrainingJob",
-        "metadata": {"name": name, "namespace": "team-a", "uid": f"uid-{name}", "generation": 1},
-        "spec": spec,
-    }
+def _training_job(name: str, **spec: Any) -> dict[str, Any]:
+    """A stored TrainingJob in team-a: what the operator's builders get."""
+    return factories.training_job(name, "team-a", metadata={"uid": f"uid-{name}", "generation": 1}, **spec)
 
 
 PODMONITOR_PORT_NAME = yaml.safe_load((CHART / "values.yaml").read_text())["metrics"]["podMonitor"]["portName"]
@@ -117,50 +114,26 @@ OUR_POD_LABELS = {"app.kubernetes.io/name": "tensorone-training", "app.kubernete
 
 # One Dataset on a claim (the pods mount it read-only) and one from the hub.
 DATASETS: dict[str, dict[str, Any]] = {
-    "chat": {
-        "apiVersion": "training.tensorone.ai/v1alpha1",
-        "kind": "Dataset",
-        "metadata": {"name": "chat", "namespace": "team-a"},
-        "spec": {"source": {"pvc": {"claimName": "datasets", "path": "chat/train.jsonl"}}, "format": "jsonl"},
-    },
-    "images": {
-        "apiVersion": "training.tensorone.ai/v1alpha1",
-        "kind": "Dataset",
-        "metadata": {"name": "images", "namespace": "team-a"},
-        "spec": {"source": {"huggingFace": {"name": "cifar10"}}, "format": "imagefolder"},
-    },
+    "chat": factories.dataset("chat", "team-a", source={"pvc": {"claimName": "datasets", "path": "/chat/train.jsonl"}}),
+    "images": factories.dataset("images", "team-a", source={"huggingFace": {"name": "cifar10"}}, format="imagefolder"),
 }
 
 TRAINING_JOBS = [
     _training_job(
         "llm-lora",
-        {
-            "modelType": "llm",
-            "datasetId": "chat",
-            "gpuType": "h100",
-            "gpusPerWorker": 8,
-            "maxWorkers": 4,
-            "priority": "high",
-            "hubTokenSecret": {"name": "hf", "key": "token"},
-            "config": {"baseModel": "meta-llama/Llama-2-7b-hf", "strategy": "lora"},
-        },
+        gpuType="h100",
+        gpusPerWorker=8,
+        maxWorkers=4,
+        priority="high",
+        hubTokenSecret={"name": "hf", "key": "token"},
     ),
-    _training_job(
-        "cpu-dev",
-        {
-            "modelType": "llm",
-            "datasetId": "chat",
-            "config": {"baseModel": "/models/tiny", "strategy": "full"},
-        },
-    ),
+    _training_job("cpu-dev", config={"baseModel": "/models/tiny", "strategy": "full"}),
     _training_job(
         "custom-image",
-        {
-            "modelType": "custom",
-            "datasetId": "images",
-            "gpuType": "l4",
-            "config": {"custom": {"image": "registry.example.com/me/train:1", "command": ["python", "train.py"]}},
-        },
+        modelType="custom",
+        datasetId="images",
+        gpuType="l4",
+        config={"custom": {"image": "registry.example.com/me/train:1", "command": ["python", "train.py"]}},
     ),
 ]
 

@@ -11,47 +11,26 @@ from typing import Any
 
 import pytest
 
+from tests import factories
 from tests.chart.test_argocd_health import health_of
-from tests.e2e.cluster import REPO_ROOT, KindCluster
+from tests.e2e.cluster import KindCluster
 from tests.e2e.conftest import JOB_NAMESPACE, OPERATOR_NAMESPACE, TINY_MODEL_PATH
 
-INSTRUCTIONS = [
-    json.loads(line)
-    for line in (REPO_ROOT / "examples" / "data" / "tiny-instructions.jsonl").read_text().splitlines()
-    if line.strip()
-]
-DATASET: dict[str, Any] = {
-    "apiVersion": "training.tensorone.ai/v1alpha1",
-    "kind": "Dataset",
-    "metadata": {"name": "tiny-instructions"},
-    "spec": {
-        "format": "jsonl",
-        "source": {"inline": {"records": INSTRUCTIONS}},
-        "columns": {"prompt": "prompt", "completion": "completion"},
-    },
-}
+# Objects without a namespace: they are applied into JOB_NAMESPACE.
+DATASET = factories.tiny_dataset("tiny-instructions", None, columns={"prompt": "prompt", "completion": "completion"})
 
 
 def training_job(name: str, **training: Any) -> dict[str, Any]:
-    """A CPU-only LoRA job (no gpuType) on the tiny model baked into the e2e trainer image."""
-    return {
-        "apiVersion": "training.tensorone.ai/v1alpha1",
-        "kind": "TrainingJob",
-        "metadata": {"name": name},
-        "spec": {
-            "modelType": "llm",
-            "datasetId": "tiny-instructions",
-            "maxWorkers": 1,
-            "priority": "low",
-            "config": {
-                "baseModel": TINY_MODEL_PATH,
-                "strategy": "lora",
-                "parameters": {"rank": 4, "alpha": 8},
-                "training": {"batchSize": 4, "learningRate": 1.0e-3, "maxSeqLength": 64, **training},
-                "optimization": {"mixedPrecision": "no"},
-            },
-        },
+    """A CPU-only LoRA job (no gpuType) on the tiny model baked into the e2e trainer image, small
+    enough for a kind node: rank 4, batches of 4, full precision."""
+    config = {
+        **factories.tiny_config(TINY_MODEL_PATH, batchSize=4, learningRate=1.0e-3, **training),
+        "parameters": {"rank": 4, "alpha": 8},
+        "optimization": {"mixedPrecision": "no"},
     }
+    return factories.training_job(
+        name, None, datasetId="tiny-instructions", maxWorkers=1, priority="low", config=config
+    )
 
 
 def _phase(obj: dict[str, Any]) -> str | None:

@@ -4,10 +4,11 @@
 kubelet do for a PyTorchJob: for every replica it starts the container's command (the real trainer
 under torchrun, or a custom job's argv) with the pod template's environment, the rank environment
 the Training Operator injects, and the volumes mapped to folders of a work directory; it creates
-the Pod objects with a pod IP, moves the PyTorchJob's conditions (Created, Running, Restarting,
-Succeeded, Failed, Suspended) as the processes run and exit, writes each container's termination
-message into its Pod status, and on ``runPolicy.suspend`` deletes the pods the way the API server
-does: SIGTERM, wait for exit (up to the grace period), record the terminated state, then remove.
+the Pod objects with a pod IP, moves the PyTorchJob's status with the Training Operator's moves
+(``tests.kube.training_operator``: Created, Running, Restarting, Succeeded, Failed, Suspended, and
+the replica counts) as the processes run and exit, writes each container's termination message
+into its Pod status, and on ``runPolicy.suspend`` deletes the pods the way the API server does:
+SIGTERM, wait for exit (up to the grace period), record the terminated state, then remove.
 
 Only what a node cannot share with its neighbours is mapped: mount paths become folders under
 ``workdir`` (a PVC is one folder per claim, kept across pod restarts, as a volume is), absolute
@@ -37,22 +38,19 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from tests import factories
+from tests.factories import PYTORCHJOB
 from tests.kube.loopback import LOOPBACK, free_port
 from tests.kube.server import ApiStatusError, EmulatorServer
+from tests.kube.training_operator import JobConditionType, ReplicaStatus, move_child
 
-PYTORCHJOB = "kubeflow.org/v1"
 POD_FINALIZER = "node.tensorone.test/kubelet"
 POD_IP = LOOPBACK
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass
@@ -66,6 +64,7 @@ class PodProcess:
     termination_log: Path
     log_path: Path
     report_port: int | None
+    container: dict[str, Any] = field(default_factory=dict)
     exit_code: int | None = None
     terminating: bool = False
 
@@ -171,7 +170,7 @@ class LocalNode:
                 continue
             if key not in self.runs:
                 self.runs[key] = JobRun(key[0], key[1], job["metadata"]["uid"])
-                self._condition(job, "Created", "True", "PyTorchJobCreated", "PyTorchJob is created.")
+                self._move(job, self.runs[key])
             self._reconcile(job, self.runs[key])
 
     def _reconcile(self, job: dict[str, Any], run: JobRun) -> None:
@@ -184,15 +183,12 @@ class LocalNode:
             if not run.pods and not run.suspended:
                 run.suspended = True
                 run.started_at = None
-                self._condition(job, "Running", "False", "PyTorchJobSuspended", "PyTorchJob is suspended.")
-                self._condition(job, "Suspended", "True", "PyTorchJobSuspended", "PyTorchJob is suspended.")
+                self._move(job, run, JobConditionType.suspended)
             return
-        if run.suspended:
-            run.suspended = False
-            self._condition(job, "Suspended", "False", "PyTorchJobResumed", "PyTorchJob is resumed.")
+        run.suspended = False
         if not run.pods:
             self._start_pods(job, run)
-            self._condition(job, "Running", "True", "PyTorchJobRunning", "PyTorchJob is running.")
+            self._move(job, run, JobConditionType.running)
             return
         self._watch_pods(job, run, policy)
 
@@ -272,7 +268,9 @@ class LocalNode:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("wb") as log:
             process = subprocess.Popen(argv, env=env, cwd=pod_dir, stdout=log, stderr=subprocess.STDOUT)
-        pod = PodProcess(pod_name, replica_type.lower(), index, process, termination_log, log_path, local_report_port)
+        pod = PodProcess(
+            pod_name, replica_type.lower(), index, process, termination_log, log_path, local_report_port, container
+        )
         self._create_pod_object(
             job,
             pod=pod,
@@ -360,82 +358,21 @@ class LocalNode:
         with contextlib.suppress(ApiStatusError):  # a pod left from a crashed try
             self._remove_pod(namespace, pod.name)
         self.api.create(
-            {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "metadata": {
-                    "name": pod.name,
-                    "namespace": namespace,
-                    "labels": labels,
-                    "finalizers": [POD_FINALIZER],
-                    "ownerReferences": [
-                        {
-                            "apiVersion": PYTORCHJOB,
-                            "kind": "PyTorchJob",
-                            "name": job_name,
-                            "uid": job["metadata"]["uid"],
-                            "controller": True,
-                            "blockOwnerDeletion": True,
-                        }
-                    ],
-                },
-                "spec": {**spec, "nodeName": "local-node"},
-            }
+            factories.pod(
+                pod.name, job, spec={**spec, "nodeName": "local-node"}, labels=labels, finalizers=[POD_FINALIZER]
+            )
         )
-        self.api.patch(
-            "v1",
-            "Pod",
-            pod.name,
-            {
-                "status": {
-                    "phase": "Running",
-                    "podIP": POD_IP,
-                    "startTime": _now(),
-                    "containerStatuses": [
-                        {
-                            "name": container["name"],
-                            "ready": True,
-                            "restartCount": 0,
-                            "state": {"running": {"startedAt": _now()}},
-                        }
-                    ],
-                }
-            },
-            namespace,
-            subresource="status",
-        )
+        status = factories.running_pod_status(container, pod_ip=POD_IP, started_at=factories.now())
+        self.api.patch("v1", "Pod", pod.name, {"status": status}, namespace, subresource="status")
 
     def _record_exit(self, namespace: str, pod: PodProcess) -> None:
         code = pod.process.returncode
         pod.exit_code = code
         message = pod.termination_log.read_text(errors="replace")[:4096] if pod.termination_log.exists() else ""
-        self.api.patch(
-            "v1",
-            "Pod",
-            pod.name,
-            {
-                "status": {
-                    "phase": "Succeeded" if code == 0 else "Failed",
-                    "containerStatuses": [
-                        {
-                            "name": "pytorch",
-                            "ready": False,
-                            "restartCount": 0,
-                            "state": {
-                                "terminated": {
-                                    "exitCode": code,
-                                    "reason": "Completed" if code == 0 else "Error",
-                                    "message": message,
-                                    "finishedAt": _now(),
-                                }
-                            },
-                        }
-                    ],
-                }
-            },
-            namespace,
-            subresource="status",
+        status = factories.terminated_pod_status(
+            pod.container, exit_code=code, message=message, finished_at=factories.now()
         )
+        self.api.patch("v1", "Pod", pod.name, {"status": status}, namespace, subresource="status")
 
     def _remove_pod(self, namespace: str, name: str) -> None:
         self.api.patch("v1", "Pod", name, {"metadata": {"finalizers": None}}, namespace)
@@ -450,33 +387,26 @@ class LocalNode:
         deadline = policy.get("activeDeadlineSeconds")
         if deadline and run.started_at is not None and time.monotonic() - run.started_at > float(deadline):
             self._kill(run)
-            self._finish(job, run, "Failed", "DeadlineExceeded", "PyTorchJob has run past its active deadline.")
+            self._finish(
+                job, run, JobConditionType.failed, "DeadlineExceeded", "PyTorchJob has run past its active deadline."
+            )
             return
         failed = [p for p in run.pods if p.exit_code not in (None, 0)]
         if failed:
+            self._kill(run)
             if run.restarts < int(policy.get("backoffLimit", 0)):
                 run.restarts += 1
-                self._kill(run)
-                self._condition(
-                    job, "Restarting", "True", "PyTorchJobRestarting", f"{failed[0].name} exited {failed[0].exit_code}."
-                )
                 self._start_pods(job, run)
+                exited = f"{failed[0].name} exited {failed[0].exit_code}."
+                self._move(job, run, JobConditionType.restarting, message=exited)
                 return
-            self._kill(run)
-            self._finish(
-                job,
-                run,
-                "Failed",
-                "PyTorchJobFailed",
-                f"PyTorchJob {run.name} is failed because 1 {failed[0].replica_type.capitalize()} replica(s) failed.",
-            )
+            replica = failed[0].replica_type.capitalize()
+            message = f"PyTorchJob {run.name} is failed because 1 {replica} replica(s) failed."
+            self._finish(job, run, JobConditionType.failed, "PyTorchJobFailed", message)
             return
-        master = run.pods[0]
-        if master.exit_code == 0:
+        if run.pods[0].exit_code == 0:
             self._kill(run)
-            self._finish(
-                job, run, "Succeeded", "PyTorchJobSucceeded", f"PyTorchJob {run.name} is successfully completed."
-            )
+            self._finish(job, run, JobConditionType.succeeded)
 
     def _terminate(self, job: dict[str, Any], run: JobRun) -> None:
         """Delete the pods gracefully: deletionTimestamp, SIGTERM, wait, record the exit, remove."""
@@ -509,42 +439,39 @@ class LocalNode:
                 pod.process.kill()
                 pod.process.wait(timeout=10)
 
-    def _finish(self, job: dict[str, Any], run: JobRun, kind: str, reason: str, message: str) -> None:
+    def _finish(
+        self,
+        job: dict[str, Any],
+        run: JobRun,
+        state: JobConditionType,
+        reason: str | None = None,
+        message: str | None = None,
+    ) -> None:
         run.finished = True
-        self._condition(job, "Running", "False", reason, message)
-        self._condition(job, kind, "True", reason, message, completion=True)
+        self._move(job, run, state, reason=reason, message=message)
         # cleanPodPolicy Running: pods still running would be deleted; finished ones stay.
 
     # Status ------------------------------------------------------------------------------------
 
-    def _condition(
-        self, job: dict[str, Any], kind: str, status: str, reason: str, message: str, *, completion: bool = False
+    def _move(
+        self,
+        job: dict[str, Any],
+        run: JobRun,
+        *states: JobConditionType,
+        reason: str | None = None,
+        message: str | None = None,
     ) -> None:
-        namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
-        current = self.api.find(PYTORCHJOB, "PyTorchJob", name, namespace)
-        if current is None:
-            return
-        conditions = [c for c in (current.get("status") or {}).get("conditions", []) if c["type"] != kind]
-        previous = next((c for c in (current.get("status") or {}).get("conditions", []) if c["type"] == kind), None)
-        now = _now()
-        conditions.append(
-            {
-                "type": kind,
-                "status": status,
-                "reason": reason,
-                "message": message,
-                "lastUpdateTime": now,
-                "lastTransitionTime": previous["lastTransitionTime"]
-                if previous and previous["status"] == status
-                else now,
-            }
-        )
-        status_patch: dict[str, Any] = {"conditions": conditions}
-        if kind == "Running" and status == "True" and not (current.get("status") or {}).get("startTime"):
-            status_patch["startTime"] = now
-        if completion:
-            status_patch["completionTime"] = now
-        self.api.patch_status(PYTORCHJOB, "PyTorchJob", name, status_patch, namespace)
+        """Write the PyTorchJob's status moved into ``states``, with the replicas counted."""
+        counts = {replica: ReplicaStatus() for replica in job["spec"]["pytorchReplicaSpecs"]}
+        for pod in run.pods:
+            count = counts.setdefault(pod.replica_type.capitalize(), ReplicaStatus())
+            if pod.exit_code == 0:
+                count.succeeded += 1
+            elif pod.exit_code is not None:
+                count.failed += 1
+            elif pod.process.poll() is None:
+                count.active += 1
+        move_child(self.api, run.name, run.namespace, *states, replicas=counts, reason=reason, message=message)
 
 
 _VARIABLE = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")

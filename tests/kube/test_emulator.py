@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
+from tests import factories
+from tests.factories import API as TJ
 from tests.kube.emulator import json_patch, label_selector_matches, merge_patch
 from tests.kube.server import ApiStatusError, EmulatorServer
-
-TJ = "training.tensorone.ai/v1alpha1"
 
 
 @pytest.fixture(scope="module")
@@ -32,18 +32,13 @@ def config_map(name: str, namespace: str = "default", **labels: str) -> dict[str
     }
 
 
-def training_job(name: str, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": TJ,
-        "kind": "TrainingJob",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": {
-            "modelType": "llm",
-            "datasetId": "chat",
-            "config": {"baseModel": "tiny", "strategy": "lora"},
-            **spec,
-        },
-    }
+def training_job(name: str) -> dict[str, Any]:
+    return factories.training_job(name, config=factories.lora_config("tiny"))
+
+
+def with_spec(job: dict[str, Any], **spec: Any) -> dict[str, Any]:
+    """The job with spec fields set as given, valid or not (for what the API server must refuse)."""
+    return {**job, "spec": {**job["spec"], **spec}}
 
 
 def test_create_stamps_server_fields_and_answers_201(server: EmulatorServer) -> None:
@@ -143,12 +138,12 @@ def test_lists_carry_kind_version_and_honour_label_selectors(server: EmulatorSer
 
 def test_writes_of_our_kinds_are_validated_against_the_crds(server: EmulatorServer) -> None:
     with pytest.raises(ApiStatusError) as error:
-        server.api.create(training_job("bad", maxWorkers=99))
+        server.api.create(with_spec(training_job("bad"), maxWorkers=99))
     assert error.value.status == 422
     assert "spec.maxWorkers" in error.value.body["message"]
     # Unknown fields are refused (strict field validation).
     with pytest.raises(ApiStatusError) as error:
-        server.api.create(training_job("bad2", gpuCount=2))
+        server.api.create(with_spec(training_job("bad2"), gpuCount=2))
     assert error.value.status == 422
     # Defaults of the schema are applied.
     created = server.api.create(training_job("defaults"))

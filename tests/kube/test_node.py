@@ -13,41 +13,25 @@ from tensorone_operator.builders import build_config_map, build_pytorchjob
 from tensorone_operator.config import OperatorConfig
 
 from tensorone.api.admission import validate
+from tests import factories
+from tests.factories import PYTORCHJOB, RECORDS
 from tests.kube.node import LocalNode
 from tests.kube.polling import wait_for
 from tests.kube.server import EmulatorServer
-
-REPO = Path(__file__).resolve().parents[2]
-PYTORCHJOB = "kubeflow.org/v1"
-RECORDS = [json.loads(line) for line in (REPO / "examples/data/tiny-instructions.jsonl").read_text().splitlines()]
 
 pytestmark = pytest.mark.slow
 
 
 def training_job(name: str, epochs: int, **training: Any) -> dict[str, Any]:
-    job = {
-        "apiVersion": "training.tensorone.ai/v1alpha1",
-        "kind": "TrainingJob",
-        "metadata": {"name": name, "namespace": "default", "uid": f"uid-{name}"},
-        "spec": {
-            "modelType": "llm",
-            "datasetId": "tiny",
-            "config": {
-                "baseModel": str(REPO / "examples/models/tiny-llama"),
-                "strategy": "lora",
-                "training": {"epochs": epochs, "batchSize": 8, "learningRate": 0.01, "maxSeqLength": 64, **training},
-            },
-        },
-    }
+    """The tiny job as the API server stores it (defaults applied), with the uid the builders own
+    the children by."""
+    job = factories.training_job(
+        name, metadata={"uid": f"uid-{name}"}, datasetId="tiny", config=factories.tiny_config(epochs=epochs, **training)
+    )
     return validate(job)
 
 
-DATASET = {
-    "apiVersion": "training.tensorone.ai/v1alpha1",
-    "kind": "Dataset",
-    "metadata": {"name": "tiny", "namespace": "default"},
-    "spec": {"format": "jsonl", "source": {"inline": {"records": RECORDS}}},
-}
+DATASET = factories.dataset("tiny", records=RECORDS)
 
 
 @pytest.fixture
@@ -85,6 +69,8 @@ def test_a_job_runs_to_succeeded_with_pods_and_termination_message(cluster: Emul
             explain=lambda: node.pod_log("default", "runs"),
         )
         final = terminated(cluster, "runs-master-0")
+        replicas = cluster.api.get(PYTORCHJOB, "PyTorchJob", "runs")["status"]["replicaStatuses"]
+        assert replicas == {"Master": {"active": 0, "succeeded": 1, "failed": 0}}
         assert node.errors == []
     assert final is not None and final["exitCode"] == 0
     report = json.loads(final["message"])
@@ -121,6 +107,8 @@ def test_suspend_sends_sigterm_and_resume_continues(cluster: EmulatorServer, tmp
         stopped_at = stop_report["checkpoints"][-1]
         assert stopped_at["reason"] == "stop" and stopped_at["step"] == stop_report["step"]
         assert cluster.api.find("v1", "Pod", "pausing-master-0") is None
+        replicas = cluster.api.get(PYTORCHJOB, "PyTorchJob", "pausing")["status"]["replicaStatuses"]
+        assert replicas["Master"]["active"] == 0
 
         cluster.api.patch(PYTORCHJOB, "PyTorchJob", "pausing", {"spec": {"runPolicy": {"suspend": False}}})
         wait_for(lambda: not condition(cluster, "pausing", "Suspended"), what="resumed")

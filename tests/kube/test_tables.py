@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests import factories
 from tests.kube.emulator import CRD_DIR
 from tests.kube.tables import (
     CreatedAtColumn,
@@ -32,13 +33,12 @@ def crd_version(plural: str) -> dict[str, Any]:
 
 
 def training_job(**status: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "training.tensorone.ai/v1alpha1",
-        "kind": "TrainingJob",
-        "metadata": {"name": "llama-chat", "namespace": "default", "creationTimestamp": "2026-11-22T11:55:00Z"},
-        "spec": {"modelType": "llm", "gpuType": "A100", "maxWorkers": 2},
-        "status": status,
-    }
+    """A stored TrainingJob with ``status`` as written (not through the model, so an integer stays
+    an integer for the printer to convert)."""
+    job = factories.training_job(
+        "llama-chat", metadata={"creationTimestamp": "2026-11-22T11:55:00Z"}, gpuType="a100", maxWorkers=2
+    )
+    return {**job, "status": status}
 
 
 def column(type_: str, json_path: str = ".value") -> PrinterColumn:
@@ -74,7 +74,7 @@ def test_a_filled_status_gives_typed_cells_and_the_age() -> None:
     job = training_job(phase="Running", progress={"percentage": 45}, metrics={"currentLoss": 1.25})
     table = to_table(crd_columns(crd_version("trainingjobs")), [job], resource_version="9", now=NOW)
     (row,) = table["rows"]
-    assert row["cells"] == ["llama-chat", "Running", "llm", "A100", 2, 45.0, 1.25, "5m"]
+    assert row["cells"] == ["llama-chat", "Running", "llm", "a100", 2, 45.0, 1.25, "5m"]
     assert isinstance(row["cells"][5], float)  # a number column turns an integer into a float
 
 

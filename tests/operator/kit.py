@@ -1,62 +1,35 @@
-"""Manifests and moves shared by the operator tests, bench/ and the end-to-end tests.
+"""Objects and moves shared by the operator tests.
 
-``play_training_operator`` writes a PyTorchJob's status through the emulator's HTTP API exactly as
-Training Operator v1.9 does (conditions Created, Running, Restarting, Succeeded, Failed, Suspended,
-one per type, with replicaStatuses), so the operator sees it through its watch.
+The TrainingJob, Dataset and GPU Node factories come from ``tests.factories``; ``play_training_operator``
+moves a PyTorchJob's status by hand with the Training Operator's moves of
+``tests.kube.training_operator``, so the operator sees it through its watch.
 """
 
 from __future__ import annotations
 
-import datetime
 from typing import Any
 
+from tests.factories import API, PYTORCHJOB, dataset, gpu_node, training_job
 from tests.kube.server import ApiClient
+from tests.kube.training_operator import ReplicaStatus, move_child
 
-TJ = "training.tensorone.ai/v1alpha1"
-PYTORCHJOB = "kubeflow.org/v1"
+TJ = API
 
-
-def training_job(name: str = "llama", namespace: str = "default", **spec: Any) -> dict[str, Any]:
-    """A TrainingJob manifest: a LoRA llm job on dataset ``chat`` (override any spec field)."""
-    labels = spec.pop("labels", None)
-    manifest: dict[str, Any] = {
-        "apiVersion": TJ,
-        "kind": "TrainingJob",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "modelType": "llm",
-            "datasetId": "chat",
-            "config": {"baseModel": "meta-llama/Llama-2-7b-hf", "strategy": "lora"},
-            **spec,
-        },
-    }
-    if labels:
-        manifest["metadata"]["labels"] = labels
-    return manifest
-
-
-def dataset(name: str = "chat", namespace: str = "default") -> dict[str, Any]:
-    """A Dataset with a few inline records."""
-    return {
-        "apiVersion": TJ,
-        "kind": "Dataset",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {"format": "jsonl", "source": {"inline": {"records": [{"text": "hello"}, {"text": "world"}]}}},
-    }
-
-
-def gpu_node(name: str = "gpu-a100-1", product: str = "NVIDIA-A100-SXM4-80GB", gpus: int = 8) -> dict[str, Any]:
-    """A Node as GPU Feature Discovery labels it."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {"name": name, "labels": {"nvidia.com/gpu.product": product, "nvidia.com/gpu.count": str(gpus)}},
-        "status": {"allocatable": {"nvidia.com/gpu": str(gpus), "cpu": "96", "memory": "1000Gi"}},
-    }
-
-
-def _now() -> str:
-    return datetime.datetime.now(tz=datetime.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+__all__ = [
+    "PYTORCHJOB",
+    "TJ",
+    "child_job",
+    "condition",
+    "dataset",
+    "event_with",
+    "events_for",
+    "gpu_node",
+    "job_status",
+    "phase_is",
+    "play_training_operator",
+    "reason_of",
+    "training_job",
+]
 
 
 def play_training_operator(
@@ -70,31 +43,20 @@ def play_training_operator(
     reason: str | None = None,
     message: str = "",
 ) -> dict[str, Any]:
-    """Set the PyTorchJob's status as the Training Operator would: the named condition types True
-    (the others it had become False), replica counts, start and completion times."""
-    current = api.get(PYTORCHJOB, "PyTorchJob", name, namespace)
-    status = dict(current.get("status") or {})
-    now = _now()
-    conditions = {c["type"]: c for c in status.get("conditions") or []}
-    for kind in ("Created", *true_conditions):
-        conditions[kind] = {
-            "type": kind,
-            "status": "True",
-            "reason": reason if reason and kind != "Created" else f"PyTorchJob{kind}",
-            "message": message or f"PyTorchJob {name} is {kind.lower()}.",
-            "lastUpdateTime": now,
-            "lastTransitionTime": now,
-        }
-    for kind, condition in conditions.items():
-        if kind != "Created" and kind not in true_conditions and condition["status"] == "True":
-            conditions[kind] = {**condition, "status": "False", "lastTransitionTime": now}
-    status["conditions"] = list(conditions.values())
-    status["replicaStatuses"] = {"Master": {"active": active, "succeeded": succeeded, "failed": failed}}
-    if "Running" in true_conditions:
-        status.setdefault("startTime", now)
-    if {"Succeeded", "Failed"} & set(true_conditions):
-        status["completionTime"] = now
-    return api.patch_status(PYTORCHJOB, "PyTorchJob", name, status, namespace)
+    """Move the PyTorchJob's status as the Training Operator would: into the named condition types
+    (Running; Running and Restarting; Suspended; Succeeded; Failed), the others it had turned False,
+    with the master's replica counts; ``reason`` and ``message`` replace the Operator's own."""
+    moved = move_child(
+        api,
+        name,
+        namespace,
+        *true_conditions,
+        replicas={"Master": ReplicaStatus(active=active, succeeded=succeeded, failed=failed)},
+        reason=reason,
+        message=message or None,
+    )
+    assert moved is not None, f"no PyTorchJob {name} to move"
+    return moved
 
 
 def job_status(api: ApiClient, name: str = "llama", namespace: str = "default") -> dict[str, Any]:

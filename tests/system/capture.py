@@ -28,12 +28,13 @@ from typing import Any
 import yaml
 from tensorone_operator.config import OperatorConfig
 
+from tests.factories import REPO, TINY_MODEL, tiny_dataset
 from tests.kube.kubectl import KUBECTL, Kubectl
 from tests.kube.node import LocalNode
 from tests.kube.polling import wait_for
 from tests.kube.server import EmulatorServer
 from tests.operator.runner import OperatorThread
-from tests.system.conftest import POLL_SECONDS, REPO, TINY_MODEL, dataset
+from tests.system.conftest import POLL_SECONDS
 
 EXAMPLE = REPO / "examples" / "tiny-llm-lora.yaml"
 CURVES = ("lossHistory", "evalLossHistory")
@@ -44,7 +45,7 @@ def example_manifests() -> tuple[dict[str, Any], dict[str, Any]]:
     """The example's Dataset and TrainingJob, made to run here (see the module docstring)."""
     documents = {doc["kind"]: doc for doc in yaml.safe_load_all(EXAMPLE.read_text())}
     source = documents["Dataset"]
-    data = dataset(source["metadata"]["name"])
+    data = tiny_dataset(source["metadata"]["name"])
     data["spec"] = {**source["spec"], "source": data["spec"]["source"]}
     job = documents["TrainingJob"]
     job["metadata"]["namespace"] = "default"

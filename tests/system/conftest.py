@@ -15,42 +15,12 @@ import psutil
 import pytest
 from tensorone_operator.config import OperatorConfig
 
+from tests.factories import API, PYTORCHJOB
 from tests.kube.node import LocalNode
 from tests.kube.server import EmulatorServer
 from tests.operator.runner import OperatorThread
 
-REPO = Path(__file__).resolve().parents[2]
-API = "training.tensorone.ai/v1alpha1"
-TINY_MODEL = str(REPO / "examples" / "models" / "tiny-llama")
-RECORDS = [json.loads(line) for line in (REPO / "examples/data/tiny-instructions.jsonl").read_text().splitlines()]
 POLL_SECONDS = 0.5
-
-
-def dataset(name: str = "tiny", records: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    return {
-        "apiVersion": API,
-        "kind": "Dataset",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": {"format": "jsonl", "source": {"inline": {"records": records or RECORDS}}},
-    }
-
-
-def training_job(name: str, *, dataset_id: str = "tiny", max_restarts: int = 0, **training: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": API,
-        "kind": "TrainingJob",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": {
-            "modelType": "llm",
-            "datasetId": dataset_id,
-            "maxRestarts": max_restarts,
-            "config": {
-                "baseModel": TINY_MODEL,
-                "strategy": "lora",
-                "training": {"batchSize": 8, "learningRate": 0.01, "maxSeqLength": 64, "seed": 7, **training},
-            },
-        },
-    }
 
 
 # A wait that spans a whole training run (a job of a few dozen steps, or two side by side): what
@@ -87,7 +57,7 @@ class LocalCluster:
 
     def child_suspended(self, name: str) -> bool:
         """Whether the operator has suspended the job's PyTorchJob (a stop has reached the child)."""
-        child = self.server.api.get("kubeflow.org/v1", "PyTorchJob", name)
+        child = self.server.api.get(PYTORCHJOB, "PyTorchJob", name)
         return bool(child["spec"]["runPolicy"].get("suspend"))
 
     @contextlib.contextmanager

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
+from tests.factories import REPO, tiny_dataset, training_job
 from tests.kube.polling import wait_for
-from tests.system.conftest import API, REPO, TRAINING_TIMEOUT, LocalCluster, dataset
+from tests.system.conftest import TRAINING_TIMEOUT, LocalCluster
 
 pytestmark = pytest.mark.slow
 
@@ -19,24 +20,14 @@ IMAGE = "registry.example.com/ml/bigram-trainer:0.1.0"
 
 def custom_job(name: str, *, epochs: int) -> dict[str, Any]:
     """The example's TrainingJob (examples/custom/bigram-job.yaml) on the tiny instructions."""
-    return {
-        "apiVersion": API,
-        "kind": "TrainingJob",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": {
-            "modelType": "custom",
-            "datasetId": "tiny",
-            "config": {
-                "training": {"epochs": epochs, "batchSize": 64, "learningRate": 0.01, "keepCheckpoints": 3},
-                "custom": {
-                    "image": IMAGE,
-                    "command": ["python", "/app/train_bigram.py"],
-                    "args": ["--context", "8"],
-                    "progressPort": 9500,
-                },
-            },
-        },
+    custom = {
+        "image": IMAGE,
+        "command": ["python", "/app/train_bigram.py"],
+        "args": ["--context", "8"],
+        "progressPort": 9500,
     }
+    training = {"epochs": epochs, "batchSize": 64, "learningRate": 0.01, "keepCheckpoints": 3}
+    return training_job(name, modelType="custom", datasetId="tiny", config={"training": training, "custom": custom})
 
 
 @pytest.fixture
@@ -48,7 +39,7 @@ def custom_cluster(cluster: LocalCluster) -> LocalCluster:
 
 def test_a_custom_jobs_status_fills_in_while_running_and_ends_completed(custom_cluster: LocalCluster) -> None:
     cluster = custom_cluster
-    cluster.apply(dataset())
+    cluster.apply(tiny_dataset())
     cluster.apply(custom_job("bigram", epochs=80))  # about 3500 steps: seconds, even on a fast machine
     running = wait_for(
         lambda: s if (s := cluster.phase_is("bigram", "Running")) and s.get("checkpoints") else None,
@@ -85,7 +76,7 @@ def test_a_custom_jobs_status_fills_in_while_running_and_ends_completed(custom_c
 
 def test_a_stopped_custom_job_lists_its_sigterm_checkpoint_and_resumes_from_it(custom_cluster: LocalCluster) -> None:
     cluster = custom_cluster
-    cluster.apply(dataset())
+    cluster.apply(tiny_dataset())
     cluster.apply(custom_job("stoppable", epochs=80))
     wait_for(
         lambda: (cluster.status("stoppable").get("progress") or {}).get("currentStep", 0) >= 50,

@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import pytest
 
+from tests.factories import tiny_dataset, tiny_training_job
 from tests.kube.polling import wait_for
-from tests.system.conftest import TRAINING_TIMEOUT, LocalCluster, dataset, training_job
+from tests.system.conftest import TRAINING_TIMEOUT, LocalCluster
 
 pytestmark = pytest.mark.slow
 
 
 def test_status_fills_in_while_training_and_ends_completed_with_the_final_checkpoint(cluster: LocalCluster) -> None:
-    cluster.apply(dataset())
-    cluster.apply(training_job("live", epochs=12))
+    cluster.apply(tiny_dataset())
+    cluster.apply(tiny_training_job("live", epochs=12))
     running = wait_for(
         lambda: (
             s
@@ -46,9 +47,9 @@ def test_status_fills_in_while_training_and_ends_completed_with_the_final_checkp
 
 
 def test_stop_lists_the_stop_checkpoint_and_resume_ends_like_an_uninterrupted_run(cluster: LocalCluster) -> None:
-    cluster.apply(dataset())
-    cluster.apply(training_job("reference", epochs=8))
-    cluster.apply(training_job("paused", epochs=8))
+    cluster.apply(tiny_dataset())
+    cluster.apply(tiny_training_job("reference", epochs=8))
+    cluster.apply(tiny_training_job("paused", epochs=8))
     wait_for(
         lambda: (cluster.status("paused").get("progress") or {}).get("currentStep", 0) >= 3,
         "steps of the job to stop",
@@ -94,8 +95,8 @@ def test_stop_lists_the_stop_checkpoint_and_resume_ends_like_an_uninterrupted_ru
 
 def test_a_diverging_trainer_ends_failed_with_the_reason(cluster: LocalCluster) -> None:
     cluster.node.extra_env["TENSORONE_FAULT_NAN_AT_STEP"] = "3"
-    cluster.apply(dataset())
-    cluster.apply(training_job("diverging", epochs=2))
+    cluster.apply(tiny_dataset())
+    cluster.apply(tiny_training_job("diverging", epochs=2))
     failed = wait_for(lambda: cluster.phase_is("diverging", "Failed"), "Failed")
     failed = wait_for(
         lambda: s if (s := cluster.status("diverging")) and "Diverged" in (s.get("message") or "") else None,
@@ -112,8 +113,8 @@ def test_a_diverging_trainer_ends_failed_with_the_reason(cluster: LocalCluster) 
 
 def test_a_crashing_trainer_ends_failed_with_the_reason(cluster: LocalCluster) -> None:
     good = [{"prompt": "a", "completion": " b"}] * 20
-    cluster.apply(dataset("broken", records=good + [{"prompt": "no completion here"}] * 20))
-    cluster.apply(training_job("crashing", dataset_id="broken", epochs=1))
+    cluster.apply(tiny_dataset("broken", records=good + [{"prompt": "no completion here"}] * 20))
+    cluster.apply(tiny_training_job("crashing", dataset_id="broken", epochs=1))
     wait_for(lambda: cluster.phase_is("crashing", "Failed"), "Failed")
     failed = wait_for(
         lambda: s if (s := cluster.status("crashing")) and "DataError" in (s.get("message") or "") else None,
@@ -128,8 +129,8 @@ def test_a_crashing_trainer_ends_failed_with_the_reason(cluster: LocalCluster) -
 
 
 def test_a_restarted_operator_picks_up_and_keeps_mirroring(cluster: LocalCluster) -> None:
-    cluster.apply(dataset())
-    cluster.apply(training_job("enduring", epochs=12))
+    cluster.apply(tiny_dataset())
+    cluster.apply(tiny_training_job("enduring", epochs=12))
     before = wait_for(
         lambda: s if ((s := cluster.status("enduring")).get("progress") or {}).get("currentStep", 0) >= 2 else None,
         "progress before the restart",
