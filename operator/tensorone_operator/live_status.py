@@ -29,24 +29,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tensorone.api.report import CheckpointReport, LossPoint, ProgressReport, TrainerState
+from tensorone.api.timestamps import parse_time, rfc3339
 from tensorone.api.v1alpha1.trainingjob import MAX_HISTORY_POINTS, MAX_STATUS_CHECKPOINTS
+from tensorone.errors import ConfigurationError
+from tensorone_operator import catalog
+from tensorone_operator.builders import CONTAINER_NAME, REPORT_PORT_NAME
+from tensorone_operator.config import OperatorConfig
+from tensorone_operator.status import set_condition
 
 TOKENS_UNIT = "tokens/sec"
 SAMPLES_UNIT = "samples/sec"
-
-
-def parse_time(value: Any) -> datetime | None:
-    """An RFC 3339 timestamp (as stored) or a datetime -> an aware datetime."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-
-
-def rfc3339(moment: datetime) -> str:
-    """The Kubernetes timestamp form, second precision."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def human_bytes(size: int | float | None) -> str | None:
@@ -199,6 +191,83 @@ def usage(
     return fields
 
 
+# The newest report of a job and when the operator read it (RFC 3339).
+KeptReport = tuple[ProgressReport, str]
+# Curves stay in the status when a report has none (a termination message carries no curves).
+_CURVES = ("lossHistory", "evalLossHistory")
+
+
+def with_live(
+    job: Mapping[str, Any],
+    status: Mapping[str, Any],
+    kept: KeptReport | None,
+    config: OperatorConfig,
+    *,
+    now: datetime,
+) -> dict[str, Any]:
+    """``status`` with the live fields: the newest progress report mirrored, running time,
+    GPU-hours and cost brought up to ``now``, and a trainer's failure reason on a Failed job."""
+    spec = job.get("spec") or {}
+    stored = job.get("status") or {}
+    result = dict(status)
+    try:
+        entry = catalog.gpu_type(spec, config)
+    except ConfigurationError:
+        return result  # an unknown GPU type: the job never runs, nothing to measure
+    report = kept[0] if kept else None
+    was_running = stored.get("phase") == "Running"
+    if was_running or result.get("phase") == "Running":
+        seconds, measured = running_time(stored.get("resourceUsage"), was_running=was_running, now=now)
+        result["resourceUsage"] = usage(
+            running_seconds=seconds,
+            measured_at=measured,
+            gpus=catalog.gpus_per_worker(spec) * int(spec.get("maxWorkers") or 1),
+            hourly_price_per_gpu=entry.hourly_price if entry else 0.0,
+            report=report,
+        )
+    if kept is None:
+        return result
+    report, read_at = kept
+    remaining = _mirror(result, report, read_at=read_at, now=now)
+    if remaining is not None:
+        spent = float((result.get("resourceUsage") or {}).get("cost") or 0.0)
+        result["estimatedCost"] = catalog.estimated_cost(spec, config, spent=spent, remaining_seconds=float(remaining))
+    if result.get("phase") == "Failed" and report.state in (TrainerState.failed, TrainerState.diverged):
+        _trainer_failure(result, report, generation=(job.get("metadata") or {}).get("generation"), now=now)
+    return result
+
+
+def _mirror(result: dict[str, Any], report: ProgressReport, *, read_at: str, now: datetime) -> int | None:
+    """Write the report's fields into ``result``; the remaining seconds it estimates, if any."""
+    running_seconds = float((result.get("resourceUsage") or {}).get("runningSeconds") or 0.0)
+    fields = live_fields(report, now=now, running_seconds=running_seconds)
+    fields["lastReportTime"] = read_at
+    fields.setdefault("estimatedCompletion", None)  # no longer running: no estimate
+    for name, value in fields.items():
+        if value not in (None, []):
+            result[name] = value
+        elif name not in _CURVES:
+            result.pop(name, None)
+    remaining: int | None = (fields.get("progress") or {}).get("remainingTime")
+    return remaining
+
+
+def _trainer_failure(result: dict[str, Any], report: ProgressReport, *, generation: int | None, now: datetime) -> None:
+    """A Failed job's message and Failed condition from the trainer's own reason."""
+    reason = report.reason or ("Diverged" if report.state == TrainerState.diverged else "TrainingFailed")
+    message = f"the trainer ended: {reason}: {report.message or report.state}"
+    result["message"] = message[:4096]
+    result["conditions"] = set_condition(
+        list(result.get("conditions") or []),
+        "Failed",
+        "True",
+        reason,
+        message[:32768],
+        generation=generation,
+        now=rfc3339(now),
+    )
+
+
 # Events ---------------------------------------------------------------------------------------
 
 Event = tuple[str, str, str]  # (Normal | Warning, reason, message)
@@ -253,37 +322,6 @@ def report_events(previous: ProgressReport | None, current: ProgressReport) -> l
     return events
 
 
-class EventLimiter:
-    """Per job, at most ``burst`` events per ``window`` seconds, and no repeat of the same reason
-    within ``repeat`` seconds; warnings and endings always pass (they are rare and they matter)."""
-
-    ALWAYS = frozenset({"Diverged", "TrainingStarted", "TrainingResumed"})
-
-    def __init__(self, *, burst: int = 10, window: float = 60.0, repeat: float = 10.0) -> None:
-        self.burst = burst
-        self.window = window
-        self.repeat = repeat
-        self._sent: dict[tuple[str, str], list[tuple[float, str]]] = {}
-
-    def allow(self, job: tuple[str, str], reason: str, kind: str, now: float) -> bool:
-        """Whether an event may be posted now; records it when it may."""
-        sent = [(t, r) for t, r in self._sent.get(job, []) if now - t < self.window]
-        passes = kind == "Warning" or reason in self.ALWAYS
-        if not passes:
-            if len(sent) >= self.burst:
-                self._sent[job] = sent
-                return False
-            if any(r == reason and now - t < self.repeat for t, r in sent):
-                self._sent[job] = sent
-                return False
-        sent.append((now, reason))
-        self._sent[job] = sent
-        return True
-
-    def forget(self, job: tuple[str, str]) -> None:
-        self._sent.pop(job, None)
-
-
 # Reading reports ------------------------------------------------------------------------------
 
 
@@ -302,7 +340,7 @@ def termination_report(pod: Mapping[str, Any]) -> ProgressReport | None:
     """The report a pod's ``pytorch`` container left in its termination message (current or last
     state, the newest first)."""
     for container in (pod.get("status") or {}).get("containerStatuses") or []:
-        if container.get("name") != "pytorch":
+        if container.get("name") != CONTAINER_NAME:
             continue
         for state in ("state", "lastState"):
             terminated = (container.get(state) or {}).get("terminated") or {}
@@ -329,7 +367,6 @@ def newer(first: ProgressReport | None, second: ProgressReport | None) -> Progre
 
 
 REPLICA_TYPE_LABEL = "training.kubeflow.org/replica-type"
-REPORT_PORT_NAME = "report"
 
 
 def master_pod_view(pod: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -340,14 +377,16 @@ def master_pod_view(pod: Mapping[str, Any]) -> dict[str, Any] | None:
         return None
     port = None
     for container in (pod.get("spec") or {}).get("containers") or []:
-        if container.get("name") == "pytorch":
+        if container.get("name") == CONTAINER_NAME:
             port = next(
                 (p.get("containerPort") for p in container.get("ports") or [] if p.get("name") == REPORT_PORT_NAME),
                 None,
             )
     status = pod.get("status") or {}
     running = any(
-        "running" in (c.get("state") or {}) for c in status.get("containerStatuses") or [] if c.get("name") == "pytorch"
+        "running" in (c.get("state") or {})
+        for c in status.get("containerStatuses") or []
+        if c.get("name") == CONTAINER_NAME
     )
     return {
         "name": metadata.get("name"),

@@ -11,6 +11,7 @@ import kopf
 from tensorone.api import GROUP, VERSION
 from tensorone_operator.builders import LABEL_JOB_NAME, LABEL_MANAGED_BY, MANAGER
 from tensorone_operator.catalog import GPU_PRODUCT_LABEL
+from tensorone_operator.cleanup import FORCE_DELETE_ANNOTATION
 from tensorone_operator.config import load_config
 from tensorone_operator.indexes import (
     INDEX_WAITING,
@@ -19,7 +20,6 @@ from tensorone_operator.indexes import (
     slim_node,
     waiting_keys,
 )
-from tensorone_operator.reconcile import FORCE_DELETE_ANNOTATION
 from tensorone_operator.settings import build_reconciler, configure_kopf
 
 JOBS = (GROUP, VERSION, "trainingjobs")

@@ -13,10 +13,11 @@ from typing import Any
 import kopf
 
 from tensorone.api import GROUP
+from tensorone_operator.cleanup import FINALIZER
 from tensorone_operator.config import OperatorConfig, load_config
 from tensorone_operator.kube import KubeApi
 from tensorone_operator.metrics import serve_metrics
-from tensorone_operator.reconcile import FINALIZER, Reconciler
+from tensorone_operator.reconcile import Reconciler
 
 METRICS_PORT_KEY = "metrics_port"
 
@@ -47,9 +48,8 @@ def build_reconciler(memo: kopf.Memo) -> Reconciler:
     api = memo.get("api")
     if not isinstance(api, KubeApi):
         api = KubeApi.from_environment()
-    reconciler = Reconciler(config, api, post_event)
     # Namespaced operators do not watch (cluster-scoped) nodes: the GPU check lists them.
-    reconciler.nodes_indexed = bool(memo.get("clusterwide", True))
+    reconciler = Reconciler(config, api, post_event, nodes_indexed=bool(memo.get("clusterwide", True)))
     memo["reconciler"] = reconciler
     port = memo.get(METRICS_PORT_KEY)
     if isinstance(port, int) and port:
