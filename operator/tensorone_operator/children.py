@@ -13,10 +13,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from tensorone.api import API_VERSION
+from tensorone.api.v1alpha1 import Dataset, TrainingJob
 from tensorone_operator import builders
+from tensorone_operator.catalog import JobResources
 from tensorone_operator.config import OperatorConfig
 from tensorone_operator.kube import ApiError, KubeApi
 from tensorone_operator.metrics import CHILDREN_CREATED
+from tensorone_operator.observed import ObservedJob
 
 JobKey = tuple[str, str]
 ChildIndex = Mapping[JobKey, Mapping[str, Any]]
@@ -26,9 +29,8 @@ class ForeignObject(Exception):
     """An object with a child's name exists but is not owned by this TrainingJob."""
 
 
-def owned_by(obj: Mapping[str, Any], job: Mapping[str, Any]) -> bool:
-    """Whether one of ``obj``'s ownerReferences is the job (by uid)."""
-    uid = job["metadata"].get("uid")
+def owned_by(obj: Mapping[str, Any], uid: str | None) -> bool:
+    """Whether one of ``obj``'s ownerReferences is the object with that uid (the job)."""
     return any(owner.get("uid") == uid for owner in (obj.get("metadata") or {}).get("ownerReferences") or [])
 
 
@@ -81,30 +83,33 @@ class Children:
             return indexed
         return patched
 
-    async def find(self, job: Mapping[str, Any], index: ChildIndex) -> Mapping[str, Any] | None:
+    async def find(self, job: ObservedJob, index: ChildIndex) -> Mapping[str, Any] | None:
         """The job's own child: from the index, else read when the status says it was created
         (just created, or the index lags); None when absent or not owned by the job."""
-        meta = job["metadata"]
-        namespace, name = meta["namespace"], meta["name"]
-        child = self.newest(index, (namespace, name))
-        if child is None and (job.get("status") or {}).get("childName"):
-            child = await self.api.get(builders.PYTORCHJOB_API_VERSION, "pytorchjobs", namespace, name)
-        if child is not None and not owned_by(child, job):
+        child = self.newest(index, job.key)
+        if child is None and job.status.get("childName"):
+            child = await self.api.get(builders.PYTORCHJOB_API_VERSION, "pytorchjobs", job.namespace, job.name)
+        if child is not None and not owned_by(child, job.uid):
             return None
         return child
 
-    async def create(self, job: Mapping[str, Any], dataset: Mapping[str, Any]) -> tuple[list[str], dict[str, Any]]:
+    async def create(
+        self, job: TrainingJob, dataset: Dataset, resources: JobResources
+    ) -> tuple[list[str], dict[str, Any]]:
         """ConfigMap, checkpoint claim, then the PyTorchJob (which needs both): each created, or
         found already there (a 409 after a restart) and checked to be ours. Returns the kinds
         created and the PyTorchJob; raises ForeignObject for a name taken by another owner."""
-        meta = job["metadata"]
         manifests: list[tuple[str, str, dict[str, Any]]] = [
             ("v1", "configmaps", builders.build_config_map(job, dataset, self.config))
         ]
         if builders.owns_checkpoint_claim(job):
             manifests.append(("v1", "persistentvolumeclaims", builders.build_checkpoint_claim(job, self.config)))
         manifests.append(
-            (builders.PYTORCHJOB_API_VERSION, "pytorchjobs", builders.build_pytorchjob(job, dataset, self.config))
+            (
+                builders.PYTORCHJOB_API_VERSION,
+                "pytorchjobs",
+                builders.build_pytorchjob(job, dataset, self.config, resources),
+            )
         )
         created: list[str] = []
         result: dict[str, Any] = {}
@@ -112,11 +117,11 @@ class Children:
             result, was_created = await self._ensure(job, api_version, plural, manifest)
             if was_created:
                 created.append(manifest["kind"])
-        self.seen((meta["namespace"], meta["name"]), result)
+        self.seen((str(job.metadata.namespace), str(job.metadata.name)), result)
         return created, result
 
     async def _ensure(
-        self, job: Mapping[str, Any], api_version: str, plural: str, manifest: dict[str, Any]
+        self, job: TrainingJob, api_version: str, plural: str, manifest: dict[str, Any]
     ) -> tuple[dict[str, Any], bool]:
         """The object created, or the one of that name found owned by the job; and whether it was created."""
         namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
@@ -128,7 +133,7 @@ class Children:
             existing = await self.api.get(api_version, plural, namespace, name)
             if existing is None:  # deleted in between: the next reconcile creates it
                 raise
-            if not owned_by(existing, job):
+            if not owned_by(existing, job.metadata.uid):
                 raise ForeignObject(
                     f"a {manifest['kind']} named {name!r} already exists in namespace "
                     f"{namespace!r} and is not owned by this TrainingJob; delete or rename it"
@@ -137,16 +142,16 @@ class Children:
         CHILDREN_CREATED.labels(kind=manifest["kind"]).inc()
         return obj, True
 
-    async def sync(self, job: Mapping[str, Any], child: Mapping[str, Any]) -> Mapping[str, Any]:
+    async def sync(self, job: TrainingJob, child: Mapping[str, Any]) -> Mapping[str, Any]:
         """Apply the mutable parts of the spec to a running child: suspend, limits, priority, and the
         checkpoint to resume from (in the ConfigMap the trainer reads when its pods start)."""
-        namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
+        namespace, name = str(job.metadata.namespace), str(job.metadata.name)
         config_map = await self.api.get("v1", "configmaps", namespace, builders.config_map_name(name))
-        dataset = await self.api.get(API_VERSION, "datasets", namespace, job["spec"]["datasetId"])
-        if config_map is not None and owned_by(config_map, job) and dataset is not None:
+        dataset = await self.api.get(API_VERSION, "datasets", namespace, job.spec.dataset_id)
+        if config_map is not None and owned_by(config_map, job.metadata.uid) and dataset is not None:
             # First the checkpoint to resume from (the pods read it when they start), then the
             # child; without the Dataset the job keeps the configuration it started with.
-            wanted = builders.build_config_map(job, dataset, self.config)["data"]
+            wanted = builders.build_config_map(job, Dataset.model_validate(dataset), self.config)["data"]
             if (config_map.get("data") or {}) != wanted:
                 await self.api.merge_patch(
                     "v1", "configmaps", namespace, config_map["metadata"]["name"], {"data": wanted}
@@ -160,7 +165,6 @@ class Children:
         self._patched[(namespace, name)] = patched
         return patched
 
-    async def delete_child(self, job: Mapping[str, Any]) -> None:
+    async def delete_child(self, job: ObservedJob) -> None:
         """Delete the job's PyTorchJob (its pods go with it; the claim and ConfigMap stay)."""
-        meta = job["metadata"]
-        await self.api.delete(builders.PYTORCHJOB_API_VERSION, "pytorchjobs", meta["namespace"], meta["name"])
+        await self.api.delete(builders.PYTORCHJOB_API_VERSION, "pytorchjobs", job.namespace, job.name)

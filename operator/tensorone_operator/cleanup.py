@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from tensorone.api import API_VERSION, GROUP
+from tensorone.api.v1alpha1 import TrainingJob
 from tensorone_operator import builders
 from tensorone_operator.children import owned_by
 from tensorone_operator.kube import ApiError, KubeApi
@@ -23,9 +24,9 @@ FINALIZER = f"{GROUP}/finalizer"
 FORCE_DELETE_ANNOTATION = f"{GROUP}/force-delete"
 
 
-def force_delete_requested(job: Mapping[str, Any]) -> bool:
+def force_delete_requested(job: TrainingJob) -> bool:
     """Whether the job carries the force-delete annotation."""
-    return (job["metadata"].get("annotations") or {}).get(FORCE_DELETE_ANNOTATION) == "true"
+    return (job.metadata.annotations or {}).get(FORCE_DELETE_ANNOTATION) == "true"
 
 
 class Cleanup:
@@ -34,10 +35,9 @@ class Cleanup:
     def __init__(self, api: KubeApi) -> None:
         self.api = api
 
-    async def finalize(self, job: Mapping[str, Any]) -> list[str]:
+    async def finalize(self, job: TrainingJob) -> list[str]:
         """Delete the children owned by a job being deleted; returns what was deleted."""
-        meta = job["metadata"]
-        namespace, name = meta["namespace"], meta["name"]
+        namespace, name = str(job.metadata.namespace), str(job.metadata.name)
         if force_delete_requested(job):
             logger.warning("force-delete annotation set: skipping the clean-up of %s/%s", namespace, name)
             return []
@@ -50,7 +50,7 @@ class Cleanup:
         deleted = []
         for api_version, plural, child_name in targets:
             existing = await self.api.get(api_version, plural, namespace, child_name)
-            if existing is not None and owned_by(existing, job):
+            if existing is not None and owned_by(existing, job.metadata.uid):
                 await self.api.delete(api_version, plural, namespace, child_name)
                 deleted.append(f"{plural}/{child_name}")
         return deleted

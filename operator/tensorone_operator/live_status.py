@@ -31,10 +31,11 @@ from typing import Any
 from tensorone.api.report import CheckpointReport, LossPoint, ProgressReport, TrainerState
 from tensorone.api.timestamps import parse_time, rfc3339
 from tensorone.api.v1alpha1.trainingjob import MAX_HISTORY_POINTS, MAX_STATUS_CHECKPOINTS
-from tensorone.errors import ConfigurationError
 from tensorone_operator import catalog
 from tensorone_operator.builders import CONTAINER_NAME, REPORT_PORT_NAME
+from tensorone_operator.catalog import JobResources
 from tensorone_operator.config import OperatorConfig
+from tensorone_operator.observed import ObservedJob
 from tensorone_operator.status import set_condition
 
 TOKENS_UNIT = "tokens/sec"
@@ -198,31 +199,29 @@ _CURVES = ("lossHistory", "evalLossHistory")
 
 
 def with_live(
-    job: Mapping[str, Any],
+    job: ObservedJob,
     status: Mapping[str, Any],
     kept: KeptReport | None,
+    resources: JobResources | None,
     config: OperatorConfig,
     *,
     now: datetime,
 ) -> dict[str, Any]:
     """``status`` with the live fields: the newest progress report mirrored, running time,
-    GPU-hours and cost brought up to ``now``, and a trainer's failure reason on a Failed job."""
-    spec = job.get("spec") or {}
-    stored = job.get("status") or {}
+    GPU-hours and cost brought up to ``now``, and a trainer's failure reason on a Failed job.
+    ``resources`` None (an unknown GPU type: the job never runs) leaves ``status`` as it is."""
     result = dict(status)
-    try:
-        entry = catalog.gpu_type(spec, config)
-    except ConfigurationError:
-        return result  # an unknown GPU type: the job never runs, nothing to measure
+    if resources is None:
+        return result
     report = kept[0] if kept else None
-    was_running = stored.get("phase") == "Running"
+    was_running = job.phase == "Running"
     if was_running or result.get("phase") == "Running":
-        seconds, measured = running_time(stored.get("resourceUsage"), was_running=was_running, now=now)
+        seconds, measured = running_time(job.status.get("resourceUsage"), was_running=was_running, now=now)
         result["resourceUsage"] = usage(
             running_seconds=seconds,
             measured_at=measured,
-            gpus=catalog.gpus_per_worker(spec) * int(spec.get("maxWorkers") or 1),
-            hourly_price_per_gpu=entry.hourly_price if entry else 0.0,
+            gpus=resources.gpus,
+            hourly_price_per_gpu=resources.hourly_price_per_gpu,
             report=report,
         )
     if kept is None:
@@ -231,9 +230,15 @@ def with_live(
     remaining = _mirror(result, report, read_at=read_at, now=now)
     if remaining is not None:
         spent = float((result.get("resourceUsage") or {}).get("cost") or 0.0)
-        result["estimatedCost"] = catalog.estimated_cost(spec, config, spent=spent, remaining_seconds=float(remaining))
+        result["estimatedCost"] = catalog.estimated_cost(
+            resources,
+            config,
+            max_runtime_seconds=job.spec.max_runtime_seconds,
+            spent=spent,
+            remaining_seconds=float(remaining),
+        )
     if result.get("phase") == "Failed" and report.state in (TrainerState.failed, TrainerState.diverged):
-        _trainer_failure(result, report, generation=(job.get("metadata") or {}).get("generation"), now=now)
+        _trainer_failure(result, report, generation=job.generation, now=now)
     return result
 
 

@@ -28,7 +28,9 @@ from typing import Any
 
 from tensorone.api import API_VERSION
 from tensorone.api.timestamps import now, utc_now
+from tensorone.api.v1alpha1 import Dataset
 from tensorone_operator import catalog, checks
+from tensorone_operator.catalog import JobResources
 from tensorone_operator.children import ChildIndex, Children, ForeignObject, owned_by
 from tensorone_operator.cleanup import Cleanup
 from tensorone_operator.config import OperatorConfig
@@ -37,6 +39,7 @@ from tensorone_operator.events import EventPoster, Events
 from tensorone_operator.kube import KubeApi
 from tensorone_operator.live_status import with_live
 from tensorone_operator.metrics import ERRORS, RECONCILE_SECONDS, RECONCILES, PhaseBook
+from tensorone_operator.observed import ObservedJob
 from tensorone_operator.status import TERMINAL, Problem, condition_is, status_from
 from tensorone_operator.status_writer import StatusWriter
 from tensorone_operator.trainer_reports import TrainerReports
@@ -57,17 +60,9 @@ class Outcome:
         return self.problem is not None and self.problem.waiting
 
 
-def _spec_changed(job: Mapping[str, Any]) -> bool:
-    """Whether the spec changed since the status was last written (generation moved on)."""
-    observed = (job.get("status") or {}).get("observedGeneration")
-    return observed != job["metadata"].get("generation")
-
-
-def _as_seen(fresh: Mapping[str, Any], seen: Mapping[str, Any]) -> bool:
+def _as_seen(fresh: ObservedJob, seen: ObservedJob) -> bool:
     """Whether a job just read has the generation and status of a copy seen earlier."""
-    return fresh["metadata"].get("generation") == seen["metadata"].get("generation") and fresh.get(
-        "status"
-    ) == seen.get("status")
+    return fresh.generation == seen.generation and fresh.status == seen.status
 
 
 def _ref(namespace: str, name: str) -> dict[str, Any]:
@@ -135,7 +130,7 @@ class Reconciler:
         """
         body = copy.deepcopy(dict(job)) if current and "spec" in job else None
 
-        async def step(fresh: dict[str, Any]) -> Outcome:
+        async def step(fresh: ObservedJob) -> Outcome:
             return await self._reconcile(fresh, datasets or {}, children or {}, nodes)
 
         return await self._locked(job, body, step)
@@ -182,27 +177,26 @@ class Reconciler:
         so. A job waiting on a Dataset or a GPU node is re-checked (the safety net beside the
         Dataset and Node watches).
         """
-        meta = job["metadata"]
-        key = (meta["namespace"], meta["name"])
-        status = dict(job.get("status") or {})
-        if status.get("phase") in TERMINAL or meta.get("deletionTimestamp"):
+        if (job.get("status") or {}).get("phase") in TERMINAL or job["metadata"].get("deletionTimestamp"):
             return None
-        self.phases.record(*key, status.get("phase"))
+        seen = ObservedJob.parse(job)
+        self.phases.record(*seen.key, seen.phase)
         indexes: dict[str, Any] = {"datasets": datasets, "children": children, "nodes": nodes}
-        if _spec_changed(job):
+        if seen.spec_changed():
             return await self.reconcile(job, **indexes)
-        child = self.children.newest(children, key)
-        if child is None and condition_is(status, "Stalled", "True"):
+        child = self.children.newest(children, seen.key)
+        if child is None and condition_is(seen.status, "Stalled", "True"):
             return None  # a configuration error: only a change of the job (or a restart) helps
-        if child is None or not owned_by(child, job):
+        if child is None or not owned_by(child, seen.uid):
             return await self.reconcile(job, **indexes)
-        await self.reports.poll(key)
-        desired = self._live(job, self._followed(job, child))
-        if not self.status.due(job, desired):
+        await self.reports.poll(seen.key)
+        resources, _ = checks.check_gpu_type(seen.spec, self.config)
+        desired = self._live(seen, self._followed(seen, child, resources), resources)
+        if not self.status.due(seen, desired):
             return None
 
-        async def step(fresh: dict[str, Any]) -> Outcome:
-            if _as_seen(fresh, job):
+        async def step(fresh: ObservedJob) -> Outcome:
+            if _as_seen(fresh, seen):
                 return Outcome(status=await self.status.write(fresh, desired))
             return await self._reconcile(fresh, datasets, children, nodes)  # the daemon's copy lagged
 
@@ -217,8 +211,9 @@ class Reconciler:
 
     async def finalize(self, job: Mapping[str, Any]) -> list[str]:
         """Delete what the operator made for a job being deleted; returns what was deleted."""
-        deleted = await self.cleanup.finalize(job)
-        self.forget(job["metadata"]["namespace"], job["metadata"]["name"])
+        observed = ObservedJob.parse(job)
+        deleted = await self.cleanup.finalize(observed.resource)
+        self.forget(*observed.key)
         return deleted
 
     # Sequencing --------------------------------------------------------------------------------
@@ -227,7 +222,7 @@ class Reconciler:
         self,
         job: Mapping[str, Any],
         body: dict[str, Any] | None,
-        step: Callable[[dict[str, Any]], Awaitable[Outcome]],
+        step: Callable[[ObservedJob], Awaitable[Outcome]],
     ) -> Outcome:
         """Run ``step`` on the newest job (``body``, else read) under the job's lock, measured."""
         meta = job["metadata"]
@@ -238,7 +233,7 @@ class Reconciler:
                 fresh = body if body is not None else await self.api.get(API_VERSION, "trainingjobs", namespace, name)
                 if fresh is None or fresh["metadata"].get("deletionTimestamp"):
                     return Outcome(status=dict(job.get("status") or {}))
-                outcome = await step(fresh)
+                outcome = await step(ObservedJob.parse(fresh))
             except Exception as exc:
                 RECONCILES.labels(result="error").inc()
                 ERRORS.labels(reason=type(exc).__name__).inc()
@@ -250,87 +245,76 @@ class Reconciler:
             ERRORS.labels(reason=outcome.problem.code).inc()
         return outcome
 
-    async def _reconcile(
-        self, job: dict[str, Any], datasets: DatasetIndex, children: ChildIndex, nodes: Nodes
-    ) -> Outcome:
-        spec = job["spec"]
+    async def _reconcile(self, job: ObservedJob, datasets: DatasetIndex, children: ChildIndex, nodes: Nodes) -> Outcome:
         child = await self.children.find(job, children)
-        if spec.get("cancel"):
+        if job.spec.cancel:
             if child is not None:
                 await self.children.delete_child(job)
-            return await self._write(job, status_from(job, None, now=utc_now()))
-        if (job.get("status") or {}).get("phase") in TERMINAL:
-            return await self._write(job, status_from(job, child, now=utc_now()))
+            return await self._write(job, status_from(job, None, now=utc_now()), None)
+        resources, problem = checks.check_gpu_type(job.spec, self.config)
+        if job.phase in TERMINAL:
+            return await self._write(job, status_from(job, child, now=utc_now()), resources)
         if child is not None:
             # Running already: follow it, and apply what may change on a running job.
-            if _spec_changed(job):
-                child = await self.children.sync(job, child)
-            return await self._write(job, self._followed(job, child))
-        return await self._start(job, datasets, nodes)
+            if job.spec_changed():
+                child = await self.children.sync(job.resource, child)
+            return await self._write(job, self._followed(job, child, resources), resources)
+        if resources is None:
+            return await self._held(job, problem, resources)
+        return await self._start(job, resources, datasets, nodes)
 
-    async def _start(self, job: dict[str, Any], datasets: DatasetIndex, nodes: Nodes) -> Outcome:
+    async def _start(self, job: ObservedJob, resources: JobResources, datasets: DatasetIndex, nodes: Nodes) -> Outcome:
         """Check a job without a child, then create its children."""
-        spec, namespace = job["spec"], job["metadata"]["namespace"]
-        extra = self._allocation(job)
-        problem = checks.check_gpu_type(spec, self.config)
-        dataset: Mapping[str, Any] | None = None
-        if problem is None:
-            dataset = await self.datasets.find(datasets, namespace, spec["datasetId"])
-            problem = await self._check(job, dataset, nodes)
+        found = await self.datasets.find(datasets, job.namespace, job.spec.dataset_id)
+        dataset = None if found is None else Dataset.model_validate(found)
+        problem = checks.check_dataset(job.namespace, job.spec, dataset)
+        if problem is None and dataset is not None:
+            problem = checks.check_configuration(job.spec, dataset)
+        if problem is None and resources.entry is not None and self.config.check_gpu_nodes:
+            indexed = nodes if self.nodes_indexed else None
+            visible = indexed if indexed is not None else await self.api.list("v1", "nodes")
+            problem = checks.check_gpu_nodes(resources, self.config, visible)
         if problem is not None or dataset is None:
-            return await self._held(job, problem, extra)
+            return await self._held(job, problem, resources)
         try:
-            created, child = await self.children.create(job, dataset)
+            created, child = await self.children.create(job.resource, dataset, resources)
         except ForeignObject as exc:
             problem = Problem("ConfigurationValid", "CONFIGURATION_ERROR", str(exc), waiting=False)
-            return await self._held(job, problem, extra)
-        outcome = await self._write(job, self._followed(job, child))
+            return await self._held(job, problem, resources)
+        outcome = await self._write(job, self._followed(job, child, resources), resources)
         outcome.created = created
         return outcome
 
-    async def _check(self, job: Mapping[str, Any], dataset: Mapping[str, Any] | None, nodes: Nodes) -> Problem | None:
-        """The checks that need other objects: the Dataset, then GPU nodes."""
-        spec = job["spec"]
-        problem = checks.check_dataset(job["metadata"]["namespace"], spec, dataset)
-        if problem is None and dataset is not None:
-            problem = checks.check_configuration(spec, dataset)
-        if problem is None and spec.get("gpuType") and self.config.check_gpu_nodes:
-            indexed = nodes if self.nodes_indexed else None
-            visible = indexed if indexed is not None else await self.api.list("v1", "nodes")
-            problem = checks.check_gpu_nodes(spec, self.config, visible)
-        return problem
-
-    async def _held(self, job: dict[str, Any], problem: Problem | None, extra: dict[str, Any]) -> Outcome:
+    async def _held(self, job: ObservedJob, problem: Problem | None, resources: JobResources | None) -> Outcome:
         """Write the status of a job held by a failed check."""
-        outcome = await self._write(job, status_from(job, None, now=utc_now(), problem=problem, extra=extra))
+        status = status_from(job, None, now=utc_now(), problem=problem, extra=self._allocation(job, resources))
+        outcome = await self._write(job, status, resources)
         outcome.problem = problem
         return outcome
 
-    async def _write(self, job: dict[str, Any], status: dict[str, Any]) -> Outcome:
+    async def _write(self, job: ObservedJob, status: dict[str, Any], resources: JobResources | None) -> Outcome:
         """Write ``status`` with the live fields merged in (when it changed)."""
-        return Outcome(status=await self.status.write(job, self._live(job, status)))
+        return Outcome(status=await self.status.write(job, self._live(job, status, resources)))
 
     # Computing the status ----------------------------------------------------------------------
 
-    def _allocation(self, job: Mapping[str, Any]) -> dict[str, Any]:
+    def _allocation(self, job: ObservedJob, resources: JobResources | None) -> dict[str, Any]:
         """resourceAllocation and the first estimatedCost from the catalog ({} for an unknown GPU type)."""
-        spec = job["spec"]
-        if checks.check_gpu_type(spec, self.config) is not None:
+        if resources is None:
             return {}
-        estimate = catalog.estimated_cost(spec, self.config)
+        estimate = catalog.estimated_cost(resources, self.config, max_runtime_seconds=job.spec.max_runtime_seconds)
         # The trainer's remaining time refines the total (live status): keep a stored total
         # when the catalog alone has none.
-        stored = (job.get("status") or {}).get("estimatedCost") or {}
+        stored = job.status.get("estimatedCost") or {}
         if "total" in stored and "total" not in estimate:
             estimate = {**estimate, "total": stored["total"]}
-        return {"resourceAllocation": catalog.resource_allocation(spec, self.config), "estimatedCost": estimate}
+        return {"resourceAllocation": catalog.resource_allocation(resources, self.config), "estimatedCost": estimate}
 
-    def _followed(self, job: Mapping[str, Any], child: Mapping[str, Any]) -> dict[str, Any]:
+    def _followed(self, job: ObservedJob, child: Mapping[str, Any], resources: JobResources | None) -> dict[str, Any]:
         """The status of a job that has its child (before the live fields)."""
-        extra = {**self._allocation(job), "childName": job["metadata"]["name"]}
+        extra = {**self._allocation(job, resources), "childName": job.name}
         return status_from(job, child, now=utc_now(), extra=extra)
 
-    def _live(self, job: Mapping[str, Any], status: dict[str, Any]) -> dict[str, Any]:
+    def _live(self, job: ObservedJob, status: dict[str, Any], resources: JobResources | None) -> dict[str, Any]:
         """``status`` with the newest trainer report and the running time and cost up to now."""
-        key = (job["metadata"]["namespace"], job["metadata"]["name"])
-        return with_live(job, status, self.reports.latest(key), self.config, now=now())
+        return with_live(job, status, self.reports.latest(job.key), resources, self.config, now=now())

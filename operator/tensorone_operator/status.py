@@ -1,8 +1,8 @@
 """Pure status logic: the TrainingJob, its child PyTorchJob and what the checks found -> status.
 
 ``status_from`` computes the whole desired ``status`` (the reconciler patches it only when it
-differs from what is stored). The reconciler merges the rank-0 trainer's progress report into the
-same dict (``Reconciler._with_live``): progress, metrics and checkpoints are not touched here and
+differs from what is stored). The rank-0 trainer's progress report is merged into the same dict
+afterwards (``live_status.with_live``): progress, metrics and checkpoints are not touched here and
 are carried over.
 
 Phases, precisely (first rule that applies):
@@ -29,7 +29,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tensorone.api.v1alpha1 import Phase
+from tensorone.api.v1alpha1 import Phase, TrainingJobSpec
+from tensorone_operator.observed import ObservedJob
 
 TERMINAL = frozenset({Phase.Completed.value, Phase.Failed.value, Phase.Cancelled.value})
 CHILD_CONDITION_TYPES = ("Running", "Suspended", "Restarting", "Succeeded", "Failed")
@@ -112,7 +113,7 @@ CONDITION_ORDER = (
 )
 
 
-def _phase_from_child(spec: Mapping[str, Any], child: Mapping[str, Any]) -> tuple[str, str, str]:
+def _phase_from_child(spec: TrainingJobSpec, child: Mapping[str, Any]) -> tuple[str, str, str]:
     """(phase, reason, message) while the child exists and the job is not terminal."""
     if _is_true(child, "Succeeded"):
         condition = child_condition(child, "Succeeded") or {}
@@ -121,7 +122,7 @@ def _phase_from_child(spec: Mapping[str, Any], child: Mapping[str, Any]) -> tupl
         condition = child_condition(child, "Failed") or {}
         return Phase.Failed.value, condition.get("reason") or "Failed", condition.get("message") or "training failed"
     suspended = _is_true(child, "Suspended")
-    if spec.get("suspend"):
+    if spec.suspend:
         if suspended and active_replicas(child) == 0:
             return (
                 Phase.Stopped.value,
@@ -142,7 +143,7 @@ def _phase_from_child(spec: Mapping[str, Any], child: Mapping[str, Any]) -> tupl
 
 
 def status_from(
-    job: Mapping[str, Any],
+    job: ObservedJob,
     child: Mapping[str, Any] | None,
     *,
     now: str,
@@ -155,67 +156,96 @@ def status_from(
     estimatedCost); fields this function does not own (progress, metrics, checkpoints) are kept
     from the current status.
     """
-    spec = job.get("spec") or {}
-    current: dict[str, Any] = dict(job.get("status") or {})
-    generation = (job.get("metadata") or {}).get("generation")
+    current: dict[str, Any] = dict(job.status)
+    generation = job.generation
     status: dict[str, Any] = {**current, **(extra or {})}
     status["observedGeneration"] = generation
-    conditions: list[dict[str, Any]] = list(current.get("conditions") or [])
-
-    def condition(kind: str, value: bool, reason: str, message: str) -> None:
-        nonlocal conditions
-        conditions = set_condition(
-            conditions, kind, "True" if value else "False", reason, message, generation=generation, now=now
-        )
-
+    conditions = Conditions(list(current.get("conditions") or []), generation=generation, now=now)
     phase = current.get("phase")
-    if spec.get("cancel"):
-        phase, reason, message = (
-            Phase.Cancelled.value,
-            "Cancelled",
-            "cancelled: the pods are deleted, checkpoints are kept",
-        )
-        condition("Ready", False, reason, message)
-        condition("Reconciling", False, reason, message)
-        if child_condition(child, "Running") or _is_true({"status": current}, "Running"):
-            condition("Running", False, reason, message)
+    if job.spec.cancel:
+        phase, message = _cancelled(conditions, child, current)
     elif phase in TERMINAL:
-        return {**status, "conditions": conditions}
+        return {**status, "conditions": conditions.items}
     elif problem is not None:
-        phase, reason, message = Phase.Pending.value, problem.code, problem.message
-        condition(problem.condition, False, problem.code, problem.message)
-        condition("Ready", False, problem.code, problem.message)
-        condition("Reconciling", problem.waiting, problem.code, problem.message)
-        condition("Stalled", not problem.waiting, problem.code, problem.message)
+        phase, message = _held(conditions, problem)
     else:
-        for kind in ("ConfigurationValid", "DatasetReady", "ResourcesAvailable"):
-            condition(kind, True, "Checked", "")
-        condition("Stalled", False, "Reconciled", "")
-        if child is None:
-            phase, reason, message = Phase.Pending.value, "Creating", "creating the PyTorchJob"
-        else:
-            phase, reason, message = _phase_from_child(spec, child)
-            for kind in CHILD_CONDITION_TYPES:
-                mirrored = child_condition(child, kind)
-                if mirrored is not None:
-                    condition(
-                        kind,
-                        mirrored.get("status") == "True",
-                        mirrored.get("reason") or kind,
-                        mirrored.get("message") or "",
-                    )
-        ready = phase in {Phase.Running.value, Phase.Completed.value}
-        condition("Ready", ready, reason, message)
-        settled = phase in {*TERMINAL, Phase.Running.value, Phase.Stopped.value, Phase.Queued.value}
-        condition("Reconciling", not settled, reason, message)
+        phase, message = _progressing(conditions, job.spec, child)
         if phase == Phase.Running.value and not status.get("startedAt"):
             status["startedAt"] = ((child or {}).get("status") or {}).get("startTime") or now
     status["phase"] = phase
     status["message"] = message
     if phase in TERMINAL and not status.get("completedAt"):
         status["completedAt"] = ((child or {}).get("status") or {}).get("completionTime") or now
-    status["conditions"] = conditions
+    status["conditions"] = conditions.items
     return status
+
+
+class Conditions:
+    """A status's conditions being set, with the generation and time they are set at."""
+
+    def __init__(self, items: list[dict[str, Any]], *, generation: int | None, now: str) -> None:
+        self.items = items
+        self.generation = generation
+        self.now = now
+
+    def set(self, kind: str, value: bool, reason: str, message: str) -> None:
+        """Set condition ``kind`` True or False."""
+        self.items = set_condition(
+            self.items,
+            kind,
+            "True" if value else "False",
+            reason,
+            message,
+            generation=self.generation,
+            now=self.now,
+        )
+
+
+def _cancelled(conditions: Conditions, child: Mapping[str, Any] | None, current: Mapping[str, Any]) -> tuple[str, str]:
+    """Conditions of a cancelled job; its phase and message."""
+    phase, reason, message = (
+        Phase.Cancelled.value,
+        "Cancelled",
+        "cancelled: the pods are deleted, checkpoints are kept",
+    )
+    conditions.set("Ready", False, reason, message)
+    conditions.set("Reconciling", False, reason, message)
+    if child_condition(child, "Running") or _is_true({"status": current}, "Running"):
+        conditions.set("Running", False, reason, message)
+    return phase, message
+
+
+def _held(conditions: Conditions, problem: Problem) -> tuple[str, str]:
+    """Conditions of a job held by a failed check; its phase and message."""
+    conditions.set(problem.condition, False, problem.code, problem.message)
+    conditions.set("Ready", False, problem.code, problem.message)
+    conditions.set("Reconciling", problem.waiting, problem.code, problem.message)
+    conditions.set("Stalled", not problem.waiting, problem.code, problem.message)
+    return Phase.Pending.value, problem.message
+
+
+def _progressing(conditions: Conditions, spec: TrainingJobSpec, child: Mapping[str, Any] | None) -> tuple[str, str]:
+    """Conditions of a job whose checks passed, from its child; its phase and message."""
+    for kind in ("ConfigurationValid", "DatasetReady", "ResourcesAvailable"):
+        conditions.set(kind, True, "Checked", "")
+    conditions.set("Stalled", False, "Reconciled", "")
+    if child is None:
+        phase, reason, message = Phase.Pending.value, "Creating", "creating the PyTorchJob"
+    else:
+        phase, reason, message = _phase_from_child(spec, child)
+        for kind in CHILD_CONDITION_TYPES:
+            mirrored = child_condition(child, kind)
+            if mirrored is not None:
+                conditions.set(
+                    kind,
+                    mirrored.get("status") == "True",
+                    mirrored.get("reason") or kind,
+                    mirrored.get("message") or "",
+                )
+    conditions.set("Ready", phase in {Phase.Running.value, Phase.Completed.value}, reason, message)
+    settled = phase in {*TERMINAL, Phase.Running.value, Phase.Stopped.value, Phase.Queued.value}
+    conditions.set("Reconciling", not settled, reason, message)
+    return phase, message
 
 
 def dataset_status(dataset: Mapping[str, Any], *, claim_exists: bool | None, now: str) -> dict[str, Any]:

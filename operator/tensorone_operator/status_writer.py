@@ -15,6 +15,7 @@ from tensorone.api import API_VERSION
 from tensorone_operator.events import Events
 from tensorone_operator.kube import KubeApi
 from tensorone_operator.metrics import PhaseBook
+from tensorone_operator.observed import ObservedJob
 from tensorone_operator.status import transitions
 from tensorone_operator.trainer_reports import TrainerReports
 
@@ -49,28 +50,25 @@ class StatusWriter:
         """Drop what is kept about a deleted job."""
         self._written.pop(key, None)
 
-    def due(self, job: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
+    def due(self, job: ObservedJob, desired: Mapping[str, Any]) -> bool:
         """Whether ``desired`` is worth writing now: it differs from the stored status in more than
         the clock-driven fields, or those were last written ``VOLATILE_WRITE_SECONDS`` ago."""
-        stored = dict(job.get("status") or {})
-        if desired == stored:
+        if desired == job.status:
             return False
-        if material(desired) != material(stored):
+        if material(desired) != material(job.status):
             return True
-        key = (job["metadata"]["namespace"], job["metadata"]["name"])
-        return time.monotonic() - self._written.get(key, 0.0) >= VOLATILE_WRITE_SECONDS
+        return time.monotonic() - self._written.get(job.key, 0.0) >= VOLATILE_WRITE_SECONDS
 
-    async def write(self, job: Mapping[str, Any], desired: dict[str, Any]) -> dict[str, Any]:
+    async def write(self, job: ObservedJob, desired: dict[str, Any]) -> dict[str, Any]:
         """Patch the status when it changed, post Events for what changed; the status now stored."""
-        meta = job["metadata"]
-        key = (meta["namespace"], meta["name"])
-        current = dict(job.get("status") or {})
+        key = job.key
+        current = dict(job.status)
         self.phases.record(*key, desired.get("phase"))
         if desired == current:
             return current
         patch = {"status": {name: desired.get(name) for name in set(desired) | set(current)}}
         await self.api.merge_patch(API_VERSION, "trainingjobs", *key, patch, subresource="status")
         self._written[key] = time.monotonic()
-        self.events.post_limited(job, self.reports.news(key, current))
-        self.events.post(job, transitions(current, desired))
+        self.events.post_limited(job.body, self.reports.news(key, current))
+        self.events.post(job.body, transitions(current, desired))
         return desired

@@ -12,6 +12,7 @@ import pytest
 from tensorone_operator.builders import build_config_map, build_pytorchjob
 from tensorone_operator.config import OperatorConfig
 
+from tensorone.api.v1alpha1 import Dataset, TrainingJob
 from tensorone.api.validation import validate
 from tests.kube.node import LocalNode
 from tests.kube.polling import wait_for
@@ -58,8 +59,9 @@ def cluster() -> Iterator[EmulatorServer]:
 
 def submit(cluster: EmulatorServer, job: dict[str, Any]) -> None:
     config = OperatorConfig()
-    cluster.api.create(build_config_map(job, DATASET, config))
-    cluster.api.create(build_pytorchjob(job, DATASET, config))
+    typed, dataset = TrainingJob.model_validate(job), Dataset.model_validate(DATASET)
+    cluster.api.create(build_config_map(typed, dataset, config))
+    cluster.api.create(build_pytorchjob(typed, dataset, config))
 
 
 def condition(cluster: EmulatorServer, name: str, kind: str) -> bool:

@@ -4,14 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
+from tensorone_operator.observed import ObservedJob
 from tensorone_operator.status import Problem, dataset_status, status_from, transitions
 
 NOW = "2026-01-01T00:00:00Z"
 LATER = "2026-01-01T01:00:00Z"
 
 
-def job(status: dict[str, Any] | None = None, **spec: Any) -> dict[str, Any]:
-    return {"metadata": {"name": "j", "namespace": "n", "generation": 3}, "spec": spec, "status": status or {}}
+def job(status: dict[str, Any] | None = None, **spec: Any) -> ObservedJob:
+    return ObservedJob.parse(
+        {
+            "apiVersion": "training.tensorone.ai/v1alpha1",
+            "kind": "TrainingJob",
+            "metadata": {"name": "j", "namespace": "n", "generation": 3},
+            "spec": {"modelType": "llm", "datasetId": "d", "config": {"baseModel": "m"}, **spec},
+            "status": status or {},
+        }
+    )
 
 
 def child(*conditions: tuple[str, str], active: int = 0, **status: Any) -> dict[str, Any]:

@@ -672,6 +672,9 @@ class ObjectMeta(ApiModel):
     namespace: str | None = Field(default=None, description="Namespace.")
     labels: dict[str, str] | None = Field(default=None, description="Labels.")
     annotations: dict[str, str] | None = Field(default=None, description="Annotations.")
+    uid: str | None = Field(default=None, description="Unique id the API server gave the object.")
+    generation: int | None = Field(default=None, description="Version of the desired state (spec).")
+    deletion_timestamp: datetime | None = Field(default=None, description="When deletion was requested.")
 
 
 class TrainingJob(ApiModel):
