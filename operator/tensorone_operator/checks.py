@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from tensorone.api.v1alpha1 import Dataset, ModelType, TrainingJobSpec
+from tensorone.api.v1alpha1 import ConditionType, Dataset, ModelType, Reason, TrainingJobSpec
 from tensorone.errors import ConfigurationError, DatasetNotFound, InsufficientResources
 from tensorone_operator.builders import MASTER_PORT
 from tensorone_operator.catalog import GPU_PRODUCT_LABEL, JobResources, available_gpu_types, job_resources
@@ -31,7 +31,7 @@ def check_gpu_type(spec: TrainingJobSpec, config: OperatorConfig) -> tuple[JobRe
     try:
         return job_resources(spec, config), None
     except ConfigurationError as exc:
-        return None, Problem("ConfigurationValid", exc.code, str(exc), waiting=False)
+        return None, Problem(ConditionType.ConfigurationValid, Reason(exc.code), str(exc), waiting=False)
 
 
 def check_dataset(namespace: str, spec: TrainingJobSpec, dataset: Dataset | None) -> Problem | None:
@@ -41,7 +41,7 @@ def check_dataset(namespace: str, spec: TrainingJobSpec, dataset: Dataset | None
             f"Dataset {spec.dataset_id!r} does not exist in namespace {namespace!r}; the job starts when it is created",
             field="spec.datasetId",
         )
-        return Problem("DatasetReady", error.code, str(error), waiting=True)
+        return Problem(ConditionType.DatasetReady, Reason.DATASET_NOT_FOUND, str(error), waiting=True)
     return None
 
 
@@ -100,7 +100,10 @@ def check_configuration(spec: TrainingJobSpec, dataset: Dataset) -> Problem | No
     if not problems:
         return None
     return Problem(
-        "ConfigurationValid", problems[0].code, "; ".join(str(problem) for problem in problems), waiting=False
+        ConditionType.ConfigurationValid,
+        Reason.CONFIGURATION_ERROR,
+        "; ".join(str(problem) for problem in problems),
+        waiting=False,
     )
 
 
@@ -120,4 +123,4 @@ def check_gpu_nodes(
         f"{', '.join(available) if available else 'none'}; the job starts when such a node joins",
         field="spec.gpuType",
     )
-    return Problem("ResourcesAvailable", error.code, str(error), waiting=True)
+    return Problem(ConditionType.ResourcesAvailable, Reason.INSUFFICIENT_RESOURCES, str(error), waiting=True)

@@ -5,19 +5,30 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping
+from enum import StrEnum
 from typing import Any
 
-from tensorone_operator.live_status import Event
+from tensorone.api.v1alpha1 import Reason
 
 JobKey = tuple[str, str]
 EventPoster = Callable[[Mapping[str, Any], str, str, str], None]
+
+
+class EventType(StrEnum):
+    """The type of a Kubernetes Event."""
+
+    Normal = "Normal"
+    Warning = "Warning"
+
+
+Event = tuple[EventType, str, str]  # (type, reason, message)
 
 
 class EventLimiter:
     """Per job, at most ``burst`` events per ``window`` seconds, and no repeat of the same reason
     within ``repeat`` seconds; warnings and endings always pass (they are rare and they matter)."""
 
-    ALWAYS = frozenset({"Diverged", "TrainingStarted", "TrainingResumed"})
+    ALWAYS = frozenset({Reason.Diverged, Reason.TrainingStarted, Reason.TrainingResumed})
 
     def __init__(self, *, burst: int = 10, window: float = 60.0, repeat: float = 10.0) -> None:
         self.burst = burst
@@ -28,7 +39,7 @@ class EventLimiter:
     def allow(self, job: tuple[str, str], reason: str, kind: str, now: float) -> bool:
         """Whether an event may be posted now; records it when it may."""
         sent = [(t, r) for t, r in self._sent.get(job, []) if now - t < self.window]
-        passes = kind == "Warning" or reason in self.ALWAYS
+        passes = kind == EventType.Warning or reason in self.ALWAYS
         if not passes:
             if len(sent) >= self.burst:
                 self._sent[job] = sent
@@ -41,6 +52,7 @@ class EventLimiter:
         return True
 
     def forget(self, job: tuple[str, str]) -> None:
+        """Drop what is kept about a deleted job."""
         self._sent.pop(job, None)
 
 

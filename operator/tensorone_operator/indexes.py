@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from tensorone_operator.status import TERMINAL
+from tensorone.api.v1alpha1 import TERMINAL_PHASES, Reason
 
 INDEX_DATASETS = "datasets_by_name"
 INDEX_CHILDREN = "children_by_job"
@@ -60,13 +60,13 @@ def slim_node(node: Mapping[str, Any]) -> dict[str, Any]:
 
 def waiting_keys(namespace: str, spec: Mapping[str, Any], status: Mapping[str, Any]) -> list[tuple[str, ...]]:
     """Index keys of a job waiting on a Dataset ("dataset", ns, name) or on a GPU node ("gpu",)."""
-    if status.get("phase") in TERMINAL or status.get("childName"):
+    if status.get("phase") in TERMINAL_PHASES or status.get("childName"):
         return []
     reasons = {c.get("reason") for c in status.get("conditions") or [] if c.get("status") == "False"}
     keys: list[tuple[str, ...]] = []
-    if "DATASET_NOT_FOUND" in reasons:
+    if Reason.DATASET_NOT_FOUND in reasons:
         keys.append(("dataset", namespace, str(spec.get("datasetId"))))
-    if "INSUFFICIENT_RESOURCES" in reasons:
+    if Reason.INSUFFICIENT_RESOURCES in reasons:
         keys.append(("gpu",))
     return keys
 

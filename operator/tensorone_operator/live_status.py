@@ -30,11 +30,13 @@ from typing import Any
 
 from tensorone.api.report import CheckpointReport, LossPoint, ProgressReport, TrainerState
 from tensorone.api.timestamps import parse_time, rfc3339
+from tensorone.api.v1alpha1 import ConditionType, Phase, Reason
 from tensorone.api.v1alpha1.trainingjob import MAX_HISTORY_POINTS, MAX_STATUS_CHECKPOINTS
 from tensorone_operator import catalog
 from tensorone_operator.builders import CONTAINER_NAME, REPORT_PORT_NAME
 from tensorone_operator.catalog import JobResources
 from tensorone_operator.config import OperatorConfig
+from tensorone_operator.events import Event, EventType
 from tensorone_operator.observed import ObservedJob
 from tensorone_operator.status import set_condition
 
@@ -214,8 +216,8 @@ def with_live(
     if resources is None:
         return result
     report = kept[0] if kept else None
-    was_running = job.phase == "Running"
-    if was_running or result.get("phase") == "Running":
+    was_running = job.phase == Phase.Running
+    if was_running or result.get("phase") == Phase.Running:
         seconds, measured = running_time(job.status.get("resourceUsage"), was_running=was_running, now=now)
         result["resourceUsage"] = usage(
             running_seconds=seconds,
@@ -237,7 +239,7 @@ def with_live(
             spent=spent,
             remaining_seconds=float(remaining),
         )
-    if result.get("phase") == "Failed" and report.state in (TrainerState.failed, TrainerState.diverged):
+    if result.get("phase") == Phase.Failed and report.state in (TrainerState.failed, TrainerState.diverged):
         _trainer_failure(result, report, generation=job.generation, now=now)
     return result
 
@@ -259,12 +261,12 @@ def _mirror(result: dict[str, Any], report: ProgressReport, *, read_at: str, now
 
 def _trainer_failure(result: dict[str, Any], report: ProgressReport, *, generation: int | None, now: datetime) -> None:
     """A Failed job's message and Failed condition from the trainer's own reason."""
-    reason = report.reason or ("Diverged" if report.state == TrainerState.diverged else "TrainingFailed")
+    reason = report.reason or (Reason.Diverged if report.state == TrainerState.diverged else Reason.TrainingFailed)
     message = f"the trainer ended: {reason}: {report.message or report.state}"
     result["message"] = message[:4096]
     result["conditions"] = set_condition(
         list(result.get("conditions") or []),
-        "Failed",
+        ConditionType.Failed,
         "True",
         reason,
         message[:32768],
@@ -275,12 +277,10 @@ def _trainer_failure(result: dict[str, Any], report: ProgressReport, *, generati
 
 # Events ---------------------------------------------------------------------------------------
 
-Event = tuple[str, str, str]  # (Normal | Warning, reason, message)
-
 # Completed, Stopped and Failed are posted as phase changes (status.transitions, with the trainer's
 # reason in the message); a divergence also gets an Event of its own.
 _ENDINGS: dict[TrainerState, Event] = {
-    TrainerState.diverged: ("Warning", "Diverged", "training diverged"),
+    TrainerState.diverged: (EventType.Warning, Reason.Diverged, "training diverged"),
 }
 
 
@@ -296,24 +296,26 @@ def report_events(previous: ProgressReport | None, current: ProgressReport) -> l
     ran_unseen = new_process and previous is not None and current.state != TrainerState.starting
     if became_running or ran_unseen:
         if current.resumed_from:
-            events.append(("Normal", "TrainingResumed", f"training resumed from {current.resumed_from}"))
+            events.append((EventType.Normal, Reason.TrainingResumed, f"training resumed from {current.resumed_from}"))
         else:
-            events.append(("Normal", "TrainingStarted", f"training started: {current.total_steps} steps planned"))
+            events.append(
+                (EventType.Normal, Reason.TrainingStarted, f"training started: {current.total_steps} steps planned")
+            )
     if previous is not None and not new_process:
         # Every epoch finished since the last report (a fast epoch can fall between two polls).
         epoch_losses = {c.epoch: c.loss for c in current.checkpoints if c.reason == "epoch"}
         for epoch in range(max(previous.epoch, 1), current.epoch):
             loss = _finite(epoch_losses.get(epoch))
             text = f"epoch {epoch}/{current.total_epochs} done" + (f", loss {loss:.4g}" if loss is not None else "")
-            events.append(("Normal", "EpochCompleted", text))
+            events.append((EventType.Normal, Reason.EpochCompleted, text))
     known = {c.id for c in previous.checkpoints} if previous is not None else set()
     for checkpoint in current.checkpoints:
         if checkpoint.id not in known and (previous is not None or checkpoint.reason in ("stop", "final")):
             loss = _finite(checkpoint.loss)
             events.append(
                 (
-                    "Normal",
-                    "CheckpointSaved",
+                    EventType.Normal,
+                    Reason.CheckpointSaved,
                     f"checkpoint {checkpoint.id} saved at step {checkpoint.step} ({checkpoint.reason}"
                     + (f", loss {loss:.4g}" if loss is not None else "")
                     + ")",

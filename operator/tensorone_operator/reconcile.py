@@ -28,7 +28,7 @@ from typing import Any
 
 from tensorone.api import API_VERSION
 from tensorone.api.timestamps import now, utc_now
-from tensorone.api.v1alpha1 import Dataset
+from tensorone.api.v1alpha1 import TERMINAL_PHASES, ConditionType, Dataset, Reason
 from tensorone_operator import catalog, checks
 from tensorone_operator.catalog import JobResources
 from tensorone_operator.children import ChildIndex, Children, ForeignObject, owned_by
@@ -40,7 +40,7 @@ from tensorone_operator.kube import KubeApi
 from tensorone_operator.live_status import with_live
 from tensorone_operator.metrics import ERRORS, RECONCILE_SECONDS, RECONCILES, PhaseBook
 from tensorone_operator.observed import ObservedJob
-from tensorone_operator.status import TERMINAL, Problem, condition_is, status_from
+from tensorone_operator.status import Problem, condition_is, status_from
 from tensorone_operator.status_writer import StatusWriter
 from tensorone_operator.trainer_reports import TrainerReports
 
@@ -94,7 +94,7 @@ class Reconciler:
 
     def finished(self, job: Mapping[str, Any]) -> bool:
         """Whether a job reached a terminal phase (its daemon ends: nothing more to follow)."""
-        return (job.get("status") or {}).get("phase") in TERMINAL
+        return (job.get("status") or {}).get("phase") in TERMINAL_PHASES
 
     def forget(self, namespace: str, name: str) -> None:
         """Drop what is kept about a deleted job."""
@@ -177,7 +177,7 @@ class Reconciler:
         so. A job waiting on a Dataset or a GPU node is re-checked (the safety net beside the
         Dataset and Node watches).
         """
-        if (job.get("status") or {}).get("phase") in TERMINAL or job["metadata"].get("deletionTimestamp"):
+        if (job.get("status") or {}).get("phase") in TERMINAL_PHASES or job["metadata"].get("deletionTimestamp"):
             return None
         seen = ObservedJob.parse(job)
         self.phases.record(*seen.key, seen.phase)
@@ -185,7 +185,7 @@ class Reconciler:
         if seen.spec_changed():
             return await self.reconcile(job, **indexes)
         child = self.children.newest(children, seen.key)
-        if child is None and condition_is(seen.status, "Stalled", "True"):
+        if child is None and condition_is(seen.status, ConditionType.Stalled, "True"):
             return None  # a configuration error: only a change of the job (or a restart) helps
         if child is None or not owned_by(child, seen.uid):
             return await self.reconcile(job, **indexes)
@@ -252,7 +252,7 @@ class Reconciler:
                 await self.children.delete_child(job)
             return await self._write(job, status_from(job, None, now=utc_now()), None)
         resources, problem = checks.check_gpu_type(job.spec, self.config)
-        if job.phase in TERMINAL:
+        if job.phase in TERMINAL_PHASES:
             return await self._write(job, status_from(job, child, now=utc_now()), resources)
         if child is not None:
             # Running already: follow it, and apply what may change on a running job.
@@ -279,7 +279,7 @@ class Reconciler:
         try:
             created, child = await self.children.create(job.resource, dataset, resources)
         except ForeignObject as exc:
-            problem = Problem("ConfigurationValid", "CONFIGURATION_ERROR", str(exc), waiting=False)
+            problem = Problem(ConditionType.ConfigurationValid, Reason.CONFIGURATION_ERROR, str(exc), waiting=False)
             return await self._held(job, problem, resources)
         outcome = await self._write(job, self._followed(job, child, resources), resources)
         outcome.created = created

@@ -17,8 +17,8 @@ import aiohttp
 
 from tensorone.api.report import LossPoint, ProgressReport
 from tensorone.api.timestamps import utc_now
+from tensorone_operator.events import Event
 from tensorone_operator.live_status import (
-    Event,
     KeptReport,
     master_pod_view,
     newer,

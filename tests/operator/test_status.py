@@ -7,6 +7,8 @@ from typing import Any
 from tensorone_operator.observed import ObservedJob
 from tensorone_operator.status import Problem, dataset_status, status_from, transitions
 
+from tensorone.api.v1alpha1 import ConditionType, Reason
+
 NOW = "2026-01-01T00:00:00Z"
 LATER = "2026-01-01T01:00:00Z"
 
@@ -79,11 +81,15 @@ def test_terminal_phases_stay_and_cancel_wins() -> None:
 
 
 def test_problems_set_their_condition_and_stalled_only_when_not_waiting() -> None:
-    waiting = status_from(job(), None, now=NOW, problem=Problem("DatasetReady", "DATASET_NOT_FOUND", "no ds", True))
+    waiting = status_from(
+        job(), None, now=NOW, problem=Problem(ConditionType.DatasetReady, Reason.DATASET_NOT_FOUND, "no ds", True)
+    )
     assert waiting["phase"] == "Pending"
     assert conditions(waiting)["DatasetReady"] == ("False", "DATASET_NOT_FOUND")
     assert conditions(waiting)["Reconciling"][0] == "True" and conditions(waiting)["Stalled"][0] == "False"
-    stuck = status_from(job(), None, now=NOW, problem=Problem("ConfigurationValid", "CONFIGURATION_ERROR", "x", False))
+    stuck = status_from(
+        job(), None, now=NOW, problem=Problem(ConditionType.ConfigurationValid, Reason.CONFIGURATION_ERROR, "x", False)
+    )
     assert conditions(stuck)["Stalled"] == ("True", "CONFIGURATION_ERROR")
 
 
@@ -97,7 +103,9 @@ def test_transition_time_moves_only_when_the_status_changes() -> None:
 
 
 def test_transitions_become_events() -> None:
-    pending = status_from(job(), None, now=NOW, problem=Problem("DatasetReady", "DATASET_NOT_FOUND", "no ds", True))
+    pending = status_from(
+        job(), None, now=NOW, problem=Problem(ConditionType.DatasetReady, Reason.DATASET_NOT_FOUND, "no ds", True)
+    )
     events = transitions({}, pending)
     assert ("Warning", "DATASET_NOT_FOUND", "no ds") in events
     assert transitions(pending, pending) == []
