@@ -33,7 +33,10 @@ from tensorone.api.v1alpha1 import Dataset, ModelType, TrainingJob, TrainingJobS
 from tensorone_operator.catalog import GPU_PRODUCT_LABEL, GPU_RESOURCE, JobResources, job_resources
 from tensorone_operator.config import OperatorConfig
 
-PYTORCHJOB_API_VERSION = "kubeflow.org/v1"
+PYTORCHJOB_GROUP, PYTORCHJOB_VERSION, PYTORCHJOB_PLURAL = "kubeflow.org", "v1", "pytorchjobs"
+PYTORCHJOB_API_VERSION = f"{PYTORCHJOB_GROUP}/{PYTORCHJOB_VERSION}"
+# The replica of rank 0 (it serves /progress); the others are Workers.
+MASTER_REPLICA = "Master"
 CONTAINER_NAME = "pytorch"  # the Training Operator looks for this container name
 MASTER_PORT_NAME = "pytorchjob-port"  # ... and this port name, for MASTER_PORT
 MASTER_PORT = 23456
@@ -334,7 +337,7 @@ def build_pytorchjob(
         resources = job_resources(job.spec, config)
     template = build_pod_template(job, dataset, config, resources)
     replicas: dict[str, Any] = {
-        "Master": {"replicas": 1, "restartPolicy": "OnFailure", "template": template},
+        MASTER_REPLICA: {"replicas": 1, "restartPolicy": "OnFailure", "template": template},
     }
     if resources.workers > 1:
         replicas["Worker"] = {"replicas": resources.workers - 1, "restartPolicy": "OnFailure", "template": template}

@@ -88,7 +88,9 @@ class Children:
         (just created, or the index lags); None when absent or not owned by the job."""
         child = self.newest(index, job.key)
         if child is None and job.status.get("childName"):
-            child = await self.api.get(builders.PYTORCHJOB_API_VERSION, "pytorchjobs", job.namespace, job.name)
+            child = await self.api.get(
+                builders.PYTORCHJOB_API_VERSION, builders.PYTORCHJOB_PLURAL, job.namespace, job.name
+            )
         if child is not None and not owned_by(child, job.uid):
             return None
         return child
@@ -107,7 +109,7 @@ class Children:
         manifests.append(
             (
                 builders.PYTORCHJOB_API_VERSION,
-                "pytorchjobs",
+                builders.PYTORCHJOB_PLURAL,
                 builders.build_pytorchjob(job, dataset, self.config, resources),
             )
         )
@@ -160,11 +162,11 @@ class Children:
         if patch is None:
             return child
         patched: dict[str, Any] = await self.api.merge_patch(
-            builders.PYTORCHJOB_API_VERSION, "pytorchjobs", namespace, name, patch
+            builders.PYTORCHJOB_API_VERSION, builders.PYTORCHJOB_PLURAL, namespace, name, patch
         )
         self._patched[(namespace, name)] = patched
         return patched
 
     async def delete_child(self, job: ObservedJob) -> None:
         """Delete the job's PyTorchJob (its pods go with it; the claim and ConfigMap stay)."""
-        await self.api.delete(builders.PYTORCHJOB_API_VERSION, "pytorchjobs", job.namespace, job.name)
+        await self.api.delete(builders.PYTORCHJOB_API_VERSION, builders.PYTORCHJOB_PLURAL, job.namespace, job.name)

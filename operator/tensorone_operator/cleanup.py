@@ -42,7 +42,7 @@ class Cleanup:
             logger.warning("force-delete annotation set: skipping the clean-up of %s/%s", namespace, name)
             return []
         targets = [
-            (builders.PYTORCHJOB_API_VERSION, "pytorchjobs", name),
+            (builders.PYTORCHJOB_API_VERSION, builders.PYTORCHJOB_PLURAL, name),
             ("v1", "configmaps", builders.config_map_name(name)),
         ]
         if builders.owns_checkpoint_claim(job):

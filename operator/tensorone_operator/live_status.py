@@ -33,7 +33,7 @@ from tensorone.api.timestamps import parse_time, rfc3339
 from tensorone.api.v1alpha1 import ConditionType, Phase, Reason
 from tensorone.api.v1alpha1.trainingjob import MAX_HISTORY_POINTS, MAX_STATUS_CHECKPOINTS
 from tensorone_operator import catalog
-from tensorone_operator.builders import CONTAINER_NAME, REPORT_PORT_NAME
+from tensorone_operator.builders import CONTAINER_NAME, MASTER_REPLICA, REPORT_PORT_NAME
 from tensorone_operator.catalog import JobResources
 from tensorone_operator.config import OperatorConfig
 from tensorone_operator.events import Event, EventType
@@ -373,6 +373,7 @@ def newer(first: ProgressReport | None, second: ProgressReport | None) -> Progre
     return second if key(second) >= key(first) else first
 
 
+# The Training Operator labels every pod with its replica type, in lower case (master, worker).
 REPLICA_TYPE_LABEL = "training.kubeflow.org/replica-type"
 
 
@@ -380,7 +381,7 @@ def master_pod_view(pod: Mapping[str, Any]) -> dict[str, Any] | None:
     """What the operator keeps of a job's rank-0 (Master) pod: where to poll it, and the report it
     left in its termination message. None for other replicas."""
     metadata = pod.get("metadata") or {}
-    if str((metadata.get("labels") or {}).get(REPLICA_TYPE_LABEL, "")).lower() != "master":
+    if str((metadata.get("labels") or {}).get(REPLICA_TYPE_LABEL, "")).lower() != MASTER_REPLICA.lower():
         return None
     port = None
     for container in (pod.get("spec") or {}).get("containers") or []:

@@ -15,7 +15,14 @@ from typing import Any
 import kopf
 
 from tensorone.api import GROUP, VERSION
-from tensorone_operator.builders import LABEL_JOB_NAME, LABEL_MANAGED_BY, MANAGER
+from tensorone_operator.builders import (
+    LABEL_JOB_NAME,
+    LABEL_MANAGED_BY,
+    MANAGER,
+    PYTORCHJOB_GROUP,
+    PYTORCHJOB_PLURAL,
+    PYTORCHJOB_VERSION,
+)
 from tensorone_operator.catalog import GPU_PRODUCT_LABEL
 from tensorone_operator.cleanup import FINALIZER, FORCE_DELETE_ANNOTATION
 from tensorone_operator.config import OperatorConfig
@@ -23,7 +30,7 @@ from tensorone_operator.indexes import INDEX_WAITING, indexes_of, recheck_delay,
 
 JOBS = (GROUP, VERSION, "trainingjobs")
 DATASETS = (GROUP, VERSION, "datasets")
-PYTORCHJOBS = ("kubeflow.org", "v1", "pytorchjobs")
+PYTORCHJOBS = (PYTORCHJOB_GROUP, PYTORCHJOB_VERSION, PYTORCHJOB_PLURAL)
 PODS = ("v1", "pods")
 NODES = ("v1", "nodes")
 OURS = {LABEL_MANAGED_BY: MANAGER}
