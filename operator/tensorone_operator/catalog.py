@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tensorone.api.v1alpha1 import TrainingJobSpec
+from tensorone.api.v1alpha1.trainingjob import EstimatedCost, ResourceAllocation
 from tensorone.errors import ConfigurationError
 from tensorone_operator.config import GpuType, OperatorConfig
 
@@ -102,15 +103,19 @@ def scale_memory(per_gpu: str, count: int) -> str:
 
 
 def resource_allocation(resources: JobResources, config: OperatorConfig) -> dict[str, Any]:
-    """``status.resourceAllocation``: display name, workers, GPUs in total, GPU memory per worker."""
+    """``status.resourceAllocation`` (wire form): display name, workers, GPUs in total, GPU memory per worker."""
     if resources.entry is None:
-        return {"gpuType": "CPU", "workers": resources.workers, "gpus": 0, "memoryPerWorker": config.cpu_job.memory}
-    return {
-        "gpuType": resources.entry.display_name,
-        "workers": resources.workers,
-        "gpus": resources.gpus,
-        "memoryPerWorker": scale_memory(resources.entry.memory_per_gpu, resources.gpus_per_worker),
-    }
+        allocation = ResourceAllocation(
+            gpu_type="CPU", workers=resources.workers, gpus=0, memory_per_worker=config.cpu_job.memory
+        )
+    else:
+        allocation = ResourceAllocation(
+            gpu_type=resources.entry.display_name,
+            workers=resources.workers,
+            gpus=resources.gpus,
+            memory_per_worker=scale_memory(resources.entry.memory_per_gpu, resources.gpus_per_worker),
+        )
+    return allocation.to_wire()
 
 
 def estimated_cost(
@@ -129,9 +134,7 @@ def estimated_cost(
     With neither, the total is unknown and left out rather than guessed.
     """
     hourly = resources.hourly_cost()
-    cost: dict[str, Any] = {"hourly": hourly, "currency": config.currency}
     if remaining_seconds is None and max_runtime_seconds:
         remaining_seconds = float(max_runtime_seconds)
-    if remaining_seconds is not None:
-        cost["total"] = round(spent + hourly * remaining_seconds / 3600.0, 2)
-    return cost
+    total = None if remaining_seconds is None else round(spent + hourly * remaining_seconds / 3600.0, 2)
+    return EstimatedCost(hourly=hourly, total=total, currency=config.currency).to_wire()

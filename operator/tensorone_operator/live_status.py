@@ -31,7 +31,15 @@ from typing import Any
 from tensorone.api.report import CheckpointReport, LossPoint, ProgressReport, TrainerState
 from tensorone.api.timestamps import parse_time, rfc3339
 from tensorone.api.v1alpha1 import ConditionType, Phase, Reason
-from tensorone.api.v1alpha1.trainingjob import MAX_HISTORY_POINTS, MAX_STATUS_CHECKPOINTS
+from tensorone.api.v1alpha1.trainingjob import (
+    MAX_HISTORY_POINTS,
+    MAX_STATUS_CHECKPOINTS,
+    Checkpoint,
+    LossSample,
+    Metrics,
+    Progress,
+    ResourceUsage,
+)
 from tensorone_operator import catalog
 from tensorone_operator.builders import CONTAINER_NAME, MASTER_REPLICA, REPORT_PORT_NAME
 from tensorone_operator.catalog import JobResources
@@ -64,7 +72,8 @@ def downsample(points: Sequence[LossPoint], limit: int = MAX_HISTORY_POINTS) -> 
         last = len(points) - 1
         indexes = sorted({round(i * last / (limit - 1)) for i in range(limit)})
         chosen = [points[i] for i in indexes]
-    return [{"step": p.step, "loss": _finite(p.loss)} for p in chosen if _finite(p.loss) is not None]
+    samples = [LossSample(step=p.step, loss=loss) for p in chosen if (loss := _finite(p.loss)) is not None]
+    return [sample.to_wire() for sample in samples]
 
 
 def _finite(value: float | None) -> float | None:
@@ -75,13 +84,14 @@ def _finite(value: float | None) -> float | None:
 
 
 def _throughput(report: ProgressReport) -> dict[str, Any]:
+    """The Metrics fields of the report's throughput (tokens per second, else samples)."""
     if report.tokens_per_second:
         value, unit = report.tokens_per_second, TOKENS_UNIT
     elif report.samples_per_second:
         value, unit = report.samples_per_second, SAMPLES_UNIT
     else:
         return {}
-    return {"throughput": f"{value:.0f} {unit}", "throughputValue": round(value, 2), "throughputUnit": unit}
+    return {"throughput": f"{value:.0f} {unit}", "throughput_value": round(value, 2), "throughput_unit": unit}
 
 
 def _start_step(report: ProgressReport) -> int:
@@ -110,43 +120,44 @@ def live_fields(
     now: datetime,
     running_seconds: float,
 ) -> dict[str, Any]:
-    """The status fields the progress report owns (camelCase, as stored)."""
+    """The status fields the progress report owns, in their wire form (camelCase, as stored):
+    assembled as the status models (Progress, Metrics, Checkpoint, LossSample)."""
     remaining = remaining_seconds(report)
     percentage = round(min(100.0, 100.0 * report.step / report.total_steps), 1) if report.total_steps > 0 else None
-    progress: dict[str, Any] = {
-        "currentEpoch": report.epoch,
-        "totalEpochs": report.total_epochs,
-        "currentStep": report.step,
-        "totalSteps": report.total_steps,
-        "percentage": percentage,
-        "elapsedTime": int(running_seconds),
-        "remainingTime": None if remaining is None else round(remaining),
-    }
-    metrics: dict[str, Any] = {
-        "currentLoss": _finite(report.loss),
-        "bestLoss": _finite(report.best_loss),
-        "evalLoss": _finite(report.eval_loss),
-        "bestEvalLoss": _finite(report.best_eval_loss),
-        "learningRate": report.learning_rate,
-        "memoryUsage": human_bytes(report.memory_bytes),
+    progress = Progress(
+        current_epoch=report.epoch,
+        total_epochs=report.total_epochs,
+        current_step=report.step,
+        total_steps=report.total_steps,
+        percentage=percentage,
+        elapsed_time=int(running_seconds),
+        remaining_time=None if remaining is None else round(remaining),
+    )
+    metrics = Metrics(
+        current_loss=_finite(report.loss),
+        best_loss=_finite(report.best_loss),
+        eval_loss=_finite(report.eval_loss),
+        best_eval_loss=_finite(report.best_eval_loss),
+        learning_rate=report.learning_rate,
+        memory_usage=human_bytes(report.memory_bytes),
         **_throughput(report),
-    }
+    )
     checkpoints = [
-        {
-            "id": c.id,
-            "epoch": c.epoch,
-            "step": c.step,
-            "loss": _finite(c.loss),
-            "createdAt": rfc3339(c.created_at),
-            "size": human_bytes(c.size_bytes),
-            "reason": c.reason,
-        }
+        Checkpoint(
+            id=c.id,
+            epoch=c.epoch,
+            step=c.step,
+            loss=_finite(c.loss),
+            created_at=parse_time(rfc3339(c.created_at)),  # second precision, as Kubernetes writes times
+            size=human_bytes(c.size_bytes),
+            reason=c.reason,
+        )
         for c in report.checkpoints[-MAX_STATUS_CHECKPOINTS:]
     ]
     fields: dict[str, Any] = {
-        "progress": _compact(progress),
-        "metrics": _compact(metrics),
-        "checkpoints": [_compact(c) for c in checkpoints],
+        "progress": progress.to_wire(),
+        "metrics": metrics.to_wire(),
+        "checkpoints": [checkpoint.to_wire() for checkpoint in checkpoints],
         "lossHistory": downsample(report.loss_history),
         "evalLossHistory": downsample(report.eval_history),
         "lastReportTime": rfc3339(now),
@@ -156,10 +167,6 @@ def live_fields(
     if remaining is not None and report.state in (TrainerState.running, TrainerState.starting):
         fields["estimatedCompletion"] = rfc3339(now + timedelta(seconds=remaining))
     return fields
-
-
-def _compact(fields: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in fields.items() if v is not None}
 
 
 def running_time(usage: Mapping[str, Any] | None, *, was_running: bool, now: datetime) -> tuple[float, datetime]:
@@ -181,17 +188,18 @@ def usage(
     hourly_price_per_gpu: float,
     report: ProgressReport | None,
 ) -> dict[str, Any]:
-    """``status.resourceUsage`` from running time, the job's GPUs and the catalog price."""
+    """``status.resourceUsage`` from running time, the job's GPUs and the catalog price (wire form)."""
     gpu_hours = running_seconds / 3600.0 * gpus
-    fields: dict[str, Any] = {
-        "runningSeconds": round(running_seconds, 1),
-        "measuredAt": rfc3339(measured_at),
-        "gpuHours": round(gpu_hours, 4),
-        "cost": round(gpu_hours * hourly_price_per_gpu, 2),
-    }
+    efficiency = None
     if report is not None and report.elapsed_seconds > 0:
-        fields["efficiency"] = round(max(0.0, min(1.0, report.step_seconds / report.elapsed_seconds)), 3)
-    return fields
+        efficiency = round(max(0.0, min(1.0, report.step_seconds / report.elapsed_seconds)), 3)
+    return ResourceUsage(
+        running_seconds=round(running_seconds, 1),
+        measured_at=parse_time(rfc3339(measured_at)),
+        gpu_hours=round(gpu_hours, 4),
+        cost=round(gpu_hours * hourly_price_per_gpu, 2),
+        efficiency=efficiency,
+    ).to_wire()
 
 
 # The newest report of a job and when the operator read it (RFC 3339).
