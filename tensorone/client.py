@@ -25,7 +25,8 @@ from datetime import UTC, datetime
 from typing import Any, Literal, cast
 
 from tensorone.api import API_VERSION, GROUP, VERSION
-from tensorone.api.v1alpha1 import Checkpoint, Dataset, Phase, TrainingJob, TrainingJobSpec
+from tensorone.api.timestamps import parse_time
+from tensorone.api.v1alpha1 import Checkpoint, Dataset, ModelType, Phase, TrainingJob, TrainingJobSpec
 from tensorone.api.v1alpha1.trainingjob import (
     TERMINAL_PHASES,
     EstimatedCost,
@@ -44,7 +45,8 @@ from tensorone.errors import (
 )
 
 STOP_REASON_ANNOTATION = f"{GROUP}/stop-reason"
-JOB_STATUSES = ("pending", "queued", "running", "stopping", "stopped", "completed", "failed", "cancelled")
+# A job's status in the reference API: its phase, in lower case.
+JOB_STATUSES = tuple(phase.value.lower() for phase in Phase)
 SORT_KEYS = ("created_at", "updated_at", "name")
 
 
@@ -83,7 +85,7 @@ class Job:
         )
         status = model.status
         metadata = obj.get("metadata", {})
-        phase = (status.phase if status and status.phase else Phase.Pending).lower()
+        phase = _status(Phase(status.phase) if status and status.phase else Phase.Pending)
         return cls(
             id=metadata["name"],
             name=metadata.get("annotations", {}).get(f"{GROUP}/display-name", metadata["name"]),
@@ -102,7 +104,7 @@ class Job:
             checkpoints=list(status.checkpoints or []) if status else [],
             conditions=list(obj.get("status", {}).get("conditions", [])),
             message=status.message if status else None,
-            created_at=_timestamp(metadata.get("creationTimestamp")),
+            created_at=parse_time(metadata.get("creationTimestamp")),
             updated_at=_last_update(obj),
             started_at=status.started_at if status else None,
             completed_at=status.completed_at if status else None,
@@ -145,22 +147,19 @@ def _strip(obj: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in obj.items() if k in ("metadata", "spec", "status")}
 
 
-def _timestamp(value: Any) -> datetime | None:
-    if not value:
-        return None
-    if isinstance(value, datetime):
-        return value
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+def _status(phase: Phase) -> str:
+    """The reference API's status of a job in that phase."""
+    return phase.value.lower()
 
 
 def _last_update(obj: Mapping[str, Any]) -> datetime | None:
     times = [
-        _timestamp(c.get("lastTransitionTime"))
+        parse_time(c.get("lastTransitionTime"))
         for c in obj.get("status", {}).get("conditions", [])
         if c.get("lastTransitionTime")
     ]
     known = [t for t in times if t is not None]
-    return max(known) if known else _timestamp(obj.get("metadata", {}).get("creationTimestamp"))
+    return max(known) if known else parse_time(obj.get("metadata", {}).get("creationTimestamp"))
 
 
 def _parse_spec(fields: dict[str, Any]) -> TrainingJobSpec:
@@ -342,10 +341,8 @@ class Jobs:
         """List jobs with the reference API's filters and pagination."""
         if status is not None and status not in JOB_STATUSES:
             raise ConfigurationError(f"must be one of {', '.join(JOB_STATUSES)}, got {status!r}", field="status")
-        if model_type is not None and model_type not in ("llm", "vision", "multimodal", "custom"):
-            raise ConfigurationError(
-                f"must be one of llm, vision, multimodal, custom, got {model_type!r}", field="modelType"
-            )
+        if model_type is not None and model_type not in tuple(ModelType):
+            raise ConfigurationError(f"must be one of {', '.join(ModelType)}, got {model_type!r}", field="modelType")
         if not 1 <= limit <= 100:
             raise ConfigurationError(f"must be between 1 and 100, got {limit}", field="limit")
         if offset < 0:
@@ -411,9 +408,9 @@ class Jobs:
     def cancel(self, job_id: str) -> Job:
         """Cancel a job for good: pods deleted, checkpoints kept."""
         job = self.get(job_id)
-        if job.status in ("completed", "failed"):
+        if job.status in (_status(Phase.Completed), _status(Phase.Failed)):
             raise InvalidJobState(f"job {job_id!r} is already {job.status}")
-        if job.status == "cancelled":
+        if job.status == _status(Phase.Cancelled):
             return job
         return Job.from_object(self._kube.patch("trainingjobs", self.namespace, job_id, {"spec": {"cancel": True}}))
 

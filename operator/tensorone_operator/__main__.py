@@ -17,8 +17,11 @@ import kopf
 
 from tensorone.errors import ConfigurationError
 from tensorone_operator.config import load_config
+from tensorone_operator.kube import KubeApi
 from tensorone_operator.logs import configure_logging
-from tensorone_operator.settings import METRICS_PORT_KEY
+from tensorone_operator.main import post_event, register
+from tensorone_operator.metrics import serve_metrics
+from tensorone_operator.reconcile import Reconciler
 
 DEFAULT_LIVENESS = "http://0.0.0.0:8081/healthz"
 DEFAULT_METRICS_PORT = 8080
@@ -48,17 +51,18 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, ConfigurationError) as exc:
         print(f"tensorone-operator: {exc}", file=sys.stderr)
         return 2
-    import tensorone_operator.main  # noqa: F401 - registers the handlers
-
-    memo = kopf.Memo(config=config)
-    memo[METRICS_PORT_KEY] = args.metrics_port
-    memo["clusterwide"] = not args.namespace
+    clusterwide = not args.namespace
+    # Namespaced operators do not watch (cluster-scoped) nodes: the GPU check lists them.
+    reconciler = Reconciler(config, KubeApi.from_environment(), post_event, nodes_indexed=clusterwide)
+    serve_metrics(args.metrics_port)
     kopf.run(
         standalone=True,
-        clusterwide=not args.namespace,
+        clusterwide=clusterwide,
         namespaces=args.namespace,
         liveness_endpoint=args.liveness or None,
-        memo=memo,
+        # kopf's default registry carries its own login handlers (in-cluster account, kubeconfig).
+        registry=register(config, kopf.get_default_registry()),
+        memo=kopf.Memo(reconciler=reconciler),
     )
     return 0
 

@@ -1,7 +1,8 @@
 """Pure builders: a TrainingJob (and its Dataset) plus the operator config -> child manifests.
 
-No I/O here: every function takes plain dicts (the objects as the API server stores them) and the
-``OperatorConfig``, and returns plain dicts, so they are unit-tested with literals.
+No I/O here: every function takes the API models (``TrainingJob``, ``Dataset``, parsed once where
+the object was read) and the ``OperatorConfig``, and returns the child manifests as plain dicts (the
+wire form). A job's catalog entry is looked up once (``catalog.job_resources``) and handed down.
 
 The PyTorchJob has the shape Training Operator v1.9 serves (kubeflow.org/v1): ``Master`` (rank 0)
 plus ``maxWorkers - 1`` ``Worker`` replicas, ``restartPolicy: OnFailure``, a container named
@@ -28,12 +29,14 @@ from tensorone.api.resolved import (
     ResolvedJob,
     resolve_job,
 )
-from tensorone.api.v1alpha1.dataset import DatasetSpec
-from tensorone.api.v1alpha1.trainingjob import TrainingJobSpec
-from tensorone_operator.catalog import GPU_PRODUCT_LABEL, GPU_RESOURCE, gpu_type, gpus_per_worker
+from tensorone.api.v1alpha1 import Dataset, ModelType, TrainingJob, TrainingJobSpec
+from tensorone_operator.catalog import GPU_PRODUCT_LABEL, GPU_RESOURCE, JobResources, job_resources
 from tensorone_operator.config import OperatorConfig
 
-PYTORCHJOB_API_VERSION = "kubeflow.org/v1"
+PYTORCHJOB_GROUP, PYTORCHJOB_VERSION, PYTORCHJOB_PLURAL = "kubeflow.org", "v1", "pytorchjobs"
+PYTORCHJOB_API_VERSION = f"{PYTORCHJOB_GROUP}/{PYTORCHJOB_VERSION}"
+# The replica of rank 0 (it serves /progress); the others are Workers.
+MASTER_REPLICA = "Master"
 CONTAINER_NAME = "pytorch"  # the Training Operator looks for this container name
 MASTER_PORT_NAME = "pytorchjob-port"  # ... and this port name, for MASTER_PORT
 MASTER_PORT = 23456
@@ -54,91 +57,91 @@ def config_map_name(job_name: str) -> str:
     return f"{job_name}-config"
 
 
-def checkpoint_claim_name(job: Mapping[str, Any]) -> str:
+def checkpoint_claim_name(job: TrainingJob) -> str:
     """The checkpoint claim: the one the user names, or ``<job>-checkpoints`` the operator creates."""
-    storage = job["spec"].get("checkpointStorage") or {}
-    return str(storage.get("claimName") or f"{job['metadata']['name']}-checkpoints")
+    storage = job.spec.checkpoint_storage
+    return storage.claim_name if storage and storage.claim_name else f"{job.metadata.name}-checkpoints"
 
 
-def owns_checkpoint_claim(job: Mapping[str, Any]) -> bool:
+def owns_checkpoint_claim(job: TrainingJob) -> bool:
     """Whether the operator creates (and later deletes) the checkpoint claim."""
-    return not (job["spec"].get("checkpointStorage") or {}).get("claimName")
+    storage = job.spec.checkpoint_storage
+    return not (storage and storage.claim_name)
 
 
-def child_labels(job: Mapping[str, Any]) -> dict[str, str]:
+def child_labels(job: TrainingJob) -> dict[str, str]:
     """Labels of every child and pod: ours, plus the job's Kueue labels (never app.kubernetes.io/instance,
     by which Argo CD tracks what it applied)."""
     labels = {
         LABEL_NAME: APP_NAME,
         LABEL_MANAGED_BY: MANAGER,
-        LABEL_JOB_NAME: job["metadata"]["name"],
+        LABEL_JOB_NAME: str(job.metadata.name),
     }
-    for key, value in (job["metadata"].get("labels") or {}).items():
+    for key, value in (job.metadata.labels or {}).items():
         if key.startswith(KUEUE_LABEL_PREFIX):
             labels[key] = value
     return labels
 
 
-def owner_reference(job: Mapping[str, Any]) -> dict[str, Any]:
+def owner_reference(job: TrainingJob) -> dict[str, Any]:
     """The controller ownerReference to the TrainingJob: children are garbage-collected with it."""
-    meta = job["metadata"]
     return {
         "apiVersion": API_VERSION,
         "kind": "TrainingJob",
-        "name": meta["name"],
-        "uid": meta["uid"],
+        "name": job.metadata.name,
+        "uid": job.metadata.uid,
         "controller": True,
         "blockOwnerDeletion": True,
     }
 
 
-def _metadata(job: Mapping[str, Any], name: str) -> dict[str, Any]:
+def _metadata(job: TrainingJob, name: str) -> dict[str, Any]:
     return {
         "name": name,
-        "namespace": job["metadata"]["namespace"],
+        "namespace": job.metadata.namespace,
         "labels": child_labels(job),
         "ownerReferences": [owner_reference(job)],
     }
 
 
-def resolved_job(job: Mapping[str, Any], dataset: Mapping[str, Any], config: OperatorConfig) -> ResolvedJob:
+def report_port(spec: TrainingJobSpec, config: OperatorConfig) -> int:
+    """Where rank 0 serves /progress and /metrics: a custom image's own port, else the operator's."""
+    custom = spec.config.custom
+    return custom.progress_port if custom and custom.progress_port else config.report_port
+
+
+def resolved_job(job: TrainingJob, dataset: Dataset, config: OperatorConfig) -> ResolvedJob:
     """The operator->trainer contract: the TrainingJob's config with defaults, and the Dataset's spec,
     at the paths where the pods mount the data and checkpoint claims."""
-    spec = TrainingJobSpec.model_validate(job["spec"])
     return resolve_job(
-        spec,
-        DatasetSpec.model_validate(dataset["spec"]),
-        name=job["metadata"]["name"],
-        namespace=job["metadata"]["namespace"],
-        uid=job["metadata"].get("uid"),
-        report_port=_report_port(job["spec"], config),
-        use_gpu=spec.gpu_type is not None,
+        job.spec,
+        dataset.spec,
+        name=str(job.metadata.name),
+        namespace=str(job.metadata.namespace),
+        uid=job.metadata.uid,
+        report_port=report_port(job.spec, config),
+        use_gpu=job.spec.gpu_type is not None,
     )
 
 
-def _report_port(spec: Mapping[str, Any], config: OperatorConfig) -> int:
-    custom = (spec.get("config") or {}).get("custom") or {}
-    return int(custom.get("progressPort") or config.report_port)
-
-
-def build_config_map(job: Mapping[str, Any], dataset: Mapping[str, Any], config: OperatorConfig) -> dict[str, Any]:
+def build_config_map(job: TrainingJob, dataset: Dataset, config: OperatorConfig) -> dict[str, Any]:
     """The ConfigMap ``<job>-config`` with the resolved job as YAML under ``job.yaml``."""
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": _metadata(job, config_map_name(job["metadata"]["name"])),
+        "metadata": _metadata(job, config_map_name(str(job.metadata.name))),
         "data": {JOB_CONFIG_KEY: resolved_job(job, dataset, config).to_yaml()},
     }
 
 
-def build_checkpoint_claim(job: Mapping[str, Any], config: OperatorConfig) -> dict[str, Any]:
+def build_checkpoint_claim(job: TrainingJob, config: OperatorConfig) -> dict[str, Any]:
     """The checkpoint PVC the operator creates: ReadWriteMany, shared by every worker."""
-    storage = job["spec"].get("checkpointStorage") or {}
+    storage = job.spec.checkpoint_storage
     spec: dict[str, Any] = {
         "accessModes": ["ReadWriteMany"],
-        "resources": {"requests": {"storage": storage.get("size") or config.checkpoint_storage.size}},
+        "resources": {"requests": {"storage": (storage.size if storage else None) or config.checkpoint_storage.size}},
     }
-    storage_class = storage.get("storageClassName") or config.checkpoint_storage.storage_class_name
+    storage_class = (storage.storage_class_name if storage else None) or config.checkpoint_storage.storage_class_name
     if storage_class:
         spec["storageClassName"] = storage_class
     return {
@@ -149,12 +152,12 @@ def build_checkpoint_claim(job: Mapping[str, Any], config: OperatorConfig) -> di
     }
 
 
-def _resources(spec: Mapping[str, Any], config: OperatorConfig) -> dict[str, Any]:
-    entry = gpu_type(spec, config)
+def _resources(resources: JobResources, config: OperatorConfig) -> dict[str, Any]:
+    entry = resources.entry
     if entry is None:
         amounts = {"cpu": config.cpu_job.cpu, "memory": config.cpu_job.memory}
         return {"requests": dict(amounts), "limits": dict(amounts)}
-    gpus = gpus_per_worker(spec)
+    gpus = resources.gpus_per_worker
     requests = {
         "cpu": _times(entry.cpu_per_gpu, gpus),
         "memory": _times(entry.host_memory_per_gpu, gpus),
@@ -173,40 +176,32 @@ def _times(quantity: str, count: int) -> str:
     return f"{value:g}{suffix}"
 
 
-def _env(job: Mapping[str, Any], config: OperatorConfig) -> list[dict[str, Any]]:
-    spec = job["spec"]
+def _env(job: TrainingJob, config: OperatorConfig) -> list[dict[str, Any]]:
+    spec = job.spec
     env: list[dict[str, Any]] = [
         {"name": JOB_CONFIG_ENV, "value": DEFAULT_JOB_CONFIG_PATH},
-        {"name": "TENSORONE_JOB_NAME", "value": job["metadata"]["name"]},
+        {"name": "TENSORONE_JOB_NAME", "value": job.metadata.name},
         # Where rank 0 serves /progress and /metrics; a custom image's Reporter reads it.
-        {"name": REPORT_PORT_ENV, "value": str(_report_port(spec, config))},
+        {"name": REPORT_PORT_ENV, "value": str(report_port(spec, config))},
     ]
-    token = spec.get("hubTokenSecret")
+    token = spec.hub_token_secret
     if token:
-        env.append(
-            {
-                "name": "HF_TOKEN",
-                "valueFrom": {"secretKeyRef": {"name": token["name"], "key": token.get("key") or "token"}},
-            }
-        )
-    custom = (spec.get("config") or {}).get("custom") or {}
-    env.extend({"name": item["name"], "value": item.get("value", "")} for item in custom.get("env") or [])
+        env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": token.name, "key": token.key}}})
+    custom = spec.config.custom
+    env.extend({"name": item.name, "value": item.value} for item in (custom.env if custom else None) or [])
     return env
 
 
-def _command(job: Mapping[str, Any], config: OperatorConfig) -> dict[str, Any]:
-    spec = job["spec"]
-    if spec["modelType"] == "custom":
-        custom = spec["config"]["custom"]
-        container: dict[str, Any] = {"image": custom["image"]}
+def _command(spec: TrainingJobSpec, resources: JobResources, config: OperatorConfig) -> dict[str, Any]:
+    custom = spec.config.custom
+    if spec.model_type == ModelType.custom and custom is not None:
+        container: dict[str, Any] = {"image": custom.image}
         # An argument vector exactly as the user wrote it: never joined into a shell string.
-        if custom.get("command"):
-            container["command"] = list(custom["command"])
-        if custom.get("args"):
-            container["args"] = list(custom["args"])
+        if custom.command:
+            container["command"] = list(custom.command)
+        if custom.args:
+            container["args"] = list(custom.args)
         return container
-    nodes = int(spec.get("maxWorkers") or 1)
-    processes = max(gpus_per_worker(spec), 1)
     return {
         "image": config.trainer_image,
         # trainer.launch is torchrun (same options) that exits 0 when the trainer stopped cleanly
@@ -215,8 +210,8 @@ def _command(job: Mapping[str, Any], config: OperatorConfig) -> dict[str, Any]:
             "python",
             "-m",
             "trainer.launch",
-            f"--nnodes={nodes}",
-            f"--nproc-per-node={processes}",
+            f"--nnodes={resources.workers}",
+            f"--nproc-per-node={resources.processes_per_worker}",
             # Set by the Training Operator on every pod; expanded by the kubelet, not a shell.
             "--node-rank=$(RANK)",
             "--master-addr=$(MASTER_ADDR)",
@@ -225,8 +220,8 @@ def _command(job: Mapping[str, Any], config: OperatorConfig) -> dict[str, Any]:
     }
 
 
-def _affinity_or_selector(spec: Mapping[str, Any], config: OperatorConfig) -> dict[str, Any]:
-    entry = gpu_type(spec, config)
+def _affinity_or_selector(resources: JobResources) -> dict[str, Any]:
+    entry = resources.entry
     if entry is None:
         return {}
     if len(entry.products) == 1:
@@ -249,20 +244,18 @@ def _affinity_or_selector(spec: Mapping[str, Any], config: OperatorConfig) -> di
     }
 
 
-def build_pod_template(job: Mapping[str, Any], dataset: Mapping[str, Any], config: OperatorConfig) -> dict[str, Any]:
-    """The pod template of every replica (the Training Operator adds the rank environment)."""
-    spec = job["spec"]
-    name = job["metadata"]["name"]
-    container: dict[str, Any] = {
+def _container(job: TrainingJob, resources: JobResources, config: OperatorConfig) -> dict[str, Any]:
+    """The training container (the Training Operator finds it by its name)."""
+    return {
         "name": CONTAINER_NAME,
-        **_command(job, config),
+        **_command(job.spec, resources, config),
         "imagePullPolicy": config.trainer_image_pull_policy,
         "env": _env(job, config),
         "ports": [
             {"name": MASTER_PORT_NAME, "containerPort": MASTER_PORT, "protocol": "TCP"},
-            {"name": REPORT_PORT_NAME, "containerPort": _report_port(spec, config), "protocol": "TCP"},
+            {"name": REPORT_PORT_NAME, "containerPort": report_port(job.spec, config), "protocol": "TCP"},
         ],
-        "resources": _resources(spec, config),
+        "resources": _resources(resources, config),
         "volumeMounts": [
             {"name": "job-config", "mountPath": JOB_CONFIG_DIR, "readOnly": True},
             {"name": "checkpoints", "mountPath": DEFAULT_CHECKPOINT_DIR},
@@ -277,14 +270,26 @@ def build_pod_template(job: Mapping[str, Any], dataset: Mapping[str, Any], confi
             "seccompProfile": {"type": "RuntimeDefault"},
         },
     }
+
+
+def build_pod_template(
+    job: TrainingJob, dataset: Dataset, config: OperatorConfig, resources: JobResources | None = None
+) -> dict[str, Any]:
+    """The pod template of every replica (the Training Operator adds the rank environment).
+    ``resources`` is the job's catalog lookup when the caller made it already."""
+    if resources is None:
+        resources = job_resources(job.spec, config)
+    container = _container(job, resources, config)
     volumes: list[dict[str, Any]] = [
-        {"name": "job-config", "configMap": {"name": config_map_name(name)}},
+        {"name": "job-config", "configMap": {"name": config_map_name(str(job.metadata.name))}},
         {"name": "checkpoints", "persistentVolumeClaim": {"claimName": checkpoint_claim_name(job)}},
         {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": config.shm_size}},
     ]
-    data_claim = (((dataset.get("spec") or {}).get("source") or {}).get("pvc") or {}).get("claimName")
-    if data_claim:
-        volumes.append({"name": "dataset", "persistentVolumeClaim": {"claimName": data_claim, "readOnly": True}})
+    data_claim = dataset.spec.source.pvc
+    if data_claim is not None:
+        volumes.append(
+            {"name": "dataset", "persistentVolumeClaim": {"claimName": data_claim.claim_name, "readOnly": True}}
+        )
         container["volumeMounts"].append({"name": "dataset", "mountPath": DEFAULT_DATASET_MOUNT, "readOnly": True})
     pod_spec: dict[str, Any] = {
         "containers": [container],
@@ -298,61 +303,64 @@ def build_pod_template(job: Mapping[str, Any], dataset: Mapping[str, Any], confi
             "fsGroup": 1000,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        **_affinity_or_selector(spec, config),
+        **_affinity_or_selector(resources),
     }
     if config.training_service_account:
         pod_spec["serviceAccountName"] = config.training_service_account
-    priority_class = config.priority_classes.for_priority(spec.get("priority") or "normal")
+    priority_class = config.priority_classes.for_priority(job.spec.priority)
     if priority_class:
         pod_spec["priorityClassName"] = priority_class
-    if spec.get("gpuType"):
+    if resources.entry is not None:
         pod_spec["tolerations"] = [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}]
     return {"metadata": {"labels": child_labels(job)}, "spec": pod_spec}
 
 
-def build_run_policy(spec: Mapping[str, Any]) -> dict[str, Any]:
+def build_run_policy(spec: TrainingJobSpec) -> dict[str, Any]:
     """``runPolicy``: the parts of the child the user may change on a running job."""
     policy: dict[str, Any] = {
         # Running pods are deleted when the job ends; the status keeps what they reported.
         "cleanPodPolicy": "Running",
-        "backoffLimit": int(spec.get("maxRestarts", 3)),
-        "suspend": bool(spec.get("suspend", False)),
+        "backoffLimit": spec.max_restarts,
+        "suspend": spec.suspend,
     }
-    if spec.get("maxRuntimeSeconds"):
-        policy["activeDeadlineSeconds"] = int(spec["maxRuntimeSeconds"])
+    if spec.max_runtime_seconds:
+        policy["activeDeadlineSeconds"] = spec.max_runtime_seconds
     return policy
 
 
-def build_pytorchjob(job: Mapping[str, Any], dataset: Mapping[str, Any], config: OperatorConfig) -> dict[str, Any]:
-    """The child PyTorchJob named like the TrainingJob."""
-    spec = job["spec"]
-    template = build_pod_template(job, dataset, config)
-    workers = int(spec.get("maxWorkers") or 1)
+def build_pytorchjob(
+    job: TrainingJob, dataset: Dataset, config: OperatorConfig, resources: JobResources | None = None
+) -> dict[str, Any]:
+    """The child PyTorchJob named like the TrainingJob. ``resources`` is the job's catalog lookup
+    when the caller made it already."""
+    if resources is None:
+        resources = job_resources(job.spec, config)
+    template = build_pod_template(job, dataset, config, resources)
     replicas: dict[str, Any] = {
-        "Master": {"replicas": 1, "restartPolicy": "OnFailure", "template": template},
+        MASTER_REPLICA: {"replicas": 1, "restartPolicy": "OnFailure", "template": template},
     }
-    if workers > 1:
-        replicas["Worker"] = {"replicas": workers - 1, "restartPolicy": "OnFailure", "template": template}
+    if resources.workers > 1:
+        replicas["Worker"] = {"replicas": resources.workers - 1, "restartPolicy": "OnFailure", "template": template}
     return {
         "apiVersion": PYTORCHJOB_API_VERSION,
         "kind": "PyTorchJob",
-        "metadata": _metadata(job, job["metadata"]["name"]),
+        "metadata": _metadata(job, str(job.metadata.name)),
         "spec": {
-            "runPolicy": build_run_policy(spec),
-            "nprocPerNode": str(max(gpus_per_worker(spec), 1)),
+            "runPolicy": build_run_policy(job.spec),
+            "nprocPerNode": str(resources.processes_per_worker),
             "pytorchReplicaSpecs": replicas,
         },
     }
 
 
-def child_drift(job: Mapping[str, Any], child: Mapping[str, Any], config: OperatorConfig) -> dict[str, Any] | None:
+def child_drift(job: TrainingJob, child: Mapping[str, Any], config: OperatorConfig) -> dict[str, Any] | None:
     """A merge patch bringing the child's mutable parts (runPolicy, priority) in line with the job's
     spec, or None when they already agree.
 
     runPolicy changes take effect at once (suspend stops or resumes the pods). The priority class
     is written to the pod templates, so it applies to pods created afterwards (after a resume).
     """
-    wanted_policy = build_run_policy(job["spec"])
+    wanted_policy = build_run_policy(job.spec)
     current_policy = (child.get("spec") or {}).get("runPolicy") or {}
     patch: dict[str, Any] = {}
     policy_patch = {key: value for key, value in wanted_policy.items() if current_policy.get(key) != value}
@@ -360,7 +368,7 @@ def child_drift(job: Mapping[str, Any], child: Mapping[str, Any], config: Operat
         policy_patch["activeDeadlineSeconds"] = None
     if policy_patch:
         patch["runPolicy"] = policy_patch
-    wanted_class = config.priority_classes.for_priority(job["spec"].get("priority") or "normal") or None
+    wanted_class = config.priority_classes.for_priority(job.spec.priority) or None
     replica_patch: dict[str, Any] = {}
     for replica, replica_spec in ((child.get("spec") or {}).get("pytorchReplicaSpecs") or {}).items():
         current_class = ((replica_spec.get("template") or {}).get("spec") or {}).get("priorityClassName")

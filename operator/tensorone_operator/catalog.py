@@ -1,14 +1,18 @@
 """The GPU catalog at work: which nodes offer a GPU type, what a job is given and what it costs.
 
-Pure functions of the spec, the configuration and node objects; no I/O.
+Pure functions of the typed spec, the configuration and node objects; no I/O. A job's catalog
+entry is looked up once (``job_resources``) and the result passed to everything that needs it.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
+from tensorone.api.v1alpha1 import TrainingJobSpec
+from tensorone.api.v1alpha1.trainingjob import EstimatedCost, ResourceAllocation
 from tensorone.errors import ConfigurationError
 from tensorone_operator.config import GpuType, OperatorConfig
 
@@ -16,26 +20,50 @@ GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 GPU_RESOURCE = "nvidia.com/gpu"
 
 
-def gpu_type(spec: Mapping[str, Any], config: OperatorConfig) -> GpuType | None:
-    """The catalog entry of ``spec.gpuType``; None for a CPU-only job.
+@dataclass(frozen=True)
+class JobResources:
+    """What a job is given, from its spec and the catalog: the entry of its GPU type (None for a
+    CPU-only job), GPUs per worker (0 on CPU) and workers."""
+
+    gpu_type: str | None
+    entry: GpuType | None
+    gpus_per_worker: int
+    workers: int
+
+    @property
+    def gpus(self) -> int:
+        """GPUs of the whole job."""
+        return self.gpus_per_worker * self.workers
+
+    @property
+    def processes_per_worker(self) -> int:
+        """Training processes per pod: one per GPU, one on CPU."""
+        return max(self.gpus_per_worker, 1)
+
+    @property
+    def hourly_price_per_gpu(self) -> float:
+        """The catalog price of one GPU for one hour (0 on CPU)."""
+        return self.entry.hourly_price if self.entry else 0.0
+
+    def hourly_cost(self) -> float:
+        """Price of one hour of the whole job: catalog price per GPU x GPUs per worker x workers."""
+        return round(self.hourly_price_per_gpu * self.gpus_per_worker * self.workers, 4)
+
+
+def job_resources(spec: TrainingJobSpec, config: OperatorConfig) -> JobResources:
+    """The job's resources: ``spec.gpuType`` looked up in the catalog, ``gpusPerWorker`` 1 by
+    default when a GPU type is set, 0 for CPU jobs.
 
     Raises ConfigurationError naming the field and the catalog keys when the type is unknown.
     """
-    key = spec.get("gpuType")
+    key = spec.gpu_type
     if not key:
-        return None
+        return JobResources(gpu_type=None, entry=None, gpus_per_worker=0, workers=spec.max_workers)
     entry = config.gpu_catalog.get(key)
     if entry is None:
         allowed = ", ".join(sorted(config.gpu_catalog))
         raise ConfigurationError(f"unknown GPU type {key!r}; the catalog offers: {allowed}", field="spec.gpuType")
-    return entry
-
-
-def gpus_per_worker(spec: Mapping[str, Any]) -> int:
-    """GPUs per pod: spec.gpusPerWorker, 1 by default when gpuType is set, 0 for CPU jobs."""
-    if not spec.get("gpuType"):
-        return 0
-    return int(spec.get("gpusPerWorker") or 1)
+    return JobResources(gpu_type=key, entry=entry, gpus_per_worker=spec.gpus_per_worker or 1, workers=spec.max_workers)
 
 
 def node_gpu_types(node: Mapping[str, Any], config: OperatorConfig) -> set[str]:
@@ -74,47 +102,39 @@ def scale_memory(per_gpu: str, count: int) -> str:
     return f"{total:g}{match.group(2)}"
 
 
-def resource_allocation(spec: Mapping[str, Any], config: OperatorConfig) -> dict[str, Any]:
-    """``status.resourceAllocation``: display name, workers, GPUs in total, GPU memory per worker."""
-    entry = gpu_type(spec, config)
-    workers = int(spec.get("maxWorkers") or 1)
-    if entry is None:
-        return {"gpuType": "CPU", "workers": workers, "gpus": 0, "memoryPerWorker": config.cpu_job.memory}
-    gpus = gpus_per_worker(spec)
-    return {
-        "gpuType": entry.display_name,
-        "workers": workers,
-        "gpus": gpus * workers,
-        "memoryPerWorker": scale_memory(entry.memory_per_gpu, gpus),
-    }
-
-
-def hourly_cost(spec: Mapping[str, Any], config: OperatorConfig) -> float:
-    """Price of one hour of the whole job: catalog price per GPU x GPUs per worker x workers."""
-    entry = gpu_type(spec, config)
-    if entry is None:
-        return 0.0
-    return round(entry.hourly_price * gpus_per_worker(spec) * int(spec.get("maxWorkers") or 1), 4)
+def resource_allocation(resources: JobResources, config: OperatorConfig) -> dict[str, Any]:
+    """``status.resourceAllocation`` (wire form): display name, workers, GPUs in total, GPU memory per worker."""
+    if resources.entry is None:
+        allocation = ResourceAllocation(
+            gpu_type="CPU", workers=resources.workers, gpus=0, memory_per_worker=config.cpu_job.memory
+        )
+    else:
+        allocation = ResourceAllocation(
+            gpu_type=resources.entry.display_name,
+            workers=resources.workers,
+            gpus=resources.gpus,
+            memory_per_worker=scale_memory(resources.entry.memory_per_gpu, resources.gpus_per_worker),
+        )
+    return allocation.to_wire()
 
 
 def estimated_cost(
-    spec: Mapping[str, Any],
+    resources: JobResources,
     config: OperatorConfig,
     *,
+    max_runtime_seconds: int | None,
     spent: float = 0.0,
     remaining_seconds: float | None = None,
 ) -> dict[str, Any]:
     """``status.estimatedCost``: hourly price and the estimated total.
 
     The total is what has been spent so far plus the hourly price times the time still expected:
-    the trainer's remaining-time estimate once it reports one (the reconciler passes it in from the
-    progress report), otherwise the job's time limit ``maxRuntimeSeconds`` as an upper bound. With
-    neither, the total is unknown and left out rather than guessed.
+    the trainer's remaining-time estimate once it reports one (the live status passes it in from
+    the progress report), otherwise the job's time limit ``maxRuntimeSeconds`` as an upper bound.
+    With neither, the total is unknown and left out rather than guessed.
     """
-    hourly = hourly_cost(spec, config)
-    cost: dict[str, Any] = {"hourly": hourly, "currency": config.currency}
-    if remaining_seconds is None and spec.get("maxRuntimeSeconds"):
-        remaining_seconds = float(spec["maxRuntimeSeconds"])
-    if remaining_seconds is not None:
-        cost["total"] = round(spent + hourly * remaining_seconds / 3600.0, 2)
-    return cost
+    hourly = resources.hourly_cost()
+    if remaining_seconds is None and max_runtime_seconds:
+        remaining_seconds = float(max_runtime_seconds)
+    total = None if remaining_seconds is None else round(spent + hourly * remaining_seconds / 3600.0, 2)
+    return EstimatedCost(hourly=hourly, total=total, currency=config.currency).to_wire()

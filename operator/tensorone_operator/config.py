@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
+from tensorone.api.report import DEFAULT_REPORT_PORT
 from tensorone.api.v1alpha1.base import DNS_LABEL_PATTERN, DNS_SUBDOMAIN_PATTERN
 from tensorone.api.v1alpha1.trainingjob import GPU_TYPE_MAX_LENGTH
 from tensorone.errors import ConfigurationError
@@ -202,7 +203,7 @@ class OperatorConfig(ConfigModel):
         default=5, gt=0, le=3600, description="How often the rank-0 trainer's /progress is read, in seconds."
     )
     report_port: int = Field(
-        default=9400, ge=1024, le=65535, description="Port of the trainer's /progress and /metrics."
+        default=DEFAULT_REPORT_PORT, ge=1024, le=65535, description="Port of the trainer's /progress and /metrics."
     )
     check_gpu_nodes: bool = Field(
         default=True,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from tensorone_operator.status import TERMINAL
+from tensorone.api.v1alpha1 import TERMINAL_PHASES, Reason
 
 INDEX_DATASETS = "datasets_by_name"
 INDEX_CHILDREN = "children_by_job"
@@ -18,8 +18,9 @@ INDEX_NODES = "gpu_nodes"
 INDEX_WAITING = "jobs_waiting"
 
 
-class FirstOf(Mapping[Any, Any]):
-    """A kopf index (key -> collection of values) seen as key -> its first value."""
+class SingleValueIndex(Mapping[Any, Any]):
+    """A kopf index (key -> collection of values) seen as key -> its one value: each key of the
+    operator's indexes names one object (a Dataset, a job's child)."""
 
     def __init__(self, index: Mapping[Any, Any] | None) -> None:
         self._index = index or {}
@@ -41,8 +42,8 @@ def indexes_of(handler_kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """The reconciler's keyword arguments from a handler's kwargs (the indexes kopf passed)."""
     nodes_index = handler_kwargs.get(INDEX_NODES)
     return {
-        "datasets": FirstOf(handler_kwargs.get(INDEX_DATASETS)),
-        "children": FirstOf(handler_kwargs.get(INDEX_CHILDREN)),
+        "datasets": SingleValueIndex(handler_kwargs.get(INDEX_DATASETS)),
+        "children": SingleValueIndex(handler_kwargs.get(INDEX_CHILDREN)),
         "nodes": list(nodes_index.get(None, [])) if nodes_index is not None else None,
     }
 
@@ -60,17 +61,17 @@ def slim_node(node: Mapping[str, Any]) -> dict[str, Any]:
 
 def waiting_keys(namespace: str, spec: Mapping[str, Any], status: Mapping[str, Any]) -> list[tuple[str, ...]]:
     """Index keys of a job waiting on a Dataset ("dataset", ns, name) or on a GPU node ("gpu",)."""
-    if status.get("phase") in TERMINAL or status.get("childName"):
+    if status.get("phase") in TERMINAL_PHASES or status.get("childName"):
         return []
     reasons = {c.get("reason") for c in status.get("conditions") or [] if c.get("status") == "False"}
     keys: list[tuple[str, ...]] = []
-    if "DATASET_NOT_FOUND" in reasons:
+    if Reason.DATASET_NOT_FOUND in reasons:
         keys.append(("dataset", namespace, str(spec.get("datasetId"))))
-    if "INSUFFICIENT_RESOURCES" in reasons:
+    if Reason.INSUFFICIENT_RESOURCES in reasons:
         keys.append(("gpu",))
     return keys
 
 
-def retry_delay(retry: int) -> float:
-    """Backoff of a waiting job's re-check: 5 s doubling up to 60 s."""
+def recheck_delay(retry: int) -> float:
+    """When a waiting job is checked again (its ``retry``-th time): 5 s doubling up to 60 s."""
     return float(min(5 * 2 ** min(retry, 4), 60))

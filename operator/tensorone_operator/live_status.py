@@ -29,24 +29,27 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tensorone.api.report import CheckpointReport, LossPoint, ProgressReport, TrainerState
-from tensorone.api.v1alpha1.trainingjob import MAX_HISTORY_POINTS, MAX_STATUS_CHECKPOINTS
+from tensorone.api.timestamps import parse_time, rfc3339
+from tensorone.api.v1alpha1 import ConditionType, Phase, Reason
+from tensorone.api.v1alpha1.trainingjob import (
+    MAX_HISTORY_POINTS,
+    MAX_STATUS_CHECKPOINTS,
+    Checkpoint,
+    LossSample,
+    Metrics,
+    Progress,
+    ResourceUsage,
+)
+from tensorone_operator import catalog
+from tensorone_operator.builders import CONTAINER_NAME, MASTER_REPLICA, REPORT_PORT_NAME
+from tensorone_operator.catalog import JobResources
+from tensorone_operator.config import OperatorConfig
+from tensorone_operator.events import Event, EventType
+from tensorone_operator.observed import ObservedJob
+from tensorone_operator.status import set_condition
 
 TOKENS_UNIT = "tokens/sec"
 SAMPLES_UNIT = "samples/sec"
-
-
-def parse_time(value: Any) -> datetime | None:
-    """An RFC 3339 timestamp (as stored) or a datetime -> an aware datetime."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-
-
-def rfc3339(moment: datetime) -> str:
-    """The Kubernetes timestamp form, second precision."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def human_bytes(size: int | float | None) -> str | None:
@@ -69,7 +72,8 @@ def downsample(points: Sequence[LossPoint], limit: int = MAX_HISTORY_POINTS) -> 
         last = len(points) - 1
         indexes = sorted({round(i * last / (limit - 1)) for i in range(limit)})
         chosen = [points[i] for i in indexes]
-    return [{"step": p.step, "loss": _finite(p.loss)} for p in chosen if _finite(p.loss) is not None]
+    samples = [LossSample(step=p.step, loss=loss) for p in chosen if (loss := _finite(p.loss)) is not None]
+    return [sample.to_wire() for sample in samples]
 
 
 def _finite(value: float | None) -> float | None:
@@ -80,13 +84,14 @@ def _finite(value: float | None) -> float | None:
 
 
 def _throughput(report: ProgressReport) -> dict[str, Any]:
+    """The Metrics fields of the report's throughput (tokens per second, else samples)."""
     if report.tokens_per_second:
         value, unit = report.tokens_per_second, TOKENS_UNIT
     elif report.samples_per_second:
         value, unit = report.samples_per_second, SAMPLES_UNIT
     else:
         return {}
-    return {"throughput": f"{value:.0f} {unit}", "throughputValue": round(value, 2), "throughputUnit": unit}
+    return {"throughput": f"{value:.0f} {unit}", "throughput_value": round(value, 2), "throughput_unit": unit}
 
 
 def _start_step(report: ProgressReport) -> int:
@@ -115,43 +120,44 @@ def live_fields(
     now: datetime,
     running_seconds: float,
 ) -> dict[str, Any]:
-    """The status fields the progress report owns (camelCase, as stored)."""
+    """The status fields the progress report owns, in their wire form (camelCase, as stored):
+    assembled as the status models (Progress, Metrics, Checkpoint, LossSample)."""
     remaining = remaining_seconds(report)
     percentage = round(min(100.0, 100.0 * report.step / report.total_steps), 1) if report.total_steps > 0 else None
-    progress: dict[str, Any] = {
-        "currentEpoch": report.epoch,
-        "totalEpochs": report.total_epochs,
-        "currentStep": report.step,
-        "totalSteps": report.total_steps,
-        "percentage": percentage,
-        "elapsedTime": int(running_seconds),
-        "remainingTime": None if remaining is None else round(remaining),
-    }
-    metrics: dict[str, Any] = {
-        "currentLoss": _finite(report.loss),
-        "bestLoss": _finite(report.best_loss),
-        "evalLoss": _finite(report.eval_loss),
-        "bestEvalLoss": _finite(report.best_eval_loss),
-        "learningRate": report.learning_rate,
-        "memoryUsage": human_bytes(report.memory_bytes),
+    progress = Progress(
+        current_epoch=report.epoch,
+        total_epochs=report.total_epochs,
+        current_step=report.step,
+        total_steps=report.total_steps,
+        percentage=percentage,
+        elapsed_time=int(running_seconds),
+        remaining_time=None if remaining is None else round(remaining),
+    )
+    metrics = Metrics(
+        current_loss=_finite(report.loss),
+        best_loss=_finite(report.best_loss),
+        eval_loss=_finite(report.eval_loss),
+        best_eval_loss=_finite(report.best_eval_loss),
+        learning_rate=report.learning_rate,
+        memory_usage=human_bytes(report.memory_bytes),
         **_throughput(report),
-    }
+    )
     checkpoints = [
-        {
-            "id": c.id,
-            "epoch": c.epoch,
-            "step": c.step,
-            "loss": _finite(c.loss),
-            "createdAt": rfc3339(c.created_at),
-            "size": human_bytes(c.size_bytes),
-            "reason": c.reason,
-        }
+        Checkpoint(
+            id=c.id,
+            epoch=c.epoch,
+            step=c.step,
+            loss=_finite(c.loss),
+            created_at=parse_time(rfc3339(c.created_at)),  # second precision, as Kubernetes writes times
+            size=human_bytes(c.size_bytes),
+            reason=c.reason,
+        )
         for c in report.checkpoints[-MAX_STATUS_CHECKPOINTS:]
     ]
     fields: dict[str, Any] = {
-        "progress": _compact(progress),
-        "metrics": _compact(metrics),
-        "checkpoints": [_compact(c) for c in checkpoints],
+        "progress": progress.to_wire(),
+        "metrics": metrics.to_wire(),
+        "checkpoints": [checkpoint.to_wire() for checkpoint in checkpoints],
         "lossHistory": downsample(report.loss_history),
         "evalLossHistory": downsample(report.eval_history),
         "lastReportTime": rfc3339(now),
@@ -161,10 +167,6 @@ def live_fields(
     if remaining is not None and report.state in (TrainerState.running, TrainerState.starting):
         fields["estimatedCompletion"] = rfc3339(now + timedelta(seconds=remaining))
     return fields
-
-
-def _compact(fields: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in fields.items() if v is not None}
 
 
 def running_time(usage: Mapping[str, Any] | None, *, was_running: bool, now: datetime) -> tuple[float, datetime]:
@@ -186,27 +188,107 @@ def usage(
     hourly_price_per_gpu: float,
     report: ProgressReport | None,
 ) -> dict[str, Any]:
-    """``status.resourceUsage`` from running time, the job's GPUs and the catalog price."""
+    """``status.resourceUsage`` from running time, the job's GPUs and the catalog price (wire form)."""
     gpu_hours = running_seconds / 3600.0 * gpus
-    fields: dict[str, Any] = {
-        "runningSeconds": round(running_seconds, 1),
-        "measuredAt": rfc3339(measured_at),
-        "gpuHours": round(gpu_hours, 4),
-        "cost": round(gpu_hours * hourly_price_per_gpu, 2),
-    }
+    efficiency = None
     if report is not None and report.elapsed_seconds > 0:
-        fields["efficiency"] = round(max(0.0, min(1.0, report.step_seconds / report.elapsed_seconds)), 3)
-    return fields
+        efficiency = round(max(0.0, min(1.0, report.step_seconds / report.elapsed_seconds)), 3)
+    return ResourceUsage(
+        running_seconds=round(running_seconds, 1),
+        measured_at=parse_time(rfc3339(measured_at)),
+        gpu_hours=round(gpu_hours, 4),
+        cost=round(gpu_hours * hourly_price_per_gpu, 2),
+        efficiency=efficiency,
+    ).to_wire()
+
+
+# The newest report of a job and when the operator read it (RFC 3339).
+KeptReport = tuple[ProgressReport, str]
+# Curves stay in the status when a report has none (a termination message carries no curves).
+_CURVES = ("lossHistory", "evalLossHistory")
+
+
+def with_live(
+    job: ObservedJob,
+    status: Mapping[str, Any],
+    kept: KeptReport | None,
+    resources: JobResources | None,
+    config: OperatorConfig,
+    *,
+    now: datetime,
+) -> dict[str, Any]:
+    """``status`` with the live fields: the newest progress report mirrored, running time,
+    GPU-hours and cost brought up to ``now``, and a trainer's failure reason on a Failed job.
+    ``resources`` None (an unknown GPU type: the job never runs) leaves ``status`` as it is."""
+    result = dict(status)
+    if resources is None:
+        return result
+    report = kept[0] if kept else None
+    was_running = job.phase == Phase.Running
+    if was_running or result.get("phase") == Phase.Running:
+        seconds, measured = running_time(job.status.get("resourceUsage"), was_running=was_running, now=now)
+        result["resourceUsage"] = usage(
+            running_seconds=seconds,
+            measured_at=measured,
+            gpus=resources.gpus,
+            hourly_price_per_gpu=resources.hourly_price_per_gpu,
+            report=report,
+        )
+    if kept is None:
+        return result
+    report, read_at = kept
+    remaining = _mirror(result, report, read_at=read_at, now=now)
+    if remaining is not None:
+        spent = float((result.get("resourceUsage") or {}).get("cost") or 0.0)
+        result["estimatedCost"] = catalog.estimated_cost(
+            resources,
+            config,
+            max_runtime_seconds=job.spec.max_runtime_seconds,
+            spent=spent,
+            remaining_seconds=float(remaining),
+        )
+    if result.get("phase") == Phase.Failed and report.state in (TrainerState.failed, TrainerState.diverged):
+        _trainer_failure(result, report, generation=job.generation, now=now)
+    return result
+
+
+def _mirror(result: dict[str, Any], report: ProgressReport, *, read_at: str, now: datetime) -> int | None:
+    """Write the report's fields into ``result``; the remaining seconds it estimates, if any."""
+    running_seconds = float((result.get("resourceUsage") or {}).get("runningSeconds") or 0.0)
+    fields = live_fields(report, now=now, running_seconds=running_seconds)
+    fields["lastReportTime"] = read_at
+    fields.setdefault("estimatedCompletion", None)  # no longer running: no estimate
+    for name, value in fields.items():
+        if value not in (None, []):
+            result[name] = value
+        elif name not in _CURVES:
+            result.pop(name, None)
+    remaining: int | None = (fields.get("progress") or {}).get("remainingTime")
+    return remaining
+
+
+def _trainer_failure(result: dict[str, Any], report: ProgressReport, *, generation: int | None, now: datetime) -> None:
+    """A Failed job's message and Failed condition from the trainer's own reason."""
+    reason = report.reason or (Reason.Diverged if report.state == TrainerState.diverged else Reason.TrainingFailed)
+    message = f"the trainer ended: {reason}: {report.message or report.state}"
+    result["message"] = message[:4096]
+    result["conditions"] = set_condition(
+        list(result.get("conditions") or []),
+        ConditionType.Failed,
+        "True",
+        reason,
+        message[:32768],
+        generation=generation,
+        now=rfc3339(now),
+    )
 
 
 # Events ---------------------------------------------------------------------------------------
 
-Event = tuple[str, str, str]  # (Normal | Warning, reason, message)
-
 # Completed, Stopped and Failed are posted as phase changes (status.transitions, with the trainer's
 # reason in the message); a divergence also gets an Event of its own.
 _ENDINGS: dict[TrainerState, Event] = {
-    TrainerState.diverged: ("Warning", "Diverged", "training diverged"),
+    TrainerState.diverged: (EventType.Warning, Reason.Diverged, "training diverged"),
 }
 
 
@@ -222,24 +304,26 @@ def report_events(previous: ProgressReport | None, current: ProgressReport) -> l
     ran_unseen = new_process and previous is not None and current.state != TrainerState.starting
     if became_running or ran_unseen:
         if current.resumed_from:
-            events.append(("Normal", "TrainingResumed", f"training resumed from {current.resumed_from}"))
+            events.append((EventType.Normal, Reason.TrainingResumed, f"training resumed from {current.resumed_from}"))
         else:
-            events.append(("Normal", "TrainingStarted", f"training started: {current.total_steps} steps planned"))
+            events.append(
+                (EventType.Normal, Reason.TrainingStarted, f"training started: {current.total_steps} steps planned")
+            )
     if previous is not None and not new_process:
         # Every epoch finished since the last report (a fast epoch can fall between two polls).
         epoch_losses = {c.epoch: c.loss for c in current.checkpoints if c.reason == "epoch"}
         for epoch in range(max(previous.epoch, 1), current.epoch):
             loss = _finite(epoch_losses.get(epoch))
             text = f"epoch {epoch}/{current.total_epochs} done" + (f", loss {loss:.4g}" if loss is not None else "")
-            events.append(("Normal", "EpochCompleted", text))
+            events.append((EventType.Normal, Reason.EpochCompleted, text))
     known = {c.id for c in previous.checkpoints} if previous is not None else set()
     for checkpoint in current.checkpoints:
         if checkpoint.id not in known and (previous is not None or checkpoint.reason in ("stop", "final")):
             loss = _finite(checkpoint.loss)
             events.append(
                 (
-                    "Normal",
-                    "CheckpointSaved",
+                    EventType.Normal,
+                    Reason.CheckpointSaved,
                     f"checkpoint {checkpoint.id} saved at step {checkpoint.step} ({checkpoint.reason}"
                     + (f", loss {loss:.4g}" if loss is not None else "")
                     + ")",
@@ -251,37 +335,6 @@ def report_events(previous: ProgressReport | None, current: ProgressReport) -> l
         detail = current.message or current.reason
         events.append((kind, reason, f"{text}: {detail}" if detail else text))
     return events
-
-
-class EventLimiter:
-    """Per job, at most ``burst`` events per ``window`` seconds, and no repeat of the same reason
-    within ``repeat`` seconds; warnings and endings always pass (they are rare and they matter)."""
-
-    ALWAYS = frozenset({"Diverged", "TrainingStarted", "TrainingResumed"})
-
-    def __init__(self, *, burst: int = 10, window: float = 60.0, repeat: float = 10.0) -> None:
-        self.burst = burst
-        self.window = window
-        self.repeat = repeat
-        self._sent: dict[tuple[str, str], list[tuple[float, str]]] = {}
-
-    def allow(self, job: tuple[str, str], reason: str, kind: str, now: float) -> bool:
-        """Whether an event may be posted now; records it when it may."""
-        sent = [(t, r) for t, r in self._sent.get(job, []) if now - t < self.window]
-        passes = kind == "Warning" or reason in self.ALWAYS
-        if not passes:
-            if len(sent) >= self.burst:
-                self._sent[job] = sent
-                return False
-            if any(r == reason and now - t < self.repeat for t, r in sent):
-                self._sent[job] = sent
-                return False
-        sent.append((now, reason))
-        self._sent[job] = sent
-        return True
-
-    def forget(self, job: tuple[str, str]) -> None:
-        self._sent.pop(job, None)
 
 
 # Reading reports ------------------------------------------------------------------------------
@@ -302,7 +355,7 @@ def termination_report(pod: Mapping[str, Any]) -> ProgressReport | None:
     """The report a pod's ``pytorch`` container left in its termination message (current or last
     state, the newest first)."""
     for container in (pod.get("status") or {}).get("containerStatuses") or []:
-        if container.get("name") != "pytorch":
+        if container.get("name") != CONTAINER_NAME:
             continue
         for state in ("state", "lastState"):
             terminated = (container.get(state) or {}).get("terminated") or {}
@@ -328,26 +381,28 @@ def newer(first: ProgressReport | None, second: ProgressReport | None) -> Progre
     return second if key(second) >= key(first) else first
 
 
+# The Training Operator labels every pod with its replica type, in lower case (master, worker).
 REPLICA_TYPE_LABEL = "training.kubeflow.org/replica-type"
-REPORT_PORT_NAME = "report"
 
 
 def master_pod_view(pod: Mapping[str, Any]) -> dict[str, Any] | None:
     """What the operator keeps of a job's rank-0 (Master) pod: where to poll it, and the report it
     left in its termination message. None for other replicas."""
     metadata = pod.get("metadata") or {}
-    if str((metadata.get("labels") or {}).get(REPLICA_TYPE_LABEL, "")).lower() != "master":
+    if str((metadata.get("labels") or {}).get(REPLICA_TYPE_LABEL, "")).lower() != MASTER_REPLICA.lower():
         return None
     port = None
     for container in (pod.get("spec") or {}).get("containers") or []:
-        if container.get("name") == "pytorch":
+        if container.get("name") == CONTAINER_NAME:
             port = next(
                 (p.get("containerPort") for p in container.get("ports") or [] if p.get("name") == REPORT_PORT_NAME),
                 None,
             )
     status = pod.get("status") or {}
     running = any(
-        "running" in (c.get("state") or {}) for c in status.get("containerStatuses") or [] if c.get("name") == "pytorch"
+        "running" in (c.get("state") or {})
+        for c in status.get("containerStatuses") or []
+        if c.get("name") == CONTAINER_NAME
     )
     return {
         "name": metadata.get("name"),

@@ -1,50 +1,75 @@
-"""Every kopf handler of the operator, and nothing else: the work is in reconcile.py and the pure
-modules it calls (checks, builders, status, catalog)."""
+"""Every kopf handler of the operator, kopf's settings, and nothing else: the work is in reconcile.py
+and the modules it sequences.
+
+Nothing is registered at import: ``register`` puts the handlers into a registry for a loaded
+configuration (``python -m tensorone_operator`` and the tests call it), and the ``Reconciler`` the
+handlers call is given in kopf's memo by whoever starts kopf.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import kopf
 
 from tensorone.api import GROUP, VERSION
-from tensorone_operator.builders import LABEL_JOB_NAME, LABEL_MANAGED_BY, MANAGER
-from tensorone_operator.catalog import GPU_PRODUCT_LABEL
-from tensorone_operator.config import load_config
-from tensorone_operator.indexes import (
-    INDEX_WAITING,
-    indexes_of,
-    retry_delay,
-    slim_node,
-    waiting_keys,
+from tensorone_operator.builders import (
+    LABEL_JOB_NAME,
+    LABEL_MANAGED_BY,
+    MANAGER,
+    PYTORCHJOB_GROUP,
+    PYTORCHJOB_PLURAL,
+    PYTORCHJOB_VERSION,
 )
-from tensorone_operator.reconcile import FORCE_DELETE_ANNOTATION
-from tensorone_operator.settings import build_reconciler, configure_kopf
+from tensorone_operator.catalog import GPU_PRODUCT_LABEL
+from tensorone_operator.cleanup import FINALIZER, FORCE_DELETE_ANNOTATION
+from tensorone_operator.config import OperatorConfig
+from tensorone_operator.indexes import INDEX_WAITING, indexes_of, recheck_delay, slim_node, waiting_keys
 
 JOBS = (GROUP, VERSION, "trainingjobs")
 DATASETS = (GROUP, VERSION, "datasets")
-PYTORCHJOBS = ("kubeflow.org", "v1", "pytorchjobs")
+PYTORCHJOBS = (PYTORCHJOB_GROUP, PYTORCHJOB_VERSION, PYTORCHJOB_PLURAL)
+PODS = ("v1", "pods")
+NODES = ("v1", "nodes")
 OURS = {LABEL_MANAGED_BY: MANAGER}
+OUR_PODS: dict[str, Any] = {LABEL_JOB_NAME: kopf.PRESENT, LABEL_MANAGED_BY: MANAGER}
+GPU_NODES = {GPU_PRODUCT_LABEL: kopf.PRESENT}
+# An API error of a TrainingJob handler is retried after 5 s, not kopf's default 60 s.
+BACKOFF_SECONDS = 5
 
 
-@kopf.on.startup()
-async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
+def configure_kopf(settings: kopf.OperatorSettings) -> None:
+    """Storage and finalizer under our domain (nothing under kopf.zalando.org); Events only for
+    warnings and our own Events."""
+    settings.persistence.finalizer = FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
+    # kopf would post an Event for every INFO log line of a handler: keep Events meaningful.
+    settings.posting.level = logging.WARNING
+    # A dropped watch is re-established quickly; the API server closes idle ones anyway.
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+
+
+def post_event(body: Any, event_type: str, reason: str, message: str) -> None:
+    """A Kubernetes Event on the TrainingJob (kopf posts it in the background)."""
+    kopf.event(body, type=event_type, reason=reason, message=message[:1024])
+
+
+async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     configure_kopf(settings)
-    build_reconciler(memo)
 
 
-@kopf.on.cleanup()
 async def cleanup(memo: Any, **_: Any) -> None:
     await memo.reconciler.close()
 
 
-@kopf.index(*DATASETS)
 def datasets_by_name(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
     return {(namespace or "", name): dict(body)}
 
 
-@kopf.index(*PYTORCHJOBS, labels=OURS)
 def children_by_job(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Any, Any]:
     return {(namespace or "", labels[LABEL_JOB_NAME]): dict(body)} if LABEL_JOB_NAME in labels else {}
 
@@ -53,24 +78,18 @@ def gpu_nodes(body: kopf.Body, **_: Any) -> dict[Any, Any]:
     return {None: slim_node(body)}
 
 
-@kopf.index(*JOBS)
 def jobs_waiting(namespace: str | None, name: str, spec: kopf.Spec, status: kopf.Status, **_: Any) -> dict[Any, Any]:
     return {key: (namespace, name) for key in waiting_keys(namespace or "", spec, status)}
 
 
-# backoff: an API error is retried after 5 s, not kopf's default 60 s.
-@kopf.on.resume(*JOBS, backoff=5)
-@kopf.on.create(*JOBS, backoff=5)
-@kopf.on.update(*JOBS, backoff=5)
 async def reconcile_job(body: kopf.Body, memo: Any, retry: int, **kwargs: Any) -> None:
     outcome = await memo.reconciler.reconcile(body, current=True, **indexes_of(kwargs))
     if outcome.waiting:
         # Waiting is not terminal: kopf retries with backoff (the Dataset and Node watches below
         # usually resume the job sooner).
-        raise kopf.TemporaryError(outcome.problem.message, delay=retry_delay(retry))
+        raise kopf.TemporaryError(outcome.problem.message, delay=recheck_delay(retry))
 
 
-@kopf.on.event(*PYTORCHJOBS, labels=OURS)
 async def child_changed(
     namespace: str | None, labels: kopf.Labels, body: kopf.Body, type: str | None, memo: Any, **kwargs: Any
 ) -> None:
@@ -79,13 +98,11 @@ async def child_changed(
         await memo.reconciler.child_changed(namespace or "", job_name, body, **indexes_of(kwargs))
 
 
-@kopf.on.event("v1", "pods", labels={LABEL_JOB_NAME: kopf.PRESENT, LABEL_MANAGED_BY: MANAGER})
 async def pod_changed(labels: kopf.Labels, body: kopf.Body, type: str | None, memo: Any, **_: Any) -> None:
     namespace = body.get("metadata", {}).get("namespace") or ""
     await memo.reconciler.pod_changed(namespace, labels[LABEL_JOB_NAME], body, deleted=type == "DELETED")
 
 
-@kopf.on.event(*DATASETS)
 async def dataset_changed(
     namespace: str | None, name: str, body: kopf.Body, type: str | None, memo: Any, **kwargs: Any
 ) -> None:
@@ -104,14 +121,6 @@ async def gpu_node_changed(memo: Any, **kwargs: Any) -> None:
         )
 
 
-# Nodes are watched only when the GPU-availability check is on: without it the operator needs,
-# and the chart grants, no access to Nodes, and a watch refused with 403 would hold kopf's indexes.
-if load_config().check_gpu_nodes:
-    kopf.index("v1", "nodes", labels={GPU_PRODUCT_LABEL: kopf.PRESENT})(gpu_nodes)
-    kopf.on.event("v1", "nodes", labels={GPU_PRODUCT_LABEL: kopf.PRESENT})(gpu_node_changed)
-
-
-@kopf.daemon(*JOBS, cancellation_timeout=5.0)
 async def follow_job(body: kopf.Body, memo: Any, stopped: kopf.DaemonStopped, **kwargs: Any) -> None:
     while not stopped and not memo.reconciler.finished(body):
         # asyncio.sleep, not stopped.wait(): kopf cancels async daemons after cancellation_timeout,
@@ -121,13 +130,34 @@ async def follow_job(body: kopf.Body, memo: Any, stopped: kopf.DaemonStopped, **
             await memo.reconciler.follow(body, **indexes_of(kwargs))
 
 
-@kopf.on.event(*JOBS, annotations={FORCE_DELETE_ANNOTATION: "true"})
 async def force_delete(body: kopf.Body, memo: Any, **_: Any) -> None:
     await memo.reconciler.release(body)
 
 
-@kopf.on.delete(*JOBS, backoff=5)
 async def delete_job(body: kopf.Body, memo: Any, logger: kopf.Logger, **_: Any) -> None:
     deleted = await memo.reconciler.finalize(body)
     if deleted:
         logger.info("deleted %s", ", ".join(deleted))
+
+
+def register(config: OperatorConfig, registry: kopf.OperatorRegistry) -> kopf.OperatorRegistry:
+    """Put the operator's handlers into ``registry`` for this configuration; returns the registry."""
+    kopf.on.startup(registry=registry)(startup)
+    kopf.on.cleanup(registry=registry)(cleanup)
+    kopf.index(*DATASETS, registry=registry)(datasets_by_name)
+    kopf.index(*PYTORCHJOBS, labels=OURS, registry=registry)(children_by_job)
+    kopf.index(*JOBS, registry=registry)(jobs_waiting)
+    for reason in (kopf.on.update, kopf.on.create, kopf.on.resume):
+        reason(*JOBS, backoff=BACKOFF_SECONDS, registry=registry)(reconcile_job)
+    kopf.on.event(*PYTORCHJOBS, labels=OURS, registry=registry)(child_changed)
+    kopf.on.event(*PODS, labels=OUR_PODS, registry=registry)(pod_changed)
+    kopf.on.event(*DATASETS, registry=registry)(dataset_changed)
+    # Nodes are watched only when the GPU-availability check is on: without it the operator needs,
+    # and the chart grants, no access to Nodes, and a watch refused with 403 would hold kopf's indexes.
+    if config.check_gpu_nodes:
+        kopf.index(*NODES, labels=GPU_NODES, registry=registry)(gpu_nodes)
+        kopf.on.event(*NODES, labels=GPU_NODES, registry=registry)(gpu_node_changed)
+    kopf.daemon(*JOBS, cancellation_timeout=5.0, registry=registry)(follow_job)
+    kopf.on.event(*JOBS, annotations={FORCE_DELETE_ANNOTATION: "true"}, registry=registry)(force_delete)
+    kopf.on.delete(*JOBS, backoff=BACKOFF_SECONDS, registry=registry)(delete_job)
+    return registry

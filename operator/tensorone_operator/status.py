@@ -1,8 +1,8 @@
 """Pure status logic: the TrainingJob, its child PyTorchJob and what the checks found -> status.
 
 ``status_from`` computes the whole desired ``status`` (the reconciler patches it only when it
-differs from what is stored). The reconciler merges the rank-0 trainer's progress report into the
-same dict (``Reconciler._with_live``): progress, metrics and checkpoints are not touched here and
+differs from what is stored). The rank-0 trainer's progress report is merged into the same dict
+afterwards (``live_status.with_live``): progress, metrics and checkpoints are not touched here and
 are carried over.
 
 Phases, precisely (first rule that applies):
@@ -29,10 +29,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tensorone.api.v1alpha1 import Phase
-
-TERMINAL = frozenset({Phase.Completed.value, Phase.Failed.value, Phase.Cancelled.value})
-CHILD_CONDITION_TYPES = ("Running", "Suspended", "Restarting", "Succeeded", "Failed")
+from tensorone.api.v1alpha1 import (
+    CHECK_CONDITIONS,
+    CHILD_CONDITIONS,
+    TERMINAL_PHASES,
+    ConditionType,
+    Phase,
+    Reason,
+    TrainingJobSpec,
+)
+from tensorone_operator.events import Event, EventType
+from tensorone_operator.observed import ObservedJob
 
 
 @dataclass(frozen=True)
@@ -43,8 +50,8 @@ class Problem:
     are re-checked; the others need a change of the job (or of the operator's configuration).
     """
 
-    condition: str
-    code: str
+    condition: ConditionType
+    code: Reason
     message: str
     waiting: bool
 
@@ -102,47 +109,45 @@ def set_condition(
 
 
 CONDITION_ORDER = (
-    "Ready",
-    "Reconciling",
-    "Stalled",
-    "ConfigurationValid",
-    "DatasetReady",
-    "ResourcesAvailable",
-    *CHILD_CONDITION_TYPES,
+    ConditionType.Ready,
+    ConditionType.Reconciling,
+    ConditionType.Stalled,
+    *CHECK_CONDITIONS,
+    *CHILD_CONDITIONS,
 )
 
 
-def _phase_from_child(spec: Mapping[str, Any], child: Mapping[str, Any]) -> tuple[str, str, str]:
+def _phase_from_child(spec: TrainingJobSpec, child: Mapping[str, Any]) -> tuple[Phase, str, str]:
     """(phase, reason, message) while the child exists and the job is not terminal."""
-    if _is_true(child, "Succeeded"):
-        condition = child_condition(child, "Succeeded") or {}
-        return Phase.Completed.value, "Succeeded", condition.get("message") or "training completed"
-    if _is_true(child, "Failed"):
-        condition = child_condition(child, "Failed") or {}
-        return Phase.Failed.value, condition.get("reason") or "Failed", condition.get("message") or "training failed"
-    suspended = _is_true(child, "Suspended")
-    if spec.get("suspend"):
+    if _is_true(child, ConditionType.Succeeded):
+        condition = child_condition(child, ConditionType.Succeeded) or {}
+        return Phase.Completed, Reason.Succeeded, condition.get("message") or "training completed"
+    if _is_true(child, ConditionType.Failed):
+        condition = child_condition(child, ConditionType.Failed) or {}
+        return Phase.Failed, condition.get("reason") or Reason.Failed, condition.get("message") or "training failed"
+    suspended = _is_true(child, ConditionType.Suspended)
+    if spec.suspend:
         if suspended and active_replicas(child) == 0:
             return (
-                Phase.Stopped.value,
-                "Stopped",
+                Phase.Stopped,
+                Reason.Stopped,
                 "stopped: the trainer saved a checkpoint; set spec.suspend=false to resume",
             )
-        return Phase.Stopping.value, "Stopping", "stopping: the pods got SIGTERM and save a checkpoint"
+        return Phase.Stopping, Reason.Stopping, "stopping: the pods got SIGTERM and save a checkpoint"
     held = bool(((child.get("spec") or {}).get("runPolicy") or {}).get("suspend"))
     if suspended and held:
         # The operator unsuspends the child on resume; a child still suspended by its own spec is
         # held by a queue (Kueue suspends the jobs it has not admitted).
-        return Phase.Queued.value, "Queued", "queued: the PyTorchJob is suspended until a queue admits it"
+        return Phase.Queued, Reason.Queued, "queued: the PyTorchJob is suspended until a queue admits it"
     if suspended:
-        return Phase.Pending.value, "Resuming", "resuming: the PyTorchJob is unsuspended; its pods are starting"
-    if _is_true(child, "Running"):
-        return Phase.Running.value, "Running", "training is running"
-    return Phase.Pending.value, "Starting", "the PyTorchJob is created; its pods are being scheduled"
+        return Phase.Pending, Reason.Resuming, "resuming: the PyTorchJob is unsuspended; its pods are starting"
+    if _is_true(child, ConditionType.Running):
+        return Phase.Running, Reason.Running, "training is running"
+    return Phase.Pending, Reason.Starting, "the PyTorchJob is created; its pods are being scheduled"
 
 
 def status_from(
-    job: Mapping[str, Any],
+    job: ObservedJob,
     child: Mapping[str, Any] | None,
     *,
     now: str,
@@ -155,67 +160,99 @@ def status_from(
     estimatedCost); fields this function does not own (progress, metrics, checkpoints) are kept
     from the current status.
     """
-    spec = job.get("spec") or {}
-    current: dict[str, Any] = dict(job.get("status") or {})
-    generation = (job.get("metadata") or {}).get("generation")
+    current: dict[str, Any] = dict(job.status)
+    generation = job.generation
     status: dict[str, Any] = {**current, **(extra or {})}
     status["observedGeneration"] = generation
-    conditions: list[dict[str, Any]] = list(current.get("conditions") or [])
-
-    def condition(kind: str, value: bool, reason: str, message: str) -> None:
-        nonlocal conditions
-        conditions = set_condition(
-            conditions, kind, "True" if value else "False", reason, message, generation=generation, now=now
-        )
-
+    conditions = Conditions(list(current.get("conditions") or []), generation=generation, now=now)
     phase = current.get("phase")
-    if spec.get("cancel"):
-        phase, reason, message = (
-            Phase.Cancelled.value,
-            "Cancelled",
-            "cancelled: the pods are deleted, checkpoints are kept",
-        )
-        condition("Ready", False, reason, message)
-        condition("Reconciling", False, reason, message)
-        if child_condition(child, "Running") or _is_true({"status": current}, "Running"):
-            condition("Running", False, reason, message)
-    elif phase in TERMINAL:
-        return {**status, "conditions": conditions}
+    if job.spec.cancel:
+        phase, message = _cancelled(conditions, child, current)
+    elif phase in TERMINAL_PHASES:
+        return {**status, "conditions": conditions.items}
     elif problem is not None:
-        phase, reason, message = Phase.Pending.value, problem.code, problem.message
-        condition(problem.condition, False, problem.code, problem.message)
-        condition("Ready", False, problem.code, problem.message)
-        condition("Reconciling", problem.waiting, problem.code, problem.message)
-        condition("Stalled", not problem.waiting, problem.code, problem.message)
+        phase, message = _held(conditions, problem)
     else:
-        for kind in ("ConfigurationValid", "DatasetReady", "ResourcesAvailable"):
-            condition(kind, True, "Checked", "")
-        condition("Stalled", False, "Reconciled", "")
-        if child is None:
-            phase, reason, message = Phase.Pending.value, "Creating", "creating the PyTorchJob"
-        else:
-            phase, reason, message = _phase_from_child(spec, child)
-            for kind in CHILD_CONDITION_TYPES:
-                mirrored = child_condition(child, kind)
-                if mirrored is not None:
-                    condition(
-                        kind,
-                        mirrored.get("status") == "True",
-                        mirrored.get("reason") or kind,
-                        mirrored.get("message") or "",
-                    )
-        ready = phase in {Phase.Running.value, Phase.Completed.value}
-        condition("Ready", ready, reason, message)
-        settled = phase in {*TERMINAL, Phase.Running.value, Phase.Stopped.value, Phase.Queued.value}
-        condition("Reconciling", not settled, reason, message)
-        if phase == Phase.Running.value and not status.get("startedAt"):
+        phase, message = _progressing(conditions, job.spec, child)
+        if phase == Phase.Running and not status.get("startedAt"):
             status["startedAt"] = ((child or {}).get("status") or {}).get("startTime") or now
     status["phase"] = phase
     status["message"] = message
-    if phase in TERMINAL and not status.get("completedAt"):
+    if phase in TERMINAL_PHASES and not status.get("completedAt"):
         status["completedAt"] = ((child or {}).get("status") or {}).get("completionTime") or now
-    status["conditions"] = conditions
+    status["conditions"] = conditions.items
     return status
+
+
+class Conditions:
+    """A status's conditions being set, with the generation and time they are set at."""
+
+    def __init__(self, items: list[dict[str, Any]], *, generation: int | None, now: str) -> None:
+        self.items = items
+        self.generation = generation
+        self.now = now
+
+    def set(self, kind: str, value: bool, reason: str, message: str) -> None:
+        """Set condition ``kind`` True or False."""
+        self.items = set_condition(
+            self.items,
+            kind,
+            "True" if value else "False",
+            reason,
+            message,
+            generation=self.generation,
+            now=self.now,
+        )
+
+
+def _cancelled(
+    conditions: Conditions, child: Mapping[str, Any] | None, current: Mapping[str, Any]
+) -> tuple[Phase, str]:
+    """Conditions of a cancelled job; its phase and message."""
+    phase, reason, message = (
+        Phase.Cancelled,
+        Reason.Cancelled,
+        "cancelled: the pods are deleted, checkpoints are kept",
+    )
+    conditions.set(ConditionType.Ready, False, reason, message)
+    conditions.set(ConditionType.Reconciling, False, reason, message)
+    if child_condition(child, ConditionType.Running) or _is_true({"status": current}, ConditionType.Running):
+        conditions.set(ConditionType.Running, False, reason, message)
+    return phase, message
+
+
+def _held(conditions: Conditions, problem: Problem) -> tuple[Phase, str]:
+    """Conditions of a job held by a failed check; its phase and message."""
+    conditions.set(problem.condition, False, problem.code, problem.message)
+    conditions.set(ConditionType.Ready, False, problem.code, problem.message)
+    conditions.set(ConditionType.Reconciling, problem.waiting, problem.code, problem.message)
+    conditions.set(ConditionType.Stalled, not problem.waiting, problem.code, problem.message)
+    return Phase.Pending, problem.message
+
+
+def _progressing(conditions: Conditions, spec: TrainingJobSpec, child: Mapping[str, Any] | None) -> tuple[Phase, str]:
+    """Conditions of a job whose checks passed, from its child; its phase and message."""
+    for kind in CHECK_CONDITIONS:
+        conditions.set(kind, True, Reason.Checked, "")
+    conditions.set(ConditionType.Stalled, False, Reason.Reconciled, "")
+    reason: str
+    if child is None:
+        phase, reason, message = Phase.Pending, Reason.Creating, "creating the PyTorchJob"
+    else:
+        phase, reason, message = _phase_from_child(spec, child)
+        for kind in CHILD_CONDITIONS:
+            mirrored = child_condition(child, kind)
+            if mirrored is not None:
+                conditions.set(
+                    kind,
+                    mirrored.get("status") == "True",
+                    mirrored.get("reason") or kind,
+                    mirrored.get("message") or "",
+                )
+    conditions.set(ConditionType.Ready, phase in {Phase.Running, Phase.Completed}, reason, message)
+    settled = phase in {*TERMINAL_PHASES, Phase.Running, Phase.Stopped, Phase.Queued}
+    conditions.set(ConditionType.Reconciling, not settled, reason, message)
+    return phase, message
 
 
 def dataset_status(dataset: Mapping[str, Any], *, claim_exists: bool | None, now: str) -> dict[str, Any]:
@@ -232,7 +269,7 @@ def dataset_status(dataset: Mapping[str, Any], *, claim_exists: bool | None, now
     status: dict[str, Any] = {**current, "observedGeneration": generation}
     if "pvc" in source:
         claim = source["pvc"].get("claimName")
-        ready, reason = bool(claim_exists), "ClaimBound" if claim_exists else "CLAIM_NOT_FOUND"
+        ready, reason = bool(claim_exists), Reason.ClaimBound if claim_exists else Reason.CLAIM_NOT_FOUND
         message = (
             f"claim {claim!r} holds the data"
             if claim_exists
@@ -240,13 +277,13 @@ def dataset_status(dataset: Mapping[str, Any], *, claim_exists: bool | None, now
         )
     elif "inline" in source:
         records = len((source["inline"] or {}).get("records") or [])
-        ready, reason, message = True, "Inline", f"{records} records in the manifest"
+        ready, reason, message = True, Reason.Inline, f"{records} records in the manifest"
         status["records"] = records
     else:
-        ready, reason, message = True, "Declared", "fetched by the trainer when a job starts"
+        ready, reason, message = True, Reason.Declared, "fetched by the trainer when a job starts"
     status["conditions"] = set_condition(
         list(current.get("conditions") or []),
-        "Ready",
+        ConditionType.Ready,
         "True" if ready else "False",
         reason,
         message,
@@ -256,13 +293,13 @@ def dataset_status(dataset: Mapping[str, Any], *, claim_exists: bool | None, now
     return status
 
 
-def transitions(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+def transitions(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Event]:
     """(event type, reason, message) for what changed between two statuses: phase changes and
     conditions that turned False with an error code. These become Kubernetes Events."""
-    events: list[tuple[str, str, str]] = []
+    events: list[Event] = []
     old_conditions = {c["type"]: c for c in old.get("conditions") or []}
     for condition in new.get("conditions") or []:
-        if condition["type"] not in {"ConfigurationValid", "DatasetReady", "ResourcesAvailable"}:
+        if condition["type"] not in CHECK_CONDITIONS:
             continue
         before = old_conditions.get(condition["type"])
         changed = before is None or (before.get("status"), before.get("reason")) != (
@@ -270,9 +307,9 @@ def transitions(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[tuple[st
             condition["reason"],
         )
         if changed and condition["status"] == "False":
-            events.append(("Warning", condition["reason"], condition["message"]))
+            events.append((EventType.Warning, condition["reason"], condition["message"]))
     # Pending is where every job starts: only moves out of it (and back after a check) are news.
-    if old.get("phase") != new.get("phase") and new.get("phase") not in {None, Phase.Pending.value}:
-        kind = "Warning" if new["phase"] == Phase.Failed.value else "Normal"
+    if old.get("phase") != new.get("phase") and new.get("phase") not in {None, Phase.Pending}:
+        kind = EventType.Warning if new["phase"] == Phase.Failed else EventType.Normal
         events.append((kind, str(new["phase"]), str(new.get("message") or "")))
     return events

@@ -30,7 +30,7 @@ from tensorone.api.v1alpha1.trainingjob import (
     TrainingHyperparameters,
     TrainingJobSpec,
 )
-from tensorone.api.validation import validate
+from tensorone.api.admission import validate
 from tensorone.errors import ConfigurationError, ValidationFailed
 
 JOB_CONFIG_ENV = "TENSORONE_JOB_CONFIG"

@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from tensorone.api.timestamps import rfc3339
 from tensorone.errors import ConfigurationError
 
 
@@ -26,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     create.add_argument("-f", "--filename", required=True, type=Path, help="YAML manifest (several documents allowed)")
 
     listing = verb("list", "List training jobs, newest first.", _list)
-    listing.add_argument("--status", help="pending, queued, running, stopping, stopped, completed, failed, cancelled")
+    listing.add_argument("--status", help="only jobs in this phase, in lower case (pending, running, completed, ...)")
     listing.add_argument("--model-type", help="llm, vision, multimodal or custom")
     listing.add_argument("--tag", help="only jobs with this tag")
     listing.add_argument("--limit", type=int, default=50, help="1 to 100 (default 50)")
@@ -240,4 +241,4 @@ def _money(value: float | None) -> str:
 
 
 def _time(value: datetime | None) -> str:
-    return "-" if value is None else value.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return "-" if value is None else rfc3339(value)

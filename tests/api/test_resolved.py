@@ -14,7 +14,7 @@ from tensorone_operator.config import OperatorConfig
 
 from tensorone.api.admission import validate
 from tensorone.api.resolved import ResolvedJob, with_defaults
-from tensorone.api.v1alpha1 import TrainingConfig
+from tensorone.api.v1alpha1 import Dataset, TrainingConfig, TrainingJob
 from tensorone.api.v1alpha1.base import ApiModel
 from tensorone.api.v1alpha1.trainingjob import LoraParameters, Optimization, TrainingHyperparameters
 from tensorone.cli.manifests import load_manifests
@@ -40,7 +40,8 @@ def operator_path(manifest: Path) -> ResolvedJob:
         obj = validate(document)
         obj["metadata"].update(namespace="default", uid=f"uid-{number}")
         stored[obj["kind"]] = obj
-    config_map = builders.build_config_map(stored["TrainingJob"], stored["Dataset"], OperatorConfig())
+    job, dataset = TrainingJob.model_validate(stored["TrainingJob"]), Dataset.model_validate(stored["Dataset"])
+    config_map = builders.build_config_map(job, dataset, OperatorConfig())
     return ResolvedJob.model_validate(yaml.safe_load(config_map["data"][builders.JOB_CONFIG_KEY]))
 
 

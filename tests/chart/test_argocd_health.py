@@ -13,6 +13,8 @@ from lupa import lua51
 
 from tensorone.api.admission import validate
 from tensorone.api.crd import CRD_DIR
+from tensorone.api.admission import validate
+from tensorone.api.v1alpha1 import ConditionType, Phase, Reason
 from tests.chart.conftest import REPO_ROOT
 
 ARGOCD = REPO_ROOT / "argocd"
@@ -64,6 +66,7 @@ def test_every_phase_is_covered() -> None:
         (yaml.safe_load((CHECK_DIR / case["inputPath"]).read_text()).get("status") or {}).get("phase") for case in CASES
     }
     crd_phases = set(_crd_schema()["properties"]["status"]["properties"]["phase"]["enum"])
+    assert crd_phases == set(Phase)
     assert crd_phases <= phases
     assert {case["healthStatus"]["status"] for case in CASES} <= ARGO_HEALTH_STATUSES
 
@@ -71,16 +74,16 @@ def test_every_phase_is_covered() -> None:
 def test_stalled_wins_over_running_but_not_over_a_finished_job() -> None:
     running = yaml.safe_load((CHECK_DIR / "testdata" / "running.yaml").read_text())
     stalled = {
-        "type": "Stalled",
+        "type": ConditionType.Stalled.value,
         "status": "True",
-        "reason": "CONFIGURATION_ERROR",
+        "reason": Reason.CONFIGURATION_ERROR.value,
         "message": "bad",
         "lastTransitionTime": "2026-11-21T10:00:00Z",
     }
     running["status"]["conditions"].append(stalled)
     assert health_of(running)["status"] == "Degraded"
     completed = copy.deepcopy(running)
-    completed["status"]["phase"] = "Completed"
+    completed["status"]["phase"] = Phase.Completed.value
     assert health_of(completed)["status"] == "Healthy"
     stalled["status"] = "False"
     assert health_of(running)["status"] == "Healthy"
@@ -99,5 +102,8 @@ def test_argocd_cm_patch_carries_the_same_script() -> None:
 
 
 def test_an_empty_message_falls_back_to_a_description() -> None:
-    obj = {"metadata": {"generation": 1}, "status": {"observedGeneration": 1, "phase": "Stopped", "message": ""}}
+    obj = {
+        "metadata": {"generation": 1},
+        "status": {"observedGeneration": 1, "phase": Phase.Stopped.value, "message": ""},
+    }
     assert health_of(obj) == {"status": "Suspended", "message": "Stopped by spec.suspend; set it to false to resume"}

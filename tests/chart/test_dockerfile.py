@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import re
 import shlex
 import tomllib
@@ -218,11 +217,10 @@ def test_pods_run_as_the_images_users(dockerfile: tuple[dict[str, str], dict[str
     builders = pytest.importorskip("tensorone_operator.builders", reason="the operator's builders do not exist yet")
     from tensorone_operator.config import OperatorConfig
 
+    from tensorone.api.v1alpha1 import Dataset, TrainingJob
     from tests.chart.test_pod_security import DATASETS, TRAINING_JOBS
 
     job = TRAINING_JOBS[0]
-    arguments: dict[str, object] = {"job": job, "config": OperatorConfig()}
-    if "dataset" in inspect.signature(builders.build_pod_template).parameters:
-        arguments["dataset"] = DATASETS[job["spec"]["datasetId"]]
-    template = builders.build_pod_template(**arguments)
+    dataset = Dataset.model_validate(DATASETS[job["spec"]["datasetId"]])
+    template = builders.build_pod_template(TrainingJob.model_validate(job), dataset, OperatorConfig())
     assert template["spec"]["securityContext"]["runAsUser"] == _final_user("trainer", stages)

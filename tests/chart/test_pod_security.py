@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -13,6 +12,7 @@ import yaml
 from tensorone_operator.config import parse_config
 
 from tests import factories
+from tensorone.api.v1alpha1 import Dataset, TrainingJob
 from tests.chart.conftest import CHART, SCENARIOS, Rendered
 from tests.chart.pod_security import pod_specs, restricted_violations
 
@@ -147,10 +147,8 @@ def test_operator_pytorchjob_pods_are_restricted(
     builders = pytest.importorskip("tensorone_operator.builders", reason="the operator's builders do not exist yet")
     config_map = render(SCENARIOS[scenario], scenario).one("ConfigMap", "-config")
     config = parse_config(yaml.safe_load(config_map["data"]["config.yaml"]), source=f"chart {scenario}")
-    arguments: dict[str, Any] = {"job": job, "config": config}
-    if "dataset" in inspect.signature(builders.build_pytorchjob).parameters:
-        arguments["dataset"] = DATASETS[job["spec"]["datasetId"]]
-    pytorchjob = builders.build_pytorchjob(**arguments)
+    dataset = Dataset.model_validate(DATASETS[job["spec"]["datasetId"]])
+    pytorchjob = builders.build_pytorchjob(TrainingJob.model_validate(job), dataset, config)
     pods = list(pod_specs(pytorchjob))
     assert pods, "the PyTorchJob has no replica"
     for where, spec, pod_annotations in pods:

@@ -15,6 +15,7 @@ from tensorone_operator.config import OperatorConfig
 from tensorone.api.admission import validate
 from tests import factories
 from tests.factories import PYTORCHJOB, RECORDS
+from tensorone.api.v1alpha1 import Dataset, TrainingJob
 from tests.kube.node import LocalNode
 from tests.kube.polling import wait_for
 from tests.kube.server import EmulatorServer
@@ -42,8 +43,9 @@ def cluster() -> Iterator[EmulatorServer]:
 
 def submit(cluster: EmulatorServer, job: dict[str, Any]) -> None:
     config = OperatorConfig()
-    cluster.api.create(build_config_map(job, DATASET, config))
-    cluster.api.create(build_pytorchjob(job, DATASET, config))
+    typed, dataset = TrainingJob.model_validate(job), Dataset.model_validate(DATASET)
+    cluster.api.create(build_config_map(typed, dataset, config))
+    cluster.api.create(build_pytorchjob(typed, dataset, config))
 
 
 def condition(cluster: EmulatorServer, name: str, kind: str) -> bool:

@@ -6,10 +6,10 @@ tests and bench/.
         cluster.api.create(...)
 
 kopf runs its own event loop in the thread (the notes explain why it must not share pytest's).
-kopf logs in through the login handler below and the operator's own client is given in the memo,
-both pointing at the emulator (the kubernetes library reads KUBECONFIG once, at import, so the
-environment cannot point a running process at a new server). Importing this module registers the
-login handler, which replaces kopf's default ones: import it only in tests and benchmarks.
+Each thread has its own registry (the operator's handlers for its configuration, and a login
+handler pointing kopf at the emulator) and its own ``Reconciler``, whose API client points at the
+emulator too (the kubernetes library reads KUBECONFIG once, at import, so the environment cannot
+point a running process at a new server).
 """
 
 from __future__ import annotations
@@ -18,21 +18,13 @@ import threading
 from typing import Any
 
 import kopf
-import tensorone_operator.main  # noqa: F401 - registers the handlers
 from tensorone_operator.config import OperatorConfig
 from tensorone_operator.kube import KubeApi
+from tensorone_operator.main import post_event, register
 from tensorone_operator.reconcile import Reconciler
 
 from tests.kube.server import EmulatorServer
 from tests.kube.threads import ServiceThread
-
-_server: dict[str, str] = {}
-
-
-@kopf.on.login()
-def login_to_emulator(**_: Any) -> kopf.ConnectionInfo:
-    """kopf's credentials: the emulator of the running OperatorThread (it needs none)."""
-    return kopf.ConnectionInfo(server=_server["url"])
 
 
 class OperatorThread(ServiceThread):
@@ -47,25 +39,26 @@ class OperatorThread(ServiceThread):
         self.cluster = cluster
         self.config = config or OperatorConfig(progress_poll_seconds=0.5)
         self.namespaces = namespaces or []
-        self.memo = kopf.Memo(config=self.config, api=KubeApi(cluster.url, {}, False), clusterwide=not self.namespaces)
+        self.reconciler = Reconciler(
+            self.config, KubeApi(cluster.url, {}, False), post_event, nodes_indexed=not self.namespaces
+        )
+        self.registry = register(self.config, kopf.OperatorRegistry())
+        kopf.on.login(registry=self.registry)(self.login)
         self._stop_flag = threading.Event()
 
-    @property
-    def reconciler(self) -> Reconciler | None:
-        """The operator's Reconciler, made by its start-up handler (None before that has run)."""
-        reconciler = self.memo.get("reconciler")
-        assert reconciler is None or isinstance(reconciler, Reconciler), type(reconciler)
-        return reconciler
+    def login(self, **_: Any) -> kopf.ConnectionInfo:
+        """kopf's credentials: the emulator (it needs none)."""
+        return kopf.ConnectionInfo(server=self.cluster.url)
 
     def _serve(self) -> None:
-        _server["url"] = self.cluster.url  # for the login handler
         kopf.run(  # sets the ready flag once its watches are being established
             standalone=True,
             clusterwide=not self.namespaces,
             namespaces=self.namespaces,
             stop_flag=self._stop_flag,
             ready_flag=self._ready,
-            memo=self.memo,
+            registry=self.registry,
+            memo=kopf.Memo(reconciler=self.reconciler),
         )
 
     def _request_stop(self) -> None:

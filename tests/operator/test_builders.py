@@ -1,8 +1,7 @@
-"""The pure builders, checks and catalog, with plain dicts."""
+"""The pure builders, checks and catalog, over the API models."""
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any
 
@@ -12,12 +11,13 @@ from tensorone_operator import builders, catalog, checks
 from tensorone_operator.config import OperatorConfig, load_config, parse_config
 
 from tensorone.api.resolved import ResolvedJob
+from tensorone.api.v1alpha1 import Dataset, TrainingJob
 from tensorone.errors import ConfigurationError
 
 CONFIG = OperatorConfig()
 
 
-def job(**spec: Any) -> dict[str, Any]:
+def job(labels: dict[str, str] | None = None, **spec: Any) -> TrainingJob:
     base: dict[str, Any] = {
         "modelType": "llm",
         "datasetId": "chat",
@@ -28,18 +28,26 @@ def job(**spec: Any) -> dict[str, Any]:
         "maxRestarts": 3,
     }
     base.update(spec)
-    return {
-        "apiVersion": "training.tensorone.ai/v1alpha1",
-        "kind": "TrainingJob",
-        "metadata": {"name": "llama", "namespace": "team", "uid": "uid-1", "labels": {}},
-        "spec": base,
+    return TrainingJob.model_validate(
+        {
+            "apiVersion": "training.tensorone.ai/v1alpha1",
+            "kind": "TrainingJob",
+            "metadata": {"name": "llama", "namespace": "team", "uid": "uid-1", "labels": labels or {}},
+            "spec": base,
+        }
+    )
+
+
+def resources(**spec: Any) -> catalog.JobResources:
+    return catalog.job_resources(job(**spec).spec, CONFIG)
+
+
+DATASET = Dataset.model_validate(
+    {
+        "metadata": {"name": "chat", "namespace": "team"},
+        "spec": {"format": "jsonl", "source": {"pvc": {"claimName": "data", "path": "/chat.jsonl"}}},
     }
-
-
-DATASET = {
-    "metadata": {"name": "chat", "namespace": "team"},
-    "spec": {"format": "jsonl", "source": {"pvc": {"claimName": "data", "path": "/chat.jsonl"}}},
-}
+)
 
 
 def container(child: dict[str, Any], replica: str = "Master") -> dict[str, Any]:
@@ -129,12 +137,13 @@ def test_custom_job_runs_the_users_argv_never_a_shell() -> None:
 
 
 def test_labels_are_ours_plus_kueue_and_never_the_argo_instance_label() -> None:
-    spec = job()
-    spec["metadata"]["labels"] = {
-        "app.kubernetes.io/instance": "argo-app",
-        "kueue.x-k8s.io/queue-name": "gpu-queue",
-        "team": "nlp",
-    }
+    spec = job(
+        labels={
+            "app.kubernetes.io/instance": "argo-app",
+            "kueue.x-k8s.io/queue-name": "gpu-queue",
+            "team": "nlp",
+        }
+    )
     child = builders.build_pytorchjob(spec, DATASET, CONFIG)
     expected = {
         "app.kubernetes.io/name": "tensorone-training",
@@ -186,8 +195,7 @@ def test_child_drift_patches_only_mutable_parts() -> None:
     spec = job(gpuType="a100")
     child = builders.build_pytorchjob(spec, DATASET, CONFIG)
     assert builders.child_drift(spec, child, CONFIG) is None
-    changed = copy.deepcopy(spec)
-    changed["spec"].update(suspend=True, priority="high", maxRuntimeSeconds=600)
+    changed = job(gpuType="a100", suspend=True, priority="high", maxRuntimeSeconds=600)
     patch = builders.child_drift(changed, child, CONFIG)
     assert patch == {
         "spec": {
@@ -198,19 +206,25 @@ def test_child_drift_patches_only_mutable_parts() -> None:
 
 
 def test_catalog_allocation_and_cost() -> None:
-    spec = job(gpuType="a100", gpusPerWorker=2, maxWorkers=2, maxRuntimeSeconds=7200)["spec"]
-    assert catalog.resource_allocation(spec, CONFIG) == {
+    spec = job(gpuType="a100", gpusPerWorker=2, maxWorkers=2, maxRuntimeSeconds=7200).spec
+    given = catalog.job_resources(spec, CONFIG)
+    assert catalog.resource_allocation(given, CONFIG) == {
         "gpuType": "NVIDIA A100",
         "workers": 2,
         "gpus": 4,
         "memoryPerWorker": "160GB",
     }
-    assert catalog.estimated_cost(spec, CONFIG) == {"hourly": 16.4, "currency": "USD", "total": 32.8}
-    without_limit = job(gpuType="a100")["spec"]
-    assert "total" not in catalog.estimated_cost(without_limit, CONFIG)
-    assert catalog.estimated_cost(without_limit, CONFIG, spent=1.0, remaining_seconds=1800)["total"] == 3.05
+    assert catalog.estimated_cost(given, CONFIG, max_runtime_seconds=spec.max_runtime_seconds) == {
+        "hourly": 16.4,
+        "currency": "USD",
+        "total": 32.8,
+    }
+    without_limit = resources(gpuType="a100")
+    assert "total" not in catalog.estimated_cost(without_limit, CONFIG, max_runtime_seconds=None)
+    cost = catalog.estimated_cost(without_limit, CONFIG, max_runtime_seconds=None, spent=1.0, remaining_seconds=1800)
+    assert cost["total"] == 3.05
     with pytest.raises(ConfigurationError) as error:
-        catalog.gpu_type({"gpuType": "tpu"}, CONFIG)
+        resources(gpuType="tpu")
     assert error.value.field == "spec.gpuType" and "a100" in str(error.value) and "h100" in str(error.value)
 
 
@@ -224,24 +238,26 @@ def node(product: str, gpus: str = "8", cordoned: bool = False) -> dict[str, Any
 
 def test_insufficient_resources_lists_what_nodes_offer() -> None:
     nodes = [node("Tesla-V100-SXM2-16GB"), node("NVIDIA-L4"), node("NVIDIA-H100-80GB-HBM3", cordoned=True)]
-    problem = checks.check_gpu_nodes({"gpuType": "h100"}, CONFIG, nodes)
+    problem = checks.check_gpu_nodes(resources(gpuType="h100"), CONFIG, nodes)
     assert problem is not None and problem.code == "INSUFFICIENT_RESOURCES" and problem.waiting
     assert "available GPU types: l4, v100" in problem.message
-    assert checks.check_gpu_nodes({"gpuType": "l4"}, CONFIG, nodes) is None
-    assert checks.check_gpu_nodes({"gpuType": "l4"}, CONFIG, [node("NVIDIA-L4", gpus="0")]) is not None
-    assert checks.check_gpu_nodes({}, CONFIG, []) is None
+    assert checks.check_gpu_nodes(resources(gpuType="l4"), CONFIG, nodes) is None
+    assert checks.check_gpu_nodes(resources(gpuType="l4"), CONFIG, [node("NVIDIA-L4", gpus="0")]) is not None
+    assert checks.check_gpu_nodes(resources(), CONFIG, []) is None
 
 
 def test_configuration_checks_name_the_field() -> None:
     custom = {"image": "x", "env": [{"name": "MASTER_ADDR", "value": "evil"}]}
-    problem = checks.check_configuration({"modelType": "custom", "config": {"custom": custom}}, DATASET)
+    problem = checks.check_configuration(job(modelType="custom", config={"custom": custom}).spec, DATASET)
     assert problem is not None and problem.code == "CONFIGURATION_ERROR" and not problem.waiting
     assert "spec.config.custom.env[0].name" in problem.message
-    coco = {"metadata": {"name": "imgs"}, "spec": {"format": "coco"}}
-    problem = checks.check_configuration({"modelType": "llm", "config": {}}, coco)
+    coco = Dataset.model_validate(
+        {"metadata": {"name": "imgs"}, "spec": {"format": "coco", "source": {"uri": "https://example.com/imgs"}}}
+    )
+    problem = checks.check_configuration(job(config={}).spec, coco)
     assert problem is not None and "spec.datasetId" in problem.message and "jsonl" in problem.message
-    assert checks.check_configuration({"modelType": "llm", "config": {}}, DATASET) is None
-    missing = checks.check_dataset("team", {"datasetId": "nope"}, None)
+    assert checks.check_configuration(job(config={}).spec, DATASET) is None
+    missing = checks.check_dataset("team", job(datasetId="nope").spec, None)
     assert missing is not None and missing.code == "DATASET_NOT_FOUND" and "'nope'" in missing.message
 
 

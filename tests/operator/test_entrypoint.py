@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import subprocess
 import sys
 from pathlib import Path
 
+import kopf
 import pytest
 from tensorone_operator.__main__ import parse_args
+from tensorone_operator.config import OperatorConfig
 from tensorone_operator.logs import configure_logging
+from tensorone_operator.main import register
 
 from tests.kube.polling import wait_for
 from tests.kube.server import EmulatorServer
@@ -50,7 +52,6 @@ def test_command_line_defaults_follow_the_contract() -> None:
 
 
 def test_bad_configuration_stops_the_operator_with_the_field(tmp_path: object) -> None:
-    from pathlib import Path
 
     path = Path(str(tmp_path)) / "config.yaml"
     path.write_text("shmSize: lots\n")
@@ -81,21 +82,17 @@ def test_logs_are_json_lines(capsys: pytest.CaptureFixture[str]) -> None:
         root.handlers[:], root.level = saved[0], saved[1]
 
 
-def test_nodes_are_not_watched_when_the_gpu_check_is_off(tmp_path: Path) -> None:
+def test_nodes_are_not_watched_when_the_gpu_check_is_off() -> None:
     """The chart grants no Node access with checkGpuNodes false: the operator must not watch them."""
-    config = tmp_path / "config.yaml"
-    config.write_text("checkGpuNodes: false\n")
-    probe = (
-        "import kopf, tensorone_operator.main; "
-        "print(sorted({h.id for h in kopf.get_default_registry()._indexing.get_all_handlers()}))"
-    )
-    for setting, watched in (("false", False), ("true", True)):
-        config.write_text(f"checkGpuNodes: {setting}\n")
-        out = subprocess.run(
-            [sys.executable, "-c", probe],
-            env={**os.environ, "TENSORONE_OPERATOR_CONFIG": str(config)},
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        assert ("gpu_nodes" in out) is watched, out
+    for setting in (False, True):
+        registry = register(OperatorConfig(check_gpu_nodes=setting), kopf.OperatorRegistry())
+        indexes = {handler.id for handler in registry._indexing.get_all_handlers()}
+        watched = {handler.id for handler in registry._watching.get_all_handlers()}
+        assert ("gpu_nodes" in indexes, "gpu_node_changed" in watched) == (setting, setting), (indexes, watched)
+
+
+def test_importing_the_handlers_registers_nothing() -> None:
+    """Registration is a function of the loaded configuration, never a side effect of an import."""
+    code = "import kopf, tensorone_operator.main; print(len(kopf.get_default_registry()._indexing.get_all_handlers()))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "0"

@@ -30,7 +30,7 @@ from tests.operator.runner import OperatorThread
 def retries_only_in_an_hour(monkeypatch: pytest.MonkeyPatch) -> None:
     """A waiting job's re-check far beyond any wait of a test: what resumes the job within the
     test is the watch of the Dataset or Node it waits for, whatever the machine's load."""
-    monkeypatch.setattr(tensorone_operator.main, "retry_delay", lambda retry: 3600.0)
+    monkeypatch.setattr(tensorone_operator.main, "recheck_delay", lambda retry: 3600.0)
 
 
 @pytest.mark.usefixtures("retries_only_in_an_hour")
@@ -153,7 +153,7 @@ def test_restart_mid_reconcile_creates_no_duplicates_and_converges(cluster: Emul
     # A third start with nothing to do writes nothing: the operator converged.
     before = writes()
     with OperatorThread(cluster) as third:
-        wait_for(lambda: third.reconciler is not None and third.reconciler.phases.count("Running") == 1)
+        wait_for(lambda: third.reconciler.phases.count("Running") == 1)
     after = writes()
     assert after["PyTorchJob"] == before["PyTorchJob"] and after["ConfigMap"] == before["ConfigMap"]
     assert job_status(cluster.api)["phase"] == "Running"
@@ -183,10 +183,10 @@ def test_metrics_count_reconciles_errors_and_jobs_by_phase(cluster: EmulatorServ
         cluster.api.create(training_job(name="waits", datasetId="later"))
         cluster.api.create(dataset())
         cluster.api.create(training_job())
-        wait_for(lambda: operator.reconciler is not None and operator.reconciler.phases.count("Pending") == 2)
+        wait_for(lambda: operator.reconciler.phases.count("Pending") == 2)
         wait_for(lambda: sample("tensorone_operator_reconciles_total", result="ok") > reconciles)
         assert sample("tensorone_operator_errors_total", reason="DATASET_NOT_FOUND") > missing
         assert sample("tensorone_operator_reconcile_duration_seconds_count") > durations
         assert sample("tensorone_operator_jobs", phase="Pending") >= 2
         cluster.api.delete(TJ, "TrainingJob", "waits")
-        wait_for(lambda: operator.reconciler is not None and operator.reconciler.phases.count("Pending") == 1)
+        wait_for(lambda: operator.reconciler.phases.count("Pending") == 1)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from tensorone_operator.events import EventLimiter
 from tensorone_operator.live_status import (
-    EventLimiter,
     downsample,
     human_bytes,
     live_fields,

@@ -4,14 +4,25 @@ from __future__ import annotations
 
 from typing import Any
 
+from tensorone_operator.observed import ObservedJob
 from tensorone_operator.status import Problem, dataset_status, status_from, transitions
+
+from tensorone.api.v1alpha1 import ConditionType, Reason
 
 NOW = "2026-01-01T00:00:00Z"
 LATER = "2026-01-01T01:00:00Z"
 
 
-def job(status: dict[str, Any] | None = None, **spec: Any) -> dict[str, Any]:
-    return {"metadata": {"name": "j", "namespace": "n", "generation": 3}, "spec": spec, "status": status or {}}
+def job(status: dict[str, Any] | None = None, **spec: Any) -> ObservedJob:
+    return ObservedJob.parse(
+        {
+            "apiVersion": "training.tensorone.ai/v1alpha1",
+            "kind": "TrainingJob",
+            "metadata": {"name": "j", "namespace": "n", "generation": 3},
+            "spec": {"modelType": "llm", "datasetId": "d", "config": {"baseModel": "m"}, **spec},
+            "status": status or {},
+        }
+    )
 
 
 def child(*conditions: tuple[str, str], active: int = 0, **status: Any) -> dict[str, Any]:
@@ -70,11 +81,15 @@ def test_terminal_phases_stay_and_cancel_wins() -> None:
 
 
 def test_problems_set_their_condition_and_stalled_only_when_not_waiting() -> None:
-    waiting = status_from(job(), None, now=NOW, problem=Problem("DatasetReady", "DATASET_NOT_FOUND", "no ds", True))
+    waiting = status_from(
+        job(), None, now=NOW, problem=Problem(ConditionType.DatasetReady, Reason.DATASET_NOT_FOUND, "no ds", True)
+    )
     assert waiting["phase"] == "Pending"
     assert conditions(waiting)["DatasetReady"] == ("False", "DATASET_NOT_FOUND")
     assert conditions(waiting)["Reconciling"][0] == "True" and conditions(waiting)["Stalled"][0] == "False"
-    stuck = status_from(job(), None, now=NOW, problem=Problem("ConfigurationValid", "CONFIGURATION_ERROR", "x", False))
+    stuck = status_from(
+        job(), None, now=NOW, problem=Problem(ConditionType.ConfigurationValid, Reason.CONFIGURATION_ERROR, "x", False)
+    )
     assert conditions(stuck)["Stalled"] == ("True", "CONFIGURATION_ERROR")
 
 
@@ -88,7 +103,9 @@ def test_transition_time_moves_only_when_the_status_changes() -> None:
 
 
 def test_transitions_become_events() -> None:
-    pending = status_from(job(), None, now=NOW, problem=Problem("DatasetReady", "DATASET_NOT_FOUND", "no ds", True))
+    pending = status_from(
+        job(), None, now=NOW, problem=Problem(ConditionType.DatasetReady, Reason.DATASET_NOT_FOUND, "no ds", True)
+    )
     events = transitions({}, pending)
     assert ("Warning", "DATASET_NOT_FOUND", "no ds") in events
     assert transitions(pending, pending) == []

@@ -93,7 +93,7 @@ class LocalCluster:
         if reconciler is None:  # a restarted operator before its start-up handler has run
             lines.append("operator: no Reconciler yet")
         else:
-            lines += [f"kept report: {reconciler._reports.get(key)!r}", f"pod view: {reconciler._pods.get(key)!r}"]
+            lines += [f"kept report: {reconciler.reports.latest(key)!r}", f"pod view: {reconciler.reports.pod(key)!r}"]
         lines.append(f"log: {self.log(name)[-800:]}")
         return "\n".join(lines)
 

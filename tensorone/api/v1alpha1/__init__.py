@@ -3,11 +3,15 @@
 from tensorone.api.v1alpha1.base import MAX_JOB_NAME_LENGTH, Condition
 from tensorone.api.v1alpha1.dataset import Dataset, DatasetFormat, DatasetSpec, DatasetStatus
 from tensorone.api.v1alpha1.trainingjob import (
+    CHECK_CONDITIONS,
+    CHILD_CONDITIONS,
     TERMINAL_PHASES,
     Checkpoint,
+    ConditionType,
     ModelType,
     Phase,
     Priority,
+    Reason,
     Strategy,
     TrainingConfig,
     TrainingJob,
@@ -16,10 +20,13 @@ from tensorone.api.v1alpha1.trainingjob import (
 )
 
 __all__ = [
+    "CHECK_CONDITIONS",
+    "CHILD_CONDITIONS",
     "MAX_JOB_NAME_LENGTH",
     "TERMINAL_PHASES",
     "Checkpoint",
     "Condition",
+    "ConditionType",
     "Dataset",
     "DatasetFormat",
     "DatasetSpec",
@@ -27,6 +34,7 @@ __all__ = [
     "ModelType",
     "Phase",
     "Priority",
+    "Reason",
     "Strategy",
     "TrainingConfig",
     "TrainingJob",

@@ -24,6 +24,7 @@ from tensorone.api.v1alpha1.base import (
     Condition,
     cel,
 )
+from tensorone.errors import ConfigurationError, DatasetNotFound, InsufficientResources
 
 # spec.gpuType is a key of the operator's GPU catalog: a DNS label of at most this many characters.
 GPU_TYPE_MAX_LENGTH = 32
@@ -83,7 +84,74 @@ class Phase(StrEnum):
     Cancelled = "Cancelled"
 
 
+# Phases a job never leaves: the operator stops following it, the SDK stops waiting on it.
 TERMINAL_PHASES = frozenset({Phase.Completed, Phase.Failed, Phase.Cancelled})
+
+
+class ConditionType(StrEnum):
+    """Types of a TrainingJob's conditions (``Ready`` is also a Dataset's one condition)."""
+
+    # Summary conditions (kstatus): tools such as Argo CD and kubectl wait read them.
+    Ready = "Ready"
+    Reconciling = "Reconciling"
+    Stalled = "Stalled"
+    # The checks run before the PyTorchJob is created.
+    ConfigurationValid = "ConfigurationValid"
+    DatasetReady = "DatasetReady"
+    ResourcesAvailable = "ResourcesAvailable"
+    # Mirrored from the child PyTorchJob's conditions of the same type.
+    Running = "Running"
+    Suspended = "Suspended"
+    Restarting = "Restarting"
+    Succeeded = "Succeeded"
+    Failed = "Failed"
+
+
+CHECK_CONDITIONS = (ConditionType.ConfigurationValid, ConditionType.DatasetReady, ConditionType.ResourcesAvailable)
+CHILD_CONDITIONS = (
+    ConditionType.Running,
+    ConditionType.Suspended,
+    ConditionType.Restarting,
+    ConditionType.Succeeded,
+    ConditionType.Failed,
+)
+
+
+class Reason(StrEnum):
+    """Reasons the operator writes on conditions and Events: the reference API's error codes, and
+    CamelCase reasons for everything that is not an error."""
+
+    # Error codes of a failed check (tensorone.errors names the same codes on its exceptions).
+    CONFIGURATION_ERROR = ConfigurationError.code
+    DATASET_NOT_FOUND = DatasetNotFound.code
+    INSUFFICIENT_RESOURCES = InsufficientResources.code
+    CLAIM_NOT_FOUND = "CLAIM_NOT_FOUND"
+    # The checks passed.
+    Checked = "Checked"
+    Reconciled = "Reconciled"
+    # Where the job is (the phase, and why).
+    Creating = "Creating"
+    Starting = "Starting"
+    Resuming = "Resuming"
+    Queued = "Queued"
+    Running = "Running"
+    Stopping = "Stopping"
+    Stopped = "Stopped"
+    Succeeded = "Succeeded"
+    Failed = "Failed"
+    Cancelled = "Cancelled"
+    # What the trainer reported.
+    TrainingStarted = "TrainingStarted"
+    TrainingResumed = "TrainingResumed"
+    EpochCompleted = "EpochCompleted"
+    CheckpointSaved = "CheckpointSaved"
+    Diverged = "Diverged"
+    TrainingFailed = "TrainingFailed"
+    # A Dataset's source.
+    Inline = "Inline"
+    ClaimBound = "ClaimBound"
+    Declared = "Declared"
+
 
 ModuleName = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.*-]+$")]
 Tag = Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9]([-A-Za-z0-9_.:/]*[A-Za-z0-9])?$")]
@@ -672,6 +740,9 @@ class ObjectMeta(ApiModel):
     namespace: str | None = Field(default=None, description="Namespace.")
     labels: dict[str, str] | None = Field(default=None, description="Labels.")
     annotations: dict[str, str] | None = Field(default=None, description="Annotations.")
+    uid: str | None = Field(default=None, description="Unique id the API server gave the object.")
+    generation: int | None = Field(default=None, description="Version of the desired state (spec).")
+    deletion_timestamp: datetime | None = Field(default=None, description="When deletion was requested.")
 
 
 class TrainingJob(ApiModel):

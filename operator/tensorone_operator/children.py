@@ -1,0 +1,172 @@
+"""A TrainingJob's children: the ConfigMap, the checkpoint claim and the PyTorchJob.
+
+Children are created by deterministic names, so creation is idempotent: a 409 means "already
+there" (an operator restarted mid-reconcile creates no duplicates), and what is found is adopted
+only when its ownerReference names the job. An object with a child's name that the job does not
+own is never followed, patched nor deleted.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from tensorone.api import API_VERSION
+from tensorone.api.v1alpha1 import Dataset, TrainingJob
+from tensorone_operator import builders
+from tensorone_operator.catalog import JobResources
+from tensorone_operator.config import OperatorConfig
+from tensorone_operator.kube import ApiError, KubeApi
+from tensorone_operator.metrics import CHILDREN_CREATED
+from tensorone_operator.observed import ObservedJob
+
+JobKey = tuple[str, str]
+ChildIndex = Mapping[JobKey, Mapping[str, Any]]
+
+
+class ForeignObject(Exception):
+    """An object with a child's name exists but is not owned by this TrainingJob."""
+
+
+def owned_by(obj: Mapping[str, Any], uid: str | None) -> bool:
+    """Whether one of ``obj``'s ownerReferences is the object with that uid (the job)."""
+    return any(owner.get("uid") == uid for owner in (obj.get("metadata") or {}).get("ownerReferences") or [])
+
+
+def child_state(child: Mapping[str, Any]) -> str:
+    """The parts of a child its job's status depends on (status and runPolicy), comparable."""
+    spec = child.get("spec") or {}
+    return json.dumps([child.get("status") or {}, spec.get("runPolicy") or {}], sort_keys=True)
+
+
+def _generation(obj: Mapping[str, Any]) -> int:
+    return int((obj.get("metadata") or {}).get("generation") or 0)
+
+
+class Children:
+    """Creates, adopts and syncs the children of TrainingJobs, and says which child is current."""
+
+    def __init__(self, config: OperatorConfig, api: KubeApi) -> None:
+        self.config = config
+        self.api = api
+        # The child as this operator last patched it, until the index has caught up with that write.
+        self._patched: dict[JobKey, Mapping[str, Any]] = {}
+        # What each child looked like when its job was last reconciled.
+        self._states: dict[JobKey, str] = {}
+
+    def forget(self, key: JobKey) -> None:
+        """Drop what is kept about a deleted job's child."""
+        self._patched.pop(key, None)
+        self._states.pop(key, None)
+
+    def moved(self, key: JobKey, child: Mapping[str, Any]) -> bool:
+        """Whether a watched child's status or runPolicy differs from when its job was last
+        reconciled (the event of the child's own creation, for one, changes nothing)."""
+        return self._states.get(key) != child_state(child)
+
+    def seen(self, key: JobKey, child: Mapping[str, Any]) -> None:
+        """Note the child as its job was reconciled with it."""
+        self._states[key] = child_state(child)
+
+    def newest(self, index: ChildIndex, key: JobKey) -> Mapping[str, Any] | None:
+        """The job's child from the index, unless the index has not yet seen this operator's own
+        last patch of it (an older metadata.generation): then the patched child. Read from a
+        lagging index right after a resume, the child's old runPolicy.suspend would be taken
+        for a queue's hold (phase Queued, a Queued Event) until the watch caught up."""
+        indexed = index.get(key)
+        patched = self._patched.get(key)
+        if indexed is None or patched is None:
+            return indexed
+        if _generation(indexed) >= _generation(patched):
+            del self._patched[key]  # the index has caught up
+            return indexed
+        return patched
+
+    async def find(self, job: ObservedJob, index: ChildIndex) -> Mapping[str, Any] | None:
+        """The job's own child: from the index, else read when the status says it was created
+        (just created, or the index lags); None when absent or not owned by the job."""
+        child = self.newest(index, job.key)
+        if child is None and job.status.get("childName"):
+            child = await self.api.get(
+                builders.PYTORCHJOB_API_VERSION, builders.PYTORCHJOB_PLURAL, job.namespace, job.name
+            )
+        if child is not None and not owned_by(child, job.uid):
+            return None
+        return child
+
+    async def create(
+        self, job: TrainingJob, dataset: Dataset, resources: JobResources
+    ) -> tuple[list[str], dict[str, Any]]:
+        """ConfigMap, checkpoint claim, then the PyTorchJob (which needs both): each created, or
+        found already there (a 409 after a restart) and checked to be ours. Returns the kinds
+        created and the PyTorchJob; raises ForeignObject for a name taken by another owner."""
+        manifests: list[tuple[str, str, dict[str, Any]]] = [
+            ("v1", "configmaps", builders.build_config_map(job, dataset, self.config))
+        ]
+        if builders.owns_checkpoint_claim(job):
+            manifests.append(("v1", "persistentvolumeclaims", builders.build_checkpoint_claim(job, self.config)))
+        manifests.append(
+            (
+                builders.PYTORCHJOB_API_VERSION,
+                builders.PYTORCHJOB_PLURAL,
+                builders.build_pytorchjob(job, dataset, self.config, resources),
+            )
+        )
+        created: list[str] = []
+        result: dict[str, Any] = {}
+        for api_version, plural, manifest in manifests:
+            result, was_created = await self._ensure(job, api_version, plural, manifest)
+            if was_created:
+                created.append(manifest["kind"])
+        self.seen((str(job.metadata.namespace), str(job.metadata.name)), result)
+        return created, result
+
+    async def _ensure(
+        self, job: TrainingJob, api_version: str, plural: str, manifest: dict[str, Any]
+    ) -> tuple[dict[str, Any], bool]:
+        """The object created, or the one of that name found owned by the job; and whether it was created."""
+        namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
+        try:
+            obj = await self.api.create(api_version, plural, namespace, manifest)
+        except ApiError as exc:
+            if exc.status != 409:
+                raise
+            existing = await self.api.get(api_version, plural, namespace, name)
+            if existing is None:  # deleted in between: the next reconcile creates it
+                raise
+            if not owned_by(existing, job.metadata.uid):
+                raise ForeignObject(
+                    f"a {manifest['kind']} named {name!r} already exists in namespace "
+                    f"{namespace!r} and is not owned by this TrainingJob; delete or rename it"
+                ) from exc
+            return existing, False
+        CHILDREN_CREATED.labels(kind=manifest["kind"]).inc()
+        return obj, True
+
+    async def sync(self, job: TrainingJob, child: Mapping[str, Any]) -> Mapping[str, Any]:
+        """Apply the mutable parts of the spec to a running child: suspend, limits, priority, and the
+        checkpoint to resume from (in the ConfigMap the trainer reads when its pods start)."""
+        namespace, name = str(job.metadata.namespace), str(job.metadata.name)
+        config_map = await self.api.get("v1", "configmaps", namespace, builders.config_map_name(name))
+        dataset = await self.api.get(API_VERSION, "datasets", namespace, job.spec.dataset_id)
+        if config_map is not None and owned_by(config_map, job.metadata.uid) and dataset is not None:
+            # First the checkpoint to resume from (the pods read it when they start), then the
+            # child; without the Dataset the job keeps the configuration it started with.
+            wanted = builders.build_config_map(job, Dataset.model_validate(dataset), self.config)["data"]
+            if (config_map.get("data") or {}) != wanted:
+                await self.api.merge_patch(
+                    "v1", "configmaps", namespace, config_map["metadata"]["name"], {"data": wanted}
+                )
+        patch = builders.child_drift(job, child, self.config)
+        if patch is None:
+            return child
+        patched: dict[str, Any] = await self.api.merge_patch(
+            builders.PYTORCHJOB_API_VERSION, builders.PYTORCHJOB_PLURAL, namespace, name, patch
+        )
+        self._patched[(namespace, name)] = patched
+        return patched
+
+    async def delete_child(self, job: ObservedJob) -> None:
+        """Delete the job's PyTorchJob (its pods go with it; the claim and ConfigMap stay)."""
+        await self.api.delete(builders.PYTORCHJOB_API_VERSION, builders.PYTORCHJOB_PLURAL, job.namespace, job.name)

@@ -1,0 +1,80 @@
+"""Kubernetes Events about TrainingJobs: posted through kopf, and limited per job so that a fast
+job (an epoch a second) cannot flood the API server."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from enum import StrEnum
+from typing import Any
+
+from tensorone.api.v1alpha1 import Reason
+
+JobKey = tuple[str, str]
+EventPoster = Callable[[Mapping[str, Any], str, str, str], None]
+
+
+class EventType(StrEnum):
+    """The type of a Kubernetes Event."""
+
+    Normal = "Normal"
+    Warning = "Warning"
+
+
+Event = tuple[EventType, str, str]  # (type, reason, message)
+
+
+class EventLimiter:
+    """Per job, at most ``burst`` events per ``window`` seconds, and no repeat of the same reason
+    within ``repeat`` seconds; warnings and endings always pass (they are rare and they matter)."""
+
+    ALWAYS = frozenset({Reason.Diverged, Reason.TrainingStarted, Reason.TrainingResumed})
+
+    def __init__(self, *, burst: int = 10, window: float = 60.0, repeat: float = 10.0) -> None:
+        self.burst = burst
+        self.window = window
+        self.repeat = repeat
+        self._sent: dict[tuple[str, str], list[tuple[float, str]]] = {}
+
+    def allow(self, job: tuple[str, str], reason: str, kind: str, now: float) -> bool:
+        """Whether an event may be posted now; records it when it may."""
+        sent = [(t, r) for t, r in self._sent.get(job, []) if now - t < self.window]
+        passes = kind == EventType.Warning or reason in self.ALWAYS
+        if not passes:
+            if len(sent) >= self.burst:
+                self._sent[job] = sent
+                return False
+            if any(r == reason and now - t < self.repeat for t, r in sent):
+                self._sent[job] = sent
+                return False
+        sent.append((now, reason))
+        self._sent[job] = sent
+        return True
+
+    def forget(self, job: tuple[str, str]) -> None:
+        """Drop what is kept about a deleted job."""
+        self._sent.pop(job, None)
+
+
+class Events:
+    """Posts a job's Events: every status transition, and the trainer's news within the limits."""
+
+    def __init__(self, post: EventPoster, limiter: EventLimiter | None = None) -> None:
+        self._post = post
+        self.limiter = limiter or EventLimiter()
+
+    def forget(self, key: JobKey) -> None:
+        """Drop what is kept about a deleted job."""
+        self.limiter.forget(key)
+
+    def post(self, job: Mapping[str, Any], events: Iterable[Event]) -> None:
+        """Post each event (status transitions: rare, and each one matters)."""
+        for kind, reason, message in events:
+            self._post(job, kind, reason, message)
+
+    def post_limited(self, job: Mapping[str, Any], events: Iterable[Event]) -> None:
+        """Post the events the limiter lets through now."""
+        key = (job["metadata"]["namespace"], job["metadata"]["name"])
+        for kind, reason, message in events:
+            if self.limiter.allow(key, reason, kind, time.monotonic()):
+                self._post(job, kind, reason, message)

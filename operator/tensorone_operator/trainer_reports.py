@@ -1,0 +1,130 @@
+"""The newest progress report of each job's rank-0 trainer, and what changed since the last one mirrored.
+
+Reports come from two places: ``GET /progress`` on the rank-0 pod while it runs (polled with this
+class's own HTTP session, apart from the API client's), and the pod's termination message once it
+has ended (from the pod watch). The newest of them is kept with the time it was read; what it
+says happened since the report last mirrored into the status becomes Events.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+
+from tensorone.api.report import LossPoint, ProgressReport
+from tensorone.api.timestamps import utc_now
+from tensorone_operator.events import Event
+from tensorone_operator.live_status import (
+    KeptReport,
+    master_pod_view,
+    newer,
+    report_baseline,
+    report_events,
+    report_from_text,
+)
+
+logger = logging.getLogger("tensorone_operator")
+
+JobKey = tuple[str, str]
+# A /progress answer takes milliseconds; a pod that does not answer in this time is skipped.
+PROGRESS_TIMEOUT_SECONDS = 2.0
+
+
+class TrainerReports:
+    """Where each job's rank-0 trainer serves /progress, and the newest report it gave."""
+
+    def __init__(self) -> None:
+        # Each job's rank-0 pod (where to poll it), the newest report seen with when it was read,
+        # and the report last mirrored into the status (for Events).
+        self._pods: dict[JobKey, dict[str, Any]] = {}
+        self._reports: dict[JobKey, KeptReport] = {}
+        self._mirrored: dict[JobKey, ProgressReport] = {}
+        self._http: aiohttp.ClientSession | None = None
+
+    def forget(self, key: JobKey) -> None:
+        """Drop what is kept about a deleted job."""
+        for kept in (self._pods, self._reports, self._mirrored):
+            kept.pop(key, None)
+
+    async def close(self) -> None:
+        """Close the polls' connections."""
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    def latest(self, key: JobKey) -> KeptReport | None:
+        """The newest report of the job and when it was read (RFC 3339), if any."""
+        return self._reports.get(key)
+
+    def pod(self, key: JobKey) -> dict[str, Any] | None:
+        """What is kept of the job's rank-0 pod (for diagnostics)."""
+        return self._pods.get(key)
+
+    def pod_changed(self, key: JobKey, pod: Mapping[str, Any], *, deleted: bool) -> bool:
+        """A watch event of a job's pod: remember where its rank-0 trainer serves /progress, and
+        take the report it left in its termination message (also from the last state of a pod
+        being deleted, as on a stop). Whether that report is news (newer than the one kept)."""
+        view = master_pod_view(pod)
+        if view is None:
+            return False
+        final = view.pop("report")
+        # A resumed job's new pod has the same name as the one that went, and the watch events of
+        # two objects come in no set order: an old pod never displaces a running new one.
+        kept = self._pods.get(key)
+        if deleted:
+            if kept is not None and kept.get("uid") == view["uid"]:
+                self._pods.pop(key, None)
+        elif kept is None or kept.get("uid") == view["uid"] or view["running"] or not kept.get("running"):
+            self._pods[key] = view
+        return final is not None and self._remember(key, final)
+
+    def _remember(self, key: JobKey, report: ProgressReport) -> bool:
+        """Keep ``report`` if it is newer than the one kept; whether it was."""
+        kept = self._reports.get(key)
+        best = newer(kept[0] if kept else None, report)
+        if kept is not None and best is kept[0]:
+            return False
+        if kept is not None and not report.loss_history and kept[0].started_at == report.started_at:
+            # A termination message carries no curves: keep the ones this process reported.
+            curve = list(kept[0].loss_history)
+            if report.loss is not None and math.isfinite(report.loss) and (not curve or curve[-1].step < report.step):
+                curve.append(LossPoint(step=report.step, loss=report.loss))
+            report = report.model_copy(update={"loss_history": curve, "eval_history": kept[0].eval_history})
+        self._reports[key] = (report, utc_now())
+        return True
+
+    async def poll(self, key: JobKey) -> None:
+        """GET /progress from the job's rank-0 pod (its IP and report port); quiet on failure (the
+        pod may be starting or gone: the termination message covers the end)."""
+        pod = self._pods.get(key)
+        if not pod or not pod.get("running") or not pod.get("podIP") or not pod.get("reportPort"):
+            return
+        if self._http is None or self._http.closed:
+            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=PROGRESS_TIMEOUT_SECONDS))
+        url = f"http://{pod['podIP']}:{pod['reportPort']}/progress"
+        try:
+            async with self._http.get(url) as response:
+                text = await response.text() if response.status == 200 else None
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            logger.debug("progress of %s/%s not read from %s: %s", *key, url, exc)
+            return
+        report = report_from_text(text)
+        if report is not None:
+            self._remember(key, report)
+
+    def news(self, key: JobKey, stored: Mapping[str, Any]) -> list[Event]:
+        """What the newest report says happened since the one last mirrored into the status
+        (after an operator restart: since what the stored status shows); marks it mirrored."""
+        kept = self._reports.get(key)
+        if kept is None:
+            return []
+        report = kept[0]
+        previous = self._mirrored.get(key) or report_baseline(stored, report)
+        if previous is report:
+            return []
+        self._mirrored[key] = report
+        return report_events(previous, report)
