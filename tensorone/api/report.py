@@ -10,12 +10,14 @@ on SIGTERM, the final loss) reaches the status even after the pod is gone.
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from tensorone.api.v1alpha1.base import ApiModel
+from tensorone.api.v1alpha1.trainingjob import MAX_EPOCHS
 
 REPORT_SCHEMA_VERSION = 1
 TERMINATION_MESSAGE_LIMIT = 4096
@@ -25,6 +27,26 @@ DEFAULT_REPORT_PORT = 9400
 REPORT_PORT_ENV = "TENSORONE_REPORT_PORT"
 TERMINATION_LOG_ENV = "TENSORONE_TERMINATION_LOG"
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
+
+# A report is untrusted input for the operator (a custom image writes whatever it likes): every
+# field is bounded, so a report that parses fits the TrainingJob status schema, and a body larger
+# than MAX_REPORT_BYTES is refused before it is parsed. A full report of our trainer (200-point
+# curves, the checkpoints it keeps) is under 40 KB.
+MAX_REPORT_BYTES = 256 * 1024
+MAX_REPORT_CHECKPOINTS = 256
+MAX_REPORT_HISTORY_POINTS = 1024
+MAX_MESSAGE_LENGTH = 4096
+MAX_REASON_LENGTH = 128
+# A condition reason as Kubernetes accepts it (metav1.Condition): CamelCase words.
+REASON_PATTERN = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
+# A checkpoint id a TrainingJob can name in spec.resumeFrom.
+CHECKPOINT_ID_PATTERN = r"^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$"
+MAX_CHECKPOINT_ID_LENGTH = 128
+MAX_STEPS = 10**12
+MAX_RATE = 1e12  # tokens or samples per second, all ranks
+MAX_SECONDS = 1e9  # about 31 years
+MAX_BYTES = 2**60
+MAX_LEARNING_RATE = 10.0
 
 
 class TrainerState(StrEnum):
@@ -42,51 +64,90 @@ class TrainerState(StrEnum):
 class CheckpointReport(ApiModel):
     """One checkpoint as the trainer reports it."""
 
-    id: str = Field(description="Checkpoint id (ckpt-epoch-1, ckpt-step-500).")
-    epoch: int = Field(description="Epochs completed.")
-    step: int = Field(description="Optimizer steps completed.")
+    id: str = Field(
+        min_length=1,
+        max_length=MAX_CHECKPOINT_ID_LENGTH,
+        pattern=CHECKPOINT_ID_PATTERN,
+        description="Checkpoint id (ckpt-epoch-1, ckpt-step-500): lowercase letters, digits, '-', '_', '.'.",
+    )
+    epoch: int = Field(ge=0, le=MAX_EPOCHS, description="Epochs completed.")
+    step: int = Field(ge=0, le=MAX_STEPS, description="Optimizer steps completed.")
     loss: float | None = Field(default=None, description="Training loss when saved.")
     created_at: datetime = Field(description="When saved.")
-    size_bytes: int = Field(description="Size on disk in bytes.")
-    reason: str = Field(default="step", description="epoch, step, stop, final or diverged.")
+    size_bytes: int = Field(ge=0, le=MAX_BYTES, description="Size on disk in bytes.")
+    reason: str = Field(
+        default="step",
+        min_length=1,
+        max_length=32,
+        pattern=r"^[a-z][a-z0-9-]*$",
+        description="epoch, step, stop, final or diverged.",
+    )
 
 
 class LossPoint(ApiModel):
     """A point of the loss curve."""
 
-    step: int = Field(description="Optimizer step.")
+    step: int = Field(ge=0, le=MAX_STEPS, description="Optimizer step.")
     loss: float = Field(description="Loss at that step.")
 
 
 class ProgressReport(ApiModel):
     """The snapshot served at /progress."""
 
-    schema_version: int = Field(default=REPORT_SCHEMA_VERSION, description="Version of this format.")
+    schema_version: int = Field(default=REPORT_SCHEMA_VERSION, ge=1, le=1000, description="Version of this format.")
     state: TrainerState = Field(description="What the trainer is doing.")
-    reason: str | None = Field(default=None, description="Why it ended, for failed and diverged (CamelCase).")
-    message: str | None = Field(default=None, description="Human-readable detail.")
-    epoch: int = Field(default=0, description="Epoch in progress, 1-based (0 before the first).")
-    total_epochs: int = Field(default=0, description="Epochs planned.")
-    step: int = Field(default=0, description="Optimizer steps done.")
-    total_steps: int = Field(default=0, description="Optimizer steps planned.")
+    reason: str | None = Field(
+        default=None,
+        max_length=MAX_REASON_LENGTH,
+        pattern=REASON_PATTERN,
+        description="Why it ended, for failed and diverged (CamelCase).",
+    )
+    message: str | None = Field(default=None, max_length=MAX_MESSAGE_LENGTH, description="Human-readable detail.")
+    epoch: int = Field(default=0, ge=0, le=MAX_EPOCHS, description="Epoch in progress, 1-based (0 before the first).")
+    total_epochs: int = Field(default=0, ge=0, le=MAX_EPOCHS, description="Epochs planned.")
+    step: int = Field(default=0, ge=0, le=MAX_STEPS, description="Optimizer steps done.")
+    total_steps: int = Field(default=0, ge=0, le=MAX_STEPS, description="Optimizer steps planned.")
     loss: float | None = Field(default=None, description="Latest training loss.")
     best_loss: float | None = Field(default=None, description="Lowest training loss.")
     eval_loss: float | None = Field(default=None, description="Latest evaluation loss.")
     best_eval_loss: float | None = Field(default=None, description="Lowest evaluation loss.")
-    learning_rate: float | None = Field(default=None, description="Current learning rate.")
-    tokens_per_second: float | None = Field(default=None, description="Training tokens per second (all ranks).")
-    samples_per_second: float | None = Field(default=None, description="Training samples per second (all ranks).")
-    memory_bytes: int | None = Field(default=None, description="Peak accelerator memory (host RSS on CPU).")
+    learning_rate: float | None = Field(
+        default=None, ge=0.0, le=MAX_LEARNING_RATE, description="Current learning rate."
+    )
+    tokens_per_second: float | None = Field(
+        default=None, ge=0.0, le=MAX_RATE, description="Training tokens per second (all ranks)."
+    )
+    samples_per_second: float | None = Field(
+        default=None, ge=0.0, le=MAX_RATE, description="Training samples per second (all ranks)."
+    )
+    memory_bytes: int | None = Field(
+        default=None, ge=0, le=MAX_BYTES, description="Peak accelerator memory (host RSS on CPU)."
+    )
     started_at: datetime | None = Field(default=None, description="When this process started training.")
     updated_at: datetime | None = Field(default=None, description="When this report was produced.")
-    elapsed_seconds: float = Field(default=0.0, description="Wall-clock seconds since the run started.")
-    step_seconds: float = Field(default=0.0, description="Seconds spent inside training steps (for efficiency).")
-    resumed_from: str | None = Field(default=None, description="Checkpoint this run resumed from.")
-    checkpoints: list[CheckpointReport] = Field(default_factory=list, description="Checkpoints kept, oldest first.")
-    loss_history: list[LossPoint] = Field(
-        default_factory=list, description="Downsampled training-loss curve (bounded)."
+    elapsed_seconds: float = Field(
+        default=0.0, ge=0.0, le=MAX_SECONDS, description="Wall-clock seconds since the run started."
     )
-    eval_history: list[LossPoint] = Field(default_factory=list, description="Evaluation-loss curve (bounded).")
+    step_seconds: float = Field(
+        default=0.0, ge=0.0, le=MAX_SECONDS, description="Seconds spent inside training steps (for efficiency)."
+    )
+    resumed_from: str | None = Field(
+        default=None,
+        max_length=MAX_CHECKPOINT_ID_LENGTH,
+        pattern=CHECKPOINT_ID_PATTERN,
+        description="Checkpoint this run resumed from.",
+    )
+    checkpoints: list[CheckpointReport] = Field(
+        default_factory=list, max_length=MAX_REPORT_CHECKPOINTS, description="Checkpoints kept, oldest first."
+    )
+    loss_history: list[LossPoint] = Field(
+        default_factory=list,
+        max_length=MAX_REPORT_HISTORY_POINTS,
+        description="Downsampled training-loss curve (bounded).",
+    )
+    eval_history: list[LossPoint] = Field(
+        default_factory=list, max_length=MAX_REPORT_HISTORY_POINTS, description="Evaluation-loss curve (bounded)."
+    )
 
     def to_json(self) -> str:
         return json.dumps(self.to_wire(), separators=(",", ":"))
@@ -101,3 +162,45 @@ class ProgressReport(ApiModel):
             keep -= 1
             text = slim.model_copy(update={"checkpoints": slim.checkpoints[len(slim.checkpoints) - keep :]}).to_json()
         return text
+
+
+class InvalidReport(ValueError):
+    """A progress report the operator refuses: too large, not JSON, or a field out of bounds."""
+
+
+def parse_report(body: str | bytes) -> ProgressReport:
+    """A report from a /progress body or a termination message, checked against every bound.
+
+    Raises ``InvalidReport`` naming the field and what it allows."""
+    size = len(body.encode() if isinstance(body, str) else body)
+    if size > MAX_REPORT_BYTES:
+        raise InvalidReport(f"report of {size} bytes is over the limit of {MAX_REPORT_BYTES} bytes")
+    try:
+        return ProgressReport.model_validate_json(body)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(part) for part in first["loc"]) or "report"
+        raise InvalidReport(f"report field {where}: {first['msg']}" + _more(exc.error_count())) from None
+
+
+def _more(count: int) -> str:
+    return f" (and {count - 1} more problems)" if count > 1 else ""
+
+
+_REASON_CHARACTERS = re.compile(r"[^A-Za-z0-9_,:]")
+
+
+def condition_reason(text: str | None) -> str | None:
+    """``text`` made a valid condition reason (CamelCase, at most MAX_REASON_LENGTH characters):
+    characters Kubernetes refuses are dropped; None when nothing is left."""
+    if not text:
+        return None
+    kept = _REASON_CHARACTERS.sub("", text).lstrip("0123456789_,:")[:MAX_REASON_LENGTH].rstrip(",:")
+    return kept or None
+
+
+def bounded_message(text: str | None) -> str | None:
+    """``text`` cut to MAX_MESSAGE_LENGTH characters, marking the cut."""
+    if text is None or len(text) <= MAX_MESSAGE_LENGTH:
+        return text
+    return text[: MAX_MESSAGE_LENGTH - 3] + "..."

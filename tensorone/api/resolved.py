@@ -18,6 +18,7 @@ import yaml
 from pydantic import Field, model_validator
 
 from tensorone.api import API_VERSION
+from tensorone.api.admission import validate
 from tensorone.api.report import DEFAULT_REPORT_PORT
 from tensorone.api.v1alpha1.base import ApiModel
 from tensorone.api.v1alpha1.dataset import DatasetSpec
@@ -30,7 +31,6 @@ from tensorone.api.v1alpha1.trainingjob import (
     TrainingHyperparameters,
     TrainingJobSpec,
 )
-from tensorone.api.admission import validate
 from tensorone.errors import ConfigurationError, ValidationFailed
 
 JOB_CONFIG_ENV = "TENSORONE_JOB_CONFIG"

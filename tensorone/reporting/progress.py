@@ -15,7 +15,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from tensorone.api.report import CheckpointReport, LossPoint, ProgressReport, TrainerState
+from tensorone.api.report import (
+    MAX_RATE,
+    MAX_REPORT_CHECKPOINTS,
+    MAX_SECONDS,
+    CheckpointReport,
+    LossPoint,
+    ProgressReport,
+    TrainerState,
+    bounded_message,
+    condition_reason,
+)
 
 HISTORY_POINTS = 200  # points of a loss curve in the report; the curve is downsampled beyond
 THROUGHPUT_WINDOW = 20  # steps over which tokens/s and samples/s are measured
@@ -109,8 +119,9 @@ class ProgressTracker:
     def set_state(self, state: TrainerState, *, reason: str | None = None, message: str | None = None) -> None:
         with self._lock:
             self.state = state
-            self.reason = reason
-            self.message = message
+            # Bounded as the report allows (an exception's text can be any length).
+            self.reason = condition_reason(reason)
+            self.message = bounded_message(message)
             if state == TrainerState.running and self.started_at is None:
                 self.started_at = datetime.now(UTC)
 
@@ -146,14 +157,16 @@ class ProgressTracker:
 
     def set_checkpoints(self, checkpoints: list[CheckpointReport]) -> None:
         with self._lock:
-            self.checkpoints = list(checkpoints)
+            self.checkpoints = list(checkpoints[-MAX_REPORT_CHECKPOINTS:])
 
     def throughput(self) -> tuple[float | None, float | None]:
         """Tokens and samples per second over the last steps."""
         seconds = sum(w.seconds for w in self._window)
         if seconds <= 0:
             return None, None
-        return sum(w.tokens for w in self._window) / seconds, sum(w.samples for w in self._window) / seconds
+        tokens = sum(w.tokens for w in self._window) / seconds
+        samples = sum(w.samples for w in self._window) / seconds
+        return min(tokens, MAX_RATE), min(samples, MAX_RATE)
 
     @property
     def tokens_total(self) -> int:
@@ -219,8 +232,8 @@ class ProgressTracker:
                 memory_bytes=self.memory_bytes(),
                 started_at=self.started_at,
                 updated_at=datetime.now(UTC),
-                elapsed_seconds=time.monotonic() - self._monotonic_start,
-                step_seconds=self.step_seconds,
+                elapsed_seconds=min(time.monotonic() - self._monotonic_start, MAX_SECONDS),
+                step_seconds=min(self.step_seconds, MAX_SECONDS),
                 resumed_from=self.resumed_from,
                 checkpoints=list(self.checkpoints),
                 loss_history=self.loss_curve.snapshot(),

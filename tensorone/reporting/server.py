@@ -1,24 +1,68 @@
 """One HTTP port on rank 0: ``GET /progress`` (the JSON ProgressReport the operator polls) and
 ``GET /metrics`` (Prometheus text), plus ``GET /healthz``. Served from a daemon thread, so the
-training loop never waits for a client."""
+training loop never waits for a client.
+
+The port is reachable by anything that can reach the pod, so the server holds out against clients
+that misbehave: each connection gets CONNECTION_TIMEOUT_SECONDS to send its request, and at most
+MAX_CONNECTIONS are served at once (more are closed at once), so half-open connections cannot pile
+up threads in the trainer's process.
+"""
 
 from __future__ import annotations
 
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from tensorone.reporting.progress import ProgressTracker
 
+CONNECTION_TIMEOUT_SECONDS = 5.0
+MAX_CONNECTIONS = 16
+
+
+class _BoundedServer(ThreadingHTTPServer):
+    """A threading HTTP server that serves at most ``max_connections`` connections at once."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: Any, *, max_connections: int) -> None:
+        super().__init__(address, handler)
+        self._slots = threading.BoundedSemaphore(max_connections)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)  # busy: the poller tries again at its next interval
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
 
 class ReportServer:
     """The report endpoints of one tracker; ``port`` 0 picks a free port (see ``.port``)."""
 
-    def __init__(self, tracker: ProgressTracker, registry: CollectorRegistry, *, host: str = "", port: int) -> None:
-        handler = _handler(tracker, registry)
-        self._server = ThreadingHTTPServer((host, port), handler)
-        self._server.daemon_threads = True
+    def __init__(
+        self,
+        tracker: ProgressTracker,
+        registry: CollectorRegistry,
+        *,
+        host: str = "",
+        port: int,
+        connection_timeout: float = CONNECTION_TIMEOUT_SECONDS,
+        max_connections: int = MAX_CONNECTIONS,
+    ) -> None:
+        handler = _handler(tracker, registry, connection_timeout)
+        self._server = _BoundedServer((host, port), handler, max_connections=max_connections)
         # A short poll interval so that shutting down (at the end, or on SIGTERM) takes no more
         # than a tenth of a second of the pod's grace period.
         self._thread = threading.Thread(
@@ -37,8 +81,13 @@ class ReportServer:
         self._server.server_close()
 
 
-def _handler(tracker: ProgressTracker, registry: CollectorRegistry) -> type[BaseHTTPRequestHandler]:
+def _handler(
+    tracker: ProgressTracker, registry: CollectorRegistry, connection_timeout: float
+) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        # The socket timeout of each connection: a client that sends nothing is dropped.
+        timeout = connection_timeout
+
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/progress":

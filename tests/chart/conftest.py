@@ -66,6 +66,15 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "trainingServiceAccount": {"name": "", "create": True},
         "fullnameOverride": "tensorone",
     },
+    "network-policy": {
+        "watchNamespaces": ["team-a", "team-b"],
+        "networkPolicy": {
+            "enabled": True,
+            "apiServer": {"cidrs": ["10.0.0.1/32"], "ports": [6443]},
+            "metricsFrom": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
+        },
+        "metrics": {"podMonitor": {"enabled": True}},
+    },
     # The values the kind e2e suite installs with: a value the schema refuses fails here first.
     "e2e": yaml.safe_load((REPO_ROOT / "tests" / "e2e" / "values-e2e.yaml").read_text()),
 }

@@ -13,7 +13,6 @@ from lupa import lua51
 
 from tensorone.api.admission import validate
 from tensorone.api.crd import CRD_DIR
-from tensorone.api.admission import validate
 from tensorone.api.v1alpha1 import ConditionType, Phase, Reason
 from tests.chart.conftest import REPO_ROOT
 

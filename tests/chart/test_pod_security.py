@@ -11,8 +11,8 @@ import pytest
 import yaml
 from tensorone_operator.config import parse_config
 
-from tests import factories
 from tensorone.api.v1alpha1 import Dataset, TrainingJob
+from tests import factories
 from tests.chart.conftest import CHART, SCENARIOS, Rendered
 from tests.chart.pod_security import pod_specs, restricted_violations
 

@@ -81,6 +81,11 @@ def test_prometheus_monitors_have_the_shape_the_operator_expects(render: Render)
             "endpoints",
             "podMetricsEndpoints",
             "podTargetLabels",
+            # PodMonitorSpec's per-scrape limits (Prometheus Operator v0.68 and later).
+            "sampleLimit",
+            "labelLimit",
+            "labelNameLengthLimit",
+            "labelValueLengthLimit",
         }
 
     namespaced = render({**SCENARIOS["namespaced"], "metrics": {"podMonitor": {"enabled": True}}})

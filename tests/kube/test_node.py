@@ -13,9 +13,9 @@ from tensorone_operator.builders import build_config_map, build_pytorchjob
 from tensorone_operator.config import OperatorConfig
 
 from tensorone.api.admission import validate
+from tensorone.api.v1alpha1 import Dataset, TrainingJob
 from tests import factories
 from tests.factories import PYTORCHJOB, RECORDS
-from tensorone.api.v1alpha1 import Dataset, TrainingJob
 from tests.kube.node import LocalNode
 from tests.kube.polling import wait_for
 from tests.kube.server import EmulatorServer

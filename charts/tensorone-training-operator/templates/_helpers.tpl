@@ -124,3 +124,9 @@ the cluster-wide ClusterRole and the per-namespace Roles, so both modes grant th
   verbs: [get, list, watch]
 {{- end }}
 {{- end }}
+
+{{/* Labels the operator puts on every training pod it creates. */}}
+{{- define "tensorone.trainingPodLabels" -}}
+app.kubernetes.io/name: tensorone-training
+app.kubernetes.io/managed-by: tensorone-operator
+{{- end }}

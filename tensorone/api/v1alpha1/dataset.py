@@ -29,6 +29,12 @@ class DatasetFormat(StrEnum):
     coco = "coco"
 
 
+# A segment is any name but "." and ".."; one slash between segments (no ambiguity, so a regex
+# engine that backtracks takes linear time on any input).
+_PATH_SEGMENT = r"([^/.\x00][^/\x00]*|\.[^/.\x00][^/\x00]*|\.\.[^/\x00]+)"
+PVC_PATH_PATTERN = rf"^/({_PATH_SEGMENT}(/{_PATH_SEGMENT})*/?)?$"
+
+
 class PvcSource(ApiModel):
     """Data on a PersistentVolumeClaim in the Dataset's namespace, mounted read-only into the pods."""
 
@@ -39,9 +45,10 @@ class PvcSource(ApiModel):
         default="/",
         min_length=1,
         max_length=1024,
-        pattern=r"^/([^/\x00]+/?)*$",
+        # No "." or ".." segment: the path stays inside the claim.
+        pattern=PVC_PATH_PATTERN,
         description="File or folder inside the claim, absolute from the claim's root (a folder means every "
-        "file of the format in it).",
+        "file of the format in it); no '.' or '..' segments.",
     )
 
 

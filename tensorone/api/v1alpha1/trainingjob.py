@@ -153,6 +153,8 @@ class Reason(StrEnum):
     Declared = "Declared"
 
 
+# The most epochs a job may ask for; a progress report can claim no more.
+MAX_EPOCHS = 10000
 ModuleName = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.*-]+$")]
 Tag = Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9]([-A-Za-z0-9_.:/]*[A-Za-z0-9])?$")]
 Argument = Annotated[str, Field(max_length=4096)]
@@ -180,7 +182,7 @@ class LoraParameters(ApiModel):
 class TrainingHyperparameters(ApiModel):
     """Optimization loop settings."""
 
-    epochs: int = Field(default=1, ge=1, le=10000, description="Passes over the training data (at least 1).")
+    epochs: int = Field(default=1, ge=1, le=MAX_EPOCHS, description="Passes over the training data (at least 1).")
     batch_size: int = Field(default=8, ge=1, le=4096, description="Examples per device per forward pass.")
     learning_rate: float = Field(
         default=2e-4, ge=1e-6, le=1e-1, description="Peak learning rate, between 1e-6 and 1e-1."

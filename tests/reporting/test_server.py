@@ -1,0 +1,67 @@
+"""The report port holds out against clients that misbehave: a connection that sends nothing is
+dropped after the connection timeout, and connections beyond the limit are closed at once instead of
+each holding a thread of the trainer's process."""
+
+from __future__ import annotations
+
+import json
+import socket
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from tensorone.reporting.progress import ProgressTracker
+from tensorone.reporting.server import ReportServer
+from tests.kube.polling import wait_for
+
+
+@pytest.fixture
+def server(request: pytest.FixtureRequest) -> Iterator[ReportServer]:
+    options = getattr(request, "param", {})
+    served = ReportServer(ProgressTracker(), CollectorRegistry(), host="127.0.0.1", port=0, **options)
+    served.start()
+    yield served
+    served.close()
+
+
+def idle_connection(port: int) -> socket.socket:
+    """A connection that never sends its request."""
+    return socket.create_connection(("127.0.0.1", port), timeout=30)
+
+
+def progress_state(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/progress", timeout=5) as response:
+        return str(json.loads(response.read())["state"])
+
+
+@pytest.mark.parametrize("server", [{"connection_timeout": 0.2}], indirect=True)
+def test_a_connection_that_sends_nothing_is_dropped(server: ReportServer) -> None:
+    with idle_connection(server.port) as connection:
+        # The server closes it (an empty read) well before the client's own 30 s timeout.
+        assert connection.recv(1024) == b""
+    assert progress_state(server.port) == "starting"
+
+
+@pytest.mark.parametrize("server", [{"connection_timeout": 30.0, "max_connections": 2}], indirect=True)
+def test_connections_beyond_the_limit_are_closed_at_once(server: ReportServer) -> None:
+    held = [idle_connection(server.port) for _ in range(2)]
+    try:
+        # Accepted in order: the first two hold both slots, the third is closed without an answer.
+        with idle_connection(server.port) as refused:
+            refused.sendall(b"GET /progress HTTP/1.0\r\n\r\n")
+            assert refused.recv(1024) == b""
+    finally:
+        for connection in held:
+            connection.close()
+    # The held connections' slots come back when their clients go.
+    wait_for(lambda: answered_state(server.port) == "starting", what="the report port to answer again")
+
+
+def answered_state(port: int) -> str | None:
+    """The served state, or None while the server still closes new connections."""
+    try:
+        return progress_state(port)
+    except OSError:
+        return None
