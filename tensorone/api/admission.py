@@ -101,7 +101,7 @@ def _schema_for(obj: dict[str, Any], crds: Mapping[str, dict[str, Any]]) -> dict
     group = crd["spec"]["group"]
     versions = {f"{group}/{v['name']}": v for v in crd["spec"]["versions"] if v.get("served", True)}
     api_version = obj.get("apiVersion")
-    if api_version not in versions:
+    if not isinstance(api_version, str) or api_version not in versions:
         allowed = ", ".join(sorted(versions))
         raise ValidationFailed([FieldError("apiVersion", f"must be {allowed} for kind {kind}, got {api_version!r}")])
     schema: dict[str, Any] = versions[api_version]["schema"]["openAPIV3Schema"]

@@ -272,7 +272,12 @@ BAD = [
     Bad("unknown-metadata-field", LLM_JOB, {"metadata.labelz": {}}, "metadata.labelz", "unknown field"),
     Bad("wrong-api-version", LLM_JOB, {"apiVersion": "training.tensorone.ai/v1"},
         "apiVersion", "must be training.tensorone.ai/v1alpha1"),
+    Bad("api-version-a-list", LLM_JOB, {"apiVersion": ["training.tensorone.ai/v1alpha1"]},
+        "apiVersion", "must be training.tensorone.ai/v1alpha1"),
+    Bad("api-version-a-map", LLM_JOB, {"apiVersion": {"group": "training.tensorone.ai"}},
+        "apiVersion", "must be training.tensorone.ai/v1alpha1"),
     Bad("unknown-kind", LLM_JOB, {"kind": "TrainingRun"}, "kind", "must be one of Dataset, TrainingJob"),
+    Bad("kind-a-list", LLM_JOB, {"kind": ["TrainingJob"]}, "kind", "must be one of Dataset, TrainingJob"),
     # datasets
     Bad("dataset-two-sources", DATASET, {"spec.source.uri": "s3://bucket/data.jsonl"},
         "spec.source", "exactly one of pvc, uri, huggingFace or inline"),
