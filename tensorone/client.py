@@ -167,15 +167,15 @@ def _parse_spec(fields: dict[str, Any]) -> TrainingJobSpec:
     field path of the manifest (``spec.config.training.learningRate``)."""
     from pydantic import ValidationError
 
-    from tensorone.errors import FieldError, ValidationFailed
+    from tensorone.errors import FieldError, ValidationFailed, field_path
 
     try:
         return TrainingJobSpec.model_validate({k: v for k, v in fields.items() if v is not None})
     except ValidationError as error:
         problems = []
         for item in error.errors():
-            path = ".".join(_camel(str(part)) for part in item["loc"])
-            problems.append(FieldError(f"spec.{path}" if path else "spec", item["msg"]))
+            parts = [_camel(part) if isinstance(part, str) else part for part in item["loc"]]
+            problems.append(FieldError(field_path(["spec", *parts]), item["msg"]))
         raise ValidationFailed(problems) from None
 
 

@@ -18,6 +18,7 @@ from pydantic import Field, ValidationError
 
 from tensorone.api.v1alpha1.base import ApiModel
 from tensorone.api.v1alpha1.trainingjob import MAX_EPOCHS
+from tensorone.errors import field_path
 
 REPORT_SCHEMA_VERSION = 1
 TERMINATION_MESSAGE_LIMIT = 4096
@@ -179,7 +180,7 @@ def parse_report(body: str | bytes) -> ProgressReport:
         return ProgressReport.model_validate_json(body)
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
-        where = ".".join(str(part) for part in first["loc"]) or "report"
+        where = field_path(list(first["loc"])) if first["loc"] else "report"
         raise InvalidReport(f"report field {where}: {first['msg']}" + _more(exc.error_count())) from None
 
 
