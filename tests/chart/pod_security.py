@@ -55,13 +55,19 @@ def _containers(pod_spec: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]
 
 def restricted_violations(pod_spec: dict[str, Any], annotations: dict[str, str] | None = None) -> list[str]:
     """Every way ``pod_spec`` breaks the restricted profile (empty when it complies)."""
-    problems: list[str] = []
     pod_context: dict[str, Any] = pod_spec.get("securityContext") or {}
+    problems = _host_problems(pod_spec) + _pod_baseline_problems(pod_context, annotations or {})
+    problems += _pod_restricted_problems(pod_context)
+    for path, container in _containers(pod_spec):
+        problems += _container_problems(path, container, pod_context)
+    return problems
 
-    # Baseline: host namespaces and host paths.
-    for flag in ("hostNetwork", "hostPID", "hostIPC"):
-        if pod_spec.get(flag):
-            problems.append(f"spec.{flag} must be false or unset")
+
+def _host_problems(pod_spec: dict[str, Any]) -> list[str]:
+    """Baseline: host namespaces and host paths."""
+    problems = [
+        f"spec.{flag} must be false or unset" for flag in ("hostNetwork", "hostPID", "hostIPC") if pod_spec.get(flag)
+    ]
     for index, volume in enumerate(pod_spec.get("volumes") or []):
         kinds = set(volume) - _VOLUME_META_KEYS
         for kind in sorted(kinds - ALLOWED_VOLUME_TYPES):
@@ -69,22 +75,31 @@ def restricted_violations(pod_spec: dict[str, Any], annotations: dict[str, str] 
                 f"spec.volumes[{index}] ({volume.get('name')}) is a {kind} volume; allowed types: "
                 f"{', '.join(sorted(ALLOWED_VOLUME_TYPES))}"
             )
+    return problems
 
-    # Baseline: sysctls, SELinux, AppArmor (pod level).
-    for sysctl in pod_context.get("sysctls") or []:
-        if sysctl.get("name") not in SAFE_SYSCTLS:
-            problems.append(f"spec.securityContext.sysctls: {sysctl.get('name')} is not a safe sysctl")
+
+def _pod_baseline_problems(pod_context: dict[str, Any], annotations: dict[str, str]) -> list[str]:
+    """Baseline: sysctls, SELinux, AppArmor, host processes (pod level)."""
+    problems = [
+        f"spec.securityContext.sysctls: {sysctl.get('name')} is not a safe sysctl"
+        for sysctl in pod_context.get("sysctls") or []
+        if sysctl.get("name") not in SAFE_SYSCTLS
+    ]
     problems += _selinux_problems("spec.securityContext", pod_context)
     problems += _apparmor_problems("spec.securityContext", pod_context)
-    for key, value in (annotations or {}).items():
+    for key, value in annotations.items():
         if key.startswith("container.apparmor.security.beta.kubernetes.io/") and not (
             value == "runtime/default" or value.startswith("localhost/")
         ):
             problems.append(f"annotation {key}={value}: AppArmor must be runtime/default or localhost/*")
     if (pod_context.get("windowsOptions") or {}).get("hostProcess"):
         problems.append("spec.securityContext.windowsOptions.hostProcess must be false or unset")
+    return problems
 
-    # Restricted, pod level: seccomp and user, which containers may override or must inherit.
+
+def _pod_restricted_problems(pod_context: dict[str, Any]) -> list[str]:
+    """Restricted, pod level: seccomp and user, which containers may override or must inherit."""
+    problems: list[str] = []
     pod_seccomp = (pod_context.get("seccompProfile") or {}).get("type")
     if pod_seccomp is not None and pod_seccomp not in ALLOWED_SECCOMP_TYPES:
         problems.append(
@@ -94,13 +109,14 @@ def restricted_violations(pod_spec: dict[str, Any], annotations: dict[str, str] 
         problems.append("spec.securityContext.runAsUser must not be 0 (root)")
     if pod_context.get("runAsNonRoot") is False:
         problems.append("spec.securityContext.runAsNonRoot must not be false")
-
-    for path, container in _containers(pod_spec):
-        problems += _container_problems(path, container, pod_context)
     return problems
 
 
 def _container_problems(path: str, container: dict[str, Any], pod_context: dict[str, Any]) -> list[str]:
+    return _container_baseline_problems(path, container) + _container_restricted_problems(path, container, pod_context)
+
+
+def _container_baseline_problems(path: str, container: dict[str, Any]) -> list[str]:
     problems: list[str] = []
     context: dict[str, Any] = container.get("securityContext") or {}
     where = f"{path}.securityContext"
@@ -117,7 +133,14 @@ def _container_problems(path: str, container: dict[str, Any], pod_context: dict[
             problems.append(f"{path}.ports[{index}].hostPort must be 0 or unset (container {name})")
     problems += _selinux_problems(where, context)
     problems += _apparmor_problems(where, context)
+    return problems
 
+
+def _container_restricted_problems(path: str, container: dict[str, Any], pod_context: dict[str, Any]) -> list[str]:
+    problems: list[str] = []
+    context: dict[str, Any] = container.get("securityContext") or {}
+    where = f"{path}.securityContext"
+    name = container.get("name", "?")
     if context.get("allowPrivilegeEscalation") is not False:
         problems.append(f"{where}.allowPrivilegeEscalation must be false (container {name})")
     capabilities = context.get("capabilities") or {}

@@ -252,41 +252,41 @@ def json_patch(doc: Any, operations: list[dict[str, Any]]) -> Any:
     doc = copy.deepcopy(doc)
     for op in operations:
         kind, path = op.get("op"), op.get("path", "")
-        parts = _pointer(path)
         if kind == "test":
-            if _walk(doc, parts, path) != op.get("value"):
+            if _walk(doc, _pointer(path), path) != op.get("value"):
                 raise _api_error(422, "Invalid", f"the JSON patch test at {path!r} failed: value differs")
-            continue
-        if kind in {"move", "copy"}:
+        elif kind in {"move", "copy"}:
             source_path = op.get("from", "")
             value = copy.deepcopy(_walk(doc, _pointer(source_path), source_path))
             if kind == "move":
                 doc = json_patch(doc, [{"op": "remove", "path": source_path}])
             doc = json_patch(doc, [{"op": "add", "path": path, "value": value}])
-            continue
-        if not parts:
-            if kind in {"add", "replace"}:
-                doc = copy.deepcopy(op.get("value"))
-                continue
-            raise _api_error(422, "Invalid", "cannot remove the whole document")
-        parent = _walk(doc, parts[:-1], path)
-        last = parts[-1]
-        if kind == "add":
-            if isinstance(parent, list):
-                index = len(parent) if last == "-" else int(last)
-                parent.insert(index, copy.deepcopy(op.get("value")))
-            else:
-                parent[last] = copy.deepcopy(op.get("value"))
-        elif kind in {"remove", "replace"}:
-            _walk(parent, [last], path)  # 422 when absent
-            if kind == "remove":
-                del parent[int(last) if isinstance(parent, list) else last]
-            elif isinstance(parent, list):
-                parent[int(last)] = copy.deepcopy(op.get("value"))
-            else:
-                parent[last] = copy.deepcopy(op.get("value"))
+        elif kind in {"add", "remove", "replace"}:
+            doc = _patch_member(doc, kind, path, op.get("value"))
         else:
             raise _api_error(422, "Invalid", f"unknown JSON patch operation {kind!r}")
+    return doc
+
+
+def _patch_member(doc: Any, kind: str, path: str, value: Any) -> Any:
+    """One add, remove or replace at ``path`` (the whole document when the path is empty)."""
+    parts = _pointer(path)
+    if not parts:
+        if kind == "remove":
+            raise _api_error(422, "Invalid", "cannot remove the whole document")
+        return copy.deepcopy(value)
+    parent = _walk(doc, parts[:-1], path)
+    last = parts[-1]
+    if kind == "add" and isinstance(parent, list):
+        parent.insert(len(parent) if last == "-" else int(last), copy.deepcopy(value))
+        return doc
+    if kind != "add":
+        _walk(parent, [last], path)  # 422 when absent
+    key = int(last) if isinstance(parent, list) else last
+    if kind == "remove":
+        del parent[key]
+    else:
+        parent[key] = copy.deepcopy(value)
     return doc
 
 

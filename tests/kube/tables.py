@@ -241,13 +241,7 @@ def _step(values: Iterable[Any], step: Any) -> list[Any]:
     results: list[Any] = []
     for value in values:
         if isinstance(step, _Field):
-            if isinstance(value, dict):
-                if step.name == "*":
-                    results.extend(value[key] for key in sorted(value))
-                elif step.name in value:
-                    results.append(value[step.name])
-            elif isinstance(value, list) and step.name == "*":
-                results.extend(value)
+            results.extend(_field(value, step.name))
         elif isinstance(step, _Recursive):
             results.extend(_descendants(value))
         elif isinstance(step, _Index) and isinstance(value, list):
@@ -256,16 +250,32 @@ def _step(values: Iterable[Any], step: Any) -> list[Any]:
             for branch in step.branches:
                 results.extend(evaluate_steps(branch, value))
         elif isinstance(step, _Filter) and isinstance(value, list):
-            for item in value:
-                found = evaluate_steps(step.left, item)
-                if step.operator == "exists":
-                    if found:
-                        results.append(item)
-                elif len(found) > 1:
-                    raise JsonPathError("can only compare one element at a time")
-                elif found and _compare(found[0], step.operator, step.right):
-                    results.append(item)
+            results.extend(_filtered(value, step))
     return results
+
+
+def _field(value: Any, name: str) -> list[Any]:
+    if isinstance(value, dict):
+        if name == "*":
+            return [value[key] for key in sorted(value)]
+        return [value[name]] if name in value else []
+    if isinstance(value, list) and name == "*":
+        return list(value)
+    return []
+
+
+def _filtered(items: list[Any], step: _Filter) -> list[Any]:
+    kept = []
+    for item in items:
+        found = evaluate_steps(step.left, item)
+        if step.operator == "exists":
+            if found:
+                kept.append(item)
+        elif len(found) > 1:
+            raise JsonPathError("can only compare one element at a time")
+        elif found and _compare(found[0], step.operator, step.right):
+            kept.append(item)
+    return kept
 
 
 def _index(value: list[Any], step: _Index) -> list[Any]:
