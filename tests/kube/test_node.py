@@ -53,6 +53,12 @@ def condition(cluster: EmulatorServer, name: str, kind: str) -> bool:
     return any(c["type"] == kind and c["status"] == "True" for c in (child.get("status") or {}).get("conditions", []))
 
 
+def running_pod(cluster: EmulatorServer, name: str) -> dict[str, Any] | None:
+    """The pod once its status says it runs."""
+    obj = cluster.api.find("v1", "Pod", name)
+    return obj if obj is not None and (obj.get("status") or {}).get("phase") == "Running" else None
+
+
 def terminated(cluster: EmulatorServer, pod: str) -> dict[str, Any] | None:
     obj = cluster.api.find("v1", "Pod", pod)
     statuses = ((obj or {}).get("status") or {}).get("containerStatuses") or [{}]
@@ -63,7 +69,8 @@ def terminated(cluster: EmulatorServer, pod: str) -> dict[str, Any] | None:
 def test_a_job_runs_to_succeeded_with_pods_and_termination_message(cluster: EmulatorServer, tmp_path: Path) -> None:
     submit(cluster, training_job("runs", epochs=2))
     with LocalNode(cluster, tmp_path) as node:
-        pod = wait_for(lambda: cluster.api.find("v1", "Pod", "runs-master-0"), what="the master pod")
+        # The kubelet writes the pod's status after the pod is created: wait for both.
+        pod = wait_for(lambda: running_pod(cluster, "runs-master-0"), what="the master pod running")
         assert pod["status"]["podIP"] == "127.0.0.1"
         wait_for(
             lambda: condition(cluster, "runs", "Succeeded"),
