@@ -146,6 +146,15 @@ def tiny_training_job(
     return training_job(name, namespace, datasetId=dataset_id, maxRestarts=max_restarts, config=config)
 
 
+def stop_reason(progress: Mapping[str, Any]) -> str:
+    """The reason the trainer gives the checkpoint it saves on a stop, from a report or a status's
+    progress: a stop on an epoch's last step saves one checkpoint there, named for the epoch (with
+    ``checkpointEveryEpoch``, the default)."""
+    step = progress.get("currentStep", progress.get("step"))
+    steps_per_epoch = progress["totalSteps"] // progress["totalEpochs"]
+    return "epoch" if step % steps_per_epoch == 0 else "stop"
+
+
 def gpu_node(name: str = "gpu-a100-1", product: str = "NVIDIA-A100-SXM4-80GB", gpus: int = 8) -> dict[str, Any]:
     """A Node as GPU Feature Discovery labels it, with its GPUs allocatable."""
     node = k8s.V1Node(

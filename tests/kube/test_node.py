@@ -15,7 +15,7 @@ from tensorone_operator.config import OperatorConfig
 from tensorone.api.admission import validate
 from tensorone.api.v1alpha1 import Dataset, TrainingJob
 from tests import factories
-from tests.factories import PYTORCHJOB, RECORDS
+from tests.factories import PYTORCHJOB, RECORDS, stop_reason
 from tests.kube.node import LocalNode
 from tests.kube.polling import wait_for
 from tests.kube.server import EmulatorServer
@@ -114,7 +114,8 @@ def test_suspend_sends_sigterm_and_resume_continues(cluster: EmulatorServer, tmp
         stop_report = json.loads((tmp_path / "pods/default/pausing-master-0/termination-log").read_text())
         assert stop_report["state"] == "stopped"
         stopped_at = stop_report["checkpoints"][-1]
-        assert stopped_at["reason"] == "stop" and stopped_at["step"] == stop_report["step"]
+        assert stopped_at["step"] == stop_report["step"]
+        assert stopped_at["reason"] == stop_reason(stop_report)
         assert cluster.api.find("v1", "Pod", "pausing-master-0") is None
         replicas = cluster.api.get(PYTORCHJOB, "PyTorchJob", "pausing")["status"]["replicaStatuses"]
         assert replicas["Master"]["active"] == 0

@@ -3,9 +3,11 @@ checkpoints into the TrainingJob's status, through stop, resume, failure and its
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from tests.factories import tiny_dataset, tiny_training_job
+from tests.factories import stop_reason, tiny_dataset, tiny_training_job
 from tests.kube.polling import wait_for
 from tests.system.conftest import TRAINING_TIMEOUT, LocalCluster
 
@@ -59,16 +61,13 @@ def test_stop_lists_the_stop_checkpoint_and_resume_ends_like_an_uninterrupted_ru
         wait_for(lambda: cluster.child_suspended("paused"), "the stop reaching the PyTorchJob")
     wait_for(lambda: cluster.phase_is("paused", "Stopped"), "Stopped")
     stopped = wait_for(
-        lambda: (
-            s
-            if (s := cluster.status("paused")) and any(c.get("reason") == "stop" for c in s.get("checkpoints", []))
-            else None
-        ),
+        lambda: s if (s := cluster.status("paused")) and _checkpoint_at_current_step(s) is not None else None,
         "the stop checkpoint in the status",
         explain=lambda: cluster.diagnose("paused"),
     )
-    stop_checkpoint = next(c for c in stopped["checkpoints"] if c["reason"] == "stop")
-    assert stop_checkpoint["step"] == stopped["progress"]["currentStep"] < 64
+    stop_checkpoint = _checkpoint_at_current_step(stopped)
+    assert stop_checkpoint is not None and stop_checkpoint["step"] < 64
+    assert stop_checkpoint["reason"] == stop_reason(stopped["progress"])
 
     cluster.patch_spec("paused", {"suspend": False, "resumeFrom": stop_checkpoint["id"]})
     resumed = wait_for(lambda: cluster.status("paused").get("resumedFrom"), "the resumed run's report")
@@ -155,3 +154,8 @@ def test_a_restarted_operator_picks_up_and_keeps_mirroring(cluster: LocalCluster
     wait_for(lambda: any(e["reason"] == "Completed" for e in cluster.events("enduring")), "Completed Event")
     started = [e for e in cluster.events("enduring") if e["reason"] == "TrainingStarted"]
     assert len(started) == 1, "a restarted operator does not announce the start again"
+
+
+def _checkpoint_at_current_step(status: dict[str, Any]) -> dict[str, Any] | None:
+    step = (status.get("progress") or {}).get("currentStep")
+    return next((c for c in status.get("checkpoints", []) if c.get("step") == step), None)
