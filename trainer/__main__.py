@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from tensorone.api.report import TrainerState
 from tensorone.api.resolved import DEFAULT_JOB_CONFIG_PATH, JOB_CONFIG_ENV, ResolvedJob
 from tensorone.reporting.client import Reporter
+from trainer.exit_codes import ExitCode
 from trainer.signals import StopSignal
 
 
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"trainer: CONFIGURATION_ERROR: {message}", file=sys.stderr)
         # The operator still learns why, from the termination message.
         Reporter(serve=False).finish(TrainerState.failed, reason="ConfigurationError", message=message[:2000])
-        return 2
+        return ExitCode.CONFIGURATION
 
     from transformers.utils import logging as transformers_logging
 
