@@ -7,6 +7,9 @@ The job is read from ``--config``, else ``$TENSORONE_JOB_CONFIG``, else
 
 from __future__ import annotations
 
+# Only the standard library and trainer.signals at the top: the handler for SIGTERM is installed
+# before anything slow is imported (pydantic and the API types take seconds on a busy node, torch
+# more), so a pod stopped while it is still starting ends cleanly rather than by the signal.
 import argparse
 import logging
 import os
@@ -14,19 +17,20 @@ import sys
 import warnings
 from pathlib import Path
 
-from pydantic import ValidationError
-
-from tensorone.api.report import TrainerState
-from tensorone.api.resolved import DEFAULT_JOB_CONFIG_PATH, JOB_CONFIG_ENV, ResolvedJob
-from tensorone.reporting.client import Reporter
 from trainer.signals import StopSignal
 
 
 def main(argv: list[str] | None = None) -> int:
-    # Catch SIGTERM before anything slow is imported: a pod stopped while it is still starting
-    # must still end cleanly (the loop sees the request after its first step and checkpoints).
+    # The loop sees a stop requested now after its first step, and checkpoints.
     stop = StopSignal()
     stop.install()
+    from pydantic import ValidationError
+
+    from tensorone.api.report import TrainerState
+    from tensorone.api.resolved import DEFAULT_JOB_CONFIG_PATH, JOB_CONFIG_ENV, ResolvedJob
+    from tensorone.reporting.client import Reporter
+    from trainer.exit_codes import ExitCode
+
     parser = argparse.ArgumentParser(
         prog="python -m trainer", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -48,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"trainer: CONFIGURATION_ERROR: {message}", file=sys.stderr)
         # The operator still learns why, from the termination message.
         Reporter(serve=False).finish(TrainerState.failed, reason="ConfigurationError", message=message[:2000])
-        return 2
+        return ExitCode.CONFIGURATION
 
     from transformers.utils import logging as transformers_logging
 

@@ -16,6 +16,7 @@ from tensorone.api.resolved import ResolvedJob, check_rules
 from tensorone.api.v1alpha1.dataset import DatasetFormat
 from tensorone.api.v1alpha1.trainingjob import MixedPrecision, ModelType, Strategy
 from tensorone.errors import ConfigurationError
+from trainer.exit_codes import NotImplementedByTrainer
 
 # The modelTypes this trainer implements; the others are refused by name (see tasks/).
 IMPLEMENTED_MODEL_TYPES = (ModelType.llm,)
@@ -49,7 +50,7 @@ def _refuse_model_type(model_type: ModelType) -> None:
             field="modelType",
         )
     if model_type not in IMPLEMENTED_MODEL_TYPES:
-        raise ConfigurationError(
+        raise NotImplementedByTrainer(
             f"modelType {model_type} is not implemented by this trainer yet; allowed: "
             f"{', '.join(IMPLEMENTED_MODEL_TYPES)}",
             field="modelType",

@@ -13,20 +13,27 @@ Layout of one checkpoint (ids a person can read: ``ckpt-epoch-2``, ``ckpt-step-5
         rng/rank-<N>.pt        random generator states of every process
 
 Atomic: everything is written into ``.tmp-<id>``, every file and folder fsynced, and the folder
-renamed to ``<id>`` only when complete; ``manifest.json`` is written last inside it. Only folders
-named like a checkpoint and holding a readable manifest are listed, so a checkpoint torn by a
-crash or a SIGKILL is never picked up, and leftovers are removed at the next start.
+renamed to ``<id>`` only when complete; ``manifest.json`` is written last inside it (under a
+temporary name, fsynced, then renamed). Only folders named like a checkpoint and holding a readable
+manifest are listed, so a checkpoint torn by a crash or a SIGKILL is never picked up, and leftovers
+are removed at the next start.
+
+Verified: the manifest holds the size and sha256 of every other file. Before a resume the chosen
+checkpoint is checked against it; one that does not verify (a file truncated, emptied, deleted or
+changed after it was written) is skipped for the newest one that does, and the skip is said. A
+checkpoint named by ``resumeFrom`` that does not verify is refused, never replaced by another.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
 import re
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -42,7 +49,37 @@ from trainer.distributed import Topology
 
 CHECKPOINT_ID = re.compile(r"^ckpt-(epoch|step)-[0-9]+$")
 MANIFEST = "manifest.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the manifest holds the digests of every file and the data fingerprint
+# What a checkpoint written before digests must hold (besides its model folder and every process's
+# RNG state) to be trusted with a warning.
+STATE_FILES = ("optimizer.pt", "schedule.pt", "scaler.pt", "trainer_state.json")
+DIGEST_CHUNK_BYTES = 1 << 20
+
+
+class CheckpointDamaged(CheckpointNotFound):
+    """A checkpoint exists but cannot be trusted: a file is missing, truncated or changed, or its
+    manifest is unreadable (CHECKPOINT_DAMAGED). A permanent error, like a missing one."""
+
+    code = "CHECKPOINT_DAMAGED"
+
+
+class FileDigest(ApiModel):
+    """What one file of a checkpoint was when it was written."""
+
+    size: int = Field(description="Bytes.")
+    sha256: str = Field(description="SHA-256 of the content, hex.")
+
+
+class DataFingerprint(ApiModel):
+    """The training examples as the data plan sees them: their number, tokens, and a digest of
+    their content in order."""
+
+    examples: int
+    tokens: int
+    sha256: str
+
+    def describe(self) -> str:
+        return f"{self.examples} examples, {self.tokens} tokens, content {self.sha256[:12]}"
 
 
 class DataPosition(ApiModel):
@@ -68,6 +105,12 @@ class CheckpointManifest(ApiModel):
     world_size: int
     strategy: str
     base_model: str
+    files: dict[str, FileDigest] | None = Field(
+        default=None,
+        description="Size and SHA-256 of every other file ('/'-separated paths inside the checkpoint); "
+        "absent in checkpoints written before digests.",
+    )
+    data: DataFingerprint | None = Field(default=None, description="The training data the run was planned on.")
 
     def to_report(self) -> CheckpointReport:
         return CheckpointReport(
@@ -90,6 +133,27 @@ class TrainingState:
     scaler: dict[str, Any]
     trainer: dict[str, Any]
     rng: dict[str, Any]  # this process's generators, when loading (each process saves its own)
+
+
+@dataclass(frozen=True)
+class SkippedCheckpoint:
+    """A checkpoint passed over when choosing where to resume, and why."""
+
+    id: str
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.id} ({self.problem})"
+
+
+@dataclass(frozen=True)
+class ResumeChoice:
+    """Where to resume: a checkpoint that verifies (None: start over), the newer ones skipped, and
+    whether the chosen one predates digests (so only the presence of its files was checked)."""
+
+    checkpoint: CheckpointManifest | None
+    skipped: list[SkippedCheckpoint] = field(default_factory=list)
+    unverified: bool = False
 
 
 def checkpoint_id(reason: str, *, epoch: int, step: int) -> str:
@@ -136,21 +200,90 @@ class CheckpointStore:
                 found.append(manifest)
         return sorted(found, key=lambda m: (m.created_at, m.step))
 
-    def find(self, resume_from: str | None) -> CheckpointManifest | None:
-        """The checkpoint to resume from: ``none`` -> None; ``latest`` or unset -> the newest, if
-        any; an id -> that one, or CheckpointNotFound naming the ones there are."""
+    def unreadable(self) -> list[SkippedCheckpoint]:
+        """Folders named like a checkpoint whose manifest is missing or cannot be read."""
+        if not self.root.is_dir():
+            return []
+        found: list[SkippedCheckpoint] = []
+        for folder in sorted(self.root.iterdir()):
+            if not CHECKPOINT_ID.match(folder.name):
+                continue
+            try:
+                manifest = CheckpointManifest.model_validate_json((folder / MANIFEST).read_text())
+            except FileNotFoundError:
+                found.append(SkippedCheckpoint(folder.name, f"{MANIFEST} is missing"))
+            except (OSError, ValidationError) as error:
+                found.append(SkippedCheckpoint(folder.name, f"{MANIFEST} is unreadable: {_first_line(error)}"))
+            else:
+                if manifest.id != folder.name:
+                    found.append(SkippedCheckpoint(folder.name, f"{MANIFEST} names another checkpoint, {manifest.id}"))
+        return found
+
+    def verify(self, manifest: CheckpointManifest) -> str | None:
+        """What is wrong with a checkpoint's files, or None when every file matches its digest. A
+        checkpoint written before digests is checked for the presence of its files only."""
+        folder = self.root / manifest.id
+        if manifest.files is None:
+            return self._missing_state(folder, manifest.world_size)
+        for name, digest in sorted(manifest.files.items()):
+            problem = _file_problem(folder / name, digest)
+            if problem is not None:
+                return f"{name} {problem}"
+        return None
+
+    def choose(self, resume_from: str | None) -> ResumeChoice:
+        """The checkpoint to resume from: ``none`` -> start over; ``latest`` or unset -> the newest
+        one that verifies, naming those skipped (start over when there are none; CheckpointDamaged
+        when every one is damaged); an id -> that one when it verifies, else CheckpointNotFound or
+        CheckpointDamaged naming the checkpoints that verify."""
         if resume_from == "none":
-            return None
+            return ResumeChoice(None)
         existing = self.checkpoints()
-        if resume_from in (None, "latest"):
-            return existing[-1] if existing else None
-        for manifest in existing:
-            if manifest.id == resume_from:
-                return manifest
-        available = ", ".join(m.id for m in existing) or "none"
+        if resume_from not in (None, "latest"):
+            return self._named(resume_from, existing)
+        skipped = self.unreadable()
+        for manifest in reversed(existing):
+            problem = self.verify(manifest)
+            if problem is None:
+                return ResumeChoice(manifest, skipped, unverified=manifest.files is None)
+            skipped.append(SkippedCheckpoint(manifest.id, problem))
+        if skipped:
+            raise CheckpointDamaged(
+                f"no checkpoint in {self.root} can be trusted: {'; '.join(map(str, skipped))}. Set resumeFrom: "
+                "none to start over",
+                field="resumeFrom",
+            )
+        return ResumeChoice(None)
+
+    def _named(self, resume_from: str, existing: list[CheckpointManifest]) -> ResumeChoice:
+        chosen = next((m for m in existing if m.id == resume_from), None)
+        problem = self.verify(chosen) if chosen is not None else None
+        if chosen is not None and problem is None:
+            return ResumeChoice(chosen, unverified=chosen.files is None)
+        available = ", ".join(m.id for m in existing if m is not chosen and self.verify(m) is None) or "none"
+        torn = {s.id: s.problem for s in self.unreadable()}
+        if problem is None and resume_from in torn:
+            problem = torn[resume_from]
+        if problem is not None:
+            raise CheckpointDamaged(
+                f"checkpoint {resume_from} in {self.root} cannot be trusted: {problem}; checkpoints that verify: "
+                f"{available}",
+                field="resumeFrom",
+            )
         raise CheckpointNotFound(
             f"no checkpoint {resume_from} in {self.root}; available: {available}", field="resumeFrom"
         )
+
+    def _missing_state(self, folder: Path, world_size: int) -> str | None:
+        expected = [*STATE_FILES, *(f"rng/rank-{rank}.pt" for rank in range(world_size))]
+        for name in expected:
+            path = folder / name
+            if not path.is_file() or path.stat().st_size == 0:
+                return f"{name} is missing or empty"
+        model = folder / "model"
+        if not model.is_dir() or not any(f.is_file() and f.stat().st_size > 0 for f in model.iterdir()):
+            return "model/ holds no weights"
+        return None
 
     def clean_up(self) -> None:
         """Remove what a crash left (rank 0, before training): half-written folders, and put back a
@@ -182,6 +315,7 @@ class CheckpointStore:
         write_model: Callable[[Path], None],
         state: Callable[[], TrainingState],
         keep: int,
+        data: DataFingerprint | None = None,
     ) -> tuple[CheckpointManifest, list[CheckpointManifest]]:
         """Write a checkpoint, then keep the newest ``keep`` plus the best; every process calls this
         together. ``write_model`` and ``state`` are called on rank 0 only (the model and optimizer
@@ -201,6 +335,7 @@ class CheckpointStore:
             _save_torch(captured.schedule, tmp / "schedule.pt")
             _save_torch(captured.scaler, tmp / "scaler.pt")
             _write_text(tmp / "trainer_state.json", json.dumps(captured.trainer))
+            files = _digests(tmp)
             manifest = CheckpointManifest(
                 id=identifier,
                 epoch=epoch,
@@ -208,15 +343,20 @@ class CheckpointStore:
                 loss=loss,
                 eval_loss=eval_loss,
                 created_at=datetime.now(UTC),
-                size_bytes=sum(f.stat().st_size for f in tmp.rglob("*") if f.is_file()),
+                size_bytes=sum(d.size for d in files.values()),
                 reason=reason,
                 position=position,
                 world_size=self.topology.world_size,
                 strategy=strategy,
                 base_model=base_model,
+                files=files,
+                data=data,
             )
-            _write_text(tmp / MANIFEST, manifest.model_dump_json(by_alias=True, indent=2))
             _fsync_tree(tmp)
+            # Last, and whole or not at all: a manifest names only files already on disk.
+            _write_text(tmp / f".{MANIFEST}", manifest.model_dump_json(by_alias=True, indent=2))
+            (tmp / f".{MANIFEST}").rename(tmp / MANIFEST)
+            _fsync_dir(tmp)
             self._replace(tmp, self.root / identifier)
             self._prune(keep)
         distributed.barrier(self.topology)
@@ -259,12 +399,23 @@ class CheckpointStore:
                 field="resumeFrom",
             )
         folder = self.root / manifest.id
+
+        def read(name: str, reader: Callable[[Path], Any]) -> Any:
+            try:
+                return reader(folder / name)
+            except Exception as error:
+                raise CheckpointDamaged(
+                    f"checkpoint {manifest.id}: {name} cannot be read ({type(error).__name__}: {_first_line(error)}); "
+                    "choose another checkpoint, or set resumeFrom: none to start over",
+                    field="resumeFrom",
+                ) from error
+
         return TrainingState(
-            optimizer=_load_torch(folder / "optimizer.pt"),
-            schedule=_load_torch(folder / "schedule.pt"),
-            scaler=_load_torch(folder / "scaler.pt"),
-            trainer=json.loads((folder / "trainer_state.json").read_text()),
-            rng=_load_torch(folder / "rng" / f"rank-{self.topology.rank}.pt"),
+            optimizer=read("optimizer.pt", _load_torch),
+            schedule=read("schedule.pt", _load_torch),
+            scaler=read("scaler.pt", _load_torch),
+            trainer=read("trainer_state.json", lambda path: json.loads(path.read_text())),
+            rng=read(f"rng/rank-{self.topology.rank}.pt", _load_torch),
         )
 
     def model_dir(self, manifest: CheckpointManifest) -> Path:
@@ -282,6 +433,40 @@ class CheckpointStore:
         for manifest in existing:
             if manifest.id not in kept:
                 shutil.rmtree(self.root / manifest.id, ignore_errors=True)
+
+
+def _digests(folder: Path) -> dict[str, FileDigest]:
+    """Size and SHA-256 of every file under ``folder``, by '/'-separated relative path."""
+    digests: dict[str, FileDigest] = {}
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            digests[path.relative_to(folder).as_posix()] = FileDigest(size=path.stat().st_size, sha256=_sha256(path))
+    return digests
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(DIGEST_CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _file_problem(path: Path, expected: FileDigest) -> str | None:
+    """How a file differs from what was written, or None."""
+    if not path.is_file():
+        return "is missing"
+    size = path.stat().st_size
+    if size != expected.size:
+        return f"is {size} bytes, {expected.size} were written"
+    if _sha256(path) != expected.sha256:
+        return f"has changed since it was written (sha256 differs, same size {size} bytes)"
+    return None
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:300] if text else type(error).__name__
 
 
 def _save_torch(obj: Any, path: Path) -> None:

@@ -31,6 +31,7 @@ from typing import Any
 from tensorone.api.resolved import ResolvedJob, resolve_job
 from tensorone.api.v1alpha1 import Dataset, TrainingJob
 from tensorone.errors import ConfigurationError, DatasetNotFound, MissingExtra
+from trainer.signals import StopSignal
 
 # Libraries of the trainer extra that a local training cannot start without.
 TRAINER_LIBRARIES = ("torch", "transformers")
@@ -120,6 +121,16 @@ def resolve_manifest(
 
 
 def _train(args: argparse.Namespace) -> int:
+    # Before torch: a stop while the libraries load is kept, and the run ends cleanly on it.
+    stop = StopSignal()
+    stop.install()
+    try:
+        return _train_until_stopped(args, stop)
+    finally:
+        stop.restore()
+
+
+def _train_until_stopped(args: argparse.Namespace, stop: StopSignal) -> int:
     for library in TRAINER_LIBRARIES:
         try:
             importlib.import_module(library)
@@ -143,7 +154,9 @@ def _train(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     _quiet_libraries()
     print(f"training {resolved.name} on {'GPU' if resolved.use_gpu else 'CPU'}: resolved job in {root / 'job.yaml'}")
-    result = run(resolved, RunOptions(serve_reports=not args.no_report, progress_bar=True, merge_adapter=args.merge))
+    result = run(
+        resolved, RunOptions(serve_reports=not args.no_report, progress_bar=True, merge_adapter=args.merge), stop
+    )
     _print_summary(result.report.to_wire() if result.report is not None else {}, resolved)
     return result.exit_code
 

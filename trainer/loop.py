@@ -22,7 +22,7 @@ from tensorone.api.report import TrainerState
 from tensorone.api.resolved import ResolvedJob
 from tensorone.reporting.client import Reporter
 from trainer import distributed
-from trainer.checkpoint import CheckpointManifest, CheckpointStore, DataPosition, TrainingState
+from trainer.checkpoint import CheckpointManifest, CheckpointStore, DataFingerprint, DataPosition, TrainingState
 from trainer.data.plan import DataPlan, Example, PlannedStep, eval_batches
 from trainer.distributed import Topology
 from trainer.model import base_model_of
@@ -70,6 +70,7 @@ class TrainingRun:
     step: int = 0  # optimizer steps done
     position: DataPosition = field(default_factory=lambda: DataPosition(epoch=0, step_in_epoch=0))
     last_checkpoint: CheckpointManifest | None = None
+    data: DataFingerprint | None = None  # the training examples, recorded in every checkpoint
 
 
 @dataclass(frozen=True)
@@ -266,6 +267,7 @@ def save_checkpoint(run: TrainingRun, reason: str, loss: float | None) -> None:
             rng={},
         ),
         keep=run.job.config.training.keep_checkpoints,
+        data=run.data,
     )
     run.last_checkpoint = saved
     run.reporter.checkpoints([m.to_report() for m in kept], saved=saved.to_report())

@@ -10,7 +10,9 @@ functions.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,10 +20,19 @@ from pathlib import Path
 
 import torch
 
+from tensorone.api.report import TrainerState
 from tensorone.api.resolved import ResolvedJob
+from tensorone.errors import DataError, TensorOneError
 from tensorone.reporting.client import Reporter
 from trainer import distributed
-from trainer.checkpoint import CheckpointManifest, CheckpointStore, set_rng_state
+from trainer.checkpoint import (
+    CheckpointDamaged,
+    CheckpointManifest,
+    CheckpointStore,
+    DataFingerprint,
+    ResumeChoice,
+    set_rng_state,
+)
 from trainer.data.plan import DataPlan, Example
 from trainer.distributed import Topology
 from trainer.loop import TrainingRun
@@ -32,6 +43,10 @@ from trainer.signals import StopSignal
 from trainer.tasks import Task, TaskData
 
 log = logging.getLogger("trainer")
+
+# Set to 1 to resume from a checkpoint although the training data changed since it was written
+# (the resume is then not exact; a warning says what changed). A switch the operator can map.
+ALLOW_DATA_CHANGE_ENV = "TENSORONE_ALLOW_DATA_CHANGE"
 
 
 @dataclass(frozen=True)
@@ -67,16 +82,46 @@ def join_processes(job: ResolvedJob, topology: Topology) -> Placement:
     return Placement(topology, device)
 
 
-def setup_checkpoints(job: ResolvedJob, topology: Topology) -> tuple[CheckpointStore, CheckpointManifest | None]:
-    """The checkpoint store, cleared of torn checkpoints, and the checkpoint to resume from, if any."""
+def setup_checkpoints(job: ResolvedJob, topology: Topology) -> tuple[CheckpointStore, ResumeChoice]:
+    """The checkpoint store, cleared of torn checkpoints, and where to resume: a checkpoint that
+    verifies, with those skipped on the way (logged), or none."""
     store = CheckpointStore(Path(job.checkpoint_dir), topology)
     store.clean_up()
     distributed.barrier(topology)
-    # Every process looks (so a missing id fails everywhere alike), then rank 0's choice is taken,
-    # in case their views of the shared folder differ for a moment.
-    found = store.find(job.resume_from)
-    chosen = distributed.broadcast(found.id if found is not None else None, topology)
-    return store, store.find(chosen) if chosen is not None else None
+    # Rank 0 reads and verifies; every process then takes its choice, or fails with its error.
+    chosen: ResumeChoice | TensorOneError | None = None
+    if topology.is_main:
+        try:
+            chosen = store.choose(job.resume_from)
+        except TensorOneError as error:
+            chosen = error
+    chosen = distributed.broadcast(chosen, topology)
+    if isinstance(chosen, TensorOneError):
+        raise chosen
+    assert chosen is not None
+    for skipped in chosen.skipped:
+        log.warning("checkpoint %s skipped: %s", skipped.id, skipped.problem)
+    if chosen.checkpoint is not None and chosen.unverified:
+        log.warning(
+            "checkpoint %s has no content digests (written before they existed): only the presence of its files "
+            "was checked",
+            chosen.checkpoint.id,
+        )
+    return store, chosen
+
+
+def report_resume_choice(reporter: Reporter, choice: ResumeChoice) -> None:
+    """Say in the report (and so in the job's status) and the metrics log which checkpoints were
+    skipped and why."""
+    if not choice.skipped:
+        return
+    for skipped in choice.skipped:
+        reporter.event("checkpointSkipped", id=skipped.id, problem=skipped.problem)
+    resumed = choice.checkpoint.id if choice.checkpoint is not None else "none"
+    reporter.set_state(
+        TrainerState.running,
+        message=f"resumed from {resumed}; skipped damaged checkpoints: {'; '.join(map(str, choice.skipped))}",
+    )
 
 
 def load_data(task: Task, reporter: Reporter) -> TaskData:
@@ -111,6 +156,17 @@ def plan_data(job: ResolvedJob, examples: Sequence[Example], topology: Topology)
         accumulation=training.gradient_accumulation_steps,
         rank=topology.rank,
         world_size=topology.world_size,
+    )
+
+
+def data_fingerprint(plan: DataPlan) -> DataFingerprint:
+    """The training examples in the plan's index order (the order of every epoch is a function of
+    the seed and their number): their number, tokens and content digest."""
+    digest = hashlib.sha256()
+    for example in plan.examples:
+        digest.update(example.content())
+    return DataFingerprint(
+        examples=len(plan.examples), tokens=sum(e.num_tokens for e in plan.examples), sha256=digest.hexdigest()
     )
 
 
@@ -168,14 +224,45 @@ def training_run(
         total_epochs=length.total_epochs,
         total_steps=length.total_steps,
         merge_adapter=merge_adapter,
+        data=data_fingerprint(plan),
+    )
+
+
+def check_same_data(run: TrainingRun, checkpoint: CheckpointManifest) -> None:
+    """Refuse to resume on data other than the checkpoint's, unless TENSORONE_ALLOW_DATA_CHANGE=1."""
+    if checkpoint.data is None:
+        log.warning("checkpoint %s records no data fingerprint: the data cannot be checked", checkpoint.id)
+        return
+    if run.data is None or checkpoint.data == run.data:
+        return
+    change = (
+        f"the training data changed since checkpoint {checkpoint.id} was written: then "
+        f"{checkpoint.data.describe()}, now {run.data.describe()}"
+    )
+    if os.environ.get(ALLOW_DATA_CHANGE_ENV) == "1":
+        log.warning("%s; resuming anyway (%s=1): the resume is not exact", change, ALLOW_DATA_CHANGE_ENV)
+        return
+    raise DataError(
+        f"{change}. The data order and position depend on it, so the resume would not be exact: restore the "
+        f"data, set resumeFrom: none to start over, or set {ALLOW_DATA_CHANGE_ENV}=1 to resume anyway",
+        field="resumeFrom",
     )
 
 
 def resume(run: TrainingRun, checkpoint: CheckpointManifest) -> None:
     """Put the run back where ``checkpoint`` left it: weights, optimizer, schedule, scaler, random
     streams, data position and the report's history."""
+    check_same_data(run, checkpoint)
     state = run.store.load(checkpoint, strategy=str(run.job.config.strategy), base_model=base_model_of(run.job))
-    run.task.load_weights(run.model, run.store.model_dir(checkpoint))
+    try:
+        run.task.load_weights(run.model, run.store.model_dir(checkpoint))
+    except Exception as error:
+        raise CheckpointDamaged(
+            f"checkpoint {checkpoint.id}: the weights in {run.store.model_dir(checkpoint)} cannot be loaded "
+            f"({type(error).__name__}: {str(error).strip()[:300]}); choose another checkpoint, or set "
+            "resumeFrom: none to start over",
+            field="resumeFrom",
+        ) from error
     run.optimizer.load_state_dict(state.optimizer)
     run.schedule.load_state_dict(state.schedule)
     run.precision.scaler.load_state_dict(state.scaler)

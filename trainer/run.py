@@ -1,15 +1,7 @@
 """One trainer process from start to exit code: the recipe (recipe.py), the loop, and how it ended.
 
-Exit codes (Kubeflow's ``restartPolicy: ExitCode`` treats 1-127 as permanent, so none of these
-is retried in vain):
-
-====  =====================================================================
-0     completed, or stopped on SIGTERM/SIGINT after saving a checkpoint
-1     an unexpected error (reason is the exception type)
-2     ConfigurationError or CheckpointNotFound: the job must be changed
-3     DataError: the data cannot be read, or too many rows are bad
-4     Diverged: the loss became NaN or infinite; the last good checkpoint is kept
-====  =====================================================================
+The exit codes are ``trainer.exit_codes.ExitCode``: 0 completed or stopped, 1 unexpected, 2
+configuration, 3 data, 4 diverged, 5 checkpoint not found or damaged, 6 not implemented.
 """
 
 from __future__ import annotations
@@ -24,11 +16,12 @@ import torch
 
 from tensorone.api.report import ProgressReport, TrainerState
 from tensorone.api.resolved import ResolvedJob
-from tensorone.errors import ConfigurationError, DataError, TensorOneError
+from tensorone.errors import ConfigurationError, TensorOneError
 from tensorone.reporting.client import Reporter, host_peak_rss_bytes
 from trainer import distributed, recipe
 from trainer.capabilities import refuse_unsupported
 from trainer.distributed import Topology, topology_from_env
+from trainer.exit_codes import ExitCode, exit_code_for
 from trainer.loop import Outcome, train_remaining_steps
 from trainer.signals import StopSignal
 from trainer.tasks import task_for
@@ -37,9 +30,9 @@ log = logging.getLogger("trainer")
 
 METRICS_LOG = "metrics.jsonl"  # beside the checkpoints, on the job's volume
 EXIT_CODES = {
-    TrainerState.completed: 0,
-    TrainerState.stopped: 0,
-    TrainerState.diverged: 4,
+    TrainerState.completed: ExitCode.COMPLETED,
+    TrainerState.stopped: ExitCode.COMPLETED,
+    TrainerState.diverged: ExitCode.DIVERGED,
 }
 
 
@@ -93,16 +86,16 @@ def run(job: ResolvedJob, options: RunOptions | None = None, stop: StopSignal | 
         outcome = _train_job(job, topology, reporter, stop, options)
         report = reporter.finish(outcome.state, reason=outcome.reason, message=outcome.message)
         log.info("%s: %s", report.state, report.message)
-        return RunResult(EXIT_CODES.get(outcome.state, 1), report)
+        return RunResult(EXIT_CODES.get(outcome.state, ExitCode.UNEXPECTED), report)
     except TensorOneError as error:
         reason = type(error).__name__
         report = reporter.finish(TrainerState.failed, reason=reason, message=str(error))
         log.error("%s: %s", reason, error)
-        return RunResult(3 if isinstance(error, DataError) else 2, report)
+        return RunResult(exit_code_for(error), report)
     except Exception as error:
         report = reporter.finish(TrainerState.failed, reason=type(error).__name__, message=str(error)[:2000])
         log.error("training failed:\n%s", traceback.format_exc())
-        return RunResult(1, report)
+        return RunResult(ExitCode.UNEXPECTED, report)
     finally:
         stop.restore()
         reporter.close()
@@ -115,7 +108,8 @@ def _train_job(
     """The recipe, step by step, then the loop."""
     refuse_unsupported(job, cuda_available=torch.cuda.is_available(), merge_adapter=options.merge_adapter)
     placement = recipe.join_processes(job, topology)
-    store, checkpoint = recipe.setup_checkpoints(job, topology)
+    store, choice = recipe.setup_checkpoints(job, topology)
+    checkpoint = choice.checkpoint
     task = task_for(job)
     data = recipe.load_data(task, reporter)
     model = recipe.setup_model(job, task, placement)
@@ -141,6 +135,7 @@ def _train_job(
     recipe.share_between_processes(training_run)
     reporter.plan(total_epochs=length.total_epochs, total_steps=length.total_steps, step=training_run.step)
     reporter.running(resumed_from=checkpoint.id if checkpoint is not None else None)
+    recipe.report_resume_choice(reporter, choice)
     return train_remaining_steps(training_run)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
@@ -39,9 +40,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class StoppedWhileStarting(Exception):
+    """SIGTERM arrived while t1 was loading its verbs."""
+
+
+def _stopped_while_starting(signum: int, frame: object) -> None:
+    raise StoppedWhileStarting
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    # Loading the verbs takes seconds on a busy machine (they import the SDK and the API types): a
+    # SIGTERM meanwhile ends t1 cleanly. A verb that runs long installs its own handler (t1 train).
+    previous = signal.signal(signal.SIGTERM, _stopped_while_starting)
+    try:
+        args = build_parser().parse_args(argv)
+    except StoppedWhileStarting:
+        print("t1: stopped by SIGTERM while starting", file=sys.stderr)
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     handler: Handler = args.handler
     try:
         return handler(args)

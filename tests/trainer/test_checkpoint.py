@@ -75,7 +75,6 @@ def test_torn_checkpoints_are_never_listed_and_are_cleaned_up(tmp_path: Path) ->
     (tmp_path / "ckpt-step-4").mkdir()
     (tmp_path / "ckpt-step-4" / "manifest.json").write_text("{truncated")
     assert [m.id for m in store.checkpoints()] == ["ckpt-step-1"]
-    assert store.find("latest") is not None and store.find("latest").id == "ckpt-step-1"  # type: ignore[union-attr]
     store.clean_up()
     assert not (tmp_path / ".tmp-ckpt-step-2").exists()
 
@@ -103,16 +102,21 @@ def test_retention_keeps_the_last_few_plus_the_best(tmp_path: Path) -> None:
     assert [m.id for m in store.checkpoints()] == ["ckpt-step-2", "ckpt-step-4", "ckpt-step-5"]
 
 
-def test_find(tmp_path: Path) -> None:
+def chosen(store: CheckpointStore, resume_from: str | None) -> str | None:
+    checkpoint = store.choose(resume_from).checkpoint
+    return checkpoint.id if checkpoint is not None else None
+
+
+def test_choose(tmp_path: Path) -> None:
     store = CheckpointStore(tmp_path, Topology())
-    assert store.find(None) is None and store.find("latest") is None
+    assert chosen(store, None) is None and chosen(store, "latest") is None
     save(store, 1, 2.0)
     save(store, 10, 1.0, reason="epoch")
-    assert store.find(None).id == "ckpt-epoch-1"  # type: ignore[union-attr]
-    assert store.find("ckpt-step-1").id == "ckpt-step-1"  # type: ignore[union-attr]
-    assert store.find("none") is None
+    assert chosen(store, None) == "ckpt-epoch-1"
+    assert chosen(store, "ckpt-step-1") == "ckpt-step-1"
+    assert chosen(store, "none") is None
     with pytest.raises(CheckpointNotFound) as raised:
-        store.find("ckpt-step-7")
+        store.choose("ckpt-step-7")
     assert raised.value.field == "resumeFrom"
     assert "available: ckpt-step-1, ckpt-epoch-1" in str(raised.value)
 

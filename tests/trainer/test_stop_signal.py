@@ -124,3 +124,131 @@ def test_sigterm_while_the_trainer_is_still_starting_is_not_lost(tmp_path: Path)
     assert exit_code == 0, output
     final = json.loads(termination_log.read_text())
     assert final["state"] == "stopped", final
+
+
+# SIGTERM at each moment of start-up, for each way the trainer is started -----------------------
+
+EXAMPLE = REPO / "examples" / "tiny-llm-lora.yaml"
+
+
+def loaded(pid: int, library: str) -> bool:
+    """Whether the process has mapped a shared library (so its import is under way or done)."""
+    try:
+        return library in Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return False
+
+
+def torch_loaded(pid: int) -> bool:
+    return loaded(pid, "libtorch")
+
+
+def trainer_worker(launcher: int) -> int | None:
+    """The pid of a ``-m trainer`` process below the launcher (torchrun's worker), if it exists yet."""
+    import psutil
+
+    try:
+        for child in psutil.Process(launcher).children(recursive=True):
+            if child.cmdline()[-2:] == ["-m", "trainer"]:
+                return int(child.pid)
+    except psutil.Error:
+        return None
+    return None
+
+
+def stop_when(process: subprocess.Popen[bytes], ready: Any, what: str) -> tuple[int, str]:
+    """Wait for ``ready()`` (an observable moment of the start-up), send SIGTERM, return the exit
+    code and the output."""
+    try:
+        wait_for(lambda: process.poll() is not None or ready(), what, timeout=180)
+        assert process.poll() is None, f"the process ended before {what}"
+        process.send_signal(signal.SIGTERM)
+        exit_code = process.wait(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    output = process.stdout.read().decode() if process.stdout else ""
+    return exit_code, output
+
+
+def test_sigterm_to_python_m_trainer_while_pydantic_loads(tmp_path: Path) -> None:
+    """The API types (pydantic) load before torch, for seconds on a busy node."""
+    process, termination_log = start_trainer(tmp_path, "pydantic", free_port())
+    exit_code, output = stop_when(process, lambda: loaded(process.pid, "pydantic_core"), "pydantic is loading")
+    assert exit_code == 0, output
+    assert json.loads(termination_log.read_text())["state"] == "stopped"
+
+
+def test_sigterm_to_python_m_trainer_while_torch_loads(tmp_path: Path) -> None:
+    process, termination_log = start_trainer(tmp_path, "torch", free_port())
+    exit_code, output = stop_when(process, lambda: torch_loaded(process.pid), "torch is loading")
+    assert exit_code == 0, output
+    assert json.loads(termination_log.read_text())["state"] == "stopped"
+
+
+def start_t1_train(tmp_path: Path) -> subprocess.Popen[bytes]:
+    env = os.environ | {"TENSORONE_TERMINATION_LOG": str(tmp_path / "termination-log")}
+    return subprocess.Popen(
+        [str(Path(sys.executable).parent / "t1"), "train", str(EXAMPLE), "--output", str(tmp_path), "--no-report"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def test_sigterm_to_t1_train_while_its_verbs_load(tmp_path: Path) -> None:
+    process = start_t1_train(tmp_path)
+
+    def verbs_loading() -> bool:
+        if not (catches(process.pid, signal.SIGTERM) or torch_loaded(process.pid)):
+            return False
+        assert not torch_loaded(process.pid), "t1 caught no SIGTERM before torch was loaded"
+        return True
+
+    exit_code, output = stop_when(process, verbs_loading, "t1's handler")
+    assert exit_code == 0, output
+    assert "stopped by SIGTERM" in output
+
+
+def test_sigterm_to_t1_train_while_torch_loads(tmp_path: Path) -> None:
+    process = start_t1_train(tmp_path)
+    exit_code, output = stop_when(process, lambda: torch_loaded(process.pid), "torch is loading")
+    assert exit_code == 0, output
+    assert "state stopped" in output, output
+
+
+def start_launcher(tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path]:
+    make_job(tmp_path, training=TRAINING).write(tmp_path / "job.yaml")
+    termination_log = tmp_path / "termination-log"
+    env = os.environ | {
+        "TENSORONE_JOB_CONFIG": str(tmp_path / "job.yaml"),
+        "TENSORONE_TERMINATION_LOG": str(termination_log),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "trainer.launch", "--standalone", "--nproc-per-node=1"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    return process, termination_log
+
+
+def test_sigterm_to_the_launcher_as_soon_as_it_can_hear_it(tmp_path: Path) -> None:
+    process, termination_log = start_launcher(tmp_path)
+    exit_code, output = stop_when(process, lambda: catches(process.pid, signal.SIGTERM), "the launcher's handler")
+    assert exit_code == 0, output
+    assert json.loads(termination_log.read_text())["state"] == "stopped"
+
+
+def test_sigterm_to_the_launcher_while_its_worker_loads_torch(tmp_path: Path) -> None:
+    process, termination_log = start_launcher(tmp_path)
+
+    def worker_loads_torch() -> bool:
+        worker = trainer_worker(process.pid)
+        return worker is not None and torch_loaded(worker)
+
+    exit_code, output = stop_when(process, worker_loads_torch, "the worker loads torch")
+    assert exit_code == 0, output[-3000:]
+    assert json.loads(termination_log.read_text())["state"] == "stopped"

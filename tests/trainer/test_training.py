@@ -165,7 +165,7 @@ def test_a_missing_checkpoint_id_names_the_ones_there_are(tmp_path: Path) -> Non
         make_job(tmp_path / "first", training={"maxSteps": 2}, resume_from="ckpt-step-99"),
         RunOptions(serve_reports=False),
     )
-    assert result.exit_code == 2
+    assert result.exit_code == 5
     assert result.report is not None and result.report.reason == "CheckpointNotFound"
     assert "available: ckpt-step-2" in (result.report.message or "")
 

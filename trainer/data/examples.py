@@ -15,6 +15,8 @@ only when their share passes ``config.training.maxBadRows``, naming the first on
 from __future__ import annotations
 
 import random
+import struct
+from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -60,6 +62,12 @@ class Example:
     @cached_property
     def num_tokens(self) -> int:
         return len(self.input_ids)
+
+    def content(self) -> bytes:
+        """The tokens and the labels, each prefixed by its length."""
+        return b"".join(
+            struct.pack("<q", len(values)) + array("q", values).tobytes() for values in (self.input_ids, self.labels)
+        )
 
 
 @dataclass

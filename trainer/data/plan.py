@@ -34,6 +34,10 @@ class Example(Protocol):
         """Tokens (or other units) it costs."""
         ...
 
+    def content(self) -> bytes:
+        """Bytes that differ whenever the example does (what a checkpoint's data fingerprint hashes)."""
+        ...
+
 
 @dataclass(frozen=True)
 class PlannedStep:

@@ -1,0 +1,268 @@
+"""Torn checkpoints: every kind of damage to every kind of file is detected, never loaded; a resume
+falls back to the newest checkpoint that verifies, says which it skipped and why, and is then
+bit-identical to a run that never stopped; a checkpoint named by resumeFrom that does not verify
+is refused."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.trainer.conftest import assert_same_weights, example_records, log_events, make_job, step_losses
+from trainer.checkpoint import MANIFEST, CheckpointDamaged, CheckpointStore
+from trainer.distributed import Topology
+from trainer.run import RunOptions, run
+
+# 24 records, batches of 4: 6 steps; checkpoints at steps 2 and 4, and the end of the epoch.
+TRAINING: dict[str, Any] = {"epochs": 1, "checkpointSteps": 2, "keepCheckpoints": 100}
+GOOD, NEWEST = "ckpt-step-2", "ckpt-step-4"
+
+FILES = {
+    "adapter": "model/adapter_model.safetensors",
+    "optimizer": "optimizer.pt",
+    "trainer-state": "trainer_state.json",
+    "rng": "rng/rank-0.pt",
+}
+
+
+def truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def empty(path: Path) -> None:
+    path.write_bytes(b"")
+
+
+def delete(path: Path) -> None:
+    path.unlink()
+
+
+def flip_a_bit(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+DAMAGE: dict[str, Callable[[Path], None]] = {
+    "truncated": truncate,
+    "empty": empty,
+    "deleted": delete,
+    "bit-flipped": flip_a_bit,
+}
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("reference")
+    result = run(make_job(root, training=TRAINING), RunOptions(serve_reports=False))
+    assert result.exit_code == 0, result.report
+    return root
+
+
+def copy_checkpoints(reference: Path, root: Path, *ids: str) -> Path:
+    for identifier in ids:
+        shutil.copytree(reference / "checkpoints" / identifier, root / "checkpoints" / identifier)
+    return root / "checkpoints"
+
+
+@pytest.mark.parametrize("damage", DAMAGE, ids=list(DAMAGE))
+@pytest.mark.parametrize("kind", FILES, ids=list(FILES))
+def test_every_damage_to_every_file_is_detected(reference: Path, tmp_path: Path, kind: str, damage: str) -> None:
+    checkpoints = copy_checkpoints(reference, tmp_path, GOOD, NEWEST)
+    DAMAGE[damage](checkpoints / NEWEST / FILES[kind])
+    store = CheckpointStore(checkpoints, Topology())
+
+    choice = store.choose("latest")
+    assert choice.checkpoint is not None and choice.checkpoint.id == GOOD
+    assert [s.id for s in choice.skipped] == [NEWEST]
+    assert choice.skipped[0].problem.startswith(FILES[kind]), choice.skipped[0].problem
+
+    with pytest.raises(CheckpointDamaged) as raised:
+        store.choose(NEWEST)
+    assert raised.value.field == "resumeFrom"
+    assert f"checkpoint {NEWEST}" in str(raised.value) and FILES[kind] in str(raised.value)
+    assert f"checkpoints that verify: {GOOD}" in str(raised.value)
+
+
+@pytest.mark.parametrize("damage", ["deleted", "torn"])
+def test_a_missing_or_torn_manifest_is_detected(reference: Path, tmp_path: Path, damage: str) -> None:
+    checkpoints = copy_checkpoints(reference, tmp_path, GOOD, NEWEST)
+    manifest = checkpoints / NEWEST / MANIFEST
+    if damage == "deleted":
+        manifest.unlink()
+    else:
+        truncate(manifest)
+    store = CheckpointStore(checkpoints, Topology())
+
+    choice = store.choose("latest")
+    assert choice.checkpoint is not None and choice.checkpoint.id == GOOD
+    assert [s.id for s in choice.skipped] == [NEWEST] and MANIFEST in choice.skipped[0].problem
+    with pytest.raises(CheckpointDamaged, match=f"checkpoint {NEWEST} .*{MANIFEST}.*checkpoints that verify: {GOOD}"):
+        store.choose(NEWEST)
+
+
+def test_every_checkpoint_damaged_is_refused_rather_than_started_over(reference: Path, tmp_path: Path) -> None:
+    checkpoints = copy_checkpoints(reference, tmp_path, GOOD, NEWEST)
+    empty(checkpoints / GOOD / "optimizer.pt")
+    delete(checkpoints / NEWEST / "rng" / "rank-0.pt")
+    with pytest.raises(CheckpointDamaged, match=r"no checkpoint .* can be trusted: .*resumeFrom: none"):
+        CheckpointStore(checkpoints, Topology()).choose("latest")
+
+
+def test_a_checkpoint_named_that_does_not_exist_lists_those_that_verify(reference: Path, tmp_path: Path) -> None:
+    from tensorone.errors import CheckpointNotFound
+
+    checkpoints = copy_checkpoints(reference, tmp_path, GOOD, NEWEST)
+    flip_a_bit(checkpoints / NEWEST / "optimizer.pt")
+    with pytest.raises(CheckpointNotFound, match=f"no checkpoint ckpt-step-9 .*; available: {GOOD}$"):
+        CheckpointStore(checkpoints, Topology()).choose("ckpt-step-9")
+
+
+def resume_latest(reference: Path, root: Path, damage: Callable[[Path], None], file: str) -> None:
+    """Resume from the newest checkpoint after damaging it: the run falls back to the one before."""
+    checkpoints = copy_checkpoints(reference, root, GOOD, NEWEST)
+    damage(checkpoints / NEWEST / file)
+    result = run(make_job(root, training=TRAINING), RunOptions(serve_reports=False))
+    assert result.exit_code == 0, result.report
+    assert result.report is not None and result.report.resumed_from == GOOD
+
+    skipped = log_events(checkpoints, "checkpointSkipped")
+    assert [(e["id"], e["problem"].split()[0]) for e in skipped] == [(NEWEST, file)]
+    expected = step_losses(reference / "checkpoints")
+    resumed = step_losses(checkpoints)
+    assert sorted(resumed) == [3, 4, 5, 6]
+    assert all(resumed[step] == expected[step] for step in resumed), "losses differ after the fallback"
+    assert_same_weights(reference / "output", root / "output")
+
+
+def test_fallback_from_a_bit_flipped_adapter_resumes_exactly(reference: Path, tmp_path: Path) -> None:
+    resume_latest(reference, tmp_path, flip_a_bit, FILES["adapter"])
+
+
+def test_fallback_from_a_deleted_rng_file_resumes_exactly(reference: Path, tmp_path: Path) -> None:
+    resume_latest(reference, tmp_path, delete, FILES["rng"])
+
+
+def test_the_skip_is_in_the_report_while_running(reference: Path, tmp_path: Path) -> None:
+    from tensorone.reporting.client import Reporter
+    from trainer import recipe
+
+    checkpoints = copy_checkpoints(reference, tmp_path, GOOD, NEWEST)
+    truncate(checkpoints / NEWEST / "optimizer.pt")
+    _, choice = recipe.setup_checkpoints(make_job(tmp_path, training=TRAINING), Topology())
+    reporter = Reporter(serve=False)
+    reporter.running(resumed_from=GOOD)
+    recipe.report_resume_choice(reporter, choice)
+    message = reporter.tracker.report().message or ""
+    assert message.startswith(f"resumed from {GOOD}; skipped damaged checkpoints: {NEWEST} (optimizer.pt is ")
+
+
+def test_resume_from_a_named_damaged_checkpoint_fails_permanently(reference: Path, tmp_path: Path) -> None:
+    checkpoints = copy_checkpoints(reference, tmp_path, GOOD, NEWEST)
+    empty(checkpoints / NEWEST / FILES["trainer-state"])
+    result = run(make_job(tmp_path, training=TRAINING, resume_from=NEWEST), RunOptions(serve_reports=False))
+    assert result.exit_code == 5
+    assert result.report is not None and result.report.reason == "CheckpointDamaged"
+    assert NEWEST in (result.report.message or "") and f"checkpoints that verify: {GOOD}" in (
+        result.report.message or ""
+    )
+    assert not (tmp_path / "output").exists(), "nothing was trained from another checkpoint"
+
+
+def strip_digests(folder: Path) -> None:
+    """The manifest as a trainer wrote it before digests and data fingerprints."""
+    manifest = json.loads((folder / MANIFEST).read_text())
+    del manifest["files"], manifest["data"]
+    manifest["formatVersion"] = 1
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+
+
+def test_a_checkpoint_from_before_digests_is_resumed_with_a_warning(
+    reference: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    checkpoints = copy_checkpoints(reference, tmp_path, GOOD, NEWEST)
+    strip_digests(checkpoints / NEWEST)
+    result = run(make_job(tmp_path, training=TRAINING), RunOptions(serve_reports=False))
+    assert result.exit_code == 0, result.report
+    assert result.report is not None and result.report.resumed_from == NEWEST
+    assert f"checkpoint {NEWEST} has no content digests" in caplog.text
+    assert f"checkpoint {NEWEST} records no data fingerprint" in caplog.text
+    assert_same_weights(reference / "output", tmp_path / "output")
+
+
+def test_a_checkpoint_from_before_digests_with_a_missing_file_is_skipped(reference: Path, tmp_path: Path) -> None:
+    checkpoints = copy_checkpoints(reference, tmp_path, GOOD, NEWEST)
+    strip_digests(checkpoints / NEWEST)
+    empty(checkpoints / NEWEST / "schedule.pt")
+    choice = CheckpointStore(checkpoints, Topology()).choose("latest")
+    assert choice.checkpoint is not None and choice.checkpoint.id == GOOD
+    assert [str(s) for s in choice.skipped] == [f"{NEWEST} (schedule.pt is missing or empty)"]
+
+
+def test_unreadable_state_in_a_checkpoint_from_before_digests_names_the_file_and_checkpoint(
+    reference: Path, tmp_path: Path
+) -> None:
+    checkpoints = copy_checkpoints(reference, tmp_path, NEWEST)
+    strip_digests(checkpoints / NEWEST)
+    truncate(checkpoints / NEWEST / "optimizer.pt")
+    result = run(make_job(tmp_path, training=TRAINING), RunOptions(serve_reports=False))
+    assert result.exit_code == 5
+    assert result.report is not None and result.report.reason == "CheckpointDamaged"
+    assert (result.report.message or "").startswith(f"resumeFrom: checkpoint {NEWEST}: optimizer.pt cannot be read")
+
+
+def test_damaged_weights_in_a_checkpoint_from_before_digests_name_the_checkpoint(
+    reference: Path, tmp_path: Path
+) -> None:
+    checkpoints = copy_checkpoints(reference, tmp_path, NEWEST)
+    strip_digests(checkpoints / NEWEST)
+    truncate(checkpoints / NEWEST / FILES["adapter"])
+    result = run(make_job(tmp_path, training=TRAINING), RunOptions(serve_reports=False))
+    assert result.exit_code == 5
+    assert result.report is not None and result.report.reason == "CheckpointDamaged"
+    message = result.report.message or ""
+    assert f"checkpoint {NEWEST}: the weights in" in message and "cannot be loaded" in message
+
+
+# The data fingerprint ------------------------------------------------------------------------
+
+
+def changed_dataset() -> dict[str, Any]:
+    records = example_records()
+    records[5] = records[5] | {"completion": records[5]["completion"] + " (edited)"}
+    return {"format": "jsonl", "source": {"inline": {"records": records}}}
+
+
+def test_resume_on_changed_data_is_refused_naming_what_changed(reference: Path, tmp_path: Path) -> None:
+    copy_checkpoints(reference, tmp_path, NEWEST)
+    result = run(make_job(tmp_path, training=TRAINING, dataset=changed_dataset()), RunOptions(serve_reports=False))
+    assert result.exit_code == 3
+    assert result.report is not None and result.report.reason == "DataError"
+    message = result.report.message or ""
+    assert message.startswith(f"resumeFrom: the training data changed since checkpoint {NEWEST} was written: then 24")
+    assert "TENSORONE_ALLOW_DATA_CHANGE=1" in message
+
+
+def test_resume_on_fewer_examples_says_how_many(reference: Path, tmp_path: Path) -> None:
+    copy_checkpoints(reference, tmp_path, NEWEST)
+    dataset = {"format": "jsonl", "source": {"inline": {"records": example_records(20)}}}
+    result = run(make_job(tmp_path, training=TRAINING, dataset=dataset), RunOptions(serve_reports=False))
+    assert result.exit_code == 3
+    assert result.report is not None
+    assert "then 24 examples" in (result.report.message or "") and "now 20 examples" in (result.report.message or "")
+
+
+def test_resume_on_changed_data_when_the_job_allows_it(
+    reference: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("TENSORONE_ALLOW_DATA_CHANGE", "1")
+    copy_checkpoints(reference, tmp_path, NEWEST)
+    result = run(make_job(tmp_path, training=TRAINING, dataset=changed_dataset()), RunOptions(serve_reports=False))
+    assert result.exit_code == 0, result.report
+    assert result.report is not None and result.report.resumed_from == NEWEST
+    assert "resuming anyway (TENSORONE_ALLOW_DATA_CHANGE=1)" in caplog.text
