@@ -310,12 +310,7 @@ def report_events(previous: ProgressReport | None, current: ProgressReport) -> l
                 (EventType.Normal, Reason.TrainingStarted, f"training started: {current.total_steps} steps planned")
             )
     if previous is not None and not new_process:
-        # Every epoch finished since the last report (a fast epoch can fall between two polls).
-        epoch_losses = {c.epoch: c.loss for c in current.checkpoints if c.reason == "epoch"}
-        for epoch in range(max(previous.epoch, 1), current.epoch):
-            loss = _finite(epoch_losses.get(epoch))
-            text = f"epoch {epoch}/{current.total_epochs} done" + (f", loss {loss:.4g}" if loss is not None else "")
-            events.append((EventType.Normal, Reason.EpochCompleted, text))
+        events.extend(_epochs_completed(previous, current))
     known = {c.id for c in previous.checkpoints} if previous is not None else set()
     for checkpoint in current.checkpoints:
         if checkpoint.id not in known and (previous is not None or checkpoint.reason in ("stop", "final")):
@@ -335,6 +330,18 @@ def report_events(previous: ProgressReport | None, current: ProgressReport) -> l
         detail = current.message or current.reason
         events.append((kind, reason, f"{text}: {detail}" if detail else text))
     return events
+
+
+def _epochs_completed(previous: ProgressReport, current: ProgressReport) -> list[Event]:
+    """One Event for the epochs finished since the last report (a fast epoch can fall between two
+    polls): never one per epoch, since the epoch numbers come from the trainer, untrusted."""
+    first, last = max(previous.epoch, 1), current.epoch - 1
+    if last < first:
+        return []
+    loss = _finite(next((c.loss for c in current.checkpoints if c.reason == "epoch" and c.epoch == last), None))
+    epochs = f"epoch {last}" if first == last else f"epochs {first}-{last}"
+    text = f"{epochs}/{current.total_epochs} done" + (f", loss {loss:.4g}" if loss is not None else "")
+    return [(EventType.Normal, Reason.EpochCompleted, text)]
 
 
 # Reading reports ------------------------------------------------------------------------------

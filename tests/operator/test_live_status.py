@@ -19,7 +19,7 @@ from tensorone_operator.live_status import (
 
 from tensorone.api.admission import validate
 from tensorone.api.report import CheckpointReport, LossPoint, ProgressReport, TrainerState
-from tensorone.api.v1alpha1.trainingjob import MAX_HISTORY_POINTS
+from tensorone.api.v1alpha1.trainingjob import MAX_EPOCHS, MAX_HISTORY_POINTS
 
 NOW = datetime(2026, 1, 15, 12, 0, 0, tzinfo=UTC)
 STARTED = NOW - timedelta(seconds=100)
@@ -206,8 +206,15 @@ def test_the_start_is_announced_once_training_runs() -> None:
     assert report_events(running, report(step=2, epoch=1)) == []
 
 
-def test_epochs_finished_between_two_polls_are_each_announced() -> None:
+def test_epochs_finished_between_two_polls_are_announced_in_one_event() -> None:
     checkpoints = [checkpoint("ckpt-epoch-1", 10, "epoch", loss=2.5), checkpoint("ckpt-epoch-2", 20, "epoch", loss=1.5)]
     events = report_events(report(step=3, epoch=1), report(step=25, epoch=3, checkpoints=checkpoints))
     epochs = [e[2] for e in events if e[1] == "EpochCompleted"]
-    assert epochs == ["epoch 1/3 done, loss 2.5", "epoch 2/3 done, loss 1.5"]
+    assert epochs == ["epochs 1-2/3 done, loss 1.5"]
+    one = report_events(report(step=3, epoch=1), report(step=12, epoch=2, checkpoints=checkpoints[:1]))
+    assert [e[2] for e in one if e[1] == "EpochCompleted"] == ["epoch 1/3 done, loss 2.5"]
+
+
+def test_a_report_claiming_a_huge_epoch_gives_one_event() -> None:
+    events = report_events(report(step=3, epoch=1), report(step=4, epoch=MAX_EPOCHS, total_epochs=MAX_EPOCHS))
+    assert [e[2] for e in events if e[1] == "EpochCompleted"] == [f"epochs 1-{MAX_EPOCHS - 1}/{MAX_EPOCHS} done"]
