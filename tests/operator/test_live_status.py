@@ -161,6 +161,16 @@ def test_events_for_resume_and_divergence() -> None:
     assert events[-1] == ("Warning", "Diverged", "training diverged: loss is nan at step 30")
 
 
+def test_event_limiter_bounds_a_trainer_that_restarts_in_a_loop() -> None:
+    limiter = EventLimiter(burst=10, window=60, repeat=10)
+    job = ("ns", "job")
+    news = ["TrainingStarted", "TrainingResumed"]
+    posted = [t for t in range(300) if limiter.allow(job, news[t % 2], "Normal", float(t))]
+    assert len(posted) <= 2 * 300 // 10
+    diverged = [t for t in range(300) if limiter.allow(job, "Diverged", "Warning", float(t))]
+    assert len(diverged) == 300 // 10
+
+
 def test_event_limiter_bounds_bursts_but_never_drops_warnings() -> None:
     limiter = EventLimiter(burst=3, window=60, repeat=10)
     job = ("ns", "job")
