@@ -28,7 +28,15 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tensorone.api.report import CheckpointReport, LossPoint, ProgressReport, TrainerState
+from tensorone.api.report import (
+    MAX_SECONDS,
+    CheckpointReport,
+    InvalidReport,
+    LossPoint,
+    ProgressReport,
+    TrainerState,
+    parse_report,
+)
 from tensorone.api.timestamps import parse_time, rfc3339
 from tensorone.api.v1alpha1 import ConditionType, Phase, Reason
 from tensorone.api.v1alpha1.trainingjob import (
@@ -111,7 +119,9 @@ def remaining_seconds(report: ProgressReport) -> float | None:
     if report.state == TrainerState.completed or report.step >= report.total_steps:
         return 0.0
     rate = done / report.elapsed_seconds
-    return (report.total_steps - report.step) / rate
+    # A bounded report can still imply centuries (one step of 10**12 in 10**9 s): the estimate is
+    # capped where the status and datetime arithmetic stay valid.
+    return min((report.total_steps - report.step) / rate, MAX_SECONDS)
 
 
 def live_fields(
@@ -216,13 +226,16 @@ def with_live(
     config: OperatorConfig,
     *,
     now: datetime,
+    refusal: str | None = None,
 ) -> dict[str, Any]:
     """``status`` with the live fields: the newest progress report mirrored, running time,
-    GPU-hours and cost brought up to ``now``, and a trainer's failure reason on a Failed job.
+    GPU-hours and cost brought up to ``now``, a trainer's failure reason on a Failed job, and
+    condition ReportValid once a report was refused (``refusal``: why the last one was).
     ``resources`` None (an unknown GPU type: the job never runs) leaves ``status`` as it is."""
     result = dict(status)
     if resources is None:
         return result
+    _report_validity(result, refusal, generation=job.generation, now=now)
     report = kept[0] if kept else None
     was_running = job.phase == Phase.Running
     if was_running or result.get("phase") == Phase.Running:
@@ -250,6 +263,21 @@ def with_live(
     if result.get("phase") == Phase.Failed and report.state in (TrainerState.failed, TrainerState.diverged):
         _trainer_failure(result, report, generation=job.generation, now=now)
     return result
+
+
+def _report_validity(result: dict[str, Any], refusal: str | None, *, generation: int | None, now: datetime) -> None:
+    """Condition ReportValid: False with why the last report was refused; True again once a later
+    one is accepted (absent while no report was ever refused)."""
+    conditions = list(result.get("conditions") or [])
+    if refusal is not None:
+        value, reason, message = "False", Reason.ReportRefused, f"the progress report was refused: {refusal}"
+    elif any(c.get("type") == ConditionType.ReportValid for c in conditions):
+        value, reason, message = "True", Reason.ReportAccepted, "the last progress report was accepted"
+    else:
+        return
+    result["conditions"] = set_condition(
+        conditions, ConditionType.ReportValid, value, reason, message, generation=generation, now=rfc3339(now)
+    )
 
 
 def _mirror(result: dict[str, Any], report: ProgressReport, *, read_at: str, now: datetime) -> int | None:
@@ -348,13 +376,13 @@ def _epochs_completed(previous: ProgressReport, current: ProgressReport) -> list
 
 
 def report_from_text(text: str | None) -> ProgressReport | None:
-    """A report from JSON text (a /progress body or a termination message); None when absent or
-    not a report (a custom image may write anything to its termination log)."""
+    """A report from a termination message; None when absent or not a report within the bounds
+    (a custom image may write anything to its termination log)."""
     if not text:
         return None
     try:
-        return ProgressReport.model_validate_json(text)
-    except ValueError:
+        return parse_report(text)
+    except InvalidReport:
         return None
 
 

@@ -317,4 +317,5 @@ class Reconciler:
 
     def _live(self, job: ObservedJob, status: dict[str, Any], resources: JobResources | None) -> dict[str, Any]:
         """``status`` with the newest trainer report and the running time and cost up to now."""
-        return with_live(job, status, self.reports.latest(job.key), resources, self.config, now=now())
+        kept, refusal = self.reports.latest(job.key), self.reports.refusal(job.key)
+        return with_live(job, status, kept, resources, self.config, now=now(), refusal=refusal)

@@ -18,7 +18,15 @@ from tensorone_operator.live_status import (
 )
 
 from tensorone.api.admission import validate
-from tensorone.api.report import CheckpointReport, LossPoint, ProgressReport, TrainerState
+from tensorone.api.report import (
+    MAX_RATE,
+    MAX_SECONDS,
+    MAX_STEPS,
+    CheckpointReport,
+    LossPoint,
+    ProgressReport,
+    TrainerState,
+)
 from tensorone.api.v1alpha1.trainingjob import MAX_EPOCHS, MAX_HISTORY_POINTS
 
 NOW = datetime(2026, 1, 15, 12, 0, 0, tzinfo=UTC)
@@ -228,3 +236,11 @@ def test_epochs_finished_between_two_polls_are_announced_in_one_event() -> None:
 def test_a_report_claiming_a_huge_epoch_gives_one_event() -> None:
     events = report_events(report(step=3, epoch=1), report(step=4, epoch=MAX_EPOCHS, total_epochs=MAX_EPOCHS))
     assert [e[2] for e in events if e[1] == "EpochCompleted"] == [f"epochs 1-{MAX_EPOCHS - 1}/{MAX_EPOCHS} done"]
+
+
+def test_a_bounded_report_that_implies_centuries_left_is_capped() -> None:
+    extreme = report(step=1, total_steps=MAX_STEPS, elapsed_seconds=MAX_SECONDS, tokens_per_second=MAX_RATE)
+    fields = live_fields(extreme, now=NOW, running_seconds=MAX_SECONDS)
+    assert fields["progress"]["remainingTime"] == MAX_SECONDS
+    assert fields["estimatedCompletion"] == "2057-09-23T13:46:40Z"
+    assert len(fields["metrics"]["throughput"]) <= 64
