@@ -70,6 +70,34 @@ def test_insufficient_resources_lists_types_then_proceeds_when_a_node_joins(
     wait_for(lambda: child_job(cluster.api))
 
 
+@pytest.mark.usefixtures("retries_only_in_an_hour")
+def test_every_job_waiting_on_a_dataset_is_woken_when_it_appears(cluster: EmulatorServer) -> None:
+    names = [f"waiting-{i}" for i in range(4)]
+    # No daemon tick within the test either: only the Dataset's watch can wake the jobs.
+    with OperatorThread(cluster, OperatorConfig(progress_poll_seconds=3600)):
+        for name in names:
+            cluster.api.create(training_job(name))
+        for name in names:
+            wait_for(lambda name=name: reason_of(cluster.api, "DatasetReady", name) == "DATASET_NOT_FOUND")
+        cluster.api.create(dataset())
+        for name in names:
+            wait_for(lambda name=name: child_job(cluster.api, name), f"{name} woken by the Dataset")
+
+
+@pytest.mark.usefixtures("retries_only_in_an_hour")
+def test_every_job_waiting_on_a_gpu_node_is_woken_when_one_joins(cluster: EmulatorServer) -> None:
+    names = [f"waiting-{i}" for i in range(4)]
+    cluster.api.create(dataset())
+    with OperatorThread(cluster, OperatorConfig(progress_poll_seconds=3600)):
+        for name in names:
+            cluster.api.create(training_job(name, gpuType="h100"))
+        for name in names:
+            wait_for(lambda name=name: reason_of(cluster.api, "ResourcesAvailable", name) == "INSUFFICIENT_RESOURCES")
+        cluster.api.create(gpu_node("h100-1", "NVIDIA-H100-80GB-HBM3"))
+        for name in names:
+            wait_for(lambda name=name: child_job(cluster.api, name), f"{name} woken by the node")
+
+
 @pytest.mark.slow  # two operator lifetimes: kopf's start, and its stop with daemons cancelled
 def test_waiting_job_proceeds_after_a_restart_when_the_dataset_appeared_meanwhile(cluster: EmulatorServer) -> None:
     with OperatorThread(cluster):
