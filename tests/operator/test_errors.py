@@ -3,13 +3,15 @@ operator restarts, and the operator's metrics."""
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 import tensorone_operator.main
 from prometheus_client import REGISTRY
 from tensorone_operator.config import OperatorConfig
 
 from tests.kube.polling import wait_for
-from tests.kube.server import EmulatorServer
+from tests.kube.server import ApiClient, EmulatorServer
 from tests.operator.kit import (
     PYTORCHJOB,
     TJ,
@@ -70,6 +72,11 @@ def test_insufficient_resources_lists_types_then_proceeds_when_a_node_joins(
     wait_for(lambda: child_job(cluster.api))
 
 
+def held_by(api: ApiClient, kind: str, reason: str, name: str) -> bool:
+    """Whether the job's condition ``kind`` has ``reason``."""
+    return reason_of(api, kind, name) == reason
+
+
 @pytest.mark.usefixtures("retries_only_in_an_hour")
 def test_every_job_waiting_on_a_dataset_is_woken_when_it_appears(cluster: EmulatorServer) -> None:
     names = [f"waiting-{i}" for i in range(4)]
@@ -78,10 +85,10 @@ def test_every_job_waiting_on_a_dataset_is_woken_when_it_appears(cluster: Emulat
         for name in names:
             cluster.api.create(training_job(name))
         for name in names:
-            wait_for(lambda name=name: reason_of(cluster.api, "DatasetReady", name) == "DATASET_NOT_FOUND")
+            wait_for(partial(held_by, cluster.api, "DatasetReady", "DATASET_NOT_FOUND", name))
         cluster.api.create(dataset())
         for name in names:
-            wait_for(lambda name=name: child_job(cluster.api, name), f"{name} woken by the Dataset")
+            wait_for(partial(child_job, cluster.api, name), f"{name} woken by the Dataset")
 
 
 @pytest.mark.usefixtures("retries_only_in_an_hour")
@@ -92,10 +99,10 @@ def test_every_job_waiting_on_a_gpu_node_is_woken_when_one_joins(cluster: Emulat
         for name in names:
             cluster.api.create(training_job(name, gpuType="h100"))
         for name in names:
-            wait_for(lambda name=name: reason_of(cluster.api, "ResourcesAvailable", name) == "INSUFFICIENT_RESOURCES")
+            wait_for(partial(held_by, cluster.api, "ResourcesAvailable", "INSUFFICIENT_RESOURCES", name))
         cluster.api.create(gpu_node("h100-1", "NVIDIA-H100-80GB-HBM3"))
         for name in names:
-            wait_for(lambda name=name: child_job(cluster.api, name), f"{name} woken by the node")
+            wait_for(partial(child_job, cluster.api, name), f"{name} woken by the node")
 
 
 @pytest.mark.slow  # two operator lifetimes: kopf's start, and its stop with daemons cancelled
