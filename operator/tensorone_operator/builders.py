@@ -244,12 +244,22 @@ def _affinity_or_selector(resources: JobResources) -> dict[str, Any]:
     }
 
 
+def _pull_policy(spec: TrainingJobSpec, config: OperatorConfig) -> str:
+    """The built-in trainer's pull policy from the configuration; a custom image is pulled every
+    time unless pinned by digest: with IfNotPresent, a tenant naming another tenant's private
+    image would run the copy cached on the node without the pull secret that guards it."""
+    custom = spec.config.custom
+    if spec.model_type != ModelType.custom or custom is None:
+        return config.trainer_image_pull_policy
+    return "IfNotPresent" if "@sha256:" in custom.image else "Always"
+
+
 def _container(job: TrainingJob, resources: JobResources, config: OperatorConfig) -> dict[str, Any]:
     """The training container (the Training Operator finds it by its name)."""
     return {
         "name": CONTAINER_NAME,
         **_command(job.spec, resources, config),
-        "imagePullPolicy": config.trainer_image_pull_policy,
+        "imagePullPolicy": _pull_policy(job.spec, config),
         "env": _env(job, config),
         "ports": [
             {"name": MASTER_PORT_NAME, "containerPort": MASTER_PORT, "protocol": "TCP"},

@@ -25,8 +25,31 @@ JobKey = tuple[str, str]
 ChildIndex = Mapping[JobKey, Mapping[str, Any]]
 
 
-class ForeignObject(Exception):
+# The API server refuses a ConfigMap whose data is larger than this (etcd's object limit).
+CONFIG_MAP_LIMIT_BYTES = 1024 * 1024
+
+
+class ChildRefused(Exception):
+    """A child that cannot be created as the job stands: the API server refused it for good (400,
+    422), or it would be refused. Retrying does not help; a change of the job or of what it names
+    does."""
+
+
+class ForeignObject(ChildRefused):
     """An object with a child's name exists but is not owned by this TrainingJob."""
+
+
+def _check_config_map_size(config_map: Mapping[str, Any], job: TrainingJob) -> None:
+    """Refuse a ConfigMap over the API server's limit before anything is created: inline records
+    of the Dataset are copied into it."""
+    size = sum(len(key.encode()) + len(value.encode()) for key, value in (config_map.get("data") or {}).items())
+    if size > CONFIG_MAP_LIMIT_BYTES:
+        raise ChildRefused(
+            f"spec.datasetId: Dataset {job.spec.dataset_id!r} makes the job's ConfigMap "
+            f"{config_map['metadata']['name']!r} {size} bytes, over the Kubernetes limit of "
+            f"{CONFIG_MAP_LIMIT_BYTES} bytes (1 MiB); move its inline records to a pvc, uri or "
+            "huggingFace source"
+        )
 
 
 def owned_by(obj: Mapping[str, Any], uid: str | None) -> bool:
@@ -100,10 +123,11 @@ class Children:
     ) -> tuple[list[str], dict[str, Any]]:
         """ConfigMap, checkpoint claim, then the PyTorchJob (which needs both): each created, or
         found already there (a 409 after a restart) and checked to be ours. Returns the kinds
-        created and the PyTorchJob; raises ForeignObject for a name taken by another owner."""
-        manifests: list[tuple[str, str, dict[str, Any]]] = [
-            ("v1", "configmaps", builders.build_config_map(job, dataset, self.config))
-        ]
+        created and the PyTorchJob; raises ChildRefused for a child the API server refuses (or
+        would: a ConfigMap over 1 MiB) and ForeignObject for a name taken by another owner."""
+        config_map = builders.build_config_map(job, dataset, self.config)
+        _check_config_map_size(config_map, job)
+        manifests: list[tuple[str, str, dict[str, Any]]] = [("v1", "configmaps", config_map)]
         if builders.owns_checkpoint_claim(job):
             manifests.append(("v1", "persistentvolumeclaims", builders.build_checkpoint_claim(job, self.config)))
         manifests.append(
@@ -130,6 +154,10 @@ class Children:
         try:
             obj = await self.api.create(api_version, plural, namespace, manifest)
         except ApiError as exc:
+            if exc.status in (400, 422):
+                raise ChildRefused(
+                    f"the API server refused the {manifest['kind']} {name!r}: {exc.message or exc.reason}"
+                ) from exc
             if exc.status != 409:
                 raise
             existing = await self.api.get(api_version, plural, namespace, name)

@@ -8,8 +8,6 @@ from collections.abc import Callable, Iterable, Mapping
 from enum import StrEnum
 from typing import Any
 
-from tensorone.api.v1alpha1 import Reason
-
 JobKey = tuple[str, str]
 EventPoster = Callable[[Mapping[str, Any], str, str, str], None]
 
@@ -25,30 +23,26 @@ Event = tuple[EventType, str, str]  # (type, reason, message)
 
 
 class EventLimiter:
-    """Per job, at most ``burst`` events per ``window`` seconds, and no repeat of the same reason
-    within ``repeat`` seconds; warnings and endings always pass (they are rare and they matter)."""
-
-    ALWAYS = frozenset({Reason.Diverged, Reason.TrainingStarted, Reason.TrainingResumed})
+    """Per job and event type, at most ``burst`` events per ``window`` seconds, and no repeat of the
+    same reason within ``repeat`` seconds. Every reason is limited (a trainer restarting in a loop
+    would otherwise post TrainingStarted on every poll); warnings have a budget of their own, so a
+    burst of normal news never hides one."""
 
     def __init__(self, *, burst: int = 10, window: float = 60.0, repeat: float = 10.0) -> None:
         self.burst = burst
         self.window = window
         self.repeat = repeat
-        self._sent: dict[tuple[str, str], list[tuple[float, str]]] = {}
+        self._sent: dict[tuple[str, str], list[tuple[float, str, str]]] = {}
 
     def allow(self, job: tuple[str, str], reason: str, kind: str, now: float) -> bool:
         """Whether an event may be posted now; records it when it may."""
-        sent = [(t, r) for t, r in self._sent.get(job, []) if now - t < self.window]
-        passes = kind == EventType.Warning or reason in self.ALWAYS
-        if not passes:
-            if len(sent) >= self.burst:
-                self._sent[job] = sent
-                return False
-            if any(r == reason and now - t < self.repeat for t, r in sent):
-                self._sent[job] = sent
-                return False
-        sent.append((now, reason))
+        sent = [(t, k, r) for t, k, r in self._sent.get(job, []) if now - t < self.window]
         self._sent[job] = sent
+        if sum(1 for _, k, _ in sent if k == kind) >= self.burst:
+            return False
+        if any(r == reason and now - t < self.repeat for t, _, r in sent):
+            return False
+        sent.append((now, kind, reason))
         return True
 
     def forget(self, job: tuple[str, str]) -> None:

@@ -28,7 +28,15 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tensorone.api.report import CheckpointReport, LossPoint, ProgressReport, TrainerState
+from tensorone.api.report import (
+    MAX_SECONDS,
+    CheckpointReport,
+    InvalidReport,
+    LossPoint,
+    ProgressReport,
+    TrainerState,
+    parse_report,
+)
 from tensorone.api.timestamps import parse_time, rfc3339
 from tensorone.api.v1alpha1 import ConditionType, Phase, Reason
 from tensorone.api.v1alpha1.trainingjob import (
@@ -111,7 +119,9 @@ def remaining_seconds(report: ProgressReport) -> float | None:
     if report.state == TrainerState.completed or report.step >= report.total_steps:
         return 0.0
     rate = done / report.elapsed_seconds
-    return (report.total_steps - report.step) / rate
+    # A bounded report can still imply centuries (one step of 10**12 in 10**9 s): the estimate is
+    # capped where the status and datetime arithmetic stay valid.
+    return min((report.total_steps - report.step) / rate, MAX_SECONDS)
 
 
 def live_fields(
@@ -216,13 +226,16 @@ def with_live(
     config: OperatorConfig,
     *,
     now: datetime,
+    refusal: str | None = None,
 ) -> dict[str, Any]:
     """``status`` with the live fields: the newest progress report mirrored, running time,
-    GPU-hours and cost brought up to ``now``, and a trainer's failure reason on a Failed job.
+    GPU-hours and cost brought up to ``now``, a trainer's failure reason on a Failed job, and
+    condition ReportValid once a report was refused (``refusal``: why the last one was).
     ``resources`` None (an unknown GPU type: the job never runs) leaves ``status`` as it is."""
     result = dict(status)
     if resources is None:
         return result
+    _report_validity(result, refusal, generation=job.generation, now=now)
     report = kept[0] if kept else None
     was_running = job.phase == Phase.Running
     if was_running or result.get("phase") == Phase.Running:
@@ -250,6 +263,21 @@ def with_live(
     if result.get("phase") == Phase.Failed and report.state in (TrainerState.failed, TrainerState.diverged):
         _trainer_failure(result, report, generation=job.generation, now=now)
     return result
+
+
+def _report_validity(result: dict[str, Any], refusal: str | None, *, generation: int | None, now: datetime) -> None:
+    """Condition ReportValid: False with why the last report was refused; True again once a later
+    one is accepted (absent while no report was ever refused)."""
+    conditions = list(result.get("conditions") or [])
+    if refusal is not None:
+        value, reason, message = "False", Reason.ReportRefused, f"the progress report was refused: {refusal}"
+    elif any(c.get("type") == ConditionType.ReportValid for c in conditions):
+        value, reason, message = "True", Reason.ReportAccepted, "the last progress report was accepted"
+    else:
+        return
+    result["conditions"] = set_condition(
+        conditions, ConditionType.ReportValid, value, reason, message, generation=generation, now=rfc3339(now)
+    )
 
 
 def _mirror(result: dict[str, Any], report: ProgressReport, *, read_at: str, now: datetime) -> int | None:
@@ -310,12 +338,7 @@ def report_events(previous: ProgressReport | None, current: ProgressReport) -> l
                 (EventType.Normal, Reason.TrainingStarted, f"training started: {current.total_steps} steps planned")
             )
     if previous is not None and not new_process:
-        # Every epoch finished since the last report (a fast epoch can fall between two polls).
-        epoch_losses = {c.epoch: c.loss for c in current.checkpoints if c.reason == "epoch"}
-        for epoch in range(max(previous.epoch, 1), current.epoch):
-            loss = _finite(epoch_losses.get(epoch))
-            text = f"epoch {epoch}/{current.total_epochs} done" + (f", loss {loss:.4g}" if loss is not None else "")
-            events.append((EventType.Normal, Reason.EpochCompleted, text))
+        events.extend(_epochs_completed(previous, current))
     known = {c.id for c in previous.checkpoints} if previous is not None else set()
     for checkpoint in current.checkpoints:
         if checkpoint.id not in known and (previous is not None or checkpoint.reason in ("stop", "final")):
@@ -337,17 +360,29 @@ def report_events(previous: ProgressReport | None, current: ProgressReport) -> l
     return events
 
 
+def _epochs_completed(previous: ProgressReport, current: ProgressReport) -> list[Event]:
+    """One Event for the epochs finished since the last report (a fast epoch can fall between two
+    polls): never one per epoch, since the epoch numbers come from the trainer, untrusted."""
+    first, last = max(previous.epoch, 1), current.epoch - 1
+    if last < first:
+        return []
+    loss = _finite(next((c.loss for c in current.checkpoints if c.reason == "epoch" and c.epoch == last), None))
+    epochs = f"epoch {last}" if first == last else f"epochs {first}-{last}"
+    text = f"{epochs}/{current.total_epochs} done" + (f", loss {loss:.4g}" if loss is not None else "")
+    return [(EventType.Normal, Reason.EpochCompleted, text)]
+
+
 # Reading reports ------------------------------------------------------------------------------
 
 
 def report_from_text(text: str | None) -> ProgressReport | None:
-    """A report from JSON text (a /progress body or a termination message); None when absent or
-    not a report (a custom image may write anything to its termination log)."""
+    """A report from a termination message; None when absent or not a report within the bounds
+    (a custom image may write anything to its termination log)."""
     if not text:
         return None
     try:
-        return ProgressReport.model_validate_json(text)
-    except ValueError:
+        return parse_report(text)
+    except InvalidReport:
         return None
 
 

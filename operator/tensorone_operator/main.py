@@ -108,14 +108,17 @@ async def dataset_changed(
 ) -> None:
     if type != "DELETED":
         await memo.reconciler.dataset_changed(body)
-    for job_namespace, job_name in kwargs[INDEX_WAITING].get(("dataset", namespace or "", name), []):
-        await memo.reconciler.reconcile(
-            {"metadata": {"namespace": job_namespace, "name": job_name}}, **indexes_of(kwargs)
-        )
+    await _wake(memo, ("dataset", namespace or "", name), kwargs)
 
 
 async def gpu_node_changed(memo: Any, **kwargs: Any) -> None:
-    for job_namespace, job_name in kwargs[INDEX_WAITING].get(("gpu",), []):
+    await _wake(memo, ("gpu",), kwargs)
+
+
+async def _wake(memo: Any, waiting_on: tuple[str, ...], kwargs: dict[str, Any]) -> None:
+    """Reconcile every job waiting on ``waiting_on``. The jobs are copied out of the live index
+    first: each reconcile takes its job out of it while the loop runs."""
+    for job_namespace, job_name in list(kwargs[INDEX_WAITING].get(waiting_on, [])):
         await memo.reconciler.reconcile(
             {"metadata": {"namespace": job_namespace, "name": job_name}}, **indexes_of(kwargs)
         )

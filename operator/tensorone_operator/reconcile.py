@@ -31,7 +31,7 @@ from tensorone.api.timestamps import now, utc_now
 from tensorone.api.v1alpha1 import TERMINAL_PHASES, ConditionType, Dataset, Reason
 from tensorone_operator import catalog, checks
 from tensorone_operator.catalog import JobResources
-from tensorone_operator.children import ChildIndex, Children, ForeignObject, owned_by
+from tensorone_operator.children import ChildIndex, ChildRefused, Children, owned_by
 from tensorone_operator.cleanup import Cleanup
 from tensorone_operator.config import OperatorConfig
 from tensorone_operator.datasets import DatasetIndex, Datasets
@@ -278,7 +278,7 @@ class Reconciler:
             return await self._held(job, problem, resources)
         try:
             created, child = await self.children.create(job.resource, dataset, resources)
-        except ForeignObject as exc:
+        except ChildRefused as exc:
             problem = Problem(ConditionType.ConfigurationValid, Reason.CONFIGURATION_ERROR, str(exc), waiting=False)
             return await self._held(job, problem, resources)
         outcome = await self._write(job, self._followed(job, child, resources), resources)
@@ -317,4 +317,5 @@ class Reconciler:
 
     def _live(self, job: ObservedJob, status: dict[str, Any], resources: JobResources | None) -> dict[str, Any]:
         """``status`` with the newest trainer report and the running time and cost up to now."""
-        return with_live(job, status, self.reports.latest(job.key), resources, self.config, now=now())
+        kept, refusal = self.reports.latest(job.key), self.reports.refusal(job.key)
+        return with_live(job, status, kept, resources, self.config, now=now(), refusal=refusal)

@@ -15,23 +15,53 @@ from typing import Any
 
 import aiohttp
 
-from tensorone.api.report import LossPoint, ProgressReport
+from tensorone.api.report import MAX_REPORT_BYTES, InvalidReport, LossPoint, ProgressReport, parse_report
 from tensorone.api.timestamps import utc_now
-from tensorone_operator.events import Event
+from tensorone.api.v1alpha1 import Reason
+from tensorone_operator.events import Event, EventType
 from tensorone_operator.live_status import (
     KeptReport,
     master_pod_view,
     newer,
     report_baseline,
     report_events,
-    report_from_text,
 )
 
 logger = logging.getLogger("tensorone_operator")
 
 JobKey = tuple[str, str]
-# A /progress answer takes milliseconds; a pod that does not answer in this time is skipped.
+# A /progress answer takes milliseconds; a pod that does not answer in this time is skipped, and
+# refused after this many such polls running.
 PROGRESS_TIMEOUT_SECONDS = 2.0
+TIMEOUTS_REFUSED = 3
+# What a /progress answer may say about itself in a refusal's message.
+_QUOTED = 200
+
+
+async def _report_body(response: aiohttp.ClientResponse) -> bytes | None:
+    """The body of a /progress answer, read up to MAX_REPORT_BYTES; None for an answer that is no
+    report yet (the server starting). Raises InvalidReport for a redirect (never followed: it
+    could point the operator at another tenant's trainer) and for a body over the limit."""
+    if 300 <= response.status < 400:
+        location = response.headers.get("Location", "")[:_QUOTED]
+        raise InvalidReport(
+            f"/progress answered HTTP {response.status} redirecting to {location!r}; redirects are not followed"
+        )
+    if response.status != 200:
+        return None
+    if response.content_length is not None and response.content_length > MAX_REPORT_BYTES:
+        raise InvalidReport(_too_large(f"{response.content_length} bytes"))
+    body = bytearray()
+    while len(body) <= MAX_REPORT_BYTES:
+        chunk = await response.content.read(MAX_REPORT_BYTES + 1 - len(body))
+        if not chunk:
+            return bytes(body)
+        body += chunk
+    raise InvalidReport(_too_large(f"more than {MAX_REPORT_BYTES} bytes"))
+
+
+def _too_large(size: str) -> str:
+    return f"report of {size} is over the limit of {MAX_REPORT_BYTES} bytes"
 
 
 class TrainerReports:
@@ -44,10 +74,15 @@ class TrainerReports:
         self._reports: dict[JobKey, KeptReport] = {}
         self._mirrored: dict[JobKey, ProgressReport] = {}
         self._http: aiohttp.ClientSession | None = None
+        # Why the last /progress answer was refused, the refusal last announced by an Event, and
+        # how many polls running timed out.
+        self._refused: dict[JobKey, str] = {}
+        self._announced: dict[JobKey, str | None] = {}
+        self._timeouts: dict[JobKey, int] = {}
 
     def forget(self, key: JobKey) -> None:
         """Drop what is kept about a deleted job."""
-        for kept in (self._pods, self._reports, self._mirrored):
+        for kept in (self._pods, self._reports, self._mirrored, self._refused, self._announced, self._timeouts):
             kept.pop(key, None)
 
     async def close(self) -> None:
@@ -97,32 +132,71 @@ class TrainerReports:
         self._reports[key] = (report, utc_now())
         return True
 
+    def refusal(self, key: JobKey) -> str | None:
+        """Why the job's last /progress answer was refused (None when it was accepted)."""
+        return self._refused.get(key)
+
     async def poll(self, key: JobKey) -> None:
-        """GET /progress from the job's rank-0 pod (its IP and report port); quiet on failure (the
-        pod may be starting or gone: the termination message covers the end)."""
+        """GET /progress from the job's rank-0 pod (its IP and report port). Quiet while the pod
+        cannot be reached (it may be starting or gone: the termination message covers the end);
+        an answer that is no acceptable report (a redirect, too large, not JSON, out of bounds,
+        or too slow several times running) is refused and the reason kept for the status."""
         pod = self._pods.get(key)
         if not pod or not pod.get("running") or not pod.get("podIP") or not pod.get("reportPort"):
             return
         if self._http is None or self._http.closed:
-            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=PROGRESS_TIMEOUT_SECONDS))
+            # No decompression: a small gzip body could otherwise unpack into gigabytes.
+            timeout = aiohttp.ClientTimeout(total=PROGRESS_TIMEOUT_SECONDS)
+            self._http = aiohttp.ClientSession(timeout=timeout, auto_decompress=False)
         url = f"http://{pod['podIP']}:{pod['reportPort']}/progress"
         try:
-            async with self._http.get(url) as response:
-                text = await response.text() if response.status == 200 else None
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            async with self._http.get(url, allow_redirects=False) as response:
+                body = await _report_body(response)
+            report = None if body is None else parse_report(body)
+        except TimeoutError:
+            self._timed_out(key)
+            return
+        except InvalidReport as exc:
+            self._refuse(key, str(exc))
+            return
+        except (aiohttp.ClientError, OSError) as exc:
             logger.debug("progress of %s/%s not read from %s: %s", *key, url, exc)
             return
-        report = report_from_text(text)
+        self._timeouts.pop(key, None)
         if report is not None:
+            self._refused.pop(key, None)
             self._remember(key, report)
+
+    def _refuse(self, key: JobKey, reason: str) -> None:
+        self._timeouts.pop(key, None)
+        if self._refused.get(key) != reason:
+            logger.info("progress report of %s/%s refused: %s", *key, reason)
+        self._refused[key] = reason
+
+    def _timed_out(self, key: JobKey) -> None:
+        """A poll that did not finish in time: refused once it happens TIMEOUTS_REFUSED times running
+        (one slow answer of a busy trainer is no fault)."""
+        count = self._timeouts.get(key, 0) + 1
+        self._timeouts[key] = count
+        if count >= TIMEOUTS_REFUSED:
+            self._refuse(key, f"/progress gave no complete answer within {PROGRESS_TIMEOUT_SECONDS} s")
+            self._timeouts[key] = count
 
     def news(self, key: JobKey, stored: Mapping[str, Any]) -> list[Event]:
         """What the newest report says happened since the one last mirrored into the status
-        (after an operator restart: since what the stored status shows); marks it mirrored."""
+        (after an operator restart: since what the stored status shows), and a warning for a
+        refusal not yet announced; marks them mirrored."""
+        refusal = self._refused.get(key)
+        warnings: list[Event] = []
+        if refusal is not None and self._announced.get(key) != refusal:
+            warnings.append((EventType.Warning, Reason.ReportRefused, f"progress report refused: {refusal}"))
+        self._announced[key] = refusal
         kept = self._reports.get(key)
         if kept is None:
-            return []
-        report = kept[0]
+            return warnings
+        return warnings + self._report_news(key, stored, kept[0])
+
+    def _report_news(self, key: JobKey, stored: Mapping[str, Any], report: ProgressReport) -> list[Event]:
         previous = self._mirrored.get(key) or report_baseline(stored, report)
         if previous is report:
             return []

@@ -136,6 +136,17 @@ def test_custom_job_runs_the_users_argv_never_a_shell() -> None:
     assert env["MY_FLAG"]["value"] == "1"
 
 
+def test_a_custom_image_is_pulled_every_time_unless_pinned_by_digest() -> None:
+    def pull_policy(image: str) -> str:
+        spec = job(modelType="custom", config={"custom": {"image": image}})
+        return str(container(builders.build_pytorchjob(spec, DATASET, CONFIG))["imagePullPolicy"])
+
+    assert pull_policy("registry.example/team-b/private:v1") == "Always"
+    assert pull_policy("registry.example/team-b/private@sha256:" + "a" * 64) == "IfNotPresent"
+    builtin = container(builders.build_pytorchjob(job(), DATASET, CONFIG))
+    assert builtin["imagePullPolicy"] == CONFIG.trainer_image_pull_policy
+
+
 def test_labels_are_ours_plus_kueue_and_never_the_argo_instance_label() -> None:
     spec = job(
         labels={

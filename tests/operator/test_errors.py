@@ -3,13 +3,18 @@ operator restarts, and the operator's metrics."""
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 import tensorone_operator.main
 from prometheus_client import REGISTRY
+from tensorone_operator.children import ChildRefused, Children
 from tensorone_operator.config import OperatorConfig
+from tensorone_operator.kube import KubeApi
 
+from tensorone.api.v1alpha1 import TrainingJob
 from tests.kube.polling import wait_for
-from tests.kube.server import EmulatorServer
+from tests.kube.server import ApiClient, EmulatorServer
 from tests.operator.kit import (
     PYTORCHJOB,
     TJ,
@@ -68,6 +73,68 @@ def test_insufficient_resources_lists_types_then_proceeds_when_a_node_joins(
     assert cluster.api.find(PYTORCHJOB, "PyTorchJob", "llama") is None
     cluster.api.create(gpu_node("h100-1", "NVIDIA-H100-80GB-HBM3"))
     wait_for(lambda: child_job(cluster.api))
+
+
+def test_a_dataset_too_large_for_the_jobs_config_map_is_refused_before_anything_is_created(
+    cluster: EmulatorServer, operator: OperatorThread
+) -> None:
+    # Under 1 MiB as the Dataset's JSON, over it as the YAML of the job's ConfigMap (long lines fold).
+    cluster.api.create(dataset(records=[{"text": ("wordy " * 170)[:1000]} for _ in range(1000)]))
+    cluster.api.create(training_job())
+    wait_for(lambda: reason_of(cluster.api, "ConfigurationValid") == "CONFIGURATION_ERROR")
+    status = job_status(cluster.api)
+    message = condition(status, "ConfigurationValid")["message"]
+    assert "Dataset 'chat'" in message and "limit of 1048576 bytes" in message, message
+    assert condition(status, "Stalled")["status"] == "True"
+    assert cluster.api.find("v1", "ConfigMap", "llama-config") is None
+    assert cluster.api.find(PYTORCHJOB, "PyTorchJob", "llama") is None
+
+
+async def test_a_child_the_api_server_refuses_is_a_configuration_error_with_its_message(
+    cluster: EmulatorServer,
+) -> None:
+    api = KubeApi(cluster.url, {}, False)
+    children = Children(OperatorConfig(), api)
+    job = TrainingJob.model_validate(cluster.api.create(training_job()))
+    refused = {"apiVersion": "v1", "kind": "Secret", "metadata": {"namespace": "default", "name": "llama-config"}}
+    try:
+        with pytest.raises(ChildRefused, match="the API server refused the Secret 'llama-config': expected v1"):
+            await children._ensure(job, "v1", "configmaps", refused)
+    finally:
+        await api.close()
+
+
+def held_by(api: ApiClient, kind: str, reason: str, name: str) -> bool:
+    """Whether the job's condition ``kind`` has ``reason``."""
+    return reason_of(api, kind, name) == reason
+
+
+@pytest.mark.usefixtures("retries_only_in_an_hour")
+def test_every_job_waiting_on_a_dataset_is_woken_when_it_appears(cluster: EmulatorServer) -> None:
+    names = [f"waiting-{i}" for i in range(4)]
+    # No daemon tick within the test either: only the Dataset's watch can wake the jobs.
+    with OperatorThread(cluster, OperatorConfig(progress_poll_seconds=3600)):
+        for name in names:
+            cluster.api.create(training_job(name))
+        for name in names:
+            wait_for(partial(held_by, cluster.api, "DatasetReady", "DATASET_NOT_FOUND", name))
+        cluster.api.create(dataset())
+        for name in names:
+            wait_for(partial(child_job, cluster.api, name), f"{name} woken by the Dataset")
+
+
+@pytest.mark.usefixtures("retries_only_in_an_hour")
+def test_every_job_waiting_on_a_gpu_node_is_woken_when_one_joins(cluster: EmulatorServer) -> None:
+    names = [f"waiting-{i}" for i in range(4)]
+    cluster.api.create(dataset())
+    with OperatorThread(cluster, OperatorConfig(progress_poll_seconds=3600)):
+        for name in names:
+            cluster.api.create(training_job(name, gpuType="h100"))
+        for name in names:
+            wait_for(partial(held_by, cluster.api, "ResourcesAvailable", "INSUFFICIENT_RESOURCES", name))
+        cluster.api.create(gpu_node("h100-1", "NVIDIA-H100-80GB-HBM3"))
+        for name in names:
+            wait_for(partial(child_job, cluster.api, name), f"{name} woken by the node")
 
 
 @pytest.mark.slow  # two operator lifetimes: kopf's start, and its stop with daemons cancelled

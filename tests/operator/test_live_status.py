@@ -18,8 +18,16 @@ from tensorone_operator.live_status import (
 )
 
 from tensorone.api.admission import validate
-from tensorone.api.report import CheckpointReport, LossPoint, ProgressReport, TrainerState
-from tensorone.api.v1alpha1.trainingjob import MAX_HISTORY_POINTS
+from tensorone.api.report import (
+    MAX_RATE,
+    MAX_SECONDS,
+    MAX_STEPS,
+    CheckpointReport,
+    LossPoint,
+    ProgressReport,
+    TrainerState,
+)
+from tensorone.api.v1alpha1.trainingjob import MAX_EPOCHS, MAX_HISTORY_POINTS
 
 NOW = datetime(2026, 1, 15, 12, 0, 0, tzinfo=UTC)
 STARTED = NOW - timedelta(seconds=100)
@@ -161,6 +169,16 @@ def test_events_for_resume_and_divergence() -> None:
     assert events[-1] == ("Warning", "Diverged", "training diverged: loss is nan at step 30")
 
 
+def test_event_limiter_bounds_a_trainer_that_restarts_in_a_loop() -> None:
+    limiter = EventLimiter(burst=10, window=60, repeat=10)
+    job = ("ns", "job")
+    news = ["TrainingStarted", "TrainingResumed"]
+    posted = [t for t in range(300) if limiter.allow(job, news[t % 2], "Normal", float(t))]
+    assert len(posted) <= 2 * 300 // 10
+    diverged = [t for t in range(300) if limiter.allow(job, "Diverged", "Warning", float(t))]
+    assert len(diverged) == 300 // 10
+
+
 def test_event_limiter_bounds_bursts_but_never_drops_warnings() -> None:
     limiter = EventLimiter(burst=3, window=60, repeat=10)
     job = ("ns", "job")
@@ -206,8 +224,23 @@ def test_the_start_is_announced_once_training_runs() -> None:
     assert report_events(running, report(step=2, epoch=1)) == []
 
 
-def test_epochs_finished_between_two_polls_are_each_announced() -> None:
+def test_epochs_finished_between_two_polls_are_announced_in_one_event() -> None:
     checkpoints = [checkpoint("ckpt-epoch-1", 10, "epoch", loss=2.5), checkpoint("ckpt-epoch-2", 20, "epoch", loss=1.5)]
     events = report_events(report(step=3, epoch=1), report(step=25, epoch=3, checkpoints=checkpoints))
     epochs = [e[2] for e in events if e[1] == "EpochCompleted"]
-    assert epochs == ["epoch 1/3 done, loss 2.5", "epoch 2/3 done, loss 1.5"]
+    assert epochs == ["epochs 1-2/3 done, loss 1.5"]
+    one = report_events(report(step=3, epoch=1), report(step=12, epoch=2, checkpoints=checkpoints[:1]))
+    assert [e[2] for e in one if e[1] == "EpochCompleted"] == ["epoch 1/3 done, loss 2.5"]
+
+
+def test_a_report_claiming_a_huge_epoch_gives_one_event() -> None:
+    events = report_events(report(step=3, epoch=1), report(step=4, epoch=MAX_EPOCHS, total_epochs=MAX_EPOCHS))
+    assert [e[2] for e in events if e[1] == "EpochCompleted"] == [f"epochs 1-{MAX_EPOCHS - 1}/{MAX_EPOCHS} done"]
+
+
+def test_a_bounded_report_that_implies_centuries_left_is_capped() -> None:
+    extreme = report(step=1, total_steps=MAX_STEPS, elapsed_seconds=MAX_SECONDS, tokens_per_second=MAX_RATE)
+    fields = live_fields(extreme, now=NOW, running_seconds=MAX_SECONDS)
+    assert fields["progress"]["remainingTime"] == MAX_SECONDS
+    assert fields["estimatedCompletion"] == "2057-09-23T13:46:40Z"
+    assert len(fields["metrics"]["throughput"]) <= 64

@@ -105,6 +105,8 @@ class ConditionType(StrEnum):
     Restarting = "Restarting"
     Succeeded = "Succeeded"
     Failed = "Failed"
+    # Whether the rank-0 trainer's last progress report was accepted (set once one was refused).
+    ReportValid = "ReportValid"
 
 
 CHECK_CONDITIONS = (ConditionType.ConfigurationValid, ConditionType.DatasetReady, ConditionType.ResourcesAvailable)
@@ -147,6 +149,8 @@ class Reason(StrEnum):
     CheckpointSaved = "CheckpointSaved"
     Diverged = "Diverged"
     TrainingFailed = "TrainingFailed"
+    ReportAccepted = "ReportAccepted"
+    ReportRefused = "ReportRefused"
     # A Dataset's source.
     Inline = "Inline"
     ClaimBound = "ClaimBound"

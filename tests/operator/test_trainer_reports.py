@@ -1,0 +1,115 @@
+"""The /progress poll against a report server under the test's control: a well-formed report is
+kept; every hostile answer is refused with a reason, read no further than the limit, and never
+followed elsewhere."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+import tensorone_operator.trainer_reports
+from tensorone_operator.builders import CONTAINER_NAME, MASTER_REPLICA, REPORT_PORT_NAME
+from tensorone_operator.live_status import REPLICA_TYPE_LABEL
+from tensorone_operator.trainer_reports import TIMEOUTS_REFUSED, TrainerReports
+
+from tensorone.api.report import MAX_REPORT_BYTES
+from tests.operator.report_server import HOSTILE, ReportServer
+
+KEY = ("tenant-a", "job")
+
+
+def master_pod(port: int) -> dict[str, Any]:
+    """A running rank-0 pod whose report port is ``port`` on 127.0.0.1."""
+    return {
+        "metadata": {"name": "job-master-0", "uid": "pod-1", "labels": {REPLICA_TYPE_LABEL: MASTER_REPLICA.lower()}},
+        "spec": {
+            "containers": [{"name": CONTAINER_NAME, "ports": [{"name": REPORT_PORT_NAME, "containerPort": port}]}]
+        },
+        "status": {
+            "podIP": "127.0.0.1",
+            "containerStatuses": [{"name": CONTAINER_NAME, "state": {"running": {}}}],
+        },
+    }
+
+
+@pytest.fixture
+def server() -> Iterator[ReportServer]:
+    with ReportServer() as running:
+        yield running
+
+
+@pytest.fixture
+async def reports(server: ReportServer) -> AsyncIterator[TrainerReports]:
+    kept = TrainerReports()
+    kept.pod_changed(KEY, master_pod(server.port), deleted=False)
+    yield kept
+    await kept.close()
+
+
+async def test_a_well_formed_report_is_kept(server: ReportServer, reports: TrainerReports) -> None:
+    await reports.poll(KEY)
+    kept = reports.latest(KEY)
+    assert kept is not None and kept[0].step == 5
+    assert reports.refusal(KEY) is None
+
+
+@pytest.mark.parametrize("answer", [a for a in HOSTILE if a != "slow_drip"])
+async def test_each_hostile_answer_is_refused_with_its_reason(
+    answer: str, server: ReportServer, reports: TrainerReports
+) -> None:
+    server.answer = answer
+    await reports.poll(KEY)
+    assert reports.latest(KEY) is None
+    refusal = reports.refusal(KEY)
+    assert refusal, f"{answer} was not refused"
+    expected = {
+        "huge_body": f"over the limit of {MAX_REPORT_BYTES} bytes",
+        "many_checkpoints": f"over the limit of {MAX_REPORT_BYTES} bytes",
+        "huge_numbers": "report field epoch",
+        "out_of_schema": "report field learningRate",
+        "malformed": "report field report",
+        "gzip_bomb": "report field report",
+        "redirect": "redirects are not followed",
+    }[answer]
+    assert expected in refusal, refusal
+    # A well-formed report afterwards is kept and clears the refusal.
+    server.answer = "valid"
+    await reports.poll(KEY)
+    assert reports.refusal(KEY) is None and reports.latest(KEY) is not None
+
+
+async def test_a_redirect_to_another_tenants_trainer_is_not_followed(reports: TrainerReports) -> None:
+    with ReportServer() as attacker, ReportServer() as victim:
+        attacker.answer, attacker.redirect_to = "redirect", f"http://127.0.0.1:{victim.port}/progress"
+        reports.pod_changed(KEY, master_pod(attacker.port), deleted=False)
+        await reports.poll(KEY)
+        assert victim.requests == 0
+    assert reports.latest(KEY) is None
+    assert f"127.0.0.1:{victim.port}" in (reports.refusal(KEY) or "")
+
+
+async def test_a_slow_drip_is_refused_once_it_keeps_timing_out(
+    server: ReportServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tensorone_operator.trainer_reports, "PROGRESS_TIMEOUT_SECONDS", 0.3)
+    server.answer = "slow_drip"
+    reports = TrainerReports()
+    reports.pod_changed(KEY, master_pod(server.port), deleted=False)
+    try:
+        for _ in range(TIMEOUTS_REFUSED - 1):
+            await reports.poll(KEY)
+        assert reports.refusal(KEY) is None  # one slow answer of a busy trainer is no fault
+        await reports.poll(KEY)
+        assert "no complete answer within" in (reports.refusal(KEY) or "")
+    finally:
+        await reports.close()
+
+
+async def test_a_refusal_is_announced_once_as_a_warning(server: ReportServer, reports: TrainerReports) -> None:
+    server.answer = "malformed"
+    await reports.poll(KEY)
+    events = reports.news(KEY, {})
+    assert [(kind, reason) for kind, reason, _ in events] == [("Warning", "ReportRefused")]
+    await reports.poll(KEY)
+    assert reports.news(KEY, {}) == []
