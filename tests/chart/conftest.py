@@ -23,11 +23,7 @@ RELEASE_NAMESPACE = "tensorone-system"
 # modes users pick (namespaced, monitoring on, no PriorityClasses, their own catalog and images).
 SCENARIOS: dict[str, dict[str, Any]] = {
     "default": {},
-    "namespaced": {
-        "watchNamespaces": ["team-a", "team-b"],
-        "operatorConfig": {"checkGpuNodes": False},
-        "rbac": {"podProxy": True},
-    },
+    "namespaced": {"watchNamespaces": ["team-a", "team-b"], "operatorConfig": {"checkGpuNodes": False}},
     "namespaced-gpu-check": {"watchNamespaces": ["team-a"]},
     "monitoring": {
         "metrics": {
