@@ -71,6 +71,23 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         },
         "metrics": {"podMonitor": {"enabled": True}},
     },
+    "admission-policies": {
+        "admissionPolicies": {
+            "customImageRegistries": {
+                "enabled": True,
+                "allowedPrefixes": ["registry.example.com/ml/", "ghcr.io/tensorone/"],
+            },
+            "priorities": {
+                "enabled": True,
+                "allowed": ["low", "normal"],
+                "byNamespace": {
+                    "ml-team-a": ["low", "normal"],
+                    "ml-research": ["low", "normal", "high"],
+                    "ml-interns": ["low"],
+                },
+            },
+        }
+    },
     # The values the kind e2e suite installs with: a value the schema refuses fails here first.
     "e2e": yaml.safe_load((REPO_ROOT / "tests" / "e2e" / "values-e2e.yaml").read_text()),
 }

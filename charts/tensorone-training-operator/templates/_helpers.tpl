@@ -136,3 +136,27 @@ kopf indexes GPU nodes, and a namespaced operator also lists them itself.
 app.kubernetes.io/name: tensorone-training
 app.kubernetes.io/managed-by: tensorone-operator
 {{- end }}
+
+{{/* A CEL string literal; the values schema admits no quote or backslash in what is quoted here. */}}
+{{- define "tensorone.celString" -}}
+{{- printf "'%s'" . -}}
+{{- end }}
+
+{{/* A CEL list of string literals. */}}
+{{- define "tensorone.celStrings" -}}
+{{- $literals := list -}}
+{{- range . -}}
+{{- $literals = append $literals (include "tensorone.celString" .) -}}
+{{- end -}}
+{{- printf "[%s]" (join ", " $literals) -}}
+{{- end }}
+
+{{/* A CEL map from namespace to its allowed priorities: lists, or with "text" one string each. */}}
+{{- define "tensorone.celPriorityMap" -}}
+{{- $entries := list -}}
+{{- range $namespace, $allowed := .byNamespace -}}
+{{- $value := ternary (include "tensorone.celString" (join ", " $allowed)) (include "tensorone.celStrings" $allowed) $.text -}}
+{{- $entries = append $entries (printf "%s: %s" (include "tensorone.celString" $namespace) $value) -}}
+{{- end -}}
+{{- printf "{%s}" (join ", " $entries) -}}
+{{- end }}
