@@ -22,9 +22,82 @@ from tensorone.errors import ConfigurationError, ValidationFailed, json_type
 _KUBECTL_FLOAT = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$")
 
 
+# How many values aliases may add to one document once expanded. Manifests need few aliases (a
+# merge key or a repeated block); a few hundred bytes of aliases of aliases can expand to billions
+# of values, which would hold ``t1`` (and whatever walks the result) for hours.
+MAX_ALIAS_EXPANSION = 10_000
+# How deep lists and mappings may nest. A TrainingJob is under 10 levels deep; the YAML reader
+# recurses once per level and would otherwise die on a few kilobytes of brackets.
+MAX_NESTING = 100
+
+
 class _KubectlYamlLoader(yaml.SafeLoader):
     """YAML as kubectl reads it (go-yaml v2): ``2e-4`` is a number (PyYAML alone reads a string
-    there), timestamps stay strings; unquoted yes/no/on/off are booleans in both."""
+    there), timestamps stay strings; unquoted yes/no/on/off are booleans in both. Like go-yaml, it
+    refuses an anchor that contains itself and a document that aliases expand beyond a bound."""
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        """A node, once it is known to nest no deeper than MAX_NESTING."""
+        self._depth += 1
+        try:
+            if self._depth > MAX_NESTING:
+                mark = self.peek_event().start_mark
+                raise _UnboundedDocument(
+                    f"lists and mappings nest deeper than {MAX_NESTING} levels at line {mark.line + 1}, "
+                    f"column {mark.column + 1}"
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        """The document's value, once its aliases are known to expand to a bounded size."""
+        written, expanded = _value_counts(node)
+        if expanded - written > MAX_ALIAS_EXPANSION:
+            raise _UnboundedDocument(
+                f"its aliases expand it to more than {MAX_ALIAS_EXPANSION} values beyond the {written} written; "
+                "write the repeated values out or use fewer aliases"
+            )
+        return super().construct_document(node)
+
+
+class _UnboundedDocument(yaml.YAMLError):
+    """A document nested too deep, whose aliases expand too far, or with an anchor that contains an
+    alias of itself: valid YAML that no manifest needs and that would hold or crash the reader."""
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _value_counts(root: yaml.Node) -> tuple[int, int]:
+    """How many values a document's node graph holds as written, and once every alias is expanded
+    (each node is counted once, so a bomb costs as much as its text). Depth-first without recursion."""
+    expanded: dict[int, int] = {}
+    on_path = {id(root)}
+    stack = [(root, iter(_children(root)))]
+    while stack:
+        node, pending = stack[-1]
+        child = next(pending, None)
+        if child is None:
+            stack.pop()
+            on_path.discard(id(node))
+            expanded[id(node)] = 1 + sum(expanded[id(part)] for part in _children(node))
+        elif id(child) in on_path:
+            mark = child.start_mark
+            raise _UnboundedDocument(
+                f"the anchored value at line {mark.line + 1}, column {mark.column + 1} contains an alias of itself"
+            )
+        elif id(child) not in expanded:
+            on_path.add(id(child))
+            stack.append((child, iter(_children(child))))
+    return len(expanded), expanded[id(root)]
 
 
 _KubectlYamlLoader.yaml_implicit_resolvers = {
@@ -45,10 +118,17 @@ def load_manifests(text: str) -> list[dict[str, Any]]:
     """The objects of a (multi-document) YAML or JSON text, read as kubectl reads them; empty
     documents are skipped. Raises ConfigurationError when a document is not a mapping."""
     objects: list[dict[str, Any]] = []
+    documents: list[Any] = []
+    loader = _KubectlYamlLoader(text)  # a SafeLoader subclass: no arbitrary objects
     try:
-        documents = list(yaml.load_all(text, Loader=_KubectlYamlLoader))  # a SafeLoader subclass: no arbitrary objects
+        while loader.check_data():
+            documents.append(loader.get_data())
+    except _UnboundedDocument as error:
+        raise ConfigurationError(f"document {len(documents) + 1}: {error}") from error
     except yaml.YAMLError as error:
         raise ConfigurationError(f"not valid YAML: {error}") from error
+    finally:
+        loader.dispose()
     for index, document in enumerate(documents):
         if document is None:
             continue
@@ -149,6 +229,8 @@ def _convert(args: argparse.Namespace) -> int:
         body = json.loads(text)
     except json.JSONDecodeError as error:
         raise ConfigurationError(f"{args.file} is not JSON: {error}") from error
+    except RecursionError as error:
+        raise ConfigurationError(f"{args.file}: arrays and objects nest too deep to read") from error
     try:
         manifest = validated_job_from_rest(body, namespace=args.namespace)
     except ValidationFailed as failed:

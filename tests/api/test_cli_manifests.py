@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -127,3 +128,64 @@ def test_convert_of_non_json_is_a_configuration_error(tmp_path: Path, capsys: py
     path.write_text("name: not json")
     assert main(["convert", str(path)]) == 2
     assert "CONFIGURATION_ERROR" in capsys.readouterr().err
+
+
+# Nine lists of nine aliases of the list before: 615 bytes that expand to 9**9 strings.
+ALIAS_BOMB = (
+    "apiVersion: training.tensorone.ai/v1alpha1\nkind: TrainingJob\nmetadata: {name: billion-laughs}\n"
+    "spec:\n  modelType: llm\n  datasetId: chat-data-v2\n  config:\n    baseModel: tiny/llama-lora\n    strategy: lora\n"
+    "    parameters:\n"
+    '      a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
+    + "".join(
+        f"      {name}: &{name} [{','.join([f'*{previous}'] * 9)}]\n"
+        for previous, name in zip("abcdefgh", "bcdefghi", strict=True)
+    )
+)
+
+
+def test_an_alias_bomb_is_refused_before_it_expands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert len(ALIAS_BOMB) == 615
+    with pytest.raises(ConfigurationError, match=r"document 1: its aliases expand it to more than 10000 values"):
+        load_manifests(ALIAS_BOMB)
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(ALIAS_BOMB)
+    assert main(["validate", str(bomb)]) == 1
+    assert "aliases expand it to more than 10000 values" in capsys.readouterr().out
+
+
+def test_a_few_aliases_and_merge_keys_read_as_kubectl_reads_them() -> None:
+    text = "base: &base {a: 1, b: [x, y]}\nmerged: {<<: *base, b: [z]}\ncopies: [*base, *base]\n"
+    assert load_manifests(text) == [
+        {
+            "base": {"a": 1, "b": ["x", "y"]},
+            "merged": {"a": 1, "b": ["z"]},
+            "copies": [{"a": 1, "b": ["x", "y"]}, {"a": 1, "b": ["x", "y"]}],
+        }
+    ]
+
+
+def test_a_recursive_alias_is_refused_naming_its_anchor() -> None:
+    with pytest.raises(
+        ConfigurationError, match=r"document 2: the anchored value at line 3, column 7 contains an alias of itself"
+    ):
+        load_manifests("a: 1\n---\nloop: &loop [1, *loop]\n")
+
+
+def test_a_document_nested_too_deep_is_refused_with_its_place() -> None:
+    with pytest.raises(
+        ConfigurationError, match=r"document 1: lists and mappings nest deeper than 100 levels at line 1, column 101"
+    ):
+        load_manifests("[" * 5000 + "]" * 5000)
+    nested: list[Any] = []
+    for _ in range(98):
+        nested = [nested]
+    assert load_manifests("a: " + "[" * 99 + "]" * 99) == [{"a": nested}]
+
+
+def test_convert_of_json_nested_too_deep_is_a_configuration_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "body.json"
+    path.write_text("[" * 100_000)
+    assert main(["convert", str(path)]) == 2
+    assert "arrays and objects nest too deep to read" in capsys.readouterr().err

@@ -23,11 +23,7 @@ RELEASE_NAMESPACE = "tensorone-system"
 # modes users pick (namespaced, monitoring on, no PriorityClasses, their own catalog and images).
 SCENARIOS: dict[str, dict[str, Any]] = {
     "default": {},
-    "namespaced": {
-        "watchNamespaces": ["team-a", "team-b"],
-        "operatorConfig": {"checkGpuNodes": False},
-        "rbac": {"podProxy": True},
-    },
+    "namespaced": {"watchNamespaces": ["team-a", "team-b"], "operatorConfig": {"checkGpuNodes": False}},
     "namespaced-gpu-check": {"watchNamespaces": ["team-a"]},
     "monitoring": {
         "metrics": {
@@ -74,6 +70,23 @@ SCENARIOS: dict[str, dict[str, Any]] = {
             "metricsFrom": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
         },
         "metrics": {"podMonitor": {"enabled": True}},
+    },
+    "admission-policies": {
+        "admissionPolicies": {
+            "customImageRegistries": {
+                "enabled": True,
+                "allowedPrefixes": ["registry.example.com/ml/", "ghcr.io/tensorone/"],
+            },
+            "priorities": {
+                "enabled": True,
+                "allowed": ["low", "normal"],
+                "byNamespace": {
+                    "ml-team-a": ["low", "normal"],
+                    "ml-research": ["low", "normal", "high"],
+                    "ml-interns": ["low"],
+                },
+            },
+        }
     },
     # The values the kind e2e suite installs with: a value the schema refuses fails here first.
     "e2e": yaml.safe_load((REPO_ROOT / "tests" / "e2e" / "values-e2e.yaml").read_text()),

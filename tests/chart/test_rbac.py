@@ -1,5 +1,6 @@
-"""The operator's RBAC grants exactly the access of the operator contract: no wildcards, no Secrets,
-nothing missing, nothing more, in cluster-wide and namespaced mode."""
+"""The operator's RBAC grants exactly the API calls of ``tensorone_operator.access`` (the list the
+running operator's requests are recorded against in tests/operator/test_access.py): no wildcards,
+no Secrets, nothing missing and nothing more, in cluster-wide and namespaced mode."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from tensorone_operator.access import API_CALLS, WatchMode, required_access
 
 from tests.chart.conftest import RELEASE_NAMESPACE, SCENARIOS, Rendered
 
@@ -14,32 +16,20 @@ Render = Callable[..., Rendered]
 # (scope, apiGroup, resource, verb); scope is a namespace, or "cluster" for a ClusterRole binding.
 Grant = tuple[str, str, str, str]
 
-# The operator contract's table (helpers/operator-contract.md), namespaced resources.
-NAMESPACED_ACCESS: dict[tuple[str, str], set[str]] = {
-    ("training.tensorone.ai", "trainingjobs"): {"get", "list", "watch", "patch", "update"},
-    ("training.tensorone.ai", "datasets"): {"get", "list", "watch", "patch", "update"},
-    ("training.tensorone.ai", "trainingjobs/status"): {"get", "patch", "update"},
-    ("training.tensorone.ai", "datasets/status"): {"get", "patch", "update"},
-    ("training.tensorone.ai", "trainingjobs/finalizers"): {"update"},
-    ("kubeflow.org", "pytorchjobs"): {"get", "list", "watch", "create", "patch", "update", "delete"},
-    ("", "configmaps"): {"get", "list", "watch", "create", "patch", "delete"},
-    ("", "persistentvolumeclaims"): {"get", "list", "watch", "create", "patch", "delete"},
-    ("", "pods"): {"get", "list", "watch"},
-    ("", "events"): {"create", "patch"},
-    ("events.k8s.io", "events"): {"create", "patch"},
-}
-POD_PROXY: dict[tuple[str, str], set[str]] = {("", "pods/proxy"): {"get"}}
-CRD_SCAN: dict[tuple[str, str], set[str]] = {
-    ("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"}
-}
-NODE_READ: dict[tuple[str, str], set[str]] = {("", "nodes"): {"get", "list", "watch"}}
-NAMESPACE_READ: dict[tuple[str, str], set[str]] = {("", "namespaces"): {"get", "list", "watch"}}
+CLUSTER_SCOPED = {(call.group, call.resource) for call in API_CALLS if call.cluster_scoped}
 DANGEROUS_VERBS = {"escalate", "bind", "impersonate", "*"}
 ROLE_KINDS = ("Role", "ClusterRole")
 
 
-def _grants(scope: str, access: dict[tuple[str, str], set[str]]) -> set[Grant]:
-    return {(scope, group, resource, verb) for (group, resource), verbs in access.items() for verb in verbs}
+def expected_grants(mode: WatchMode, check_gpu_nodes: bool, namespaces: list[str]) -> set[Grant]:
+    """The list's calls for this mode, where the chart must grant them: namespaced resources in each
+    watched namespace (namespaced mode) or cluster-wide; cluster-scoped ones cluster-wide."""
+    grants: set[Grant] = set()
+    for (group, resource), verbs in required_access(mode, check_gpu_nodes).items():
+        scoped = mode is WatchMode.CLUSTER_WIDE or (group, resource) in CLUSTER_SCOPED
+        for scope in ["cluster"] if scoped else namespaces:
+            grants |= {(scope, group, resource, verb) for verb in verbs}
+    return grants
 
 
 def _rule_grants(scope: str, rules: list[dict[str, Any]]) -> set[Grant]:
@@ -89,37 +79,26 @@ def test_no_role_uses_wildcards_secrets_or_escalation(rendered: Rendered) -> Non
 
 
 @pytest.mark.parametrize(
-    ("scenario", "expected"),
+    ("scenario", "mode", "check_gpu_nodes", "namespaces"),
     [
-        pytest.param(
-            "default",
-            _grants("cluster", NAMESPACED_ACCESS | CRD_SCAN | NODE_READ | NAMESPACE_READ),
-            id="cluster-wide",
-        ),
-        pytest.param(
-            "namespaced",
-            _grants("team-a", NAMESPACED_ACCESS | POD_PROXY)
-            | _grants("team-b", NAMESPACED_ACCESS | POD_PROXY)
-            | _grants("cluster", CRD_SCAN),
-            id="namespaced-no-gpu-check-pod-proxy",
-        ),
-        pytest.param(
-            "namespaced-gpu-check",
-            _grants("team-a", NAMESPACED_ACCESS) | _grants("cluster", CRD_SCAN | NODE_READ),
-            id="namespaced-gpu-check",
-        ),
+        pytest.param("default", WatchMode.CLUSTER_WIDE, True, [], id="cluster-wide"),
+        pytest.param("namespaced", WatchMode.NAMESPACED, False, ["team-a", "team-b"], id="namespaced-no-gpu-check"),
+        pytest.param("namespaced-gpu-check", WatchMode.NAMESPACED, True, ["team-a"], id="namespaced-gpu-check"),
     ],
 )
-def test_operator_gets_exactly_the_contracts_access(render: Render, scenario: str, expected: set[Grant]) -> None:
+def test_operator_gets_exactly_the_access_its_api_calls_need(
+    render: Render, scenario: str, mode: WatchMode, check_gpu_nodes: bool, namespaces: list[str]
+) -> None:
     granted = operator_grants(render(SCENARIOS[scenario], scenario))
-    assert sorted(granted - expected) == [], "more access than the contract lists"
-    assert sorted(expected - granted) == [], "access the contract lists is missing"
+    expected = expected_grants(mode, check_gpu_nodes, namespaces)
+    assert sorted(granted - expected) == [], "granted, and no API call of tensorone_operator.access needs it"
+    assert sorted(expected - granted) == [], "an API call of tensorone_operator.access needs it, and it is not granted"
 
 
 def test_cluster_wide_without_gpu_check_drops_node_read(render: Render) -> None:
     granted = operator_grants(render({"operatorConfig": {"checkGpuNodes": False}}))
-    assert ("cluster", "", "nodes", "list") not in granted
-    assert ("cluster", "", "namespaces", "watch") in granted
+    assert granted == expected_grants(WatchMode.CLUSTER_WIDE, False, [])
+    assert not {grant for grant in granted if grant[2] in {"nodes", "namespaces"}}
 
 
 def test_rbac_can_be_left_to_the_cluster_admin(render: Render) -> None:

@@ -157,7 +157,7 @@ class EmulatorServer(ServiceThread):
 
     def __init__(self, emulator: FaithfulEmulator | None = None) -> None:
         super().__init__()
-        self.emulator = emulator or FaithfulEmulator()
+        self.emulator = emulator if emulator is not None else FaithfulEmulator()  # an empty emulator is falsy
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self.url = ""

@@ -78,50 +78,56 @@ app.kubernetes.io/component: operator
 {{- end }}
 
 {{/*
-Namespaced rules of the operator (contract: docs/design.md and the operator's RBAC table). Shared by
-the cluster-wide ClusterRole and the per-namespace Roles, so both modes grant the same access.
+The operator's rules: exactly the API calls of tensorone_operator.access (its own client's calls,
+kopf's watches, patches and Events, and what admission asks of its creates), checked against that
+list in both modes by tests/chart/test_rbac.py. Namespaced rules are shared by the cluster-wide
+ClusterRole and the per-namespace Roles.
 */}}
 {{- define "tensorone.namespacedRules" -}}
+# kopf watches jobs and patches its finalizer and annotations on them; the operator reads a job.
 - apiGroups: [training.tensorone.ai]
-  resources: [trainingjobs, datasets]
-  verbs: [get, list, watch, patch, update]
+  resources: [trainingjobs]
+  verbs: [get, list, watch, patch]
+- apiGroups: [training.tensorone.ai]
+  resources: [datasets]
+  verbs: [get, list, watch]
 - apiGroups: [training.tensorone.ai]
   resources: [trainingjobs/status, datasets/status]
-  verbs: [get, patch, update]
+  verbs: [patch]
+# Children carry an ownerReference with blockOwnerDeletion, which admission allows only to whoever
+# may update the owner's finalizers.
 - apiGroups: [training.tensorone.ai]
   resources: [trainingjobs/finalizers]
   verbs: [update]
 - apiGroups: [kubeflow.org]
   resources: [pytorchjobs]
-  verbs: [get, list, watch, create, patch, update, delete]
-- apiGroups: [""]
-  resources: [configmaps, persistentvolumeclaims]
   verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [""]
+  resources: [configmaps]
+  verbs: [get, create, patch, delete]
+- apiGroups: [""]
+  resources: [persistentvolumeclaims]
+  verbs: [get, create, delete]
+- apiGroups: [""]
   resources: [pods]
-  verbs: [get, list, watch]
-{{- if .Values.rbac.podProxy }}
-- apiGroups: [""]
-  resources: [pods/proxy]
-  verbs: [get]
-{{- end }}
+  verbs: [list, watch]
 - apiGroups: [""]
   resources: [events]
-  verbs: [create, patch]
-- apiGroups: [events.k8s.io]
-  resources: [events]
-  verbs: [create, patch]
+  verbs: [create]
 {{- end }}
 
-{{/* Cluster-scoped rules every mode needs: kopf scans CRDs; the GPU check reads nodes. */}}
+{{/*
+Cluster-scoped rules every mode needs: kopf follows the CRDs of its resources; with the GPU check,
+kopf indexes GPU nodes, and a namespaced operator also lists them itself.
+*/}}
 {{- define "tensorone.clusterScopedRules" -}}
 - apiGroups: [apiextensions.k8s.io]
   resources: [customresourcedefinitions]
-  verbs: [get, list, watch]
+  verbs: [list, watch]
 {{- if .Values.operatorConfig.checkGpuNodes }}
 - apiGroups: [""]
   resources: [nodes]
-  verbs: [get, list, watch]
+  verbs: [list, watch]
 {{- end }}
 {{- end }}
 
@@ -129,4 +135,28 @@ the cluster-wide ClusterRole and the per-namespace Roles, so both modes grant th
 {{- define "tensorone.trainingPodLabels" -}}
 app.kubernetes.io/name: tensorone-training
 app.kubernetes.io/managed-by: tensorone-operator
+{{- end }}
+
+{{/* A CEL string literal; the values schema admits no quote or backslash in what is quoted here. */}}
+{{- define "tensorone.celString" -}}
+{{- printf "'%s'" . -}}
+{{- end }}
+
+{{/* A CEL list of string literals. */}}
+{{- define "tensorone.celStrings" -}}
+{{- $literals := list -}}
+{{- range . -}}
+{{- $literals = append $literals (include "tensorone.celString" .) -}}
+{{- end -}}
+{{- printf "[%s]" (join ", " $literals) -}}
+{{- end }}
+
+{{/* A CEL map from namespace to its allowed priorities: lists, or with "text" one string each. */}}
+{{- define "tensorone.celPriorityMap" -}}
+{{- $entries := list -}}
+{{- range $namespace, $allowed := .byNamespace -}}
+{{- $value := ternary (include "tensorone.celString" (join ", " $allowed)) (include "tensorone.celStrings" $allowed) $.text -}}
+{{- $entries = append $entries (printf "%s: %s" (include "tensorone.celString" $namespace) $value) -}}
+{{- end -}}
+{{- printf "{%s}" (join ", " $entries) -}}
 {{- end }}
