@@ -314,3 +314,43 @@ def test_an_unreachable_uri_is_a_data_error(tmp_path: Path) -> None:
         list(read_rows(spec, mount_path=tmp_path, cache_dir=str(tmp_path)))
     assert raised.value.field == "dataset.source.uri"
     assert not list((tmp_path / "datasets").glob("*.partial*"))
+
+
+def test_chat_rows_with_a_role_outside_the_chat_roles_are_bad(tokenizer: PreTrainedTokenizerBase) -> None:
+    good = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
+    robot = {"messages": [{"role": "robot", "content": "beep"}, {"role": "assistant", "content": "hello"}]}
+    data = examples_of(inline_rows([good, good, good, robot]), tokenizer, max_bad_rows=0.5)
+    assert (data.bad_rows.total, data.bad_rows.count, len(data.train)) == (4, 1, 3)
+    assert data.bad_rows.first == [
+        "row 4 of inline: role 'robot' is not a chat role; allowed: system, user, assistant, tool"
+    ]
+
+
+@pytest.mark.parametrize("dataset_format", ["jsonl", "json", "csv", "text"])
+def test_invalid_utf8_is_a_bad_row_not_replaced(
+    tmp_path: Path, tokenizer: PreTrainedTokenizerBase, dataset_format: str
+) -> None:
+    path = write_format(tmp_path, dataset_format, RECORDS)
+    data = path.read_bytes()
+    # A byte that never occurs in UTF-8, inside the second record's text.
+    second = data.index(RECORDS[1]["prompt"].encode())
+    path.write_bytes(data[: second + 2] + b"\xff" + data[second + 2 :])
+    rows = read_claim(tmp_path, f"/{path.name}", dataset_format)
+    bad = [row for row in rows if row.error is not None]
+    assert [(row.number, row.error) for row in bad] == [(rows[1].number, "is not valid UTF-8")]
+    assert all("\ufffd" not in json.dumps(row.record) for row in rows if row.record is not None)
+    with pytest.raises(DataError, match=r"1 of 3 rows are bad.*is not valid UTF-8"):
+        examples_of(rows, tokenizer)
+
+
+def test_invalid_utf8_in_a_parquet_string_is_a_bad_row(tmp_path: Path) -> None:
+    prompts = [r["prompt"].encode() for r in RECORDS]
+    prompts[1] = prompts[1][:2] + b"\xff" + prompts[1][2:]
+    # pyarrow validates strings it builds from Python; these bytes are laid out as a string column directly.
+    binary = pa.array(prompts, type=pa.binary())
+    column = pa.Array.from_buffers(pa.string(), len(prompts), binary.buffers())
+    completions = pa.array([r["completion"] for r in RECORDS])
+    pq.write_table(pa.table({"prompt": column, "completion": completions}), tmp_path / "data.parquet")
+    rows = read_claim(tmp_path, "/data.parquet", "parquet")
+    assert [(row.number, row.error) for row in rows] == [(1, None), (2, "is not valid UTF-8"), (3, None)]
+    assert [rows[0].record, rows[2].record] == [RECORDS[0], RECORDS[2]]

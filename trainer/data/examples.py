@@ -5,8 +5,8 @@ Three layouts, chosen by the Dataset's ``columns`` or, when absent, by the first
 
 - text: every token is learned;
 - prompt and completion: the loss is on the completion only;
-- messages (a list of {role, content}): rendered with the tokenizer's chat template, the loss is on
-  the assistant turns only.
+- messages (a list of {role, content}, each role one of CHAT_ROLES): rendered with the tokenizer's
+  chat template, the loss is on the assistant turns only.
 
 A record that does not fit its layout is a bad row; bad rows are counted and the data is refused
 only when their share passes ``config.training.maxBadRows``, naming the first one.
@@ -28,6 +28,9 @@ from tensorone.errors import ConfigurationError, DataError
 from trainer.data.records import Row
 
 IGNORE_INDEX = -100  # label of a token the loss skips (the convention of torch's cross_entropy)
+# The roles a conversation's messages may have: the vocabulary chat templates are written for. A
+# row with another role is bad, since a template would drop it or render it as something else.
+CHAT_ROLES = ("system", "user", "assistant", "tool")
 
 
 class Layout(StrEnum):
@@ -233,6 +236,8 @@ def _tokenize_chat(record: dict[str, Any], key: str, tokenizer: Tokenizer) -> Ex
             or not isinstance(message.get("content"), str)
         ):
             raise BadRecord(f"every message in {key!r} needs a string role and a string content")
+        if message["role"] not in CHAT_ROLES:
+            raise BadRecord(f"role {message['role']!r} is not a chat role; allowed: {', '.join(CHAT_ROLES)}")
     if not any(m["role"] == "assistant" for m in messages):
         raise BadRecord("the conversation has no assistant turn to learn from")
     try:

@@ -1,8 +1,8 @@
 """Reading a Dataset's records, one row at a time, wherever they are and whatever their format.
 
-Rows that cannot be read (a line that is not JSON, a CSV row with too many fields) are not fatal
-here: each comes back as a ``Row`` with an ``error``, and the caller counts them against
-``config.training.maxBadRows``. Only a source that cannot be opened at all is an error.
+Rows that cannot be read (a line that is not JSON, a CSV row with too many fields, bytes that are
+not UTF-8) are not fatal here: each comes back as a ``Row`` with an ``error``, and the caller counts
+them against ``config.training.maxBadRows``. Only a source that cannot be opened at all is an error.
 
 Formats are read with plain readers (json, csv, pyarrow) rather than a dataset library, so a bad
 row is reported with its own number instead of failing the whole file.
@@ -14,6 +14,7 @@ import csv
 import hashlib
 import json
 import os
+import re
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +23,10 @@ from typing import Any
 
 from tensorone.api.v1alpha1.dataset import DatasetFormat, DatasetSpec
 from tensorone.errors import ConfigurationError, DataError
+
+# Text files are decoded with surrogateescape, so a byte that is not UTF-8 becomes one of these and
+# its row is reported as bad instead of being read as a replacement character.
+_UNDECODABLE = re.compile("[\udc80-\udcff]")
 
 # File name endings read from a folder, by format.
 FORMAT_SUFFIXES: dict[DatasetFormat, tuple[str, ...]] = {
@@ -73,8 +78,25 @@ def read_rows(spec: DatasetSpec, *, mount_path: Path, cache_dir: str | None) -> 
 
 
 def read_file(path: Path, dataset_format: DatasetFormat, *, location: str | None = None) -> Iterator[Row]:
-    """The rows of one file of the given format."""
-    where = location or str(path)
+    """The rows of one file of the given format; a row with bytes that are not UTF-8 is a bad row."""
+    for row in _read_format(path, dataset_format, location or str(path)):
+        if row.record is not None and _undecodable(row.record):
+            yield Row(row.location, row.number, None, "is not valid UTF-8")
+        else:
+            yield row
+
+
+def _undecodable(value: Any) -> bool:
+    if isinstance(value, str):
+        return _UNDECODABLE.search(value) is not None
+    if isinstance(value, dict):
+        return any(_undecodable(k) or _undecodable(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_undecodable(v) for v in value)
+    return False
+
+
+def _read_format(path: Path, dataset_format: DatasetFormat, where: str) -> Iterator[Row]:
     if dataset_format == DatasetFormat.jsonl:
         yield from _read_json_lines(path, where)
     elif dataset_format == DatasetFormat.json:
@@ -102,7 +124,7 @@ def _files_of(path: Path, dataset_format: DatasetFormat, *, field: str) -> list[
 
 
 def _read_json_lines(path: Path, where: str) -> Iterator[Row]:
-    with path.open(encoding="utf-8", errors="replace") as lines:
+    with path.open(encoding="utf-8", errors="surrogateescape") as lines:
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
@@ -120,7 +142,7 @@ def _json_row(where: str, number: int, text: str) -> Row:
 
 
 def _read_json(path: Path, where: str) -> Iterator[Row]:
-    text = path.read_text(encoding="utf-8", errors="replace")
+    text = path.read_text(encoding="utf-8", errors="surrogateescape")
     try:
         document = json.loads(text)
     except json.JSONDecodeError:
@@ -141,7 +163,7 @@ def _read_json(path: Path, where: str) -> Iterator[Row]:
 
 
 def _read_csv(path: Path, where: str) -> Iterator[Row]:
-    with path.open(encoding="utf-8", errors="replace", newline="") as handle:
+    with path.open(encoding="utf-8", errors="surrogateescape", newline="") as handle:
         reader = csv.DictReader(handle)
         if not reader.fieldnames:
             raise DataError(f"{where} has no header row", field="dataset.format")
@@ -162,12 +184,28 @@ def _read_parquet(path: Path, where: str) -> Iterator[Row]:
         table = pq.read_table(path)
     except Exception as error:  # pyarrow raises several types for a damaged file
         raise DataError(f"{where} is not a readable parquet file: {error}", field="dataset.format") from error
-    for number, record in enumerate(table.to_pylist(), start=1):
+    try:
+        records = table.to_pylist()
+    except UnicodeDecodeError:
+        # A string that is not UTF-8 fails the whole conversion; row by row, only its row is bad.
+        yield from _parquet_rows_one_by_one(table, where)
+        return
+    for number, record in enumerate(records, start=1):
+        yield Row(where, number, record)
+
+
+def _parquet_rows_one_by_one(table: Any, where: str) -> Iterator[Row]:
+    for number in range(1, table.num_rows + 1):
+        try:
+            record = table.slice(number - 1, 1).to_pylist()[0]
+        except UnicodeDecodeError:
+            yield Row(where, number, None, "is not valid UTF-8")
+            continue
         yield Row(where, number, record)
 
 
 def _read_text(path: Path, where: str) -> Iterator[Row]:
-    with path.open(encoding="utf-8", errors="replace") as lines:
+    with path.open(encoding="utf-8", errors="surrogateescape") as lines:
         for number, line in enumerate(lines, start=1):
             text = line.rstrip("\n")
             if text.strip():
