@@ -3,7 +3,12 @@ bad rows, the evaluation split, and the seeded plan that exact resume rests on."
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
+import threading
+from collections.abc import Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -283,25 +288,28 @@ def test_formats_listed_by_the_api_that_are_text_are_all_readable() -> None:
     assert set(FORMAT_SUFFIXES) == set(DatasetFormat) - {DatasetFormat.imagefolder, DatasetFormat.coco}
 
 
-def test_a_uri_source_is_fetched_once_into_the_cache(tmp_path: Path) -> None:
-    import functools
-    import threading
-    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-
-    served = tmp_path / "served"
-    served.mkdir()
-    write_format(served, "jsonl", RECORDS)
-    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(served))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+@contextlib.contextmanager
+def served(folder: Path) -> Iterator[str]:
+    """An HTTP server on the loopback serving ``folder``; yields its base URL."""
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(folder))
+    server = ThreadingHTTPServer((LOOPBACK, 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        uri = f"http://127.0.0.1:{server.server_address[1]}/data.jsonl"
-        spec = DatasetSpec.model_validate({"format": "jsonl", "source": {"uri": uri}})
-        rows = list(read_rows(spec, mount_path=tmp_path, cache_dir=str(tmp_path / "cache")))
-        assert [row.record for row in rows] == RECORDS and rows[0].location == uri
+        yield f"http://{LOOPBACK}:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_uri_source_is_fetched_once_into_the_cache(tmp_path: Path) -> None:
+    served_folder = tmp_path / "served"
+    served_folder.mkdir()
+    write_format(served_folder, "jsonl", RECORDS)
+    with served(served_folder) as base:
+        uri = f"{base}/data.jsonl"
+        spec = DatasetSpec.model_validate({"format": "jsonl", "source": {"uri": uri}})
+        rows = list(read_rows(spec, mount_path=tmp_path, cache_dir=str(tmp_path / "cache")))
+        assert [row.record for row in rows] == RECORDS and rows[0].location == uri
     # Served no more: the cached copy is read.
     assert [row.record for row in read_rows(spec, mount_path=tmp_path, cache_dir=str(tmp_path / "cache"))] == RECORDS
 
@@ -354,3 +362,31 @@ def test_invalid_utf8_in_a_parquet_string_is_a_bad_row(tmp_path: Path) -> None:
     rows = read_claim(tmp_path, "/data.parquet", "parquet")
     assert [(row.number, row.error) for row in rows] == [(1, None), (2, "is not valid UTF-8"), (3, None)]
     assert [rows[0].record, rows[2].record] == [RECORDS[0], RECORDS[2]]
+
+
+def test_a_claim_path_that_resolves_outside_the_mount_is_refused(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.jsonl").write_text('{"text": "not yours"}\n')
+    mount = tmp_path / "claim"
+    mount.mkdir()
+    (mount / "data").symlink_to(outside)
+    with pytest.raises(ConfigurationError) as raised:
+        read_claim(mount, "/data/secret.jsonl", "jsonl")
+    assert raised.value.field == "dataset.source.pvc.path"
+    assert "outside the claim" in str(raised.value)
+
+
+def test_a_uri_download_over_the_size_limit_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TENSORONE_MAX_DATASET_BYTES", "64")
+    served_folder = tmp_path / "served"
+    served_folder.mkdir()
+    write_format(served_folder, "jsonl", RECORDS * 10)
+    with served(served_folder) as base:
+        spec = DatasetSpec.model_validate({"format": "jsonl", "source": {"uri": f"{base}/data.jsonl"}})
+        with pytest.raises(DataError) as raised:
+            list(read_rows(spec, mount_path=tmp_path, cache_dir=str(tmp_path / "cache")))
+    assert raised.value.field == "dataset.source.uri"
+    assert "larger than the limit of 64 bytes" in str(raised.value)
+    assert "TENSORONE_MAX_DATASET_BYTES" in str(raised.value)
+    assert not list((tmp_path / "cache" / "datasets").iterdir())

@@ -19,11 +19,14 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from tensorone.api.v1alpha1.dataset import DatasetFormat, DatasetSpec
 from tensorone.errors import ConfigurationError, DataError
 
+# The largest download of a uri source, in bytes; the training pod's disk holds it whole.
+MAX_DOWNLOAD_BYTES_ENV = "TENSORONE_MAX_DATASET_BYTES"
+DEFAULT_MAX_DOWNLOAD_BYTES = 20 * 1024**3
 # Text files are decoded with surrogateescape, so a byte that is not UTF-8 becomes one of these and
 # its row is reported as bad instead of being read as a replacement character.
 _UNDECODABLE = re.compile("[\udc80-\udcff]")
@@ -60,7 +63,7 @@ def read_rows(spec: DatasetSpec, *, mount_path: Path, cache_dir: str | None) -> 
             yield Row("inline", number, record)
     elif source.pvc is not None:
         # The claim is mounted at mount_path; source.pvc.path is absolute from the claim's root.
-        path = mount_path / source.pvc.path.lstrip("/")
+        path = _inside_mount(mount_path, source.pvc.path)
         for file in _files_of(path, dataset_format, field="dataset.source.pvc.path"):
             yield from read_file(file, dataset_format)
     elif source.uri is not None:
@@ -75,6 +78,19 @@ def read_rows(spec: DatasetSpec, *, mount_path: Path, cache_dir: str | None) -> 
         )
     else:
         raise ConfigurationError("must set one of pvc, uri, huggingFace or inline", field="dataset.source")
+
+
+def _inside_mount(mount_path: Path, claim_path: str) -> Path:
+    """The file or folder ``claim_path`` names on the claim mounted at ``mount_path``; refused when
+    it resolves (through '..' or a symbolic link) to a place outside the mount."""
+    mount = mount_path.resolve()
+    path = (mount / claim_path.lstrip("/")).resolve()
+    if not path.is_relative_to(mount):
+        raise ConfigurationError(
+            f"{claim_path} resolves to {path}, outside the claim; allowed: a path inside the claim",
+            field="dataset.source.pvc.path",
+        )
+    return path
 
 
 def read_file(path: Path, dataset_format: DatasetFormat, *, location: str | None = None) -> Iterator[Row]:
@@ -224,8 +240,7 @@ def _fetch(uri: str, cache_dir: str | None) -> Path:
     try:
         if uri.startswith(("http://", "https://")):
             with urllib.request.urlopen(uri, timeout=60) as response, partial.open("wb") as out:
-                while chunk := response.read(1 << 20):
-                    out.write(chunk)
+                _copy_capped(response, out, uri, announced=response.headers.get("Content-Length"))
         else:
             try:
                 import fsspec
@@ -236,13 +251,39 @@ def _fetch(uri: str, cache_dir: str | None) -> Path:
                     field="dataset.source.uri",
                 ) from None
             with fsspec.open(uri, "rb") as remote, partial.open("wb") as out:
-                while chunk := remote.read(1 << 20):
-                    out.write(chunk)
+                _copy_capped(remote, out, uri, announced=None)
+        os.replace(partial, target)
     except (OSError, ValueError) as error:
-        partial.unlink(missing_ok=True)
         raise DataError(f"cannot fetch {uri}: {error}", field="dataset.source.uri") from error
-    os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)  # what a failed download left; gone after the rename
     return target
+
+
+def _copy_capped(source: BinaryIO, out: BinaryIO, uri: str, *, announced: str | None) -> None:
+    """Copy a download, refusing one larger than the limit (before it starts when its size is known)."""
+    limit = _download_limit()
+    too_large = (
+        f"{uri} is larger than the limit of {limit} bytes for a dataset download; put it on a claim (pvc "
+        f"source), or raise {MAX_DOWNLOAD_BYTES_ENV}"
+    )
+    if announced is not None and announced.isdigit() and int(announced) > limit:
+        raise DataError(too_large, field="dataset.source.uri")
+    written = 0
+    while chunk := source.read(1 << 20):
+        written += len(chunk)
+        if written > limit:
+            raise DataError(too_large, field="dataset.source.uri")
+        out.write(chunk)
+
+
+def _download_limit() -> int:
+    text = os.environ.get(MAX_DOWNLOAD_BYTES_ENV)
+    if text is None:
+        return DEFAULT_MAX_DOWNLOAD_BYTES
+    if not text.isdigit() or int(text) == 0:
+        raise ConfigurationError(f"must be a positive number of bytes, got {text!r}", field=MAX_DOWNLOAD_BYTES_ENV)
+    return int(text)
 
 
 def _read_hub(name: str, subset: str | None, split: str, revision: str | None, cache_dir: str | None) -> Iterator[Row]:
