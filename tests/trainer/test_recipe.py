@@ -9,6 +9,7 @@ from tensorone.reporting.client import Reporter
 from tests.trainer.conftest import make_job, step_losses
 from trainer import recipe
 from trainer.capabilities import refuse_unsupported
+from trainer.checkpoint import ResumeChoice
 from trainer.distributed import Topology
 from trainer.loop import optimizer_step
 from trainer.run import RunOptions, run
@@ -27,8 +28,8 @@ def test_the_recipe_steps_set_up_the_run_that_run_trains(tmp_path: Path) -> None
     refuse_unsupported(job, cuda_available=False)
     topology = Topology()
     placement = recipe.join_processes(job, topology)
-    store, checkpoint = recipe.setup_checkpoints(job, topology)
-    assert checkpoint is None
+    store, choice = recipe.setup_checkpoints(job, topology)
+    assert choice == ResumeChoice(None)
     task = task_for(job)
     data = task.load_data()
     model = recipe.setup_model(job, task, placement)
