@@ -1,9 +1,11 @@
 """Attention that never crosses the examples of a packed row (``trainer.data.batches.pack``).
 
 :func:`enable_packed_attention` picks the implementation for a model: transformers' varlen flash
-attention on CUDA when ``flash_attn`` is installed and attention computes in fp16/bf16 (half
-weights, or bf16/fp16 autocast), otherwise :data:`VARLEN_SDPA`, registered here in transformers'
-``AttentionInterface``. On a CUDA GPU that computes in fp16/bf16 it runs PyTorch's own varlen flash
+attention on CUDA when ``flash_attn`` is installed, the model supports it and attention computes in
+fp16/bf16 (half weights, or bf16/fp16 autocast), otherwise :data:`VARLEN_SDPA`, registered here in
+transformers' ``AttentionInterface``. A model :data:`VARLEN_SDPA` cannot run (sliding windows,
+soft-capped attention logits, a class without sdpa support such as Gemma 2) falls back to an
+implementation it supports that masks packed rows itself, and the choice says so. On a CUDA GPU that computes in fp16/bf16 it runs PyTorch's own varlen flash
 kernel over the whole row; elsewhere it splits the row by ``cu_seqlens`` and runs causal SDPA on
 each segment, so the cross-example blocks a block-diagonal mask would compute and throw away are
 never computed. Both read the boundaries from the keywords of ``PackedBatch.model_inputs()``.
@@ -14,6 +16,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import itertools
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
@@ -32,44 +35,93 @@ FLASH_VARLEN = "flash_attention_2"
 HALF_DTYPES = (torch.float16, torch.bfloat16)
 
 
+@dataclass(frozen=True)
+class ModelAttention:
+    """What a model's attention computes, and which implementations its class supports."""
+
+    model: str  # the class name, for messages
+    supports_sdpa: bool
+    supports_flash: bool
+    sliding_window: bool
+    softcap: bool
+
+    @classmethod
+    def of(cls, model: PreTrainedModel) -> ModelAttention:
+        config = model.config
+        return cls(
+            model=type(model).__name__,
+            supports_sdpa=bool(getattr(model, "_supports_sdpa", False)),
+            supports_flash=bool(getattr(model, "_supports_flash_attn", False)),
+            sliding_window=bool(
+                getattr(config, "sliding_window", None) and getattr(config, "use_sliding_window", True)
+            ),
+            softcap=getattr(config, "attn_logit_softcapping", None) is not None,
+        )
+
+
+@dataclass(frozen=True)
+class AttentionChoice:
+    """The attention implementation a model trains with, and why it is not the usual packed kernel."""
+
+    implementation: str
+    fallback: str | None = None  # None for the packed kernels (flash varlen, VARLEN_SDPA)
+
+    def describe(self) -> str:
+        """One line for the log and the report's message."""
+        if self.fallback is None:
+            return f"attention {self.implementation}"
+        return f"attention {self.implementation}: {self.fallback}"
+
+
 def choose_attention(
-    *, device_type: str, compute_dtype: torch.dtype, flash_installed: bool, sliding_window: bool
-) -> str:
+    model: ModelAttention, *, device_type: str, compute_dtype: torch.dtype, flash_installed: bool
+) -> AttentionChoice:
     """The packing-safe attention for a model, from what it runs on (a pure function of its inputs).
 
     ``compute_dtype`` is the dtype attention computes in: the weights' dtype, or the autocast dtype
     under mixed precision (fp32 weights under bf16 autocast compute attention in bf16, which is what
-    flash-attention needs).
+    flash-attention needs). Flash varlen computes sliding windows and soft-capping itself;
+    :data:`VARLEN_SDPA` computes neither, so such models take ``sdpa`` (sliding windows) or ``eager``
+    (soft-capping, or a class without sdpa), where transformers masks a packed row block-diagonally
+    from its restarting ``position_ids``: the same result, with the cross-example blocks computed.
     """
-    if device_type == "cuda" and compute_dtype in HALF_DTYPES and flash_installed:
-        return FLASH_VARLEN
-    if sliding_window:
-        return "sdpa"
-    return VARLEN_SDPA
+    if device_type == "cuda" and compute_dtype in HALF_DTYPES and flash_installed and model.supports_flash:
+        return AttentionChoice(FLASH_VARLEN)
+    if not model.supports_sdpa:
+        why = f"{model.model} does not support sdpa"
+    elif model.softcap:
+        why = f"{model.model} soft-caps its attention logits, which sdpa does not compute"
+    elif model.sliding_window:
+        why = f"{model.model} uses sliding-window attention, which {VARLEN_SDPA} does not implement"
+        return AttentionChoice("sdpa", f"{why}; transformers' sdpa with a block-diagonal mask for packed rows")
+    else:
+        return AttentionChoice(VARLEN_SDPA)
+    hint = ""
+    if device_type == "cuda" and compute_dtype in HALF_DTYPES and model.supports_flash:
+        hint = " (install flash-attn for flash_attention_2)"
+    return AttentionChoice(
+        "eager", f"{why}; transformers' eager attention with a block-diagonal mask for packed rows{hint}"
+    )
 
 
-def enable_packed_attention(model: nn.Module, autocast_dtype: torch.dtype | None = None) -> str:
+def enable_packed_attention(model: nn.Module, autocast_dtype: torch.dtype | None = None) -> AttentionChoice:
     """Switch ``model`` (a transformers model, possibly inside a peft wrapper) to packing-safe attention.
 
     Call it after the model has its final device and dtype; ``autocast_dtype`` is the mixed-precision
-    dtype the training step runs under, if any. Returns the implementation chosen by
-    :func:`choose_attention`: ``flash_attention_2`` (varlen) on CUDA with ``flash_attn`` installed
-    when attention computes in fp16/bf16; else ``sdpa`` for models with sliding-window attention
-    (transformers then builds the block-diagonal mask itself from the restarting ``position_ids``:
-    correct, but it computes the cross-sample blocks); else :data:`VARLEN_SDPA`. Padded batches
-    (``attention_mask`` given) keep working with every choice, so evaluation code needs no change.
+    dtype the training step runs under, if any. Returns what :func:`choose_attention` chose, with the
+    reason for a fallback. Padded batches (``attention_mask`` given) keep working with every choice,
+    so evaluation code needs no change.
     """
     base = base_transformers_model(model)
-    config = base.config
     parameter = next(base.parameters(), None)
-    implementation = choose_attention(
+    choice = choose_attention(
+        ModelAttention.of(base),
         device_type=parameter.device.type if parameter is not None else "cpu",
         compute_dtype=autocast_dtype or (parameter.dtype if parameter is not None else torch.float32),
         flash_installed=importlib.util.find_spec("flash_attn") is not None,
-        sliding_window=bool(getattr(config, "sliding_window", None) and getattr(config, "use_sliding_window", True)),
     )
-    base.set_attn_implementation(implementation)
-    return implementation
+    base.set_attn_implementation(choice.implementation)
+    return choice
 
 
 def base_transformers_model(model: nn.Module) -> PreTrainedModel:
@@ -103,7 +155,8 @@ def varlen_sdpa_attention(  # noqa: PLR0917 - transformers calls attention funct
     for unsupported in ("sliding_window", "softcap", "s_aux"):
         if kwargs.get(unsupported) is not None:
             raise ConfigurationError(
-                f"{VARLEN_SDPA} does not implement {unsupported!r}; use attn_implementation 'sdpa' for this model",
+                f"{VARLEN_SDPA} does not implement {unsupported!r}; enable_packed_attention chooses one that does "
+                "for this model",
                 field="attn_implementation",
             )
     cu_seqlens = kwargs.get("cu_seq_lens_q")

@@ -110,18 +110,21 @@ def setup_checkpoints(job: ResolvedJob, topology: Topology) -> tuple[CheckpointS
     return store, chosen
 
 
-def report_resume_choice(reporter: Reporter, choice: ResumeChoice) -> None:
-    """Say in the report (and so in the job's status) and the metrics log which checkpoints were
-    skipped and why."""
-    if not choice.skipped:
-        return
-    for skipped in choice.skipped:
-        reporter.event("checkpointSkipped", id=skipped.id, problem=skipped.problem)
-    resumed = choice.checkpoint.id if choice.checkpoint is not None else "none"
-    reporter.set_state(
-        TrainerState.running,
-        message=f"resumed from {resumed}; skipped damaged checkpoints: {'; '.join(map(str, choice.skipped))}",
-    )
+def report_notices(reporter: Reporter, choice: ResumeChoice, notices: Sequence[str]) -> None:
+    """Say in the report's message while the run goes on (and so in the job's status) and in the
+    metrics log which checkpoints were skipped and why, and the task's notices (an attention
+    fallback, for instance)."""
+    parts: list[str] = []
+    if choice.skipped:
+        for skipped in choice.skipped:
+            reporter.event("checkpointSkipped", id=skipped.id, problem=skipped.problem)
+        resumed = choice.checkpoint.id if choice.checkpoint is not None else "none"
+        parts.append(f"resumed from {resumed}; skipped damaged checkpoints: {'; '.join(map(str, choice.skipped))}")
+    for notice in notices:
+        reporter.event("notice", message=notice)
+    parts.extend(notices)
+    if parts:
+        reporter.set_state(TrainerState.running, message="; ".join(parts))
 
 
 def load_data(task: Task, reporter: Reporter) -> TaskData:

@@ -135,7 +135,7 @@ def _train_job(
     recipe.share_between_processes(training_run)
     reporter.plan(total_epochs=length.total_epochs, total_steps=length.total_steps, step=training_run.step)
     reporter.running(resumed_from=checkpoint.id if checkpoint is not None else None)
-    recipe.report_resume_choice(reporter, choice)
+    recipe.report_notices(reporter, choice, task.notices())
     return train_remaining_steps(training_run)
 
 

@@ -8,12 +8,14 @@ from dataclasses import dataclass
 import pytest
 import torch
 from peft import LoraConfig, get_peft_model
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import Gemma2Config, Gemma2ForCausalLM, LlamaConfig, LlamaForCausalLM
 
 from tensorone.errors import ConfigurationError
 from tests.trainer.conftest import lora_base_model
 from trainer.attention import (
     VARLEN_SDPA,
+    AttentionChoice,
+    ModelAttention,
     attend_with_varlen_kernel,
     choose_attention,
     enable_packed_attention,
@@ -69,7 +71,7 @@ def packed_logits(model: LlamaForCausalLM, batch: PackedBatch, *, with_cu_seqlen
 @pytest.mark.parametrize("with_cu_seqlens", [True, False], ids=["cu_seqlens", "position_ids_only"])
 def test_packed_logits_equal_each_sample_run_alone(with_cu_seqlens: bool) -> None:
     model = tiny_llama()
-    assert enable_packed_attention(model) == VARLEN_SDPA
+    assert enable_packed_attention(model) == AttentionChoice(VARLEN_SDPA)
     examples = random_examples([9, 1, 17, 4])
     batch = pack(examples)
 
@@ -112,7 +114,7 @@ def test_padded_batches_still_honour_the_attention_mask() -> None:
 def test_enable_packed_attention_reaches_through_a_lora_wrapper() -> None:
     model = get_peft_model(tiny_llama(), LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
 
-    assert enable_packed_attention(model) == VARLEN_SDPA
+    assert enable_packed_attention(model) == AttentionChoice(VARLEN_SDPA)
     assert lora_base_model(model).config._attn_implementation == VARLEN_SDPA
 
 
@@ -146,7 +148,12 @@ def test_sliding_window_models_fall_back_to_sdpa_with_the_packed_mask() -> None:
         sliding_window=4,
     )
     model = MistralForCausalLM(config).eval()
-    assert enable_packed_attention(model) == "sdpa"
+    choice = enable_packed_attention(model)
+    assert choice.implementation == "sdpa"
+    assert choice.describe() == (
+        f"attention sdpa: MistralForCausalLM uses sliding-window attention, which {VARLEN_SDPA} does not implement; "
+        "transformers' sdpa with a block-diagonal mask for packed rows"
+    )
     examples = random_examples([9, 6])
     batch = pack(examples)
 
@@ -157,31 +164,102 @@ def test_sliding_window_models_fall_back_to_sdpa_with_the_packed_mask() -> None:
     torch.testing.assert_close(logits[9:], second_alone, rtol=1e-5, atol=1e-5)
 
 
+def tiny_gemma2(seed: int = 0) -> Gemma2ForCausalLM:
+    """Gemma 2 as it ships: soft-capped attention logits, every other layer a sliding window (of 4
+    tokens here, so that it matters inside an example), and a class without sdpa support."""
+    torch.manual_seed(seed)
+    config = Gemma2Config(
+        vocab_size=VOCAB,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=8,
+        max_position_embeddings=128,
+        sliding_window=4,
+    )
+    return Gemma2ForCausalLM(config).eval()
+
+
+def test_gemma2_falls_back_to_eager_attention_says_why_and_keeps_examples_apart() -> None:
+    base = tiny_gemma2()
+    model = get_peft_model(base, LoraConfig(r=2, target_modules=["q_proj", "v_proj"]))
+    choice = enable_packed_attention(model)
+
+    assert choice == AttentionChoice(
+        "eager",
+        "Gemma2ForCausalLM does not support sdpa; transformers' eager attention with a block-diagonal mask for "
+        "packed rows",
+    )
+    assert base.config._attn_implementation == "eager"
+    examples = random_examples([9, 1, 17, 4])
+    batch = pack(examples)
+    with torch.no_grad():
+        logits = model(**batch.model_inputs()).logits[0]
+        for example, start in zip(examples, batch.cu_seqlens.tolist(), strict=False):
+            alone = model(input_ids=torch.tensor([example.input_ids])).logits[0]
+            torch.testing.assert_close(logits[start : start + len(example.input_ids)], alone, rtol=1e-5, atol=1e-5)
+
+
+def attention_of(
+    *, sdpa: bool = True, flash: bool = True, sliding_window: bool = False, softcap: bool = False
+) -> ModelAttention:
+    return ModelAttention(
+        model="TinyForCausalLM",
+        supports_sdpa=sdpa,
+        supports_flash=flash,
+        sliding_window=sliding_window,
+        softcap=softcap,
+    )
+
+
+def test_what_a_model_class_and_config_say_about_attention() -> None:
+    assert ModelAttention.of(tiny_llama()) == ModelAttention("LlamaForCausalLM", True, True, False, False)
+    assert ModelAttention.of(tiny_gemma2()) == ModelAttention("Gemma2ForCausalLM", False, True, True, True)
+
+
 @pytest.mark.parametrize(
-    ("device_type", "compute_dtype", "flash_installed", "sliding_window", "expected"),
+    ("device_type", "compute_dtype", "flash_installed", "model", "expected"),
     [
-        # Flash varlen on CUDA when attention computes in half precision, weights or autocast alike.
-        ("cuda", torch.bfloat16, True, False, "flash_attention_2"),
-        ("cuda", torch.float16, True, True, "flash_attention_2"),
-        # Not on CPU, not in fp32, not without the package.
-        ("cpu", torch.bfloat16, True, False, VARLEN_SDPA),
-        ("cuda", torch.float32, True, False, VARLEN_SDPA),
-        ("cuda", torch.bfloat16, False, False, VARLEN_SDPA),
+        # Flash varlen on CUDA when attention computes in half precision, weights or autocast alike;
+        # it computes sliding windows and soft-capping itself.
+        ("cuda", torch.bfloat16, True, attention_of(), "flash_attention_2"),
+        ("cuda", torch.float16, True, attention_of(sliding_window=True), "flash_attention_2"),
+        ("cuda", torch.bfloat16, True, attention_of(sdpa=False, softcap=True), "flash_attention_2"),
+        # Not on CPU, not in fp32, not without the package, not for a class without flash support.
+        ("cpu", torch.bfloat16, True, attention_of(), VARLEN_SDPA),
+        ("cuda", torch.float32, True, attention_of(), VARLEN_SDPA),
+        ("cuda", torch.bfloat16, False, attention_of(), VARLEN_SDPA),
+        ("cuda", torch.bfloat16, True, attention_of(flash=False), VARLEN_SDPA),
         # Per-segment SDPA has no sliding window: transformers' own packed mask instead.
-        ("cuda", torch.float32, True, True, "sdpa"),
-        ("cpu", torch.float32, False, True, "sdpa"),
+        ("cuda", torch.float32, True, attention_of(sliding_window=True), "sdpa"),
+        ("cpu", torch.float32, False, attention_of(sliding_window=True), "sdpa"),
+        # No soft-capping in SDPA, and a class without sdpa: eager, with the same packed mask.
+        ("cpu", torch.float32, False, attention_of(softcap=True), "eager"),
+        ("cpu", torch.float32, False, attention_of(sdpa=False), "eager"),
+        ("cuda", torch.bfloat16, True, attention_of(sdpa=False, flash=False, sliding_window=True), "eager"),
     ],
 )
 def test_the_attention_chosen_for_packing(
-    device_type: str, compute_dtype: torch.dtype, flash_installed: bool, sliding_window: bool, expected: str
+    device_type: str, compute_dtype: torch.dtype, flash_installed: bool, model: ModelAttention, expected: str
 ) -> None:
     chosen = choose_attention(
-        device_type=device_type,
-        compute_dtype=compute_dtype,
-        flash_installed=flash_installed,
-        sliding_window=sliding_window,
+        model, device_type=device_type, compute_dtype=compute_dtype, flash_installed=flash_installed
     )
-    assert chosen == expected
+    assert chosen.implementation == expected
+    packed_kernel = expected in {"flash_attention_2", VARLEN_SDPA}
+    assert (chosen.fallback is None) == packed_kernel, chosen
+
+
+def test_a_fallback_on_a_gpu_names_what_would_give_flash_attention() -> None:
+    chosen = choose_attention(
+        attention_of(sdpa=False), device_type="cuda", compute_dtype=torch.bfloat16, flash_installed=False
+    )
+    assert chosen.describe() == (
+        "attention eager: TinyForCausalLM does not support sdpa; transformers' eager attention with a "
+        "block-diagonal mask for packed rows (install flash-attn for flash_attention_2)"
+    )
 
 
 def reference_varlen_kernel(  # noqa: PLR0917 - the kernel's signature

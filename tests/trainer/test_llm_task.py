@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 import torch
-from transformers import CohereConfig, CohereForCausalLM
+from transformers import CohereConfig, CohereForCausalLM, Gemma2Config, Gemma2ForCausalLM, PreTrainedModel
 
 from tensorone.errors import ConfigurationError
-from tests.trainer.conftest import TINY_MODEL, assert_gradients_close, lora_base_model, make_job
+from tests.trainer.conftest import TINY_MODEL, assert_gradients_close, log_events, lora_base_model, make_job
 from trainer.attention import VARLEN_SDPA
 from trainer.data.batches import PackedBatch, PaddedBatch, pad_batch
 from trainer.data.examples import Example
@@ -70,26 +70,48 @@ def test_micro_batches_are_packed_and_the_loss_and_gradients_equal_the_padded_co
     assert_gradients_close(packed_gradients, lora_gradients(model), rel=1e-5)
 
 
+def with_tiny_tokenizer(model: PreTrainedModel, folder: Path) -> Path:
+    """``model`` saved in ``folder`` with the tiny Llama's tokenizer (384 tokens, pad 0, bos 1, eos 2)."""
+    model.save_pretrained(folder)
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+        shutil.copy(TINY_MODEL / name, folder / name)
+    return folder
+
+
+TOKENIZER_IDS: dict[str, Any] = {"vocab_size": 384, "pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2}
+
+
 def cohere_folder(root: Path) -> Path:
     """A tiny Cohere model (it multiplies its logits by logit_scale) with the tiny Llama's tokenizer."""
-    folder = root / "tiny-cohere"
     torch.manual_seed(0)
     config = CohereConfig(
-        vocab_size=384,
         hidden_size=48,
         intermediate_size=96,
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=4,
         max_position_embeddings=512,
-        pad_token_id=0,
-        bos_token_id=1,
-        eos_token_id=2,
+        **TOKENIZER_IDS,
     )
-    CohereForCausalLM(config).save_pretrained(folder)
-    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
-        shutil.copy(TINY_MODEL / name, folder / name)
-    return folder
+    return with_tiny_tokenizer(CohereForCausalLM(config), root / "tiny-cohere")
+
+
+def gemma2_folder(root: Path) -> Path:
+    """A tiny Gemma 2 (soft-capped attention and logits, sliding windows, no sdpa support in its
+    class) with the tiny Llama's tokenizer."""
+    torch.manual_seed(0)
+    config = Gemma2Config(
+        hidden_size=48,
+        intermediate_size=96,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=12,
+        max_position_embeddings=512,
+        sliding_window=8,
+        **TOKENIZER_IDS,
+    )
+    return with_tiny_tokenizer(Gemma2ForCausalLM(config), root / "tiny-gemma2")
 
 
 @pytest.mark.slow
@@ -134,3 +156,31 @@ def test_compile_on_a_model_without_decoder_layers_names_the_field() -> None:
     with pytest.raises(ConfigurationError) as error:
         compile_layers(torch.nn.Linear(2, 2))
     assert error.value.field == "config.optimization.compile"
+
+
+@pytest.mark.slow
+def test_gemma2_trains_packed_with_the_attention_it_supports_and_says_which(tmp_path: Path) -> None:
+    overrides: dict[str, Any] = {
+        "config_extra": {"baseModel": str(gemma2_folder(tmp_path))},
+        "training": {"maxSteps": 2},
+        "parameters": {"dropout": 0.0},
+    }
+    task, model = loaded_task(tmp_path / "task", **overrides)
+    assert task.packed is True and lora_base_model(model).config._attn_implementation == "eager"
+    notice = (
+        "attention eager: Gemma2ForCausalLM does not support sdpa; transformers' eager attention with a "
+        "block-diagonal mask for packed rows"
+    )
+    assert task.notices() == [notice]
+    # Packed under eager attention, the loss is the model's own on the padded batch.
+    examples = text_examples(task, 4)
+    packed_sum = task.objective(model)(task.collate(examples))
+    batch = pad_batch(examples, task._tokenizer().pad_token_id)
+    own = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, labels=batch.labels).loss
+    assert (packed_sum / sum(e.num_targets for e in examples)).item() == pytest.approx(own.item(), rel=1e-5)
+
+    root = tmp_path / "run"
+    result = run(make_job(root, **overrides), RunOptions(serve_reports=False))
+    assert result.exit_code == 0 and result.report is not None
+    assert result.report.state == "completed" and result.report.step == 2
+    assert [event["message"] for event in log_events(root / "checkpoints", "notice")] == [notice]

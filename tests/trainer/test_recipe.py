@@ -58,3 +58,18 @@ def test_the_recipe_steps_set_up_the_run_that_run_trains(tmp_path: Path) -> None
     }
     assert losses == expected
     assert training_run.step == STEPS
+
+
+def test_the_tasks_notices_are_the_reports_message_while_running() -> None:
+    reporter = Reporter(serve=False, termination_log=None)
+    reporter.running()
+    recipe.report_notices(reporter, ResumeChoice(None), ["attention eager: Gemma2ForCausalLM does not support sdpa"])
+    assert reporter.tracker.report().message == "attention eager: Gemma2ForCausalLM does not support sdpa"
+
+
+def test_without_notices_or_skipped_checkpoints_the_message_is_left_alone() -> None:
+    reporter = Reporter(serve=False, termination_log=None)
+    reporter.running()
+    before = reporter.tracker.report().message
+    recipe.report_notices(reporter, ResumeChoice(None), [])
+    assert reporter.tracker.report().message == before

@@ -157,7 +157,7 @@ def test_the_skip_is_in_the_report_while_running(reference: Path, tmp_path: Path
     _, choice = recipe.setup_checkpoints(make_job(tmp_path, training=TRAINING), Topology())
     reporter = Reporter(serve=False)
     reporter.running(resumed_from=GOOD)
-    recipe.report_resume_choice(reporter, choice)
+    recipe.report_notices(reporter, choice, [])
     message = reporter.tracker.report().message or ""
     assert message.startswith(f"resumed from {GOOD}; skipped damaged checkpoints: {NEWEST} (optimizer.pt is ")
 

@@ -48,6 +48,12 @@ class Task(Protocol):
         """The model to train, on the device, in training mode."""
         ...
 
+    def notices(self) -> list[str]:
+        """What this run does differently from the usual path, for the user to know (an attention
+        implementation the model needed instead of the packed kernel, for instance); the report's
+        message carries them while the run goes on. Empty until load_model."""
+        ...
+
     def objective(self, model: torch.nn.Module) -> torch.nn.Module:
         """A module whose ``forward(batch)`` is the loss summed over the batch's targets.
 

@@ -37,6 +37,7 @@ class LlmTask:
         self.job = job
         self.tokenizer: Any = None
         self.packed: bool | None = None  # decided by load_model, from what the model is
+        self._notices: list[str] = []
 
     def _tokenizer(self) -> Any:
         if self.tokenizer is None:
@@ -71,12 +72,17 @@ class LlmTask:
         self.packed = unsupported is None
         if unsupported is None:
             attention = enable_packed_attention(model, autocast_dtype(self.job.config.optimization.mixed_precision))
-            log.info("packed batches without padding (attention %s), loss on supervised tokens only", attention)
+            log.info("packed batches without padding (%s), loss on supervised tokens only", attention.describe())
+            if attention.fallback is not None:
+                self._notices.append(attention.describe())
         else:
             log.info("padded batches and the model's own logits: %s", unsupported.message)
         if self.job.config.optimization.compile:
             causal_lm.compile_layers(model)
         return model
+
+    def notices(self) -> list[str]:
+        return list(self._notices)
 
     def objective(self, model: torch.nn.Module) -> torch.nn.Module:
         return SupervisedCausalLM(model) if self._packed() else PaddedCausalLM(model)
