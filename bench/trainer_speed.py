@@ -347,7 +347,8 @@ def run_ours(
     refuse_unsupported(job, cuda_available=False)
     topology = Topology()
     placement = recipe.join_processes(job, topology)
-    store, _ = recipe.setup_checkpoints(job, topology)
+    reporter = Reporter(serve=False, termination_log=None)
+    store, _ = recipe.setup_checkpoints(job, topology, reporter)
     task = task_for(job)
     model = recipe.setup_model(job, task, placement)
     plan = recipe.plan_data(job, examples, topology)
@@ -363,7 +364,7 @@ def run_ours(
         plan=plan,
         eval_examples=[],
         store=store,
-        reporter=Reporter(serve=False, termination_log=None),
+        reporter=reporter,
         stop=StopSignal(),
         length=length,
     )

@@ -82,12 +82,15 @@ def join_processes(job: ResolvedJob, topology: Topology) -> Placement:
     return Placement(topology, device)
 
 
-def setup_checkpoints(job: ResolvedJob, topology: Topology) -> tuple[CheckpointStore, ResumeChoice]:
+def setup_checkpoints(job: ResolvedJob, topology: Topology, reporter: Reporter) -> tuple[CheckpointStore, ResumeChoice]:
     """The checkpoint store, cleared of torn checkpoints, and where to resume: a checkpoint that
-    verifies, with those skipped on the way (logged), or none."""
+    verifies, with those skipped on the way (logged), or none. The checkpoints on disk are in the
+    report from here on, so a run that then fails (a damaged checkpoint, changed data) still lists
+    them."""
     store = CheckpointStore(Path(job.checkpoint_dir), topology)
     store.clean_up()
     distributed.barrier(topology)
+    reporter.checkpoints([m.to_report() for m in store.checkpoints()])
     # Rank 0 reads and verifies; every process then takes its choice, or fails with its error.
     chosen: ResumeChoice | TensorOneError | None = None
     if topology.is_main:
@@ -273,7 +276,6 @@ def resume(run: TrainingRun, checkpoint: CheckpointManifest) -> None:
     run.step, run.position, run.last_checkpoint = checkpoint.step, checkpoint.position, checkpoint
     epoch = min(checkpoint.position.epoch + 1, run.total_epochs)
     run.reporter.tracker.load_state_dict(state.trainer, step=run.step, epoch=epoch)
-    run.reporter.checkpoints([m.to_report() for m in run.store.checkpoints()])
     log.info("resuming from %s (step %d)", checkpoint.id, run.step)
 
 

@@ -108,7 +108,7 @@ def _train_job(
     """The recipe, step by step, then the loop."""
     refuse_unsupported(job, cuda_available=torch.cuda.is_available(), merge_adapter=options.merge_adapter)
     placement = recipe.join_processes(job, topology)
-    store, choice = recipe.setup_checkpoints(job, topology)
+    store, choice = recipe.setup_checkpoints(job, topology, reporter)
     checkpoint = choice.checkpoint
     task = task_for(job)
     data = recipe.load_data(task, reporter)

@@ -28,7 +28,8 @@ def test_the_recipe_steps_set_up_the_run_that_run_trains(tmp_path: Path) -> None
     refuse_unsupported(job, cuda_available=False)
     topology = Topology()
     placement = recipe.join_processes(job, topology)
-    store, choice = recipe.setup_checkpoints(job, topology)
+    reporter = Reporter(serve=False, termination_log=None)
+    store, choice = recipe.setup_checkpoints(job, topology, reporter)
     assert choice == ResumeChoice(None)
     task = task_for(job)
     data = task.load_data()
@@ -45,7 +46,7 @@ def test_the_recipe_steps_set_up_the_run_that_run_trains(tmp_path: Path) -> None
         plan=plan,
         eval_examples=data.eval,
         store=store,
-        reporter=Reporter(serve=False, termination_log=None),
+        reporter=reporter,
         stop=StopSignal(),
         length=length,
     )

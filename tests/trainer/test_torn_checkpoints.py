@@ -154,8 +154,8 @@ def test_the_skip_is_in_the_report_while_running(reference: Path, tmp_path: Path
 
     checkpoints = copy_checkpoints(reference, tmp_path, GOOD, NEWEST)
     truncate(checkpoints / NEWEST / "optimizer.pt")
-    _, choice = recipe.setup_checkpoints(make_job(tmp_path, training=TRAINING), Topology())
     reporter = Reporter(serve=False)
+    _, choice = recipe.setup_checkpoints(make_job(tmp_path, training=TRAINING), Topology(), reporter)
     reporter.running(resumed_from=GOOD)
     recipe.report_notices(reporter, choice, [])
     message = reporter.tracker.report().message or ""
@@ -172,6 +172,8 @@ def test_resume_from_a_named_damaged_checkpoint_fails_permanently(reference: Pat
         result.report.message or ""
     )
     assert not (tmp_path / "output").exists(), "nothing was trained from another checkpoint"
+    # The checkpoints on disk are still listed (t1 prints them; the status keeps them).
+    assert [c.id for c in result.report.checkpoints] == [GOOD, NEWEST]
 
 
 def strip_digests(folder: Path) -> None:
@@ -214,6 +216,9 @@ def test_unreadable_state_in_a_checkpoint_from_before_digests_names_the_file_and
     assert result.exit_code == 5
     assert result.report is not None and result.report.reason == "CheckpointDamaged"
     assert (result.report.message or "").startswith(f"resumeFrom: checkpoint {NEWEST}: optimizer.pt cannot be read")
+    assert [c.id for c in result.report.checkpoints] == [NEWEST]
+    termination = json.loads((tmp_path / "termination-log").read_text())
+    assert [c["id"] for c in termination["checkpoints"]] == [NEWEST]
 
 
 def test_damaged_weights_in_a_checkpoint_from_before_digests_name_the_checkpoint(
@@ -227,6 +232,7 @@ def test_damaged_weights_in_a_checkpoint_from_before_digests_name_the_checkpoint
     assert result.report is not None and result.report.reason == "CheckpointDamaged"
     message = result.report.message or ""
     assert f"checkpoint {NEWEST}: the weights in" in message and "cannot be loaded" in message
+    assert [c.id for c in result.report.checkpoints] == [NEWEST]
 
 
 # The data fingerprint ------------------------------------------------------------------------
@@ -246,6 +252,7 @@ def test_resume_on_changed_data_is_refused_naming_what_changed(reference: Path, 
     message = result.report.message or ""
     assert message.startswith(f"resumeFrom: the training data changed since checkpoint {NEWEST} was written: then 24")
     assert "TENSORONE_ALLOW_DATA_CHANGE=1" in message
+    assert [c.id for c in result.report.checkpoints] == [NEWEST]
 
 
 def test_resume_on_fewer_examples_says_how_many(reference: Path, tmp_path: Path) -> None:
