@@ -18,10 +18,12 @@ temporary name, fsynced, then renamed). Only folders named like a checkpoint and
 manifest are listed, so a checkpoint torn by a crash or a SIGKILL is never picked up, and leftovers
 are removed at the next start.
 
-Verified: the manifest holds the size and sha256 of every other file. Before a resume the chosen
-checkpoint is checked against it; one that does not verify (a file truncated, emptied, deleted or
-changed after it was written) is skipped for the newest one that does, and the skip is said. A
-checkpoint named by ``resumeFrom`` that does not verify is refused, never replaced by another.
+Verified: the manifest holds the size and sha256 of every other file, and a digest of its own
+fields. A manifest that does not match its own digest is as unreadable as a torn one. Before a
+resume the chosen checkpoint is checked against it; one that does not verify (a file truncated,
+emptied, deleted or changed after it was written) is skipped for the newest one that does, and the
+skip is said. A checkpoint named by ``resumeFrom`` that does not verify is refused, never replaced
+by another.
 """
 
 from __future__ import annotations
@@ -49,7 +51,8 @@ from trainer.distributed import Topology
 
 CHECKPOINT_ID = re.compile(r"^ckpt-(epoch|step)-[0-9]+$")
 MANIFEST = "manifest.json"
-FORMAT_VERSION = 2  # 2: the manifest holds the digests of every file and the data fingerprint
+# 2: the manifest holds the digests of every file and the data fingerprint; 3: and its own digest.
+FORMAT_VERSION = 3
 # What a checkpoint written before digests must hold (besides its model folder and every process's
 # RNG state) to be trusted with a warning.
 STATE_FILES = ("optimizer.pt", "schedule.pt", "scaler.pt", "trainer_state.json")
@@ -61,6 +64,11 @@ class CheckpointDamaged(CheckpointNotFound):
     manifest is unreadable (CHECKPOINT_DAMAGED). A permanent error, like a missing one."""
 
     code = "CHECKPOINT_DAMAGED"
+
+
+class DamagedManifest(ValueError):
+    """A manifest that parses but does not match its own digest: as unreadable as a torn one (its
+    values, the creation time that orders the checkpoints included, cannot be trusted)."""
 
 
 class FileDigest(ApiModel):
@@ -111,6 +119,25 @@ class CheckpointManifest(ApiModel):
         "absent in checkpoints written before digests.",
     )
     data: DataFingerprint | None = Field(default=None, description="The training data the run was planned on.")
+    sha256: str | None = Field(
+        default=None,
+        description="SHA-256 of this manifest's other fields (compact JSON, camelCase keys), so that a change "
+        "to the manifest itself is found too; absent before format 3.",
+    )
+
+    def own_digest(self) -> str:
+        """The digest ``sha256`` must hold: of every other field, serialized the one way pydantic does."""
+        return hashlib.sha256(self.model_dump_json(by_alias=True, exclude={"sha256"}).encode()).hexdigest()
+
+    def problem(self) -> str | None:
+        """What is wrong with the manifest itself, or None. One flipped bit cannot pass unless it
+        leaves every value as it was (``T``/``t`` in a timestamp): it changes a field the digest
+        covers, the digest, or the key or version that say a digest is due."""
+        if self.sha256 is None:
+            return f"{MANIFEST} has no digest of its own" if self.format_version >= 3 else None
+        if self.sha256 != self.own_digest():
+            return f"{MANIFEST} has changed since it was written (its own sha256 differs)"
+        return None
 
     def to_report(self) -> CheckpointReport:
         return CheckpointReport(
@@ -193,9 +220,9 @@ class CheckpointStore:
             if not CHECKPOINT_ID.match(folder.name):
                 continue
             try:
-                manifest = CheckpointManifest.model_validate_json((folder / MANIFEST).read_text())
-            except (OSError, ValidationError):
-                continue  # torn, or not ours
+                manifest = _read_manifest(folder)
+            except (OSError, ValidationError, DamagedManifest):
+                continue  # torn, changed, or not ours
             if manifest.id == folder.name:
                 found.append(manifest)
         return sorted(found, key=lambda m: (m.created_at, m.step))
@@ -209,9 +236,11 @@ class CheckpointStore:
             if not CHECKPOINT_ID.match(folder.name):
                 continue
             try:
-                manifest = CheckpointManifest.model_validate_json((folder / MANIFEST).read_text())
+                manifest = _read_manifest(folder)
             except FileNotFoundError:
                 found.append(SkippedCheckpoint(folder.name, f"{MANIFEST} is missing"))
+            except DamagedManifest as error:
+                found.append(SkippedCheckpoint(folder.name, str(error)))
             except (OSError, ValidationError) as error:
                 found.append(SkippedCheckpoint(folder.name, f"{MANIFEST} is unreadable: {_first_line(error)}"))
             else:
@@ -352,6 +381,7 @@ class CheckpointStore:
                 files=files,
                 data=data,
             )
+            manifest = manifest.model_copy(update={"sha256": manifest.own_digest()})
             _fsync_tree(tmp)
             # Last, and whole or not at all: a manifest names only files already on disk.
             _write_text(tmp / f".{MANIFEST}", manifest.model_dump_json(by_alias=True, indent=2))
@@ -433,6 +463,16 @@ class CheckpointStore:
         for manifest in existing:
             if manifest.id not in kept:
                 shutil.rmtree(self.root / manifest.id, ignore_errors=True)
+
+
+def _read_manifest(folder: Path) -> CheckpointManifest:
+    """The manifest of a checkpoint folder, checked against its own digest (DamagedManifest). Read
+    as bytes: bytes that are not UTF-8 are a ValidationError like any other damage."""
+    manifest = CheckpointManifest.model_validate_json((folder / MANIFEST).read_bytes())
+    problem = manifest.problem()
+    if problem is not None:
+        raise DamagedManifest(problem)
+    return manifest
 
 
 def _digests(folder: Path) -> dict[str, FileDigest]:

@@ -22,11 +22,22 @@ from trainer.run import RunOptions, run
 TRAINING: dict[str, Any] = {"epochs": 1, "checkpointSteps": 2, "keepCheckpoints": 100}
 GOOD, NEWEST = "ckpt-step-2", "ckpt-step-4"
 
+# Every file a LoRA checkpoint holds besides its manifest (test_every_file_kind_is_covered keeps
+# this list whole); a full-model checkpoint's weights are FULL_MODEL_FILES.
 FILES = {
     "adapter": "model/adapter_model.safetensors",
+    "adapter-config": "model/adapter_config.json",
+    "adapter-readme": "model/README.md",  # peft's model card: not needed to resume, digested all the same
     "optimizer": "optimizer.pt",
+    "schedule": "schedule.pt",
+    "scaler": "scaler.pt",
     "trainer-state": "trainer_state.json",
     "rng": "rng/rank-0.pt",
+}
+FULL_MODEL_FILES = {
+    "weights": "model/model.safetensors",
+    "config": "model/config.json",
+    "generation-config": "model/generation_config.json",
 }
 
 
@@ -42,9 +53,11 @@ def delete(path: Path) -> None:
     path.unlink()
 
 
-def flip_a_bit(path: Path) -> None:
+def flip_a_bit(path: Path, position: int | None = None) -> None:
+    """Flip one bit of the byte at ``position`` (the middle one by default): the size stays the same."""
     data = bytearray(path.read_bytes())
-    data[len(data) // 2] ^= 0x01
+    index = len(data) // 2 if position is None else position
+    data[index] ^= 1 << (index % 8)
     path.write_bytes(bytes(data))
 
 
@@ -64,10 +77,43 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def reference_full(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same run with the full strategy: its checkpoints hold the whole model."""
+    root = tmp_path_factory.mktemp("reference-full")
+    result = run(make_job(root, training=TRAINING, strategy="full"), RunOptions(serve_reports=False))
+    assert result.exit_code == 0, result.report
+    return root
+
+
 def copy_checkpoints(reference: Path, root: Path, *ids: str) -> Path:
     for identifier in ids:
         shutil.copytree(reference / "checkpoints" / identifier, root / "checkpoints" / identifier)
     return root / "checkpoints"
+
+
+def test_every_file_kind_is_covered(reference: Path, reference_full: Path) -> None:
+    """A file kind added to checkpoints must be added to the damage tests too."""
+    state_files = [f for f in FILES.values() if not f.startswith("model/")]
+    for root, model_files in ((reference, [f for f in FILES.values() if f.startswith("model/")]), (reference_full, [])):
+        manifest = CheckpointStore(root / "checkpoints", Topology()).checkpoints()[-1]
+        assert manifest.files is not None
+        assert sorted(manifest.files) == sorted([*state_files, *(model_files or FULL_MODEL_FILES.values())])
+
+
+def assert_detected(checkpoints: Path, file: str) -> None:
+    """The newest checkpoint is skipped for the good one, naming ``file``; named, it is refused."""
+    store = CheckpointStore(checkpoints, Topology())
+    choice = store.choose("latest")
+    assert choice.checkpoint is not None and choice.checkpoint.id == GOOD
+    assert [s.id for s in choice.skipped] == [NEWEST]
+    assert file in choice.skipped[0].problem, choice.skipped[0].problem
+
+    with pytest.raises(CheckpointDamaged) as raised:
+        store.choose(NEWEST)
+    assert raised.value.field == "resumeFrom"
+    assert f"checkpoint {NEWEST}" in str(raised.value) and file in str(raised.value)
+    assert f"checkpoints that verify: {GOOD}" in str(raised.value)
 
 
 @pytest.mark.parametrize("damage", DAMAGE, ids=list(DAMAGE))
@@ -75,35 +121,64 @@ def copy_checkpoints(reference: Path, root: Path, *ids: str) -> Path:
 def test_every_damage_to_every_file_is_detected(reference: Path, tmp_path: Path, kind: str, damage: str) -> None:
     checkpoints = copy_checkpoints(reference, tmp_path, GOOD, NEWEST)
     DAMAGE[damage](checkpoints / NEWEST / FILES[kind])
-    store = CheckpointStore(checkpoints, Topology())
-
-    choice = store.choose("latest")
-    assert choice.checkpoint is not None and choice.checkpoint.id == GOOD
-    assert [s.id for s in choice.skipped] == [NEWEST]
-    assert choice.skipped[0].problem.startswith(FILES[kind]), choice.skipped[0].problem
-
-    with pytest.raises(CheckpointDamaged) as raised:
-        store.choose(NEWEST)
-    assert raised.value.field == "resumeFrom"
-    assert f"checkpoint {NEWEST}" in str(raised.value) and FILES[kind] in str(raised.value)
-    assert f"checkpoints that verify: {GOOD}" in str(raised.value)
+    assert_detected(checkpoints, FILES[kind])
+    assert CheckpointStore(checkpoints, Topology()).choose("latest").skipped[0].problem.startswith(FILES[kind])
 
 
-@pytest.mark.parametrize("damage", ["deleted", "torn"])
-def test_a_missing_or_torn_manifest_is_detected(reference: Path, tmp_path: Path, damage: str) -> None:
+@pytest.mark.parametrize("damage", DAMAGE, ids=list(DAMAGE))
+@pytest.mark.parametrize("kind", FULL_MODEL_FILES, ids=list(FULL_MODEL_FILES))
+def test_every_damage_to_full_model_weights_is_detected(
+    reference_full: Path, tmp_path: Path, kind: str, damage: str
+) -> None:
+    checkpoints = copy_checkpoints(reference_full, tmp_path, GOOD, NEWEST)
+    DAMAGE[damage](checkpoints / NEWEST / FULL_MODEL_FILES[kind])
+    assert_detected(checkpoints, FULL_MODEL_FILES[kind])
+
+
+@pytest.mark.parametrize("damage", DAMAGE, ids=list(DAMAGE))
+def test_every_damage_to_the_manifest_is_detected(reference: Path, tmp_path: Path, damage: str) -> None:
+    checkpoints = copy_checkpoints(reference, tmp_path, GOOD, NEWEST)
+    DAMAGE[damage](checkpoints / NEWEST / MANIFEST)
+    assert_detected(checkpoints, MANIFEST)
+
+
+def test_no_flipped_bit_anywhere_in_the_manifest_is_accepted(reference: Path, tmp_path: Path) -> None:
+    """A bit flip that leaves valid JSON (a digit of the step, a letter of the strategy) would
+    change what is resumed without a word: the manifest's own digest catches every one."""
     checkpoints = copy_checkpoints(reference, tmp_path, GOOD, NEWEST)
     manifest = checkpoints / NEWEST / MANIFEST
-    if damage == "deleted":
-        manifest.unlink()
-    else:
-        truncate(manifest)
+    original = manifest.read_bytes()
     store = CheckpointStore(checkpoints, Topology())
+    newest = store.checkpoints()[-1]
+    accepted, harmless = [], 0
+    for position in range(len(original)):
+        manifest.write_bytes(original)
+        flip_a_bit(manifest, position)
+        choice = store.choose("latest")
+        if (
+            choice.checkpoint is not None
+            and choice.checkpoint.id == GOOD
+            and [s.id for s in choice.skipped] == [NEWEST]
+        ):
+            continue
+        if store.checkpoints()[-1] == newest:
+            harmless += 1  # the same values, spelled otherwise ("t" for "T" in a timestamp)
+            continue
+        accepted.append(position)
+    assert accepted == [], [(p, original[p : p + 1]) for p in accepted]
+    assert harmless <= 2
 
-    choice = store.choose("latest")
-    assert choice.checkpoint is not None and choice.checkpoint.id == GOOD
-    assert [s.id for s in choice.skipped] == [NEWEST] and MANIFEST in choice.skipped[0].problem
-    with pytest.raises(CheckpointDamaged, match=f"checkpoint {NEWEST} .*{MANIFEST}.*checkpoints that verify: {GOOD}"):
-        store.choose(NEWEST)
+
+def test_the_manifests_own_digest_survives_reading_and_names_a_change(reference: Path, tmp_path: Path) -> None:
+    checkpoints = copy_checkpoints(reference, tmp_path, GOOD, NEWEST)
+    store = CheckpointStore(checkpoints, Topology())
+    assert all(m.sha256 is not None and m.problem() is None for m in store.checkpoints())
+    # A value changed so that the JSON stays valid: the step, 4 -> 5 (one bit of '4').
+    manifest = checkpoints / NEWEST / MANIFEST
+    manifest.write_text(manifest.read_text().replace('"step": 4', '"step": 5'))
+    assert [str(s) for s in store.choose("latest").skipped] == [
+        f"{NEWEST} ({MANIFEST} has changed since it was written (its own sha256 differs))"
+    ]
 
 
 def test_every_checkpoint_damaged_is_refused_rather_than_started_over(reference: Path, tmp_path: Path) -> None:
@@ -123,11 +198,13 @@ def test_a_checkpoint_named_that_does_not_exist_lists_those_that_verify(referenc
         CheckpointStore(checkpoints, Topology()).choose("ckpt-step-9")
 
 
-def resume_latest(reference: Path, root: Path, damage: Callable[[Path], None], file: str) -> None:
+def resume_latest(
+    reference: Path, root: Path, damage: Callable[[Path], None], file: str, *, strategy: str = "lora"
+) -> None:
     """Resume from the newest checkpoint after damaging it: the run falls back to the one before."""
     checkpoints = copy_checkpoints(reference, root, GOOD, NEWEST)
     damage(checkpoints / NEWEST / file)
-    result = run(make_job(root, training=TRAINING), RunOptions(serve_reports=False))
+    result = run(make_job(root, training=TRAINING, strategy=strategy), RunOptions(serve_reports=False))
     assert result.exit_code == 0, result.report
     assert result.report is not None and result.report.resumed_from == GOOD
 
@@ -140,12 +217,29 @@ def resume_latest(reference: Path, root: Path, damage: Callable[[Path], None], f
     assert_same_weights(reference / "output", root / "output")
 
 
-def test_fallback_from_a_bit_flipped_adapter_resumes_exactly(reference: Path, tmp_path: Path) -> None:
-    resume_latest(reference, tmp_path, flip_a_bit, FILES["adapter"])
+# One damage per file kind, every kind of damage used: each fallback resume is bit-identical.
+FALLBACKS = [
+    ("adapter", "bit-flipped"),
+    ("adapter-config", "truncated"),
+    ("optimizer", "truncated"),
+    ("schedule", "empty"),
+    ("scaler", "bit-flipped"),
+    ("trainer-state", "empty"),
+    ("rng", "deleted"),
+]
 
 
-def test_fallback_from_a_deleted_rng_file_resumes_exactly(reference: Path, tmp_path: Path) -> None:
-    resume_latest(reference, tmp_path, delete, FILES["rng"])
+@pytest.mark.parametrize(("kind", "damage"), FALLBACKS, ids=[f"{k}-{d}" for k, d in FALLBACKS])
+def test_fallback_from_a_damaged_file_resumes_exactly(reference: Path, tmp_path: Path, kind: str, damage: str) -> None:
+    resume_latest(reference, tmp_path, DAMAGE[damage], FILES[kind])
+
+
+def test_fallback_from_a_bit_flipped_manifest_resumes_exactly(reference: Path, tmp_path: Path) -> None:
+    resume_latest(reference, tmp_path, flip_a_bit, MANIFEST)
+
+
+def test_fallback_from_damaged_full_model_weights_resumes_exactly(reference_full: Path, tmp_path: Path) -> None:
+    resume_latest(reference_full, tmp_path, flip_a_bit, FULL_MODEL_FILES["weights"], strategy="full")
 
 
 def test_the_skip_is_in_the_report_while_running(reference: Path, tmp_path: Path) -> None:
@@ -179,7 +273,7 @@ def test_resume_from_a_named_damaged_checkpoint_fails_permanently(reference: Pat
 def strip_digests(folder: Path) -> None:
     """The manifest as a trainer wrote it before digests and data fingerprints."""
     manifest = json.loads((folder / MANIFEST).read_text())
-    del manifest["files"], manifest["data"]
+    del manifest["files"], manifest["data"], manifest["sha256"]
     manifest["formatVersion"] = 1
     (folder / MANIFEST).write_text(json.dumps(manifest))
 
