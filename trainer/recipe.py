@@ -114,9 +114,9 @@ def setup_checkpoints(job: ResolvedJob, topology: Topology, reporter: Reporter) 
 
 
 def report_notices(reporter: Reporter, choice: ResumeChoice, notices: Sequence[str]) -> None:
-    """Say in the report's message while the run goes on (and so in the job's status) and in the
-    metrics log which checkpoints were skipped and why, and the task's notices (an attention
-    fallback, for instance)."""
+    """Say in the report's message while the run goes on (served at /progress) and in the metrics
+    log which checkpoints were skipped and why, and the task's notices (an attention fallback, for
+    instance)."""
     parts: list[str] = []
     if choice.skipped:
         for skipped in choice.skipped:
