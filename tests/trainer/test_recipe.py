@@ -27,8 +27,8 @@ def test_the_recipe_steps_set_up_the_run_that_run_trains(tmp_path: Path) -> None
     refuse_unsupported(job, cuda_available=False)
     topology = Topology()
     placement = recipe.join_processes(job, topology)
-    store, checkpoint = recipe.setup_checkpoints(job, topology)
-    assert checkpoint is None
+    store, choice = recipe.setup_checkpoints(job, topology)
+    assert choice.checkpoint is None and choice.skipped == []
     task = task_for(job)
     data = task.load_data()
     model = recipe.setup_model(job, task, placement)
