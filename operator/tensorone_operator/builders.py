@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from tensorone.api import API_VERSION
-from tensorone.api.report import DEFAULT_TERMINATION_LOG, REPORT_PORT_ENV
+from tensorone.api.report import DEFAULT_TERMINATION_LOG, REPORT_HOST_ENV, REPORT_PORT_ENV
 from tensorone.api.resolved import (
     DEFAULT_CHECKPOINT_DIR,
     DEFAULT_DATASET_MOUNT,
@@ -183,6 +183,7 @@ def _env(job: TrainingJob, config: OperatorConfig) -> list[dict[str, Any]]:
         {"name": "TENSORONE_JOB_NAME", "value": job.metadata.name},
         # Where rank 0 serves /progress and /metrics; a custom image's Reporter reads it.
         {"name": REPORT_PORT_ENV, "value": str(report_port(spec, config))},
+        {"name": REPORT_HOST_ENV, "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
     ]
     token = spec.hub_token_secret
     if token:

@@ -250,6 +250,8 @@ class LocalNode:
         for item in container.get("env", []):
             if "value" in item:
                 env[item["name"]] = _expand(item["value"], env)
+            elif "fieldRef" in (item.get("valueFrom") or {}):
+                env[item["name"]] = self._field_value(namespace, pod_name, item["valueFrom"]["fieldRef"])
             elif "secretKeyRef" in (item.get("valueFrom") or {}):
                 value = self._secret_value(namespace, item["valueFrom"]["secretKeyRef"])
                 if value is not None:
@@ -321,6 +323,14 @@ class LocalNode:
         if program in ("python", "python3"):
             return [self.python, *rest]
         return argv
+
+    @staticmethod
+    def _field_value(namespace: str, pod_name: str, ref: dict[str, Any]) -> str:
+        """The downward API's value of a ``fieldRef`` (the fields the operator's pods use)."""
+        values = {"status.podIP": POD_IP, "metadata.name": pod_name, "metadata.namespace": namespace}
+        if ref["fieldPath"] not in values:
+            raise ValueError(f"fieldRef {ref['fieldPath']!r} is not played by LocalNode (plays {sorted(values)})")
+        return values[ref["fieldPath"]]
 
     def _secret_value(self, namespace: str, ref: dict[str, Any]) -> str | None:
         import base64

@@ -73,6 +73,8 @@ def test_gpu_job_shape_follows_training_operator_v1_9() -> None:
     assert main["command"][:5] == ["python", "-m", "trainer.launch", "--nnodes=3", "--nproc-per-node=4"]
     assert "--node-rank=$(RANK)" in main["command"]
     assert {"name": "TENSORONE_REPORT_PORT", "value": "9400"} in main["env"]
+    pod_ip = {"name": "TENSORONE_REPORT_HOST", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}
+    assert pod_ip in main["env"]  # served on the pod IP only
     assert {"name": "pytorchjob-port", "containerPort": 23456, "protocol": "TCP"} in main["ports"]
     assert main["resources"]["requests"] == {"cpu": "48", "memory": "480Gi", "nvidia.com/gpu": "4"}
     assert main["resources"]["limits"]["nvidia.com/gpu"] == "4"
