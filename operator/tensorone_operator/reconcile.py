@@ -185,8 +185,8 @@ class Reconciler:
         if seen.spec_changed():
             return await self.reconcile(job, **indexes)
         child = self.children.newest(children, seen.key)
-        if child is None and condition_is(seen.status, ConditionType.Stalled, "True"):
-            return None  # a configuration error: only a change of the job (or a restart) helps
+        # A job without its child is checked again on every tick: what holds it (a Dataset, a
+        # node, a foreign object in the way) may have changed without an event the operator sees.
         if child is None or not owned_by(child, seen.uid):
             return await self.reconcile(job, **indexes)
         await self.reports.poll(seen.key)
@@ -266,6 +266,8 @@ class Reconciler:
     async def _start(self, job: ObservedJob, resources: JobResources, datasets: DatasetIndex, nodes: Nodes) -> Outcome:
         """Check a job without a child, then create its children."""
         found = await self.datasets.find(datasets, job.namespace, job.spec.dataset_id)
+        if found is not None and not condition_is(found.get("status") or {}, ConditionType.Ready, "True"):
+            found = await self.datasets.changed(found)  # its source may have become usable since
         dataset = None if found is None else Dataset.model_validate(found)
         problem = checks.check_dataset(job.namespace, job.spec, dataset)
         if problem is None and dataset is not None:

@@ -47,7 +47,8 @@ class Problem:
     """A failed check: which condition it sets, the error code (its reason) and the message.
 
     ``waiting`` problems resolve by themselves (a Dataset applied later, a GPU node joining) and
-    are re-checked; the others need a change of the job (or of the operator's configuration).
+    and hold the job in Reconciling; the others need a change (of the job, the operator's
+    configuration, or the object in the way) and stall it. Both are checked again on every tick.
     """
 
     condition: ConditionType
@@ -222,7 +223,11 @@ def _cancelled(
 
 
 def _held(conditions: Conditions, problem: Problem) -> tuple[Phase, str]:
-    """Conditions of a job held by a failed check; its phase and message."""
+    """Conditions of a job held by a failed check; its phase and message. The GPU nodes are
+    checked last: a job waiting on them passed the other checks (a stale DatasetReady False goes)."""
+    if problem.condition == ConditionType.ResourcesAvailable:
+        for kind in (ConditionType.ConfigurationValid, ConditionType.DatasetReady):
+            conditions.set(kind, True, Reason.Checked, "")
     conditions.set(problem.condition, False, problem.code, problem.message)
     conditions.set(ConditionType.Ready, False, problem.code, problem.message)
     conditions.set(ConditionType.Reconciling, problem.waiting, problem.code, problem.message)
