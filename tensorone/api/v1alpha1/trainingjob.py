@@ -24,7 +24,14 @@ from tensorone.api.v1alpha1.base import (
     Condition,
     cel,
 )
-from tensorone.errors import ConfigurationError, DatasetNotFound, InsufficientResources
+from tensorone.errors import (
+    CheckpointNotFound,
+    ConfigurationError,
+    DataError,
+    DatasetNotFound,
+    InsufficientResources,
+    NotImplementedByTrainer,
+)
 
 # spec.gpuType is a key of the operator's GPU catalog: a DNS label of at most this many characters.
 GPU_TYPE_MAX_LENGTH = 32
@@ -128,6 +135,10 @@ class Reason(StrEnum):
     DATASET_NOT_FOUND = DatasetNotFound.code
     INSUFFICIENT_RESOURCES = InsufficientResources.code
     CLAIM_NOT_FOUND = "CLAIM_NOT_FOUND"
+    # Error codes of a trainer that failed for good (tensorone.api.exit_codes maps its exit codes).
+    DATA_ERROR = DataError.code
+    CHECKPOINT_NOT_FOUND = CheckpointNotFound.code
+    NOT_IMPLEMENTED = NotImplementedByTrainer.code
     # The checks passed.
     Checked = "Checked"
     Reconciled = "Reconciled"
@@ -149,6 +160,7 @@ class Reason(StrEnum):
     CheckpointSaved = "CheckpointSaved"
     Diverged = "Diverged"
     TrainingFailed = "TrainingFailed"
+    RestartLimitExceeded = "RestartLimitExceeded"
     ReportAccepted = "ReportAccepted"
     ReportRefused = "ReportRefused"
     # A Dataset's source.
