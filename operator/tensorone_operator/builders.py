@@ -5,7 +5,7 @@ the object was read) and the ``OperatorConfig``, and returns the child manifests
 wire form). A job's catalog entry is looked up once (``catalog.job_resources``) and handed down.
 
 The PyTorchJob has the shape Training Operator v1.9 serves (kubeflow.org/v1): ``Master`` (rank 0)
-plus ``maxWorkers - 1`` ``Worker`` replicas, ``restartPolicy: OnFailure``, a container named
+plus ``maxWorkers - 1`` ``Worker`` replicas, ``restartPolicy`` (``restart_policy``), a container named
 ``pytorch``, ``spec.nprocPerNode`` = GPUs per pod, and ``runPolicy`` carrying suspend (stop),
 backoffLimit (maxRestarts), activeDeadlineSeconds (maxRuntimeSeconds) and cleanPodPolicy. The
 Training Operator injects MASTER_ADDR, MASTER_PORT (the ``pytorchjob-port`` container port),
@@ -325,6 +325,15 @@ def build_pod_template(
     return {"metadata": {"labels": child_labels(job)}, "spec": pod_spec}
 
 
+def restart_policy(spec: TrainingJobSpec) -> str:
+    """The replicas' restartPolicy. Our trainer's exit code says whether a restart can help
+    (tensorone.api.exit_codes): ``ExitCode`` restarts only 128-255 and fails the job at once for a
+    permanent error. The Training Operator then does not apply backoffLimit to those restarts, so
+    the operator counts them against spec.maxRestarts (restarts.py). A custom image's exit codes
+    follow no such table (a Python exception exits 1): it keeps ``OnFailure`` within backoffLimit."""
+    return "OnFailure" if spec.model_type == ModelType.custom else "ExitCode"
+
+
 def build_run_policy(spec: TrainingJobSpec) -> dict[str, Any]:
     """``runPolicy``: the parts of the child the user may change on a running job."""
     policy: dict[str, Any] = {
@@ -346,11 +355,12 @@ def build_pytorchjob(
     if resources is None:
         resources = job_resources(job.spec, config)
     template = build_pod_template(job, dataset, config, resources)
+    policy = restart_policy(job.spec)
     replicas: dict[str, Any] = {
-        MASTER_REPLICA: {"replicas": 1, "restartPolicy": "OnFailure", "template": template},
+        MASTER_REPLICA: {"replicas": 1, "restartPolicy": policy, "template": template},
     }
     if resources.workers > 1:
-        replicas["Worker"] = {"replicas": resources.workers - 1, "restartPolicy": "OnFailure", "template": template}
+        replicas["Worker"] = {"replicas": resources.workers - 1, "restartPolicy": policy, "template": template}
     return {
         "apiVersion": PYTORCHJOB_API_VERSION,
         "kind": "PyTorchJob",

@@ -57,6 +57,14 @@ class Problem:
     waiting: bool
 
 
+@dataclass(frozen=True)
+class Ended:
+    """Why the operator ended a job Failed (not its child): the reason and the message."""
+
+    reason: Reason
+    message: str
+
+
 def child_condition(child: Mapping[str, Any] | None, condition_type: str) -> dict[str, Any] | None:
     """The child's condition of that type (the Training Operator keeps one per type)."""
     for condition in ((child or {}).get("status") or {}).get("conditions") or []:
@@ -153,9 +161,11 @@ def status_from(
     *,
     now: str,
     problem: Problem | None = None,
+    ended: Ended | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The TrainingJob's desired status from the child and the checks (pure).
+    """The TrainingJob's desired status from the child and the checks (pure). ``ended``: the
+    operator itself ends the job Failed (its child is being deleted).
 
     ``extra`` holds fields the reconciler computed once (childName, resourceAllocation,
     estimatedCost); fields this function does not own (progress, metrics, checkpoints) are kept
@@ -171,6 +181,8 @@ def status_from(
         phase, message = _cancelled(conditions, child, current)
     elif phase in TERMINAL_PHASES:
         return {**status, "conditions": conditions.items}
+    elif ended is not None:
+        phase, message = _ended(conditions, ended)
     elif problem is not None:
         phase, message = _held(conditions, problem)
     else:
@@ -220,6 +232,17 @@ def _cancelled(
     if child_condition(child, ConditionType.Running) or _is_true({"status": current}, ConditionType.Running):
         conditions.set(ConditionType.Running, False, reason, message)
     return phase, message
+
+
+def _ended(conditions: Conditions, ended: Ended) -> tuple[Phase, str]:
+    """Conditions of a job the operator ended Failed; its phase and message."""
+    conditions.set(ConditionType.Failed, True, ended.reason, ended.message)
+    for kind in (ConditionType.Ready, ConditionType.Reconciling):
+        conditions.set(kind, False, ended.reason, ended.message)
+    for kind in (ConditionType.Running, ConditionType.Restarting):
+        if any(c.get("type") == kind for c in conditions.items):
+            conditions.set(kind, False, ended.reason, ended.message)
+    return Phase.Failed, ended.message
 
 
 def _held(conditions: Conditions, problem: Problem) -> tuple[Phase, str]:
