@@ -35,9 +35,12 @@ class Restarts:
     def pod_changed(self, key: JobKey, pod: Mapping[str, Any]) -> bool:
         """Count a pod of the job that failed with an exit code the Training Operator retries;
         whether it is a new one."""
+        metadata = pod.get("metadata") or {}
         code = failed_exit_code(pod)
-        uid = str((pod.get("metadata") or {}).get("uid") or "")
-        if code is None or not is_retryable(code) or not uid:
+        uid = str(metadata.get("uid") or "")
+        # A pod deleted on purpose (a stop, a cancel, the end of the job) and killed on its way is
+        # no failure: the Training Operator deletes a failed pod only after it has ended.
+        if code is None or not is_retryable(code) or not uid or metadata.get("deletionTimestamp"):
             return False
         seen = self._seen.setdefault(key, set())
         if uid in seen:
