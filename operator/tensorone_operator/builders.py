@@ -37,6 +37,8 @@ PYTORCHJOB_GROUP, PYTORCHJOB_VERSION, PYTORCHJOB_PLURAL = "kubeflow.org", "v1", 
 PYTORCHJOB_API_VERSION = f"{PYTORCHJOB_GROUP}/{PYTORCHJOB_VERSION}"
 # The replica of rank 0 (it serves /progress); the others are Workers.
 MASTER_REPLICA = "Master"
+# HOME of the trainer image's user (the Dockerfile's trainer stage); HF_HOME is under it.
+TRAINER_HOME = "/home/trainer"
 CONTAINER_NAME = "pytorch"  # the Training Operator looks for this container name
 MASTER_PORT_NAME = "pytorchjob-port"  # ... and this port name, for MASTER_PORT
 MASTER_PORT = 23456
@@ -153,18 +155,24 @@ def build_checkpoint_claim(job: TrainingJob, config: OperatorConfig) -> dict[str
 
 
 def _resources(resources: JobResources, config: OperatorConfig) -> dict[str, Any]:
+    # Node disk is bounded too: a pod that fills it is evicted rather than the node's other pods.
+    disk = config.ephemeral_storage
     entry = resources.entry
     if entry is None:
         amounts = {"cpu": config.cpu_job.cpu, "memory": config.cpu_job.memory}
-        return {"requests": dict(amounts), "limits": dict(amounts)}
+        return {
+            "requests": {**amounts, "ephemeral-storage": disk.request},
+            "limits": {**amounts, "ephemeral-storage": disk.limit},
+        }
     gpus = resources.gpus_per_worker
     requests = {
         "cpu": _times(entry.cpu_per_gpu, gpus),
         "memory": _times(entry.host_memory_per_gpu, gpus),
+        "ephemeral-storage": disk.request,
         GPU_RESOURCE: str(gpus),
     }
     # Extended resources need limit == request; memory is limited too (no overcommit of host RAM).
-    limits = {"memory": requests["memory"], GPU_RESOURCE: str(gpus)}
+    limits = {"memory": requests["memory"], "ephemeral-storage": disk.limit, GPU_RESOURCE: str(gpus)}
     return {"requests": requests, "limits": limits}
 
 
@@ -278,8 +286,26 @@ def _container(job: TrainingJob, resources: JobResources, config: OperatorConfig
             "allowPrivilegeEscalation": False,
             "capabilities": {"drop": ["ALL"]},
             "seccompProfile": {"type": "RuntimeDefault"},
+            "readOnlyRootFilesystem": _ours(job.spec),
         },
     }
+
+
+def _ours(spec: TrainingJobSpec) -> bool:
+    """Whether the pods run our trainer image, whose writes are known: a read-only root
+    filesystem with writable scratch folders. A custom image may write anywhere in its own
+    filesystem, so its root stays writable (within the ephemeral-storage limit)."""
+    return spec.model_type != ModelType.custom
+
+
+def _scratch(spec: TrainingJobSpec) -> list[tuple[str, str]]:
+    """(volume, mount path) of the writable emptyDirs: /tmp for every image (torchrun, the
+    launcher, compilers), and our trainer's home, which holds the Hugging Face cache (HF_HOME),
+    the downloaded data and the torch and triton caches."""
+    folders = [("tmp", "/tmp")]
+    if _ours(spec):
+        folders.append(("home", TRAINER_HOME))
+    return folders
 
 
 def build_pod_template(
@@ -295,6 +321,9 @@ def build_pod_template(
         {"name": "checkpoints", "persistentVolumeClaim": {"claimName": checkpoint_claim_name(job)}},
         {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": config.shm_size}},
     ]
+    for name, path in _scratch(job.spec):
+        volumes.append({"name": name, "emptyDir": {}})  # on the node's disk, within ephemeral-storage
+        container["volumeMounts"].append({"name": name, "mountPath": path})
     data_claim = dataset.spec.source.pvc
     if data_claim is not None:
         volumes.append(
