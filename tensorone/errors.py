@@ -134,6 +134,13 @@ class InvalidJobState(TensorOneError):
     code = "INVALID_JOB_STATE"
 
 
+class NotImplementedByTrainer(ConfigurationError):
+    """The job asks for something the trainer does not implement: a model type without a task
+    (NOT_IMPLEMENTED)."""
+
+    code = "NOT_IMPLEMENTED"
+
+
 class CheckpointNotFound(TensorOneError):
     """The named checkpoint does not exist (CHECKPOINT_NOT_FOUND)."""
 

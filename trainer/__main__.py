@@ -26,10 +26,10 @@ def main(argv: list[str] | None = None) -> int:
     stop.install()
     from pydantic import ValidationError
 
+    from tensorone.api.exit_codes import ExitCode
     from tensorone.api.report import TrainerState
     from tensorone.api.resolved import DEFAULT_JOB_CONFIG_PATH, JOB_CONFIG_ENV, ResolvedJob
     from tensorone.reporting.client import Reporter
-    from trainer.exit_codes import ExitCode
 
     parser = argparse.ArgumentParser(
         prog="python -m trainer", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -67,4 +67,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from trainer.launch import record_exit_code
+
+    code = main()
+    record_exit_code(code)
+    raise SystemExit(code)

@@ -13,14 +13,12 @@ from __future__ import annotations
 import importlib.util
 
 from tensorone.api.resolved import ResolvedJob, check_rules
-from tensorone.api.v1alpha1.dataset import DatasetFormat
+from tensorone.api.v1alpha1.dataset import TEXT_FORMATS, DatasetFormat
 from tensorone.api.v1alpha1.trainingjob import MixedPrecision, ModelType, Strategy
-from tensorone.errors import ConfigurationError
-from trainer.exit_codes import NotImplementedByTrainer
+from tensorone.errors import ConfigurationError, NotImplementedByTrainer
 
 # The modelTypes this trainer implements; the others are refused by name (see tasks/).
 IMPLEMENTED_MODEL_TYPES = (ModelType.llm,)
-TEXT_FORMATS = (DatasetFormat.jsonl, DatasetFormat.json, DatasetFormat.csv, DatasetFormat.parquet, DatasetFormat.text)
 IMAGE_COLUMNS = ("image", "label", "annotations")
 
 

@@ -4,8 +4,11 @@ torchrun forwards SIGTERM to its workers, and they stop as they should (checkpoi
 message, exit 0), but torchrun itself then exits 1 with a traceback: a pod stopped on purpose
 would look failed. This launcher runs ``torchrun <options> -m trainer`` as a child, passes SIGTERM
 and SIGINT on, and exits with the trainer's own verdict: 0 when the termination message says
-completed or stopped, the child's exit code otherwise. A stop before any trainer process could
-report (or before the child is even started) exits 0 with a ``stopped`` termination message. The options are torchrun's, unchanged::
+completed or stopped; otherwise the code of a trainer process that failed for good (the pod then
+fails without a restart), else 138, retried (``tensorone.api.exit_codes``). torchrun exits 1 for any
+worker's failure, so the workers leave their codes in a folder this launcher names. A stop before
+any trainer process could report (or before the child is even started) exits 0 with a ``stopped``
+termination message. The options are torchrun's, unchanged::
 
     python -m trainer.launch --nnodes=2 --nproc-per-node=8 --node-rank=$(RANK) \\
         --master-addr=$(MASTER_ADDR) --master-port=$(MASTER_PORT)
@@ -16,12 +19,17 @@ from __future__ import annotations
 # Only the standard library at the top: the handler is installed before anything slow is imported,
 # so a stop at any moment of the start-up ends cleanly.
 import json
+import os
 import signal
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 from types import FrameType
 
 CLEAN_ENDS = frozenset({"completed", "stopped"})  # TrainerState values
+# The folder where each trainer process of this pod leaves its exit code (a file named for its local rank).
+EXIT_CODE_DIR_ENV = "TENSORONE_EXIT_CODE_DIR"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,19 +45,52 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    with tempfile.TemporaryDirectory(prefix="trainer-exit-") as codes:
+        if stopped_by is None:
+            env = {**os.environ, EXIT_CODE_DIR_ENV: codes}
+            command = [sys.executable, "-m", "torch.distributed.run", *options, "-m", "trainer"]
+            child = subprocess.Popen(command, env=env)
+        if stopped_by is not None and child is not None and child.poll() is None:
+            child.send_signal(signal.SIGTERM)  # the signal came while the child was being started
+        code = child.wait() if child is not None else 0
+        if code == 0:
+            return 0
+        verdict = _verdict(Path(codes))
     if stopped_by is None:
-        child = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", *options, "-m", "trainer"])
-    if stopped_by is not None and child is not None and child.poll() is None:
-        child.send_signal(signal.SIGTERM)  # the signal came while the child was being started
-    code = child.wait() if child is not None else 0
-    if stopped_by is None or code == 0:
-        return code
+        return verdict
     state = _final_state()
     if state is None:
         # Stopped before any trainer process could report: nothing was trained, nothing to save.
         _report_stopped(f"stopped by {stopped_by} while starting, before training began")
         return 0
-    return 0 if state in CLEAN_ENDS else code
+    return 0 if state in CLEAN_ENDS else verdict
+
+
+def _verdict(codes: Path) -> int:
+    """The pod's exit code after torchrun failed: a trainer process's permanent code (below 128),
+    else 138 (unexpected, retried): a process killed, torchrun's own failure, or a process stopped
+    by torchrun because another failed."""
+    from tensorone.api.exit_codes import ExitCode, is_retryable
+
+    for path in sorted(codes.iterdir(), key=lambda p: p.name):
+        try:
+            code = int(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if code != 0 and not is_retryable(code):
+            return code
+    return ExitCode.UNEXPECTED
+
+
+def record_exit_code(code: int) -> None:
+    """Leave this trainer process's exit code for the launcher (when it runs under one)."""
+    folder = os.environ.get(EXIT_CODE_DIR_ENV)
+    if folder:
+        rank = os.environ.get("LOCAL_RANK", "0")
+        try:
+            (Path(folder) / rank).write_text(str(int(code)))
+        except OSError as error:
+            print(f"trainer: cannot leave the exit code in {folder}: {error}", file=sys.stderr)
 
 
 def _final_state() -> str | None:

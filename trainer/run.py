@@ -1,7 +1,8 @@
 """One trainer process from start to exit code: the recipe (recipe.py), the loop, and how it ended.
 
-The exit codes are ``trainer.exit_codes.ExitCode``: 0 completed or stopped, 1 unexpected, 2
-configuration, 3 data, 4 diverged, 5 checkpoint not found or damaged, 6 not implemented.
+The exit codes are ``tensorone.api.exit_codes.ExitCode``: 0 completed or stopped, 2
+configuration, 3 data, 4 diverged, 5 checkpoint not found or damaged, 6 not implemented, 138
+unexpected (retried).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from tensorone.api.exit_codes import ExitCode, exit_code_for
 from tensorone.api.report import ProgressReport, TrainerState
 from tensorone.api.resolved import ResolvedJob
 from tensorone.errors import ConfigurationError, TensorOneError
@@ -21,7 +23,6 @@ from tensorone.reporting.client import Reporter, host_peak_rss_bytes
 from trainer import distributed, recipe
 from trainer.capabilities import refuse_unsupported
 from trainer.distributed import Topology, topology_from_env
-from trainer.exit_codes import ExitCode, exit_code_for
 from trainer.loop import Outcome, train_remaining_steps
 from trainer.signals import StopSignal
 from trainer.tasks import task_for

@@ -5,7 +5,7 @@ the object was read) and the ``OperatorConfig``, and returns the child manifests
 wire form). A job's catalog entry is looked up once (``catalog.job_resources``) and handed down.
 
 The PyTorchJob has the shape Training Operator v1.9 serves (kubeflow.org/v1): ``Master`` (rank 0)
-plus ``maxWorkers - 1`` ``Worker`` replicas, ``restartPolicy: OnFailure``, a container named
+plus ``maxWorkers - 1`` ``Worker`` replicas, ``restartPolicy`` (``restart_policy``), a container named
 ``pytorch``, ``spec.nprocPerNode`` = GPUs per pod, and ``runPolicy`` carrying suspend (stop),
 backoffLimit (maxRestarts), activeDeadlineSeconds (maxRuntimeSeconds) and cleanPodPolicy. The
 Training Operator injects MASTER_ADDR, MASTER_PORT (the ``pytorchjob-port`` container port),
@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from tensorone.api import API_VERSION
-from tensorone.api.report import DEFAULT_TERMINATION_LOG, REPORT_PORT_ENV
+from tensorone.api.report import DEFAULT_TERMINATION_LOG, REPORT_HOST_ENV, REPORT_PORT_ENV
 from tensorone.api.resolved import (
     DEFAULT_CHECKPOINT_DIR,
     DEFAULT_DATASET_MOUNT,
@@ -37,6 +37,8 @@ PYTORCHJOB_GROUP, PYTORCHJOB_VERSION, PYTORCHJOB_PLURAL = "kubeflow.org", "v1", 
 PYTORCHJOB_API_VERSION = f"{PYTORCHJOB_GROUP}/{PYTORCHJOB_VERSION}"
 # The replica of rank 0 (it serves /progress); the others are Workers.
 MASTER_REPLICA = "Master"
+# HOME of the trainer image's user (the Dockerfile's trainer stage); HF_HOME is under it.
+TRAINER_HOME = "/home/trainer"
 CONTAINER_NAME = "pytorch"  # the Training Operator looks for this container name
 MASTER_PORT_NAME = "pytorchjob-port"  # ... and this port name, for MASTER_PORT
 MASTER_PORT = 23456
@@ -153,18 +155,24 @@ def build_checkpoint_claim(job: TrainingJob, config: OperatorConfig) -> dict[str
 
 
 def _resources(resources: JobResources, config: OperatorConfig) -> dict[str, Any]:
+    # Node disk is bounded too: a pod that fills it is evicted rather than the node's other pods.
+    disk = config.ephemeral_storage
     entry = resources.entry
     if entry is None:
         amounts = {"cpu": config.cpu_job.cpu, "memory": config.cpu_job.memory}
-        return {"requests": dict(amounts), "limits": dict(amounts)}
+        return {
+            "requests": {**amounts, "ephemeral-storage": disk.request},
+            "limits": {**amounts, "ephemeral-storage": disk.limit},
+        }
     gpus = resources.gpus_per_worker
     requests = {
         "cpu": _times(entry.cpu_per_gpu, gpus),
         "memory": _times(entry.host_memory_per_gpu, gpus),
+        "ephemeral-storage": disk.request,
         GPU_RESOURCE: str(gpus),
     }
     # Extended resources need limit == request; memory is limited too (no overcommit of host RAM).
-    limits = {"memory": requests["memory"], GPU_RESOURCE: str(gpus)}
+    limits = {"memory": requests["memory"], "ephemeral-storage": disk.limit, GPU_RESOURCE: str(gpus)}
     return {"requests": requests, "limits": limits}
 
 
@@ -183,6 +191,7 @@ def _env(job: TrainingJob, config: OperatorConfig) -> list[dict[str, Any]]:
         {"name": "TENSORONE_JOB_NAME", "value": job.metadata.name},
         # Where rank 0 serves /progress and /metrics; a custom image's Reporter reads it.
         {"name": REPORT_PORT_ENV, "value": str(report_port(spec, config))},
+        {"name": REPORT_HOST_ENV, "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
     ]
     token = spec.hub_token_secret
     if token:
@@ -278,8 +287,26 @@ def _container(job: TrainingJob, resources: JobResources, config: OperatorConfig
             "allowPrivilegeEscalation": False,
             "capabilities": {"drop": ["ALL"]},
             "seccompProfile": {"type": "RuntimeDefault"},
+            "readOnlyRootFilesystem": _ours(job.spec),
         },
     }
+
+
+def _ours(spec: TrainingJobSpec) -> bool:
+    """Whether the pods run our trainer image, whose writes are known: a read-only root
+    filesystem with writable scratch folders. A custom image may write anywhere in its own
+    filesystem, so its root stays writable (within the ephemeral-storage limit)."""
+    return spec.model_type != ModelType.custom
+
+
+def _scratch(spec: TrainingJobSpec) -> list[tuple[str, str]]:
+    """(volume, mount path) of the writable emptyDirs: /tmp for every image (torchrun, the
+    launcher, compilers), and our trainer's home, which holds the Hugging Face cache (HF_HOME),
+    the downloaded data and the torch and triton caches."""
+    folders = [("tmp", "/tmp")]
+    if _ours(spec):
+        folders.append(("home", TRAINER_HOME))
+    return folders
 
 
 def build_pod_template(
@@ -295,6 +322,9 @@ def build_pod_template(
         {"name": "checkpoints", "persistentVolumeClaim": {"claimName": checkpoint_claim_name(job)}},
         {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": config.shm_size}},
     ]
+    for name, path in _scratch(job.spec):
+        volumes.append({"name": name, "emptyDir": {}})  # on the node's disk, within ephemeral-storage
+        container["volumeMounts"].append({"name": name, "mountPath": path})
     data_claim = dataset.spec.source.pvc
     if data_claim is not None:
         volumes.append(
@@ -325,6 +355,15 @@ def build_pod_template(
     return {"metadata": {"labels": child_labels(job)}, "spec": pod_spec}
 
 
+def restart_policy(spec: TrainingJobSpec) -> str:
+    """The replicas' restartPolicy. Our trainer's exit code says whether a restart can help
+    (tensorone.api.exit_codes): ``ExitCode`` restarts only 128-255 and fails the job at once for a
+    permanent error. The Training Operator then does not apply backoffLimit to those restarts, so
+    the operator counts them against spec.maxRestarts (restarts.py). A custom image's exit codes
+    follow no such table (a Python exception exits 1): it keeps ``OnFailure`` within backoffLimit."""
+    return "OnFailure" if spec.model_type == ModelType.custom else "ExitCode"
+
+
 def build_run_policy(spec: TrainingJobSpec) -> dict[str, Any]:
     """``runPolicy``: the parts of the child the user may change on a running job."""
     policy: dict[str, Any] = {
@@ -346,11 +385,12 @@ def build_pytorchjob(
     if resources is None:
         resources = job_resources(job.spec, config)
     template = build_pod_template(job, dataset, config, resources)
+    policy = restart_policy(job.spec)
     replicas: dict[str, Any] = {
-        MASTER_REPLICA: {"replicas": 1, "restartPolicy": "OnFailure", "template": template},
+        MASTER_REPLICA: {"replicas": 1, "restartPolicy": policy, "template": template},
     }
     if resources.workers > 1:
-        replicas["Worker"] = {"replicas": resources.workers - 1, "restartPolicy": "OnFailure", "template": template}
+        replicas["Worker"] = {"replicas": resources.workers - 1, "restartPolicy": policy, "template": template}
     return {
         "apiVersion": PYTORCHJOB_API_VERSION,
         "kind": "PyTorchJob",

@@ -35,13 +35,22 @@ def check_gpu_type(spec: TrainingJobSpec, config: OperatorConfig) -> tuple[JobRe
 
 
 def check_dataset(namespace: str, spec: TrainingJobSpec, dataset: Dataset | None) -> Problem | None:
-    """The Dataset named by spec.datasetId must exist in the job's namespace (waiting otherwise)."""
+    """The Dataset named by spec.datasetId must exist in the job's namespace and be Ready (waiting otherwise)."""
     if dataset is None or dataset.metadata.deletion_timestamp is not None:
         error = DatasetNotFound(
             f"Dataset {spec.dataset_id!r} does not exist in namespace {namespace!r}; the job starts when it is created",
             field="spec.datasetId",
         )
         return Problem(ConditionType.DatasetReady, Reason.DATASET_NOT_FOUND, str(error), waiting=True)
+    # A Dataset that is not Ready would fail in the pods: hold the job until it is (only a pvc
+    # source whose claim is missing is ever not Ready).
+    conditions = dataset.status.conditions if dataset.status is not None else None
+    ready = next((c for c in conditions or [] if c.type == ConditionType.Ready), None)
+    if ready is not None and ready.status == "False":
+        message = (
+            f"spec.datasetId: Dataset {spec.dataset_id!r} is not Ready ({ready.message}); the job starts when it is"
+        )
+        return Problem(ConditionType.DatasetReady, Reason.CLAIM_NOT_FOUND, message, waiting=True)
     return None
 
 

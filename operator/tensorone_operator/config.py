@@ -104,6 +104,21 @@ class CpuJobResources(ConfigModel):
     memory: str = Field(default="8Gi", pattern=QUANTITY_PATTERN, description="Memory per pod, for example 8Gi.")
 
 
+class EphemeralStorage(ConfigModel):
+    """The node disk a training container may use: its writable layer, its logs and its emptyDirs
+    (our trainer's /tmp and home, which hold the Hugging Face cache: the model and data downloads)."""
+
+    request: str = Field(
+        default="20Gi", pattern=QUANTITY_PATTERN, description="ephemeral-storage requested per pod (scheduling)."
+    )
+    limit: str = Field(
+        default="200Gi",
+        pattern=QUANTITY_PATTERN,
+        description="ephemeral-storage limit per pod: a pod that writes more is evicted, not the node filled. "
+        "Room for the base model's download.",
+    )
+
+
 class PriorityClasses(ConfigModel):
     """PriorityClass name per spec.priority; an empty name sets no priorityClassName."""
 
@@ -217,6 +232,10 @@ class OperatorConfig(ConfigModel):
     cpu_job: CpuJobResources = Field(
         default_factory=CpuJobResources,
         description="Requests and limits of the pods of a CPU-only job (no spec.gpuType), for development clusters.",
+    )
+    ephemeral_storage: EphemeralStorage = Field(
+        default_factory=EphemeralStorage,
+        description="Node disk of a training pod (the model download lands there); custom images too.",
     )
     shm_size: str = Field(
         default="8Gi",

@@ -23,11 +23,11 @@ class Datasets:
         """The Dataset from the index, else read (the index may not have seen it yet); None when absent."""
         return index.get((namespace, name)) or await self.api.get(API_VERSION, "datasets", namespace, name)
 
-    async def changed(self, dataset: Mapping[str, Any]) -> None:
-        """Keep a Dataset's status (Ready, records) in line with its source."""
+    async def changed(self, dataset: Mapping[str, Any]) -> Mapping[str, Any]:
+        """Keep a Dataset's status (Ready, records) in line with its source; the Dataset with it."""
         meta = dataset["metadata"]
         if meta.get("deletionTimestamp"):
-            return
+            return dataset
         claim = ((dataset.get("spec") or {}).get("source") or {}).get("pvc", {}).get("claimName")
         exists = None
         if claim:
@@ -39,3 +39,4 @@ class Datasets:
             await self.api.merge_patch(
                 API_VERSION, "datasets", meta["namespace"], meta["name"], patch, subresource="status"
             )
+        return {**dataset, "status": status}

@@ -60,18 +60,15 @@ def slim_node(node: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def waiting_keys(namespace: str, spec: Mapping[str, Any], status: Mapping[str, Any]) -> list[tuple[str, ...]]:
-    """Index keys of a job waiting on a Dataset ("dataset", ns, name) or on a GPU node ("gpu",)."""
+    """Index keys of a job held by its Dataset ("dataset", ns, name) or waiting on a GPU node ("gpu",)."""
     if status.get("phase") in TERMINAL_PHASES or status.get("childName"):
         return []
     reasons = {c.get("reason") for c in status.get("conditions") or [] if c.get("status") == "False"}
     keys: list[tuple[str, ...]] = []
-    if Reason.DATASET_NOT_FOUND in reasons:
+    # A job held by its Dataset (absent, not Ready, or of a format that does not fit) is woken
+    # when the Dataset changes.
+    if reasons & {Reason.DATASET_NOT_FOUND, Reason.CLAIM_NOT_FOUND, Reason.CONFIGURATION_ERROR}:
         keys.append(("dataset", namespace, str(spec.get("datasetId"))))
     if Reason.INSUFFICIENT_RESOURCES in reasons:
         keys.append(("gpu",))
     return keys
-
-
-def recheck_delay(retry: int) -> float:
-    """When a waiting job is checked again (its ``retry``-th time): 5 s doubling up to 60 s."""
-    return float(min(5 * 2 ** min(retry, 4), 60))

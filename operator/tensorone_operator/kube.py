@@ -5,12 +5,18 @@ in-cluster service account first, then the kubeconfig (``kubernetes.config`` rea
 calls are few and plain (get, list, create, merge patch, delete), so a thin client keeps the
 event loop free and the reconcile fast, where the synchronous kubernetes client would need a
 thread per call.
+
+An in-cluster service-account token is a projected token that the kubelet rotates (every hour, and
+an old one expires): the client re-reads the token file whenever it has changed (one ``stat`` per
+call), rather than keeping the token it started with.
 """
 
 from __future__ import annotations
 
+import os
 import ssl
 import urllib.parse
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -33,13 +39,41 @@ def resource_path(api_version: str, plural: str, namespace: str | None = None, n
     return f"{path}/{urllib.parse.quote(name)}" if name else path
 
 
-class KubeApi:
-    """Async JSON calls to the API server."""
+class BearerTokenFile:
+    """A bearer token read from a file, read again whenever the file changes (a rotated token)."""
 
-    def __init__(self, server: str, headers: dict[str, str], ssl_context: ssl.SSLContext | bool) -> None:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._seen: tuple[int, int, int] | None = None
+        self._header = ""
+
+    def header(self) -> str:
+        """The Authorization header with the file's current token."""
+        # The kubelet swaps a projected token in by a symlink: stat follows it to the new file.
+        stat = os.stat(self.path)
+        seen = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        if seen != self._seen:
+            self._header = f"Bearer {self.path.read_text().strip()}"
+            self._seen = seen
+        return self._header
+
+
+class KubeApi:
+    """Async JSON calls to the API server. ``headers`` go with every call; ``token_file``, when
+    given, supplies the Authorization header, read again whenever the file changes."""
+
+    def __init__(
+        self,
+        server: str,
+        headers: dict[str, str],
+        ssl_context: ssl.SSLContext | bool,
+        *,
+        token_file: Path | None = None,
+    ) -> None:
         self.server = server.rstrip("/")
         self._headers = headers
         self._ssl = ssl_context
+        self._token = BearerTokenFile(token_file) if token_file is not None else None
         self._session: aiohttp.ClientSession | None = None
 
     @classmethod
@@ -47,9 +81,12 @@ class KubeApi:
         """Credentials as kopf finds them: in-cluster service account, else the kubeconfig."""
         import kubernetes.client
         import kubernetes.config
+        from kubernetes.config.incluster_config import SERVICE_TOKEN_FILENAME
 
+        token_file: Path | None = None
         try:
             kubernetes.config.load_incluster_config()
+            token_file = Path(SERVICE_TOKEN_FILENAME)
         except kubernetes.config.ConfigException:
             kubernetes.config.load_kube_config()
         configuration = kubernetes.client.Configuration.get_default_copy()
@@ -57,7 +94,7 @@ class KubeApi:
         token = configuration.get_api_key_with_prefix("BearerToken") or configuration.get_api_key_with_prefix(
             "authorization"
         )
-        if token:
+        if token and token_file is None:
             headers["Authorization"] = token if " " in token else f"Bearer {token}"
         ssl_context: ssl.SSLContext | bool = False
         if configuration.host.startswith("https"):
@@ -68,7 +105,7 @@ class KubeApi:
             if configuration.cert_file:
                 context.load_cert_chain(configuration.cert_file, configuration.key_file)
             ssl_context = context
-        return cls(configuration.host, headers, ssl_context)
+        return cls(configuration.host, headers, ssl_context, token_file=token_file)
 
     async def _session_for_loop(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -87,12 +124,15 @@ class KubeApi:
     ) -> Any:
         """One call; ApiError on a non-2xx status."""
         session = await self._session_for_loop()
+        headers = {"Content-Type": content_type}
+        if self._token is not None:
+            headers["Authorization"] = self._token.header()
         async with session.request(
             method,
             self.server + path,
             json=body,
             params=params,
-            headers={"Content-Type": content_type},
+            headers=headers,
             timeout=aiohttp.ClientTimeout(total=60),
         ) as response:
             data = await response.json(content_type=None)

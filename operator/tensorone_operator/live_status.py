@@ -28,6 +28,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from tensorone.api.exit_codes import failure_reason
 from tensorone.api.report import (
     MAX_SECONDS,
     CheckpointReport,
@@ -38,7 +39,7 @@ from tensorone.api.report import (
     parse_report,
 )
 from tensorone.api.timestamps import parse_time, rfc3339
-from tensorone.api.v1alpha1 import ConditionType, Phase, Reason
+from tensorone.api.v1alpha1 import ConditionType, ModelType, Phase, Reason
 from tensorone.api.v1alpha1.trainingjob import (
     MAX_HISTORY_POINTS,
     MAX_STATUS_CHECKPOINTS,
@@ -227,10 +228,12 @@ def with_live(
     *,
     now: datetime,
     refusal: str | None = None,
+    exit_code: int | None = None,
 ) -> dict[str, Any]:
     """``status`` with the live fields: the newest progress report mirrored, running time,
-    GPU-hours and cost brought up to ``now``, a trainer's failure reason on a Failed job, and
-    condition ReportValid once a report was refused (``refusal``: why the last one was).
+    GPU-hours and cost brought up to ``now``, a trainer's failure reason on a Failed job (with the
+    rank-0 pod's ``exit_code``), and condition ReportValid once a report was refused (``refusal``:
+    why the last one was).
     ``resources`` None (an unknown GPU type: the job never runs) leaves ``status`` as it is."""
     result = dict(status)
     if resources is None:
@@ -260,8 +263,11 @@ def with_live(
             spent=spent,
             remaining_seconds=float(remaining),
         )
-    if result.get("phase") == Phase.Failed and report.state in (TrainerState.failed, TrainerState.diverged):
-        _trainer_failure(result, report, generation=job.generation, now=now)
+    failed = result.get("phase") == Phase.Failed and report.state in (TrainerState.failed, TrainerState.diverged)
+    if failed and not _ended_by_operator(result):
+        # Our trainer's exit codes name the failure (tensorone.api.exit_codes); a custom image's mean nothing to us.
+        ours = job.spec.model_type != ModelType.custom
+        _trainer_failure(result, report, exit_code=exit_code, ours=ours, generation=job.generation, now=now)
     return result
 
 
@@ -295,10 +301,30 @@ def _mirror(result: dict[str, Any], report: ProgressReport, *, read_at: str, now
     return remaining
 
 
-def _trainer_failure(result: dict[str, Any], report: ProgressReport, *, generation: int | None, now: datetime) -> None:
-    """A Failed job's message and Failed condition from the trainer's own reason."""
-    reason = report.reason or (Reason.Diverged if report.state == TrainerState.diverged else Reason.TrainingFailed)
-    message = f"the trainer ended: {reason}: {report.message or report.state}"
+def _ended_by_operator(status: Mapping[str, Any]) -> bool:
+    """Whether the operator ended the job itself (its reason is kept, not the trainer's)."""
+    return any(
+        c.get("type") == ConditionType.Failed and c.get("reason") == Reason.RestartLimitExceeded
+        for c in status.get("conditions") or []
+    )
+
+
+def _trainer_failure(
+    result: dict[str, Any],
+    report: ProgressReport,
+    *,
+    exit_code: int | None,
+    ours: bool,
+    generation: int | None,
+    now: datetime,
+) -> None:
+    """A Failed job's message and Failed condition from the trainer's own reason and message; the
+    condition's reason is the one the exit-code table gives our trainer's code, else the trainer's."""
+    told = report.reason or (Reason.Diverged if report.state == TrainerState.diverged else Reason.TrainingFailed)
+    reason = (failure_reason(exit_code) if ours and exit_code is not None else None) or told
+    message = f"the trainer ended: {told}: {report.message or report.state}"
+    if exit_code is not None:
+        message += f" (exit code {exit_code})"
     result["message"] = message[:4096]
     result["conditions"] = set_condition(
         list(result.get("conditions") or []),
@@ -386,6 +412,17 @@ def report_from_text(text: str | None) -> ProgressReport | None:
         return None
 
 
+def failed_exit_code(pod: Mapping[str, Any]) -> int | None:
+    """The exit code of a pod whose ``pytorch`` container ended with a failure; None otherwise."""
+    for container in (pod.get("status") or {}).get("containerStatuses") or []:
+        if container.get("name") != CONTAINER_NAME:
+            continue
+        code = ((container.get("state") or {}).get("terminated") or {}).get("exitCode")
+        if isinstance(code, int) and code != 0:
+            return code
+    return None
+
+
 def termination_report(pod: Mapping[str, Any]) -> ProgressReport | None:
     """The report a pod's ``pytorch`` container left in its termination message (current or last
     state, the newest first)."""
@@ -446,6 +483,7 @@ def master_pod_view(pod: Mapping[str, Any]) -> dict[str, Any] | None:
         "reportPort": port,
         "running": running and not metadata.get("deletionTimestamp"),
         "report": termination_report(pod),
+        "exitCode": failed_exit_code(pod),
     }
 
 

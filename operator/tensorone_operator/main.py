@@ -26,7 +26,7 @@ from tensorone_operator.builders import (
 from tensorone_operator.catalog import GPU_PRODUCT_LABEL
 from tensorone_operator.cleanup import FINALIZER, FORCE_DELETE_ANNOTATION
 from tensorone_operator.config import OperatorConfig
-from tensorone_operator.indexes import INDEX_WAITING, indexes_of, recheck_delay, slim_node, waiting_keys
+from tensorone_operator.indexes import INDEX_WAITING, indexes_of, slim_node, waiting_keys
 
 JOBS = (GROUP, VERSION, "trainingjobs")
 DATASETS = (GROUP, VERSION, "datasets")
@@ -82,12 +82,12 @@ def jobs_waiting(namespace: str | None, name: str, spec: kopf.Spec, status: kopf
     return {key: (namespace, name) for key in waiting_keys(namespace or "", spec, status)}
 
 
-async def reconcile_job(body: kopf.Body, memo: Any, retry: int, **kwargs: Any) -> None:
+async def reconcile_job(body: kopf.Body, memo: Any, logger: kopf.Logger, **kwargs: Any) -> None:
     outcome = await memo.reconciler.reconcile(body, current=True, **indexes_of(kwargs))
     if outcome.waiting:
-        # Waiting is not terminal: kopf retries with backoff (the Dataset and Node watches below
-        # usually resume the job sooner).
-        raise kopf.TemporaryError(outcome.problem.message, delay=recheck_delay(retry))
+        # Waiting is normal, not a handler failure: the Dataset and Node watches below resume the
+        # job, and its daemon re-checks it on every tick.
+        logger.info("waiting: %s", outcome.problem.message)
 
 
 async def child_changed(

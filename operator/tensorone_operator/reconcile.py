@@ -11,6 +11,7 @@ names (``Children``), the status is computed from scratch and written only when 
 - ``Events`` (events.py): post Events within per-job limits;
 - ``StatusWriter`` (status_writer.py): write the status when it changed;
 - ``Datasets`` (datasets.py): find Datasets and keep their status;
+- ``Restarts`` (restarts.py): count the restarted pod failures against spec.maxRestarts;
 - ``Cleanup`` (cleanup.py): finalize or release a job being deleted.
 
 Datasets, children and nodes come from kopf indexes kept by watches (no API call per reconcile),
@@ -30,6 +31,7 @@ from tensorone.api import API_VERSION
 from tensorone.api.timestamps import now, utc_now
 from tensorone.api.v1alpha1 import TERMINAL_PHASES, ConditionType, Dataset, Reason
 from tensorone_operator import catalog, checks
+from tensorone_operator.builders import restart_policy
 from tensorone_operator.catalog import JobResources
 from tensorone_operator.children import ChildIndex, ChildRefused, Children, owned_by
 from tensorone_operator.cleanup import Cleanup
@@ -40,7 +42,8 @@ from tensorone_operator.kube import KubeApi
 from tensorone_operator.live_status import with_live
 from tensorone_operator.metrics import ERRORS, RECONCILE_SECONDS, RECONCILES, PhaseBook
 from tensorone_operator.observed import ObservedJob
-from tensorone_operator.status import Problem, condition_is, status_from
+from tensorone_operator.restarts import Restarts
+from tensorone_operator.status import Ended, Problem, condition_is, status_from
 from tensorone_operator.status_writer import StatusWriter
 from tensorone_operator.trainer_reports import TrainerReports
 
@@ -86,6 +89,7 @@ class Reconciler:
         self.events = Events(post_event)
         self.status = StatusWriter(api, self.reports, self.events, self.phases)
         self.datasets = Datasets(api)
+        self.restarts = Restarts()
         self.cleanup = Cleanup(api)
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
 
@@ -104,6 +108,7 @@ class Reconciler:
         self.reports.forget(key)
         self.status.forget(key)
         self.events.forget(key)
+        self.restarts.forget(key)
         self.phases.record(namespace, name, None)
 
     async def close(self) -> None:
@@ -154,8 +159,12 @@ class Reconciler:
         return outcome
 
     async def pod_changed(self, namespace: str, job_name: str, pod: Mapping[str, Any], *, deleted: bool) -> None:
-        """A watch event of a job's pod: a new report in its termination message is mirrored at once."""
-        if self.reports.pod_changed((namespace, job_name), pod, deleted=deleted):
+        """A watch event of a job's pod: a new report in its termination message is mirrored at
+        once, and so is a pod failure the Training Operator restarts (counted against maxRestarts)."""
+        key = (namespace, job_name)
+        restarted = not deleted and self.restarts.pod_changed(key, pod)
+        news = self.reports.pod_changed(key, pod, deleted=deleted)
+        if restarted or news:
             await self.reconcile(_ref(namespace, job_name))
 
     async def dataset_changed(self, dataset: Mapping[str, Any]) -> None:
@@ -185,9 +194,9 @@ class Reconciler:
         if seen.spec_changed():
             return await self.reconcile(job, **indexes)
         child = self.children.newest(children, seen.key)
-        if child is None and condition_is(seen.status, ConditionType.Stalled, "True"):
-            return None  # a configuration error: only a change of the job (or a restart) helps
-        if child is None or not owned_by(child, seen.uid):
+        # A job without its child is checked again on every tick: what holds it (a Dataset, a
+        # node, a foreign object in the way) may have changed without an event the operator sees.
+        if child is None or not owned_by(child, seen.uid) or self._past_restart_limit(seen) is not None:
             return await self.reconcile(job, **indexes)
         await self.reports.poll(seen.key)
         resources, _ = checks.check_gpu_type(seen.spec, self.config)
@@ -258,6 +267,14 @@ class Reconciler:
             # Running already: follow it, and apply what may change on a running job.
             if job.spec_changed():
                 child = await self.children.sync(job.resource, child)
+            ended = self._past_restart_limit(job)
+            if ended is not None:
+                # No pod may run on: the child goes (the checkpoint claim stays), the job is Failed.
+                await self.children.delete_child(job)
+                extra = {**self._allocation(job, resources), "childName": job.name, **self._restarts(job)}
+                return await self._write(
+                    job, status_from(job, None, now=utc_now(), ended=ended, extra=extra), resources
+                )
             return await self._write(job, self._followed(job, child, resources), resources)
         if resources is None:
             return await self._held(job, problem, resources)
@@ -266,6 +283,8 @@ class Reconciler:
     async def _start(self, job: ObservedJob, resources: JobResources, datasets: DatasetIndex, nodes: Nodes) -> Outcome:
         """Check a job without a child, then create its children."""
         found = await self.datasets.find(datasets, job.namespace, job.spec.dataset_id)
+        if found is not None and not condition_is(found.get("status") or {}, ConditionType.Ready, "True"):
+            found = await self.datasets.changed(found)  # its source may have become usable since
         dataset = None if found is None else Dataset.model_validate(found)
         problem = checks.check_dataset(job.namespace, job.spec, dataset)
         if problem is None and dataset is not None:
@@ -310,12 +329,36 @@ class Reconciler:
             estimate = {**estimate, "total": stored["total"]}
         return {"resourceAllocation": catalog.resource_allocation(resources, self.config), "estimatedCost": estimate}
 
+    def _restarts(self, job: ObservedJob) -> dict[str, Any]:
+        """status.restarts of a job whose restarts the operator counts ({} while there are none)."""
+        if restart_policy(job.spec) != "ExitCode":
+            return {}
+        count = self.restarts.count(job.key, job.status)
+        return {"restarts": count} if count else {}
+
+    def _past_restart_limit(self, job: ObservedJob) -> Ended | None:
+        """Why the job ends, when its pods failed more often than spec.maxRestarts allows."""
+        count = self._restarts(job).get("restarts", 0)
+        if count <= job.spec.max_restarts:
+            return None
+        message = (
+            f"the pods failed {count} times with an exit code that is retried, more than spec.maxRestarts "
+            f"({job.spec.max_restarts}); the PyTorchJob is deleted, the checkpoints are kept"
+        )
+        code, kept = self.reports.exit_code(job.key), self.reports.latest(job.key)
+        if code is not None:
+            message += f"; the last failure: exit code {code}"
+            if kept is not None and kept[0].reason:
+                message += f", {kept[0].reason}: {kept[0].message or ''}"
+        return Ended(Reason.RestartLimitExceeded, message[:4096])
+
     def _followed(self, job: ObservedJob, child: Mapping[str, Any], resources: JobResources | None) -> dict[str, Any]:
         """The status of a job that has its child (before the live fields)."""
-        extra = {**self._allocation(job, resources), "childName": job.name}
+        extra = {**self._allocation(job, resources), "childName": job.name, **self._restarts(job)}
         return status_from(job, child, now=utc_now(), extra=extra)
 
     def _live(self, job: ObservedJob, status: dict[str, Any], resources: JobResources | None) -> dict[str, Any]:
         """``status`` with the newest trainer report and the running time and cost up to now."""
         kept, refusal = self.reports.latest(job.key), self.reports.refusal(job.key)
-        return with_live(job, status, kept, resources, self.config, now=now(), refusal=refusal)
+        exit_code = self.reports.exit_code(job.key)
+        return with_live(job, status, kept, resources, self.config, now=now(), refusal=refusal, exit_code=exit_code)

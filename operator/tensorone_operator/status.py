@@ -47,13 +47,22 @@ class Problem:
     """A failed check: which condition it sets, the error code (its reason) and the message.
 
     ``waiting`` problems resolve by themselves (a Dataset applied later, a GPU node joining) and
-    are re-checked; the others need a change of the job (or of the operator's configuration).
+    and hold the job in Reconciling; the others need a change (of the job, the operator's
+    configuration, or the object in the way) and stall it. Both are checked again on every tick.
     """
 
     condition: ConditionType
     code: Reason
     message: str
     waiting: bool
+
+
+@dataclass(frozen=True)
+class Ended:
+    """Why the operator ended a job Failed (not its child): the reason and the message."""
+
+    reason: Reason
+    message: str
 
 
 def child_condition(child: Mapping[str, Any] | None, condition_type: str) -> dict[str, Any] | None:
@@ -152,9 +161,11 @@ def status_from(
     *,
     now: str,
     problem: Problem | None = None,
+    ended: Ended | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The TrainingJob's desired status from the child and the checks (pure).
+    """The TrainingJob's desired status from the child and the checks (pure). ``ended``: the
+    operator itself ends the job Failed (its child is being deleted).
 
     ``extra`` holds fields the reconciler computed once (childName, resourceAllocation,
     estimatedCost); fields this function does not own (progress, metrics, checkpoints) are kept
@@ -170,6 +181,8 @@ def status_from(
         phase, message = _cancelled(conditions, child, current)
     elif phase in TERMINAL_PHASES:
         return {**status, "conditions": conditions.items}
+    elif ended is not None:
+        phase, message = _ended(conditions, ended)
     elif problem is not None:
         phase, message = _held(conditions, problem)
     else:
@@ -221,8 +234,23 @@ def _cancelled(
     return phase, message
 
 
+def _ended(conditions: Conditions, ended: Ended) -> tuple[Phase, str]:
+    """Conditions of a job the operator ended Failed; its phase and message."""
+    conditions.set(ConditionType.Failed, True, ended.reason, ended.message)
+    for kind in (ConditionType.Ready, ConditionType.Reconciling):
+        conditions.set(kind, False, ended.reason, ended.message)
+    for kind in (ConditionType.Running, ConditionType.Restarting):
+        if any(c.get("type") == kind for c in conditions.items):
+            conditions.set(kind, False, ended.reason, ended.message)
+    return Phase.Failed, ended.message
+
+
 def _held(conditions: Conditions, problem: Problem) -> tuple[Phase, str]:
-    """Conditions of a job held by a failed check; its phase and message."""
+    """Conditions of a job held by a failed check; its phase and message. The GPU nodes are
+    checked last: a job waiting on them passed the other checks (a stale DatasetReady False goes)."""
+    if problem.condition == ConditionType.ResourcesAvailable:
+        for kind in (ConditionType.ConfigurationValid, ConditionType.DatasetReady):
+            conditions.set(kind, True, Reason.Checked, "")
     conditions.set(problem.condition, False, problem.code, problem.message)
     conditions.set(ConditionType.Ready, False, problem.code, problem.message)
     conditions.set(ConditionType.Reconciling, problem.waiting, problem.code, problem.message)

@@ -79,10 +79,21 @@ class TrainerReports:
         self._refused: dict[JobKey, str] = {}
         self._announced: dict[JobKey, str | None] = {}
         self._timeouts: dict[JobKey, int] = {}
+        # The exit code of each job's rank-0 pod that failed last.
+        self._exit_codes: dict[JobKey, int] = {}
 
     def forget(self, key: JobKey) -> None:
         """Drop what is kept about a deleted job."""
-        for kept in (self._pods, self._reports, self._mirrored, self._refused, self._announced, self._timeouts):
+        kept_per_job = (
+            self._pods,
+            self._reports,
+            self._mirrored,
+            self._refused,
+            self._announced,
+            self._timeouts,
+            self._exit_codes,
+        )
+        for kept in kept_per_job:
             kept.pop(key, None)
 
     async def close(self) -> None:
@@ -94,6 +105,10 @@ class TrainerReports:
     def latest(self, key: JobKey) -> KeptReport | None:
         """The newest report of the job and when it was read (RFC 3339), if any."""
         return self._reports.get(key)
+
+    def exit_code(self, key: JobKey) -> int | None:
+        """The exit code of the job's rank-0 pod that failed last, if one did."""
+        return self._exit_codes.get(key)
 
     def pod(self, key: JobKey) -> dict[str, Any] | None:
         """What is kept of the job's rank-0 pod (for diagnostics)."""
@@ -107,6 +122,9 @@ class TrainerReports:
         if view is None:
             return False
         final = view.pop("report")
+        exit_code = view.pop("exitCode")
+        if exit_code is not None:
+            self._exit_codes[key] = exit_code
         # A resumed job's new pod has the same name as the one that went, and the watch events of
         # two objects come in no set order: an old pod never displaces a running new one.
         kept = self._pods.get(key)

@@ -26,6 +26,11 @@ TERMINATION_MESSAGE_LIMIT = 4096
 # operator gives the pods the job's port in REPORT_PORT_ENV.
 DEFAULT_REPORT_PORT = 9400
 REPORT_PORT_ENV = "TENSORONE_REPORT_PORT"
+# The address it is served on: the operator gives the pods their pod IP (the only address the
+# operator and Prometheus reach them on); without it, loopback, so that a run on a laptop is not
+# open to the laptop's network.
+REPORT_HOST_ENV = "TENSORONE_REPORT_HOST"
+DEFAULT_REPORT_HOST = "127.0.0.1"
 TERMINATION_LOG_ENV = "TENSORONE_TERMINATION_LOG"
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
 

@@ -40,8 +40,10 @@ from types import TracebackType
 from typing import IO, Any, Literal
 
 from tensorone.api.report import (
+    DEFAULT_REPORT_HOST,
     DEFAULT_REPORT_PORT,
     DEFAULT_TERMINATION_LOG,
+    REPORT_HOST_ENV,
     REPORT_PORT_ENV,
     TERMINATION_LOG_ENV,
     CheckpointReport,
@@ -78,7 +80,8 @@ class Reporter:
     """Progress reporting of one process: endpoints, metrics log, termination message.
 
     ``serve`` False serves nothing (the other ranks do not); ``port`` None means
-    ``$TENSORONE_REPORT_PORT`` or 9400, and 0 picks a free port. ``metrics_log`` None writes no
+    ``$TENSORONE_REPORT_PORT`` or 9400, and 0 picks a free port; the address served is
+    ``$TENSORONE_REPORT_HOST`` (the pod IP in a pod) or loopback. ``metrics_log`` None writes no
     log. ``termination_log`` "auto" means ``termination_log_path()``; None writes none.
     """
 
@@ -97,6 +100,7 @@ class Reporter:
         self.tracker = ProgressTracker(memory=memory)
         self._serve = serve
         self._requested_port = port
+        self._host = os.environ.get(REPORT_HOST_ENV) or DEFAULT_REPORT_HOST
         self._server: ReportServer | None = None
         self._log: IO[str] | None = None
         self._log_path = Path(metrics_log) if metrics_log is not None else None
@@ -115,9 +119,16 @@ class Reporter:
             self._log_path.parent.mkdir(parents=True, exist_ok=True)
             self._log = self._log_path.open("a", encoding="utf-8")
         if self._server is None and self._serve:
-            self._server = ReportServer(self.tracker, build_registry(self.tracker), port=self._requested_port)
+            self._server = ReportServer(
+                self.tracker, build_registry(self.tracker), host=self._host, port=self._requested_port
+            )
             self._server.start()
         return self
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        """The address actually served (host, port), or None."""
+        return self._server.address if self._server is not None else None
 
     @property
     def port(self) -> int | None:

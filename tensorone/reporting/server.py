@@ -10,6 +10,7 @@ up threads in the trainer's process.
 
 from __future__ import annotations
 
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -28,6 +29,8 @@ class _BoundedServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, address: tuple[str, int], handler: Any, *, max_connections: int) -> None:
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6  # a pod IP on an IPv6 or dual-stack cluster
         super().__init__(address, handler)
         self._slots = threading.BoundedSemaphore(max_connections)
 
@@ -56,7 +59,7 @@ class ReportServer:
         tracker: ProgressTracker,
         registry: CollectorRegistry,
         *,
-        host: str = "",
+        host: str,
         port: int,
         connection_timeout: float = CONNECTION_TIMEOUT_SECONDS,
         max_connections: int = MAX_CONNECTIONS,
@@ -68,6 +71,11 @@ class ReportServer:
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, name="tensorone-report", daemon=True
         )
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self._server.server_address[:2]
+        return str(host), int(port)
 
     @property
     def port(self) -> int:

@@ -224,3 +224,21 @@ def test_pods_run_as_the_images_users(dockerfile: tuple[dict[str, str], dict[str
     dataset = Dataset.model_validate(DATASETS[job["spec"]["datasetId"]])
     template = builders.build_pod_template(TrainingJob.model_validate(job), dataset, OperatorConfig())
     assert template["spec"]["securityContext"]["runAsUser"] == _final_user("trainer", stages)
+
+
+def test_the_trainers_home_is_where_its_pods_mount_a_writable_folder(
+    dockerfile: tuple[dict[str, str], dict[str, Stage]],
+) -> None:
+    """The training pods' root filesystem is read-only: HOME (and HF_HOME under it) must be the
+    folder the operator mounts an emptyDir at."""
+    _, stages = dockerfile
+    envs = [
+        shlex.split(rest)
+        for stage in reversed(_chain(stages["trainer"], stages))
+        for keyword, rest in stage.instructions
+        if keyword == "ENV"
+    ]
+    env = dict(word.split("=", 1) for words in envs for word in words if "=" in word)
+    from tensorone_operator.builders import TRAINER_HOME
+
+    assert env["HOME"] == TRAINER_HOME and env["HF_HOME"].startswith(TRAINER_HOME + "/")

@@ -47,7 +47,7 @@ from tests import factories
 from tests.factories import PYTORCHJOB
 from tests.kube.loopback import LOOPBACK, free_port
 from tests.kube.server import ApiStatusError, EmulatorServer
-from tests.kube.training_operator import JobConditionType, ReplicaStatus, move_child
+from tests.kube.training_operator import JobConditionType, ReplicaStatus, after_pod_failure, move_child
 
 POD_FINALIZER = "node.tensorone.test/kubelet"
 POD_IP = LOOPBACK
@@ -250,6 +250,8 @@ class LocalNode:
         for item in container.get("env", []):
             if "value" in item:
                 env[item["name"]] = _expand(item["value"], env)
+            elif "fieldRef" in (item.get("valueFrom") or {}):
+                env[item["name"]] = self._field_value(namespace, pod_name, item["valueFrom"]["fieldRef"])
             elif "secretKeyRef" in (item.get("valueFrom") or {}):
                 value = self._secret_value(namespace, item["valueFrom"]["secretKeyRef"])
                 if value is not None:
@@ -322,6 +324,14 @@ class LocalNode:
             return [self.python, *rest]
         return argv
 
+    @staticmethod
+    def _field_value(namespace: str, pod_name: str, ref: dict[str, Any]) -> str:
+        """The downward API's value of a ``fieldRef`` (the fields the operator's pods use)."""
+        values = {"status.podIP": POD_IP, "metadata.name": pod_name, "metadata.namespace": namespace}
+        if ref["fieldPath"] not in values:
+            raise ValueError(f"fieldRef {ref['fieldPath']!r} is not played by LocalNode (plays {sorted(values)})")
+        return values[ref["fieldPath"]]
+
     def _secret_value(self, namespace: str, ref: dict[str, Any]) -> str | None:
         import base64
 
@@ -367,6 +377,8 @@ class LocalNode:
 
     def _record_exit(self, namespace: str, pod: PodProcess) -> None:
         code = pod.process.returncode
+        if code < 0:  # killed by a signal: the kubelet reports 128 + the signal's number
+            code = 128 - code
         pod.exit_code = code
         message = pod.termination_log.read_text(errors="replace")[:4096] if pod.termination_log.exists() else ""
         status = factories.terminated_pod_status(
@@ -394,15 +406,24 @@ class LocalNode:
         failed = [p for p in run.pods if p.exit_code not in (None, 0)]
         if failed:
             self._kill(run)
-            if run.restarts < int(policy.get("backoffLimit", 0)):
+            replica = failed[0].replica_type.capitalize()
+            limit = policy.get("backoffLimit")
+            verdict = after_pod_failure(
+                run.name,
+                replica,
+                job["spec"]["pytorchReplicaSpecs"][replica].get("restartPolicy", "OnFailure"),
+                int(failed[0].exit_code or 0),
+                restarts=run.restarts,
+                backoff_limit=None if limit is None else int(limit),
+            )
+            if verdict.restart:
+                # The whole job restarts (v1.9 recreates the failed pod; a torch rendezvous
+                # then needs every peer anew, which is what recreating them all plays).
                 run.restarts += 1
                 self._start_pods(job, run)
-                exited = f"{failed[0].name} exited {failed[0].exit_code}."
-                self._move(job, run, JobConditionType.restarting, message=exited)
+                self._move(job, run, JobConditionType.restarting, message=verdict.message)
                 return
-            replica = failed[0].replica_type.capitalize()
-            message = f"PyTorchJob {run.name} is failed because 1 {replica} replica(s) failed."
-            self._finish(job, run, JobConditionType.failed, "PyTorchJobFailed", message)
+            self._finish(job, run, JobConditionType.failed, verdict.reason, verdict.message)
             return
         if run.pods[0].exit_code == 0:
             self._kill(run)

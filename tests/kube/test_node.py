@@ -131,3 +131,35 @@ def test_suspend_sends_sigterm_and_resume_continues(cluster: EmulatorServer, tmp
         assert second["state"] == "stopped" and second["resumedFrom"] == stopped_at["id"]
         assert second["step"] > stopped_at["step"]
         assert node.errors == []
+
+
+def exiting_job(name: str, code: int, restart_policy: str, backoff_limit: int) -> dict[str, Any]:
+    """A PyTorchJob whose one pod exits with ``code`` at once."""
+    container = {"name": "pytorch", "image": "python", "command": ["python", "-c", f"raise SystemExit({code})"]}
+    master = {"replicas": 1, "restartPolicy": restart_policy, "template": {"spec": {"containers": [container]}}}
+    return {
+        "apiVersion": PYTORCHJOB,
+        "kind": "PyTorchJob",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"pytorchReplicaSpecs": {"Master": master}, "runPolicy": {"backoffLimit": backoff_limit}},
+    }
+
+
+def test_exit_code_policy_restarts_a_retryable_exit_past_the_backoff_limit(
+    cluster: EmulatorServer, tmp_path: Path
+) -> None:
+    cluster.api.create(exiting_job("retried", 138, "ExitCode", backoff_limit=1))
+    with LocalNode(cluster, tmp_path) as node:
+        wait_for(
+            lambda: node.runs[("default", "retried")].restarts >= 3 if ("default", "retried") in node.runs else None
+        )
+    assert not condition(cluster, "retried", "Failed")
+
+
+def test_exit_code_policy_fails_a_permanent_exit_at_once(cluster: EmulatorServer, tmp_path: Path) -> None:
+    cluster.api.create(exiting_job("permanent", 5, "ExitCode", backoff_limit=3))
+    with LocalNode(cluster, tmp_path) as node:
+        wait_for(lambda: condition(cluster, "permanent", "Failed"))
+        assert node.runs[("default", "permanent")].restarts == 0
+    pod = cluster.api.get("v1", "Pod", "permanent-master-0")
+    assert pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 5

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.kube.training_operator import PyTorchJobStatus
+from tests.kube.training_operator import PyTorchJobStatus, after_pod_failure
 
 
 def states(status: PyTorchJobStatus) -> dict[str, tuple[str, str]]:
@@ -63,3 +63,22 @@ def test_a_failure_carries_its_reason_and_the_wire_form_is_camel_case() -> None:
         "lastUpdateTime": "t2",
         "lastTransitionTime": "t2",
     }
+
+
+def test_exit_code_policy_retries_128_and_up_however_often_and_fails_below() -> None:
+    for restarts in (0, 5, 50):
+        verdict = after_pod_failure("j", "Master", "ExitCode", 138, restarts=restarts, backoff_limit=3)
+        assert verdict.restart, restarts
+    assert after_pod_failure("j", "Master", "ExitCode", 137, restarts=0, backoff_limit=0).restart
+    permanent = after_pod_failure("j", "Master", "ExitCode", 5, restarts=0, backoff_limit=3)
+    assert not permanent.restart
+    assert permanent.reason == "PyTorchJobFailed"
+    assert permanent.message == 'job "j" is failing because "Master" replica(s) failed.'
+
+
+def test_on_failure_retries_within_the_backoff_limit() -> None:
+    assert after_pod_failure("j", "Master", "OnFailure", 1, restarts=2, backoff_limit=3).restart
+    past = after_pod_failure("j", "Master", "OnFailure", 138, restarts=3, backoff_limit=3)
+    assert not past.restart and "reached the specified backoff limit" in past.message
+    assert after_pod_failure("j", "Master", "OnFailure", 1, restarts=99, backoff_limit=None).restart
+    assert not after_pod_failure("j", "Master", "Never", 138, restarts=0, backoff_limit=3).restart

@@ -16,6 +16,9 @@ replica type):
 - Succeeded, Failed: the job is over (Failed with the reason that ended it, such as
   ``BackoffLimitExceeded`` or ``DeadlineExceeded``); Running turns False with the same reason.
 
+What happens when a replica's pod fails is decided by ``after_pod_failure``, as v1.9 decides it
+from the replica's ``restartPolicy``, the container's exit code and ``runPolicy.backoffLimit``.
+
 One difference from v1.9 is kept on purpose: here Restarting is True beside a True Running, the
 state the operator's status logic reads as a restart, where v1.9 replaces the Running condition by
 Restarting while the replicas are recreated, and Restarting by Running after.
@@ -24,6 +27,7 @@ Restarting while the replicas are recreated, and Restarting by Running after.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -224,3 +228,58 @@ def move_child(
     if replicas is not None:
         status.replica_statuses = dict(replicas)
     return api.patch_status(PYTORCHJOB, "PyTorchJob", name, status.to_wire(), namespace)
+
+
+# v1.9's IsRetryableExitCode (pkg/util/train/train_util.go): under restartPolicy ExitCode a pod
+# whose container exited with a code from here up is restarted; 1-127 fail the job.
+RETRYABLE_EXIT_CODES_FROM = 128
+
+
+@dataclass(frozen=True)
+class PodFailure:
+    """What the Training Operator does after a replica's pod failed: restart it, or fail the job
+    with ``reason`` and ``message`` (the condition it writes)."""
+
+    restart: bool
+    reason: str
+    message: str
+
+
+def after_pod_failure(
+    name: str,
+    replica_type: str,
+    restart_policy: str,
+    exit_code: int,
+    *,
+    restarts: int,
+    backoff_limit: int | None,
+) -> PodFailure:
+    """v1.9's verdict on a failed pod of replica ``replica_type`` (``Master``, ``Worker``) of the
+    PyTorchJob ``name`` that has been restarted ``restarts`` times.
+
+    - ``ExitCode``: a code of 128 and up is restarted (the pod deleted and created again), however
+      often: v1.9 counts toward ``backoffLimit`` only the container restarts of running pods, and a
+      recreated pod has none (kubeflow/training-operator#2045); a code of 1-127 fails the job at
+      once (common/pod.go ReconcilePods).
+    - ``OnFailure``, ``Always``: restarted until ``backoffLimit`` restarts were made (none: no limit).
+    - ``Never``: the job fails.
+    """
+    if restart_policy == "ExitCode":
+        if exit_code >= RETRYABLE_EXIT_CODES_FROM:
+            return PodFailure(True, "PyTorchJobRestarting", _restarting(name, replica_type))
+        return PodFailure(
+            False, "PyTorchJobFailed", f'job "{name}" is failing because "{replica_type}" replica(s) failed.'
+        )
+    if restart_policy in ("OnFailure", "Always"):
+        if backoff_limit is None or restarts < backoff_limit:
+            return PodFailure(True, "PyTorchJobRestarting", _restarting(name, replica_type))
+        return PodFailure(
+            False, "PyTorchJobFailed", f"Job {name} has failed because it has reached the specified backoff limit"
+        )
+    return PodFailure(
+        False, "PyTorchJobFailed", f"PyTorchJob {name} is failed because 1 {replica_type} replica(s) failed."
+    )
+
+
+def _restarting(name: str, replica_type: str) -> str:
+    return f"PyTorchJob {name} is restarting because 1 {replica_type} replica(s) failed."

@@ -65,7 +65,7 @@ def test_gpu_job_shape_follows_training_operator_v1_9() -> None:
     assert child["apiVersion"] == "kubeflow.org/v1" and child["kind"] == "PyTorchJob"
     replicas = child["spec"]["pytorchReplicaSpecs"]
     assert replicas["Master"]["replicas"] == 1 and replicas["Worker"]["replicas"] == 2
-    assert {r["restartPolicy"] for r in replicas.values()} == {"OnFailure"}
+    assert {r["restartPolicy"] for r in replicas.values()} == {"ExitCode"}  # the trainer says what a restart can help
     assert child["spec"]["nprocPerNode"] == "4"
     assert "elasticPolicy" not in child["spec"]
     main = container(child)
@@ -73,8 +73,15 @@ def test_gpu_job_shape_follows_training_operator_v1_9() -> None:
     assert main["command"][:5] == ["python", "-m", "trainer.launch", "--nnodes=3", "--nproc-per-node=4"]
     assert "--node-rank=$(RANK)" in main["command"]
     assert {"name": "TENSORONE_REPORT_PORT", "value": "9400"} in main["env"]
+    pod_ip = {"name": "TENSORONE_REPORT_HOST", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}
+    assert pod_ip in main["env"]  # served on the pod IP only
     assert {"name": "pytorchjob-port", "containerPort": 23456, "protocol": "TCP"} in main["ports"]
-    assert main["resources"]["requests"] == {"cpu": "48", "memory": "480Gi", "nvidia.com/gpu": "4"}
+    assert main["resources"]["requests"] == {
+        "cpu": "48",
+        "memory": "480Gi",
+        "nvidia.com/gpu": "4",
+        "ephemeral-storage": "20Gi",
+    }
     assert main["resources"]["limits"]["nvidia.com/gpu"] == "4"
     spec = pod_spec(child)
     assert spec["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
@@ -92,6 +99,7 @@ def test_gpu_job_shape_follows_training_operator_v1_9() -> None:
         "allowPrivilegeEscalation": False,
         "capabilities": {"drop": ["ALL"]},
         "seccompProfile": {"type": "RuntimeDefault"},
+        "readOnlyRootFilesystem": True,
     }
 
 
@@ -108,6 +116,7 @@ def test_several_products_need_node_affinity_one_product_a_node_selector() -> No
     assert container(builders.build_pytorchjob(job(), DATASET, CONFIG))["resources"]["limits"] == {
         "cpu": "2",
         "memory": "8Gi",
+        "ephemeral-storage": "200Gi",
     }
 
 
@@ -126,7 +135,10 @@ def test_custom_job_runs_the_users_argv_never_a_shell() -> None:
         "env": [{"name": "MY_FLAG", "value": "1"}],
     }
     spec = job(modelType="custom", config={"custom": custom}, hubTokenSecret={"name": "hf", "key": "token"})
-    main = container(builders.build_pytorchjob(spec, DATASET, CONFIG))
+    child = builders.build_pytorchjob(spec, DATASET, CONFIG)
+    main = container(child)
+    # Its exit codes follow no table of ours: restarts within backoffLimit, whatever the code.
+    assert child["spec"]["pytorchReplicaSpecs"]["Master"]["restartPolicy"] == "OnFailure"
     assert main["image"] == custom["image"]
     assert main["command"] == ["python", "-m", "train"]
     assert main["args"] == ["--name", "$(rm -rf /); echo"]
@@ -282,3 +294,27 @@ def test_operator_config_file_is_validated(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError) as error:
         parse_config({"trainerImagee": "typo"})
     assert "trainerImagee" in str(error.value)
+
+
+def test_training_pods_bound_their_disk_and_write_only_to_scratch_folders() -> None:
+    child = builders.build_pytorchjob(job(gpuType="a100"), DATASET, CONFIG)
+    main, spec = container(child), pod_spec(child)
+    assert main["securityContext"]["readOnlyRootFilesystem"] is True
+    assert main["resources"]["requests"]["ephemeral-storage"] == CONFIG.ephemeral_storage.request
+    assert main["resources"]["limits"]["ephemeral-storage"] == CONFIG.ephemeral_storage.limit
+    mounts = {m["mountPath"]: m["name"] for m in main["volumeMounts"]}
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    for path in ("/tmp", builders.TRAINER_HOME):
+        assert volumes[mounts[path]]["emptyDir"] == {}, path
+    cpu = container(builders.build_pytorchjob(job(), DATASET, CONFIG))
+    assert cpu["resources"]["limits"]["ephemeral-storage"] == CONFIG.ephemeral_storage.limit
+
+
+def test_a_custom_image_keeps_a_writable_root_within_the_disk_limit() -> None:
+    custom = {"image": "registry.example/me/train:1", "command": ["python", "train.py"]}
+    child = builders.build_pytorchjob(job(modelType="custom", config={"custom": custom}), DATASET, CONFIG)
+    main = container(child)
+    assert main["securityContext"]["readOnlyRootFilesystem"] is False
+    assert main["resources"]["limits"]["ephemeral-storage"] == CONFIG.ephemeral_storage.limit
+    paths = {m["mountPath"] for m in main["volumeMounts"]}
+    assert "/tmp" in paths and builders.TRAINER_HOME not in paths

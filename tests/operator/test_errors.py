@@ -3,10 +3,11 @@ operator restarts, and the operator's metrics."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Iterator
 from functools import partial
 
 import pytest
-import tensorone_operator.main
 from prometheus_client import REGISTRY
 from tensorone_operator.children import ChildRefused, Children
 from tensorone_operator.config import OperatorConfig
@@ -32,16 +33,15 @@ from tests.operator.runner import OperatorThread
 
 
 @pytest.fixture
-def retries_only_in_an_hour(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A waiting job's re-check far beyond any wait of a test: what resumes the job within the
-    test is the watch of the Dataset or Node it waits for, whatever the machine's load."""
-    monkeypatch.setattr(tensorone_operator.main, "recheck_delay", lambda retry: 3600.0)
+def retries_only_in_an_hour(cluster: EmulatorServer) -> Iterator[OperatorThread]:
+    """An operator whose daemons tick far beyond any wait of a test: what resumes a waiting job
+    within the test is the watch of the Dataset or Node it waits for, whatever the machine's load."""
+    with OperatorThread(cluster, OperatorConfig(progress_poll_seconds=3600)) as running:
+        yield running
 
 
 @pytest.mark.usefixtures("retries_only_in_an_hour")
-def test_dataset_not_found_waits_then_proceeds_when_it_appears(
-    cluster: EmulatorServer, operator: OperatorThread
-) -> None:
+def test_dataset_not_found_waits_then_proceeds_when_it_appears(cluster: EmulatorServer) -> None:
     cluster.api.create(training_job())
     wait_for(lambda: reason_of(cluster.api, "DatasetReady") == "DATASET_NOT_FOUND")
     status = job_status(cluster.api)
@@ -59,9 +59,7 @@ def test_dataset_not_found_waits_then_proceeds_when_it_appears(
 
 
 @pytest.mark.usefixtures("retries_only_in_an_hour")
-def test_insufficient_resources_lists_types_then_proceeds_when_a_node_joins(
-    cluster: EmulatorServer, operator: OperatorThread
-) -> None:
+def test_insufficient_resources_lists_types_then_proceeds_when_a_node_joins(cluster: EmulatorServer) -> None:
     cluster.api.create(dataset())
     cluster.api.create(gpu_node("v100-1", "Tesla-V100-SXM2-16GB"))
     cluster.api.create(gpu_node("l4-1", "NVIDIA-L4"))
@@ -109,32 +107,118 @@ def held_by(api: ApiClient, kind: str, reason: str, name: str) -> bool:
     return reason_of(api, kind, name) == reason
 
 
+def woken(api: ApiClient, names: list[str], touch: Callable[[int], object]) -> bool:
+    """Whether every job has its child; else ``touch`` the object they wait on again (kopf's index
+    of waiting jobs follows its watch, and may not yet hold a job the API shows waiting)."""
+    missing = [name for name in names if api.find(PYTORCHJOB, "PyTorchJob", name) is None]
+    if missing:
+        touch(len(missing))
+    return not missing
+
+
+def no_index_errors(caplog: pytest.LogCaptureFixture) -> None:
+    changed = [r.getMessage() for r in caplog.records if "changed size during iteration" in r.getMessage()]
+    assert not changed, changed
+
+
 @pytest.mark.usefixtures("retries_only_in_an_hour")
-def test_every_job_waiting_on_a_dataset_is_woken_when_it_appears(cluster: EmulatorServer) -> None:
+def test_every_job_waiting_on_a_dataset_is_woken_when_it_appears(
+    cluster: EmulatorServer, caplog: pytest.LogCaptureFixture
+) -> None:
     names = [f"waiting-{i}" for i in range(4)]
-    # No daemon tick within the test either: only the Dataset's watch can wake the jobs.
-    with OperatorThread(cluster, OperatorConfig(progress_poll_seconds=3600)):
-        for name in names:
-            cluster.api.create(training_job(name))
-        for name in names:
-            wait_for(partial(held_by, cluster.api, "DatasetReady", "DATASET_NOT_FOUND", name))
-        cluster.api.create(dataset())
-        for name in names:
-            wait_for(partial(child_job, cluster.api, name), f"{name} woken by the Dataset")
+    for name in names:
+        cluster.api.create(training_job(name))
+    for name in names:
+        wait_for(partial(held_by, cluster.api, "DatasetReady", "DATASET_NOT_FOUND", name))
+    cluster.api.create(dataset())
+
+    def touch(count: int) -> None:
+        cluster.api.patch(TJ, "Dataset", "chat", {"metadata": {"labels": {"touched": str(count)}}})
+
+    wait_for(lambda: woken(cluster.api, names, touch), "every job woken by the Dataset")
+    no_index_errors(caplog)
 
 
 @pytest.mark.usefixtures("retries_only_in_an_hour")
-def test_every_job_waiting_on_a_gpu_node_is_woken_when_one_joins(cluster: EmulatorServer) -> None:
+def test_every_job_waiting_on_a_gpu_node_is_woken_when_one_joins(
+    cluster: EmulatorServer, caplog: pytest.LogCaptureFixture
+) -> None:
     names = [f"waiting-{i}" for i in range(4)]
     cluster.api.create(dataset())
-    with OperatorThread(cluster, OperatorConfig(progress_poll_seconds=3600)):
-        for name in names:
-            cluster.api.create(training_job(name, gpuType="h100"))
-        for name in names:
-            wait_for(partial(held_by, cluster.api, "ResourcesAvailable", "INSUFFICIENT_RESOURCES", name))
-        cluster.api.create(gpu_node("h100-1", "NVIDIA-H100-80GB-HBM3"))
-        for name in names:
-            wait_for(partial(child_job, cluster.api, name), f"{name} woken by the node")
+    for name in names:
+        cluster.api.create(training_job(name, gpuType="h100"))
+    for name in names:
+        wait_for(partial(held_by, cluster.api, "ResourcesAvailable", "INSUFFICIENT_RESOURCES", name))
+    cluster.api.create(gpu_node("h100-1", "NVIDIA-H100-80GB-HBM3"))
+
+    def touch(count: int) -> None:
+        cluster.api.patch("v1", "Node", "h100-1", {"metadata": {"labels": {"touched": str(count)}}})
+
+    wait_for(lambda: woken(cluster.api, names, touch), "every job woken by the node")
+    no_index_errors(caplog)
+
+
+def test_a_waiting_job_is_logged_at_info_with_its_reason(
+    cluster: EmulatorServer, operator: OperatorThread, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    cluster.api.create(training_job())
+    wait_for(lambda: reason_of(cluster.api, "DatasetReady") == "DATASET_NOT_FOUND")
+    wait_for(lambda: any("waiting: spec.datasetId" in r.getMessage() for r in caplog.records))
+    waiting = [r for r in caplog.records if "spec.datasetId" in r.getMessage()]
+    assert {r.levelno for r in waiting} == {logging.INFO}, [r.getMessage() for r in waiting]
+
+
+def test_a_dataset_of_the_wrong_format_is_rechecked_when_it_is_fixed(
+    cluster: EmulatorServer, operator: OperatorThread
+) -> None:
+    cluster.api.create(dataset(format="imagefolder", source={"uri": "s3://bucket/images/"}))
+    cluster.api.create(training_job())
+    wait_for(lambda: reason_of(cluster.api, "ConfigurationValid") == "CONFIGURATION_ERROR")
+    cluster.api.patch(TJ, "Dataset", "chat", {"spec": {"format": "jsonl"}})
+    wait_for(lambda: child_job(cluster.api))
+    wait_for(lambda: reason_of(cluster.api, "ConfigurationValid") == "Checked")
+
+
+def test_a_foreign_object_in_the_way_is_rechecked_once_it_is_gone(
+    cluster: EmulatorServer, operator: OperatorThread
+) -> None:
+    foreign = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "llama-config", "namespace": "default"}}
+    cluster.api.create(foreign)
+    cluster.api.create(dataset())
+    cluster.api.create(training_job())
+    wait_for(lambda: reason_of(cluster.api, "ConfigurationValid") == "CONFIGURATION_ERROR")
+    cluster.api.delete("v1", "ConfigMap", "llama-config", "default")
+    wait_for(lambda: child_job(cluster.api))
+
+
+def test_a_stale_dataset_condition_goes_while_the_job_waits_on_gpus(
+    cluster: EmulatorServer, operator: OperatorThread
+) -> None:
+    cluster.api.create(training_job(gpuType="h100"))
+    wait_for(lambda: reason_of(cluster.api, "DatasetReady") == "DATASET_NOT_FOUND")
+    cluster.api.create(dataset())
+    wait_for(lambda: reason_of(cluster.api, "ResourcesAvailable") == "INSUFFICIENT_RESOURCES")
+    assert condition(job_status(cluster.api), "DatasetReady")["status"] == "True"
+
+
+def test_a_dataset_that_is_not_ready_holds_the_job_until_it_is(
+    cluster: EmulatorServer, operator: OperatorThread
+) -> None:
+    cluster.api.create(dataset(source={"pvc": {"claimName": "data"}}))
+    cluster.api.create(training_job())
+    wait_for(lambda: reason_of(cluster.api, "DatasetReady") == "CLAIM_NOT_FOUND")
+    status = job_status(cluster.api)
+    assert condition(status, "Stalled")["status"] == "False" and "'chat' is not Ready" in status["message"]
+    assert cluster.api.find(PYTORCHJOB, "PyTorchJob", "llama") is None
+    claim = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "data", "namespace": "default"},
+        "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "1Gi"}}},
+    }
+    cluster.api.create(claim)
+    wait_for(lambda: child_job(cluster.api))
 
 
 @pytest.mark.slow  # two operator lifetimes: kopf's start, and its stop with daemons cancelled

@@ -12,6 +12,8 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client import CollectorRegistry
 
+from tensorone.api.report import REPORT_HOST_ENV
+from tensorone.reporting.client import Reporter
 from tensorone.reporting.progress import ProgressTracker
 from tensorone.reporting.server import ReportServer
 from tests.kube.polling import wait_for
@@ -65,3 +67,21 @@ def answered_state(port: int) -> str | None:
         return progress_state(port)
     except OSError:
         return None
+
+
+def test_a_local_run_serves_on_loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(REPORT_HOST_ENV, raising=False)
+    with Reporter(port=0, termination_log=None) as reporter:
+        assert reporter.port is not None
+        assert reporter.address == ("127.0.0.1", reporter.port)
+
+
+def test_a_pod_serves_on_the_address_it_is_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 127.0.0.2 plays the pod IP: served there, and not on another address of the machine.
+    monkeypatch.setenv(REPORT_HOST_ENV, "127.0.0.2")
+    with Reporter(port=0, termination_log=None) as reporter:
+        assert reporter.port is not None
+        with urllib.request.urlopen(f"http://127.0.0.2:{reporter.port}/progress", timeout=5) as response:
+            assert json.loads(response.read())["state"] == "starting"
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", reporter.port), timeout=5).close()

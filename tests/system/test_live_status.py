@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.factories import stop_reason, tiny_dataset, tiny_training_job
+from tests.factories import PYTORCHJOB, stop_reason, tiny_dataset, tiny_training_job
 from tests.kube.polling import wait_for
 from tests.system.conftest import TRAINING_TIMEOUT, LocalCluster
 
@@ -120,11 +120,48 @@ def test_a_crashing_trainer_ends_failed_with_the_reason(cluster: LocalCluster) -
         "the reason",
     )
     condition = next(c for c in failed["conditions"] if c["type"] == "Failed")
-    assert condition["reason"] == "DataError" and "row" in condition["message"]
+    assert condition["reason"] == "DATA_ERROR" and "DataError" in condition["message"] and "row" in condition["message"]
     wait_for(
         lambda: any(e["reason"] == "Failed" and e["type"] == "Warning" for e in cluster.events("crashing")),
         "a Failed warning Event",
     )
+
+
+def test_a_resume_to_a_checkpoint_that_does_not_exist_fails_once_with_the_reason(cluster: LocalCluster) -> None:
+    job = tiny_training_job("lost", epochs=1, max_restarts=3)
+    job["spec"]["resumeFrom"] = "ckpt-does-not-exist"
+    cluster.apply(tiny_dataset())
+    cluster.apply(job)
+    failed = wait_for(
+        lambda: (
+            s
+            if (s := cluster.status("lost")).get("phase") == "Failed"
+            and next(c for c in s["conditions"] if c["type"] == "Failed")["reason"] == "CHECKPOINT_NOT_FOUND"
+            else None
+        ),
+        "Failed with CHECKPOINT_NOT_FOUND",
+        timeout=TRAINING_TIMEOUT,
+    )
+    condition = next(c for c in failed["conditions"] if c["type"] == "Failed")
+    assert "CheckpointNotFound" in condition["message"] and "ckpt-does-not-exist" in condition["message"]
+    assert "(exit code 5)" in condition["message"]
+    assert cluster.node.runs[("default", "lost")].restarts == 0  # a permanent error is never retried
+    assert "restarts" not in failed
+
+
+def test_an_unexpected_error_is_retried_up_to_max_restarts_then_the_job_fails(cluster: LocalCluster) -> None:
+    # A fault setting the loop cannot parse: a ValueError, which no table of ours expects (exit 138).
+    cluster.node.extra_env["TENSORONE_FAULT_NAN_AT_STEP"] = "not-a-step"
+    cluster.apply(tiny_dataset())
+    cluster.apply(tiny_training_job("flaky", epochs=1, max_restarts=1))
+    failed = wait_for(lambda: cluster.phase_is("flaky", "Failed"), "Failed", timeout=TRAINING_TIMEOUT)
+    condition = next(c for c in failed["conditions"] if c["type"] == "Failed")
+    assert condition["reason"] == "RestartLimitExceeded", condition
+    assert "more than spec.maxRestarts (1)" in condition["message"] and "exit code 138" in condition["message"]
+    assert "ValueError" in condition["message"]
+    assert failed["restarts"] == 2
+    wait_for(lambda: cluster.server.api.find(PYTORCHJOB, "PyTorchJob", "flaky") is None, "the child deleted")
+    wait_for(lambda: ("default", "flaky") not in cluster.node.runs, "no pod runs on")
 
 
 def test_a_restarted_operator_picks_up_and_keeps_mirroring(cluster: LocalCluster) -> None:

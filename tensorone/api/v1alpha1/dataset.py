@@ -29,6 +29,11 @@ class DatasetFormat(StrEnum):
     coco = "coco"
 
 
+# What each kind of task reads: text formats (llm, custom) and image formats (vision).
+TEXT_FORMATS = (DatasetFormat.jsonl, DatasetFormat.json, DatasetFormat.csv, DatasetFormat.parquet, DatasetFormat.text)
+IMAGE_FORMATS = (DatasetFormat.imagefolder, DatasetFormat.coco)
+
+
 # A segment is any name but "." and ".."; one slash between segments (no ambiguity, so a regex
 # engine that backtracks takes linear time on any input).
 _PATH_SEGMENT = r"([^/.\x00][^/\x00]*|\.[^/.\x00][^/\x00]*|\.\.[^/\x00]+)"

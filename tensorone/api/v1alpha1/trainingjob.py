@@ -24,7 +24,14 @@ from tensorone.api.v1alpha1.base import (
     Condition,
     cel,
 )
-from tensorone.errors import ConfigurationError, DatasetNotFound, InsufficientResources
+from tensorone.errors import (
+    CheckpointNotFound,
+    ConfigurationError,
+    DataError,
+    DatasetNotFound,
+    InsufficientResources,
+    NotImplementedByTrainer,
+)
 
 # spec.gpuType is a key of the operator's GPU catalog: a DNS label of at most this many characters.
 GPU_TYPE_MAX_LENGTH = 32
@@ -128,6 +135,10 @@ class Reason(StrEnum):
     DATASET_NOT_FOUND = DatasetNotFound.code
     INSUFFICIENT_RESOURCES = InsufficientResources.code
     CLAIM_NOT_FOUND = "CLAIM_NOT_FOUND"
+    # Error codes of a trainer that failed for good (tensorone.api.exit_codes maps its exit codes).
+    DATA_ERROR = DataError.code
+    CHECKPOINT_NOT_FOUND = CheckpointNotFound.code
+    NOT_IMPLEMENTED = NotImplementedByTrainer.code
     # The checks passed.
     Checked = "Checked"
     Reconciled = "Reconciled"
@@ -149,6 +160,7 @@ class Reason(StrEnum):
     CheckpointSaved = "CheckpointSaved"
     Diverged = "Diverged"
     TrainingFailed = "TrainingFailed"
+    RestartLimitExceeded = "RestartLimitExceeded"
     ReportAccepted = "ReportAccepted"
     ReportRefused = "ReportRefused"
     # A Dataset's source.
@@ -569,7 +581,12 @@ class TrainingJobSpec(ApiModel):
         "fails with reason DeadlineExceeded past it.",
     )
     max_restarts: int = Field(
-        default=3, ge=0, le=100, description="Pod failures tolerated before the job fails (backoffLimit)."
+        default=3,
+        ge=0,
+        le=100,
+        description="Pod failures restarted before the job fails. Our trainer's pods are restarted only for "
+        "an error that may be transient (exit code 138), counted by the operator; a permanent error (bad "
+        "configuration, data or checkpoint) fails the job at once. A custom image's pods: backoffLimit.",
     )
     checkpoint_storage: CheckpointStorage | None = Field(
         default=None, description="Where checkpoints are written; absent means a 20Gi claim the operator creates."
@@ -704,6 +721,13 @@ class TrainingJobStatus(ApiModel):
     )
     child_name: str | None = Field(
         default=None, max_length=253, description="Name of the PyTorchJob (or custom job) the operator created."
+    )
+    restarts: int | None = Field(
+        default=None,
+        ge=0,
+        le=1000,
+        description="Pod failures restarted so far (the trainer's retryable exits), counted against "
+        "spec.maxRestarts; one more fails the job with reason RestartLimitExceeded.",
     )
     progress: Progress | None = Field(default=None, description="How far the training has come.")
     metrics: Metrics | None = Field(default=None, description="Latest training metrics.")

@@ -1,0 +1,67 @@
+"""How a trainer process ends, as its exit code: the contract between the trainer and the operator.
+
+The operator gives our trainer's replicas Training Operator v1.9's ``restartPolicy: ExitCode``,
+which restarts a pod whose container exited with a code from 128 to 255 and fails the job for 1 to
+127 (``IsRetryableExitCode`` in kubeflow/training-operator pkg/util/train). So every error that a
+restart cannot change (the job, its data or its checkpoint is wrong) has its own code below 128,
+and an unexpected error, which may well be transient (an NCCL or CUDA fault, a lost file system),
+exits 138 (128 + SIGUSR1, the code Kubernetes users take for "retry me") and is retried. With
+``ExitCode`` the Training Operator does not count those restarts against ``backoffLimit``, so the
+operator counts them itself against ``spec.maxRestarts``. The termination message's ``reason``
+names the error (the exception type) beside the code.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+from tensorone.api.v1alpha1 import Reason
+from tensorone.errors import CheckpointNotFound, DataError, NotImplementedByTrainer, TensorOneError
+
+# Exit codes from here up are retried by the Training Operator; those below fail the job.
+RETRYABLE_FROM = 128
+
+
+class ExitCode(IntEnum):
+    """The trainer's exit codes (docs/trainer.md has the same table)."""
+
+    COMPLETED = 0  # completed, or stopped on SIGTERM/SIGINT (after saving a checkpoint when it could)
+    CONFIGURATION = 2  # ConfigurationError: the job must be changed
+    DATA = 3  # DataError: the data cannot be read, too many rows are bad, or it changed under a checkpoint
+    DIVERGED = 4  # the loss became NaN or infinite; the last good checkpoint is kept
+    CHECKPOINT = (
+        5  # CheckpointNotFound, CheckpointDamaged: the checkpoint to resume from is absent or fails its digests
+    )
+    NOT_IMPLEMENTED = 6  # NotImplementedByTrainer: a model type (or feature) this trainer has no code for
+    UNEXPECTED = 138  # an unexpected error, maybe transient: retried; the reason is the exception type
+
+
+# The condition reason of a job that failed with a permanent exit code.
+FAILURE_REASONS: dict[ExitCode, Reason] = {
+    ExitCode.CONFIGURATION: Reason.CONFIGURATION_ERROR,
+    ExitCode.DATA: Reason.DATA_ERROR,
+    ExitCode.DIVERGED: Reason.Diverged,
+    ExitCode.CHECKPOINT: Reason.CHECKPOINT_NOT_FOUND,
+    ExitCode.NOT_IMPLEMENTED: Reason.NOT_IMPLEMENTED,
+}
+
+
+def is_retryable(code: int) -> bool:
+    """Whether the Training Operator restarts a pod that exited with ``code`` (non-zero)."""
+    return code >= RETRYABLE_FROM
+
+
+def failure_reason(code: int) -> Reason | None:
+    """The reason of a trainer that exited with ``code``: None for success and for codes not in the table."""
+    return FAILURE_REASONS.get(ExitCode(code)) if code in ExitCode._value2member_map_ else None
+
+
+def exit_code_for(error: TensorOneError) -> ExitCode:
+    """The exit code of a run that failed with ``error``."""
+    if isinstance(error, CheckpointNotFound):
+        return ExitCode.CHECKPOINT
+    if isinstance(error, DataError):
+        return ExitCode.DATA
+    if isinstance(error, NotImplementedByTrainer):
+        return ExitCode.NOT_IMPLEMENTED
+    return ExitCode.CONFIGURATION
