@@ -351,6 +351,15 @@ def test_invalid_utf8_is_a_bad_row_not_replaced(
         examples_of(rows, tokenizer)
 
 
+def test_an_unpaired_surrogate_in_inline_records_is_a_bad_row(tokenizer: PreTrainedTokenizerBase) -> None:
+    """An escape such as "\\udcff" in a manifest's inline records decodes to text no UTF-8 can hold;
+    the tokenizer would fail on it, so it is a bad row like an undecodable byte in a file."""
+    rows = inline_rows([{"text": "fine"}, {"text": "broken \udcff here"}, {"text": "fine too"}])
+    assert [(row.number, row.error) for row in rows] == [(1, None), (2, "is not valid UTF-8"), (3, None)]
+    data = examples_of(rows, tokenizer, max_bad_rows=0.5)
+    assert (data.bad_rows.count, len(data.train)) == (1, 2)
+
+
 def test_invalid_utf8_in_a_parquet_string_is_a_bad_row(tmp_path: Path) -> None:
     prompts = [r["prompt"].encode() for r in RECORDS]
     prompts[1] = prompts[1][:2] + b"\xff" + prompts[1][2:]

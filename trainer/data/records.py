@@ -27,9 +27,11 @@ from tensorone.errors import ConfigurationError, DataError
 # The largest download of a uri source, in bytes; the training pod's disk holds it whole.
 MAX_DOWNLOAD_BYTES_ENV = "TENSORONE_MAX_DATASET_BYTES"
 DEFAULT_MAX_DOWNLOAD_BYTES = 20 * 1024**3
-# Text files are decoded with surrogateescape, so a byte that is not UTF-8 becomes one of these and
-# its row is reported as bad instead of being read as a replacement character.
-_UNDECODABLE = re.compile("[\udc80-\udcff]")
+# Text files are decoded with surrogateescape, so a byte that is not UTF-8 becomes a surrogate and
+# its row is reported as bad instead of being read as a replacement character. Text decoded from
+# valid UTF-8 never holds a surrogate; one from an escape ("\\udcff" in inline JSON or YAML) is no
+# more valid, and the tokenizer would fail on it.
+_UNDECODABLE = re.compile("[\ud800-\udfff]")
 
 # File name endings read from a folder, by format.
 FORMAT_SUFFIXES: dict[DatasetFormat, tuple[str, ...]] = {
@@ -55,7 +57,15 @@ class Row:
 
 
 def read_rows(spec: DatasetSpec, *, mount_path: Path, cache_dir: str | None) -> Iterator[Row]:
-    """Every row of the Dataset, in source order."""
+    """Every row of the Dataset, in source order; a row with text that is not valid UTF-8 is a bad row."""
+    for row in _source_rows(spec, mount_path=mount_path, cache_dir=cache_dir):
+        if row.record is not None and _undecodable(row.record):
+            yield Row(row.location, row.number, None, "is not valid UTF-8")
+        else:
+            yield row
+
+
+def _source_rows(spec: DatasetSpec, *, mount_path: Path, cache_dir: str | None) -> Iterator[Row]:
     source = spec.source
     dataset_format = DatasetFormat(spec.format)
     if source.inline is not None:
@@ -93,15 +103,6 @@ def _inside_mount(mount_path: Path, claim_path: str) -> Path:
     return path
 
 
-def read_file(path: Path, dataset_format: DatasetFormat, *, location: str | None = None) -> Iterator[Row]:
-    """The rows of one file of the given format; a row with bytes that are not UTF-8 is a bad row."""
-    for row in _read_format(path, dataset_format, location or str(path)):
-        if row.record is not None and _undecodable(row.record):
-            yield Row(row.location, row.number, None, "is not valid UTF-8")
-        else:
-            yield row
-
-
 def _undecodable(value: Any) -> bool:
     if isinstance(value, str):
         return _UNDECODABLE.search(value) is not None
@@ -112,7 +113,9 @@ def _undecodable(value: Any) -> bool:
     return False
 
 
-def _read_format(path: Path, dataset_format: DatasetFormat, where: str) -> Iterator[Row]:
+def read_file(path: Path, dataset_format: DatasetFormat, *, location: str | None = None) -> Iterator[Row]:
+    """The rows of one file of the given format (bytes that are not UTF-8 kept as surrogates)."""
+    where = location or str(path)
     if dataset_format == DatasetFormat.jsonl:
         yield from _read_json_lines(path, where)
     elif dataset_format == DatasetFormat.json:
