@@ -3,12 +3,15 @@
 :func:`enable_packed_attention` picks the implementation for a model: transformers' varlen flash
 attention on CUDA when ``flash_attn`` is installed, the model supports it and attention computes in
 fp16/bf16 (half weights, or bf16/fp16 autocast), otherwise :data:`VARLEN_SDPA`, registered here in
-transformers' ``AttentionInterface``. A model :data:`VARLEN_SDPA` cannot run (sliding windows,
-soft-capped attention logits, a class without sdpa support such as Gemma 2) falls back to an
-implementation it supports that masks packed rows itself, and the choice says so. On a CUDA GPU that computes in fp16/bf16 it runs PyTorch's own varlen flash
-kernel over the whole row; elsewhere it splits the row by ``cu_seqlens`` and runs causal SDPA on
-each segment, so the cross-example blocks a block-diagonal mask would compute and throw away are
-never computed. Both read the boundaries from the keywords of ``PackedBatch.model_inputs()``.
+transformers' ``AttentionInterface``. On a CUDA GPU that computes in fp16/bf16 it runs PyTorch's own
+varlen flash kernel over the whole row; elsewhere it splits the row by ``cu_seqlens`` and runs
+causal SDPA on each segment, so the cross-example blocks a block-diagonal mask would compute and
+throw away are never computed. Both read the boundaries from the keywords of
+``PackedBatch.model_inputs()``.
+
+A model :data:`VARLEN_SDPA` cannot run (sliding windows, soft-capped attention logits, a class
+without sdpa support such as Gemma 2) falls back to an implementation it supports, where
+transformers masks packed rows itself, and the choice says why.
 """
 
 from __future__ import annotations
