@@ -19,8 +19,9 @@ Phases, precisely (first rule that applies):
 - ``Queued``: ``spec.suspend`` is false but the child is suspended (Suspended True) by its own
   ``runPolicy.suspend``: a queue such as Kueue holds it until it is admitted. A child the operator
   has just unsuspended (a resume) that still reports Suspended is ``Pending`` (reason Resuming).
-- ``Running``: the child has Running True. Restarting True on the child (a pod failed and is being
-  restarted within ``maxRestarts``) is shown as the condition Restarting, the phase stays Running.
+- ``Running``: the child has Running True, or Restarting True (a pod failed and is being recreated;
+  the Training Operator then drops its Running condition until the pods run again). The job's
+  Running condition stays True through a restart and its Restarting condition shows the restart.
 """
 
 from __future__ import annotations
@@ -152,6 +153,8 @@ def _phase_from_child(spec: TrainingJobSpec, child: Mapping[str, Any]) -> tuple[
         return Phase.Pending, Reason.Resuming, "resuming: the PyTorchJob is unsuspended; its pods are starting"
     if _is_true(child, ConditionType.Running):
         return Phase.Running, Reason.Running, "training is running"
+    if _is_true(child, ConditionType.Restarting):
+        return Phase.Running, Reason.Restarting, "restarting: a failed pod is being recreated"
     return Phase.Pending, Reason.Starting, "the PyTorchJob is created; its pods are being scheduled"
 
 
@@ -268,19 +271,32 @@ def _progressing(conditions: Conditions, spec: TrainingJobSpec, child: Mapping[s
         phase, reason, message = Phase.Pending, Reason.Creating, "creating the PyTorchJob"
     else:
         phase, reason, message = _phase_from_child(spec, child)
-        for kind in CHILD_CONDITIONS:
-            mirrored = child_condition(child, kind)
-            if mirrored is not None:
-                conditions.set(
-                    kind,
-                    mirrored.get("status") == "True",
-                    mirrored.get("reason") or kind,
-                    mirrored.get("message") or "",
-                )
+        _mirror_child_conditions(conditions, child)
     conditions.set(ConditionType.Ready, phase in {Phase.Running, Phase.Completed}, reason, message)
     settled = phase in {*TERMINAL_PHASES, Phase.Running, Phase.Stopped, Phase.Queued}
     conditions.set(ConditionType.Reconciling, not settled, reason, message)
     return phase, message
+
+
+def _mirror_child_conditions(conditions: Conditions, child: Mapping[str, Any]) -> None:
+    """The child's conditions on the job. The Training Operator keeps one of Running and
+    Restarting (setting either drops the other): the job keeps both, Running True through a restart
+    and Restarting False once the pods run again."""
+    for kind in CHILD_CONDITIONS:
+        mirrored = child_condition(child, kind)
+        if mirrored is not None:
+            conditions.set(
+                kind, mirrored.get("status") == "True", mirrored.get("reason") or kind, mirrored.get("message") or ""
+            )
+    running, restarting = (
+        child_condition(child, ConditionType.Running),
+        child_condition(child, ConditionType.Restarting),
+    )
+    if restarting is not None and running is None and restarting.get("status") == "True":
+        conditions.set(ConditionType.Running, True, Reason.Restarting, restarting.get("message") or "")
+    was_restarting = any(c.get("type") == ConditionType.Restarting for c in conditions.items)
+    if running is not None and restarting is None and running.get("status") == "True" and was_restarting:
+        conditions.set(ConditionType.Restarting, False, Reason.Running, running.get("message") or "")
 
 
 def dataset_status(dataset: Mapping[str, Any], *, claim_exists: bool | None, now: str) -> dict[str, Any]:

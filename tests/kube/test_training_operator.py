@@ -24,15 +24,16 @@ def test_a_run_from_created_to_succeeded() -> None:
     assert (status.start_time, status.completion_time) == ("t1", "t2")
 
 
-def test_a_restart_keeps_running_and_the_next_running_clears_it() -> None:
+def test_a_restart_replaces_running_and_the_next_running_replaces_it() -> None:
     status = PyTorchJobStatus.of({})
     status.running("j", "t1")
-    status.restarting("j", "t2", message="j-master-0 exited 1.")
-    assert states(status)["Running"][0] == states(status)["Restarting"][0] == "True"
-    running = status.condition("Running")
-    assert running is not None and running.last_transition_time == "t1" and running.last_update_time == "t1"
+    status.restarting("j", "t2", message="j-master-0 exited 137.")
+    assert "Running" not in states(status)
+    assert states(status)["Restarting"] == ("True", "PyTorchJobRestarting")
     status.running("j", "t3")
-    assert states(status)["Restarting"] == ("False", "PyTorchJobRestarting")
+    assert "Restarting" not in states(status)
+    running = status.condition("Running")
+    assert running is not None and running.last_transition_time == "t3"
     assert status.start_time == "t1"
 
 

@@ -11,7 +11,8 @@ replica type):
 
 - Created: the job is known (every move makes sure of it);
 - Running: the pods run; Suspended, if it was True, turns False with reason PyTorchJobResumed;
-- Restarting: a pod failed and the replicas are being recreated, Running stays True;
+- Restarting: a pod failed and the replicas are being recreated; the Running condition is removed
+  (v1.9 keeps one of Running and Restarting: setting either drops the other);
 - Suspended: ``runPolicy.suspend`` is true and the pods are gone; Running turns False;
 - Succeeded, Failed: the job is over (Failed with the reason that ended it, such as
   ``BackoffLimitExceeded`` or ``DeadlineExceeded``); Running turns False with the same reason.
@@ -19,9 +20,6 @@ replica type):
 What happens when a replica's pod fails is decided by ``after_pod_failure``, as v1.9 decides it
 from the replica's ``restartPolicy``, the container's exit code and ``runPolicy.backoffLimit``.
 
-One difference from v1.9 is kept on purpose: here Restarting is True beside a True Running, the
-state the operator's status logic reads as a restart, where v1.9 replaces the Running condition by
-Restarting while the replicas are recreated, and Restarting by Running after.
 """
 
 from __future__ import annotations
@@ -116,6 +114,10 @@ class PyTorchJobStatus(_WireModel):
             )
         )
 
+    def drop(self, kind: str) -> None:
+        """Remove condition ``kind`` (what v1.9 does to Running when it sets Restarting, and back)."""
+        self.conditions = [c for c in self.conditions if c.type != kind]
+
     def _settle(self, true: set[str], now: str) -> None:
         """Every True condition outside ``true`` (and Created) turned False, keeping its reason."""
         for found in list(self.conditions):
@@ -143,13 +145,14 @@ class PyTorchJobStatus(_WireModel):
             message or f"PyTorchJob {name} is running.",
             now,
         )
+        self.drop(JobConditionType.restarting)
         self.start_time = self.start_time or now
         self._settle({JobConditionType.running}, now)
 
     def restarting(self, name: str, now: str, *, reason: str | None = None, message: str | None = None) -> None:
-        """A pod failed and the replicas are recreated: Restarting True beside Running True."""
-        if not self.is_true(JobConditionType.running):
-            self.running(name, now)
+        """A pod failed and the replicas are recreated: Restarting True in place of Running."""
+        self.start_time = self.start_time or now
+        self.drop(JobConditionType.running)
         self.set_condition(
             JobConditionType.restarting,
             True,
@@ -157,7 +160,7 @@ class PyTorchJobStatus(_WireModel):
             message or f"PyTorchJob {name} is restarting.",
             now,
         )
-        self._settle({JobConditionType.running, JobConditionType.restarting}, now)
+        self._settle({JobConditionType.restarting}, now)
 
     def suspended(self, name: str, now: str, *, reason: str | None = None, message: str | None = None) -> None:
         """The pods are gone under ``runPolicy.suspend``: Suspended True, Running False."""

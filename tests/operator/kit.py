@@ -44,7 +44,7 @@ def play_training_operator(
     message: str = "",
 ) -> dict[str, Any]:
     """Move the PyTorchJob's status as the Training Operator would: into the named condition types
-    (Running; Running and Restarting; Suspended; Succeeded; Failed), the others it had turned False,
+    (Running; Restarting, which drops Running; Suspended; Succeeded; Failed), the others it had turned False,
     with the master's replica counts; ``reason`` and ``message`` replace the Operator's own."""
     moved = move_child(
         api,

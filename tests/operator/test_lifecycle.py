@@ -71,7 +71,7 @@ def test_running_restarting_completed(cluster: EmulatorServer, operator: Operato
     play_training_operator(cluster.api, "llama", "Running", active=1)
     status = wait_for(lambda: phase_is(cluster.api, "Running"))
     assert status["startedAt"] and condition(status, "Ready")["status"] == "True"
-    play_training_operator(cluster.api, "llama", "Running", "Restarting", active=1)
+    play_training_operator(cluster.api, "llama", "Restarting", active=1)
     wait_for(lambda: condition(job_status(cluster.api), "Restarting").get("status") == "True")
     assert job_status(cluster.api)["phase"] == "Running"
     play_training_operator(cluster.api, "llama", "Succeeded", succeeded=1)

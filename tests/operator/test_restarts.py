@@ -66,7 +66,7 @@ def test_retryable_failures_restart_up_to_max_restarts_then_the_job_fails(
         master_pod_exits(api, ExitCode.UNEXPECTED, crash)
         wait_for(lambda count=count: restarts(api) == count, f"{count} restarts counted")  # type: ignore[misc]
         api.delete("v1", "Pod", POD, "default")  # the Training Operator recreates it
-        play_training_operator(api, "llama", "Running", "Restarting", active=1)
+        play_training_operator(api, "llama", "Restarting", active=1)
     assert job_status(api)["phase"] == "Running"
     master_pod_exits(api, ExitCode.UNEXPECTED, crash)
     failed = wait_for(lambda: phase_is(api, "Failed"))

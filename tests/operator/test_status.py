@@ -56,9 +56,15 @@ def test_phases_follow_the_child() -> None:
 
 
 def test_restarting_is_a_condition_not_a_phase() -> None:
-    status = status_from(job(), child(("Running", "True"), ("Restarting", "True")), now=NOW)
-    assert status["phase"] == "Running"
-    assert conditions(status)["Restarting"] == ("True", "PyTorchJobRestarting")
+    # The Training Operator drops Running while it recreates a failed pod, and Restarting after.
+    restarting = status_from(job(), child(("Restarting", "True")), now=NOW)
+    assert restarting["phase"] == "Running" and restarting["message"].startswith("restarting")
+    assert conditions(restarting)["Restarting"] == ("True", "PyTorchJobRestarting")
+    assert conditions(restarting)["Running"] == ("True", "Restarting")
+    running_again = status_from(job(status=restarting), child(("Running", "True")), now=LATER)
+    assert running_again["phase"] == "Running"
+    assert conditions(running_again)["Running"] == ("True", "PyTorchJobRunning")
+    assert conditions(running_again)["Restarting"] == ("False", "Running")
 
 
 def test_queued_stopping_stopped() -> None:

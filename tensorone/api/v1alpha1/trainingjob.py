@@ -148,6 +148,7 @@ class Reason(StrEnum):
     Resuming = "Resuming"
     Queued = "Queued"
     Running = "Running"
+    Restarting = "Restarting"
     Stopping = "Stopping"
     Stopped = "Stopped"
     Succeeded = "Succeeded"
