@@ -378,6 +378,11 @@ def report_events(previous: ProgressReport | None, current: ProgressReport) -> l
                     + ")",
                 )
             )
+    # While it trains, the trainer's message says what it had to do differently (a damaged
+    # checkpoint skipped for an older one, an attention fallback): said once, as a warning.
+    told_before = previous is not None and not new_process and previous.message == current.message
+    if current.state == TrainerState.running and current.message and not told_before:
+        events.append((EventType.Warning, Reason.TrainerNotice, current.message))
     ended = previous is None or previous.state != current.state or new_process
     if ended and current.state in _ENDINGS:
         kind, reason, text = _ENDINGS[current.state]

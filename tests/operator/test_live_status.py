@@ -158,6 +158,14 @@ def test_events_for_start_epoch_checkpoint_and_stop() -> None:
     assert report_events(stopped, stopped) == []
 
 
+def test_a_trainer_notice_is_one_warning_event() -> None:
+    skipped = "resumed from ckpt-epoch-1; skipped damaged checkpoints: ckpt-epoch-2 (optimizer.pt: sha256 differs)"
+    first = report(step=1, epoch=1, message=skipped)
+    assert ("Warning", "TrainerNotice", skipped) in report_events(None, first)
+    assert report_events(first, report(step=2, epoch=1, message=skipped)) == []
+    assert report_events(first, report(step=2, epoch=1)) == []
+
+
 def test_events_for_resume_and_divergence() -> None:
     resumed = report(started_at=NOW, step=27, resumed_from="ckpt-step-26", checkpoints=[checkpoint("ckpt-step-26", 26)])
     stopped = report(step=26, state=TrainerState.stopped, checkpoints=[checkpoint("ckpt-step-26", 26, "stop")])

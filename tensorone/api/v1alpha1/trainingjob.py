@@ -160,6 +160,7 @@ class Reason(StrEnum):
     EpochCompleted = "EpochCompleted"
     CheckpointSaved = "CheckpointSaved"
     Diverged = "Diverged"
+    TrainerNotice = "TrainerNotice"
     TrainingFailed = "TrainingFailed"
     RestartLimitExceeded = "RestartLimitExceeded"
     ReportAccepted = "ReportAccepted"
