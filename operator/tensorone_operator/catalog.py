@@ -1,4 +1,5 @@
-"""The GPU catalog at work: which nodes offer a GPU type, what a job is given and what it costs.
+"""The GPU catalog at work: what a job is given and what it costs (which nodes offer a GPU type is
+``tensorone.api.catalog``).
 
 Pure functions of the typed spec, the configuration and node objects; no I/O. A job's catalog
 entry is looked up once (``job_resources``) and the result passed to everything that needs it.
@@ -7,17 +8,23 @@ entry is looked up once (``job_resources``) and the result passed to everything 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from tensorone.api.catalog import GPU_PRODUCT_LABEL, GPU_RESOURCE, GpuType, catalog_entry
 from tensorone.api.v1alpha1 import TrainingJobSpec
 from tensorone.api.v1alpha1.trainingjob import EstimatedCost, ResourceAllocation
-from tensorone.errors import ConfigurationError
-from tensorone_operator.config import GpuType, OperatorConfig
+from tensorone_operator.config import OperatorConfig
 
-GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
-GPU_RESOURCE = "nvidia.com/gpu"
+__all__ = [
+    "GPU_PRODUCT_LABEL",
+    "GPU_RESOURCE",
+    "JobResources",
+    "estimated_cost",
+    "job_resources",
+    "resource_allocation",
+    "scale_memory",
+]
 
 
 @dataclass(frozen=True)
@@ -59,35 +66,8 @@ def job_resources(spec: TrainingJobSpec, config: OperatorConfig) -> JobResources
     key = spec.gpu_type
     if not key:
         return JobResources(gpu_type=None, entry=None, gpus_per_worker=0, workers=spec.max_workers)
-    entry = config.gpu_catalog.get(key)
-    if entry is None:
-        allowed = ", ".join(sorted(config.gpu_catalog))
-        raise ConfigurationError(f"unknown GPU type {key!r}; the catalog offers: {allowed}", field="spec.gpuType")
+    entry = catalog_entry(key, config.gpu_catalog)
     return JobResources(gpu_type=key, entry=entry, gpus_per_worker=spec.gpus_per_worker or 1, workers=spec.max_workers)
-
-
-def node_gpu_types(node: Mapping[str, Any], config: OperatorConfig) -> set[str]:
-    """Catalog keys a node offers: its product label is listed in the entry and it has GPUs.
-
-    A node counts when its ``nvidia.com/gpu`` allocatable is above zero (or not reported yet, as
-    on a node whose device plugin has not registered) and it is not cordoned.
-    """
-    labels = (node.get("metadata") or {}).get("labels") or {}
-    product = labels.get(GPU_PRODUCT_LABEL)
-    if not product or (node.get("spec") or {}).get("unschedulable"):
-        return set()
-    allocatable = ((node.get("status") or {}).get("allocatable") or {}).get(GPU_RESOURCE)
-    if allocatable is not None and str(allocatable) in {"0", ""}:
-        return set()
-    return {key for key, entry in config.gpu_catalog.items() if product in entry.products}
-
-
-def available_gpu_types(nodes: Iterable[Mapping[str, Any]], config: OperatorConfig) -> list[str]:
-    """Sorted catalog keys that at least one node offers."""
-    offered: set[str] = set()
-    for node in nodes:
-        offered |= node_gpu_types(node, config)
-    return sorted(offered)
 
 
 _MEMORY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(MB|GB|TB)$")
