@@ -50,6 +50,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python bench/operator_reconcile.py
 	$(BIN)/python bench/trainer_speed.py
 	$(BIN)/python bench/status_freshness.py
+	$(BIN)/python bench/gateway.py
 
 clean:
 	rm -rf $(VENV) runs .mypy_cache .ruff_cache .pytest_cache
