@@ -35,7 +35,7 @@ import httpx  # noqa: E402
 from kubernetes import client as k8s  # noqa: E402
 
 from tensorone.api.rest import job_details  # noqa: E402
-from tensorone.client import Jobs  # noqa: E402
+from tensorone.client import Jobs, KubeApi  # noqa: E402
 from tests.factories import dataset, gpu_node, training_job  # noqa: E402
 from tests.gateway.process import GatewayProcess  # noqa: E402
 from tests.kube.server import EmulatorServer  # noqa: E402
@@ -81,12 +81,13 @@ def measure(
 
 def list_breakdown(cluster: EmulatorServer, rounds: int = 20) -> None:
     """The API server's list of every job vs the gateway's own work on one page."""
-    jobs = Jobs.for_api_client(k8s.ApiClient(k8s.Configuration(host=cluster.url)), "default")
+    kube = KubeApi(k8s.ApiClient(k8s.Configuration(host=cluster.url)))
+    jobs = Jobs(kube, "default")
     fetch: list[float] = []
     whole: list[float] = []
     for _ in range(rounds):
         started = time.perf_counter()
-        jobs._kube.list("trainingjobs", "default")
+        kube.list("trainingjobs", "default")
         fetch.append(time.perf_counter() - started)
         started = time.perf_counter()
         page, _ = jobs.list_objects(limit=50)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -241,15 +242,23 @@ def _camel(name: str) -> str:
     return head + "".join(part.title() for part in rest)
 
 
-class _Kube:
-    """The few Kubernetes calls the SDK makes, with API errors turned into the project's errors."""
+class KubeApi:
+    """The few Kubernetes calls the SDK makes, with API errors turned into the project's errors.
 
-    def __init__(self, api_client: Any) -> None:
+    ``list_seconds`` above 0 keeps each list for that long (the gateway keeps one KubeApi per
+    caller, so a caller's pages share one read of the API server); a write through this object
+    forgets the lists of its namespace at once.
+    """
+
+    def __init__(self, api_client: Any, *, list_seconds: float = 0.0) -> None:
         from kubernetes import client as k8s
 
         self.api_client = api_client
         self.custom = k8s.CustomObjectsApi(api_client)
         self.core = k8s.CoreV1Api(api_client)
+        self.list_seconds = list_seconds
+        self._lists: dict[tuple[str, str, str], tuple[float, builtins.list[dict[str, Any]]]] = {}
+        self._lists_lock = threading.Lock()
 
     def _call(self, call: Any, *args: Any, not_found: TensorOneError | None = None, **kwargs: Any) -> Any:
         """One API call; a refusal becomes the project's error (``not_found`` for a 404), a
@@ -290,10 +299,27 @@ class _Kube:
             return None
 
     def list(self, plural: str, namespace: str, label_selector: str | None = None) -> list[dict[str, Any]]:
+        """Every object of the namespace (shared with other callers of this object: do not change them)."""
+        key = (plural, namespace, label_selector or "")
+        if self.list_seconds > 0:
+            with self._lists_lock:
+                kept = self._lists.get(key)
+            if kept is not None and time.monotonic() - kept[0] < self.list_seconds:
+                return kept[1]
+        read_at = time.monotonic()
         call = self.custom.list_namespaced_custom_object
         result = self._call(call, GROUP, VERSION, namespace, plural, label_selector=label_selector or "")
         items: list[dict[str, Any]] = cast(dict[str, Any], result).get("items", [])
+        if self.list_seconds > 0:
+            with self._lists_lock:
+                self._lists[key] = (read_at, items)
         return items
+
+    def _forget(self, plural: str, namespace: str) -> None:
+        """A write changed the namespace: its kept lists of that kind are stale."""
+        with self._lists_lock:
+            for key in [key for key in self._lists if key[:2] == (plural, namespace)]:
+                del self._lists[key]
 
     def nodes(self) -> builtins.list[dict[str, Any]] | None:
         """Every node (as plain objects), or None when the caller may not list nodes."""
@@ -306,7 +332,9 @@ class _Kube:
 
     def create(self, plural: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         call = self.custom.create_namespaced_custom_object
-        return cast(dict[str, Any], self._call(call, GROUP, VERSION, namespace, plural, body))
+        created = cast(dict[str, Any], self._call(call, GROUP, VERSION, namespace, plural, body))
+        self._forget(plural, namespace)
+        return created
 
     def patch(self, plural: str, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
         missing = JobNotFound(f"{plural[:-1]} {name!r} not found in namespace {namespace!r}", details={"jobId": name})
@@ -318,6 +346,7 @@ class _Kube:
         missing = JobNotFound(f"{plural[:-1]} {name!r} not found in namespace {namespace!r}", details={"jobId": name})
         call = self.custom.delete_namespaced_custom_object
         answer = self._call(call, GROUP, VERSION, namespace, plural, name, not_found=missing)
+        self._forget(plural, namespace)
         return cast(dict[str, Any], answer) if isinstance(answer, dict) else {}
 
 
@@ -356,15 +385,10 @@ def _api_error(error: Any) -> TensorOneError:
 class Jobs:
     """``client.training.jobs``: create, get, list, stop, resume, cancel, delete, events, checkpoints."""
 
-    def __init__(self, kube: _Kube, namespace: str, settings: CatalogSettings | None = None) -> None:
+    def __init__(self, kube: KubeApi, namespace: str, settings: CatalogSettings | None = None) -> None:
         self._kube = kube
         self.namespace = namespace
         self.settings = settings or CatalogSettings()
-
-    @classmethod
-    def for_api_client(cls, api_client: Any, namespace: str, settings: CatalogSettings | None = None) -> Jobs:
-        """The verbs over a ``kubernetes.client.ApiClient`` (the gateway makes one per caller)."""
-        return cls(_Kube(api_client), namespace, settings)
 
     def create(
         self,
@@ -590,7 +614,7 @@ class Jobs:
 class Datasets:
     """``client.datasets``: create, get, list, delete."""
 
-    def __init__(self, kube: _Kube, namespace: str) -> None:
+    def __init__(self, kube: KubeApi, namespace: str) -> None:
         self._kube = kube
         self.namespace = namespace
 
@@ -669,7 +693,7 @@ class TensorOneClient:
         if api_client is None:
             api_client, namespace = _kube_api_client(namespace, context, kubeconfig, api_key)
         self.namespace = namespace or "default"
-        kube = _Kube(api_client)
+        kube = KubeApi(api_client)
         self.training = Training(Jobs(kube, self.namespace, settings))
         self._datasets = Datasets(kube, self.namespace)
 

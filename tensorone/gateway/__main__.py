@@ -21,6 +21,10 @@ from tensorone.gateway.app import GatewayConfig
 # The operator's configuration file, as the chart mounts it (tensorone_operator.config).
 OPERATOR_CONFIG_PATH = "/etc/tensorone/operator/config.yaml"
 IN_CLUSTER_CA = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
+# A page of a list costs a read of every job of the namespace (the reference's filters and sorts need
+# them all); for this long a caller's next pages reuse it. Their own writes through this replica
+# forget it at once; other changes show up in lists at most this late (a job's details never wait).
+DEFAULT_LIST_CACHE_SECONDS = 2.0
 
 
 def api_server_address(api_server: str | None, ca_file: str | None) -> tuple[str, str | None]:
@@ -57,6 +61,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ca-file", help="CA bundle of the API server")
     parser.add_argument("--insecure-skip-tls-verify", action="store_true", help="do not verify the API server")
     parser.add_argument("--operator-config", default=OPERATOR_CONFIG_PATH, help="the operator's config file")
+    parser.add_argument(
+        "--list-cache-seconds",
+        type=float,
+        default=DEFAULT_LIST_CACHE_SECONDS,
+        help="how long a caller's list serves their next pages (default %(default)s; 0 reads on every request)",
+    )
     args = parser.parse_args(argv)
 
     import uvicorn
@@ -70,6 +80,7 @@ def main(argv: list[str] | None = None) -> None:
         verify_ssl=not args.insecure_skip_tls_verify,
         namespace=args.namespace,
         settings=catalog_settings(args.operator_config),
+        list_cache_seconds=args.list_cache_seconds,
     )
     uvicorn.run(create_app(config), host=args.host, port=args.port, log_level="info", access_log=False)
 

@@ -31,7 +31,7 @@ from tensorone import __version__
 from tensorone.api.catalog import CatalogSettings
 from tensorone.api.rest import job_details, rest_field, validated_job_from_rest
 from tensorone.api.timestamps import rfc3339
-from tensorone.client import Jobs
+from tensorone.client import Jobs, KubeApi
 from tensorone.errors import ConfigurationError, TensorOneError, Unauthenticated
 from tensorone.gateway import schemas
 from tensorone.rest_client import JOBS_PATH, NAMESPACE_HEADER
@@ -52,21 +52,24 @@ class GatewayConfig:
     verify_ssl: bool = True
     namespace: str = "default"
     settings: CatalogSettings = field(default_factory=CatalogSettings)
+    # How long a caller's list of a namespace's jobs serves their next pages (0: every request reads).
+    list_cache_seconds: float = 0.0
 
 
 class CallerClients:
-    """Kubernetes API clients by caller token: the token is the client's only credential."""
+    """Kubernetes API clients by caller token: the token is the client's only credential. Each
+    caller's lists are kept ``list_cache_seconds`` for their next pages, and never shared."""
 
     def __init__(self, config: GatewayConfig) -> None:
         self._config = config
-        self._clients: OrderedDict[str, Any] = OrderedDict()
+        self._clients: OrderedDict[str, KubeApi] = OrderedDict()
         self._lock = threading.Lock()
 
     def jobs(self, token: str, namespace: str) -> Jobs:
         """The SDK's job verbs, acting as the holder of ``token`` in ``namespace``."""
-        return Jobs.for_api_client(self._client(token), namespace, self._config.settings)
+        return Jobs(self._client(token), namespace, self._config.settings)
 
-    def _client(self, token: str) -> Any:
+    def _client(self, token: str) -> KubeApi:
         from kubernetes import client as k8s
 
         with self._lock:
@@ -81,7 +84,7 @@ class CallerClients:
         configuration.api_key_prefix = {"authorization": "Bearer"}
         # A failure answers at once: the caller retries, not the gateway.
         configuration.retries = 0
-        created = k8s.ApiClient(configuration)
+        created = KubeApi(k8s.ApiClient(configuration), list_seconds=self._config.list_cache_seconds)
         with self._lock:
             self._clients[token] = created
             while len(self._clients) > MAX_CALLER_CLIENTS:

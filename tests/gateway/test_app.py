@@ -217,3 +217,25 @@ def test_health_metrics_and_the_committed_openapi_document(app_client: TestClien
         "/v2/training/jobs/{job_id}/events",
         "/v2/training/jobs/{job_id}/checkpoints",
     }
+
+
+def test_a_callers_list_serves_their_next_pages_until_they_write(cluster: EmulatorServer) -> None:
+    config = GatewayConfig(api_server=cluster.url, list_cache_seconds=600)
+    with TestClient(create_app(config)) as client:
+        assert client.post(JOBS, json=llm_body(name="first"), headers=ADMIN).status_code == 201
+        assert client.get(JOBS, headers=ADMIN).json()["pagination"]["total"] == 1
+        # A change made elsewhere (kubectl, another replica) shows up when the kept list expires...
+        cluster.api.create(job_from_rest_validated(llm_body(name="elsewhere")))
+        assert client.get(JOBS, headers=ADMIN).json()["pagination"]["total"] == 1
+        # ... never in another caller's list, and at once after the caller's own write.
+        assert client.get(JOBS, headers=READER).json()["pagination"]["total"] == 2
+        assert client.post(JOBS, json=llm_body(name="second"), headers=ADMIN).status_code == 201
+        assert client.get(JOBS, headers=ADMIN).json()["pagination"]["total"] == 3
+        assert client.get(f"{JOBS}/elsewhere", headers=ADMIN).status_code == 200
+
+
+def job_from_rest_validated(body: dict[str, Any]) -> dict[str, Any]:
+    from tensorone.api.rest import validated_job_from_rest
+
+    manifest = validated_job_from_rest(body, namespace="default")
+    return manifest
