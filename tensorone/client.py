@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, cast
 
-from tensorone.api import API_VERSION, GROUP, VERSION, preflight
+from tensorone.api import API_VERSION, GROUP, VERSION, catalog, preflight
 from tensorone.api.catalog import CatalogSettings
 from tensorone.api.rest import DATASET_ID_ANNOTATION, DISPLAY_NAME_ANNOTATION, job_from_rest, last_update
 from tensorone.api.timestamps import parse_time
@@ -448,7 +448,22 @@ class Jobs:
                 f"a training job named {name!r} exists already in namespace {namespace!r}",
                 details={"jobId": name},
             ) from exists
-        return Job.from_object(created)
+        return Job.from_object(self._with_estimate(created))
+
+    def _with_estimate(self, created: dict[str, Any]) -> dict[str, Any]:
+        """The created job with the allocation and cost the operator will write, from the same
+        catalog, as the reference's create answers them (the status is empty until the operator
+        has seen the job)."""
+        status = dict(created.get("status") or {})
+        if "resourceAllocation" in status:
+            return created
+        spec = TrainingJobSpec.model_validate(created["spec"])
+        resources = catalog.job_resources(spec, self.settings.gpu_catalog)
+        status["resourceAllocation"] = catalog.resource_allocation(resources, cpu_memory=self.settings.cpu_memory)
+        status["estimatedCost"] = catalog.estimated_cost(
+            resources, currency=self.settings.currency, max_runtime_seconds=spec.max_runtime_seconds
+        )
+        return {**created, "status": status}
 
     def create_error(self, namespace: str, manifest: Mapping[str, Any]) -> TensorOneError | None:
         """What the create-time checks find wrong with a validated manifest, or None."""

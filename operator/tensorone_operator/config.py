@@ -18,6 +18,8 @@ import yaml
 from pydantic import Field, ValidationError, field_validator
 
 from tensorone.api.catalog import (
+    DEFAULT_CPU_JOB_MEMORY,
+    DEFAULT_CURRENCY,
     DEFAULT_GPU_CATALOG,
     QUANTITY_PATTERN,
     ConfigModel,
@@ -58,7 +60,9 @@ class CpuJobResources(ConfigModel):
         pattern=QUANTITY_PATTERN,
         description='CPU per pod, a Kubernetes quantity written as a string ("2", not 2).',
     )
-    memory: str = Field(default="8Gi", pattern=QUANTITY_PATTERN, description="Memory per pod, for example 8Gi.")
+    memory: str = Field(
+        default=DEFAULT_CPU_JOB_MEMORY, pattern=QUANTITY_PATTERN, description="Memory per pod, for example 8Gi."
+    )
 
 
 class PriorityClasses(ConfigModel):
@@ -125,7 +129,7 @@ class OperatorConfig(ConfigModel):
         description="Size limit of /dev/shm (a memory emptyDir) in training pods.",
     )
     currency: str = Field(
-        default="USD", min_length=1, max_length=8, description="Currency of the catalog prices, such as USD."
+        default=DEFAULT_CURRENCY, min_length=1, max_length=8, description="Currency of the catalog prices, such as USD."
     )
     gpu_catalog: dict[str, GpuType] = Field(
         default_factory=lambda: dict(DEFAULT_GPU_CATALOG),

@@ -16,10 +16,15 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
+from tensorone.api.v1alpha1 import TrainingJobSpec
+from tensorone.api.v1alpha1.trainingjob import EstimatedCost, ResourceAllocation
 from tensorone.errors import ConfigurationError
 
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 GPU_RESOURCE = "nvidia.com/gpu"
+# The operator's defaults for a CPU-only job's pod memory and the catalog's currency (OperatorConfig).
+DEFAULT_CPU_JOB_MEMORY = "8Gi"
+DEFAULT_CURRENCY = "USD"
 
 # A Kubernetes quantity as the API server accepts it for requests and limits (decimal or binary
 # suffixes, optional fraction, optional exponent-free milli for CPU).
@@ -172,12 +177,108 @@ def available_gpu_types(nodes: Iterable[Mapping[str, Any]], catalog: Mapping[str
 
 
 @dataclass(frozen=True)
+class JobResources:
+    """What a job is given, from its spec and the catalog: the entry of its GPU type (None for a
+    CPU-only job), GPUs per worker (0 on CPU) and workers."""
+
+    gpu_type: str | None
+    entry: GpuType | None
+    gpus_per_worker: int
+    workers: int
+
+    @property
+    def gpus(self) -> int:
+        """GPUs of the whole job."""
+        return self.gpus_per_worker * self.workers
+
+    @property
+    def processes_per_worker(self) -> int:
+        """Training processes per pod: one per GPU, one on CPU."""
+        return max(self.gpus_per_worker, 1)
+
+    @property
+    def hourly_price_per_gpu(self) -> float:
+        """The catalog price of one GPU for one hour (0 on CPU)."""
+        return self.entry.hourly_price if self.entry else 0.0
+
+    def hourly_cost(self) -> float:
+        """Price of one hour of the whole job: catalog price per GPU x GPUs per worker x workers."""
+        return round(self.hourly_price_per_gpu * self.gpus_per_worker * self.workers, 4)
+
+
+def job_resources(spec: TrainingJobSpec, catalog: Mapping[str, GpuType]) -> JobResources:
+    """The job's resources: ``spec.gpuType`` looked up in the catalog, ``gpusPerWorker`` 1 by
+    default when a GPU type is set, 0 for CPU jobs.
+
+    Raises ConfigurationError naming the field and the catalog keys when the type is unknown.
+    """
+    key = spec.gpu_type
+    if not key:
+        return JobResources(gpu_type=None, entry=None, gpus_per_worker=0, workers=spec.max_workers)
+    entry = catalog_entry(key, catalog)
+    return JobResources(gpu_type=key, entry=entry, gpus_per_worker=spec.gpus_per_worker or 1, workers=spec.max_workers)
+
+
+_MEMORY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(MB|GB|TB)$")
+
+
+def scale_memory(per_gpu: str, count: int) -> str:
+    """``80GB`` x 2 -> ``160GB`` (the unit of the catalog entry is kept)."""
+    match = _MEMORY.match(per_gpu)
+    if not match:
+        return per_gpu
+    total = float(match.group(1)) * count
+    return f"{total:g}{match.group(2)}"
+
+
+def resource_allocation(resources: JobResources, *, cpu_memory: str) -> dict[str, Any]:
+    """``status.resourceAllocation`` (wire form): display name, workers, GPUs in total, GPU memory per
+    worker; ``cpu_memory`` is the memory of a CPU-only job's pods (the operator's ``cpuJob.memory``)."""
+    if resources.entry is None:
+        allocation = ResourceAllocation(gpu_type="CPU", workers=resources.workers, gpus=0, memory_per_worker=cpu_memory)
+    else:
+        allocation = ResourceAllocation(
+            gpu_type=resources.entry.display_name,
+            workers=resources.workers,
+            gpus=resources.gpus,
+            memory_per_worker=scale_memory(resources.entry.memory_per_gpu, resources.gpus_per_worker),
+        )
+    return allocation.to_wire()
+
+
+def estimated_cost(
+    resources: JobResources,
+    *,
+    currency: str,
+    max_runtime_seconds: int | None,
+    spent: float = 0.0,
+    remaining_seconds: float | None = None,
+) -> dict[str, Any]:
+    """``status.estimatedCost``: hourly price and the estimated total.
+
+    The total is what has been spent so far plus the hourly price times the time still expected:
+    the trainer's remaining-time estimate once it reports one (the live status passes it in from
+    the progress report), otherwise the job's time limit ``maxRuntimeSeconds`` as an upper bound.
+    With neither, the total is unknown and left out rather than guessed.
+    """
+    hourly = resources.hourly_cost()
+    if remaining_seconds is None and max_runtime_seconds:
+        remaining_seconds = float(max_runtime_seconds)
+    total = None if remaining_seconds is None else round(spent + hourly * remaining_seconds / 3600.0, 2)
+    return EstimatedCost(hourly=hourly, total=total, currency=currency).to_wire()
+
+
+@dataclass(frozen=True)
 class CatalogSettings:
-    """What the create-time checks need of the operator's configuration: its GPU catalog and
-    whether it checks that a node offers the GPU type (``gpuCatalog``, ``checkGpuNodes``)."""
+    """What the create-time checks and a created job's estimate need of the operator's
+    configuration: its GPU catalog, whether it checks that a node offers the GPU type, a CPU-only
+    job's pod memory and the currency (``gpuCatalog``, ``checkGpuNodes``, ``cpuJob.memory``,
+    ``currency``)."""
 
     gpu_catalog: Mapping[str, GpuType] = field(default_factory=lambda: dict(DEFAULT_GPU_CATALOG))
     check_gpu_nodes: bool = True
+    cpu_memory: str = DEFAULT_CPU_JOB_MEMORY
+    currency: str = DEFAULT_CURRENCY
 
     @classmethod
     def from_operator_config(
@@ -186,16 +287,18 @@ class CatalogSettings:
         """The settings from the operator's configuration file as parsed YAML (the chart's
         ConfigMap); the operator's defaults for what it leaves out."""
         data = data or {}
+        cpu_memory = str((data.get("cpuJob") or {}).get("memory") or DEFAULT_CPU_JOB_MEMORY)
+        currency = str(data.get("currency") or DEFAULT_CURRENCY)
         check = data.get("checkGpuNodes", True)
         if not isinstance(check, bool):
             raise ConfigurationError(f"{source}: must be true or false, got {check!r}", field="checkGpuNodes")
         raw = data.get("gpuCatalog")
         if raw is None:
-            return cls(check_gpu_nodes=check)
+            return cls(check_gpu_nodes=check, cpu_memory=cpu_memory, currency=currency)
         if not isinstance(raw, Mapping) or not raw:
             raise ConfigurationError(f"{source}: must be a mapping of GPU types", field="gpuCatalog")
         try:
             catalog = {str(key): GpuType.model_validate(value) for key, value in raw.items()}
         except ValidationError as error:
             raise ConfigurationError(f"{source}: {error.errors()[0]['msg']}", field="gpuCatalog") from None
-        return cls(gpu_catalog=catalog, check_gpu_nodes=check)
+        return cls(gpu_catalog=catalog, check_gpu_nodes=check, cpu_memory=cpu_memory, currency=currency)

@@ -50,6 +50,9 @@ def test_the_reference_create_bodies_give_the_reference_job(app_client: TestClie
     assert job["config"]["training"]["learning_rate"] == 2e-4
     assert job["gpuType"] == "a100" and job["maxWorkers"] == 2 and job["priority"] == "high"
     assert job["createdAt"].endswith("Z") and job["updatedAt"] == job["createdAt"]
+    # The operator's allocation and estimate from the same catalog, as the reference's create answers.
+    assert job["resourceAllocation"] == {"gpuType": "NVIDIA A100", "workers": 2, "gpus": 2, "memoryPerWorker": "80GB"}
+    assert job["estimatedCost"] == {"hourly": 8.2, "currency": "USD"}
     stored = cluster.api.get(API, "TrainingJob", "llama-7b-finetune")
     assert stored["spec"]["datasetId"] == "ds-1234567890abcdef"
 

@@ -24,7 +24,18 @@ REFERENCE_HOST = "https://api.tensorone.ai"
 REFERENCE_JOB_ID = "job_1234567890abcdef"
 JOB_ID = "llama-7b-finetune"
 # Keys of the reference's answers, by example (nested shapes checked in the tests).
-CREATED_KEYS = {"id", "name", "status", "modelType", "datasetId", "config", "createdAt", "updatedAt"}
+CREATED_KEYS = {
+    "id",
+    "name",
+    "status",
+    "modelType",
+    "datasetId",
+    "config",
+    "resourceAllocation",
+    "estimatedCost",
+    "createdAt",
+    "updatedAt",
+}
 LIST_ITEM_KEYS = {"id", "name", "status", "modelType", "createdAt"}
 PAGINATION_KEYS = {"total", "limit", "offset", "hasMore"}
 
@@ -56,6 +67,8 @@ def test_every_reference_example(cluster: EmulatorServer, gateway: GatewayProces
         "target_modules": ["q_proj", "v_proj", "k_proj", "o_proj"],
     }
     assert job["config"]["optimization"]["mixed_precision"] == "fp16"
+    assert job["resourceAllocation"]["gpuType"] == "NVIDIA A100" and job["resourceAllocation"]["workers"] == 2
+    assert job["estimatedCost"]["hourly"] > 0
 
     status, vision = curl(create_vision, gateway)
     assert status == 201, vision
