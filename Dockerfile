@@ -1,11 +1,13 @@
-# Images of TensorOne Training: two targets from one file.
+# Images of TensorOne Training: three targets from one file.
 #
 #   docker build --target operator -t ghcr.io/tensorone/training-operator:0.1.0 .
+#   docker build --target gateway  -t ghcr.io/tensorone/training-gateway:0.1.0 .
 #   docker build --target trainer  -t ghcr.io/tensorone/trainer:0.1.0 .
 #
 # Every Python package comes from the committed locks (requirements/*.txt, `make lock`), each at one
 # version and checked against its hashes; nothing is resolved at build time.
 # operator: requirements/operator.txt: kopf and the Kubernetes client, no torch (about 150 MB).
+# gateway:  requirements/gateway.txt: FastAPI, uvicorn and the Kubernetes client, no torch.
 # trainer:  requirements/trainer.txt: PyPI's torch 2.13.0, the CUDA 13.0 build, with its nvidia-*
 #           libraries, then transformers, peft, datasets. The driver comes from the node (NVIDIA
 #           container toolkit), so the base is the same slim Python image.
@@ -44,6 +46,15 @@ RUN python -m venv /opt/venv \
  && /opt/venv/bin/pip check \
  && /opt/venv/bin/pip uninstall --yes pip
 
+FROM python-base AS gateway-venv
+COPY requirements/gateway.txt /tmp/requirements.txt
+COPY --from=wheel /wheels /wheels
+RUN python -m venv /opt/venv \
+ && /opt/venv/bin/pip install --require-hashes --no-deps -r /tmp/requirements.txt \
+ && /opt/venv/bin/pip install --no-deps /wheels/*.whl \
+ && /opt/venv/bin/pip check \
+ && /opt/venv/bin/pip uninstall --yes pip
+
 FROM python-base AS trainer-venv
 COPY requirements/trainer.txt /tmp/requirements.txt
 COPY --from=wheel /wheels /wheels
@@ -62,6 +73,14 @@ ENV HOME=/tmp
 USER 10001:10001
 EXPOSE 8080 8081
 ENTRYPOINT ["python", "-m", "tensorone_operator"]
+
+# The gateway: `python -m tensorone.gateway`; the chart passes the namespace, CA and config file.
+FROM python-base AS gateway
+COPY --from=gateway-venv /opt/venv /opt/venv
+ENV HOME=/tmp
+USER 10001:10001
+EXPOSE 8080
+ENTRYPOINT ["python", "-m", "tensorone.gateway"]
 
 # The trainer: the operator's PyTorchJob runs `torchrun ... -m trainer` as user 1000.
 FROM python-base AS trainer

@@ -30,14 +30,16 @@ test: lint
 	$(BIN)/python -m tensorone.api.crd --check
 	$(BIN)/python -m tensorone.api.docs --check
 	$(BIN)/python -m tensorone_operator.chart --check
+	$(BIN)/python -m tensorone.gateway.openapi --check
 	$(BIN)/pytest
 
-# Everything generated from the models: the CRDs (crds/ and the chart's), docs/api.md, and the
-# chart's operatorConfig values and schema (from OperatorConfig).
+# Everything generated from the models: the CRDs (crds/ and the chart's), docs/api.md, the
+# chart's operatorConfig values and schema (from OperatorConfig), and the gateway's OpenAPI document.
 crds: $(BIN)/.installed
 	$(BIN)/python -m tensorone.api.crd
 	$(BIN)/python -m tensorone.api.docs
 	$(BIN)/python -m tensorone_operator.chart
+	$(BIN)/python -m tensorone.gateway.openapi
 
 # pyproject.toml into requirements/*.txt (needs PyPI); locked versions stay while still allowed.
 # make lock UPGRADE=--upgrade, or UPGRADE="--upgrade-package transformers": an upgrade is a commit CI checks.
@@ -48,6 +50,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python bench/operator_reconcile.py
 	$(BIN)/python bench/trainer_speed.py
 	$(BIN)/python bench/status_freshness.py
+	$(BIN)/python bench/gateway.py
 
 clean:
 	rm -rf $(VENV) runs .mypy_cache .ruff_cache .pytest_cache

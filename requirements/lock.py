@@ -6,6 +6,7 @@ for CPython 3.11 on Linux x86_64:
     build.txt     what builds the project's wheel ([build-system] requires)
     dev.txt       development machines and CI: every extra, with the CPU build of torch
     operator.txt  the operator image: the `operator` extra (no torch)
+    gateway.txt   the gateway image: the `gateway` extra (no torch)
     trainer.txt   the trainer image: the `trainer` extra, with PyPI's torch (a CUDA build)
 
 dev.txt is resolved first; the others are resolved under its versions, so the images run exactly
@@ -85,6 +86,7 @@ def main() -> None:
         build_in.write_text("".join(f"{requirement}\n" for requirement in build))
         compile_lock([str(build_in), "-c", str(constraints)], HERE / "build.txt", "--no-annotate")
         compile_lock(["pyproject.toml", "--extra", "operator", "-c", str(constraints)], HERE / "operator.txt")
+        compile_lock(["pyproject.toml", "--extra", "gateway", "-c", str(constraints)], HERE / "gateway.txt")
         compile_lock(["pyproject.toml", "--extra", "trainer", "-c", str(constraints)], HERE / "trainer.txt")
 
 

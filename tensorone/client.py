@@ -19,12 +19,16 @@ from __future__ import annotations
 import builtins
 import contextlib
 import os
-from collections.abc import Mapping
+import threading
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
-from tensorone.api import API_VERSION, GROUP, VERSION
+from tensorone.api import API_VERSION, GROUP, VERSION, catalog, preflight
+from tensorone.api.catalog import CatalogSettings
+from tensorone.api.rest import DATASET_ID_ANNOTATION, DISPLAY_NAME_ANNOTATION, job_from_rest, last_update
 from tensorone.api.timestamps import parse_time
 from tensorone.api.v1alpha1 import Checkpoint, Dataset, ModelType, Phase, TrainingJob, TrainingJobSpec
 from tensorone.api.v1alpha1.trainingjob import (
@@ -36,18 +40,31 @@ from tensorone.api.v1alpha1.trainingjob import (
     ResourceUsage,
 )
 from tensorone.errors import (
+    AlreadyExists,
     CheckpointNotFound,
     ConfigurationError,
     DatasetNotFound,
+    FieldError,
+    Forbidden,
     InvalidJobState,
     JobNotFound,
     TensorOneError,
+    Unauthenticated,
+    Unreachable,
+    ValidationFailed,
 )
+
+if TYPE_CHECKING:
+    from tensorone.rest_client import RestJobs
 
 STOP_REASON_ANNOTATION = f"{GROUP}/stop-reason"
 # A job's status in the reference API: its phase, in lower case.
 JOB_STATUSES = tuple(phase.value.lower() for phase in Phase)
 SORT_KEYS = ("created_at", "updated_at", "name")
+# The gateway's address for TensorOneClient when no base_url is given.
+BASE_URL_ENV = "TENSORONE_BASE_URL"
+# What a delete left behind: nothing, or an object the operator's finalizer still holds.
+Deletion = Literal["deleted", "terminating"]
 
 
 @dataclass(frozen=True)
@@ -88,11 +105,11 @@ class Job:
         phase = _status(Phase(status.phase) if status and status.phase else Phase.Pending)
         return cls(
             id=metadata["name"],
-            name=metadata.get("annotations", {}).get(f"{GROUP}/display-name", metadata["name"]),
+            name=_display_name(obj),
             namespace=metadata.get("namespace", "default"),
             status=phase,
             model_type=model.spec.model_type,
-            dataset_id=model.spec.dataset_id,
+            dataset_id=metadata.get("annotations", {}).get(DATASET_ID_ANNOTATION, model.spec.dataset_id),
             spec=model.spec,
             progress=(status.progress if status and status.progress else Progress()),
             metrics=(status.metrics if status and status.metrics else Metrics()),
@@ -153,13 +170,54 @@ def _status(phase: Phase) -> str:
 
 
 def _last_update(obj: Mapping[str, Any]) -> datetime | None:
-    times = [
-        parse_time(c.get("lastTransitionTime"))
-        for c in obj.get("status", {}).get("conditions", [])
-        if c.get("lastTransitionTime")
-    ]
-    known = [t for t in times if t is not None]
-    return max(known) if known else parse_time(obj.get("metadata", {}).get("creationTimestamp"))
+    return parse_time(last_update(obj))
+
+
+def _object_status(obj: Mapping[str, Any]) -> str:
+    """The reference API's status of a TrainingJob object, read without parsing it."""
+    return str((obj.get("status") or {}).get("phase") or Phase.Pending.value).lower()
+
+
+def _created(obj: Mapping[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("creationTimestamp") or "")
+
+
+def _updated(obj: Mapping[str, Any]) -> str:
+    return last_update(obj) or ""
+
+
+def _object_name(obj: Mapping[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("name") or "")
+
+
+def _display_name(obj: Mapping[str, Any]) -> str:
+    metadata = obj.get("metadata") or {}
+    return str((metadata.get("annotations") or {}).get(DISPLAY_NAME_ANNOTATION) or metadata.get("name") or "")
+
+
+# Sort keys of a list, each ending with the job's name so that pages never overlap.
+_SORT_KEYS: dict[str, Callable[[Mapping[str, Any]], tuple[str, str]]] = {
+    "created_at": lambda obj: (_created(obj), _object_name(obj)),
+    "updated_at": lambda obj: (_updated(obj), _object_name(obj)),
+    "name": lambda obj: (_display_name(obj), _object_name(obj)),
+}
+
+
+def _check_list_arguments(
+    *, status: str | None, model_type: str | None, limit: int, offset: int, sort: str, order: str
+) -> None:
+    if status is not None and status not in JOB_STATUSES:
+        raise ConfigurationError(f"must be one of {', '.join(JOB_STATUSES)}, got {status!r}", field="status")
+    if model_type is not None and model_type not in tuple(ModelType):
+        raise ConfigurationError(f"must be one of {', '.join(ModelType)}, got {model_type!r}", field="modelType")
+    if not 1 <= limit <= 100:
+        raise ConfigurationError(f"must be between 1 and 100, got {limit}", field="limit")
+    if offset < 0:
+        raise ConfigurationError(f"must be 0 or more, got {offset}", field="offset")
+    if sort not in SORT_KEYS:
+        raise ConfigurationError(f"must be one of {', '.join(SORT_KEYS)}, got {sort!r}", field="sort")
+    if order not in ("asc", "desc"):
+        raise ConfigurationError(f"must be asc or desc, got {order!r}", field="order")
 
 
 def _parse_spec(fields: dict[str, Any]) -> TrainingJobSpec:
@@ -167,7 +225,7 @@ def _parse_spec(fields: dict[str, Any]) -> TrainingJobSpec:
     field path of the manifest (``spec.config.training.learningRate``)."""
     from pydantic import ValidationError
 
-    from tensorone.errors import FieldError, ValidationFailed, field_path
+    from tensorone.errors import field_path
 
     try:
         return TrainingJobSpec.model_validate({k: v for k, v in fields.items() if v is not None})
@@ -184,77 +242,119 @@ def _camel(name: str) -> str:
     return head + "".join(part.title() for part in rest)
 
 
-class _Kube:
-    """The few Kubernetes calls the SDK makes, with API errors turned into the project's errors."""
+class KubeApi:
+    """The few Kubernetes calls the SDK makes, with API errors turned into the project's errors.
 
-    def __init__(self, api_client: Any) -> None:
+    ``list_seconds`` above 0 keeps each list for that long (the gateway keeps one KubeApi per
+    caller, so a caller's pages share one read of the API server); a write through this object
+    forgets the lists of its namespace at once.
+    """
+
+    def __init__(self, api_client: Any, *, list_seconds: float = 0.0) -> None:
         from kubernetes import client as k8s
 
         self.api_client = api_client
         self.custom = k8s.CustomObjectsApi(api_client)
         self.core = k8s.CoreV1Api(api_client)
+        self.list_seconds = list_seconds
+        self._lists: dict[tuple[str, str, str], tuple[float, builtins.list[dict[str, Any]]]] = {}
+        self._lists_lock = threading.Lock()
+
+    def _call(self, call: Any, *args: Any, not_found: TensorOneError | None = None, **kwargs: Any) -> Any:
+        """One API call; a refusal becomes the project's error (``not_found`` for a 404), a
+        connection failure CONNECTION_ERROR naming the server."""
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
+
+        try:
+            return call(*args, **kwargs)
+        except ApiException as error:
+            if error.status == 404 and not_found is not None:
+                raise not_found from error
+            raise _api_error(error) from error
+        except HTTPError as error:
+            host = self.api_client.configuration.host
+            raise Unreachable(
+                f"cannot reach the Kubernetes API at {host}: {_reason(error)}", details={"server": host}
+            ) from None
 
     def get(self, plural: str, namespace: str, name: str) -> dict[str, Any]:
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            obj = cast(
-                dict[str, Any], self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
+        missing: TensorOneError
+        if plural == "datasets":
+            missing = DatasetNotFound(
+                f"dataset {name!r} not found in namespace {namespace!r}", details={"datasetId": name}
             )
-        except ApiException as error:
-            if error.status == 404:
-                if plural == "datasets":
-                    raise DatasetNotFound(f"dataset {name!r} not found in namespace {namespace!r}") from error
-                raise JobNotFound(f"training job {name!r} not found in namespace {namespace!r}") from error
-            raise _api_error(error) from error
-        return obj
+        else:
+            missing = JobNotFound(
+                f"training job {name!r} not found in namespace {namespace!r}", details={"jobId": name}
+            )
+        call = self.custom.get_namespaced_custom_object
+        return cast(dict[str, Any], self._call(call, GROUP, VERSION, namespace, plural, name, not_found=missing))
+
+    def find(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """The object, or None when there is none."""
+        try:
+            return self.get(plural, namespace, name)
+        except (JobNotFound, DatasetNotFound):
+            return None
 
     def list(self, plural: str, namespace: str, label_selector: str | None = None) -> list[dict[str, Any]]:
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            result = self.custom.list_namespaced_custom_object(
-                GROUP, VERSION, namespace, plural, label_selector=label_selector or ""
-            )
-        except ApiException as error:
-            raise _api_error(error) from error
+        """Every object of the namespace (shared with other callers of this object: do not change them)."""
+        key = (plural, namespace, label_selector or "")
+        if self.list_seconds > 0:
+            with self._lists_lock:
+                kept = self._lists.get(key)
+            if kept is not None and time.monotonic() - kept[0] < self.list_seconds:
+                return kept[1]
+        read_at = time.monotonic()
+        call = self.custom.list_namespaced_custom_object
+        result = self._call(call, GROUP, VERSION, namespace, plural, label_selector=label_selector or "")
         items: list[dict[str, Any]] = cast(dict[str, Any], result).get("items", [])
+        if self.list_seconds > 0:
+            with self._lists_lock:
+                self._lists[key] = (read_at, items)
         return items
 
-    def create(self, plural: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
-        from kubernetes.client.exceptions import ApiException
+    def _forget(self, plural: str, namespace: str) -> None:
+        """A write changed the namespace: its kept lists of that kind are stale."""
+        with self._lists_lock:
+            for key in [key for key in self._lists if key[:2] == (plural, namespace)]:
+                del self._lists[key]
 
+    def nodes(self) -> builtins.list[dict[str, Any]] | None:
+        """Every node (as plain objects), or None when the caller may not list nodes."""
         try:
-            obj = cast(
-                dict[str, Any], self.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, plural, body)
-            )
-        except ApiException as error:
-            raise _api_error(error) from error
-        return obj
+            listing = self._call(self.core.list_node)
+        except Forbidden:
+            return None
+        serialized: list[dict[str, Any]] = self.api_client.sanitize_for_serialization(listing.items)
+        return serialized
+
+    def create(self, plural: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        call = self.custom.create_namespaced_custom_object
+        created = cast(dict[str, Any], self._call(call, GROUP, VERSION, namespace, plural, body))
+        self._forget(plural, namespace)
+        return created
 
     def patch(self, plural: str, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
-        from kubernetes.client.exceptions import ApiException
+        missing = JobNotFound(f"{plural[:-1]} {name!r} not found in namespace {namespace!r}", details={"jobId": name})
+        call = self.custom.patch_namespaced_custom_object
+        return cast(dict[str, Any], self._call(call, GROUP, VERSION, namespace, plural, name, patch, not_found=missing))
 
-        try:
-            obj = cast(
-                dict[str, Any],
-                self.custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, plural, name, patch),
-            )
-        except ApiException as error:
-            if error.status == 404:
-                raise JobNotFound(f"{plural[:-1]} {name!r} not found in namespace {namespace!r}") from error
-            raise _api_error(error) from error
-        return obj
+    def delete(self, plural: str, namespace: str, name: str) -> dict[str, Any]:
+        """Delete; the answer is the object while finalizers hold it, a Status once it is gone."""
+        missing = JobNotFound(f"{plural[:-1]} {name!r} not found in namespace {namespace!r}", details={"jobId": name})
+        call = self.custom.delete_namespaced_custom_object
+        answer = self._call(call, GROUP, VERSION, namespace, plural, name, not_found=missing)
+        self._forget(plural, namespace)
+        return cast(dict[str, Any], answer) if isinstance(answer, dict) else {}
 
-    def delete(self, plural: str, namespace: str, name: str) -> None:
-        from kubernetes.client.exceptions import ApiException
 
-        try:
-            self.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
-        except ApiException as error:
-            if error.status == 404:
-                raise JobNotFound(f"{plural[:-1]} {name!r} not found in namespace {namespace!r}") from error
-            raise _api_error(error) from error
+def _reason(error: Exception) -> str:
+    """The innermost reason of a urllib3 failure, without its object addresses."""
+    text = str(getattr(error, "reason", None) or error)
+    # "<urllib3.connection.HTTPConnection object at 0x...>: Failed to establish a new connection: ..."
+    return text.split(">: ", 1)[-1]
 
 
 def _api_error(error: Any) -> TensorOneError:
@@ -266,19 +366,29 @@ def _api_error(error: Any) -> TensorOneError:
     except ValueError:
         body = {}
     message = body.get("message") or f"{error.status} {error.reason}"
+    causes = (body.get("details") or {}).get("causes") or []
     if error.status in (400, 422):
+        if causes:
+            return ValidationFailed([FieldError(c.get("field", "<object>"), c.get("message", "")) for c in causes])
         return ConfigurationError(message)
+    if error.status == 401:
+        return Unauthenticated(
+            f"the Kubernetes API refused the credential: {message}; check the token (api_key) or the kubeconfig"
+        )
+    if error.status == 403:
+        return Forbidden(f"not allowed by the cluster's RBAC: {message}")
     if error.status == 409:
-        return TensorOneError(message)
+        return AlreadyExists(message)
     return TensorOneError(f"Kubernetes API error: {message}")
 
 
 class Jobs:
     """``client.training.jobs``: create, get, list, stop, resume, cancel, delete, events, checkpoints."""
 
-    def __init__(self, kube: _Kube, namespace: str) -> None:
+    def __init__(self, kube: KubeApi, namespace: str, settings: CatalogSettings | None = None) -> None:
         self._kube = kube
         self.namespace = namespace
+        self.settings = settings or CatalogSettings()
 
     def create(
         self,
@@ -294,38 +404,112 @@ class Jobs:
         priority: str = "normal",
         **spec_fields: Any,
     ) -> Job:
-        """Create a TrainingJob; the body is validated by the models before it is sent (the API
-        server validates it again with the CRD schema and CEL rules)."""
-        from tensorone.api.admission import validate
+        """Create a TrainingJob from the reference API's create parameters.
 
-        spec = _parse_spec(
-            {
-                "model_type": model_type,
-                "dataset_id": dataset_id,
-                "config": dict(config),
-                "description": description,
-                "tags": tags,
-                "gpu_type": gpu_type,
-                "max_workers": max_workers,
-                "priority": priority,
-                **spec_fields,
-            }
-        )
-        body = {"apiVersion": API_VERSION, "kind": "TrainingJob", "metadata": {"name": name}, "spec": spec.to_wire()}
-        validate(body)
-        return Job.from_object(self._kube.create("trainingjobs", self.namespace, body))
+        ``name`` and ``dataset_id`` may be the reference's free text and ids (``"My Job"``,
+        ``ds_1234567890abcdef``): they map to Kubernetes names as ``t1 convert`` maps them
+        (:func:`tensorone.api.rest.job_from_rest`), the originals kept in annotations. The body is
+        validated as the API server would, then the create-time checks run (:meth:`apply`).
+        """
+        body = {
+            "name": name,
+            "modelType": model_type,
+            "datasetId": dataset_id,
+            "config": dict(config),
+            "description": description,
+            "tags": tags,
+            "gpuType": gpu_type,
+            "maxWorkers": max_workers,
+            "priority": priority,
+        }
+        manifest = job_from_rest({key: value for key, value in body.items() if value is not None})
+        spec = _parse_spec({**manifest["spec"], **spec_fields})
+        manifest["spec"] = spec.to_wire()
+        return self.apply(manifest)
 
     def apply(self, manifest: Mapping[str, Any]) -> Job:
-        """Create a TrainingJob from a whole manifest."""
+        """Create a TrainingJob from a whole manifest: validated as the API server would, then
+        checked as the operator checks a job before starting it (GPU type in the catalog, the
+        Dataset, the configuration against it, a node with the GPU type): a job that cannot start
+        is refused with CONFIGURATION_ERROR, DATASET_NOT_FOUND or INSUFFICIENT_RESOURCES."""
         from tensorone.api.admission import validate
 
         body = dict(manifest)
         validate(body)
         namespace = body.get("metadata", {}).get("namespace") or self.namespace
-        return Job.from_object(self._kube.create("trainingjobs", namespace, body))
+        error = self.create_error(namespace, body)
+        if error is not None:
+            raise error
+        try:
+            created = self._kube.create("trainingjobs", namespace, body)
+        except AlreadyExists as exists:
+            name = body["metadata"]["name"]
+            raise AlreadyExists(
+                f"a training job named {name!r} exists already in namespace {namespace!r}",
+                details={"jobId": name},
+            ) from exists
+        return Job.from_object(self._with_estimate(created))
+
+    def _with_estimate(self, created: dict[str, Any]) -> dict[str, Any]:
+        """The created job with the allocation and cost the operator will write, from the same
+        catalog, as the reference's create answers them (the status is empty until the operator
+        has seen the job)."""
+        status = dict(created.get("status") or {})
+        if "resourceAllocation" in status:
+            return created
+        spec = TrainingJobSpec.model_validate(created["spec"])
+        resources = catalog.job_resources(spec, self.settings.gpu_catalog)
+        status["resourceAllocation"] = catalog.resource_allocation(resources, cpu_memory=self.settings.cpu_memory)
+        status["estimatedCost"] = catalog.estimated_cost(
+            resources, currency=self.settings.currency, max_runtime_seconds=spec.max_runtime_seconds
+        )
+        return {**created, "status": status}
+
+    def create_error(self, namespace: str, manifest: Mapping[str, Any]) -> TensorOneError | None:
+        """What the create-time checks find wrong with a validated manifest, or None."""
+        spec = TrainingJobSpec.model_validate(manifest["spec"])
+        found = self._kube.find("datasets", namespace, spec.dataset_id)
+        dataset = None if found is None else Dataset.model_validate(_strip(found))
+        check_nodes = self.settings.check_gpu_nodes and spec.gpu_type in self.settings.gpu_catalog
+        annotations = (manifest.get("metadata") or {}).get("annotations") or {}
+        return preflight.create_error(
+            namespace,
+            spec,
+            dataset=dataset,
+            catalog=self.settings.gpu_catalog,
+            nodes=self._kube.nodes() if check_nodes else None,
+            dataset_id=annotations.get(DATASET_ID_ANNOTATION),
+        )
 
     def get(self, job_id: str) -> Job:
         return Job.from_object(self._kube.get("trainingjobs", self.namespace, job_id))
+
+    def list_objects(
+        self,
+        *,
+        status: str | None = None,
+        model_type: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        sort: str = "created_at",
+        order: str = "desc",
+        tag: str | None = None,
+    ) -> tuple[builtins.list[dict[str, Any]], Pagination]:
+        """One page of TrainingJob objects with the reference API's filters, and the pagination.
+
+        Filters and sorting read a few fields of each object; only the page is parsed further.
+        """
+        _check_list_arguments(status=status, model_type=model_type, limit=limit, offset=offset, sort=sort, order=order)
+        objects = [
+            obj
+            for obj in self._kube.list("trainingjobs", self.namespace)
+            if (status is None or _object_status(obj) == status)
+            and (model_type is None or (obj.get("spec") or {}).get("modelType") == model_type)
+            and (tag is None or tag in ((obj.get("spec") or {}).get("tags") or []))
+        ]
+        objects.sort(key=_SORT_KEYS[sort], reverse=order == "desc")
+        page = objects[offset : offset + limit]
+        return page, Pagination(len(objects), limit, offset, offset + len(page) < len(objects))
 
     def list(
         self,
@@ -339,35 +523,10 @@ class Jobs:
         tag: str | None = None,
     ) -> JobList:
         """List jobs with the reference API's filters and pagination."""
-        if status is not None and status not in JOB_STATUSES:
-            raise ConfigurationError(f"must be one of {', '.join(JOB_STATUSES)}, got {status!r}", field="status")
-        if model_type is not None and model_type not in tuple(ModelType):
-            raise ConfigurationError(f"must be one of {', '.join(ModelType)}, got {model_type!r}", field="modelType")
-        if not 1 <= limit <= 100:
-            raise ConfigurationError(f"must be between 1 and 100, got {limit}", field="limit")
-        if offset < 0:
-            raise ConfigurationError(f"must be 0 or more, got {offset}", field="offset")
-        if sort not in SORT_KEYS:
-            raise ConfigurationError(f"must be one of {', '.join(SORT_KEYS)}, got {sort!r}", field="sort")
-        if order not in ("asc", "desc"):
-            raise ConfigurationError(f"must be asc or desc, got {order!r}", field="order")
-        jobs = [Job.from_object(obj) for obj in self._kube.list("trainingjobs", self.namespace)]
-        jobs = [
-            job
-            for job in jobs
-            if (status is None or job.status == status)
-            and (model_type is None or job.model_type == model_type)
-            and (tag is None or tag in (job.spec.tags or []))
-        ]
-        epoch = datetime.min.replace(tzinfo=UTC)
-        keys = {
-            "created_at": lambda job: (job.created_at or epoch, job.id),
-            "updated_at": lambda job: (job.updated_at or epoch, job.id),
-            "name": lambda job: (job.name, job.id),
-        }
-        jobs.sort(key=keys[sort], reverse=order == "desc")
-        page = jobs[offset : offset + limit]
-        return JobList(page, Pagination(len(jobs), limit, offset, offset + len(page) < len(jobs)))
+        page, pagination = self.list_objects(
+            status=status, model_type=model_type, limit=limit, offset=offset, sort=sort, order=order, tag=tag
+        )
+        return JobList([Job.from_object(obj) for obj in page], pagination)
 
     def stop(self, job_id: str, *, save_checkpoint: bool = True, reason: str | None = None) -> Job:
         """Stop a job: the pods get SIGTERM, the trainer saves a checkpoint, phase Stopped."""
@@ -395,6 +554,9 @@ class Jobs:
             raise InvalidJobState(f"job {job_id!r} is {job.status}, not stopped; stop it before resuming")
         if checkpoint_id is not None and checkpoint_id not in ("latest", "none"):
             known = [c.id for c in job.checkpoints]
+            # The reference spells checkpoint ids with '_' (ckpt_epoch_1), the trainer with '-'.
+            if checkpoint_id not in known and checkpoint_id.replace("_", "-") in known:
+                checkpoint_id = checkpoint_id.replace("_", "-")
             if checkpoint_id not in known:
                 raise CheckpointNotFound(
                     f"checkpoint {checkpoint_id!r} not found for job {job_id!r}; available: "
@@ -414,13 +576,28 @@ class Jobs:
             return job
         return Job.from_object(self._kube.patch("trainingjobs", self.namespace, job_id, {"spec": {"cancel": True}}))
 
-    def delete(self, job_id: str, *, force: bool = False) -> None:
+    def delete(self, job_id: str, *, force: bool = False, wait: float | None = None) -> Deletion:
         """Delete a job and what the operator made for it. ``force`` also removes the finalizer, for
-        when the operator is gone and the deletion would otherwise hang."""
-        self._kube.delete("trainingjobs", self.namespace, job_id)
+        when the operator is gone and the deletion would otherwise hang.
+
+        Returns ``"deleted"`` when the object is gone, ``"terminating"`` while the operator's
+        finalizer still cleans up; ``wait`` seconds polls until it is gone (``"terminating"`` if
+        it is not by then).
+        """
+        answer = self._kube.delete("trainingjobs", self.namespace, job_id)
         if force:
             with contextlib.suppress(JobNotFound):
                 self._kube.patch("trainingjobs", self.namespace, job_id, {"metadata": {"finalizers": None}})
+        held = answer.get("kind") == "TrainingJob" and (answer.get("metadata") or {}).get("finalizers")
+        if not held and not force:
+            return "deleted"
+        deadline = time.monotonic() + (wait or 0)
+        while True:
+            if self._kube.find("trainingjobs", self.namespace, job_id) is None:
+                return "deleted"
+            if time.monotonic() >= deadline:
+                return "terminating"
+            time.sleep(min(0.5, max(deadline - time.monotonic(), 0)))
 
     def list_checkpoints(self, job_id: str) -> builtins.list[Checkpoint]:
         """The job's checkpoints, most recent first."""
@@ -432,7 +609,7 @@ class Jobs:
         """Kubernetes Events about the job, oldest first."""
         self.get(job_id)
         selector = f"involvedObject.kind=TrainingJob,involvedObject.name={job_id}"
-        result = self._kube.core.list_namespaced_event(self.namespace, field_selector=selector)
+        result = self._kube._call(self._kube.core.list_namespaced_event, self.namespace, field_selector=selector)
         events = [
             JobEvent(
                 type=e.type or "Normal",
@@ -452,16 +629,32 @@ class Jobs:
 class Datasets:
     """``client.datasets``: create, get, list, delete."""
 
-    def __init__(self, kube: _Kube, namespace: str) -> None:
+    def __init__(self, kube: KubeApi, namespace: str) -> None:
         self._kube = kube
         self.namespace = namespace
 
     def create(self, *, name: str, spec: Mapping[str, Any]) -> Dataset:
+        """Create a Dataset. Like ``kubectl apply``, creating one that exists with the same spec
+        (defaults applied) succeeds and returns it; a different spec is ALREADY_EXISTS."""
+        return self.apply(name=name, spec=spec)[0]
+
+    def apply(self, *, name: str, spec: Mapping[str, Any]) -> tuple[Dataset, bool]:
+        """:meth:`create`, and whether it created the Dataset (False: it was there, unchanged)."""
         from tensorone.api.admission import validate
 
         body = {"apiVersion": API_VERSION, "kind": "Dataset", "metadata": {"name": name}, "spec": dict(spec)}
-        validate(body)
-        return Dataset.model_validate(_strip(self._kube.create("datasets", self.namespace, body)))
+        defaulted = validate(body)
+        try:
+            return Dataset.model_validate(_strip(self._kube.create("datasets", self.namespace, body))), True
+        except AlreadyExists as exists:
+            stored = self._kube.find("datasets", self.namespace, name)
+            if stored is None or stored.get("spec") != defaulted["spec"]:
+                raise AlreadyExists(
+                    f"dataset {name!r} exists in namespace {self.namespace!r} with another spec; "
+                    "delete it first, or change it with kubectl apply",
+                    details={"datasetId": name},
+                ) from exists
+            return Dataset.model_validate(_strip(stored)), False
 
     def get(self, name: str) -> Dataset:
         return Dataset.model_validate(_strip(self._kube.get("datasets", self.namespace, name)))
@@ -476,14 +669,21 @@ class Datasets:
 class Training:
     """``client.training``: the job verbs live under ``jobs``, as in the reference SDK."""
 
-    def __init__(self, kube: _Kube, namespace: str) -> None:
-        self.jobs = Jobs(kube, namespace)
+    def __init__(self, jobs: Jobs | RestJobs) -> None:
+        self.jobs = jobs
 
 
 class TensorOneClient:
-    """Entry point of the SDK. Talks to the Kubernetes API with the caller's kubeconfig (or the
-    in-cluster account); ``api_key`` is accepted for compatibility with the hosted API's examples
-    and used as a bearer token when given."""
+    """Entry point of the SDK, with two transports.
+
+    With ``base_url`` (or ``$TENSORONE_BASE_URL``) it talks to the TensorOne gateway over HTTP,
+    ``api_key`` sent as the bearer token: the reference API's way. Without, it talks to the
+    Kubernetes API with the caller's kubeconfig (or the in-cluster account), ``api_key`` used as
+    the bearer token when given. The verbs and their answers are the same both ways.
+
+    ``settings`` are the operator's GPU catalog and node check for the create-time checks of the
+    Kubernetes transport (the built-in catalog by default; the gateway reads the operator's).
+    """
 
     def __init__(
         self,
@@ -493,34 +693,60 @@ class TensorOneClient:
         kubeconfig: str | None = None,
         api_client: Any = None,
         api_key: str | None = None,
+        base_url: str | None = None,
+        settings: CatalogSettings | None = None,
+        timeout: float = 30.0,
     ) -> None:
-        from kubernetes import client as k8s
-        from kubernetes import config as k8s_config
+        base_url = base_url or os.environ.get(BASE_URL_ENV) or None
+        if base_url and api_client is None:
+            from tensorone.rest_client import RestJobs
 
+            self.namespace = namespace
+            self.training = Training(RestJobs(base_url, api_key=api_key, namespace=namespace, timeout=timeout))
+            self._datasets: Datasets | None = None
+            return
         if api_client is None:
-            configuration = k8s.Configuration()
-            # Read KUBECONFIG now: the kubernetes package reads it once, at import.
-            config_file = kubeconfig or os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
-            try:
-                k8s_config.load_kube_config(
-                    config_file=config_file, context=context, client_configuration=configuration
-                )
-                if namespace is None:
-                    _, active = k8s_config.list_kube_config_contexts(config_file=config_file)
-                    namespace = (active or {}).get("context", {}).get("namespace")
-            except (k8s_config.ConfigException, FileNotFoundError, TypeError) as no_kubeconfig:
-                try:
-                    k8s_config.load_incluster_config(client_configuration=configuration)
-                except k8s_config.ConfigException:
-                    raise TensorOneError(
-                        f"cannot reach a cluster: no usable kubeconfig ({no_kubeconfig}) and not running in a pod; "
-                        "set KUBECONFIG or pass --kubeconfig"
-                    ) from no_kubeconfig
-            if api_key:
-                configuration.api_key = {"authorization": api_key}
-                configuration.api_key_prefix = {"authorization": "Bearer"}
-            api_client = k8s.ApiClient(configuration)
+            api_client, namespace = _kube_api_client(namespace, context, kubeconfig, api_key)
         self.namespace = namespace or "default"
-        kube = _Kube(api_client)
-        self.training = Training(kube, self.namespace)
-        self.datasets = Datasets(kube, self.namespace)
+        kube = KubeApi(api_client)
+        self.training = Training(Jobs(kube, self.namespace, settings))
+        self._datasets = Datasets(kube, self.namespace)
+
+    @property
+    def datasets(self) -> Datasets:
+        """``client.datasets`` (Kubernetes transport only: the gateway serves the reference's job verbs)."""
+        if self._datasets is None:
+            raise ConfigurationError(
+                "datasets are managed through the Kubernetes API (kubectl, t1 create -f); "
+                "construct the client without base_url for them"
+            )
+        return self._datasets
+
+
+def _kube_api_client(
+    namespace: str | None, context: str | None, kubeconfig: str | None, api_key: str | None
+) -> tuple[Any, str | None]:
+    """An API client from the kubeconfig (or the in-cluster account), and its context's namespace."""
+    from kubernetes import client as k8s
+    from kubernetes import config as k8s_config
+
+    configuration = k8s.Configuration()
+    # Read KUBECONFIG now: the kubernetes package reads it once, at import.
+    config_file = kubeconfig or os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
+    try:
+        k8s_config.load_kube_config(config_file=config_file, context=context, client_configuration=configuration)
+        if namespace is None:
+            _, active = k8s_config.list_kube_config_contexts(config_file=config_file)
+            namespace = (active or {}).get("context", {}).get("namespace")
+    except (k8s_config.ConfigException, FileNotFoundError, TypeError) as no_kubeconfig:
+        try:
+            k8s_config.load_incluster_config(client_configuration=configuration)
+        except k8s_config.ConfigException:
+            raise Unreachable(
+                f"cannot reach a cluster: no usable kubeconfig ({no_kubeconfig}) and not running in a pod; "
+                "set KUBECONFIG or pass --kubeconfig"
+            ) from no_kubeconfig
+    if api_key:
+        configuration.api_key = {"authorization": api_key}
+        configuration.api_key_prefix = {"authorization": "Bearer"}
+    return k8s.ApiClient(configuration), namespace

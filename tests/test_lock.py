@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 LOCKS = REPO / "requirements"
 PROJECT = "tensorone-training"
 # The lock of each install and the extra it holds: development and CI, and the two images.
-EXTRA_OF_LOCK = {"dev.txt": "dev", "operator.txt": "operator", "trainer.txt": "trainer"}
+EXTRA_OF_LOCK = {"dev.txt": "dev", "operator.txt": "operator", "gateway.txt": "gateway", "trainer.txt": "trainer"}
 # Where the locks are resolved for (requirements/lock.py): CPython 3.11 on Linux x86_64.
 ENVIRONMENT = {
     "python_version": "3.11",
@@ -139,7 +139,7 @@ def test_images_run_the_versions_the_suite_ran(locks: dict[str, dict[str, Pin]])
     """Every package of an image lock (and the build lock) has the dev lock's version; torch differs
     only by its build (+cpu on development machines, PyPI's CUDA build in the trainer image)."""
     dev = locks["dev.txt"]
-    for lock in ("operator.txt", "trainer.txt", "build.txt"):
+    for lock in ("operator.txt", "gateway.txt", "trainer.txt", "build.txt"):
         for name, pin in locks[lock].items():
             if name in dev:
                 assert pin.version.public == dev[name].version.public, f"{lock}: {name} {pin.version}"
@@ -147,6 +147,7 @@ def test_images_run_the_versions_the_suite_ran(locks: dict[str, dict[str, Pin]])
     assert locks["trainer.txt"]["torch"].version.local is None
     assert any(name.startswith("nvidia-") for name in locks["trainer.txt"]), "the CUDA libraries are locked"
     assert "torch" not in locks["operator.txt"]
+    assert "torch" not in locks["gateway.txt"]
 
 
 def test_the_checker_sees_a_lock_that_pyproject_outgrew(pyproject: dict[str, Any]) -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from tensorone.api import API_VERSION
+from tensorone.api import API_VERSION, preflight
 from tensorone.api.report import DEFAULT_TERMINATION_LOG, REPORT_HOST_ENV, REPORT_PORT_ENV
 from tensorone.api.resolved import (
     DEFAULT_CHECKPOINT_DIR,
@@ -41,7 +41,7 @@ MASTER_REPLICA = "Master"
 TRAINER_HOME = "/home/trainer"
 CONTAINER_NAME = "pytorch"  # the Training Operator looks for this container name
 MASTER_PORT_NAME = "pytorchjob-port"  # ... and this port name, for MASTER_PORT
-MASTER_PORT = 23456
+MASTER_PORT = preflight.MASTER_PORT
 REPORT_PORT_NAME = "report"
 JOB_CONFIG_KEY = "job.yaml"
 JOB_CONFIG_DIR = DEFAULT_JOB_CONFIG_PATH.rsplit("/", 1)[0]

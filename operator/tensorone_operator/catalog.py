@@ -1,4 +1,5 @@
-"""The GPU catalog at work: which nodes offer a GPU type, what a job is given and what it costs.
+"""The GPU catalog at work with the operator's configuration: what a job is given and what it
+costs (the pure functions are ``tensorone.api.catalog``'s, which the SDK and the gateway use too).
 
 Pure functions of the typed spec, the configuration and node objects; no I/O. A job's catalog
 entry is looked up once (``job_resources``) and the result passed to everything that needs it.
@@ -6,116 +7,32 @@ entry is looked up once (``job_resources``) and the result passed to everything 
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
+from tensorone.api import catalog
+from tensorone.api.catalog import GPU_PRODUCT_LABEL, GPU_RESOURCE, JobResources, scale_memory
 from tensorone.api.v1alpha1 import TrainingJobSpec
-from tensorone.api.v1alpha1.trainingjob import EstimatedCost, ResourceAllocation
-from tensorone.errors import ConfigurationError
-from tensorone_operator.config import GpuType, OperatorConfig
+from tensorone_operator.config import OperatorConfig
 
-GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
-GPU_RESOURCE = "nvidia.com/gpu"
-
-
-@dataclass(frozen=True)
-class JobResources:
-    """What a job is given, from its spec and the catalog: the entry of its GPU type (None for a
-    CPU-only job), GPUs per worker (0 on CPU) and workers."""
-
-    gpu_type: str | None
-    entry: GpuType | None
-    gpus_per_worker: int
-    workers: int
-
-    @property
-    def gpus(self) -> int:
-        """GPUs of the whole job."""
-        return self.gpus_per_worker * self.workers
-
-    @property
-    def processes_per_worker(self) -> int:
-        """Training processes per pod: one per GPU, one on CPU."""
-        return max(self.gpus_per_worker, 1)
-
-    @property
-    def hourly_price_per_gpu(self) -> float:
-        """The catalog price of one GPU for one hour (0 on CPU)."""
-        return self.entry.hourly_price if self.entry else 0.0
-
-    def hourly_cost(self) -> float:
-        """Price of one hour of the whole job: catalog price per GPU x GPUs per worker x workers."""
-        return round(self.hourly_price_per_gpu * self.gpus_per_worker * self.workers, 4)
+__all__ = [
+    "GPU_PRODUCT_LABEL",
+    "GPU_RESOURCE",
+    "JobResources",
+    "estimated_cost",
+    "job_resources",
+    "resource_allocation",
+    "scale_memory",
+]
 
 
 def job_resources(spec: TrainingJobSpec, config: OperatorConfig) -> JobResources:
-    """The job's resources: ``spec.gpuType`` looked up in the catalog, ``gpusPerWorker`` 1 by
-    default when a GPU type is set, 0 for CPU jobs.
-
-    Raises ConfigurationError naming the field and the catalog keys when the type is unknown.
-    """
-    key = spec.gpu_type
-    if not key:
-        return JobResources(gpu_type=None, entry=None, gpus_per_worker=0, workers=spec.max_workers)
-    entry = config.gpu_catalog.get(key)
-    if entry is None:
-        allowed = ", ".join(sorted(config.gpu_catalog))
-        raise ConfigurationError(f"unknown GPU type {key!r}; the catalog offers: {allowed}", field="spec.gpuType")
-    return JobResources(gpu_type=key, entry=entry, gpus_per_worker=spec.gpus_per_worker or 1, workers=spec.max_workers)
-
-
-def node_gpu_types(node: Mapping[str, Any], config: OperatorConfig) -> set[str]:
-    """Catalog keys a node offers: its product label is listed in the entry and it has GPUs.
-
-    A node counts when its ``nvidia.com/gpu`` allocatable is above zero (or not reported yet, as
-    on a node whose device plugin has not registered) and it is not cordoned.
-    """
-    labels = (node.get("metadata") or {}).get("labels") or {}
-    product = labels.get(GPU_PRODUCT_LABEL)
-    if not product or (node.get("spec") or {}).get("unschedulable"):
-        return set()
-    allocatable = ((node.get("status") or {}).get("allocatable") or {}).get(GPU_RESOURCE)
-    if allocatable is not None and str(allocatable) in {"0", ""}:
-        return set()
-    return {key for key, entry in config.gpu_catalog.items() if product in entry.products}
-
-
-def available_gpu_types(nodes: Iterable[Mapping[str, Any]], config: OperatorConfig) -> list[str]:
-    """Sorted catalog keys that at least one node offers."""
-    offered: set[str] = set()
-    for node in nodes:
-        offered |= node_gpu_types(node, config)
-    return sorted(offered)
-
-
-_MEMORY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(MB|GB|TB)$")
-
-
-def scale_memory(per_gpu: str, count: int) -> str:
-    """``80GB`` x 2 -> ``160GB`` (the unit of the catalog entry is kept)."""
-    match = _MEMORY.match(per_gpu)
-    if not match:
-        return per_gpu
-    total = float(match.group(1)) * count
-    return f"{total:g}{match.group(2)}"
+    """The job's resources from the configured catalog (:func:`tensorone.api.catalog.job_resources`)."""
+    return catalog.job_resources(spec, config.gpu_catalog)
 
 
 def resource_allocation(resources: JobResources, config: OperatorConfig) -> dict[str, Any]:
-    """``status.resourceAllocation`` (wire form): display name, workers, GPUs in total, GPU memory per worker."""
-    if resources.entry is None:
-        allocation = ResourceAllocation(
-            gpu_type="CPU", workers=resources.workers, gpus=0, memory_per_worker=config.cpu_job.memory
-        )
-    else:
-        allocation = ResourceAllocation(
-            gpu_type=resources.entry.display_name,
-            workers=resources.workers,
-            gpus=resources.gpus,
-            memory_per_worker=scale_memory(resources.entry.memory_per_gpu, resources.gpus_per_worker),
-        )
-    return allocation.to_wire()
+    """``status.resourceAllocation`` with the configured CPU-only pod memory."""
+    return catalog.resource_allocation(resources, cpu_memory=config.cpu_job.memory)
 
 
 def estimated_cost(
@@ -126,15 +43,11 @@ def estimated_cost(
     spent: float = 0.0,
     remaining_seconds: float | None = None,
 ) -> dict[str, Any]:
-    """``status.estimatedCost``: hourly price and the estimated total.
-
-    The total is what has been spent so far plus the hourly price times the time still expected:
-    the trainer's remaining-time estimate once it reports one (the live status passes it in from
-    the progress report), otherwise the job's time limit ``maxRuntimeSeconds`` as an upper bound.
-    With neither, the total is unknown and left out rather than guessed.
-    """
-    hourly = resources.hourly_cost()
-    if remaining_seconds is None and max_runtime_seconds:
-        remaining_seconds = float(max_runtime_seconds)
-    total = None if remaining_seconds is None else round(spent + hourly * remaining_seconds / 3600.0, 2)
-    return EstimatedCost(hourly=hourly, total=total, currency=config.currency).to_wire()
+    """``status.estimatedCost`` in the configured currency (see :func:`tensorone.api.catalog.estimated_cost`)."""
+    return catalog.estimated_cost(
+        resources,
+        currency=config.currency,
+        max_runtime_seconds=max_runtime_seconds,
+        spent=spent,
+        remaining_seconds=remaining_seconds,
+    )

@@ -15,9 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from pydantic.alias_generators import to_camel
+from pydantic import Field, ValidationError, field_validator
 
+from tensorone.api.catalog import (
+    DEFAULT_CPU_JOB_MEMORY,
+    DEFAULT_CURRENCY,
+    DEFAULT_GPU_CATALOG,
+    QUANTITY_PATTERN,
+    ConfigModel,
+    GpuType,
+)
 from tensorone.api.report import DEFAULT_REPORT_PORT
 from tensorone.api.v1alpha1.base import DNS_LABEL_PATTERN, DNS_SUBDOMAIN_PATTERN
 from tensorone.api.v1alpha1.trainingjob import GPU_TYPE_MAX_LENGTH
@@ -26,57 +33,9 @@ from tensorone.errors import ConfigurationError
 CONFIG_ENV = "TENSORONE_OPERATOR_CONFIG"
 DEFAULT_CONFIG_PATH = "/etc/tensorone/operator/config.yaml"
 
-# A Kubernetes quantity as the API server accepts it for requests and limits (decimal or binary
-# suffixes, optional fraction, optional exponent-free milli for CPU).
-QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
-# Label values (nvidia.com/gpu.product) are at most 63 characters of [A-Za-z0-9-_.].
-LABEL_VALUE_PATTERN = r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
-
-
-class ConfigModel(BaseModel):
-    """Base of the configuration models: camelCase in the file, unknown fields refused."""
-
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
-
-
-class GpuType(ConfigModel):
-    """One entry of the GPU catalog: how to find the GPU on nodes, and what it gives and costs."""
-
-    display_name: str = Field(
-        min_length=1, max_length=128, description="Shown as resourceAllocation.gpuType, for example NVIDIA A100."
-    )
-    products: list[str] = Field(
-        min_length=1,
-        description="Values of the node label nvidia.com/gpu.product (set by NVIDIA GPU Feature Discovery) "
-        "that count as this GPU type.",
-        # What the validator below checks, for JSON-schema readers of this model (the chart's values schema).
-        json_schema_extra={"items": {"type": "string", "pattern": LABEL_VALUE_PATTERN}},
-    )
-    memory_per_gpu: str = Field(
-        pattern=r"^[0-9]+(\.[0-9]+)?(GB|TB|MB)$",
-        description="GPU memory of one GPU, for example 80GB; resourceAllocation.memoryPerWorker is this times "
-        "gpusPerWorker.",
-    )
-    hourly_price: float = Field(ge=0.0, description="Price of one GPU for one hour, in the config's currency.")
-    cpu_per_gpu: str = Field(
-        default="8",
-        pattern=QUANTITY_PATTERN,
-        description='CPU requested per GPU, a Kubernetes quantity written as a string ("12", not 12).',
-    )
-    host_memory_per_gpu: str = Field(
-        default="64Gi", pattern=QUANTITY_PATTERN, description="Host memory requested per GPU, for example 120Gi."
-    )
-
-    @field_validator("products")
-    @classmethod
-    def _label_values(cls, products: list[str]) -> list[str]:
-        for value in products:
-            if not re.match(LABEL_VALUE_PATTERN, value):
-                raise ValueError(
-                    f"{value!r} is not a valid label value: at most 63 characters of letters, digits, '-', '_' "
-                    "and '.', starting and ending with a letter or digit"
-                )
-        return products
+# The catalog's types live in tensorone.api.catalog, so the SDK and the gateway check jobs against
+# them too; they are part of this file's schema.
+__all__ = ["DEFAULT_GPU_CATALOG", "GpuType", "OperatorConfig", "load_config", "parse_config"]
 
 
 class CheckpointStorageDefaults(ConfigModel):
@@ -101,7 +60,9 @@ class CpuJobResources(ConfigModel):
         pattern=QUANTITY_PATTERN,
         description='CPU per pod, a Kubernetes quantity written as a string ("2", not 2).',
     )
-    memory: str = Field(default="8Gi", pattern=QUANTITY_PATTERN, description="Memory per pod, for example 8Gi.")
+    memory: str = Field(
+        default=DEFAULT_CPU_JOB_MEMORY, pattern=QUANTITY_PATTERN, description="Memory per pod, for example 8Gi."
+    )
 
 
 class EphemeralStorage(ConfigModel):
@@ -129,62 +90,6 @@ class PriorityClasses(ConfigModel):
     def for_priority(self, priority: str) -> str:
         """The class name for ``high``, ``normal`` or ``low``."""
         return str(getattr(self, priority))
-
-
-def _gpu(  # noqa: PLR0917 - a table of entries reads best positionally
-    display_name: str,
-    products: list[str],
-    memory_per_gpu: str,
-    hourly_price: float,
-    cpu_per_gpu: str,
-    host_memory_per_gpu: str,
-) -> GpuType:
-    return GpuType(
-        display_name=display_name,
-        products=products,
-        memory_per_gpu=memory_per_gpu,
-        hourly_price=hourly_price,
-        cpu_per_gpu=cpu_per_gpu,
-        host_memory_per_gpu=host_memory_per_gpu,
-    )
-
-
-# Product values are what GPU Feature Discovery derives from the driver's product name (spaces
-# become '-'). Prices are indicative on-demand cloud prices per GPU-hour; operators of a real
-# cluster set their own in the chart values.
-DEFAULT_GPU_CATALOG: dict[str, GpuType] = {
-    "a100": _gpu(
-        "NVIDIA A100",
-        ["NVIDIA-A100-SXM4-80GB", "NVIDIA-A100-80GB-PCIe", "NVIDIA-A100-SXM4-40GB", "NVIDIA-A100-PCIE-40GB"],
-        "80GB",
-        4.10,
-        "12",
-        "120Gi",
-    ),
-    "h100": _gpu(
-        "NVIDIA H100",
-        ["NVIDIA-H100-80GB-HBM3", "NVIDIA-H100-PCIe", "NVIDIA-H100-NVL"],
-        "80GB",
-        6.98,
-        "16",
-        "200Gi",
-    ),
-    "h200": _gpu("NVIDIA H200", ["NVIDIA-H200", "NVIDIA-H200-NVL"], "141GB", 8.50, "16", "240Gi"),
-    "v100": _gpu(
-        "NVIDIA V100",
-        ["Tesla-V100-SXM2-16GB", "Tesla-V100-SXM2-32GB", "Tesla-V100-PCIE-16GB", "Tesla-V100-PCIE-32GB"],
-        "32GB",
-        2.48,
-        "8",
-        "60Gi",
-    ),
-    "l4": _gpu("NVIDIA L4", ["NVIDIA-L4"], "24GB", 0.80, "8", "32Gi"),
-    "a10g": _gpu("NVIDIA A10G", ["NVIDIA-A10G"], "24GB", 1.21, "8", "32Gi"),
-    "l40s": _gpu("NVIDIA L40S", ["NVIDIA-L40S"], "48GB", 1.86, "12", "64Gi"),
-    "rtx4090": _gpu("NVIDIA GeForce RTX 4090", ["NVIDIA-GeForce-RTX-4090"], "24GB", 0.69, "8", "32Gi"),
-    "a6000": _gpu("NVIDIA RTX A6000", ["NVIDIA-RTX-A6000"], "48GB", 0.79, "8", "48Gi"),
-    "t4": _gpu("NVIDIA T4", ["Tesla-T4"], "16GB", 0.35, "4", "16Gi"),
-}
 
 
 class OperatorConfig(ConfigModel):
@@ -243,7 +148,7 @@ class OperatorConfig(ConfigModel):
         description="Size limit of /dev/shm (a memory emptyDir) in training pods.",
     )
     currency: str = Field(
-        default="USD", min_length=1, max_length=8, description="Currency of the catalog prices, such as USD."
+        default=DEFAULT_CURRENCY, min_length=1, max_length=8, description="Currency of the catalog prices, such as USD."
     )
     gpu_catalog: dict[str, GpuType] = Field(
         default_factory=lambda: dict(DEFAULT_GPU_CATALOG),

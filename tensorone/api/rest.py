@@ -192,12 +192,51 @@ def job_details(job: Mapping[str, Any]) -> dict[str, Any]:
         details["message"] = status["message"]
     timestamps = {
         "createdAt": metadata.get("creationTimestamp"),
+        "updatedAt": last_update(job),
         "startedAt": status.get("startedAt"),
         "completedAt": status.get("completedAt"),
         "estimatedCompletion": status.get("estimatedCompletion"),
     }
     details.update({key: value for key, value in timestamps.items() if value is not None})
     return details
+
+
+# The parts of a job-details body that are the TrainingJob's status, under the same names.
+_STATUS_KEYS = (
+    "progress",
+    "metrics",
+    "resourceAllocation",
+    "estimatedCost",
+    "resourceUsage",
+    "checkpoints",
+    "message",
+    "startedAt",
+    "completedAt",
+    "estimatedCompletion",
+)
+
+
+def job_from_details(details: Mapping[str, Any]) -> dict[str, Any]:
+    """The TrainingJob object (metadata, spec, status) a job-details body describes: the inverse of
+    :func:`job_details`, for clients of the REST API that read answers as TrainingJobs."""
+    body = {key: details[key] for key in ("name", *REST_SPEC_FIELDS) if key in details}
+    job = job_from_rest(body)
+    job["metadata"]["name"] = details["id"]
+    if details.get("createdAt"):
+        job["metadata"]["creationTimestamp"] = details["createdAt"]
+    status = {key: copy.deepcopy(details[key]) for key in _STATUS_KEYS if key in details}
+    status["phase"] = str(details.get("status") or "pending").capitalize()
+    job["status"] = status
+    return job
+
+
+def last_update(job: Mapping[str, Any]) -> str | None:
+    """When the job last changed as far as its object tells: the latest condition transition, else
+    its creation (RFC 3339 strings of one format sort as the times they name)."""
+    conditions = (job.get("status") or {}).get("conditions") or []
+    times = [str(c["lastTransitionTime"]) for c in conditions if c.get("lastTransitionTime")]
+    created = (job.get("metadata") or {}).get("creationTimestamp")
+    return max(times, default=None) or (str(created) if created else None)
 
 
 def rest_field(path: str) -> str:

@@ -4,19 +4,22 @@ Each verb lives in a module that defines ``register(subparsers)``; the parser ca
 the verb set as its ``handler``. The verbs of the SDK are modules of this package; a verb that
 needs more than the SDK is provided by the package that implements it, through the entry-point
 group ``tensorone.cli`` (``train`` is the trainer's, ``trainer.cli``), so this package never
-imports it. Errors of the project's hierarchy are printed as one line naming the field and exit
-with status 2; nothing prints a traceback at a user.
+imports it. Errors of the project's hierarchy are printed as one line naming the field, then a
+hint, and end with the status of their kind (``tensorone.cli.exit_codes``); nothing prints a
+traceback at a user, not even when the reader of the output goes away.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 
+from tensorone.cli.exit_codes import BROKEN_PIPE, HINTS, INTERRUPTED, exit_code
 from tensorone.errors import TensorOneError
 
 # Verb modules of this package, in the order `t1 --help` lists them; the provided verbs follow.
@@ -61,12 +64,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, previous)
     handler: Handler = args.handler
     try:
-        return handler(args)
+        status = handler(args)
+        sys.stdout.flush()
+        return status
     except TensorOneError as error:
-        print(f"t1: {error.code}: {error}", file=sys.stderr)
-        return 2
+        message = " ".join(str(error).split())
+        print(f"t1: {error.code}: {message}", file=sys.stderr)
+        if error.code in HINTS:
+            print(f"t1: hint: {HINTS[error.code]}", file=sys.stderr)
+        return exit_code(error.code)
     except KeyboardInterrupt:
-        return 130
+        return INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (t1 list | head): nothing more can be said to it, and Python's
+        # final flush of stdout must not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return BROKEN_PIPE
 
 
 if __name__ == "__main__":

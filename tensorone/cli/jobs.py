@@ -54,6 +54,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     delete = verb("delete", "Delete a job and what the operator made for it.", _delete)
     delete.add_argument("job")
     delete.add_argument("--force", action="store_true", help="also remove the finalizer (operator gone)")
+    delete.add_argument(
+        "--wait",
+        type=float,
+        nargs="?",
+        const=60.0,
+        metavar="SECONDS",
+        help="wait until the job is gone (default 60 s when given without a value)",
+    )
 
     events = verb("events", "Show a job's events, oldest first.", _events)
     events.add_argument("job")
@@ -81,8 +89,8 @@ def _create(args: argparse.Namespace) -> int:
             job = client.training.jobs.apply(document)
             print(f"trainingjob/{job.id} created")
         elif kind == "Dataset":
-            client.datasets.create(name=name, spec=document.get("spec", {}))
-            print(f"dataset/{name} created")
+            _, created = client.datasets.apply(name=name, spec=document.get("spec", {}))
+            print(f"dataset/{name} {'created' if created else 'unchanged'}")
         else:
             raise ConfigurationError(f"must be TrainingJob or Dataset, got {kind!r}", field="kind")
     return 0
@@ -111,7 +119,6 @@ def _list(args: argparse.Namespace) -> int:
                     },
                 },
                 indent=2,
-                default=str,
             )
         )
         return 0
@@ -143,10 +150,14 @@ def _summary(job: Any) -> dict[str, Any]:
         "modelType": job.model_type,
         "progress": job.progress.to_wire(),
         "metrics": job.metrics.to_wire(),
-        "createdAt": job.created_at,
-        "startedAt": job.started_at,
-        "estimatedCompletion": job.estimated_completion,
+        "createdAt": _timestamp(job.created_at),
+        "startedAt": _timestamp(job.started_at),
+        "estimatedCompletion": _timestamp(job.estimated_completion),
     }
+
+
+def _timestamp(value: datetime | None) -> str | None:
+    return None if value is None else rfc3339(value)
 
 
 def _get(args: argparse.Namespace) -> int:
@@ -201,8 +212,13 @@ def _cancel(args: argparse.Namespace) -> int:
 
 
 def _delete(args: argparse.Namespace) -> int:
-    _client(args).training.jobs.delete(args.job, force=args.force)
-    print(f"trainingjob/{args.job} deleted")
+    state = _client(args).training.jobs.delete(args.job, force=args.force, wait=args.wait)
+    if state == "deleted":
+        print(f"trainingjob/{args.job} deleted")
+    elif args.wait:
+        print(f"trainingjob/{args.job} still terminating after {args.wait:g} s: the operator is cleaning up")
+    else:
+        print(f"trainingjob/{args.job} terminating: the operator is cleaning up (--wait waits until it is gone)")
     return 0
 
 

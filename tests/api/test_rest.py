@@ -15,6 +15,7 @@ from tensorone.api.rest import (
     DISPLAY_NAME_ANNOTATION,
     dataset_name,
     job_details,
+    job_from_details,
     job_from_rest,
     job_name,
     rest_field,
@@ -192,9 +193,14 @@ def test_job_details_has_the_reference_shape() -> None:
     }
     validate(manifest)
     details = job_details(manifest)
-    # The id is the TrainingJob's name (what the verbs take); everything else is the reference's.
-    assert details == {**reference, "id": "llama-7b-finetune"}
+    # The id is the TrainingJob's name (what the verbs take); everything else is the reference's,
+    # with the create response's updatedAt in every job body (no condition yet: the creation).
+    assert details == {**reference, "id": "llama-7b-finetune", "updatedAt": reference["createdAt"]}
     assert list(details)[:6] == ["id", "name", "status", "modelType", "datasetId", "config"]
+    # What an HTTP client reads back is the same TrainingJob.
+    again = job_from_details(details)
+    assert again["spec"] == manifest["spec"] and again["metadata"]["name"] == "llama-7b-finetune"
+    assert again["status"]["phase"] == "Running" and again["status"]["progress"] == reference["progress"]
 
 
 def test_job_details_before_the_operator_wrote_a_status() -> None:

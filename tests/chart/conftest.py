@@ -21,8 +21,10 @@ RELEASE_NAMESPACE = "tensorone-system"
 
 # Values of the scenarios every rendered-object test runs over: the defaults and the non-default
 # modes users pick (namespaced, monitoring on, no PriorityClasses, their own catalog and images).
+COMPONENT_LABEL = "app.kubernetes.io/component"
 SCENARIOS: dict[str, dict[str, Any]] = {
     "default": {},
+    "gateway": {"gateway": {"enabled": True, "defaultNamespace": "ml"}},
     "namespaced": {"watchNamespaces": ["team-a", "team-b"], "operatorConfig": {"checkGpuNodes": False}},
     "namespaced-gpu-check": {"watchNamespaces": ["team-a"]},
     "monitoring": {
@@ -105,9 +107,15 @@ class Rendered:
         """Objects of one kind."""
         return [obj for obj in self.objects if obj.get("kind") == kind]
 
-    def one(self, kind: str, name_suffix: str = "") -> dict[str, Any]:
-        """The single object of ``kind`` whose name ends with ``name_suffix``."""
-        found = [obj for obj in self.of_kind(kind) if obj["metadata"]["name"].endswith(name_suffix)]
+    def one(self, kind: str, name_suffix: str = "", component: str | None = None) -> dict[str, Any]:
+        """The single object of ``kind`` whose name ends with ``name_suffix`` (and of the
+        ``app.kubernetes.io/component`` given: operator, gateway, ...)."""
+        found = [
+            obj
+            for obj in self.of_kind(kind)
+            if obj["metadata"]["name"].endswith(name_suffix)
+            and (component is None or obj["metadata"].get("labels", {}).get(COMPONENT_LABEL) == component)
+        ]
         assert len(found) == 1, f"{self.scenario}: expected one {kind} *{name_suffix}, found {len(found)}"
         return found[0]
 

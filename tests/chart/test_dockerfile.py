@@ -14,7 +14,7 @@ import yaml
 from tests.chart.conftest import REPO_ROOT
 
 DOCKERFILE = REPO_ROOT / "Dockerfile"
-FINAL_TARGETS = ("operator", "trainer")
+FINAL_TARGETS = ("operator", "gateway", "trainer")
 # Compilers, build systems and fetchers that must not end up in a final image.
 BUILD_TOOLS = {
     "build-essential",
@@ -176,7 +176,12 @@ def test_operator_extra_holds_no_torch() -> None:
 
 @pytest.mark.parametrize(
     ("stage", "lock"),
-    [("wheel", "build.txt"), ("operator-venv", "operator.txt"), ("trainer-venv", "trainer.txt")],
+    [
+        ("wheel", "build.txt"),
+        ("operator-venv", "operator.txt"),
+        ("gateway-venv", "gateway.txt"),
+        ("trainer-venv", "trainer.txt"),
+    ],
 )
 def test_images_install_only_their_lock_and_the_project_wheel(
     dockerfile: tuple[dict[str, str], dict[str, Stage]], stage: str, lock: str

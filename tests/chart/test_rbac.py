@@ -44,7 +44,7 @@ def _rule_grants(scope: str, rules: list[dict[str, Any]]) -> set[Grant]:
 
 def operator_grants(rendered: Rendered) -> set[Grant]:
     """What the operator's ServiceAccount may do, following every binding whose subject it is."""
-    deployment = rendered.one("Deployment")
+    deployment = rendered.one("Deployment", component="operator")
     account = deployment["spec"]["template"]["spec"]["serviceAccountName"]
     roles = {
         (role["kind"], role["metadata"].get("namespace"), role["metadata"]["name"]): role

@@ -156,7 +156,7 @@ def test_priority_classes_carry_the_configured_names(render: Render) -> None:
 
 
 def test_operator_deployment(rendered: Rendered) -> None:
-    deployment = rendered.one("Deployment")
+    deployment = rendered.one("Deployment", component="operator")
     spec = deployment["spec"]
     assert spec["replicas"] == 1
     assert spec["strategy"] == {"type": "Recreate"}
@@ -189,7 +189,7 @@ def test_operator_deployment(rendered: Rendered) -> None:
 
 def test_config_change_rolls_the_operator_pod(render: Render) -> None:
     def checksum(values: dict[str, Any]) -> str:
-        pod_template = render(values).one("Deployment")["spec"]["template"]
+        pod_template = render(values).one("Deployment", component="operator")["spec"]["template"]
         return str(pod_template["metadata"]["annotations"]["checksum/config"])
 
     baseline = checksum({})

@@ -22,6 +22,8 @@ client rely on (see shared/notes/testing-without-a-cluster.md):
   defaulted object, exactly as the API server would, including its validation ratcheting (parts
   unchanged from the stored object are not re-checked);
 - ``faults``: injected error answers for one kind and method (an API outage);
+- ``tokens``: bearer-token authentication and a small RBAC when set: 401 for a request without a
+  known token, 403 for one its token's grants do not allow (off by default);
 - discovery as kubectl reads it: ``/api``, ``/apis``, ``/apis/GROUP[/VERSION]`` and the aggregated
   form (``apidiscovery.k8s.io/v2``) with short names, categories, verbs and subresources;
 - server-side printing: a ``meta.k8s.io`` Table for custom resources, built from the CRD's
@@ -382,6 +384,9 @@ class FaithfulEmulator(KubernetesEmulator):
     # Fault injection: (HTTP method, plural) -> status code answered instead of serving, to play
     # an API outage for one kind (a stuck deletion, an operator killed between two creates).
     faults: dict[tuple[str, str], int] = attrs.field(factory=dict, init=False)
+    # Authentication: bearer token -> the (HTTP method, plural) pairs it may use, None for all.
+    # An empty mapping (the default) turns authentication off.
+    tokens: dict[str, set[tuple[str, str]] | None] = attrs.field(factory=dict, init=False)
     _closing: bool = attrs.field(default=False, init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -505,6 +510,9 @@ class FaithfulEmulator(KubernetesEmulator):
             return await KubernetesScaffold._handle(self, request)
         if self._changed is None:
             self._changed = asyncio.Condition()
+        refusal = self._refusal(request, kind)
+        if refusal is not None:
+            return await self._render_error(refusal)
         fault = self.faults.get((_method(request), kind.plural))
         if fault is not None:
             return await self._render_error(_api_error(fault, "InternalError", "injected fault"))
@@ -523,6 +531,27 @@ class FaithfulEmulator(KubernetesEmulator):
                 headers={"Content-Type": f"application/json;as=Table;v={version};g=meta.k8s.io"},
             )
         return aiohttp.web.json_response(payload, status=status)
+
+    def _refusal(self, request: rendering.Request, kind: Kind) -> ApiError | None:
+        """401 or 403 as kube-apiserver answers them, when ``tokens`` is set."""
+        if not self.tokens:
+            return None
+        headers = {str(key).lower(): str(value) for key, value in (request.headers or {}).items()}
+        header = headers.get("authorization", "")
+        token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
+        if token not in self.tokens:
+            return _api_error(401, "Unauthorized", "Unauthorized")
+        grants = self.tokens[token]
+        method = _method(request)
+        if grants is not None and (method, kind.plural) not in grants:
+            verb = {"GET": "get", "POST": "create", "PATCH": "patch", "PUT": "update", "DELETE": "delete"}[method]
+            return _api_error(
+                403,
+                "Forbidden",
+                f'{kind.plural}.{kind.group or "core"} is forbidden: User "token-user" cannot {verb} resource '
+                f'"{kind.plural}" in API group "{kind.group}"',
+            )
+        return None
 
     async def _serve(self, request: rendering.Request, kind: Kind) -> tuple[int, dict[str, Any]]:
         method = _method(request)

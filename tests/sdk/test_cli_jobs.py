@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tensorone.cli import main
+from tensorone.cli.exit_codes import NOT_FOUND, UNREACHABLE, USAGE
+from tests.factories import gpu_node
+from tests.kube.loopback import free_port
 from tests.kube.server import EmulatorServer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -18,6 +25,7 @@ API = "training.tensorone.ai/v1alpha1"
 def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[EmulatorServer]:
     with EmulatorServer() as server:
         monkeypatch.setenv("KUBECONFIG", str(server.write_kubeconfig(tmp_path / "kubeconfig")))
+        server.api.create(gpu_node())
         yield server
 
 
@@ -44,8 +52,81 @@ def test_create_list_get_stop_cancel(cluster: EmulatorServer, capsys: pytest.Cap
 
 
 def test_errors_are_one_line_with_the_code(cluster: EmulatorServer, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["get", "missing"]) == 2
+    assert main(["get", "missing"]) == NOT_FOUND
     err = capsys.readouterr().err
     assert err.startswith("t1: JOB_NOT_FOUND:") and "missing" in err
-    assert main(["list", "--limit", "500"]) == 2
+    assert err.splitlines()[1].startswith("t1: hint: t1 list")
+    assert main(["list", "--limit", "500"]) == USAGE
     assert "limit: must be between 1 and 100" in capsys.readouterr().err
+
+
+def test_create_again_leaves_an_unchanged_dataset(cluster: EmulatorServer, capsys: pytest.CaptureFixture[str]) -> None:
+    manifest = REPO / "examples" / "llama-lora.yaml"
+    assert main(["create", "-f", str(manifest)]) == 0
+    capsys.readouterr()
+    assert main(["create", "-f", str(manifest)]) == 4
+    out, err = capsys.readouterr()
+    assert "unchanged" in out and "ALREADY_EXISTS" in err
+
+
+def test_delete_says_gone_or_terminating(cluster: EmulatorServer, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["create", "-f", str(REPO / "examples" / "llama-lora.yaml")]) == 0
+    name = next(
+        line.split("/")[1].split()[0] for line in capsys.readouterr().out.splitlines() if "trainingjob/" in line
+    )
+    cluster.api.patch(API, "TrainingJob", name, {"metadata": {"finalizers": ["training.tensorone.ai/finalizer"]}})
+    assert main(["delete", name]) == 0
+    assert "terminating" in capsys.readouterr().out
+    cluster.api.patch(API, "TrainingJob", name, {"metadata": {"finalizers": None}})
+    assert main(["delete", name, "--wait", "5"]) == 3  # gone already: not found
+    assert main(["list", "-o", "json"]) == 0
+    assert capsys.readouterr().out
+
+
+def test_list_json_has_rfc3339_times(cluster: EmulatorServer, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["create", "-f", str(REPO / "examples" / "llama-lora.yaml")]) == 0
+    capsys.readouterr()
+    assert main(["list", "-o", "json"]) == 0
+    created = json.loads(capsys.readouterr().out)["jobs"][0]["createdAt"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", created), created
+
+
+def test_an_unreachable_cluster_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    kubeconfig = tmp_path / "down"
+    kubeconfig.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "down", "cluster": {"server": f"http://127.0.0.1:{free_port()}"}}],
+                "users": [{"name": "down", "user": {}}],
+                "contexts": [{"name": "down", "context": {"cluster": "down", "user": "down"}}],
+                "current-context": "down",
+            }
+        )
+    )
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    assert main(["list"]) == UNREACHABLE
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and err[0].startswith("t1: CONNECTION_ERROR: cannot reach the Kubernetes API")
+    assert "Traceback" not in "\n".join(err)
+
+
+def test_a_closed_pipe_ends_quietly(cluster: EmulatorServer, tmp_path: Path) -> None:
+    assert main(["create", "-f", str(REPO / "examples" / "llama-lora.yaml")]) == 0
+    script = "import sys; from tensorone.cli import main; sys.exit(main(['list']))"
+    reader = subprocess.Popen(["head", "-c", "1"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    writer = subprocess.run(
+        [sys.executable, "-c", script],
+        stdout=reader.stdin,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert reader.stdin is not None
+    reader.stdin.close()
+    reader.wait()
+    assert "Traceback" not in writer.stderr and "BrokenPipe" not in writer.stderr

@@ -12,14 +12,21 @@ import pytest
 from kubernetes import client as k8s
 
 from tensorone import TensorOneClient
+from tensorone.api.rest import job_from_rest
 from tensorone.client import Job
 from tensorone.errors import (
+    AlreadyExists,
     CheckpointNotFound,
     ConfigurationError,
+    DatasetNotFound,
+    InsufficientResources,
     InvalidJobState,
     JobNotFound,
+    Unreachable,
     ValidationFailed,
 )
+from tests.factories import dataset, gpu_node
+from tests.kube.loopback import free_port
 from tests.kube.server import EmulatorServer
 
 API = "training.tensorone.ai/v1alpha1"
@@ -34,6 +41,9 @@ LLM_CONFIG = {
 @pytest.fixture
 def cluster() -> Iterator[EmulatorServer]:
     with EmulatorServer() as server:
+        # What the jobs below need to pass the create-time checks: their Dataset and an A100 node.
+        server.api.create(dataset("chat-data"))
+        server.api.create(gpu_node())
         yield server
 
 
@@ -80,9 +90,11 @@ def test_create_refuses_a_bad_learning_rate_before_sending(client: TensorOneClie
     assert cluster.api.find(API, "TrainingJob", "bad-lr") is None
 
 
-def test_create_refuses_a_name_too_long_for_pod_names(client: TensorOneClient) -> None:
-    with pytest.raises(ValidationFailed, match=r"metadata\.name"):
-        create_job(client, "a" * 54)
+def test_a_long_name_is_shortened_as_t1_convert_does(client: TensorOneClient) -> None:
+    job = create_job(client, "a" * 54)
+    assert len(job.id) == 53 and job.name == "a" * 54
+    with pytest.raises(ValidationFailed, match=r"name: required: 1 to 100 characters"):
+        create_job(client, "a" * 101)
 
 
 def test_get_mirrors_the_status_as_job_details(client: TensorOneClient, cluster: EmulatorServer) -> None:
@@ -200,13 +212,13 @@ def test_cancel_is_final(client: TensorOneClient, cluster: EmulatorServer) -> No
 
 def test_delete_and_force_delete(client: TensorOneClient, cluster: EmulatorServer) -> None:
     create_job(client, "plain")
-    client.training.jobs.delete("plain")
+    assert client.training.jobs.delete("plain") == "deleted"
     assert cluster.api.find(API, "TrainingJob", "plain") is None
     create_job(client, "stuck")
     cluster.api.patch(API, "TrainingJob", "stuck", {"metadata": {"finalizers": ["training.tensorone.ai/finalizer"]}})
-    client.training.jobs.delete("stuck")
+    assert client.training.jobs.delete("stuck") == "terminating"
     assert cluster.api.get(API, "TrainingJob", "stuck")["metadata"].get("deletionTimestamp")
-    client.training.jobs.delete("stuck", force=True)
+    assert client.training.jobs.delete("stuck", force=True) == "deleted"
     assert cluster.api.find(API, "TrainingJob", "stuck") is None
     with pytest.raises(JobNotFound):
         client.training.jobs.delete("plain")
@@ -247,3 +259,54 @@ def test_list_events_of_one_job(client: TensorOneClient, cluster: EmulatorServer
         )
     events = client.training.jobs.list_events("evented")
     assert [e.reason for e in events] == ["Started", "CheckpointSaved"]
+
+
+def test_reference_ids_map_as_t1_convert_maps_them(client: TensorOneClient, cluster: EmulatorServer) -> None:
+    cluster.api.create(dataset("ds-1234567890abcdef"))
+    job = create_job(client, "My Job", dataset_id="ds_1234567890abcdef")
+    assert (job.id, job.name, job.dataset_id) == ("my-job", "My Job", "ds_1234567890abcdef")
+    stored = cluster.api.get(API, "TrainingJob", "my-job")
+    converted = job_from_rest({"name": "My Job", "datasetId": "ds_1234567890abcdef", "modelType": "llm", "config": {}})
+    assert stored["metadata"]["annotations"] == converted["metadata"]["annotations"]
+    assert stored["spec"]["datasetId"] == converted["spec"]["datasetId"] == "ds-1234567890abcdef"
+
+
+def test_create_refuses_a_job_that_could_never_start(client: TensorOneClient, cluster: EmulatorServer) -> None:
+    with pytest.raises(DatasetNotFound) as missing:
+        create_job(client, "no-data", dataset_id="ds_invalid_id")
+    assert (missing.value.code, missing.value.field) == ("DATASET_NOT_FOUND", "spec.datasetId")
+    assert missing.value.details["datasetId"] == "ds_invalid_id"
+    with pytest.raises(InsufficientResources) as short:
+        create_job(client, "no-gpu", gpu_type="h100")
+    assert short.value.details["requestedGpuType"] == "h100"
+    assert short.value.details["availableGpuTypes"] == ["a100"]
+    with pytest.raises(ConfigurationError) as unknown:
+        create_job(client, "no-type", gpu_type="tpu")
+    assert unknown.value.field == "spec.gpuType"
+    assert cluster.api.list(API, "TrainingJob") == []
+
+
+def test_a_name_in_use_is_already_exists(client: TensorOneClient) -> None:
+    create_job(client, "twice")
+    with pytest.raises(AlreadyExists) as caught:
+        create_job(client, "twice")
+    assert caught.value.code == "ALREADY_EXISTS" and caught.value.details == {"jobId": "twice"}
+
+
+def test_an_unreachable_cluster_is_a_connection_error() -> None:
+    configuration = k8s.Configuration(host=f"http://127.0.0.1:{free_port()}")
+    configuration.retries = 0
+    client = TensorOneClient(namespace="default", api_client=k8s.ApiClient(configuration))
+    with pytest.raises(Unreachable) as caught:
+        client.training.jobs.list()
+    assert caught.value.code == "CONNECTION_ERROR"
+    assert "cannot reach the Kubernetes API at http://127.0.0.1:" in str(caught.value)
+    assert "object at 0x" not in str(caught.value)
+
+
+def test_an_unchanged_dataset_is_created_again_without_error(client: TensorOneClient) -> None:
+    spec = {"format": "jsonl", "source": {"inline": {"records": [{"text": "hello"}]}}}
+    assert client.datasets.apply(name="again", spec=spec)[1] is True
+    assert client.datasets.apply(name="again", spec=spec)[1] is False
+    with pytest.raises(AlreadyExists, match="another spec"):
+        client.datasets.create(name="again", spec={**spec, "format": "json"})

@@ -1,0 +1,60 @@
+"""How ``t1`` ends: one exit status per kind of failure, and a hint for each error code.
+
+| status | meaning |
+|---|---|
+| 0 | done |
+| 1 | ``t1 validate`` / ``t1 convert`` found invalid manifests or bodies |
+| 2 | the command line or a value is wrong (CONFIGURATION_ERROR, usage) |
+| 3 | not found (JOB_NOT_FOUND, DATASET_NOT_FOUND, CHECKPOINT_NOT_FOUND) |
+| 4 | refused by the state of things (ALREADY_EXISTS, INVALID_JOB_STATE, INSUFFICIENT_RESOURCES) |
+| 5 | the credential was refused or RBAC forbids it (UNAUTHENTICATED, FORBIDDEN) |
+| 6 | the cluster or the gateway cannot be reached (CONNECTION_ERROR) |
+| 7 | any other error (INTERNAL_ERROR, MISSING_EXTRA, DATA_ERROR) |
+| 130 | interrupted (Ctrl-C) |
+| 141 | the reader of the output went away (``t1 list \\| head``), as a shell reports SIGPIPE |
+"""
+
+from __future__ import annotations
+
+OK = 0
+INVALID = 1
+USAGE = 2
+NOT_FOUND = 3
+REFUSED = 4
+NOT_ALLOWED = 5
+UNREACHABLE = 6
+OTHER = 7
+INTERRUPTED = 130
+BROKEN_PIPE = 141
+
+_BY_CODE = {
+    "CONFIGURATION_ERROR": USAGE,
+    "JOB_NOT_FOUND": NOT_FOUND,
+    "DATASET_NOT_FOUND": NOT_FOUND,
+    "CHECKPOINT_NOT_FOUND": NOT_FOUND,
+    "ALREADY_EXISTS": REFUSED,
+    "INVALID_JOB_STATE": REFUSED,
+    "INSUFFICIENT_RESOURCES": REFUSED,
+    "UNAUTHENTICATED": NOT_ALLOWED,
+    "FORBIDDEN": NOT_ALLOWED,
+    "CONNECTION_ERROR": UNREACHABLE,
+}
+
+HINTS = {
+    "CONFIGURATION_ERROR": "t1 validate FILE checks manifests offline; docs/api.md lists every field",
+    "JOB_NOT_FOUND": "t1 list shows this namespace's jobs; -n NAMESPACE looks in another",
+    "DATASET_NOT_FOUND": "create the Dataset first (t1 create -f dataset.yaml), in the job's namespace",
+    "CHECKPOINT_NOT_FOUND": "t1 checkpoints JOB lists the job's checkpoints",
+    "ALREADY_EXISTS": "choose another name, or t1 delete the existing one first",
+    "INVALID_JOB_STATE": "t1 get JOB shows its status",
+    "INSUFFICIENT_RESOURCES": "choose one of the available GPU types, or add a node that offers it",
+    "UNAUTHENTICATED": "refresh the kubeconfig's credential (or the API key); kubectl auth whoami shows who you are",
+    "FORBIDDEN": "kubectl auth can-i create trainingjobs.training.tensorone.ai -n NAMESPACE; ask for the tensorone "
+    "editor role in the namespace",
+    "CONNECTION_ERROR": "kubectl cluster-info checks the kubeconfig's server; for the gateway, TENSORONE_BASE_URL",
+}
+
+
+def exit_code(code: str) -> int:
+    """The exit status for an error code."""
+    return _BY_CODE.get(code, OTHER)

@@ -1,0 +1,84 @@
+"""The create-time checks as the SDK and the gateway run them: each error has the reference's
+code, the field, and the structured details of the reference's error body; the operator's
+conditions say the same (tests/operator/test_builders.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from tensorone.api import preflight
+from tensorone.api.catalog import DEFAULT_GPU_CATALOG, CatalogSettings
+from tensorone.api.v1alpha1 import Dataset, TrainingJobSpec
+from tensorone.errors import ConfigurationError, DatasetNotFound, InsufficientResources
+
+DATASET = Dataset.model_validate(
+    {"metadata": {"name": "chat"}, "spec": {"format": "jsonl", "source": {"inline": {"records": [{"text": "a"}]}}}}
+)
+
+
+def spec(**fields: Any) -> TrainingJobSpec:
+    return TrainingJobSpec.model_validate(
+        {"modelType": "llm", "datasetId": "chat", "config": {"baseModel": "gpt2"}, **fields}
+    )
+
+
+def node(product: str) -> dict[str, Any]:
+    return {
+        "metadata": {"labels": {"nvidia.com/gpu.product": product}},
+        "status": {"allocatable": {"nvidia.com/gpu": "8"}},
+    }
+
+
+def check(job: TrainingJobSpec, dataset: Dataset | None = DATASET, nodes: list[Any] | None = None, **kw: Any) -> Any:
+    return preflight.create_error("team", job, dataset=dataset, catalog=DEFAULT_GPU_CATALOG, nodes=nodes, **kw)
+
+
+def test_a_job_that_can_start_passes() -> None:
+    assert check(spec(gpuType="a100"), nodes=[node("NVIDIA-A100-SXM4-80GB")]) is None
+    assert check(spec(), nodes=[]) is None  # a CPU-only job needs no GPU node
+
+
+def test_insufficient_resources_names_the_requested_and_the_available_types() -> None:
+    error = check(spec(gpuType="h100"), nodes=[node("Tesla-V100-SXM2-16GB"), node("NVIDIA-L4")])
+    assert isinstance(error, InsufficientResources) and error.field == "spec.gpuType"
+    assert error.details == {
+        "field": "spec.gpuType",
+        "reason": error.message,
+        "requestedGpuType": "h100",
+        "availableGpuTypes": ["l4", "v100"],
+    }
+    assert error.to_body()["error"] == "INSUFFICIENT_RESOURCES"
+    assert check(spec(gpuType="h100"), nodes=None) is None  # node check off
+
+
+def test_a_missing_dataset_names_the_id_as_the_caller_wrote_it() -> None:
+    error = check(spec(datasetId="ds-invalid-id"), dataset=None, dataset_id="ds_invalid_id")
+    assert isinstance(error, DatasetNotFound)
+    assert error.details["datasetId"] == "ds_invalid_id"
+    assert "does not exist in namespace 'team'" in error.message
+
+
+def test_configuration_errors_name_every_field() -> None:
+    custom = {"image": "x", "env": [{"name": "RANK", "value": "1"}], "progressPort": preflight.MASTER_PORT}
+    error = check(spec(modelType="custom", config={"custom": custom}))
+    assert isinstance(error, ConfigurationError)
+    assert error.details["field"] == "spec.config.custom.env[0].name"
+    assert [item["field"] for item in error.details["errors"]] == [
+        "spec.config.custom.env[0].name",
+        "spec.config.custom.progressPort",
+    ]
+    unknown = check(spec(gpuType="tpu"))
+    assert isinstance(unknown, ConfigurationError) and unknown.field == "spec.gpuType"
+    assert unknown.details["requestedGpuType"] == "tpu" and "a100" in unknown.details["availableGpuTypes"]
+
+
+def test_settings_come_from_the_operators_config_file() -> None:
+    data = yaml.safe_load(
+        "checkGpuNodes: false\ngpuCatalog:\n  mi300x:\n    displayName: AMD MI300X\n"
+        "    products: [AMD-Instinct-MI300X]\n    memoryPerGpu: 192GB\n    hourlyPrice: 3.5\n"
+    )
+    settings = CatalogSettings.from_operator_config(data)
+    assert settings.check_gpu_nodes is False and list(settings.gpu_catalog) == ["mi300x"]
+    assert CatalogSettings.from_operator_config(None).gpu_catalog == DEFAULT_GPU_CATALOG

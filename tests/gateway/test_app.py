@@ -1,0 +1,244 @@
+"""The gateway's endpoints in-process (starlette's TestClient) against the emulator with
+authentication on: the reference's bodies, every error code with its details, list filters and
+pages, acting as the caller, health and metrics, and the committed OpenAPI document."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from tensorone.gateway import openapi
+from tensorone.gateway.app import GatewayConfig, create_app
+from tests.factories import API
+from tests.gateway.process import ADMIN_TOKEN, READER_TOKEN
+from tests.kube.loopback import free_port
+from tests.kube.server import EmulatorServer
+
+DATA = Path(__file__).resolve().parents[1] / "api" / "data"
+JOBS = "/v2/training/jobs"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+READER = {"Authorization": f"Bearer {READER_TOKEN}"}
+
+
+def reference_body(name: str) -> dict[str, Any]:
+    body: dict[str, Any] = json.loads((DATA / name).read_text())
+    return body
+
+
+def llm_body(**changes: Any) -> dict[str, Any]:
+    return {**reference_body("create-llm-lora.json"), **changes}
+
+
+def stored_jobs(cluster: EmulatorServer) -> list[str]:
+    return [obj["metadata"]["name"] for obj in cluster.api.list(API, "TrainingJob")]
+
+
+def test_the_reference_create_bodies_give_the_reference_job(app_client: TestClient, cluster: EmulatorServer) -> None:
+    answer = app_client.post(JOBS, json=llm_body(), headers=ADMIN)
+    assert answer.status_code == 201, answer.text
+    job = answer.json()
+    assert job["id"] == "llama-7b-finetune"
+    assert job["name"] == "llama-7b-finetune"
+    assert job["status"] == "pending"
+    assert job["modelType"] == "llm"
+    assert job["datasetId"] == "ds_1234567890abcdef"
+    assert job["config"]["baseModel"] == "meta-llama/Llama-2-7b-hf"
+    assert job["config"]["parameters"]["target_modules"] == ["q_proj", "v_proj", "k_proj", "o_proj"]
+    assert job["config"]["training"]["learning_rate"] == 2e-4
+    assert job["gpuType"] == "a100" and job["maxWorkers"] == 2 and job["priority"] == "high"
+    assert job["createdAt"].endswith("Z") and job["updatedAt"] == job["createdAt"]
+    # The operator's allocation and estimate from the same catalog, as the reference's create answers.
+    assert job["resourceAllocation"] == {"gpuType": "NVIDIA A100", "workers": 2, "gpus": 2, "memoryPerWorker": "80GB"}
+    assert job["estimatedCost"] == {"hourly": 8.2, "currency": "USD"}
+    stored = cluster.api.get(API, "TrainingJob", "llama-7b-finetune")
+    assert stored["spec"]["datasetId"] == "ds-1234567890abcdef"
+
+    vision = app_client.post(JOBS, json=reference_body("create-vision.json"), headers=ADMIN)
+    assert vision.status_code == 201, vision.text
+    assert vision.json()["config"]["input_size"] == [640, 640]
+    assert vision.json()["datasetId"] == "ds_vision_objects_001"
+
+
+def test_a_free_text_name_becomes_the_id(app_client: TestClient) -> None:
+    answer = app_client.post(JOBS, json=llm_body(name="My Job"), headers=ADMIN)
+    assert answer.status_code == 201, answer.text
+    assert (answer.json()["id"], answer.json()["name"]) == ("my-job", "My Job")
+    assert app_client.get(f"{JOBS}/my-job", headers=ADMIN).json()["name"] == "My Job"
+
+
+def test_create_time_errors_carry_the_reference_codes_and_details(
+    app_client: TestClient, cluster: EmulatorServer
+) -> None:
+    answer = app_client.post(JOBS, json=llm_body(gpuType="h100"), headers=ADMIN)
+    assert answer.status_code == 409
+    assert answer.json()["error"] == "INSUFFICIENT_RESOURCES"
+    assert answer.json()["details"] == {
+        "field": "gpuType",
+        "reason": answer.json()["details"]["reason"],
+        "requestedGpuType": "h100",
+        "availableGpuTypes": ["a100", "v100"],
+    }
+
+    answer = app_client.post(JOBS, json=llm_body(datasetId="ds_invalid_id"), headers=ADMIN)
+    assert answer.status_code == 404
+    assert answer.json()["error"] == "DATASET_NOT_FOUND"
+    assert answer.json()["details"]["datasetId"] == "ds_invalid_id"
+
+    config = llm_body()["config"]
+    config["training"]["learning_rate"] = 0.5
+    answer = app_client.post(JOBS, json=llm_body(config=config), headers=ADMIN)
+    assert answer.status_code == 400
+    body = answer.json()
+    assert body["error"] == "CONFIGURATION_ERROR"
+    assert body["details"]["field"] == "config.training.learning_rate"
+    assert "between 1e-06 and 0.1" in body["details"]["reason"]
+    assert body["message"].startswith("config.training.learning_rate: ")
+
+    answer = app_client.post(JOBS, json=llm_body(gpuType="tpu"), headers=ADMIN)
+    assert answer.status_code == 400
+    assert answer.json()["error"] == "CONFIGURATION_ERROR"
+    assert answer.json()["details"]["field"] == "gpuType"
+    assert "a100" in answer.json()["details"]["availableGpuTypes"]
+
+    answer = app_client.post(JOBS, content=b"{not json", headers=ADMIN)
+    assert (answer.status_code, answer.json()["error"]) == (400, "CONFIGURATION_ERROR")
+    assert stored_jobs(cluster) == []
+
+
+def test_a_custom_job_with_a_reserved_name_is_a_configuration_error(app_client: TestClient) -> None:
+    body = {
+        "name": "custom-job",
+        "modelType": "custom",
+        "datasetId": "ds_1234567890abcdef",
+        "config": {"custom": {"image": "registry.example/train:1", "env": [{"name": "RANK", "value": "3"}]}},
+    }
+    answer = app_client.post(JOBS, json=body, headers=ADMIN)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"] == "CONFIGURATION_ERROR"
+    assert answer.json()["details"]["field"] == "config.custom.env[0].name"
+
+
+def test_state_and_lookup_errors(app_client: TestClient, cluster: EmulatorServer) -> None:
+    assert app_client.post(JOBS, json=llm_body(), headers=ADMIN).status_code == 201
+    again = app_client.post(JOBS, json=llm_body(), headers=ADMIN)
+    assert (again.status_code, again.json()["error"]) == (409, "ALREADY_EXISTS")
+
+    missing = app_client.get(f"{JOBS}/job_1234567890abcdef", headers=ADMIN)
+    assert (missing.status_code, missing.json()["error"]) == (404, "JOB_NOT_FOUND")
+
+    stopped = app_client.post(f"{JOBS}/llama-7b-finetune/stop", json={"reason": "User requested stop"}, headers=ADMIN)
+    assert stopped.status_code == 200, stopped.text
+    assert cluster.api.get(API, "TrainingJob", "llama-7b-finetune")["spec"]["suspend"] is True
+    resumed = app_client.post(f"{JOBS}/llama-7b-finetune/resume", json={"checkpointId": "ckpt_epoch_1"}, headers=ADMIN)
+    assert (resumed.status_code, resumed.json()["error"]) == (404, "CHECKPOINT_NOT_FOUND")
+    assert resumed.json()["details"]["field"] == "checkpointId"
+
+    cluster.api.patch_status(API, "TrainingJob", "llama-7b-finetune", {"phase": "Completed"})
+    late = app_client.post(f"{JOBS}/llama-7b-finetune/stop", headers=ADMIN)
+    assert (late.status_code, late.json()["error"]) == (409, "INVALID_JOB_STATE")
+    refused = app_client.post(f"{JOBS}/llama-7b-finetune/stop", json={"saveCheckpoint": False}, headers=ADMIN)
+    assert (refused.status_code, refused.json()["error"]) == (400, "CONFIGURATION_ERROR")
+
+
+def test_requests_act_as_the_caller(app_client: TestClient, cluster: EmulatorServer) -> None:
+    anonymous = app_client.post(JOBS, json=llm_body())
+    assert (anonymous.status_code, anonymous.json()["error"]) == (401, "UNAUTHENTICATED")
+    refused = app_client.post(JOBS, json=llm_body(), headers={"Authorization": "Bearer not-a-token"})
+    assert (refused.status_code, refused.json()["error"]) == (401, "UNAUTHENTICATED")
+    forbidden = app_client.post(JOBS, json=llm_body(), headers=READER)
+    assert (forbidden.status_code, forbidden.json()["error"]) == (403, "FORBIDDEN")
+    assert "cannot create" in forbidden.json()["message"]
+    assert stored_jobs(cluster) == []
+    assert app_client.get(JOBS, headers=READER).status_code == 200
+    assert app_client.get(JOBS, headers={"Authorization": "Bearer not-a-token"}).status_code == 401
+
+
+def test_an_unreachable_api_server_is_a_connection_error() -> None:
+    with TestClient(create_app(GatewayConfig(api_server=f"http://127.0.0.1:{free_port()}"))) as client:
+        answer = client.get(JOBS, headers=ADMIN)
+    assert (answer.status_code, answer.json()["error"]) == (503, "CONNECTION_ERROR")
+    assert "cannot reach the Kubernetes API" in answer.json()["message"]
+
+
+def test_list_filters_pages_and_sorts(app_client: TestClient, cluster: EmulatorServer) -> None:
+    for name in ("b-job", "a-job", "c-job"):
+        assert app_client.post(JOBS, json=llm_body(name=name), headers=ADMIN).status_code == 201
+    cluster.api.patch_status(
+        API, "TrainingJob", "c-job", {"phase": "Running", "metrics": {"currentLoss": 0.342, "learningRate": 1.8e-4}}
+    )
+    page = app_client.get(JOBS, params={"sort": "name", "order": "asc", "limit": 2}, headers=ADMIN).json()
+    assert [job["id"] for job in page["jobs"]] == ["a-job", "b-job"]
+    assert page["pagination"] == {"total": 3, "limit": 2, "offset": 0, "hasMore": True}
+    rest = app_client.get(JOBS, params={"sort": "name", "order": "asc", "limit": 2, "offset": 2}, headers=ADMIN)
+    assert [job["id"] for job in rest.json()["jobs"]] == ["c-job"]
+    assert rest.json()["pagination"]["hasMore"] is False
+    running = app_client.get(JOBS, params={"status": "running"}, headers=ADMIN).json()["jobs"]
+    assert [job["id"] for job in running] == ["c-job"]
+    assert running[0]["metrics"]["loss"] == 0.342
+    assert app_client.get(JOBS, params={"modelType": "vision"}, headers=ADMIN).json()["jobs"] == []
+    for params, field in (({"limit": 0}, "limit"), ({"status": "sleeping"}, "status"), ({"limit": "x"}, "limit")):
+        bad = app_client.get(JOBS, params=params, headers=ADMIN)
+        assert (bad.status_code, bad.json()["error"], bad.json()["details"]["field"]) == (
+            400,
+            "CONFIGURATION_ERROR",
+            field,
+        )
+
+
+def test_monitoring_verbs(app_client: TestClient, cluster: EmulatorServer) -> None:
+    assert app_client.post(JOBS, json=llm_body(), headers=ADMIN).status_code == 201
+    checkpoint = {"id": "ckpt-epoch-1", "epoch": 1, "step": 10, "loss": 0.456, "createdAt": "2024-01-15T11:15:00Z"}
+    cluster.api.patch_status(API, "TrainingJob", "llama-7b-finetune", {"phase": "Running", "checkpoints": [checkpoint]})
+    listed = app_client.get(f"{JOBS}/llama-7b-finetune/checkpoints", headers=ADMIN).json()["checkpoints"]
+    assert [c["id"] for c in listed] == ["ckpt-epoch-1"] and listed[0]["createdAt"] == "2024-01-15T11:15:00Z"
+    assert app_client.get(f"{JOBS}/llama-7b-finetune/events", headers=ADMIN).json() == {"events": []}
+    cancelled = app_client.post(f"{JOBS}/llama-7b-finetune/cancel", headers=ADMIN)
+    assert cancelled.status_code == 200 and cluster.api.get(API, "TrainingJob", "llama-7b-finetune")["spec"]["cancel"]
+    gone = app_client.delete(f"{JOBS}/llama-7b-finetune", params={"force": "true"}, headers=ADMIN)
+    assert gone.json() == {"id": "llama-7b-finetune", "status": "deleted"}
+    assert stored_jobs(cluster) == []
+
+
+def test_health_metrics_and_the_committed_openapi_document(app_client: TestClient) -> None:
+    assert app_client.get("/healthz").json() == {"status": "ok"}
+    app_client.get(JOBS, headers=ADMIN)
+    text = app_client.get("/metrics").text
+    assert 'tensorone_gateway_requests_total{method="GET",route="/v2/training/jobs",status="200"} 1.0' in text
+    assert "tensorone_gateway_request_seconds_bucket" in text
+    served = app_client.get("/openapi.json").json()
+    assert served == openapi.document()
+    assert openapi.DOCUMENT.read_text() == openapi.rendered(), "run python -m tensorone.gateway.openapi"
+    assert set(served["paths"]) >= {
+        "/v2/training/jobs",
+        "/v2/training/jobs/{job_id}",
+        "/v2/training/jobs/{job_id}/stop",
+        "/v2/training/jobs/{job_id}/resume",
+        "/v2/training/jobs/{job_id}/cancel",
+        "/v2/training/jobs/{job_id}/events",
+        "/v2/training/jobs/{job_id}/checkpoints",
+    }
+
+
+def test_a_callers_list_serves_their_next_pages_until_they_write(cluster: EmulatorServer) -> None:
+    config = GatewayConfig(api_server=cluster.url, list_cache_seconds=600)
+    with TestClient(create_app(config)) as client:
+        assert client.post(JOBS, json=llm_body(name="first"), headers=ADMIN).status_code == 201
+        assert client.get(JOBS, headers=ADMIN).json()["pagination"]["total"] == 1
+        # A change made elsewhere (kubectl, another replica) shows up when the kept list expires...
+        cluster.api.create(job_from_rest_validated(llm_body(name="elsewhere")))
+        assert client.get(JOBS, headers=ADMIN).json()["pagination"]["total"] == 1
+        # ... never in another caller's list, and at once after the caller's own write.
+        assert client.get(JOBS, headers=READER).json()["pagination"]["total"] == 2
+        assert client.post(JOBS, json=llm_body(name="second"), headers=ADMIN).status_code == 201
+        assert client.get(JOBS, headers=ADMIN).json()["pagination"]["total"] == 3
+        assert client.get(f"{JOBS}/elsewhere", headers=ADMIN).status_code == 200
+
+
+def job_from_rest_validated(body: dict[str, Any]) -> dict[str, Any]:
+    from tensorone.api.rest import validated_job_from_rest
+
+    manifest = validated_job_from_rest(body, namespace="default")
+    return manifest
