@@ -10,8 +10,8 @@ import yaml
 
 from tensorone.api import preflight
 from tensorone.api.catalog import DEFAULT_GPU_CATALOG, CatalogSettings
-from tensorone.api.v1alpha1 import Dataset, TrainingJobSpec
-from tensorone.errors import ConfigurationError, DatasetNotFound, InsufficientResources
+from tensorone.api.v1alpha1 import Dataset, DatasetStatus, TrainingJobSpec
+from tensorone.errors import ConfigurationError, DatasetNotFound, DatasetNotReady, InsufficientResources
 
 DATASET = Dataset.model_validate(
     {"metadata": {"name": "chat"}, "spec": {"format": "jsonl", "source": {"inline": {"records": [{"text": "a"}]}}}}
@@ -58,6 +58,20 @@ def test_a_missing_dataset_names_the_id_as_the_caller_wrote_it() -> None:
     assert isinstance(error, DatasetNotFound)
     assert error.details["datasetId"] == "ds_invalid_id"
     assert "does not exist in namespace 'team'" in error.message
+
+
+def test_a_dataset_that_is_not_ready_is_refused_with_its_condition() -> None:
+    claim_missing = {
+        "type": "Ready",
+        "status": "False",
+        "reason": "ClaimNotFound",
+        "message": "claim 'data' not found",
+        "lastTransitionTime": "2026-12-01T00:00:00Z",
+    }
+    dataset = DATASET.model_copy(update={"status": DatasetStatus.model_validate({"conditions": [claim_missing]})})
+    error = check(spec(), dataset=dataset)
+    assert isinstance(error, DatasetNotReady) and error.code == "DATASET_NOT_FOUND"
+    assert error.details["reason"] == "ClaimNotFound" and "claim 'data' not found" in error.message
 
 
 def test_configuration_errors_name_every_field() -> None:
