@@ -117,11 +117,12 @@ class TrainerReports:
     def pod_changed(self, key: JobKey, pod: Mapping[str, Any], *, deleted: bool) -> bool:
         """A watch event of a job's pod: remember where its rank-0 trainer serves /progress, and
         take the report it left in its termination message (also from the last state of a pod
-        being deleted, as on a stop). Whether that report is news (newer than the one kept)."""
+        being deleted, as on a stop), or refuse that message when it is no acceptable report.
+        Whether that is news (a report newer than the one kept, or a new refusal)."""
         view = master_pod_view(pod)
         if view is None:
             return False
-        final = view.pop("report")
+        final, refusal = view.pop("report"), view.pop("refusal")
         exit_code = view.pop("exitCode")
         if exit_code is not None:
             self._exit_codes[key] = exit_code
@@ -133,7 +134,10 @@ class TrainerReports:
                 self._pods.pop(key, None)
         elif kept is None or kept.get("uid") == view["uid"] or view["running"] or not kept.get("running"):
             self._pods[key] = view
-        return final is not None and self._remember(key, final)
+        refused = refusal is not None and self._refused.get(key) != refusal
+        if refused:
+            self._refuse(key, str(refusal))
+        return (final is not None and self._remember(key, final)) or refused
 
     def _remember(self, key: JobKey, report: ProgressReport) -> bool:
         """Keep ``report`` if it is newer than the one kept; whether it was."""

@@ -6,7 +6,7 @@ trainer (team-b), a slow drip, malformed JSON, values outside the schema, 10,000
 gzip bomb. Every one must be refused with condition ReportValid False naming why and a warning
 Event, while the job's phase, running time and cost go on, and nothing of the hostile answer
 reaches the status. Another job's report sits at every bound at once and must be accepted whole.
-Meanwhile the normal job's
+Termination messages with hostile content are refused the same way. Meanwhile the normal job's
 status lag, the operator's peak memory and its liveness endpoint are measured.
 """
 
@@ -300,6 +300,30 @@ def test_a_report_at_every_bound_is_accepted_within_the_status_schema(tenants: T
     assert len(json.dumps(status)) < 32_000
     # The write that mirrored it carried the running time and cost, up to date.
     assert usage_written_since(tenants, "extremes", scene.hostile_since)["resourceUsage"]["cost"] > 0
+
+
+TERMINATIONS: dict[str, tuple[int, str, str]] = {
+    # name: (exit code, termination message, the phase the job ends in)
+    "epoch-bomb": (0, json.dumps(report(state="completed", epoch=6_000_000, step=100)), "Completed"),
+    "garbage-exit": (1, "\x1b[2J\x1b[31mowned\n" * 256, "Failed"),
+}
+
+
+def test_hostile_termination_messages_are_refused_and_the_job_ends(tenants: Tenants, scene: Scene) -> None:
+    for name in TERMINATIONS:
+        tenants.start_job(HOSTILE_NAMESPACE, name, **body(BASELINE))
+    for name, (code, message, _) in TERMINATIONS.items():
+        at_step(tenants, name, 5)
+        tenants.control(HOSTILE_NAMESPACE, name, **body(BASELINE), exit={"code": code, "message": message})
+    for name, (_, _, phase) in TERMINATIONS.items():
+        final = ended(tenants, name, phase)
+        found = refused_with(tenants, name, "termination message")
+        assert len(found["message"]) <= MAX_REFUSAL_CHARS, found
+        warned(tenants, name, "termination message")
+        status = tenants.status(HOSTILE_NAMESPACE, name)
+        assert status["progress"]["currentStep"] == 5 and final["resourceUsage"]["cost"] > 0
+        text = json.dumps(status)
+        assert "6000000" not in text and "owned" not in text and "\x1b" not in text, text[:2000]
 
 
 def test_the_normal_tenant_and_the_operator_are_unhurt(tenants: Tenants, scene: Scene) -> None:
