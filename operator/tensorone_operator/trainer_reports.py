@@ -60,6 +60,11 @@ async def _report_body(response: aiohttp.ClientResponse) -> bytes | None:
     raise InvalidReport(_too_large(f"more than {MAX_REPORT_BYTES} bytes"))
 
 
+def _problem(message: str) -> str:
+    """The gist of an HTTP parser's complaint, without the bytes it quotes from the answer."""
+    return message.split(":", 1)[0].split("\n", 1)[0][:_QUOTED]
+
+
 def _too_large(size: str) -> str:
     return f"report of {size} is over the limit of {MAX_REPORT_BYTES} bytes"
 
@@ -161,8 +166,8 @@ class TrainerReports:
     async def poll(self, key: JobKey) -> None:
         """GET /progress from the job's rank-0 pod (its IP and report port). Quiet while the pod
         cannot be reached (it may be starting or gone: the termination message covers the end);
-        an answer that is no acceptable report (a redirect, too large, not JSON, out of bounds,
-        or too slow several times running) is refused and the reason kept for the status."""
+        an answer that is no acceptable report (not HTTP, a redirect, too large, not JSON, out of
+        bounds, or too slow several times running) is refused and the reason kept for the status."""
         pod = self._pods.get(key)
         if not pod or not pod.get("running") or not pod.get("podIP") or not pod.get("reportPort"):
             return
@@ -180,6 +185,9 @@ class TrainerReports:
             return
         except InvalidReport as exc:
             self._refuse(key, str(exc))
+            return
+        except aiohttp.ClientResponseError as exc:  # the pod answered, but not in HTTP a reader can hold
+            self._refuse(key, f"/progress answered with no valid HTTP response ({_problem(exc.message)})")
             return
         except (aiohttp.ClientError, OSError) as exc:
             logger.debug("progress of %s/%s not read from %s: %s", *key, url, exc)

@@ -128,6 +128,18 @@ HOSTILE: dict[str, Hostile] = {
         ],
         ["ckpt-step-9999", f"ckpt-step-{MAX_REPORT_CHECKPOINTS}"],
     ),
+    "not-http": Hostile(
+        [
+            # A status line, then header lines without end.
+            ({"serve": "raw", "body": "HTTP/1.1 200 OK\r\n", "tail": "X-Flood: " + "f" * 90 + "\r\n"}, "HTTP"),
+            # A chunk size no reader can hold.
+            (
+                {"serve": "raw", "body": "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", "tail": "f" * 1024},
+                "HTTP",
+            ),
+        ],
+        ["X-Flood", "ffffffffffffffffffffffffffffffffffffffffffff"],
+    ),
     "gzip-bomb": Hostile([({"serve": "gzip", "body": "0" * (4 * MAX_REPORT_BYTES)}, "Invalid JSON")]),
 }
 

@@ -8,8 +8,9 @@ The control file is JSON, replaced whole by the test (read on every request):
 - ``serve``: ``live`` (a well-formed report whose step advances every ``stepSeconds``),
   ``body`` (``body`` as it is), ``stream`` (``body`` then ``streamMegabytes`` MB of its last
   byte repeated, without a Content-Length), ``drip`` (``body`` one byte per ``dripSeconds``),
-  ``gzip`` (``body`` gzip-compressed, ``Content-Encoding: gzip``) or ``redirect`` (302 to
-  ``location``);
+  ``gzip`` (``body`` gzip-compressed, ``Content-Encoding: gzip``), ``redirect`` (302 to
+  ``location``) or ``raw`` (no HTTP of its own: ``body``, then ``tail`` repeated for
+  ``streamMegabytes`` MB);
 - ``exit``: ``{"code": 0, "message": "..."}``: write the message to the termination log and exit.
 
 The program prints ``started <unix time>`` when its live steps begin (step k is reached at that
@@ -81,6 +82,11 @@ class Handler(BaseHTTPRequestHandler):
                 chunk = body[-1:] * MEGABYTE
                 for _ in range(int(control.get("streamMegabytes", 512))):
                     self.wfile.write(chunk)
+            elif serve == "raw":
+                self.wfile.write(body)
+                tail = str(control.get("tail", "")).encode()
+                for _ in range(int(control.get("streamMegabytes", 512)) * MEGABYTE // max(len(tail), 1)):
+                    self.wfile.write(tail)
             elif serve == "drip":
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(body)))
@@ -90,7 +96,7 @@ class Handler(BaseHTTPRequestHandler):
                     self.wfile.flush()
                     time.sleep(float(control.get("dripSeconds", 1.0)))
             else:
-                payload = {"live": live_report(control), "gzip": gzip.compress(body)}.get(serve, body)
+                payload = live_report(control) if serve == "live" else gzip.compress(body) if serve == "gzip" else body
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 if serve == "gzip":
