@@ -118,6 +118,8 @@ HOSTILE: dict[str, Hostile] = {
             (body(report(message="m" * 5000)), "message"),
             (body(report(lossHistory=[{"step": 1, "loss": 1.0}] * 1025)), "lossHistory"),
             (body(report(startedAt="the day after tomorrow")), "startedAt"),
+            # A time that is valid where it is written, but not in UTC.
+            (body(report(checkpoints=[{**checkpoint(4), "createdAt": "0001-01-01T00:00:00+14:00"}])), "createdAt"),
         ],
         ["exploding", "many", "../", "Evil", "mmmmmmmm", "tomorrow"],
     ),
