@@ -199,8 +199,8 @@ def parse_report(body: str | bytes) -> ProgressReport:
         return ProgressReport.model_validate_json(body)
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
-        where = field_path(list(first["loc"])) if first["loc"] else "report"
-        raise InvalidReport(f"report field {where}: {first['msg']}" + _more(exc.error_count())) from None
+        where = f"report field {field_path(list(first['loc']))}" if first["loc"] else "report"
+        raise InvalidReport(f"{where}: {first['msg']}" + _more(exc.error_count())) from None
 
 
 def _more(count: int) -> str:
