@@ -200,7 +200,7 @@ def tenants(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tenants]:
         for namespace in (HOSTILE_NAMESPACE, NORMAL_NAMESPACE):
             server.api.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
             server.api.create(dataset(namespace=namespace))
-        with OperatorProcess(server, workdir / "operator", {"progressPollSeconds": POLL_SECONDS}) as operator:
+        with OperatorProcess(server.url, workdir / "operator", {"progressPollSeconds": POLL_SECONDS}) as operator:
             tenants = Tenants(server, node, operator, control_dir)
             try:
                 yield tenants

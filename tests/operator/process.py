@@ -1,12 +1,13 @@
 """The operator as deployed: ``python -m tensorone_operator`` in a process of its own, pointed at an
 emulator by a kubeconfig, configured by a file, with its liveness endpoint on a free local port.
 
-    with EmulatorServer() as cluster, OperatorProcess(cluster, workdir, {"progressPollSeconds": 1}) as op:
-        ...   # op.pid, op.peak_rss_mb(), op.liveness
+    with EmulatorServer() as cluster, OperatorProcess(cluster.url, workdir, {"progressPollSeconds": 1}) as op:
+        ...   # op.pid, op.peak_rss_mb(), op.liveness, op.log()
 
 Ready once its liveness endpoint answers (kopf answers once its watches are being established).
 Stopped with SIGTERM, as the kubelet stops it. The suites that must see the operator from outside
-(memory, the event loop's responsiveness) and bench/ use it.
+(memory, the event loop's responsiveness) and bench/ use it. ``url`` is the API server's: the
+emulator's, or a pass-through's in front of it.
 """
 
 from __future__ import annotations
@@ -23,17 +24,18 @@ import yaml
 from tests.factories import REPO
 from tests.kube.loopback import LOOPBACK, free_port
 from tests.kube.polling import wait_for
-from tests.kube.server import EmulatorServer
+from tests.kube.server import kubeconfig_for
 
 STOP_SECONDS = 60.0
 
 
 class OperatorProcess:
-    """``python -m tensorone_operator`` against ``cluster``; its log (stderr) goes to ``workdir``."""
+    """``python -m tensorone_operator`` against the API server at ``url``, configured by ``config``
+    (OperatorConfig's wire form); its files and its log (stderr) go to ``workdir``."""
 
     def __init__(
         self,
-        cluster: EmulatorServer,
+        url: str,
         workdir: Path,
         config: dict[str, Any] | None = None,
         *,
@@ -42,9 +44,11 @@ class OperatorProcess:
         workdir.mkdir(parents=True, exist_ok=True)
         config_path = workdir / "operator-config.yaml"
         config_path.write_text(yaml.safe_dump(config or {}))
+        kubeconfig = workdir / "kubeconfig"
+        kubeconfig.write_text(yaml.safe_dump(kubeconfig_for(url)))
         self.env = {
             **os.environ,
-            "KUBECONFIG": str(cluster.write_kubeconfig(workdir / "kubeconfig")),
+            "KUBECONFIG": str(kubeconfig),
             "TENSORONE_OPERATOR_CONFIG": str(config_path),
             "TENSORONE_LOG_LEVEL": log_level,
             "TENSORONE_LOG_FORMAT": "text",
