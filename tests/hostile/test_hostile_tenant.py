@@ -362,9 +362,12 @@ def test_the_normal_tenant_and_the_operator_are_unhurt(tenants: Tenants, scene: 
     assert peak < limit
     assert liveness < 5.0, "the chart's liveness probe times out after 5 s"
     # Its usual bound: the documented one (a poll interval, and a second to write the status), or
-    # what it showed beside well-behaved neighbours on this machine, if that is more.
+    # what it showed beside well-behaved neighbours on this machine, if that is more; with one more
+    # poll interval for the noise of two shared cores (p99s of 1.3 to 2.0 s were seen against a
+    # bound of 2 s). What a hostile answer could do to the others costs more: a poll held for the
+    # 2 s timeout, or an event loop held (once, 52 s).
     usual = max(POLL_SECONDS + 1.0, p99(calm))
-    assert p99(hostile) <= usual, f"{summary(hostile)}; usual p99 {usual:.2f} s"
+    assert p99(hostile) <= usual + POLL_SECONDS, f"{summary(hostile)}; usual p99 {usual:.2f} s"
     tenants.control(NORMAL_NAMESPACE, NORMAL, exit={"code": 0, "message": ""})
     wait_for(lambda: tenants.status(NORMAL_NAMESPACE, NORMAL).get("phase") == "Completed", "the normal job Completed")
     assert not tenants.condition(NORMAL_NAMESPACE, NORMAL, "ReportValid")
