@@ -71,6 +71,7 @@ async def test_each_hostile_answer_is_refused_with_its_reason(
         "malformed": "report: Invalid JSON",
         "gzip_bomb": "report: Invalid JSON",
         "redirect": "redirects are not followed",
+        "not_http": "no valid HTTP response (Too many headers received)",
     }[answer]
     assert expected in refusal, refusal
     # A well-formed report afterwards is kept and clears the refusal.
