@@ -2,12 +2,12 @@
 
 Each hostile job (namespace team-a) first serves a well-formed report, then one hostile answer on
 /progress: a body of hundreds of MB, numbers far out of bounds, a redirect to the normal tenant's
-trainer (team-b), a slow drip, malformed JSON, values outside the schema, 10,000 checkpoints, a
-gzip bomb. Every one must be refused with condition ReportValid False naming why and a warning
-Event, while the job's phase, running time and cost go on, and nothing of the hostile answer
-reaches the status. Another job's report sits at every bound at once and must be accepted whole.
-Termination messages with hostile content are refused the same way. Meanwhile the normal job's
-status lag, the operator's peak memory and its liveness endpoint are measured.
+trainer (team-b), a slow drip, malformed JSON, values outside the schema, 10,000 checkpoints, an
+answer that is not HTTP, a gzip bomb. Every one must be refused with condition ReportValid False
+naming why and a warning Event, while the job's phase, running time and cost go on, and nothing of
+the hostile answer reaches the status. Another job's report sits at every bound at once and must
+be accepted whole. Termination messages with hostile content are refused the same way. Meanwhile
+the normal job's status lag, the operator's peak memory and its liveness endpoint are measured.
 """
 
 from __future__ import annotations
