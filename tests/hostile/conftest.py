@@ -126,6 +126,9 @@ class LagSampler:
 
 
 def p99(values: list[float]) -> float:
+    """The 99th percentile of ``values`` (0 for none)."""
+    if not values:
+        return 0.0
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(0.99 * len(ordered)) - 1)]
 
@@ -186,6 +189,8 @@ class Tenants:
 
 
 def summary(values: list[float]) -> str:
+    if not values:
+        return "no steps"
     return f"p50 {statistics.median(values):.2f} s, p99 {p99(values):.2f} s, max {max(values):.2f} s"
 
 
