@@ -1,5 +1,6 @@
 """A tenant's custom image, as the hostile-tenant suite plays it: serves ``GET /progress`` on
-``TENSORONE_REPORT_PORT`` the way the test's control file says, and ends as it says.
+``TENSORONE_REPORT_HOST`` and ``TENSORONE_REPORT_PORT`` the way the test's control file says, and
+ends as it says.
 
     python /app/reporter.py /control/<job>.json
 
@@ -114,7 +115,9 @@ class Handler(BaseHTTPRequestHandler):
 def main() -> int:
     control_path = Path(sys.argv[1])
     Handler.control_path = control_path
-    server = ThreadingHTTPServer(("127.0.0.1", int(os.environ["TENSORONE_REPORT_PORT"])), Handler)
+    # The pod IP and report port the operator gives every training pod.
+    address = (os.environ.get("TENSORONE_REPORT_HOST", "127.0.0.1"), int(os.environ["TENSORONE_REPORT_PORT"]))
+    server = ThreadingHTTPServer(address, Handler)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     print(f"started {STARTED}", flush=True)
