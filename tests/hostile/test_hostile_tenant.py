@@ -335,7 +335,9 @@ def test_hostile_termination_messages_are_refused_and_the_job_ends(tenants: Tena
         assert len(found["message"]) <= MAX_REFUSAL_CHARS, found
         warned(tenants, name, "termination message")
         status = tenants.status(HOSTILE_NAMESPACE, name)
-        assert status["progress"]["currentStep"] == 5 and final["resourceUsage"]["cost"] > 0
+        assert status["progress"]["currentStep"] == 5
+        # Its usage was written to the end (a run of a second or two may cost less than a cent).
+        assert {"runningSeconds", "gpuHours", "cost"} <= set(final["resourceUsage"]), final["resourceUsage"]
         text = json.dumps(status)
         assert "6000000" not in text and "owned" not in text and "\x1b" not in text, text[:2000]
 
