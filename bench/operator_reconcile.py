@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -40,8 +38,8 @@ sys.path.insert(0, str(REPO))
 
 from tests.factories import API, dataset, gpu_node, training_job  # noqa: E402
 from tests.kube.emulator import FaithfulEmulator  # noqa: E402
-from tests.kube.loopback import free_port  # noqa: E402
 from tests.kube.server import EmulatorServer  # noqa: E402
+from tests.operator.process import OperatorProcess  # noqa: E402
 
 
 def create_jobs(cluster: EmulatorServer, namespace: str, count: int) -> dict[str, float]:
@@ -84,45 +82,6 @@ def watch_done(
                     return
 
 
-def peak_rss_mb(pid: int) -> float:
-    """VmHWM of a process, in MB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-class OperatorProcess:
-    """``python -m tensorone_operator`` against the emulator; ready when its liveness answers."""
-
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.env = env
-        self.log_path = log_path
-        self.liveness = f"http://127.0.0.1:{free_port()}/healthz"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    def __enter__(self) -> OperatorProcess:
-        with self.log_path.open("a") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "tensorone_operator", "--liveness", self.liveness, "--metrics-port", "0"],
-                env=self.env,
-                stdout=subprocess.DEVNULL,
-                stderr=log,
-            )
-        wait_ready(self.liveness)
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        assert self.process is not None
-        self.process.terminate()
-        self.process.wait(timeout=60)
-
-
 def watch_in_background(
     cluster: EmulatorServer, namespace: str, count: int, done: dict[str, float]
 ) -> threading.Thread:
@@ -133,17 +92,6 @@ def watch_in_background(
     watcher.start()
     time.sleep(0.3)  # the watch is open
     return watcher
-
-
-def wait_ready(url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise TimeoutError(f"the operator's liveness endpoint {url} did not answer in {timeout} s")
 
 
 def main() -> int:
@@ -169,24 +117,14 @@ def main() -> int:
         raw_rates = [raw_create_rate(cluster, count)]
 
         # 2. The operator as a process, as deployed; the jobs created while it runs.
-        kubeconfig = cluster.write_kubeconfig(Path(workdir) / "kubeconfig")
-        config_path = Path(workdir) / "config.yaml"
-        config_path.write_text("progressPollSeconds: 5\n")
-        env = {
-            **os.environ,
-            "KUBECONFIG": str(kubeconfig),
-            "TENSORONE_OPERATOR_CONFIG": str(config_path),
-            "TENSORONE_LOG_LEVEL": "WARNING",
-            "PYTHONPATH": f"{REPO}:{REPO / 'operator'}",
-        }
-        log_path = Path(workdir) / "operator.log"
+        operator = OperatorProcess(cluster.url, Path(workdir), {"progressPollSeconds": 5}, log_level="WARNING")
         done: dict[str, float] = {}
-        with OperatorProcess(env, log_path) as operator:
+        with operator:
             watcher = watch_in_background(cluster, "bench", count, done)
             created = create_jobs(cluster, "bench", count)
             create_seconds = max(created.values()) - min(created.values())
             watcher.join(timeout=300)
-            rss = peak_rss_mb(operator.pid)
+            rss = operator.peak_rss_mb()
 
         # 3. A backlog: jobs created while no operator runs, drained by a restarted operator
         # (which also resumes the jobs of step 2). Throughput without the create loop's pace.
@@ -195,16 +133,16 @@ def main() -> int:
         drained: dict[str, float] = {}
         watcher = watch_in_background(cluster, "backlog", count, drained)
         restarted = time.monotonic()
-        with OperatorProcess(env, log_path) as operator:
+        with operator:  # the same process settings, started again
             watcher.join(timeout=300)
-            rss = max(rss, peak_rss_mb(operator.pid))
+            rss = max(rss, operator.peak_rss_mb())
         drain_rate = len(drained) / (max(drained.values(), default=restarted) - restarted)
         raw_rates.append(raw_create_rate(cluster, count))
         raw_rate = max(raw_rates)
 
         if len(done) < count or len(drained) < count:
             print(f"only {len(done)} and {len(drained)} of {count} jobs were reconciled; the log:", file=sys.stderr)
-            print(log_path.read_text()[-4000:], file=sys.stderr)
+            print(operator.log(), file=sys.stderr)
             return 1
         latencies = sorted(done[name] - created[name] for name in created)
         elapsed = max(done.values()) - min(created.values())

@@ -63,12 +63,11 @@ from aiohttp import web
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from operator_reconcile import OperatorProcess  # noqa: E402  (bench/ is this script's folder)
-
 from tensorone.reporting.client import CheckpointReport, Reporter  # noqa: E402
 from tests.factories import API, RECORDS, TINY_MODEL, tiny_dataset, tiny_training_job  # noqa: E402
 from tests.kube.node import LocalNode  # noqa: E402
 from tests.kube.server import EmulatorServer  # noqa: E402
+from tests.operator.process import OperatorProcess  # noqa: E402
 
 JOB = "freshness"
 
@@ -181,18 +180,7 @@ def freshness(poll: float, seconds: float, workdir: Path) -> dict[str, Any]:
     """Run the example job under the operator for ``seconds`` of training; lags and writes."""
     statuses = StatusLog()
     with EmulatorServer() as server, CountingProxy(server.url) as proxy, LocalNode(server, workdir / "node") as node:
-        kubeconfig = server.kubeconfig()
-        kubeconfig["clusters"][0]["cluster"]["server"] = proxy.url
-        (workdir / "kubeconfig").write_text(json.dumps(kubeconfig))
-        (workdir / "operator.yaml").write_text(f"progressPollSeconds: {poll}\n")
-        env = {
-            **os.environ,
-            "KUBECONFIG": str(workdir / "kubeconfig"),
-            "TENSORONE_OPERATOR_CONFIG": str(workdir / "operator.yaml"),
-            "TENSORONE_LOG_LEVEL": "WARNING",
-            "PYTHONPATH": f"{REPO}:{REPO / 'operator'}",
-        }
-        with OperatorProcess(env, workdir / "operator.log"):
+        with OperatorProcess(proxy.url, workdir, {"progressPollSeconds": poll}, log_level="WARNING"):
             watcher = statuses.follow(server)
             time.sleep(0.3)  # the watch is open
             server.api.create(tiny_dataset())

@@ -428,17 +428,41 @@ def failed_exit_code(pod: Mapping[str, Any]) -> int | None:
     return None
 
 
-def termination_report(pod: Mapping[str, Any]) -> ProgressReport | None:
-    """The report a pod's ``pytorch`` container left in its termination message (current or last
-    state, the newest first)."""
+def _termination_messages(pod: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The non-empty termination messages of a pod's ``pytorch`` container with the state that
+    holds each (``state``, the current one, first; then ``lastState``)."""
+    messages = []
     for container in (pod.get("status") or {}).get("containerStatuses") or []:
         if container.get("name") != CONTAINER_NAME:
             continue
         for state in ("state", "lastState"):
-            terminated = (container.get(state) or {}).get("terminated") or {}
-            report = report_from_text(terminated.get("message"))
-            if report is not None:
-                return report
+            message = ((container.get(state) or {}).get("terminated") or {}).get("message")
+            if message:
+                messages.append((state, str(message)))
+    return messages
+
+
+def termination_report(pod: Mapping[str, Any]) -> ProgressReport | None:
+    """The report a pod's ``pytorch`` container left in its termination message (current or last
+    state, the newest first)."""
+    for _, message in _termination_messages(pod):
+        report = report_from_text(message)
+        if report is not None:
+            return report
+    return None
+
+
+def termination_refusal(pod: Mapping[str, Any]) -> str | None:
+    """Why the termination message of a pod's ended ``pytorch`` container is no acceptable report;
+    None when it is one, when it is empty (a pod that wrote nothing is not refused), or when the
+    container runs (a message of an earlier run was judged when that run ended)."""
+    messages = _termination_messages(pod)
+    if not messages or messages[0][0] != "state":
+        return None
+    try:
+        parse_report(messages[0][1])
+    except InvalidReport as exc:
+        return f"termination message of pod {(pod.get('metadata') or {}).get('name')}: {exc}"
     return None
 
 
@@ -463,8 +487,9 @@ REPLICA_TYPE_LABEL = "training.kubeflow.org/replica-type"
 
 
 def master_pod_view(pod: Mapping[str, Any]) -> dict[str, Any] | None:
-    """What the operator keeps of a job's rank-0 (Master) pod: where to poll it, and the report it
-    left in its termination message. None for other replicas."""
+    """What the operator keeps of a job's rank-0 (Master) pod: where to poll it, the report it left
+    in its termination message, and why that message was refused, if it was. None for other
+    replicas."""
     metadata = pod.get("metadata") or {}
     if str((metadata.get("labels") or {}).get(REPLICA_TYPE_LABEL, "")).lower() != MASTER_REPLICA.lower():
         return None
@@ -489,6 +514,7 @@ def master_pod_view(pod: Mapping[str, Any]) -> dict[str, Any] | None:
         "running": running and not metadata.get("deletionTimestamp"),
         "report": termination_report(pod),
         "exitCode": failed_exit_code(pod),
+        "refusal": termination_refusal(pod),
     }
 
 

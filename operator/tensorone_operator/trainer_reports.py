@@ -60,6 +60,11 @@ async def _report_body(response: aiohttp.ClientResponse) -> bytes | None:
     raise InvalidReport(_too_large(f"more than {MAX_REPORT_BYTES} bytes"))
 
 
+def _problem(message: str) -> str:
+    """The gist of an HTTP parser's complaint, without the bytes it quotes from the answer."""
+    return message.split(":", 1)[0].split("\n", 1)[0][:_QUOTED]
+
+
 def _too_large(size: str) -> str:
     return f"report of {size} is over the limit of {MAX_REPORT_BYTES} bytes"
 
@@ -117,11 +122,12 @@ class TrainerReports:
     def pod_changed(self, key: JobKey, pod: Mapping[str, Any], *, deleted: bool) -> bool:
         """A watch event of a job's pod: remember where its rank-0 trainer serves /progress, and
         take the report it left in its termination message (also from the last state of a pod
-        being deleted, as on a stop). Whether that report is news (newer than the one kept)."""
+        being deleted, as on a stop), or refuse that message when it is no acceptable report.
+        Whether that is news (a report newer than the one kept, or a new refusal)."""
         view = master_pod_view(pod)
         if view is None:
             return False
-        final = view.pop("report")
+        final, refusal = view.pop("report"), view.pop("refusal")
         exit_code = view.pop("exitCode")
         if exit_code is not None:
             self._exit_codes[key] = exit_code
@@ -133,7 +139,10 @@ class TrainerReports:
                 self._pods.pop(key, None)
         elif kept is None or kept.get("uid") == view["uid"] or view["running"] or not kept.get("running"):
             self._pods[key] = view
-        return final is not None and self._remember(key, final)
+        refused = refusal is not None and self._refused.get(key) != refusal
+        if refused:
+            self._refuse(key, str(refusal))
+        return (final is not None and self._remember(key, final)) or refused
 
     def _remember(self, key: JobKey, report: ProgressReport) -> bool:
         """Keep ``report`` if it is newer than the one kept; whether it was."""
@@ -157,8 +166,8 @@ class TrainerReports:
     async def poll(self, key: JobKey) -> None:
         """GET /progress from the job's rank-0 pod (its IP and report port). Quiet while the pod
         cannot be reached (it may be starting or gone: the termination message covers the end);
-        an answer that is no acceptable report (a redirect, too large, not JSON, out of bounds,
-        or too slow several times running) is refused and the reason kept for the status."""
+        an answer that is no acceptable report (not HTTP, a redirect, too large, not JSON, out of
+        bounds, or too slow several times running) is refused and the reason kept for the status."""
         pod = self._pods.get(key)
         if not pod or not pod.get("running") or not pod.get("podIP") or not pod.get("reportPort"):
             return
@@ -176,6 +185,9 @@ class TrainerReports:
             return
         except InvalidReport as exc:
             self._refuse(key, str(exc))
+            return
+        except aiohttp.ClientResponseError as exc:  # the pod answered, but not in HTTP a reader can hold
+            self._refuse(key, f"/progress answered with no valid HTTP response ({_problem(exc.message)})")
             return
         except (aiohttp.ClientError, OSError) as exc:
             logger.debug("progress of %s/%s not read from %s: %s", *key, url, exc)

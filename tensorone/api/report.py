@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Annotated
 
-from pydantic import Field, ValidationError
+from pydantic import AfterValidator, Field, ValidationError
 
 from tensorone.api.v1alpha1.base import ApiModel
 from tensorone.api.v1alpha1.trainingjob import MAX_EPOCHS
@@ -55,6 +56,19 @@ MAX_BYTES = 2**60
 MAX_LEARNING_RATE = 10.0
 
 
+def _in_utc(value: datetime) -> datetime:
+    """A report's time in UTC (a time without an offset is taken as UTC). A time that is valid where
+    it is written but has no UTC form (year 1 at +14:00) is refused: the status holds UTC."""
+    aware = value if value.tzinfo else value.replace(tzinfo=UTC)
+    try:
+        return aware.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("must be a time that exists in UTC (years 1 to 9999)") from None
+
+
+ReportTime = Annotated[datetime, AfterValidator(_in_utc)]
+
+
 class TrainerState(StrEnum):
     """What the trainer process is doing."""
 
@@ -79,7 +93,7 @@ class CheckpointReport(ApiModel):
     epoch: int = Field(ge=0, le=MAX_EPOCHS, description="Epochs completed.")
     step: int = Field(ge=0, le=MAX_STEPS, description="Optimizer steps completed.")
     loss: float | None = Field(default=None, description="Training loss when saved.")
-    created_at: datetime = Field(description="When saved.")
+    created_at: ReportTime = Field(description="When saved.")
     size_bytes: int = Field(ge=0, le=MAX_BYTES, description="Size on disk in bytes.")
     reason: str = Field(
         default="step",
@@ -129,8 +143,8 @@ class ProgressReport(ApiModel):
     memory_bytes: int | None = Field(
         default=None, ge=0, le=MAX_BYTES, description="Peak accelerator memory (host RSS on CPU)."
     )
-    started_at: datetime | None = Field(default=None, description="When this process started training.")
-    updated_at: datetime | None = Field(default=None, description="When this report was produced.")
+    started_at: ReportTime | None = Field(default=None, description="When this process started training.")
+    updated_at: ReportTime | None = Field(default=None, description="When this report was produced.")
     elapsed_seconds: float = Field(
         default=0.0, ge=0.0, le=MAX_SECONDS, description="Wall-clock seconds since the run started."
     )
@@ -185,8 +199,8 @@ def parse_report(body: str | bytes) -> ProgressReport:
         return ProgressReport.model_validate_json(body)
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
-        where = field_path(list(first["loc"])) if first["loc"] else "report"
-        raise InvalidReport(f"report field {where}: {first['msg']}" + _more(exc.error_count())) from None
+        where = f"report field {field_path(list(first['loc']))}" if first["loc"] else "report"
+        raise InvalidReport(f"{where}: {first['msg']}" + _more(exc.error_count())) from None
 
 
 def _more(count: int) -> str:

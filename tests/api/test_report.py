@@ -68,6 +68,8 @@ def test_a_plain_report_parses() -> None:
         ({"checkpoints": [checkpoint(id=f"c-{i}") for i in range(MAX_REPORT_CHECKPOINTS + 1)]}, "checkpoints"),
         ({"lossHistory": [{"step": i, "loss": 1.0} for i in range(5000)]}, "lossHistory"),
         ({"state": "hacking"}, "state"),
+        ({"startedAt": "9999-12-31T23:59:59-14:00"}, "startedAt"),
+        ({"checkpoints": [checkpoint(createdAt="0001-01-01T00:00:00+14:00")]}, "checkpoints\\[0\\].createdAt"),
         ({"surprise": 1}, "surprise"),
     ],
 )
@@ -86,6 +88,12 @@ def test_an_oversized_body_is_refused_before_it_is_parsed() -> None:
 def test_a_body_that_is_not_a_report_is_refused(body: str) -> None:
     with pytest.raises(InvalidReport, match="report"):
         parse_report(body)
+
+
+def test_report_times_are_held_in_utc() -> None:
+    parsed = parse_report(json.dumps(report(startedAt="2026-11-30T12:00:00+02:00", updatedAt="2026-11-30T10:00:01")))
+    assert parsed.started_at == datetime(2026, 11, 30, 10, 0, 0, tzinfo=UTC)
+    assert parsed.updated_at == datetime(2026, 11, 30, 10, 0, 1, tzinfo=UTC)  # no offset: taken as UTC
 
 
 def test_a_diverged_loss_still_parses() -> None:

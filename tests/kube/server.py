@@ -150,6 +150,18 @@ class ApiClient:
         return result
 
 
+def kubeconfig_for(url: str) -> dict[str, Any]:
+    """A kubeconfig pointing at ``url`` (the emulator, or a pass-through to it), without credentials."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "emulator", "cluster": {"server": url}}],
+        "users": [{"name": "emulator", "user": {}}],
+        "contexts": [{"name": "emulator", "context": {"cluster": "emulator", "user": "emulator"}}],
+        "current-context": "emulator",
+    }
+
+
 class EmulatorServer(ServiceThread):
     """The emulator served on 127.0.0.1 (a free port) from a background thread."""
 
@@ -189,14 +201,7 @@ class EmulatorServer(ServiceThread):
 
     def kubeconfig(self) -> dict[str, Any]:
         """A kubeconfig pointing at this server, without credentials (the emulator needs none)."""
-        return {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [{"name": "emulator", "cluster": {"server": self.url}}],
-            "users": [{"name": "emulator", "user": {}}],
-            "contexts": [{"name": "emulator", "context": {"cluster": "emulator", "user": "emulator"}}],
-            "current-context": "emulator",
-        }
+        return kubeconfig_for(self.url)
 
     def write_kubeconfig(self, path: Path) -> Path:
         """Write :meth:`kubeconfig` to ``path`` (set KUBECONFIG to it for kopf and the operator)."""

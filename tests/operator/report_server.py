@@ -62,6 +62,7 @@ ANSWERS: dict[str, tuple[int, dict[str, str], bytes | None]] = {
     "gzip_bomb": (200, {"Content-Encoding": "gzip"}, gzip.compress(b"0" * (64 * MAX_REPORT_BYTES))),
     "redirect": (302, {"Location": "http://127.0.0.1:1/progress"}, b""),
     "slow_drip": (200, {}, None),
+    "not_http": (200, {}, None),
 }
 HOSTILE = tuple(name for name in ANSWERS if name not in ("valid", "bounded_extremes"))
 # How long the slow drip keeps a poll waiting, one byte at a time (longer than the operator waits).
@@ -95,6 +96,9 @@ class ReportServer:
         )
 
     def respond(self, handler: BaseHTTPRequestHandler) -> None:
+        if self.answer == "not_http":
+            self._flood_headers(handler)
+            return
         status, headers, body = ANSWERS[self.answer]
         if self.answer == "redirect" and self.redirect_to:
             headers = {"Location": self.redirect_to}
@@ -122,6 +126,15 @@ class ReportServer:
             if self._closing.is_set():
                 return
             handler.wfile.write(chunk)
+
+    def _flood_headers(self, handler: BaseHTTPRequestHandler) -> None:
+        """A status line, then header lines without end: no HTTP reader can hold the answer."""
+        try:
+            handler.wfile.write(b"HTTP/1.1 200 OK\r\n")
+            while not self._closing.is_set():
+                handler.wfile.write(b"X-Flood: " + b"f" * 90 + b"\r\n")
+        except OSError:  # the operator hung up, as it should
+            return
 
     def _drip(self, handler: BaseHTTPRequestHandler) -> None:
         """A valid report, one byte every tenth of a second."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from tensorone_operator.events import EventLimiter
 from tensorone_operator.live_status import (
@@ -13,6 +14,7 @@ from tensorone_operator.live_status import (
     remaining_seconds,
     report_events,
     running_time,
+    termination_refusal,
     termination_report,
     usage,
 )
@@ -207,6 +209,21 @@ def test_termination_report_from_current_or_last_state() -> None:
     assert found is not None and found.state == TrainerState.stopped
     garbage = {"status": {"containerStatuses": [{"name": "pytorch", "state": {"terminated": {"message": "oops"}}}]}}
     assert termination_report(garbage) is None
+
+
+def test_termination_refusal_names_the_pod_and_the_problem_of_an_ended_containers_message() -> None:
+    def pod(state: str, message: str) -> dict[str, Any]:
+        statuses = [{"name": "pytorch", state: {"terminated": {"message": message}}}]
+        return {"metadata": {"name": "llama-master-0"}, "status": {"containerStatuses": statuses}}
+
+    bomb = report(epoch=1).to_json().replace('"epoch":1', '"epoch":6000000')
+    assert termination_refusal(pod("state", bomb)) == (
+        "termination message of pod llama-master-0: report field epoch: Input should be less than or equal to 10000"
+    )
+    assert "Invalid JSON" in (termination_refusal(pod("state", "oops")) or "")
+    assert termination_refusal(pod("state", report().termination_message())) is None
+    assert termination_refusal(pod("state", "")) is None  # wrote nothing: nothing to refuse
+    assert termination_refusal(pod("lastState", "oops")) is None  # an earlier run, judged when it ended
 
 
 def test_newer_prefers_the_later_process_then_step() -> None:

@@ -68,9 +68,10 @@ async def test_each_hostile_answer_is_refused_with_its_reason(
         "many_checkpoints": f"over the limit of {MAX_REPORT_BYTES} bytes",
         "huge_numbers": "report field epoch",
         "out_of_schema": "report field learningRate",
-        "malformed": "report field report",
-        "gzip_bomb": "report field report",
+        "malformed": "report: Invalid JSON",
+        "gzip_bomb": "report: Invalid JSON",
         "redirect": "redirects are not followed",
+        "not_http": "no valid HTTP response (Too many headers received)",
     }[answer]
     assert expected in refusal, refusal
     # A well-formed report afterwards is kept and clears the refusal.
