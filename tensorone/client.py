@@ -28,7 +28,13 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 
 from tensorone.api import API_VERSION, GROUP, VERSION, catalog, preflight
 from tensorone.api.catalog import CatalogSettings
-from tensorone.api.rest import DATASET_ID_ANNOTATION, DISPLAY_NAME_ANNOTATION, job_from_rest, last_update
+from tensorone.api.rest import (
+    DATASET_ID_ANNOTATION,
+    DISPLAY_NAME_ANNOTATION,
+    create_body,
+    job_from_rest,
+    last_update,
+)
 from tensorone.api.timestamps import parse_time
 from tensorone.api.v1alpha1 import Checkpoint, Dataset, ModelType, Phase, TrainingJob, TrainingJobSpec
 from tensorone.api.v1alpha1.trainingjob import (
@@ -411,18 +417,18 @@ class Jobs:
         (:func:`tensorone.api.rest.job_from_rest`), the originals kept in annotations. The body is
         validated as the API server would, then the create-time checks run (:meth:`apply`).
         """
-        body = {
-            "name": name,
-            "modelType": model_type,
-            "datasetId": dataset_id,
-            "config": dict(config),
-            "description": description,
-            "tags": tags,
-            "gpuType": gpu_type,
-            "maxWorkers": max_workers,
-            "priority": priority,
-        }
-        manifest = job_from_rest({key: value for key, value in body.items() if value is not None})
+        body = create_body(
+            name=name,
+            model_type=model_type,
+            dataset_id=dataset_id,
+            config=config,
+            description=description,
+            tags=tags,
+            gpu_type=gpu_type,
+            max_workers=max_workers,
+            priority=priority,
+        )
+        manifest = job_from_rest(body)
         spec = _parse_spec({**manifest["spec"], **spec_fields})
         manifest["spec"] = spec.to_wire()
         return self.apply(manifest)

@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import httpx
 
-from tensorone.api.rest import job_from_details
+from tensorone.api.rest import create_body, job_from_details
 from tensorone.api.timestamps import parse_time
 from tensorone.api.v1alpha1 import Checkpoint
 from tensorone.client import Deletion, Job, JobEvent, JobList, Pagination
@@ -75,18 +75,18 @@ class RestJobs:
                 f"the REST API's create takes no {', '.join(sorted(spec_fields))}; "
                 "set them with the Kubernetes transport (no base_url)"
             )
-        body = {
-            "name": name,
-            "modelType": model_type,
-            "datasetId": dataset_id,
-            "config": dict(config),
-            "description": description,
-            "tags": tags,
-            "gpuType": gpu_type,
-            "maxWorkers": max_workers,
-            "priority": priority,
-        }
-        return _job(self._request("POST", JOBS_PATH, json={k: v for k, v in body.items() if v is not None}))
+        body = create_body(
+            name=name,
+            model_type=model_type,
+            dataset_id=dataset_id,
+            config=config,
+            description=description,
+            tags=tags,
+            gpu_type=gpu_type,
+            max_workers=max_workers,
+            priority=priority,
+        )
+        return _job(self._request("POST", JOBS_PATH, json=body))
 
     def get(self, job_id: str) -> Job:
         return _job(self._request("GET", _job_path(job_id)))

@@ -67,6 +67,33 @@ def dataset_name(dataset_id: str) -> str:
     return slug
 
 
+def create_body(
+    *,
+    name: str,
+    model_type: str,
+    dataset_id: str,
+    config: Mapping[str, Any],
+    description: str | None = None,
+    tags: list[str] | None = None,
+    gpu_type: str | None = None,
+    max_workers: int = 1,
+    priority: str = "normal",
+) -> dict[str, Any]:
+    """The reference API's create body from the SDK's create parameters (absent ones left out)."""
+    body = {
+        "name": name,
+        "modelType": model_type,
+        "datasetId": dataset_id,
+        "config": dict(config),
+        "description": description,
+        "tags": tags,
+        "gpuType": gpu_type,
+        "maxWorkers": max_workers,
+        "priority": priority,
+    }
+    return {key: value for key, value in body.items() if value is not None}
+
+
 def job_from_rest(body: Mapping[str, Any], *, namespace: str | None = None) -> dict[str, Any]:
     """A TrainingJob manifest from a REST create-job body (snake_case or camelCase keys).
 
