@@ -7,6 +7,7 @@ from typing import Any
 
 from tensorone.api import API_VERSION
 from tensorone.api.timestamps import utc_now
+from tensorone_operator.indexes import has_inline_records
 from tensorone_operator.kube import KubeApi
 from tensorone_operator.status import dataset_status
 
@@ -20,8 +21,12 @@ class Datasets:
         self.api = api
 
     async def find(self, index: DatasetIndex, namespace: str, name: str) -> Mapping[str, Any] | None:
-        """The Dataset from the index, else read (the index may not have seen it yet); None when absent."""
-        return index.get((namespace, name)) or await self.api.get(API_VERSION, "datasets", namespace, name)
+        """The whole Dataset; None when absent. From the index, unless the index has not seen it
+        yet or keeps it slim (an inline source: the records go into the job's ConfigMap): then read."""
+        indexed = index.get((namespace, name))
+        if indexed is not None and not has_inline_records(indexed):
+            return indexed
+        return await self.api.get(API_VERSION, "datasets", namespace, name)
 
     async def changed(self, dataset: Mapping[str, Any]) -> Mapping[str, Any]:
         """Keep a Dataset's status (Ready, records) in line with its source; the Dataset with it."""

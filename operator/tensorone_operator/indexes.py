@@ -1,8 +1,11 @@
 """What the kopf indexes hold, and the read-only views the reconciler gets of them.
 
 kopf keeps the indexes from its watches, so the reconciler reads Datasets, child PyTorchJobs and
-GPU nodes without an API call. The index names are the names of the indexing functions in
-main.py (kopf passes each index to handlers as a keyword argument of that name).
+GPU nodes without an API call. Each index keeps a slim copy of its objects, the parts the
+reconciler reads: an index lives as long as the operator and holds every object of its kind, so a
+whole copy would cost the operator the size of every Dataset (up to 1000 inline records each) and
+every pod template. The index names are the names of the indexing functions in main.py (kopf
+passes each index to handlers as a keyword argument of that name).
 """
 
 from __future__ import annotations
@@ -45,6 +48,58 @@ def indexes_of(handler_kwargs: Mapping[str, Any]) -> dict[str, Any]:
         "datasets": SingleValueIndex(handler_kwargs.get(INDEX_DATASETS)),
         "children": SingleValueIndex(handler_kwargs.get(INDEX_CHILDREN)),
         "nodes": list(nodes_index.get(None, [])) if nodes_index is not None else None,
+    }
+
+
+# The metadata the reconciler reads of an indexed object. Annotations and managedFields are left
+# out: kubectl apply's last-applied-configuration annotation is a second copy of the whole object.
+_METADATA_READ = ("name", "namespace", "uid", "generation", "resourceVersion", "deletionTimestamp", "labels")
+
+
+def _slim_metadata(obj: Mapping[str, Any], *extra: str) -> dict[str, Any]:
+    metadata = obj.get("metadata") or {}
+    return {key: metadata[key] for key in (*_METADATA_READ, *extra) if key in metadata}
+
+
+def slim_dataset(dataset: Mapping[str, Any]) -> dict[str, Any]:
+    """A Dataset as the index keeps it: everything but its inline records (up to 1000 of them, the
+    size of the object; ``Datasets.find`` reads a Dataset with an inline source from the API)."""
+    spec = dict(dataset.get("spec") or {})
+    source = dict(spec.get("source") or {})
+    if "inline" in source:
+        source["inline"] = {}
+        spec["source"] = source
+    return {
+        "apiVersion": dataset.get("apiVersion"),
+        "kind": dataset.get("kind"),
+        "metadata": _slim_metadata(dataset),
+        "spec": spec,
+        "status": dict(dataset.get("status") or {}),
+    }
+
+
+def has_inline_records(dataset: Mapping[str, Any]) -> bool:
+    """Whether a Dataset's source is inline (a slim copy has dropped the records)."""
+    return "inline" in ((dataset.get("spec") or {}).get("source") or {})
+
+
+def slim_child(child: Mapping[str, Any]) -> dict[str, Any]:
+    """A child PyTorchJob as the index keeps it: its owners, generation, runPolicy and each
+    replica's priority class (what ``builders.child_drift`` compares) and its status; not the pod
+    templates, which are most of it."""
+    spec = child.get("spec") or {}
+    replicas: dict[str, Any] = {}
+    for replica, replica_spec in (spec.get("pytorchReplicaSpecs") or {}).items():
+        pod_spec = ((replica_spec or {}).get("template") or {}).get("spec") or {}
+        kept = {"priorityClassName": pod_spec["priorityClassName"]} if "priorityClassName" in pod_spec else {}
+        replicas[replica] = {"template": {"spec": kept}}
+    slim_spec: dict[str, Any] = {"runPolicy": dict(spec.get("runPolicy") or {}), "pytorchReplicaSpecs": replicas}
+    return {
+        "apiVersion": child.get("apiVersion"),
+        "kind": child.get("kind"),
+        "metadata": _slim_metadata(child, "ownerReferences"),
+        "spec": slim_spec,
+        "status": dict(child.get("status") or {}),
     }
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -73,16 +74,40 @@ def human_bytes(size: int | float | None) -> str | None:
     return None  # unreachable: TB is the last unit
 
 
+# A loss curve as the operator keeps it between polls: (step, loss) pairs, at most
+# MAX_HISTORY_POINTS of them, the points the status shows. A report's own curve is up to 1024
+# pydantic points of about 0.5 KB each, and a report is kept for every running job.
+Curve = tuple[tuple[int, float], ...]
+
+
+def _spread(count: int, limit: int) -> list[int]:
+    """Indexes of at most ``limit`` of ``count`` points, spread evenly, first and latest always kept."""
+    if count <= limit:
+        return list(range(count))
+    last = count - 1
+    return sorted({round(i * last / (limit - 1)) for i in range(limit)})
+
+
+def curve_of(points: Sequence[LossPoint], limit: int = MAX_HISTORY_POINTS) -> Curve:
+    """The points of a report's curve the status shows, as a kept curve."""
+    return tuple((points[i].step, points[i].loss) for i in _spread(len(points), limit))
+
+
+def extended(curve: Curve, step: int, loss: float, limit: int = MAX_HISTORY_POINTS) -> Curve:
+    """A kept curve with one more point, spread again within ``limit``."""
+    longer = (*curve, (step, loss))
+    return tuple(longer[i] for i in _spread(len(longer), limit))
+
+
+def curve_wire(curve: Curve) -> list[dict[str, Any]]:
+    """A kept curve as the status holds it (a diverged point, not finite, left out)."""
+    samples = [LossSample(step=step, loss=finite) for step, loss in curve if (finite := _finite(loss)) is not None]
+    return [sample.to_wire() for sample in samples]
+
+
 def downsample(points: Sequence[LossPoint], limit: int = MAX_HISTORY_POINTS) -> list[dict[str, Any]]:
     """At most ``limit`` points spread evenly over the curve, first and latest always kept."""
-    if len(points) <= limit:
-        chosen = list(points)
-    else:
-        last = len(points) - 1
-        indexes = sorted({round(i * last / (limit - 1)) for i in range(limit)})
-        chosen = [points[i] for i in indexes]
-    samples = [LossSample(step=p.step, loss=loss) for p in chosen if (loss := _finite(p.loss)) is not None]
-    return [sample.to_wire() for sample in samples]
+    return curve_wire(curve_of(points, limit))
 
 
 def _finite(value: float | None) -> float | None:
@@ -213,8 +238,27 @@ def usage(
     ).to_wire()
 
 
-# The newest report of a job and when the operator read it (RFC 3339).
-KeptReport = tuple[ProgressReport, str]
+@dataclass(frozen=True)
+class KeptReport:
+    """The newest report of a job as kept between polls: the report without its curves, when the
+    operator read it (RFC 3339), and the curves as the status shows them."""
+
+    report: ProgressReport
+    read_at: str
+    loss_curve: Curve = ()
+    eval_curve: Curve = ()
+
+    @classmethod
+    def of(cls, report: ProgressReport, read_at: str) -> KeptReport:
+        """Keep ``report``, its curves cut to what the status shows."""
+        return cls(
+            report=report.model_copy(update={"loss_history": [], "eval_history": []}),
+            read_at=read_at,
+            loss_curve=curve_of(report.loss_history),
+            eval_curve=curve_of(report.eval_history),
+        )
+
+
 # Curves stay in the status when a report has none (a termination message carries no curves).
 _CURVES = ("lossHistory", "evalLossHistory")
 
@@ -239,7 +283,7 @@ def with_live(
     if resources is None:
         return result
     _report_validity(result, refusal, generation=job.generation, now=now)
-    report = kept[0] if kept else None
+    report = kept.report if kept else None
     was_running = job.phase == Phase.Running
     if was_running or result.get("phase") == Phase.Running:
         seconds, measured = running_time(job.status.get("resourceUsage"), was_running=was_running, now=now)
@@ -252,8 +296,7 @@ def with_live(
         )
     if kept is None:
         return result
-    report, read_at = kept
-    remaining = _mirror(result, report, read_at=read_at, now=now)
+    remaining = _mirror(result, kept, now=now)
     if remaining is not None:
         spent = float((result.get("resourceUsage") or {}).get("cost") or 0.0)
         result["estimatedCost"] = catalog.estimated_cost(
@@ -263,11 +306,11 @@ def with_live(
             spent=spent,
             remaining_seconds=float(remaining),
         )
-    failed = result.get("phase") == Phase.Failed and report.state in (TrainerState.failed, TrainerState.diverged)
+    failed = result.get("phase") == Phase.Failed and kept.report.state in (TrainerState.failed, TrainerState.diverged)
     if failed and not _ended_by_operator(result):
         # Our trainer's exit codes name the failure (tensorone.api.exit_codes); a custom image's mean nothing to us.
         ours = job.spec.model_type != ModelType.custom
-        _trainer_failure(result, report, exit_code=exit_code, ours=ours, generation=job.generation, now=now)
+        _trainer_failure(result, kept.report, exit_code=exit_code, ours=ours, generation=job.generation, now=now)
     return result
 
 
@@ -286,11 +329,13 @@ def _report_validity(result: dict[str, Any], refusal: str | None, *, generation:
     )
 
 
-def _mirror(result: dict[str, Any], report: ProgressReport, *, read_at: str, now: datetime) -> int | None:
-    """Write the report's fields into ``result``; the remaining seconds it estimates, if any."""
+def _mirror(result: dict[str, Any], kept: KeptReport, *, now: datetime) -> int | None:
+    """Write the kept report's fields into ``result``; the remaining seconds it estimates, if any."""
     running_seconds = float((result.get("resourceUsage") or {}).get("runningSeconds") or 0.0)
-    fields = live_fields(report, now=now, running_seconds=running_seconds)
-    fields["lastReportTime"] = read_at
+    fields = live_fields(kept.report, now=now, running_seconds=running_seconds)
+    fields["lossHistory"] = curve_wire(kept.loss_curve)
+    fields["evalLossHistory"] = curve_wire(kept.eval_curve)
+    fields["lastReportTime"] = kept.read_at
     fields.setdefault("estimatedCompletion", None)  # no longer running: no estimate
     for name, value in fields.items():
         if value not in (None, []):

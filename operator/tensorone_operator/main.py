@@ -26,7 +26,14 @@ from tensorone_operator.builders import (
 from tensorone_operator.catalog import GPU_PRODUCT_LABEL
 from tensorone_operator.cleanup import FINALIZER, FORCE_DELETE_ANNOTATION
 from tensorone_operator.config import OperatorConfig
-from tensorone_operator.indexes import INDEX_WAITING, indexes_of, slim_node, waiting_keys
+from tensorone_operator.indexes import (
+    INDEX_WAITING,
+    indexes_of,
+    slim_child,
+    slim_dataset,
+    slim_node,
+    waiting_keys,
+)
 
 JOBS = (GROUP, VERSION, "trainingjobs")
 DATASETS = (GROUP, VERSION, "datasets")
@@ -38,6 +45,8 @@ OUR_PODS: dict[str, Any] = {LABEL_JOB_NAME: kopf.PRESENT, LABEL_MANAGED_BY: MANA
 GPU_NODES = {GPU_PRODUCT_LABEL: kopf.PRESENT}
 # An API error of a TrainingJob handler is retried after 5 s, not kopf's default 60 s.
 BACKOFF_SECONDS = 5
+# Objects per page of kopf's initial lists.
+LIST_CHUNK_SIZE = 20
 
 
 def configure_kopf(settings: kopf.OperatorSettings) -> None:
@@ -51,6 +60,9 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
     # A dropped watch is re-established quickly; the API server closes idle ones anyway.
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
+    # The initial lists come in chunks: one list of every Dataset (up to ~1.5 MB each) would be
+    # read and parsed whole, at start and after every expired watch.
+    settings.watching.chunk_size = LIST_CHUNK_SIZE
 
 
 def post_event(body: Any, event_type: str, reason: str, message: str) -> None:
@@ -67,11 +79,11 @@ async def cleanup(memo: Any, **_: Any) -> None:
 
 
 def datasets_by_name(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
-    return {(namespace or "", name): dict(body)}
+    return {(namespace or "", name): slim_dataset(body)}
 
 
 def children_by_job(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Any, Any]:
-    return {(namespace or "", labels[LABEL_JOB_NAME]): dict(body)} if LABEL_JOB_NAME in labels else {}
+    return {(namespace or "", labels[LABEL_JOB_NAME]): slim_child(body)} if LABEL_JOB_NAME in labels else {}
 
 
 def gpu_nodes(body: kopf.Body, **_: Any) -> dict[Any, Any]:

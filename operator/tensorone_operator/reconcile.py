@@ -348,8 +348,8 @@ class Reconciler:
         code, kept = self.reports.exit_code(job.key), self.reports.latest(job.key)
         if code is not None:
             message += f"; the last failure: exit code {code}"
-            if kept is not None and kept[0].reason:
-                message += f", {kept[0].reason}: {kept[0].message or ''}"
+            if kept is not None and kept.report.reason:
+                message += f", {kept.report.reason}: {kept.report.message or ''}"
         return Ended(Reason.RestartLimitExceeded, message[:4096])
 
     def _followed(self, job: ObservedJob, child: Mapping[str, Any], resources: JobResources | None) -> dict[str, Any]:

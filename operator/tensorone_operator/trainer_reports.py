@@ -11,16 +11,18 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import aiohttp
 
-from tensorone.api.report import MAX_REPORT_BYTES, InvalidReport, LossPoint, ProgressReport, parse_report
+from tensorone.api.report import MAX_REPORT_BYTES, InvalidReport, ProgressReport, parse_report
 from tensorone.api.timestamps import utc_now
 from tensorone.api.v1alpha1 import Reason
 from tensorone_operator.events import Event, EventType
 from tensorone_operator.live_status import (
     KeptReport,
+    extended,
     master_pod_view,
     newer,
     report_baseline,
@@ -147,16 +149,17 @@ class TrainerReports:
     def _remember(self, key: JobKey, report: ProgressReport) -> bool:
         """Keep ``report`` if it is newer than the one kept; whether it was."""
         kept = self._reports.get(key)
-        best = newer(kept[0] if kept else None, report)
-        if kept is not None and best is kept[0]:
+        best = newer(kept.report if kept else None, report)
+        if kept is not None and best is kept.report:
             return False
-        if kept is not None and not report.loss_history and kept[0].started_at == report.started_at:
+        fresh = KeptReport.of(report, utc_now())
+        if kept is not None and not report.loss_history and kept.report.started_at == report.started_at:
             # A termination message carries no curves: keep the ones this process reported.
-            curve = list(kept[0].loss_history)
-            if report.loss is not None and math.isfinite(report.loss) and (not curve or curve[-1].step < report.step):
-                curve.append(LossPoint(step=report.step, loss=report.loss))
-            report = report.model_copy(update={"loss_history": curve, "eval_history": kept[0].eval_history})
-        self._reports[key] = (report, utc_now())
+            curve = kept.loss_curve
+            if report.loss is not None and math.isfinite(report.loss) and (not curve or curve[-1][0] < report.step):
+                curve = extended(curve, report.step, report.loss)
+            fresh = replace(fresh, loss_curve=curve, eval_curve=kept.eval_curve)
+        self._reports[key] = fresh
         return True
 
     def refusal(self, key: JobKey) -> str | None:
@@ -224,7 +227,7 @@ class TrainerReports:
         kept = self._reports.get(key)
         if kept is None:
             return warnings
-        return warnings + self._report_news(key, stored, kept[0])
+        return warnings + self._report_news(key, stored, kept.report)
 
     def _report_news(self, key: JobKey, stored: Mapping[str, Any], report: ProgressReport) -> list[Event]:
         previous = self._mirrored.get(key) or report_baseline(stored, report)

@@ -12,7 +12,9 @@ client rely on (see shared/notes/testing-without-a-cluster.md):
 - merge patch, JSON patch, strategic-merge and apply patches (the last two as merge patches, which
   is exact for the fields this project writes), and PUT;
 - the status subresource isolated both ways for kinds that declare it;
-- lists with ``kind``, ``apiVersion`` and ``metadata.resourceVersion``, label and field selectors;
+- lists with ``kind``, ``apiVersion`` and ``metadata.resourceVersion``, label and field selectors,
+  and chunks (``limit`` and ``continue``; later chunks show the objects as they are then, where
+  kube-apiserver serves every chunk at the first one's revision);
 - watches that honour ``?resourceVersion`` (only newer events are replayed), ``timeoutSeconds``,
   label and field selectors;
 - ``deletionTimestamp`` with finalizers, and the garbage collector's cascade through
@@ -24,6 +26,9 @@ client rely on (see shared/notes/testing-without-a-cluster.md):
 - ``faults``: injected error answers for one kind and method (an API outage);
 - ``tokens``: bearer-token authentication and a small RBAC when set: 401 for a request without a
   known token, 403 for one its token's grants do not allow (off by default);
+- ``event_window``: a bounded history (the newest events only, as etcd compacts; a watch resumed
+  from before them gets 410 Gone), for long runs; by default every event and every version of
+  every object is kept, for tests to assert on;
 - discovery as kubectl reads it: ``/api``, ``/apis``, ``/apis/GROUP[/VERSION]`` and the aggregated
   form (``apidiscovery.k8s.io/v2``) with short names, categories, verbs and subresources;
 - server-side printing: a ``meta.k8s.io`` Table for custom resources, built from the CRD's
@@ -33,6 +38,7 @@ client rely on (see shared/notes/testing-without-a-cluster.md):
 from __future__ import annotations
 
 import asyncio
+import base64
 import copy
 import datetime
 import json
@@ -373,6 +379,8 @@ class FaithfulEmulator(KubernetesEmulator):
 
     crd_dir: Path = CRD_DIR
     validate_writes: bool = True
+    # How many of the newest watch events are kept (None: all, and every version of every object).
+    event_window: int | None = None
 
     _kinds: dict[tuple[str, str, str], Kind] = attrs.field(factory=dict, init=False)
     _validators: dict[tuple[str, str, str], Validator] = attrs.field(factory=dict, init=False)
@@ -446,8 +454,7 @@ class FaithfulEmulator(KubernetesEmulator):
             meta["name"],
         )
         self._store[key] = stored
-        self._versions.setdefault(key, []).append(stored)
-        self._events.append((self._revision, key[:3], "ADDED", stored))
+        self._remember(key, "ADDED", stored)
         return stored
 
     def stored(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
@@ -757,13 +764,29 @@ class FaithfulEmulator(KubernetesEmulator):
 
     def _list(self, request: rendering.Request, kind: Kind) -> dict[str, Any]:
         prefix = (kind.group, kind.version, kind.plural)
-        items = [obj for key, obj in self._store.items() if key[:3] == prefix and self._selected(request, kind, obj)]
-        return {
-            "apiVersion": kind.api_version,
-            "kind": f"{kind.kind}List",
-            "metadata": {"resourceVersion": str(self._revision)},
-            "items": items,
-        }
+        revision, after = str(self._revision), None
+        token = request.params.get("continue")
+        if token:
+            try:
+                revision, after = json.loads(base64.urlsafe_b64decode(token))
+                after = tuple(after)
+            except ValueError as exc:
+                raise _api_error(400, "BadRequest", f"invalid continue token {token!r}") from exc
+        try:
+            limit = int(request.params.get("limit") or 0)
+        except ValueError as exc:
+            raise _api_error(400, "BadRequest", f"limit must be an integer, got {request.params['limit']!r}") from exc
+        keys = sorted(key for key in self._store if key[:3] == prefix and (after is None or key > after))
+        items: list[dict[str, Any]] = []
+        metadata: dict[str, Any] = {"resourceVersion": revision}
+        for index, key in enumerate(keys):
+            if limit and len(items) == limit:
+                remaining = json.dumps([revision, list(keys[index - 1])]).encode()
+                metadata["continue"] = base64.urlsafe_b64encode(remaining).decode()
+                break
+            if self._selected(request, kind, self._store[key]):
+                items.append(self._store[key])
+        return {"apiVersion": kind.api_version, "kind": f"{kind.kind}List", "metadata": metadata, "items": items}
 
     async def _watch(self, request: rendering.Request, kind: Kind) -> aiohttp.web.StreamResponse:
         assert request._raw_request is not None and self._changed is not None
@@ -873,10 +896,17 @@ class FaithfulEmulator(KubernetesEmulator):
             self._store.pop(key, None)
         else:
             self._store[key] = obj
-        self._versions.setdefault(key, []).append(obj)
-        self._events.append((self._revision, key[:3], event_type, obj))
+        self._remember(key, event_type, obj)
         async with self._changed:
             self._changed.notify_all()
+
+    def _remember(self, key: tuple[str, str, str, str, str], event_type: str, obj: dict[str, Any]) -> None:
+        """Keep the write as a watch event (and a version, with an unbounded history)."""
+        self._events.append((self._revision, key[:3], event_type, obj))
+        if self.event_window is None:
+            self._versions.setdefault(key, []).append(obj)
+        elif len(self._events) > 2 * self.event_window:  # compacted in batches: amortised O(1)
+            del self._events[: -self.event_window]
 
     def _validated(self, kind: Kind, obj: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any]:
         validator = self._validators.get((kind.group, kind.version, kind.plural))

@@ -13,7 +13,7 @@ import pytest
 
 from tests import factories
 from tests.factories import API as TJ
-from tests.kube.emulator import json_patch, label_selector_matches, merge_patch
+from tests.kube.emulator import FaithfulEmulator, json_patch, label_selector_matches, merge_patch
 from tests.kube.server import ApiStatusError, EmulatorServer
 
 
@@ -134,6 +134,36 @@ def test_lists_carry_kind_version_and_honour_label_selectors(server: EmulatorSer
     assert [item["metadata"]["name"] for item in listing["items"]] == ["sel-1"]
     names = {i["metadata"]["name"] for i in server.api.list("v1", "ConfigMap", "sel", "team in (a,b),!tier")}
     assert names == {"sel-2"}
+
+
+def test_lists_come_in_chunks_that_continue_where_the_last_ended(server: EmulatorServer) -> None:
+    for index in range(5):
+        server.api.create(config_map(f"chunk-{index}", "chunks", kept="yes" if index != 2 else "no"))
+    names: list[str] = []
+    path, revisions = "/api/v1/namespaces/chunks/configmaps?labelSelector=kept%3Dyes&limit=2", set()
+    while True:
+        listing = server.api.request("GET", path)
+        names += [item["metadata"]["name"] for item in listing["items"]]
+        revisions.add(listing["metadata"]["resourceVersion"])
+        token = listing["metadata"].get("continue")
+        if not token:
+            break
+        path = f"/api/v1/namespaces/chunks/configmaps?labelSelector=kept%3Dyes&limit=2&continue={token}"
+    assert names == ["chunk-0", "chunk-1", "chunk-3", "chunk-4"] and len(revisions) == 1
+    with pytest.raises(ApiStatusError) as refused:
+        server.api.request("GET", "/api/v1/namespaces/chunks/configmaps?continue=not-a-token")
+    assert refused.value.status == 400
+
+
+def test_a_bounded_history_keeps_the_newest_events_and_expires_older_watches() -> None:
+    with EmulatorServer(FaithfulEmulator(event_window=3, validate_writes=False)) as bounded:
+        first = bounded.api.create(config_map("h0", "w"))
+        for index in range(1, 8):
+            bounded.api.create(config_map(f"h{index}", "w"))
+        [expired] = _watch(bounded, f"resourceVersion={first['metadata']['resourceVersion']}", 1)
+        assert expired["type"] == "ERROR" and expired["object"]["code"] == 410
+        assert bounded.emulator.versions("v1", "ConfigMap", "w", "h7") == []
+        assert len(bounded.api.list("v1", "ConfigMap", "w")) == 8
 
 
 def test_writes_of_our_kinds_are_validated_against_the_crds(server: EmulatorServer) -> None:

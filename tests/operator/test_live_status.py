@@ -7,7 +7,10 @@ from typing import Any
 
 from tensorone_operator.events import EventLimiter
 from tensorone_operator.live_status import (
+    KeptReport,
+    curve_wire,
     downsample,
+    extended,
     human_bytes,
     live_fields,
     newer,
@@ -120,6 +123,20 @@ def test_downsample_keeps_first_and_latest_and_bounds_the_size() -> None:
     assert kept[0]["step"] == 1 and kept[-1]["step"] == 10_000
     assert [p["step"] for p in kept] == sorted(p["step"] for p in kept)
     assert downsample(points[:5]) == [{"step": p.step, "loss": round(p.loss, 6)} for p in points[:5]]
+
+
+def test_a_kept_report_holds_only_the_points_the_status_shows() -> None:
+    curve = [LossPoint(step=i, loss=10.0 / i) for i in range(1, 1025)]
+    evals = [LossPoint(step=i, loss=5.0 / i) for i in range(10, 1025, 10)]
+    full = report(step=1024, loss_history=curve, eval_history=evals)
+    kept = KeptReport.of(full, "2026-01-15T12:00:00Z")
+    assert kept.report.loss_history == [] and kept.report.eval_history == []
+    assert kept.report.model_copy(update={"loss_history": curve, "eval_history": evals}) == full
+    assert len(kept.loss_curve) == MAX_HISTORY_POINTS and all(type(point) is tuple for point in kept.loss_curve)
+    assert curve_wire(kept.loss_curve) == downsample(curve) and curve_wire(kept.eval_curve) == downsample(evals)
+    # One more point (a termination message's last loss) keeps the bound, the first and the latest.
+    longer = extended(kept.loss_curve, 1100, 0.5)
+    assert len(longer) == MAX_HISTORY_POINTS and longer[0] == (1, 10.0) and longer[-1] == (1100, 0.5)
 
 
 def test_running_time_adds_only_while_running() -> None:

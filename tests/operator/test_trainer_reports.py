@@ -50,7 +50,7 @@ async def reports(server: ReportServer) -> AsyncIterator[TrainerReports]:
 async def test_a_well_formed_report_is_kept(server: ReportServer, reports: TrainerReports) -> None:
     await reports.poll(KEY)
     kept = reports.latest(KEY)
-    assert kept is not None and kept[0].step == 5
+    assert kept is not None and kept.report.step == 5
     assert reports.refusal(KEY) is None
 
 
