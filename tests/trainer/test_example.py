@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import torch
 
-from tensorone.cli import main
+from tensorone.cli import exit_codes, main
 from tensorone.errors import ConfigurationError, DatasetNotFound
 from tests.trainer.conftest import REPO, TINY_MODEL, step_losses
 from tests.unimportable import run_without
@@ -66,7 +66,8 @@ def test_an_invalid_manifest_is_refused_as_the_api_server_would(tmp_path: Path) 
 
 
 def test_without_the_trainer_extra_t1_train_says_what_to_install(tmp_path: Path) -> None:
-    """The trainer's verb is listed and the other verbs work; training asks for the extra, exit 2."""
+    """The trainer's verb is listed and the other verbs work; training asks for the extra, and ends
+    with the exit status of an error that is not the user's input (tensorone.cli.exit_codes)."""
     ran = run_without(
         ["torch", "transformers", "peft"],
         f"""
@@ -80,7 +81,7 @@ def test_without_the_trainer_extra_t1_train_says_what_to_install(tmp_path: Path)
         """,
         cwd=tmp_path,
     )
-    assert ran.returncode == 2, ran.stderr
+    assert ran.returncode == exit_codes.exit_code("MISSING_EXTRA") == exit_codes.OTHER, ran.stderr
     assert ran.stderr.strip() == (
         "t1: MISSING_EXTRA: t1 train needs the trainer extra, which is not installed here (no module named "
         "torch): pip install 'tensorone-training[trainer]'"
