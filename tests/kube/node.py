@@ -503,8 +503,16 @@ def _expand(value: str, env: dict[str, str]) -> str:
     return _VARIABLE.sub(lambda m: env.get(m.group(1), m.group(0)), value)
 
 
+# This checkout and this Python environment play the image's own files: a path into them (the
+# example model, the interpreter) stays as it is, even where a mount such as the /tmp emptyDir
+# would cover it (a checkout under /tmp).
+_IMAGE_FILES = tuple(str(path) for path in (factories.REPO, Path(sys.prefix)))
+
+
 def _map_path(value: str, mounts: list[tuple[str, Path]]) -> str:
     """A path inside a mount, moved to the folder standing for it (longest mount first)."""
+    if any(value == root or value.startswith(root + "/") for root in _IMAGE_FILES):
+        return value
     for mount_path, local in mounts:
         if value == mount_path or value.startswith(mount_path.rstrip("/") + "/"):
             return str(local) + value[len(mount_path.rstrip("/")) :]
