@@ -164,6 +164,14 @@ def _bool(value: Any, name: str) -> bool:
     raise ConfigurationError(f"must be true or false, got {value!r}", field=name)
 
 
+def _optional_str(body: dict[str, Any], name: str) -> str | None:
+    """The body's string field ``name``, or None when absent."""
+    value = body.get(name)
+    if value is not None and not isinstance(value, str):
+        raise ConfigurationError(f"must be a string, got {value!r}", field=name)
+    return value
+
+
 def _list_item(obj: dict[str, Any]) -> dict[str, Any]:
     """A job in a list: its details, with the reference list's ``metrics.loss``."""
     item = job_details(obj)
@@ -327,9 +335,7 @@ def create_app(config: GatewayConfig) -> FastAPI:  # noqa: C901 - one nested fun
         jobs = jobs_for(request)
         body = await _json_body(request, required=False)
         save = _bool(body.get("saveCheckpoint", True), "saveCheckpoint")
-        reason = body.get("reason")
-        if reason is not None and not isinstance(reason, str):
-            raise ConfigurationError(f"must be a string, got {reason!r}", field="reason")
+        reason = _optional_str(body, "reason")
         return await call(jobs, lambda jobs: job_details(jobs.stop(job_id, save_checkpoint=save, reason=reason).raw))
 
     @app.post(
@@ -341,9 +347,7 @@ def create_app(config: GatewayConfig) -> FastAPI:  # noqa: C901 - one nested fun
     async def resume_job(request: Request, job_id: str) -> JSONResponse:
         jobs = jobs_for(request)
         body = await _json_body(request, required=False)
-        checkpoint = body.get("checkpointId")
-        if checkpoint is not None and not isinstance(checkpoint, str):
-            raise ConfigurationError(f"must be a string, got {checkpoint!r}", field="checkpointId")
+        checkpoint = _optional_str(body, "checkpointId")
         return await call(jobs, lambda jobs: job_details(jobs.resume(job_id, checkpoint_id=checkpoint).raw))
 
     @app.post(
