@@ -18,15 +18,19 @@ from fastapi.testclient import TestClient
 
 from tensorone.gateway import openapi
 from tensorone.gateway.app import GatewayConfig, create_app
-from tests.factories import API
-from tests.gateway.process import ADMIN_TOKEN, READER_TOKEN
+from tests.factories import API, PYTORCHJOB, gpu_node
+from tests.gateway.process import ADMIN_TOKEN, EDITOR_TOKEN, READER_TOKEN
 from tests.kube.loopback import LOOPBACK, free_port
+from tests.kube.polling import wait_for
 from tests.kube.server import EmulatorServer
+from tests.operator.kit import condition, job_status
+from tests.operator.runner import OperatorThread
 
 DATA = Path(__file__).resolve().parents[1] / "api" / "data"
 JOBS = "/v2/training/jobs"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 READER = {"Authorization": f"Bearer {READER_TOKEN}"}
+EDITOR = {"Authorization": f"Bearer {EDITOR_TOKEN}"}
 
 
 def reference_body(name: str) -> dict[str, Any]:
@@ -167,6 +171,29 @@ def test_an_unreachable_api_server_is_a_connection_error() -> None:
         answer = client.get(JOBS, headers=ADMIN)
     assert (answer.status_code, answer.json()["error"]) == (503, "CONNECTION_ERROR")
     assert "cannot reach the Kubernetes API" in answer.json()["message"]
+
+
+def test_a_caller_who_may_not_list_nodes_creates_a_job_that_waits_for_its_gpu_type(
+    app_client: TestClient, cluster: EmulatorServer
+) -> None:
+    # No node offers h100: the admin, who may list nodes, is refused; the editor, who may not, is
+    # not refused for it, and the job waits with a condition as an applied manifest does.
+    refused = app_client.post(JOBS, json=llm_body(name="admins", gpuType="h100"), headers=ADMIN)
+    assert (refused.status_code, refused.json()["error"]) == (409, "INSUFFICIENT_RESOURCES")
+    created = app_client.post(JOBS, json=llm_body(gpuType="h100"), headers=EDITOR)
+    assert created.status_code == 201, created.text
+    assert stored_jobs(cluster) == ["llama-7b-finetune"]
+    with OperatorThread(cluster):
+
+        def held() -> dict[str, Any] | None:
+            found = condition(job_status(cluster.api, "llama-7b-finetune"), "ResourcesAvailable")
+            return found if found.get("reason") == "INSUFFICIENT_RESOURCES" else None
+
+        waiting = wait_for(held, "the job held for its GPU type")
+        assert waiting["status"] == "False" and "no node offers GPU type 'h100'" in waiting["message"]
+        assert cluster.api.find(PYTORCHJOB, "PyTorchJob", "llama-7b-finetune") is None
+        cluster.api.create(gpu_node("gpu-h100-1", "NVIDIA-H100-80GB-HBM3"))
+        wait_for(lambda: cluster.api.find(PYTORCHJOB, "PyTorchJob", "llama-7b-finetune"), "the job started")
 
 
 def test_an_api_server_failure_is_an_internal_error_counted_in_the_metrics(
