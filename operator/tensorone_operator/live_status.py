@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tensorone.api.exit_codes import failure_reason
+from tensorone.api.exit_codes import failure_reason, follows_table
 from tensorone.api.report import (
     MAX_SECONDS,
     CheckpointReport,
@@ -40,7 +40,7 @@ from tensorone.api.report import (
     parse_report,
 )
 from tensorone.api.timestamps import parse_time, rfc3339
-from tensorone.api.v1alpha1 import ConditionType, ModelType, Phase, Reason
+from tensorone.api.v1alpha1 import ConditionType, Phase, Reason
 from tensorone.api.v1alpha1.trainingjob import (
     MAX_HISTORY_POINTS,
     MAX_STATUS_CHECKPOINTS,
@@ -308,9 +308,9 @@ def with_live(
         )
     failed = result.get("phase") == Phase.Failed and kept.report.state in (TrainerState.failed, TrainerState.diverged)
     if failed and not _ended_by_operator(result):
-        # Our trainer's exit codes name the failure (tensorone.api.exit_codes); a custom image's mean nothing to us.
-        ours = job.spec.model_type != ModelType.custom
-        _trainer_failure(result, kept.report, exit_code=exit_code, ours=ours, generation=job.generation, now=now)
+        # Exit codes that follow the table name the failure (tensorone.api.exit_codes); others mean nothing to us.
+        tabled = follows_table(job.spec)
+        _trainer_failure(result, kept.report, exit_code=exit_code, tabled=tabled, generation=job.generation, now=now)
     return result
 
 
@@ -359,14 +359,15 @@ def _trainer_failure(
     report: ProgressReport,
     *,
     exit_code: int | None,
-    ours: bool,
+    tabled: bool,
     generation: int | None,
     now: datetime,
 ) -> None:
     """A Failed job's message and Failed condition from the trainer's own reason and message; the
-    condition's reason is the one the exit-code table gives our trainer's code, else the trainer's."""
+    condition's reason is the one the exit-code table gives the code (``tabled``: the pods follow the
+    table), else the trainer's."""
     told = report.reason or (Reason.Diverged if report.state == TrainerState.diverged else Reason.TrainingFailed)
-    reason = (failure_reason(exit_code) if ours and exit_code is not None else None) or told
+    reason = (failure_reason(exit_code) if tabled and exit_code is not None else None) or told
     message = f"the trainer ended: {told}: {report.message or report.state}"
     if exit_code is not None:
         message += f" (exit code {exit_code})"

@@ -1,21 +1,23 @@
 """How a trainer process ends, as its exit code: the contract between the trainer and the operator.
 
-The operator gives our trainer's replicas Training Operator v1.9's ``restartPolicy: ExitCode``,
-which restarts a pod whose container exited with a code from 128 to 255 and fails the job for 1 to
-127 (``IsRetryableExitCode`` in kubeflow/training-operator pkg/util/train). So every error that a
-restart cannot change (the job, its data or its checkpoint is wrong) has its own code below 128,
-and an unexpected error, which may well be transient (an NCCL or CUDA fault, a lost file system),
-exits 138 (128 + SIGUSR1, the code Kubernetes users take for "retry me") and is retried. With
-``ExitCode`` the Training Operator does not count those restarts against ``backoffLimit``, so the
-operator counts them itself against ``spec.maxRestarts``. The termination message's ``reason``
-names the error (the exception type) beside the code.
+The operator gives our trainer's replicas Training Operator v1.9's ``restartPolicy: ExitCode``
+(and those of a custom image that follows this table, ``config.custom.exitCodes: Trainer``:
+see :func:`follows_table`), which restarts a pod whose container exited with a code from 128 to 255
+and fails the job for 1 to 127 (``IsRetryableExitCode`` in kubeflow/training-operator
+pkg/util/train). So every error that a restart cannot change (the job, its data or its checkpoint
+is wrong) has its own code below 128, and an unexpected error, which may well be transient (an
+NCCL or CUDA fault, a lost file system), exits 138 (128 + SIGUSR1, the code Kubernetes users take
+for "retry me") and is retried. With ``ExitCode`` the Training Operator does not count those
+restarts against ``backoffLimit``, so the operator counts them itself against
+``spec.maxRestarts``. The termination message's ``reason`` names the error (the exception type)
+beside the code.
 """
 
 from __future__ import annotations
 
 from enum import IntEnum
 
-from tensorone.api.v1alpha1 import Reason
+from tensorone.api.v1alpha1 import ExitCodes, ModelType, Reason, TrainingJobSpec
 from tensorone.errors import CheckpointNotFound, DataError, NotImplementedByTrainer, TensorOneError
 
 # Exit codes from here up are retried by the Training Operator; those below fail the job.
@@ -44,6 +46,16 @@ FAILURE_REASONS: dict[ExitCode, Reason] = {
     ExitCode.CHECKPOINT: Reason.CHECKPOINT_NOT_FOUND,
     ExitCode.NOT_IMPLEMENTED: Reason.NOT_IMPLEMENTED,
 }
+
+
+def follows_table(spec: TrainingJobSpec) -> bool:
+    """Whether the job's pods end with the codes of this table: our trainer's do; a custom image's
+    only when the job says so (``config.custom.exitCodes: Trainer``), since a custom script's
+    Python exception exits 1, which this table would never retry."""
+    if spec.model_type != ModelType.custom:
+        return True
+    custom = spec.config.custom
+    return custom is not None and custom.exit_codes == ExitCodes.Trainer
 
 
 def is_retryable(code: int) -> bool:
