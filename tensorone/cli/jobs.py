@@ -5,21 +5,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from tensorone.api.timestamps import rfc3339
+from tensorone.cli import connection
+from tensorone.cli.connection import add_connection_arguments
+from tensorone.cli.output import json_time, money, number, percent, print_table, when
 from tensorone.errors import ConfigurationError
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     def verb(name: str, help_text: str, handler: Any) -> argparse.ArgumentParser:
         parser = subparsers.add_parser(name, help=help_text, description=help_text)
-        parser.add_argument("-n", "--namespace", help="namespace (default: the kubeconfig context's, or default)")
-        parser.add_argument("--context", help="kubeconfig context")
-        parser.add_argument("--kubeconfig", help="kubeconfig file")
+        add_connection_arguments(parser)
         parser.set_defaults(handler=handler)
         return parser
 
@@ -70,18 +68,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     checkpoints.add_argument("job")
 
 
-def _client(args: argparse.Namespace) -> Any:
-    from tensorone.client import TensorOneClient
-
-    return TensorOneClient(namespace=args.namespace, context=args.context, kubeconfig=args.kubeconfig)
-
-
 def _create(args: argparse.Namespace) -> int:
     if not args.filename.exists():
         raise ConfigurationError(f"no such file: {args.filename}", field="--filename")
     from tensorone.cli.manifests import load_manifests
 
-    client = _client(args)
+    client = connection.client(args)
     for document in load_manifests(args.filename.read_text()):
         kind = document.get("kind")
         name = document.get("metadata", {}).get("name")
@@ -97,7 +89,7 @@ def _create(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    result = _client(args).training.jobs.list(
+    result = connection.client(args).training.jobs.list(
         status=args.status,
         model_type=args.model_type,
         tag=args.tag,
@@ -131,12 +123,12 @@ def _list(args: argparse.Namespace) -> int:
                 job.model_type,
                 job.spec.gpu_type or "cpu",
                 str(job.spec.max_workers),
-                _percent(job.progress.percentage),
-                _number(job.metrics.current_loss),
-                _time(job.created_at),
+                percent(job.progress.percentage),
+                number(job.metrics.current_loss),
+                when(job.created_at),
             ]
         )
-    _table(rows)
+    print_table(rows)
     if result.pagination.has_more:
         print(f"... {result.pagination.total} jobs in all; next page: --offset {args.offset + args.limit}")
     return 0
@@ -150,18 +142,14 @@ def _summary(job: Any) -> dict[str, Any]:
         "modelType": job.model_type,
         "progress": job.progress.to_wire(),
         "metrics": job.metrics.to_wire(),
-        "createdAt": _timestamp(job.created_at),
-        "startedAt": _timestamp(job.started_at),
-        "estimatedCompletion": _timestamp(job.estimated_completion),
+        "createdAt": json_time(job.created_at),
+        "startedAt": json_time(job.started_at),
+        "estimatedCompletion": json_time(job.estimated_completion),
     }
 
 
-def _timestamp(value: datetime | None) -> str | None:
-    return None if value is None else rfc3339(value)
-
-
 def _get(args: argparse.Namespace) -> int:
-    job = _client(args).training.jobs.get(args.job)
+    job = connection.client(args).training.jobs.get(args.job)
     if args.output == "json":
         print(json.dumps(job.raw, indent=2, default=str))
         return 0
@@ -178,41 +166,41 @@ def _get(args: argparse.Namespace) -> int:
         f"Dataset:    {job.dataset_id}",
         f"Resources:  {job.spec.max_workers} x {job.spec.gpu_type or 'cpu'}",
         f"Progress:   epoch {p.current_epoch or 0}/{p.total_epochs or '?'}, step {p.current_step or 0}/"
-        f"{p.total_steps or '?'} ({_percent(p.percentage)})",
-        f"Loss:       current {_number(m.current_loss)}, best {_number(m.best_loss)}, eval {_number(m.eval_loss)}",
+        f"{p.total_steps or '?'} ({percent(p.percentage)})",
+        f"Loss:       current {number(m.current_loss)}, best {number(m.best_loss)}, eval {number(m.eval_loss)}",
         f"Throughput: {m.throughput or '-'}   Memory: {m.memory_usage or '-'}",
-        f"Cost:       estimated {_money(job.estimated_cost.total)} ({_money(job.estimated_cost.hourly)}/h), "
-        f"so far {_money(job.resource_usage.cost)}",
-        f"Started:    {_time(job.started_at)}   Estimated completion: {_time(job.estimated_completion)}",
+        f"Cost:       estimated {money(job.estimated_cost.total)} ({money(job.estimated_cost.hourly)}/h), "
+        f"so far {money(job.resource_usage.cost)}",
+        f"Started:    {when(job.started_at)}   Estimated completion: {when(job.estimated_completion)}",
     ]
     print("\n".join(lines))
     if job.checkpoints:
         print("Checkpoints:")
         for c in job.checkpoints:
-            print(f"  {c.id:<24} epoch {c.epoch}  step {c.step}  loss {_number(c.loss)}  {c.size or ''}")
+            print(f"  {c.id:<24} epoch {c.epoch}  step {c.step}  loss {number(c.loss)}  {c.size or ''}")
     return 0
 
 
 def _stop(args: argparse.Namespace) -> int:
-    job = _client(args).training.jobs.stop(args.job, reason=args.reason)
+    job = connection.client(args).training.jobs.stop(args.job, reason=args.reason)
     print(f"trainingjob/{job.id} stopping (a checkpoint is saved before the pods end)")
     return 0
 
 
 def _resume(args: argparse.Namespace) -> int:
-    job = _client(args).training.jobs.resume(args.job, checkpoint_id=args.checkpoint)
+    job = connection.client(args).training.jobs.resume(args.job, checkpoint_id=args.checkpoint)
     print(f"trainingjob/{job.id} resuming from {args.checkpoint or 'the latest checkpoint'}")
     return 0
 
 
 def _cancel(args: argparse.Namespace) -> int:
-    job = _client(args).training.jobs.cancel(args.job)
+    job = connection.client(args).training.jobs.cancel(args.job)
     print(f"trainingjob/{job.id} cancelled (checkpoints kept)")
     return 0
 
 
 def _delete(args: argparse.Namespace) -> int:
-    state = _client(args).training.jobs.delete(args.job, force=args.force, wait=args.wait)
+    state = connection.client(args).training.jobs.delete(args.job, force=args.force, wait=args.wait)
     if state == "deleted":
         print(f"trainingjob/{args.job} deleted")
     elif args.wait:
@@ -224,37 +212,15 @@ def _delete(args: argparse.Namespace) -> int:
 
 def _events(args: argparse.Namespace) -> int:
     rows = [["LAST SEEN", "TYPE", "REASON", "COUNT", "MESSAGE"]]
-    for event in _client(args).training.jobs.list_events(args.job):
-        rows.append([_time(event.last_seen), event.type, event.reason, str(event.count), event.message])
-    _table(rows)
+    for event in connection.client(args).training.jobs.list_events(args.job):
+        rows.append([when(event.last_seen), event.type, event.reason, str(event.count), event.message])
+    print_table(rows)
     return 0
 
 
 def _checkpoints(args: argparse.Namespace) -> int:
     rows = [["ID", "EPOCH", "STEP", "LOSS", "SIZE", "CREATED"]]
-    for c in _client(args).training.jobs.list_checkpoints(args.job):
-        rows.append([c.id, str(c.epoch or 0), str(c.step or 0), _number(c.loss), c.size or "-", _time(c.created_at)])
-    _table(rows)
+    for c in connection.client(args).training.jobs.list_checkpoints(args.job):
+        rows.append([c.id, str(c.epoch or 0), str(c.step or 0), number(c.loss), c.size or "-", when(c.created_at)])
+    print_table(rows)
     return 0
-
-
-def _table(rows: list[list[str]]) -> None:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        sys.stdout.write("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() + "\n")
-
-
-def _percent(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}%"
-
-
-def _number(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4g}"
-
-
-def _money(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
-
-
-def _time(value: datetime | None) -> str:
-    return "-" if value is None else rfc3339(value)
