@@ -21,13 +21,15 @@ FORMATS = ("json", "yaml", "wide")
 SPARKS = "▁▂▃▄▅▆▇█"
 
 
-def add_output_argument(parser: argparse.ArgumentParser, default_name: str) -> None:
-    """``-o/--output`` with the formats of FORMATS; absent means the verb's default view."""
+def add_output_argument(parser: argparse.ArgumentParser, default: str) -> None:
+    """``-o/--output``: ``default`` (the verb's own view, the default: table or text), json, yaml
+    or wide."""
     parser.add_argument(
         "-o",
         "--output",
-        choices=FORMATS,
-        help=f"json, yaml, or wide (the {default_name} with more columns); default: the {default_name}",
+        choices=(default, *FORMATS),
+        default=default,
+        help=f"{default} (the default), json, yaml, or wide (the {default} with more)",
     )
 
 
@@ -41,10 +43,8 @@ def print_document(data: Any, output: str) -> None:
     sys.stdout.write(dump_manifest(json.loads(json.dumps(data, default=_json_default))))
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return rfc3339(value)
-    raise TypeError(f"{type(value).__name__} is not JSON")
+def _json_default(value: Any) -> str:
+    return rfc3339(value) if isinstance(value, datetime) else str(value)
 
 
 def table(rows: Sequence[Sequence[str]]) -> str:
