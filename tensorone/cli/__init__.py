@@ -26,6 +26,7 @@ from tensorone.errors import TensorOneError
 COMMAND_MODULES: list[str] = [
     "tensorone.cli.jobs",
     "tensorone.cli.watch",
+    "tensorone.cli.datasets",
     "tensorone.cli.manifests",
 ]
 # Entry points of this group name a ``register(subparsers)`` function of another package.

@@ -52,7 +52,8 @@ _BY_CODE = {
 HINTS = {
     "CONFIGURATION_ERROR": "t1 validate FILE checks manifests offline; docs/api.md lists every field",
     "JOB_NOT_FOUND": "t1 list shows this namespace's jobs; -n NAMESPACE looks in another",
-    "DATASET_NOT_FOUND": "create the Dataset first (t1 create -f dataset.yaml), in the job's namespace",
+    "DATASET_NOT_FOUND": "t1 datasets list shows this namespace's Datasets; t1 datasets create -f dataset.yaml "
+    "creates one (in the job's namespace)",
     "CHECKPOINT_NOT_FOUND": "t1 checkpoints JOB lists the job's checkpoints",
     "ALREADY_EXISTS": "choose another name, or t1 delete the existing one first",
     "INVALID_JOB_STATE": "t1 get JOB shows its status",
