@@ -178,6 +178,8 @@ class JobScreen:
         bar = Table.grid(padding=(0, 1))
         bar.add_row(ProgressBar(total=100, completed=p.percentage or 0, width=40), progress_text(job))
         grid.add_row("Progress", bar)
+        if eta := eta_text(job):
+            grid.add_row("ETA", eta)
         grid.add_row("Loss", loss_text(job))
         grid.add_row("Learning rate", number(m.learning_rate))
         grid.add_row("Throughput", m.throughput or "-")
@@ -197,15 +199,20 @@ class JobScreen:
 
 
 def progress_text(job: Job) -> str:
-    """``51.4%  epoch 8/15  step 54/105  ETA 17s (2026-...Z)``."""
+    """``51.4%  epoch 8/15  step 54/105``."""
     p = job.progress
-    text = (
+    return (
         f"{percent(p.percentage)}  epoch {p.current_epoch or 0}/{p.total_epochs or '?'}  "
         f"step {p.current_step or 0}/{p.total_steps or '?'}"
     )
-    if final_phase(job) is None and (p.remaining_time is not None or job.estimated_completion is not None):
-        text += f"  ETA {duration(p.remaining_time)} ({when(job.estimated_completion)})"
-    return text
+
+
+def eta_text(job: Job) -> str | None:
+    """``17s (2026-11-22T01:18:50Z)``: the training left and when it should end; None once the job
+    has ended or before the trainer has estimated it."""
+    if final_phase(job) is not None or (job.progress.remaining_time is None and job.estimated_completion is None):
+        return None
+    return f"{duration(job.progress.remaining_time)} ({when(job.estimated_completion)})"
 
 
 def loss_text(job: Job) -> str:
