@@ -45,14 +45,14 @@ def test_watch_draws_the_job_live_until_it_completes(
         trainer.report = REPORT
         t1.wait_for_text("trainingjob/llama (default)", "Pending")
         run_master_pod(cluster.api, "llama", trainer.port)
-        t1.wait_for_text("Running", "step 30/100", "1.25 (best 1.2)", "Loss curve")
+        t1.wait_for_text("Running", "step 30/100", "1.25 (best 1.2)", "Loss curve", "TrainingStarted")
         frame = t1.last_frame("╭─ trainingjob/llama")
         assert "━" in frame  # the progress bar
         assert "30.0%  epoch 1/2  step 30/100" in frame and "ETA " in frame
         assert "eval 1.4 (best 1.4)" in frame and "Learning rate  0.0002" in frame
         assert "1250 tokens/sec" in frame and "so far" in frame
         assert "█▅▂▁  3 -> 1.25, steps 1-30" in frame
-        assert "Events" in frame and "training is running" in frame  # the operator's Event
+        assert "Events" in frame and "training started: 100 steps planned" in frame  # the operator's Event
         play_training_operator(cluster.api, "llama", "Succeeded", succeeded=1)
         assert t1.wait() == OK, t1.stderr
         final = t1.last_frame("╭─ trainingjob/llama")
