@@ -598,7 +598,9 @@ def _api_error(error: Any) -> TensorOneError:
 
 
 class Jobs:
-    """``client.training.jobs``: create, get, list, stop, resume, cancel, delete, events, checkpoints."""
+    """``client.training.jobs``: create, get, list, stop, resume, cancel, delete, events, checkpoints,
+    and the watches that follow a job, its Events or the list (``watch``, ``watch_events``,
+    ``watch_list``)."""
 
     def __init__(self, kube: KubeApi, namespace: str, settings: CatalogSettings | None = None) -> None:
         self._kube = kube
