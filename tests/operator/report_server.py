@@ -70,11 +70,13 @@ DRIP_SECONDS = 30.0
 
 
 class ReportServer:
-    """A threaded HTTP server on 127.0.0.1 answering /progress with ``answer``; ``redirect_to``
-    replaces the redirect's target (another tenant's trainer)."""
+    """A threaded HTTP server on 127.0.0.1 answering /progress with ``answer``; ``report`` replaces
+    the valid answer's report, ``redirect_to`` the redirect's target (another tenant's trainer)."""
 
     def __init__(self) -> None:
         self.answer = "valid"
+        # The valid answer's report (wire form), when not report_json()'s.
+        self.report: dict[str, Any] | None = None
         self.redirect_to: str | None = None
         self.requests = 0
         self._closing = threading.Event()
@@ -100,6 +102,8 @@ class ReportServer:
             self._flood_headers(handler)
             return
         status, headers, body = ANSWERS[self.answer]
+        if self.answer == "valid" and self.report is not None:
+            body = json.dumps(self.report).encode()
         if self.answer == "redirect" and self.redirect_to:
             headers = {"Location": self.redirect_to}
         handler.send_response(status)

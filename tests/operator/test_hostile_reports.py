@@ -4,43 +4,22 @@ warning Event, and keeps its phase and usage; the normal job is untouched."""
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
-from tensorone_operator.builders import REPORT_PORT_NAME
-from tensorone_operator.live_status import REPLICA_TYPE_LABEL
-
-from tests import factories
 from tests.kube.polling import wait_for
 from tests.kube.server import EmulatorServer
 from tests.operator.kit import (
-    child_job,
     condition,
     dataset,
     event_with,
     job_status,
     phase_is,
     play_training_operator,
+    run_master_pod,
     training_job,
 )
 from tests.operator.report_server import HOSTILE, ReportServer
 from tests.operator.runner import OperatorThread
-
-
-def run_master_pod(api: Any, name: str, report_port: int) -> None:
-    """The job's rank-0 pod as a kubelet runs it, its report port served on 127.0.0.1:report_port."""
-    child = wait_for(lambda: child_job(api, name))
-    play_training_operator(api, name, "Running", active=1)
-    template = child["spec"]["pytorchReplicaSpecs"]["Master"]["template"]
-    spec = copy.deepcopy(template["spec"])
-    container = spec["containers"][0]
-    for port in container.get("ports") or []:
-        if port.get("name") == REPORT_PORT_NAME:
-            port["containerPort"] = report_port
-    labels = {**template["metadata"]["labels"], REPLICA_TYPE_LABEL: "master"}
-    api.create(factories.pod(f"{name}-master-0", child, spec=spec, labels=labels))
-    status = factories.running_pod_status(container, pod_ip="127.0.0.1", started_at=factories.now())
-    api.patch("v1", "Pod", f"{name}-master-0", {"status": status}, "default", subresource="status")
 
 
 def step_of(api: Any, name: str) -> int:
