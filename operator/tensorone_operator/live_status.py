@@ -452,13 +452,13 @@ def _epochs_completed(previous: ProgressReport, current: ProgressReport) -> list
 # Reading reports ------------------------------------------------------------------------------
 
 
-def report_from_text(text: str | None) -> ProgressReport | None:
+def report_from_text(text: str | None, *, now: datetime) -> ProgressReport | None:
     """A report from a termination message; None when absent or not a report within the bounds
     (a custom image may write anything to its termination log)."""
     if not text:
         return None
     try:
-        return parse_report(text)
+        return parse_report(text, now=now)
     except InvalidReport:
         return None
 
@@ -488,25 +488,26 @@ def _termination_messages(pod: Mapping[str, Any]) -> list[tuple[str, str]]:
     return messages
 
 
-def termination_report(pod: Mapping[str, Any]) -> ProgressReport | None:
+def termination_report(pod: Mapping[str, Any], *, now: datetime) -> ProgressReport | None:
     """The report a pod's ``pytorch`` container left in its termination message (current or last
-    state, the newest first)."""
+    state, the newest first), read at ``now``."""
     for _, message in _termination_messages(pod):
-        report = report_from_text(message)
+        report = report_from_text(message, now=now)
         if report is not None:
             return report
     return None
 
 
-def termination_refusal(pod: Mapping[str, Any]) -> str | None:
-    """Why the termination message of a pod's ended ``pytorch`` container is no acceptable report;
-    None when it is one, when it is empty (a pod that wrote nothing is not refused), or when the
-    container runs (a message of an earlier run was judged when that run ended)."""
+def termination_refusal(pod: Mapping[str, Any], *, now: datetime) -> str | None:
+    """Why the termination message of a pod's ended ``pytorch`` container, read at ``now``, is no
+    acceptable report; None when it is one, when it is empty (a pod that wrote nothing is not
+    refused), or when the container runs (a message of an earlier run was judged when that run
+    ended)."""
     messages = _termination_messages(pod)
     if not messages or messages[0][0] != "state":
         return None
     try:
-        parse_report(messages[0][1])
+        parse_report(messages[0][1], now=now)
     except InvalidReport as exc:
         return f"termination message of pod {(pod.get('metadata') or {}).get('name')}: {exc}"
     return None
@@ -532,10 +533,10 @@ def newer(first: ProgressReport | None, second: ProgressReport | None) -> Progre
 REPLICA_TYPE_LABEL = "training.kubeflow.org/replica-type"
 
 
-def master_pod_view(pod: Mapping[str, Any]) -> dict[str, Any] | None:
-    """What the operator keeps of a job's rank-0 (Master) pod: where to poll it, the report it left
-    in its termination message, and why that message was refused, if it was. None for other
-    replicas."""
+def master_pod_view(pod: Mapping[str, Any], *, now: datetime) -> dict[str, Any] | None:
+    """What the operator keeps of a job's rank-0 (Master) pod, seen at ``now``: where to poll it,
+    the report it left in its termination message, and why that message was refused, if it was.
+    None for other replicas."""
     metadata = pod.get("metadata") or {}
     if str((metadata.get("labels") or {}).get(REPLICA_TYPE_LABEL, "")).lower() != MASTER_REPLICA.lower():
         return None
@@ -558,9 +559,9 @@ def master_pod_view(pod: Mapping[str, Any]) -> dict[str, Any] | None:
         "podIP": status.get("podIP"),
         "reportPort": port,
         "running": running and not metadata.get("deletionTimestamp"),
-        "report": termination_report(pod),
+        "report": termination_report(pod, now=now),
         "exitCode": failed_exit_code(pod),
-        "refusal": termination_refusal(pod),
+        "refusal": termination_refusal(pod, now=now),
     }
 
 

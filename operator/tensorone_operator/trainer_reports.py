@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 
 from tensorone.api.report import MAX_REPORT_BYTES, InvalidReport, ProgressReport, parse_report
-from tensorone.api.timestamps import utc_now
+from tensorone.api.timestamps import now, utc_now
 from tensorone.api.v1alpha1 import Reason
 from tensorone_operator.events import Event, EventType
 from tensorone_operator.live_status import (
@@ -126,7 +126,7 @@ class TrainerReports:
         take the report it left in its termination message (also from the last state of a pod
         being deleted, as on a stop), or refuse that message when it is no acceptable report.
         Whether that is news (a report newer than the one kept, or a new refusal)."""
-        view = master_pod_view(pod)
+        view = master_pod_view(pod, now=now())
         if view is None:
             return False
         final, refusal = view.pop("report"), view.pop("refusal")
@@ -182,7 +182,7 @@ class TrainerReports:
         try:
             async with self._http.get(url, allow_redirects=False) as response:
                 body = await _report_body(response)
-            report = None if body is None else parse_report(body)
+            report = None if body is None else parse_report(body, now=now())
         except TimeoutError:
             self._timed_out(key)
             return
