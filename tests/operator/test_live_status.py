@@ -15,6 +15,7 @@ from tensorone_operator.live_status import (
     live_fields,
     newer,
     remaining_seconds,
+    replica_failure,
     report_events,
     running_time,
     termination_refusal,
@@ -253,6 +254,25 @@ def test_a_termination_message_from_the_future_is_refused_and_not_taken() -> Non
     assert refusal.startswith("termination message of pod llama-master-0: report field startedAt: 9999-01-01T00:00:00Z")
     assert "is in the future" in refusal
     assert termination_report(pod, now=NOW) is None
+
+
+def test_a_replica_failure_is_a_permanent_exit_code_with_the_report_when_it_is_acceptable() -> None:
+    def worker(code: int, message: str, **metadata: Any) -> dict[str, Any]:
+        statuses = [{"name": "pytorch", "state": {"terminated": {"exitCode": code, "message": message}}}]
+        labels = {"training.kubeflow.org/replica-type": "worker"}
+        meta = {"name": "llama-worker-1", "labels": labels, **metadata}
+        return {"metadata": meta, "status": {"containerStatuses": statuses}}
+
+    told = report(state=TrainerState.failed, reason="DataError", message="bad rows").termination_message()
+    failure = replica_failure(worker(3, told), now=NOW)
+    assert failure is not None and (failure.replica, failure.pod, failure.exit_code) == ("Worker", "llama-worker-1", 3)
+    assert failure.report is not None and failure.report.message == "bad rows"
+    # A message out of bounds (here: from the future) is no report; the failure stays.
+    future = report(state=TrainerState.failed, started_at=datetime(9999, 1, 1, tzinfo=UTC)).termination_message()
+    assert (unbounded := replica_failure(worker(3, future), now=NOW)) is not None and unbounded.report is None
+    assert replica_failure(worker(138, told), now=NOW) is None  # retried: the job goes on
+    assert replica_failure(worker(0, told), now=NOW) is None
+    assert replica_failure(worker(3, told, deletionTimestamp="2026-01-15T12:00:00Z"), now=NOW) is None
 
 
 def test_newer_prefers_the_later_process_then_step() -> None:
