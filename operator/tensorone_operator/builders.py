@@ -36,8 +36,9 @@ from tensorone_operator.config import OperatorConfig
 
 PYTORCHJOB_GROUP, PYTORCHJOB_VERSION, PYTORCHJOB_PLURAL = "kubeflow.org", "v1", "pytorchjobs"
 PYTORCHJOB_API_VERSION = f"{PYTORCHJOB_GROUP}/{PYTORCHJOB_VERSION}"
-# The replica of rank 0 (it serves /progress); the others are Workers.
+# The replica of rank 0 (it serves /progress), and the replica of the other ranks.
 MASTER_REPLICA = "Master"
+WORKER_REPLICA = "Worker"
 # HOME of the trainer image's user (the Dockerfile's trainer stage); HF_HOME is under it.
 TRAINER_HOME = "/home/trainer"
 CONTAINER_NAME = "pytorch"  # the Training Operator looks for this container name
@@ -392,7 +393,7 @@ def build_pytorchjob(
         MASTER_REPLICA: {"replicas": 1, "restartPolicy": policy, "template": template},
     }
     if resources.workers > 1:
-        replicas["Worker"] = {"replicas": resources.workers - 1, "restartPolicy": policy, "template": template}
+        replicas[WORKER_REPLICA] = {"replicas": resources.workers - 1, "restartPolicy": policy, "template": template}
     return {
         "apiVersion": PYTORCHJOB_API_VERSION,
         "kind": "PyTorchJob",

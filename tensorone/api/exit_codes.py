@@ -25,18 +25,27 @@ RETRYABLE_FROM = 128
 
 
 class ExitCode(IntEnum):
-    """The trainer's exit codes (docs/trainer.md has the same table)."""
+    """The trainer's exit codes (docs/trainer.md has the same table); MEANINGS says what each means."""
 
-    COMPLETED = 0  # completed, or stopped on SIGTERM/SIGINT (after saving a checkpoint when it could)
-    CONFIGURATION = 2  # ConfigurationError: the job must be changed
-    DATA = 3  # DataError: the data cannot be read, too many rows are bad, or it changed under a checkpoint
-    DIVERGED = 4  # the loss became NaN or infinite; the last good checkpoint is kept
-    CHECKPOINT = (
-        5  # CheckpointNotFound, CheckpointDamaged: the checkpoint to resume from is absent or fails its digests
-    )
-    NOT_IMPLEMENTED = 6  # NotImplementedByTrainer: a model type (or feature) this trainer has no code for
-    UNEXPECTED = 138  # an unexpected error, maybe transient: retried; the reason is the exception type
+    COMPLETED = 0
+    CONFIGURATION = 2  # ConfigurationError
+    DATA = 3  # DataError
+    DIVERGED = 4
+    CHECKPOINT = 5  # CheckpointNotFound, CheckpointDamaged
+    NOT_IMPLEMENTED = 6  # NotImplementedByTrainer
+    UNEXPECTED = 138  # any other exception; the termination message's reason is its type
 
+
+# What each exit code means, as docs/trainer.md and a failure message say it.
+MEANINGS: dict[ExitCode, str] = {
+    ExitCode.COMPLETED: "completed, or stopped after saving a checkpoint",
+    ExitCode.CONFIGURATION: "configuration error: the job must be changed",
+    ExitCode.DATA: "data error: the data is unreadable, has too many bad rows, or changed under the checkpoint",
+    ExitCode.DIVERGED: "diverged: the loss became NaN or infinite",
+    ExitCode.CHECKPOINT: "checkpoint error: the checkpoint to resume from does not exist or does not verify",
+    ExitCode.NOT_IMPLEMENTED: "not implemented: a model type or feature this trainer has no code for",
+    ExitCode.UNEXPECTED: "unexpected error, retried",
+}
 
 # The condition reason of a job that failed with a permanent exit code.
 FAILURE_REASONS: dict[ExitCode, Reason] = {
@@ -66,6 +75,11 @@ def is_retryable(code: int) -> bool:
 def failure_reason(code: int) -> Reason | None:
     """The reason of a trainer that exited with ``code``: None for success and for codes not in the table."""
     return FAILURE_REASONS.get(ExitCode(code)) if code in ExitCode._value2member_map_ else None
+
+
+def meaning(code: int) -> str | None:
+    """What exit ``code`` means in the table; None for a code not in it."""
+    return MEANINGS.get(ExitCode(code)) if code in ExitCode._value2member_map_ else None
 
 
 def exit_code_for(error: TensorOneError) -> ExitCode:

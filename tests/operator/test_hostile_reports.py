@@ -18,7 +18,7 @@ from tests.operator.kit import (
     run_master_pod,
     training_job,
 )
-from tests.operator.report_server import HOSTILE, ReportServer
+from tests.operator.report_server import HOSTILE, ReportServer, report_json
 from tests.operator.runner import OperatorThread
 
 
@@ -63,3 +63,21 @@ def test_hostile_reports_are_refused_with_a_condition_and_the_job_goes_on(
         # The normal job beside it converged and never saw a refusal.
         assert step_of(cluster.api, "normal") == 5
         assert not condition(job_status(cluster.api, "normal"), "ReportValid")
+
+
+def test_a_report_from_the_future_is_refused_and_the_genuine_ones_after_it_are_followed(
+    cluster: EmulatorServer, operator: OperatorThread
+) -> None:
+    cluster.api.create(dataset())
+    with ReportServer() as server:
+        server.answer = "far_future"
+        cluster.api.create(training_job("clock"))
+        run_master_pod(cluster.api, "clock", server.port)
+        refused = wait_for(lambda: (c := report_validity(cluster.api, "clock"))["status"] == "False" and c)
+        assert "report field startedAt: 9999-01-01T00:00:00Z is in the future" in refused["message"], refused
+        for step in (6, 7):
+            server.serve(report_json(step=step))
+            wait_for(lambda step=step: step_of(cluster.api, "clock") == step, f"the genuine step {step}")  # type: ignore[misc]
+        assert report_validity(cluster.api, "clock")["status"] == "True"
+        warning = event_with(cluster.api, "ReportRefused", "Warning", name="clock")
+        assert "report field startedAt" in warning["message"], warning
