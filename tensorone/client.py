@@ -69,8 +69,10 @@ STOP_REASON_ANNOTATION = f"{GROUP}/stop-reason"
 # A job's status in the reference API: its phase, in lower case.
 JOB_STATUSES = tuple(phase.value.lower() for phase in Phase)
 SORT_KEYS = ("created_at", "updated_at", "name")
-# The gateway's address for TensorOneClient when no base_url is given.
+# The gateway's address for TensorOneClient when no base_url is given, and the key it sends when no
+# api_key is given (the gateway transport only: the Kubernetes transport has the kubeconfig).
 BASE_URL_ENV = "TENSORONE_BASE_URL"
+API_KEY_ENV = "TENSORONE_API_KEY"
 # What a delete left behind: nothing, or an object the operator's finalizer still holds.
 Deletion = Literal["deleted", "terminating"]
 # How long one watch request lasts before it is made again from the version it reached: API servers
@@ -980,7 +982,7 @@ class TensorOneClient:
     """Entry point of the SDK, with two transports.
 
     With ``base_url`` (or ``$TENSORONE_BASE_URL``) it talks to the TensorOne gateway over HTTP,
-    ``api_key`` sent as the bearer token: the reference API's way. Without, it talks to the
+    ``api_key`` (or ``$TENSORONE_API_KEY``) sent as the bearer token: the reference API's way. Without, it talks to the
     Kubernetes API with the caller's kubeconfig (or the in-cluster account), ``api_key`` used as
     the bearer token when given. The verbs and their answers are the same both ways.
 
@@ -1005,6 +1007,7 @@ class TensorOneClient:
             from tensorone.rest_client import RestJobs
 
             self.namespace = namespace
+            api_key = api_key or os.environ.get(API_KEY_ENV) or None
             self.training = Training(RestJobs(base_url, api_key=api_key, namespace=namespace, timeout=timeout))
             self._datasets: Datasets | None = None
             return
