@@ -288,13 +288,24 @@ class KubeApi:
         from urllib3.exceptions import HTTPError
 
         try:
-            return call(*args, **kwargs)
+            answer = call(*args, **kwargs)
         except ApiException as error:
             if error.status == 404 and not_found is not None:
                 raise not_found from error
             raise _api_error(error) from error
         except HTTPError as error:
             raise self.unreachable(error) from None
+        if isinstance(answer, str) or (isinstance(answer, dict) and not isinstance(answer.get("metadata", {}), dict)):
+            # The kubernetes client hands back a body it cannot read as JSON as it came.
+            raise self.not_the_api(answer)
+        return answer
+
+    def not_the_api(self, answer: Any) -> Unreachable:
+        """CONNECTION_ERROR for a server that answered, but not as an API server does (a proxy's
+        sign-in page, a web server on the port). What it answered is not quoted: the message may
+        reach a caller of the gateway."""
+        what = "a body that is not JSON" if isinstance(answer, str) else "JSON that is no Kubernetes object"
+        return self.unreachable(ValueError(f"it answered {what}: is this the API server's address?"))
 
     def unreachable(self, error: Exception) -> Unreachable:
         """CONNECTION_ERROR naming the server and the innermost reason of ``error``."""
@@ -331,7 +342,13 @@ class KubeApi:
         response = self._call(
             call, *args, field_selector=field_selector, label_selector=label_selector, _preload_content=False
         )
-        return cast(dict[str, Any], json.loads(response.data))
+        try:
+            answer = json.loads(response.data)
+        except ValueError:
+            answer = response.data.decode(errors="replace")
+        if not isinstance(answer, dict) or not isinstance(answer.get("items", []), list):
+            raise self.not_the_api(answer)
+        return answer
 
     def list(self, plural: str, namespace: str | None, label_selector: str | None = None) -> list[dict[str, Any]]:
         """Every object of the namespace (shared with other callers of this object: do not change them)."""
