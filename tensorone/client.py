@@ -69,8 +69,10 @@ STOP_REASON_ANNOTATION = f"{GROUP}/stop-reason"
 # A job's status in the reference API: its phase, in lower case.
 JOB_STATUSES = tuple(phase.value.lower() for phase in Phase)
 SORT_KEYS = ("created_at", "updated_at", "name")
-# The gateway's address for TensorOneClient when no base_url is given.
+# The gateway's address for TensorOneClient when no base_url is given, and the key it sends when no
+# api_key is given (the gateway transport only: the Kubernetes transport has the kubeconfig).
 BASE_URL_ENV = "TENSORONE_BASE_URL"
+API_KEY_ENV = "TENSORONE_API_KEY"
 # What a delete left behind: nothing, or an object the operator's finalizer still holds.
 Deletion = Literal["deleted", "terminating"]
 # How long one watch request lasts before it is made again from the version it reached: API servers
@@ -286,13 +288,24 @@ class KubeApi:
         from urllib3.exceptions import HTTPError
 
         try:
-            return call(*args, **kwargs)
+            answer = call(*args, **kwargs)
         except ApiException as error:
             if error.status == 404 and not_found is not None:
                 raise not_found from error
             raise _api_error(error) from error
         except HTTPError as error:
             raise self.unreachable(error) from None
+        if isinstance(answer, str) or (isinstance(answer, dict) and not isinstance(answer.get("metadata", {}), dict)):
+            # The kubernetes client hands back a body it cannot read as JSON as it came.
+            raise self.not_the_api(answer)
+        return answer
+
+    def not_the_api(self, answer: Any) -> Unreachable:
+        """CONNECTION_ERROR for a server that answered, but not as an API server does (a proxy's
+        sign-in page, a web server on the port). What it answered is not quoted: the message may
+        reach a caller of the gateway."""
+        what = "a body that is not JSON" if isinstance(answer, str) else "JSON that is no Kubernetes object"
+        return self.unreachable(ValueError(f"it answered {what}: is this the API server's address?"))
 
     def unreachable(self, error: Exception) -> Unreachable:
         """CONNECTION_ERROR naming the server and the innermost reason of ``error``."""
@@ -329,7 +342,13 @@ class KubeApi:
         response = self._call(
             call, *args, field_selector=field_selector, label_selector=label_selector, _preload_content=False
         )
-        return cast(dict[str, Any], json.loads(response.data))
+        try:
+            answer = json.loads(response.data)
+        except ValueError:
+            answer = response.data.decode(errors="replace")
+        if not isinstance(answer, dict) or not isinstance(answer.get("items", []), list):
+            raise self.not_the_api(answer)
+        return answer
 
     def list(self, plural: str, namespace: str | None, label_selector: str | None = None) -> list[dict[str, Any]]:
         """Every object of the namespace (shared with other callers of this object: do not change them)."""
@@ -980,7 +999,7 @@ class TensorOneClient:
     """Entry point of the SDK, with two transports.
 
     With ``base_url`` (or ``$TENSORONE_BASE_URL``) it talks to the TensorOne gateway over HTTP,
-    ``api_key`` sent as the bearer token: the reference API's way. Without, it talks to the
+    ``api_key`` (or ``$TENSORONE_API_KEY``) sent as the bearer token: the reference API's way. Without, it talks to the
     Kubernetes API with the caller's kubeconfig (or the in-cluster account), ``api_key`` used as
     the bearer token when given. The verbs and their answers are the same both ways.
 
@@ -1005,6 +1024,7 @@ class TensorOneClient:
             from tensorone.rest_client import RestJobs
 
             self.namespace = namespace
+            api_key = api_key or os.environ.get(API_KEY_ENV) or None
             self.training = Training(RestJobs(base_url, api_key=api_key, namespace=namespace, timeout=timeout))
             self._datasets: Datasets | None = None
             return

@@ -58,7 +58,7 @@ HINTS = {
     "ALREADY_EXISTS": "choose another name, or t1 delete the existing one first",
     "INVALID_JOB_STATE": "t1 get JOB shows its status",
     "INSUFFICIENT_RESOURCES": "choose one of the available GPU types, or add a node that offers it",
-    "UNAUTHENTICATED": "refresh the kubeconfig's credential (or the API key); kubectl auth whoami shows who you are",
+    "UNAUTHENTICATED": "refresh the kubeconfig's credential, or for the gateway $TENSORONE_API_KEY; kubectl auth whoami shows who you are",
     "FORBIDDEN": "kubectl auth can-i create trainingjobs.training.tensorone.ai -n NAMESPACE; ask for the tensorone "
     "editor role in the namespace",
     "CONNECTION_ERROR": "kubectl cluster-info checks the kubeconfig's server; for the gateway, TENSORONE_BASE_URL",

@@ -4,12 +4,8 @@ pages, acting as the caller, health and metrics, and the committed OpenAPI docum
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +16,7 @@ from tensorone.gateway import openapi
 from tensorone.gateway.app import GatewayConfig, create_app
 from tests.factories import API, PYTORCHJOB, gpu_node
 from tests.gateway.process import ADMIN_TOKEN, EDITOR_TOKEN, READER_TOKEN
-from tests.kube.loopback import LOOPBACK, free_port
+from tests.kube.loopback import LIST_OF_NUMBERS, SIGN_IN_PAGE, answering_server, free_port
 from tests.kube.polling import wait_for
 from tests.kube.server import EmulatorServer
 from tests.operator.kit import condition, job_status
@@ -211,40 +207,21 @@ def test_an_api_server_failure_is_an_internal_error_counted_in_the_metrics(
     assert 'tensorone_gateway_requests_total{method="GET",route="/v2/training/jobs",status="500"} 1.0' in text
 
 
-@contextlib.contextmanager
-def web_page_server() -> Iterator[str]:
-    """An address that answers every request with a web page (a proxy's sign-in page, say) where
-    the gateway expects the Kubernetes API; its URL."""
-
-    class SignInPage(BaseHTTPRequestHandler):
-        def answer(self) -> None:
-            body = b"<html><body>Sign in</body></html>"
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        do_GET = do_POST = answer
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer((LOOPBACK, 0), SignInPage)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://{LOOPBACK}:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+def test_a_web_page_where_the_api_server_should_be_is_a_connection_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with answering_server(SIGN_IN_PAGE) as url, TestClient(create_app(GatewayConfig(api_server=url))) as client:
+        answer = client.get(JOBS, headers=ADMIN)
+    assert answer.status_code == 503, answer.text
+    assert answer.json()["error"] == "CONNECTION_ERROR"
+    assert "Sign in" not in answer.text and ADMIN_TOKEN not in answer.text
 
 
 def test_an_answer_the_gateway_cannot_read_is_an_internal_error_that_tells_nothing_of_it(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    with web_page_server() as url, TestClient(create_app(GatewayConfig(api_server=url))) as client:
+    # A list of numbers for every answer: reading it fails where nothing expects it to.
+    with answering_server(LIST_OF_NUMBERS) as url, TestClient(create_app(GatewayConfig(api_server=url))) as client:
         with caplog.at_level(logging.ERROR, logger="tensorone.gateway"):
             answers = [
                 client.get(JOBS, headers=ADMIN),

@@ -14,7 +14,7 @@ import pytest
 from tensorone.cli import main
 from tensorone.cli.exit_codes import NOT_FOUND, UNREACHABLE, USAGE
 from tests.factories import gpu_node
-from tests.kube.loopback import free_port
+from tests.kube.loopback import NOT_AN_OBJECT, SIGN_IN_PAGE, answering_server, free_port
 from tests.kube.server import EmulatorServer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -91,27 +91,49 @@ def test_list_json_has_rfc3339_times(cluster: EmulatorServer, capsys: pytest.Cap
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", created), created
 
 
-def test_an_unreachable_cluster_is_one_line(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    kubeconfig = tmp_path / "down"
-    kubeconfig.write_text(
+def kubeconfig_at(path: Path, server: str) -> Path:
+    """A kubeconfig whose one context points at ``server``."""
+    path.write_text(
         json.dumps(
             {
                 "apiVersion": "v1",
                 "kind": "Config",
-                "clusters": [{"name": "down", "cluster": {"server": f"http://127.0.0.1:{free_port()}"}}],
-                "users": [{"name": "down", "user": {}}],
-                "contexts": [{"name": "down", "context": {"cluster": "down", "user": "down"}}],
-                "current-context": "down",
+                "clusters": [{"name": "c", "cluster": {"server": server}}],
+                "users": [{"name": "c", "user": {}}],
+                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "c"}}],
+                "current-context": "c",
             }
         )
     )
-    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    return path
+
+
+def test_an_unreachable_cluster_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig_at(tmp_path / "down", f"http://127.0.0.1:{free_port()}")))
     assert main(["list"]) == UNREACHABLE
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 2 and err[0].startswith("t1: CONNECTION_ERROR: cannot reach the Kubernetes API")
     assert "Traceback" not in "\n".join(err)
+
+
+@pytest.mark.parametrize("answer", [SIGN_IN_PAGE, NOT_AN_OBJECT], ids=["web-page", "json-of-no-object"])
+@pytest.mark.parametrize("verb", [["list"], ["get", "llama"]])
+def test_a_server_that_is_no_api_server_is_one_line(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    answer: tuple[str, bytes],
+    verb: list[str],
+) -> None:
+    with answering_server(answer) as url:
+        monkeypatch.setenv("KUBECONFIG", str(kubeconfig_at(tmp_path / "proxy", url)))
+        assert main(verb) == UNREACHABLE
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2, err
+    assert err[0].startswith("t1: CONNECTION_ERROR: cannot reach the Kubernetes API at http://127.0.0.1:"), err
+    assert "is this the API server's address?" in err[0], err
 
 
 def test_a_closed_pipe_ends_quietly(cluster: EmulatorServer, tmp_path: Path) -> None:
