@@ -1,0 +1,206 @@
+"""``t1 logs`` against the emulator and the real operator, through a kubeconfig as a user would:
+the test plays the Training Operator and the kubelet (the pods, their container runs and what the
+trainer prints in them)."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tensorone.api.pods import REPLICA_INDEX_LABEL, REPLICA_TYPE_LABEL
+from tensorone.cli import main
+from tensorone.cli.exit_codes import NOT_FOUND, USAGE
+from tests import factories
+from tests.kube.polling import wait_for
+from tests.kube.server import EmulatorServer
+from tests.operator.kit import child_job, phase_is, play_training_operator
+from tests.operator.runner import OperatorThread
+
+JOB = "llama"
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[EmulatorServer]:
+    with EmulatorServer() as server, OperatorThread(server):
+        monkeypatch.setenv("KUBECONFIG", str(server.write_kubeconfig(tmp_path / "kubeconfig")))
+        monkeypatch.delenv("TENSORONE_BASE_URL", raising=False)
+        yield server
+
+
+def start_job(cluster: EmulatorServer, *, workers: int = 1) -> None:
+    """A CPU job, and its PyTorchJob made by the operator."""
+    cluster.api.create(factories.dataset())
+    cluster.api.create(factories.training_job(JOB, maxWorkers=workers))
+    wait_for(lambda: child_job(cluster.api, JOB))
+
+
+def start_pod(cluster: EmulatorServer, replica: str = "Master", index: int = 0) -> str:
+    """The Training Operator's pod of a replica, started by a kubelet (no pod IP: the operator does
+    not poll it); its name."""
+    child = child_job(cluster.api, JOB)
+    template = child["spec"]["pytorchReplicaSpecs"][replica]["template"]
+    name = f"{JOB}-{replica.lower()}-{index}"
+    labels = {**template["metadata"]["labels"], REPLICA_TYPE_LABEL: replica.lower(), REPLICA_INDEX_LABEL: str(index)}
+    spec = {**copy.deepcopy(template["spec"]), "nodeName": "node-1"}
+    cluster.api.create(factories.pod(name, child, spec=spec, labels=labels))
+    run(cluster, name, spec["containers"][0])
+    return name
+
+
+def run(cluster: EmulatorServer, pod: str, spec_container: dict[str, Any], restarts: int = 0) -> None:
+    """The pod's container runs, after ``restarts`` restarts (the last one a retryable exit)."""
+    status = factories.running_pod_status(
+        spec_container, pod_ip="", started_at=factories.now(), restarts=restarts, last_exit_code=138
+    )
+    cluster.api.patch("v1", "Pod", pod, {"status": status}, "default", subresource="status")
+
+
+def pod_container(cluster: EmulatorServer, replica: str = "Master") -> dict[str, Any]:
+    template = child_job(cluster.api, JOB)["spec"]["pytorchReplicaSpecs"][replica]["template"]
+    return dict(template["spec"]["containers"][0])
+
+
+def logs(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(["logs", JOB, *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_logs_prints_the_trainers_log_of_the_master_pod(
+    cluster: EmulatorServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    start_job(cluster)
+    pod = start_pod(cluster)
+    cluster.write_log("default", pod, "training llama on CPU\nstep 1 loss 7.0\nstep 2 loss 6.1\n")
+    assert logs(capsys) == (0, "training llama on CPU\nstep 1 loss 7.0\nstep 2 loss 6.1\n", "")
+    assert logs(capsys, "--tail", "1") == (0, "step 2 loss 6.1\n", "")
+
+
+def test_previous_reads_the_run_before_a_restart(cluster: EmulatorServer, capsys: pytest.CaptureFixture[str]) -> None:
+    start_job(cluster)
+    pod = start_pod(cluster)
+    cluster.write_log("default", pod, "first run\n")
+    code, out, err = logs(capsys, "--previous")
+    assert (code, out) == (NOT_FOUND, "")
+    assert err.splitlines()[0] == (
+        't1: LOG_NOT_FOUND: previous terminated container "pytorch" in pod "llama-master-0" not found'
+    )
+    run(cluster, pod, pod_container(cluster), restarts=1)
+    cluster.write_log("default", pod, "second run\n")
+    assert logs(capsys) == (0, "second run\n", "")
+    assert logs(capsys, "--previous") == (0, "first run\n", "")
+
+
+def test_rank_names_a_workers_pod(cluster: EmulatorServer, capsys: pytest.CaptureFixture[str]) -> None:
+    start_job(cluster, workers=2)
+    master, worker = start_pod(cluster), start_pod(cluster, "Worker", 0)
+    cluster.write_log("default", master, "rank 0\n")
+    cluster.write_log("default", worker, "rank 1\n")
+    assert logs(capsys, "--rank", "1") == (0, "rank 1\n", "")
+    code, _, err = logs(capsys, "--rank", "2")
+    assert code == USAGE
+    assert (
+        err.splitlines()[0] == "t1: CONFIGURATION_ERROR: rank: must be between 0 and 1 (job 'llama' has 2 pods), got 2"
+    )
+
+
+def test_without_pods_logs_says_so_and_where_the_metrics_log_is(
+    cluster: EmulatorServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    start_job(cluster)
+    code, _, err = logs(capsys)
+    assert code == NOT_FOUND
+    assert (
+        err.splitlines()[0]
+        == "t1: LOG_NOT_FOUND: job 'llama' is pending and has no pod of rank 0 yet; t1 logs -f waits for it"
+    )
+    start_pod(cluster)
+    play_training_operator(cluster.api, JOB, "Running", active=1)
+    wait_for(lambda: phase_is(cluster.api, "Running", JOB))
+    assert main(["cancel", JOB]) == 0
+    # The operator deletes the PyTorchJob; the garbage collector its pods.
+    wait_for(lambda: cluster.api.find("v1", "Pod", "llama-master-0") is None)
+    wait_for(lambda: phase_is(cluster.api, "Cancelled", JOB))
+    capsys.readouterr()
+    code, out, err = logs(capsys)
+    assert (code, out) == (NOT_FOUND, "")
+    message, hint = err.splitlines()
+    assert message == (
+        "t1: LOG_NOT_FOUND: job 'llama' is cancelled and its pod of rank 0 is gone (pods go when a job is stopped "
+        "or cancelled, or when it has ended and they are cleaned up): the trainer's full metrics log is "
+        "metrics.jsonl on the job's checkpoint claim llama-checkpoints (/checkpoints/metrics.jsonl in its pods)"
+    )
+    assert hint.startswith("t1: hint: t1 get JOB")
+
+
+def test_follow_goes_on_across_restarts_and_new_pods_until_the_job_ends(cluster: EmulatorServer) -> None:
+    start_job(cluster)
+    pod = start_pod(cluster)
+    play_training_operator(cluster.api, JOB, "Running", active=1)
+    cluster.write_log("default", pod, "run 1: step 1\n")
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "tensorone", "logs", "-f", JOB],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = threading.Timer(120, follower.kill)  # a silent follower ends the reads below, never hangs them
+    deadline.start()
+    try:
+        assert follower.stdout is not None
+        assert follower.stdout.readline() == "run 1: step 1\n"
+        cluster.write_log("default", pod, "run 1: step 2\n")
+        assert follower.stdout.readline() == "run 1: step 2\n"
+        # The container is restarted (a retryable exit): its new run is followed.
+        run(cluster, pod, pod_container(cluster), restarts=1)
+        cluster.write_log("default", pod, "run 2: resumed\n")
+        assert follower.stdout.readline() == "run 2: resumed\n"
+        # A new pod of the same name, as after a stop and a resume.
+        cluster.api.delete("v1", "Pod", pod)
+        start_pod(cluster)
+        cluster.write_log("default", pod, "new pod: resumed\n")
+        assert follower.stdout.readline() == "new pod: resumed\n"
+        # The trainer ends, the Training Operator says so, the operator completes the job: so does t1.
+        ended = factories.terminated_pod_status(
+            pod_container(cluster), exit_code=0, message="", finished_at=factories.now()
+        )
+        cluster.api.patch("v1", "Pod", pod, {"status": ended}, "default", subresource="status")
+        play_training_operator(cluster.api, JOB, "Succeeded", succeeded=1)
+        assert follower.wait(timeout=60) == 0
+        assert follower.stdout.read() == ""
+        assert follower.stderr is not None
+        notes = follower.stderr.read().splitlines()
+        # On stderr, what it waited for and each new run (a wait is told when one was seen).
+        assert notes[0] == "t1: pod llama-master-0: container restarted (restart 1)"
+        assert "t1: new pod llama-master-0" in notes
+        assert set(notes) <= {
+            notes[0],
+            "t1: waiting for job llama's pod of rank 0 (the job is running)",
+            "t1: new pod llama-master-0",
+            "t1: the container of pod llama-master-0 has stopped; waiting for it to run again or for the job to end "
+            "(the job is running)",
+        }
+    finally:
+        deadline.cancel()
+        follower.kill()
+        follower.wait()
+
+
+def test_over_the_gateway_logs_says_to_use_the_kubernetes_api(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("TENSORONE_BASE_URL", "http://127.0.0.1:9")
+    assert main(["logs", JOB]) == USAGE
+    message, hint = capsys.readouterr().err.splitlines()
+    assert message == (
+        "t1: CONFIGURATION_ERROR: TENSORONE_BASE_URL: t1 logs needs the Kubernetes API (the kubeconfig), and this "
+        "shell sends t1 to the gateway"
+    )
+    assert hint.startswith("t1: hint: unset TENSORONE_BASE_URL")
