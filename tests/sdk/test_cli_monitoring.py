@@ -183,6 +183,7 @@ def test_follow_goes_on_across_restarts_and_new_pods_until_the_job_ends(cluster:
         assert set(notes) <= {
             notes[0],
             "t1: waiting for job llama's pod of rank 0 (the job is running)",
+            "t1: waiting for pod llama-master-0 to start (the job is running)",  # created, not yet started
             "t1: new pod llama-master-0",
             "t1: the container of pod llama-master-0 has stopped; waiting for it to run again or for the job to end "
             "(the job is running)",
