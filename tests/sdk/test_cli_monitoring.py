@@ -1,6 +1,10 @@
-"""``t1 logs`` against the emulator and the real operator, through a kubeconfig as a user would:
-the test plays the Training Operator and the kubelet (the pods, their container runs and what the
-trainer prints in them)."""
+"""``t1 logs`` and ``t1 plot``, through a kubeconfig as a user would.
+
+``t1 logs`` runs against the emulator and the real operator: the tests play the Training Operator
+and the kubelet (the pods, their container runs and what the trainer prints in them). ``t1 plot``
+reads a job's status, written here as the operator writes it, or a local run's metrics log,
+written by the reporting client the trainer writes it with.
+"""
 
 from __future__ import annotations
 
@@ -13,15 +17,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from matplotlib.image import imread
 
 from tensorone.api.pods import REPLICA_INDEX_LABEL, REPLICA_TYPE_LABEL
-from tensorone.cli import main
+from tensorone.cli import exit_codes, main
 from tensorone.cli.exit_codes import NOT_FOUND, USAGE
+from tensorone.reporting.client import Reporter, TrainerState
 from tests import factories
 from tests.kube.polling import wait_for
 from tests.kube.server import EmulatorServer
 from tests.operator.kit import child_job, phase_is, play_training_operator
 from tests.operator.runner import OperatorThread
+from tests.unimportable import run_without
 
 JOB = "llama"
 
@@ -205,3 +212,143 @@ def test_over_the_gateway_logs_says_to_use_the_kubernetes_api(
         "shell sends t1 to the gateway"
     )
     assert hint.startswith("t1: hint: unset TENSORONE_BASE_URL")
+
+
+# t1 plot ----------------------------------------------------------------------------------------
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture
+def emulator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[EmulatorServer]:
+    """The API alone: the tests write the job's status as the operator does."""
+    with EmulatorServer() as server:
+        monkeypatch.setenv("KUBECONFIG", str(server.write_kubeconfig(tmp_path / "kubeconfig")))
+        monkeypatch.delenv("TENSORONE_BASE_URL", raising=False)
+        yield server
+
+
+def job_with_history(emulator: EmulatorServer) -> None:
+    """A running job whose status has 40 steps of loss curve, 4 evaluations and the learning rate."""
+    emulator.api.create(factories.dataset())
+    emulator.api.create(factories.training_job(JOB))
+    status = {
+        "phase": "Running",
+        "lossHistory": [{"step": step, "loss": round(7.0 / step**0.5, 6)} for step in range(1, 41)],
+        "evalLossHistory": [{"step": step, "loss": 3.0 - step / 40} for step in (10, 20, 30, 40)],
+        "metrics": {"currentLoss": 1.106797, "learningRate": 0.005},
+    }
+    emulator.api.patch_status(factories.API, "TrainingJob", JOB, status)
+
+
+def assert_png(path: Path, size: tuple[int, int]) -> None:
+    """A PNG file that decodes to an image of ``size`` (width, height)."""
+    data = path.read_bytes()
+    assert data.startswith(PNG_SIGNATURE) and len(data) > 1000
+    height, width, _ = imread(path).shape
+    assert (width, height) == size
+
+
+def test_plot_draws_the_curves_a_jobs_status_keeps(
+    emulator: EmulatorServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    job_with_history(emulator)
+    assert main(["plot", JOB]) == 0
+    out = capsys.readouterr().out
+    chart, summary = out.split("\njob llama (its status):\n")
+    assert "llama: loss" in chart and "\x1b[" not in chart  # no colors into a pipe
+    assert "▚ loss" in chart and "• eval loss" in chart  # the legend of both series
+    assert summary.splitlines() == [
+        "  loss: 40 points, steps 1 to 40, 7 -> 1.107 (lowest 1.107 at step 40)",
+        "  eval loss: 4 points, steps 10 to 40, 2.75 -> 2 (lowest 2 at step 40)",
+        "  learning rate: 0.005 now (a job's status keeps no history of it; the metrics log has every step)",
+    ]
+
+
+def test_plot_writes_a_png_with_matplotlibs_agg_whatever_backend_is_configured(
+    emulator: EmulatorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    job_with_history(emulator)
+    monkeypatch.setenv("MPLBACKEND", "qtagg")  # a display's backend, not installed here
+    assert main(["plot", JOB, "-o", str(tmp_path / "loss.png")]) == 0
+    assert capsys.readouterr().out == f"wrote {tmp_path / 'loss.png'}\n"
+    assert_png(tmp_path / "loss.png", (800, 550))  # the loss curves; a status keeps no learning-rate curve
+    assert main(["plot", JOB, "-o", str(tmp_path / "loss.svg")]) == USAGE
+    assert "--output: must name a .png file" in capsys.readouterr().err
+
+
+def test_plot_says_when_a_job_has_no_curve_yet(emulator: EmulatorServer, capsys: pytest.CaptureFixture[str]) -> None:
+    emulator.api.create(factories.dataset())
+    emulator.api.create(factories.training_job(JOB))
+    assert main(["plot", JOB]) == exit_codes.REFUSED
+    assert capsys.readouterr().err.splitlines()[0] == (
+        "t1: INVALID_JOB_STATE: job 'llama' is pending and has no loss history yet"
+    )
+
+
+def local_run(root: Path) -> Path:
+    """A run's metrics log as the trainer writes it (tensorone.reporting): 30 steps with warmup
+    and evaluations, then a resume from step 20 that runs steps 21 to 30 again; the run folder."""
+    log = root / "checkpoints" / "metrics.jsonl"
+    with Reporter(serve=False, metrics_log=log, termination_log=None) as first:
+        first.plan(total_epochs=3, total_steps=30)
+        first.running()
+        for step in range(1, 26):  # stopped after step 25; the checkpoint of step 20 is resumed
+            first.step(step, 6.0 / step, epoch=1 + (step - 1) // 10, learning_rate=0.01 * min(step, 5) / 5)
+            if step % 10 == 0:
+                first.eval(step, 3.0 - step / 20)
+        first.finish(TrainerState.stopped)
+    with Reporter(serve=False, metrics_log=log, termination_log=None) as resumed:
+        resumed.plan(total_epochs=3, total_steps=30, step=20)
+        resumed.running(resumed_from="ckpt-step-20")
+        for step in range(21, 31):
+            resumed.step(step, 5.0 / step, epoch=1 + (step - 1) // 10, learning_rate=0.01)
+            if step % 10 == 0:
+                resumed.eval(step, 3.0 - step / 20)
+    return root
+
+
+def test_plot_of_a_local_run_has_every_step_of_its_metrics_log(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = local_run(tmp_path / "runs" / "tiny")
+    log = run / "checkpoints" / "metrics.jsonl"
+    for given in (run, run / "checkpoints", log):
+        assert main(["plot", "--run", str(given)]) == 0
+        out = capsys.readouterr().out
+        assert "tiny: loss" in out and "learning rate" in out and f"{log}:" in out
+        # Steps 21 to 25 ran twice: the resumed run's values count.
+        assert out.splitlines()[-3:] == [
+            "  loss: 30 points, steps 1 to 30, 6 -> 0.1667 (lowest 0.1667 at step 30)",
+            "  eval loss: 3 points, steps 10 to 30, 2.5 -> 1.5 (lowest 1.5 at step 30)",
+            "  learning rate: 30 points, highest 0.01 at step 5, 0.01 at step 30",
+        ]
+    assert main(["plot", "--run", str(run), "-o", str(tmp_path / "run.png")]) == 0
+    assert_png(tmp_path / "run.png", (800, 800))  # the loss curves, and the learning rate below
+    assert main(["plot", "--run", str(tmp_path / "nothing")]) == USAGE
+    assert "--run: no metrics log at" in capsys.readouterr().err
+    assert main(["plot", JOB, "--run", str(run)]) == USAGE
+    assert "give a job, or --run DIR for a local run (not both)" in capsys.readouterr().err
+
+
+def test_without_the_plot_extra_a_png_says_what_to_install(tmp_path: Path) -> None:
+    """The terminal plot needs only the SDK; -o asks for the plot extra, and ends with the exit
+    status of an error that is not the user's input."""
+    run = local_run(tmp_path / "run")
+    ran = run_without(
+        ["matplotlib"],
+        f"""
+        import sys
+        from tensorone.cli import main
+
+        assert main(["plot", "--run", {str(run)!r}]) == 0
+        raise SystemExit(main(["plot", "--run", {str(run)!r}, "-o", "loss.png"]))
+        """,
+        cwd=tmp_path,
+    )
+    assert ran.returncode == exit_codes.exit_code("MISSING_EXTRA") == exit_codes.OTHER, ran.stderr
+    assert ran.stderr.strip() == (
+        "t1: MISSING_EXTRA: t1 plot -o needs the plot extra, which is not installed here (no module named "
+        "matplotlib): pip install 'tensorone-training[plot]'"
+    )
+    assert "steps 1 to 30" in ran.stdout and not (tmp_path / "loss.png").exists()
