@@ -670,8 +670,8 @@ def _api_error(error: Any) -> TensorOneError:
 
 class Jobs:
     """``client.training.jobs``: create, get, list, stop, resume, cancel, delete, events, checkpoints,
-    and the watches that follow a job, its Events or the list (``watch``, ``watch_events``,
-    ``watch_list``)."""
+    the trainer's log (``logs``), and the watches that follow a job, its Events or the list
+    (``watch``, ``watch_events``, ``watch_list``)."""
 
     def __init__(self, kube: KubeApi, namespace: str, settings: CatalogSettings | None = None) -> None:
         self._kube = kube
@@ -1121,7 +1121,10 @@ def _waiting_for(job: Job, pod: Mapping[str, Any] | None, rank: int) -> str:
     name = pod["metadata"]["name"]
     if _log_run(pod) is None:
         return f"waiting for pod {name} to start (the job is {job.status})"
-    return f"the container of pod {name} has stopped; waiting for it to run again or for the job to end (the job is {job.status})"
+    return (
+        f"the container of pod {name} has stopped; waiting for it to run again or for the job to end "
+        f"(the job is {job.status})"
+    )
 
 
 def _no_pod(job: Job, rank: int) -> LogNotFound:
@@ -1129,7 +1132,7 @@ def _no_pod(job: Job, rank: int) -> LogNotFound:
     trainer's metrics log outlives the pods)."""
     if job.status in (_status(Phase.Pending), _status(Phase.Queued)) and job.started_at is None:
         return LogNotFound(
-            f"job {job.id!r} is {job.status} and has no pod of rank {rank} yet; t1 logs -f waits for it",
+            f"job {job.id!r} is {job.status} and has no pod of rank {rank} yet (following its log waits for one)",
             details={"jobId": job.id},
         )
     claim = checkpoint_claim_name(job.id, job.spec)

@@ -126,7 +126,7 @@ def test_without_pods_logs_says_so_and_where_the_metrics_log_is(
     assert code == NOT_FOUND
     assert (
         err.splitlines()[0]
-        == "t1: LOG_NOT_FOUND: job 'llama' is pending and has no pod of rank 0 yet; t1 logs -f waits for it"
+        == "t1: LOG_NOT_FOUND: job 'llama' is pending and has no pod of rank 0 yet (following its log waits for one)"
     )
     start_pod(cluster)
     play_training_operator(cluster.api, JOB, "Running", active=1)
