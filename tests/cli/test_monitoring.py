@@ -12,7 +12,6 @@ import copy
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,14 +30,6 @@ from tests.operator.runner import OperatorThread
 from tests.unimportable import run_without
 
 JOB = "llama"
-
-
-@pytest.fixture
-def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[EmulatorServer]:
-    with EmulatorServer() as server, OperatorThread(server):
-        monkeypatch.setenv("KUBECONFIG", str(server.write_kubeconfig(tmp_path / "kubeconfig")))
-        monkeypatch.delenv("TENSORONE_BASE_URL", raising=False)
-        yield server
 
 
 def start_job(cluster: EmulatorServer, *, workers: int = 1) -> None:
@@ -81,7 +72,7 @@ def logs(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]
 
 
 def test_logs_prints_the_trainers_log_of_the_master_pod(
-    cluster: EmulatorServer, capsys: pytest.CaptureFixture[str]
+    cluster: EmulatorServer, operator: OperatorThread, capsys: pytest.CaptureFixture[str]
 ) -> None:
     start_job(cluster)
     pod = start_pod(cluster)
@@ -90,7 +81,9 @@ def test_logs_prints_the_trainers_log_of_the_master_pod(
     assert logs(capsys, "--tail", "1") == (0, "step 2 loss 6.1\n", "")
 
 
-def test_previous_reads_the_run_before_a_restart(cluster: EmulatorServer, capsys: pytest.CaptureFixture[str]) -> None:
+def test_previous_reads_the_run_before_a_restart(
+    cluster: EmulatorServer, operator: OperatorThread, capsys: pytest.CaptureFixture[str]
+) -> None:
     start_job(cluster)
     pod = start_pod(cluster)
     cluster.write_log("default", pod, "first run\n")
@@ -105,7 +98,9 @@ def test_previous_reads_the_run_before_a_restart(cluster: EmulatorServer, capsys
     assert logs(capsys, "--previous") == (0, "first run\n", "")
 
 
-def test_rank_names_a_workers_pod(cluster: EmulatorServer, capsys: pytest.CaptureFixture[str]) -> None:
+def test_rank_names_a_workers_pod(
+    cluster: EmulatorServer, operator: OperatorThread, capsys: pytest.CaptureFixture[str]
+) -> None:
     start_job(cluster, workers=2)
     master, worker = start_pod(cluster), start_pod(cluster, "Worker", 0)
     cluster.write_log("default", master, "rank 0\n")
@@ -119,7 +114,7 @@ def test_rank_names_a_workers_pod(cluster: EmulatorServer, capsys: pytest.Captur
 
 
 def test_without_pods_logs_says_so_and_where_the_metrics_log_is(
-    cluster: EmulatorServer, capsys: pytest.CaptureFixture[str]
+    cluster: EmulatorServer, operator: OperatorThread, capsys: pytest.CaptureFixture[str]
 ) -> None:
     start_job(cluster)
     code, _, err = logs(capsys)
@@ -147,7 +142,9 @@ def test_without_pods_logs_says_so_and_where_the_metrics_log_is(
     assert hint.startswith("t1: hint: t1 get JOB")
 
 
-def test_follow_goes_on_across_restarts_and_new_pods_until_the_job_ends(cluster: EmulatorServer) -> None:
+def test_follow_goes_on_across_restarts_and_new_pods_until_the_job_ends(
+    cluster: EmulatorServer, operator: OperatorThread
+) -> None:
     start_job(cluster)
     pod = start_pod(cluster)
     play_training_operator(cluster.api, JOB, "Running", active=1)
@@ -221,26 +218,17 @@ def test_over_the_gateway_logs_and_plot_say_to_use_the_kubernetes_api(
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.fixture
-def emulator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[EmulatorServer]:
-    """The API alone: the tests write the job's status as the operator does."""
-    with EmulatorServer() as server:
-        monkeypatch.setenv("KUBECONFIG", str(server.write_kubeconfig(tmp_path / "kubeconfig")))
-        monkeypatch.delenv("TENSORONE_BASE_URL", raising=False)
-        yield server
-
-
-def job_with_history(emulator: EmulatorServer) -> None:
+def job_with_history(cluster: EmulatorServer) -> None:
     """A running job whose status has 40 steps of loss curve, 4 evaluations and the learning rate."""
-    emulator.api.create(factories.dataset())
-    emulator.api.create(factories.training_job(JOB))
+    cluster.api.create(factories.dataset())
+    cluster.api.create(factories.training_job(JOB))
     status = {
         "phase": "Running",
         "lossHistory": [{"step": step, "loss": round(7.0 / step**0.5, 6)} for step in range(1, 41)],
         "evalLossHistory": [{"step": step, "loss": 3.0 - step / 40} for step in (10, 20, 30, 40)],
         "metrics": {"currentLoss": 1.106797, "learningRate": 0.005},
     }
-    emulator.api.patch_status(factories.API, "TrainingJob", JOB, status)
+    cluster.api.patch_status(factories.API, "TrainingJob", JOB, status)
 
 
 def assert_png(path: Path, size: tuple[int, int]) -> None:
@@ -251,10 +239,8 @@ def assert_png(path: Path, size: tuple[int, int]) -> None:
     assert (width, height) == size
 
 
-def test_plot_draws_the_curves_a_jobs_status_keeps(
-    emulator: EmulatorServer, capsys: pytest.CaptureFixture[str]
-) -> None:
-    job_with_history(emulator)
+def test_plot_draws_the_curves_a_jobs_status_keeps(cluster: EmulatorServer, capsys: pytest.CaptureFixture[str]) -> None:
+    job_with_history(cluster)
     assert main(["plot", JOB]) == 0
     out = capsys.readouterr().out
     chart, summary = out.split("\njob llama (its status):\n")
@@ -268,9 +254,9 @@ def test_plot_draws_the_curves_a_jobs_status_keeps(
 
 
 def test_plot_writes_a_png_with_matplotlibs_agg_whatever_backend_is_configured(
-    emulator: EmulatorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    cluster: EmulatorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    job_with_history(emulator)
+    job_with_history(cluster)
     monkeypatch.setenv("MPLBACKEND", "qtagg")  # a display's backend, not installed here
     assert main(["plot", JOB, "-o", str(tmp_path / "loss.png")]) == 0
     assert capsys.readouterr().out == f"wrote {tmp_path / 'loss.png'}\n"
@@ -279,9 +265,9 @@ def test_plot_writes_a_png_with_matplotlibs_agg_whatever_backend_is_configured(
     assert "--output: must name a .png file" in capsys.readouterr().err
 
 
-def test_plot_says_when_a_job_has_no_curve_yet(emulator: EmulatorServer, capsys: pytest.CaptureFixture[str]) -> None:
-    emulator.api.create(factories.dataset())
-    emulator.api.create(factories.training_job(JOB))
+def test_plot_says_when_a_job_has_no_curve_yet(cluster: EmulatorServer, capsys: pytest.CaptureFixture[str]) -> None:
+    cluster.api.create(factories.dataset())
+    cluster.api.create(factories.training_job(JOB))
     assert main(["plot", JOB]) == exit_codes.REFUSED
     assert capsys.readouterr().err.splitlines()[0] == (
         "t1: INVALID_JOB_STATE: job 'llama' is pending and has no loss history yet"
