@@ -17,6 +17,7 @@ do too; the operator does the rest and reports in the status.
 from __future__ import annotations
 
 import builtins
+import codecs
 import contextlib
 import json
 import os
@@ -29,6 +30,8 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, cast
 
 from tensorone.api import API_VERSION, GROUP, VERSION, catalog, preflight
 from tensorone.api.catalog import CatalogSettings
+from tensorone.api.pods import CONTAINER_NAME, LABEL_JOB_NAME, checkpoint_claim_name, pod_rank
+from tensorone.api.resolved import DEFAULT_CHECKPOINT_DIR, METRICS_LOG
 from tensorone.api.rest import (
     DATASET_ID_ANNOTATION,
     DISPLAY_NAME_ANNOTATION,
@@ -56,6 +59,7 @@ from tensorone.errors import (
     Forbidden,
     InvalidJobState,
     JobNotFound,
+    LogNotFound,
     TensorOneError,
     Unauthenticated,
     Unreachable,
@@ -442,6 +446,54 @@ class KubeApi:
                 return "terminating"
             time.sleep(min(0.5, max(deadline - time.monotonic(), 0)))
 
+    def pods(self, namespace: str, label_selector: str) -> builtins.list[dict[str, Any]]:
+        """The pods of the namespace that the selector matches, as plain objects."""
+        listing = self._call(self.core.list_namespaced_pod, namespace, label_selector=label_selector)
+        serialized: list[dict[str, Any]] = self.api_client.sanitize_for_serialization(listing.items)
+        return serialized
+
+    def pod_log(
+        self, namespace: str, pod: str, *, container: str, follow: bool, previous: bool, tail_lines: int | None
+    ) -> Iterator[str]:
+        """The lines of a container's log (pods/log), without their newlines; with ``follow``, as
+        they are written, until the container's run ends. A log the kubelet cannot serve (a
+        container not started, no previous run) or a pod gone is LOG_NOT_FOUND, in the API
+        server's words."""
+        from urllib3.exceptions import HTTPError
+
+        gone = LogNotFound(f"pod {pod!r} not found in namespace {namespace!r}", details={"pod": pod})
+        try:
+            response = self._call(
+                self.core.read_namespaced_pod_log,
+                pod,
+                namespace,
+                container=container,
+                follow=follow,
+                previous=previous,
+                tail_lines=tail_lines,
+                _preload_content=False,
+                not_found=gone,
+            )
+        except ConfigurationError as refused:
+            # A 400: the kubelet cannot serve this log (the container has not started, or has no
+            # previous run), which it says in its own words.
+            raise LogNotFound(refused.message, details={"pod": pod}) from refused
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        pending = ""
+        try:
+            for chunk in response.stream(2**16):
+                *lines, pending = (pending + decoder.decode(chunk)).split("\n")
+                yield from lines
+            pending += decoder.decode(b"", final=True)
+            if pending:
+                yield pending
+        except HTTPError as error:
+            host = self.api_client.configuration.host
+            raise Unreachable(f"lost the log stream from the Kubernetes API at {host}: {_reason(error)}") from None
+        finally:
+            response.close()
+            response.release_conn()
+
 
 def _missing(plural: str, namespace: str, name: str) -> TensorOneError:
     """The error of a 404 for an object of ours."""
@@ -618,8 +670,8 @@ def _api_error(error: Any) -> TensorOneError:
 
 class Jobs:
     """``client.training.jobs``: create, get, list, stop, resume, cancel, delete, events, checkpoints,
-    and the watches that follow a job, its Events or the list (``watch``, ``watch_events``,
-    ``watch_list``)."""
+    the trainer's log (``logs``), and the watches that follow a job, its Events or the list
+    (``watch``, ``watch_events``, ``watch_list``)."""
 
     def __init__(self, kube: KubeApi, namespace: str, settings: CatalogSettings | None = None) -> None:
         self._kube = kube
@@ -901,6 +953,94 @@ class Jobs:
         listing = self._kube.read("events", self.namespace, field_selector=_events_selector(job_id))
         return _events_of(job_id, listing.get("items") or [])
 
+    def logs(
+        self,
+        job_id: str,
+        *,
+        rank: int = 0,
+        follow: bool = False,
+        previous: bool = False,
+        tail: int | None = None,
+        notify: Callable[[str], None] | None = None,
+        poll_seconds: float = 2.0,
+    ) -> Iterator[str]:
+        """The lines of the trainer's log in the job's pod of node rank ``rank`` (0: the master;
+        worker ``i`` is rank ``i + 1``), without their newlines.
+
+        ``tail`` keeps the last lines only; ``previous`` reads the container's run before the
+        current one (the one that ended last). ``follow`` goes on as the trainer writes, across
+        restarts of its container and new pods of the same name (after a failure, after a resume),
+        until the job ends; ``notify`` is told in a sentence each time it waits for a pod or goes on
+        to a new run. A pod that is not there is LOG_NOT_FOUND, naming where the full metrics log
+        is kept.
+        """
+        job = self.get(job_id)
+        if not 0 <= rank < job.spec.max_workers:
+            raise ConfigurationError(
+                f"must be between 0 and {job.spec.max_workers - 1} (job {job_id!r} has {job.spec.max_workers} "
+                f"pod{'s' if job.spec.max_workers > 1 else ''}), got {rank}",
+                field="rank",
+            )
+        if tail is not None and tail < 0:
+            raise ConfigurationError(f"must be 0 or more, got {tail}", field="tail")
+        if follow and previous:
+            raise ConfigurationError("a previous run's log is complete: follow reads the current run", field="follow")
+        if follow:
+            return self._follow(job, rank, tail=tail, notify=notify or (lambda _: None), poll_seconds=poll_seconds)
+        pod = self._pod_of_rank(job_id, rank)
+        if pod is None:
+            raise _no_pod(job, rank)
+        return self._read_log(pod, follow=False, previous=previous, tail=tail)
+
+    def _follow(
+        self, job: Job, rank: int, *, tail: int | None, notify: Callable[[str], None], poll_seconds: float
+    ) -> Iterator[str]:
+        """Each run of the container, read to its end once, until the job has ended.
+
+        A run is known by the pod's uid and the container's restart count, read just before its
+        log is asked for: a restart in between (milliseconds) would show that run twice."""
+        read: set[tuple[str, int]] = set()  # (pod uid, container run) read to the end
+        last_uid, waiting_for = "", ""
+        while True:
+            pod = self._pod_of_rank(job.id, rank)
+            run = _log_run(pod) if pod is not None else None
+            if pod is not None and run is not None and (pod["metadata"]["uid"], run) not in read:
+                name, uid = pod["metadata"]["name"], pod["metadata"]["uid"]
+                if read:
+                    notify(f"pod {name}: container restarted (restart {run})" if uid == last_uid else f"new pod {name}")
+                yield from self._read_log(pod, follow=True, previous=False, tail=None if read else tail)
+                read.add((uid, run))
+                last_uid, waiting_for = uid, ""
+                continue  # the run may have ended with a restart: look again at once
+            job = self.get(job.id)
+            if job.is_terminal and (pod is None or not _container_running(pod)):
+                if not read and pod is None:
+                    raise _no_pod(job, rank)
+                return
+            wait = _waiting_for(job, pod, rank)
+            if wait != waiting_for:
+                notify(wait)
+                waiting_for = wait
+            time.sleep(poll_seconds)
+
+    def _pod_of_rank(self, job_id: str, rank: int) -> dict[str, Any] | None:
+        """The job's pod of node rank ``rank`` (the newest, should an old one still be going)."""
+        pods = [p for p in self._kube.pods(self.namespace, f"{LABEL_JOB_NAME}={job_id}") if _rank(p) == rank]
+        pods.sort(
+            key=lambda p: (not p["metadata"].get("deletionTimestamp"), p["metadata"].get("creationTimestamp") or "")
+        )
+        return pods[-1] if pods else None
+
+    def _read_log(self, pod: Mapping[str, Any], *, follow: bool, previous: bool, tail: int | None) -> Iterator[str]:
+        yield from self._kube.pod_log(
+            self.namespace,
+            pod["metadata"]["name"],
+            container=CONTAINER_NAME,
+            follow=follow,
+            previous=previous,
+            tail_lines=tail,
+        )
+
 
 def _selected(
     objects: Iterable[dict[str, Any]],
@@ -943,6 +1083,65 @@ def _events_of(job_id: str, events: Iterable[Mapping[str, Any]]) -> builtins.lis
     ]
     epoch = datetime.min.replace(tzinfo=UTC)
     return sorted(found, key=lambda e: e.last_seen or epoch)
+
+
+def _rank(pod: Mapping[str, Any]) -> int | None:
+    return pod_rank((pod.get("metadata") or {}).get("labels") or {})
+
+
+def _container_status(pod: Mapping[str, Any]) -> dict[str, Any] | None:
+    statuses = (pod.get("status") or {}).get("containerStatuses") or []
+    return next((s for s in statuses if s.get("name") == CONTAINER_NAME), None)
+
+
+def _container_running(pod: Mapping[str, Any]) -> bool:
+    return "running" in ((_container_status(pod) or {}).get("state") or {})
+
+
+def _log_run(pod: Mapping[str, Any]) -> int | None:
+    """Which run of the trainer's container a log request reads now, as the kubelet chooses it
+    (its restart count): the running or ended one, else the last that ended; None before the
+    first has started (no log to read yet)."""
+    status = _container_status(pod)
+    if not (pod.get("spec") or {}).get("nodeName") or status is None:
+        return None
+    restarts = int(status.get("restartCount") or 0)
+    state = status.get("state") or {}
+    if "running" in state or "terminated" in state:
+        return restarts
+    if (status.get("lastState") or {}).get("terminated"):
+        return restarts - 1
+    return None
+
+
+def _waiting_for(job: Job, pod: Mapping[str, Any] | None, rank: int) -> str:
+    """What following a log waits for, in a sentence."""
+    if pod is None:
+        return f"waiting for job {job.id}'s pod of rank {rank} (the job is {job.status})"
+    name = pod["metadata"]["name"]
+    if _log_run(pod) is None:
+        return f"waiting for pod {name} to start (the job is {job.status})"
+    return (
+        f"the container of pod {name} has stopped; waiting for it to run again or for the job to end "
+        f"(the job is {job.status})"
+    )
+
+
+def _no_pod(job: Job, rank: int) -> LogNotFound:
+    """The error for a job without a pod of that rank: not yet, or not any more (and where the
+    trainer's metrics log outlives the pods)."""
+    if job.status in (_status(Phase.Pending), _status(Phase.Queued)) and job.started_at is None:
+        return LogNotFound(
+            f"job {job.id!r} is {job.status} and has no pod of rank {rank} yet (following its log waits for one)",
+            details={"jobId": job.id},
+        )
+    claim = checkpoint_claim_name(job.id, job.spec)
+    return LogNotFound(
+        f"job {job.id!r} is {job.status} and its pod of rank {rank} is gone (pods go when a job is stopped or "
+        f"cancelled, or when it has ended and they are cleaned up): the trainer's full metrics log is {METRICS_LOG} "
+        f"on the job's checkpoint claim {claim} ({DEFAULT_CHECKPOINT_DIR}/{METRICS_LOG} in its pods)",
+        details={"jobId": job.id, "claimName": claim},
+    )
 
 
 class Datasets:

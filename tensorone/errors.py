@@ -186,6 +186,14 @@ class CheckpointNotFound(TensorOneError):
     http_status = 404
 
 
+class LogNotFound(TensorOneError):
+    """The log asked for is not there: the job has no pod of that rank (yet, or any more), or its
+    container has no such run (LOG_NOT_FOUND)."""
+
+    code = "LOG_NOT_FOUND"
+    http_status = 404
+
+
 class AlreadyExists(TensorOneError):
     """An object of that name exists already (ALREADY_EXISTS)."""
 

@@ -162,6 +162,12 @@ class RestJobs:
     def watch_events(self, job_id: str, **_: Any) -> NoReturn:
         raise _needs_kubernetes("following a job's events")
 
+    def logs(self, job_id: str, **_: Any) -> NoReturn:
+        raise ConfigurationError(
+            "a job's log is read from its pods through the Kubernetes API, which the gateway does not proxy; "
+            "construct the client without base_url"
+        )
+
 
 def _needs_kubernetes(what: str) -> ConfigurationError:
     """The gateway serves the reference's request-and-answer endpoints: no watch, one namespace."""

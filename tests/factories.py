@@ -200,23 +200,39 @@ def pod(
     return _kube_wire(obj)
 
 
-def running_pod_status(container: Mapping[str, Any], *, pod_ip: str, started_at: datetime) -> dict[str, Any]:
-    """The status a kubelet writes once the pod's one container runs."""
+def running_pod_status(
+    container: Mapping[str, Any],
+    *,
+    pod_ip: str,
+    started_at: datetime,
+    restarts: int = 0,
+    last_exit_code: int = 1,
+) -> dict[str, Any]:
+    """The status a kubelet writes once the pod's one container runs; after ``restarts`` restarts
+    of the container, the last run's end (``last_exit_code``) is its ``lastState``."""
     state = k8s.V1ContainerState(running=k8s.V1ContainerStateRunning(started_at=started_at))
+    last_state = None
+    if restarts:
+        ended = k8s.V1ContainerStateTerminated(
+            exit_code=last_exit_code, reason="Completed" if last_exit_code == 0 else "Error", finished_at=started_at
+        )
+        last_state = k8s.V1ContainerState(terminated=ended)
     status = k8s.V1PodStatus(
         phase="Running",
         pod_ip=pod_ip,
         start_time=started_at,
-        container_statuses=[_container_status(container, ready=True, state=state)],
+        container_statuses=[
+            _container_status(container, ready=True, state=state, restart_count=restarts, last_state=last_state)
+        ],
     )
     return _kube_wire(status)
 
 
 def terminated_pod_status(
-    container: Mapping[str, Any], *, exit_code: int, message: str, finished_at: datetime
+    container: Mapping[str, Any], *, exit_code: int, message: str, finished_at: datetime, restarts: int = 0
 ) -> dict[str, Any]:
-    """The status a kubelet writes once the pod's one container has exited: the exit code and the
-    termination message."""
+    """The status a kubelet writes once the pod's one container has exited (after ``restarts``
+    restarts): the exit code and the termination message."""
     terminated = k8s.V1ContainerStateTerminated(
         exit_code=exit_code,
         reason="Completed" if exit_code == 0 else "Error",
@@ -226,16 +242,26 @@ def terminated_pod_status(
     status = k8s.V1PodStatus(
         phase="Succeeded" if exit_code == 0 else "Failed",
         container_statuses=[
-            _container_status(container, ready=False, state=k8s.V1ContainerState(terminated=terminated))
+            _container_status(
+                container, ready=False, state=k8s.V1ContainerState(terminated=terminated), restart_count=restarts
+            )
         ],
     )
     return _kube_wire(status)
 
 
-def _container_status(container: Mapping[str, Any], *, ready: bool, state: Any) -> Any:
+def _container_status(
+    container: Mapping[str, Any], *, ready: bool, state: Any, restart_count: int = 0, last_state: Any = None
+) -> Any:
     image = str(container.get("image", ""))
     return k8s.V1ContainerStatus(
-        name=container["name"], image=image, image_id=image, ready=ready, restart_count=0, state=state
+        name=container["name"],
+        image=image,
+        image_id=image,
+        ready=ready,
+        restart_count=restart_count,
+        state=state,
+        last_state=last_state,
     )
 
 

@@ -28,7 +28,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from tensorone.api.resolved import ResolvedJob, resolve_job
+from tensorone.api.resolved import METRICS_LOG, ResolvedJob, resolve_job
 from tensorone.api.v1alpha1 import Dataset, TrainingJob
 from tensorone.errors import ConfigurationError, DatasetNotFound, MissingExtra
 from trainer.signals import StopSignal
@@ -182,4 +182,4 @@ def _print_summary(report: dict[str, Any], resolved: ResolvedJob) -> None:
     checkpoints = ", ".join(c["id"] for c in report.get("checkpoints") or [])
     print(f"state {report.get('state')}: {report.get('message') or ''}")
     print(f"checkpoints ({resolved.checkpoint_dir}): {checkpoints or 'none'}")
-    print(f"metrics log: {Path(resolved.checkpoint_dir) / 'metrics.jsonl'}")
+    print(f"metrics log: {Path(resolved.checkpoint_dir) / METRICS_LOG}")

@@ -17,7 +17,7 @@ import torch
 
 from tensorone.api.exit_codes import ExitCode, exit_code_for
 from tensorone.api.report import ProgressReport, TrainerState
-from tensorone.api.resolved import ResolvedJob
+from tensorone.api.resolved import METRICS_LOG, ResolvedJob
 from tensorone.errors import ConfigurationError, TensorOneError
 from tensorone.reporting.client import Reporter, host_peak_rss_bytes
 from trainer import distributed, recipe
@@ -29,7 +29,6 @@ from trainer.tasks import task_for
 
 log = logging.getLogger("trainer")
 
-METRICS_LOG = "metrics.jsonl"  # beside the checkpoints, on the job's volume
 EXIT_CODES = {
     TrainerState.completed: ExitCode.COMPLETED,
     TrainerState.stopped: ExitCode.COMPLETED,

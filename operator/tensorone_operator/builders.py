@@ -21,6 +21,7 @@ from typing import Any
 
 from tensorone.api import API_VERSION, preflight
 from tensorone.api.exit_codes import follows_table
+from tensorone.api.pods import CONTAINER_NAME, LABEL_JOB_NAME, MASTER_REPLICA, WORKER_REPLICA, checkpoint_claim_name
 from tensorone.api.report import DEFAULT_TERMINATION_LOG, REPORT_HOST_ENV, REPORT_PORT_ENV
 from tensorone.api.resolved import (
     DEFAULT_CHECKPOINT_DIR,
@@ -36,12 +37,8 @@ from tensorone_operator.config import OperatorConfig
 
 PYTORCHJOB_GROUP, PYTORCHJOB_VERSION, PYTORCHJOB_PLURAL = "kubeflow.org", "v1", "pytorchjobs"
 PYTORCHJOB_API_VERSION = f"{PYTORCHJOB_GROUP}/{PYTORCHJOB_VERSION}"
-# The replica of rank 0 (it serves /progress), and the replica of the other ranks.
-MASTER_REPLICA = "Master"
-WORKER_REPLICA = "Worker"
 # HOME of the trainer image's user (the Dockerfile's trainer stage); HF_HOME is under it.
 TRAINER_HOME = "/home/trainer"
-CONTAINER_NAME = "pytorch"  # the Training Operator looks for this container name
 MASTER_PORT_NAME = "pytorchjob-port"  # ... and this port name, for MASTER_PORT
 MASTER_PORT = preflight.MASTER_PORT
 REPORT_PORT_NAME = "report"
@@ -51,7 +48,6 @@ KUEUE_LABEL_PREFIX = "kueue.x-k8s.io/"
 
 LABEL_NAME = "app.kubernetes.io/name"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
-LABEL_JOB_NAME = "training.tensorone.ai/job-name"
 APP_NAME = "tensorone-training"
 MANAGER = "tensorone-operator"
 
@@ -59,12 +55,6 @@ MANAGER = "tensorone-operator"
 def config_map_name(job_name: str) -> str:
     """Name of the ConfigMap holding the resolved trainer configuration."""
     return f"{job_name}-config"
-
-
-def checkpoint_claim_name(job: TrainingJob) -> str:
-    """The checkpoint claim: the one the user names, or ``<job>-checkpoints`` the operator creates."""
-    storage = job.spec.checkpoint_storage
-    return storage.claim_name if storage and storage.claim_name else f"{job.metadata.name}-checkpoints"
 
 
 def owns_checkpoint_claim(job: TrainingJob) -> bool:
@@ -151,7 +141,7 @@ def build_checkpoint_claim(job: TrainingJob, config: OperatorConfig) -> dict[str
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
-        "metadata": _metadata(job, checkpoint_claim_name(job)),
+        "metadata": _metadata(job, checkpoint_claim_name(str(job.metadata.name), job.spec)),
         "spec": spec,
     }
 
@@ -321,7 +311,10 @@ def build_pod_template(
     container = _container(job, resources, config)
     volumes: list[dict[str, Any]] = [
         {"name": "job-config", "configMap": {"name": config_map_name(str(job.metadata.name))}},
-        {"name": "checkpoints", "persistentVolumeClaim": {"claimName": checkpoint_claim_name(job)}},
+        {
+            "name": "checkpoints",
+            "persistentVolumeClaim": {"claimName": checkpoint_claim_name(str(job.metadata.name), job.spec)},
+        },
         {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": config.shm_size}},
     ]
     for name, path in _scratch(job.spec):

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from tensorone.api import API_VERSION, GROUP
+from tensorone.api.pods import checkpoint_claim_name
 from tensorone.api.v1alpha1 import TrainingJob
 from tensorone_operator import builders
 from tensorone_operator.children import owned_by
@@ -46,7 +47,7 @@ class Cleanup:
             ("v1", "configmaps", builders.config_map_name(name)),
         ]
         if builders.owns_checkpoint_claim(job):
-            targets.append(("v1", "persistentvolumeclaims", builders.checkpoint_claim_name(job)))
+            targets.append(("v1", "persistentvolumeclaims", checkpoint_claim_name(str(job.metadata.name), job.spec)))
         deleted = []
         for api_version, plural, child_name in targets:
             existing = await self.api.get(api_version, plural, namespace, child_name)

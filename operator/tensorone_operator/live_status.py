@@ -30,6 +30,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tensorone.api.exit_codes import failure_reason, follows_table, is_retryable, meaning
+from tensorone.api.pods import REPLICA_TYPE_LABEL
 from tensorone.api.report import (
     MAX_SECONDS,
     CheckpointReport,
@@ -552,10 +553,6 @@ def newer(first: ProgressReport | None, second: ProgressReport | None) -> Progre
         )
 
     return second if key(second) >= key(first) else first
-
-
-# The Training Operator labels every pod with its replica type, in lower case (master, worker).
-REPLICA_TYPE_LABEL = "training.kubeflow.org/replica-type"
 
 
 def master_pod_view(pod: Mapping[str, Any], *, now: datetime) -> dict[str, Any] | None:

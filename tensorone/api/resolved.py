@@ -36,6 +36,8 @@ from tensorone.errors import ConfigurationError, ValidationFailed
 JOB_CONFIG_ENV = "TENSORONE_JOB_CONFIG"
 DEFAULT_JOB_CONFIG_PATH = "/etc/tensorone/job/job.yaml"
 DEFAULT_CHECKPOINT_DIR = "/checkpoints"
+# The trainer's metrics log (rank 0), in the checkpoint directory: on the job's claim in a pod.
+METRICS_LOG = "metrics.jsonl"
 DEFAULT_DATASET_MOUNT = "/data"
 
 

@@ -26,6 +26,7 @@ from tensorone.errors import TensorOneError
 COMMAND_MODULES: list[str] = [
     "tensorone.cli.jobs",
     "tensorone.cli.watch",
+    "tensorone.cli.monitoring",
     "tensorone.cli.datasets",
     "tensorone.cli.manifests",
 ]

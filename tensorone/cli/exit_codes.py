@@ -6,7 +6,7 @@ for each error code.
 | 0 | done |
 | 1 | ``t1 validate`` / ``t1 convert`` found invalid manifests or bodies |
 | 2 | the command line or a value is wrong (CONFIGURATION_ERROR, usage) |
-| 3 | not found (JOB_NOT_FOUND, DATASET_NOT_FOUND, CHECKPOINT_NOT_FOUND) |
+| 3 | not found (JOB_NOT_FOUND, DATASET_NOT_FOUND, CHECKPOINT_NOT_FOUND, LOG_NOT_FOUND) |
 | 4 | refused by the state of things (ALREADY_EXISTS, INVALID_JOB_STATE, INSUFFICIENT_RESOURCES) |
 | 5 | the credential was refused or RBAC forbids it (UNAUTHENTICATED, FORBIDDEN) |
 | 6 | the cluster or the gateway cannot be reached (CONNECTION_ERROR) |
@@ -41,6 +41,7 @@ _BY_CODE = {
     "JOB_NOT_FOUND": NOT_FOUND,
     "DATASET_NOT_FOUND": NOT_FOUND,
     "CHECKPOINT_NOT_FOUND": NOT_FOUND,
+    "LOG_NOT_FOUND": NOT_FOUND,
     "ALREADY_EXISTS": REFUSED,
     "INVALID_JOB_STATE": REFUSED,
     "INSUFFICIENT_RESOURCES": REFUSED,
@@ -55,6 +56,7 @@ HINTS = {
     "DATASET_NOT_FOUND": "t1 datasets list shows this namespace's Datasets; t1 datasets create -f dataset.yaml "
     "creates one (in the job's namespace)",
     "CHECKPOINT_NOT_FOUND": "t1 checkpoints JOB lists the job's checkpoints",
+    "LOG_NOT_FOUND": "t1 get JOB shows the job's phase, t1 events JOB what happened to it, t1 plot JOB its loss curves",
     "ALREADY_EXISTS": "choose another name, or t1 delete the existing one first",
     "INVALID_JOB_STATE": "t1 get JOB shows its status",
     "INSUFFICIENT_RESOURCES": "choose one of the available GPU types, or add a node that offers it",

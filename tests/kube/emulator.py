@@ -24,6 +24,12 @@ client rely on (see shared/notes/testing-without-a-cluster.md):
   defaulted object, exactly as the API server would, including its validation ratcheting (parts
   unchanged from the stored object are not re-checked);
 - ``faults``: injected error answers for one kind and method (an API outage);
+- ``pods/log`` as the API server serves it from the kubelet: the log of the pod's container, as
+  plain text, with ``container``, ``follow``, ``previous`` and ``tailLines``; 400 for what the
+  kubelet refuses (a container not started yet, ``previous`` without a terminated container) and
+  a follow that ends when the container does. The log's text is what the test writes
+  (``append_log``), into the container as the pod's status has it: each restart (``restartCount``)
+  starts a new log, the one before it is ``previous``, and a new pod of the same name has its own;
 - ``tokens``: bearer-token authentication and a small RBAC when set: 401 for a request without a
   known token, 403 for one its token's grants do not allow (off by default);
 - ``event_window``: a bounded history (the newest events only, as etcd compacts; a watch resumed
@@ -46,7 +52,7 @@ import datetime
 import json
 import re
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -70,7 +76,8 @@ Validator = Callable[[dict[str, Any], "dict[str, Any] | None", frozenset[str]], 
 
 # What the emulator serves of every kind (deletecollection is not served, so not announced).
 VERBS = ("create", "delete", "get", "list", "patch", "update", "watch")
-SUBRESOURCE_VERBS = ("get", "patch", "update")
+# The verbs of each subresource served.
+SUBRESOURCE_VERBS = {"status": ("get", "patch", "update"), "log": ("get",)}
 
 
 @dataclass(frozen=True)
@@ -88,6 +95,8 @@ class Kind:
     categories: tuple[str, ...] = ()
     # None: no server-side printing here (the plain object is answered to a Table request).
     printer_columns: tuple[PrinterColumn, ...] | None = None
+    # Serves ``<plural>/log`` (pods only).
+    log_subresource: bool = False
 
     @property
     def api_version(self) -> str:
@@ -97,12 +106,28 @@ class Kind:
     def singular(self) -> str:
         return self.kind.lower()
 
+    @property
+    def subresources(self) -> tuple[str, ...]:
+        """The subresources served, as discovery names them."""
+        served = (("status", self.status_subresource), ("log", self.log_subresource))
+        return tuple(name for name, serves in served if serves)
+
 
 # Short names and categories as a real API server announces them.
 BUILTIN_KINDS: tuple[Kind, ...] = (
     Kind("", "v1", "namespaces", "Namespace", namespaced=False, status_subresource=True, short_names=("ns",)),
     Kind("", "v1", "nodes", "Node", namespaced=False, status_subresource=True, short_names=("no",)),
-    Kind("", "v1", "pods", "Pod", namespaced=True, status_subresource=True, short_names=("po",), categories=("all",)),
+    Kind(
+        "",
+        "v1",
+        "pods",
+        "Pod",
+        namespaced=True,
+        status_subresource=True,
+        short_names=("po",),
+        categories=("all",),
+        log_subresource=True,
+    ),
     Kind("", "v1", "configmaps", "ConfigMap", namespaced=True, short_names=("cm",)),
     Kind(
         "",
@@ -370,6 +395,58 @@ SERVER_MANAGED_METADATA = (
 )
 
 
+@dataclass(frozen=True)
+class LogOptions:
+    """The query of a pods/log request (PodLogOptions), as the API server reads it."""
+
+    container: str | None
+    follow: bool
+    previous: bool
+    tail_lines: int | None
+
+    @classmethod
+    def parse(cls, params: Mapping[str, str], pod_name: str) -> LogOptions:
+        tail = params.get("tailLines")
+        tail_lines = None
+        if tail not in (None, ""):
+            try:
+                tail_lines = int(str(tail))
+            except ValueError as exc:
+                raise _api_error(400, "BadRequest", f"tailLines: invalid integer {tail!r}") from exc
+            if tail_lines < 0:
+                raise _api_error(
+                    422,
+                    "Invalid",
+                    f'PodLogOptions "{pod_name}" is invalid: tailLines: Invalid value: {tail_lines}: '
+                    "must be greater than or equal to 0",
+                )
+        return cls(
+            container=params.get("container") or None,
+            follow=_query_bool(params.get("follow")),
+            previous=_query_bool(params.get("previous")),
+            tail_lines=tail_lines,
+        )
+
+
+def _query_bool(value: Any) -> bool:
+    """A boolean query parameter as Kubernetes converts one: absent is false, and so are 0, f,
+    false, n and no; anything else is true."""
+    if value is None:
+        return False
+    return str(value).lower() not in {"0", "f", "false", "n", "no"}
+
+
+def _last_lines(text: str, count: int | None) -> str:
+    if count is None:
+        return text
+    return "".join(text.splitlines(keepends=True)[-count:]) if count else ""
+
+
+def _container_status(pod: dict[str, Any], container: str) -> dict[str, Any] | None:
+    statuses = (pod.get("status") or {}).get("containerStatuses") or []
+    return next((s for s in statuses if s.get("name") == container), None)
+
+
 def _content(obj: dict[str, Any]) -> dict[str, Any]:
     """Everything but metadata and status: what bumps the generation when it changes."""
     return {key: value for key, value in obj.items() if key not in {"metadata", "status"}}
@@ -397,6 +474,8 @@ class FaithfulEmulator(KubernetesEmulator):
     # Authentication: bearer token -> the (HTTP method, plural) pairs it may use, None for all.
     # An empty mapping (the default) turns authentication off.
     tokens: dict[str, set[tuple[str, str]] | None] = attrs.field(factory=dict, init=False)
+    # The containers' logs: (pod uid, container, restart count) -> the text written so far.
+    _logs: dict[tuple[str, str, int], str] = attrs.field(factory=dict, init=False)
     _closing: bool = attrs.field(default=False, init=False)
     # How many times drop_watches() ended the open watch streams.
     _drops: int = attrs.field(default=0, init=False)
@@ -425,7 +504,7 @@ class FaithfulEmulator(KubernetesEmulator):
             verbs=set(VERBS),
             shortnames=set(kind.short_names),
             categories=set(kind.categories),
-            subresources={"status"} if kind.status_subresource else set(),
+            subresources=set(kind.subresources),
         )
 
     def kind_of(self, api_version: str, kind: str) -> Kind:
@@ -538,6 +617,8 @@ class FaithfulEmulator(KubernetesEmulator):
         try:
             if request.action == enums.action.WATCH:
                 return await self._watch(request, kind)
+            if request.subresource == "log" and kind.log_subresource:
+                return await self._serve_log(request, kind)
             status, payload = await self._serve(request, kind)
         except ApiError as exc:
             return await self._render_error(exc)
@@ -562,13 +643,15 @@ class FaithfulEmulator(KubernetesEmulator):
             return _api_error(401, "Unauthorized", "Unauthorized")
         grants = self.tokens[token]
         method = _method(request)
-        if grants is not None and (method, kind.plural) not in grants:
+        # RBAC names the log subresource apart: reading pods does not grant reading their logs.
+        resource = f"{kind.plural}/log" if request.subresource == "log" else kind.plural
+        if grants is not None and (method, resource) not in grants:
             verb = {"GET": "get", "POST": "create", "PATCH": "patch", "PUT": "update", "DELETE": "delete"}[method]
             return _api_error(
                 403,
                 "Forbidden",
                 f'{kind.plural}.{kind.group or "core"} is forbidden: User "token-user" cannot {verb} resource '
-                f'"{kind.plural}" in API group "{kind.group}"',
+                f'"{resource}" in API group "{kind.group}"',
             )
         return None
 
@@ -593,6 +676,110 @@ class FaithfulEmulator(KubernetesEmulator):
         elif method == "DELETE":
             return 200, await self._delete(kind, namespace, request.name)
         raise _api_error(405, "MethodNotAllowed", f"{method} is not allowed on {request.url.path}")
+
+    # -- pods/log ----------------------------------------------------------------------------
+
+    async def append_log(self, namespace: str, pod: str, text: str, *, container: str | None = None) -> None:
+        """Write ``text`` to the log of the pod's container (its only one unless named), as the
+        container prints it: into the run its status shows (``restartCount``), waking followers."""
+        kind = self._kinds[("", "v1", "pods")]
+        obj = self._get(kind, namespace, pod)
+        name = self._log_container(obj, container)
+        status = _container_status(obj, name) or {}
+        key = (obj["metadata"]["uid"], name, int(status.get("restartCount") or 0))
+        self._logs[key] = self._logs.get(key, "") + text
+        if self._changed is None:
+            self._changed = asyncio.Condition()
+        async with self._changed:
+            self._changed.notify_all()
+
+    def _log_container(self, pod: dict[str, Any], container: str | None) -> str:
+        """The container a log request means, checked as the API server checks it."""
+        name = pod["metadata"]["name"]
+        names = [c["name"] for c in (pod.get("spec") or {}).get("containers") or []]
+        if container is None:
+            if len(names) == 1:
+                return names[0]
+            raise _api_error(
+                400,
+                "BadRequest",
+                f"a container name must be specified for pod {name}, choose one of: [{' '.join(names)}]",
+            )
+        if container not in names:
+            raise _api_error(400, "BadRequest", f"container {container} is not valid for pod {name}")
+        return container
+
+    def _log_run(self, pod: dict[str, Any], container: str, previous: bool) -> int:
+        """Which run of the container a log request reads (its restart count), as the kubelet
+        decides: the running or terminated one, else the last terminated one; with ``previous``
+        the one before the current. 400 with the kubelet's words when there is none."""
+        pod_name = pod["metadata"]["name"]
+        status = _container_status(pod, container)
+        if status is None:
+            raise _api_error(400, "BadRequest", f'container "{container}" in pod "{pod_name}" is not available')
+        restarts = int(status.get("restartCount") or 0)
+        state, last = status.get("state") or {}, (status.get("lastState") or {}).get("terminated")
+        if previous:
+            if last is None:
+                raise _api_error(
+                    400,
+                    "BadRequest",
+                    f'previous terminated container "{container}" in pod "{pod_name}" not found',
+                )
+            return restarts - 1
+        if "running" in state or "terminated" in state:
+            return restarts
+        if last is not None:
+            return restarts - 1
+        reason = (state.get("waiting") or {}).get("reason") or "ContainerCreating"
+        raise _api_error(
+            400, "BadRequest", f'container "{container}" in pod "{pod_name}" is waiting to start: {reason}'
+        )
+
+    def _log_open(self, namespace: str, name: str, key: tuple[str, str, int]) -> bool:
+        """Whether the container run of ``key`` still runs (a follow of its log goes on)."""
+        pod = self._store.get(("", "v1", "pods", namespace, name))
+        if pod is None or pod["metadata"]["uid"] != key[0] or self._closing:
+            return False
+        status = _container_status(pod, key[1]) or {}
+        return int(status.get("restartCount") or 0) == key[2] and "running" in (status.get("state") or {})
+
+    def _log_woken(self, key: tuple[str, str, int], sent: int, revision: int) -> bool:
+        return len(self._logs.get(key, "")) > sent or self._revision > revision or self._closing
+
+    async def _serve_log(self, request: rendering.Request, kind: Kind) -> aiohttp.web.StreamResponse:
+        """GET pods/NAME/log: the container's log as plain text; with ``follow``, what it writes
+        next, until it ends."""
+        assert request._raw_request is not None and request.name is not None
+        if _method(request) != "GET":
+            raise _api_error(405, "MethodNotAllowed", f"{_method(request)} is not allowed on {request.url.path}")
+        namespace, name = request.namespace or "", request.name
+        pod = self._get(kind, namespace, name)
+        options = LogOptions.parse(request.params, name)
+        container = self._log_container(pod, options.container)
+        response = aiohttp.web.StreamResponse(headers={"Content-Type": "text/plain"})
+        if not (pod.get("spec") or {}).get("nodeName"):
+            # A pod no node has taken has no kubelet to ask: the API server answers an empty log.
+            await response.prepare(request._raw_request)
+            await response.write_eof()
+            return response
+        key = (pod["metadata"]["uid"], container, self._log_run(pod, container, options.previous))
+        text = self._logs.get(key, "")
+        await response.prepare(request._raw_request)
+        try:
+            await response.write(_last_lines(text, options.tail_lines).encode())
+            sent = len(text)
+            while options.follow and not options.previous and self._log_open(namespace, name, key):
+                assert self._changed is not None
+                async with self._changed:
+                    await self._changed.wait_for(partial(self._log_woken, key, sent, self._revision))
+                text = self._logs.get(key, "")
+                await response.write(text[sent:].encode())
+                sent = len(text)
+        except (ConnectionResetError, asyncio.CancelledError):
+            return response
+        await response.write_eof()
+        return response
 
     # -- discovery ---------------------------------------------------------------------------
 
@@ -668,17 +855,17 @@ class FaithfulEmulator(KubernetesEmulator):
             if kind.categories:
                 resource["categories"] = list(kind.categories)
             resources.append(resource)
-            if kind.status_subresource:
-                # A subresource has no singular name, short names or categories of its own.
-                resources.append(
-                    {
-                        "name": f"{kind.plural}/status",
-                        "singularName": "",
-                        "namespaced": kind.namespaced,
-                        "kind": kind.kind,
-                        "verbs": list(SUBRESOURCE_VERBS),
-                    }
-                )
+            # A subresource has no singular name, short names or categories of its own.
+            resources.extend(
+                {
+                    "name": f"{kind.plural}/{subresource}",
+                    "singularName": "",
+                    "namespaced": kind.namespaced,
+                    "kind": kind.kind,
+                    "verbs": list(SUBRESOURCE_VERBS[subresource]),
+                }
+                for subresource in kind.subresources
+            )
         return {
             "kind": "APIResourceList",
             "apiVersion": "v1",
@@ -707,9 +894,14 @@ class FaithfulEmulator(KubernetesEmulator):
                         resource["shortNames"] = list(kind.short_names)
                     if kind.categories:
                         resource["categories"] = list(kind.categories)
-                    if kind.status_subresource:
+                    if kind.subresources:
                         resource["subresources"] = [
-                            {"subresource": "status", "responseKind": response_kind, "verbs": list(SUBRESOURCE_VERBS)}
+                            {
+                                "subresource": subresource,
+                                "responseKind": response_kind,
+                                "verbs": list(SUBRESOURCE_VERBS[subresource]),
+                            }
+                            for subresource in kind.subresources
                         ]
                     resources.append(resource)
                 entries.append({"version": group_version, "resources": resources, "freshness": "Current"})
@@ -921,6 +1113,9 @@ class FaithfulEmulator(KubernetesEmulator):
             obj["metadata"]["resourceVersion"] = str(self._revision)
         if event_type == "DELETED":
             self._store.pop(key, None)
+            if key[:3] == ("", "v1", "pods"):  # the kubelet removes a deleted pod's logs
+                uid = obj["metadata"]["uid"]
+                self._logs = {log: text for log, text in self._logs.items() if log[0] != uid}
         else:
             self._store[key] = obj
         self._remember(key, event_type, obj)

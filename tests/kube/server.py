@@ -6,6 +6,7 @@
         server.write_kubeconfig(path)          # for kopf's login and the operator's client
         server.api.create(manifest)            # through HTTP, so watches fire
         server.api.patch_status(...)           # as the Training Operator would
+        server.write_log(namespace, pod, text) # as the pod's container prints it
 
 The emulator runs its own event loop in a daemon thread, so the code under test (kopf in another
 thread, or a subprocess) never shares a loop with it.
@@ -149,6 +150,20 @@ class ApiClient:
         result: dict[str, Any] = self.request("DELETE", self._object_path(api_version, kind, ns, name))
         return result
 
+    def log(self, pod: str, namespace: str = "default", **query: str) -> str:
+        """GET a pod's log (``container``, ``previous``, ``tailLines``, ... as query parameters);
+        ApiStatusError on a refusal. Not for ``follow``: it reads until the answer ends."""
+        path = self._object_path("v1", "Pod", namespace, pod) + "/log"
+        if query:
+            path += "?" + urllib.parse.urlencode(query)
+        connection = self._connection()
+        connection.request("GET", path)
+        response = connection.getresponse()
+        payload = response.read()
+        if response.status >= 400:
+            raise ApiStatusError(response.status, json.loads(payload))
+        return payload.decode()
+
 
 def kubeconfig_for(url: str) -> dict[str, Any]:
     """A kubeconfig pointing at ``url`` (the emulator, or a pass-through to it), without credentials."""
@@ -204,6 +219,13 @@ class EmulatorServer(ServiceThread):
         no stream sends anything more."""
         assert self._loop is not None, "the server is not running"
         asyncio.run_coroutine_threadsafe(self.emulator.drop_watches(), self._loop).result(timeout=30)
+
+    def write_log(self, namespace: str, pod: str, text: str, *, container: str | None = None) -> None:
+        """Write ``text`` to the log of a pod's container, as the container prints it (the
+        kubelet's side of pods/log: no API request does this)."""
+        assert self._loop is not None, "the server is not running"
+        written = self.emulator.append_log(namespace, pod, text, container=container)
+        asyncio.run_coroutine_threadsafe(written, self._loop).result(timeout=30)
 
     def kubeconfig(self) -> dict[str, Any]:
         """A kubeconfig pointing at this server, without credentials (the emulator needs none)."""

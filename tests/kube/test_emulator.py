@@ -366,3 +366,141 @@ def test_built_in_kinds_answer_their_objects_to_a_table_request(server: Emulator
     server.api.create(config_map("plain", "tables"))
     _, listing = _get(server, "/api/v1/namespaces/tables/configmaps", TABLE_ACCEPT + ",application/json")
     assert listing["kind"] == "ConfigMapList"
+
+
+# pods/log -------------------------------------------------------------------------------------
+
+CONTAINER = {"name": "pytorch", "image": "trainer:1"}
+
+
+def logging_pod(server: EmulatorServer, name: str, *, node: str | None = "node-1", namespace: str = "logs") -> None:
+    """A running pod of one container, ``pytorch``, on ``node`` (none: not scheduled yet)."""
+    metadata = {"name": "job", "uid": "u-1", "namespace": namespace}
+    owner = {"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob", "metadata": metadata}
+    spec: dict[str, Any] = {"containers": [CONTAINER]} | ({"nodeName": node} if node else {})
+    server.api.create(factories.pod(name, owner, spec=spec, labels={}))
+    if node:
+        status = factories.running_pod_status(CONTAINER, pod_ip="10.0.0.1", started_at=factories.now())
+        server.api.patch("v1", "Pod", name, {"status": status}, namespace, subresource="status")
+
+
+def restart(server: EmulatorServer, name: str, restarts: int, namespace: str = "logs") -> None:
+    """The kubelet restarted the pod's container: ``restarts`` in all, the last run ended 138."""
+    status = factories.running_pod_status(
+        CONTAINER, pod_ip="10.0.0.1", started_at=factories.now(), restarts=restarts, last_exit_code=138
+    )
+    server.api.patch("v1", "Pod", name, {"status": status}, namespace, subresource="status")
+
+
+def end(server: EmulatorServer, name: str, *, restarts: int = 0, namespace: str = "logs") -> None:
+    """The pod's container exited 0."""
+    status = factories.terminated_pod_status(
+        CONTAINER, exit_code=0, message="", finished_at=factories.now(), restarts=restarts
+    )
+    server.api.patch("v1", "Pod", name, {"status": status}, namespace, subresource="status")
+
+
+def log_refusal(server: EmulatorServer, pod: str, **query: str) -> ApiStatusError:
+    with pytest.raises(ApiStatusError) as refused:
+        server.api.log(pod, "logs", **query)
+    return refused.value
+
+
+def test_a_pod_log_is_plain_text_read_whole_or_by_its_last_lines(server: EmulatorServer) -> None:
+    logging_pod(server, "plain")
+    server.write_log("logs", "plain", "step 1\nstep 2\nstep 3")
+    request = urllib.request.Request(server.url + "/api/v1/namespaces/logs/pods/plain/log")
+    with urllib.request.urlopen(request) as response:
+        assert response.headers["Content-Type"] == "text/plain"
+        assert response.read() == b"step 1\nstep 2\nstep 3"
+    assert server.api.log("plain", "logs", tailLines="2") == "step 2\nstep 3"
+    assert server.api.log("plain", "logs", tailLines="0") == ""
+    assert server.api.log("plain", "logs", container="pytorch", follow="false") == "step 1\nstep 2\nstep 3"
+    # A terminated container's log is still there, and a follow of it ends at once.
+    end(server, "plain")
+    assert server.api.log("plain", "logs", follow="true") == "step 1\nstep 2\nstep 3"
+
+
+def test_a_pod_log_request_is_refused_as_the_api_server_and_the_kubelet_refuse_it(server: EmulatorServer) -> None:
+    logging_pod(server, "refused")
+    missing = log_refusal(server, "no-such-pod")
+    assert (missing.status, missing.body["message"]) == (404, 'pods "no-such-pod" not found')
+    other = log_refusal(server, "refused", container="sidecar")
+    assert (other.status, other.body["reason"]) == (400, "BadRequest")
+    assert other.body["message"] == "container sidecar is not valid for pod refused"
+    previous = log_refusal(server, "refused", previous="true")
+    assert (previous.status, previous.body["reason"]) == (400, "BadRequest")
+    assert previous.body["message"] == 'previous terminated container "pytorch" in pod "refused" not found'
+    negative = log_refusal(server, "refused", tailLines="-1")
+    assert negative.status == 422 and "tailLines: Invalid value: -1" in negative.body["message"]
+    assert log_refusal(server, "refused", tailLines="many").status == 400
+    # Scheduled but not started: the kubelet says what the container waits for.
+    waiting = factories.running_pod_status(CONTAINER, pod_ip="10.0.0.1", started_at=factories.now())
+    waiting["containerStatuses"][0]["state"] = {"waiting": {"reason": "ContainerCreating"}}
+    server.api.patch("v1", "Pod", "refused", {"status": waiting}, "logs", subresource="status")
+    started = log_refusal(server, "refused")
+    assert started.body["message"] == 'container "pytorch" in pod "refused" is waiting to start: ContainerCreating'
+    # No node has taken the pod: no kubelet to ask, and the API server answers an empty log.
+    logging_pod(server, "unscheduled", node=None)
+    assert server.api.log("unscheduled", "logs") == ""
+
+
+def test_each_run_of_a_container_has_its_log_and_the_one_before_is_previous(server: EmulatorServer) -> None:
+    logging_pod(server, "restarted")
+    server.write_log("logs", "restarted", "first run\n")
+    restart(server, "restarted", 1)
+    server.write_log("logs", "restarted", "second run\n")
+    assert server.api.log("restarted", "logs") == "second run\n"
+    assert server.api.log("restarted", "logs", previous="true") == "first run\n"
+    # Exited and waiting to be restarted again: the log is the last run's.
+    crashed = factories.running_pod_status(CONTAINER, pod_ip="10.0.0.1", started_at=factories.now(), restarts=2)
+    crashed["containerStatuses"][0]["state"] = {"waiting": {"reason": "CrashLoopBackOff"}}
+    server.api.patch("v1", "Pod", "restarted", {"status": crashed}, "logs", subresource="status")
+    assert server.api.log("restarted", "logs") == "second run\n"
+    # A new pod of the same name (the Training Operator's after a resume) starts with no log.
+    server.api.delete("v1", "Pod", "restarted", "logs")
+    logging_pod(server, "restarted")
+    assert server.api.log("restarted", "logs") == ""
+    assert log_refusal(server, "restarted", previous="true").status == 400
+
+
+def test_a_followed_log_streams_what_is_written_until_the_container_ends(server: EmulatorServer) -> None:
+    logging_pod(server, "followed")
+    server.write_log("logs", "followed", "a\n")
+    url = server.url + "/api/v1/namespaces/logs/pods/followed/log?follow=true"
+    chunks: list[bytes] = []
+    with urllib.request.urlopen(url, timeout=30) as response:
+        chunks.append(response.read1())
+        assert chunks == [b"a\n"]
+        server.write_log("logs", "followed", "b\n")
+        chunks.append(response.read1())
+        assert chunks[-1] == b"b\n"
+        # A restart ends the run followed: its log ends with it.
+        restart(server, "followed", 1)
+        assert response.read() == b""
+    server.write_log("logs", "followed", "c\n")
+    with urllib.request.urlopen(url, timeout=30) as response:
+        assert response.read1() == b"c\n"
+        end(server, "followed", restarts=1)
+        assert response.read() == b""
+
+
+def test_pods_log_is_discovered_and_authorized_apart_from_pods() -> None:
+    with EmulatorServer(FaithfulEmulator(validate_writes=False)) as guarded:
+        _, core = _get(guarded, "/api/v1", "application/json")
+        log = next(r for r in core["resources"] if r["name"] == "pods/log")
+        assert log["verbs"] == ["get"] and log["kind"] == "Pod" and "shortNames" not in log
+        logging_pod(guarded, "private")
+        guarded.emulator.tokens["reader"] = {("GET", "pods")}
+        guarded.emulator.tokens["logs"] = {("GET", "pods/log")}
+
+        def read(token: str) -> urllib.request.Request:
+            path = "/api/v1/namespaces/logs/pods/private/log"
+            return urllib.request.Request(guarded.url + path, headers={"Authorization": f"Bearer {token}"})
+
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(read("reader"))
+        assert refused.value.code == 403
+        assert 'cannot get resource "pods/log"' in json.loads(refused.value.read())["message"]
+        with urllib.request.urlopen(read("logs")) as response:
+            assert response.status == 200

@@ -1,5 +1,5 @@
 """The real kubectl against the emulator: ``get`` prints the CRD's columns from the server's
-Table, ``-o yaml`` round-trips the status, ``describe`` and ``events`` find the job's Events.
+Table, ``-o yaml`` round-trips the status, ``describe`` and ``events`` find the job's Events, ``logs`` reads a pod's log.
 
 kubectl is not a Python dependency: without it on PATH these tests are skipped (CI may lack it).
 """
@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.kube.kubectl import KUBECTL, Kubectl
+from tests import factories
+from tests.kube.kubectl import KUBECTL, Kubectl, KubectlFailed
 from tests.kube.server import EmulatorServer
 
 pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not on PATH")
@@ -179,3 +180,49 @@ def test_a_watch_prints_each_change_as_a_row_without_repeating_the_header(kubect
         deadline.cancel()
         watch.kill()
         watch.wait()
+
+
+def test_logs_reads_the_container_runs_as_from_a_kubelet(kubectl: Kubectl) -> None:
+    """kubectl logs, --tail, -p and -f, and its error for a container that has no previous run."""
+    api, container = kubectl.server.api, {"name": "pytorch", "image": "trainer:1"}
+    owner = {
+        "apiVersion": "kubeflow.org/v1",
+        "kind": "PyTorchJob",
+        "metadata": {"name": "j", "uid": "u", "namespace": "logs"},
+    }
+    api.create(factories.pod("j-master-0", owner, spec={"containers": [container], "nodeName": "n"}, labels={}))
+    started = factories.running_pod_status(container, pod_ip="10.0.0.1", started_at=factories.now())
+    api.patch("v1", "Pod", "j-master-0", {"status": started}, "logs", subresource="status")
+    kubectl.server.write_log("logs", "j-master-0", "step 1\nstep 2\n")
+    assert kubectl("logs", "-n", "logs", "j-master-0") == "step 1\nstep 2\n"
+    assert kubectl("logs", "-n", "logs", "j-master-0", "--tail", "1") == "step 2\n"
+    with pytest.raises(KubectlFailed) as refused:
+        kubectl("logs", "-n", "logs", "j-master-0", "-p")
+    assert (
+        'Error from server (BadRequest): previous terminated container "pytorch" in pod "j-master-0" not found'
+        in str(refused.value)
+    )
+    restarted = factories.running_pod_status(container, pod_ip="10.0.0.1", started_at=factories.now(), restarts=1)
+    api.patch("v1", "Pod", "j-master-0", {"status": restarted}, "logs", subresource="status")
+    kubectl.server.write_log("logs", "j-master-0", "resumed\n")
+    assert kubectl("logs", "-n", "logs", "j-master-0", "-p") == "step 1\nstep 2\n"
+    follow = subprocess.Popen(
+        kubectl.command("logs", "-n", "logs", "-f", "j-master-0"), stdout=subprocess.PIPE, text=True, env=kubectl.env
+    )
+    deadline = threading.Timer(20, follow.kill)
+    deadline.start()
+    try:
+        assert follow.stdout is not None
+        assert follow.stdout.readline() == "resumed\n"
+        kubectl.server.write_log("logs", "j-master-0", "done\n")
+        assert follow.stdout.readline() == "done\n"
+        ended = factories.terminated_pod_status(
+            container, exit_code=0, message="", finished_at=factories.now(), restarts=1
+        )
+        api.patch("v1", "Pod", "j-master-0", {"status": ended}, "logs", subresource="status")
+        assert follow.stdout.read() == ""
+        assert follow.wait(timeout=20) == 0
+    finally:
+        deadline.cancel()
+        follow.kill()
+        follow.wait()

@@ -10,6 +10,7 @@ import yaml
 from tensorone_operator import builders, catalog, checks
 from tensorone_operator.config import OperatorConfig, load_config, parse_config
 
+from tensorone.api.pods import checkpoint_claim_name
 from tensorone.api.resolved import ResolvedJob
 from tensorone.api.v1alpha1 import Dataset, TrainingJob
 from tensorone.errors import ConfigurationError
@@ -224,8 +225,10 @@ def test_checkpoint_claim_uses_spec_then_config_defaults() -> None:
         "resources": {"requests": {"storage": "10Gi"}},
         "storageClassName": "nfs",
     }
-    assert not builders.owns_checkpoint_claim(job(checkpointStorage={"claimName": "mine"}))
-    assert builders.checkpoint_claim_name(job(checkpointStorage={"claimName": "mine"})) == "mine"
+    mine = job(checkpointStorage={"claimName": "mine"})
+    assert not builders.owns_checkpoint_claim(mine)
+    assert checkpoint_claim_name(str(mine.metadata.name), mine.spec) == "mine"
+    assert checkpoint_claim_name(str(mine.metadata.name), job().spec) == f"{mine.metadata.name}-checkpoints"
 
 
 def test_child_drift_patches_only_mutable_parts() -> None:
