@@ -8,7 +8,6 @@ handlers call is given in kopf's memo by whoever starts kopf.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -26,6 +25,7 @@ from tensorone_operator.builders import (
 from tensorone_operator.catalog import GPU_PRODUCT_LABEL
 from tensorone_operator.cleanup import FINALIZER, FORCE_DELETE_ANNOTATION
 from tensorone_operator.config import OperatorConfig
+from tensorone_operator.follower import Follower
 from tensorone_operator.indexes import (
     INDEX_WAITING,
     indexes_of,
@@ -70,27 +70,34 @@ def post_event(body: Any, event_type: str, reason: str, message: str) -> None:
     kopf.event(body, type=event_type, reason=reason, message=message[:1024])
 
 
-async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+async def startup(settings: kopf.OperatorSettings, memo: Any, **kwargs: Any) -> None:
     configure_kopf(settings)
+    # One follow loop for every job (follower.py); kopf gives startup handlers its live indexes.
+    memo.follower = Follower(memo.reconciler, indexes=kwargs)
 
 
 async def cleanup(memo: Any, **_: Any) -> None:
+    await memo.follower.stop()
     await memo.reconciler.close()
 
 
-def datasets_by_name(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+# The indexing functions are coroutines: kopf runs a plain function in a thread pool, and each
+# pool thread would get its own allocator arena for the (up to 1 MB) bodies it slims.
+async def datasets_by_name(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
     return {(namespace or "", name): slim_dataset(body)}
 
 
-def children_by_job(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+async def children_by_job(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Any, Any]:
     return {(namespace or "", labels[LABEL_JOB_NAME]): slim_child(body)} if LABEL_JOB_NAME in labels else {}
 
 
-def gpu_nodes(body: kopf.Body, **_: Any) -> dict[Any, Any]:
+async def gpu_nodes(body: kopf.Body, **_: Any) -> dict[Any, Any]:
     return {None: slim_node(body)}
 
 
-def jobs_waiting(namespace: str | None, name: str, spec: kopf.Spec, status: kopf.Status, **_: Any) -> dict[Any, Any]:
+async def jobs_waiting(
+    namespace: str | None, name: str, spec: kopf.Spec, status: kopf.Status, **_: Any
+) -> dict[Any, Any]:
     return {key: (namespace, name) for key in waiting_keys(namespace or "", spec, status)}
 
 
@@ -98,7 +105,7 @@ async def reconcile_job(body: kopf.Body, memo: Any, logger: kopf.Logger, **kwarg
     outcome = await memo.reconciler.reconcile(body, current=True, **indexes_of(kwargs))
     if outcome.waiting:
         # Waiting is normal, not a handler failure: the Dataset and Node watches below resume the
-        # job, and its daemon re-checks it on every tick.
+        # job, and the follow loop checks it again now and then.
         logger.info("waiting: %s", outcome.problem.message)
 
 
@@ -136,13 +143,10 @@ async def _wake(memo: Any, waiting_on: tuple[str, ...], kwargs: dict[str, Any]) 
         )
 
 
-async def follow_job(body: kopf.Body, memo: Any, stopped: kopf.DaemonStopped, **kwargs: Any) -> None:
-    while not stopped and not memo.reconciler.finished(body):
-        # asyncio.sleep, not stopped.wait(): kopf cancels async daemons after cancellation_timeout,
-        # and awaiting the flag's wait() made kopf.run raise TimeoutError on some plain SIGTERMs.
-        await asyncio.sleep(memo.reconciler.config.progress_poll_seconds)
-        if not stopped:
-            await memo.reconciler.follow(body, **indexes_of(kwargs))
+async def job_seen(body: kopf.Body, type: str | None, memo: Any, **_: Any) -> None:
+    memo.follower.job_seen(body, deleted=type == "DELETED")
+    # Started from a handler, the loop runs in kopf's handler context (kopf.event needs it).
+    memo.follower.start()
 
 
 async def force_delete(body: kopf.Body, memo: Any, **_: Any) -> None:
@@ -172,7 +176,7 @@ def register(config: OperatorConfig, registry: kopf.OperatorRegistry) -> kopf.Op
     if config.check_gpu_nodes:
         kopf.index(*NODES, labels=GPU_NODES, registry=registry)(gpu_nodes)
         kopf.on.event(*NODES, labels=GPU_NODES, registry=registry)(gpu_node_changed)
-    kopf.daemon(*JOBS, cancellation_timeout=5.0, registry=registry)(follow_job)
+    kopf.on.event(*JOBS, registry=registry)(job_seen)
     kopf.on.event(*JOBS, annotations={FORCE_DELETE_ANNOTATION: "true"}, registry=registry)(force_delete)
     kopf.on.delete(*JOBS, backoff=BACKOFF_SECONDS, registry=registry)(delete_job)
     return registry

@@ -24,6 +24,12 @@ RECONCILE_SECONDS = Histogram(
     "Time spent in one reconcile of a TrainingJob.",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
+FOLLOWED_JOBS = Gauge("tensorone_operator_followed_jobs", "TrainingJobs the follow loop ticks (not finished).")
+FOLLOW_ROUND_SECONDS = Histogram(
+    "tensorone_operator_follow_round_seconds",
+    "Time to start one round of the follow loop's ticks (waiting for free slots included).",
+    buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
 JOBS = Gauge("tensorone_operator_jobs", "TrainingJobs by phase.", ["phase"])
 CHILDREN_CREATED = Counter(
     "tensorone_operator_children_created_total",

@@ -2,7 +2,7 @@
 
 One ``Reconciler`` per operator process. Every entry point (a TrainingJob's create/update/resume
 handler, a child's watch event, a Dataset or Node appearing, a pod's termination message, the
-daemon's tick) ends in ``reconcile``, which is idempotent: children are created by deterministic
+follow loop's tick) ends in ``reconcile``, which is idempotent: children are created by deterministic
 names (``Children``), the status is computed from scratch and written only when it differs
 (``StatusWriter``), and the spec is never written. The work of each concern is in its own class:
 
@@ -96,10 +96,6 @@ class Reconciler:
     def _lock(self, namespace: str, name: str) -> asyncio.Lock:
         return self._locks.setdefault((namespace, name), asyncio.Lock())
 
-    def finished(self, job: Mapping[str, Any]) -> bool:
-        """Whether a job reached a terminal phase (its daemon ends: nothing more to follow)."""
-        return (job.get("status") or {}).get("phase") in TERMINAL_PHASES
-
     def forget(self, namespace: str, name: str) -> None:
         """Drop what is kept about a deleted job."""
         key = (namespace, name)
@@ -179,7 +175,8 @@ class Reconciler:
         children: ChildIndex,
         nodes: Nodes,
     ) -> Outcome | None:
-        """One tick of a job's daemon (every progressPollSeconds); ``job`` is the daemon's live body.
+        """One tick of the follow loop for a job (every progressPollSeconds); ``job`` is the copy the
+        loop keeps from the watch.
 
         A job that follows its child reads the rank-0 trainer's /progress, computes its status once
         (child, catalog and the newest report) and writes it only when ``StatusWriter.due`` says
@@ -207,7 +204,7 @@ class Reconciler:
         async def step(fresh: ObservedJob) -> Outcome:
             if _as_seen(fresh, seen):
                 return Outcome(status=await self.status.write(fresh, desired))
-            return await self._reconcile(fresh, datasets, children, nodes)  # the daemon's copy lagged
+            return await self._reconcile(fresh, datasets, children, nodes)  # the loop's copy lagged
 
         return await self._locked(job, None, step)
 
