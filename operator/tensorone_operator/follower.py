@@ -42,7 +42,7 @@ JobKey = tuple[str, str]
 HELD_RECHECK_MAX_SECONDS = 60.0
 CONCURRENT_TICKS = 128
 # Freed memory is handed back to the system this often (see ``release_free_memory``).
-RELEASE_MEMORY_SECONDS = 60.0
+RELEASE_MEMORY_SECONDS = 10.0
 
 # The metadata a tick reads: kopf's and kubectl's annotations (copies of the spec) and
 # managedFields are left out; the force-delete annotation is handled by its own watch handler.
