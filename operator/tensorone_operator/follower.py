@@ -14,7 +14,7 @@ A job held by a failed check is checked again with a growing interval, up to
 ``HELD_RECHECK_MAX_SECONDS`` (a job refused by the API server would otherwise send the same
 refused request every tick); a change of the job starts the interval over, and the Dataset and
 Node watches wake a waiting job at once whatever its interval. Ticks run concurrently, at most
-``CONCURRENT_TICKS`` at a time, and a job whose last tick has not ended (a trainer slow to answer)
+``CONCURRENT_TICKS`` at a time, spread over the period, and a job whose last tick has not ended (a trainer slow to answer)
 is skipped, so one slow job never holds up the others.
 """
 
@@ -40,7 +40,9 @@ logger = logging.getLogger("tensorone_operator")
 
 JobKey = tuple[str, str]
 HELD_RECHECK_MAX_SECONDS = 60.0
-CONCURRENT_TICKS = 128
+CONCURRENT_TICKS = 64
+# The ticks of a round are started in slices at least this far apart.
+PACE_SECONDS = 0.02
 # Freed memory is handed back to the system this often (see ``release_free_memory``).
 RELEASE_MEMORY_SECONDS = 10.0
 
@@ -126,21 +128,30 @@ class Follower:
                 await self._loop
 
     async def run(self) -> None:
-        """Tick every followed job each ``progressPollSeconds``, until cancelled."""
+        """Tick every followed job each ``progressPollSeconds``, until cancelled. The ticks of a
+        round are spread over the period: all at once, every job's report, status write and the
+        watch events they cause would come in one burst, and the memory at the top of each burst
+        stays with the process."""
         released = time.monotonic()
         ticks: set[asyncio.Task[None]] = set()
         try:
             while True:
-                await asyncio.sleep(self.poll_seconds)
                 started = time.monotonic()
-                for key in list(self._jobs):
-                    if key in self._ticking or not self._due(key, started):
+                keys = list(self._jobs)
+                for index, key in enumerate(keys):
+                    delay = started + self.poll_seconds * index / len(keys) - time.monotonic()
+                    if delay >= PACE_SECONDS:
+                        await asyncio.sleep(delay)
+                    if key in self._ticking or not self._due(key, time.monotonic()):
                         continue
                     await self._slots.acquire()
                     self._ticking.add(key)
                     task = asyncio.create_task(self._tick(key))
                     ticks.add(task)
                     task.add_done_callback(ticks.discard)
+                rest = started + self.poll_seconds - time.monotonic()
+                if rest > 0:
+                    await asyncio.sleep(rest)
                 FOLLOW_ROUND_SECONDS.observe(time.monotonic() - started)
                 if time.monotonic() - released >= RELEASE_MEMORY_SECONDS:
                     release_free_memory()

@@ -27,8 +27,8 @@ RECONCILE_SECONDS = Histogram(
 FOLLOWED_JOBS = Gauge("tensorone_operator_followed_jobs", "TrainingJobs the follow loop ticks (not finished).")
 FOLLOW_ROUND_SECONDS = Histogram(
     "tensorone_operator_follow_round_seconds",
-    "Time to start one round of the follow loop's ticks (waiting for free slots included).",
-    buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+    "Time one round of the follow loop takes: progressPollSeconds while every tick finds a free slot.",
+    buckets=(1.0, 2.5, 5.0, 7.5, 10.0, 15.0, 30.0, 60.0, 120.0),
 )
 JOBS = Gauge("tensorone_operator_jobs", "TrainingJobs by phase.", ["phase"])
 CHILDREN_CREATED = Counter(

@@ -4,6 +4,7 @@ job held by a failed check."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from prometheus_client import REGISTRY
 from tensorone_operator.config import OperatorConfig
@@ -16,7 +17,7 @@ from tests.operator.kit import PYTORCHJOB, dataset, reason_of
 from tests.operator.runner import OperatorThread
 
 
-def stored_job(**status: object) -> dict[str, object]:
+def stored_job(**status: object) -> dict[str, Any]:
     """A TrainingJob as a watch delivers it: with kubectl's and kopf's copies of its spec."""
     job = training_job()
     job["metadata"].update(
