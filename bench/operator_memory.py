@@ -332,7 +332,7 @@ def main() -> int:
     every = args.sample or (10.0 if args.quick else 60.0)
 
     report_port = free_port()
-    parse_report(report_at(250, args.step_seconds))  # the answer is one the operator accepts
+    parse_report(report_at(250, args.step_seconds), now=datetime.now(UTC))  # the answer is one the operator accepts
     reports = multiprocessing.get_context("spawn").Process(
         target=serve_reports, args=(report_port, args.step_seconds), daemon=True
     )

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import json
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, cast
 
 from tensorone.api import API_VERSION, GROUP, VERSION, catalog, preflight
 from tensorone.api.catalog import CatalogSettings
@@ -40,6 +41,7 @@ from tensorone.api.v1alpha1 import Checkpoint, Dataset, ModelType, Phase, Traini
 from tensorone.api.v1alpha1.trainingjob import (
     TERMINAL_PHASES,
     EstimatedCost,
+    LossSample,
     Metrics,
     Progress,
     ResourceAllocation,
@@ -71,6 +73,15 @@ SORT_KEYS = ("created_at", "updated_at", "name")
 BASE_URL_ENV = "TENSORONE_BASE_URL"
 # What a delete left behind: nothing, or an object the operator's finalizer still holds.
 Deletion = Literal["deleted", "terminating"]
+# How long one watch request lasts before it is made again from the version it reached: API servers
+# end watches after a while too, and a request that ends now and then shows a dead connection.
+WATCH_SECONDS = 240.0
+# A watch whose stream fails is made again after 0.5, 1, 2, 4 s; the next failure in a row is
+# CONNECTION_ERROR.
+WATCH_RETRIES = 4
+# An object of a watch, by namespace and name.
+ObjectKey = tuple[str, str]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -91,6 +102,7 @@ class Job:
     estimated_cost: EstimatedCost
     resource_usage: ResourceUsage
     checkpoints: list[Checkpoint]
+    loss_history: list[LossSample]
     conditions: list[dict[str, Any]]
     message: str | None
     created_at: datetime | None
@@ -125,6 +137,7 @@ class Job:
             estimated_cost=(status.estimated_cost if status and status.estimated_cost else EstimatedCost()),
             resource_usage=(status.resource_usage if status and status.resource_usage else ResourceUsage()),
             checkpoints=list(status.checkpoints or []) if status else [],
+            loss_history=list(status.loss_history or []) if status else [],
             conditions=list(obj.get("status", {}).get("conditions", [])),
             message=status.message if status else None,
             created_at=parse_time(metadata.get("creationTimestamp")),
@@ -253,7 +266,7 @@ class KubeApi:
 
     ``list_seconds`` above 0 keeps each list for that long (the gateway keeps one KubeApi per
     caller, so a caller's pages share one read of the API server); a write through this object
-    forgets the lists of its namespace at once.
+    forgets the lists of its namespace at once. A namespace of None means every namespace.
     """
 
     def __init__(self, api_client: Any, *, list_seconds: float = 0.0) -> None:
@@ -263,7 +276,7 @@ class KubeApi:
         self.custom = k8s.CustomObjectsApi(api_client)
         self.core = k8s.CoreV1Api(api_client)
         self.list_seconds = list_seconds
-        self._lists: dict[tuple[str, str, str], tuple[float, builtins.list[dict[str, Any]]]] = {}
+        self._lists: dict[tuple[str, str | None, str], tuple[float, builtins.list[dict[str, Any]]]] = {}
         self._lists_lock = threading.Lock()
 
     def _call(self, call: Any, *args: Any, not_found: TensorOneError | None = None, **kwargs: Any) -> Any:
@@ -279,22 +292,16 @@ class KubeApi:
                 raise not_found from error
             raise _api_error(error) from error
         except HTTPError as error:
-            host = self.api_client.configuration.host
-            raise Unreachable(
-                f"cannot reach the Kubernetes API at {host}: {_reason(error)}", details={"server": host}
-            ) from None
+            raise self.unreachable(error) from None
+
+    def unreachable(self, error: Exception) -> Unreachable:
+        """CONNECTION_ERROR naming the server and the innermost reason of ``error``."""
+        host = self.api_client.configuration.host
+        return Unreachable(f"cannot reach the Kubernetes API at {host}: {_reason(error)}", details={"server": host})
 
     def get(self, plural: str, namespace: str, name: str) -> dict[str, Any]:
-        missing: TensorOneError
-        if plural == "datasets":
-            missing = DatasetNotFound(
-                f"dataset {name!r} not found in namespace {namespace!r}", details={"datasetId": name}
-            )
-        else:
-            missing = JobNotFound(
-                f"training job {name!r} not found in namespace {namespace!r}", details={"jobId": name}
-            )
         call = self.custom.get_namespaced_custom_object
+        missing = _missing(plural, namespace, name)
         return cast(dict[str, Any], self._call(call, GROUP, VERSION, namespace, plural, name, not_found=missing))
 
     def find(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
@@ -304,7 +311,27 @@ class KubeApi:
         except (JobNotFound, DatasetNotFound):
             return None
 
-    def list(self, plural: str, namespace: str, label_selector: str | None = None) -> list[dict[str, Any]]:
+    def _collection(self, plural: str, namespace: str | None) -> tuple[Callable[..., Any], tuple[str, ...]]:
+        """The list (and watch) call of a collection: our kinds, or core Events; one namespace or all."""
+        if plural == "events":
+            if namespace is None:
+                return self.core.list_event_for_all_namespaces, ()
+            return self.core.list_namespaced_event, (namespace,)
+        if namespace is None:
+            return self.custom.list_cluster_custom_object, (GROUP, VERSION, plural)
+        return self.custom.list_namespaced_custom_object, (GROUP, VERSION, namespace, plural)
+
+    def read(
+        self, plural: str, namespace: str | None, *, field_selector: str = "", label_selector: str = ""
+    ) -> dict[str, Any]:
+        """One list answer as the API server sends it: ``items`` and ``metadata.resourceVersion``."""
+        call, args = self._collection(plural, namespace)
+        response = self._call(
+            call, *args, field_selector=field_selector, label_selector=label_selector, _preload_content=False
+        )
+        return cast(dict[str, Any], json.loads(response.data))
+
+    def list(self, plural: str, namespace: str | None, label_selector: str | None = None) -> list[dict[str, Any]]:
         """Every object of the namespace (shared with other callers of this object: do not change them)."""
         key = (plural, namespace, label_selector or "")
         if self.list_seconds > 0:
@@ -313,18 +340,40 @@ class KubeApi:
             if kept is not None and time.monotonic() - kept[0] < self.list_seconds:
                 return kept[1]
         read_at = time.monotonic()
-        call = self.custom.list_namespaced_custom_object
-        result = self._call(call, GROUP, VERSION, namespace, plural, label_selector=label_selector or "")
-        items: list[dict[str, Any]] = cast(dict[str, Any], result).get("items", [])
+        items: list[dict[str, Any]] = (
+            self.read(plural, namespace, label_selector=label_selector or "").get("items") or []
+        )
         if self.list_seconds > 0:
             with self._lists_lock:
                 self._lists[key] = (read_at, items)
         return items
 
+    def open_watch(
+        self, plural: str, namespace: str | None, version: str, *, field_selector: str, seconds: float
+    ) -> Any:
+        """A watch of a collection from ``version``: the streaming response (one JSON event a line),
+        or None when the API server no longer holds that version (410 Gone)."""
+        call, args = self._collection(plural, namespace)
+        try:
+            return self._call(
+                call,
+                *args,
+                field_selector=field_selector,
+                watch=True,
+                resource_version=version,
+                allow_watch_bookmarks=True,
+                timeout_seconds=int(seconds),
+                _preload_content=False,
+                # The server ends the watch after `seconds`; a read waiting much longer is a dead connection.
+                _request_timeout=(30, seconds + 30),
+            )
+        except _Expired:
+            return None
+
     def _forget(self, plural: str, namespace: str) -> None:
-        """A write changed the namespace: its kept lists of that kind are stale."""
+        """A write changed the namespace: its kept lists of that kind, and those of every namespace, are stale."""
         with self._lists_lock:
-            for key in [key for key in self._lists if key[:2] == (plural, namespace)]:
+            for key in [key for key in self._lists if key[0] == plural and key[1] in (namespace, None)]:
                 del self._lists[key]
 
     def nodes(self) -> builtins.list[dict[str, Any]] | None:
@@ -343,17 +392,175 @@ class KubeApi:
         return created
 
     def patch(self, plural: str, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
-        missing = JobNotFound(f"{plural[:-1]} {name!r} not found in namespace {namespace!r}", details={"jobId": name})
         call = self.custom.patch_namespaced_custom_object
+        missing = _missing(plural, namespace, name)
         return cast(dict[str, Any], self._call(call, GROUP, VERSION, namespace, plural, name, patch, not_found=missing))
 
     def delete(self, plural: str, namespace: str, name: str) -> dict[str, Any]:
         """Delete; the answer is the object while finalizers hold it, a Status once it is gone."""
-        missing = JobNotFound(f"{plural[:-1]} {name!r} not found in namespace {namespace!r}", details={"jobId": name})
         call = self.custom.delete_namespaced_custom_object
+        missing = _missing(plural, namespace, name)
         answer = self._call(call, GROUP, VERSION, namespace, plural, name, not_found=missing)
         self._forget(plural, namespace)
         return cast(dict[str, Any], answer) if isinstance(answer, dict) else {}
+
+    def delete_and_wait(self, plural: str, namespace: str, name: str, *, force: bool, wait: float | None) -> Deletion:
+        """Delete an object; ``force`` also removes its finalizers. ``"deleted"`` when it is gone,
+        ``"terminating"`` while finalizers hold it; ``wait`` seconds polls until it is gone
+        (``"terminating"`` if it is not by then)."""
+        answer = self.delete(plural, namespace, name)
+        if force:
+            with contextlib.suppress(JobNotFound, DatasetNotFound):
+                self.patch(plural, namespace, name, {"metadata": {"finalizers": None}})
+        held = answer.get("kind") not in (None, "Status") and (answer.get("metadata") or {}).get("finalizers")
+        if not held and not force:
+            return "deleted"
+        deadline = time.monotonic() + (wait or 0)
+        while True:
+            if self.find(plural, namespace, name) is None:
+                return "deleted"
+            if time.monotonic() >= deadline:
+                return "terminating"
+            time.sleep(min(0.5, max(deadline - time.monotonic(), 0)))
+
+
+def _missing(plural: str, namespace: str, name: str) -> TensorOneError:
+    """The error of a 404 for an object of ours."""
+    if plural == "datasets":
+        return DatasetNotFound(f"dataset {name!r} not found in namespace {namespace!r}", details={"datasetId": name})
+    return JobNotFound(f"training job {name!r} not found in namespace {namespace!r}", details={"jobId": name})
+
+
+class _Expired(TensorOneError):
+    """410 Gone: the API server no longer holds the version a watch asked for."""
+
+
+class Watch(Generic[T]):
+    """A collection followed by a watch of the Kubernetes API, not by polling: iterating yields
+    ``view`` of its objects (by namespace and name) once they are listed, then after every change.
+
+    A stream the API server ends is made again from the last version seen; when the server no
+    longer holds that version (410 Gone: compacted while the stream was down), the collection is
+    listed anew, so nothing that happened meanwhile is missed. A stream that fails is made again
+    after a pause (WATCH_RETRIES times in a row, then CONNECTION_ERROR). ``close()`` ends the
+    iteration from any thread, at once.
+    """
+
+    def __init__(
+        self,
+        kube: KubeApi,
+        plural: str,
+        namespace: str | None,
+        view: Callable[[dict[ObjectKey, dict[str, Any]]], T],
+        *,
+        field_selector: str = "",
+        seconds: float = WATCH_SECONDS,
+    ) -> None:
+        self._kube = kube
+        self._plural = plural
+        self._namespace = namespace
+        self._view = view
+        self._field_selector = field_selector
+        self._seconds = seconds
+        self._closed = threading.Event()
+        self._lock = threading.Lock()
+        self._response: Any = None
+
+    def close(self) -> None:
+        """End the iteration; a read waiting in another thread returns at once."""
+        self._closed.set()
+        with self._lock:
+            response = self._response
+        if response is not None:
+            with contextlib.suppress(Exception):  # already closed or released: nothing to wake
+                response.shutdown()
+
+    def __iter__(self) -> Iterator[T]:
+        from urllib3.exceptions import HTTPError
+
+        objects: dict[ObjectKey, dict[str, Any]] = {}
+        version: str | None = None
+        failures = 0
+        listed = False  # a first list that fails is the caller's error at once; later ones are retried
+        while not self._closed.is_set():
+            opened = time.monotonic()
+            try:
+                if version is None:
+                    listing = self._kube.read(self._plural, self._namespace, field_selector=self._field_selector)
+                    objects = {_object_key(obj): obj for obj in listing.get("items") or []}
+                    version = str((listing.get("metadata") or {}).get("resourceVersion") or "")
+                    failures, listed = 0, True
+                    yield self._view(dict(objects))
+                    continue
+                changed = False
+                for event in self._events(version):
+                    failures = 0
+                    version = _apply(event, objects, version)
+                    if event.get("type") != "BOOKMARK":
+                        changed = True
+                        yield self._view(dict(objects))
+                if not changed and time.monotonic() - opened < 1:
+                    raise _Dropped  # ended as soon as it began: pause before the next
+                # Else ended by the server after a while: watch on from where it was.
+            except _Expired:
+                version = None
+            except (HTTPError, Unreachable, _Dropped) as error:
+                if self._closed.is_set():
+                    return
+                if not listed:
+                    raise
+                failures += 1
+                if failures > WATCH_RETRIES:
+                    raise (error if isinstance(error, Unreachable) else self._kube.unreachable(error)) from None
+                self._closed.wait(0.5 * 2 ** (failures - 1))
+
+    def _events(self, version: str) -> Iterator[dict[str, Any]]:
+        """The events of one watch request from ``version``; none when the version is gone."""
+        from kubernetes.watch.watch import iter_resp_lines
+
+        response = self._kube.open_watch(
+            self._plural, self._namespace, version, field_selector=self._field_selector, seconds=self._seconds
+        )
+        if response is None:
+            raise _Expired("410 Gone")
+        with self._lock:
+            self._response = response
+        try:
+            if self._closed.is_set():
+                return
+            for line in iter_resp_lines(response):
+                if line:
+                    yield json.loads(line)
+                if self._closed.is_set():
+                    return
+        finally:
+            with self._lock:
+                self._response = None
+            response.close()
+            response.release_conn()
+
+
+def _apply(event: Mapping[str, Any], objects: dict[ObjectKey, dict[str, Any]], version: str) -> str:
+    """Apply one watch event to the objects; the version it brings. _Expired for 410 Gone."""
+    obj = event.get("object") or {}
+    if event.get("type") == "ERROR":
+        if obj.get("code") == 410:
+            raise _Expired(str(obj.get("message") or "410 Gone"))
+        raise TensorOneError(f"Kubernetes API error in a watch: {obj.get('message') or obj}")
+    if event.get("type") == "DELETED":
+        objects.pop(_object_key(obj), None)
+    elif event.get("type") != "BOOKMARK":
+        objects[_object_key(obj)] = obj
+    return str((obj.get("metadata") or {}).get("resourceVersion") or version)
+
+
+class _Dropped(Exception):
+    """A watch stream ended at once, without an event."""
+
+
+def _object_key(obj: Mapping[str, Any]) -> ObjectKey:
+    metadata = obj.get("metadata") or {}
+    return str(metadata.get("namespace") or ""), str(metadata.get("name") or "")
 
 
 def _reason(error: Exception) -> str:
@@ -385,11 +592,15 @@ def _api_error(error: Any) -> TensorOneError:
         return Forbidden(f"not allowed by the cluster's RBAC: {message}")
     if error.status == 409:
         return AlreadyExists(message)
+    if error.status == 410:
+        return _Expired(f"Kubernetes API error: {message}")
     return TensorOneError(f"Kubernetes API error: {message}")
 
 
 class Jobs:
-    """``client.training.jobs``: create, get, list, stop, resume, cancel, delete, events, checkpoints."""
+    """``client.training.jobs``: create, get, list, stop, resume, cancel, delete, events, checkpoints,
+    and the watches that follow a job, its Events or the list (``watch``, ``watch_events``,
+    ``watch_list``)."""
 
     def __init__(self, kube: KubeApi, namespace: str, settings: CatalogSettings | None = None) -> None:
         self._kube = kube
@@ -500,20 +711,16 @@ class Jobs:
         sort: str = "created_at",
         order: str = "desc",
         tag: str | None = None,
+        all_namespaces: bool = False,
     ) -> tuple[builtins.list[dict[str, Any]], Pagination]:
-        """One page of TrainingJob objects with the reference API's filters, and the pagination.
+        """One page of TrainingJob objects with the reference API's filters, and the pagination;
+        ``all_namespaces`` lists every namespace instead of the client's.
 
         Filters and sorting read a few fields of each object; only the page is parsed further.
         """
         _check_list_arguments(status=status, model_type=model_type, limit=limit, offset=offset, sort=sort, order=order)
-        objects = [
-            obj
-            for obj in self._kube.list("trainingjobs", self.namespace)
-            if (status is None or _object_status(obj) == status)
-            and (model_type is None or (obj.get("spec") or {}).get("modelType") == model_type)
-            and (tag is None or tag in ((obj.get("spec") or {}).get("tags") or []))
-        ]
-        objects.sort(key=_SORT_KEYS[sort], reverse=order == "desc")
+        listed = self._kube.list("trainingjobs", None if all_namespaces else self.namespace)
+        objects = _selected(listed, status=status, model_type=model_type, tag=tag, sort=sort, order=order)
         page = objects[offset : offset + limit]
         return page, Pagination(len(objects), limit, offset, offset + len(page) < len(objects))
 
@@ -527,12 +734,83 @@ class Jobs:
         sort: Literal["created_at", "updated_at", "name"] = "created_at",
         order: Literal["asc", "desc"] = "desc",
         tag: str | None = None,
+        all_namespaces: bool = False,
     ) -> JobList:
-        """List jobs with the reference API's filters and pagination."""
+        """List jobs with the reference API's filters and pagination (``all_namespaces``: every
+        namespace's jobs, not only the client's)."""
         page, pagination = self.list_objects(
-            status=status, model_type=model_type, limit=limit, offset=offset, sort=sort, order=order, tag=tag
+            status=status,
+            model_type=model_type,
+            limit=limit,
+            offset=offset,
+            sort=sort,
+            order=order,
+            tag=tag,
+            all_namespaces=all_namespaces,
         )
         return JobList([Job.from_object(obj) for obj in page], pagination)
+
+    def watch(self, job_id: str, *, seconds: float = WATCH_SECONDS) -> Watch[Job]:
+        """Follow a job through a watch of the Kubernetes API: iterating yields the job as it is,
+        then again after every change of it, until ``close()``; JOB_NOT_FOUND when it is not there
+        (or once it is gone)."""
+
+        def view(objects: dict[ObjectKey, dict[str, Any]]) -> Job:
+            found = objects.get((self.namespace, job_id))
+            if found is None:
+                raise _missing("trainingjobs", self.namespace, job_id)
+            return Job.from_object(found)
+
+        selector = f"metadata.name={job_id}"
+        return Watch(self._kube, "trainingjobs", self.namespace, view, field_selector=selector, seconds=seconds)
+
+    def watch_list(
+        self,
+        *,
+        status: str | None = None,
+        model_type: str | None = None,
+        sort: Literal["created_at", "updated_at", "name"] = "created_at",
+        order: Literal["asc", "desc"] = "desc",
+        tag: str | None = None,
+        all_namespaces: bool = False,
+        seconds: float = WATCH_SECONDS,
+    ) -> Watch[builtins.list[Job]]:
+        """Follow the jobs that :meth:`list` would show (every one, not a page) through a watch:
+        iterating yields them, filtered and sorted, now and after every change of any."""
+        _check_list_arguments(status=status, model_type=model_type, limit=1, offset=0, sort=sort, order=order)
+        parsed: dict[tuple[str, str], Job] = {}  # by uid and resourceVersion: only changed jobs are parsed again
+
+        def view(objects: dict[ObjectKey, dict[str, Any]]) -> builtins.list[Job]:
+            selected = _selected(
+                objects.values(), status=status, model_type=model_type, tag=tag, sort=sort, order=order
+            )
+            jobs = []
+            for obj in selected:
+                metadata = obj.get("metadata") or {}
+                key = (str(metadata.get("uid")), str(metadata.get("resourceVersion")))
+                if key not in parsed:
+                    parsed[key] = Job.from_object(obj)
+                jobs.append(parsed[key])
+            kept = {
+                (str((o.get("metadata") or {}).get("uid")), str((o.get("metadata") or {}).get("resourceVersion")))
+                for o in selected
+            }
+            for stale in [key for key in parsed if key not in kept]:
+                del parsed[stale]
+            return jobs
+
+        namespace = None if all_namespaces else self.namespace
+        return Watch(self._kube, "trainingjobs", namespace, view, seconds=seconds)
+
+    def watch_events(self, job_id: str, *, seconds: float = WATCH_SECONDS) -> Watch[builtins.list[JobEvent]]:
+        """Follow the Kubernetes Events about a job through a watch: iterating yields them, oldest
+        first, now and after every new or repeated one."""
+
+        def view(objects: dict[ObjectKey, dict[str, Any]]) -> builtins.list[JobEvent]:
+            return _events_of(job_id, objects.values())
+
+        selector = _events_selector(job_id)
+        return Watch(self._kube, "events", self.namespace, view, field_selector=selector, seconds=seconds)
 
     def stop(self, job_id: str, *, save_checkpoint: bool = True, reason: str | None = None) -> Job:
         """Stop a job: the pods get SIGTERM, the trainer saves a checkpoint, phase Stopped."""
@@ -590,20 +868,7 @@ class Jobs:
         finalizer still cleans up; ``wait`` seconds polls until it is gone (``"terminating"`` if
         it is not by then).
         """
-        answer = self._kube.delete("trainingjobs", self.namespace, job_id)
-        if force:
-            with contextlib.suppress(JobNotFound):
-                self._kube.patch("trainingjobs", self.namespace, job_id, {"metadata": {"finalizers": None}})
-        held = answer.get("kind") == "TrainingJob" and (answer.get("metadata") or {}).get("finalizers")
-        if not held and not force:
-            return "deleted"
-        deadline = time.monotonic() + (wait or 0)
-        while True:
-            if self._kube.find("trainingjobs", self.namespace, job_id) is None:
-                return "deleted"
-            if time.monotonic() >= deadline:
-                return "terminating"
-            time.sleep(min(0.5, max(deadline - time.monotonic(), 0)))
+        return self._kube.delete_and_wait("trainingjobs", self.namespace, job_id, force=force, wait=wait)
 
     def list_checkpoints(self, job_id: str) -> builtins.list[Checkpoint]:
         """The job's checkpoints, most recent first."""
@@ -614,22 +879,51 @@ class Jobs:
     def list_events(self, job_id: str) -> builtins.list[JobEvent]:
         """Kubernetes Events about the job, oldest first."""
         self.get(job_id)
-        selector = f"involvedObject.kind=TrainingJob,involvedObject.name={job_id}"
-        result = self._kube._call(self._kube.core.list_namespaced_event, self.namespace, field_selector=selector)
-        events = [
-            JobEvent(
-                type=e.type or "Normal",
-                reason=e.reason or "",
-                message=e.message or "",
-                count=e.count or 1,
-                first_seen=e.first_timestamp or e.event_time,
-                last_seen=e.last_timestamp or e.event_time or e.first_timestamp,
-            )
-            for e in result.items
-            if e.involved_object is not None and e.involved_object.name == job_id
-        ]
-        epoch = datetime.min.replace(tzinfo=UTC)
-        return sorted(events, key=lambda e: e.last_seen or epoch)
+        listing = self._kube.read("events", self.namespace, field_selector=_events_selector(job_id))
+        return _events_of(job_id, listing.get("items") or [])
+
+
+def _selected(
+    objects: Iterable[dict[str, Any]],
+    *,
+    status: str | None,
+    model_type: str | None,
+    tag: str | None,
+    sort: str,
+    order: str,
+) -> builtins.list[dict[str, Any]]:
+    """The TrainingJob objects the reference API's filters keep, in the order asked for."""
+    kept = [
+        obj
+        for obj in objects
+        if (status is None or _object_status(obj) == status)
+        and (model_type is None or (obj.get("spec") or {}).get("modelType") == model_type)
+        and (tag is None or tag in ((obj.get("spec") or {}).get("tags") or []))
+    ]
+    kept.sort(key=_SORT_KEYS[sort], reverse=order == "desc")
+    return kept
+
+
+def _events_selector(job_id: str) -> str:
+    return f"involvedObject.kind=TrainingJob,involvedObject.name={job_id}"
+
+
+def _events_of(job_id: str, events: Iterable[Mapping[str, Any]]) -> builtins.list[JobEvent]:
+    """Event objects (as the API server sends them) about the job, as JobEvents, oldest first."""
+    found = [
+        JobEvent(
+            type=event.get("type") or "Normal",
+            reason=event.get("reason") or "",
+            message=event.get("message") or "",
+            count=event.get("count") or 1,
+            first_seen=parse_time(event.get("firstTimestamp") or event.get("eventTime")),
+            last_seen=parse_time(event.get("lastTimestamp") or event.get("eventTime") or event.get("firstTimestamp")),
+        )
+        for event in events
+        if (event.get("involvedObject") or {}).get("name") == job_id
+    ]
+    epoch = datetime.min.replace(tzinfo=UTC)
+    return sorted(found, key=lambda e: e.last_seen or epoch)
 
 
 class Datasets:
@@ -668,8 +962,11 @@ class Datasets:
     def list(self) -> builtins.list[Dataset]:
         return [Dataset.model_validate(_strip(obj)) for obj in self._kube.list("datasets", self.namespace)]
 
-    def delete(self, name: str) -> None:
-        self._kube.delete("datasets", self.namespace, name)
+    def delete(self, name: str, *, wait: float | None = None) -> Deletion:
+        """Delete a Dataset: ``"deleted"`` when it is gone, ``"terminating"`` while finalizers (of
+        another controller: the operator puts none on Datasets) hold it; ``wait`` seconds polls
+        until it is gone."""
+        return self._kube.delete_and_wait("datasets", self.namespace, name, force=False, wait=wait)
 
 
 class Training:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 from urllib.parse import quote
 
 import httpx
@@ -101,7 +101,10 @@ class RestJobs:
         sort: Literal["created_at", "updated_at", "name"] = "created_at",
         order: Literal["asc", "desc"] = "desc",
         tag: str | None = None,
+        all_namespaces: bool = False,
     ) -> JobList:
+        if all_namespaces:
+            raise _needs_kubernetes("listing every namespace")
         params: dict[str, Any] = {"limit": limit, "offset": offset, "sort": sort, "order": order}
         params.update({k: v for k, v in {"status": status, "modelType": model_type, "tag": tag}.items() if v})
         body = self._request("GET", JOBS_PATH, params=params)
@@ -149,6 +152,23 @@ class RestJobs:
             )
             for item in body["events"]
         ]
+
+    def watch(self, job_id: str, **_: Any) -> NoReturn:
+        raise _needs_kubernetes("following a job")
+
+    def watch_list(self, **_: Any) -> NoReturn:
+        raise _needs_kubernetes("following the jobs")
+
+    def watch_events(self, job_id: str, **_: Any) -> NoReturn:
+        raise _needs_kubernetes("following a job's events")
+
+
+def _needs_kubernetes(what: str) -> ConfigurationError:
+    """The gateway serves the reference's request-and-answer endpoints: no watch, one namespace."""
+    return ConfigurationError(
+        f"{what} needs the Kubernetes transport (a watch of the Kubernetes API, or every namespace), which the "
+        "gateway does not serve; construct the client without base_url"
+    )
 
 
 def _job_path(job_id: str) -> str:

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from tensorone.api import API_VERSION, preflight
+from tensorone.api.exit_codes import follows_table
 from tensorone.api.report import DEFAULT_TERMINATION_LOG, REPORT_HOST_ENV, REPORT_PORT_ENV
 from tensorone.api.resolved import (
     DEFAULT_CHECKPOINT_DIR,
@@ -35,8 +36,9 @@ from tensorone_operator.config import OperatorConfig
 
 PYTORCHJOB_GROUP, PYTORCHJOB_VERSION, PYTORCHJOB_PLURAL = "kubeflow.org", "v1", "pytorchjobs"
 PYTORCHJOB_API_VERSION = f"{PYTORCHJOB_GROUP}/{PYTORCHJOB_VERSION}"
-# The replica of rank 0 (it serves /progress); the others are Workers.
+# The replica of rank 0 (it serves /progress), and the replica of the other ranks.
 MASTER_REPLICA = "Master"
+WORKER_REPLICA = "Worker"
 # HOME of the trainer image's user (the Dockerfile's trainer stage); HF_HOME is under it.
 TRAINER_HOME = "/home/trainer"
 CONTAINER_NAME = "pytorch"  # the Training Operator looks for this container name
@@ -356,12 +358,13 @@ def build_pod_template(
 
 
 def restart_policy(spec: TrainingJobSpec) -> str:
-    """The replicas' restartPolicy. Our trainer's exit code says whether a restart can help
-    (tensorone.api.exit_codes): ``ExitCode`` restarts only 128-255 and fails the job at once for a
-    permanent error. The Training Operator then does not apply backoffLimit to those restarts, so
-    the operator counts them against spec.maxRestarts (restarts.py). A custom image's exit codes
-    follow no such table (a Python exception exits 1): it keeps ``OnFailure`` within backoffLimit."""
-    return "OnFailure" if spec.model_type == ModelType.custom else "ExitCode"
+    """The replicas' restartPolicy. When the pods' exit code says whether a restart can help (our
+    trainer's, and a custom image's that follows the same table: ``exit_codes.follows_table``),
+    ``ExitCode`` restarts only 128-255 and fails the job at once for a permanent error. The Training
+    Operator then does not apply backoffLimit to those restarts, so the operator counts them against
+    spec.maxRestarts (restarts.py). Other custom images' exit codes follow no such table (a Python
+    exception exits 1): they keep ``OnFailure`` within backoffLimit."""
+    return "ExitCode" if follows_table(spec) else "OnFailure"
 
 
 def build_run_policy(spec: TrainingJobSpec) -> dict[str, Any]:
@@ -390,7 +393,7 @@ def build_pytorchjob(
         MASTER_REPLICA: {"replicas": 1, "restartPolicy": policy, "template": template},
     }
     if resources.workers > 1:
-        replicas["Worker"] = {"replicas": resources.workers - 1, "restartPolicy": policy, "template": template}
+        replicas[WORKER_REPLICA] = {"replicas": resources.workers - 1, "restartPolicy": policy, "template": template}
     return {
         "apiVersion": PYTORCHJOB_API_VERSION,
         "kind": "PyTorchJob",

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tensorone.api.exit_codes import failure_reason
+from tensorone.api.exit_codes import failure_reason, follows_table, is_retryable, meaning
 from tensorone.api.report import (
     MAX_SECONDS,
     CheckpointReport,
@@ -40,7 +40,7 @@ from tensorone.api.report import (
     parse_report,
 )
 from tensorone.api.timestamps import parse_time, rfc3339
-from tensorone.api.v1alpha1 import ConditionType, ModelType, Phase, Reason
+from tensorone.api.v1alpha1 import ConditionType, Phase, Reason
 from tensorone.api.v1alpha1.trainingjob import (
     MAX_HISTORY_POINTS,
     MAX_STATUS_CHECKPOINTS,
@@ -51,7 +51,7 @@ from tensorone.api.v1alpha1.trainingjob import (
     ResourceUsage,
 )
 from tensorone_operator import catalog
-from tensorone_operator.builders import CONTAINER_NAME, MASTER_REPLICA, REPORT_PORT_NAME
+from tensorone_operator.builders import CONTAINER_NAME, MASTER_REPLICA, REPORT_PORT_NAME, WORKER_REPLICA
 from tensorone_operator.catalog import JobResources
 from tensorone_operator.config import OperatorConfig
 from tensorone_operator.events import Event, EventType
@@ -273,11 +273,12 @@ def with_live(
     now: datetime,
     refusal: str | None = None,
     exit_code: int | None = None,
+    failure: ReplicaFailure | None = None,
 ) -> dict[str, Any]:
     """``status`` with the live fields: the newest progress report mirrored, running time,
-    GPU-hours and cost brought up to ``now``, a trainer's failure reason on a Failed job (with the
-    rank-0 pod's ``exit_code``), and condition ReportValid once a report was refused (``refusal``:
-    why the last one was).
+    GPU-hours and cost brought up to ``now``, a trainer's failure reason on a Failed job (from the
+    rank-0 report with the rank-0 pod's ``exit_code``, else from the replica's ``failure``), and
+    condition ReportValid once a report was refused (``refusal``: why the last one was).
     ``resources`` None (an unknown GPU type: the job never runs) leaves ``status`` as it is."""
     result = dict(status)
     if resources is None:
@@ -294,9 +295,7 @@ def with_live(
             hourly_price_per_gpu=resources.hourly_price_per_gpu,
             report=report,
         )
-    if kept is None:
-        return result
-    remaining = _mirror(result, kept, now=now)
+    remaining = None if kept is None else _mirror(result, kept, now=now)
     if remaining is not None:
         spent = float((result.get("resourceUsage") or {}).get("cost") or 0.0)
         result["estimatedCost"] = catalog.estimated_cost(
@@ -306,11 +305,12 @@ def with_live(
             spent=spent,
             remaining_seconds=float(remaining),
         )
-    failed = result.get("phase") == Phase.Failed and kept.report.state in (TrainerState.failed, TrainerState.diverged)
-    if failed and not _ended_by_operator(result):
-        # Our trainer's exit codes name the failure (tensorone.api.exit_codes); a custom image's mean nothing to us.
-        ours = job.spec.model_type != ModelType.custom
-        _trainer_failure(result, kept.report, exit_code=exit_code, ours=ours, generation=job.generation, now=now)
+    if result.get("phase") == Phase.Failed and not _ended_by_operator(result):
+        # Exit codes that follow the table name the failure (tensorone.api.exit_codes); others mean nothing to us.
+        tabled = follows_table(job.spec)
+        explained = _failure(report, exit_code=exit_code, failure=failure if tabled else None, tabled=tabled)
+        if explained is not None:
+            _set_failure(result, *explained, generation=job.generation, now=now)
     return result
 
 
@@ -354,22 +354,48 @@ def _ended_by_operator(status: Mapping[str, Any]) -> bool:
     )
 
 
-def _trainer_failure(
-    result: dict[str, Any],
-    report: ProgressReport,
-    *,
-    exit_code: int | None,
-    ours: bool,
-    generation: int | None,
-    now: datetime,
-) -> None:
-    """A Failed job's message and Failed condition from the trainer's own reason and message; the
-    condition's reason is the one the exit-code table gives our trainer's code, else the trainer's."""
-    told = report.reason or (Reason.Diverged if report.state == TrainerState.diverged else Reason.TrainingFailed)
-    reason = (failure_reason(exit_code) if ours and exit_code is not None else None) or told
-    message = f"the trainer ended: {told}: {report.message or report.state}"
-    if exit_code is not None:
-        message += f" (exit code {exit_code})"
+# The states of a trainer that tells of its failure.
+_FAILED = (TrainerState.failed, TrainerState.diverged)
+
+
+def _told(report: ProgressReport) -> str:
+    """The reason a failed or diverged trainer gives for its end."""
+    return report.reason or (Reason.Diverged if report.state == TrainerState.diverged else Reason.TrainingFailed)
+
+
+def _failure(
+    report: ProgressReport | None, *, exit_code: int | None, failure: ReplicaFailure | None, tabled: bool
+) -> tuple[str, str] | None:
+    """The reason and message of a Failed job: the rank-0 report's when it tells of a failure (the
+    condition's reason is the one the exit-code table gives the code when ``tabled``, the pods
+    follow the table, else the trainer's), else the failed replica's; None when neither says
+    anything."""
+    # A rank-0 failure that was retried did not end the job: a permanent one elsewhere did.
+    retried = exit_code is not None and is_retryable(exit_code)
+    if report is not None and report.state in _FAILED and not (retried and failure is not None):
+        reason = (failure_reason(exit_code) if tabled and exit_code is not None else None) or _told(report)
+        message = f"the trainer ended: {_told(report)}: {report.message or report.state}"
+        if exit_code is not None:
+            message += f" (exit code {exit_code})"
+        return reason, message
+    if failure is not None:
+        return _replica_failure(failure)
+    return None
+
+
+def _replica_failure(failure: ReplicaFailure) -> tuple[str, str]:
+    """The reason and message of a job failed by the pod of ``failure``: the replica, the exit code
+    and its meaning, and what the pod's trainer told in its termination message."""
+    code, where = failure.exit_code, f"{failure.replica} pod" if failure.replica else "pod"
+    message = f"the trainer in {where} {failure.pod} ended with exit code {code} ({meaning(code)})"
+    report = failure.report
+    if report is not None and report.state in _FAILED:
+        message += f": {_told(report)}: {report.message or report.state}"
+    return failure_reason(code) or Reason.TrainingFailed, message
+
+
+def _set_failure(result: dict[str, Any], reason: str, message: str, *, generation: int | None, now: datetime) -> None:
+    """A Failed job's message and Failed condition."""
     result["message"] = message[:4096]
     result["conditions"] = set_condition(
         list(result.get("conditions") or []),
@@ -451,13 +477,13 @@ def _epochs_completed(previous: ProgressReport, current: ProgressReport) -> list
 # Reading reports ------------------------------------------------------------------------------
 
 
-def report_from_text(text: str | None) -> ProgressReport | None:
+def report_from_text(text: str | None, *, now: datetime) -> ProgressReport | None:
     """A report from a termination message; None when absent or not a report within the bounds
     (a custom image may write anything to its termination log)."""
     if not text:
         return None
     try:
-        return parse_report(text)
+        return parse_report(text, now=now)
     except InvalidReport:
         return None
 
@@ -487,25 +513,26 @@ def _termination_messages(pod: Mapping[str, Any]) -> list[tuple[str, str]]:
     return messages
 
 
-def termination_report(pod: Mapping[str, Any]) -> ProgressReport | None:
+def termination_report(pod: Mapping[str, Any], *, now: datetime) -> ProgressReport | None:
     """The report a pod's ``pytorch`` container left in its termination message (current or last
-    state, the newest first)."""
+    state, the newest first), read at ``now``."""
     for _, message in _termination_messages(pod):
-        report = report_from_text(message)
+        report = report_from_text(message, now=now)
         if report is not None:
             return report
     return None
 
 
-def termination_refusal(pod: Mapping[str, Any]) -> str | None:
-    """Why the termination message of a pod's ended ``pytorch`` container is no acceptable report;
-    None when it is one, when it is empty (a pod that wrote nothing is not refused), or when the
-    container runs (a message of an earlier run was judged when that run ended)."""
+def termination_refusal(pod: Mapping[str, Any], *, now: datetime) -> str | None:
+    """Why the termination message of a pod's ended ``pytorch`` container, read at ``now``, is no
+    acceptable report; None when it is one, when it is empty (a pod that wrote nothing is not
+    refused), or when the container runs (a message of an earlier run was judged when that run
+    ended)."""
     messages = _termination_messages(pod)
     if not messages or messages[0][0] != "state":
         return None
     try:
-        parse_report(messages[0][1])
+        parse_report(messages[0][1], now=now)
     except InvalidReport as exc:
         return f"termination message of pod {(pod.get('metadata') or {}).get('name')}: {exc}"
     return None
@@ -531,10 +558,10 @@ def newer(first: ProgressReport | None, second: ProgressReport | None) -> Progre
 REPLICA_TYPE_LABEL = "training.kubeflow.org/replica-type"
 
 
-def master_pod_view(pod: Mapping[str, Any]) -> dict[str, Any] | None:
-    """What the operator keeps of a job's rank-0 (Master) pod: where to poll it, the report it left
-    in its termination message, and why that message was refused, if it was. None for other
-    replicas."""
+def master_pod_view(pod: Mapping[str, Any], *, now: datetime) -> dict[str, Any] | None:
+    """What the operator keeps of a job's rank-0 (Master) pod, seen at ``now``: where to poll it,
+    the report it left in its termination message, and why that message was refused, if it was.
+    None for other replicas."""
     metadata = pod.get("metadata") or {}
     if str((metadata.get("labels") or {}).get(REPLICA_TYPE_LABEL, "")).lower() != MASTER_REPLICA.lower():
         return None
@@ -557,10 +584,38 @@ def master_pod_view(pod: Mapping[str, Any]) -> dict[str, Any] | None:
         "podIP": status.get("podIP"),
         "reportPort": port,
         "running": running and not metadata.get("deletionTimestamp"),
-        "report": termination_report(pod),
+        "report": termination_report(pod, now=now),
         "exitCode": failed_exit_code(pod),
-        "refusal": termination_refusal(pod),
+        "refusal": termination_refusal(pod, now=now),
     }
+
+
+@dataclass(frozen=True)
+class ReplicaFailure:
+    """A job's pod whose trainer ended with one of its permanent exit codes
+    (tensorone.api.exit_codes): the replica type, the pod, the code, and the report its termination
+    message left (None when it left none that is acceptable)."""
+
+    replica: str
+    pod: str
+    exit_code: int
+    report: ProgressReport | None
+
+
+def replica_failure(pod: Mapping[str, Any], *, now: datetime) -> ReplicaFailure | None:
+    """The permanent failure of a job's pod (any replica), its termination message read at ``now``;
+    None for a pod that runs, succeeded, failed with a code that is retried or not in the table, or
+    is being deleted (a pod killed on purpose is no failure)."""
+    metadata = pod.get("metadata") or {}
+    code = failed_exit_code(pod)
+    if code is None or failure_reason(code) is None or metadata.get("deletionTimestamp"):
+        return None
+    label = str((metadata.get("labels") or {}).get(REPLICA_TYPE_LABEL, ""))
+    replica = next((known for known in (MASTER_REPLICA, WORKER_REPLICA) if known.lower() == label.lower()), label)
+    # The message of the run that failed; a last state is an earlier run's.
+    messages = _termination_messages(pod)
+    report = report_from_text(messages[0][1], now=now) if messages and messages[0][0] == "state" else None
+    return ReplicaFailure(replica=replica, pod=str(metadata.get("name")), exit_code=code, report=report)
 
 
 def report_baseline(status: Mapping[str, Any], current: ProgressReport) -> ProgressReport | None:

@@ -357,5 +357,7 @@ class Reconciler:
     def _live(self, job: ObservedJob, status: dict[str, Any], resources: JobResources | None) -> dict[str, Any]:
         """``status`` with the newest trainer report and the running time and cost up to now."""
         kept, refusal = self.reports.latest(job.key), self.reports.refusal(job.key)
-        exit_code = self.reports.exit_code(job.key)
-        return with_live(job, status, kept, resources, self.config, now=now(), refusal=refusal, exit_code=exit_code)
+        exit_code, failure = self.reports.exit_code(job.key), self.reports.failure(job.key)
+        return with_live(
+            job, status, kept, resources, self.config, now=now(), refusal=refusal, exit_code=exit_code, failure=failure
+        )

@@ -1,10 +1,11 @@
 """Pod failures of each job that the Training Operator restarts, counted against spec.maxRestarts.
 
-Our trainer's replicas run under ``restartPolicy: ExitCode`` (builders.restart_policy): the
-Training Operator restarts a pod whose container exited 128-255 by deleting it and creating it
-again, as often as it fails, because it counts toward ``backoffLimit`` only the container restarts
-of running pods (kubeflow/training-operator#2045). So the operator counts the failed pods it sees
-on the pod watch, each once (by uid), and the reconciler ends the job when there are more than
+Our trainer's replicas, and those of a custom image that follows its exit-code table, run under
+``restartPolicy: ExitCode`` (builders.restart_policy): the Training Operator restarts a pod whose
+container exited 128-255 by deleting it and creating it again, as often as it fails, because it
+counts toward ``backoffLimit`` only the container restarts of running pods
+(kubeflow/training-operator#2045). So the operator counts the failed pods it sees on the pod
+watch, each once (by uid), and the reconciler ends the job when there are more than
 ``spec.maxRestarts``. The count is kept in ``status.restarts``, so a restarted operator goes on
 from it (a failed pod still present when the operator restarts may then be counted twice).
 """

@@ -3,7 +3,9 @@
 Reports come from two places: ``GET /progress`` on the rank-0 pod while it runs (polled with this
 class's own HTTP session, apart from the API client's), and the pod's termination message once it
 has ended (from the pod watch). The newest of them is kept with the time it was read; what it
-says happened since the report last mirrored into the status becomes Events.
+says happened since the report last mirrored into the status becomes Events. The first pod of any
+replica to fail with a permanent exit code is kept too, with its termination message: it explains
+a job that a Worker failed; it never becomes the job's report.
 """
 
 from __future__ import annotations
@@ -17,14 +19,16 @@ from typing import Any
 import aiohttp
 
 from tensorone.api.report import MAX_REPORT_BYTES, InvalidReport, ProgressReport, parse_report
-from tensorone.api.timestamps import utc_now
+from tensorone.api.timestamps import now, utc_now
 from tensorone.api.v1alpha1 import Reason
 from tensorone_operator.events import Event, EventType
 from tensorone_operator.live_status import (
     KeptReport,
+    ReplicaFailure,
     extended,
     master_pod_view,
     newer,
+    replica_failure,
     report_baseline,
     report_events,
 )
@@ -86,8 +90,10 @@ class TrainerReports:
         self._refused: dict[JobKey, str] = {}
         self._announced: dict[JobKey, str | None] = {}
         self._timeouts: dict[JobKey, int] = {}
-        # The exit code of each job's rank-0 pod that failed last.
+        # The exit code of each job's rank-0 pod that failed last, and the first pod of the job to
+        # fail with a permanent exit code.
         self._exit_codes: dict[JobKey, int] = {}
+        self._failures: dict[JobKey, ReplicaFailure] = {}
 
     def forget(self, key: JobKey) -> None:
         """Drop what is kept about a deleted job."""
@@ -99,6 +105,7 @@ class TrainerReports:
             self._announced,
             self._timeouts,
             self._exit_codes,
+            self._failures,
         )
         for kept in kept_per_job:
             kept.pop(key, None)
@@ -117,6 +124,10 @@ class TrainerReports:
         """The exit code of the job's rank-0 pod that failed last, if one did."""
         return self._exit_codes.get(key)
 
+    def failure(self, key: JobKey) -> ReplicaFailure | None:
+        """The first pod of the job that failed with a permanent exit code, if one did."""
+        return self._failures.get(key)
+
     def pod(self, key: JobKey) -> dict[str, Any] | None:
         """What is kept of the job's rank-0 pod (for diagnostics)."""
         return self._pods.get(key)
@@ -124,11 +135,15 @@ class TrainerReports:
     def pod_changed(self, key: JobKey, pod: Mapping[str, Any], *, deleted: bool) -> bool:
         """A watch event of a job's pod: remember where its rank-0 trainer serves /progress, and
         take the report it left in its termination message (also from the last state of a pod
-        being deleted, as on a stop), or refuse that message when it is no acceptable report.
-        Whether that is news (a report newer than the one kept, or a new refusal)."""
-        view = master_pod_view(pod)
+        being deleted, as on a stop), or refuse that message when it is no acceptable report; and
+        keep the job's first pod of any replica that failed with a permanent exit code. Whether
+        that is news (a report newer than the one kept, a new refusal, or the first such failure)."""
+        moment = now()
+        failure = replica_failure(pod, now=moment)
+        failed = failure is not None and self._failures.setdefault(key, failure) is failure
+        view = master_pod_view(pod, now=moment)
         if view is None:
-            return False
+            return failed
         final, refusal = view.pop("report"), view.pop("refusal")
         exit_code = view.pop("exitCode")
         if exit_code is not None:
@@ -144,7 +159,7 @@ class TrainerReports:
         refused = refusal is not None and self._refused.get(key) != refusal
         if refused:
             self._refuse(key, str(refusal))
-        return (final is not None and self._remember(key, final)) or refused
+        return (final is not None and self._remember(key, final)) or refused or failed
 
     def _remember(self, key: JobKey, report: ProgressReport) -> bool:
         """Keep ``report`` if it is newer than the one kept; whether it was."""
@@ -182,7 +197,7 @@ class TrainerReports:
         try:
             async with self._http.get(url, allow_redirects=False) as response:
                 body = await _report_body(response)
-            report = None if body is None else parse_report(body)
+            report = None if body is None else parse_report(body, now=now())
         except TimeoutError:
             self._timed_out(key)
             return

@@ -1,21 +1,23 @@
 """How a trainer process ends, as its exit code: the contract between the trainer and the operator.
 
-The operator gives our trainer's replicas Training Operator v1.9's ``restartPolicy: ExitCode``,
-which restarts a pod whose container exited with a code from 128 to 255 and fails the job for 1 to
-127 (``IsRetryableExitCode`` in kubeflow/training-operator pkg/util/train). So every error that a
-restart cannot change (the job, its data or its checkpoint is wrong) has its own code below 128,
-and an unexpected error, which may well be transient (an NCCL or CUDA fault, a lost file system),
-exits 138 (128 + SIGUSR1, the code Kubernetes users take for "retry me") and is retried. With
-``ExitCode`` the Training Operator does not count those restarts against ``backoffLimit``, so the
-operator counts them itself against ``spec.maxRestarts``. The termination message's ``reason``
-names the error (the exception type) beside the code.
+The operator gives our trainer's replicas Training Operator v1.9's ``restartPolicy: ExitCode``
+(and those of a custom image that follows this table, ``config.custom.exitCodes: Trainer``:
+see :func:`follows_table`), which restarts a pod whose container exited with a code from 128 to 255
+and fails the job for 1 to 127 (``IsRetryableExitCode`` in kubeflow/training-operator
+pkg/util/train). So every error that a restart cannot change (the job, its data or its checkpoint
+is wrong) has its own code below 128, and an unexpected error, which may well be transient (an
+NCCL or CUDA fault, a lost file system), exits 138 (128 + SIGUSR1, the code Kubernetes users take
+for "retry me") and is retried. With ``ExitCode`` the Training Operator does not count those
+restarts against ``backoffLimit``, so the operator counts them itself against
+``spec.maxRestarts``. The termination message's ``reason`` names the error (the exception type)
+beside the code.
 """
 
 from __future__ import annotations
 
 from enum import IntEnum
 
-from tensorone.api.v1alpha1 import Reason
+from tensorone.api.v1alpha1 import ExitCodes, ModelType, Reason, TrainingJobSpec
 from tensorone.errors import CheckpointNotFound, DataError, NotImplementedByTrainer, TensorOneError
 
 # Exit codes from here up are retried by the Training Operator; those below fail the job.
@@ -23,18 +25,27 @@ RETRYABLE_FROM = 128
 
 
 class ExitCode(IntEnum):
-    """The trainer's exit codes (docs/trainer.md has the same table)."""
+    """The trainer's exit codes (docs/trainer.md has the same table); MEANINGS says what each means."""
 
-    COMPLETED = 0  # completed, or stopped on SIGTERM/SIGINT (after saving a checkpoint when it could)
-    CONFIGURATION = 2  # ConfigurationError: the job must be changed
-    DATA = 3  # DataError: the data cannot be read, too many rows are bad, or it changed under a checkpoint
-    DIVERGED = 4  # the loss became NaN or infinite; the last good checkpoint is kept
-    CHECKPOINT = (
-        5  # CheckpointNotFound, CheckpointDamaged: the checkpoint to resume from is absent or fails its digests
-    )
-    NOT_IMPLEMENTED = 6  # NotImplementedByTrainer: a model type (or feature) this trainer has no code for
-    UNEXPECTED = 138  # an unexpected error, maybe transient: retried; the reason is the exception type
+    COMPLETED = 0
+    CONFIGURATION = 2  # ConfigurationError
+    DATA = 3  # DataError
+    DIVERGED = 4
+    CHECKPOINT = 5  # CheckpointNotFound, CheckpointDamaged
+    NOT_IMPLEMENTED = 6  # NotImplementedByTrainer
+    UNEXPECTED = 138  # any other exception; the termination message's reason is its type
 
+
+# What each exit code means, as docs/trainer.md and a failure message say it.
+MEANINGS: dict[ExitCode, str] = {
+    ExitCode.COMPLETED: "completed, or stopped after saving a checkpoint",
+    ExitCode.CONFIGURATION: "configuration error: the job must be changed",
+    ExitCode.DATA: "data error: the data is unreadable, has too many bad rows, or changed under the checkpoint",
+    ExitCode.DIVERGED: "diverged: the loss became NaN or infinite",
+    ExitCode.CHECKPOINT: "checkpoint error: the checkpoint to resume from does not exist or does not verify",
+    ExitCode.NOT_IMPLEMENTED: "not implemented: a model type or feature this trainer has no code for",
+    ExitCode.UNEXPECTED: "unexpected error, retried",
+}
 
 # The condition reason of a job that failed with a permanent exit code.
 FAILURE_REASONS: dict[ExitCode, Reason] = {
@@ -46,6 +57,16 @@ FAILURE_REASONS: dict[ExitCode, Reason] = {
 }
 
 
+def follows_table(spec: TrainingJobSpec) -> bool:
+    """Whether the job's pods end with the codes of this table: our trainer's do; a custom image's
+    only when the job says so (``config.custom.exitCodes: Trainer``), since a custom script's
+    Python exception exits 1, which this table would never retry."""
+    if spec.model_type != ModelType.custom:
+        return True
+    custom = spec.config.custom
+    return custom is not None and custom.exit_codes == ExitCodes.Trainer
+
+
 def is_retryable(code: int) -> bool:
     """Whether the Training Operator restarts a pod that exited with ``code`` (non-zero)."""
     return code >= RETRYABLE_FROM
@@ -54,6 +75,11 @@ def is_retryable(code: int) -> bool:
 def failure_reason(code: int) -> Reason | None:
     """The reason of a trainer that exited with ``code``: None for success and for codes not in the table."""
     return FAILURE_REASONS.get(ExitCode(code)) if code in ExitCode._value2member_map_ else None
+
+
+def meaning(code: int) -> str | None:
+    """What exit ``code`` means in the table; None for a code not in it."""
+    return MEANINGS.get(ExitCode(code)) if code in ExitCode._value2member_map_ else None
 
 
 def exit_code_for(error: TensorOneError) -> ExitCode:

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated
 
 from pydantic import AfterValidator, Field, ValidationError
 
+from tensorone.api.timestamps import rfc3339
 from tensorone.api.v1alpha1.base import ApiModel
 from tensorone.api.v1alpha1.trainingjob import MAX_EPOCHS
 from tensorone.errors import field_path
@@ -54,6 +55,11 @@ MAX_RATE = 1e12  # tokens or samples per second, all ranks
 MAX_SECONDS = 1e9  # about 31 years
 MAX_BYTES = 2**60
 MAX_LEARNING_RATE = 10.0
+# How far a pod's clock may run ahead of the operator's. Nodes keep time with NTP to well under a
+# second; minutes allow for one that lost its time source for a while. A report is refused when it
+# claims a later time: the operator keeps the report of the latest process start (then step, then
+# update time), so a start in the future would outrank every genuine report that follows.
+CLOCK_SKEW = timedelta(minutes=5)
 
 
 def _in_utc(value: datetime) -> datetime:
@@ -188,19 +194,36 @@ class InvalidReport(ValueError):
     """A progress report the operator refuses: too large, not JSON, or a field out of bounds."""
 
 
-def parse_report(body: str | bytes) -> ProgressReport:
-    """A report from a /progress body or a termination message, checked against every bound.
+def parse_report(body: str | bytes, *, now: datetime) -> ProgressReport:
+    """A report from a /progress body or a termination message, checked against every bound, its
+    times included: ``startedAt`` and ``updatedAt`` no later than ``now`` (the reader's clock, aware)
+    by more than CLOCK_SKEW.
 
     Raises ``InvalidReport`` naming the field and what it allows."""
     size = len(body.encode() if isinstance(body, str) else body)
     if size > MAX_REPORT_BYTES:
         raise InvalidReport(f"report of {size} bytes is over the limit of {MAX_REPORT_BYTES} bytes")
     try:
-        return ProgressReport.model_validate_json(body)
+        report = ProgressReport.model_validate_json(body)
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         where = f"report field {field_path(list(first['loc']))}" if first["loc"] else "report"
         raise InvalidReport(f"{where}: {first['msg']}" + _more(exc.error_count())) from None
+    _check_times(report, now=now)
+    return report
+
+
+def _check_times(report: ProgressReport, *, now: datetime) -> None:
+    """Raise ``InvalidReport`` naming the field when ``startedAt`` or ``updatedAt`` lies in the future."""
+    latest = now + CLOCK_SKEW
+    times = {"startedAt": report.started_at, "updatedAt": report.updated_at}
+    late = [(name, value) for name, value in times.items() if value is not None and value > latest]
+    if late:
+        name, value = late[0]
+        raise InvalidReport(
+            f"report field {name}: {rfc3339(value)} is in the future: the operator's clock reads {rfc3339(now)}, "
+            f"and a pod's clock may be ahead by at most {CLOCK_SKEW.total_seconds() / 60:g} minutes" + _more(len(late))
+        )
 
 
 def _more(count: int) -> str:

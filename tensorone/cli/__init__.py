@@ -19,12 +19,14 @@ import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 
-from tensorone.cli.exit_codes import BROKEN_PIPE, HINTS, INTERRUPTED, exit_code
+from tensorone.cli.exit_codes import BROKEN_PIPE, INTERRUPTED, exit_code, hint
 from tensorone.errors import TensorOneError
 
 # Verb modules of this package, in the order `t1 --help` lists them; the provided verbs follow.
 COMMAND_MODULES: list[str] = [
     "tensorone.cli.jobs",
+    "tensorone.cli.watch",
+    "tensorone.cli.datasets",
     "tensorone.cli.manifests",
 ]
 # Entry points of this group name a ``register(subparsers)`` function of another package.
@@ -70,8 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TensorOneError as error:
         message = " ".join(str(error).split())
         print(f"t1: {error.code}: {message}", file=sys.stderr)
-        if error.code in HINTS:
-            print(f"t1: hint: {HINTS[error.code]}", file=sys.stderr)
+        advice = hint(error.code, error.field)
+        if advice:
+            print(f"t1: hint: {advice}", file=sys.stderr)
         return exit_code(error.code)
     except KeyboardInterrupt:
         return INTERRUPTED

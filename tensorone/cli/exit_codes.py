@@ -1,4 +1,5 @@
-"""How ``t1`` ends: one exit status per kind of failure, and a hint for each error code.
+"""How ``t1`` ends: one exit status per kind of failure, one per way a watched job ends, and a hint
+for each error code.
 
 | status | meaning |
 |---|---|
@@ -10,6 +11,9 @@
 | 5 | the credential was refused or RBAC forbids it (UNAUTHENTICATED, FORBIDDEN) |
 | 6 | the cluster or the gateway cannot be reached (CONNECTION_ERROR) |
 | 7 | any other error (INTERNAL_ERROR, MISSING_EXTRA, DATA_ERROR) |
+| 10 | ``t1 watch``: the job ended Failed |
+| 11 | ``t1 watch``: the job ended Cancelled |
+| 12 | ``t1 watch``: the job was Stopped (``spec.suspend``; it may be resumed) |
 | 130 | interrupted (Ctrl-C) |
 | 141 | the reader of the output went away (``t1 list \\| head``), as a shell reports SIGPIPE |
 """
@@ -24,6 +28,11 @@ REFUSED = 4
 NOT_ALLOWED = 5
 UNREACHABLE = 6
 OTHER = 7
+# How the job that t1 watch followed ended (Completed is OK); past the failures above, so that a
+# script tells "t1 could not watch" from "the job did not complete".
+JOB_FAILED = 10
+JOB_CANCELLED = 11
+JOB_STOPPED = 12
 INTERRUPTED = 130
 BROKEN_PIPE = 141
 
@@ -43,7 +52,8 @@ _BY_CODE = {
 HINTS = {
     "CONFIGURATION_ERROR": "t1 validate FILE checks manifests offline; docs/api.md lists every field",
     "JOB_NOT_FOUND": "t1 list shows this namespace's jobs; -n NAMESPACE looks in another",
-    "DATASET_NOT_FOUND": "create the Dataset first (t1 create -f dataset.yaml), in the job's namespace",
+    "DATASET_NOT_FOUND": "t1 datasets list shows this namespace's Datasets; t1 datasets create -f dataset.yaml "
+    "creates one (in the job's namespace)",
     "CHECKPOINT_NOT_FOUND": "t1 checkpoints JOB lists the job's checkpoints",
     "ALREADY_EXISTS": "choose another name, or t1 delete the existing one first",
     "INVALID_JOB_STATE": "t1 get JOB shows its status",
@@ -53,8 +63,25 @@ HINTS = {
     "editor role in the namespace",
     "CONNECTION_ERROR": "kubectl cluster-info checks the kubeconfig's server; for the gateway, TENSORONE_BASE_URL",
 }
+# Hints for an error about one field, before the hint of its code.
+FIELD_HINTS = {
+    "TENSORONE_BASE_URL": "unset TENSORONE_BASE_URL for this verb (env -u TENSORONE_BASE_URL t1 ...): t1 then uses "
+    "the kubeconfig",
+}
+# The exit status of t1 watch for each phase that ends the watch.
+_BY_FINAL_PHASE = {"Completed": OK, "Failed": JOB_FAILED, "Cancelled": JOB_CANCELLED, "Stopped": JOB_STOPPED}
 
 
 def exit_code(code: str) -> int:
     """The exit status for an error code."""
     return _BY_CODE.get(code, OTHER)
+
+
+def hint(code: str, field: str | None) -> str | None:
+    """The hint for an error: its field's, else its code's, else none."""
+    return FIELD_HINTS.get(field or "") or HINTS.get(code)
+
+
+def final_phase_exit_code(phase: str) -> int:
+    """The exit status of t1 watch once the job is in ``phase`` (Completed, Failed, Cancelled, Stopped)."""
+    return _BY_FINAL_PHASE[phase]

@@ -1,25 +1,40 @@
-"""``t1`` verbs for jobs on a cluster: create, list, get, stop, resume, cancel, delete, events,
-checkpoints. Each is a thin layer over :class:`tensorone.client.TensorOneClient`."""
+"""``t1`` verbs for jobs on a cluster: create, list (``-w`` to follow, ``-A`` for every namespace),
+get, stop, resume, cancel, delete, events, checkpoints. Each is a thin layer over
+:class:`tensorone.client.TensorOneClient`; the verbs that show a job or a list take ``-o
+json|yaml|wide`` (``tensorone.cli.output``)."""
 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
-from datetime import datetime
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tensorone.api.timestamps import rfc3339
+from tensorone.cli import connection
+from tensorone.cli.connection import add_connection_arguments
+from tensorone.cli.output import (
+    add_output_argument,
+    duration,
+    json_time,
+    money,
+    number,
+    percent,
+    print_document,
+    print_table,
+    sparkline,
+    table,
+    when,
+)
 from tensorone.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from tensorone.client import Job, JobEvent
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     def verb(name: str, help_text: str, handler: Any) -> argparse.ArgumentParser:
         parser = subparsers.add_parser(name, help=help_text, description=help_text)
-        parser.add_argument("-n", "--namespace", help="namespace (default: the kubeconfig context's, or default)")
-        parser.add_argument("--context", help="kubeconfig context")
-        parser.add_argument("--kubeconfig", help="kubeconfig file")
+        add_connection_arguments(parser)
         parser.set_defaults(handler=handler)
         return parser
 
@@ -34,11 +49,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     listing.add_argument("--offset", type=int, default=0, help="jobs to skip")
     listing.add_argument("--sort", default="created_at", help="created_at, updated_at or name")
     listing.add_argument("--order", default="desc", help="asc or desc")
-    listing.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    listing.add_argument(
+        "-w",
+        "--watch",
+        action="store_true",
+        help="keep following: a table that updates on a terminal, else a row per change; every matching job, "
+        "not a page; until interrupted",
+    )
+    listing.add_argument("-A", "--all-namespaces", action="store_true", help="jobs of every namespace")
+    add_output_argument(listing, "table")
 
     get = verb("get", "Show a job's details: progress, metrics, cost, checkpoints.", _get)
     get.add_argument("job")
-    get.add_argument("-o", "--output", choices=["text", "json", "yaml"], default="text")
+    add_output_argument(get, "text")
 
     stop = verb("stop", "Stop a job; the trainer saves a checkpoint first.", _stop)
     stop.add_argument("job")
@@ -65,15 +88,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     events = verb("events", "Show a job's events, oldest first.", _events)
     events.add_argument("job")
+    add_output_argument(events, "table")
 
     checkpoints = verb("checkpoints", "List a job's checkpoints, newest first.", _checkpoints)
     checkpoints.add_argument("job")
-
-
-def _client(args: argparse.Namespace) -> Any:
-    from tensorone.client import TensorOneClient
-
-    return TensorOneClient(namespace=args.namespace, context=args.context, kubeconfig=args.kubeconfig)
+    add_output_argument(checkpoints, "table")
 
 
 def _create(args: argparse.Namespace) -> int:
@@ -81,7 +100,7 @@ def _create(args: argparse.Namespace) -> int:
         raise ConfigurationError(f"no such file: {args.filename}", field="--filename")
     from tensorone.cli.manifests import load_manifests
 
-    client = _client(args)
+    client = connection.client(args)
     for document in load_manifests(args.filename.read_text()):
         kind = document.get("kind")
         name = document.get("metadata", {}).get("name")
@@ -97,78 +116,90 @@ def _create(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    result = _client(args).training.jobs.list(
-        status=args.status,
-        model_type=args.model_type,
-        tag=args.tag,
-        limit=args.limit,
-        offset=args.offset,
-        sort=args.sort,
-        order=args.order,
-    )
-    if args.output == "json":
-        print(
-            json.dumps(
-                {
-                    "jobs": [_summary(job) for job in result.jobs],
-                    "pagination": {
-                        "total": result.pagination.total,
-                        "limit": result.pagination.limit,
-                        "offset": result.pagination.offset,
-                        "hasMore": result.pagination.has_more,
-                    },
-                },
-                indent=2,
+    header, row = _job_columns(wide=args.output == "wide", namespaces=args.all_namespaces)
+    filters = {"status": args.status, "model_type": args.model_type, "tag": args.tag}
+    order = {"sort": args.sort, "order": args.order}
+    if args.watch:
+        if args.output in ("json", "yaml"):
+            raise ConfigurationError(
+                "t1 list -w prints a table (-o wide for more columns); for documents, t1 list -o json now and "
+                "again, or follow the jobs with the SDK (client.training.jobs.watch_list)",
+                field="--output",
             )
-        )
+        from tensorone.cli.watch import follow_list
+
+        jobs = connection.kube_jobs(args, "t1 list -w")
+        return follow_list(jobs.watch_list(**filters, **order, all_namespaces=args.all_namespaces), header, row)
+    jobs = connection.kube_jobs(args, "t1 list -A") if args.all_namespaces else connection.client(args).training.jobs
+    result = jobs.list(**filters, **order, limit=args.limit, offset=args.offset, all_namespaces=args.all_namespaces)
+    if args.output in ("json", "yaml"):
+        pagination = result.pagination
+        page = {"total": pagination.total, "limit": pagination.limit, "offset": pagination.offset}
+        document = {
+            "jobs": [_summary(job) for job in result.jobs],
+            "pagination": {**page, "hasMore": pagination.has_more},
+        }
+        print_document(document, args.output)
         return 0
-    rows = [["NAME", "STATUS", "MODEL", "GPU", "WORKERS", "PROGRESS", "LOSS", "CREATED"]]
-    for job in result.jobs:
-        rows.append(
-            [
-                job.id,
-                job.status,
-                job.model_type,
-                job.spec.gpu_type or "cpu",
-                str(job.spec.max_workers),
-                _percent(job.progress.percentage),
-                _number(job.metrics.current_loss),
-                _time(job.created_at),
-            ]
-        )
-    _table(rows)
+    print_table([list(header), *(row(job) for job in result.jobs)])
     if result.pagination.has_more:
         print(f"... {result.pagination.total} jobs in all; next page: --offset {args.offset + args.limit}")
     return 0
 
 
-def _summary(job: Any) -> dict[str, Any]:
+def _job_columns(*, wide: bool, namespaces: bool) -> tuple[list[str], Callable[[Job], list[str]]]:
+    """The job table's header and the row of a job: NAMESPACE first for every namespace's jobs,
+    more columns when wide."""
+    header = ["NAME", "STATUS", "MODEL", "GPU", "WORKERS", "PROGRESS", "LOSS", "CREATED"]
+    if wide:
+        header += ["DATASET", "PRIORITY", "STEP", "EVAL LOSS", "THROUGHPUT", "COST", "ETA"]
+
+    def row(job: Job) -> list[str]:
+        cells = [
+            job.id,
+            job.status,
+            job.model_type,
+            job.spec.gpu_type or "cpu",
+            str(job.spec.max_workers),
+            percent(job.progress.percentage),
+            number(job.metrics.current_loss),
+            when(job.created_at),
+        ]
+        if wide:
+            p = job.progress
+            cells += [
+                job.dataset_id,
+                job.spec.priority,
+                f"{p.current_step or 0}/{p.total_steps or '?'}",
+                number(job.metrics.eval_loss),
+                job.metrics.throughput or "-",
+                money(job.resource_usage.cost),
+                when(job.estimated_completion),
+            ]
+        return [job.namespace, *cells] if namespaces else cells
+
+    return (["NAMESPACE", *header] if namespaces else header), row
+
+
+def _summary(job: Job) -> dict[str, Any]:
     return {
         "id": job.id,
         "name": job.name,
+        "namespace": job.namespace,
         "status": job.status,
         "modelType": job.model_type,
         "progress": job.progress.to_wire(),
         "metrics": job.metrics.to_wire(),
-        "createdAt": _timestamp(job.created_at),
-        "startedAt": _timestamp(job.started_at),
-        "estimatedCompletion": _timestamp(job.estimated_completion),
+        "createdAt": json_time(job.created_at),
+        "startedAt": json_time(job.started_at),
+        "estimatedCompletion": json_time(job.estimated_completion),
     }
 
 
-def _timestamp(value: datetime | None) -> str | None:
-    return None if value is None else rfc3339(value)
-
-
 def _get(args: argparse.Namespace) -> int:
-    job = _client(args).training.jobs.get(args.job)
-    if args.output == "json":
-        print(json.dumps(job.raw, indent=2, default=str))
-        return 0
-    if args.output == "yaml":
-        from tensorone.cli.manifests import dump_manifest
-
-        print(dump_manifest(job.raw), end="")
+    job = connection.client(args).training.jobs.get(args.job)
+    if args.output in ("json", "yaml"):
+        print_document(job.raw, args.output)
         return 0
     p, m = job.progress, job.metrics
     lines = [
@@ -178,41 +209,78 @@ def _get(args: argparse.Namespace) -> int:
         f"Dataset:    {job.dataset_id}",
         f"Resources:  {job.spec.max_workers} x {job.spec.gpu_type or 'cpu'}",
         f"Progress:   epoch {p.current_epoch or 0}/{p.total_epochs or '?'}, step {p.current_step or 0}/"
-        f"{p.total_steps or '?'} ({_percent(p.percentage)})",
-        f"Loss:       current {_number(m.current_loss)}, best {_number(m.best_loss)}, eval {_number(m.eval_loss)}",
+        f"{p.total_steps or '?'} ({percent(p.percentage)})",
+        f"Loss:       current {number(m.current_loss)}, best {number(m.best_loss)}, eval {number(m.eval_loss)}",
         f"Throughput: {m.throughput or '-'}   Memory: {m.memory_usage or '-'}",
-        f"Cost:       estimated {_money(job.estimated_cost.total)} ({_money(job.estimated_cost.hourly)}/h), "
-        f"so far {_money(job.resource_usage.cost)}",
-        f"Started:    {_time(job.started_at)}   Estimated completion: {_time(job.estimated_completion)}",
+        f"Cost:       estimated {money(job.estimated_cost.total)} ({money(job.estimated_cost.hourly)}/h), "
+        f"so far {money(job.resource_usage.cost)}",
+        f"Started:    {when(job.started_at)}   Estimated completion: {when(job.estimated_completion)}",
     ]
+    if args.output == "wide":
+        lines += _wide_details(job)
     print("\n".join(lines))
     if job.checkpoints:
         print("Checkpoints:")
         for c in job.checkpoints:
-            print(f"  {c.id:<24} epoch {c.epoch}  step {c.step}  loss {_number(c.loss)}  {c.size or ''}")
+            line = f"  {c.id:<24} epoch {c.epoch}  step {c.step}  loss {number(c.loss)}  {c.size or ''}"
+            if args.output == "wide":
+                line = f"{line.rstrip()}  {c.reason or '-'}  {when(c.created_at)}"
+            print(line)
     return 0
 
 
+def _wide_details(job: Job) -> list[str]:
+    """What ``t1 get -o wide`` adds: learning rate, usage, the loss curve and the conditions."""
+    usage, m = job.resource_usage, job.metrics
+    lines = [
+        f"Learning rate: {number(m.learning_rate)}   Best eval loss: {number(m.best_eval_loss)}",
+        f"Usage:      running {duration(usage.running_seconds)}, {number(usage.gpu_hours)} GPU-hours, "
+        f"efficiency {number(usage.efficiency)}",
+        f"Completed:  {when(job.completed_at)}   Updated: {when(job.updated_at)}",
+    ]
+    if job.loss_history:
+        curve = [sample.loss for sample in job.loss_history]
+        lines.append(
+            f"Loss curve: {sparkline(curve)}  {number(curve[0])} -> {number(curve[-1])}, "
+            f"steps {job.loss_history[0].step}-{job.loss_history[-1].step}"
+        )
+    if job.conditions:
+        lines.append("Conditions:")
+        rows = [["TYPE", "STATUS", "REASON", "SINCE", "MESSAGE"]]
+        rows += [
+            [
+                str(c.get("type", "")),
+                str(c.get("status", "")),
+                str(c.get("reason", "")),
+                str(c.get("lastTransitionTime", "-")),
+                str(c.get("message", "")),
+            ]
+            for c in job.conditions
+        ]
+        lines += ["  " + line for line in table(rows).splitlines()]
+    return lines
+
+
 def _stop(args: argparse.Namespace) -> int:
-    job = _client(args).training.jobs.stop(args.job, reason=args.reason)
+    job = connection.client(args).training.jobs.stop(args.job, reason=args.reason)
     print(f"trainingjob/{job.id} stopping (a checkpoint is saved before the pods end)")
     return 0
 
 
 def _resume(args: argparse.Namespace) -> int:
-    job = _client(args).training.jobs.resume(args.job, checkpoint_id=args.checkpoint)
+    job = connection.client(args).training.jobs.resume(args.job, checkpoint_id=args.checkpoint)
     print(f"trainingjob/{job.id} resuming from {args.checkpoint or 'the latest checkpoint'}")
     return 0
 
 
 def _cancel(args: argparse.Namespace) -> int:
-    job = _client(args).training.jobs.cancel(args.job)
+    job = connection.client(args).training.jobs.cancel(args.job)
     print(f"trainingjob/{job.id} cancelled (checkpoints kept)")
     return 0
 
 
 def _delete(args: argparse.Namespace) -> int:
-    state = _client(args).training.jobs.delete(args.job, force=args.force, wait=args.wait)
+    state = connection.client(args).training.jobs.delete(args.job, force=args.force, wait=args.wait)
     if state == "deleted":
         print(f"trainingjob/{args.job} deleted")
     elif args.wait:
@@ -223,38 +291,40 @@ def _delete(args: argparse.Namespace) -> int:
 
 
 def _events(args: argparse.Namespace) -> int:
-    rows = [["LAST SEEN", "TYPE", "REASON", "COUNT", "MESSAGE"]]
-    for event in _client(args).training.jobs.list_events(args.job):
-        rows.append([_time(event.last_seen), event.type, event.reason, str(event.count), event.message])
-    _table(rows)
+    events = connection.client(args).training.jobs.list_events(args.job)
+    if args.output in ("json", "yaml"):
+        print_document({"events": [_event_document(event) for event in events]}, args.output)
+        return 0
+    wide = args.output == "wide"
+    rows = [["LAST SEEN", *(["FIRST SEEN"] if wide else []), "TYPE", "REASON", "COUNT", "MESSAGE"]]
+    for event in events:
+        first = [when(event.first_seen)] if wide else []
+        rows.append([when(event.last_seen), *first, event.type, event.reason, str(event.count), event.message])
+    print_table(rows)
     return 0
+
+
+def _event_document(event: JobEvent) -> dict[str, Any]:
+    """An Event as the gateway's events endpoint answers it."""
+    return {
+        "type": event.type,
+        "reason": event.reason,
+        "message": event.message,
+        "count": event.count,
+        "firstSeen": json_time(event.first_seen),
+        "lastSeen": json_time(event.last_seen),
+    }
 
 
 def _checkpoints(args: argparse.Namespace) -> int:
-    rows = [["ID", "EPOCH", "STEP", "LOSS", "SIZE", "CREATED"]]
-    for c in _client(args).training.jobs.list_checkpoints(args.job):
-        rows.append([c.id, str(c.epoch or 0), str(c.step or 0), _number(c.loss), c.size or "-", _time(c.created_at)])
-    _table(rows)
+    checkpoints = connection.client(args).training.jobs.list_checkpoints(args.job)
+    if args.output in ("json", "yaml"):
+        print_document({"checkpoints": [c.to_wire() for c in checkpoints]}, args.output)
+        return 0
+    wide = args.output == "wide"
+    rows = [["ID", "EPOCH", "STEP", "LOSS", "SIZE", "CREATED", *(["REASON"] if wide else [])]]
+    for c in checkpoints:
+        cells = [c.id, str(c.epoch or 0), str(c.step or 0), number(c.loss), c.size or "-", when(c.created_at)]
+        rows.append(cells + ([c.reason or "-"] if wide else []))
+    print_table(rows)
     return 0
-
-
-def _table(rows: list[list[str]]) -> None:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        sys.stdout.write("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() + "\n")
-
-
-def _percent(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}%"
-
-
-def _number(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4g}"
-
-
-def _money(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
-
-
-def _time(value: datetime | None) -> str:
-    return "-" if value is None else rfc3339(value)

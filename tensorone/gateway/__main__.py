@@ -9,6 +9,7 @@ file (``--operator-config``, the chart mounts the operator's ConfigMap), the bui
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 from pathlib import Path
 
@@ -73,6 +74,8 @@ def main(argv: list[str] | None = None) -> None:
 
     from tensorone.gateway.app import create_app
 
+    # The gateway's own log (an unexpected error's traceback); uvicorn configures its loggers itself.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     server, ca_file = api_server_address(args.api_server, args.ca_file)
     config = GatewayConfig(
         api_server=server,

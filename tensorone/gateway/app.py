@@ -13,6 +13,7 @@ refused here with the same code and details as through the SDK or ``t1``.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -41,6 +42,11 @@ JOB_PATH = JOBS_PATH + "/{job_id}"
 MAX_DELETE_WAIT_SECONDS = 60.0
 # API clients kept, one per caller token (each holds a connection pool to the API server).
 MAX_CALLER_CLIENTS = 256
+# The answer to an error no handler expected. An exception's text may hold anything (a URL, a
+# header, a token): it goes to the gateway's log with the traceback, never to the caller.
+UNEXPECTED_ERROR = TensorOneError("an unexpected error; the gateway's log has the details")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -212,6 +218,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (403, "FORBIDDEN: the cluster's RBAC does not allow the caller this request."),
         (404, "JOB_NOT_FOUND, DATASET_NOT_FOUND or CHECKPOINT_NOT_FOUND."),
         (409, "INSUFFICIENT_RESOURCES, INVALID_JOB_STATE or ALREADY_EXISTS."),
+        (500, "INTERNAL_ERROR: the API server failed, or answered what the gateway cannot read."),
         (503, "CONNECTION_ERROR: the Kubernetes API cannot be reached."),
     )
 }
@@ -245,8 +252,14 @@ def create_app(config: GatewayConfig) -> FastAPI:  # noqa: C901 - one nested fun
 
     @app.middleware("http")
     async def measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        """Count and time every request. An error no handler expected is answered here, so that it
+        is counted too (an exception handler for Exception would answer outside this middleware)."""
         started = time.perf_counter()
-        response = await call_next(request)
+        try:
+            response = await call_next(request)
+        except Exception:
+            log.exception("%s %s: unexpected error", request.method, request.url.path)
+            response = _error_response(UNEXPECTED_ERROR)
         route = getattr(request.scope.get("route"), "path", "<unmatched>")
         metrics.requests.labels(request.method, route, str(response.status_code)).inc()
         metrics.latency.labels(request.method, route).observe(time.perf_counter() - started)
@@ -255,11 +268,6 @@ def create_app(config: GatewayConfig) -> FastAPI:  # noqa: C901 - one nested fun
     @app.exception_handler(TensorOneError)
     async def project_error(request: Request, error: TensorOneError) -> JSONResponse:
         return _error_response(error)
-
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, error: Exception) -> JSONResponse:
-        body = {"error": TensorOneError.code, "message": f"{type(error).__name__}: {error}", "details": {}}
-        return JSONResponse(body, status_code=500)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:

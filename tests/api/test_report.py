@@ -4,12 +4,13 @@ with a message naming the field, and our own trainer's fullest report well insid
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from tensorone.api.report import (
+    CLOCK_SKEW,
     MAX_MESSAGE_LENGTH,
     MAX_REPORT_BYTES,
     MAX_REPORT_CHECKPOINTS,
@@ -22,6 +23,9 @@ from tensorone.api.report import (
     parse_report,
 )
 from tensorone.reporting.progress import HISTORY_POINTS, ProgressTracker, StepRecord
+
+# The operator's clock when it reads the reports below.
+NOW = datetime(2026, 12, 1, 8, 0, 0, tzinfo=UTC)
 
 
 def report(**fields: Any) -> dict[str, Any]:
@@ -42,7 +46,7 @@ def checkpoint(**fields: Any) -> dict[str, Any]:
 
 
 def test_a_plain_report_parses() -> None:
-    parsed = parse_report(json.dumps(report(checkpoints=[checkpoint()])))
+    parsed = parse_report(json.dumps(report(checkpoints=[checkpoint()])), now=NOW)
     assert parsed.step == 5 and parsed.checkpoints[0].id == "ckpt-step-5"
 
 
@@ -75,29 +79,51 @@ def test_a_plain_report_parses() -> None:
 )
 def test_a_field_out_of_bounds_is_refused_by_name(fields: dict[str, Any], named: str) -> None:
     with pytest.raises(InvalidReport, match=rf"report field {named}\b"):
-        parse_report(json.dumps(report(**fields)))
+        parse_report(json.dumps(report(**fields)), now=NOW)
 
 
 def test_an_oversized_body_is_refused_before_it_is_parsed() -> None:
     body = b" " * (MAX_REPORT_BYTES + 1)
     with pytest.raises(InvalidReport, match=f"over the limit of {MAX_REPORT_BYTES} bytes"):
-        parse_report(body)
+        parse_report(body, now=NOW)
 
 
 @pytest.mark.parametrize("body", ["", "not json", "[]", '{"state": "running"'])
 def test_a_body_that_is_not_a_report_is_refused(body: str) -> None:
     with pytest.raises(InvalidReport, match="report"):
-        parse_report(body)
+        parse_report(body, now=NOW)
 
 
 def test_report_times_are_held_in_utc() -> None:
-    parsed = parse_report(json.dumps(report(startedAt="2026-11-30T12:00:00+02:00", updatedAt="2026-11-30T10:00:01")))
+    times = {"startedAt": "2026-11-30T12:00:00+02:00", "updatedAt": "2026-11-30T10:00:01"}
+    parsed = parse_report(json.dumps(report(**times)), now=NOW)
     assert parsed.started_at == datetime(2026, 11, 30, 10, 0, 0, tzinfo=UTC)
     assert parsed.updated_at == datetime(2026, 11, 30, 10, 0, 1, tzinfo=UTC)  # no offset: taken as UTC
 
 
+@pytest.mark.parametrize("field", ["startedAt", "updatedAt"])
+def test_a_time_in_the_future_is_refused_by_name(field: str) -> None:
+    """A start in the future would outrank every later report: beyond the clock skew a pod may have,
+    it is refused, saying what the operator's clock read."""
+    with pytest.raises(InvalidReport, match=rf"report field {field}: 9999-01-01T00:00:00Z is in the future") as refused:
+        parse_report(json.dumps(report(**{field: "9999-01-01T00:00:00Z"})), now=NOW)
+    assert "the operator's clock reads 2026-12-01T08:00:00Z" in str(refused.value)
+    assert "at most 5 minutes" in str(refused.value)
+    just_beyond = (NOW + CLOCK_SKEW + timedelta(seconds=1)).isoformat()
+    with pytest.raises(InvalidReport, match=rf"report field {field}\b"):
+        parse_report(json.dumps(report(**{field: just_beyond})), now=NOW)
+    within = (NOW + CLOCK_SKEW).isoformat()  # a pod's clock a little ahead of the operator's
+    assert parse_report(json.dumps(report(**{field: within})), now=NOW).step == 5
+
+
+def test_both_times_in_the_future_are_counted() -> None:
+    both = report(startedAt="9999-01-01T00:00:00Z", updatedAt="9999-01-01T00:00:01Z")
+    with pytest.raises(InvalidReport, match=r"report field startedAt: .* \(and 1 more problems\)$"):
+        parse_report(json.dumps(both), now=NOW)
+
+
 def test_a_diverged_loss_still_parses() -> None:
-    parsed = parse_report('{"state": "diverged", "reason": "Diverged", "loss": NaN}')
+    parsed = parse_report('{"state": "diverged", "reason": "Diverged", "loss": NaN}', now=NOW)
     assert parsed.state == TrainerState.diverged and parsed.loss != parsed.loss
 
 
@@ -126,7 +152,7 @@ def test_our_fullest_report_fits_every_bound() -> None:
     tracker.set_state(TrainerState.failed, reason="torch.OutOfMemoryError", message="Traceback\n" * 2000)
     body = tracker.report().to_json()
     assert len(body) < MAX_REPORT_BYTES / 4
-    parsed = parse_report(body)
+    parsed = parse_report(body, now=datetime.now(UTC))
     assert parsed.reason == "torchOutOfMemoryError"
     assert parsed.message is not None and len(parsed.message) == MAX_MESSAGE_LENGTH
     assert parsed.tokens_per_second is not None and parsed.tokens_per_second <= 1e12

@@ -14,11 +14,21 @@ from tests.kube.loopback import LOOPBACK, free_port
 from tests.kube.polling import wait_for
 
 # The emulator's credentials for the gateway tests: a token it accepts for everything, one that
-# may only read, and the empty token of the operator and the test's own client (no header).
+# may only read, one with what the namespace's edit role gives (TrainingJobs, Datasets and Events;
+# nothing on Nodes), and the empty token of the operator and the test's own client (no header).
 ADMIN_TOKEN = "admin-token"
 READER_TOKEN = "reader-token"
+EDITOR_TOKEN = "editor-token"
 READ_ONLY = {("GET", plural) for plural in ("trainingjobs", "datasets", "nodes", "events")}
-TOKENS: dict[str, set[tuple[str, str]] | None] = {"": None, ADMIN_TOKEN: None, READER_TOKEN: READ_ONLY}
+EDIT = {
+    (method, plural) for method in ("GET", "POST", "PATCH", "PUT", "DELETE") for plural in ("trainingjobs", "datasets")
+} | {("GET", "events")}
+TOKENS: dict[str, set[tuple[str, str]] | None] = {
+    "": None,
+    ADMIN_TOKEN: None,
+    READER_TOKEN: READ_ONLY,
+    EDITOR_TOKEN: EDIT,
+}
 
 
 class GatewayProcess:

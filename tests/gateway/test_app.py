@@ -4,23 +4,33 @@ pages, acting as the caller, health and metrics, and the committed OpenAPI docum
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from tensorone.gateway import openapi
 from tensorone.gateway.app import GatewayConfig, create_app
-from tests.factories import API
-from tests.gateway.process import ADMIN_TOKEN, READER_TOKEN
-from tests.kube.loopback import free_port
+from tests.factories import API, PYTORCHJOB, gpu_node
+from tests.gateway.process import ADMIN_TOKEN, EDITOR_TOKEN, READER_TOKEN
+from tests.kube.loopback import LOOPBACK, free_port
+from tests.kube.polling import wait_for
 from tests.kube.server import EmulatorServer
+from tests.operator.kit import condition, job_status
+from tests.operator.runner import OperatorThread
 
 DATA = Path(__file__).resolve().parents[1] / "api" / "data"
 JOBS = "/v2/training/jobs"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 READER = {"Authorization": f"Bearer {READER_TOKEN}"}
+EDITOR = {"Authorization": f"Bearer {EDITOR_TOKEN}"}
 
 
 def reference_body(name: str) -> dict[str, Any]:
@@ -161,6 +171,103 @@ def test_an_unreachable_api_server_is_a_connection_error() -> None:
         answer = client.get(JOBS, headers=ADMIN)
     assert (answer.status_code, answer.json()["error"]) == (503, "CONNECTION_ERROR")
     assert "cannot reach the Kubernetes API" in answer.json()["message"]
+
+
+def test_a_caller_who_may_not_list_nodes_creates_a_job_that_waits_for_its_gpu_type(
+    app_client: TestClient, cluster: EmulatorServer
+) -> None:
+    # No node offers h100: the admin, who may list nodes, is refused; the editor, who may not, is
+    # not refused for it, and the job waits with a condition as an applied manifest does.
+    refused = app_client.post(JOBS, json=llm_body(name="admins", gpuType="h100"), headers=ADMIN)
+    assert (refused.status_code, refused.json()["error"]) == (409, "INSUFFICIENT_RESOURCES")
+    created = app_client.post(JOBS, json=llm_body(gpuType="h100"), headers=EDITOR)
+    assert created.status_code == 201, created.text
+    assert stored_jobs(cluster) == ["llama-7b-finetune"]
+    with OperatorThread(cluster):
+
+        def held() -> dict[str, Any] | None:
+            found = condition(job_status(cluster.api, "llama-7b-finetune"), "ResourcesAvailable")
+            return found if found.get("reason") == "INSUFFICIENT_RESOURCES" else None
+
+        waiting = wait_for(held, "the job held for its GPU type")
+        assert waiting["status"] == "False" and "no node offers GPU type 'h100'" in waiting["message"]
+        assert cluster.api.find(PYTORCHJOB, "PyTorchJob", "llama-7b-finetune") is None
+        cluster.api.create(gpu_node("gpu-h100-1", "NVIDIA-H100-80GB-HBM3"))
+        wait_for(lambda: cluster.api.find(PYTORCHJOB, "PyTorchJob", "llama-7b-finetune"), "the job started")
+
+
+def test_an_api_server_failure_is_an_internal_error_counted_in_the_metrics(
+    app_client: TestClient, cluster: EmulatorServer
+) -> None:
+    cluster.emulator.faults[("GET", "trainingjobs")] = 500
+    answer = app_client.get(JOBS, headers=ADMIN)
+    assert answer.status_code == 500
+    assert answer.json() == {
+        "error": "INTERNAL_ERROR",
+        "message": "Kubernetes API error: injected fault",
+        "details": {},
+    }
+    text = app_client.get("/metrics").text
+    assert 'tensorone_gateway_requests_total{method="GET",route="/v2/training/jobs",status="500"} 1.0' in text
+
+
+@contextlib.contextmanager
+def web_page_server() -> Iterator[str]:
+    """An address that answers every request with a web page (a proxy's sign-in page, say) where
+    the gateway expects the Kubernetes API; its URL."""
+
+    class SignInPage(BaseHTTPRequestHandler):
+        def answer(self) -> None:
+            body = b"<html><body>Sign in</body></html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = answer
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer((LOOPBACK, 0), SignInPage)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://{LOOPBACK}:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_an_answer_the_gateway_cannot_read_is_an_internal_error_that_tells_nothing_of_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with web_page_server() as url, TestClient(create_app(GatewayConfig(api_server=url))) as client:
+        with caplog.at_level(logging.ERROR, logger="tensorone.gateway"):
+            answers = [
+                client.get(JOBS, headers=ADMIN),
+                client.post(JOBS, json=llm_body(), headers=ADMIN),
+                client.get(f"{JOBS}/llama-7b-finetune", headers=ADMIN),
+            ]
+        text = client.get("/metrics").text
+    for answer in answers:
+        assert answer.status_code == 500, answer.text
+        # What went wrong stays in the gateway's log: no exception, no traceback, no credential.
+        expected = {"error": "INTERNAL_ERROR", "message": "an unexpected error; the gateway's log has the details"}
+        assert answer.json() == {**expected, "details": {}}
+        assert "Traceback" not in answer.text and ADMIN_TOKEN not in answer.text
+    for method, route in (("GET", JOBS), ("POST", JOBS), ("GET", f"{JOBS}/{{job_id}}")):
+        assert f'tensorone_gateway_requests_total{{method="{method}",route="{route}",status="500"}} 1.0' in text
+    logged = [record for record in caplog.records if record.name == "tensorone.gateway.app"]
+    assert [record.getMessage() for record in logged] == [
+        f"GET {JOBS}: unexpected error",
+        f"POST {JOBS}: unexpected error",
+        f"GET {JOBS}/llama-7b-finetune: unexpected error",
+    ]
+    assert all(record.exc_info for record in logged)  # with the traceback
+    assert ADMIN_TOKEN not in caplog.text
 
 
 def test_list_filters_pages_and_sorts(app_client: TestClient, cluster: EmulatorServer) -> None:

@@ -2,12 +2,13 @@
 
 Each hostile job (namespace team-a) first serves a well-formed report, then one hostile answer on
 /progress: a body of hundreds of MB, numbers far out of bounds, a redirect to the normal tenant's
-trainer (team-b), a slow drip, malformed JSON, values outside the schema, 10,000 checkpoints, an
-answer that is not HTTP, a gzip bomb. Every one must be refused with condition ReportValid False
-naming why and a warning Event, while the job's phase, running time and cost go on, and nothing of
-the hostile answer reaches the status. Another job's report sits at every bound at once and must
-be accepted whole. Termination messages with hostile content are refused the same way. Meanwhile
-the normal job's status lag, the operator's peak memory and its liveness endpoint are measured.
+trainer (team-b), a slow drip, malformed JSON, values outside the schema (a start in the future
+among them), 10,000 checkpoints, an answer that is not HTTP, a gzip bomb. Every one must be refused
+with condition ReportValid False naming why and a warning Event, while the job's phase, running
+time and cost go on, and nothing of the hostile answer reaches the status. Another job's report
+sits at every bound at once and must be accepted whole. Termination messages with hostile content
+are refused the same way. Meanwhile the normal job's status lag, the operator's peak memory and its
+liveness endpoint are measured.
 """
 
 from __future__ import annotations
@@ -118,6 +119,11 @@ HOSTILE: dict[str, Hostile] = {
             (body(report(message="m" * 5000)), "message"),
             (body(report(lossHistory=[{"step": 1, "loss": 1.0}] * 1025)), "lossHistory"),
             (body(report(startedAt="the day after tomorrow")), "startedAt"),
+            # A start in the future would outrank every genuine report after it.
+            (
+                body(report(startedAt="9999-01-01T00:00:00Z", step=50)),
+                "startedAt: 9999-01-01T00:00:00Z is in the future",
+            ),
             # A time that is valid where it is written, but not in UTC.
             (body(report(checkpoints=[{**checkpoint(4), "createdAt": "0001-01-01T00:00:00+14:00"}])), "createdAt"),
         ],

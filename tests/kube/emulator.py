@@ -29,6 +29,8 @@ client rely on (see shared/notes/testing-without-a-cluster.md):
 - ``event_window``: a bounded history (the newest events only, as etcd compacts; a watch resumed
   from before them gets 410 Gone), for long runs; by default every event and every version of
   every object is kept, for tests to assert on;
+- ``drop_watches``: every open watch stream ends at once while the server serves on (an API
+  server restart, a proxy's idle timeout), for clients that must resume their watches;
 - discovery as kubectl reads it: ``/api``, ``/apis``, ``/apis/GROUP[/VERSION]`` and the aggregated
   form (``apidiscovery.k8s.io/v2``) with short names, categories, verbs and subresources;
 - server-side printing: a ``meta.k8s.io`` Table for custom resources, built from the CRD's
@@ -399,6 +401,8 @@ class FaithfulEmulator(KubernetesEmulator):
     # An empty mapping (the default) turns authentication off.
     tokens: dict[str, set[tuple[str, str]] | None] = attrs.field(factory=dict, init=False)
     _closing: bool = attrs.field(default=False, init=False)
+    # How many times drop_watches() ended the open watch streams.
+    _drops: int = attrs.field(default=0, init=False)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -437,6 +441,14 @@ class FaithfulEmulator(KubernetesEmulator):
     async def close_watches(self) -> None:
         """End every open watch stream (the server is shutting down)."""
         self._closing = True
+        if self._changed is not None:
+            async with self._changed:
+                self._changed.notify_all()
+
+    async def drop_watches(self) -> None:
+        """End every open watch stream now and serve on, as a restarted API server or a proxy's idle
+        timeout does: a client resumes from the last version it saw (410 Gone if it was compacted)."""
+        self._drops += 1
         if self._changed is not None:
             async with self._changed:
                 self._changed.notify_all()
@@ -811,12 +823,27 @@ class FaithfulEmulator(KubernetesEmulator):
         else:
             cursor = int(since)
             if self._events and cursor < self._events[0][0] - 1:
-                gone = {"type": "ERROR", "object": {"kind": "Status", "code": 410, "reason": "Expired"}}
+                # As kube-apiserver answers a watch from a compacted version: a Status in an ERROR event.
+                gone = {
+                    "type": "ERROR",
+                    "object": {
+                        "kind": "Status",
+                        "apiVersion": "v1",
+                        "metadata": {},
+                        "status": "Failure",
+                        "message": f"too old resource version: {cursor} ({self._events[0][0] - 1})",
+                        "reason": "Expired",
+                        "code": 410,
+                    },
+                }
                 await response.write(json.dumps(gone).encode() + b"\n")
                 await response.write_eof()
                 return response
+        drops = self._drops
         try:
             while True:
+                if self._drops != drops:
+                    break  # dropped: nothing more is sent, not even what was written meanwhile
                 for revision, resource, event_type, obj in self._events_after(cursor):
                     cursor = revision
                     if resource == prefix and self._selected(request, kind, obj):
@@ -827,7 +854,7 @@ class FaithfulEmulator(KubernetesEmulator):
                 async with self._changed:
                     try:
                         await asyncio.wait_for(
-                            self._changed.wait_for(partial(self._woken, cursor)),
+                            self._changed.wait_for(partial(self._woken, cursor, drops)),
                             timeout=remaining,
                         )
                     except TimeoutError:
@@ -862,8 +889,8 @@ class FaithfulEmulator(KubernetesEmulator):
 
         return encode
 
-    def _woken(self, cursor: int) -> bool:
-        return self._revision > cursor or self._closing
+    def _woken(self, cursor: int, drops: int) -> bool:
+        return self._revision > cursor or self._closing or self._drops != drops
 
     def _events_after(self, revision: int) -> Iterable[tuple[int, tuple[str, str, str], str, dict[str, Any]]]:
         # Events are appended in revision order: bisect to the first newer one.

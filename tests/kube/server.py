@@ -199,6 +199,12 @@ class EmulatorServer(ServiceThread):
         if self._loop is not None and self._stop is not None:
             self._loop.call_soon_threadsafe(self._stop.set)
 
+    def drop_watches(self) -> None:
+        """End every open watch stream now (see ``FaithfulEmulator.drop_watches``); returns once
+        no stream sends anything more."""
+        assert self._loop is not None, "the server is not running"
+        asyncio.run_coroutine_threadsafe(self.emulator.drop_watches(), self._loop).result(timeout=30)
+
     def kubeconfig(self) -> dict[str, Any]:
         """A kubeconfig pointing at this server, without credentials (the emulator needs none)."""
         return kubeconfig_for(self.url)

@@ -162,6 +162,8 @@ def test_a_bounded_history_keeps_the_newest_events_and_expires_older_watches() -
             bounded.api.create(config_map(f"h{index}", "w"))
         [expired] = _watch(bounded, f"resourceVersion={first['metadata']['resourceVersion']}", 1)
         assert expired["type"] == "ERROR" and expired["object"]["code"] == 410
+        assert expired["object"]["reason"] == "Expired"
+        assert expired["object"]["message"].startswith("too old resource version: ")
         assert bounded.emulator.versions("v1", "ConfigMap", "w", "h7") == []
         assert len(bounded.api.list("v1", "ConfigMap", "w")) == 8
 
@@ -230,6 +232,17 @@ def test_watches_resume_from_a_resource_version(server: EmulatorServer) -> None:
         ("ADDED", "w2"),
         ("ADDED", "w3"),
     ]
+
+
+def test_dropped_watches_end_at_once_and_send_nothing_written_after(server: EmulatorServer) -> None:
+    server.api.create(config_map("d1", "drop"))
+    url = f"{server.url}/api/v1/namespaces/drop/configmaps?watch=true&timeoutSeconds=60"
+    with urllib.request.urlopen(url, timeout=30) as response:
+        assert json.loads(response.readline())["object"]["metadata"]["name"] == "d1"
+        server.drop_watches()
+        server.api.create(config_map("d2", "drop"))
+        assert response.read() == b""  # the stream ended before d2, long before its 60 s
+    assert len(server.api.list("v1", "ConfigMap", "drop")) == 2
 
 
 def test_core_discovery_reports_v1() -> None:

@@ -7,9 +7,15 @@ moves a PyTorchJob's status by hand with the Training Operator's moves of
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
+from tensorone_operator.builders import REPORT_PORT_NAME
+from tensorone_operator.live_status import REPLICA_TYPE_LABEL
+
+from tests import factories
 from tests.factories import API, PYTORCHJOB, dataset, gpu_node, training_job
+from tests.kube.polling import wait_for
 from tests.kube.server import ApiClient
 from tests.kube.training_operator import ReplicaStatus, move_child
 
@@ -28,6 +34,7 @@ __all__ = [
     "phase_is",
     "play_training_operator",
     "reason_of",
+    "run_master_pod",
     "training_job",
 ]
 
@@ -57,6 +64,22 @@ def play_training_operator(
     )
     assert moved is not None, f"no PyTorchJob {name} to move"
     return moved
+
+
+def run_master_pod(api: Any, name: str, report_port: int) -> None:
+    """The job's rank-0 pod as a kubelet runs it, its report port served on 127.0.0.1:report_port."""
+    child = wait_for(lambda: child_job(api, name))
+    play_training_operator(api, name, "Running", active=1)
+    template = child["spec"]["pytorchReplicaSpecs"]["Master"]["template"]
+    spec = copy.deepcopy(template["spec"])
+    container = spec["containers"][0]
+    for port in container.get("ports") or []:
+        if port.get("name") == REPORT_PORT_NAME:
+            port["containerPort"] = report_port
+    labels = {**template["metadata"]["labels"], REPLICA_TYPE_LABEL: "master"}
+    api.create(factories.pod(f"{name}-master-0", child, spec=spec, labels=labels))
+    status = factories.running_pod_status(container, pod_ip="127.0.0.1", started_at=factories.now())
+    api.patch("v1", "Pod", f"{name}-master-0", {"status": status}, "default", subresource="status")
 
 
 def job_status(api: ApiClient, name: str = "llama", namespace: str = "default") -> dict[str, Any]:

@@ -4,6 +4,7 @@ from a well-formed report to each hostile answer a tenant's image could give.
     with ReportServer() as server:
         server.answer = "redirect"      # one of ANSWERS
         ... the operator polls http://127.0.0.1:{server.port}/progress ...
+        server.serve(report_json(step=6))   # or any report, in wire form
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ ANSWERS: dict[str, tuple[int, dict[str, str], bytes | None]] = {
     "huge_numbers": (200, {}, json.dumps(report_json(step=10**30, epoch=6_000_000)).encode()),
     "out_of_schema": (200, {}, json.dumps(report_json(tokensPerSecond=1e70, learningRate=-1.0)).encode()),
     "malformed": (200, {}, b'{"state": "running", "step": '),
+    # A start in the future would outrank every genuine report after it.
+    "far_future": (200, {}, json.dumps(report_json(step=50, startedAt="9999-01-01T00:00:00Z")).encode()),
     "many_checkpoints": (
         200,
         {},
@@ -65,17 +68,22 @@ ANSWERS: dict[str, tuple[int, dict[str, str], bytes | None]] = {
     "not_http": (200, {}, None),
 }
 HOSTILE = tuple(name for name in ANSWERS if name not in ("valid", "bounded_extremes"))
+# The answer of ``ReportServer.serve``.
+SERVED = "served"
 # How long the slow drip keeps a poll waiting, one byte at a time (longer than the operator waits).
 DRIP_SECONDS = 30.0
 
 
 class ReportServer:
-    """A threaded HTTP server on 127.0.0.1 answering /progress with ``answer``; ``redirect_to``
-    replaces the redirect's target (another tenant's trainer)."""
+    """A threaded HTTP server on 127.0.0.1 answering /progress with ``answer``; ``report`` replaces
+    the valid answer's report, ``redirect_to`` the redirect's target (another tenant's trainer)."""
 
     def __init__(self) -> None:
         self.answer = "valid"
+        # The valid answer's report (wire form), when not report_json()'s.
+        self.report: dict[str, Any] | None = None
         self.redirect_to: str | None = None
+        self._served = b""
         self.requests = 0
         self._closing = threading.Event()
         server = self
@@ -95,11 +103,18 @@ class ReportServer:
             target=self._http.serve_forever, args=(0.05,), name="report-server", daemon=True
         )
 
+    def serve(self, report: dict[str, Any]) -> None:
+        """Answer with ``report`` (wire form) from now on."""
+        self._served = json.dumps(report).encode()
+        self.answer = SERVED
+
     def respond(self, handler: BaseHTTPRequestHandler) -> None:
         if self.answer == "not_http":
             self._flood_headers(handler)
             return
-        status, headers, body = ANSWERS[self.answer]
+        status, headers, body = (200, {}, self._served) if self.answer == SERVED else ANSWERS[self.answer]
+        if self.answer == "valid" and self.report is not None:
+            body = json.dumps(self.report).encode()
         if self.answer == "redirect" and self.redirect_to:
             headers = {"Location": self.redirect_to}
         handler.send_response(status)

@@ -127,6 +127,20 @@ def test_run_policy_carries_limits_and_suspend() -> None:
     assert policy == {"cleanPodPolicy": "Running", "backoffLimit": 5, "suspend": True, "activeDeadlineSeconds": 3600}
 
 
+def test_a_custom_image_that_follows_the_exit_code_table_gets_the_trainers_restart_policy() -> None:
+    image = {"image": "registry.example/me/train@sha256:abc", "command": ["python", "-m", "train"]}
+
+    def policies(**custom: Any) -> set[str]:
+        spec = job(modelType="custom", config={"custom": {**image, **custom}}, maxWorkers=2)
+        replicas = builders.build_pytorchjob(spec, DATASET, CONFIG)["spec"]["pytorchReplicaSpecs"]
+        assert set(replicas) == {"Master", "Worker"}
+        return {replica["restartPolicy"] for replica in replicas.values()}
+
+    assert policies(exitCodes="Trainer") == {"ExitCode"}  # 1-127 fail at once, 128-255 restart
+    assert policies(exitCodes="Any") == {"OnFailure"}
+    assert policies() == {"OnFailure"}  # the default: every failure restarts within backoffLimit
+
+
 def test_custom_job_runs_the_users_argv_never_a_shell() -> None:
     custom = {
         "image": "registry.example/me/train@sha256:abc",

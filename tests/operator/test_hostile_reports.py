@@ -4,43 +4,22 @@ warning Event, and keeps its phase and usage; the normal job is untouched."""
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
-from tensorone_operator.builders import REPORT_PORT_NAME
-from tensorone_operator.live_status import REPLICA_TYPE_LABEL
-
-from tests import factories
 from tests.kube.polling import wait_for
 from tests.kube.server import EmulatorServer
 from tests.operator.kit import (
-    child_job,
     condition,
     dataset,
     event_with,
     job_status,
     phase_is,
     play_training_operator,
+    run_master_pod,
     training_job,
 )
-from tests.operator.report_server import HOSTILE, ReportServer
+from tests.operator.report_server import HOSTILE, ReportServer, report_json
 from tests.operator.runner import OperatorThread
-
-
-def run_master_pod(api: Any, name: str, report_port: int) -> None:
-    """The job's rank-0 pod as a kubelet runs it, its report port served on 127.0.0.1:report_port."""
-    child = wait_for(lambda: child_job(api, name))
-    play_training_operator(api, name, "Running", active=1)
-    template = child["spec"]["pytorchReplicaSpecs"]["Master"]["template"]
-    spec = copy.deepcopy(template["spec"])
-    container = spec["containers"][0]
-    for port in container.get("ports") or []:
-        if port.get("name") == REPORT_PORT_NAME:
-            port["containerPort"] = report_port
-    labels = {**template["metadata"]["labels"], REPLICA_TYPE_LABEL: "master"}
-    api.create(factories.pod(f"{name}-master-0", child, spec=spec, labels=labels))
-    status = factories.running_pod_status(container, pod_ip="127.0.0.1", started_at=factories.now())
-    api.patch("v1", "Pod", f"{name}-master-0", {"status": status}, "default", subresource="status")
 
 
 def step_of(api: Any, name: str) -> int:
@@ -84,3 +63,21 @@ def test_hostile_reports_are_refused_with_a_condition_and_the_job_goes_on(
         # The normal job beside it converged and never saw a refusal.
         assert step_of(cluster.api, "normal") == 5
         assert not condition(job_status(cluster.api, "normal"), "ReportValid")
+
+
+def test_a_report_from_the_future_is_refused_and_the_genuine_ones_after_it_are_followed(
+    cluster: EmulatorServer, operator: OperatorThread
+) -> None:
+    cluster.api.create(dataset())
+    with ReportServer() as server:
+        server.answer = "far_future"
+        cluster.api.create(training_job("clock"))
+        run_master_pod(cluster.api, "clock", server.port)
+        refused = wait_for(lambda: (c := report_validity(cluster.api, "clock"))["status"] == "False" and c)
+        assert "report field startedAt: 9999-01-01T00:00:00Z is in the future" in refused["message"], refused
+        for step in (6, 7):
+            server.serve(report_json(step=step))
+            wait_for(lambda step=step: step_of(cluster.api, "clock") == step, f"the genuine step {step}")  # type: ignore[misc]
+        assert report_validity(cluster.api, "clock")["status"] == "True"
+        warning = event_with(cluster.api, "ReportRefused", "Warning", name="clock")
+        assert "report field startedAt" in warning["message"], warning

@@ -15,6 +15,7 @@ from tensorone_operator.live_status import (
     live_fields,
     newer,
     remaining_seconds,
+    replica_failure,
     report_events,
     running_time,
     termination_refusal,
@@ -222,10 +223,10 @@ def test_event_limiter_bounds_bursts_but_never_drops_warnings() -> None:
 def test_termination_report_from_current_or_last_state() -> None:
     text = report(state=TrainerState.stopped).termination_message()
     pod = {"status": {"containerStatuses": [{"name": "pytorch", "lastState": {"terminated": {"message": text}}}]}}
-    found = termination_report(pod)
+    found = termination_report(pod, now=NOW)
     assert found is not None and found.state == TrainerState.stopped
     garbage = {"status": {"containerStatuses": [{"name": "pytorch", "state": {"terminated": {"message": "oops"}}}]}}
-    assert termination_report(garbage) is None
+    assert termination_report(garbage, now=NOW) is None
 
 
 def test_termination_refusal_names_the_pod_and_the_problem_of_an_ended_containers_message() -> None:
@@ -234,13 +235,44 @@ def test_termination_refusal_names_the_pod_and_the_problem_of_an_ended_container
         return {"metadata": {"name": "llama-master-0"}, "status": {"containerStatuses": statuses}}
 
     bomb = report(epoch=1).to_json().replace('"epoch":1', '"epoch":6000000')
-    assert termination_refusal(pod("state", bomb)) == (
+    assert termination_refusal(pod("state", bomb), now=NOW) == (
         "termination message of pod llama-master-0: report field epoch: Input should be less than or equal to 10000"
     )
-    assert "Invalid JSON" in (termination_refusal(pod("state", "oops")) or "")
-    assert termination_refusal(pod("state", report().termination_message())) is None
-    assert termination_refusal(pod("state", "")) is None  # wrote nothing: nothing to refuse
-    assert termination_refusal(pod("lastState", "oops")) is None  # an earlier run, judged when it ended
+    assert "Invalid JSON" in (termination_refusal(pod("state", "oops"), now=NOW) or "")
+    assert termination_refusal(pod("state", report().termination_message()), now=NOW) is None
+    assert termination_refusal(pod("state", ""), now=NOW) is None  # wrote nothing: nothing to refuse
+    assert termination_refusal(pod("lastState", "oops"), now=NOW) is None  # an earlier run, judged when it ended
+
+
+def test_a_termination_message_from_the_future_is_refused_and_not_taken() -> None:
+    """A start in the future would outrank every later report of the job: the message is refused
+    (naming the pod and the field) and gives no report."""
+    future = report(started_at=datetime(9999, 1, 1, tzinfo=UTC)).termination_message()
+    statuses = [{"name": "pytorch", "state": {"terminated": {"exitCode": 0, "message": future}}}]
+    pod = {"metadata": {"name": "llama-master-0"}, "status": {"containerStatuses": statuses}}
+    refusal = termination_refusal(pod, now=NOW) or ""
+    assert refusal.startswith("termination message of pod llama-master-0: report field startedAt: 9999-01-01T00:00:00Z")
+    assert "is in the future" in refusal
+    assert termination_report(pod, now=NOW) is None
+
+
+def test_a_replica_failure_is_a_permanent_exit_code_with_the_report_when_it_is_acceptable() -> None:
+    def worker(code: int, message: str, **metadata: Any) -> dict[str, Any]:
+        statuses = [{"name": "pytorch", "state": {"terminated": {"exitCode": code, "message": message}}}]
+        labels = {"training.kubeflow.org/replica-type": "worker"}
+        meta = {"name": "llama-worker-1", "labels": labels, **metadata}
+        return {"metadata": meta, "status": {"containerStatuses": statuses}}
+
+    told = report(state=TrainerState.failed, reason="DataError", message="bad rows").termination_message()
+    failure = replica_failure(worker(3, told), now=NOW)
+    assert failure is not None and (failure.replica, failure.pod, failure.exit_code) == ("Worker", "llama-worker-1", 3)
+    assert failure.report is not None and failure.report.message == "bad rows"
+    # A message out of bounds (here: from the future) is no report; the failure stays.
+    future = report(state=TrainerState.failed, started_at=datetime(9999, 1, 1, tzinfo=UTC)).termination_message()
+    assert (unbounded := replica_failure(worker(3, future), now=NOW)) is not None and unbounded.report is None
+    assert replica_failure(worker(138, told), now=NOW) is None  # retried: the job goes on
+    assert replica_failure(worker(0, told), now=NOW) is None
+    assert replica_failure(worker(3, told, deletionTimestamp="2026-01-15T12:00:00Z"), now=NOW) is None
 
 
 def test_newer_prefers_the_later_process_then_step() -> None:

@@ -14,7 +14,7 @@ from tensorone_operator.live_status import REPLICA_TYPE_LABEL
 from tensorone_operator.trainer_reports import TIMEOUTS_REFUSED, TrainerReports
 
 from tensorone.api.report import MAX_REPORT_BYTES
-from tests.operator.report_server import HOSTILE, ReportServer
+from tests.operator.report_server import HOSTILE, ReportServer, report_json
 
 KEY = ("tenant-a", "job")
 
@@ -72,12 +72,32 @@ async def test_each_hostile_answer_is_refused_with_its_reason(
         "gzip_bomb": "report: Invalid JSON",
         "redirect": "redirects are not followed",
         "not_http": "no valid HTTP response (Too many headers received)",
+        "far_future": "report field startedAt: 9999-01-01T00:00:00Z is in the future",
     }[answer]
     assert expected in refusal, refusal
     # A well-formed report afterwards is kept and clears the refusal.
     server.answer = "valid"
     await reports.poll(KEY)
     assert reports.refusal(KEY) is None and reports.latest(KEY) is not None
+
+
+async def test_a_report_from_the_future_does_not_outrank_the_genuine_ones_after_it(
+    server: ReportServer, reports: TrainerReports
+) -> None:
+    """Reports are kept by the latest process start: one claiming to start in year 9999 would stay
+    the newest for good. It is refused, the report kept before stays, and the next ones are kept."""
+    await reports.poll(KEY)
+    server.answer = "far_future"
+    await reports.poll(KEY)
+    assert "report field startedAt" in (reports.refusal(KEY) or "")
+    kept = reports.latest(KEY)
+    assert kept is not None and kept.report.step == 5
+    for step in (6, 7):
+        server.serve(report_json(step=step))
+        await reports.poll(KEY)
+        kept = reports.latest(KEY)
+        assert kept is not None and kept.report.step == step
+    assert reports.refusal(KEY) is None
 
 
 async def test_a_redirect_to_another_tenants_trainer_is_not_followed(reports: TrainerReports) -> None:

@@ -286,6 +286,19 @@ def test_create_refuses_a_job_that_could_never_start(client: TensorOneClient, cl
     assert cluster.api.list(API, "TrainingJob") == []
 
 
+def test_a_credential_that_may_not_list_nodes_leaves_the_node_check_out(cluster: EmulatorServer) -> None:
+    # What a namespace's edit role gives: TrainingJobs and Datasets, nothing on Nodes (cluster-wide).
+    editor = {(method, plural) for method in ("GET", "POST") for plural in ("trainingjobs", "datasets")}
+    cluster.emulator.tokens.update({"": None, "editor": editor})
+    configuration = k8s.Configuration(host=cluster.url)
+    configuration.api_key = {"authorization": "editor"}
+    configuration.api_key_prefix = {"authorization": "Bearer"}
+    client = TensorOneClient(namespace="default", api_client=k8s.ApiClient(configuration))
+    job = create_job(client, "no-gpu-yet", gpu_type="h100")  # no node offers h100: the operator holds it
+    assert job.id == "no-gpu-yet"
+    assert cluster.api.get(API, "TrainingJob", "no-gpu-yet")["spec"]["gpuType"] == "h100"
+
+
 def test_a_name_in_use_is_already_exists(client: TensorOneClient) -> None:
     create_job(client, "twice")
     with pytest.raises(AlreadyExists) as caught:

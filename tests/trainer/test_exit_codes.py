@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tensorone.api.exit_codes import ExitCode, failure_reason, is_retryable
+from tensorone.api.exit_codes import MEANINGS, ExitCode, failure_reason, is_retryable, meaning
 from tensorone.api.v1alpha1 import Reason
 from tests.trainer.conftest import REPO, make_job
 from trainer.launch import _verdict
@@ -16,8 +16,9 @@ from trainer.run import RunOptions, run
 
 def test_the_docs_table_is_the_enum() -> None:
     text = (REPO / "docs" / "trainer.md").read_text()
-    rows = re.findall(r"^\| (\d+) \| `([A-Z_]+)` \|", text, flags=re.MULTILINE)
-    assert [(int(code), name) for code, name in rows] == [(code.value, code.name) for code in ExitCode]
+    rows = re.findall(r"^\| (\d+) \| `([A-Z_]+)` \| ([^|]+) \|", text, flags=re.MULTILINE)
+    documented = [(int(code), name, what.strip()) for code, name, what in rows]
+    assert documented == [(code.value, code.name, MEANINGS[code]) for code in ExitCode]
 
 
 def test_every_permanent_error_has_its_own_code_and_only_the_unexpected_is_retried() -> None:
@@ -32,6 +33,7 @@ def test_each_permanent_code_names_its_reason() -> None:
     assert failure_reason(ExitCode.CHECKPOINT) == Reason.CHECKPOINT_NOT_FOUND
     assert failure_reason(ExitCode.CONFIGURATION) == Reason.CONFIGURATION_ERROR
     assert failure_reason(ExitCode.UNEXPECTED) is None and failure_reason(77) is None
+    assert (meaning(ExitCode.DATA) or "").startswith("data error: ") and meaning(77) is None
 
 
 def test_the_launcher_exits_with_a_permanent_code_else_the_retryable_one(tmp_path: Path) -> None:

@@ -70,6 +70,14 @@ class MixedPrecision(StrEnum):
     bf16 = "bf16"
 
 
+class ExitCodes(StrEnum):
+    """What a custom image's exit codes mean: whether a restart can help is told by the code
+    (``Trainer``, the trainer's table in tensorone.api.exit_codes) or not at all (``Any``)."""
+
+    Any = "Any"
+    Trainer = "Trainer"
+
+
 class LrScheduler(StrEnum):
     """Learning-rate schedule after the warmup."""
 
@@ -341,6 +349,13 @@ class CustomContainer(ApiModel):
         description="Port where the container serves the JSON progress snapshot (tensorone trainer protocol); "
         "absent means the default trainer port.",
     )
+    exit_codes: ExitCodes = Field(
+        default=ExitCodes.Any,
+        description="What the container's exit codes mean. Any: every failure is restarted, up to "
+        "spec.maxRestarts (backoffLimit). Trainer: they follow the TensorOne trainer's table: 1-127 is a "
+        "permanent error that fails the job at once (2-6 name its reason), 128-255 is restarted, counted "
+        "by the operator against spec.maxRestarts.",
+    )
 
 
 class TrainingConfig(ApiModel):
@@ -586,9 +601,10 @@ class TrainingJobSpec(ApiModel):
         default=3,
         ge=0,
         le=100,
-        description="Pod failures restarted before the job fails. Our trainer's pods are restarted only for "
-        "an error that may be transient (exit code 138), counted by the operator; a permanent error (bad "
-        "configuration, data or checkpoint) fails the job at once. A custom image's pods: backoffLimit.",
+        description="Pod failures restarted before the job fails. Our trainer's pods (and a custom image's "
+        "with config.custom.exitCodes Trainer) are restarted only for an error that may be transient (exit "
+        "code 128-255), counted by the operator; a permanent error (bad configuration, data or checkpoint) "
+        "fails the job at once. Other custom images' pods are restarted for any failure (backoffLimit).",
     )
     checkpoint_storage: CheckpointStorage | None = Field(
         default=None, description="Where checkpoints are written; absent means a 20Gi claim the operator creates."
@@ -728,8 +744,9 @@ class TrainingJobStatus(ApiModel):
         default=None,
         ge=0,
         le=1000,
-        description="Pod failures restarted so far (the trainer's retryable exits), counted against "
-        "spec.maxRestarts; one more fails the job with reason RestartLimitExceeded.",
+        description="Pod failures restarted so far (retryable exits of our trainer, or of a custom image "
+        "with config.custom.exitCodes Trainer), counted against spec.maxRestarts; one more fails the job "
+        "with reason RestartLimitExceeded.",
     )
     progress: Progress | None = Field(default=None, description="How far the training has come.")
     metrics: Metrics | None = Field(default=None, description="Latest training metrics.")

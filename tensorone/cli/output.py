@@ -1,0 +1,111 @@
+"""How ``t1`` prints: aligned tables, numbers, money and times (RFC 3339, as Kubernetes writes
+them), loss sparklines, and the ``-o`` formats every verb that shows an object or a list takes.
+
+The default format of each verb is its own (a table, or a few lines of text); ``-o json`` and
+``-o yaml`` print the same data as a document, ``-o wide`` the default view with more columns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from tensorone.api.timestamps import rfc3339
+
+FORMATS = ("json", "yaml", "wide")
+# The eight heights of a sparkline, lowest first.
+SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def add_output_argument(parser: argparse.ArgumentParser, default: str) -> None:
+    """``-o/--output``: ``default`` (the verb's own view, the default: table or text), json, yaml
+    or wide."""
+    parser.add_argument(
+        "-o",
+        "--output",
+        choices=(default, *FORMATS),
+        default=default,
+        help=f"{default} (the default), json, yaml, or wide (the {default} with more)",
+    )
+
+
+def print_document(data: Any, output: str) -> None:
+    """Data as a JSON (indented) or YAML document; datetimes in RFC 3339."""
+    if output == "json":
+        print(json.dumps(data, indent=2, default=_json_default))
+        return
+    from tensorone.cli.manifests import dump_manifest
+
+    sys.stdout.write(dump_manifest(json.loads(json.dumps(data, default=_json_default))))
+
+
+def _json_default(value: Any) -> str:
+    return rfc3339(value) if isinstance(value, datetime) else str(value)
+
+
+def table(rows: Sequence[Sequence[str]]) -> str:
+    """Rows as columns separated by two spaces, each as wide as its widest cell, as kubectl does."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() + "\n" for row in rows
+    )
+
+
+def print_table(rows: Sequence[Sequence[str]]) -> None:
+    sys.stdout.write(table(rows))
+
+
+def percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}%"
+
+
+def number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def money(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def when(value: datetime | None) -> str:
+    return "-" if value is None else rfc3339(value)
+
+
+def json_time(value: datetime | None) -> str | None:
+    """A time for a JSON or YAML document: RFC 3339, or null."""
+    return None if value is None else rfc3339(value)
+
+
+def duration(seconds: float | None) -> str:
+    """Seconds as kubectl shows an age: 45s, 12m5s, 3h4m, 2d5h."""
+    if seconds is None:
+        return "-"
+    whole = max(int(seconds), 0)
+    days, rest = divmod(whole, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d{hours}h"
+    if hours:
+        return f"{hours}h{minutes}m"
+    if minutes:
+        return f"{minutes}m{secs}s"
+    return f"{secs}s"
+
+
+def sparkline(values: Sequence[float], width: int = 64) -> str:
+    """Values as a line of block characters, lowest ▁ to highest █; at most ``width`` characters
+    (every value kept when there are fewer, else evenly spaced ones, the first and last included)."""
+    if not values:
+        return ""
+    if len(values) > width:
+        values = [values[round(i * (len(values) - 1) / (width - 1))] for i in range(width)]
+    low, high = min(values), max(values)
+    spread = high - low
+    if spread <= 0:
+        return SPARKS[0] * len(values)
+    return "".join(SPARKS[min(int((v - low) / spread * len(SPARKS)), len(SPARKS) - 1)] for v in values)
