@@ -87,7 +87,9 @@ class Reconciler:
         self.children = Children(config, api)
         self.reports = TrainerReports()
         self.events = Events(post_event)
-        self.status = StatusWriter(api, self.reports, self.events, self.phases)
+        self.status = StatusWriter(
+            api, self.reports, self.events, self.phases, progress_writes_per_second=config.progress_writes_per_second
+        )
         self.datasets = Datasets(api)
         self.restarts = Restarts()
         self.cleanup = Cleanup(api)
