@@ -47,6 +47,9 @@ GPU_NODES = {GPU_PRODUCT_LABEL: kopf.PRESENT}
 BACKOFF_SECONDS = 5
 # Objects per page of kopf's initial lists.
 LIST_CHUNK_SIZE = 20
+# Objects whose events kopf handles at once, and how long a handling task waits for more.
+KOPF_WORKERS = 256
+KOPF_IDLE_SECONDS = 0.5
 
 
 def configure_kopf(settings: kopf.OperatorSettings) -> None:
@@ -63,6 +66,12 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
     # The initial lists come in chunks: one list of every Dataset (up to ~1.5 MB each) would be
     # read and parsed whole, at start and after every expired watch.
     settings.watching.chunk_size = LIST_CHUNK_SIZE
+    # kopf handles each object's events in a task of its own, which keeps the object's last body
+    # while it waits for more: a relist of thousands of objects would otherwise hold thousands of
+    # bodies at once. Fewer tasks at a time (the watch waits for a free one) and a short idle time
+    # bound that memory.
+    settings.queueing.worker_limit = KOPF_WORKERS
+    settings.queueing.idle_timeout = KOPF_IDLE_SECONDS
 
 
 def post_event(body: Any, event_type: str, reason: str, message: str) -> None:
