@@ -60,7 +60,7 @@ def _verbs(*verbs: str) -> frozenset[str]:
 
 
 API_CALLS: tuple[ApiCall, ...] = (
-    ApiCall(GROUP, "trainingjobs", _verbs("list", "watch"), Caller.KOPF, "the handlers, index and daemon of jobs"),
+    ApiCall(GROUP, "trainingjobs", _verbs("list", "watch"), Caller.KOPF, "the handlers, index and follow loop of jobs"),
     ApiCall(
         GROUP,
         "trainingjobs",

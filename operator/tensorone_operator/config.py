@@ -122,6 +122,14 @@ class OperatorConfig(ConfigModel):
     progress_poll_seconds: float = Field(
         default=5, gt=0, le=3600, description="How often the rank-0 trainer's /progress is read, in seconds."
     )
+    progress_writes_per_second: float = Field(
+        default=100,
+        gt=0,
+        le=10000,
+        description="Budget of status writes for progress alone (step, metrics, curves) over all running jobs: "
+        "each job's progress is written at most every (running jobs / this) seconds. A change of phase, "
+        "condition or checkpoints is written at once.",
+    )
     report_port: int = Field(
         default=DEFAULT_REPORT_PORT, ge=1024, le=65535, description="Port of the trainer's /progress and /metrics."
     )

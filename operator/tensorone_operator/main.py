@@ -8,7 +8,6 @@ handlers call is given in kopf's memo by whoever starts kopf.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -26,6 +25,7 @@ from tensorone_operator.builders import (
 from tensorone_operator.catalog import GPU_PRODUCT_LABEL
 from tensorone_operator.cleanup import FINALIZER, FORCE_DELETE_ANNOTATION
 from tensorone_operator.config import OperatorConfig
+from tensorone_operator.follower import Follower
 from tensorone_operator.indexes import (
     INDEX_WAITING,
     indexes_of,
@@ -47,6 +47,9 @@ GPU_NODES = {GPU_PRODUCT_LABEL: kopf.PRESENT}
 BACKOFF_SECONDS = 5
 # Objects per page of kopf's initial lists.
 LIST_CHUNK_SIZE = 20
+# Objects whose events kopf handles at once, and how long a handling task waits for more.
+KOPF_WORKERS = 256
+KOPF_IDLE_SECONDS = 0.5
 
 
 def configure_kopf(settings: kopf.OperatorSettings) -> None:
@@ -63,6 +66,12 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
     # The initial lists come in chunks: one list of every Dataset (up to ~1.5 MB each) would be
     # read and parsed whole, at start and after every expired watch.
     settings.watching.chunk_size = LIST_CHUNK_SIZE
+    # kopf handles each object's events in a task of its own, which keeps the object's last body
+    # while it waits for more: a relist of thousands of objects would otherwise hold thousands of
+    # bodies at once. Fewer tasks at a time (the watch waits for a free one) and a short idle time
+    # bound that memory.
+    settings.queueing.worker_limit = KOPF_WORKERS
+    settings.queueing.idle_timeout = KOPF_IDLE_SECONDS
 
 
 def post_event(body: Any, event_type: str, reason: str, message: str) -> None:
@@ -70,27 +79,34 @@ def post_event(body: Any, event_type: str, reason: str, message: str) -> None:
     kopf.event(body, type=event_type, reason=reason, message=message[:1024])
 
 
-async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+async def startup(settings: kopf.OperatorSettings, memo: Any, **kwargs: Any) -> None:
     configure_kopf(settings)
+    # One follow loop for every job (follower.py); kopf gives startup handlers its live indexes.
+    memo.follower = Follower(memo.reconciler, indexes=kwargs)
 
 
 async def cleanup(memo: Any, **_: Any) -> None:
+    await memo.follower.stop()
     await memo.reconciler.close()
 
 
-def datasets_by_name(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+# The indexing functions are coroutines: kopf runs a plain function in a thread pool, and each
+# pool thread would get its own allocator arena for the (up to 1 MB) bodies it slims.
+async def datasets_by_name(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
     return {(namespace or "", name): slim_dataset(body)}
 
 
-def children_by_job(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+async def children_by_job(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Any, Any]:
     return {(namespace or "", labels[LABEL_JOB_NAME]): slim_child(body)} if LABEL_JOB_NAME in labels else {}
 
 
-def gpu_nodes(body: kopf.Body, **_: Any) -> dict[Any, Any]:
+async def gpu_nodes(body: kopf.Body, **_: Any) -> dict[Any, Any]:
     return {None: slim_node(body)}
 
 
-def jobs_waiting(namespace: str | None, name: str, spec: kopf.Spec, status: kopf.Status, **_: Any) -> dict[Any, Any]:
+async def jobs_waiting(
+    namespace: str | None, name: str, spec: kopf.Spec, status: kopf.Status, **_: Any
+) -> dict[Any, Any]:
     return {key: (namespace, name) for key in waiting_keys(namespace or "", spec, status)}
 
 
@@ -98,7 +114,7 @@ async def reconcile_job(body: kopf.Body, memo: Any, logger: kopf.Logger, **kwarg
     outcome = await memo.reconciler.reconcile(body, current=True, **indexes_of(kwargs))
     if outcome.waiting:
         # Waiting is normal, not a handler failure: the Dataset and Node watches below resume the
-        # job, and its daemon re-checks it on every tick.
+        # job, and the follow loop checks it again now and then.
         logger.info("waiting: %s", outcome.problem.message)
 
 
@@ -136,13 +152,10 @@ async def _wake(memo: Any, waiting_on: tuple[str, ...], kwargs: dict[str, Any]) 
         )
 
 
-async def follow_job(body: kopf.Body, memo: Any, stopped: kopf.DaemonStopped, **kwargs: Any) -> None:
-    while not stopped and not memo.reconciler.finished(body):
-        # asyncio.sleep, not stopped.wait(): kopf cancels async daemons after cancellation_timeout,
-        # and awaiting the flag's wait() made kopf.run raise TimeoutError on some plain SIGTERMs.
-        await asyncio.sleep(memo.reconciler.config.progress_poll_seconds)
-        if not stopped:
-            await memo.reconciler.follow(body, **indexes_of(kwargs))
+async def job_seen(body: kopf.Body, type: str | None, memo: Any, **_: Any) -> None:
+    memo.follower.job_seen(body, deleted=type == "DELETED")
+    # Started from a handler, the loop runs in kopf's handler context (kopf.event needs it).
+    memo.follower.start()
 
 
 async def force_delete(body: kopf.Body, memo: Any, **_: Any) -> None:
@@ -172,7 +185,7 @@ def register(config: OperatorConfig, registry: kopf.OperatorRegistry) -> kopf.Op
     if config.check_gpu_nodes:
         kopf.index(*NODES, labels=GPU_NODES, registry=registry)(gpu_nodes)
         kopf.on.event(*NODES, labels=GPU_NODES, registry=registry)(gpu_node_changed)
-    kopf.daemon(*JOBS, cancellation_timeout=5.0, registry=registry)(follow_job)
+    kopf.on.event(*JOBS, registry=registry)(job_seen)
     kopf.on.event(*JOBS, annotations={FORCE_DELETE_ANNOTATION: "true"}, registry=registry)(force_delete)
     kopf.on.delete(*JOBS, backoff=BACKOFF_SECONDS, registry=registry)(delete_job)
     return registry

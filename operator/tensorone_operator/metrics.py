@@ -7,6 +7,8 @@ phases it writes, so it is exact for the jobs this operator instance has seen si
 
 from __future__ import annotations
 
+from collections import Counter as Counter_
+
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 RECONCILES = Counter(
@@ -24,6 +26,12 @@ RECONCILE_SECONDS = Histogram(
     "Time spent in one reconcile of a TrainingJob.",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
+FOLLOWED_JOBS = Gauge("tensorone_operator_followed_jobs", "TrainingJobs the follow loop ticks (not finished).")
+FOLLOW_ROUND_SECONDS = Histogram(
+    "tensorone_operator_follow_round_seconds",
+    "Time one round of the follow loop takes: progressPollSeconds while every tick finds a free slot.",
+    buckets=(1.0, 2.5, 5.0, 7.5, 10.0, 15.0, 30.0, 60.0, 120.0),
+)
 JOBS = Gauge("tensorone_operator_jobs", "TrainingJobs by phase.", ["phase"])
 CHILDREN_CREATED = Counter(
     "tensorone_operator_children_created_total",
@@ -37,6 +45,7 @@ class PhaseBook:
 
     def __init__(self) -> None:
         self._phases: dict[tuple[str, str], str] = {}
+        self._counts: Counter_[str] = Counter_()
 
     def record(self, namespace: str, name: str, phase: str | None) -> None:
         """Note a job's phase (None when the job is gone)."""
@@ -44,13 +53,15 @@ class PhaseBook:
         previous = self._phases.pop(key, None)
         if previous is not None:
             JOBS.labels(phase=previous).dec()
+            self._counts[previous] -= 1
         if phase is not None:
             self._phases[key] = phase
             JOBS.labels(phase=phase).inc()
+            self._counts[phase] += 1
 
     def count(self, phase: str) -> int:
         """How many known jobs are in that phase."""
-        return sum(1 for known in self._phases.values() if known == phase)
+        return self._counts[phase]
 
 
 def serve_metrics(port: int) -> None:

@@ -2,7 +2,7 @@
 
 One ``Reconciler`` per operator process. Every entry point (a TrainingJob's create/update/resume
 handler, a child's watch event, a Dataset or Node appearing, a pod's termination message, the
-daemon's tick) ends in ``reconcile``, which is idempotent: children are created by deterministic
+follow loop's tick) ends in ``reconcile``, which is idempotent: children are created by deterministic
 names (``Children``), the status is computed from scratch and written only when it differs
 (``StatusWriter``), and the spec is never written. The work of each concern is in its own class:
 
@@ -87,7 +87,9 @@ class Reconciler:
         self.children = Children(config, api)
         self.reports = TrainerReports()
         self.events = Events(post_event)
-        self.status = StatusWriter(api, self.reports, self.events, self.phases)
+        self.status = StatusWriter(
+            api, self.reports, self.events, self.phases, progress_writes_per_second=config.progress_writes_per_second
+        )
         self.datasets = Datasets(api)
         self.restarts = Restarts()
         self.cleanup = Cleanup(api)
@@ -95,10 +97,6 @@ class Reconciler:
 
     def _lock(self, namespace: str, name: str) -> asyncio.Lock:
         return self._locks.setdefault((namespace, name), asyncio.Lock())
-
-    def finished(self, job: Mapping[str, Any]) -> bool:
-        """Whether a job reached a terminal phase (its daemon ends: nothing more to follow)."""
-        return (job.get("status") or {}).get("phase") in TERMINAL_PHASES
 
     def forget(self, namespace: str, name: str) -> None:
         """Drop what is kept about a deleted job."""
@@ -179,7 +177,8 @@ class Reconciler:
         children: ChildIndex,
         nodes: Nodes,
     ) -> Outcome | None:
-        """One tick of a job's daemon (every progressPollSeconds); ``job`` is the daemon's live body.
+        """One tick of the follow loop for a job (every progressPollSeconds); ``job`` is the copy the
+        loop keeps from the watch.
 
         A job that follows its child reads the rank-0 trainer's /progress, computes its status once
         (child, catalog and the newest report) and writes it only when ``StatusWriter.due`` says
@@ -207,7 +206,7 @@ class Reconciler:
         async def step(fresh: ObservedJob) -> Outcome:
             if _as_seen(fresh, seen):
                 return Outcome(status=await self.status.write(fresh, desired))
-            return await self._reconcile(fresh, datasets, children, nodes)  # the daemon's copy lagged
+            return await self._reconcile(fresh, datasets, children, nodes)  # the loop's copy lagged
 
         return await self._locked(job, None, step)
 

@@ -1,8 +1,11 @@
 """Writes a TrainingJob's status: only when it changed, and with the Events that say what changed.
 
 A running job's running time, cost and estimates move with the clock alone; a status in which only
-those moved is written at most every ``VOLATILE_WRITE_SECONDS``, to spare the API server (a change
-of step, phase or condition is written at once).
+those moved is written at most every ``VOLATILE_WRITE_SECONDS``. A status in which only the progress
+moved (step, metrics, curves) is written within the operator's budget of progress writes
+(``progressWritesPerSecond`` over all running jobs): with a few hundred jobs at every poll, with
+thousands less often, so the API server and every watcher of TrainingJobs get a bounded stream of
+writes. A change of phase, condition, message or checkpoints is written at once.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from tensorone.api import API_VERSION
+from tensorone.api.v1alpha1 import Phase
 from tensorone_operator.events import Events
 from tensorone_operator.kube import KubeApi
 from tensorone_operator.metrics import PhaseBook
@@ -22,6 +26,7 @@ from tensorone_operator.trainer_reports import TrainerReports
 JobKey = tuple[str, str]
 VOLATILE_WRITE_SECONDS = 30.0
 _VOLATILE = ("resourceUsage", "estimatedCompletion", "estimatedCost", "lastReportTime")
+_PROGRESS = ("progress", "metrics", "lossHistory", "evalLossHistory")
 
 
 def material(status: Mapping[str, Any]) -> dict[str, Any]:
@@ -35,11 +40,26 @@ def material(status: Mapping[str, Any]) -> dict[str, Any]:
     return kept
 
 
+def essential(status: Mapping[str, Any]) -> dict[str, Any]:
+    """A status without the progress and what moves with the clock alone: phase, conditions,
+    message, checkpoints and the rest, written at once when they change."""
+    return {k: v for k, v in status.items() if k not in _VOLATILE and k not in _PROGRESS}
+
+
 class StatusWriter:
     """Patches the status subresource when the desired status differs from the stored one."""
 
-    def __init__(self, api: KubeApi, reports: TrainerReports, events: Events, phases: PhaseBook) -> None:
+    def __init__(
+        self,
+        api: KubeApi,
+        reports: TrainerReports,
+        events: Events,
+        phases: PhaseBook,
+        *,
+        progress_writes_per_second: float = 100.0,
+    ) -> None:
         self.api = api
+        self.progress_writes_per_second = progress_writes_per_second
         self.reports = reports
         self.events = events
         self.phases = phases
@@ -50,14 +70,22 @@ class StatusWriter:
         """Drop what is kept about a deleted job."""
         self._written.pop(key, None)
 
+    def progress_interval(self) -> float:
+        """Seconds between two writes of a running job's progress alone, within the budget."""
+        return self.phases.count(Phase.Running) / self.progress_writes_per_second
+
     def due(self, job: ObservedJob, desired: Mapping[str, Any]) -> bool:
-        """Whether ``desired`` is worth writing now: it differs from the stored status in more than
-        the clock-driven fields, or those were last written ``VOLATILE_WRITE_SECONDS`` ago."""
+        """Whether ``desired`` is worth writing now: its phase, conditions, message or checkpoints
+        changed; or only its progress did and the job's share of the progress budget allows it; or
+        only the clock-driven fields did, last written ``VOLATILE_WRITE_SECONDS`` ago."""
         if desired == job.status:
             return False
-        if material(desired) != material(job.status):
+        if essential(desired) != essential(job.status):
             return True
-        return time.monotonic() - self._written.get(job.key, 0.0) >= VOLATILE_WRITE_SECONDS
+        since = time.monotonic() - self._written.get(job.key, 0.0)
+        if material(desired) != material(job.status):
+            return since >= self.progress_interval()
+        return since >= VOLATILE_WRITE_SECONDS
 
     async def write(self, job: ObservedJob, desired: dict[str, Any]) -> dict[str, Any]:
         """Patch the status when it changed, post Events for what changed; the status now stored."""

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import Any
 
 import aiohttp
@@ -164,16 +163,22 @@ class TrainerReports:
     def _remember(self, key: JobKey, report: ProgressReport) -> bool:
         """Keep ``report`` if it is newer than the one kept; whether it was."""
         kept = self._reports.get(key)
-        best = newer(kept.report if kept else None, report)
-        if kept is not None and best is kept.report:
+        kept_report = kept.report if kept else None
+        if kept_report is not None and newer(kept_report, report) is kept_report:
             return False
-        fresh = KeptReport.of(report, utc_now())
-        if kept is not None and not report.loss_history and kept.report.started_at == report.started_at:
+        if (
+            kept is not None
+            and kept_report is not None
+            and not report.loss_history
+            and kept_report.started_at == report.started_at
+        ):
             # A termination message carries no curves: keep the ones this process reported.
             curve = kept.loss_curve
             if report.loss is not None and math.isfinite(report.loss) and (not curve or curve[-1][0] < report.step):
                 curve = extended(curve, report.step, report.loss)
-            fresh = replace(fresh, loss_curve=curve, eval_curve=kept.eval_curve)
+            fresh = KeptReport.of(report, utc_now(), loss_curve=curve, eval_curve=kept.eval_curve)
+        else:
+            fresh = KeptReport.of(report, utc_now())
         self._reports[key] = fresh
         return True
 

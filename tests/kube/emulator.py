@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import copy
 import datetime
 import json
@@ -471,6 +472,8 @@ class FaithfulEmulator(KubernetesEmulator):
     # Fault injection: (HTTP method, plural) -> status code answered instead of serving, to play
     # an API outage for one kind (a stuck deletion, an operator killed between two creates).
     faults: dict[tuple[str, str], int] = attrs.field(factory=dict, init=False)
+    # How many requests each fault answered.
+    faults_answered: collections.Counter[tuple[str, str]] = attrs.field(factory=collections.Counter, init=False)
     # Authentication: bearer token -> the (HTTP method, plural) pairs it may use, None for all.
     # An empty mapping (the default) turns authentication off.
     tokens: dict[str, set[tuple[str, str]] | None] = attrs.field(factory=dict, init=False)
@@ -613,6 +616,7 @@ class FaithfulEmulator(KubernetesEmulator):
             return await self._render_error(refusal)
         fault = self.faults.get((_method(request), kind.plural))
         if fault is not None:
+            self.faults_answered[(_method(request), kind.plural)] += 1
             return await self._render_error(_api_error(fault, "InternalError", "injected fault"))
         try:
             if request.action == enums.action.WATCH:
