@@ -33,6 +33,12 @@ _CONTROL = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07|\x1b[=>]|\r
 TIMEOUT = 60.0
 
 
+def _interruptible() -> None:
+    """In the child, before t1 starts: SIGINT back to its default (Python then raises
+    KeyboardInterrupt on it)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class T1:
     """``python -m tensorone ARGS`` against the cluster of ``kubeconfig``, on a terminal of
     ``columns`` x ``rows`` when ``tty``, else on a pipe; stderr is a pipe either way."""
@@ -55,6 +61,9 @@ class T1:
             stderr=subprocess.PIPE,
             env=env,
             start_new_session=True,  # its own terminal session, as a shell gives a command
+            # Ctrl-C as a terminal gives it, whatever the tests inherited: a shell starts a command
+            # run in the background (CI's, say) with SIGINT ignored, and Python then ignores it too.
+            preexec_fn=_interruptible,
         )
         os.close(writer)
         self._reader = reader
