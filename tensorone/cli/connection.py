@@ -23,6 +23,16 @@ if TYPE_CHECKING:
 BASE_URL_ENV = "TENSORONE_BASE_URL"
 
 
+def add_verb(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help_text: str, handler: Any
+) -> argparse.ArgumentParser:
+    """A verb that talks to a cluster: its parser, with the connection options, calling ``handler``."""
+    parser = subparsers.add_parser(name, help=help_text, description=help_text)
+    add_connection_arguments(parser)
+    parser.set_defaults(handler=handler)
+    return parser
+
+
 def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-n", "--namespace", help="namespace (default: the kubeconfig context's, or default)")
     parser.add_argument("--context", help="kubeconfig context")

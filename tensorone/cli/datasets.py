@@ -7,12 +7,13 @@ json|yaml|wide`` on what shows a Dataset or the list, ``delete`` says deleted or
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tensorone.api.v1alpha1.trainingjob import ConditionType
-from tensorone.cli.connection import add_connection_arguments, kube_client
+from tensorone.cli.connection import add_verb, kube_client
 from tensorone.cli.output import add_output_argument, print_document, print_table, when
 from tensorone.errors import ConfigurationError
 
@@ -26,11 +27,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     actions = group.add_subparsers(dest="action", metavar="ACTION", required=True)
 
-    def action(name: str, help_text: str, handler: Any) -> argparse.ArgumentParser:
-        parser = actions.add_parser(name, help=help_text, description=help_text)
-        add_connection_arguments(parser)
-        parser.set_defaults(handler=handler)
-        return parser
+    action = functools.partial(add_verb, actions)
 
     listing = action("list", "List the namespace's Datasets by name.", _list)
     add_output_argument(listing, "table")

@@ -6,12 +6,13 @@ json|yaml|wide`` (``tensorone.cli.output``)."""
 from __future__ import annotations
 
 import argparse
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tensorone.cli import connection
-from tensorone.cli.connection import add_connection_arguments
+from tensorone.cli.connection import add_verb
 from tensorone.cli.output import (
     add_output_argument,
     duration,
@@ -32,11 +33,7 @@ if TYPE_CHECKING:
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    def verb(name: str, help_text: str, handler: Any) -> argparse.ArgumentParser:
-        parser = subparsers.add_parser(name, help=help_text, description=help_text)
-        add_connection_arguments(parser)
-        parser.set_defaults(handler=handler)
-        return parser
+    verb = functools.partial(add_verb, subparsers)
 
     create = verb("create", "Create TrainingJobs and Datasets from a manifest file.", _create)
     create.add_argument("-f", "--filename", required=True, type=Path, help="YAML manifest (several documents allowed)")

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tensorone.cli.connection import add_connection_arguments, kube_jobs
+from tensorone.cli.connection import add_verb, kube_jobs
 from tensorone.errors import ConfigurationError, InvalidJobState, MissingExtra
 
 if TYPE_CHECKING:
@@ -21,9 +21,7 @@ PLOT_WIDTH, LOSS_HEIGHT, RATE_HEIGHT = 120, 20, 10
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     help_text = "Print the trainer's log from a job's pod; -f follows it across restarts until the job ends."
-    logs = subparsers.add_parser("logs", help=help_text, description=help_text)
-    add_connection_arguments(logs)
-    logs.set_defaults(handler=_logs)
+    logs = add_verb(subparsers, "logs", help_text, _logs)
     logs.add_argument("job")
     logs.add_argument("-f", "--follow", action="store_true", help="go on as the trainer writes, until the job ends")
     logs.add_argument(
@@ -37,9 +35,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     logs.add_argument("--tail", type=int, metavar="N", help="only the last N lines")
 
     help_text = "Plot a job's training loss, eval loss and learning rate in the terminal, or as a PNG (-o)."
-    plot = subparsers.add_parser("plot", help=help_text, description=help_text)
-    add_connection_arguments(plot)
-    plot.set_defaults(handler=_plot)
+    plot = add_verb(subparsers, "plot", help_text, _plot)
     plot.add_argument("job", nargs="?", help="a job on the cluster: the curves its status keeps")
     plot.add_argument(
         "--run",
