@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from tensorone.api.v1alpha1.trainingjob import ConditionType
 from tensorone.cli.connection import add_verb, kube_client
-from tensorone.cli.output import add_output_argument, print_document, print_table, when
+from tensorone.cli.output import add_output_argument, print_deletion, print_document, print_table, when
 from tensorone.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -134,12 +134,7 @@ def _create(args: argparse.Namespace) -> int:
 
 def _delete(args: argparse.Namespace) -> int:
     state = _datasets(args).delete(args.dataset, wait=args.wait)
-    if state == "deleted":
-        print(f"dataset/{args.dataset} deleted")
-    elif args.wait:
-        print(f"dataset/{args.dataset} still terminating after {args.wait:g} s: finalizers hold it")
-    else:
-        print(f"dataset/{args.dataset} terminating: finalizers hold it (--wait waits until it is gone)")
+    print_deletion(f"dataset/{args.dataset}", state, args.wait, "finalizers hold it")
     return 0
 
 

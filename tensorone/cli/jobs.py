@@ -20,6 +20,7 @@ from tensorone.cli.output import (
     money,
     number,
     percent,
+    print_deletion,
     print_document,
     print_table,
     sparkline,
@@ -278,12 +279,7 @@ def _cancel(args: argparse.Namespace) -> int:
 
 def _delete(args: argparse.Namespace) -> int:
     state = connection.client(args).training.jobs.delete(args.job, force=args.force, wait=args.wait)
-    if state == "deleted":
-        print(f"trainingjob/{args.job} deleted")
-    elif args.wait:
-        print(f"trainingjob/{args.job} still terminating after {args.wait:g} s: the operator is cleaning up")
-    else:
-        print(f"trainingjob/{args.job} terminating: the operator is cleaning up (--wait waits until it is gone)")
+    print_deletion(f"trainingjob/{args.job}", state, args.wait, "the operator is cleaning up")
     return 0
 
 

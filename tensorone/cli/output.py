@@ -47,6 +47,16 @@ def _json_default(value: Any) -> str:
     return rfc3339(value) if isinstance(value, datetime) else str(value)
 
 
+def print_deletion(ref: str, state: str, wait: float | None, held_by: str) -> None:
+    """What a delete left: ``ref`` (kind/name) gone, or still terminating because ``held_by``."""
+    if state == "deleted":
+        print(f"{ref} deleted")
+    elif wait:
+        print(f"{ref} still terminating after {wait:g} s: {held_by}")
+    else:
+        print(f"{ref} terminating: {held_by} (--wait waits until it is gone)")
+
+
 def table(rows: Sequence[Sequence[str]]) -> str:
     """Rows as columns separated by two spaces, each as wide as its widest cell, as kubectl does."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
