@@ -33,10 +33,12 @@ _CONTROL = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07|\x1b[=>]|\r
 TIMEOUT = 60.0
 
 
-def _interruptible() -> None:
-    """In the child, before t1 starts: SIGINT back to its default (Python then raises
-    KeyboardInterrupt on it)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+# ``python -m tensorone`` with Ctrl-C as a terminal gives it, whatever the tests inherited: a shell
+# starts a command run in the background (CI's, say) with SIGINT ignored, and Python keeps it so.
+_T1 = (
+    "import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "runpy.run_module('tensorone', run_name='__main__', alter_sys=True)"
+)
 
 
 class T1:
@@ -55,15 +57,12 @@ class T1:
         else:
             reader, writer = os.pipe()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tensorone", *args],
+            [sys.executable, "-c", _T1, *args],
             stdin=subprocess.DEVNULL,
             stdout=writer,
             stderr=subprocess.PIPE,
             env=env,
             start_new_session=True,  # its own terminal session, as a shell gives a command
-            # Ctrl-C as a terminal gives it, whatever the tests inherited: a shell starts a command
-            # run in the background (CI's, say) with SIGINT ignored, and Python then ignores it too.
-            preexec_fn=_interruptible,
         )
         os.close(writer)
         self._reader = reader
