@@ -47,8 +47,7 @@ GPU_NODES = {GPU_PRODUCT_LABEL: kopf.PRESENT}
 BACKOFF_SECONDS = 5
 # Objects per page of kopf's initial lists.
 LIST_CHUNK_SIZE = 20
-# Objects whose events kopf handles at once, and how long a handling task waits for more.
-KOPF_WORKERS = 256
+# How long kopf's task for one object's events waits for more before it ends.
 KOPF_IDLE_SECONDS = 0.5
 
 
@@ -68,9 +67,8 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
     settings.watching.chunk_size = LIST_CHUNK_SIZE
     # kopf handles each object's events in a task of its own, which keeps the object's last body
     # while it waits for more: a relist of thousands of objects would otherwise hold thousands of
-    # bodies at once. Fewer tasks at a time (the watch waits for a free one) and a short idle time
-    # bound that memory.
-    settings.queueing.worker_limit = KOPF_WORKERS
+    # bodies for seconds. (No limit on the number of tasks: at start-up each one waits until every
+    # object is indexed, so with a limit below the number of objects none would ever proceed.)
     settings.queueing.idle_timeout = KOPF_IDLE_SECONDS
 
 

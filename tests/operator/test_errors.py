@@ -14,6 +14,7 @@ from tensorone_operator.config import OperatorConfig
 from tensorone_operator.kube import KubeApi
 
 from tensorone.api.v1alpha1 import TrainingJob
+from tests.kube.emulator import FaithfulEmulator
 from tests.kube.polling import wait_for
 from tests.kube.server import ApiClient, EmulatorServer
 from tests.operator.kit import (
@@ -349,3 +350,21 @@ def test_metrics_count_reconciles_errors_and_jobs_by_phase(cluster: EmulatorServ
         assert sample("tensorone_operator_jobs", phase="Pending") >= 2
         cluster.api.delete(TJ, "TrainingJob", "waits")
         wait_for(lambda: operator.reconciler.phases.count("Pending") == 1)
+
+
+def test_an_operator_started_beside_hundreds_of_jobs_reconciles_every_one() -> None:
+    # More jobs than any number of kopf tasks one might think enough: at start-up each task waits
+    # until every object is indexed, so a limit on them would hold every job forever.
+    count = 300
+    with EmulatorServer(FaithfulEmulator(validate_writes=False)) as cluster:
+        cluster.api.create(dataset())
+        for index in range(count):
+            cluster.api.create(training_job(f"job-{index}"))
+        with OperatorThread(cluster, OperatorConfig(progress_poll_seconds=3600)):
+
+            def children() -> int:
+                made = len(cluster.api.list(PYTORCHJOB, "PyTorchJob", "default"))
+                assert made == count, f"{made} of {count} PyTorchJobs"
+                return made
+
+            wait_for(children, f"{count} PyTorchJobs")
