@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tensorone.api.v1alpha1 import TERMINAL_PHASES
-from tensorone_operator.indexes import indexes_of
+from tensorone_operator.indexes import indexes_of, slim_metadata
 from tensorone_operator.metrics import FOLLOW_ROUND_SECONDS, FOLLOWED_JOBS
 from tensorone_operator.reconcile import Reconciler
 
@@ -48,19 +48,16 @@ PACE_SECONDS = 0.02
 # Freed memory is handed back to the system this often (see ``release_free_memory``).
 RELEASE_MEMORY_SECONDS = 10.0
 
-# The metadata a tick reads: kopf's and kubectl's annotations (copies of the spec) and
-# managedFields are left out; the force-delete annotation is handled by its own watch handler.
-_METADATA_KEPT = ("name", "namespace", "uid", "generation", "resourceVersion", "creationTimestamp", "labels")
-
 
 def compact_job(body: Mapping[str, Any]) -> bytes:
     """What the loop keeps of a job: its metadata as read, spec and status, as compressed JSON."""
-    metadata = body.get("metadata") or {}
+    # The metadata the indexes keep (no annotations: kopf's and kubectl's are copies of the spec;
+    # the force-delete annotation has its own watch handler), and the creation time.
     document = json.dumps(
         {
             "apiVersion": body.get("apiVersion"),
             "kind": body.get("kind"),
-            "metadata": {key: metadata[key] for key in _METADATA_KEPT if key in metadata},
+            "metadata": slim_metadata(body, "creationTimestamp"),
             "spec": body.get("spec") or {},
             "status": body.get("status") or {},
         },
@@ -85,10 +82,12 @@ def followed(body: Mapping[str, Any]) -> bool:
 
 @dataclass
 class Held:
-    """When a held job is next checked, and the interval after that."""
+    """When a held job is next checked, the interval after that, and the job's generation then
+    (a changed job is checked again at once)."""
 
     due: float
     interval: float
+    generation: int | None
 
 
 class Follower:
@@ -100,7 +99,6 @@ class Follower:
         self.indexes = indexes
         self.poll_seconds = reconciler.config.progress_poll_seconds
         self._jobs: dict[JobKey, bytes] = {}
-        self._generations: dict[JobKey, Any] = {}
         self._held: dict[JobKey, Held] = {}
         self._ticking: set[JobKey] = set()
         self._slots = asyncio.Semaphore(CONCURRENT_TICKS)
@@ -112,13 +110,12 @@ class Follower:
         key = (str(metadata.get("namespace") or ""), str(metadata.get("name")))
         if deleted or not followed(body):
             self._jobs.pop(key, None)
-            self._generations.pop(key, None)
             self._held.pop(key, None)
         else:
             self._jobs[key] = compact_job(body)
-            if self._generations.get(key) != metadata.get("generation"):
-                self._held.pop(key, None)  # a changed job is checked again at once
-            self._generations[key] = metadata.get("generation")
+            held = self._held.get(key)
+            if held is not None and held.generation != metadata.get("generation"):
+                self._held.pop(key, None)
         FOLLOWED_JOBS.set(len(self._jobs))
 
     def __len__(self) -> int:
@@ -178,29 +175,31 @@ class Follower:
             compact = self._jobs.get(key)
             if compact is None:
                 return  # deleted or finished since the round began
+            job = expanded_job(compact)
+            generation = job["metadata"].get("generation")
             try:
-                outcome = await self.reconciler.follow(expanded_job(compact), **indexes_of(self.indexes))
+                outcome = await self.reconciler.follow(job, **indexes_of(self.indexes))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # one job's failure must not end the loop
                 logger.warning("following %s/%s failed: %s: %s", *key, type(exc).__name__, exc)
-                self._hold(key)
+                self._hold(key, generation)
                 return
             if outcome is not None and outcome.problem is not None:
-                self._hold(key)
+                self._hold(key, generation)
             else:
                 self._held.pop(key, None)
         finally:
             self._ticking.discard(key)
             self._slots.release()
 
-    def _hold(self, key: JobKey) -> None:
+    def _hold(self, key: JobKey, generation: int | None) -> None:
         """Check ``key`` again after a longer interval than last time (up to the maximum)."""
         if key not in self._jobs:
             return
         previous = self._held.get(key)
         interval = min(HELD_RECHECK_MAX_SECONDS, 2 * previous.interval if previous else self.poll_seconds)
-        self._held[key] = Held(due=time.monotonic() + interval, interval=interval)
+        self._held[key] = Held(due=time.monotonic() + interval, interval=interval, generation=generation)
 
 
 def release_free_memory() -> None:

@@ -56,7 +56,7 @@ def indexes_of(handler_kwargs: Mapping[str, Any]) -> dict[str, Any]:
 _METADATA_READ = ("name", "namespace", "uid", "generation", "resourceVersion", "deletionTimestamp", "labels")
 
 
-def _slim_metadata(obj: Mapping[str, Any], *extra: str) -> dict[str, Any]:
+def slim_metadata(obj: Mapping[str, Any], *extra: str) -> dict[str, Any]:
     metadata = obj.get("metadata") or {}
     return {key: metadata[key] for key in (*_METADATA_READ, *extra) if key in metadata}
 
@@ -72,7 +72,7 @@ def slim_dataset(dataset: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "apiVersion": dataset.get("apiVersion"),
         "kind": dataset.get("kind"),
-        "metadata": _slim_metadata(dataset),
+        "metadata": slim_metadata(dataset),
         "spec": spec,
         "status": dict(dataset.get("status") or {}),
     }
@@ -97,7 +97,7 @@ def slim_child(child: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "apiVersion": child.get("apiVersion"),
         "kind": child.get("kind"),
-        "metadata": _slim_metadata(child, "ownerReferences"),
+        "metadata": slim_metadata(child, "ownerReferences"),
         "spec": slim_spec,
         "status": dict(child.get("status") or {}),
     }

@@ -14,7 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 from tensorone.api.v1alpha1.trainingjob import ConditionType
 from tensorone.cli.connection import add_verb, kube_client
-from tensorone.cli.output import add_output_argument, print_deletion, print_document, print_table, when
+from tensorone.cli.output import (
+    add_output_argument,
+    add_wait_argument,
+    print_deletion,
+    print_document,
+    print_table,
+    when,
+)
 from tensorone.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -53,14 +60,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     delete = action("delete", "Delete a Dataset.", _delete)
     delete.add_argument("dataset")
-    delete.add_argument(
-        "--wait",
-        type=float,
-        nargs="?",
-        const=60.0,
-        metavar="SECONDS",
-        help="wait until it is gone (default 60 s when given without a value)",
-    )
+    add_wait_argument(delete, "it")
 
 
 def _datasets(args: argparse.Namespace) -> Any:

@@ -15,6 +15,7 @@ from tensorone.cli import connection
 from tensorone.cli.connection import add_verb
 from tensorone.cli.output import (
     add_output_argument,
+    add_wait_argument,
     duration,
     json_time,
     money,
@@ -75,14 +76,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     delete = verb("delete", "Delete a job and what the operator made for it.", _delete)
     delete.add_argument("job")
     delete.add_argument("--force", action="store_true", help="also remove the finalizer (operator gone)")
-    delete.add_argument(
-        "--wait",
-        type=float,
-        nargs="?",
-        const=60.0,
-        metavar="SECONDS",
-        help="wait until the job is gone (default 60 s when given without a value)",
-    )
+    add_wait_argument(delete, "the job")
 
     events = verb("events", "Show a job's events, oldest first.", _events)
     events.add_argument("job")

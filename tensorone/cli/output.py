@@ -47,6 +47,18 @@ def _json_default(value: Any) -> str:
     return rfc3339(value) if isinstance(value, datetime) else str(value)
 
 
+def add_wait_argument(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--wait [SECONDS]`` of a delete: wait until ``what`` is gone."""
+    parser.add_argument(
+        "--wait",
+        type=float,
+        nargs="?",
+        const=60.0,
+        metavar="SECONDS",
+        help=f"wait until {what} is gone (default 60 s when given without a value)",
+    )
+
+
 def print_deletion(ref: str, state: str, wait: float | None, held_by: str) -> None:
     """What a delete left: ``ref`` (kind/name) gone, or still terminating because ``held_by``."""
     if state == "deleted":
