@@ -281,6 +281,9 @@ class Reconciler:
 
     async def _start(self, job: ObservedJob, resources: JobResources, datasets: DatasetIndex, nodes: Nodes) -> Outcome:
         """Check a job without a child, then create its children."""
+        untrainable = checks.check_trainable(job.spec)
+        if untrainable is not None:
+            return await self._held(job, untrainable, resources)
         found = await self.datasets.find(datasets, job.namespace, job.spec.dataset_id)
         if found is not None and not condition_is(found.get("status") or {}, ConditionType.Ready, "True"):
             found = await self.datasets.changed(found)  # its source may have become usable since

@@ -2,8 +2,8 @@
 
 A task supplies the model, the examples, how examples become a batch, the loss, and how the
 trained weights are saved. The loop, checkpoints, reporting, signals and distributed set-up are
-the same for every task. ``llm`` is implemented; ``trainer.capabilities`` refuses the other model
-types by name until a task exists for them.
+the same for every task. ``tensorone.api.trainable`` lists the model types with a task; the
+operator and ``trainer.capabilities`` refuse the others by name.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import torch
 
 from tensorone.api.resolved import ResolvedJob
+from tensorone.api.trainable import TRAINED_MODEL_TYPES
 from tensorone.api.v1alpha1.trainingjob import ModelType
 from tensorone.errors import ConfigurationError
 from trainer.data.plan import Example
@@ -86,4 +87,6 @@ def task_for(job: ResolvedJob) -> Task:
         from trainer.tasks.llm import LlmTask
 
         return LlmTask(job)
-    raise ConfigurationError(f"no trainer task for modelType {job.model_type}; allowed: llm", field="modelType")
+    raise ConfigurationError(
+        f"no trainer task for modelType {job.model_type}; allowed: {', '.join(TRAINED_MODEL_TYPES)}", field="modelType"
+    )
