@@ -176,6 +176,7 @@ def live_fields(
         best_loss=_finite(report.best_loss),
         eval_loss=_finite(report.eval_loss),
         best_eval_loss=_finite(report.best_eval_loss),
+        eval_metrics={name: round(value, 6) for name, value in report.eval_metrics.items()} or None,
         learning_rate=report.learning_rate,
         memory_usage=human_bytes(report.memory_bytes),
         **_throughput(report),

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from tensorone.api.catalog import GPU_PRODUCT_LABEL, GpuType, available_gpu_types, catalog_entry
-from tensorone.api.trainable import untrainable_error
+from tensorone.api.trainable import VISION_ARCHITECTURES, VisionTask, untrainable_error
 from tensorone.api.v1alpha1 import Dataset, ModelType, TrainingJobSpec
 from tensorone.errors import (
     ConfigurationError,
@@ -30,6 +30,10 @@ from tensorone.errors import (
 MASTER_PORT = 23456
 IMAGE_FORMATS = frozenset({"imagefolder", "coco"})
 TEXT_FORMATS = ("jsonl", "json", "csv", "parquet", "text")
+# Dataset formats a vision classification job reads its image paths and labels from (a manifest).
+MANIFEST_FORMATS = ("csv", "jsonl", "json", "parquet")
+# Augmentations that move objects between images: detection only.
+DETECTION_AUGMENTATIONS = ("mosaic", "copyPaste")
 # Environment names the operator or the Training Operator set: a custom job may not override them.
 RESERVED_ENV_PREFIXES = ("TENSORONE_", "PET_", "MASTER_")
 RESERVED_ENV_NAMES = frozenset({"RANK", "WORLD_SIZE", "LOCAL_RANK", "HF_TOKEN", "PYTHONUNBUFFERED"})
@@ -93,7 +97,74 @@ def _data_errors(spec: TrainingJobSpec, dataset: Dataset) -> list[ConfigurationE
                 field="spec.datasetId",
             )
         ]
+    if spec.model_type == ModelType.vision:
+        return _vision_errors(spec, dataset)
     return []
+
+
+def vision_task_of(dataset: Dataset) -> VisionTask:
+    """What a vision job learns from the Dataset: boxes from COCO annotations, else classes."""
+    return VisionTask.detection if dataset.spec.format == "coco" else VisionTask.classification
+
+
+def _vision_errors(spec: TrainingJobSpec, dataset: Dataset) -> list[ConfigurationError]:
+    """A vision job against what its Dataset makes of it: the task the trainer trains, where the
+    images are, and the architecture and augmentations of that task."""
+    name = dataset.metadata.name
+    if vision_task_of(dataset) == VisionTask.detection:
+        return [
+            ConfigurationError(
+                f"Dataset {name!r} has format coco, which means object detection; this release's trainer does not "
+                "train detection yet, so the job would fail in its pods; refused before anything is scheduled. "
+                "Vision jobs train image classification: format imagefolder (a folder per class), or "
+                f"{', '.join(MANIFEST_FORMATS)} with columns.image and columns.label",
+                field="spec.datasetId",
+            )
+        ]
+    errors: list[ConfigurationError] = []
+    source = dataset.spec.source
+    if source.pvc is None:
+        given = "uri" if source.uri is not None else "huggingFace" if source.hugging_face is not None else "inline"
+        errors.append(
+            ConfigurationError(
+                f"Dataset {name!r} has a {given} source; image classification reads its images from a claim: "
+                "source.pvc (a folder per class, or a manifest whose image paths are on the claim)",
+                field="spec.datasetId",
+            )
+        )
+    columns = dataset.spec.columns
+    data_format = dataset.spec.format
+    manifest = data_format in MANIFEST_FORMATS and columns is not None and columns.image and columns.label
+    if data_format != "imagefolder" and not manifest:
+        errors.append(
+            ConfigurationError(
+                f"Dataset {name!r} has format {data_format}; image classification reads format imagefolder (a "
+                f"folder per class), or a manifest ({', '.join(MANIFEST_FORMATS)}) with both columns.image (the "
+                "image path) and columns.label (its class)",
+                field="spec.datasetId",
+            )
+        )
+    architecture = VISION_ARCHITECTURES.get(spec.config.architecture or "")
+    if architecture is not None and architecture.task != VisionTask.classification:
+        errors.append(
+            ConfigurationError(
+                f"architecture {spec.config.architecture} is a {architecture.task} model, and Dataset {name!r} is "
+                f"for image classification; classification architectures: "
+                + ", ".join(k for k, a in VISION_ARCHITECTURES.items() if a.task == VisionTask.classification),
+                field="spec.config.architecture",
+            )
+        )
+    augmentation = spec.config.augmentation
+    for field in DETECTION_AUGMENTATIONS:
+        if augmentation is not None and augmentation.to_wire().get(field) is not None:
+            errors.append(
+                ConfigurationError(
+                    f"{field} combines objects of several images, for object detection; image classification "
+                    "applies fliplr, flipud, scale, translate, degrees, hsvH, hsvS, hsvV and mixup",
+                    field=f"spec.config.augmentation.{field}",
+                )
+            )
+    return errors
 
 
 def _custom_errors(spec: TrainingJobSpec) -> list[ConfigurationError]:

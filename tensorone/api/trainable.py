@@ -16,7 +16,7 @@ from tensorone.api.v1alpha1.trainingjob import ModelType, TrainingJobSpec
 from tensorone.errors import ConfigurationError
 
 # The model types the trainer implements, in the order the docs list them.
-TRAINED_MODEL_TYPES: tuple[ModelType, ...] = (ModelType.llm,)
+TRAINED_MODEL_TYPES: tuple[ModelType, ...] = (ModelType.llm, ModelType.vision)
 
 
 class VisionTask(StrEnum):
@@ -38,7 +38,32 @@ class VisionArchitecture:
 # config.architecture -> what the trainer builds for it. A name outside this table is refused by
 # the operator before scheduling; a vision job that names only config.baseModel is checked by the
 # trainer against the model's own config.
-VISION_ARCHITECTURES: dict[str, VisionArchitecture] = {}
+VISION_ARCHITECTURES: dict[str, VisionArchitecture] = {
+    "resnet18": VisionArchitecture(VisionTask.classification, "resnet", "ResNet-18 (basic blocks), 11.7M parameters"),
+    "resnet34": VisionArchitecture(VisionTask.classification, "resnet", "ResNet-34 (basic blocks), 21.8M parameters"),
+    "resnet50": VisionArchitecture(
+        VisionTask.classification, "resnet", "ResNet-50 (bottleneck blocks), 25.6M parameters"
+    ),
+    "resnet101": VisionArchitecture(
+        VisionTask.classification, "resnet", "ResNet-101 (bottleneck blocks), 44.5M parameters"
+    ),
+    "vit-tiny": VisionArchitecture(VisionTask.classification, "vit", "ViT-Ti/16: width 192, 12 layers, 3 heads, 5.7M"),
+    "vit-small": VisionArchitecture(VisionTask.classification, "vit", "ViT-S/16: width 384, 12 layers, 6 heads, 22M"),
+    "vit-base": VisionArchitecture(VisionTask.classification, "vit", "ViT-B/16: width 768, 12 layers, 12 heads, 86M"),
+    "vit-large": VisionArchitecture(
+        VisionTask.classification, "vit", "ViT-L/16: width 1024, 24 layers, 16 heads, 304M"
+    ),
+    "convnext-tiny": VisionArchitecture(VisionTask.classification, "convnext", "ConvNeXt-T: depths 3-3-9-3, 28M"),
+    "convnext-small": VisionArchitecture(VisionTask.classification, "convnext", "ConvNeXt-S: depths 3-3-27-3, 50M"),
+    "convnext-base": VisionArchitecture(VisionTask.classification, "convnext", "ConvNeXt-B: width 128-1024, 89M"),
+    "convnext-large": VisionArchitecture(VisionTask.classification, "convnext", "ConvNeXt-L: width 192-1536, 198M"),
+}
+
+
+def vision_families(task: VisionTask) -> list[str]:
+    """The transformers model families (config model_type) the trainer builds for ``task``, in table order."""
+    families = (a.family for a in VISION_ARCHITECTURES.values() if a.task == task)
+    return list(dict.fromkeys(families))
 
 
 def trained_description() -> str:

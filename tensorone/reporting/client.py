@@ -30,11 +30,13 @@ line is written in a batch at least once a second, and the report is built only 
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import resource
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Literal
@@ -43,6 +45,9 @@ from tensorone.api.report import (
     DEFAULT_REPORT_HOST,
     DEFAULT_REPORT_PORT,
     DEFAULT_TERMINATION_LOG,
+    EVAL_METRIC_NAME_PATTERN,
+    MAX_EVAL_METRICS,
+    MAX_METRIC_VALUE,
     REPORT_HOST_ENV,
     REPORT_PORT_ENV,
     TERMINATION_LOG_ENV,
@@ -57,6 +62,11 @@ from tensorone.reporting.server import ReportServer
 __all__ = ["CheckpointReport", "ProgressReport", "Reporter", "TrainerState", "termination_log_path"]
 
 LOG_FLUSH_SECONDS = 1.0  # the metrics log's step lines reach the file at least this often
+
+
+def _metric_fits(name: str, value: float) -> bool:
+    """An evaluation metric the report can carry: a camelCase name and a finite value in bounds."""
+    return bool(re.match(EVAL_METRIC_NAME_PATTERN, name)) and math.isfinite(value) and abs(value) <= MAX_METRIC_VALUE
 
 
 def termination_log_path() -> Path | None:
@@ -196,10 +206,20 @@ class Reporter:
             self._bar.set_postfix_str(f"loss {loss:.4f}", refresh=False)
             self._bar.update(step - self._bar.n)
 
-    def eval(self, step: int, loss: float) -> None:
-        """An evaluation loss measured after ``step``."""
-        self.tracker.record_eval(step, loss)
-        self._write({"event": "eval", "step": step, "evalLoss": loss})
+    def eval(self, step: int, loss: float, metrics: Mapping[str, float] | None = None) -> None:
+        """An evaluation loss measured after ``step``, and the task's metrics (``accuracy``, ...):
+        at most MAX_EVAL_METRICS camelCase names, finite values."""
+        bad = [name for name, value in (metrics or {}).items() if not _metric_fits(name, value)]
+        if len(metrics or {}) > MAX_EVAL_METRICS or bad:
+            raise ValueError(
+                f"evaluation metrics must be at most {MAX_EVAL_METRICS} camelCase names with finite values of at "
+                f"most {MAX_METRIC_VALUE:g}; refused: {bad or list(metrics or {})}"
+            )
+        self.tracker.record_eval(step, loss, metrics)
+        line: dict[str, Any] = {"event": "eval", "step": step, "evalLoss": loss}
+        if metrics:
+            line["metrics"] = dict(metrics)
+        self._write(line)
 
     def checkpoint(self, saved: CheckpointReport) -> None:
         """A checkpoint was saved (appended to the list)."""

@@ -318,3 +318,18 @@ def test_a_bounded_report_that_implies_centuries_left_is_capped() -> None:
     assert fields["progress"]["remainingTime"] == MAX_SECONDS
     assert fields["estimatedCompletion"] == "2057-09-23T13:46:40Z"
     assert len(fields["metrics"]["throughput"]) <= 64
+
+
+def test_the_tasks_evaluation_metrics_reach_the_status_in_its_schema() -> None:
+    fields = live_fields(report(eval_metrics={"accuracy": 0.8125, "top5Accuracy": 1.0}), now=NOW, running_seconds=1)
+    assert fields["metrics"]["evalMetrics"] == {"accuracy": 0.8125, "top5Accuracy": 1.0}
+    assert "evalMetrics" not in live_fields(report(), now=NOW, running_seconds=1)["metrics"]
+    validate(
+        {
+            "apiVersion": "training.tensorone.ai/v1alpha1",
+            "kind": "TrainingJob",
+            "metadata": {"name": "fits"},
+            "spec": {"modelType": "custom", "datasetId": "d", "config": {"custom": {"image": "x"}}},
+            "status": {"phase": "Running", **fields},
+        }
+    )

@@ -634,6 +634,12 @@ class Metrics(ApiModel):
     best_loss: float | None = Field(default=None, description="Lowest training loss so far.")
     eval_loss: float | None = Field(default=None, description="Latest evaluation loss on the held-out split.")
     best_eval_loss: float | None = Field(default=None, description="Lowest evaluation loss so far.")
+    eval_metrics: dict[str, Annotated[float, Field(description="The metric's value.")]] | None = Field(
+        default=None,
+        max_length=16,
+        description="The task's metrics on the held-out split at the latest evaluation, by name: accuracy and "
+        "top5Accuracy (fractions, 0 to 1) for image classification.",
+    )
     learning_rate: float | None = Field(default=None, ge=0.0, description="Current learning rate.")
     throughput: str | None = Field(
         default=None, max_length=64, description="Throughput with its unit, for example 1250 tokens/sec."
