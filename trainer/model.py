@@ -27,9 +27,10 @@ ALL_LINEAR = "all-linear"
 
 
 def base_model_of(job: ResolvedJob) -> str:
-    """The model the job starts from (``check_rules`` requires it of every llm job)."""
-    base_model = job.config.base_model
-    assert base_model is not None, "config.baseModel is required for modelType llm"
+    """The model the job starts from, as its checkpoints record it: ``config.baseModel``, or the
+    ``config.architecture`` a vision job builds from scratch (``check_rules`` requires one)."""
+    base_model = job.config.base_model or job.config.architecture
+    assert base_model is not None, "config.baseModel (or a vision job's config.architecture) is required"
     return base_model
 
 

@@ -98,7 +98,7 @@ def _data_errors(spec: TrainingJobSpec, dataset: Dataset) -> list[ConfigurationE
             )
         ]
     if spec.model_type == ModelType.vision:
-        return _vision_errors(spec, dataset)
+        return vision_errors(spec, dataset)
     return []
 
 
@@ -107,7 +107,7 @@ def vision_task_of(dataset: Dataset) -> VisionTask:
     return VisionTask.detection if dataset.spec.format == "coco" else VisionTask.classification
 
 
-def _vision_errors(spec: TrainingJobSpec, dataset: Dataset) -> list[ConfigurationError]:
+def vision_errors(spec: TrainingJobSpec, dataset: Dataset) -> list[ConfigurationError]:
     """A vision job against what its Dataset makes of it: the task the trainer trains, where the
     images are, and the architecture and augmentations of that task."""
     name = dataset.metadata.name

@@ -20,10 +20,50 @@ from tensorone.api.trainable import TRAINED_MODEL_TYPES
 from tensorone.api.v1alpha1.trainingjob import ModelType
 from tensorone.errors import ConfigurationError
 from trainer.data.plan import Example
+from trainer.distributed import Topology
 
 
 class Batch(Protocol):
     def to(self, device: torch.device) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Draw:
+    """Where a training micro-batch falls in the run: what keys its random augmentation. The same
+    draw gives the same augmentation, so a resumed run sees exactly what the interrupted one would
+    have; evaluation batches have none (no augmentation)."""
+
+    step: int  # the optimizer step it belongs to, 1-based
+    micro_batch: int  # its number within the step, 0-based
+    rank: int  # the process that collates it
+
+
+class Evaluation(Protocol):
+    """One evaluation pass: the loss of each batch, and what the task's metrics are made of."""
+
+    def add(self, batch: Any) -> torch.Tensor:
+        """The batch's loss summed over its targets (the objective's forward), keeping what the
+        metrics need."""
+        ...
+
+    def metrics(self, topology: Topology) -> dict[str, float]:
+        """The task's metrics over every process's batches (a collective call when distributed):
+        camelCase names, finite values; empty for a task that has none."""
+        ...
+
+
+class LossOnly:
+    """The evaluation of a task whose only measure is the loss."""
+
+    def __init__(self, objective: torch.nn.Module) -> None:
+        self.objective = objective
+
+    def add(self, batch: Any) -> torch.Tensor:
+        loss: torch.Tensor = self.objective(batch)
+        return loss
+
+    def metrics(self, topology: Topology) -> dict[str, float]:
+        return {}
 
 
 @dataclass(frozen=True)
@@ -64,8 +104,13 @@ class Task(Protocol):
         """
         ...
 
-    def collate(self, examples: Sequence[Any]) -> Batch:
-        """Examples of one micro-batch as tensors, in the layout the objective takes."""
+    def collate(self, examples: Sequence[Any], draw: Draw | None) -> Batch:
+        """Examples of one micro-batch as tensors, in the layout the objective takes; ``draw`` keys
+        a training batch's random augmentation (None: an evaluation batch, not augmented)."""
+        ...
+
+    def evaluation(self, objective: torch.nn.Module) -> Evaluation:
+        """A new evaluation pass through ``objective``."""
         ...
 
     def save_weights(self, model: torch.nn.Module, directory: Path) -> None:
@@ -87,6 +132,10 @@ def task_for(job: ResolvedJob) -> Task:
         from trainer.tasks.llm import LlmTask
 
         return LlmTask(job)
+    if job.model_type == ModelType.vision:
+        from trainer.tasks.classification import ClassificationTask
+
+        return ClassificationTask(job)
     raise ConfigurationError(
         f"no trainer task for modelType {job.model_type}; allowed: {', '.join(TRAINED_MODEL_TYPES)}", field="modelType"
     )

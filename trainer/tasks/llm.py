@@ -25,7 +25,7 @@ from trainer.data.examples import IGNORE_INDEX, Example, build_examples
 from trainer.data.records import read_rows
 from trainer.precision import autocast_dtype
 from trainer.supervised_loss import SupervisedCausalLM, unsupported_reason
-from trainer.tasks import TaskData
+from trainer.tasks import Draw, Evaluation, LossOnly, TaskData
 
 log = logging.getLogger("trainer")
 
@@ -87,7 +87,10 @@ class LlmTask:
     def objective(self, model: torch.nn.Module) -> torch.nn.Module:
         return SupervisedCausalLM(model) if self._packed() else PaddedCausalLM(model)
 
-    def collate(self, examples: Sequence[Example]) -> PackedBatch | PaddedBatch:
+    def evaluation(self, objective: torch.nn.Module) -> Evaluation:
+        return LossOnly(objective)
+
+    def collate(self, examples: Sequence[Example], draw: Draw | None = None) -> PackedBatch | PaddedBatch:
         if self._packed():
             return pack(examples)
         return pad_batch(examples, self._tokenizer().pad_token_id)
