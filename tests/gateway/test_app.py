@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tensorone.api.trainable import TRAINED_MODEL_TYPES
+from tensorone.api.trainable import VISION_ARCHITECTURES
 from tensorone.gateway import openapi
 from tensorone.gateway.app import GatewayConfig, create_app
 from tests.factories import API, PYTORCHJOB, gpu_node
@@ -64,17 +64,17 @@ def test_the_reference_create_bodies_give_the_reference_job(app_client: TestClie
     assert stored["spec"]["datasetId"] == "ds-1234567890abcdef"
 
 
-def test_the_reference_vision_body_is_refused_naming_what_trains(
+def test_the_reference_yolov8_body_is_refused_naming_the_architectures_that_train(
     app_client: TestClient, cluster: EmulatorServer
 ) -> None:
     vision = app_client.post(JOBS, json=reference_body("create-vision.json"), headers=ADMIN)
     assert vision.status_code == 400, vision.text
     answer = vision.json()
     assert answer["error"] == "CONFIGURATION_ERROR"
-    assert answer["details"]["field"] == "modelType"
-    assert answer["details"]["modelType"] == "vision"
-    assert answer["details"]["trainedModelTypes"] == [str(t) for t in TRAINED_MODEL_TYPES]
-    assert "custom" in answer["message"]
+    assert answer["details"]["field"] == "config.architecture"
+    assert answer["details"]["architecture"] == "yolov8"
+    assert answer["details"]["supportedArchitectures"] == list(VISION_ARCHITECTURES)
+    assert "resnet50" in answer["message"]
     assert stored_jobs(cluster) == []
 
 

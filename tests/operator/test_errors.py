@@ -259,8 +259,8 @@ def test_a_model_type_the_trainer_does_not_train_is_refused_before_anything_is_s
     wait_for(lambda: reason_of(cluster.api, "ConfigurationValid", "detector") == "CONFIGURATION_ERROR")
     status = job_status(cluster.api, "detector")
     message = condition(status, "ConfigurationValid")["message"]
-    assert message.startswith("spec.modelType: modelType vision is not trained by this release's trainer"), message
-    assert "It trains: llm" in message
+    assert message.startswith("spec.config.architecture: architecture 'yolov8' is not built by this release's trainer")
+    assert "Supported: resnet18," in message
     assert condition(status, "Stalled")["status"] == "True"
     assert status["phase"] == "Pending"
     assert "resourceUsage" not in status  # nothing ran, nothing is billed
