@@ -18,7 +18,7 @@ TINY_CONVNEXT = REPO / "examples" / "models" / "tiny-convnext"
 EXAMPLE_SHAPES = REPO / "examples" / "data" / "shapes"
 
 
-def _module(path: Path) -> ModuleType:
+def module_of(path: Path) -> ModuleType:
     spec = importlib.util.spec_from_file_location(path.stem, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -26,7 +26,7 @@ def _module(path: Path) -> ModuleType:
     return module
 
 
-shapes = _module(REPO / "examples" / "data" / "build_shapes.py")
+shapes = module_of(REPO / "examples" / "data" / "build_shapes.py")
 
 
 def build_shapes(folder: Path, *, per_class: int = 8, seed: int = 0) -> list[Path]:

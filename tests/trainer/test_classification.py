@@ -227,3 +227,22 @@ def test_resume_is_bit_identical(reference: Path, tmp_path: Path, checkpoint: st
         assert event["metrics"] == evaluations[event["step"]]["metrics"]
         assert event["evalLoss"] == evaluations[event["step"]]["evalLoss"]
     assert_same_weights(reference / "output", tmp_path / "output")
+
+
+def test_the_examples_model_and_images_are_what_their_scripts_build(tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    from tests.trainer.conftest import REPO
+    from tests.trainer.images import EXAMPLE_SHAPES, TINY_CONVNEXT, module_of
+    from trainer.cli import resolve_manifest
+
+    module_of(REPO / "examples" / "models" / "build_tiny_convnext.py").build(tmp_path / "model")
+    built, shipped = load_file(tmp_path / "model" / "model.safetensors"), load_file(TINY_CONVNEXT / "model.safetensors")
+    assert built.keys() == shipped.keys() and all(torch.equal(built[k], shipped[k]) for k in shipped)
+    rebuilt = build_shapes(tmp_path / "shapes", per_class=40)
+    assert len(rebuilt) == len(list(EXAMPLE_SHAPES.rglob("*.png"))) == 120
+    for path in rebuilt:
+        ours = EXAMPLE_SHAPES / path.relative_to(tmp_path / "shapes")
+        assert np.array_equal(np.asarray(Image.open(path)), np.asarray(Image.open(ours))), ours
+    job = resolve_manifest(REPO / "examples" / "vision-classification.yaml", output=tmp_path / "run")
+    assert job.config.base_model == str(TINY_CONVNEXT) and job.dataset_mount_path == str(REPO / "examples")
