@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import ConvNextConfig, ConvNextForImageClassification
@@ -22,15 +23,16 @@ SIZE = 32
 
 def build(folder: Path) -> None:
     torch.manual_seed(0)
-    config = ConvNextConfig(
-        num_stages=2,
-        hidden_sizes=[16, 32],
-        depths=[1, 1],
-        patch_size=2,
-        image_size=SIZE,
-        num_labels=2,
-        architectures=["ConvNextForImageClassification"],
-    )
+    settings: dict[str, Any] = {
+        "num_stages": 2,
+        "hidden_sizes": [16, 32],
+        "depths": [1, 1],
+        "patch_size": 2,
+        "image_size": SIZE,
+        "num_labels": 2,
+        "architectures": ["ConvNextForImageClassification"],
+    }
+    config = ConvNextConfig(**settings)
     ConvNextForImageClassification(config).save_pretrained(folder)
     ViTImageProcessorPil(
         size={"height": SIZE, "width": SIZE}, image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225]

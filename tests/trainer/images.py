@@ -39,7 +39,7 @@ def tiny_classifier(folder: Path, family: str, *, labels: int = 5, image_size: i
     """A classifier of ``family`` from a tiny config, saved where from_pretrained loads it."""
     from transformers import AutoConfig, AutoModelForImageClassification
 
-    settings: dict[str, Any] = {
+    families: dict[str, dict[str, Any]] = {
         "vit": {
             "hidden_size": 16,
             "num_hidden_layers": 1,
@@ -50,7 +50,8 @@ def tiny_classifier(folder: Path, family: str, *, labels: int = 5, image_size: i
         },
         "resnet": {"embedding_size": 8, "hidden_sizes": [8, 16], "depths": [1, 1], "layer_type": "basic"},
         "convnext": {"num_stages": 2, "hidden_sizes": [8, 16], "depths": [1, 1], "patch_size": 2},
-    }[family]
+    }
+    settings = families[family]
     torch.manual_seed(0)
     config = AutoConfig.for_model(family, num_labels=labels, **settings)
     AutoModelForImageClassification.from_config(config).save_pretrained(folder)

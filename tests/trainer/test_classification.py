@@ -83,7 +83,9 @@ def test_a_folder_per_class_is_read_with_bad_images_counted_and_named(tmp_path: 
 def test_a_manifest_names_its_missing_files_unknown_labels_and_unreadable_rows(tmp_path: Path) -> None:
     claim = tmp_path / "claim"
     images = build_shapes(claim / "pictures", per_class=3)
-    rows = [{"path": str(p.relative_to(claim / "pictures")), "label": i % 3} for i, p in enumerate(images)]
+    rows: list[dict[str, Any]] = [
+        {"path": str(p.relative_to(claim / "pictures")), "label": i % 3} for i, p in enumerate(images)
+    ]
     rows[1]["path"] = "/pictures/" + rows[1]["path"]  # absolute: from the claim's root
     rows += [
         {"path": "circle/missing.png", "label": 0},
@@ -117,7 +119,9 @@ def test_a_manifest_names_its_missing_files_unknown_labels_and_unreadable_rows(t
 
 def test_augmentation_is_a_function_of_seed_step_and_position() -> None:
     task = ClassificationTask(vision_job(Path("unused"), augmentation=AUGMENTATION))
-    examples = task.load_data().train[::16][:6]  # of every class (the folders' order is by class)
+    task.load_data()
+    assert task.data is not None
+    examples = task.data.train[::16][:6]  # of every class (the folders' order is by class)
     assert len({e.label for e in examples}) == 3
     batch = task.collate(examples, Draw(step=3, micro_batch=1, rank=0))
     again = task.collate(examples, Draw(step=3, micro_batch=1, rank=0))
@@ -166,7 +170,7 @@ def test_a_base_model_is_loaded_with_a_head_for_the_jobs_classes(tmp_path: Path,
     base = tiny_classifier(tmp_path / family, family, labels=5, image_size=32)
     task = ClassificationTask(vision_job(tmp_path, baseModel=str(base), inputSize=[48, 48]))
     task.load_data()
-    model = task.load_model(torch.device("cpu"))
+    model: Any = task.load_model(torch.device("cpu"))
     assert model.config.num_labels == 3 and model.config.id2label == {0: "circle", 1: "square", 2: "triangle"}
     assert task.notices() == [
         f"{base} has no image processor: inputs are normalised with the {family} family's mean and standard deviation",
@@ -174,7 +178,8 @@ def test_a_base_model_is_loaded_with_a_head_for_the_jobs_classes(tmp_path: Path,
     ]
     if family == "vit":
         assert task.forward_options == {"interpolate_pos_encoding": True}  # trained at 32, fed 48
-    batch = task.collate(task.load_data().train[:2], None)
+    assert task.data is not None
+    batch = task.collate(task.data.train[:2], None)
     assert task.objective(model)(batch).shape == ()
 
 
