@@ -68,3 +68,26 @@ def test_t1_create_from_a_manifest_through_the_gateway_keeps_every_field_or_refu
     err = capsys.readouterr().err
     assert "the REST API's create takes no spec.suspend, metadata.labels" in err, err
     assert cluster.api.find(API, "TrainingJob", "held-back") is None
+
+
+def test_t1_plot_through_the_gateway_draws_the_curves_of_the_jobs_details(
+    cluster: EmulatorServer,
+    gateway: GatewayProcess,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    cluster.api.create(training_job("curved", datasetId=LLM_DATASET))
+    status = {
+        "phase": "Running",
+        "lossHistory": [{"step": step, "loss": 8.0 / step} for step in range(1, 9)],
+        "evalLossHistory": [{"step": 4, "loss": 2.5}, {"step": 8, "loss": 2.0}],
+    }
+    cluster.api.patch_status(API, "TrainingJob", "curved", status)
+    monkeypatch.setenv("TENSORONE_BASE_URL", gateway.url)
+    monkeypatch.setenv("TENSORONE_API_KEY", ADMIN_TOKEN)
+    assert main(["plot", "curved"]) == 0
+    summary = capsys.readouterr().out.split("\njob curved (its status):\n")[1].splitlines()
+    assert summary[:2] == [
+        "  loss: 8 points, steps 1 to 8, 8 -> 1 (lowest 1 at step 8)",
+        "  eval loss: 2 points, steps 4 to 8, 2.5 -> 2 (lowest 2 at step 8)",
+    ]
