@@ -260,18 +260,27 @@ class KeptReport:
 
     report_json: bytes
     read_at: str
+    # The creationTimestamp of the pod that made the report (the API server's clock, not the pod's).
+    pod_created: str | None = None
     loss_points: array[float] = field(default_factory=lambda: array("d"))
     eval_points: array[float] = field(default_factory=lambda: array("d"))
 
     @classmethod
     def of(
-        cls, report: ProgressReport, read_at: str, *, loss_curve: Curve | None = None, eval_curve: Curve | None = None
+        cls,
+        report: ProgressReport,
+        read_at: str,
+        *,
+        pod_created: str | None = None,
+        loss_curve: Curve | None = None,
+        eval_curve: Curve | None = None,
     ) -> KeptReport:
         """Keep ``report``, its curves cut to what the status shows (or the curves given)."""
         bare = report.model_copy(update={"loss_history": [], "eval_history": []})
         return cls(
             report_json=bare.model_dump_json().encode(),
             read_at=read_at,
+            pod_created=pod_created,
             loss_points=_packed(curve_of(report.loss_history) if loss_curve is None else loss_curve),
             eval_points=_packed(curve_of(report.eval_history) if eval_curve is None else eval_curve),
         )
@@ -569,8 +578,22 @@ def termination_refusal(pod: Mapping[str, Any], *, now: datetime) -> str | None:
     return None
 
 
+def from_older_pod(report_pod: str | None, kept_pod: str | None) -> bool:
+    """Whether a report of the pod created at ``report_pod`` comes from an earlier pod than the kept
+    report's (created at ``kept_pod``). Pods are ordered by the API server's clock, before any
+    time a report gives: a pod whose clock ran ahead must not outrank the pods after it. Unknown
+    or equal creation times (within a second) leave the order to :func:`newer`."""
+    report_time, kept_time = parse_time(report_pod), parse_time(kept_pod)
+    return report_time is not None and kept_time is not None and report_time < kept_time
+
+
+def from_newer_pod(report_pod: str | None, kept_pod: str | None) -> bool:
+    """Whether a report comes from a later pod than the kept report's (see :func:`from_older_pod`)."""
+    return from_older_pod(kept_pod, report_pod)
+
+
 def newer(first: ProgressReport | None, second: ProgressReport | None) -> ProgressReport | None:
-    """The more recent of two reports (by process start, then step, then update time)."""
+    """The more recent of two reports of one pod (by process start, then step, then update time)."""
     if first is None or second is None:
         return first or second
     epoch = datetime.min.replace(tzinfo=UTC)
@@ -608,6 +631,7 @@ def master_pod_view(pod: Mapping[str, Any], *, now: datetime) -> dict[str, Any] 
     return {
         "name": metadata.get("name"),
         "uid": metadata.get("uid"),
+        "created": metadata.get("creationTimestamp"),
         "podIP": status.get("podIP"),
         "reportPort": port,
         "running": running and not metadata.get("deletionTimestamp"),
