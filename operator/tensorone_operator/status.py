@@ -356,4 +356,11 @@ def transitions(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Event]:
     if old.get("phase") != new.get("phase") and new.get("phase") not in {None, Phase.Pending}:
         kind = EventType.Warning if new["phase"] == Phase.Failed else EventType.Normal
         events.append((kind, str(new["phase"]), str(new.get("message") or "")))
+    elif old.get("phase") == new.get("phase") == Phase.Failed:
+        # The trainer's explanation (its termination message, its exit code) often arrives after the
+        # PyTorchJob said Failed: it gets an Event of its own, under its reason.
+        before = old_conditions.get(ConditionType.Failed) or {}
+        after = next((c for c in new.get("conditions") or [] if c["type"] == ConditionType.Failed), None)
+        if after is not None and before.get("reason") != after.get("reason"):
+            events.append((EventType.Warning, str(after["reason"]), str(after.get("message") or "")))
     return events
