@@ -746,7 +746,9 @@ class Jobs:
         if "resourceAllocation" in status:
             return created
         spec = TrainingJobSpec.model_validate(created["spec"])
-        resources = catalog.job_resources(spec, self.settings.gpu_catalog)
+        resources = catalog.job_resources(
+            spec, self.settings.gpu_catalog, cpu_pod_hourly_price=self.settings.cpu_pod_hourly_price
+        )
         status["resourceAllocation"] = catalog.resource_allocation(resources, cpu_memory=self.settings.cpu_memory)
         status["estimatedCost"] = catalog.estimated_cost(
             resources, currency=self.settings.currency, max_runtime_seconds=spec.max_runtime_seconds

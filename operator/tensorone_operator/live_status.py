@@ -53,6 +53,7 @@ from tensorone.api.v1alpha1.trainingjob import (
     ResourceUsage,
 )
 from tensorone_operator import catalog
+from tensorone_operator.budget import budget_condition
 from tensorone_operator.builders import CONTAINER_NAME, MASTER_REPLICA, REPORT_PORT_NAME, WORKER_REPLICA
 from tensorone_operator.catalog import JobResources
 from tensorone_operator.config import OperatorConfig
@@ -223,10 +224,10 @@ def usage(
     running_seconds: float,
     measured_at: datetime,
     gpus: int,
-    hourly_price_per_gpu: float,
+    hourly_cost: float,
     report: ProgressReport | None,
 ) -> dict[str, Any]:
-    """``status.resourceUsage`` from running time, the job's GPUs and the catalog price (wire form)."""
+    """``status.resourceUsage`` from running time, the job's GPUs and its price an hour (wire form)."""
     gpu_hours = running_seconds / 3600.0 * gpus
     efficiency = None
     if report is not None and report.elapsed_seconds > 0:
@@ -235,7 +236,7 @@ def usage(
         running_seconds=round(running_seconds, 1),
         measured_at=parse_time(rfc3339(measured_at)),
         gpu_hours=round(gpu_hours, 4),
-        cost=round(gpu_hours * hourly_price_per_gpu, 2),
+        cost=round(running_seconds / 3600.0 * hourly_cost, 2),
         efficiency=efficiency,
     ).to_wire()
 
@@ -332,8 +333,19 @@ def with_live(
             running_seconds=seconds,
             measured_at=measured,
             gpus=resources.gpus,
-            hourly_price_per_gpu=resources.hourly_price_per_gpu,
+            hourly_cost=resources.hourly_cost(),
             report=report,
+        )
+    budget = budget_condition(job.spec, result, config.currency)
+    if budget is not None:
+        result["conditions"] = set_condition(
+            list(result.get("conditions") or []),
+            ConditionType.WithinBudget,
+            "True" if budget[0] else "False",
+            budget[1],
+            budget[2],
+            generation=job.generation,
+            now=rfc3339(now),
         )
     remaining = None if kept is None else _mirror(result, kept, now=now)
     if remaining is not None:

@@ -122,6 +122,8 @@ class ConditionType(StrEnum):
     Failed = "Failed"
     # Whether the rank-0 trainer's last progress report was accepted (set once one was refused).
     ReportValid = "ReportValid"
+    # Whether the job's spending is under spec.maxCost (set while the job has one).
+    WithinBudget = "WithinBudget"
 
 
 CHECK_CONDITIONS = (ConditionType.ConfigurationValid, ConditionType.DatasetReady, ConditionType.ResourcesAvailable)
@@ -173,6 +175,10 @@ class Reason(StrEnum):
     RestartLimitExceeded = "RestartLimitExceeded"
     ReportAccepted = "ReportAccepted"
     ReportRefused = "ReportRefused"
+    # Spending against spec.maxCost.
+    BudgetAvailable = "BudgetAvailable"
+    BudgetWarning = "BudgetWarning"
+    BudgetExceeded = "BudgetExceeded"
     # A Dataset's source.
     Inline = "Inline"
     ClaimBound = "ClaimBound"
@@ -596,6 +602,14 @@ class TrainingJobSpec(ApiModel):
         le=30 * 24 * 3600,
         description="Time limit in seconds while running (activeDeadlineSeconds of the PyTorchJob); the job "
         "fails with reason DeadlineExceeded past it.",
+    )
+    max_cost: float | None = Field(
+        default=None,
+        gt=0,
+        le=1e9,
+        description="Spending cap in the GPU catalog's currency (status.resourceUsage.cost counts against it). "
+        "Events warn at 50% and 80%; at 100% the job is stopped with a checkpoint (phase Stopped, reason "
+        "BudgetExceeded) and resumes from it once maxCost is raised above what was spent.",
     )
     max_restarts: int = Field(
         default=3,
