@@ -31,7 +31,7 @@ def tiny_config(num_labels: int = 2) -> Any:
         layer_type="basic",
         out_features=["stage2", "stage3", "stage4"],
     )
-    return RTDetrConfig(
+    return cast(Any, RTDetrConfig)(
         backbone_config=backbone,
         encoder_in_channels=[32, 32, 32],
         hidden_expansion=0.5,
@@ -57,7 +57,8 @@ def build(output: Path) -> None:
     torch.manual_seed(0)
     model = RTDetrForObjectDetection(tiny_config())
     # Stored in bfloat16 to halve the file; the trainer loads it in float32.
-    model.to(torch.bfloat16).save_pretrained(output)
+    cast(Any, model).to(torch.bfloat16)
+    model.save_pretrained(output)
     RTDetrImageProcessorPil(size={"height": INPUT_SIZE, "width": INPUT_SIZE}).save_pretrained(output)
 
 
