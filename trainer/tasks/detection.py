@@ -219,7 +219,13 @@ class DetectionTask:
         return distributed.broadcast(metrics, topology) or {}
 
     def save_weights(self, model: torch.nn.Module, directory: Path) -> None:
-        model.save_pretrained(directory)  # type: ignore[operator]
+        """The state dict as the model holds it (save_pretrained renames RT-DETR's encoder keys on
+        the way out, which a plain load_state_dict would not undo), with the config beside it."""
+        from safetensors.torch import save_file
+
+        directory.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, directory / "model.safetensors")
+        cast(Any, model).config.save_pretrained(directory)
 
     def load_weights(self, model: torch.nn.Module, directory: Path) -> None:
         load_weights(model, directory, None)
@@ -229,7 +235,7 @@ class DetectionTask:
         and ``AutoImageProcessor.from_pretrained(directory)`` run it on new images."""
         from transformers import RTDetrImageProcessorPil
 
-        self.save_weights(model, directory)
+        model.save_pretrained(directory)  # type: ignore[operator]
         height, width = self.input_size
         processor = RTDetrImageProcessorPil(
             size={"height": height, "width": width},
