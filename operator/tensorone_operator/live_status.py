@@ -179,6 +179,7 @@ def live_fields(
         best_eval_loss=_finite(report.best_eval_loss),
         learning_rate=report.learning_rate,
         memory_usage=human_bytes(report.memory_bytes),
+        eval_metrics=dict(report.eval_metrics) or None,
         **_throughput(report),
     )
     checkpoints = [

@@ -641,6 +641,13 @@ class Progress(ApiModel):
     remaining_time: int | None = Field(default=None, ge=0, description="Estimated seconds of training left.")
 
 
+# Task metrics measured on the evaluation split (mAP, mAP50 for detection): at most this many, each
+# named like a Prometheus label value a user can read in kubectl.
+MAX_EVAL_METRICS = 16
+EVAL_METRIC_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_.@-]{0,63}$"
+EvalMetricName = Annotated[str, Field(pattern=EVAL_METRIC_NAME_PATTERN, max_length=64)]
+
+
 class Metrics(ApiModel):
     """Latest training metrics, as reported by the rank-0 trainer."""
 
@@ -658,6 +665,13 @@ class Metrics(ApiModel):
     )
     memory_usage: str | None = Field(
         default=None, max_length=32, description="Peak accelerator (or host) memory per worker, for example 38.2GB."
+    )
+    eval_metrics: dict[str, Annotated[float, Field(description="The metric's value.")]] | None = Field(
+        default=None,
+        max_length=MAX_EVAL_METRICS,
+        description="The task's metrics on the evaluation split at the latest evaluation, by name: mAP "
+        "(mean average precision over IoU 0.50 to 0.95) and mAP50 (at IoU 0.50) for object detection. A name "
+        "is a letter, then letters, digits, '_', '.', '@' or '-' (at most 64 characters).",
     )
 
 
