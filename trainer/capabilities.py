@@ -34,8 +34,8 @@ def refuse_unsupported(job: ResolvedJob, *, cuda_available: bool, merge_adapter:
     _refuse_missing_gpu(job, cuda_available=cuda_available)
     check_rules(job)
     if job.model_type == ModelType.vision:
-        _refuse_what_image_classification_cannot_read(job)
-    else:
+        _refuse_what_a_vision_job_cannot_run(job)
+    elif job.model_type == ModelType.llm:
         _refuse_non_text_data(job)
     if merge_adapter and job.config.strategy != Strategy.lora:
         raise ConfigurationError(f"merging applies to strategy lora only, not {job.config.strategy}", field="--merge")
@@ -84,7 +84,7 @@ def _refuse_missing_gpu(job: ResolvedJob, *, cuda_available: bool) -> None:
             )
 
 
-def _refuse_what_image_classification_cannot_read(job: ResolvedJob) -> None:
+def _refuse_what_a_vision_job_cannot_run(job: ResolvedJob) -> None:
     """The operator's own rules for a vision job (``tensorone.api.trainable`` for the architecture,
     ``tensorone.api.preflight.vision_errors`` against the Dataset), named as the resolved job
     spells its fields."""

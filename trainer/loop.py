@@ -28,7 +28,7 @@ from trainer.distributed import Topology
 from trainer.model import base_model_of
 from trainer.precision import Precision
 from trainer.signals import StopSignal
-from trainer.tasks import Draw, Task
+from trainer.tasks import Task
 
 # Fault injection for tests and alerting drills: the loss of this optimizer step is made NaN, so
 # the divergence path runs exactly as a real divergence would. Unset in normal runs.
@@ -105,8 +105,8 @@ def train_remaining_steps(run: TrainingRun) -> Outcome:
             # The grace period is for the checkpoint: an evaluation due now is skipped.
             run.reporter.set_state(TrainerState.stopping, message=f"saving a checkpoint after step {run.step}")
         elif _evaluation_due(run, last_in_epoch=last_in_epoch, final=final):
-            loss, metrics = evaluate(run)
-            run.reporter.eval(run.step, loss, metrics)
+            loss = evaluate(run)
+            run.reporter.eval(run.step, loss, run.task.eval_metrics(run.model, run.eval_examples, run.topology) or None)
 
         reason = _checkpoint_reason(run, last_in_epoch=last_in_epoch, final=final, stop=stopping)
         if reason is not None:
@@ -164,8 +164,7 @@ def optimizer_step(run: TrainingRun, planned: PlannedStep, *, poison: bool = Fal
     scale = run.topology.world_size / max(1, planned.global_targets)
     loss_sum = torch.zeros((), device=run.device)
     for number, indices in enumerate(planned.micro_batches):
-        draw = Draw(step=run.step + 1, micro_batch=number, rank=run.topology.rank)
-        batch = run.task.collate([run.plan.examples[i] for i in indices], draw).to(run.device)
+        batch = run.task.collate([run.plan.examples[i] for i in indices]).to(run.device)
         synchronise = number == len(planned.micro_batches) - 1
         with _gradient_sync(run, synchronise), run.precision.autocast():
             micro_loss = run.replica(batch)
@@ -231,25 +230,22 @@ def _checkpoint_reason(run: TrainingRun, *, last_in_epoch: bool, final: bool, st
     return None
 
 
-def evaluate(run: TrainingRun) -> tuple[float, dict[str, float]]:
-    """Mean loss per supervised token over the evaluation examples, every process's share summed,
-    and the task's metrics over them (accuracy, ...)."""
+def evaluate(run: TrainingRun) -> float:
+    """Mean loss per supervised token over the evaluation examples, every process's share summed."""
     run.objective.eval()
-    evaluation = run.task.evaluation(run.objective)
     totals = torch.zeros(2, dtype=torch.float64, device=run.device)
     with torch.no_grad():
         for indices in eval_batches(
             len(run.eval_examples), run.job.config.training.batch_size, run.topology.rank, run.topology.world_size
         ):
             examples = [run.eval_examples[i] for i in indices]
-            batch = run.task.collate(examples, None).to(run.device)
+            batch = run.task.collate(examples).to(run.device)
             with run.precision.autocast():
-                totals[0] += evaluation.add(batch).double()
+                totals[0] += run.objective(batch).double()
             totals[1] += sum(e.num_targets for e in examples)
     distributed.all_reduce_sum(totals, run.topology)
-    metrics = evaluation.metrics(run.topology)
     run.objective.train()
-    return float(totals[0] / totals[1].clamp(min=1)), metrics
+    return float(totals[0] / totals[1].clamp(min=1))
 
 
 def save_checkpoint(run: TrainingRun, reason: str, loss: float | None) -> None:

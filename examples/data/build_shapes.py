@@ -1,64 +1,79 @@
-"""Build the tiny image classification set of examples/vision-classification.yaml: coloured shapes.
+"""Build a tiny COCO object-detection dataset of drawn shapes, with boxes known exactly.
 
-    python examples/data/build_shapes.py examples/data/shapes
+Each image is a dark background with one or two filled shapes, squares (class ``square``) and
+discs (class ``disc``), of random colour, size and place; the annotation of each is the box it was
+drawn in. A detector that learns anything finds them, so the mAP of a short run rises well above
+chance: what the examples and the tests need. PNG files, about 0.3 KB each.
 
-Three classes, a folder each (the imagefolder layout): red circles, green squares and blue
-triangles of random size and place on a grey background with a little noise, 32 x 32 PNG. A
-model learns them in a few dozen steps, so accuracy visibly rises above chance (1/3). The tests
-build their sets with the same function.
+Usage::
+
+    python examples/data/build_shapes.py [OUTPUT_DIR] [--images N] [--size PIXELS]
+    # default: examples/data/shapes, 96 images of 64x64
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import random
 from pathlib import Path
+from typing import Any
 
 from PIL import Image, ImageDraw
 
-CLASSES = {"circle": (200, 40, 40), "square": (40, 170, 60), "triangle": (50, 70, 210)}
+HERE = Path(__file__).resolve().parent
+DEFAULT_OUTPUT = HERE / "shapes"
+CATEGORIES = [{"id": 1, "name": "square"}, {"id": 2, "name": "disc"}]
 
 
-def shape(kind: str, size: int, rng: random.Random) -> Image.Image:
-    """One image of the class ``kind``."""
-    grey = rng.randint(90, 160)
-    image = Image.new("RGB", (size, size), (grey, grey, grey))
-    draw = ImageDraw.Draw(image)
-    extent = rng.randint(size // 3, size * 3 // 4)
-    left, top = rng.randint(0, size - extent), rng.randint(0, size - extent)
-    box = (left, top, left + extent - 1, top + extent - 1)
-    colour = tuple(min(255, max(0, c + rng.randint(-30, 30))) for c in CLASSES[kind])
-    if kind == "circle":
-        draw.ellipse(box, fill=colour)
-    elif kind == "square":
-        draw.rectangle(box, fill=colour)
-    else:
-        draw.polygon(
-            [(left + extent // 2, top), (left, top + extent - 1), (left + extent - 1, top + extent - 1)], fill=colour
-        )
-    for _ in range(size):
-        x, y = rng.randrange(size), rng.randrange(size)
-        noise = rng.randint(0, 255)
-        image.putpixel((x, y), (noise, noise, noise))
-    return image
-
-
-def build(folder: Path, *, per_class: int = 40, size: int = 32, seed: int = 0) -> list[Path]:
-    """``per_class`` images of each class in ``folder/<class>/<n>.png``; the files written."""
+def build(output: Path, *, images: int = 96, size: int = 64, seed: int = 0) -> dict[str, Any]:
+    """Write ``images`` PNG files into ``output/images`` and ``output/annotations.json``; return the document."""
     rng = random.Random(seed)
-    written: list[Path] = []
-    for kind in CLASSES:
-        (folder / kind).mkdir(parents=True, exist_ok=True)
-        for number in range(per_class):
-            path = folder / kind / f"{number:03d}.png"
-            shape(kind, size, rng).save(path, optimize=True)
-            written.append(path)
-    return written
+    (output / "images").mkdir(parents=True, exist_ok=True)
+    document: dict[str, Any] = {"images": [], "annotations": [], "categories": CATEGORIES}
+    for image_id in range(1, images + 1):
+        background = tuple(rng.randrange(0, 70) for _ in range(3))
+        image = Image.new("RGB", (size, size), background)
+        draw = ImageDraw.Draw(image)
+        placed: list[tuple[int, int, int, int]] = []
+        for _ in range(rng.randint(1, 2)):
+            side = rng.randint(size // 5, size // 2)
+            for _ in range(20):  # shapes do not overlap, so every box shows its whole shape
+                x, y = rng.randint(0, size - side), rng.randint(0, size - side)
+                if all(x + side <= a or a + c <= x or y + side <= b or b + d <= y for a, b, c, d in placed):
+                    break
+            else:
+                continue
+            placed.append((x, y, side, side))
+            category = rng.choice(CATEGORIES)
+            colour = tuple(rng.randrange(150, 256) for _ in range(3))
+            shape = draw.rectangle if category["name"] == "square" else draw.ellipse
+            shape([x, y, x + side - 1, y + side - 1], fill=colour)
+            document["annotations"].append(
+                {
+                    "id": len(document["annotations"]) + 1,
+                    "image_id": image_id,
+                    "category_id": category["id"],
+                    "bbox": [x, y, side, side],
+                    "area": side * side,
+                    "iscrowd": 0,
+                }
+            )
+        name = f"{image_id:04d}.png"
+        image.save(output / "images" / name, optimize=True)
+        document["images"].append({"id": image_id, "file_name": name, "width": size, "height": size})
+    (output / "annotations.json").write_text(json.dumps(document, indent=None, separators=(",", ":")) + "\n")
+    return document
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("output", nargs="?", type=Path, default=DEFAULT_OUTPUT)
+    parser.add_argument("--images", type=int, default=96)
+    parser.add_argument("--size", type=int, default=64)
+    arguments = parser.parse_args()
+    build(arguments.output, images=arguments.images, size=arguments.size)
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("folder", type=Path)
-    parser.add_argument("--per-class", type=int, default=40)
-    arguments = parser.parse_args()
-    build(arguments.folder, per_class=arguments.per_class)
+    main()

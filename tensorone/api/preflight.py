@@ -16,8 +16,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from tensorone.api.catalog import GPU_PRODUCT_LABEL, GpuType, available_gpu_types, catalog_entry
-from tensorone.api.trainable import VISION_ARCHITECTURES, VisionTask, untrainable_error
+from tensorone.api.trainable import VisionTask, untrainable_error, vision_task_error, vision_task_of
 from tensorone.api.v1alpha1 import Dataset, ModelType, TrainingJobSpec
+from tensorone.api.v1alpha1.dataset import DatasetFormat
 from tensorone.errors import (
     ConfigurationError,
     DatasetNotFound,
@@ -102,25 +103,16 @@ def _data_errors(spec: TrainingJobSpec, dataset: Dataset) -> list[ConfigurationE
     return []
 
 
-def vision_task_of(dataset: Dataset) -> VisionTask:
-    """What a vision job learns from the Dataset: boxes from COCO annotations, else classes."""
-    return VisionTask.detection if dataset.spec.format == "coco" else VisionTask.classification
-
-
 def vision_errors(spec: TrainingJobSpec, dataset: Dataset) -> list[ConfigurationError]:
-    """A vision job against what its Dataset makes of it: the task the trainer trains, where the
-    images are, and the architecture and augmentations of that task."""
+    """A vision job against what its Dataset makes of it: a task the trainer trains with an
+    architecture of that task (``tensorone.api.trainable.vision_task_error``) and, for image
+    classification, images on a claim and augmentations that apply to it."""
+    task_error = vision_task_error(spec, DatasetFormat(dataset.spec.format))
+    if task_error is not None:
+        return [task_error]
+    if vision_task_of(DatasetFormat(dataset.spec.format)) != VisionTask.classification:
+        return []
     name = dataset.metadata.name
-    if vision_task_of(dataset) == VisionTask.detection:
-        return [
-            ConfigurationError(
-                f"Dataset {name!r} has format coco, which means object detection; this release's trainer does not "
-                "train detection yet, so the job would fail in its pods; refused before anything is scheduled. "
-                "Vision jobs train image classification: format imagefolder (a folder per class), or "
-                f"{', '.join(MANIFEST_FORMATS)} with columns.image and columns.label",
-                field="spec.datasetId",
-            )
-        ]
     errors: list[ConfigurationError] = []
     source = dataset.spec.source
     if source.pvc is None:
@@ -142,16 +134,6 @@ def vision_errors(spec: TrainingJobSpec, dataset: Dataset) -> list[Configuration
                 f"folder per class), or a manifest ({', '.join(MANIFEST_FORMATS)}) with both columns.image (the "
                 "image path) and columns.label (its class)",
                 field="spec.datasetId",
-            )
-        )
-    architecture = VISION_ARCHITECTURES.get(spec.config.architecture or "")
-    if architecture is not None and architecture.task != VisionTask.classification:
-        errors.append(
-            ConfigurationError(
-                f"architecture {spec.config.architecture} is a {architecture.task} model, and Dataset {name!r} is "
-                f"for image classification; classification architectures: "
-                + ", ".join(k for k, a in VISION_ARCHITECTURES.items() if a.task == VisionTask.classification),
-                field="spec.config.architecture",
             )
         )
     augmentation = spec.config.augmentation

@@ -36,7 +36,7 @@ import re
 import resource
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Literal
@@ -45,8 +45,6 @@ from tensorone.api.report import (
     DEFAULT_REPORT_HOST,
     DEFAULT_REPORT_PORT,
     DEFAULT_TERMINATION_LOG,
-    EVAL_METRIC_NAME_PATTERN,
-    MAX_EVAL_METRICS,
     MAX_METRIC_VALUE,
     REPORT_HOST_ENV,
     REPORT_PORT_ENV,
@@ -55,6 +53,7 @@ from tensorone.api.report import (
     ProgressReport,
     TrainerState,
 )
+from tensorone.api.v1alpha1.trainingjob import EVAL_METRIC_NAME_PATTERN, MAX_EVAL_METRICS
 from tensorone.reporting.metrics import build_registry
 from tensorone.reporting.progress import ProgressTracker, StepRecord
 from tensorone.reporting.server import ReportServer
@@ -62,11 +61,6 @@ from tensorone.reporting.server import ReportServer
 __all__ = ["CheckpointReport", "ProgressReport", "Reporter", "TrainerState", "termination_log_path"]
 
 LOG_FLUSH_SECONDS = 1.0  # the metrics log's step lines reach the file at least this often
-
-
-def _metric_fits(name: str, value: float) -> bool:
-    """An evaluation metric the report can carry: a camelCase name and a finite value in bounds."""
-    return bool(re.match(EVAL_METRIC_NAME_PATTERN, name)) and math.isfinite(value) and abs(value) <= MAX_METRIC_VALUE
 
 
 def termination_log_path() -> Path | None:
@@ -206,15 +200,14 @@ class Reporter:
             self._bar.set_postfix_str(f"loss {loss:.4f}", refresh=False)
             self._bar.update(step - self._bar.n)
 
-    def eval(self, step: int, loss: float, metrics: Mapping[str, float] | None = None) -> None:
-        """An evaluation loss measured after ``step``, and the task's metrics (``accuracy``, ...):
-        at most MAX_EVAL_METRICS camelCase names, finite values."""
-        bad = [name for name, value in (metrics or {}).items() if not _metric_fits(name, value)]
-        if len(metrics or {}) > MAX_EVAL_METRICS or bad:
-            raise ValueError(
-                f"evaluation metrics must be at most {MAX_EVAL_METRICS} camelCase names with finite values of at "
-                f"most {MAX_METRIC_VALUE:g}; refused: {bad or list(metrics or {})}"
-            )
+    def eval(self, step: int, loss: float, metrics: dict[str, float] | None = None) -> None:
+        """An evaluation loss measured after ``step``, with the task's metrics (mAP, ...) when it has any.
+
+        A metric name must match ``EVAL_METRIC_NAME_PATTERN`` and a value be finite, at most
+        ``MAX_METRIC_VALUE`` in magnitude, and there may be at most ``MAX_EVAL_METRICS``: the report
+        carries nothing the operator would refuse."""
+        if metrics is not None:
+            _check_metrics(metrics)
         self.tracker.record_eval(step, loss, metrics)
         line: dict[str, Any] = {"event": "eval", "step": step, "evalLoss": loss}
         if metrics:
@@ -280,3 +273,14 @@ class Reporter:
         self._log.writelines(lines)
         self._log.flush()
         self._flushed = now
+
+
+def _check_metrics(metrics: dict[str, float]) -> None:
+    """Raise ValueError naming the first metric the report could not carry."""
+    if len(metrics) > MAX_EVAL_METRICS:
+        raise ValueError(f"{len(metrics)} evaluation metrics; at most {MAX_EVAL_METRICS}")
+    for name, value in metrics.items():
+        if not re.match(EVAL_METRIC_NAME_PATTERN, name):
+            raise ValueError(f"evaluation metric name {name!r} must match {EVAL_METRIC_NAME_PATTERN}")
+        if not math.isfinite(value) or abs(value) > MAX_METRIC_VALUE:
+            raise ValueError(f"evaluation metric {name} is {value}; allowed: finite, at most {MAX_METRIC_VALUE:g}")

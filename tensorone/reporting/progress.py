@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -149,10 +149,11 @@ class ProgressTracker:
             self._window.append(record)
             self.loss_curve.add(record.step, record.loss)
 
-    def record_eval(self, step: int, loss: float, metrics: Mapping[str, float] | None = None) -> None:
+    def record_eval(self, step: int, loss: float, metrics: dict[str, float] | None = None) -> None:
         with self._lock:
+            if metrics is not None:
+                self.eval_metrics = dict(metrics)
             self.eval_loss = loss
-            self.eval_metrics = dict(metrics or {})
             if self.best_eval_loss is None or loss < self.best_eval_loss:
                 self.best_eval_loss = loss
             self.eval_curve.add(step, loss)
@@ -205,7 +206,7 @@ class ProgressTracker:
             self.best_loss = state.get("bestLoss")
             self.eval_loss = state.get("evalLoss")
             self.best_eval_loss = state.get("bestEvalLoss")
-            self.eval_metrics = dict(state.get("evalMetrics") or {})
+            self.eval_metrics = dict(state.get("evalMetrics", {}))
             self.step_seconds = float(state.get("stepSeconds", 0.0))
             self._tokens_total = int(state.get("tokensTotal", 0))
             self._samples_total = int(state.get("samplesTotal", 0))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import yaml
 
 from tensorone.api import preflight
@@ -96,6 +97,12 @@ def test_settings_come_from_the_operators_config_file() -> None:
     settings = CatalogSettings.from_operator_config(data)
     assert settings.check_gpu_nodes is False and list(settings.gpu_catalog) == ["mi300x"]
     assert CatalogSettings.from_operator_config(None).gpu_catalog == DEFAULT_GPU_CATALOG
+    priced = CatalogSettings.from_operator_config({"cpuJob": {"hourlyPrice": 0.25}})
+    assert priced.cpu_pod_hourly_price == 0.25 and CatalogSettings.from_operator_config(None).cpu_pod_hourly_price == 0
+    for bad in ("cheap", -1, True):
+        with pytest.raises(ConfigurationError) as refused:
+            CatalogSettings.from_operator_config({"cpuJob": {"hourlyPrice": bad}})
+        assert refused.value.field == "cpuJob.hourlyPrice"
 
 
 def images(format: str = "imagefolder", **spec_fields: Any) -> Dataset:
@@ -113,11 +120,11 @@ def test_a_vision_job_trains_classes_from_a_folder_or_a_manifest_on_a_claim() ->
     assert check(vision(architecture=None, baseModel="facebook/convnext-tiny-224"), images()) is None
 
 
-def test_a_coco_dataset_is_refused_until_detection_trains() -> None:
+def test_a_classification_architecture_on_a_coco_dataset_is_refused_naming_the_detectors() -> None:
     error = check(vision(), images("coco", columns={"annotations": "instances.json"}))
-    assert isinstance(error, ConfigurationError) and error.details["field"] == "spec.datasetId"
-    assert "format coco, which means object detection" in error.message
-    assert "refused before anything is scheduled" in error.message and "imagefolder" in error.message
+    assert isinstance(error, ConfigurationError) and error.details["field"] == "spec.config.architecture"
+    assert "resnet18 is a classification model, but its coco Dataset asks for detection" in error.message
+    assert "rt-detr-r18" in error.message
 
 
 def test_what_image_classification_cannot_read_or_apply_is_refused_by_field() -> None:

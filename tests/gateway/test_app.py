@@ -336,3 +336,15 @@ def job_from_rest_validated(body: dict[str, Any]) -> dict[str, Any]:
 
     manifest = validated_job_from_rest(body, namespace="default")
     return manifest
+
+
+def test_one_jobs_details_carry_its_loss_curves_and_lists_do_not(
+    app_client: TestClient, cluster: EmulatorServer
+) -> None:
+    assert app_client.post(JOBS, json=llm_body(), headers=ADMIN).status_code == 201
+    curves = {"lossHistory": [{"step": 1, "loss": 2.0}], "evalLossHistory": [{"step": 1, "loss": 2.5}]}
+    cluster.api.patch_status(API, "TrainingJob", "llama-7b-finetune", {"phase": "Running", **curves})
+    details = app_client.get(f"{JOBS}/llama-7b-finetune", headers=ADMIN).json()
+    assert {key: details[key] for key in curves} == curves
+    listed = app_client.get(JOBS, headers=ADMIN).json()["jobs"][0]
+    assert listed["id"] == "llama-7b-finetune" and not set(curves) & set(listed)

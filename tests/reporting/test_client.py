@@ -195,7 +195,7 @@ def test_evaluation_metrics_are_reported_logged_and_kept_in_bounds(tmp_path: Pat
     assert reporter.tracker.report().eval_metrics == {"accuracy": 0.75, "top5Accuracy": 1.0}
     line = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
     assert line["metrics"] == {"accuracy": 0.75, "top5Accuracy": 1.0} and line["evalLoss"] == 0.7
-    with pytest.raises(ValueError, match="refused: \\['Top 1'\\]"):
+    with pytest.raises(ValueError, match="name 'Top 1' must match"):
         reporter.eval(5, 0.7, {"Top 1": 0.5})
-    with pytest.raises(ValueError, match="refused: \\['accuracy'\\]"):
+    with pytest.raises(ValueError, match="accuracy"):
         reporter.eval(5, 0.7, {"accuracy": float("nan")})

@@ -1,4 +1,4 @@
-"""What the vision tests train on: shapes images (examples/data/build_shapes.py), tiny classifiers
+"""What the vision tests train on: shapes images (examples/data/build_shape_classes.py), tiny classifiers
 built from configs, and resolved vision jobs."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from tensorone.api.v1alpha1 import TrainingConfig
 from tests.trainer.conftest import REPO
 
 TINY_CONVNEXT = REPO / "examples" / "models" / "tiny-convnext"
-EXAMPLE_SHAPES = REPO / "examples" / "data" / "shapes"
+EXAMPLE_SHAPES = REPO / "examples" / "data" / "shape-classes"
 
 
 def module_of(path: Path) -> ModuleType:
@@ -26,7 +26,7 @@ def module_of(path: Path) -> ModuleType:
     return module
 
 
-shapes = module_of(REPO / "examples" / "data" / "build_shapes.py")
+shapes = module_of(REPO / "examples" / "data" / "build_shape_classes.py")
 
 
 def build_shapes(folder: Path, *, per_class: int = 8, seed: int = 0) -> list[Path]:

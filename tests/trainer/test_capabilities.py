@@ -86,8 +86,13 @@ def test_fp16_is_accepted_where_there_is_a_gpu(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("config", "dataset", "field", "words"),
     [
-        ({"architecture": "yolov8"}, None, "config.architecture", "Supported: resnet18,"),
-        ({}, {"format": "coco", "source": {"pvc": {"claimName": "d"}}}, "dataset", "object detection"),
+        ({"architecture": "yolov8"}, None, "config.architecture", "resnet18, resnet34"),
+        (
+            {"architecture": "resnet18"},
+            {"format": "coco", "source": {"pvc": {"claimName": "d"}}},
+            "config.architecture",
+            "resnet18 is a classification model, but its coco Dataset asks for detection",
+        ),
         ({}, {"format": "imagefolder", "source": {"uri": "https://x/a.zip"}}, "dataset", "source.pvc"),
         ({"augmentation": {"copyPaste": 0.5}}, None, "config.augmentation.copyPaste", "object detection"),
         (

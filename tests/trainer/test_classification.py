@@ -22,7 +22,6 @@ from trainer.classifier import ARCHITECTURE_SETTINGS, architecture_config
 from trainer.data.augmentation import Normalisation, pixels
 from trainer.data.images import read_images
 from trainer.run import RunOptions, run
-from trainer.tasks import Draw
 from trainer.tasks.classification import ClassificationTask
 
 # Every augmentation that applies to classification, with gradient accumulation: 96 training
@@ -121,18 +120,24 @@ def test_augmentation_is_a_function_of_seed_step_and_position() -> None:
     task = ClassificationTask(vision_job(Path("unused"), augmentation=AUGMENTATION))
     task.load_data()
     assert task.data is not None
-    examples = task.data.train[::16][:6]  # of every class (the folders' order is by class)
-    assert len({e.label for e in examples}) == 3
-    batch = task.collate(examples, Draw(step=3, micro_batch=1, rank=0))
-    again = task.collate(examples, Draw(step=3, micro_batch=1, rank=0))
+    by_class = [[e for e in task.data.train if e.label == label] for label in range(3)]
+    examples = [by_class[label][i] for i in range(2) for label in range(3)]  # each next one of another class
+    batch, again = task.prepare(examples, 1234), task.prepare(examples, 1234)
     assert torch.equal(batch.pixel_values, again.pixel_values) and torch.equal(batch.targets, again.targets)
-    other = task.collate(examples, Draw(step=4, micro_batch=1, rank=0))
+    other = task.prepare(examples, 1235)
     assert not torch.equal(batch.pixel_values, other.pixel_values)
     assert torch.allclose(batch.targets.sum(dim=1), torch.ones(6))
     assert (batch.targets.max(dim=1).values < 1).any(), "mixup at 0.3 mixed some of six images"
+    # While the objective trains, a batch's seed comes from torch's generator (kept by checkpoints).
+    task.objective(torch.nn.Linear(1, 1))
+    torch.manual_seed(5)
+    drawn = task.collate(examples)
+    torch.manual_seed(5)
+    assert torch.equal(drawn.pixel_values, task.collate(examples).pixel_values)
+    assert not torch.equal(drawn.pixel_values, task.prepare(examples, None).pixel_values)
 
     # Evaluation batches are not augmented: resized and normalised only, targets one-hot.
-    plain = task.collate(examples, None)
+    plain = task.prepare(examples, None)
     assert torch.equal(plain.targets, torch.eye(3)[plain.labels])
     normalisation = task.normalisation
     first = pixels(Image.open(examples[0].path).convert("RGB"), normalisation)
@@ -179,7 +184,7 @@ def test_a_base_model_is_loaded_with_a_head_for_the_jobs_classes(tmp_path: Path,
     if family == "vit":
         assert task.forward_options == {"interpolate_pos_encoding": True}  # trained at 32, fed 48
     assert task.data is not None
-    batch = task.collate(task.data.train[:2], None)
+    batch = task.prepare(task.data.train[:2], None)
     assert task.objective(model)(batch).shape == ()
 
 

@@ -13,9 +13,9 @@ image may also be, in this order (each field of ``config.augmentation`` that is 
 - mixed (MixUp, with probability ``mixup``) with the next image of its micro-batch: both the
   pixels and the one-hot targets, with a weight drawn from Beta(MIXUP_ALPHA, MIXUP_ALPHA).
 
-Every random number comes from a generator seeded with (job seed, optimizer step, micro-batch,
-process, position in the micro-batch), drawn in a fixed order whatever is enabled: the same batch
-of the same step is augmented the same way in a resumed run, on any machine.
+Every random number of an image comes from a generator seeded with (the batch's seed, the image's
+position in the micro-batch), drawn in a fixed order whatever is enabled: a batch with the same
+seed is augmented the same way, whichever thread prepares which image, on any machine.
 """
 
 from __future__ import annotations
@@ -47,9 +47,9 @@ class Normalisation:
         return (round(self.mean[0] * 255), round(self.mean[1] * 255), round(self.mean[2] * 255))
 
 
-def draws_for(seed: int, step: int, micro_batch: int, rank: int, position: int) -> dict[str, float]:
+def draws_for(seed: int, position: int) -> dict[str, float]:
     """The uniform [0, 1) numbers of one training image's augmentation, and its MixUp weight."""
-    generator = np.random.default_rng([seed, step, micro_batch, rank, position])
+    generator = np.random.default_rng([seed, position])
     uniform = generator.random(len(_DRAWS))
     draws = dict(zip(_DRAWS, (float(u) for u in uniform), strict=True))
     draws["mixup_weight"] = float(generator.beta(MIXUP_ALPHA, MIXUP_ALPHA))

@@ -27,13 +27,11 @@ from tensorone.api.v1alpha1.dataset import ColumnMapping
 from tensorone.errors import ConfigurationError, DataError
 from trainer.data.records import Row
 
+E = TypeVar("E")
 IGNORE_INDEX = -100  # label of a token the loss skips (the convention of torch's cross_entropy)
 # The roles a conversation's messages may have: the vocabulary chat templates are written for. A
 # row with another role is bad, since a template would drop it or render it as something else.
 CHAT_ROLES = ("system", "user", "assistant", "tool")
-
-
-E = TypeVar("E")
 
 
 class Layout(StrEnum):

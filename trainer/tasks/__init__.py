@@ -16,54 +16,16 @@ from typing import Any, Protocol
 import torch
 
 from tensorone.api.resolved import ResolvedJob
-from tensorone.api.trainable import TRAINED_MODEL_TYPES
+from tensorone.api.trainable import TRAINED_MODEL_TYPES, TRAINED_VISION_TASKS, VisionTask, vision_task_of
+from tensorone.api.v1alpha1.dataset import DatasetFormat
 from tensorone.api.v1alpha1.trainingjob import ModelType
-from tensorone.errors import ConfigurationError
+from tensorone.errors import ConfigurationError, NotImplementedByTrainer
 from trainer.data.plan import Example
 from trainer.distributed import Topology
 
 
 class Batch(Protocol):
     def to(self, device: torch.device) -> Any: ...
-
-
-@dataclass(frozen=True)
-class Draw:
-    """Where a training micro-batch falls in the run: what keys its random augmentation. The same
-    draw gives the same augmentation, so a resumed run sees exactly what the interrupted one would
-    have; evaluation batches have none (no augmentation)."""
-
-    step: int  # the optimizer step it belongs to, 1-based
-    micro_batch: int  # its number within the step, 0-based
-    rank: int  # the process that collates it
-
-
-class Evaluation(Protocol):
-    """One evaluation pass: the loss of each batch, and what the task's metrics are made of."""
-
-    def add(self, batch: Any) -> torch.Tensor:
-        """The batch's loss summed over its targets (the objective's forward), keeping what the
-        metrics need."""
-        ...
-
-    def metrics(self, topology: Topology) -> dict[str, float]:
-        """The task's metrics over every process's batches (a collective call when distributed):
-        camelCase names, finite values; empty for a task that has none."""
-        ...
-
-
-class LossOnly:
-    """The evaluation of a task whose only measure is the loss."""
-
-    def __init__(self, objective: torch.nn.Module) -> None:
-        self.objective = objective
-
-    def add(self, batch: Any) -> torch.Tensor:
-        loss: torch.Tensor = self.objective(batch)
-        return loss
-
-    def metrics(self, topology: Topology) -> dict[str, float]:
-        return {}
 
 
 @dataclass(frozen=True)
@@ -104,13 +66,13 @@ class Task(Protocol):
         """
         ...
 
-    def collate(self, examples: Sequence[Any], draw: Draw | None) -> Batch:
-        """Examples of one micro-batch as tensors, in the layout the objective takes; ``draw`` keys
-        a training batch's random augmentation (None: an evaluation batch, not augmented)."""
+    def eval_metrics(self, model: torch.nn.Module, examples: Sequence[Any], topology: Topology) -> dict[str, float]:
+        """The task's own measures on the evaluation examples (mAP for detection), by name, the same
+        on every process; empty when the evaluation loss says it all."""
         ...
 
-    def evaluation(self, objective: torch.nn.Module) -> Evaluation:
-        """A new evaluation pass through ``objective``."""
+    def collate(self, examples: Sequence[Any]) -> Batch:
+        """Examples of one micro-batch as tensors, in the layout the objective takes."""
         ...
 
     def save_weights(self, model: torch.nn.Module, directory: Path) -> None:
@@ -133,9 +95,25 @@ def task_for(job: ResolvedJob) -> Task:
 
         return LlmTask(job)
     if job.model_type == ModelType.vision:
+        return _vision_task(job)
+    raise ConfigurationError(
+        f"no trainer task for modelType {job.model_type}; allowed: {', '.join(TRAINED_MODEL_TYPES)}", field="modelType"
+    )
+
+
+def _vision_task(job: ResolvedJob) -> Task:
+    """The vision task its Dataset's format asks for (coco: detection, else classification)."""
+    task = vision_task_of(DatasetFormat(job.dataset.format))
+    if task == VisionTask.detection:
+        from trainer.tasks.detection import DetectionTask
+
+        return DetectionTask(job)
+    if task == VisionTask.classification:
         from trainer.tasks.classification import ClassificationTask
 
         return ClassificationTask(job)
-    raise ConfigurationError(
-        f"no trainer task for modelType {job.model_type}; allowed: {', '.join(TRAINED_MODEL_TYPES)}", field="modelType"
+    raise NotImplementedByTrainer(
+        f"a vision job on a {job.dataset.format} Dataset is {task}, which this trainer does not implement; "
+        f"it trains: {', '.join(TRAINED_VISION_TASKS)} (Dataset format coco)",
+        field="dataset.format",
     )

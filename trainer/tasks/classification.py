@@ -4,7 +4,9 @@ evaluated by loss, top-1 accuracy and, with more than 5 classes, top-5 accuracy.
 
 Images are read and checked once (``trainer.data.images``); each batch decodes its images again
 and prepares them (``trainer.data.augmentation``) in a few threads, each image with its own seeded
-random numbers, so a batch is the same whichever thread prepares which image.
+random numbers, so a batch is the same whichever thread prepares which image. A training batch's
+seed is drawn from torch's generator, whose state every checkpoint keeps: a resumed run augments
+the same images the same way.
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ from tensorone.errors import ConfigurationError
 from trainer import classifier, distributed
 from trainer.data.augmentation import draws_for, mixup_partner, pixels
 from trainer.data.images import DECODE_THREADS, ImageData, ImageExample, load_image, read_images
+from trainer.data.plan import eval_batches
 from trainer.distributed import Topology
-from trainer.tasks import Draw, TaskData
+from trainer.tasks import TaskData
 
 log = logging.getLogger("trainer")
 
@@ -56,6 +59,7 @@ class ClassificationTask:
         self.family = classifier.family_of(job)
         self.normalisation, self._notices = classifier.normalisation_for(job, self.family)
         self.forward_options: dict[str, Any] = {}
+        self._objective: ClassificationLoss | None = None
         self._threads = ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="images")
 
     def load_data(self) -> TaskData:
@@ -106,21 +110,40 @@ class ClassificationTask:
         return list(self._notices)
 
     def objective(self, model: torch.nn.Module) -> torch.nn.Module:
-        return ClassificationLoss(model, self.forward_options)
+        self._objective = ClassificationLoss(model, self.forward_options)
+        return self._objective
 
-    def evaluation(self, objective: torch.nn.Module) -> ClassificationEvaluation:
-        assert isinstance(objective, ClassificationLoss)
-        return ClassificationEvaluation(objective, num_classes=len(self.classes()))
+    def eval_metrics(
+        self, model: torch.nn.Module, examples: Sequence[ImageExample], topology: Topology
+    ) -> dict[str, float]:
+        """Top-1 (and, with more than five classes, top-5) accuracy over the evaluation images,
+        every process's share counted."""
+        objective = ClassificationLoss(model, self.forward_options)
+        evaluation = ClassificationEvaluation(objective, num_classes=len(self.classes()))
+        device = next(model.parameters()).device
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            for indices in eval_batches(
+                len(examples), self.job.config.training.batch_size, topology.rank, topology.world_size
+            ):
+                evaluation.add(self.prepare([examples[i] for i in indices], None).to(device))
+        model.train(was_training)
+        return evaluation.metrics(topology)
 
-    def collate(self, examples: Sequence[ImageExample], draw: Draw | None) -> ImageBatch:
+    def collate(self, examples: Sequence[ImageExample]) -> ImageBatch:
+        """The micro-batch: augmented while the objective trains (the loop puts it in eval mode
+        for evaluation), from a seed drawn from torch's generator."""
+        training = self._objective is not None and self._objective.training
+        return self.prepare(examples, int(torch.randint(0, 2**62, ())) if training else None)
+
+    def prepare(self, examples: Sequence[ImageExample], seed: int | None) -> ImageBatch:
+        """The examples as a batch: augmented with random numbers from ``seed`` (each image its
+        own stream), or, without one, only resized and normalised."""
         if not examples:
             raise ValueError("a micro-batch needs at least one example")
-        augmentation = self.job.config.augmentation if draw is not None else None
-        seed = self.job.config.training.seed
-        draws = [
-            draws_for(seed, draw.step, draw.micro_batch, draw.rank, position) if draw is not None else None
-            for position in range(len(examples))
-        ]
+        augmentation = self.job.config.augmentation if seed is not None else None
+        draws = [draws_for(seed, position) if seed is not None else None for position in range(len(examples))]
 
         def prepare(position: int) -> np.ndarray:
             image = load_image(examples[position].path)
@@ -130,7 +153,7 @@ class ClassificationTask:
         num_classes = len(self.classes())
         labels = np.asarray([example.label for example in examples], dtype=np.int64)
         targets = np.eye(num_classes, dtype=np.float32)[labels]
-        if draw is not None:
+        if seed is not None:
             images, targets = _mixed(images, targets, augmentation, draws)
         return ImageBatch(torch.from_numpy(images), torch.from_numpy(targets), torch.from_numpy(labels))
 

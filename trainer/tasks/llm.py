@@ -23,9 +23,10 @@ from trainer.attention import enable_packed_attention
 from trainer.data.batches import PackedBatch, PaddedBatch, pack, pad_batch
 from trainer.data.examples import IGNORE_INDEX, Example, build_examples
 from trainer.data.records import read_rows
+from trainer.distributed import Topology
 from trainer.precision import autocast_dtype
 from trainer.supervised_loss import SupervisedCausalLM, unsupported_reason
-from trainer.tasks import Draw, Evaluation, LossOnly, TaskData
+from trainer.tasks import TaskData
 
 log = logging.getLogger("trainer")
 
@@ -87,10 +88,10 @@ class LlmTask:
     def objective(self, model: torch.nn.Module) -> torch.nn.Module:
         return SupervisedCausalLM(model) if self._packed() else PaddedCausalLM(model)
 
-    def evaluation(self, objective: torch.nn.Module) -> Evaluation:
-        return LossOnly(objective)
+    def eval_metrics(self, model: torch.nn.Module, examples: Sequence[Example], topology: Topology) -> dict[str, float]:
+        return {}  # the evaluation loss is the measure
 
-    def collate(self, examples: Sequence[Example], draw: Draw | None = None) -> PackedBatch | PaddedBatch:
+    def collate(self, examples: Sequence[Example]) -> PackedBatch | PaddedBatch:
         if self._packed():
             return pack(examples)
         return pad_batch(examples, self._tokenizer().pad_token_id)
