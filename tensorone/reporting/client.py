@@ -50,6 +50,7 @@ from tensorone.api.report import (
     ProgressReport,
     TrainerState,
 )
+from tensorone.reporting.metric_ring import MetricRing
 from tensorone.reporting.metrics import build_registry
 from tensorone.reporting.progress import ProgressTracker, StepRecord
 from tensorone.reporting.server import ReportServer
@@ -98,6 +99,7 @@ class Reporter:
         if port is None:
             port = int(os.environ.get(REPORT_PORT_ENV) or DEFAULT_REPORT_PORT)
         self.tracker = ProgressTracker(memory=memory)
+        self.ring = MetricRing()
         self._serve = serve
         self._requested_port = port
         self._host = os.environ.get(REPORT_HOST_ENV) or DEFAULT_REPORT_HOST
@@ -120,7 +122,11 @@ class Reporter:
             self._log = self._log_path.open("a", encoding="utf-8")
         if self._server is None and self._serve:
             self._server = ReportServer(
-                self.tracker, build_registry(self.tracker), host=self._host, port=self._requested_port
+                self.tracker,
+                build_registry(self.tracker),
+                ring=self.ring,
+                host=self._host,
+                port=self._requested_port,
             )
             self._server.start()
         return self
@@ -187,10 +193,23 @@ class Reporter:
         tokens: int = 0,
         samples: int = 0,
         seconds: float = 0.0,
+        grad_norm: float | None = None,
     ) -> None:
-        """One optimizer step done (``tokens`` and ``samples`` over every process)."""
-        record = StepRecord(step, loss, epoch, learning_rate, tokens, samples, seconds)
+        """One optimizer step done (``tokens`` and ``samples`` over every process; ``grad_norm``
+        the total gradient norm before clipping)."""
+        record = StepRecord(step, loss, epoch, learning_rate, tokens, samples, seconds, grad_norm)
         self.tracker.record_step(record)
+        self.ring.step(
+            step,
+            time=time.time(),
+            epoch=epoch,
+            loss=loss,
+            learning_rate=learning_rate,
+            grad_norm=grad_norm,
+            tokens=tokens,
+            samples=samples,
+            seconds=seconds,
+        )
         self._write(record, flush=False)
         if self._bar is not None:
             self._bar.set_postfix_str(f"loss {loss:.4f}", refresh=False)
@@ -199,6 +218,7 @@ class Reporter:
     def eval(self, step: int, loss: float) -> None:
         """An evaluation loss measured after ``step``."""
         self.tracker.record_eval(step, loss)
+        self.ring.eval(step, loss, time=time.time(), epoch=self.tracker.epoch or None)
         self._write({"event": "eval", "step": step, "evalLoss": loss})
 
     def checkpoint(self, saved: CheckpointReport) -> None:
