@@ -64,6 +64,8 @@ STORE_EVALS = 128
 STORE_WRITE_SECONDS = 30.0
 STORE_KEY = "events.jsonl"
 STORE_LABEL = "training.tensorone.ai/metrics-of"
+# The trainer process (its start time) whose records the store holds last.
+STORE_PROCESS_ANNOTATION = "training.tensorone.ai/metrics-process"
 MAX_RECORD_BYTES = 352
 
 
@@ -140,22 +142,29 @@ def parse_page(body: str | bytes, *, after: int, now: datetime) -> list[MetricRe
     return page.records
 
 
-def merged(stored: Sequence[MetricRecord], new: Sequence[MetricRecord]) -> list[MetricRecord]:
+def merged(stored: Sequence[MetricRecord], new: Sequence[MetricRecord], *, rerun: bool = False) -> list[MetricRecord]:
     """The store after ``new`` records (oldest first), within its bounds.
 
-    A step record of ``new`` replaces what the store holds from its step on (a run resumed from an
-    earlier checkpoint trains those steps again). Beyond STORE_STEPS steps, the older half is
-    thinned to every other record, again and again as the run grows: the first step is always kept,
-    the newest steps stay at full resolution, and the whole run stays covered. Beyond STORE_EVALS
-    evaluations, the oldest go."""
+    A record of ``new`` replaces a stored one of the same kind and step. With ``rerun`` (``new``
+    comes from a later trainer process, which may have resumed from an earlier checkpoint and
+    trains those steps again), the first step of ``new`` replaces everything stored from that step
+    on. Beyond STORE_STEPS steps, the older half is thinned to every other record, again and again
+    as the run grows: the first step is always kept, the newest steps stay at full resolution, and
+    the whole run stays covered. Beyond STORE_EVALS evaluations, the oldest go."""
     first_new_step = min((r.step for r in new if r.kind == "step"), default=None)
-    kept = [r for r in stored if first_new_step is None or r.step < first_new_step]
-    steps = [r for r in [*kept, *new] if r.kind == "step"]
-    evals = [r for r in [*kept, *new] if r.kind == "eval"][-STORE_EVALS:]
+    replaced = {(r.kind, r.step) for r in new}
+    kept = [
+        r
+        for r in stored
+        if (r.kind, r.step) not in replaced and not (rerun and first_new_step is not None and r.step >= first_new_step)
+    ]
+    every = sorted([*kept, *new], key=lambda r: (r.step, r.kind == "eval", r.time))
+    steps = [r for r in every if r.kind == "step"]
+    evals = [r for r in every if r.kind == "eval"][-STORE_EVALS:]
     while len(steps) > STORE_STEPS:
         older = len(steps) - STORE_STEPS // 2
         steps = steps[:older:2] + steps[older:]
-    return sorted([*steps, *evals], key=lambda r: (r.step, r.kind == "eval", r.seq))
+    return sorted([*steps, *evals], key=lambda r: (r.step, r.kind == "eval", r.time))
 
 
 def store_text(records: Iterable[MetricRecord]) -> str:

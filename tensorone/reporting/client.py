@@ -30,6 +30,7 @@ line is written in a batch at least once a second, and the report is built only 
 from __future__ import annotations
 
 import json
+import math
 import os
 import resource
 import sys
@@ -43,6 +44,8 @@ from tensorone.api.report import (
     DEFAULT_REPORT_HOST,
     DEFAULT_REPORT_PORT,
     DEFAULT_TERMINATION_LOG,
+    MAX_DRAIN_SECONDS,
+    REPORT_DRAIN_ENV,
     REPORT_HOST_ENV,
     REPORT_PORT_ENV,
     TERMINATION_LOG_ENV,
@@ -70,6 +73,15 @@ def termination_log_path() -> Path | None:
     if default.exists() and os.access(default, os.W_OK):
         return default
     return None
+
+
+def drain_seconds() -> float:
+    """``$TENSORONE_REPORT_DRAIN_SECONDS`` (0 when unset or not a number; at most MAX_DRAIN_SECONDS)."""
+    try:
+        seconds = float(os.environ.get(REPORT_DRAIN_ENV) or 0)
+    except ValueError:
+        return 0.0
+    return min(max(seconds, 0.0), MAX_DRAIN_SECONDS) if math.isfinite(seconds) else 0.0
 
 
 def host_peak_rss_bytes() -> int:
@@ -142,10 +154,14 @@ class Reporter:
         return self._server.port if self._server is not None else None
 
     def close(self) -> None:
-        """Stop serving and close the log."""
+        """Stop serving and close the log. A run that ended (not stopped) first serves until its
+        last metric records were read, for up to ``$TENSORONE_REPORT_DRAIN_SECONDS``."""
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+        ended = self.finished is not None and self.finished.state != TrainerState.stopped
+        if self._server is not None and ended:
+            self.ring.wait_read(drain_seconds())
         if self._server is not None:
             self._server.close()
             self._server = None

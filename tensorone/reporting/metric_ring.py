@@ -11,12 +11,23 @@ import json
 import threading
 from collections import deque
 from datetime import UTC, datetime
+from typing import Literal
 
 from tensorone.api.events import MAX_PAGE_RECORDS, RING_RECORDS, MetricRecord
 
 # seq, kind, step, time (epoch seconds), epoch, loss, learning rate, grad norm, tokens/s, samples/s, eval loss
 _Kept = tuple[
-    int, str, int, float, int | None, float | None, float | None, float | None, float | None, float | None, float | None
+    int,
+    Literal["step", "eval"],
+    int,
+    float,
+    int | None,
+    float | None,
+    float | None,
+    float | None,
+    float | None,
+    float | None,
+    float | None,
 ]
 
 
@@ -26,7 +37,9 @@ class MetricRing:
     def __init__(self, size: int = RING_RECORDS) -> None:
         self._records: deque[_Kept] = deque(maxlen=size)
         self._lock = threading.Lock()
+        self._read = threading.Condition(self._lock)
         self._seq = 0
+        self._served = 0  # the last record a page has held
 
     def step(
         self,
@@ -73,7 +86,17 @@ class MetricRing:
         with self._lock:
             kept = list(self._records)
         first = next((i for i, record in enumerate(kept) if record[0] > after), len(kept))
-        return [_record(kept_record) for kept_record in kept[first : first + max(0, min(limit, MAX_PAGE_RECORDS))]]
+        chosen = kept[first : first + max(0, min(limit, MAX_PAGE_RECORDS))]
+        if chosen:
+            with self._read:
+                self._served = max(self._served, chosen[-1][0])
+                self._read.notify_all()
+        return [_record(kept_record) for kept_record in chosen]
+
+    def wait_read(self, seconds: float) -> bool:
+        """Wait up to ``seconds`` until a page has held the last record; whether one has."""
+        with self._read:
+            return self._read.wait_for(lambda: self._served >= self._seq, timeout=seconds)
 
     def page_json(self, after: int, limit: int = MAX_PAGE_RECORDS) -> bytes:
         """The page as ``GET /metric-events`` serves it."""
