@@ -148,9 +148,9 @@ def merged(stored: Sequence[MetricRecord], new: Sequence[MetricRecord], *, rerun
     A record of ``new`` replaces a stored one of the same kind and step. With ``rerun`` (``new``
     comes from a later trainer process, which may have resumed from an earlier checkpoint and
     trains those steps again), the first step of ``new`` replaces everything stored from that step
-    on. Beyond STORE_STEPS steps, the older half is thinned to every other record, again and again
-    as the run grows: the first step is always kept, the newest steps stay at full resolution, and
-    the whole run stays covered. Beyond STORE_EVALS evaluations, the oldest go."""
+    on. Beyond STORE_STEPS steps, the newest STORE_STEPS / 2 stay at full resolution and the older
+    ones are thinned to every 2nd, 4th, 8th ... step as the run grows, the oldest the most (the
+    first step always kept): the whole run stays covered. Beyond STORE_EVALS evaluations, the oldest go."""
     first_new_step = min((r.step for r in new if r.kind == "step"), default=None)
     replaced = {(r.kind, r.step) for r in new}
     kept = [
@@ -161,10 +161,21 @@ def merged(stored: Sequence[MetricRecord], new: Sequence[MetricRecord], *, rerun
     every = sorted([*kept, *new], key=lambda r: (r.step, r.kind == "eval", r.time))
     steps = [r for r in every if r.kind == "step"]
     evals = [r for r in every if r.kind == "eval"][-STORE_EVALS:]
-    while len(steps) > STORE_STEPS:
-        older = len(steps) - STORE_STEPS // 2
-        steps = steps[:older:2] + steps[older:]
+    if len(steps) > STORE_STEPS:
+        recent = STORE_STEPS // 2
+        steps = _thinned(steps[:-recent], recent) + steps[-recent:]
     return sorted([*steps, *evals], key=lambda r: (r.step, r.kind == "eval", r.time))
+
+
+def _thinned(steps: Sequence[MetricRecord], limit: int) -> list[MetricRecord]:
+    """At most ``limit`` of ``steps``: the first, and those whose step is a multiple of the
+    smallest power of two that leaves no more (so thinning again keeps the same spread)."""
+    stride = 1
+    while True:
+        kept = [r for i, r in enumerate(steps) if i == 0 or r.step % stride == 0]
+        if len(kept) <= limit:
+            return kept
+        stride *= 2
 
 
 def store_text(records: Iterable[MetricRecord]) -> str:

@@ -102,7 +102,7 @@ def page_query(query: str) -> tuple[int, int]:
     found = []
     for name, (low, high, default) in numbers.items():
         given = values.get(name, [str(default)])[-1]
-        if not given.isdigit() or not low <= int(given) <= high:
+        if not (given.isascii() and given.isdigit()) or len(given) > len(str(high)) or not low <= int(given) <= high:
             raise ValueError(f"{name} must be a whole number from {low} to {high}, got {given[:40]!r}")
         found.append(int(given))
     return found[0], found[1]
