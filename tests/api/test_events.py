@@ -7,7 +7,7 @@ import itertools
 import json
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -82,12 +82,12 @@ def test_a_page_over_the_byte_limit_is_refused_before_it_is_parsed() -> None:
         parse_page(b" " * (MAX_PAGE_BYTES + 1), after=0, now=NOW)
 
 
-def widest(seq: int, kind: str = "step") -> MetricRecord:
+def widest(seq: int, kind: Literal["step", "eval"] = "step") -> MetricRecord:
     """A record with every field at its longest."""
     number = -1.2345678901234567e-11
     return MetricRecord(
         seq=10**12 - 10**6 + seq,
-        kind=kind,  # type: ignore[arg-type]
+        kind=kind,
         step=10**12 - 10**6 + seq,
         time=datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
         epoch=10000,
@@ -104,9 +104,9 @@ def test_the_store_stays_within_its_bounds_and_keeps_the_whole_run() -> None:
     assert len(widest(1).to_line()) <= MAX_RECORD_BYTES
     store: list[MetricRecord] = []
     for first in range(1, 20_001, 100):  # a long run read in pages, with an evaluation after each
-        steps = [MetricRecord(seq=s, kind="step", step=s, time=NOW, loss=1.0 / s) for s in range(first, first + 100)]
+        page = [MetricRecord(seq=s, kind="step", step=s, time=NOW, loss=1.0 / s) for s in range(first, first + 100)]
         evals = [MetricRecord(seq=first + 100, kind="eval", step=first + 99, time=NOW, eval_loss=0.5)]
-        store = merged(store, [*steps, *evals])
+        store = merged(store, [*page, *evals])
     steps = [r.step for r in store if r.kind == "step"]
     assert len(steps) <= STORE_STEPS and len([r for r in store if r.kind == "eval"]) == STORE_EVALS
     assert steps[0] == 1 and steps[-STORE_STEPS // 2 :] == list(range(20_001 - STORE_STEPS // 2, 20_001))
