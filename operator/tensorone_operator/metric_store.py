@@ -129,6 +129,8 @@ class MetricStore:
             self._http = aiohttp.ClientSession(timeout=timeout, auto_decompress=False)
         params = {"after": str(after), "limit": str(MAX_PAGE_RECORDS)}
         async with self._http.get(url, params=params, allow_redirects=False) as response:
+            if response.status == 404:
+                return []  # a custom image's own server, without metric events: asked again on progress only
             if response.status != 200:
                 raise InvalidReport(f"/metric-events answered HTTP {response.status}")
             if response.content_length is not None and response.content_length > MAX_PAGE_BYTES:
