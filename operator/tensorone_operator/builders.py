@@ -22,7 +22,13 @@ from typing import Any
 from tensorone.api import API_VERSION, preflight
 from tensorone.api.exit_codes import follows_table
 from tensorone.api.pods import CONTAINER_NAME, LABEL_JOB_NAME, MASTER_REPLICA, WORKER_REPLICA, checkpoint_claim_name
-from tensorone.api.report import DEFAULT_TERMINATION_LOG, REPORT_HOST_ENV, REPORT_PORT_ENV
+from tensorone.api.report import (
+    DEFAULT_TERMINATION_LOG,
+    MAX_DRAIN_SECONDS,
+    REPORT_DRAIN_ENV,
+    REPORT_HOST_ENV,
+    REPORT_PORT_ENV,
+)
 from tensorone.api.resolved import (
     DEFAULT_CHECKPOINT_DIR,
     DEFAULT_DATASET_MOUNT,
@@ -176,6 +182,12 @@ def _times(quantity: str, count: int) -> str:
     return f"{value:g}{suffix}"
 
 
+def drain_seconds(config: OperatorConfig) -> float:
+    """How long an ended trainer waits for its last metric records to be read: two polls and the
+    time a read may take."""
+    return min(MAX_DRAIN_SECONDS, 2 * config.progress_poll_seconds + 2)
+
+
 def _env(job: TrainingJob, config: OperatorConfig) -> list[dict[str, Any]]:
     spec = job.spec
     env: list[dict[str, Any]] = [
@@ -184,6 +196,8 @@ def _env(job: TrainingJob, config: OperatorConfig) -> list[dict[str, Any]]:
         # Where rank 0 serves /progress and /metrics; a custom image's Reporter reads it.
         {"name": REPORT_PORT_ENV, "value": str(report_port(spec, config))},
         {"name": REPORT_HOST_ENV, "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+        # A trainer that ended serves its last metric records until the next poll has read them.
+        {"name": REPORT_DRAIN_ENV, "value": f"{drain_seconds(config):g}"},
     ]
     token = spec.hub_token_secret
     if token:

@@ -31,7 +31,7 @@ from tensorone.cli.output import (
 from tensorone.errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from tensorone.client import Job, JobEvent
+    from tensorone.client import Job
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -78,8 +78,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     delete.add_argument("--force", action="store_true", help="also remove the finalizer (operator gone)")
     add_wait_argument(delete, "the job")
 
-    events = verb("events", "Show a job's events, oldest first.", _events)
+    events = verb(
+        "events",
+        "Show a job's events, oldest first: its Kubernetes Events and a metric event per optimizer step "
+        "(loss, learning rate, gradient norm, throughput) and per evaluation.",
+        _events,
+    )
     events.add_argument("job")
+    events.add_argument(
+        "--no-metrics", action="store_true", help="Kubernetes Events only (needs no read access to ConfigMaps)"
+    )
     add_output_argument(events, "table")
 
     checkpoints = verb("checkpoints", "List a job's checkpoints, newest first.", _checkpoints)
@@ -283,9 +291,9 @@ def _delete(args: argparse.Namespace) -> int:
 
 
 def _events(args: argparse.Namespace) -> int:
-    events = connection.client(args).training.jobs.list_events(args.job)
+    events = connection.client(args).training.jobs.list_events(args.job, metrics=not args.no_metrics)
     if args.output in ("json", "yaml"):
-        print_document({"events": [_event_document(event) for event in events]}, args.output)
+        print_document({"events": [event.to_wire() for event in events]}, args.output)
         return 0
     wide = args.output == "wide"
     rows = [["LAST SEEN", *(["FIRST SEEN"] if wide else []), "TYPE", "REASON", "COUNT", "MESSAGE"]]
@@ -294,18 +302,6 @@ def _events(args: argparse.Namespace) -> int:
         rows.append([when(event.last_seen), *first, event.type, event.reason, str(event.count), event.message])
     print_table(rows)
     return 0
-
-
-def _event_document(event: JobEvent) -> dict[str, Any]:
-    """An Event as the gateway's events endpoint answers it."""
-    return {
-        "type": event.type,
-        "reason": event.reason,
-        "message": event.message,
-        "count": event.count,
-        "firstSeen": json_time(event.first_seen),
-        "lastSeen": json_time(event.last_seen),
-    }
 
 
 def _checkpoints(args: argparse.Namespace) -> int:

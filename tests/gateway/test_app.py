@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tensorone.api.trainable import TRAINED_MODEL_TYPES
+from tensorone.api.trainable import VISION_ARCHITECTURES
 from tensorone.gateway import openapi
 from tensorone.gateway.app import GatewayConfig, create_app
 from tests.factories import API, PYTORCHJOB, gpu_node
@@ -71,10 +71,10 @@ def test_the_reference_vision_body_is_refused_naming_what_trains(
     assert vision.status_code == 400, vision.text
     answer = vision.json()
     assert answer["error"] == "CONFIGURATION_ERROR"
-    assert answer["details"]["field"] == "modelType"
-    assert answer["details"]["modelType"] == "vision"
-    assert answer["details"]["trainedModelTypes"] == [str(t) for t in TRAINED_MODEL_TYPES]
-    assert "custom" in answer["message"]
+    assert answer["details"]["field"] == "config.architecture"
+    assert answer["details"]["architecture"] == "yolov8"
+    assert answer["details"]["supportedArchitectures"] == list(VISION_ARCHITECTURES)
+    assert "AGPL-3.0" in answer["message"]
     assert stored_jobs(cluster) == []
 
 
