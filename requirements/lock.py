@@ -88,7 +88,8 @@ def main() -> None:
         compile_lock(["pyproject.toml", "--extra", "operator", "-c", str(constraints)], HERE / "operator.txt")
         compile_lock(["pyproject.toml", "--extra", "gateway", "-c", str(constraints)], HERE / "gateway.txt")
         compile_lock(
-            ["pyproject.toml", "--extra", "trainer", "--extra", "tracking", "-c", str(constraints)], HERE / "trainer.txt"
+            ["pyproject.toml", "--extra", "trainer", "--extra", "tracking", "-c", str(constraints)],
+            HERE / "trainer.txt",
         )
 
 
