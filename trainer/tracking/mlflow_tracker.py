@@ -2,8 +2,9 @@
 
 The client is mlflow-skinny's ``MlflowClient`` over the server's REST API; credentials come from
 the environment (``MLFLOW_TRACKING_USERNAME`` and ``MLFLOW_TRACKING_PASSWORD``, or
-``MLFLOW_TRACKING_TOKEN``), which the operator fills from the job's Secret. Metrics are sent
-asynchronously (MLflow's own queue, ``synchronous=False``) so a step never waits for the server;
+``MLFLOW_TRACKING_TOKEN``), which the operator fills from the job's Secret. Metrics are gathered
+into one request every ``SEND_SECONDS`` (a server takes one request per step badly) and sent
+asynchronously (MLflow's own queue, ``synchronous=False``), so a step never waits for the server;
 the sends are awaited at each checkpoint and at the end, so a checkpoint's steps are on the server
 when it is saved. Checkpoints (with ``logCheckpoints``) are uploaded as artifacts
 ``checkpoints/<id>/model/...`` and ``checkpoints/<id>/manifest.json``.
@@ -22,6 +23,7 @@ from tensorone.api.v1alpha1.trainingjob import MlflowTracking
 from trainer.tracking import Logged, RunContext
 
 if TYPE_CHECKING:
+    from mlflow.entities import Metric
     from mlflow.tracking import MlflowClient
     from mlflow.utils.async_logging.run_operations import RunOperations
 
@@ -35,8 +37,12 @@ RUN_STATUS = {
     TrainerState.failed: "FAILED",
     TrainerState.diverged: "FAILED",
 }
-# Awaited sends are dropped from the pending list this often, so it stays short in a long run
-# without checkpoints.
+# Metrics gathered into one request: at least this often, and at most this many (the REST API's
+# limit for metrics in one log-batch request is 1000).
+SEND_SECONDS = 2.0
+MAX_BATCH_METRICS = 900
+# Sends in flight are awaited when this many have piled up (about 8 minutes of sends), so the list
+# stays short in a long run without checkpoints.
 MAX_PENDING = 256
 MAX_PARAMS_PER_BATCH = 100  # the REST API's limit for params in one log-batch request
 
@@ -51,6 +57,8 @@ class MlflowTracker:
         self.run_id = run_id
         self.logged = logged
         self.log_checkpoints = log_checkpoints
+        self._batch: list[Metric] = []
+        self._sent = time.monotonic()
         self._pending: list[RunOperations] = []
 
     @classmethod
@@ -101,15 +109,23 @@ class MlflowTracker:
         from mlflow.entities import Metric
 
         stamp = int(time.time() * 1000)
-        batch = [Metric(key, value, stamp, step) for key, value in metrics.items()]
-        operations = self.client.log_batch(self.run_id, metrics=batch, synchronous=False)
-        if operations is not None:
-            self._pending.append(operations)
+        self._batch.extend(Metric(key, value, stamp, step) for key, value in metrics.items())
+        if len(self._batch) >= MAX_BATCH_METRICS or time.monotonic() - self._sent >= SEND_SECONDS:
+            self._send_batch()
         if len(self._pending) >= MAX_PENDING:
             self._await_sends()
 
+    def _send_batch(self) -> None:
+        batch, self._batch = self._batch, []
+        self._sent = time.monotonic()
+        if batch:
+            operations = self.client.log_batch(self.run_id, metrics=batch, synchronous=False)
+            if operations is not None:
+                self._pending.append(operations)
+
     def _await_sends(self) -> None:
-        """Wait for the queued sends; a failed one raises (MlflowException)."""
+        """Send what is gathered and wait for every send; a failed one raises (MlflowException)."""
+        self._send_batch()
         pending, self._pending = self._pending, []
         for operations in pending:
             operations.wait()
