@@ -13,12 +13,11 @@ from __future__ import annotations
 import importlib.util
 
 from tensorone.api.resolved import ResolvedJob, check_rules
+from tensorone.api.trainable import TRAINED_MODEL_TYPES
 from tensorone.api.v1alpha1.dataset import TEXT_FORMATS, DatasetFormat
 from tensorone.api.v1alpha1.trainingjob import MixedPrecision, ModelType, Strategy
 from tensorone.errors import ConfigurationError, NotImplementedByTrainer
 
-# The modelTypes this trainer implements; the others are refused by name (see tasks/).
-IMPLEMENTED_MODEL_TYPES = (ModelType.llm,)
 IMAGE_COLUMNS = ("image", "label", "annotations")
 # The module each tracker of config.tracking needs, and the package that provides it.
 TRACKER_LIBRARIES = {
@@ -37,7 +36,8 @@ def refuse_unsupported(job: ResolvedJob, *, cuda_available: bool, merge_adapter:
     _refuse_model_type(job.model_type)
     _refuse_missing_gpu(job, cuda_available=cuda_available)
     check_rules(job)
-    _refuse_non_text_data(job)
+    if job.model_type == ModelType.llm:
+        _refuse_non_text_data(job)
     _refuse_missing_trackers(job)
     if merge_adapter and job.config.strategy != Strategy.lora:
         raise ConfigurationError(f"merging applies to strategy lora only, not {job.config.strategy}", field="--merge")
@@ -51,13 +51,12 @@ def _refuse_model_type(model_type: ModelType) -> None:
     if model_type == ModelType.custom:
         raise ConfigurationError(
             "modelType custom runs the user's own image (config.custom), not the TensorOne trainer; "
-            f"this trainer implements: {', '.join(IMPLEMENTED_MODEL_TYPES)}",
+            f"this trainer implements: {', '.join(TRAINED_MODEL_TYPES)}",
             field="modelType",
         )
-    if model_type not in IMPLEMENTED_MODEL_TYPES:
+    if model_type not in TRAINED_MODEL_TYPES:
         raise NotImplementedByTrainer(
-            f"modelType {model_type} is not implemented by this trainer yet; allowed: "
-            f"{', '.join(IMPLEMENTED_MODEL_TYPES)}",
+            f"modelType {model_type} is not implemented by this trainer yet; allowed: {', '.join(TRAINED_MODEL_TYPES)}",
             field="modelType",
         )
 

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from tensorone.api import preflight
+from tensorone.api.trainable import untrainable_error
 from tensorone.api.v1alpha1 import ConditionType, Dataset, Reason, TrainingJobSpec
 from tensorone.errors import ConfigurationError, DatasetNotReady
 from tensorone_operator.catalog import JobResources, job_resources
@@ -24,6 +25,15 @@ def check_gpu_type(spec: TrainingJobSpec, config: OperatorConfig) -> tuple[JobRe
         return job_resources(spec, config), None
     except ConfigurationError as exc:
         return None, Problem(ConditionType.ConfigurationValid, Reason(exc.code), str(exc), waiting=False)
+
+
+def check_trainable(spec: TrainingJobSpec) -> Problem | None:
+    """The trainer of this release must train the job's model type: a job it cannot run is refused
+    before any child exists, so no pod is scheduled and nothing is billed."""
+    error = untrainable_error(spec)
+    if error is None:
+        return None
+    return Problem(ConditionType.ConfigurationValid, Reason.CONFIGURATION_ERROR, str(error), waiting=False)
 
 
 def check_dataset(namespace: str, spec: TrainingJobSpec, dataset: Dataset | None) -> Problem | None:

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from tensorone.api.catalog import GPU_PRODUCT_LABEL, GpuType, available_gpu_types, catalog_entry
+from tensorone.api.trainable import untrainable_error, vision_task_error
 from tensorone.api.v1alpha1 import Dataset, ModelType, TrainingJobSpec
 from tensorone.errors import (
     ConfigurationError,
@@ -92,7 +93,8 @@ def _data_errors(spec: TrainingJobSpec, dataset: Dataset) -> list[ConfigurationE
                 field="spec.datasetId",
             )
         ]
-    return []
+    task_error = vision_task_error(spec, data_format)
+    return [task_error] if task_error is not None else []
 
 
 def _custom_errors(spec: TrainingJobSpec) -> list[ConfigurationError]:
@@ -169,11 +171,13 @@ def create_error(
     nodes: Iterable[Mapping[str, Any]] | None,
     dataset_id: str | None = None,
 ) -> TensorOneError | None:
-    """Every check, in the operator's order (GPU type, Dataset, configuration, GPU nodes): the
-    first error, or None. ``nodes`` None leaves the node check out (``checkGpuNodes: false``, or a
+    """Every check, in the operator's order (GPU type, model type, Dataset, configuration, GPU
+    nodes): the first error, or None. ``nodes`` None leaves the node check out (``checkGpuNodes: false``, or a
     caller who may not list nodes); ``dataset_id`` is as in :func:`dataset_error`."""
-    error: TensorOneError | None = gpu_type_error(spec, catalog) or dataset_error(
-        namespace, spec, dataset, dataset_id=dataset_id
+    error: TensorOneError | None = (
+        gpu_type_error(spec, catalog)
+        or untrainable_error(spec)
+        or dataset_error(namespace, spec, dataset, dataset_id=dataset_id)
     )
     if error is None and dataset is not None:
         error = configuration_error(spec, dataset)

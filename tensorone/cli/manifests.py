@@ -154,7 +154,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="Check TrainingJob and Dataset manifests as the cluster would (schema and CEL rules).",
         description="Check every TrainingJob and Dataset in the files against the CRDs: unknown fields, "
         "types, ranges, enums and the CEL rules, as `kubectl apply` would. Prints OK per object or every "
-        "problem with its field; exits 1 if any object is invalid.",
+        "problem with its field, and a TrainingJob the operator would refuse (a model type this release's "
+        "trainer does not train); exits 1 if any object is invalid or refused.",
     )
     check.add_argument("files", nargs="+", type=Path, metavar="FILE", help="YAML or JSON manifest ('-' for stdin)")
     check.set_defaults(handler=_validate)
@@ -169,6 +170,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     convert.add_argument("--to-rest", action="store_true", help="manifest -> REST body (JSON)")
     convert.add_argument("-n", "--namespace", help="namespace to write into the manifest")
     convert.set_defaults(handler=_convert)
+
+
+def document_namespace(document: dict[str, Any], namespace_option: str | None) -> str | None:
+    """The namespace a manifest's object goes to: its own metadata.namespace, or ``-n``'s (None:
+    the client's default). Both given and different is refused, as kubectl refuses it."""
+    own = (document.get("metadata") or {}).get("namespace")
+    if own and namespace_option and own != namespace_option:
+        raise ConfigurationError(
+            f"{_describe(document)} names namespace {own!r} and -n says {namespace_option!r}; "
+            "drop one of them, or make them agree",
+            field="metadata.namespace",
+        )
+    return str(own) if own else namespace_option
 
 
 def _read(path: Path) -> str:
@@ -202,15 +216,31 @@ def _validate(args: argparse.Namespace) -> int:
             invalid += 1
         for obj in objects:
             try:
-                validate(obj)
+                defaulted = validate(obj)
             except ValidationFailed as failed:
                 invalid += 1
                 print(f"{path}: {_describe(obj)}: invalid")
                 for problem in failed.errors:
                     print(f"  {problem}")
+                continue
+            refused = _untrainable(defaulted)
+            if refused is not None:
+                invalid += 1
+                print(f"{path}: {_describe(obj)}: valid for the API server, refused by the operator")
+                print(f"  {refused.field}: {refused.message}")
             else:
                 print(f"{path}: {_describe(obj)}: OK")
     return 1 if invalid else 0
+
+
+def _untrainable(obj: dict[str, Any]) -> ConfigurationError | None:
+    """A valid TrainingJob the trainer of this release cannot run: the operator would refuse it."""
+    from tensorone.api.trainable import untrainable_error
+    from tensorone.api.v1alpha1 import TrainingJobSpec
+
+    if obj.get("kind") != "TrainingJob":
+        return None
+    return untrainable_error(TrainingJobSpec.model_validate(obj["spec"]))
 
 
 def _convert(args: argparse.Namespace) -> int:

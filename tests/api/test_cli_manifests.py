@@ -63,12 +63,30 @@ def test_dumped_manifests_read_back_the_same_strings_that_look_like_numbers_incl
     assert load_manifests(text) == [obj]
 
 
-def test_validate_prints_ok_for_every_example_object(capsys: pytest.CaptureFixture[str]) -> None:
+def test_validate_prints_ok_for_every_example_the_trainer_runs(capsys: pytest.CaptureFixture[str]) -> None:
     files = sorted(str(p) for p in (REPO / "examples").glob("*.yaml") if not p.name.startswith("."))
-    assert main(["validate", *files]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == sum(len(load_manifests(Path(f).read_text())) for f in files)
-    assert all(line.endswith(": OK") for line in lines)
+    assert main(["validate", *files]) == 1
+    verdicts = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("  ")]
+    assert len(verdicts) == sum(len(load_manifests(Path(f).read_text())) for f in files)
+    refused = [line for line in verdicts if not line.endswith(": OK")]
+    # The reference's YOLOv8 request is valid for the API server; this release's trainer does not
+    # train vision models, so the operator refuses it before scheduling anything.
+    assert refused == [
+        f"{REPO / 'examples/vision-yolo.yaml'}: TrainingJob/custom-object-detection: valid for the API server, "
+        "refused by the operator"
+    ]
+
+
+def test_validate_names_the_model_types_that_train(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    manifest = tmp_path / "multimodal.yaml"
+    manifest.write_text(
+        "apiVersion: training.tensorone.ai/v1alpha1\nkind: TrainingJob\nmetadata: {name: captions}\n"
+        "spec: {modelType: multimodal, datasetId: pictures, config: {baseModel: org/vlm, strategy: lora}}\n"
+    )
+    assert main(["validate", str(manifest)]) == 1
+    out = capsys.readouterr().out
+    assert "TrainingJob/captions: valid for the API server, refused by the operator" in out
+    assert "spec.modelType: modelType multimodal is not trained" in out and "It trains: llm" in out
 
 
 def test_validate_prints_every_field_error_and_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -246,6 +246,33 @@ def test_unknown_gpu_type_lists_the_catalog(cluster: EmulatorServer, operator: O
     assert cluster.api.find(PYTORCHJOB, "PyTorchJob", "llama") is None
 
 
+def test_the_reference_yolov8_request_is_refused_before_anything_is_scheduled(
+    cluster: EmulatorServer, operator: OperatorThread
+) -> None:
+    # Everything else is in place: a Dataset of images and a node with the GPU type.
+    cluster.api.create(dataset("objects", format="coco", source={"pvc": {"claimName": "images"}}))
+    cluster.api.create(gpu_node("v100-1", "Tesla-V100-SXM2-16GB"))
+    vision = {"architecture": "yolov8", "inputSize": [640, 640], "numClasses": 80}
+    cluster.api.create(
+        training_job("detector", modelType="vision", datasetId="objects", gpuType="v100", maxWorkers=4, config=vision)
+    )
+    wait_for(lambda: reason_of(cluster.api, "ConfigurationValid", "detector") == "CONFIGURATION_ERROR")
+    status = job_status(cluster.api, "detector")
+    message = condition(status, "ConfigurationValid")["message"]
+    assert message.startswith("spec.config.architecture: architecture 'yolov8' is not built"), message
+    assert "Ultralytics, licensed AGPL-3.0" in message and "Supported: rt-detr-r18, rt-detr-r50" in message
+    assert condition(status, "Stalled")["status"] == "True"
+    assert status["phase"] == "Pending"
+    assert "resourceUsage" not in status  # nothing ran, nothing is billed
+    wait_for(lambda: event_with(cluster.api, "CONFIGURATION_ERROR", "Warning", "detector"))
+    for api_version, kind, name in (
+        (PYTORCHJOB, "PyTorchJob", "detector"),
+        ("v1", "ConfigMap", "detector-config"),
+        ("v1", "PersistentVolumeClaim", "detector-checkpoints"),
+    ):
+        assert cluster.api.find(api_version, kind, name) is None, kind
+
+
 def test_configuration_error_names_the_field(cluster: EmulatorServer, operator: OperatorThread) -> None:
     cluster.api.create(dataset())
     custom = {"image": "me/train:1", "env": [{"name": "WORLD_SIZE", "value": "1"}]}

@@ -21,12 +21,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cached_property
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from tensorone.api.v1alpha1.dataset import ColumnMapping
 from tensorone.errors import ConfigurationError, DataError
 from trainer.data.records import Row
 
+E = TypeVar("E")
 IGNORE_INDEX = -100  # label of a token the loss skips (the convention of torch's cross_entropy)
 # The roles a conversation's messages may have: the vocabulary chat templates are written for. A
 # row with another role is bad, since a template would drop it or render it as something else.
@@ -182,7 +183,7 @@ def build_examples(
     return TextData(train=train, eval=held_out, columns=columns, bad_rows=bad)
 
 
-def split_eval(examples: Sequence[Example], eval_split: float, seed: int) -> tuple[list[Example], list[Example]]:
+def split_eval(examples: Sequence[E], eval_split: float, seed: int) -> tuple[list[E], list[E]]:
     """Hold out a seeded random share of the examples; at least one each side when evaluating."""
     if eval_split <= 0.0:
         return list(examples), []

@@ -190,10 +190,11 @@ class Tracking:
             if record.step > tracker.logged.step:
                 self._call(tracker, "step", partial(tracker.log_step, record.step, metrics))
 
-    def eval(self, step: int, loss: float) -> None:
+    def eval(self, step: int, loss: float, metrics: dict[str, float]) -> None:
+        values = {"eval/loss": loss, **{f"eval/{name}": value for name, value in metrics.items()}}
         for tracker in self._working():
             if step > tracker.logged.eval:
-                self._call(tracker, "eval", partial(tracker.log_eval, step, {"eval/loss": loss}))
+                self._call(tracker, "eval", partial(tracker.log_eval, step, values))
 
     def checkpoint(self, saved: CheckpointReport) -> None:
         folder = self.checkpoint_dir / saved.id
