@@ -201,9 +201,35 @@ def _env(job: TrainingJob, config: OperatorConfig) -> list[dict[str, Any]]:
     ]
     token = spec.hub_token_secret
     if token:
-        env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": token.name, "key": token.key}}})
+        env.append(_secret_env("HF_TOKEN", token.name, token.key))
+    env.extend(_tracking_env(spec))
     custom = spec.config.custom
     env.extend({"name": item.name, "value": item.value} for item in (custom.env if custom else None) or [])
+    return env
+
+
+def _secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
+    """An environment variable read from a key of a Secret in the job's namespace: the kubelet
+    fills it in, so the value never appears in the PyTorchJob, the ConfigMap or the job."""
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+
+
+def _tracking_env(spec: TrainingJobSpec) -> list[dict[str, Any]]:
+    """The trackers' credentials, under the names their client libraries read."""
+    tracking = spec.config.tracking
+    if tracking is None:
+        return []
+    env: list[dict[str, Any]] = []
+    mlflow = tracking.mlflow
+    if mlflow is not None and mlflow.credentials_secret is not None:
+        basic = mlflow.credentials_secret
+        env.append(_secret_env("MLFLOW_TRACKING_USERNAME", basic.name, basic.username_key))
+        env.append(_secret_env("MLFLOW_TRACKING_PASSWORD", basic.name, basic.password_key))
+    if mlflow is not None and mlflow.token_secret is not None:
+        env.append(_secret_env("MLFLOW_TRACKING_TOKEN", mlflow.token_secret.name, mlflow.token_secret.key))
+    wandb = tracking.wandb
+    if wandb is not None and wandb.api_key_secret is not None:
+        env.append(_secret_env("WANDB_API_KEY", wandb.api_key_secret.name, wandb.api_key_secret.key))
     return env
 
 

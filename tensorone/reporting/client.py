@@ -39,7 +39,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, Protocol
 
 from tensorone.api.report import (
     DEFAULT_REPORT_HOST,
@@ -64,6 +64,19 @@ from tensorone.reporting.server import ReportServer
 __all__ = ["CheckpointReport", "ProgressReport", "Reporter", "TrainerState", "termination_log_path"]
 
 LOG_FLUSH_SECONDS = 1.0  # the metrics log's step lines reach the file at least this often
+
+
+class ReportSink(Protocol):
+    """What else hears of the run as the reporter records it (the trainer's experiment trackers): each
+    step, evaluation and saved checkpoint, then the end. Called on the training thread."""
+
+    def step(self, record: StepRecord) -> None: ...
+
+    def eval(self, step: int, loss: float, metrics: dict[str, float]) -> None: ...
+
+    def checkpoint(self, saved: CheckpointReport) -> None: ...
+
+    def finish(self, state: TrainerState) -> None: ...
 
 
 def termination_log_path() -> Path | None:
@@ -126,6 +139,7 @@ class Reporter:
         self._termination_log = termination_log_path() if termination_log == "auto" else termination_log
         self._progress_bar = progress_bar
         self._bar: Any = None
+        self._sinks: list[ReportSink] = []
         self.finished: ProgressReport | None = None
 
     # Lifecycle -----------------------------------------------------------------------------
@@ -172,6 +186,10 @@ class Reporter:
             self._flush(time.time())
             self._log.close()
             self._log = None
+
+    def add_sink(self, sink: ReportSink) -> None:
+        """Tell ``sink`` of every step, evaluation and checkpoint recorded from now on, and of the end."""
+        self._sinks.append(sink)
 
     def __enter__(self) -> Reporter:
         return self.start()
@@ -230,6 +248,8 @@ class Reporter:
             seconds=seconds,
         )
         self._write(record, flush=False)
+        for sink in self._sinks:
+            sink.step(record)
         if self._bar is not None:
             self._bar.set_postfix_str(f"loss {loss:.4f}", refresh=False)
             self._bar.update(step - self._bar.n)
@@ -248,6 +268,8 @@ class Reporter:
         if metrics:
             line["metrics"] = dict(metrics)
         self._write(line)
+        for sink in self._sinks:
+            sink.eval(step, loss, metrics or {})
 
     def checkpoint(self, saved: CheckpointReport) -> None:
         """A checkpoint was saved (appended to the list)."""
@@ -258,6 +280,8 @@ class Reporter:
         self.tracker.set_checkpoints(kept)
         if saved is not None:
             self._write({"event": "checkpoint", **saved.to_wire()})
+            for sink in self._sinks:
+                sink.checkpoint(saved)
 
     def event(self, name: str, **fields: Any) -> None:
         """Any other event worth a line in the metrics log (the data summary, for instance)."""
@@ -284,6 +308,9 @@ class Reporter:
                     f"trainer: cannot write the termination message to {self._termination_log}: {error}",
                     file=sys.stderr,
                 )
+        sinks, self._sinks = self._sinks, []  # told of the end once
+        for sink in sinks:
+            sink.finish(state)
         return report
 
     def _write(self, record: dict[str, Any] | StepRecord, *, flush: bool = True) -> None:
