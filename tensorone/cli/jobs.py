@@ -15,6 +15,7 @@ from tensorone.cli import connection
 from tensorone.cli.connection import add_verb
 from tensorone.cli.output import (
     add_output_argument,
+    add_result_output_argument,
     add_wait_argument,
     duration,
     json_time,
@@ -23,6 +24,7 @@ from tensorone.cli.output import (
     percent,
     print_deletion,
     print_document,
+    print_results,
     print_table,
     sparkline,
     table,
@@ -39,6 +41,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     create = verb("create", "Create TrainingJobs and Datasets from a manifest file.", _create)
     create.add_argument("-f", "--filename", required=True, type=Path, help="YAML manifest (several documents allowed)")
+    add_result_output_argument(create)
 
     listing = verb("list", "List training jobs, newest first.", _list)
     listing.add_argument("--status", help="only jobs in this phase, in lower case (pending, running, completed, ...)")
@@ -65,18 +68,22 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     stop = verb("stop", "Stop a job; the trainer saves a checkpoint first.", _stop)
     stop.add_argument("job")
     stop.add_argument("--reason", help="why, kept as an annotation")
+    add_result_output_argument(stop)
 
     resume = verb("resume", "Resume a stopped job from the latest or a named checkpoint.", _resume)
     resume.add_argument("job")
     resume.add_argument("--checkpoint", help="checkpoint id (default: latest)")
+    add_result_output_argument(resume)
 
     cancel = verb("cancel", "Cancel a job for good; checkpoints are kept.", _cancel)
     cancel.add_argument("job")
+    add_result_output_argument(cancel)
 
     delete = verb("delete", "Delete a job and what the operator made for it.", _delete)
     delete.add_argument("job")
     delete.add_argument("--force", action="store_true", help="also remove the finalizer (operator gone)")
     add_wait_argument(delete, "the job")
+    add_result_output_argument(delete, documents=False)
 
     events = verb(
         "events",
@@ -108,15 +115,18 @@ def _create(args: argparse.Namespace) -> int:
             raise ConfigurationError(f"must be TrainingJob or Dataset, got {document.get('kind')!r}", field="kind")
         targets.append((document, document_namespace(document, args.namespace)))
     client = connection.client(args)
+    results: list[tuple[str, str, Any]] = []
     for document, namespace in targets:
         name = document.get("metadata", {}).get("name")
         if document["kind"] == "TrainingJob":
             metadata = {**document.get("metadata", {}), **({"namespace": namespace} if namespace else {})}
             job = client.training.jobs.apply({**document, "metadata": metadata})
-            print(f"trainingjob/{job.id} created")
+            results.append((f"trainingjob/{job.id}", f"trainingjob/{job.id} created", job.raw))
         else:
-            _, created = client.datasets.apply(name=name, spec=document.get("spec", {}), namespace=namespace)
-            print(f"dataset/{name} {'created' if created else 'unchanged'}")
+            dataset, created = client.datasets.apply(name=name, spec=document.get("spec", {}), namespace=namespace)
+            sentence = f"dataset/{name} {'created' if created else 'unchanged'}"
+            results.append((f"dataset/{name}", sentence, dataset.to_wire()))
+    print_results(args.output, results)
     return 0
 
 
@@ -268,24 +278,31 @@ def _wide_details(job: Job) -> list[str]:
 
 def _stop(args: argparse.Namespace) -> int:
     job = connection.client(args).training.jobs.stop(args.job, reason=args.reason)
-    print(f"trainingjob/{job.id} stopping (a checkpoint is saved before the pods end)")
+    sentence = f"trainingjob/{job.id} stopping (a checkpoint is saved before the pods end)"
+    print_results(args.output, [(f"trainingjob/{job.id}", sentence, job.raw)])
     return 0
 
 
 def _resume(args: argparse.Namespace) -> int:
     job = connection.client(args).training.jobs.resume(args.job, checkpoint_id=args.checkpoint)
-    print(f"trainingjob/{job.id} resuming from {args.checkpoint or 'the latest checkpoint'}")
+    sentence = f"trainingjob/{job.id} resuming from {args.checkpoint or 'the latest checkpoint'}"
+    print_results(args.output, [(f"trainingjob/{job.id}", sentence, job.raw)])
     return 0
 
 
 def _cancel(args: argparse.Namespace) -> int:
     job = connection.client(args).training.jobs.cancel(args.job)
-    print(f"trainingjob/{job.id} cancelled (checkpoints kept)")
+    print_results(
+        args.output, [(f"trainingjob/{job.id}", f"trainingjob/{job.id} cancelled (checkpoints kept)", job.raw)]
+    )
     return 0
 
 
 def _delete(args: argparse.Namespace) -> int:
     state = connection.client(args).training.jobs.delete(args.job, force=args.force, wait=args.wait)
+    if args.output == "name":
+        print(f"trainingjob/{args.job}")
+        return 0
     print_deletion(f"trainingjob/{args.job}", state, args.wait, "the operator is cleaning up")
     return 0
 
