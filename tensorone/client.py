@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, cast
 
 from tensorone.api import API_VERSION, GROUP, VERSION, catalog, preflight
 from tensorone.api.catalog import CatalogSettings
+from tensorone.api.events import STORE_KEY, JobEvent, in_time_order, metric_event, metric_store_name, read_store
 from tensorone.api.pods import CONTAINER_NAME, LABEL_JOB_NAME, checkpoint_claim_name, pod_rank
 from tensorone.api.resolved import DEFAULT_CHECKPOINT_DIR, METRICS_LOG
 from tensorone.api.rest import (
@@ -173,18 +174,6 @@ class JobList:
     pagination: Pagination
 
 
-@dataclass(frozen=True)
-class JobEvent:
-    """A Kubernetes Event about a job: lifecycle steps, checkpoints, errors."""
-
-    type: str
-    reason: str
-    message: str
-    count: int
-    first_seen: datetime | None
-    last_seen: datetime | None
-
-
 def _strip(obj: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in obj.items() if k in ("metadata", "spec", "status")}
 
@@ -320,6 +309,19 @@ class KubeApi:
         call = self.custom.get_namespaced_custom_object
         missing = _missing(plural, namespace, name)
         return cast(dict[str, Any], self._call(call, GROUP, VERSION, namespace, plural, name, not_found=missing))
+
+    def config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """A ConfigMap, or None when there is none."""
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            response = self._call(self.core.read_namespaced_config_map, name, namespace, _preload_content=False)
+        except TensorOneError as error:
+            if isinstance(error.__cause__, ApiException) and error.__cause__.status == 404:
+                return None
+            raise
+        answer = json.loads(response.data)
+        return answer if isinstance(answer, dict) else None
 
     def find(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         """The object, or None when there is none."""
@@ -949,11 +951,23 @@ class Jobs:
         checkpoints = list(self.get(job_id).checkpoints)
         return sorted(checkpoints, key=lambda c: (c.created_at or epoch, c.step or 0), reverse=True)
 
-    def list_events(self, job_id: str) -> builtins.list[JobEvent]:
-        """Kubernetes Events about the job, oldest first."""
+    def list_events(self, job_id: str, *, metrics: bool = True) -> builtins.list[JobEvent]:
+        """The job's events, oldest first: the Kubernetes Events about it (lifecycle, checkpoints,
+        warnings) merged in time order with its metric events, one per optimizer step (loss,
+        learning rate, gradient norm, throughput) and one per evaluation, from the job's metric
+        store (the ConfigMap ``<job>-metrics``; its bounds in docs/operator.md). ``metrics``
+        False leaves the metric events out (and needs no read access to ConfigMaps)."""
         self.get(job_id)
         listing = self._kube.read("events", self.namespace, field_selector=_events_selector(job_id))
-        return _events_of(job_id, listing.get("items") or [])
+        events = _events_of(job_id, listing.get("items") or [])
+        if not metrics:
+            return events
+        return in_time_order(events, [metric_event(record) for record in self._metric_records(job_id)])
+
+    def _metric_records(self, job_id: str) -> builtins.list[Any]:
+        """The records of the job's metric store (none before the operator has written one)."""
+        store = self._kube.config_map(self.namespace, metric_store_name(job_id))
+        return read_store(((store or {}).get("data") or {}).get(STORE_KEY))
 
     def logs(
         self,

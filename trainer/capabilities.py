@@ -22,6 +22,12 @@ from tensorone.api.v1alpha1.trainingjob import MixedPrecision, ModelType, Object
 from tensorone.errors import ConfigurationError, NotImplementedByTrainer
 
 IMAGE_COLUMNS = ("image", "label", "annotations")
+# The module each tracker of config.tracking needs, and the package that provides it.
+TRACKER_LIBRARIES = {
+    "mlflow": ("mlflow", "mlflow-skinny"),
+    "tensorboard": ("tensorboardX", "tensorboardX"),
+    "wandb": ("wandb", "wandb"),
+}
 
 
 def refuse_unsupported(job: ResolvedJob, *, cuda_available: bool, merge_adapter: bool = False) -> None:
@@ -37,6 +43,7 @@ def refuse_unsupported(job: ResolvedJob, *, cuda_available: bool, merge_adapter:
         _refuse_what_a_vision_job_cannot_run(job)
     elif job.model_type == ModelType.llm:
         _refuse_non_text_data(job)
+    _refuse_missing_trackers(job)
     if merge_adapter and job.config.strategy != Strategy.lora:
         raise ConfigurationError(f"merging applies to strategy lora only, not {job.config.strategy}", field="--merge")
     if not 0 <= job.report_port <= 65535:
@@ -113,3 +120,26 @@ def _refuse_non_text_data(job: ResolvedJob) -> None:
                 "image columns apply only to vision jobs; modelType llm uses text, prompt and completion, or messages",
                 field=f"dataset.columns.{name}",
             )
+
+
+def _refuse_missing_trackers(job: ResolvedJob) -> None:
+    """Each tracker of config.tracking needs its client library in this image (the `tracking` extra)."""
+    tracking = job.config.tracking
+    if tracking is None:
+        return
+    for tracker, (module, package) in TRACKER_LIBRARIES.items():
+        if getattr(tracking, tracker) is not None and not _installed(module):
+            raise ConfigurationError(
+                f"{tracker} tracking needs the {package} package, which this trainer image does not have; "
+                "install the tracking extra (pip install 'tensorone-training[tracking]') or leave "
+                f"config.tracking.{tracker} out",
+                field=f"config.tracking.{tracker}",
+            )
+
+
+def _installed(module: str) -> bool:
+    """Whether ``module`` can be imported here, without importing it (the trackers take seconds)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # what an import hook that hides the package answers
+        return False

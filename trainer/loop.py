@@ -75,11 +75,13 @@ class TrainingRun:
 
 @dataclass(frozen=True)
 class StepResult:
-    """One optimizer step's loss over every process, and whether any process was asked to stop."""
+    """One optimizer step's loss over every process, whether any process was asked to stop, the
+    learning rate and the gradient norm."""
 
     loss: float
     stop_requested: bool
     learning_rate: float | None  # the rate the update used; None when the loss was not finite and no update was made
+    grad_norm: float | None = None  # total gradient norm before clipping; None when not finite (fp16 overflow)
 
 
 def train_remaining_steps(run: TrainingRun) -> Outcome:
@@ -126,6 +128,7 @@ def report_step(run: TrainingRun, result: StepResult, planned: PlannedStep, *, e
         tokens=planned.global_tokens,
         samples=planned.global_samples,
         seconds=seconds,
+        grad_norm=result.grad_norm,
     )
 
 
@@ -173,28 +176,34 @@ def optimizer_step(run: TrainingRun, planned: PlannedStep, *, poison: bool = Fal
     if poison:
         loss_sum = loss_sum * float("nan")
 
-    # One collective call: the global loss, and whether any process was asked to stop.
-    totals = distributed.all_reduce_sum(
-        torch.stack([loss_sum, torch.tensor(float(run.stop.requested), device=run.device)]), run.topology
-    )
-    summed_loss, stops = totals.tolist()  # the step's one device synchronisation
+    # The total gradient norm, before clipping: after the last backward every process holds the
+    # same averaged gradients, so each computes the same norm, on the device (no synchronisation).
+    run.precision.scaler.unscale_(run.optimizer)
+    trained = [p for p in run.model.parameters() if p.requires_grad]
+    grad_norm = torch.nn.utils.get_total_norm([p.grad for p in trained if p.grad is not None]).float()
+
+    # One collective call: the global loss, whether any process was asked to stop, and the norm
+    # (summed over identical values: divided by the number of processes first).
+    stop_flag = torch.tensor(float(run.stop.requested), device=run.device)
+    shared_norm = grad_norm.to(run.device) / run.topology.world_size
+    totals = distributed.all_reduce_sum(torch.stack([loss_sum, stop_flag, shared_norm]), run.topology)
+    summed_loss, stops, norm = totals.tolist()  # the step's one device synchronisation
     loss = summed_loss / max(1, planned.global_targets)
     if not math.isfinite(loss):
         # The update that would apply this loss is not made; the gradients are dropped.
         run.optimizer.zero_grad(set_to_none=True)
         return StepResult(loss, stops > 0, None)
 
-    run.precision.scaler.unscale_(run.optimizer)
     max_grad_norm = run.job.config.optimization.max_grad_norm
     if max_grad_norm > 0:
-        torch.nn.utils.clip_grad_norm_([p for p in run.model.parameters() if p.requires_grad], max_grad_norm)
+        torch.nn.utils.clip_grads_with_norm_(trained, max_grad_norm, grad_norm)
     run.precision.scaler.step(run.optimizer)
     run.precision.scaler.update()
     run.optimizer.zero_grad(set_to_none=True)
     learning_rate = float(run.schedule.get_last_lr()[0])
     run.schedule.step()
     run.step += 1
-    return StepResult(loss, stops > 0, learning_rate)
+    return StepResult(loss, stops > 0, learning_rate, norm if math.isfinite(norm) else None)
 
 
 def _remaining_steps(run: TrainingRun) -> Iterator[tuple[int, int, PlannedStep, bool]]:

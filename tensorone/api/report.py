@@ -34,6 +34,11 @@ REPORT_PORT_ENV = "TENSORONE_REPORT_PORT"
 REPORT_HOST_ENV = "TENSORONE_REPORT_HOST"
 DEFAULT_REPORT_HOST = "127.0.0.1"
 TERMINATION_LOG_ENV = "TENSORONE_TERMINATION_LOG"
+# How long a trainer that ended (completed, failed or diverged; not stopped, whose grace period is
+# the checkpoint's) keeps serving until its last metric records were read: the operator gives the
+# pods twice its poll interval and a little more; without it, no wait (a local run has no reader).
+REPORT_DRAIN_ENV = "TENSORONE_REPORT_DRAIN_SECONDS"
+MAX_DRAIN_SECONDS = 120.0
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
 
 # A report is untrusted input for the operator (a custom image writes whatever it likes): every

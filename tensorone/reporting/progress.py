@@ -72,6 +72,7 @@ class StepRecord:
     tokens: int = 0
     samples: int = 0
     seconds: float = 0.0
+    grad_norm: float | None = None
 
     def log_fields(self) -> dict[str, Any]:
         """The step's line of the metrics log (without its time)."""
@@ -84,6 +85,7 @@ class StepRecord:
             "tokens": self.tokens,
             "samples": self.samples,
             "seconds": round(self.seconds, 6),
+            "gradNorm": self.grad_norm,
         }
 
 

@@ -64,7 +64,7 @@ def test_the_reference_create_bodies_give_the_reference_job(app_client: TestClie
     assert stored["spec"]["datasetId"] == "ds-1234567890abcdef"
 
 
-def test_the_reference_yolov8_body_is_refused_naming_the_architectures_that_train(
+def test_the_reference_vision_body_is_refused_naming_what_trains(
     app_client: TestClient, cluster: EmulatorServer
 ) -> None:
     vision = app_client.post(JOBS, json=reference_body("create-vision.json"), headers=ADMIN)
@@ -74,7 +74,7 @@ def test_the_reference_yolov8_body_is_refused_naming_the_architectures_that_trai
     assert answer["details"]["field"] == "config.architecture"
     assert answer["details"]["architecture"] == "yolov8"
     assert answer["details"]["supportedArchitectures"] == list(VISION_ARCHITECTURES)
-    assert "resnet50" in answer["message"]
+    assert "AGPL-3.0" in answer["message"]
     assert stored_jobs(cluster) == []
 
 

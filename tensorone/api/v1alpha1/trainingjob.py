@@ -364,6 +364,177 @@ class CustomContainer(ApiModel):
     )
 
 
+class SecretKeyRef(ApiModel):
+    """A key of a Secret in the job's namespace."""
+
+    name: str = Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN, description="Secret name.")
+    key: str = Field(
+        default="token",
+        min_length=1,
+        max_length=253,
+        pattern=r"^[-._a-zA-Z0-9]+$",
+        description="Key within the Secret.",
+    )
+
+
+SecretKey = Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")]
+HttpUrl = Annotated[str, Field(min_length=8, max_length=2048, pattern=r"^https?://[^\s/?#]+[^\s]*$")]
+
+
+class WandbMode(StrEnum):
+    """Whether Weights & Biases sends the run as it goes, or keeps it on the checkpoint claim."""
+
+    online = "online"
+    offline = "offline"
+
+
+class BasicAuthSecretRef(ApiModel):
+    """A Secret in the job's namespace holding a user name and a password (a kubernetes.io/basic-auth
+    Secret has exactly these keys)."""
+
+    name: str = Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN, description="Secret name.")
+    username_key: SecretKey = Field(default="username", description="Key of the user name within the Secret.")
+    password_key: SecretKey = Field(default="password", description="Key of the password within the Secret.")
+
+
+class MlflowTracking(ApiModel):
+    """An MLflow tracking server: the job is one run of an experiment there."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "!has(self.credentialsSecret) || !has(self.tokenSecret)",
+                    "config.tracking.mlflow takes credentialsSecret (user name and password) or tokenSecret "
+                    "(a bearer token), not both",
+                    ".tokenSecret",
+                ),
+            ]
+        }
+    )
+
+    tracking_uri: HttpUrl = Field(
+        description="URL of the tracking server (http or https), for example https://mlflow.example.com.",
+    )
+    experiment: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=256,
+        description="Experiment the run belongs to, created when missing; absent means the job's namespace.",
+    )
+    credentials_secret: BasicAuthSecretRef | None = Field(
+        default=None,
+        description="Secret with the server's user name and password (MLFLOW_TRACKING_USERNAME and "
+        "MLFLOW_TRACKING_PASSWORD in the trainer); absent means no basic authentication.",
+    )
+    token_secret: SecretKeyRef | None = Field(
+        default=None, description="Secret key holding a bearer token for the server (MLFLOW_TRACKING_TOKEN)."
+    )
+    log_checkpoints: bool = Field(
+        default=False,
+        description="Upload each checkpoint's model folder and manifest as artifacts of the run "
+        "(checkpoints/<id>/), as it is saved. The upload holds the training up for its duration: fine for "
+        "adapters, slow for a full model.",
+    )
+
+
+class TensorBoardTracking(ApiModel):
+    """TensorBoard event files on the checkpoint claim."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "!self.logDir.matches('^(ckpt-|output(/|$)|wandb(/|$)|metrics[.]jsonl$|tracking[.]json$)')",
+                    "config.tracking.tensorboard.logDir must not be a checkpoint's name (ckpt-...), output, "
+                    "wandb, metrics.jsonl or tracking.json: the trainer writes those",
+                    ".logDir",
+                ),
+            ]
+        }
+    )
+
+    log_dir: str = Field(
+        default="tensorboard",
+        min_length=1,
+        max_length=256,
+        pattern=r"^[A-Za-z0-9][-A-Za-z0-9_.]*(/[A-Za-z0-9][-A-Za-z0-9_.]*)*$",
+        description="Folder of the event files, relative to the checkpoint claim's root: point "
+        "`tensorboard --logdir` at it.",
+    )
+
+
+class WandbTracking(ApiModel):
+    """A Weights & Biases run."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "self.mode == 'offline' || has(self.apiKeySecret)",
+                    "config.tracking.wandb.apiKeySecret is required in mode online; mode offline needs no key",
+                    ".apiKeySecret",
+                ),
+            ]
+        }
+    )
+
+    project: str = Field(
+        min_length=1, max_length=128, pattern=r"^[^/\\#?%:\s]+$", description="W&B project of the run."
+    )
+    entity: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9][-A-Za-z0-9_.]*$",
+        description="W&B entity (user or team); absent means the API key's default entity.",
+    )
+    mode: WandbMode = Field(
+        default=WandbMode.online,
+        description="online sends the run as it goes; offline writes it to wandb/ on the checkpoint claim, "
+        "for `wandb sync` later (no key, no network).",
+    )
+    api_key_secret: SecretKeyRef | None = Field(
+        default=None, description="Secret key holding the W&B API key (WANDB_API_KEY); required in mode online."
+    )
+    base_url: HttpUrl | None = Field(
+        default=None, description="URL of a self-hosted W&B server (WANDB_BASE_URL); absent means W&B's cloud."
+    )
+    log_checkpoints: bool = Field(
+        default=False,
+        description="Log each checkpoint's model folder and manifest as a model artifact of the run, as it "
+        "is saved (aliases: the checkpoint id and latest).",
+    )
+
+
+class Tracking(ApiModel):
+    """Experiment trackers the trainer (rank 0) reports to: hyperparameters, every step's metrics,
+    evaluations and, where asked, checkpoints. A stopped and resumed job continues the same runs."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "has(self.mlflow) || has(self.tensorboard) || has(self.wandb)",
+                    "config.tracking needs at least one of mlflow, tensorboard or wandb",
+                ),
+            ]
+        }
+    )
+
+    run_name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        description="Name of the run in every tracker; absent means the job's name.",
+    )
+    mlflow: MlflowTracking | None = Field(default=None, description="Report to an MLflow tracking server.")
+    tensorboard: TensorBoardTracking | None = Field(
+        default=None, description="Write TensorBoard event files on the checkpoint claim."
+    )
+    wandb: WandbTracking | None = Field(default=None, description="Report to Weights & Biases.")
+
+
 class TrainingConfig(ApiModel):
     """What to train and how. Fields apply by modelType and strategy; the CRD refuses a field where
     it makes no sense (for example LoRA parameters with strategy full)."""
@@ -429,18 +600,10 @@ class TrainingConfig(ApiModel):
     custom: CustomContainer | None = Field(
         default=None, description="The user's own container; required for, and only for, custom jobs."
     )
-
-
-class SecretKeyRef(ApiModel):
-    """A key of a Secret in the job's namespace."""
-
-    name: str = Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN, description="Secret name.")
-    key: str = Field(
-        default="token",
-        min_length=1,
-        max_length=253,
-        pattern=r"^[-._a-zA-Z0-9]+$",
-        description="Key within the Secret.",
+    tracking: Tracking | None = Field(
+        default=None,
+        description="Experiment tracking (MLflow, TensorBoard, Weights & Biases) by the TensorOne trainer; "
+        "not for custom jobs, whose own code tracks.",
     )
 
 
@@ -480,6 +643,11 @@ class TrainingJobSpec(ApiModel):
                     "self.modelType != 'custom' || has(self.config.custom)",
                     "config.custom (image, command, args, env) is required when modelType is custom",
                     ".config",
+                ),
+                cel(
+                    "self.modelType != 'custom' || !has(self.config.tracking)",
+                    "config.tracking applies to the TensorOne trainer; a custom image tracks experiments with its own code",
+                    ".config.tracking",
                 ),
                 cel(
                     "self.modelType == 'custom' || !has(self.config.custom)",
