@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from tensorone.api.v1alpha1.trainingjob import ConditionType
 from tensorone.cli.connection import add_verb, kube_client
 from tensorone.cli.output import (
+    Results,
     add_output_argument,
     add_result_output_argument,
     add_wait_argument,
@@ -119,13 +120,11 @@ def _create(args: argparse.Namespace) -> int:
     if args.filename is not None:
         if args.dataset or args.format or _source_option(args):
             raise ConfigurationError("give a manifest (-f) or NAME with --format and a source, not both", field="-f")
-        results: list[tuple[str, str, Any]] = []
+        results = Results(args.output)
         for name, document_spec, namespace in _from_file(args.filename, args.namespace):
             dataset, created = datasets.apply(name=name, spec=document_spec, namespace=namespace)
-            results.append(
-                (f"dataset/{name}", f"dataset/{name} {'created' if created else 'unchanged'}", dataset.to_wire())
-            )
-        print_results(args.output, results)
+            results.add(f"dataset/{name}", f"dataset/{name} {'created' if created else 'unchanged'}", dataset.to_wire())
+        results.done()
         return 0
     if not args.dataset or not args.format or not _source_option(args):
         raise ConfigurationError(

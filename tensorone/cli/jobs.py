@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from tensorone.cli import connection
 from tensorone.cli.connection import add_verb
 from tensorone.cli.output import (
+    Results,
     add_output_argument,
     add_result_output_argument,
     add_wait_argument,
@@ -115,18 +116,17 @@ def _create(args: argparse.Namespace) -> int:
             raise ConfigurationError(f"must be TrainingJob or Dataset, got {document.get('kind')!r}", field="kind")
         targets.append((document, document_namespace(document, args.namespace)))
     client = connection.client(args)
-    results: list[tuple[str, str, Any]] = []
+    results = Results(args.output)
     for document, namespace in targets:
         name = document.get("metadata", {}).get("name")
         if document["kind"] == "TrainingJob":
             metadata = {**document.get("metadata", {}), **({"namespace": namespace} if namespace else {})}
             job = client.training.jobs.apply({**document, "metadata": metadata})
-            results.append((f"trainingjob/{job.id}", f"trainingjob/{job.id} created", job.raw))
+            results.add(f"trainingjob/{job.id}", f"trainingjob/{job.id} created", job.raw)
         else:
             dataset, created = client.datasets.apply(name=name, spec=document.get("spec", {}), namespace=namespace)
-            sentence = f"dataset/{name} {'created' if created else 'unchanged'}"
-            results.append((f"dataset/{name}", sentence, dataset.to_wire()))
-    print_results(args.output, results)
+            results.add(f"dataset/{name}", f"dataset/{name} {'created' if created else 'unchanged'}", dataset.to_wire())
+    results.done()
     return 0
 
 

@@ -58,6 +58,25 @@ def add_result_output_argument(parser: argparse.ArgumentParser, *, documents: bo
     )
 
 
+class Results:
+    """What a verb did to several objects: each sentence or name printed as soon as it is done
+    (a later failure leaves the earlier ones said), the documents printed together at the end."""
+
+    def __init__(self, output: str) -> None:
+        self.output = output
+        self._documents: list[tuple[str, str, Any]] = []
+
+    def add(self, ref: str, sentence: str, document: Any) -> None:
+        if self.output in ("json", "yaml"):
+            self._documents.append((ref, sentence, document))
+        else:
+            print_results(self.output, [(ref, sentence, document)])
+
+    def done(self) -> None:
+        if self._documents:
+            print_results(self.output, self._documents)
+
+
 def print_results(output: str, results: Sequence[tuple[str, str, Any]]) -> None:
     """What a verb did, one ``(ref, sentence, document)`` per object: the sentences, the refs
     (``-o name``), or the documents (one, or a List of several, as kubectl prints them)."""
