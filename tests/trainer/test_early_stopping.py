@@ -89,6 +89,10 @@ def test_a_metric_the_task_does_not_measure_is_refused_by_name() -> None:
 def test_retention_keeps_the_protected_checkpoint_beyond_the_newest_and_the_lowest_loss(tmp_path: Path) -> None:
     store = CheckpointStore(tmp_path, Topology(rank=0, world_size=1, local_rank=0))
 
+    def write_model(directory: Path) -> None:
+        directory.mkdir()
+        (directory / "w.bin").write_bytes(b"w")
+
     def save(step: int, loss: float, protect: str | None) -> list[str]:
         _, kept = store.save(
             reason="step",
@@ -99,7 +103,7 @@ def test_retention_keeps_the_protected_checkpoint_beyond_the_newest_and_the_lowe
             eval_loss=None,
             strategy="lora",
             base_model="tiny",
-            write_model=lambda directory: (directory.mkdir(), (directory / "w.bin").write_bytes(b"w")),
+            write_model=write_model,
             state=lambda: TrainingState(optimizer={}, schedule={}, scaler={}, trainer={}, rng={}),
             keep=1,
             protect=protect,
