@@ -170,6 +170,7 @@ class Reason(StrEnum):
     TrainingResumed = "TrainingResumed"
     EpochCompleted = "EpochCompleted"
     CheckpointSaved = "CheckpointSaved"
+    OutputWritten = "OutputWritten"
     Diverged = "Diverged"
     TrainerNotice = "TrainerNotice"
     TrainingFailed = "TrainingFailed"
