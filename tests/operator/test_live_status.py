@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -403,7 +404,7 @@ def test_an_output_report_out_of_bounds_is_refused_naming_the_field() -> None:
         parse_report(json.dumps(too_perplexed), now=NOW)
 
 
-def to_wire(fields: dict[str, object]) -> dict[str, object]:
+def to_wire(fields: Mapping[str, object]) -> dict[str, object]:
     return {"sizeBytes" if key == "size_bytes" else key: value for key, value in fields.items()}
 
 
