@@ -1060,6 +1060,7 @@ class ModelArtifact(ApiModel):
     size: str | None = Field(default=None, max_length=32, description="The same, readable: 12.3MB.")
     sha256: str = Field(
         pattern=SHA256_PATTERN,
+        max_length=64,
         description="Content digest: SHA-256 of the `sha256sum`-style listing of every file (hex digest, two "
         "spaces, '/'-separated relative path, newline), sorted by path. A merged/ sub-folder is not part of "
         "its parent's digest.",
