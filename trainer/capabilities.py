@@ -3,7 +3,8 @@
 ``ResolvedJob`` is the only input of the trainer and carries every default already
 (``tensorone.api.resolved.with_defaults``). The rules the CRDs state are checked by the one rule
 function, ``tensorone.api.resolved.check_rules``; this module adds only what depends on this
-trainer and this process: the model types and data formats it implements, and the GPU and
+trainer and this process: the model types and data formats it implements (text for llm; for vision, the operator's own
+rules against the Dataset), and the GPU and
 libraries a job needs here. Each refusal is a ``ConfigurationError`` naming the field and what is
 allowed: nothing in the job is silently ignored.
 """
@@ -12,10 +13,12 @@ from __future__ import annotations
 
 import importlib.util
 
+from tensorone.api.preflight import vision_errors
 from tensorone.api.resolved import ResolvedJob, check_rules
-from tensorone.api.trainable import TRAINED_MODEL_TYPES
+from tensorone.api.trainable import TRAINED_MODEL_TYPES, untrainable_error
+from tensorone.api.v1alpha1 import Dataset, TrainingJobSpec
 from tensorone.api.v1alpha1.dataset import TEXT_FORMATS, DatasetFormat
-from tensorone.api.v1alpha1.trainingjob import MixedPrecision, ModelType, Strategy
+from tensorone.api.v1alpha1.trainingjob import MixedPrecision, ModelType, ObjectMeta, Strategy
 from tensorone.errors import ConfigurationError, NotImplementedByTrainer
 
 IMAGE_COLUMNS = ("image", "label", "annotations")
@@ -36,7 +39,9 @@ def refuse_unsupported(job: ResolvedJob, *, cuda_available: bool, merge_adapter:
     _refuse_model_type(job.model_type)
     _refuse_missing_gpu(job, cuda_available=cuda_available)
     check_rules(job)
-    if job.model_type == ModelType.llm:
+    if job.model_type == ModelType.vision:
+        _refuse_what_a_vision_job_cannot_run(job)
+    elif job.model_type == ModelType.llm:
         _refuse_non_text_data(job)
     _refuse_missing_trackers(job)
     if merge_adapter and job.config.strategy != Strategy.lora:
@@ -84,6 +89,20 @@ def _refuse_missing_gpu(job: ResolvedJob, *, cuda_available: bool) -> None:
             raise ConfigurationError(
                 "qlora needs the bitsandbytes package in the trainer image", field="config.strategy"
             )
+
+
+def _refuse_what_a_vision_job_cannot_run(job: ResolvedJob) -> None:
+    """The operator's own rules for a vision job (``tensorone.api.trainable`` for the architecture,
+    ``tensorone.api.preflight.vision_errors`` against the Dataset), named as the resolved job
+    spells its fields."""
+    spec = TrainingJobSpec(model_type=job.model_type, dataset_id=job.dataset_name, config=job.config)
+    dataset = Dataset(metadata=ObjectMeta(name=job.dataset_name, namespace=job.namespace), spec=job.dataset)
+    error = untrainable_error(spec)
+    errors = [error] if error is not None else vision_errors(spec, dataset)
+    if errors:
+        first = errors[0]
+        field = (first.field or "").removeprefix("spec.")
+        raise ConfigurationError(first.message, field="dataset" if field == "datasetId" else field)
 
 
 def _refuse_non_text_data(job: ResolvedJob) -> None:

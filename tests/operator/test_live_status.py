@@ -455,3 +455,18 @@ def test_a_completed_job_the_trainer_stopped_early_says_so_in_its_message_and_co
     status = with_live(job, completed, KeptReport.of(plain, rfc3339(NOW)), resources, config, now=NOW)
     assert status["message"] == completed["message"]
     assert {c["reason"] for c in status["conditions"]} == {"Succeeded"}
+
+
+def test_the_tasks_evaluation_metrics_reach_the_status_in_its_schema() -> None:
+    fields = live_fields(report(eval_metrics={"accuracy": 0.8125, "top5Accuracy": 1.0}), now=NOW, running_seconds=1)
+    assert fields["metrics"]["evalMetrics"] == {"accuracy": 0.8125, "top5Accuracy": 1.0}
+    assert "evalMetrics" not in live_fields(report(), now=NOW, running_seconds=1)["metrics"]
+    validate(
+        {
+            "apiVersion": "training.tensorone.ai/v1alpha1",
+            "kind": "TrainingJob",
+            "metadata": {"name": "fits"},
+            "spec": {"modelType": "custom", "datasetId": "d", "config": {"custom": {"image": "x"}}},
+            "status": {"phase": "Running", **fields},
+        }
+    )

@@ -46,8 +46,8 @@ def test_the_launcher_exits_with_a_permanent_code_else_the_retryable_one(tmp_pat
 
 
 def test_a_model_type_without_a_task_is_not_implemented(tmp_path: Path) -> None:
-    job = make_job(tmp_path, model_type="vision")
+    job = make_job(tmp_path, model_type="multimodal")
     result = run(job, RunOptions(serve_reports=False))
     assert result.exit_code == ExitCode.NOT_IMPLEMENTED == 6
     assert result.report is not None and result.report.reason == "NotImplementedByTrainer"
-    assert (result.report.message or "").startswith("modelType: modelType vision is not implemented")
+    assert (result.report.message or "").startswith("modelType: modelType multimodal is not implemented")

@@ -954,7 +954,8 @@ class Metrics(ApiModel):
         default=None,
         max_length=MAX_EVAL_METRICS,
         description="The task's metrics on the evaluation split at the latest evaluation, by name: mAP "
-        "(mean average precision over IoU 0.50 to 0.95) and mAP50 (at IoU 0.50) for object detection. A name "
+        "(mean average precision over IoU 0.50 to 0.95) and mAP50 (at IoU 0.50) for object detection; accuracy "
+        "and top5Accuracy (fractions, 0 to 1) for image classification. A name "
         "is a letter, then letters, digits, '_', '.', '@' or '-' (at most 64 characters).",
     )
 
