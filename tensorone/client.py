@@ -23,7 +23,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, cast
@@ -43,10 +43,13 @@ from tensorone.api.rest import (
 from tensorone.api.timestamps import parse_time
 from tensorone.api.v1alpha1 import Checkpoint, Dataset, ModelType, Phase, TrainingJob, TrainingJobSpec
 from tensorone.api.v1alpha1.trainingjob import (
+    FINAL_CHECKPOINT_ID,
     TERMINAL_PHASES,
+    CheckpointType,
     EstimatedCost,
     LossSample,
     Metrics,
+    ModelOutput,
     Progress,
     ResourceAllocation,
     ResourceUsage,
@@ -118,6 +121,8 @@ class Job:
     completed_at: datetime | None
     estimated_completion: datetime | None
     raw: dict[str, Any] = field(repr=False)
+    output: ModelOutput | None = None  # the final model, once written
+    best_checkpoint: str | None = None  # the checkpoint of the best evaluation, when tracked
 
     @classmethod
     def from_object(cls, obj: Mapping[str, Any]) -> Job:
@@ -153,11 +158,28 @@ class Job:
             completed_at=status.completed_at if status else None,
             estimated_completion=status.estimated_completion if status else None,
             raw=dict(obj),
+            output=status.output if status else None,
+            best_checkpoint=status.best_checkpoint if status else None,
         )
 
     @property
     def is_terminal(self) -> bool:
         return Phase(self.status.capitalize()) in TERMINAL_PHASES
+
+
+def final_checkpoint(output: ModelOutput, checkpoints: Sequence[Checkpoint]) -> Checkpoint:
+    """The final model as an entry of the checkpoint listing."""
+    source = next((c for c in checkpoints if c.id == output.checkpoint), None)
+    return Checkpoint(
+        id=FINAL_CHECKPOINT_ID,
+        epoch=source.epoch if source else None,
+        step=source.step if source else None,
+        loss=source.loss if source else None,
+        created_at=output.created_at,
+        size=output.size,
+        reason=source.reason if source else None,
+        type=CheckpointType.final,
+    )
 
 
 @dataclass(frozen=True)
@@ -946,9 +968,14 @@ class Jobs:
         return self._kube.delete_and_wait("trainingjobs", self.namespace, job_id, force=force, wait=wait)
 
     def list_checkpoints(self, job_id: str) -> builtins.list[Checkpoint]:
-        """The job's checkpoints, most recent first."""
+        """The job's checkpoints, most recent first: the intermediate ones (type intermediate, to
+        resume from), and the final model once written (id ``final``, type final: status.output, with
+        the step and loss of the checkpoint it came from)."""
         epoch = datetime.min.replace(tzinfo=UTC)
-        checkpoints = list(self.get(job_id).checkpoints)
+        job = self.get(job_id)
+        checkpoints = [c.model_copy(update={"type": CheckpointType.intermediate}) for c in job.checkpoints]
+        if job.output is not None:
+            checkpoints.append(final_checkpoint(job.output, job.checkpoints))
         return sorted(checkpoints, key=lambda c: (c.created_at or epoch, c.step or 0), reverse=True)
 
     def list_events(self, job_id: str, *, metrics: bool = True) -> builtins.list[JobEvent]:

@@ -327,9 +327,10 @@ def _checkpoints(args: argparse.Namespace) -> int:
         print_document({"checkpoints": [c.to_wire() for c in checkpoints]}, args.output)
         return 0
     wide = args.output == "wide"
-    rows = [["ID", "EPOCH", "STEP", "LOSS", "SIZE", "CREATED", *(["REASON"] if wide else [])]]
+    rows = [["ID", "TYPE", "EPOCH", "STEP", "LOSS", "SIZE", "CREATED", *(["REASON"] if wide else [])]]
     for c in checkpoints:
-        cells = [c.id, str(c.epoch or 0), str(c.step or 0), number(c.loss), c.size or "-", when(c.created_at)]
+        cells = [c.id, c.type or "-", str(c.epoch or 0), str(c.step or 0), number(c.loss), c.size or "-"]
+        cells.append(when(c.created_at))
         rows.append(cells + ([c.reason or "-"] if wide else []))
     print_table(rows)
     return 0

@@ -52,6 +52,7 @@ from tensorone.api.report import (
     REPORT_PORT_ENV,
     TERMINATION_LOG_ENV,
     CheckpointReport,
+    OutputReport,
     ProgressReport,
     TrainerState,
 )
@@ -254,17 +255,22 @@ class Reporter:
             self._bar.set_postfix_str(f"loss {loss:.4f}", refresh=False)
             self._bar.update(step - self._bar.n)
 
-    def eval(self, step: int, loss: float, metrics: dict[str, float] | None = None) -> None:
-        """An evaluation loss measured after ``step``, with the task's metrics (mAP, ...) when it has any.
+    def eval(
+        self, step: int, loss: float, metrics: dict[str, float] | None = None, *, perplexity: float | None = None
+    ) -> None:
+        """An evaluation loss measured after ``step``, with the task's metrics (mAP, ...) when it has any,
+        and the perplexity of a language model (left out of the report beyond ``MAX_METRIC_VALUE``).
 
         A metric name must match ``EVAL_METRIC_NAME_PATTERN`` and a value be finite, at most
         ``MAX_METRIC_VALUE`` in magnitude, and there may be at most ``MAX_EVAL_METRICS``: the report
         carries nothing the operator would refuse."""
         if metrics is not None:
             _check_metrics(metrics)
-        self.tracker.record_eval(step, loss, metrics)
+        self.tracker.record_eval(step, loss, metrics, perplexity=perplexity)
         self.ring.eval(step, loss, time=time.time(), epoch=self.tracker.epoch or None)
         line: dict[str, Any] = {"event": "eval", "step": step, "evalLoss": loss}
+        if perplexity is not None:
+            line["perplexity"] = perplexity
         if metrics:
             line["metrics"] = dict(metrics)
         self._write(line)
@@ -282,6 +288,15 @@ class Reporter:
             self._write({"event": "checkpoint", **saved.to_wire()})
             for sink in self._sinks:
                 sink.checkpoint(saved)
+
+    def best_checkpoint(self, checkpoint_id: str | None) -> None:
+        """The checkpoint of the best evaluation so far (kept whatever the retention)."""
+        self.tracker.set_best_checkpoint(checkpoint_id)
+
+    def output(self, output: OutputReport) -> None:
+        """The final model was written."""
+        self.tracker.set_output(output)
+        self._write({"event": "output", **output.to_wire()})
 
     def event(self, name: str, **fields: Any) -> None:
         """Any other event worth a line in the metrics log (the data summary, for instance)."""
