@@ -62,7 +62,9 @@ def test_status_fills_in_while_training_and_ends_completed_with_the_final_checkp
     times = [e.last_seen for e in events]
     assert times == sorted(times)  # type: ignore[type-var]
     reasons = [e.reason for e in events]
-    assert reasons.index("TrainingStarted") < reasons.index(STEP_REASON) and reasons[-1] == "Completed", reasons
+    # A Kubernetes Event has the time the operator posted it, a step the time the trainer took it: on a
+    # busy machine the operator may notice the start after the first steps, never the end before the last.
+    assert "TrainingStarted" in reasons and reasons[-1] == "Completed", reasons
     store = cluster.server.api.get("v1", "ConfigMap", metric_store_name("live"))
     assert store["metadata"]["ownerReferences"][0]["name"] == "live"
 
