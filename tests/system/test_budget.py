@@ -49,7 +49,7 @@ def test_a_job_over_its_budget_stops_with_a_checkpoint_and_resumes_when_the_cap_
 ) -> None:
     spent_before = spend("default")
     priced.apply(tiny_dataset())
-    job = tiny_training_job("capped", epochs=8)
+    job = tiny_training_job("capped", epochs=4)
     job["spec"]["maxCost"] = 10000
     priced.apply(job)
     wait_for(lambda: (priced.status("capped").get("progress") or {}).get("currentStep", 0) >= 2, "some steps")
