@@ -194,6 +194,17 @@ def rest_from_job(job: Mapping[str, Any]) -> dict[str, Any]:
     return body
 
 
+# The status objects a job's details carry as they are (times and the message are added apart).
+_STATUS_PARTS = (
+    "progress",
+    "metrics",
+    "resourceAllocation",
+    "estimatedCost",
+    "resourceUsage",
+    "checkpoints",
+    "bestCheckpoint",
+    "output",
+)
 # The loss curves of a job's status (at most 64 points each): in one job's details, not in lists.
 CURVE_KEYS = ("lossHistory", "evalLossHistory")
 
@@ -217,16 +228,7 @@ def job_details(job: Mapping[str, Any], *, curves: bool = False) -> dict[str, An
         "config": body.pop("config", {}),
     }
     details.update(body)
-    for key in (
-        "progress",
-        "metrics",
-        "resourceAllocation",
-        "estimatedCost",
-        "resourceUsage",
-        "checkpoints",
-        "bestCheckpoint",
-        "output",
-    ):
+    for key in _STATUS_PARTS:
         if key in status:
             details[key] = copy.deepcopy(status[key])
     if "message" in status:
@@ -247,14 +249,7 @@ def job_details(job: Mapping[str, Any], *, curves: bool = False) -> dict[str, An
 
 # The parts of a job-details body that are the TrainingJob's status, under the same names.
 _STATUS_KEYS = (
-    "progress",
-    "metrics",
-    "resourceAllocation",
-    "estimatedCost",
-    "resourceUsage",
-    "checkpoints",
-    "bestCheckpoint",
-    "output",
+    *_STATUS_PARTS,
     "message",
     "startedAt",
     "completedAt",
