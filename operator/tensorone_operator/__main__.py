@@ -13,6 +13,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+from tensorone_operator import credentials
+
+if not credentials.needs_kubernetes_client(quiet=True):
+    # kopf imports the kubernetes client whenever it is installed (to recognise its model objects,
+    # which this operator never hands to kopf), and that import alone costs the process about
+    # 47 MB; the operator's own client needs it only for an exec-plugin kubeconfig.
+    sys.modules.setdefault("kubernetes", None)  # type: ignore[arg-type]
+
 import kopf
 
 from tensorone.errors import ConfigurationError
@@ -48,12 +56,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         configure_logging()
         config = load_config()
-    except (ValueError, ConfigurationError) as exc:
+        api = KubeApi.from_environment()
+    except (ValueError, OSError, ConfigurationError) as exc:
         print(f"tensorone-operator: {exc}", file=sys.stderr)
         return 2
     clusterwide = not args.namespace
     # Namespaced operators do not watch (cluster-scoped) nodes: the GPU check lists them.
-    reconciler = Reconciler(config, KubeApi.from_environment(), post_event, nodes_indexed=clusterwide)
+    reconciler = Reconciler(config, api, post_event, nodes_indexed=clusterwide)
     serve_metrics(args.metrics_port)
     kopf.run(
         standalone=True,

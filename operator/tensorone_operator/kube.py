@@ -1,7 +1,7 @@
 """The operator's Kubernetes API client: the only place where the operator's own code does I/O.
 
 A small asyncio client on aiohttp (kopf's own HTTP stack), authenticated the way kopf logs in:
-in-cluster service account first, then the kubeconfig (``kubernetes.config`` reads both). The
+in-cluster service account first, then the kubeconfig (``credentials``). The
 calls are few and plain (get, list, create, merge patch, delete), so a thin client keeps the
 event loop free and the reconcile fast, where the synchronous kubernetes client would need a
 thread per call.
@@ -20,6 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+
+from tensorone.errors import ConfigurationError
+from tensorone_operator import credentials
 
 
 class ApiError(Exception):
@@ -78,23 +81,37 @@ class KubeApi:
 
     @classmethod
     def from_environment(cls) -> KubeApi:
-        """Credentials as kopf finds them: in-cluster service account, else the kubeconfig."""
-        import kubernetes.client
-        import kubernetes.config
-        from kubernetes.config.incluster_config import SERVICE_TOKEN_FILENAME
+        """Credentials as kopf finds them: the in-cluster service account, else the kubeconfig
+        (``credentials``); a kubeconfig whose user runs an exec plugin goes through the kubernetes
+        client, which runs it."""
+        if credentials.needs_kubernetes_client():
+            return cls._through_kubernetes_client()
+        found = credentials.from_environment()
+        headers = {"Accept": "application/json"}
+        if found.authorization is not None:
+            headers["Authorization"] = found.authorization
+        return cls(found.server, headers, found.ssl_context, token_file=found.token_file)
 
-        token_file: Path | None = None
+    @classmethod
+    def _through_kubernetes_client(cls) -> KubeApi:
+        """The kubeconfig read by the kubernetes client: for users whose token an exec plugin or
+        an auth provider makes (the plugin runs once, at start)."""
         try:
-            kubernetes.config.load_incluster_config()
-            token_file = Path(SERVICE_TOKEN_FILENAME)
-        except kubernetes.config.ConfigException:
-            kubernetes.config.load_kube_config()
+            import kubernetes.client
+            import kubernetes.config
+        except ImportError as exc:
+            raise ConfigurationError(
+                "the kubeconfig's user gets its credentials from an exec plugin or an auth provider, which needs "
+                "the kubernetes client library (pip install kubernetes); or use a token or a client certificate",
+                field="KUBECONFIG",
+            ) from exc
+        kubernetes.config.load_kube_config()
         configuration = kubernetes.client.Configuration.get_default_copy()
         headers = {"Accept": "application/json"}
         token = configuration.get_api_key_with_prefix("BearerToken") or configuration.get_api_key_with_prefix(
             "authorization"
         )
-        if token and token_file is None:
+        if token:
             headers["Authorization"] = token if " " in token else f"Bearer {token}"
         ssl_context: ssl.SSLContext | bool = False
         if configuration.host.startswith("https"):
@@ -105,7 +122,7 @@ class KubeApi:
             if configuration.cert_file:
                 context.load_cert_chain(configuration.cert_file, configuration.key_file)
             ssl_context = context
-        return cls(configuration.host, headers, ssl_context, token_file=token_file)
+        return cls(configuration.host, headers, ssl_context)
 
     async def _session_for_loop(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
