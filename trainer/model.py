@@ -58,10 +58,16 @@ def load_tokenizer(job: ResolvedJob) -> Any:
     return tokenizer
 
 
-def load_model(job: ResolvedJob, device: torch.device) -> Any:
-    """The base model on the device, wrapped for its strategy, in training mode."""
-    from transformers import AutoModelForCausalLM
+def load_model(job: ResolvedJob, device: torch.device, *, auto_class: Any = None) -> Any:
+    """The base model on the device, wrapped for its strategy, in training mode.
 
+    ``auto_class`` is the transformers auto class that loads it: ``AutoModelForCausalLM`` unless
+    given (the multimodal task passes ``AutoModelForImageTextToText``).
+    """
+    if auto_class is None:
+        from transformers import AutoModelForCausalLM
+
+        auto_class = AutoModelForCausalLM
     strategy, optimization = job.config.strategy, job.config.optimization
     precision = MixedPrecision(optimization.mixed_precision)
     options = hub_options(job)
@@ -84,7 +90,7 @@ def load_model(job: ResolvedJob, device: torch.device) -> Any:
     else:
         options["dtype"] = torch.float32
     try:
-        model: Any = AutoModelForCausalLM.from_pretrained(base_model_of(job), **options)
+        model: Any = auto_class.from_pretrained(base_model_of(job), **options)
     except (OSError, ValueError) as error:
         raise ConfigurationError(f"cannot load {job.config.base_model}: {error}", field="config.baseModel") from error
     if strategy != Strategy.qlora:

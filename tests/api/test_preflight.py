@@ -96,3 +96,14 @@ def test_settings_come_from_the_operators_config_file() -> None:
     settings = CatalogSettings.from_operator_config(data)
     assert settings.check_gpu_nodes is False and list(settings.gpu_catalog) == ["mi300x"]
     assert CatalogSettings.from_operator_config(None).gpu_catalog == DEFAULT_GPU_CATALOG
+
+
+def test_a_multimodal_job_on_a_vision_dataset_is_refused_naming_the_formats_it_reads() -> None:
+    pictures = Dataset.model_validate(
+        {"metadata": {"name": "chat"}, "spec": {"format": "coco", "source": {"uri": "s3://bucket/coco"}}}
+    )
+    multimodal = spec(modelType="multimodal", config={"baseModel": "llava-hf/llava-1.5-7b-hf", "strategy": "lora"})
+    error = check(multimodal, dataset=pictures)
+    assert isinstance(error, ConfigurationError) and error.details["field"] == "spec.datasetId"
+    assert "a multimodal job reads chat messages with images from one of jsonl, json, csv, parquet, text" in str(error)
+    assert check(multimodal) is None

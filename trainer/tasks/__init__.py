@@ -87,6 +87,10 @@ def task_for(job: ResolvedJob) -> Task:
         from trainer.tasks.llm import LlmTask
 
         return LlmTask(job)
+    if job.model_type == ModelType.multimodal:
+        from trainer.tasks.multimodal import MultimodalTask
+
+        return MultimodalTask(job)
     raise ConfigurationError(
         f"no trainer task for modelType {job.model_type}; allowed: {', '.join(TRAINED_MODEL_TYPES)}", field="modelType"
     )
