@@ -183,6 +183,12 @@ def load_weights(model: Any, directory: Path, strategy: Strategy | None) -> None
     for file in sorted(directory.glob("*.safetensors")):
         state.update(load_file(file))
     missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected and hasattr(type(model), "from_pretrained"):
+        # save_pretrained may store weights under other names than the modules' (LLaVA's
+        # language_model.model.*) or in another layout (fused experts): transformers' own loading
+        # maps them back, exactly.
+        state = type(model).from_pretrained(directory, dtype=torch.float32).state_dict()
+        missing, unexpected = model.load_state_dict(state, strict=False)
     # save_pretrained writes a tied weight (lm_head tied to the embedding) once.
     tied = set(getattr(model, "_tied_weights_keys", None) or [])
     tied |= set(getattr(model, "all_tied_weights_keys", None) or [])
