@@ -16,12 +16,13 @@ import pytest
 import torch
 
 from tensorone.api.exit_codes import ExitCode
-from tensorone.api.report import TrainerState
+from tensorone.api.report import ProgressReport, TrainerState
 from tensorone.api.resolved import ResolvedJob
 from tests.trainer.conftest import REPO, TINY_MODEL, TINY_VLM, assert_same_weights, make_job, step_losses
+from trainer.data.chat_images import ChatImageExample
 from trainer.run import RunOptions, RunResult, run
 from trainer.signals import StopSignal
-from trainer.tasks import task_for
+from trainer.tasks import TaskData, task_for
 from trainer.tasks.multimodal import MultimodalTask
 
 EXAMPLE_DATA = REPO / "examples" / "data"
@@ -59,6 +60,17 @@ def train(job: ResolvedJob, *, merge: bool = False, stop: StopSignal | None = No
     return run(job, RunOptions(serve_reports=False, merge_adapter=merge), stop)
 
 
+def final_report(result: RunResult) -> ProgressReport:
+    assert result.report is not None, "the run made no report"
+    return result.report
+
+
+def conversations(data: TaskData, count: int) -> list[ChatImageExample]:
+    examples = [example for example in data.train[:count] if isinstance(example, ChatImageExample)]
+    assert len(examples) == count
+    return examples
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("reference")
@@ -72,7 +84,7 @@ def test_the_loss_is_the_models_own_cross_entropy_on_the_assistant_turns(tmp_pat
     data = task.load_data()
     model = task.load_model(torch.device("cpu"))
     model.eval()  # no dropout: the two computations must see the same network
-    examples = list(data.train[:4])
+    examples = conversations(data, 4)
     batch = task.collate(examples)
     with torch.no_grad():
         ours = task.objective(model)(batch) / sum(e.num_targets for e in examples)
@@ -98,7 +110,7 @@ def test_lora_lowers_the_loss_and_the_adapter_and_merged_model_load_with_from_pr
     processor = AutoProcessor.from_pretrained(output, backend="pil")
     task = MultimodalTask(multimodal_job(reference))
     task.processor = processor
-    batch = task.collate(list(task.load_data().train[:3]))
+    batch = task.collate(conversations(task.load_data(), 3))
     inputs = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask, **batch.image_inputs}
     adapted = PeftModel.from_pretrained(AutoModelForImageTextToText.from_pretrained(TINY_VLM), output).eval()
     merged = AutoModelForImageTextToText.from_pretrained(output / "merged").eval()
@@ -127,7 +139,7 @@ def test_sigterm_saves_a_stop_checkpoint_and_the_run_resumes_exactly(reference: 
     stop.install()
     os.kill(os.getpid(), signal.SIGTERM)  # handled here: the run stops after its first step
     stopped = train(multimodal_job(tmp_path), stop=stop)
-    assert stopped.exit_code == 0 and stopped.report.state == TrainerState.stopped, stopped.report
+    assert stopped.exit_code == 0 and final_report(stopped).state == TrainerState.stopped, stopped.report
     manifest = json.loads((tmp_path / "checkpoints" / "ckpt-step-1" / "manifest.json").read_text())
     assert manifest["reason"] == "stop"
 
@@ -142,8 +154,8 @@ def test_a_diverging_loss_ends_the_run_without_saving_its_weights(
 ) -> None:
     monkeypatch.setenv("TENSORONE_FAULT_NAN_AT_STEP", "3")
     result = train(multimodal_job(tmp_path))
-    assert result.exit_code == ExitCode.DIVERGED and result.report.state == TrainerState.diverged
-    assert "last good checkpoint: ckpt-step-2" in (result.report.message or "")
+    assert result.exit_code == ExitCode.DIVERGED and final_report(result).state == TrainerState.diverged
+    assert "last good checkpoint: ckpt-step-2" in (final_report(result).message or "")
     assert sorted(p.name for p in (tmp_path / "checkpoints").glob("ckpt-*")) == ["ckpt-step-2"]
 
 
@@ -171,6 +183,6 @@ def test_full_training_trains_every_part_resumes_exactly_and_saves_what_from_pre
 def test_a_text_model_is_refused_as_the_base_of_a_multimodal_job(tmp_path: Path) -> None:
     result = train(multimodal_job(tmp_path, config_extra={"baseModel": str(TINY_MODEL)}))
     assert result.exit_code == ExitCode.CONFIGURATION, result.report
-    assert "no processor with an image processor and a tokenizer" in (result.report.message or "")
-    assert "use modelType llm for a text model" in (result.report.message or "")
+    assert "no processor with an image processor and a tokenizer" in (final_report(result).message or "")
+    assert "use modelType llm for a text model" in (final_report(result).message or "")
     assert isinstance(task_for(multimodal_job(tmp_path)), MultimodalTask)
