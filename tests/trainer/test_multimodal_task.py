@@ -9,6 +9,8 @@ import json
 import os
 import shutil
 import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ import torch
 from tensorone.api.exit_codes import ExitCode
 from tensorone.api.report import ProgressReport, TrainerState
 from tensorone.api.resolved import ResolvedJob
-from tests.trainer.conftest import REPO, TINY_MODEL, TINY_VLM, assert_same_weights, make_job, step_losses
+from tests.trainer.conftest import REPO, TINY_MODEL, TINY_VLM, assert_same_weights, make_job, step_losses, weights
 from trainer.data.chat_images import ChatImageExample
 from trainer.run import RunOptions, RunResult, run
 from trainer.signals import StopSignal
@@ -186,3 +188,32 @@ def test_a_text_model_is_refused_as_the_base_of_a_multimodal_job(tmp_path: Path)
     assert "no processor with an image processor and a tokenizer" in (final_report(result).message or "")
     assert "use modelType llm for a text model" in (final_report(result).message or "")
     assert isinstance(task_for(multimodal_job(tmp_path)), MultimodalTask)
+
+
+@pytest.mark.slow
+def test_two_processes_train_as_one_even_on_batches_without_images(tmp_path: Path) -> None:
+    """DistributedDataParallel with a vision tower that a text-only micro-batch leaves out: the two
+    processes' steps are the one process's (batches of 2 there, of 1 per process here)."""
+    lora = {"targetModules": ["all-linear"], "dropout": 0.0}  # no dropout: the processes draw their own
+    runs: dict[int, Path] = {}
+    for processes in (1, 2):
+        root = runs.setdefault(processes, tmp_path / f"{processes}-processes")
+        training = TRAINING | {"batchSize": 2 // processes, "gradientAccumulationSteps": 1, "maxSteps": 3}
+        job = multimodal_job(root, training=training | {"evalSplit": 0.0}, parameters=lora)
+        chats = (root / "data" / "tiny-pictures.jsonl").read_text().splitlines()[:3]
+        text_only = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}]}
+        (root / "data" / "tiny-pictures.jsonl").write_text("\n".join(chats + [json.dumps(text_only)] * 3) + "\n")
+        if processes == 1:
+            assert train(job).exit_code == 0
+            continue
+        job.write(root / "job.yaml")
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+        command += ["-m", "trainer", "--config", str(root / "job.yaml"), "--no-report"]
+        env = os.environ | {"TENSORONE_TERMINATION_LOG": str(root / "termination-log")}
+        done = subprocess.run(command, check=False, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+    one, two = (step_losses(runs[n] / "checkpoints") for n in (1, 2))
+    assert one.keys() == two.keys() == {1, 2, 3}
+    assert all(abs(one[step] - two[step]) < 1e-5 for step in one), (one, two)
+    alone, together = weights(runs[1] / "output"), weights(runs[2] / "output")
+    assert all(torch.allclose(alone[key], together[key], atol=1e-5) for key in alone)

@@ -161,6 +161,11 @@ class VisionLanguageLoss(torch.nn.Module):
     divides the sum by the learned tokens of the whole optimizer step, over every process.
     """
 
+    # A batch without images leaves the vision tower out of the graph, and a model may never use
+    # some of it (LLaVA-1.5 takes the features of the next-to-last layer): DistributedDataParallel
+    # must look for unused parameters (trainer.recipe.share_between_processes).
+    leaves_parameters_unused = True
+
     def __init__(self, model: torch.nn.Module) -> None:
         super().__init__()
         self.model = model
