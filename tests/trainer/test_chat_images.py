@@ -128,9 +128,11 @@ def test_every_way_to_refer_to_an_image_gives_the_same_example(
 def test_an_image_column_fills_bare_parts_or_goes_first_in_the_first_user_turn(processor: Any, claim: Path) -> None:
     with_parts = conversation({"type": "image"}, {"type": "image"}) | {"img": ["pictures/red.png", "pictures/blue.png"]}
     text_only = conversation() | {"img": "pictures/red.png"}
-    data = build(processor, claim, rows_of(claim, [with_parts, text_only]), image_column="img")
+    no_image = conversation() | {"img": None}
+    data = build(processor, claim, rows_of(claim, [with_parts, text_only, no_image]), image_column="img")
     assert data.bad_rows.count == 0, data.bad_rows.first
-    two, one = data.train
+    two, one, none = data.train
+    assert none.images == () and none.labels == expected_labels(none.input_ids, processor)
     assert [image.name for image in two.images] == ["pictures/red.png", "pictures/blue.png"]
     image_token = processor.tokenizer.convert_tokens_to_ids("<image>")
     assert two.input_ids.count(image_token) == 2 * IMAGE_TOKENS and one.input_ids.count(image_token) == IMAGE_TOKENS

@@ -335,12 +335,15 @@ def _fill_from_column(
     if key not in record:
         raise BadRecord(f"missing column {key!r} (columns: {', '.join(sorted(record))})")
     value = record[key]
-    column = list(value) if isinstance(value, list) else [value]
+    # An empty cell (null, or "" in a CSV file) is a conversation without images.
+    column = [image for image in (value if isinstance(value, list) else [value]) if image is not None and image != ""]
     bare = [index for index, reference in enumerate(references) if reference is None]
     if references and len(bare) != len(column):
         raise BadRecord(
             f"column {key!r} holds {len(column)} images for {len(bare)} image parts without a reference in the messages"
         )
+    if not column:
+        return references
     if references:
         filled = list(references)
         for index, image in zip(bare, column, strict=True):
