@@ -746,7 +746,9 @@ class Jobs:
         if "resourceAllocation" in status:
             return created
         spec = TrainingJobSpec.model_validate(created["spec"])
-        resources = catalog.job_resources(spec, self.settings.gpu_catalog)
+        resources = catalog.job_resources(
+            spec, self.settings.gpu_catalog, cpu_pod_hourly_price=self.settings.cpu_pod_hourly_price
+        )
         status["resourceAllocation"] = catalog.resource_allocation(resources, cpu_memory=self.settings.cpu_memory)
         status["estimatedCost"] = catalog.estimated_cost(
             resources, currency=self.settings.currency, max_runtime_seconds=spec.max_runtime_seconds
@@ -1156,19 +1158,21 @@ class Datasets:
         (defaults applied) succeeds and returns it; a different spec is ALREADY_EXISTS."""
         return self.apply(name=name, spec=spec)[0]
 
-    def apply(self, *, name: str, spec: Mapping[str, Any]) -> tuple[Dataset, bool]:
-        """:meth:`create`, and whether it created the Dataset (False: it was there, unchanged)."""
+    def apply(self, *, name: str, spec: Mapping[str, Any], namespace: str | None = None) -> tuple[Dataset, bool]:
+        """:meth:`create`, and whether it created the Dataset (False: it was there, unchanged);
+        ``namespace`` overrides the client's (a manifest's own namespace)."""
         from tensorone.api.admission import validate
 
+        namespace = namespace or self.namespace
         body = {"apiVersion": API_VERSION, "kind": "Dataset", "metadata": {"name": name}, "spec": dict(spec)}
         defaulted = validate(body)
         try:
-            return Dataset.model_validate(_strip(self._kube.create("datasets", self.namespace, body))), True
+            return Dataset.model_validate(_strip(self._kube.create("datasets", namespace, body))), True
         except AlreadyExists as exists:
-            stored = self._kube.find("datasets", self.namespace, name)
+            stored = self._kube.find("datasets", namespace, name)
             if stored is None or stored.get("spec") != defaulted["spec"]:
                 raise AlreadyExists(
-                    f"dataset {name!r} exists in namespace {self.namespace!r} with another spec; "
+                    f"dataset {name!r} exists in namespace {namespace!r} with another spec; "
                     "delete it first, or change it with kubectl apply",
                     details={"datasetId": name},
                 ) from exists

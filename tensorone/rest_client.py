@@ -15,7 +15,14 @@ from urllib.parse import quote
 
 import httpx
 
-from tensorone.api.rest import create_body, job_from_details
+from tensorone.api.rest import (
+    DATASET_ID_ANNOTATION,
+    DISPLAY_NAME_ANNOTATION,
+    REST_SPEC_FIELDS,
+    create_body,
+    job_from_details,
+    rest_from_job,
+)
 from tensorone.api.timestamps import parse_time
 from tensorone.api.v1alpha1 import Checkpoint
 from tensorone.client import Deletion, Job, JobEvent, JobList, Pagination
@@ -87,6 +94,28 @@ class RestJobs:
             priority=priority,
         )
         return _job(self._request("POST", JOBS_PATH, json=body))
+
+    def apply(self, manifest: Mapping[str, Any]) -> Job:
+        """Create a TrainingJob from a whole manifest, as its REST create body. What the body cannot
+        carry (a spec field without a REST parameter, labels, other annotations) is refused by
+        name rather than dropped; the manifest's namespace is the request's."""
+        from tensorone.api.admission import validate
+
+        validate(dict(manifest))
+        metadata = manifest.get("metadata") or {}
+        carried = {DISPLAY_NAME_ANNOTATION, DATASET_ID_ANNOTATION}
+        lost = [f"spec.{key}" for key in manifest.get("spec") or {} if key not in REST_SPEC_FIELDS]
+        lost += [f"metadata.{key}" for key in metadata if key not in ("name", "namespace", "annotations")]
+        lost += [f"metadata.annotations[{key!r}]" for key in metadata.get("annotations") or {} if key not in carried]
+        if lost:
+            raise ConfigurationError(
+                f"the REST API's create takes no {', '.join(lost)}; create this manifest with the Kubernetes "
+                "transport (no base_url, or unset $TENSORONE_BASE_URL for t1), or leave them out",
+                field=lost[0],
+            )
+        namespace = metadata.get("namespace")
+        headers = {NAMESPACE_HEADER: namespace} if namespace else {}
+        return _job(self._request("POST", JOBS_PATH, json=rest_from_job(manifest), headers=headers))
 
     def get(self, job_id: str) -> Job:
         return _job(self._request("GET", _job_path(job_id)))

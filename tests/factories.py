@@ -20,7 +20,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client as k8s
+# The models are bound here, once: the client loads them lazily, and that loading is not safe
+# from several threads at once (the benchmarks build pods in a thread pool).
+from kubernetes.client import (
+    V1ContainerState,
+    V1ContainerStateRunning,
+    V1ContainerStateTerminated,
+    V1ContainerStatus,
+    V1Node,
+    V1NodeStatus,
+    V1ObjectMeta,
+    V1OwnerReference,
+    V1Pod,
+    V1PodStatus,
+)
 from pydantic import BaseModel
 from pydantic.alias_generators import to_camel
 
@@ -157,11 +170,11 @@ def stop_reason(progress: Mapping[str, Any]) -> str:
 
 def gpu_node(name: str = "gpu-a100-1", product: str = "NVIDIA-A100-SXM4-80GB", gpus: int = 8) -> dict[str, Any]:
     """A Node as GPU Feature Discovery labels it, with its GPUs allocatable."""
-    node = k8s.V1Node(
+    node = V1Node(
         api_version="v1",
         kind="Node",
-        metadata=k8s.V1ObjectMeta(name=name, labels={GPU_PRODUCT_LABEL: product, GPU_COUNT_LABEL: str(gpus)}),
-        status=k8s.V1NodeStatus(allocatable={GPU_RESOURCE: str(gpus), "cpu": "96", "memory": "1000Gi"}),
+        metadata=V1ObjectMeta(name=name, labels={GPU_PRODUCT_LABEL: product, GPU_COUNT_LABEL: str(gpus)}),
+        status=V1NodeStatus(allocatable={GPU_RESOURCE: str(gpus), "cpu": "96", "memory": "1000Gi"}),
     )
     return _kube_wire(node)
 
@@ -177,7 +190,7 @@ def pod(
     """A Pod controlled by ``owner`` (a PyTorchJob), in its namespace, running ``spec`` (a pod spec
     in wire form, as the owner's replica template holds it)."""
     meta = owner["metadata"]
-    reference = k8s.V1OwnerReference(
+    reference = V1OwnerReference(
         api_version=owner["apiVersion"],
         kind=owner["kind"],
         name=meta["name"],
@@ -185,10 +198,10 @@ def pod(
         controller=True,
         block_owner_deletion=True,
     )
-    obj = k8s.V1Pod(
+    obj = V1Pod(
         api_version="v1",
         kind="Pod",
-        metadata=k8s.V1ObjectMeta(
+        metadata=V1ObjectMeta(
             name=name,
             namespace=meta["namespace"],
             labels=dict(labels),
@@ -210,14 +223,14 @@ def running_pod_status(
 ) -> dict[str, Any]:
     """The status a kubelet writes once the pod's one container runs; after ``restarts`` restarts
     of the container, the last run's end (``last_exit_code``) is its ``lastState``."""
-    state = k8s.V1ContainerState(running=k8s.V1ContainerStateRunning(started_at=started_at))
+    state = V1ContainerState(running=V1ContainerStateRunning(started_at=started_at))
     last_state = None
     if restarts:
-        ended = k8s.V1ContainerStateTerminated(
+        ended = V1ContainerStateTerminated(
             exit_code=last_exit_code, reason="Completed" if last_exit_code == 0 else "Error", finished_at=started_at
         )
-        last_state = k8s.V1ContainerState(terminated=ended)
-    status = k8s.V1PodStatus(
+        last_state = V1ContainerState(terminated=ended)
+    status = V1PodStatus(
         phase="Running",
         pod_ip=pod_ip,
         start_time=started_at,
@@ -233,17 +246,17 @@ def terminated_pod_status(
 ) -> dict[str, Any]:
     """The status a kubelet writes once the pod's one container has exited (after ``restarts``
     restarts): the exit code and the termination message."""
-    terminated = k8s.V1ContainerStateTerminated(
+    terminated = V1ContainerStateTerminated(
         exit_code=exit_code,
         reason="Completed" if exit_code == 0 else "Error",
         message=message,
         finished_at=finished_at,
     )
-    status = k8s.V1PodStatus(
+    status = V1PodStatus(
         phase="Succeeded" if exit_code == 0 else "Failed",
         container_statuses=[
             _container_status(
-                container, ready=False, state=k8s.V1ContainerState(terminated=terminated), restart_count=restarts
+                container, ready=False, state=V1ContainerState(terminated=terminated), restart_count=restarts
             )
         ],
     )
@@ -254,7 +267,7 @@ def _container_status(
     container: Mapping[str, Any], *, ready: bool, state: Any, restart_count: int = 0, last_state: Any = None
 ) -> Any:
     image = str(container.get("image", ""))
-    return k8s.V1ContainerStatus(
+    return V1ContainerStatus(
         name=container["name"],
         image=image,
         image_id=image,

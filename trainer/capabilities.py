@@ -32,10 +32,10 @@ def refuse_unsupported(job: ResolvedJob, *, cuda_available: bool, merge_adapter:
     _refuse_model_type(job.model_type)
     _refuse_missing_gpu(job, cuda_available=cuda_available)
     check_rules(job)
-    if job.model_type == ModelType.multimodal:
-        _refuse_non_chat_data(job)
-    else:
+    if job.model_type == ModelType.llm:
         _refuse_non_text_data(job)
+    elif job.model_type == ModelType.multimodal:
+        _refuse_non_chat_data(job)
     if merge_adapter and job.config.strategy != Strategy.lora:
         raise ConfigurationError(f"merging applies to strategy lora only, not {job.config.strategy}", field="--merge")
     if not 0 <= job.report_port <= 65535:

@@ -134,6 +134,15 @@ def broadcast(value: T, topology: Topology) -> T:
     return holder[0]  # type: ignore[return-value]
 
 
+def gather_to_main(value: T, topology: Topology) -> list[T] | None:
+    """Every process's value (a picklable object), in rank order, on rank 0; None on the others."""
+    if not topology.is_distributed:
+        return [value]
+    gathered: list[object] | None = [None] * topology.world_size if topology.is_main else None
+    dist.gather_object(value, gathered, dst=0)
+    return gathered  # type: ignore[return-value]
+
+
 def barrier(topology: Topology) -> None:
     """Wait for every process."""
     if topology.is_distributed:

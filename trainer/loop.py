@@ -105,7 +105,8 @@ def train_remaining_steps(run: TrainingRun) -> Outcome:
             # The grace period is for the checkpoint: an evaluation due now is skipped.
             run.reporter.set_state(TrainerState.stopping, message=f"saving a checkpoint after step {run.step}")
         elif _evaluation_due(run, last_in_epoch=last_in_epoch, final=final):
-            run.reporter.eval(run.step, evaluate(run))
+            loss = evaluate(run)
+            run.reporter.eval(run.step, loss, run.task.eval_metrics(run.model, run.eval_examples, run.topology) or None)
 
         reason = _checkpoint_reason(run, last_in_epoch=last_in_epoch, final=final, stop=stopping)
         if reason is not None:

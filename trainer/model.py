@@ -27,9 +27,10 @@ ALL_LINEAR = "all-linear"
 
 
 def base_model_of(job: ResolvedJob) -> str:
-    """The model the job starts from (``check_rules`` requires it of every llm job)."""
-    base_model = job.config.base_model
-    assert base_model is not None, "config.baseModel is required for modelType llm"
+    """The model the job starts from: config.baseModel, else (vision) the architecture it builds
+    (``check_rules`` requires one of them of every job the trainer runs)."""
+    base_model = job.config.base_model or job.config.architecture
+    assert base_model is not None, "config.baseModel (or, for vision, config.architecture) is required"
     return base_model
 
 

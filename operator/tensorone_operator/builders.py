@@ -360,13 +360,14 @@ def restart_policy(spec: TrainingJobSpec) -> str:
     return "ExitCode" if follows_table(spec) else "OnFailure"
 
 
-def build_run_policy(spec: TrainingJobSpec) -> dict[str, Any]:
-    """``runPolicy``: the parts of the child the user may change on a running job."""
+def build_run_policy(spec: TrainingJobSpec, *, hold: bool = False) -> dict[str, Any]:
+    """``runPolicy``: the parts of the child the user may change on a running job. ``hold``
+    suspends it whatever the spec says: the operator's own stop (a job over its spec.maxCost)."""
     policy: dict[str, Any] = {
         # Running pods are deleted when the job ends; the status keeps what they reported.
         "cleanPodPolicy": "Running",
         "backoffLimit": spec.max_restarts,
-        "suspend": spec.suspend,
+        "suspend": spec.suspend or hold,
     }
     if spec.max_runtime_seconds:
         policy["activeDeadlineSeconds"] = spec.max_runtime_seconds
@@ -399,14 +400,16 @@ def build_pytorchjob(
     }
 
 
-def child_drift(job: TrainingJob, child: Mapping[str, Any], config: OperatorConfig) -> dict[str, Any] | None:
+def child_drift(
+    job: TrainingJob, child: Mapping[str, Any], config: OperatorConfig, *, hold: bool = False
+) -> dict[str, Any] | None:
     """A merge patch bringing the child's mutable parts (runPolicy, priority) in line with the job's
-    spec, or None when they already agree.
+    spec (suspended also while the operator ``hold``s it), or None when they already agree.
 
     runPolicy changes take effect at once (suspend stops or resumes the pods). The priority class
     is written to the pod templates, so it applies to pods created afterwards (after a resume).
     """
-    wanted_policy = build_run_policy(job.spec)
+    wanted_policy = build_run_policy(job.spec, hold=hold)
     current_policy = (child.get("spec") or {}).get("runPolicy") or {}
     patch: dict[str, Any] = {}
     policy_patch = {key: value for key, value in wanted_policy.items() if current_policy.get(key) != value}

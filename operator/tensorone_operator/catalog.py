@@ -27,7 +27,7 @@ __all__ = [
 
 def job_resources(spec: TrainingJobSpec, config: OperatorConfig) -> JobResources:
     """The job's resources from the configured catalog (:func:`tensorone.api.catalog.job_resources`)."""
-    return catalog.job_resources(spec, config.gpu_catalog)
+    return catalog.job_resources(spec, config.gpu_catalog, cpu_pod_hourly_price=config.cpu_job.hourly_price)
 
 
 def resource_allocation(resources: JobResources, config: OperatorConfig) -> dict[str, Any]:

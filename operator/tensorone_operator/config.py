@@ -63,6 +63,13 @@ class CpuJobResources(ConfigModel):
     memory: str = Field(
         default=DEFAULT_CPU_JOB_MEMORY, pattern=QUANTITY_PATTERN, description="Memory per pod, for example 8Gi."
     )
+    hourly_price: float = Field(
+        default=0.0,
+        ge=0,
+        le=1e6,
+        description="Price of one CPU-only pod for an hour, in the catalog's currency: what a CPU job's cost "
+        "(and spec.maxCost) counts. 0: CPU jobs cost nothing.",
+    )
 
 
 class EphemeralStorage(ConfigModel):

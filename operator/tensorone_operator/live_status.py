@@ -53,6 +53,7 @@ from tensorone.api.v1alpha1.trainingjob import (
     ResourceUsage,
 )
 from tensorone_operator import catalog
+from tensorone_operator.budget import budget_condition
 from tensorone_operator.builders import CONTAINER_NAME, MASTER_REPLICA, REPORT_PORT_NAME, WORKER_REPLICA
 from tensorone_operator.catalog import JobResources
 from tensorone_operator.config import OperatorConfig
@@ -178,6 +179,7 @@ def live_fields(
         best_eval_loss=_finite(report.best_eval_loss),
         learning_rate=report.learning_rate,
         memory_usage=human_bytes(report.memory_bytes),
+        eval_metrics=dict(report.eval_metrics) or None,
         **_throughput(report),
     )
     checkpoints = [
@@ -223,10 +225,10 @@ def usage(
     running_seconds: float,
     measured_at: datetime,
     gpus: int,
-    hourly_price_per_gpu: float,
+    hourly_cost: float,
     report: ProgressReport | None,
 ) -> dict[str, Any]:
-    """``status.resourceUsage`` from running time, the job's GPUs and the catalog price (wire form)."""
+    """``status.resourceUsage`` from running time, the job's GPUs and its price an hour (wire form)."""
     gpu_hours = running_seconds / 3600.0 * gpus
     efficiency = None
     if report is not None and report.elapsed_seconds > 0:
@@ -235,7 +237,7 @@ def usage(
         running_seconds=round(running_seconds, 1),
         measured_at=parse_time(rfc3339(measured_at)),
         gpu_hours=round(gpu_hours, 4),
-        cost=round(gpu_hours * hourly_price_per_gpu, 2),
+        cost=round(running_seconds / 3600.0 * hourly_cost, 2),
         efficiency=efficiency,
     ).to_wire()
 
@@ -260,18 +262,27 @@ class KeptReport:
 
     report_json: bytes
     read_at: str
+    # The creationTimestamp of the pod that made the report (the API server's clock, not the pod's).
+    pod_created: str | None = None
     loss_points: array[float] = field(default_factory=lambda: array("d"))
     eval_points: array[float] = field(default_factory=lambda: array("d"))
 
     @classmethod
     def of(
-        cls, report: ProgressReport, read_at: str, *, loss_curve: Curve | None = None, eval_curve: Curve | None = None
+        cls,
+        report: ProgressReport,
+        read_at: str,
+        *,
+        pod_created: str | None = None,
+        loss_curve: Curve | None = None,
+        eval_curve: Curve | None = None,
     ) -> KeptReport:
         """Keep ``report``, its curves cut to what the status shows (or the curves given)."""
         bare = report.model_copy(update={"loss_history": [], "eval_history": []})
         return cls(
             report_json=bare.model_dump_json().encode(),
             read_at=read_at,
+            pod_created=pod_created,
             loss_points=_packed(curve_of(report.loss_history) if loss_curve is None else loss_curve),
             eval_points=_packed(curve_of(report.eval_history) if eval_curve is None else eval_curve),
         )
@@ -323,8 +334,19 @@ def with_live(
             running_seconds=seconds,
             measured_at=measured,
             gpus=resources.gpus,
-            hourly_price_per_gpu=resources.hourly_price_per_gpu,
+            hourly_cost=resources.hourly_cost(),
             report=report,
+        )
+    budget = budget_condition(job.spec, result, config.currency)
+    if budget is not None:
+        result["conditions"] = set_condition(
+            list(result.get("conditions") or []),
+            ConditionType.WithinBudget,
+            "True" if budget[0] else "False",
+            budget[1],
+            budget[2],
+            generation=job.generation,
+            now=rfc3339(now),
         )
     remaining = None if kept is None else _mirror(result, kept, now=now)
     if remaining is not None:
@@ -569,8 +591,22 @@ def termination_refusal(pod: Mapping[str, Any], *, now: datetime) -> str | None:
     return None
 
 
+def from_older_pod(report_pod: str | None, kept_pod: str | None) -> bool:
+    """Whether a report of the pod created at ``report_pod`` comes from an earlier pod than the kept
+    report's (created at ``kept_pod``). Pods are ordered by the API server's clock, before any
+    time a report gives: a pod whose clock ran ahead must not outrank the pods after it. Unknown
+    or equal creation times (within a second) leave the order to :func:`newer`."""
+    report_time, kept_time = parse_time(report_pod), parse_time(kept_pod)
+    return report_time is not None and kept_time is not None and report_time < kept_time
+
+
+def from_newer_pod(report_pod: str | None, kept_pod: str | None) -> bool:
+    """Whether a report comes from a later pod than the kept report's (see :func:`from_older_pod`)."""
+    return from_older_pod(kept_pod, report_pod)
+
+
 def newer(first: ProgressReport | None, second: ProgressReport | None) -> ProgressReport | None:
-    """The more recent of two reports (by process start, then step, then update time)."""
+    """The more recent of two reports of one pod (by process start, then step, then update time)."""
     if first is None or second is None:
         return first or second
     epoch = datetime.min.replace(tzinfo=UTC)
@@ -608,6 +644,7 @@ def master_pod_view(pod: Mapping[str, Any], *, now: datetime) -> dict[str, Any] 
     return {
         "name": metadata.get("name"),
         "uid": metadata.get("uid"),
+        "created": metadata.get("creationTimestamp"),
         "podIP": status.get("podIP"),
         "reportPort": port,
         "running": running and not metadata.get("deletionTimestamp"),

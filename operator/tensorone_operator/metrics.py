@@ -33,6 +33,12 @@ FOLLOW_ROUND_SECONDS = Histogram(
     buckets=(1.0, 2.5, 5.0, 7.5, 10.0, 15.0, 30.0, 60.0, 120.0),
 )
 JOBS = Gauge("tensorone_operator_jobs", "TrainingJobs by phase.", ["phase"])
+SPEND = Counter(
+    "tensorone_operator_spend",
+    "Money spent by TrainingJobs (status.resourceUsage.cost, added up as it is written), by namespace, "
+    "in the GPU catalog's currency: rate() and increase() give the spending of a namespace over time.",
+    ["namespace", "currency"],
+)
 CHILDREN_CREATED = Counter(
     "tensorone_operator_children_created_total",
     "Objects the operator created for TrainingJobs, by kind.",

@@ -31,6 +31,7 @@ from tensorone.api import API_VERSION
 from tensorone.api.timestamps import now, utc_now
 from tensorone.api.v1alpha1 import TERMINAL_PHASES, ConditionType, Dataset, Reason
 from tensorone_operator import catalog, checks
+from tensorone_operator.budget import over_budget
 from tensorone_operator.builders import restart_policy
 from tensorone_operator.catalog import JobResources
 from tensorone_operator.children import ChildIndex, ChildRefused, Children, owned_by
@@ -43,7 +44,7 @@ from tensorone_operator.live_status import with_live
 from tensorone_operator.metrics import ERRORS, RECONCILE_SECONDS, RECONCILES, PhaseBook
 from tensorone_operator.observed import ObservedJob
 from tensorone_operator.restarts import Restarts
-from tensorone_operator.status import Ended, Problem, condition_is, status_from
+from tensorone_operator.status import Ended, Problem, condition_is, status_from, suspend_asked
 from tensorone_operator.status_writer import StatusWriter
 from tensorone_operator.trainer_reports import TrainerReports
 
@@ -88,7 +89,12 @@ class Reconciler:
         self.reports = TrainerReports()
         self.events = Events(post_event)
         self.status = StatusWriter(
-            api, self.reports, self.events, self.phases, progress_writes_per_second=config.progress_writes_per_second
+            api,
+            self.reports,
+            self.events,
+            self.phases,
+            progress_writes_per_second=config.progress_writes_per_second,
+            currency=config.currency,
         )
         self.datasets = Datasets(api)
         self.restarts = Restarts()
@@ -200,12 +206,18 @@ class Reconciler:
         await self.reports.poll(seen.key)
         resources, _ = checks.check_gpu_type(seen.spec, self.config)
         desired = self._live(seen, self._followed(seen, child, resources), resources)
-        if not self.status.due(seen, desired):
+        # A job that has just spent its spec.maxCost is held at once (and again on every tick
+        # until its child is suspended: a failed patch is retried).
+        hold = over_budget(seen.spec, desired) and not suspend_asked(child)
+        if not hold and not self.status.due(seen, desired):
             return None
 
         async def step(fresh: ObservedJob) -> Outcome:
             if _as_seen(fresh, seen):
-                return Outcome(status=await self.status.write(fresh, desired))
+                outcome = Outcome(status=await self.status.write(fresh, desired))
+                if hold:
+                    await self.children.sync(fresh.resource, child, hold=True)
+                return outcome
             return await self._reconcile(fresh, datasets, children, nodes)  # the loop's copy lagged
 
         return await self._locked(job, None, step)
@@ -263,9 +275,11 @@ class Reconciler:
         if job.phase in TERMINAL_PHASES:
             return await self._write(job, status_from(job, child, now=utc_now()), resources)
         if child is not None:
-            # Running already: follow it, and apply what may change on a running job.
-            if job.spec_changed():
-                child = await self.children.sync(job.resource, child)
+            # Running already: follow it, and apply what may change on a running job (the
+            # operator's own hold included: a job over its spec.maxCost stays suspended).
+            hold = over_budget(job.spec, job.status)
+            if job.spec_changed() or (hold and not suspend_asked(child)):
+                child = await self.children.sync(job.resource, child, hold=hold)
             ended = self._past_restart_limit(job)
             if ended is not None:
                 # No pod may run on: the child goes (the checkpoint claim stays), the job is Failed.
@@ -357,7 +371,7 @@ class Reconciler:
     def _followed(self, job: ObservedJob, child: Mapping[str, Any], resources: JobResources | None) -> dict[str, Any]:
         """The status of a job that has its child (before the live fields)."""
         extra = {**self._allocation(job, resources), "childName": job.name, **self._restarts(job)}
-        return status_from(job, child, now=utc_now(), extra=extra)
+        return status_from(job, child, now=utc_now(), extra=extra, over_budget=over_budget(job.spec, job.status))
 
     def _live(self, job: ObservedJob, status: dict[str, Any], resources: JobResources | None) -> dict[str, Any]:
         """``status`` with the newest trainer report and the running time and cost up to now."""

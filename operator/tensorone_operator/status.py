@@ -85,6 +85,11 @@ def active_replicas(child: Mapping[str, Any] | None) -> int:
     return sum(int((replica or {}).get("active") or 0) for replica in statuses.values())
 
 
+def suspend_asked(child: Mapping[str, Any] | None) -> bool:
+    """Whether the child's own spec asks it to be suspended (runPolicy.suspend)."""
+    return bool((((child or {}).get("spec") or {}).get("runPolicy") or {}).get("suspend"))
+
+
 def condition_is(status: Mapping[str, Any], condition_type: str, value: str) -> bool:
     """Whether a TrainingJob status has that condition with that status (True/False/Unknown)."""
     return any(c.get("type") == condition_type and c.get("status") == value for c in status.get("conditions") or [])
@@ -127,8 +132,11 @@ CONDITION_ORDER = (
 )
 
 
-def _phase_from_child(spec: TrainingJobSpec, child: Mapping[str, Any]) -> tuple[Phase, str, str]:
-    """(phase, reason, message) while the child exists and the job is not terminal."""
+def _phase_from_child(
+    spec: TrainingJobSpec, child: Mapping[str, Any], *, over_budget: bool = False
+) -> tuple[Phase, str, str]:
+    """(phase, reason, message) while the child exists and the job is not terminal; ``over_budget``:
+    the operator holds the job for having spent its spec.maxCost."""
     if _is_true(child, ConditionType.Succeeded):
         condition = child_condition(child, ConditionType.Succeeded) or {}
         return Phase.Completed, Reason.Succeeded, condition.get("message") or "training completed"
@@ -144,8 +152,19 @@ def _phase_from_child(spec: TrainingJobSpec, child: Mapping[str, Any]) -> tuple[
                 "stopped: the trainer saved a checkpoint; set spec.suspend=false to resume",
             )
         return Phase.Stopping, Reason.Stopping, "stopping: the pods got SIGTERM and save a checkpoint"
-    held = bool(((child.get("spec") or {}).get("runPolicy") or {}).get("suspend"))
-    if suspended and held:
+    if over_budget:
+        if suspended and active_replicas(child) == 0:
+            return (
+                Phase.Stopped,
+                Reason.BudgetExceeded,
+                "stopped: spec.maxCost is spent and the trainer saved a checkpoint; raise spec.maxCost to resume",
+            )
+        return (
+            Phase.Stopping,
+            Reason.BudgetExceeded,
+            "stopping: spec.maxCost is spent; the pods got SIGTERM and save a checkpoint",
+        )
+    if suspended and suspend_asked(child):
         # The operator unsuspends the child on resume; a child still suspended by its own spec is
         # held by a queue (Kueue suspends the jobs it has not admitted).
         return Phase.Queued, Reason.Queued, "queued: the PyTorchJob is suspended until a queue admits it"
@@ -166,9 +185,11 @@ def status_from(
     problem: Problem | None = None,
     ended: Ended | None = None,
     extra: Mapping[str, Any] | None = None,
+    over_budget: bool = False,
 ) -> dict[str, Any]:
     """The TrainingJob's desired status from the child and the checks (pure). ``ended``: the
-    operator itself ends the job Failed (its child is being deleted).
+    operator itself ends the job Failed (its child is being deleted); ``over_budget``: it holds
+    the job for having spent its spec.maxCost.
 
     ``extra`` holds fields the reconciler computed once (childName, resourceAllocation,
     estimatedCost); fields this function does not own (progress, metrics, checkpoints) are kept
@@ -189,7 +210,7 @@ def status_from(
     elif problem is not None:
         phase, message = _held(conditions, problem)
     else:
-        phase, message = _progressing(conditions, job.spec, child)
+        phase, message = _progressing(conditions, job.spec, child, over_budget=over_budget)
         if phase == Phase.Running and not status.get("startedAt"):
             status["startedAt"] = ((child or {}).get("status") or {}).get("startTime") or now
     status["phase"] = phase
@@ -261,7 +282,9 @@ def _held(conditions: Conditions, problem: Problem) -> tuple[Phase, str]:
     return Phase.Pending, problem.message
 
 
-def _progressing(conditions: Conditions, spec: TrainingJobSpec, child: Mapping[str, Any] | None) -> tuple[Phase, str]:
+def _progressing(
+    conditions: Conditions, spec: TrainingJobSpec, child: Mapping[str, Any] | None, *, over_budget: bool
+) -> tuple[Phase, str]:
     """Conditions of a job whose checks passed, from its child; its phase and message."""
     for kind in CHECK_CONDITIONS:
         conditions.set(kind, True, Reason.Checked, "")
@@ -270,7 +293,7 @@ def _progressing(conditions: Conditions, spec: TrainingJobSpec, child: Mapping[s
     if child is None:
         phase, reason, message = Phase.Pending, Reason.Creating, "creating the PyTorchJob"
     else:
-        phase, reason, message = _phase_from_child(spec, child)
+        phase, reason, message = _phase_from_child(spec, child, over_budget=over_budget)
         _mirror_child_conditions(conditions, child)
     conditions.set(ConditionType.Ready, phase in {Phase.Running, Phase.Completed}, reason, message)
     settled = phase in {*TERMINAL_PHASES, Phase.Running, Phase.Stopped, Phase.Queued}
@@ -356,4 +379,11 @@ def transitions(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Event]:
     if old.get("phase") != new.get("phase") and new.get("phase") not in {None, Phase.Pending}:
         kind = EventType.Warning if new["phase"] == Phase.Failed else EventType.Normal
         events.append((kind, str(new["phase"]), str(new.get("message") or "")))
+    elif old.get("phase") == new.get("phase") == Phase.Failed:
+        # The trainer's explanation (its termination message, its exit code) often arrives after the
+        # PyTorchJob said Failed: it gets an Event of its own, under its reason.
+        before = old_conditions.get(ConditionType.Failed) or {}
+        after = next((c for c in new.get("conditions") or [] if c["type"] == ConditionType.Failed), None)
+        if after is not None and before.get("reason") != after.get("reason"):
+            events.append((EventType.Warning, str(after["reason"]), str(after.get("message") or "")))
     return events

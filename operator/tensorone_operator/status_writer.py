@@ -16,9 +16,10 @@ from typing import Any
 
 from tensorone.api import API_VERSION
 from tensorone.api.v1alpha1 import Phase
+from tensorone_operator.budget import budget_events, spent
 from tensorone_operator.events import Events
 from tensorone_operator.kube import KubeApi
-from tensorone_operator.metrics import PhaseBook
+from tensorone_operator.metrics import SPEND, PhaseBook
 from tensorone_operator.observed import ObservedJob
 from tensorone_operator.status import transitions
 from tensorone_operator.trainer_reports import TrainerReports
@@ -57,9 +58,11 @@ class StatusWriter:
         phases: PhaseBook,
         *,
         progress_writes_per_second: float = 100.0,
+        currency: str = "USD",
     ) -> None:
         self.api = api
         self.progress_writes_per_second = progress_writes_per_second
+        self.currency = currency
         self.reports = reports
         self.events = events
         self.phases = phases
@@ -99,4 +102,8 @@ class StatusWriter:
         self._written[key] = time.monotonic()
         self.events.post_limited(job.body, self.reports.news(key, current))
         self.events.post(job.body, transitions(current, desired))
+        self.events.post(job.body, budget_events(job.spec, current, desired, self.currency))
+        cost = spent(desired) - spent(current)
+        if cost > 0:
+            SPEND.labels(namespace=key[0], currency=self.currency).inc(cost)
         return desired

@@ -25,6 +25,8 @@ from tensorone_operator.live_status import (
     KeptReport,
     ReplicaFailure,
     extended,
+    from_newer_pod,
+    from_older_pod,
     master_pod_view,
     newer,
     replica_failure,
@@ -147,6 +149,9 @@ class TrainerReports:
         exit_code = view.pop("exitCode")
         if exit_code is not None:
             self._exit_codes[key] = exit_code
+        elif view["running"]:
+            # The rank-0 trainer runs again (a resume, a restart): the last exit code explains nothing now.
+            self._exit_codes.pop(key, None)
         # A resumed job's new pod has the same name as the one that went, and the watch events of
         # two objects come in no set order: an old pod never displaces a running new one.
         kept = self._pods.get(key)
@@ -158,14 +163,21 @@ class TrainerReports:
         refused = refusal is not None and self._refused.get(key) != refusal
         if refused:
             self._refuse(key, str(refusal))
-        return (final is not None and self._remember(key, final)) or refused or failed
+        remembered = final is not None and self._remember(key, final, pod_created=view["created"])
+        if remembered and refusal is None:
+            self._refused.pop(key, None)  # a later report was accepted: ReportValid is True again
+        return remembered or refused or failed
 
-    def _remember(self, key: JobKey, report: ProgressReport) -> bool:
-        """Keep ``report`` if it is newer than the one kept; whether it was."""
+    def _remember(self, key: JobKey, report: ProgressReport, *, pod_created: str | None) -> bool:
+        """Keep ``report`` of the pod created at ``pod_created`` if it is newer than the one kept
+        (a later pod's report is, whatever its own times say); whether it was."""
         kept = self._reports.get(key)
         kept_report = kept.report if kept else None
-        if kept_report is not None and newer(kept_report, report) is kept_report:
-            return False
+        if kept is not None and kept_report is not None:
+            if from_older_pod(pod_created, kept.pod_created):
+                return False
+            if not from_newer_pod(pod_created, kept.pod_created) and newer(kept_report, report) is kept_report:
+                return False
         if (
             kept is not None
             and kept_report is not None
@@ -176,9 +188,11 @@ class TrainerReports:
             curve = kept.loss_curve
             if report.loss is not None and math.isfinite(report.loss) and (not curve or curve[-1][0] < report.step):
                 curve = extended(curve, report.step, report.loss)
-            fresh = KeptReport.of(report, utc_now(), loss_curve=curve, eval_curve=kept.eval_curve)
+            fresh = KeptReport.of(
+                report, utc_now(), pod_created=pod_created, loss_curve=curve, eval_curve=kept.eval_curve
+            )
         else:
-            fresh = KeptReport.of(report, utc_now())
+            fresh = KeptReport.of(report, utc_now(), pod_created=pod_created)
         self._reports[key] = fresh
         return True
 
@@ -218,7 +232,7 @@ class TrainerReports:
         self._timeouts.pop(key, None)
         if report is not None:
             self._refused.pop(key, None)
-            self._remember(key, report)
+            self._remember(key, report, pod_created=pod.get("created"))
 
     def _refuse(self, key: JobKey, reason: str) -> None:
         self._timeouts.pop(key, None)

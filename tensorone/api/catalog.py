@@ -185,6 +185,8 @@ class JobResources:
     entry: GpuType | None
     gpus_per_worker: int
     workers: int
+    # The price of one CPU-only pod for an hour (the operator's cpuJob.hourlyPrice; 0 by default).
+    cpu_pod_hourly_price: float = 0.0
 
     @property
     def gpus(self) -> int:
@@ -202,19 +204,30 @@ class JobResources:
         return self.entry.hourly_price if self.entry else 0.0
 
     def hourly_cost(self) -> float:
-        """Price of one hour of the whole job: catalog price per GPU x GPUs per worker x workers."""
+        """Price of one hour of the whole job: catalog price per GPU x GPUs per worker x workers;
+        for a CPU-only job, the CPU pod price x workers."""
+        if self.entry is None:
+            return round(self.cpu_pod_hourly_price * self.workers, 4)
         return round(self.hourly_price_per_gpu * self.gpus_per_worker * self.workers, 4)
 
 
-def job_resources(spec: TrainingJobSpec, catalog: Mapping[str, GpuType]) -> JobResources:
+def job_resources(
+    spec: TrainingJobSpec, catalog: Mapping[str, GpuType], *, cpu_pod_hourly_price: float = 0.0
+) -> JobResources:
     """The job's resources: ``spec.gpuType`` looked up in the catalog, ``gpusPerWorker`` 1 by
-    default when a GPU type is set, 0 for CPU jobs.
+    default when a GPU type is set, 0 for CPU jobs (priced at ``cpu_pod_hourly_price`` a pod).
 
     Raises ConfigurationError naming the field and the catalog keys when the type is unknown.
     """
     key = spec.gpu_type
     if not key:
-        return JobResources(gpu_type=None, entry=None, gpus_per_worker=0, workers=spec.max_workers)
+        return JobResources(
+            gpu_type=None,
+            entry=None,
+            gpus_per_worker=0,
+            workers=spec.max_workers,
+            cpu_pod_hourly_price=cpu_pod_hourly_price,
+        )
     entry = catalog_entry(key, catalog)
     return JobResources(gpu_type=key, entry=entry, gpus_per_worker=spec.gpus_per_worker or 1, workers=spec.max_workers)
 
@@ -279,6 +292,7 @@ class CatalogSettings:
     check_gpu_nodes: bool = True
     cpu_memory: str = DEFAULT_CPU_JOB_MEMORY
     currency: str = DEFAULT_CURRENCY
+    cpu_pod_hourly_price: float = 0.0
 
     @classmethod
     def from_operator_config(
@@ -287,18 +301,30 @@ class CatalogSettings:
         """The settings from the operator's configuration file as parsed YAML (the chart's
         ConfigMap); the operator's defaults for what it leaves out."""
         data = data or {}
-        cpu_memory = str((data.get("cpuJob") or {}).get("memory") or DEFAULT_CPU_JOB_MEMORY)
+        cpu_job = data.get("cpuJob") or {}
+        cpu_memory = str(cpu_job.get("memory") or DEFAULT_CPU_JOB_MEMORY)
+        cpu_price = cpu_job.get("hourlyPrice", 0.0)
+        if isinstance(cpu_price, bool) or not isinstance(cpu_price, int | float) or not 0 <= cpu_price <= 1e6:
+            raise ConfigurationError(
+                f"{source}: must be a number from 0 to 1000000, got {cpu_price!r}", field="cpuJob.hourlyPrice"
+            )
         currency = str(data.get("currency") or DEFAULT_CURRENCY)
         check = data.get("checkGpuNodes", True)
         if not isinstance(check, bool):
             raise ConfigurationError(f"{source}: must be true or false, got {check!r}", field="checkGpuNodes")
         raw = data.get("gpuCatalog")
         if raw is None:
-            return cls(check_gpu_nodes=check, cpu_memory=cpu_memory, currency=currency)
+            return cls(check_gpu_nodes=check, cpu_memory=cpu_memory, currency=currency, cpu_pod_hourly_price=cpu_price)
         if not isinstance(raw, Mapping) or not raw:
             raise ConfigurationError(f"{source}: must be a mapping of GPU types", field="gpuCatalog")
         try:
             catalog = {str(key): GpuType.model_validate(value) for key, value in raw.items()}
         except ValidationError as error:
             raise ConfigurationError(f"{source}: {error.errors()[0]['msg']}", field="gpuCatalog") from None
-        return cls(gpu_catalog=catalog, check_gpu_nodes=check, cpu_memory=cpu_memory, currency=currency)
+        return cls(
+            gpu_catalog=catalog,
+            check_gpu_nodes=check,
+            cpu_memory=cpu_memory,
+            currency=currency,
+            cpu_pod_hourly_price=cpu_price,
+        )

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from tensorone.api.catalog import GPU_PRODUCT_LABEL, GpuType, available_gpu_types, catalog_entry
-from tensorone.api.trainable import untrainable_error
+from tensorone.api.trainable import untrainable_error, vision_task_error
 from tensorone.api.v1alpha1 import Dataset, ModelType, TrainingJobSpec
 from tensorone.errors import (
     ConfigurationError,
@@ -101,7 +101,8 @@ def _data_errors(spec: TrainingJobSpec, dataset: Dataset) -> list[ConfigurationE
                 field="spec.datasetId",
             )
         ]
-    return []
+    task_error = vision_task_error(spec, data_format)
+    return [task_error] if task_error is not None else []
 
 
 def _custom_errors(spec: TrainingJobSpec) -> list[ConfigurationError]:

@@ -19,7 +19,7 @@ from pydantic import AfterValidator, Field, ValidationError
 
 from tensorone.api.timestamps import rfc3339
 from tensorone.api.v1alpha1.base import ApiModel
-from tensorone.api.v1alpha1.trainingjob import MAX_EPOCHS
+from tensorone.api.v1alpha1.trainingjob import MAX_EPOCHS, MAX_EVAL_METRICS, EvalMetricName
 from tensorone.errors import field_path
 
 REPORT_SCHEMA_VERSION = 1
@@ -55,6 +55,7 @@ MAX_RATE = 1e12  # tokens or samples per second, all ranks
 MAX_SECONDS = 1e9  # about 31 years
 MAX_BYTES = 2**60
 MAX_LEARNING_RATE = 10.0
+MAX_METRIC_VALUE = 1e12  # a task metric's magnitude (mAP and accuracy are fractions)
 # How far a pod's clock may run ahead of the operator's. Nodes keep time with NTP to well under a
 # second; minutes allow for one that lost its time source for a while. A report is refused when it
 # claims a later time: the operator keeps the report of the latest process start (then step, then
@@ -137,6 +138,11 @@ class ProgressReport(ApiModel):
     best_loss: float | None = Field(default=None, description="Lowest training loss.")
     eval_loss: float | None = Field(default=None, description="Latest evaluation loss.")
     best_eval_loss: float | None = Field(default=None, description="Lowest evaluation loss.")
+    eval_metrics: dict[EvalMetricName, Annotated[float, Field(ge=-MAX_METRIC_VALUE, le=MAX_METRIC_VALUE)]] = Field(
+        default_factory=dict,
+        max_length=MAX_EVAL_METRICS,
+        description="The task's metrics on the evaluation split at the latest evaluation (mAP, mAP50), by name.",
+    )
     learning_rate: float | None = Field(
         default=None, ge=0.0, le=MAX_LEARNING_RATE, description="Current learning rate."
     )

@@ -194,11 +194,16 @@ def rest_from_job(job: Mapping[str, Any]) -> dict[str, Any]:
     return body
 
 
-def job_details(job: Mapping[str, Any]) -> dict[str, Any]:
+# The loss curves of a job's status (at most 64 points each): in one job's details, not in lists.
+CURVE_KEYS = ("lossHistory", "evalLossHistory")
+
+
+def job_details(job: Mapping[str, Any], *, curves: bool = False) -> dict[str, Any]:
     """A TrainingJob (with its status) in the reference's "job details" response shape.
 
     ``id`` is the TrainingJob's name (what the verbs take), ``status`` the phase in lower case
-    (``pending`` before the operator has written one). Status parts appear when the status has them.
+    (``pending`` before the operator has written one). Status parts appear when the status has them;
+    ``curves`` adds the loss curves (an extension of the reference, for ``t1 plot``).
     """
     metadata = job.get("metadata") or {}
     status = job.get("status") or {}
@@ -217,6 +222,9 @@ def job_details(job: Mapping[str, Any]) -> dict[str, Any]:
             details[key] = copy.deepcopy(status[key])
     if "message" in status:
         details["message"] = status["message"]
+    for key in CURVE_KEYS if curves else ():
+        if key in status:
+            details[key] = copy.deepcopy(status[key])
     timestamps = {
         "createdAt": metadata.get("creationTimestamp"),
         "updatedAt": last_update(job),
@@ -240,6 +248,7 @@ _STATUS_KEYS = (
     "startedAt",
     "completedAt",
     "estimatedCompletion",
+    *CURVE_KEYS,
 )
 
 

@@ -12,11 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from tensorone.api.v1alpha1.dataset import DatasetFormat
 from tensorone.api.v1alpha1.trainingjob import ModelType, TrainingJobSpec
 from tensorone.errors import ConfigurationError
 
 # The model types the trainer implements, in the order the docs list them.
-TRAINED_MODEL_TYPES: tuple[ModelType, ...] = (ModelType.llm, ModelType.multimodal)
+TRAINED_MODEL_TYPES: tuple[ModelType, ...] = (ModelType.llm, ModelType.vision, ModelType.multimodal)
 
 
 class VisionTask(StrEnum):
@@ -24,6 +25,15 @@ class VisionTask(StrEnum):
 
     classification = "classification"
     detection = "detection"
+
+
+# The vision tasks the trainer implements; a vision job of another task is refused before scheduling.
+TRAINED_VISION_TASKS: tuple[VisionTask, ...] = (VisionTask.detection,)
+
+
+def vision_task_of(data_format: DatasetFormat) -> VisionTask:
+    """What a vision job on a Dataset of this format learns: boxes from coco, a class per image otherwise."""
+    return VisionTask.detection if data_format == DatasetFormat.coco else VisionTask.classification
 
 
 @dataclass(frozen=True)
@@ -38,7 +48,28 @@ class VisionArchitecture:
 # config.architecture -> what the trainer builds for it. A name outside this table is refused by
 # the operator before scheduling; a vision job that names only config.baseModel is checked by the
 # trainer against the model's own config.
-VISION_ARCHITECTURES: dict[str, VisionArchitecture] = {}
+VISION_ARCHITECTURES: dict[str, VisionArchitecture] = {
+    "rt-detr-r18": VisionArchitecture(
+        VisionTask.detection, "rt_detr", "RT-DETR, ResNet-18-vd backbone, 3 decoder layers"
+    ),
+    "rt-detr-r50": VisionArchitecture(
+        VisionTask.detection, "rt_detr", "RT-DETR, ResNet-50-vd backbone, 6 decoder layers"
+    ),
+    "rt-detr-v2-r18": VisionArchitecture(
+        VisionTask.detection, "rt_detr_v2", "RT-DETRv2, ResNet-18-vd backbone, 3 decoder layers"
+    ),
+    "rt-detr-v2-r50": VisionArchitecture(
+        VisionTask.detection, "rt_detr_v2", "RT-DETRv2, ResNet-50-vd backbone, 6 decoder layers"
+    ),
+}
+
+# Architectures asked for by name that this release will not build, and why. YOLO models come from
+# Ultralytics, which is AGPL-3.0 (and needs torchvision): the trainer image does not ship it.
+REFUSED_ARCHITECTURES: dict[str, str] = {
+    name: "YOLO detectors come from Ultralytics, licensed AGPL-3.0, which the trainer does not ship; "
+    "RT-DETR is a real-time detector of comparable accuracy"
+    for name in ("yolov5", "yolov8", "yolov9", "yolov10", "yolo11", "yolo12")
+}
 
 
 def trained_description() -> str:
@@ -69,9 +100,36 @@ def _architecture_error(spec: TrainingJobSpec) -> ConfigurationError | None:
     if spec.model_type != ModelType.vision or architecture is None or architecture in VISION_ARCHITECTURES:
         return None
     supported = ", ".join(VISION_ARCHITECTURES) or "none yet"
+    why = REFUSED_ARCHITECTURES.get(architecture.lower().removesuffix(".pt").rstrip("nsmlx"))
     return ConfigurationError(
-        f"architecture {architecture!r} is not built by this release's trainer; refused before anything is "
-        f"scheduled. Supported: {supported} (or config.baseModel, a transformers model of a supported family)",
+        f"architecture {architecture!r} is not built by this release's trainer"
+        + (f" ({why})" if why else "")
+        + f"; refused before anything is scheduled. Supported: {supported} (or config.baseModel, a transformers "
+        "model of a supported family)",
         field="spec.config.architecture",
         details={"architecture": architecture, "supportedArchitectures": list(VISION_ARCHITECTURES)},
     )
+
+
+def vision_task_error(spec: TrainingJobSpec, data_format: DatasetFormat) -> ConfigurationError | None:
+    """A vision job whose Dataset asks for a task the trainer does not implement, or whose
+    config.architecture is built for another task than its Dataset's; None otherwise."""
+    if spec.model_type != ModelType.vision:
+        return None
+    task = vision_task_of(data_format)
+    if task not in TRAINED_VISION_TASKS:
+        return ConfigurationError(
+            f"a vision job on a {data_format} Dataset is {task}, which this release's trainer does not train; "
+            f"refused before anything is scheduled. It trains: {', '.join(TRAINED_VISION_TASKS)} "
+            f"(Dataset format {DatasetFormat.coco} for detection)",
+            field="spec.datasetId",
+        )
+    built = VISION_ARCHITECTURES.get(spec.config.architecture or "")
+    if built is not None and built.task != task:
+        matching = [name for name, a in VISION_ARCHITECTURES.items() if a.task == task]
+        return ConfigurationError(
+            f"architecture {spec.config.architecture} is a {built.task} model, but its {data_format} Dataset "
+            f"asks for {task}; use one of: {', '.join(matching) or 'none yet'}",
+            field="spec.config.architecture",
+        )
+    return None

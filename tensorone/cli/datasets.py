@@ -115,8 +115,8 @@ def _create(args: argparse.Namespace) -> int:
     if args.filename is not None:
         if args.dataset or args.format or _source_option(args):
             raise ConfigurationError("give a manifest (-f) or NAME with --format and a source, not both", field="-f")
-        for name, document_spec in _from_file(args.filename):
-            _, created = datasets.apply(name=name, spec=document_spec)
+        for name, document_spec, namespace in _from_file(args.filename, args.namespace):
+            _, created = datasets.apply(name=name, spec=document_spec, namespace=namespace)
             print(f"dataset/{name} {'created' if created else 'unchanged'}")
         return 0
     if not args.dataset or not args.format or not _source_option(args):
@@ -138,9 +138,10 @@ def _delete(args: argparse.Namespace) -> int:
     return 0
 
 
-def _from_file(path: Path) -> list[tuple[str, dict[str, Any]]]:
-    """The name and spec of every Dataset in a manifest file; another kind is refused."""
-    from tensorone.cli.manifests import load_manifests
+def _from_file(path: Path, namespace_option: str | None) -> list[tuple[str, dict[str, Any], str | None]]:
+    """The name, spec and namespace of every Dataset in a manifest file; another kind, or a
+    namespace that disagrees with ``-n``, is refused before anything is created."""
+    from tensorone.cli.manifests import document_namespace, load_manifests
 
     if not path.is_file():
         raise ConfigurationError(f"no such file: {path}", field="--filename")
@@ -150,7 +151,8 @@ def _from_file(path: Path) -> list[tuple[str, dict[str, Any]]]:
             raise ConfigurationError(
                 f"must be Dataset, got {document.get('kind')!r} (t1 create -f takes TrainingJobs too)", field="kind"
             )
-        found.append((str((document.get("metadata") or {}).get("name") or ""), document.get("spec") or {}))
+        name = str((document.get("metadata") or {}).get("name") or "")
+        found.append((name, document.get("spec") or {}, document_namespace(document, namespace_option)))
     return found
 
 

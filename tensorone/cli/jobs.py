@@ -90,20 +90,25 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def _create(args: argparse.Namespace) -> int:
     if not args.filename.exists():
         raise ConfigurationError(f"no such file: {args.filename}", field="--filename")
-    from tensorone.cli.manifests import load_manifests
+    from tensorone.cli.manifests import document_namespace, load_manifests
 
+    documents = load_manifests(args.filename.read_text())
+    # Every document is checked before the first is created: a refused one leaves nothing behind.
+    targets = []
+    for document in documents:
+        if document.get("kind") not in ("TrainingJob", "Dataset"):
+            raise ConfigurationError(f"must be TrainingJob or Dataset, got {document.get('kind')!r}", field="kind")
+        targets.append((document, document_namespace(document, args.namespace)))
     client = connection.client(args)
-    for document in load_manifests(args.filename.read_text()):
-        kind = document.get("kind")
+    for document, namespace in targets:
         name = document.get("metadata", {}).get("name")
-        if kind == "TrainingJob":
-            job = client.training.jobs.apply(document)
+        if document["kind"] == "TrainingJob":
+            metadata = {**document.get("metadata", {}), **({"namespace": namespace} if namespace else {})}
+            job = client.training.jobs.apply({**document, "metadata": metadata})
             print(f"trainingjob/{job.id} created")
-        elif kind == "Dataset":
-            _, created = client.datasets.apply(name=name, spec=document.get("spec", {}))
-            print(f"dataset/{name} {'created' if created else 'unchanged'}")
         else:
-            raise ConfigurationError(f"must be TrainingJob or Dataset, got {kind!r}", field="kind")
+            _, created = client.datasets.apply(name=name, spec=document.get("spec", {}), namespace=namespace)
+            print(f"dataset/{name} {'created' if created else 'unchanged'}")
     return 0
 
 

@@ -172,6 +172,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     convert.set_defaults(handler=_convert)
 
 
+def document_namespace(document: dict[str, Any], namespace_option: str | None) -> str | None:
+    """The namespace a manifest's object goes to: its own metadata.namespace, or ``-n``'s (None:
+    the client's default). Both given and different is refused, as kubectl refuses it."""
+    own = (document.get("metadata") or {}).get("namespace")
+    if own and namespace_option and own != namespace_option:
+        raise ConfigurationError(
+            f"{_describe(document)} names namespace {own!r} and -n says {namespace_option!r}; "
+            "drop one of them, or make them agree",
+            field="metadata.namespace",
+        )
+    return str(own) if own else namespace_option
+
+
 def _read(path: Path) -> str:
     if str(path) == "-":
         return sys.stdin.read()

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tensorone.cli.connection import add_verb, kube_jobs
+from tensorone.cli.connection import add_verb, client, kube_jobs
 from tensorone.errors import ConfigurationError, InvalidJobState, MissingExtra
 
 if TYPE_CHECKING:
@@ -79,7 +79,7 @@ def _plot(args: argparse.Namespace) -> int:
     if args.run is not None:
         curves = read_metrics_log(metrics_log_path(args.run))
     else:
-        job = kube_jobs(args, "t1 plot JOB").get(args.job)
+        job = client(args).training.jobs.get(args.job)
         curves = curves_of_status(job.id, job.raw.get("status") or {})
         if not curves.loss:
             raise InvalidJobState(f"job {job.id!r} is {job.status} and has no loss history yet")

@@ -331,7 +331,7 @@ def create_app(config: GatewayConfig) -> FastAPI:  # noqa: C901 - one nested fun
         responses={200: _documented(schemas.JobDetails, "The job."), **ERRORS},
     )
     async def get_job(request: Request, job_id: str) -> JSONResponse:
-        return await call(jobs_for(request), lambda jobs: job_details(jobs.get(job_id).raw))
+        return await call(jobs_for(request), lambda jobs: job_details(jobs.get(job_id).raw, curves=True))
 
     @app.post(
         JOB_PATH + "/stop",

@@ -84,6 +84,14 @@ class JobDetails(Body):
     resource_usage: dict[str, Any] | None = None
     checkpoints: list[dict[str, Any]] | None = None
     message: str | None = None
+    loss_history: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="Training loss by step, at most 64 points (downsampled as the job grows); GET of one "
+        "job only, not in lists. An extension of the reference API.",
+    )
+    eval_loss_history: list[dict[str, Any]] | None = Field(
+        default=None, description="Evaluation loss by step, as lossHistory; GET of one job only."
+    )
     created_at: str | None = None
     updated_at: str | None = None
     started_at: str | None = None

@@ -30,7 +30,9 @@ line is written in a batch at least once a second, and the report is built only 
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import resource
 import sys
 import time
@@ -43,6 +45,7 @@ from tensorone.api.report import (
     DEFAULT_REPORT_HOST,
     DEFAULT_REPORT_PORT,
     DEFAULT_TERMINATION_LOG,
+    MAX_METRIC_VALUE,
     REPORT_HOST_ENV,
     REPORT_PORT_ENV,
     TERMINATION_LOG_ENV,
@@ -50,6 +53,7 @@ from tensorone.api.report import (
     ProgressReport,
     TrainerState,
 )
+from tensorone.api.v1alpha1.trainingjob import EVAL_METRIC_NAME_PATTERN, MAX_EVAL_METRICS
 from tensorone.reporting.metrics import build_registry
 from tensorone.reporting.progress import ProgressTracker, StepRecord
 from tensorone.reporting.server import ReportServer
@@ -196,10 +200,19 @@ class Reporter:
             self._bar.set_postfix_str(f"loss {loss:.4f}", refresh=False)
             self._bar.update(step - self._bar.n)
 
-    def eval(self, step: int, loss: float) -> None:
-        """An evaluation loss measured after ``step``."""
-        self.tracker.record_eval(step, loss)
-        self._write({"event": "eval", "step": step, "evalLoss": loss})
+    def eval(self, step: int, loss: float, metrics: dict[str, float] | None = None) -> None:
+        """An evaluation loss measured after ``step``, with the task's metrics (mAP, ...) when it has any.
+
+        A metric name must match ``EVAL_METRIC_NAME_PATTERN`` and a value be finite, at most
+        ``MAX_METRIC_VALUE`` in magnitude, and there may be at most ``MAX_EVAL_METRICS``: the report
+        carries nothing the operator would refuse."""
+        if metrics is not None:
+            _check_metrics(metrics)
+        self.tracker.record_eval(step, loss, metrics)
+        line: dict[str, Any] = {"event": "eval", "step": step, "evalLoss": loss}
+        if metrics:
+            line["metrics"] = dict(metrics)
+        self._write(line)
 
     def checkpoint(self, saved: CheckpointReport) -> None:
         """A checkpoint was saved (appended to the list)."""
@@ -260,3 +273,14 @@ class Reporter:
         self._log.writelines(lines)
         self._log.flush()
         self._flushed = now
+
+
+def _check_metrics(metrics: dict[str, float]) -> None:
+    """Raise ValueError naming the first metric the report could not carry."""
+    if len(metrics) > MAX_EVAL_METRICS:
+        raise ValueError(f"{len(metrics)} evaluation metrics; at most {MAX_EVAL_METRICS}")
+    for name, value in metrics.items():
+        if not re.match(EVAL_METRIC_NAME_PATTERN, name):
+            raise ValueError(f"evaluation metric name {name!r} must match {EVAL_METRIC_NAME_PATTERN}")
+        if not math.isfinite(value) or abs(value) > MAX_METRIC_VALUE:
+            raise ValueError(f"evaluation metric {name} is {value}; allowed: finite, at most {MAX_METRIC_VALUE:g}")

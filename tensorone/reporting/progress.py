@@ -105,6 +105,7 @@ class ProgressTracker:
         self.best_loss: float | None = None
         self.eval_loss: float | None = None
         self.best_eval_loss: float | None = None
+        self.eval_metrics: dict[str, float] = {}
         self.learning_rate: float | None = None
         self.started_at: datetime | None = None
         self.step_seconds = 0.0
@@ -148,8 +149,10 @@ class ProgressTracker:
             self._window.append(record)
             self.loss_curve.add(record.step, record.loss)
 
-    def record_eval(self, step: int, loss: float) -> None:
+    def record_eval(self, step: int, loss: float, metrics: dict[str, float] | None = None) -> None:
         with self._lock:
+            if metrics is not None:
+                self.eval_metrics = dict(metrics)
             self.eval_loss = loss
             if self.best_eval_loss is None or loss < self.best_eval_loss:
                 self.best_eval_loss = loss
@@ -187,6 +190,7 @@ class ProgressTracker:
                 "bestLoss": self.best_loss,
                 "evalLoss": self.eval_loss,
                 "bestEvalLoss": self.best_eval_loss,
+                "evalMetrics": dict(self.eval_metrics),
                 "stepSeconds": self.step_seconds,
                 "tokensTotal": self._tokens_total,
                 "samplesTotal": self._samples_total,
@@ -202,6 +206,7 @@ class ProgressTracker:
             self.best_loss = state.get("bestLoss")
             self.eval_loss = state.get("evalLoss")
             self.best_eval_loss = state.get("bestEvalLoss")
+            self.eval_metrics = dict(state.get("evalMetrics", {}))
             self.step_seconds = float(state.get("stepSeconds", 0.0))
             self._tokens_total = int(state.get("tokensTotal", 0))
             self._samples_total = int(state.get("samplesTotal", 0))
@@ -226,6 +231,7 @@ class ProgressTracker:
                 best_loss=self.best_loss,
                 eval_loss=self.eval_loss,
                 best_eval_loss=self.best_eval_loss,
+                eval_metrics=dict(self.eval_metrics),
                 learning_rate=self.learning_rate,
                 tokens_per_second=tokens_per_second,
                 samples_per_second=samples_per_second,

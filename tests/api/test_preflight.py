@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import yaml
 
 from tensorone.api import preflight
@@ -96,6 +97,12 @@ def test_settings_come_from_the_operators_config_file() -> None:
     settings = CatalogSettings.from_operator_config(data)
     assert settings.check_gpu_nodes is False and list(settings.gpu_catalog) == ["mi300x"]
     assert CatalogSettings.from_operator_config(None).gpu_catalog == DEFAULT_GPU_CATALOG
+    priced = CatalogSettings.from_operator_config({"cpuJob": {"hourlyPrice": 0.25}})
+    assert priced.cpu_pod_hourly_price == 0.25 and CatalogSettings.from_operator_config(None).cpu_pod_hourly_price == 0
+    for bad in ("cheap", -1, True):
+        with pytest.raises(ConfigurationError) as refused:
+            CatalogSettings.from_operator_config({"cpuJob": {"hourlyPrice": bad}})
+        assert refused.value.field == "cpuJob.hourlyPrice"
 
 
 def test_a_multimodal_job_on_a_vision_dataset_is_refused_naming_the_formats_it_reads() -> None:

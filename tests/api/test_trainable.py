@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
-from tensorone.api.trainable import TRAINED_MODEL_TYPES, untrainable_error
+from tensorone.api.trainable import TRAINED_MODEL_TYPES, VISION_ARCHITECTURES, untrainable_error, vision_task_error
 from tensorone.api.v1alpha1 import ModelType, TrainingJobSpec
+from tensorone.api.v1alpha1.dataset import DatasetFormat
 from tests.factories import training_job
 
 
@@ -29,3 +30,19 @@ def test_every_other_model_type_is_refused_naming_what_trains(model_type: ModelT
     assert f"modelType {model_type} is not trained" in error.message
     assert all(str(trained) in error.message for trained in TRAINED_MODEL_TYPES) and "custom" in error.message
     assert error.details["trainedModelTypes"] == [str(t) for t in TRAINED_MODEL_TYPES]
+
+
+@pytest.mark.parametrize("architecture", ["yolov8", "yolov8n", "YOLO11s"])
+def test_yolo_is_refused_before_scheduling_naming_the_license_and_the_alternatives(architecture: str) -> None:
+    error = untrainable_error(spec_of(modelType="vision", config={"architecture": architecture}))
+    assert error is not None and error.field == "spec.config.architecture"
+    assert "Ultralytics, licensed AGPL-3.0" in error.message
+    assert all(name in error.message for name in VISION_ARCHITECTURES)
+
+
+def test_a_vision_job_s_task_comes_from_its_dataset_and_must_fit_the_architecture() -> None:
+    detector = spec_of(modelType="vision", config={"architecture": "rt-detr-r18"})
+    assert vision_task_error(detector, DatasetFormat.coco) is None
+    refused = vision_task_error(detector, DatasetFormat.imagefolder)
+    assert refused is not None and refused.field in ("spec.datasetId", "spec.config.architecture")
+    assert vision_task_error(spec_of(modelType="llm"), DatasetFormat.imagefolder) is None

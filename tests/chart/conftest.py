@@ -31,6 +31,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "metrics": {
             "serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
             "podMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
+            "prometheusRule": {"enabled": True, "namespaceThresholds": {"ml-team-a": 5000}},
         },
         "grafanaDashboard": {"enabled": True, "namespace": "monitoring"},
     },

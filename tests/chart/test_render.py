@@ -19,7 +19,7 @@ from tests.chart.conftest import CHART, RELEASE_NAMESPACE, SCENARIOS, HelmRunner
 
 # The oldest Kubernetes the chart supports (Chart.yaml kubeVersion) and the one helm's client speaks.
 KUBERNETES_VERSIONS = ("1.29", "1.35")
-PROMETHEUS_KINDS = {"ServiceMonitor", "PodMonitor"}
+PROMETHEUS_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
 # Kinds the chart renders only on request, with the first Kubernetes that serves them.
 NEWER_KINDS = {"ValidatingAdmissionPolicy": "1.30", "ValidatingAdmissionPolicyBinding": "1.30"}
 Render = Callable[..., Rendered]
@@ -97,6 +97,29 @@ def test_prometheus_monitors_have_the_shape_the_operator_expects(render: Render)
 
     namespaced = render({**SCENARIOS["namespaced"], "metrics": {"podMonitor": {"enabled": True}}})
     assert namespaced.one("PodMonitor")["spec"]["namespaceSelector"] == {"matchNames": ["team-a", "team-b"]}
+
+
+def test_the_spend_alerts_use_the_operators_spend_counter_per_namespace(render: Render) -> None:
+    assert not [o for o in render({}).objects if o["kind"] == "PrometheusRule"]  # off by default
+    rule = {"enabled": True, "threshold": 250, "namespaceThresholds": {"team-b": 90, "team-a": 5000}}
+    rendered = render({"metrics": {"prometheusRule": rule}}, "spend-rule")
+    prometheus_rule = rendered.one("PrometheusRule")
+    assert prometheus_rule["apiVersion"] == "monitoring.coreos.com/v1"
+    [group] = prometheus_rule["spec"]["groups"]
+    expressions = {r["expr"]: r for r in group["rules"]}
+    assert set(expressions) == {
+        'sum by (namespace, currency) (increase(tensorone_operator_spend_total{namespace="team-a"}[1d])) > 5000',
+        'sum by (namespace, currency) (increase(tensorone_operator_spend_total{namespace="team-b"}[1d])) > 90',
+        'sum by (namespace, currency) (increase(tensorone_operator_spend_total{namespace!~"team-a|team-b"}[1d])) > 250',
+    }
+    for alert in group["rules"]:
+        assert alert["alert"] == "TrainingSpendHigh" and alert["for"] == "5m"
+        assert alert["labels"] == {"severity": "warning"}
+        assert "{{ $labels.currency }}" in alert["annotations"]["description"]
+    assert set(re.findall(r"tensorone_operator_[a-z_]+", " ".join(expressions))) <= _operator_metric_names()
+    plain = render({"metrics": {"prometheusRule": {"enabled": True}}}).one("PrometheusRule")
+    [only] = plain["spec"]["groups"][0]["rules"]
+    assert only["expr"] == "sum by (namespace, currency) (increase(tensorone_operator_spend_total[1d])) > 1000"
 
 
 def _operator_config(rendered: Rendered) -> dict[str, Any]:

@@ -35,6 +35,10 @@ client rely on (see shared/notes/testing-without-a-cluster.md):
 - ``event_window``: a bounded history (the newest events only, as etcd compacts; a watch resumed
   from before them gets 410 Gone), for long runs; by default every event and every version of
   every object is kept, for tests to assert on;
+- watch bookmarks, as kube-apiserver's watch cache sends them to a watch that asks
+  (``allowWatchBookmarks=true``): a ``BOOKMARK`` event with the current resource version every
+  ``bookmark_seconds`` (a minute, as the API server), and one just before the watch times out, so
+  a client that resumes from it is not answered 410 Gone for a kind that was quiet meanwhile;
 - ``drop_watches``: every open watch stream ends at once while the server serves on (an API
   server restart, a proxy's idle timeout), for clients that must resume their watches;
 - discovery as kubectl reads it: ``/api``, ``/apis``, ``/apis/GROUP[/VERSION]`` and the aggregated
@@ -48,6 +52,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import collections
+import contextlib
 import copy
 import datetime
 import json
@@ -221,6 +226,8 @@ class ApiError(KubernetesError):
 
 
 AGGREGATED_DISCOVERY_VERSIONS = ("v2", "v2beta1")
+# How long before a watch times out kube-apiserver sends it a last bookmark.
+BOOKMARK_BEFORE_TIMEOUT_SECONDS = 2.0
 
 
 def _aggregated_discovery_version(accept: str) -> str | None:
@@ -453,6 +460,35 @@ def _content(obj: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in obj.items() if key not in {"metadata", "status"}}
 
 
+class _BookmarkClock:
+    """When a watch that allows bookmarks gets one: every ``interval`` seconds, and a last one
+    BOOKMARK_BEFORE_TIMEOUT_SECONDS before its ``deadline`` (as kube-apiserver's watch cache)."""
+
+    def __init__(self, interval: float, start: float, deadline: float | None) -> None:
+        self.interval = interval
+        self.next_at = start + interval
+        self.last_at = None if deadline is None else deadline - BOOKMARK_BEFORE_TIMEOUT_SECONDS
+        self.ended = False
+
+    def due(self, moment: float) -> bool:
+        """Whether one is to be sent at ``moment`` (and the next one planned if so)."""
+        if self.ended:
+            return False
+        if self.last_at is not None and moment >= self.last_at:
+            self.ended = True
+            return True
+        if moment >= self.next_at:
+            self.next_at = moment + self.interval
+            return True
+        return False
+
+    def next_time(self) -> float | None:
+        """When the next one is due (None: no more)."""
+        if self.ended:
+            return None
+        return self.next_at if self.last_at is None else min(self.next_at, self.last_at)
+
+
 @attrs.define(kw_only=True)
 class FaithfulEmulator(KubernetesEmulator):
     """kmock's emulator with the API-server semantics listed in the module docstring."""
@@ -461,6 +497,8 @@ class FaithfulEmulator(KubernetesEmulator):
     validate_writes: bool = True
     # How many of the newest watch events are kept (None: all, and every version of every object).
     event_window: int | None = None
+    # How often a watch that allows bookmarks gets one (kube-apiserver: about a minute).
+    bookmark_seconds: float = 60.0
 
     _kinds: dict[tuple[str, str, str], Kind] = attrs.field(factory=dict, init=False)
     _validators: dict[tuple[str, str, str], Validator] = attrs.field(factory=dict, init=False)
@@ -1002,36 +1040,19 @@ class FaithfulEmulator(KubernetesEmulator):
         response = aiohttp.web.StreamResponse(headers={"Content-Type": "application/json"})
         await response.prepare(request._raw_request)
         prefix = (kind.group, kind.version, kind.plural)
-        since = request.params.get("resourceVersion", "")
         timeout = float(request.params.get("timeoutSeconds") or 0) or None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout if timeout else None
-        if since in {"", "0"}:
-            # No version: the current state as synthetic ADDED events, then what follows.
-            for key, obj in list(self._store.items()):
-                if key[:3] == prefix and self._selected(request, kind, obj):
-                    await response.write(encode("ADDED", obj))
-            cursor = self._revision
-        else:
-            cursor = int(since)
-            if self._events and cursor < self._events[0][0] - 1:
-                # As kube-apiserver answers a watch from a compacted version: a Status in an ERROR event.
-                gone = {
-                    "type": "ERROR",
-                    "object": {
-                        "kind": "Status",
-                        "apiVersion": "v1",
-                        "metadata": {},
-                        "status": "Failure",
-                        "message": f"too old resource version: {cursor} ({self._events[0][0] - 1})",
-                        "reason": "Expired",
-                        "code": 410,
-                    },
-                }
-                await response.write(json.dumps(gone).encode() + b"\n")
-                await response.write_eof()
-                return response
+        cursor = await self._watch_start(request, kind, response, encode)
+        if cursor is None:
+            await response.write_eof()
+            return response
         drops = self._drops
+        bookmarks = (
+            _BookmarkClock(self.bookmark_seconds, loop.time(), deadline)
+            if request.params.get("allowWatchBookmarks") == "true"
+            else None
+        )
         try:
             while True:
                 if self._drops != drops:
@@ -1040,21 +1061,64 @@ class FaithfulEmulator(KubernetesEmulator):
                     cursor = revision
                     if resource == prefix and self._selected(request, kind, obj):
                         await response.write(encode(event_type, obj))
-                remaining = None if deadline is None else deadline - loop.time()
-                if self._closing or (remaining is not None and remaining <= 0):
+                moment = loop.time()
+                if bookmarks is not None and not self._closing and bookmarks.due(moment):
+                    await response.write(self._bookmark(kind, cursor))
+                if self._closing or (deadline is not None and moment >= deadline):
                     break
+                next_bookmark = bookmarks.next_time() if bookmarks is not None else None
+                wake_at = [t for t in (deadline, next_bookmark) if t is not None]
+                wait = max(0.0, min(wake_at) - moment) if wake_at else None
                 async with self._changed:
-                    try:
+                    with contextlib.suppress(TimeoutError):  # the loop's top sees what time it is
                         await asyncio.wait_for(
-                            self._changed.wait_for(partial(self._woken, cursor, drops)),
-                            timeout=remaining,
+                            self._changed.wait_for(partial(self._woken, cursor, drops)), timeout=wait
                         )
-                    except TimeoutError:
-                        break
         except (ConnectionResetError, asyncio.CancelledError):
             return response
         await response.write_eof()
         return response
+
+    async def _watch_start(
+        self,
+        request: rendering.Request,
+        kind: Kind,
+        response: aiohttp.web.StreamResponse,
+        encode: Callable[[str, dict[str, Any]], bytes],
+    ) -> int | None:
+        """The revision a watch goes on from: without one asked, after the current state is sent as
+        ADDED events; None when the asked one is compacted away (410 Gone is sent)."""
+        since = request.params.get("resourceVersion", "")
+        if since in {"", "0"}:
+            prefix = (kind.group, kind.version, kind.plural)
+            for key, obj in list(self._store.items()):
+                if key[:3] == prefix and self._selected(request, kind, obj):
+                    await response.write(encode("ADDED", obj))
+            return self._revision
+        cursor = int(since)
+        if self._events and cursor < self._events[0][0] - 1:
+            # As kube-apiserver answers a watch from a compacted version: a Status in an ERROR event.
+            gone = {
+                "type": "ERROR",
+                "object": {
+                    "kind": "Status",
+                    "apiVersion": "v1",
+                    "metadata": {},
+                    "status": "Failure",
+                    "message": f"too old resource version: {cursor} ({self._events[0][0] - 1})",
+                    "reason": "Expired",
+                    "code": 410,
+                },
+            }
+            await response.write(json.dumps(gone).encode() + b"\n")
+            return None
+        return cursor
+
+    @staticmethod
+    def _bookmark(kind: Kind, revision: int) -> bytes:
+        """A BOOKMARK event: the kind and the resource version every event up to which was sent."""
+        obj = {"kind": kind.kind, "apiVersion": kind.api_version, "metadata": {"resourceVersion": str(revision)}}
+        return json.dumps({"type": "BOOKMARK", "object": obj}).encode() + b"\n"
 
     def _watch_encoder(self, request: rendering.Request, kind: Kind) -> Callable[[str, dict[str, Any]], bytes]:
         """How each watch event is written: the object, or (asked for by ``kubectl get -w``) a

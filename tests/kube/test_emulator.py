@@ -504,3 +504,33 @@ def test_pods_log_is_discovered_and_authorized_apart_from_pods() -> None:
         assert 'cannot get resource "pods/log"' in json.loads(refused.value.read())["message"]
         with urllib.request.urlopen(read("logs")) as response:
             assert response.status == 200
+
+
+def test_a_watch_that_allows_bookmarks_resumes_after_other_kinds_filled_the_history() -> None:
+    """A kind that stays quiet while others change: without bookmarks, resuming its watch from the
+    last event it saw is 410 Gone once the history moved on; with them, the bookmark's version resumes."""
+    emulator = FaithfulEmulator(event_window=3, validate_writes=False, bookmark_seconds=0.1)
+    with EmulatorServer(emulator) as bounded:
+        quiet = bounded.api.create(config_map("quiet", "w"))["metadata"]["resourceVersion"]
+        url = f"{bounded.url}/api/v1/namespaces/w/configmaps?watch=true&allowWatchBookmarks=true&timeoutSeconds=30"
+        with urllib.request.urlopen(f"{url}&resourceVersion={quiet}", timeout=10) as response:
+            lines = (json.loads(line) for line in response if line.strip())
+            first = next(lines)
+            assert first["type"] == "BOOKMARK" and first["object"]["kind"] == "ConfigMap"
+            busy = [bounded.api.create(config_map(f"other-{i}", "elsewhere")) for i in range(6)]
+            latest = int(busy[-1]["metadata"]["resourceVersion"])
+            bookmark = next(e for e in lines if int(e["object"]["metadata"]["resourceVersion"]) >= latest)
+            assert bookmark["type"] == "BOOKMARK", bookmark
+        [expired] = _watch(bounded, f"resourceVersion={quiet}", 1)
+        assert expired["type"] == "ERROR" and expired["object"]["code"] == 410
+        resumed = _watch(bounded, f"allowWatchBookmarks=true&resourceVersion={latest}", 1)
+        assert [event["type"] for event in resumed] == ["BOOKMARK"]
+
+
+def test_a_watch_gets_a_last_bookmark_just_before_it_times_out(server: EmulatorServer) -> None:
+    created = server.api.create(config_map("ending", "w"))
+    events = _watch(server, "allowWatchBookmarks=true&resourceVersion=" + created["metadata"]["resourceVersion"], 99)
+    # timeoutSeconds=2: within the last 2 s at once, so the one bookmark, then the end of the stream.
+    assert [(e["type"], e["object"]["metadata"]["resourceVersion"]) for e in events] == [
+        ("BOOKMARK", created["metadata"]["resourceVersion"])
+    ]

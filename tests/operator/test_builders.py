@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 from tensorone_operator import builders, catalog, checks
-from tensorone_operator.config import OperatorConfig, load_config, parse_config
+from tensorone_operator.config import CpuJobResources, OperatorConfig, load_config, parse_config
 
 from tensorone.api.pods import checkpoint_claim_name
 from tensorone.api.resolved import ResolvedJob
@@ -242,6 +242,29 @@ def test_child_drift_patches_only_mutable_parts() -> None:
             "runPolicy": {"suspend": True, "activeDeadlineSeconds": 600},
             "pytorchReplicaSpecs": {"Master": {"template": {"spec": {"priorityClassName": "tensorone-high"}}}},
         }
+    }
+
+
+def test_the_operators_hold_suspends_the_child_whatever_the_spec_says() -> None:
+    running = job(gpuType="a100")
+    child = builders.build_pytorchjob(running, DATASET, CONFIG)
+    assert builders.child_drift(running, child, CONFIG, hold=True) == {"spec": {"runPolicy": {"suspend": True}}}
+    held = {**child, "spec": {**child["spec"], "runPolicy": {**child["spec"]["runPolicy"], "suspend": True}}}
+    assert builders.child_drift(running, held, CONFIG, hold=True) is None
+    assert builders.child_drift(running, held, CONFIG) == {"spec": {"runPolicy": {"suspend": False}}}
+
+
+def test_a_cpu_job_costs_the_cpu_pod_price_per_pod() -> None:
+    priced = CONFIG.model_copy(update={"cpu_job": CpuJobResources(hourly_price=0.5)})
+    given = catalog.job_resources(job(maxWorkers=3).spec, priced)
+    assert catalog.estimated_cost(given, priced, max_runtime_seconds=7200) == {
+        "hourly": 1.5,
+        "currency": "USD",
+        "total": 3.0,
+    }
+    assert catalog.estimated_cost(resources(maxWorkers=3), CONFIG, max_runtime_seconds=None) == {
+        "hourly": 0.0,
+        "currency": "USD",
     }
 
 

@@ -246,7 +246,7 @@ def test_unknown_gpu_type_lists_the_catalog(cluster: EmulatorServer, operator: O
     assert cluster.api.find(PYTORCHJOB, "PyTorchJob", "llama") is None
 
 
-def test_a_model_type_the_trainer_does_not_train_is_refused_before_anything_is_scheduled(
+def test_the_reference_yolov8_request_is_refused_before_anything_is_scheduled(
     cluster: EmulatorServer, operator: OperatorThread
 ) -> None:
     # Everything else is in place: a Dataset of images and a node with the GPU type.
@@ -259,8 +259,8 @@ def test_a_model_type_the_trainer_does_not_train_is_refused_before_anything_is_s
     wait_for(lambda: reason_of(cluster.api, "ConfigurationValid", "detector") == "CONFIGURATION_ERROR")
     status = job_status(cluster.api, "detector")
     message = condition(status, "ConfigurationValid")["message"]
-    assert message.startswith("spec.modelType: modelType vision is not trained by this release's trainer"), message
-    assert "It trains: llm" in message
+    assert message.startswith("spec.config.architecture: architecture 'yolov8' is not built"), message
+    assert "Ultralytics, licensed AGPL-3.0" in message and "Supported: rt-detr-r18, rt-detr-r50" in message
     assert condition(status, "Stalled")["status"] == "True"
     assert status["phase"] == "Pending"
     assert "resourceUsage" not in status  # nothing ran, nothing is billed

@@ -153,11 +153,11 @@ def test_running_time_adds_only_while_running() -> None:
 
 
 def test_usage_prices_gpu_hours_and_defines_efficiency() -> None:
-    fields = usage(running_seconds=7200, measured_at=NOW, gpus=4, hourly_price_per_gpu=4.25, report=report())
+    fields = usage(running_seconds=7200, measured_at=NOW, gpus=4, hourly_cost=4 * 4.25, report=report())
     assert fields["gpuHours"] == 8.0
     assert fields["cost"] == 34.0
     assert fields["efficiency"] == 0.94
-    assert "efficiency" not in usage(running_seconds=0, measured_at=NOW, gpus=0, hourly_price_per_gpu=0, report=None)
+    assert "efficiency" not in usage(running_seconds=0, measured_at=NOW, gpus=0, hourly_cost=0, report=None)
 
 
 def test_events_for_start_epoch_checkpoint_and_stop() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tensorone_operator.observed import ObservedJob
-from tensorone_operator.status import Problem, dataset_status, status_from, transitions
+from tensorone_operator.status import Problem, dataset_status, set_condition, status_from, transitions
 
 from tensorone.api.v1alpha1 import ConditionType, Reason
 
@@ -117,6 +117,14 @@ def test_transitions_become_events() -> None:
     assert transitions(pending, pending) == []
     failed = status_from(job(), child(("Failed", "True")), now=NOW)
     assert ("Warning", "Failed", failed["message"]) in transitions(pending, failed)
+    assert transitions(failed, failed) == []
+    # The trainer's explanation, read after the PyTorchJob failed: an Event of its own.
+    explained = {**failed, "message": "DATA_ERROR: 3 of 10 rows unreadable"}
+    explained["conditions"] = set_condition(
+        failed["conditions"], "Failed", "True", "DATA_ERROR", explained["message"], generation=1, now=LATER
+    )
+    assert transitions(failed, explained) == [("Warning", "DATA_ERROR", "DATA_ERROR: 3 of 10 rows unreadable")]
+    assert transitions(explained, explained) == []
 
 
 def test_dataset_status_by_source() -> None:

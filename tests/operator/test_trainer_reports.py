@@ -4,7 +4,9 @@ followed elsewhere."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -14,7 +16,7 @@ from tensorone_operator.live_status import REPLICA_TYPE_LABEL
 from tensorone_operator.trainer_reports import TIMEOUTS_REFUSED, TrainerReports
 
 from tensorone.api.report import MAX_REPORT_BYTES
-from tests.operator.report_server import HOSTILE, ReportServer, report_json
+from tests.operator.report_server import HOSTILE, STARTED, ReportServer, report_json
 
 KEY = ("tenant-a", "job")
 
@@ -134,3 +136,63 @@ async def test_a_refusal_is_announced_once_as_a_warning(server: ReportServer, re
     assert [(kind, reason) for kind, reason, _ in events] == [("Warning", "ReportRefused")]
     await reports.poll(KEY)
     assert reports.news(KEY, {}) == []
+
+
+# The termination message and the order of pods ---------------------------------------------------
+
+
+def ended_master_pod(uid: str, created: str, report: dict[str, Any] | str, *, exit_code: int = 0) -> dict[str, Any]:
+    """A rank-0 pod created at ``created`` whose trainer ended with ``exit_code``, leaving ``report``."""
+    pod = master_pod(0)
+    pod["metadata"].update({"uid": uid, "creationTimestamp": created})
+    message = report if isinstance(report, str) else json.dumps(report)
+    terminated = {"exitCode": exit_code, "message": message}
+    pod["status"]["containerStatuses"] = [{"name": CONTAINER_NAME, "state": {"terminated": terminated}}]
+    return pod
+
+
+def running_master_pod(uid: str, created: str, port: int) -> dict[str, Any]:
+    pod = master_pod(port)
+    pod["metadata"].update({"uid": uid, "creationTimestamp": created})
+    return pod
+
+
+async def test_a_later_pods_reports_win_even_when_the_pod_before_had_a_clock_ahead(server: ReportServer) -> None:
+    """Pods are ordered by the API server's clock: a pod whose clock ran four minutes ahead (within
+    the skew allowed) must not freeze the status of the resumed job's next pod."""
+    ahead = (STARTED + timedelta(minutes=4)).isoformat()
+    reports = TrainerReports()
+    try:
+        first = report_json(step=80, startedAt=ahead, updatedAt=ahead, state="stopped")
+        reports.pod_changed(KEY, ended_master_pod("pod-1", "2026-01-15T11:59:00Z", first), deleted=False)
+        assert (kept := reports.latest(KEY)) is not None and kept.report.step == 80
+        # The resumed job's pod, created later, resumes from an earlier checkpoint with a true clock.
+        reports.pod_changed(KEY, running_master_pod("pod-2", "2026-01-15T12:00:30Z", server.port), deleted=False)
+        server.serve(report_json(step=61))
+        await reports.poll(KEY)
+        assert (kept := reports.latest(KEY)) is not None and kept.report.step == 61
+        # The first pod's last state seen again (a late watch event) does not take it back.
+        reports.pod_changed(KEY, ended_master_pod("pod-1", "2026-01-15T11:59:00Z", first), deleted=True)
+        assert (kept := reports.latest(KEY)) is not None and kept.report.step == 61
+    finally:
+        await reports.close()
+
+
+def test_an_accepted_termination_message_makes_the_report_valid_again() -> None:
+    reports = TrainerReports()
+    reports.pod_changed(KEY, ended_master_pod("pod-1", "2026-01-15T12:00:00Z", "{not json", exit_code=1), deleted=False)
+    assert "termination message of pod job-master-0" in (reports.refusal(KEY) or "")
+    final = report_json(step=9, state="completed")
+    reports.pod_changed(KEY, ended_master_pod("pod-2", "2026-01-15T12:01:00Z", final), deleted=False)
+    assert reports.refusal(KEY) is None
+    assert (kept := reports.latest(KEY)) is not None and kept.report.step == 9
+
+
+def test_the_exit_code_of_a_failed_master_is_forgotten_once_a_master_runs_again() -> None:
+    reports = TrainerReports()
+    reports.pod_changed(
+        KEY, ended_master_pod("pod-1", "2026-01-15T12:00:00Z", report_json(), exit_code=3), deleted=False
+    )
+    assert reports.exit_code(KEY) == 3
+    reports.pod_changed(KEY, running_master_pod("pod-2", "2026-01-15T12:01:00Z", 9400), deleted=False)
+    assert reports.exit_code(KEY) is None

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tensorone.cli import main
 from tensorone.cli.exit_codes import NOT_FOUND, UNREACHABLE, USAGE
@@ -152,3 +153,23 @@ def test_a_closed_pipe_ends_quietly(cluster: EmulatorServer, tmp_path: Path) -> 
     reader.stdin.close()
     reader.wait()
     assert "Traceback" not in writer.stderr and "BrokenPipe" not in writer.stderr
+
+
+def test_create_puts_each_object_in_its_manifests_namespace_and_refuses_a_contrary_option(
+    cluster: EmulatorServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    documents = list(yaml.safe_load_all((REPO / "examples" / "llama-lora.yaml").read_text()))
+    for document in documents:
+        document["metadata"]["namespace"] = "team-a"
+    manifest = tmp_path / "team-a.yaml"
+    manifest.write_text(yaml.safe_dump_all(documents))
+    assert main(["create", "-f", str(manifest), "-n", "team-b"]) == USAGE
+    err = capsys.readouterr().err
+    assert "metadata.namespace" in err and "'team-a'" in err and "'team-b'" in err, err
+    assert cluster.api.list(API, "Dataset", "team-a") == [] and cluster.api.list(API, "TrainingJob", "team-a") == []
+
+    assert main(["create", "-f", str(manifest)]) == 0
+    capsys.readouterr()
+    for document in documents:
+        assert cluster.api.find(API, document["kind"], document["metadata"]["name"], "team-a") is not None
+        assert cluster.api.find(API, document["kind"], document["metadata"]["name"], "default") is None

@@ -35,6 +35,7 @@ class LocalCluster:
     server: EmulatorServer
     node: LocalNode
     operator: OperatorThread
+    config: OperatorConfig
 
     def apply(self, obj: dict[str, Any]) -> None:
         self.server.api.create(obj)
@@ -102,18 +103,25 @@ class LocalCluster:
 
     def restart_operator(self) -> None:
         self.operator.stop()
-        self.operator = OperatorThread(self.server, OperatorConfig(progress_poll_seconds=POLL_SECONDS))
+        self.operator = OperatorThread(self.server, self.config)
         self.operator.start()
 
 
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[LocalCluster]:
+@contextlib.contextmanager
+def local_cluster(tmp_path: Path, config: OperatorConfig) -> Iterator[LocalCluster]:
+    """A cluster whose operator runs with ``config``."""
     with EmulatorServer() as server, LocalNode(server, tmp_path / "node") as node:
-        operator = OperatorThread(server, OperatorConfig(progress_poll_seconds=POLL_SECONDS))
+        operator = OperatorThread(server, config)
         operator.start()
-        local = LocalCluster(server, node, operator)
+        local = LocalCluster(server, node, operator, config)
         try:
             yield local
         finally:
             local.operator.stop()
         assert node.errors == [], node.errors
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[LocalCluster]:
+    with local_cluster(tmp_path, OperatorConfig(progress_poll_seconds=POLL_SECONDS)) as local:
+        yield local

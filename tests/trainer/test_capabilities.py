@@ -22,7 +22,6 @@ def test_full_has_no_lora_parameters(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("overrides", "cuda", "field", "words"),
     [
-        ({"model_type": "vision"}, False, "modelType", "allowed: llm"),
         ({"model_type": "custom"}, False, "modelType", "own image"),
         # The CRD's rules, as the API server words them: one rule names every vision-only field.
         (

@@ -27,11 +27,11 @@ from tensorone.api.v1alpha1.dataset import ColumnMapping
 from tensorone.errors import ConfigurationError, DataError
 from trainer.data.records import Row
 
+E = TypeVar("E")
 IGNORE_INDEX = -100  # label of a token the loss skips (the convention of torch's cross_entropy)
 # The roles a conversation's messages may have: the vocabulary chat templates are written for. A
 # row with another role is bad, since a template would drop it or render it as something else.
 CHAT_ROLES = ("system", "user", "assistant", "tool")
-Held = TypeVar("Held")  # an example of any task, for the evaluation split
 
 
 class Layout(StrEnum):
@@ -183,7 +183,7 @@ def build_examples(
     return TextData(train=train, eval=held_out, columns=columns, bad_rows=bad)
 
 
-def split_eval(examples: Sequence[Held], eval_split: float, seed: int) -> tuple[list[Held], list[Held]]:
+def split_eval(examples: Sequence[E], eval_split: float, seed: int) -> tuple[list[E], list[E]]:
     """Hold out a seeded random share of the examples; at least one each side when evaluating."""
     if eval_split <= 0.0:
         return list(examples), []

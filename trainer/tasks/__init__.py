@@ -16,10 +16,12 @@ from typing import Any, Protocol
 import torch
 
 from tensorone.api.resolved import ResolvedJob
-from tensorone.api.trainable import TRAINED_MODEL_TYPES
+from tensorone.api.trainable import TRAINED_MODEL_TYPES, TRAINED_VISION_TASKS, VisionTask, vision_task_of
+from tensorone.api.v1alpha1.dataset import DatasetFormat
 from tensorone.api.v1alpha1.trainingjob import ModelType
-from tensorone.errors import ConfigurationError
+from tensorone.errors import ConfigurationError, NotImplementedByTrainer
 from trainer.data.plan import Example
+from trainer.distributed import Topology
 
 
 class Batch(Protocol):
@@ -64,6 +66,11 @@ class Task(Protocol):
         """
         ...
 
+    def eval_metrics(self, model: torch.nn.Module, examples: Sequence[Any], topology: Topology) -> dict[str, float]:
+        """The task's own measures on the evaluation examples (mAP for detection), by name, the same
+        on every process; empty when the evaluation loss says it all."""
+        ...
+
     def collate(self, examples: Sequence[Any]) -> Batch:
         """Examples of one micro-batch as tensors, in the layout the objective takes."""
         ...
@@ -87,10 +94,26 @@ def task_for(job: ResolvedJob) -> Task:
         from trainer.tasks.llm import LlmTask
 
         return LlmTask(job)
+    if job.model_type == ModelType.vision:
+        return _vision_task(job)
     if job.model_type == ModelType.multimodal:
         from trainer.tasks.multimodal import MultimodalTask
 
         return MultimodalTask(job)
     raise ConfigurationError(
         f"no trainer task for modelType {job.model_type}; allowed: {', '.join(TRAINED_MODEL_TYPES)}", field="modelType"
+    )
+
+
+def _vision_task(job: ResolvedJob) -> Task:
+    """The vision task its Dataset's format asks for (coco: detection)."""
+    task = vision_task_of(DatasetFormat(job.dataset.format))
+    if task == VisionTask.detection:
+        from trainer.tasks.detection import DetectionTask
+
+        return DetectionTask(job)
+    raise NotImplementedByTrainer(
+        f"a vision job on a {job.dataset.format} Dataset is {task}, which this trainer does not implement; "
+        f"it trains: {', '.join(TRAINED_VISION_TASKS)} (Dataset format coco)",
+        field="dataset.format",
     )

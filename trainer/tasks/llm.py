@@ -23,6 +23,7 @@ from trainer.attention import enable_packed_attention
 from trainer.data.batches import PackedBatch, PaddedBatch, pack, pad_batch
 from trainer.data.examples import IGNORE_INDEX, Example, build_examples
 from trainer.data.records import read_rows
+from trainer.distributed import Topology
 from trainer.precision import autocast_dtype
 from trainer.supervised_loss import SupervisedCausalLM, unsupported_reason
 from trainer.tasks import TaskData
@@ -86,6 +87,9 @@ class LlmTask:
 
     def objective(self, model: torch.nn.Module) -> torch.nn.Module:
         return SupervisedCausalLM(model) if self._packed() else PaddedCausalLM(model)
+
+    def eval_metrics(self, model: torch.nn.Module, examples: Sequence[Example], topology: Topology) -> dict[str, float]:
+        return {}  # the evaluation loss is the measure
 
     def collate(self, examples: Sequence[Example]) -> PackedBatch | PaddedBatch:
         if self._packed():

@@ -30,6 +30,7 @@ from trainer import model as causal_lm
 from trainer.attention import base_transformers_model
 from trainer.data.chat_images import ChatImageBatch, ChatImageExample, build_chat_image_examples, collate_chat_images
 from trainer.data.records import read_rows
+from trainer.distributed import Topology
 from trainer.supervised_loss import unsupported_reason
 from trainer.tasks import TaskData
 
@@ -91,6 +92,11 @@ class MultimodalTask:
 
     def objective(self, model: torch.nn.Module) -> torch.nn.Module:
         return VisionLanguageLoss(model)
+
+    def eval_metrics(
+        self, model: torch.nn.Module, examples: Sequence[ChatImageExample], topology: Topology
+    ) -> dict[str, float]:
+        return {}  # the evaluation loss on the assistant turns is the measure
 
     def collate(self, examples: Sequence[ChatImageExample]) -> ChatImageBatch:
         processor = self._processor()

@@ -122,6 +122,8 @@ class ConditionType(StrEnum):
     Failed = "Failed"
     # Whether the rank-0 trainer's last progress report was accepted (set once one was refused).
     ReportValid = "ReportValid"
+    # Whether the job's spending is under spec.maxCost (set while the job has one).
+    WithinBudget = "WithinBudget"
 
 
 CHECK_CONDITIONS = (ConditionType.ConfigurationValid, ConditionType.DatasetReady, ConditionType.ResourcesAvailable)
@@ -173,6 +175,10 @@ class Reason(StrEnum):
     RestartLimitExceeded = "RestartLimitExceeded"
     ReportAccepted = "ReportAccepted"
     ReportRefused = "ReportRefused"
+    # Spending against spec.maxCost.
+    BudgetAvailable = "BudgetAvailable"
+    BudgetWarning = "BudgetWarning"
+    BudgetExceeded = "BudgetExceeded"
     # A Dataset's source.
     Inline = "Inline"
     ClaimBound = "ClaimBound"
@@ -597,6 +603,14 @@ class TrainingJobSpec(ApiModel):
         description="Time limit in seconds while running (activeDeadlineSeconds of the PyTorchJob); the job "
         "fails with reason DeadlineExceeded past it.",
     )
+    max_cost: float | None = Field(
+        default=None,
+        gt=0,
+        le=1e9,
+        description="Spending cap in the GPU catalog's currency (status.resourceUsage.cost counts against it). "
+        "Events warn at 50% and 80%; at 100% the job is stopped with a checkpoint (phase Stopped, reason "
+        "BudgetExceeded) and resumes from it once maxCost is raised above what was spent.",
+    )
     max_restarts: int = Field(
         default=3,
         ge=0,
@@ -627,6 +641,13 @@ class Progress(ApiModel):
     remaining_time: int | None = Field(default=None, ge=0, description="Estimated seconds of training left.")
 
 
+# Task metrics measured on the evaluation split (mAP, mAP50 for detection): at most this many, each
+# named like a Prometheus label value a user can read in kubectl.
+MAX_EVAL_METRICS = 16
+EVAL_METRIC_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_.@-]{0,63}$"
+EvalMetricName = Annotated[str, Field(pattern=EVAL_METRIC_NAME_PATTERN, max_length=64)]
+
+
 class Metrics(ApiModel):
     """Latest training metrics, as reported by the rank-0 trainer."""
 
@@ -644,6 +665,13 @@ class Metrics(ApiModel):
     )
     memory_usage: str | None = Field(
         default=None, max_length=32, description="Peak accelerator (or host) memory per worker, for example 38.2GB."
+    )
+    eval_metrics: dict[str, Annotated[float, Field(description="The metric's value.")]] | None = Field(
+        default=None,
+        max_length=MAX_EVAL_METRICS,
+        description="The task's metrics on the evaluation split at the latest evaluation, by name: mAP "
+        "(mean average precision over IoU 0.50 to 0.95) and mAP50 (at IoU 0.50) for object detection. A name "
+        "is a letter, then letters, digits, '_', '.', '@' or '-' (at most 64 characters).",
     )
 
 
