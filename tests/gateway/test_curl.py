@@ -70,13 +70,13 @@ def test_every_reference_example(cluster: EmulatorServer, gateway: GatewayProces
     assert job["resourceAllocation"]["gpuType"] == "NVIDIA A100" and job["resourceAllocation"]["workers"] == 2
     assert job["estimatedCost"]["hourly"] > 0
 
-    # The trainer of this release does not train vision models: refused before anything is scheduled.
+    # The trainer of this release does not build YOLO: refused before anything is scheduled.
     status, vision = curl(create_vision, gateway)
     assert status == 400, vision
-    assert (vision["error"], vision["details"]["field"], vision["details"]["modelType"]) == (
+    assert (vision["error"], vision["details"]["field"], vision["details"]["architecture"]) == (
         "CONFIGURATION_ERROR",
-        "modelType",
-        "vision",
+        "config.architecture",
+        "yolov8",
     )
 
     # The operator's part, as it would write it for a running job.
