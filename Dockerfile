@@ -9,8 +9,9 @@
 # operator: requirements/operator.txt: kopf and the Kubernetes client, no torch (about 150 MB).
 # gateway:  requirements/gateway.txt: FastAPI, uvicorn and the Kubernetes client, no torch.
 # trainer:  requirements/trainer.txt: PyPI's torch 2.13.0, the CUDA 13.0 build, with its nvidia-*
-#           libraries, then transformers, peft, datasets. The driver comes from the node (NVIDIA
-#           container toolkit), so the base is the same slim Python image.
+#           libraries, then transformers, peft, datasets, and the experiment trackers' clients
+#           (mlflow-skinny, tensorboardX, wandb: about 110 MB). The driver comes from the node
+#           (NVIDIA container toolkit), so the base is the same slim Python image.
 #
 # Both final images run as a numeric non-root user and hold no compiler or build tool: the wheel is
 # built in its own stage and only the finished virtualenv is copied into the final stages.

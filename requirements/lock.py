@@ -7,7 +7,7 @@ for CPython 3.11 on Linux x86_64:
     dev.txt       development machines and CI: every extra, with the CPU build of torch
     operator.txt  the operator image: the `operator` extra (no torch)
     gateway.txt   the gateway image: the `gateway` extra (no torch)
-    trainer.txt   the trainer image: the `trainer` extra, with PyPI's torch (a CUDA build)
+    trainer.txt   the trainer image: the `trainer` and `tracking` extras, with PyPI's torch (a CUDA build)
 
 dev.txt is resolved first; the others are resolved under its versions, so the images run exactly
 the versions the test suite ran, torch's build aside. The CPU torch comes from a local wheel folder
@@ -87,7 +87,10 @@ def main() -> None:
         compile_lock([str(build_in), "-c", str(constraints)], HERE / "build.txt", "--no-annotate")
         compile_lock(["pyproject.toml", "--extra", "operator", "-c", str(constraints)], HERE / "operator.txt")
         compile_lock(["pyproject.toml", "--extra", "gateway", "-c", str(constraints)], HERE / "gateway.txt")
-        compile_lock(["pyproject.toml", "--extra", "trainer", "-c", str(constraints)], HERE / "trainer.txt")
+        compile_lock(
+            ["pyproject.toml", "--extra", "trainer", "--extra", "tracking", "-c", str(constraints)],
+            HERE / "trainer.txt",
+        )
 
 
 if __name__ == "__main__":

@@ -23,13 +23,14 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, cast
 
 from tensorone.api import API_VERSION, GROUP, VERSION, catalog, preflight
 from tensorone.api.catalog import CatalogSettings
+from tensorone.api.events import STORE_KEY, JobEvent, in_time_order, metric_event, metric_store_name, read_store
 from tensorone.api.pods import CONTAINER_NAME, LABEL_JOB_NAME, checkpoint_claim_name, pod_rank
 from tensorone.api.resolved import DEFAULT_CHECKPOINT_DIR, METRICS_LOG
 from tensorone.api.rest import (
@@ -42,10 +43,13 @@ from tensorone.api.rest import (
 from tensorone.api.timestamps import parse_time
 from tensorone.api.v1alpha1 import Checkpoint, Dataset, ModelType, Phase, TrainingJob, TrainingJobSpec
 from tensorone.api.v1alpha1.trainingjob import (
+    FINAL_CHECKPOINT_ID,
     TERMINAL_PHASES,
+    CheckpointType,
     EstimatedCost,
     LossSample,
     Metrics,
+    ModelOutput,
     Progress,
     ResourceAllocation,
     ResourceUsage,
@@ -117,6 +121,8 @@ class Job:
     completed_at: datetime | None
     estimated_completion: datetime | None
     raw: dict[str, Any] = field(repr=False)
+    output: ModelOutput | None = None  # the final model, once written
+    best_checkpoint: str | None = None  # the checkpoint of the best evaluation, when tracked
 
     @classmethod
     def from_object(cls, obj: Mapping[str, Any]) -> Job:
@@ -152,11 +158,28 @@ class Job:
             completed_at=status.completed_at if status else None,
             estimated_completion=status.estimated_completion if status else None,
             raw=dict(obj),
+            output=status.output if status else None,
+            best_checkpoint=status.best_checkpoint if status else None,
         )
 
     @property
     def is_terminal(self) -> bool:
         return Phase(self.status.capitalize()) in TERMINAL_PHASES
+
+
+def final_checkpoint(output: ModelOutput, checkpoints: Sequence[Checkpoint]) -> Checkpoint:
+    """The final model as an entry of the checkpoint listing."""
+    source = next((c for c in checkpoints if c.id == output.checkpoint), None)
+    return Checkpoint(
+        id=FINAL_CHECKPOINT_ID,
+        epoch=source.epoch if source else None,
+        step=source.step if source else None,
+        loss=source.loss if source else None,
+        created_at=output.created_at,
+        size=output.size,
+        reason=source.reason if source else None,
+        type=CheckpointType.final,
+    )
 
 
 @dataclass(frozen=True)
@@ -171,18 +194,6 @@ class Pagination:
 class JobList:
     jobs: list[Job]
     pagination: Pagination
-
-
-@dataclass(frozen=True)
-class JobEvent:
-    """A Kubernetes Event about a job: lifecycle steps, checkpoints, errors."""
-
-    type: str
-    reason: str
-    message: str
-    count: int
-    first_seen: datetime | None
-    last_seen: datetime | None
 
 
 def _strip(obj: Mapping[str, Any]) -> dict[str, Any]:
@@ -320,6 +331,19 @@ class KubeApi:
         call = self.custom.get_namespaced_custom_object
         missing = _missing(plural, namespace, name)
         return cast(dict[str, Any], self._call(call, GROUP, VERSION, namespace, plural, name, not_found=missing))
+
+    def config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """A ConfigMap, or None when there is none."""
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            response = self._call(self.core.read_namespaced_config_map, name, namespace, _preload_content=False)
+        except TensorOneError as error:
+            if isinstance(error.__cause__, ApiException) and error.__cause__.status == 404:
+                return None
+            raise
+        answer = json.loads(response.data)
+        return answer if isinstance(answer, dict) else None
 
     def find(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         """The object, or None when there is none."""
@@ -944,16 +968,33 @@ class Jobs:
         return self._kube.delete_and_wait("trainingjobs", self.namespace, job_id, force=force, wait=wait)
 
     def list_checkpoints(self, job_id: str) -> builtins.list[Checkpoint]:
-        """The job's checkpoints, most recent first."""
+        """The job's checkpoints, most recent first: the intermediate ones (type intermediate, to
+        resume from), and the final model once written (id ``final``, type final: status.output, with
+        the step and loss of the checkpoint it came from)."""
         epoch = datetime.min.replace(tzinfo=UTC)
-        checkpoints = list(self.get(job_id).checkpoints)
+        job = self.get(job_id)
+        checkpoints = [c.model_copy(update={"type": CheckpointType.intermediate}) for c in job.checkpoints]
+        if job.output is not None:
+            checkpoints.append(final_checkpoint(job.output, job.checkpoints))
         return sorted(checkpoints, key=lambda c: (c.created_at or epoch, c.step or 0), reverse=True)
 
-    def list_events(self, job_id: str) -> builtins.list[JobEvent]:
-        """Kubernetes Events about the job, oldest first."""
+    def list_events(self, job_id: str, *, metrics: bool = True) -> builtins.list[JobEvent]:
+        """The job's events, oldest first: the Kubernetes Events about it (lifecycle, checkpoints,
+        warnings) merged in time order with its metric events, one per optimizer step (loss,
+        learning rate, gradient norm, throughput) and one per evaluation, from the job's metric
+        store (the ConfigMap ``<job>-metrics``; its bounds in docs/operator.md). ``metrics``
+        False leaves the metric events out (and needs no read access to ConfigMaps)."""
         self.get(job_id)
         listing = self._kube.read("events", self.namespace, field_selector=_events_selector(job_id))
-        return _events_of(job_id, listing.get("items") or [])
+        events = _events_of(job_id, listing.get("items") or [])
+        if not metrics:
+            return events
+        return in_time_order(events, [metric_event(record) for record in self._metric_records(job_id)])
+
+    def _metric_records(self, job_id: str) -> builtins.list[Any]:
+        """The records of the job's metric store (none before the operator has written one)."""
+        store = self._kube.config_map(self.namespace, metric_store_name(job_id))
+        return read_store(((store or {}).get("data") or {}).get(STORE_KEY))
 
     def logs(
         self,

@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 import httpx
 
+from tensorone.api.events import JobEvent
 from tensorone.api.rest import (
     DATASET_ID_ANNOTATION,
     DISPLAY_NAME_ANNOTATION,
@@ -23,9 +24,8 @@ from tensorone.api.rest import (
     job_from_details,
     rest_from_job,
 )
-from tensorone.api.timestamps import parse_time
 from tensorone.api.v1alpha1 import Checkpoint
-from tensorone.client import Deletion, Job, JobEvent, JobList, Pagination
+from tensorone.client import Deletion, Job, JobList, Pagination
 from tensorone.errors import ConfigurationError, TensorOneError, Unreachable, error_from_body
 
 JOBS_PATH = "/v2/training/jobs"
@@ -168,19 +168,9 @@ class RestJobs:
         body = self._request("GET", f"{_job_path(job_id)}/checkpoints")
         return [Checkpoint.model_validate(item) for item in body["checkpoints"]]
 
-    def list_events(self, job_id: str) -> builtins.list[JobEvent]:
-        body = self._request("GET", f"{_job_path(job_id)}/events")
-        return [
-            JobEvent(
-                type=item["type"],
-                reason=item["reason"],
-                message=item["message"],
-                count=item["count"],
-                first_seen=parse_time(item.get("firstSeen")),
-                last_seen=parse_time(item.get("lastSeen")),
-            )
-            for item in body["events"]
-        ]
+    def list_events(self, job_id: str, *, metrics: bool = True) -> builtins.list[JobEvent]:
+        body = self._request("GET", f"{_job_path(job_id)}/events", params={"metrics": str(metrics).lower()})
+        return [JobEvent.model_validate(item) for item in body["events"]]
 
     def watch(self, job_id: str, **_: Any) -> NoReturn:
         raise _needs_kubernetes("following a job")

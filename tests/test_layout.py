@@ -14,9 +14,12 @@ import pytest
 from tests.unimportable import run_without
 
 REPO = Path(__file__).resolve().parents[1]
-# The trainer, and the libraries of its extra: what the operator image and a machine with only the
-# SDK do not have.
-TRAINER_ONLY = ("trainer", "torch", "transformers", "peft", "datasets", "safetensors", "accelerate")
+# The trainer, and the libraries of its extras (trainer, tracking): what the operator image and a
+# machine with only the SDK do not have.
+TRAINER_ONLY = (
+    *("trainer", "torch", "transformers", "peft", "datasets", "safetensors", "accelerate"),
+    *("mlflow", "tensorboardX", "wandb"),
+)
 # Each package's folder and the packages it never imports: tensorone is imported by the others.
 NEVER_IMPORTED = {
     "tensorone": (REPO / "tensorone", (*TRAINER_ONLY, "tensorone_operator")),

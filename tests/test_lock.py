@@ -18,8 +18,13 @@ from packaging.version import Version
 REPO = Path(__file__).resolve().parents[1]
 LOCKS = REPO / "requirements"
 PROJECT = "tensorone-training"
-# The lock of each install and the extra it holds: development and CI, and the two images.
-EXTRA_OF_LOCK = {"dev.txt": "dev", "operator.txt": "operator", "gateway.txt": "gateway", "trainer.txt": "trainer"}
+# The lock of each install and the extras it holds: development and CI, and the images.
+EXTRAS_OF_LOCK: dict[str, tuple[str, ...]] = {
+    "dev.txt": ("dev",),
+    "operator.txt": ("operator",),
+    "gateway.txt": ("gateway",),
+    "trainer.txt": ("trainer", "tracking"),
+}
 # Where the locks are resolved for (requirements/lock.py): CPython 3.11 on Linux x86_64.
 ENVIRONMENT = {
     "python_version": "3.11",
@@ -65,10 +70,10 @@ def read_lock(text: str) -> dict[str, Pin]:
     return pins
 
 
-def requirements_of(pyproject: dict[str, Any], extra: str) -> list[Requirement]:
-    """The project's dependencies plus an extra's, with the extras it names of the project itself."""
+def requirements_of(pyproject: dict[str, Any], *extras: str) -> list[Requirement]:
+    """The project's dependencies plus the extras', with the extras they name of the project itself."""
     project = pyproject["project"]
-    wanted, seen = [extra], set()
+    wanted, seen = list(extras), set()
     found = [Requirement(text) for text in project["dependencies"]]
     while wanted:
         name = wanted.pop()
@@ -115,14 +120,14 @@ def locks() -> dict[str, dict[str, Pin]]:
 
 
 def test_every_install_has_a_lock(locks: dict[str, dict[str, Pin]]) -> None:
-    assert set(locks) == {*EXTRA_OF_LOCK, "build.txt"}
+    assert set(locks) == {*EXTRAS_OF_LOCK, "build.txt"}
 
 
-@pytest.mark.parametrize("lock", sorted(EXTRA_OF_LOCK))
+@pytest.mark.parametrize("lock", sorted(EXTRAS_OF_LOCK))
 def test_the_lock_is_the_resolution_of_its_extra(
     lock: str, pyproject: dict[str, Any], locks: dict[str, dict[str, Pin]]
 ) -> None:
-    assert disagreements(requirements_of(pyproject, EXTRA_OF_LOCK[lock]), locks[lock]) == [], (
+    assert disagreements(requirements_of(pyproject, *EXTRAS_OF_LOCK[lock]), locks[lock]) == [], (
         f"requirements/{lock} and pyproject.toml disagree: run `make lock` and commit the result"
     )
 

@@ -3,7 +3,8 @@
 ``ResolvedJob`` is the only input of the trainer and carries every default already
 (``tensorone.api.resolved.with_defaults``). The rules the CRDs state are checked by the one rule
 function, ``tensorone.api.resolved.check_rules``; this module adds only what depends on this
-trainer and this process: the model types and data formats it implements, and the GPU and
+trainer and this process: the model types and data formats it implements (text for llm; for vision, the operator's own
+rules against the Dataset), and the GPU and
 libraries a job needs here. Each refusal is a ``ConfigurationError`` naming the field and what is
 allowed: nothing in the job is silently ignored.
 """
@@ -12,15 +13,23 @@ from __future__ import annotations
 
 import importlib.util
 
+from tensorone.api.preflight import vision_errors
 from tensorone.api.resolved import ResolvedJob, check_rules
-from tensorone.api.trainable import TRAINED_MODEL_TYPES
+from tensorone.api.trainable import TRAINED_MODEL_TYPES, untrainable_error
+from tensorone.api.v1alpha1 import Dataset, TrainingJobSpec
 from tensorone.api.v1alpha1.dataset import TEXT_FORMATS, DatasetFormat
-from tensorone.api.v1alpha1.trainingjob import MixedPrecision, ModelType, Strategy
+from tensorone.api.v1alpha1.trainingjob import MixedPrecision, ModelType, ObjectMeta, Strategy
 from tensorone.errors import ConfigurationError, NotImplementedByTrainer
 
 IMAGE_COLUMNS = ("image", "label", "annotations")
 # The columns of the layouts other than chat: a multimodal job learns assistant turns.
 MULTIMODAL_REFUSED_COLUMNS = ("text", "prompt", "completion", "label", "annotations")
+# The module each tracker of config.tracking needs, and the package that provides it.
+TRACKER_LIBRARIES = {
+    "mlflow": ("mlflow", "mlflow-skinny"),
+    "tensorboard": ("tensorboardX", "tensorboardX"),
+    "wandb": ("wandb", "wandb"),
+}
 
 
 def refuse_unsupported(job: ResolvedJob, *, cuda_available: bool, merge_adapter: bool = False) -> None:
@@ -32,10 +41,13 @@ def refuse_unsupported(job: ResolvedJob, *, cuda_available: bool, merge_adapter:
     _refuse_model_type(job.model_type)
     _refuse_missing_gpu(job, cuda_available=cuda_available)
     check_rules(job)
-    if job.model_type == ModelType.llm:
+    if job.model_type == ModelType.vision:
+        _refuse_what_a_vision_job_cannot_run(job)
+    elif job.model_type == ModelType.llm:
         _refuse_non_text_data(job)
     elif job.model_type == ModelType.multimodal:
         _refuse_non_chat_data(job)
+    _refuse_missing_trackers(job)
     if merge_adapter and job.config.strategy != Strategy.lora:
         raise ConfigurationError(f"merging applies to strategy lora only, not {job.config.strategy}", field="--merge")
     if not 0 <= job.report_port <= 65535:
@@ -83,6 +95,20 @@ def _refuse_missing_gpu(job: ResolvedJob, *, cuda_available: bool) -> None:
             )
 
 
+def _refuse_what_a_vision_job_cannot_run(job: ResolvedJob) -> None:
+    """The operator's own rules for a vision job (``tensorone.api.trainable`` for the architecture,
+    ``tensorone.api.preflight.vision_errors`` against the Dataset), named as the resolved job
+    spells its fields."""
+    spec = TrainingJobSpec(model_type=job.model_type, dataset_id=job.dataset_name, config=job.config)
+    dataset = Dataset(metadata=ObjectMeta(name=job.dataset_name, namespace=job.namespace), spec=job.dataset)
+    error = untrainable_error(spec)
+    errors = [error] if error is not None else vision_errors(spec, dataset)
+    if errors:
+        first = errors[0]
+        field = (first.field or "").removeprefix("spec.")
+        raise ConfigurationError(first.message, field="dataset" if field == "datasetId" else field)
+
+
 def _refuse_non_text_data(job: ResolvedJob) -> None:
     """The llm task reads text: image formats and image columns belong to vision jobs."""
     dataset_format = DatasetFormat(job.dataset.format)
@@ -119,3 +145,26 @@ def _refuse_non_chat_data(job: ResolvedJob) -> None:
                 "outside the messages)",
                 field=f"dataset.columns.{name}",
             )
+
+
+def _refuse_missing_trackers(job: ResolvedJob) -> None:
+    """Each tracker of config.tracking needs its client library in this image (the `tracking` extra)."""
+    tracking = job.config.tracking
+    if tracking is None:
+        return
+    for tracker, (module, package) in TRACKER_LIBRARIES.items():
+        if getattr(tracking, tracker) is not None and not _installed(module):
+            raise ConfigurationError(
+                f"{tracker} tracking needs the {package} package, which this trainer image does not have; "
+                "install the tracking extra (pip install 'tensorone-training[tracking]') or leave "
+                f"config.tracking.{tracker} out",
+                field=f"config.tracking.{tracker}",
+            )
+
+
+def _installed(module: str) -> bool:
+    """Whether ``module`` can be imported here, without importing it (the trackers take seconds)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # what an import hook that hides the package answers
+        return False

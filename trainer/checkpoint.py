@@ -345,9 +345,10 @@ class CheckpointStore:
         state: Callable[[], TrainingState],
         keep: int,
         data: DataFingerprint | None = None,
+        protect: str | None = None,
     ) -> tuple[CheckpointManifest, list[CheckpointManifest]]:
-        """Write a checkpoint, then keep the newest ``keep`` plus the best; every process calls this
-        together. ``write_model`` and ``state`` are called on rank 0 only (the model and optimizer
+        """Write a checkpoint, then keep the newest ``keep`` plus the best, and ``protect`` (the
+        checkpoint of the best evaluation) whatever its age; every process calls this together. ``write_model`` and ``state`` are called on rank 0 only (the model and optimizer
         are the same on every process). Returns the new checkpoint and those kept, oldest first."""
         identifier = checkpoint_id(reason, epoch=epoch, step=step)
         tmp = self.root / f".tmp-{identifier}"
@@ -388,7 +389,7 @@ class CheckpointStore:
             (tmp / f".{MANIFEST}").rename(tmp / MANIFEST)
             _fsync_dir(tmp)
             self._replace(tmp, self.root / identifier)
-            self._prune(keep)
+            self._prune(keep, protect)
         distributed.barrier(self.topology)
         kept = self.checkpoints()
         for saved in kept:
@@ -451,10 +452,10 @@ class CheckpointStore:
     def model_dir(self, manifest: CheckpointManifest) -> Path:
         return self.root / manifest.id / "model"
 
-    def _prune(self, keep: int) -> None:
-        """Delete all but the newest ``keep`` checkpoints and the one with the lowest loss."""
+    def _prune(self, keep: int, protect: str | None = None) -> None:
+        """Delete all but the newest ``keep`` checkpoints, the one with the lowest loss and ``protect``."""
         existing = self.checkpoints()
-        kept = {m.id for m in existing[-keep:]}
+        kept = {m.id for m in existing[-keep:]} | ({protect} if protect else set())
         with_loss = [m for m in existing if m.loss is not None]
         if with_loss:
             # The latest of equally good ones, so the best is also as far along as possible.

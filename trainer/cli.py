@@ -178,7 +178,8 @@ def _print_summary(report: dict[str, Any], resolved: ResolvedJob) -> None:
         first, last = history[0], history[-1]
         print(f"loss {first['loss']:.4f} (step {first['step']}) -> {last['loss']:.4f} (step {last['step']})")
     if report.get("evalLoss") is not None:
-        print(f"eval loss {report['evalLoss']:.4f}")
+        metrics = "".join(f", {name} {value:.4f}" for name, value in (report.get("evalMetrics") or {}).items())
+        print(f"eval loss {report['evalLoss']:.4f}{metrics}")
     checkpoints = ", ".join(c["id"] for c in report.get("checkpoints") or [])
     print(f"state {report.get('state')}: {report.get('message') or ''}")
     print(f"checkpoints ({resolved.checkpoint_dir}): {checkpoints or 'none'}")

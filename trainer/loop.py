@@ -20,12 +20,22 @@ import torch
 
 from tensorone.api.report import TrainerState
 from tensorone.api.resolved import ResolvedJob
+from tensorone.api.v1alpha1.trainingjob import ModelType, OutputFrom
 from tensorone.reporting.client import Reporter
 from trainer import distributed
-from trainer.checkpoint import CheckpointManifest, CheckpointStore, DataFingerprint, DataPosition, TrainingState
+from trainer.checkpoint import (
+    CheckpointManifest,
+    CheckpointStore,
+    DataFingerprint,
+    DataPosition,
+    TrainingState,
+    checkpoint_id,
+)
 from trainer.data.plan import DataPlan, Example, PlannedStep, eval_batches
 from trainer.distributed import Topology
+from trainer.early_stopping import EARLY_STOPPED, WATCH_STATE_KEY, EvaluationWatch, watched_value
 from trainer.model import base_model_of
+from trainer.output import describe_output
 from trainer.precision import Precision
 from trainer.signals import StopSignal
 from trainer.tasks import Task
@@ -71,21 +81,26 @@ class TrainingRun:
     position: DataPosition = field(default_factory=lambda: DataPosition(epoch=0, step_in_epoch=0))
     last_checkpoint: CheckpointManifest | None = None
     data: DataFingerprint | None = None  # the training examples, recorded in every checkpoint
+    watch: EvaluationWatch | None = None  # the best evaluation and early stopping, when the job asks
 
 
 @dataclass(frozen=True)
 class StepResult:
-    """One optimizer step's loss over every process, and whether any process was asked to stop."""
+    """One optimizer step's loss over every process, whether any process was asked to stop, the
+    learning rate and the gradient norm."""
 
     loss: float
     stop_requested: bool
     learning_rate: float | None  # the rate the update used; None when the loss was not finite and no update was made
+    grad_norm: float | None = None  # total gradient norm before clipping; None when not finite (fp16 overflow)
 
 
 def train_remaining_steps(run: TrainingRun) -> Outcome:
     """Run from ``run.position`` to the end, a stop, or a divergence."""
     nan_at_step = int(os.environ.get(FAULT_NAN_AT_STEP_ENV) or 0)
     run.objective.train()
+    if run.watch is not None and run.watch.stopped:
+        return _completed(run)  # resumed from the checkpoint of an early stop: nothing more to train
 
     for epoch, index, planned, last_in_epoch in _remaining_steps(run):
         started = time.perf_counter()
@@ -104,16 +119,57 @@ def train_remaining_steps(run: TrainingRun) -> Outcome:
         if stopping:
             # The grace period is for the checkpoint: an evaluation due now is skipped.
             run.reporter.set_state(TrainerState.stopping, message=f"saving a checkpoint after step {run.step}")
-        elif _evaluation_due(run, last_in_epoch=last_in_epoch, final=final):
-            loss = evaluate(run)
-            run.reporter.eval(run.step, loss, run.task.eval_metrics(run.model, run.eval_examples, run.topology) or None)
+        improved = False
+        if not stopping and _evaluation_due(run, last_in_epoch=last_in_epoch, final=final):
+            improved = evaluate_and_report(run)
+        plateau = run.watch is not None and run.watch.plateau and not final
 
         reason = _checkpoint_reason(run, last_in_epoch=last_in_epoch, final=final, stop=stopping)
-        if reason is not None:
-            save_checkpoint(run, reason, result.loss)
+        _save_due_checkpoint(run, reason, result.loss, improved=improved, plateau=plateau)
         if stopping:
             return _stopped(run)
+        if plateau:
+            return _completed(run)
     return _completed(run)
+
+
+def _save_due_checkpoint(run: TrainingRun, reason: str | None, loss: float, *, improved: bool, plateau: bool) -> None:
+    """The checkpoint due at this step, if any; and one at an evaluation that improved on the best
+    or at an early stop when none is due, so the best weights and those the run ends with are
+    always on disk. The watch learns which checkpoint is the best before it is saved (it is part
+    of the checkpoint's state)."""
+    if reason is None and (improved or plateau):
+        reason = "best" if improved else "final"
+    if reason is None:
+        return
+    if run.watch is not None:
+        if improved:
+            run.watch.best_checkpoint = checkpoint_id(reason, epoch=run.position.epoch, step=run.step)
+        run.watch.stopped = plateau
+    save_checkpoint(run, reason, loss)
+    if improved and run.watch is not None:
+        run.reporter.best_checkpoint(run.watch.best_checkpoint)
+
+
+def evaluate_and_report(run: TrainingRun) -> bool:
+    """Evaluate, report the loss (with perplexity for a language model) and the task's metrics;
+    whether the watched metric improved on its best."""
+    loss = evaluate(run)
+    metrics = run.task.eval_metrics(run.model, run.eval_examples, run.topology)
+    run.reporter.eval(run.step, loss, metrics or None, perplexity=_perplexity(run, loss))
+    if run.watch is None:
+        return False
+    return run.watch.observe(watched_value(run.watch.metric, loss, metrics), step=run.step)
+
+
+def _perplexity(run: TrainingRun, loss: float) -> float | None:
+    """exp of the mean loss per supervised token, for a language model; None when it overflows."""
+    if run.job.model_type != ModelType.llm or not math.isfinite(loss):
+        return None
+    try:
+        return math.exp(loss)
+    except OverflowError:
+        return None
 
 
 def report_step(run: TrainingRun, result: StepResult, planned: PlannedStep, *, epoch: int, seconds: float) -> None:
@@ -126,6 +182,7 @@ def report_step(run: TrainingRun, result: StepResult, planned: PlannedStep, *, e
         tokens=planned.global_tokens,
         samples=planned.global_samples,
         seconds=seconds,
+        grad_norm=result.grad_norm,
     )
 
 
@@ -138,19 +195,51 @@ def _evaluation_due(run: TrainingRun, *, last_in_epoch: bool, final: bool) -> bo
 
 
 def _completed(run: TrainingRun) -> Outcome:
-    """Write the final artifacts. The last step always saved a checkpoint (epoch or final); a run
-    resumed from the end of a finished one does no step and only writes the output again."""
+    """Write the final artifacts (from the best checkpoint's weights when config.output.from is
+    best) and report them. The last step always saved a checkpoint (epoch, final or the early
+    stop's); a run resumed from the end of a finished one does no step and only writes the output
+    again."""
     output_dir = Path(run.job.output_dir)
+    output = run.job.config.output
+    source = _output_source(run)
     written: list[Path] = []
     if run.topology.is_main:
-        written = run.task.save_final(run.model, output_dir, merge=run.merge_adapter)
+        if source is not None and source is not run.last_checkpoint:
+            run.task.load_weights(run.model, run.store.model_dir(source))
+        merge = run.merge_adapter or (output is not None and output.merge)
+        written = run.task.save_final(run.model, output_dir, merge=merge)
+        run.reporter.output(
+            describe_output(
+                written,
+                checkpoint_dir=Path(run.job.checkpoint_dir),
+                strategy=run.job.config.strategy,
+                base_model=run.job.config.base_model,
+                checkpoint=source.id if source is not None else None,
+            )
+        )
     distributed.barrier(run.topology)
     loss_text = f"{run.reporter.tracker.loss:.4f}" if run.reporter.tracker.loss is not None else "n/a"
-    return Outcome(
-        TrainerState.completed,
-        message=f"trained {run.step} of {run.total_steps} steps, final loss {loss_text}; output in "
-        + (", ".join(str(p) for p in written) or str(output_dir)),
+    summary = (
+        f"trained {run.step} of {run.total_steps} steps, final loss {loss_text}; output in "
+        + (", ".join(str(p) for p in written) or str(output_dir))
+        + (f" (from {source.id})" if source is not None else "")
     )
+    if run.watch is not None and run.watch.stopped:
+        return Outcome(
+            TrainerState.completed, reason=EARLY_STOPPED, message=f"stopped early: {run.watch.describe()}; {summary}"
+        )
+    return Outcome(TrainerState.completed, message=summary)
+
+
+def _output_source(run: TrainingRun) -> CheckpointManifest | None:
+    """The checkpoint whose weights become the output: the best one with config.output.from best
+    (when there is one), else the last one saved."""
+    output = run.job.config.output
+    if output is not None and output.from_ == OutputFrom.best and run.watch is not None:
+        best = next((m for m in run.store.checkpoints() if m.id == run.watch.best_checkpoint), None)
+        if best is not None:
+            return best
+    return run.last_checkpoint
 
 
 def optimizer_step(run: TrainingRun, planned: PlannedStep, *, poison: bool = False) -> StepResult:
@@ -173,28 +262,34 @@ def optimizer_step(run: TrainingRun, planned: PlannedStep, *, poison: bool = Fal
     if poison:
         loss_sum = loss_sum * float("nan")
 
-    # One collective call: the global loss, and whether any process was asked to stop.
-    totals = distributed.all_reduce_sum(
-        torch.stack([loss_sum, torch.tensor(float(run.stop.requested), device=run.device)]), run.topology
-    )
-    summed_loss, stops = totals.tolist()  # the step's one device synchronisation
+    # The total gradient norm, before clipping: after the last backward every process holds the
+    # same averaged gradients, so each computes the same norm, on the device (no synchronisation).
+    run.precision.scaler.unscale_(run.optimizer)
+    trained = [p for p in run.model.parameters() if p.requires_grad]
+    grad_norm = torch.nn.utils.get_total_norm([p.grad for p in trained if p.grad is not None]).float()
+
+    # One collective call: the global loss, whether any process was asked to stop, and the norm
+    # (summed over identical values: divided by the number of processes first).
+    stop_flag = torch.tensor(float(run.stop.requested), device=run.device)
+    shared_norm = grad_norm.to(run.device) / run.topology.world_size
+    totals = distributed.all_reduce_sum(torch.stack([loss_sum, stop_flag, shared_norm]), run.topology)
+    summed_loss, stops, norm = totals.tolist()  # the step's one device synchronisation
     loss = summed_loss / max(1, planned.global_targets)
     if not math.isfinite(loss):
         # The update that would apply this loss is not made; the gradients are dropped.
         run.optimizer.zero_grad(set_to_none=True)
         return StepResult(loss, stops > 0, None)
 
-    run.precision.scaler.unscale_(run.optimizer)
     max_grad_norm = run.job.config.optimization.max_grad_norm
     if max_grad_norm > 0:
-        torch.nn.utils.clip_grad_norm_([p for p in run.model.parameters() if p.requires_grad], max_grad_norm)
+        torch.nn.utils.clip_grads_with_norm_(trained, max_grad_norm, grad_norm)
     run.precision.scaler.step(run.optimizer)
     run.precision.scaler.update()
     run.optimizer.zero_grad(set_to_none=True)
     learning_rate = float(run.schedule.get_last_lr()[0])
     run.schedule.step()
     run.step += 1
-    return StepResult(loss, stops > 0, learning_rate)
+    return StepResult(loss, stops > 0, learning_rate, norm if math.isfinite(norm) else None)
 
 
 def _remaining_steps(run: TrainingRun) -> Iterator[tuple[int, int, PlannedStep, bool]]:
@@ -264,11 +359,13 @@ def save_checkpoint(run: TrainingRun, reason: str, loss: float | None) -> None:
             optimizer=run.optimizer.state_dict(),
             schedule=run.schedule.state_dict(),
             scaler=run.precision.scaler.state_dict(),
-            trainer=run.reporter.tracker.state_dict(),
+            trainer=run.reporter.tracker.state_dict()
+            | ({WATCH_STATE_KEY: run.watch.state_dict()} if run.watch is not None else {}),
             rng={},
         ),
         keep=run.job.config.training.keep_checkpoints,
         data=run.data,
+        protect=run.watch.best_checkpoint if run.watch is not None else None,
     )
     run.last_checkpoint = saved
     run.reporter.checkpoints([m.to_report() for m in kept], saved=saved.to_report())

@@ -35,6 +35,7 @@ from trainer.checkpoint import (
 )
 from trainer.data.plan import DataPlan, Example
 from trainer.distributed import Topology
+from trainer.early_stopping import WATCH_STATE_KEY, watch_for
 from trainer.loop import TrainingRun
 from trainer.model import base_model_of
 from trainer.optimization import build_optimizer, build_schedule
@@ -231,6 +232,7 @@ def training_run(
         total_steps=length.total_steps,
         merge_adapter=merge_adapter,
         data=data_fingerprint(plan),
+        watch=watch_for(job.config),
     )
 
 
@@ -276,6 +278,9 @@ def resume(run: TrainingRun, checkpoint: CheckpointManifest) -> None:
     run.step, run.position, run.last_checkpoint = checkpoint.step, checkpoint.position, checkpoint
     epoch = min(checkpoint.position.epoch + 1, run.total_epochs)
     run.reporter.tracker.load_state_dict(state.trainer, step=run.step, epoch=epoch)
+    if run.watch is not None:
+        run.watch.load_state_dict(state.trainer.get(WATCH_STATE_KEY))
+        run.reporter.best_checkpoint(run.watch.best_checkpoint)
     log.info("resuming from %s (step %d)", checkpoint.id, run.step)
 
 

@@ -26,6 +26,7 @@ from trainer.distributed import Topology, topology_from_env
 from trainer.loop import Outcome, train_remaining_steps
 from trainer.signals import StopSignal
 from trainer.tasks import task_for
+from trainer.tracking import start_tracking
 
 log = logging.getLogger("trainer")
 
@@ -112,9 +113,18 @@ def _train_job(
     checkpoint = choice.checkpoint
     task = task_for(job)
     data = recipe.load_data(task, reporter)
-    model = recipe.setup_model(job, task, placement)
     plan = recipe.plan_data(job, data.train, topology)
     length = recipe.run_length(job, plan)
+    # Before the model loads, so an unreachable tracker fails the start in seconds, not minutes.
+    start_tracking(
+        job,
+        reporter,
+        is_main=topology.is_main,
+        resumed_step=checkpoint.step if checkpoint is not None else 0,
+        total_steps=length.total_steps,
+        world_size=topology.world_size,
+    )
+    model = recipe.setup_model(job, task, placement)
     updates = recipe.setup_optimizer(job, model, placement.device, length.total_steps)
     training_run = recipe.training_run(
         job,

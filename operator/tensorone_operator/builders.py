@@ -22,7 +22,13 @@ from typing import Any
 from tensorone.api import API_VERSION, preflight
 from tensorone.api.exit_codes import follows_table
 from tensorone.api.pods import CONTAINER_NAME, LABEL_JOB_NAME, MASTER_REPLICA, WORKER_REPLICA, checkpoint_claim_name
-from tensorone.api.report import DEFAULT_TERMINATION_LOG, REPORT_HOST_ENV, REPORT_PORT_ENV
+from tensorone.api.report import (
+    DEFAULT_TERMINATION_LOG,
+    MAX_DRAIN_SECONDS,
+    REPORT_DRAIN_ENV,
+    REPORT_HOST_ENV,
+    REPORT_PORT_ENV,
+)
 from tensorone.api.resolved import (
     DEFAULT_CHECKPOINT_DIR,
     DEFAULT_DATASET_MOUNT,
@@ -176,6 +182,12 @@ def _times(quantity: str, count: int) -> str:
     return f"{value:g}{suffix}"
 
 
+def drain_seconds(config: OperatorConfig) -> float:
+    """How long an ended trainer waits for its last metric records to be read: two polls and the
+    time a read may take."""
+    return min(MAX_DRAIN_SECONDS, 2 * config.progress_poll_seconds + 2)
+
+
 def _env(job: TrainingJob, config: OperatorConfig) -> list[dict[str, Any]]:
     spec = job.spec
     env: list[dict[str, Any]] = [
@@ -184,12 +196,40 @@ def _env(job: TrainingJob, config: OperatorConfig) -> list[dict[str, Any]]:
         # Where rank 0 serves /progress and /metrics; a custom image's Reporter reads it.
         {"name": REPORT_PORT_ENV, "value": str(report_port(spec, config))},
         {"name": REPORT_HOST_ENV, "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+        # A trainer that ended serves its last metric records until the next poll has read them.
+        {"name": REPORT_DRAIN_ENV, "value": f"{drain_seconds(config):g}"},
     ]
     token = spec.hub_token_secret
     if token:
-        env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": token.name, "key": token.key}}})
+        env.append(_secret_env("HF_TOKEN", token.name, token.key))
+    env.extend(_tracking_env(spec))
     custom = spec.config.custom
     env.extend({"name": item.name, "value": item.value} for item in (custom.env if custom else None) or [])
+    return env
+
+
+def _secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
+    """An environment variable read from a key of a Secret in the job's namespace: the kubelet
+    fills it in, so the value never appears in the PyTorchJob, the ConfigMap or the job."""
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+
+
+def _tracking_env(spec: TrainingJobSpec) -> list[dict[str, Any]]:
+    """The trackers' credentials, under the names their client libraries read."""
+    tracking = spec.config.tracking
+    if tracking is None:
+        return []
+    env: list[dict[str, Any]] = []
+    mlflow = tracking.mlflow
+    if mlflow is not None and mlflow.credentials_secret is not None:
+        basic = mlflow.credentials_secret
+        env.append(_secret_env("MLFLOW_TRACKING_USERNAME", basic.name, basic.username_key))
+        env.append(_secret_env("MLFLOW_TRACKING_PASSWORD", basic.name, basic.password_key))
+    if mlflow is not None and mlflow.token_secret is not None:
+        env.append(_secret_env("MLFLOW_TRACKING_TOKEN", mlflow.token_secret.name, mlflow.token_secret.key))
+    wandb = tracking.wandb
+    if wandb is not None and wandb.api_key_secret is not None:
+        env.append(_secret_env("WANDB_API_KEY", wandb.api_key_secret.name, wandb.api_key_secret.key))
     return env
 
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from tensorone.api import API_VERSION, GROUP
+from tensorone.api.events import metric_store_name
 from tensorone.api.pods import checkpoint_claim_name
 from tensorone.api.v1alpha1 import TrainingJob
 from tensorone_operator import builders
@@ -45,6 +46,7 @@ class Cleanup:
         targets = [
             (builders.PYTORCHJOB_API_VERSION, builders.PYTORCHJOB_PLURAL, name),
             ("v1", "configmaps", builders.config_map_name(name)),
+            ("v1", "configmaps", metric_store_name(name)),
         ]
         if builders.owns_checkpoint_claim(job):
             targets.append(("v1", "persistentvolumeclaims", checkpoint_claim_name(str(job.metadata.name), job.spec)))

@@ -34,9 +34,11 @@ from tensorone.api.exit_codes import failure_reason, follows_table, is_retryable
 from tensorone.api.pods import REPLICA_TYPE_LABEL
 from tensorone.api.report import (
     MAX_SECONDS,
+    ArtifactReport,
     CheckpointReport,
     InvalidReport,
     LossPoint,
+    OutputReport,
     ProgressReport,
     TrainerState,
     parse_report,
@@ -49,6 +51,8 @@ from tensorone.api.v1alpha1.trainingjob import (
     Checkpoint,
     LossSample,
     Metrics,
+    ModelArtifact,
+    ModelOutput,
     Progress,
     ResourceUsage,
 )
@@ -177,6 +181,7 @@ def live_fields(
         best_loss=_finite(report.best_loss),
         eval_loss=_finite(report.eval_loss),
         best_eval_loss=_finite(report.best_eval_loss),
+        eval_perplexity=report.eval_perplexity,
         learning_rate=report.learning_rate,
         memory_usage=human_bytes(report.memory_bytes),
         eval_metrics=dict(report.eval_metrics) or None,
@@ -204,9 +209,34 @@ def live_fields(
     }
     if report.resumed_from:
         fields["resumedFrom"] = report.resumed_from
+    if report.best_checkpoint:
+        fields["bestCheckpoint"] = report.best_checkpoint
+    if report.output is not None:
+        fields["output"] = output_status(report.output).to_wire()
     if remaining is not None and report.state in (TrainerState.running, TrainerState.starting):
         fields["estimatedCompletion"] = rfc3339(now + timedelta(seconds=remaining))
     return fields
+
+
+def _artifact(report: ArtifactReport) -> dict[str, Any]:
+    return {
+        "path": report.path,
+        "kind": report.kind,
+        "size_bytes": report.size_bytes,
+        "size": human_bytes(report.size_bytes),
+        "sha256": report.sha256,
+    }
+
+
+def output_status(report: OutputReport) -> ModelOutput:
+    """status.output from the trainer's description of the final model."""
+    return ModelOutput(
+        **_artifact(report),
+        base_model=report.base_model,
+        checkpoint=report.checkpoint,
+        created_at=parse_time(rfc3339(report.created_at)),
+        merged=ModelArtifact(**_artifact(report.merged)) if report.merged is not None else None,
+    )
 
 
 def running_time(usage: Mapping[str, Any] | None, *, was_running: bool, now: datetime) -> tuple[float, datetime]:
@@ -364,7 +394,27 @@ def with_live(
         explained = _failure(report, exit_code=exit_code, failure=failure if tabled else None, tabled=tabled)
         if explained is not None:
             _set_failure(result, *explained, generation=job.generation, now=now)
+    if result.get("phase") == Phase.Completed and report is not None and _stopped_early(report):
+        _set_early_stopped(result, report, generation=job.generation, now=now)
     return result
+
+
+def _stopped_early(report: ProgressReport) -> bool:
+    return report.state == TrainerState.completed and report.reason == Reason.EarlyStopped
+
+
+def _set_early_stopped(
+    result: dict[str, Any], report: ProgressReport, *, generation: int | None, now: datetime
+) -> None:
+    """A job the trainer ended on a plateau: its message, and reason EarlyStopped on Succeeded and Ready."""
+    message = f"completed, stopped early: {report.message or 'the evaluation metric stopped improving'}"
+    result["message"] = message[:4096]
+    conditions = list(result.get("conditions") or [])
+    for kind in (ConditionType.Ready, ConditionType.Succeeded):
+        conditions = set_condition(
+            conditions, kind, "True", Reason.EarlyStopped, message, generation=generation, now=rfc3339(now)
+        )
+    result["conditions"] = conditions
 
 
 def _report_validity(result: dict[str, Any], refusal: str | None, *, generation: int | None, now: datetime) -> None:
@@ -512,6 +562,18 @@ def report_events(previous: ProgressReport | None, current: ProgressReport) -> l
         kind, reason, text = _ENDINGS[current.state]
         detail = current.message or current.reason
         events.append((kind, reason, f"{text}: {detail}" if detail else text))
+    if ended and _stopped_early(current):
+        events.append((EventType.Normal, Reason.EarlyStopped, f"training stopped early: {current.message or ''}"))
+    if current.output is not None and (previous is None or previous.output != current.output):
+        out = current.output
+        events.append(
+            (
+                EventType.Normal,
+                Reason.OutputWritten,
+                f"final model ({out.kind}, {human_bytes(out.size_bytes)}, sha256 {out.sha256[:12]}) written to "
+                f"{out.path}" + (f" from {out.checkpoint}" if out.checkpoint else ""),
+            )
+        )
     return events
 
 

@@ -8,6 +8,8 @@ names (``Children``), the status is computed from scratch and written only when 
 
 - ``Children`` (children.py): create, adopt and sync the ConfigMap, claim and PyTorchJob;
 - ``TrainerReports`` (trainer_reports.py): poll /progress, keep the newest report, say what changed;
+- ``MetricStore`` (metric_store.py): read the trainer's per-step records, keep them in the job's
+  metric store (a ConfigMap);
 - ``Events`` (events.py): post Events within per-job limits;
 - ``StatusWriter`` (status_writer.py): write the status when it changed;
 - ``Datasets`` (datasets.py): find Datasets and keep their status;
@@ -41,6 +43,7 @@ from tensorone_operator.datasets import DatasetIndex, Datasets
 from tensorone_operator.events import EventPoster, Events
 from tensorone_operator.kube import KubeApi
 from tensorone_operator.live_status import with_live
+from tensorone_operator.metric_store import MetricStore
 from tensorone_operator.metrics import ERRORS, RECONCILE_SECONDS, RECONCILES, PhaseBook
 from tensorone_operator.observed import ObservedJob
 from tensorone_operator.restarts import Restarts
@@ -87,6 +90,7 @@ class Reconciler:
         self.phases = PhaseBook()
         self.children = Children(config, api)
         self.reports = TrainerReports()
+        self.metric_store = MetricStore(api)
         self.events = Events(post_event)
         self.status = StatusWriter(
             api,
@@ -110,6 +114,7 @@ class Reconciler:
         self._locks.pop(key, None)
         self.children.forget(key)
         self.reports.forget(key)
+        self.metric_store.forget(key)
         self.status.forget(key)
         self.events.forget(key)
         self.restarts.forget(key)
@@ -118,6 +123,7 @@ class Reconciler:
     async def close(self) -> None:
         """Close the connections (the API's and the progress polls')."""
         await self.reports.close()
+        await self.metric_store.close()
         await self.api.close()
 
     # Entry points ------------------------------------------------------------------------------
@@ -204,6 +210,9 @@ class Reconciler:
         if child is None or not owned_by(child, seen.uid) or self._past_restart_limit(seen) is not None:
             return await self.reconcile(job, **indexes)
         await self.reports.poll(seen.key)
+        kept = self.reports.latest(seen.key)
+        await self.metric_store.read(seen.key, self.reports.pod(seen.key), kept.report if kept else None)
+        await self.metric_store.write(seen)
         resources, _ = checks.check_gpu_type(seen.spec, self.config)
         desired = self._live(seen, self._followed(seen, child, resources), resources)
         # A job that has just spent its spec.maxCost is held at once (and again on every tick
@@ -328,8 +337,12 @@ class Reconciler:
         return outcome
 
     async def _write(self, job: ObservedJob, status: dict[str, Any], resources: JobResources | None) -> Outcome:
-        """Write ``status`` with the live fields merged in (when it changed)."""
-        return Outcome(status=await self.status.write(job, self._live(job, status, resources)))
+        """Write ``status`` with the live fields merged in (when it changed); when the job has
+        ended, its metric records not yet written go to its store."""
+        written = await self.status.write(job, self._live(job, status, resources))
+        if written.get("phase") in TERMINAL_PHASES:
+            await self.metric_store.write(job, final=True)
+        return Outcome(status=written)
 
     # Computing the status ----------------------------------------------------------------------
 

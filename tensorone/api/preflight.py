@@ -16,8 +16,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from tensorone.api.catalog import GPU_PRODUCT_LABEL, GpuType, available_gpu_types, catalog_entry
-from tensorone.api.trainable import untrainable_error, vision_task_error
+from tensorone.api.trainable import VisionTask, untrainable_error, vision_task_error, vision_task_of
 from tensorone.api.v1alpha1 import Dataset, ModelType, TrainingJobSpec
+from tensorone.api.v1alpha1.dataset import DatasetFormat
 from tensorone.errors import (
     ConfigurationError,
     DatasetNotFound,
@@ -30,6 +31,10 @@ from tensorone.errors import (
 MASTER_PORT = 23456
 IMAGE_FORMATS = frozenset({"imagefolder", "coco"})
 TEXT_FORMATS = ("jsonl", "json", "csv", "parquet", "text")
+# Dataset formats a vision classification job reads its image paths and labels from (a manifest).
+MANIFEST_FORMATS = ("csv", "jsonl", "json", "parquet")
+# Augmentations that move objects between images: detection only.
+DETECTION_AUGMENTATIONS = ("mosaic", "copyPaste")
 # Environment names the operator or the Training Operator set: a custom job may not override them.
 RESERVED_ENV_PREFIXES = ("TENSORONE_", "PET_", "MASTER_")
 RESERVED_ENV_NAMES = frozenset({"RANK", "WORLD_SIZE", "LOCAL_RANK", "HF_TOKEN", "PYTHONUNBUFFERED"})
@@ -101,8 +106,55 @@ def _data_errors(spec: TrainingJobSpec, dataset: Dataset) -> list[ConfigurationE
                 field="spec.datasetId",
             )
         ]
-    task_error = vision_task_error(spec, data_format)
-    return [task_error] if task_error is not None else []
+    if spec.model_type == ModelType.vision:
+        return vision_errors(spec, dataset)
+    return []
+
+
+def vision_errors(spec: TrainingJobSpec, dataset: Dataset) -> list[ConfigurationError]:
+    """A vision job against what its Dataset makes of it: a task the trainer trains with an
+    architecture of that task (``tensorone.api.trainable.vision_task_error``) and, for image
+    classification, images on a claim and augmentations that apply to it."""
+    task_error = vision_task_error(spec, DatasetFormat(dataset.spec.format))
+    if task_error is not None:
+        return [task_error]
+    if vision_task_of(DatasetFormat(dataset.spec.format)) != VisionTask.classification:
+        return []
+    name = dataset.metadata.name
+    errors: list[ConfigurationError] = []
+    source = dataset.spec.source
+    if source.pvc is None:
+        given = "uri" if source.uri is not None else "huggingFace" if source.hugging_face is not None else "inline"
+        errors.append(
+            ConfigurationError(
+                f"Dataset {name!r} has a {given} source; image classification reads its images from a claim: "
+                "source.pvc (a folder per class, or a manifest whose image paths are on the claim)",
+                field="spec.datasetId",
+            )
+        )
+    columns = dataset.spec.columns
+    data_format = dataset.spec.format
+    manifest = data_format in MANIFEST_FORMATS and columns is not None and columns.image and columns.label
+    if data_format != "imagefolder" and not manifest:
+        errors.append(
+            ConfigurationError(
+                f"Dataset {name!r} has format {data_format}; image classification reads format imagefolder (a "
+                f"folder per class), or a manifest ({', '.join(MANIFEST_FORMATS)}) with both columns.image (the "
+                "image path) and columns.label (its class)",
+                field="spec.datasetId",
+            )
+        )
+    augmentation = spec.config.augmentation
+    for field in DETECTION_AUGMENTATIONS:
+        if augmentation is not None and augmentation.to_wire().get(field) is not None:
+            errors.append(
+                ConfigurationError(
+                    f"{field} combines objects of several images, for object detection; image classification "
+                    "applies fliplr, flipud, scale, translate, degrees, hsvH, hsvS, hsvV and mixup",
+                    field=f"spec.config.augmentation.{field}",
+                )
+            )
+    return errors
 
 
 def _custom_errors(spec: TrainingJobSpec) -> list[ConfigurationError]:

@@ -19,7 +19,14 @@ from pydantic import AfterValidator, Field, ValidationError
 
 from tensorone.api.timestamps import rfc3339
 from tensorone.api.v1alpha1.base import ApiModel
-from tensorone.api.v1alpha1.trainingjob import MAX_EPOCHS, MAX_EVAL_METRICS, EvalMetricName
+from tensorone.api.v1alpha1.trainingjob import (
+    MAX_EPOCHS,
+    MAX_EVAL_METRICS,
+    MAX_PATH_LENGTH,
+    SHA256_PATTERN,
+    EvalMetricName,
+    OutputKind,
+)
 from tensorone.errors import field_path
 
 REPORT_SCHEMA_VERSION = 1
@@ -34,6 +41,11 @@ REPORT_PORT_ENV = "TENSORONE_REPORT_PORT"
 REPORT_HOST_ENV = "TENSORONE_REPORT_HOST"
 DEFAULT_REPORT_HOST = "127.0.0.1"
 TERMINATION_LOG_ENV = "TENSORONE_TERMINATION_LOG"
+# How long a trainer that ended (completed, failed or diverged; not stopped, whose grace period is
+# the checkpoint's) keeps serving until its last metric records were read: the operator gives the
+# pods twice its poll interval and a little more; without it, no wait (a local run has no reader).
+REPORT_DRAIN_ENV = "TENSORONE_REPORT_DRAIN_SECONDS"
+MAX_DRAIN_SECONDS = 120.0
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
 
 # A report is untrusted input for the operator (a custom image writes whatever it likes): every
@@ -107,8 +119,36 @@ class CheckpointReport(ApiModel):
         min_length=1,
         max_length=32,
         pattern=r"^[a-z][a-z0-9-]*$",
-        description="epoch, step, stop, final or diverged.",
+        description="epoch, step, stop, final or best.",
     )
+
+
+class ArtifactReport(ApiModel):
+    """A model folder the trainer wrote, as it reports it."""
+
+    path: str = Field(
+        min_length=1,
+        max_length=MAX_PATH_LENGTH,
+        pattern=r"^[^\x00-\x1f]+$",
+        description="Folder, relative to the checkpoint directory (output), or absolute when outside it.",
+    )
+    kind: OutputKind = Field(description="adapter, merged or full.")
+    size_bytes: int = Field(ge=0, le=MAX_BYTES, description="Bytes of every file in it.")
+    sha256: str = Field(pattern=SHA256_PATTERN, description="Content digest (see ModelArtifact.sha256).")
+
+
+class OutputReport(ArtifactReport):
+    """The final model."""
+
+    base_model: str | None = Field(default=None, max_length=512, description="The model it was trained from.")
+    checkpoint: str | None = Field(
+        default=None,
+        max_length=MAX_CHECKPOINT_ID_LENGTH,
+        pattern=CHECKPOINT_ID_PATTERN,
+        description="The checkpoint whose weights it holds.",
+    )
+    created_at: ReportTime = Field(description="When it was written.")
+    merged: ArtifactReport | None = Field(default=None, description="The adapter merged into the base weights.")
 
 
 class LossPoint(ApiModel):
@@ -127,7 +167,8 @@ class ProgressReport(ApiModel):
         default=None,
         max_length=MAX_REASON_LENGTH,
         pattern=REASON_PATTERN,
-        description="Why it ended, for failed and diverged (CamelCase).",
+        description="Why it ended (CamelCase): for failed and diverged, and EarlyStopped for a completed run "
+        "that stopped on a plateau.",
     )
     message: str | None = Field(default=None, max_length=MAX_MESSAGE_LENGTH, description="Human-readable detail.")
     epoch: int = Field(default=0, ge=0, le=MAX_EPOCHS, description="Epoch in progress, 1-based (0 before the first).")
@@ -138,6 +179,12 @@ class ProgressReport(ApiModel):
     best_loss: float | None = Field(default=None, description="Lowest training loss.")
     eval_loss: float | None = Field(default=None, description="Latest evaluation loss.")
     best_eval_loss: float | None = Field(default=None, description="Lowest evaluation loss.")
+    eval_perplexity: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=MAX_METRIC_VALUE,
+        description="Perplexity at the latest evaluation (LLM jobs); absent when it exceeds the bound.",
+    )
     eval_metrics: dict[EvalMetricName, Annotated[float, Field(ge=-MAX_METRIC_VALUE, le=MAX_METRIC_VALUE)]] = Field(
         default_factory=dict,
         max_length=MAX_EVAL_METRICS,
@@ -172,6 +219,13 @@ class ProgressReport(ApiModel):
     checkpoints: list[CheckpointReport] = Field(
         default_factory=list, max_length=MAX_REPORT_CHECKPOINTS, description="Checkpoints kept, oldest first."
     )
+    best_checkpoint: str | None = Field(
+        default=None,
+        max_length=MAX_CHECKPOINT_ID_LENGTH,
+        pattern=CHECKPOINT_ID_PATTERN,
+        description="The checkpoint of the best evaluation, when the run tracks one (early stopping, output from best).",
+    )
+    output: OutputReport | None = Field(default=None, description="The final model, once written.")
     loss_history: list[LossPoint] = Field(
         default_factory=list,
         max_length=MAX_REPORT_HISTORY_POINTS,
@@ -186,7 +240,8 @@ class ProgressReport(ApiModel):
 
     def termination_message(self) -> str:
         """The report shrunk to fit the termination-message limit: curves dropped, then older
-        checkpoints, keeping the newest (the one saved on stop)."""
+        checkpoints, keeping the newest (the one saved on stop). The output and the best checkpoint's
+        id stay (a few hundred bytes at most)."""
         slim = self.model_copy(update={"loss_history": [], "eval_history": []})
         text = slim.to_json()
         keep = len(slim.checkpoints)

@@ -217,7 +217,16 @@ def job_details(job: Mapping[str, Any], *, curves: bool = False) -> dict[str, An
         "config": body.pop("config", {}),
     }
     details.update(body)
-    for key in ("progress", "metrics", "resourceAllocation", "estimatedCost", "resourceUsage", "checkpoints"):
+    for key in (
+        "progress",
+        "metrics",
+        "resourceAllocation",
+        "estimatedCost",
+        "resourceUsage",
+        "checkpoints",
+        "bestCheckpoint",
+        "output",
+    ):
         if key in status:
             details[key] = copy.deepcopy(status[key])
     if "message" in status:
@@ -244,6 +253,8 @@ _STATUS_KEYS = (
     "estimatedCost",
     "resourceUsage",
     "checkpoints",
+    "bestCheckpoint",
+    "output",
     "message",
     "startedAt",
     "completedAt",

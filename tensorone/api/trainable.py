@@ -28,7 +28,7 @@ class VisionTask(StrEnum):
 
 
 # The vision tasks the trainer implements; a vision job of another task is refused before scheduling.
-TRAINED_VISION_TASKS: tuple[VisionTask, ...] = (VisionTask.detection,)
+TRAINED_VISION_TASKS: tuple[VisionTask, ...] = (VisionTask.classification, VisionTask.detection)
 
 
 def vision_task_of(data_format: DatasetFormat) -> VisionTask:
@@ -61,6 +61,24 @@ VISION_ARCHITECTURES: dict[str, VisionArchitecture] = {
     "rt-detr-v2-r50": VisionArchitecture(
         VisionTask.detection, "rt_detr_v2", "RT-DETRv2, ResNet-50-vd backbone, 6 decoder layers"
     ),
+    "resnet18": VisionArchitecture(VisionTask.classification, "resnet", "ResNet-18 (basic blocks), 11.7M parameters"),
+    "resnet34": VisionArchitecture(VisionTask.classification, "resnet", "ResNet-34 (basic blocks), 21.8M parameters"),
+    "resnet50": VisionArchitecture(
+        VisionTask.classification, "resnet", "ResNet-50 (bottleneck blocks), 25.6M parameters"
+    ),
+    "resnet101": VisionArchitecture(
+        VisionTask.classification, "resnet", "ResNet-101 (bottleneck blocks), 44.5M parameters"
+    ),
+    "vit-tiny": VisionArchitecture(VisionTask.classification, "vit", "ViT-Ti/16: width 192, 12 layers, 3 heads, 5.7M"),
+    "vit-small": VisionArchitecture(VisionTask.classification, "vit", "ViT-S/16: width 384, 12 layers, 6 heads, 22M"),
+    "vit-base": VisionArchitecture(VisionTask.classification, "vit", "ViT-B/16: width 768, 12 layers, 12 heads, 86M"),
+    "vit-large": VisionArchitecture(
+        VisionTask.classification, "vit", "ViT-L/16: width 1024, 24 layers, 16 heads, 304M"
+    ),
+    "convnext-tiny": VisionArchitecture(VisionTask.classification, "convnext", "ConvNeXt-T: depths 3-3-9-3, 28M"),
+    "convnext-small": VisionArchitecture(VisionTask.classification, "convnext", "ConvNeXt-S: depths 3-3-27-3, 50M"),
+    "convnext-base": VisionArchitecture(VisionTask.classification, "convnext", "ConvNeXt-B: width 128-1024, 89M"),
+    "convnext-large": VisionArchitecture(VisionTask.classification, "convnext", "ConvNeXt-L: width 192-1536, 198M"),
 }
 
 # Architectures asked for by name that this release will not build, and why. YOLO models come from
@@ -70,6 +88,12 @@ REFUSED_ARCHITECTURES: dict[str, str] = {
     "RT-DETR is a real-time detector of comparable accuracy"
     for name in ("yolov5", "yolov8", "yolov9", "yolov10", "yolo11", "yolo12")
 }
+
+
+def vision_families(task: VisionTask) -> list[str]:
+    """The transformers model families (config model_type) the trainer builds for ``task``, in table order."""
+    families = (a.family for a in VISION_ARCHITECTURES.values() if a.task == task)
+    return list(dict.fromkeys(families))
 
 
 def trained_description() -> str:

@@ -15,10 +15,13 @@ from typing import TYPE_CHECKING, Any
 from tensorone.api.v1alpha1.trainingjob import ConditionType
 from tensorone.cli.connection import add_verb, kube_client
 from tensorone.cli.output import (
+    Results,
     add_output_argument,
+    add_result_output_argument,
     add_wait_argument,
     print_deletion,
     print_document,
+    print_results,
     print_table,
     when,
 )
@@ -57,10 +60,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     sources.add_argument("--pvc", metavar="CLAIM[:PATH]", help="a PersistentVolumeClaim, and a path in it")
     sources.add_argument("--records", type=Path, metavar="FILE", help="a JSON Lines file, written inline (<= 1000)")
     create.add_argument("--description", help="free text")
+    add_result_output_argument(create)
 
     delete = action("delete", "Delete a Dataset.", _delete)
     delete.add_argument("dataset")
     add_wait_argument(delete, "it")
+    add_result_output_argument(delete, documents=False)
 
 
 def _datasets(args: argparse.Namespace) -> Any:
@@ -115,9 +120,11 @@ def _create(args: argparse.Namespace) -> int:
     if args.filename is not None:
         if args.dataset or args.format or _source_option(args):
             raise ConfigurationError("give a manifest (-f) or NAME with --format and a source, not both", field="-f")
+        results = Results(args.output)
         for name, document_spec, namespace in _from_file(args.filename, args.namespace):
-            _, created = datasets.apply(name=name, spec=document_spec, namespace=namespace)
-            print(f"dataset/{name} {'created' if created else 'unchanged'}")
+            dataset, created = datasets.apply(name=name, spec=document_spec, namespace=namespace)
+            results.add(f"dataset/{name}", f"dataset/{name} {'created' if created else 'unchanged'}", dataset.to_wire())
+        results.done()
         return 0
     if not args.dataset or not args.format or not _source_option(args):
         raise ConfigurationError(
@@ -127,13 +134,17 @@ def _create(args: argparse.Namespace) -> int:
     spec: dict[str, Any] = {"format": args.format, "source": _source_spec(args)}
     if args.description:
         spec["description"] = args.description
-    _, created = datasets.apply(name=args.dataset, spec=spec)
-    print(f"dataset/{args.dataset} {'created' if created else 'unchanged'}")
+    dataset, created = datasets.apply(name=args.dataset, spec=spec)
+    sentence = f"dataset/{args.dataset} {'created' if created else 'unchanged'}"
+    print_results(args.output, [(f"dataset/{args.dataset}", sentence, dataset.to_wire())])
     return 0
 
 
 def _delete(args: argparse.Namespace) -> int:
     state = _datasets(args).delete(args.dataset, wait=args.wait)
+    if args.output == "name":
+        print(f"dataset/{args.dataset}")
+        return 0
     print_deletion(f"dataset/{args.dataset}", state, args.wait, "finalizers hold it")
     return 0
 

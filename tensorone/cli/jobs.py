@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING, Any
 from tensorone.cli import connection
 from tensorone.cli.connection import add_verb
 from tensorone.cli.output import (
+    Results,
     add_output_argument,
+    add_result_output_argument,
     add_wait_argument,
     duration,
     json_time,
@@ -23,6 +25,7 @@ from tensorone.cli.output import (
     percent,
     print_deletion,
     print_document,
+    print_results,
     print_table,
     sparkline,
     table,
@@ -31,7 +34,7 @@ from tensorone.cli.output import (
 from tensorone.errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from tensorone.client import Job, JobEvent
+    from tensorone.client import Job
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -39,6 +42,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     create = verb("create", "Create TrainingJobs and Datasets from a manifest file.", _create)
     create.add_argument("-f", "--filename", required=True, type=Path, help="YAML manifest (several documents allowed)")
+    add_result_output_argument(create)
 
     listing = verb("list", "List training jobs, newest first.", _list)
     listing.add_argument("--status", help="only jobs in this phase, in lower case (pending, running, completed, ...)")
@@ -65,21 +69,33 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     stop = verb("stop", "Stop a job; the trainer saves a checkpoint first.", _stop)
     stop.add_argument("job")
     stop.add_argument("--reason", help="why, kept as an annotation")
+    add_result_output_argument(stop)
 
     resume = verb("resume", "Resume a stopped job from the latest or a named checkpoint.", _resume)
     resume.add_argument("job")
     resume.add_argument("--checkpoint", help="checkpoint id (default: latest)")
+    add_result_output_argument(resume)
 
     cancel = verb("cancel", "Cancel a job for good; checkpoints are kept.", _cancel)
     cancel.add_argument("job")
+    add_result_output_argument(cancel)
 
     delete = verb("delete", "Delete a job and what the operator made for it.", _delete)
     delete.add_argument("job")
     delete.add_argument("--force", action="store_true", help="also remove the finalizer (operator gone)")
     add_wait_argument(delete, "the job")
+    add_result_output_argument(delete, documents=False)
 
-    events = verb("events", "Show a job's events, oldest first.", _events)
+    events = verb(
+        "events",
+        "Show a job's events, oldest first: its Kubernetes Events and a metric event per optimizer step "
+        "(loss, learning rate, gradient norm, throughput) and per evaluation.",
+        _events,
+    )
     events.add_argument("job")
+    events.add_argument(
+        "--no-metrics", action="store_true", help="Kubernetes Events only (needs no read access to ConfigMaps)"
+    )
     add_output_argument(events, "table")
 
     checkpoints = verb("checkpoints", "List a job's checkpoints, newest first.", _checkpoints)
@@ -100,15 +116,17 @@ def _create(args: argparse.Namespace) -> int:
             raise ConfigurationError(f"must be TrainingJob or Dataset, got {document.get('kind')!r}", field="kind")
         targets.append((document, document_namespace(document, args.namespace)))
     client = connection.client(args)
+    results = Results(args.output)
     for document, namespace in targets:
         name = document.get("metadata", {}).get("name")
         if document["kind"] == "TrainingJob":
             metadata = {**document.get("metadata", {}), **({"namespace": namespace} if namespace else {})}
             job = client.training.jobs.apply({**document, "metadata": metadata})
-            print(f"trainingjob/{job.id} created")
+            results.add(f"trainingjob/{job.id}", f"trainingjob/{job.id} created", job.raw)
         else:
-            _, created = client.datasets.apply(name=name, spec=document.get("spec", {}), namespace=namespace)
-            print(f"dataset/{name} {'created' if created else 'unchanged'}")
+            dataset, created = client.datasets.apply(name=name, spec=document.get("spec", {}), namespace=namespace)
+            results.add(f"dataset/{name}", f"dataset/{name} {'created' if created else 'unchanged'}", dataset.to_wire())
+    results.done()
     return 0
 
 
@@ -260,32 +278,39 @@ def _wide_details(job: Job) -> list[str]:
 
 def _stop(args: argparse.Namespace) -> int:
     job = connection.client(args).training.jobs.stop(args.job, reason=args.reason)
-    print(f"trainingjob/{job.id} stopping (a checkpoint is saved before the pods end)")
+    sentence = f"trainingjob/{job.id} stopping (a checkpoint is saved before the pods end)"
+    print_results(args.output, [(f"trainingjob/{job.id}", sentence, job.raw)])
     return 0
 
 
 def _resume(args: argparse.Namespace) -> int:
     job = connection.client(args).training.jobs.resume(args.job, checkpoint_id=args.checkpoint)
-    print(f"trainingjob/{job.id} resuming from {args.checkpoint or 'the latest checkpoint'}")
+    sentence = f"trainingjob/{job.id} resuming from {args.checkpoint or 'the latest checkpoint'}"
+    print_results(args.output, [(f"trainingjob/{job.id}", sentence, job.raw)])
     return 0
 
 
 def _cancel(args: argparse.Namespace) -> int:
     job = connection.client(args).training.jobs.cancel(args.job)
-    print(f"trainingjob/{job.id} cancelled (checkpoints kept)")
+    print_results(
+        args.output, [(f"trainingjob/{job.id}", f"trainingjob/{job.id} cancelled (checkpoints kept)", job.raw)]
+    )
     return 0
 
 
 def _delete(args: argparse.Namespace) -> int:
     state = connection.client(args).training.jobs.delete(args.job, force=args.force, wait=args.wait)
+    if args.output == "name":
+        print(f"trainingjob/{args.job}")
+        return 0
     print_deletion(f"trainingjob/{args.job}", state, args.wait, "the operator is cleaning up")
     return 0
 
 
 def _events(args: argparse.Namespace) -> int:
-    events = connection.client(args).training.jobs.list_events(args.job)
+    events = connection.client(args).training.jobs.list_events(args.job, metrics=not args.no_metrics)
     if args.output in ("json", "yaml"):
-        print_document({"events": [_event_document(event) for event in events]}, args.output)
+        print_document({"events": [event.to_wire() for event in events]}, args.output)
         return 0
     wide = args.output == "wide"
     rows = [["LAST SEEN", *(["FIRST SEEN"] if wide else []), "TYPE", "REASON", "COUNT", "MESSAGE"]]
@@ -296,27 +321,16 @@ def _events(args: argparse.Namespace) -> int:
     return 0
 
 
-def _event_document(event: JobEvent) -> dict[str, Any]:
-    """An Event as the gateway's events endpoint answers it."""
-    return {
-        "type": event.type,
-        "reason": event.reason,
-        "message": event.message,
-        "count": event.count,
-        "firstSeen": json_time(event.first_seen),
-        "lastSeen": json_time(event.last_seen),
-    }
-
-
 def _checkpoints(args: argparse.Namespace) -> int:
     checkpoints = connection.client(args).training.jobs.list_checkpoints(args.job)
     if args.output in ("json", "yaml"):
         print_document({"checkpoints": [c.to_wire() for c in checkpoints]}, args.output)
         return 0
     wide = args.output == "wide"
-    rows = [["ID", "EPOCH", "STEP", "LOSS", "SIZE", "CREATED", *(["REASON"] if wide else [])]]
+    rows = [["ID", "TYPE", "EPOCH", "STEP", "LOSS", "SIZE", "CREATED", *(["REASON"] if wide else [])]]
     for c in checkpoints:
-        cells = [c.id, str(c.epoch or 0), str(c.step or 0), number(c.loss), c.size or "-", when(c.created_at)]
+        cells = [c.id, c.type or "-", str(c.epoch or 0), str(c.step or 0), number(c.loss), c.size or "-"]
+        cells.append(when(c.created_at))
         rows.append(cells + ([c.reason or "-"] if wide else []))
     print_table(rows)
     return 0

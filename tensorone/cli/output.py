@@ -47,6 +47,50 @@ def _json_default(value: Any) -> str:
     return rfc3339(value) if isinstance(value, datetime) else str(value)
 
 
+def add_result_output_argument(parser: argparse.ArgumentParser, *, documents: bool = True) -> None:
+    """``-o/--output`` of a verb that changes something, as kubectl's: a sentence (the default),
+    ``name`` (kind/name per object, for scripts), or the object as it now is in json or yaml
+    (``documents``; a delete has no object left to print)."""
+    choices = ("text", "name", "json", "yaml") if documents else ("text", "name")
+    shown = "name, json or yaml (the object as it now is)" if documents else "name"
+    parser.add_argument(
+        "-o", "--output", choices=choices, default="text", help=f"text (a sentence, the default), or {shown}"
+    )
+
+
+class Results:
+    """What a verb did to several objects: each sentence or name printed as soon as it is done
+    (a later failure leaves the earlier ones said), the documents printed together at the end."""
+
+    def __init__(self, output: str) -> None:
+        self.output = output
+        self._documents: list[tuple[str, str, Any]] = []
+
+    def add(self, ref: str, sentence: str, document: Any) -> None:
+        if self.output in ("json", "yaml"):
+            self._documents.append((ref, sentence, document))
+        else:
+            print_results(self.output, [(ref, sentence, document)])
+
+    def done(self) -> None:
+        if self._documents:
+            print_results(self.output, self._documents)
+
+
+def print_results(output: str, results: Sequence[tuple[str, str, Any]]) -> None:
+    """What a verb did, one ``(ref, sentence, document)`` per object: the sentences, the refs
+    (``-o name``), or the documents (one, or a List of several, as kubectl prints them)."""
+    if output == "name":
+        print("\n".join(ref for ref, _, _ in results))
+    elif output in ("json", "yaml"):
+        documents = [document for _, _, document in results]
+        print_document(
+            documents[0] if len(documents) == 1 else {"apiVersion": "v1", "kind": "List", "items": documents}, output
+        )
+    else:
+        print("\n".join(sentence for _, sentence, _ in results))
+
+
 def add_wait_argument(parser: argparse.ArgumentParser, what: str) -> None:
     """``--wait [SECONDS]`` of a delete: wait until ``what`` is gone."""
     parser.add_argument(

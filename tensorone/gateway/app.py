@@ -31,7 +31,6 @@ from starlette.exceptions import HTTPException
 from tensorone import __version__
 from tensorone.api.catalog import CatalogSettings
 from tensorone.api.rest import job_details, rest_field, validated_job_from_rest
-from tensorone.api.timestamps import rfc3339
 from tensorone.client import Jobs, KubeApi
 from tensorone.errors import ConfigurationError, TensorOneError, Unauthenticated
 from tensorone.gateway import schemas
@@ -381,24 +380,12 @@ def create_app(config: GatewayConfig) -> FastAPI:  # noqa: C901 - one nested fun
 
     @app.get(
         JOB_PATH + "/events",
-        summary="A job's events, oldest first",
+        summary="A job's events, oldest first: Kubernetes Events and per-step metric events",
         responses={200: _documented(schemas.EventList, "The events."), **ERRORS},
     )
-    async def job_events(request: Request, job_id: str) -> JSONResponse:
+    async def job_events(request: Request, job_id: str, metrics: bool = True) -> JSONResponse:
         def work(jobs: Jobs) -> dict[str, Any]:
-            return {
-                "events": [
-                    {
-                        "type": event.type,
-                        "reason": event.reason,
-                        "message": event.message,
-                        "count": event.count,
-                        "firstSeen": rfc3339(event.first_seen) if event.first_seen else None,
-                        "lastSeen": rfc3339(event.last_seen) if event.last_seen else None,
-                    }
-                    for event in jobs.list_events(job_id)
-                ]
-            }
+            return {"events": [event.to_wire() for event in jobs.list_events(job_id, metrics=metrics)]}
 
         return await call(jobs_for(request), work)
 

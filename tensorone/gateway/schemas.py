@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from tensorone.api.events import JobEvent
 from tensorone.api.rest import MAX_DISPLAY_NAME_LENGTH
 
 
@@ -113,19 +114,13 @@ class JobList(Body):
     pagination: Pagination
 
 
-class Event(Body):
-    type: str
-    reason: str
-    message: str
-    count: int
-    first_seen: str | None = None
-    last_seen: str | None = None
-
-
 class EventList(Body):
-    """``GET /v2/training/jobs/{id}/events``: the job's Kubernetes Events, oldest first."""
+    """``GET /v2/training/jobs/{id}/events``: the job's events, oldest first: its Kubernetes Events
+    merged in time order with its metric events (reason TrainingStep: step, epoch, loss,
+    learningRate, gradNorm, tokensPerSecond or samplesPerSecond; reason Evaluation: evalLoss);
+    ``?metrics=false`` leaves the metric events out."""
 
-    events: list[Event]
+    events: list[JobEvent]
 
 
 class CheckpointList(Body):

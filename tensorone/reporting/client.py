@@ -39,21 +39,25 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, Protocol
 
 from tensorone.api.report import (
     DEFAULT_REPORT_HOST,
     DEFAULT_REPORT_PORT,
     DEFAULT_TERMINATION_LOG,
+    MAX_DRAIN_SECONDS,
     MAX_METRIC_VALUE,
+    REPORT_DRAIN_ENV,
     REPORT_HOST_ENV,
     REPORT_PORT_ENV,
     TERMINATION_LOG_ENV,
     CheckpointReport,
+    OutputReport,
     ProgressReport,
     TrainerState,
 )
 from tensorone.api.v1alpha1.trainingjob import EVAL_METRIC_NAME_PATTERN, MAX_EVAL_METRICS
+from tensorone.reporting.metric_ring import MetricRing
 from tensorone.reporting.metrics import build_registry
 from tensorone.reporting.progress import ProgressTracker, StepRecord
 from tensorone.reporting.server import ReportServer
@@ -61,6 +65,19 @@ from tensorone.reporting.server import ReportServer
 __all__ = ["CheckpointReport", "ProgressReport", "Reporter", "TrainerState", "termination_log_path"]
 
 LOG_FLUSH_SECONDS = 1.0  # the metrics log's step lines reach the file at least this often
+
+
+class ReportSink(Protocol):
+    """What else hears of the run as the reporter records it (the trainer's experiment trackers): each
+    step, evaluation and saved checkpoint, then the end. Called on the training thread."""
+
+    def step(self, record: StepRecord) -> None: ...
+
+    def eval(self, step: int, loss: float, metrics: dict[str, float]) -> None: ...
+
+    def checkpoint(self, saved: CheckpointReport) -> None: ...
+
+    def finish(self, state: TrainerState) -> None: ...
 
 
 def termination_log_path() -> Path | None:
@@ -73,6 +90,15 @@ def termination_log_path() -> Path | None:
     if default.exists() and os.access(default, os.W_OK):
         return default
     return None
+
+
+def drain_seconds() -> float:
+    """``$TENSORONE_REPORT_DRAIN_SECONDS`` (0 when unset or not a number; at most MAX_DRAIN_SECONDS)."""
+    try:
+        seconds = float(os.environ.get(REPORT_DRAIN_ENV) or 0)
+    except ValueError:
+        return 0.0
+    return min(max(seconds, 0.0), MAX_DRAIN_SECONDS) if math.isfinite(seconds) else 0.0
 
 
 def host_peak_rss_bytes() -> int:
@@ -102,6 +128,7 @@ class Reporter:
         if port is None:
             port = int(os.environ.get(REPORT_PORT_ENV) or DEFAULT_REPORT_PORT)
         self.tracker = ProgressTracker(memory=memory)
+        self.ring = MetricRing()
         self._serve = serve
         self._requested_port = port
         self._host = os.environ.get(REPORT_HOST_ENV) or DEFAULT_REPORT_HOST
@@ -113,6 +140,7 @@ class Reporter:
         self._termination_log = termination_log_path() if termination_log == "auto" else termination_log
         self._progress_bar = progress_bar
         self._bar: Any = None
+        self._sinks: list[ReportSink] = []
         self.finished: ProgressReport | None = None
 
     # Lifecycle -----------------------------------------------------------------------------
@@ -124,7 +152,11 @@ class Reporter:
             self._log = self._log_path.open("a", encoding="utf-8")
         if self._server is None and self._serve:
             self._server = ReportServer(
-                self.tracker, build_registry(self.tracker), host=self._host, port=self._requested_port
+                self.tracker,
+                build_registry(self.tracker),
+                ring=self.ring,
+                host=self._host,
+                port=self._requested_port,
             )
             self._server.start()
         return self
@@ -140,10 +172,14 @@ class Reporter:
         return self._server.port if self._server is not None else None
 
     def close(self) -> None:
-        """Stop serving and close the log."""
+        """Stop serving and close the log. A run that ended (not stopped) first serves until its
+        last metric records were read, for up to ``$TENSORONE_REPORT_DRAIN_SECONDS``."""
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+        ended = self.finished is not None and self.finished.state != TrainerState.stopped
+        if self._server is not None and ended:
+            self.ring.wait_read(drain_seconds())
         if self._server is not None:
             self._server.close()
             self._server = None
@@ -151,6 +187,10 @@ class Reporter:
             self._flush(time.time())
             self._log.close()
             self._log = None
+
+    def add_sink(self, sink: ReportSink) -> None:
+        """Tell ``sink`` of every step, evaluation and checkpoint recorded from now on, and of the end."""
+        self._sinks.append(sink)
 
     def __enter__(self) -> Reporter:
         return self.start()
@@ -191,28 +231,51 @@ class Reporter:
         tokens: int = 0,
         samples: int = 0,
         seconds: float = 0.0,
+        grad_norm: float | None = None,
     ) -> None:
-        """One optimizer step done (``tokens`` and ``samples`` over every process)."""
-        record = StepRecord(step, loss, epoch, learning_rate, tokens, samples, seconds)
+        """One optimizer step done (``tokens`` and ``samples`` over every process; ``grad_norm``
+        the total gradient norm before clipping)."""
+        record = StepRecord(step, loss, epoch, learning_rate, tokens, samples, seconds, grad_norm)
         self.tracker.record_step(record)
+        self.ring.step(
+            step,
+            time=time.time(),
+            epoch=epoch,
+            loss=loss,
+            learning_rate=learning_rate,
+            grad_norm=grad_norm,
+            tokens=tokens,
+            samples=samples,
+            seconds=seconds,
+        )
         self._write(record, flush=False)
+        for sink in self._sinks:
+            sink.step(record)
         if self._bar is not None:
             self._bar.set_postfix_str(f"loss {loss:.4f}", refresh=False)
             self._bar.update(step - self._bar.n)
 
-    def eval(self, step: int, loss: float, metrics: dict[str, float] | None = None) -> None:
-        """An evaluation loss measured after ``step``, with the task's metrics (mAP, ...) when it has any.
+    def eval(
+        self, step: int, loss: float, metrics: dict[str, float] | None = None, *, perplexity: float | None = None
+    ) -> None:
+        """An evaluation loss measured after ``step``, with the task's metrics (mAP, ...) when it has any,
+        and the perplexity of a language model (left out of the report beyond ``MAX_METRIC_VALUE``).
 
         A metric name must match ``EVAL_METRIC_NAME_PATTERN`` and a value be finite, at most
         ``MAX_METRIC_VALUE`` in magnitude, and there may be at most ``MAX_EVAL_METRICS``: the report
         carries nothing the operator would refuse."""
         if metrics is not None:
             _check_metrics(metrics)
-        self.tracker.record_eval(step, loss, metrics)
+        self.tracker.record_eval(step, loss, metrics, perplexity=perplexity)
+        self.ring.eval(step, loss, time=time.time(), epoch=self.tracker.epoch or None)
         line: dict[str, Any] = {"event": "eval", "step": step, "evalLoss": loss}
+        if perplexity is not None:
+            line["perplexity"] = perplexity
         if metrics:
             line["metrics"] = dict(metrics)
         self._write(line)
+        for sink in self._sinks:
+            sink.eval(step, loss, metrics or {})
 
     def checkpoint(self, saved: CheckpointReport) -> None:
         """A checkpoint was saved (appended to the list)."""
@@ -223,6 +286,17 @@ class Reporter:
         self.tracker.set_checkpoints(kept)
         if saved is not None:
             self._write({"event": "checkpoint", **saved.to_wire()})
+            for sink in self._sinks:
+                sink.checkpoint(saved)
+
+    def best_checkpoint(self, checkpoint_id: str | None) -> None:
+        """The checkpoint of the best evaluation so far (kept whatever the retention)."""
+        self.tracker.set_best_checkpoint(checkpoint_id)
+
+    def output(self, output: OutputReport) -> None:
+        """The final model was written."""
+        self.tracker.set_output(output)
+        self._write({"event": "output", **output.to_wire()})
 
     def event(self, name: str, **fields: Any) -> None:
         """Any other event worth a line in the metrics log (the data summary, for instance)."""
@@ -249,6 +323,9 @@ class Reporter:
                     f"trainer: cannot write the termination message to {self._termination_log}: {error}",
                     file=sys.stderr,
                 )
+        sinks, self._sinks = self._sinks, []  # told of the end once
+        for sink in sinks:
+            sink.finish(state)
         return report
 
     def _write(self, record: dict[str, Any] | StepRecord, *, flush: bool = True) -> None:

@@ -65,6 +65,13 @@ class ProgressCollector(Collector):
             )
             info.add_metric([newest.id, newest.reason], 1.0)
             yield info
+        if report.eval_metrics:
+            evaluation = GaugeMetricFamily(
+                f"{PREFIX}_eval_metric", "The task's metrics at the latest evaluation.", labels=["name"]
+            )
+            for name, value in report.eval_metrics.items():
+                evaluation.add_metric([name], value)
+            yield evaluation
         state = GaugeMetricFamily(f"{PREFIX}_state", "1 for the trainer's current state.", labels=["state"])
         for candidate in TrainerState:
             state.add_metric([candidate.value], 1.0 if candidate == report.state else 0.0)

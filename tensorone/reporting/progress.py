@@ -16,11 +16,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tensorone.api.report import (
+    MAX_METRIC_VALUE,
     MAX_RATE,
     MAX_REPORT_CHECKPOINTS,
     MAX_SECONDS,
     CheckpointReport,
     LossPoint,
+    OutputReport,
     ProgressReport,
     TrainerState,
     bounded_message,
@@ -72,6 +74,7 @@ class StepRecord:
     tokens: int = 0
     samples: int = 0
     seconds: float = 0.0
+    grad_norm: float | None = None
 
     def log_fields(self) -> dict[str, Any]:
         """The step's line of the metrics log (without its time)."""
@@ -84,6 +87,7 @@ class StepRecord:
             "tokens": self.tokens,
             "samples": self.samples,
             "seconds": round(self.seconds, 6),
+            "gradNorm": self.grad_norm,
         }
 
 
@@ -105,12 +109,15 @@ class ProgressTracker:
         self.best_loss: float | None = None
         self.eval_loss: float | None = None
         self.best_eval_loss: float | None = None
+        self.eval_perplexity: float | None = None
         self.eval_metrics: dict[str, float] = {}
         self.learning_rate: float | None = None
         self.started_at: datetime | None = None
         self.step_seconds = 0.0
         self.resumed_from: str | None = None
         self.checkpoints: list[CheckpointReport] = []
+        self.best_checkpoint: str | None = None
+        self.output: OutputReport | None = None
         self.loss_curve = Curve()
         self.eval_curve = Curve()
         self._window: deque[StepRecord] = deque(maxlen=THROUGHPUT_WINDOW)
@@ -149,10 +156,13 @@ class ProgressTracker:
             self._window.append(record)
             self.loss_curve.add(record.step, record.loss)
 
-    def record_eval(self, step: int, loss: float, metrics: dict[str, float] | None = None) -> None:
+    def record_eval(
+        self, step: int, loss: float, metrics: dict[str, float] | None = None, *, perplexity: float | None = None
+    ) -> None:
         with self._lock:
             if metrics is not None:
                 self.eval_metrics = dict(metrics)
+            self.eval_perplexity = perplexity if perplexity is not None and perplexity <= MAX_METRIC_VALUE else None
             self.eval_loss = loss
             if self.best_eval_loss is None or loss < self.best_eval_loss:
                 self.best_eval_loss = loss
@@ -161,6 +171,14 @@ class ProgressTracker:
     def set_checkpoints(self, checkpoints: list[CheckpointReport]) -> None:
         with self._lock:
             self.checkpoints = list(checkpoints[-MAX_REPORT_CHECKPOINTS:])
+
+    def set_best_checkpoint(self, checkpoint_id: str | None) -> None:
+        with self._lock:
+            self.best_checkpoint = checkpoint_id
+
+    def set_output(self, output: OutputReport) -> None:
+        with self._lock:
+            self.output = output
 
     def throughput(self) -> tuple[float | None, float | None]:
         """Tokens and samples per second over the last steps."""
@@ -190,6 +208,7 @@ class ProgressTracker:
                 "bestLoss": self.best_loss,
                 "evalLoss": self.eval_loss,
                 "bestEvalLoss": self.best_eval_loss,
+                "evalPerplexity": self.eval_perplexity,
                 "evalMetrics": dict(self.eval_metrics),
                 "stepSeconds": self.step_seconds,
                 "tokensTotal": self._tokens_total,
@@ -206,6 +225,7 @@ class ProgressTracker:
             self.best_loss = state.get("bestLoss")
             self.eval_loss = state.get("evalLoss")
             self.best_eval_loss = state.get("bestEvalLoss")
+            self.eval_perplexity = state.get("evalPerplexity")
             self.eval_metrics = dict(state.get("evalMetrics", {}))
             self.step_seconds = float(state.get("stepSeconds", 0.0))
             self._tokens_total = int(state.get("tokensTotal", 0))
@@ -231,6 +251,7 @@ class ProgressTracker:
                 best_loss=self.best_loss,
                 eval_loss=self.eval_loss,
                 best_eval_loss=self.best_eval_loss,
+                eval_perplexity=self.eval_perplexity,
                 eval_metrics=dict(self.eval_metrics),
                 learning_rate=self.learning_rate,
                 tokens_per_second=tokens_per_second,
@@ -242,6 +263,8 @@ class ProgressTracker:
                 step_seconds=min(self.step_seconds, MAX_SECONDS),
                 resumed_from=self.resumed_from,
                 checkpoints=list(self.checkpoints),
+                best_checkpoint=self.best_checkpoint,
+                output=self.output,
                 loss_history=self.loss_curve.snapshot(),
                 eval_history=self.eval_curve.snapshot(),
             )

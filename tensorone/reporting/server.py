@@ -1,4 +1,5 @@
-"""One HTTP port on rank 0: ``GET /progress`` (the JSON ProgressReport the operator polls) and
+"""One HTTP port on rank 0: ``GET /progress`` (the JSON ProgressReport the operator polls),
+``GET /metric-events?after=SEQ&limit=N`` (a page of the last metric records, tensorone.api.events),
 ``GET /metrics`` (Prometheus text), plus ``GET /healthz``. Served from a daemon thread, so the
 training loop never waits for a client.
 
@@ -14,9 +15,12 @@ import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from tensorone.api.events import MAX_PAGE_RECORDS, MAX_STEPS
+from tensorone.reporting.metric_ring import MetricRing
 from tensorone.reporting.progress import ProgressTracker
 
 CONNECTION_TIMEOUT_SECONDS = 5.0
@@ -59,12 +63,13 @@ class ReportServer:
         tracker: ProgressTracker,
         registry: CollectorRegistry,
         *,
+        ring: MetricRing | None = None,
         host: str,
         port: int,
         connection_timeout: float = CONNECTION_TIMEOUT_SECONDS,
         max_connections: int = MAX_CONNECTIONS,
     ) -> None:
-        handler = _handler(tracker, registry, connection_timeout)
+        handler = _handler(tracker, registry, ring or MetricRing(0), connection_timeout)
         self._server = _BoundedServer((host, port), handler, max_connections=max_connections)
         # A short poll interval so that shutting down (at the end, or on SIGTERM) takes no more
         # than a tenth of a second of the pod's grace period.
@@ -89,23 +94,44 @@ class ReportServer:
         self._server.server_close()
 
 
+def page_query(query: str) -> tuple[int, int]:
+    """``after`` and ``limit`` of a ``/metric-events`` query (``after`` 0 and ``limit``
+    MAX_PAGE_RECORDS when absent); ValueError naming the parameter and what it allows."""
+    values = parse_qs(query, max_num_fields=4)
+    numbers = {"after": (0, MAX_STEPS, 0), "limit": (1, MAX_PAGE_RECORDS, MAX_PAGE_RECORDS)}
+    found = []
+    for name, (low, high, default) in numbers.items():
+        given = values.get(name, [str(default)])[-1]
+        if not (given.isascii() and given.isdigit()) or len(given) > len(str(high)) or not low <= int(given) <= high:
+            raise ValueError(f"{name} must be a whole number from {low} to {high}, got {given[:40]!r}")
+        found.append(int(given))
+    return found[0], found[1]
+
+
 def _handler(
-    tracker: ProgressTracker, registry: CollectorRegistry, connection_timeout: float
+    tracker: ProgressTracker, registry: CollectorRegistry, ring: MetricRing, connection_timeout: float
 ) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         # The socket timeout of each connection: a client that sends nothing is dropped.
         timeout = connection_timeout
 
         def do_GET(self) -> None:
-            path = self.path.split("?", 1)[0]
+            path, _, query = self.path.partition("?")
             if path == "/progress":
                 self._send(200, "application/json", tracker.report().to_json().encode())
+            elif path == "/metric-events":
+                try:
+                    after, limit = page_query(query)
+                except ValueError as error:
+                    self._send(400, "text/plain", f"{error}\n".encode())
+                    return
+                self._send(200, "application/json", ring.page_json(after, limit))
             elif path == "/metrics":
                 self._send(200, CONTENT_TYPE_LATEST, generate_latest(registry))
             elif path == "/healthz":
                 self._send(200, "text/plain", b"ok\n")
             else:
-                self._send(404, "text/plain", b"not found: try /progress or /metrics\n")
+                self._send(404, "text/plain", b"not found: try /progress, /metric-events or /metrics\n")
 
         def _send(self, status: int, content_type: str, body: bytes) -> None:
             self.send_response(status)

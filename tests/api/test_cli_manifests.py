@@ -70,7 +70,7 @@ def test_validate_prints_ok_for_every_example_the_trainer_runs(capsys: pytest.Ca
     assert len(verdicts) == sum(len(load_manifests(Path(f).read_text())) for f in files)
     refused = [line for line in verdicts if not line.endswith(": OK")]
     # The reference's YOLOv8 request is valid for the API server; this release's trainer does not
-    # train vision models, so the operator refuses it before scheduling anything.
+    # build YOLOv8, so the operator refuses it before scheduling anything.
     assert refused == [
         f"{REPO / 'examples/vision-yolo.yaml'}: TrainingJob/custom-object-detection: valid for the API server, "
         "refused by the operator"

@@ -105,6 +105,44 @@ def test_settings_come_from_the_operators_config_file() -> None:
         assert refused.value.field == "cpuJob.hourlyPrice"
 
 
+def images(format: str = "imagefolder", **spec_fields: Any) -> Dataset:
+    fields = {"format": format, "source": {"pvc": {"claimName": "pictures"}}} | spec_fields
+    return Dataset.model_validate({"metadata": {"name": "pictures"}, "spec": fields})
+
+
+def vision(**config: Any) -> TrainingJobSpec:
+    return spec(modelType="vision", datasetId="pictures", config={"architecture": "resnet18"} | config)
+
+
+def test_a_vision_job_trains_classes_from_a_folder_or_a_manifest_on_a_claim() -> None:
+    assert check(vision(), images()) is None
+    assert check(vision(), images("csv", columns={"image": "path", "label": "class"})) is None
+    assert check(vision(architecture=None, baseModel="facebook/convnext-tiny-224"), images()) is None
+
+
+def test_a_classification_architecture_on_a_coco_dataset_is_refused_naming_the_detectors() -> None:
+    error = check(vision(), images("coco", columns={"annotations": "instances.json"}))
+    assert isinstance(error, ConfigurationError) and error.details["field"] == "spec.config.architecture"
+    assert "resnet18 is a classification model, but its coco Dataset asks for detection" in error.message
+    assert "rt-detr-r18" in error.message
+
+
+def test_what_image_classification_cannot_read_or_apply_is_refused_by_field() -> None:
+    uri = Dataset.model_validate(
+        {"metadata": {"name": "pictures"}, "spec": {"format": "imagefolder", "source": {"uri": "https://x/a.zip"}}}
+    )
+    error = check(vision(augmentation={"mosaic": 0.5, "copyPaste": 0.1, "fliplr": 0.5}), uri)
+    assert isinstance(error, ConfigurationError)
+    assert [item["field"] for item in error.details["errors"]] == [
+        "spec.datasetId",
+        "spec.config.augmentation.mosaic",
+        "spec.config.augmentation.copyPaste",
+    ]
+    assert "a uri source; image classification reads its images from a claim" in error.message
+    unlabelled = check(vision(), images("jsonl", columns={"image": "path"}))
+    assert isinstance(unlabelled, ConfigurationError) and "columns.label (its class)" in unlabelled.message
+
+
 def test_a_multimodal_job_on_a_vision_dataset_is_refused_naming_the_formats_it_reads() -> None:
     pictures = Dataset.model_validate(
         {"metadata": {"name": "chat"}, "spec": {"format": "coco", "source": {"uri": "s3://bucket/coco"}}}

@@ -75,6 +75,10 @@ def test_a_plain_report_parses() -> None:
         ({"startedAt": "9999-12-31T23:59:59-14:00"}, "startedAt"),
         ({"checkpoints": [checkpoint(createdAt="0001-01-01T00:00:00+14:00")]}, "checkpoints\\[0\\].createdAt"),
         ({"surprise": 1}, "surprise"),
+        ({"evalMetrics": {f"metric{i}": 0.5 for i in range(17)}}, "evalMetrics"),
+        ({"evalMetrics": {"Not camelCase": 0.5}}, "evalMetrics"),
+        ({"evalMetrics": {"accuracy": 1e13}}, "evalMetrics.accuracy"),
+        ({"evalMetrics": {"accuracy": "high"}}, "evalMetrics.accuracy"),
     ],
 )
 def test_a_field_out_of_bounds_is_refused_by_name(fields: dict[str, Any], named: str) -> None:
@@ -134,7 +138,7 @@ def test_our_fullest_report_fits_every_bound() -> None:
     tracker.set_plan(total_epochs=10000, total_steps=10**9)
     for step in range(1, 20 * HISTORY_POINTS):
         tracker.record_step(StepRecord(step=step, loss=1.0 / step, epoch=1, tokens=10**9, samples=10**6, seconds=1e-9))
-        tracker.record_eval(step, 2.0 / step)
+        tracker.record_eval(step, 2.0 / step, {f"metric{i}": 1.0 / step for i in range(16)})
     tracker.set_checkpoints(
         [
             CheckpointReport(

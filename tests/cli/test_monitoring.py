@@ -9,15 +9,18 @@ written by the reporting client the trainer writes it with.
 from __future__ import annotations
 
 import copy
+import json
 import subprocess
 import sys
 import threading
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from matplotlib.image import imread
 
+from tensorone.api.events import STORE_KEY, MetricRecord, metric_store_name, store_text
 from tensorone.api.pods import REPLICA_INDEX_LABEL, REPLICA_TYPE_LABEL
 from tensorone.cli import exit_codes, main
 from tensorone.cli.exit_codes import NOT_FOUND, USAGE
@@ -338,3 +341,56 @@ def test_without_the_plot_extra_a_png_says_what_to_install(tmp_path: Path) -> No
         "matplotlib): pip install 'tensorone-training[plot]'"
     )
     assert "steps 1 to 30" in ran.stdout and not (tmp_path / "loss.png").exists()
+
+
+def test_events_merge_the_kubernetes_events_with_the_metric_store_in_time_order(
+    cluster: EmulatorServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    job = cluster.api.create(factories.training_job(JOB))
+    for reason, at in (("TrainingStarted", "2026-12-01T10:00:00Z"), ("Completed", "2026-12-01T10:00:09Z")):
+        cluster.api.create(
+            {
+                "apiVersion": "v1",
+                "kind": "Event",
+                "metadata": {"generateName": f"{JOB}-", "namespace": "default"},
+                "involvedObject": {"apiVersion": factories.API, "kind": "TrainingJob", "name": JOB},
+                "reason": reason,
+                "message": reason,
+                "type": "Normal",
+                "count": 1,
+                "lastTimestamp": at,
+            }
+        )
+    moment = datetime(2026, 12, 1, 10, 0, 5, tzinfo=UTC)
+    records = [
+        MetricRecord(seq=1, kind="step", step=1, time=moment, epoch=1, loss=2.5, learning_rate=1e-4, grad_norm=0.75),
+        MetricRecord(seq=2, kind="eval", step=1, time=moment + timedelta(seconds=1), epoch=1, eval_loss=2.25),
+    ]
+    owner = {"apiVersion": factories.API, "kind": "TrainingJob", "name": JOB, "uid": job["metadata"]["uid"]}
+    metadata = {"name": metric_store_name(JOB), "namespace": "default", "ownerReferences": [owner]}
+    cluster.api.create(
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": {STORE_KEY: store_text(records)}}
+    )
+
+    assert main(["events", JOB]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[2] for line in lines[1:]] == ["TrainingStarted", "TrainingStep", "Evaluation", "Completed"]
+    assert lines[2].endswith("step 1 (epoch 1): loss 2.5, lr 0.0001, grad norm 0.75")
+    assert main(["events", JOB, "-o", "json"]) == 0
+    step = json.loads(capsys.readouterr().out)["events"][1]
+    assert step == {
+        "type": "Normal",
+        "reason": "TrainingStep",
+        "message": "step 1 (epoch 1): loss 2.5, lr 0.0001, grad norm 0.75",
+        "count": 1,
+        "firstSeen": "2026-12-01T10:00:05Z",
+        "lastSeen": "2026-12-01T10:00:05Z",
+        "step": 1,
+        "epoch": 1,
+        "loss": 2.5,
+        "learningRate": 0.0001,
+        "gradNorm": 0.75,
+    }
+    assert main(["events", JOB, "--no-metrics", "-o", "json"]) == 0
+    reasons = [e["reason"] for e in json.loads(capsys.readouterr().out)["events"]]
+    assert reasons == ["TrainingStarted", "Completed"]

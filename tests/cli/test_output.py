@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import yaml
@@ -113,3 +114,27 @@ def test_checkpoints(job: str, capsys: pytest.CaptureFixture[str]) -> None:
     [checkpoint] = json.loads(output(capsys, "checkpoints", job, "-o", "json"))["checkpoints"]
     assert checkpoint["id"] == "ckpt-epoch-1" and checkpoint["createdAt"] == "2026-01-15T12:00:10Z"
     assert yaml.safe_load(output(capsys, "checkpoints", job, "-o", "yaml"))["checkpoints"] == [checkpoint]
+
+
+def test_the_verbs_that_change_something_print_names_or_the_objects_as_they_now_are(
+    cluster: EmulatorServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = tmp_path / "job.yaml"
+    manifest.write_text(yaml.safe_dump_all([dataset(namespace=None), training_job(namespace=None)]))
+    assert output(capsys, "create", "-f", str(manifest), "-o", "name") == "dataset/chat\ntrainingjob/llama\n"
+    datasets = tmp_path / "datasets.yaml"
+    datasets.write_text(yaml.safe_dump_all([dataset(namespace=None), dataset("web", namespace=None)]))
+    created = json.loads(output(capsys, "create", "-f", str(datasets), "-o", "json"))  # chat is left unchanged
+    assert created["kind"] == "List" and [item["metadata"]["name"] for item in created["items"]] == ["chat", "web"]
+    one = yaml.safe_load(output(capsys, "datasets", "create", "-f", str(datasets), "-o", "yaml"))
+    assert one["kind"] == "List" and one["items"][1]["spec"]["format"] == "jsonl"
+    stopped = yaml.safe_load(output(capsys, "stop", "llama", "-o", "yaml"))
+    assert stopped["kind"] == "TrainingJob" and stopped["spec"]["suspend"] is True
+    cluster.api.patch_status(API, "TrainingJob", "llama", {**STATUS, "phase": "Stopped"})
+    resumed = json.loads(output(capsys, "resume", "llama", "--checkpoint", "ckpt-epoch-1", "-o", "json"))
+    assert resumed["spec"]["suspend"] is False and resumed["spec"]["resumeFrom"] == "ckpt-epoch-1"
+    assert output(capsys, "cancel", "llama", "-o", "name") == "trainingjob/llama\n"
+    assert output(capsys, "delete", "llama", "-o", "name") == "trainingjob/llama\n"
+    assert output(capsys, "datasets", "delete", "chat", "-o", "name") == "dataset/chat\n"
+    with pytest.raises(SystemExit):
+        main(["delete", "llama", "-o", "json"])  # nothing is left to print

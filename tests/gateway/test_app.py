@@ -71,7 +71,6 @@ def test_the_reference_vision_body_is_refused_naming_what_trains(
     assert vision.status_code == 400, vision.text
     answer = vision.json()
     assert answer["error"] == "CONFIGURATION_ERROR"
-    # Vision trains, YOLO does not: the reference's yolov8 is refused naming the architectures that do.
     assert answer["details"]["field"] == "config.architecture"
     assert answer["details"]["architecture"] == "yolov8"
     assert answer["details"]["supportedArchitectures"] == list(VISION_ARCHITECTURES)

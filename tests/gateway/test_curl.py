@@ -70,7 +70,7 @@ def test_every_reference_example(cluster: EmulatorServer, gateway: GatewayProces
     assert job["resourceAllocation"]["gpuType"] == "NVIDIA A100" and job["resourceAllocation"]["workers"] == 2
     assert job["estimatedCost"]["hourly"] > 0
 
-    # The trainer of this release does not build YOLO: refused before anything is scheduled.
+    # The trainer does not build YOLOv8 (Ultralytics, AGPL-3.0): refused before anything is scheduled.
     status, vision = curl(create_vision, gateway)
     assert status == 400, vision
     assert (vision["error"], vision["details"]["field"], vision["details"]["architecture"]) == (

@@ -358,3 +358,48 @@ def test_a_custom_image_keeps_a_writable_root_within_the_disk_limit() -> None:
     assert main["resources"]["limits"]["ephemeral-storage"] == CONFIG.ephemeral_storage.limit
     paths = {m["mountPath"] for m in main["volumeMounts"]}
     assert "/tmp" in paths and builders.TRAINER_HOME not in paths
+
+
+def tracked(tracking: dict[str, Any], **spec: Any) -> TrainingJob:
+    """The default job with ``config.tracking``."""
+    return job(config={"baseModel": "meta-llama/Llama-2-7b-hf", "strategy": "lora", "tracking": tracking}, **spec)
+
+
+def tracker_env(tracking: dict[str, Any], replica: str = "Master", **spec: Any) -> dict[str, dict[str, Any]]:
+    child = builders.build_pytorchjob(tracked(tracking, **spec), DATASET, CONFIG)
+    return {e["name"]: e for e in container(child, replica)["env"]}
+
+
+def test_tracker_credentials_come_from_secrets_in_every_replica_and_nowhere_else() -> None:
+    tracking = {
+        "mlflow": {"trackingUri": "https://mlflow.example.com", "credentialsSecret": {"name": "mlflow-basic"}},
+        "tensorboard": {},
+        "wandb": {"project": "llama", "apiKeySecret": {"name": "wandb", "key": "apiKey"}},
+    }
+    for replica in ("Master", "Worker"):
+        env = tracker_env(tracking, replica, maxWorkers=2)
+        assert env["MLFLOW_TRACKING_USERNAME"] == {
+            "name": "MLFLOW_TRACKING_USERNAME",
+            "valueFrom": {"secretKeyRef": {"name": "mlflow-basic", "key": "username"}},
+        }
+        assert env["MLFLOW_TRACKING_PASSWORD"]["valueFrom"] == {
+            "secretKeyRef": {"name": "mlflow-basic", "key": "password"}
+        }
+        assert env["WANDB_API_KEY"] == {
+            "name": "WANDB_API_KEY",
+            "valueFrom": {"secretKeyRef": {"name": "wandb", "key": "apiKey"}},
+        }
+        assert "MLFLOW_TRACKING_TOKEN" not in env
+    # The trainer gets the trackers' settings in its resolved job: Secret names, never values.
+    config_map = builders.build_config_map(tracked(tracking), DATASET, CONFIG)
+    resolved = ResolvedJob.model_validate(yaml.safe_load(config_map["data"]["job.yaml"]))
+    assert resolved.config.tracking is not None and resolved.config.tracking.mlflow is not None
+    assert resolved.config.tracking.mlflow.tracking_uri == "https://mlflow.example.com"
+
+
+def test_an_mlflow_token_or_offline_wandb_get_only_what_they_need() -> None:
+    env = tracker_env({"mlflow": {"trackingUri": "https://m.example.com", "tokenSecret": {"name": "mlflow-token"}}})
+    assert env["MLFLOW_TRACKING_TOKEN"]["valueFrom"] == {"secretKeyRef": {"name": "mlflow-token", "key": "token"}}
+    assert not {"MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "WANDB_API_KEY"} & set(env)
+    env = tracker_env({"wandb": {"project": "llama", "mode": "offline"}, "tensorboard": {"logDir": "tb"}})
+    assert not {"WANDB_API_KEY", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_TOKEN"} & set(env)

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+from tensorone_operator.catalog import job_resources
+from tensorone_operator.config import OperatorConfig
 from tensorone_operator.events import EventLimiter
 from tensorone_operator.live_status import (
     KeptReport,
@@ -21,7 +26,9 @@ from tensorone_operator.live_status import (
     termination_refusal,
     termination_report,
     usage,
+    with_live,
 )
+from tensorone_operator.observed import ObservedJob
 
 from tensorone.api.admission import validate
 from tensorone.api.report import (
@@ -29,10 +36,14 @@ from tensorone.api.report import (
     MAX_SECONDS,
     MAX_STEPS,
     CheckpointReport,
+    InvalidReport,
     LossPoint,
+    OutputReport,
     ProgressReport,
     TrainerState,
+    parse_report,
 )
+from tensorone.api.timestamps import rfc3339
 from tensorone.api.v1alpha1.trainingjob import MAX_EPOCHS, MAX_HISTORY_POINTS
 
 NOW = datetime(2026, 1, 15, 12, 0, 0, tzinfo=UTC)
@@ -318,3 +329,144 @@ def test_a_bounded_report_that_implies_centuries_left_is_capped() -> None:
     assert fields["progress"]["remainingTime"] == MAX_SECONDS
     assert fields["estimatedCompletion"] == "2057-09-23T13:46:40Z"
     assert len(fields["metrics"]["throughput"]) <= 64
+
+
+def described_output(**fields: object) -> OutputReport:
+    base: dict[str, object] = {
+        "path": "output",
+        "kind": "adapter",
+        "size_bytes": 12_300_000,
+        "sha256": "ab" * 32,
+        "base_model": "meta-llama/Llama-2-7b-hf",
+        "checkpoint": "ckpt-step-40",
+        "created_at": NOW,
+        "merged": {"path": "output/merged", "kind": "merged", "size_bytes": 13_500_000_000, "sha256": "cd" * 32},
+    }
+    base.update(fields)
+    return OutputReport.model_validate(base)
+
+
+def test_the_output_best_checkpoint_and_perplexity_reach_the_status_and_fit_its_schema() -> None:
+    fields = live_fields(
+        report(
+            state=TrainerState.completed,
+            eval_loss=1.25,
+            eval_perplexity=3.49,
+            best_checkpoint="ckpt-step-20",
+            output=described_output(),
+        ),
+        now=NOW,
+        running_seconds=60,
+    )
+    assert fields["metrics"]["evalPerplexity"] == 3.49
+    assert fields["bestCheckpoint"] == "ckpt-step-20"
+    assert fields["output"] == {
+        "path": "output",
+        "kind": "adapter",
+        "sizeBytes": 12_300_000,
+        "size": "12.3MB",
+        "sha256": "ab" * 32,
+        "baseModel": "meta-llama/Llama-2-7b-hf",
+        "checkpoint": "ckpt-step-40",
+        "createdAt": "2026-01-15T12:00:00Z",
+        "merged": {
+            "path": "output/merged",
+            "kind": "merged",
+            "sizeBytes": 13_500_000_000,
+            "size": "13.5GB",
+            "sha256": "cd" * 32,
+        },
+    }
+    validate(
+        {
+            "apiVersion": "training.tensorone.ai/v1alpha1",
+            "kind": "TrainingJob",
+            "metadata": {"name": "fits"},
+            "spec": {"modelType": "custom", "datasetId": "d", "config": {"custom": {"image": "x"}}},
+            "status": {"phase": "Completed", **fields},
+        }
+    )
+
+
+def test_an_output_report_out_of_bounds_is_refused_naming_the_field() -> None:
+    for bad, field in (
+        ({"sha256": "not-hex"}, "output.sha256"),
+        ({"kind": "weights"}, "output.kind"),
+        ({"path": "x" * 2000}, "output.path"),
+        ({"checkpoint": "Bad Id"}, "output.checkpoint"),
+        ({"size_bytes": -1}, "output.sizeBytes"),
+    ):
+        body = report(state=TrainerState.completed).to_wire() | {"output": described_output().to_wire() | to_wire(bad)}
+        with pytest.raises(InvalidReport, match=f"report field {field}"):
+            parse_report(json.dumps(body), now=NOW)
+    too_perplexed = report(state=TrainerState.completed).to_wire() | {"evalPerplexity": 1e300}
+    with pytest.raises(InvalidReport, match="report field evalPerplexity"):
+        parse_report(json.dumps(too_perplexed), now=NOW)
+
+
+def to_wire(fields: Mapping[str, object]) -> dict[str, object]:
+    return {"sizeBytes" if key == "size_bytes" else key: value for key, value in fields.items()}
+
+
+def test_an_early_stop_and_the_output_are_events() -> None:
+    running = report(step=30)
+    done = report(
+        step=30,
+        state=TrainerState.completed,
+        reason="EarlyStopped",
+        message="stopped early: evalLoss did not improve by more than 0 for 3 evaluations",
+        output=described_output(),
+    )
+    events = report_events(running, done)
+    assert ("Normal", "EarlyStopped", f"training stopped early: {done.message}") in events
+    [(kind, _, text)] = [e for e in events if e[1] == "OutputWritten"]
+    assert kind == "Normal"
+    assert text == "final model (adapter, 12.3MB, sha256 abababababab) written to output from ckpt-step-40"
+    # Said once: the next poll of the same ended trainer says nothing new.
+    assert report_events(done, done) == []
+
+
+def test_a_completed_job_the_trainer_stopped_early_says_so_in_its_message_and_conditions() -> None:
+    body = {
+        "apiVersion": "training.tensorone.ai/v1alpha1",
+        "kind": "TrainingJob",
+        "metadata": {"name": "j", "namespace": "n", "generation": 1},
+        "spec": {"modelType": "llm", "datasetId": "d", "config": {"baseModel": "m", "strategy": "lora"}},
+        "status": {},
+    }
+    completed = {
+        "phase": "Completed",
+        "message": "PyTorchJob j is successfully completed.",
+        "conditions": [
+            {"type": "Ready", "status": "True", "reason": "Succeeded", "message": "", "lastTransitionTime": "x"},
+            {"type": "Succeeded", "status": "True", "reason": "Succeeded", "message": "", "lastTransitionTime": "x"},
+        ],
+    }
+    job = ObservedJob.parse(body)
+    config = OperatorConfig()
+    resources = job_resources(job.spec, config)
+    early = report(state=TrainerState.completed, reason="EarlyStopped", message="evalLoss did not improve")
+    status = with_live(job, completed, KeptReport.of(early, rfc3339(NOW)), resources, config, now=NOW)
+    assert status["message"] == "completed, stopped early: evalLoss did not improve"
+    reasons = {c["type"]: c["reason"] for c in status["conditions"]}
+    assert reasons["Ready"] == reasons["Succeeded"] == "EarlyStopped"
+
+    plain = report(state=TrainerState.completed, message="trained 60 of 60 steps")
+    status = with_live(job, completed, KeptReport.of(plain, rfc3339(NOW)), resources, config, now=NOW)
+    assert status["message"] == completed["message"]
+    assert {c["reason"] for c in status["conditions"]} == {"Succeeded"}
+
+
+def test_the_tasks_evaluation_metrics_reach_the_status_in_its_schema() -> None:
+    fields = live_fields(report(eval_metrics={"accuracy": 0.8125, "top5Accuracy": 1.0}), now=NOW, running_seconds=1)
+    assert fields["metrics"]["evalMetrics"] == {"accuracy": 0.8125, "top5Accuracy": 1.0}
+    assert "evalMetrics" not in live_fields(report(), now=NOW, running_seconds=1)["metrics"]
+    validate(
+        {
+            "apiVersion": "training.tensorone.ai/v1alpha1",
+            "kind": "TrainingJob",
+            "metadata": {"name": "fits"},
+            "spec": {"modelType": "custom", "datasetId": "d", "config": {"custom": {"image": "x"}}},
+            "status": {"phase": "Running", **fields},
+        }
+    )

@@ -186,3 +186,16 @@ def test_a_custom_image_reports_without_torch_or_the_trainer(tmp_path: Path) -> 
     assert json.loads((tmp_path / "end").read_text())["state"] == "completed"
     events = [json.loads(line)["event"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert events == ["start", "step", "checkpoint", "end"]
+
+
+def test_evaluation_metrics_are_reported_logged_and_kept_in_bounds(tmp_path: Path) -> None:
+    reporter = Reporter(serve=False, termination_log=None, metrics_log=tmp_path / "metrics.jsonl").start()
+    reporter.eval(4, 0.7, {"accuracy": 0.75, "top5Accuracy": 1.0})
+    reporter.close()
+    assert reporter.tracker.report().eval_metrics == {"accuracy": 0.75, "top5Accuracy": 1.0}
+    line = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
+    assert line["metrics"] == {"accuracy": 0.75, "top5Accuracy": 1.0} and line["evalLoss"] == 0.7
+    with pytest.raises(ValueError, match="name 'Top 1' must match"):
+        reporter.eval(5, 0.7, {"Top 1": 0.5})
+    with pytest.raises(ValueError, match="accuracy"):
+        reporter.eval(5, 0.7, {"accuracy": float("nan")})

@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import json
 import socket
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 from prometheus_client import CollectorRegistry
 
-from tensorone.api.report import REPORT_HOST_ENV
+from tensorone.api.events import parse_page
+from tensorone.api.report import REPORT_DRAIN_ENV, REPORT_HOST_ENV
 from tensorone.reporting.client import Reporter
 from tensorone.reporting.progress import ProgressTracker
 from tensorone.reporting.server import ReportServer
@@ -85,3 +88,39 @@ def test_a_pod_serves_on_the_address_it_is_given(monkeypatch: pytest.MonkeyPatch
             assert json.loads(response.read())["state"] == "starting"
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", reporter.port), timeout=5).close()
+
+
+def metric_events(port: int, query: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metric-events{query}", timeout=5) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def test_metric_events_are_served_in_pages_after_a_cursor_and_a_bad_query_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(REPORT_HOST_ENV, raising=False)
+    with Reporter(port=0, termination_log=None) as reporter:
+        assert reporter.port is not None
+        for step in range(1, 6):
+            reporter.step(step, 1.0 / step, epoch=1, learning_rate=0.1, tokens=100, seconds=0.5, grad_norm=2.0)
+        reporter.eval(5, 0.9)
+        status, body = metric_events(reporter.port, "?after=2&limit=3")
+        page = parse_page(body, after=2, now=datetime.now(UTC))
+        assert status == 200 and [(r.seq, r.kind, r.step) for r in page] == [
+            (3, "step", 3),
+            (4, "step", 4),
+            (5, "step", 5),
+        ]
+        assert (page[0].grad_norm, page[0].tokens_per_second, page[0].learning_rate) == (2.0, 200.0, 0.1)
+        assert [
+            r.kind for r in parse_page(metric_events(reporter.port, "?after=5")[1], after=5, now=datetime.now(UTC))
+        ] == ["eval"]
+        for query in ("?after=-1", "?limit=0", "?limit=100000", "?after=abc", "?after=" + "9" * 5000):
+            status, body = metric_events(reporter.port, query)
+            assert status == 400 and (b"after must" in body or b"limit must" in body), (query, body)
+        # Everything read: a run that ended stops serving at once, without waiting out its drain.
+        monkeypatch.setenv(REPORT_DRAIN_ENV, "30")
+        assert reporter.ring.wait_read(0.0)

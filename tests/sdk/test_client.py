@@ -240,6 +240,41 @@ def test_list_checkpoints_newest_first(client: TensorOneClient, cluster: Emulato
     assert [c.id for c in client.training.jobs.list_checkpoints("ckpts")] == ["ckpt-step-15", "ckpt-epoch-1"]
 
 
+def test_the_final_model_is_listed_first_and_marked_final(client: TensorOneClient, cluster: EmulatorServer) -> None:
+    create_job(client, "done")
+    set_status(
+        cluster,
+        "done",
+        {
+            "phase": "Completed",
+            "checkpoints": [
+                {"id": "ckpt-step-5", "epoch": 0, "step": 5, "loss": 0.9, "createdAt": "2026-01-01T10:00:00Z"},
+                {"id": "ckpt-step-8", "epoch": 1, "step": 8, "loss": 1.1, "createdAt": "2026-01-01T10:05:00Z"},
+            ],
+            "bestCheckpoint": "ckpt-step-5",
+            "output": {
+                "path": "output",
+                "kind": "adapter",
+                "sizeBytes": 1_200_000,
+                "size": "1.2MB",
+                "sha256": "0f" * 32,
+                "baseModel": "m",
+                "checkpoint": "ckpt-step-5",
+                "createdAt": "2026-01-01T10:06:00Z",
+            },
+        },
+    )
+    job = client.training.jobs.get("done")
+    assert job.best_checkpoint == "ckpt-step-5" and job.output is not None and job.output.sha256 == "0f" * 32
+    listed = client.training.jobs.list_checkpoints("done")
+    assert [(c.id, c.type) for c in listed] == [
+        ("final", "final"),
+        ("ckpt-step-8", "intermediate"),
+        ("ckpt-step-5", "intermediate"),
+    ]
+    assert (listed[0].step, listed[0].loss, listed[0].size) == (5, 0.9, "1.2MB")
+
+
 def test_list_events_of_one_job(client: TensorOneClient, cluster: EmulatorServer) -> None:
     create_job(client, "evented")
     create_job(client, "other")

@@ -12,7 +12,7 @@ import pytest
 from prometheus_client import REGISTRY
 from tensorone_operator.config import CpuJobResources, OperatorConfig
 
-from tests.factories import tiny_dataset, tiny_training_job
+from tests.factories import stop_reason, tiny_dataset, tiny_training_job
 from tests.kube.polling import wait_for
 from tests.system.conftest import POLL_SECONDS, TRAINING_TIMEOUT, LocalCluster, local_cluster
 
@@ -33,6 +33,11 @@ def spend(namespace: str) -> float:
     return (
         REGISTRY.get_sample_value("tensorone_operator_spend_total", {"namespace": namespace, "currency": "USD"}) or 0.0
     )
+
+
+def checkpoint_at_current_step(status: dict[str, Any]) -> dict[str, Any] | None:
+    step = (status.get("progress") or {}).get("currentStep")
+    return next((c for c in status.get("checkpoints") or [] if c.get("step") == step), None)
 
 
 def within_budget(status: dict[str, Any]) -> dict[str, Any]:
@@ -59,10 +64,13 @@ def test_a_job_over_its_budget_stops_with_a_checkpoint_and_resumes_when_the_cap_
     assert within_budget(stopped)["status"] == "False" and within_budget(stopped)["reason"] == "BudgetExceeded"
     assert stopped["resourceUsage"]["cost"] >= 1
     assert priced.job("capped")["spec"].get("suspend") is False  # the operator's hold, not the spec's
+    # The trainer's checkpoint at the step it stopped on (named for the epoch when that is an epoch's last).
     checkpoint = wait_for(
-        lambda: next((c for c in priced.status("capped").get("checkpoints") or [] if c["reason"] == "stop"), None),
+        lambda: checkpoint_at_current_step(priced.status("capped")),
         "the stop checkpoint in the status",
+        explain=lambda: priced.diagnose("capped"),
     )
+    assert checkpoint["reason"] == stop_reason(priced.status("capped")["progress"])
     wait_for(
         lambda: "BudgetExceeded" in {e["reason"] for e in priced.events("capped")},
         "the budget Events",

@@ -66,6 +66,13 @@ def test_a_job_created_with_curl_trains_to_the_end(cluster: LocalCluster, gatewa
     _, events = curl(gateway, "GET", "/v2/training/jobs/tiny-lora-run/events")
     reasons = [event["reason"] for event in events["events"]]
     assert "Completed" in reasons, reasons
+    steps = [event for event in events["events"] if event["reason"] == "TrainingStep"]
+    assert [event["step"] for event in steps] == list(range(1, job["progress"]["totalSteps"] + 1))
+    assert {"loss", "learningRate", "gradNorm", "tokensPerSecond", "lastSeen"} <= set(steps[-1])
+    _, kubernetes_only = curl(gateway, "GET", "/v2/training/jobs/tiny-lora-run/events?metrics=false")
+    assert [e for e in events["events"] if e["reason"] != "TrainingStep" and e["reason"] != "Evaluation"] == (
+        kubernetes_only["events"]
+    )
 
     status, listed = curl(gateway, "GET", "/v2/training/jobs?status=completed")
     assert status == 200 and [item["id"] for item in listed["jobs"]] == ["tiny-lora-run"]

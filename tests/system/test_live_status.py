@@ -6,7 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from kubernetes import client as k8s
 
+from tensorone.api.events import EVAL_REASON, STEP_REASON, metric_store_name
+from tensorone.client import TensorOneClient
 from tests.factories import PYTORCHJOB, stop_reason, tiny_dataset, tiny_training_job
 from tests.kube.polling import wait_for
 from tests.system.conftest import TRAINING_TIMEOUT, LocalCluster
@@ -46,6 +49,24 @@ def test_status_fills_in_while_training_and_ends_completed_with_the_final_checkp
         "the lifecycle Events",
         explain=lambda: str(sorted({e["reason"] for e in cluster.events("live")})),
     )
+
+    # Every step's metrics, from the job's metric store, merged in time order with the Events.
+    client = TensorOneClient(namespace="default", api_client=k8s.ApiClient(k8s.Configuration(host=cluster.server.url)))
+    events = client.training.jobs.list_events("live")
+    steps = [e for e in events if e.reason == STEP_REASON]
+    assert [e.step for e in steps] == list(range(1, 97)), [e.step for e in steps]
+    assert all(e.loss and e.learning_rate and e.grad_norm and e.tokens_per_second for e in steps)
+    evals = [e.step for e in events if e.reason == EVAL_REASON]
+    assert evals == [point["step"] for point in done.get("evalLossHistory") or []]
+    assert steps[-1].loss == pytest.approx(done["metrics"]["currentLoss"], abs=1e-6)
+    times = [e.last_seen for e in events]
+    assert times == sorted(times)  # type: ignore[type-var]
+    reasons = [e.reason for e in events]
+    # A Kubernetes Event has the time the operator posted it, a step the time the trainer took it: on a
+    # busy machine the operator may notice the start after the first steps, never the end before the last.
+    assert "TrainingStarted" in reasons and reasons[-1] == "Completed", reasons
+    store = cluster.server.api.get("v1", "ConfigMap", metric_store_name("live"))
+    assert store["metadata"]["ownerReferences"][0]["name"] == "live"
 
 
 def test_stop_lists_the_stop_checkpoint_and_resume_ends_like_an_uninterrupted_run(cluster: LocalCluster) -> None:

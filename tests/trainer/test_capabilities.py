@@ -99,3 +99,41 @@ def test_fp16_is_accepted_where_there_is_a_gpu(tmp_path: Path) -> None:
     job = make_job(tmp_path, optimization={"mixedPrecision": "fp16"}, use_gpu=True)
     refuse_unsupported(job, cuda_available=True)
     assert job.config.optimization.mixed_precision == "fp16"
+
+
+@pytest.mark.parametrize(
+    ("config", "dataset", "field", "words"),
+    [
+        ({"architecture": "yolov8"}, None, "config.architecture", "resnet18, resnet34"),
+        (
+            {"architecture": "resnet18"},
+            {"format": "coco", "source": {"pvc": {"claimName": "d"}}},
+            "config.architecture",
+            "resnet18 is a classification model, but its coco Dataset asks for detection",
+        ),
+        ({}, {"format": "imagefolder", "source": {"uri": "https://x/a.zip"}}, "dataset", "source.pvc"),
+        ({"augmentation": {"copyPaste": 0.5}}, None, "config.augmentation.copyPaste", "object detection"),
+        (
+            {},
+            {"format": "csv", "source": {"pvc": {"claimName": "d"}}, "columns": {"image": "path"}},
+            "dataset",
+            "columns.label",
+        ),
+    ],
+)
+def test_what_a_vision_job_cannot_run_is_refused_by_the_operators_rules(
+    tmp_path: Path, config: dict[str, Any], dataset: dict[str, Any] | None, field: str, words: str
+) -> None:
+    from tests.trainer.images import vision_job
+
+    job = vision_job(tmp_path, dataset=dataset, **config)
+    with pytest.raises(ConfigurationError) as raised:
+        refuse_unsupported(job, cuda_available=False)
+    assert raised.value.field == field
+    assert words in raised.value.message
+
+
+def test_a_vision_job_on_a_folder_of_classes_is_accepted(tmp_path: Path) -> None:
+    from tests.trainer.images import vision_job
+
+    refuse_unsupported(vision_job(tmp_path, architecture="vit-small"), cuda_available=False)

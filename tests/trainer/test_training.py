@@ -234,3 +234,42 @@ def test_an_unreadable_job_file_fails_with_a_termination_message(tmp_path: Path)
     final = json.loads((tmp_path / "termination-log").read_text())
     assert (final["state"], final["reason"]) == ("failed", "ConfigurationError")
     assert "job.yaml" in final["message"]
+
+
+def test_config_output_merge_writes_merged_weights_and_the_report_describes_both_folders(tmp_path: Path) -> None:
+    result = train(tmp_path, training={"maxSteps": 2, "learningRate": 0.05}, config_extra={"output": {"merge": True}})
+    assert result.exit_code == 0 and result.report is not None
+    output = tmp_path / "output"
+
+    inputs = AutoTokenizer.from_pretrained(output)("What is the capital of Peru?", return_tensors="pt")
+    with torch.no_grad():
+        base_logits = AutoModelForCausalLM.from_pretrained(TINY_MODEL)(**inputs).logits
+        adapted_logits = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(TINY_MODEL), output)(
+            **inputs
+        ).logits
+        merged_logits = AutoModelForCausalLM.from_pretrained(output / "merged")(**inputs).logits
+    assert (merged_logits - adapted_logits).abs().max() < 1e-4
+    assert (adapted_logits - base_logits).abs().max() > 1e-3, "the adapter changed nothing"
+
+    described = result.report.output
+    assert described is not None
+    assert (described.kind, described.base_model, described.checkpoint) == ("adapter", str(TINY_MODEL), "ckpt-step-2")
+    assert described.path == str(output.resolve())  # outside the checkpoint directory in this test
+    assert described.sha256 == sha256_listing(output, skip="merged")
+    assert described.size_bytes == sum(p.stat().st_size for p in output.iterdir() if p.is_file())
+    assert described.merged is not None and described.merged.kind == "merged"
+    assert described.merged.sha256 == sha256_listing(output / "merged")
+    final = json.loads((tmp_path / "termination-log").read_text())
+    assert final["output"]["sha256"] == described.sha256
+
+
+def sha256_listing(folder: Path, *, skip: str | None = None) -> str:
+    """What `sha256sum` over every file, piped to `sha256sum`, prints (the documented digest)."""
+    import hashlib
+
+    lines = "".join(
+        f"{hashlib.sha256(path.read_bytes()).hexdigest()}  {path.relative_to(folder).as_posix()}\n"
+        for path in sorted(folder.rglob("*"), key=lambda p: p.relative_to(folder).as_posix())
+        if path.is_file() and (skip is None or path.relative_to(folder).parts[0] != skip)
+    )
+    return hashlib.sha256(lines.encode()).hexdigest()

@@ -83,9 +83,24 @@ class BadRows:
     first: list[str] = field(default_factory=list)
 
     def add(self, row: Row, reason: str) -> None:
+        self.add_at(row.where(), reason)
+
+    def add_at(self, where: str, reason: str) -> None:
+        """A bad row (or file) named by where it is."""
         self.count += 1
         if len(self.first) < 5:
-            self.first.append(f"{row.where()}: {reason}")
+            self.first.append(f"{where}: {reason}")
+
+    def refuse_if_too_many(self, max_bad_rows: float, *, usable: int, what: str = "rows") -> None:
+        """A DataError when the bad share passes ``config.training.maxBadRows`` or nothing is usable."""
+        if self.total == 0:
+            raise DataError(f"the dataset has no {what}", field="dataset.source")
+        if self.count / self.total > max_bad_rows or not usable:
+            raise DataError(
+                f"{self.count} of {self.total} {what} are bad ({self.count / self.total:.1%}), more than "
+                f"config.training.maxBadRows={max_bad_rows:g} allows; first: " + "; ".join(self.first),
+                field="dataset",
+            )
 
 
 @dataclass(frozen=True)
@@ -171,14 +186,7 @@ def build_examples(
             continue
         examples.append(example)
 
-    if bad.total == 0:
-        raise DataError("the dataset has no rows", field="dataset.source")
-    if bad.count / bad.total > max_bad_rows or not examples:
-        raise DataError(
-            f"{bad.count} of {bad.total} rows are bad ({bad.count / bad.total:.1%}), more than "
-            f"config.training.maxBadRows={max_bad_rows:g} allows; first: " + "; ".join(bad.first),
-            field="dataset",
-        )
+    bad.refuse_if_too_many(max_bad_rows, usable=len(examples))
     train, held_out = split_eval(examples, eval_split, seed)
     return TextData(train=train, eval=held_out, columns=columns, bad_rows=bad)
 

@@ -73,7 +73,7 @@ def _source_rows(spec: DatasetSpec, *, mount_path: Path, cache_dir: str | None) 
             yield Row("inline", number, record)
     elif source.pvc is not None:
         # The claim is mounted at mount_path; source.pvc.path is absolute from the claim's root.
-        path = _inside_mount(mount_path, source.pvc.path)
+        path = inside_mount(mount_path, source.pvc.path)
         for file in _files_of(path, dataset_format, field="dataset.source.pvc.path"):
             yield from read_file(file, dataset_format)
     elif source.uri is not None:
@@ -90,7 +90,7 @@ def _source_rows(spec: DatasetSpec, *, mount_path: Path, cache_dir: str | None) 
         raise ConfigurationError("must set one of pvc, uri, huggingFace or inline", field="dataset.source")
 
 
-def _inside_mount(mount_path: Path, claim_path: str) -> Path:
+def inside_mount(mount_path: Path, claim_path: str) -> Path:
     """The file or folder ``claim_path`` names on the claim mounted at ``mount_path``; refused when
     it resolves (through '..' or a symbolic link) to a place outside the mount."""
     mount = mount_path.resolve()

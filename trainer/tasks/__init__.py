@@ -106,12 +106,16 @@ def task_for(job: ResolvedJob) -> Task:
 
 
 def _vision_task(job: ResolvedJob) -> Task:
-    """The vision task its Dataset's format asks for (coco: detection)."""
+    """The vision task its Dataset's format asks for (coco: detection, else classification)."""
     task = vision_task_of(DatasetFormat(job.dataset.format))
     if task == VisionTask.detection:
         from trainer.tasks.detection import DetectionTask
 
         return DetectionTask(job)
+    if task == VisionTask.classification:
+        from trainer.tasks.classification import ClassificationTask
+
+        return ClassificationTask(job)
     raise NotImplementedByTrainer(
         f"a vision job on a {job.dataset.format} Dataset is {task}, which this trainer does not implement; "
         f"it trains: {', '.join(TRAINED_VISION_TASKS)} (Dataset format coco)",

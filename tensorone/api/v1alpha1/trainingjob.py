@@ -162,6 +162,7 @@ class Reason(StrEnum):
     Stopping = "Stopping"
     Stopped = "Stopped"
     Succeeded = "Succeeded"
+    EarlyStopped = "EarlyStopped"
     Failed = "Failed"
     Cancelled = "Cancelled"
     # What the trainer reported.
@@ -169,6 +170,7 @@ class Reason(StrEnum):
     TrainingResumed = "TrainingResumed"
     EpochCompleted = "EpochCompleted"
     CheckpointSaved = "CheckpointSaved"
+    OutputWritten = "OutputWritten"
     Diverged = "Diverged"
     TrainerNotice = "TrainerNotice"
     TrainingFailed = "TrainingFailed"
@@ -211,8 +213,96 @@ class LoraParameters(ApiModel):
     )
 
 
+# The evaluation measure early stopping and the best checkpoint go by unless a task metric is named.
+EVAL_LOSS_METRIC = "evalLoss"
+
+
+class MetricMode(StrEnum):
+    """Whether a lower or a higher value of a metric is better."""
+
+    min = "min"
+    max = "max"
+
+
+class EarlyStopping(ApiModel):
+    """End the training when the evaluation metric stops improving."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    f"self.metric != '{EVAL_LOSS_METRIC}' || self.mode == 'min'",
+                    f"config.training.earlyStopping.mode must be min for metric {EVAL_LOSS_METRIC} (a lower loss is "
+                    "better); max applies to task metrics such as mAP",
+                    ".mode",
+                ),
+            ]
+        }
+    )
+
+    metric: str = Field(
+        default=EVAL_LOSS_METRIC,
+        max_length=64,
+        pattern=r"^[A-Za-z][A-Za-z0-9_.@-]{0,63}$",
+        description=f"What is watched: {EVAL_LOSS_METRIC} (the loss on the evaluation split), or the name of one "
+        "of the task's evaluation metrics (status.metrics.evalMetrics, such as mAP for object detection).",
+    )
+    mode: MetricMode = Field(
+        default=MetricMode.min, description="min: lower is better (losses); max: higher is better (mAP, accuracy)."
+    )
+    patience: int = Field(
+        default=3,
+        ge=1,
+        le=1000,
+        description="Evaluations in a row without improvement after which the training ends (reason EarlyStopped).",
+    )
+    min_delta: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1e6,
+        description="How much better than the best so far a value must be to count as an improvement (0 or more).",
+    )
+
+
+class OutputFrom(StrEnum):
+    """Which weights become the job's output."""
+
+    last = "last"
+    best = "best"
+
+
+class OutputConfig(ApiModel):
+    """What the trainer writes as the final model (under output/ on the checkpoint claim)."""
+
+    merge: bool = Field(
+        default=False,
+        description="Also write the base model with the LoRA adapter merged in (output/merged, safetensors, "
+        "loadable with AutoModelForCausalLM.from_pretrained without peft); strategy lora only.",
+    )
+    from_: OutputFrom = Field(
+        default=OutputFrom.last,
+        alias="from",
+        description="last: the weights at the end of the training; best: those of the best checkpoint "
+        "(status.bestCheckpoint, by the early-stopping metric, else the evaluation loss); best needs "
+        "config.training.evalSplit > 0.",
+    )
+
+
 class TrainingHyperparameters(ApiModel):
     """Optimization loop settings."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "!has(self.earlyStopping) || self.evalSplit > 0.0",
+                    "config.training.earlyStopping needs config.training.evalSplit greater than 0: it watches "
+                    "the evaluations",
+                    ".earlyStopping",
+                ),
+            ]
+        }
+    )
 
     epochs: int = Field(default=1, ge=1, le=MAX_EPOCHS, description="Passes over the training data (at least 1).")
     batch_size: int = Field(default=8, ge=1, le=4096, description="Examples per device per forward pass.")
@@ -274,6 +364,12 @@ class TrainingHyperparameters(ApiModel):
         ge=0.0,
         le=1.0,
         description="Fraction of dataset rows that may be unreadable before the job fails (0 to 1).",
+    )
+    early_stopping: EarlyStopping | None = Field(
+        default=None,
+        description="End the training once the evaluation metric has not improved for `patience` evaluations "
+        "(phase Completed, reason EarlyStopped); needs evalSplit > 0. The best checkpoint is kept whatever "
+        "keepCheckpoints says.",
     )
 
 
@@ -364,6 +460,177 @@ class CustomContainer(ApiModel):
     )
 
 
+class SecretKeyRef(ApiModel):
+    """A key of a Secret in the job's namespace."""
+
+    name: str = Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN, description="Secret name.")
+    key: str = Field(
+        default="token",
+        min_length=1,
+        max_length=253,
+        pattern=r"^[-._a-zA-Z0-9]+$",
+        description="Key within the Secret.",
+    )
+
+
+SecretKey = Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")]
+HttpUrl = Annotated[str, Field(min_length=8, max_length=2048, pattern=r"^https?://[^\s/?#]+[^\s]*$")]
+
+
+class WandbMode(StrEnum):
+    """Whether Weights & Biases sends the run as it goes, or keeps it on the checkpoint claim."""
+
+    online = "online"
+    offline = "offline"
+
+
+class BasicAuthSecretRef(ApiModel):
+    """A Secret in the job's namespace holding a user name and a password (a kubernetes.io/basic-auth
+    Secret has exactly these keys)."""
+
+    name: str = Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN, description="Secret name.")
+    username_key: SecretKey = Field(default="username", description="Key of the user name within the Secret.")
+    password_key: SecretKey = Field(default="password", description="Key of the password within the Secret.")
+
+
+class MlflowTracking(ApiModel):
+    """An MLflow tracking server: the job is one run of an experiment there."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "!has(self.credentialsSecret) || !has(self.tokenSecret)",
+                    "config.tracking.mlflow takes credentialsSecret (user name and password) or tokenSecret "
+                    "(a bearer token), not both",
+                    ".tokenSecret",
+                ),
+            ]
+        }
+    )
+
+    tracking_uri: HttpUrl = Field(
+        description="URL of the tracking server (http or https), for example https://mlflow.example.com.",
+    )
+    experiment: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=256,
+        description="Experiment the run belongs to, created when missing; absent means the job's namespace.",
+    )
+    credentials_secret: BasicAuthSecretRef | None = Field(
+        default=None,
+        description="Secret with the server's user name and password (MLFLOW_TRACKING_USERNAME and "
+        "MLFLOW_TRACKING_PASSWORD in the trainer); absent means no basic authentication.",
+    )
+    token_secret: SecretKeyRef | None = Field(
+        default=None, description="Secret key holding a bearer token for the server (MLFLOW_TRACKING_TOKEN)."
+    )
+    log_checkpoints: bool = Field(
+        default=False,
+        description="Upload each checkpoint's model folder and manifest as artifacts of the run "
+        "(checkpoints/<id>/), as it is saved. The upload holds the training up for its duration: fine for "
+        "adapters, slow for a full model.",
+    )
+
+
+class TensorBoardTracking(ApiModel):
+    """TensorBoard event files on the checkpoint claim."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "!self.logDir.matches('^(ckpt-|output(/|$)|wandb(/|$)|metrics[.]jsonl$|tracking[.]json$)')",
+                    "config.tracking.tensorboard.logDir must not be a checkpoint's name (ckpt-...), output, "
+                    "wandb, metrics.jsonl or tracking.json: the trainer writes those",
+                    ".logDir",
+                ),
+            ]
+        }
+    )
+
+    log_dir: str = Field(
+        default="tensorboard",
+        min_length=1,
+        max_length=256,
+        pattern=r"^[A-Za-z0-9][-A-Za-z0-9_.]*(/[A-Za-z0-9][-A-Za-z0-9_.]*)*$",
+        description="Folder of the event files, relative to the checkpoint claim's root: point "
+        "`tensorboard --logdir` at it.",
+    )
+
+
+class WandbTracking(ApiModel):
+    """A Weights & Biases run."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "self.mode == 'offline' || has(self.apiKeySecret)",
+                    "config.tracking.wandb.apiKeySecret is required in mode online; mode offline needs no key",
+                    ".apiKeySecret",
+                ),
+            ]
+        }
+    )
+
+    project: str = Field(
+        min_length=1, max_length=128, pattern=r"^[^/\\#?%:\s]+$", description="W&B project of the run."
+    )
+    entity: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9][-A-Za-z0-9_.]*$",
+        description="W&B entity (user or team); absent means the API key's default entity.",
+    )
+    mode: WandbMode = Field(
+        default=WandbMode.online,
+        description="online sends the run as it goes; offline writes it to wandb/ on the checkpoint claim, "
+        "for `wandb sync` later (no key, no network).",
+    )
+    api_key_secret: SecretKeyRef | None = Field(
+        default=None, description="Secret key holding the W&B API key (WANDB_API_KEY); required in mode online."
+    )
+    base_url: HttpUrl | None = Field(
+        default=None, description="URL of a self-hosted W&B server (WANDB_BASE_URL); absent means W&B's cloud."
+    )
+    log_checkpoints: bool = Field(
+        default=False,
+        description="Log each checkpoint's model folder and manifest as a model artifact of the run, as it "
+        "is saved (aliases: the checkpoint id and latest).",
+    )
+
+
+class Tracking(ApiModel):
+    """Experiment trackers the trainer (rank 0) reports to: hyperparameters, every step's metrics,
+    evaluations and, where asked, checkpoints. A stopped and resumed job continues the same runs."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "has(self.mlflow) || has(self.tensorboard) || has(self.wandb)",
+                    "config.tracking needs at least one of mlflow, tensorboard or wandb",
+                ),
+            ]
+        }
+    )
+
+    run_name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        description="Name of the run in every tracker; absent means the job's name.",
+    )
+    mlflow: MlflowTracking | None = Field(default=None, description="Report to an MLflow tracking server.")
+    tensorboard: TensorBoardTracking | None = Field(
+        default=None, description="Write TensorBoard event files on the checkpoint claim."
+    )
+    wandb: WandbTracking | None = Field(default=None, description="Report to Weights & Biases.")
+
+
 class TrainingConfig(ApiModel):
     """What to train and how. Fields apply by modelType and strategy; the CRD refuses a field where
     it makes no sense (for example LoRA parameters with strategy full)."""
@@ -386,6 +653,18 @@ class TrainingConfig(ApiModel):
                     "!has(self.strategy) || self.strategy != 'qlora'",
                     "config.optimization.mixedPrecision fp16 is not supported with strategy qlora; use bf16 or no",
                     ".optimization.mixedPrecision",
+                ),
+                cel(
+                    "!has(self.output) || !self.output.merge || (has(self.strategy) && self.strategy == 'lora')",
+                    "config.output.merge applies only to strategy lora (qlora's base is 4-bit; full has no adapter)",
+                    ".output.merge",
+                ),
+                cel(
+                    "!has(self.output) || self.output.from != 'best' || "
+                    "(has(self.training) && self.training.evalSplit > 0.0)",
+                    "config.output.from best needs config.training.evalSplit greater than 0: the best checkpoint "
+                    "is chosen by its evaluation",
+                    ".output.from",
                 ),
             ]
         }
@@ -429,18 +708,13 @@ class TrainingConfig(ApiModel):
     custom: CustomContainer | None = Field(
         default=None, description="The user's own container; required for, and only for, custom jobs."
     )
-
-
-class SecretKeyRef(ApiModel):
-    """A key of a Secret in the job's namespace."""
-
-    name: str = Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN, description="Secret name.")
-    key: str = Field(
-        default="token",
-        min_length=1,
-        max_length=253,
-        pattern=r"^[-._a-zA-Z0-9]+$",
-        description="Key within the Secret.",
+    tracking: Tracking | None = Field(
+        default=None,
+        description="Experiment tracking (MLflow, TensorBoard, Weights & Biases) by the TensorOne trainer; "
+        "not for custom jobs, whose own code tracks.",
+    )
+    output: OutputConfig | None = Field(
+        default=None, description="What becomes the final model: merged or not, the last or the best weights."
     )
 
 
@@ -480,6 +754,11 @@ class TrainingJobSpec(ApiModel):
                     "self.modelType != 'custom' || has(self.config.custom)",
                     "config.custom (image, command, args, env) is required when modelType is custom",
                     ".config",
+                ),
+                cel(
+                    "self.modelType != 'custom' || !has(self.config.tracking)",
+                    "config.tracking applies to the TensorOne trainer; a custom image tracks experiments with its own code",
+                    ".config.tracking",
                 ),
                 cel(
                     "self.modelType == 'custom' || !has(self.config.custom)",
@@ -655,6 +934,11 @@ class Metrics(ApiModel):
     best_loss: float | None = Field(default=None, description="Lowest training loss so far.")
     eval_loss: float | None = Field(default=None, description="Latest evaluation loss on the held-out split.")
     best_eval_loss: float | None = Field(default=None, description="Lowest evaluation loss so far.")
+    eval_perplexity: float | None = Field(
+        default=None,
+        ge=0.0,
+        description="Perplexity at the latest evaluation (LLM jobs): exp of the mean loss per supervised token.",
+    )
     learning_rate: float | None = Field(default=None, ge=0.0, description="Current learning rate.")
     throughput: str | None = Field(
         default=None, max_length=64, description="Throughput with its unit, for example 1250 tokens/sec."
@@ -670,7 +954,8 @@ class Metrics(ApiModel):
         default=None,
         max_length=MAX_EVAL_METRICS,
         description="The task's metrics on the evaluation split at the latest evaluation, by name: mAP "
-        "(mean average precision over IoU 0.50 to 0.95) and mAP50 (at IoU 0.50) for object detection. A name "
+        "(mean average precision over IoU 0.50 to 0.95) and mAP50 (at IoU 0.50) for object detection; accuracy "
+        "and top5Accuracy (fractions, 0 to 1) for image classification. A name "
         "is a letter, then letters, digits, '_', '.', '@' or '-' (at most 64 characters).",
     )
 
@@ -719,6 +1004,27 @@ class ResourceUsage(ApiModel):
     )
 
 
+class CheckpointType(StrEnum):
+    """What an entry of a job's checkpoint listing is."""
+
+    intermediate = "intermediate"
+    final = "final"
+
+
+class OutputKind(StrEnum):
+    """What a model folder holds."""
+
+    adapter = "adapter"  # a LoRA adapter: needs its base model
+    merged = "merged"  # the base model with the adapter merged in
+    full = "full"  # every weight of a fully trained model
+
+
+# The id the final model has in a job's checkpoint listing.
+FINAL_CHECKPOINT_ID = "final"
+SHA256_PATTERN = r"^[0-9a-f]{64}$"
+MAX_PATH_LENGTH = 1024
+
+
 class Checkpoint(ApiModel):
     """One checkpoint the trainer saved."""
 
@@ -729,7 +1035,51 @@ class Checkpoint(ApiModel):
     created_at: datetime | None = Field(default=None, description="When it was saved (RFC 3339).")
     size: str | None = Field(default=None, max_length=32, description="Size on disk, for example 2.3GB.")
     reason: str | None = Field(
-        default=None, max_length=32, description="Why it was saved: epoch, step, stop, final or diverged."
+        default=None,
+        max_length=32,
+        description="Why it was saved: epoch, step, stop, final, or best (an evaluation that improved on "
+        "the best so far).",
+    )
+    type: CheckpointType | None = Field(
+        default=None,
+        description="intermediate (a checkpoint to resume from) or final (the job's output model; listed by "
+        "list_checkpoints and `t1 checkpoints`, not in status.checkpoints).",
+    )
+
+
+class ModelArtifact(ApiModel):
+    """A model folder the trainer wrote."""
+
+    path: str = Field(
+        min_length=1,
+        max_length=MAX_PATH_LENGTH,
+        description="Folder on the checkpoint claim, relative to its root (output), or an absolute path for a "
+        "local run writing elsewhere.",
+    )
+    kind: OutputKind = Field(description="adapter (LoRA, needs baseModel), merged or full.")
+    size_bytes: int = Field(ge=0, description="Bytes of every file in the folder.")
+    size: str | None = Field(default=None, max_length=32, description="The same, readable: 12.3MB.")
+    sha256: str = Field(
+        pattern=SHA256_PATTERN,
+        max_length=64,
+        description="Content digest: SHA-256 of the `sha256sum`-style listing of every file (hex digest, two "
+        "spaces, '/'-separated relative path, newline), sorted by path. A merged/ sub-folder is not part of "
+        "its parent's digest.",
+    )
+
+
+class ModelOutput(ModelArtifact):
+    """The job's final model."""
+
+    base_model: str | None = Field(
+        default=None, max_length=512, description="The model it was trained from (an adapter needs it to load)."
+    )
+    checkpoint: str | None = Field(
+        default=None, max_length=128, description="The checkpoint whose weights it holds (config.output.from)."
+    )
+    created_at: datetime | None = Field(default=None, description="When it was written.")
+    merged: ModelArtifact | None = Field(
+        default=None, description="The adapter merged into the base weights, when config.output.merge is set."
     )
 
 
@@ -785,6 +1135,18 @@ class TrainingJobStatus(ApiModel):
         default=None,
         max_length=MAX_STATUS_CHECKPOINTS,
         description=f"Checkpoints on the job's storage, newest last (at most {MAX_STATUS_CHECKPOINTS}).",
+    )
+    best_checkpoint: str | None = Field(
+        default=None,
+        max_length=128,
+        description="The checkpoint with the best evaluation (by config.training.earlyStopping's metric, else the "
+        "evaluation loss); kept whatever keepCheckpoints says. Set when early stopping or config.output.from "
+        "best is asked for.",
+    )
+    output: ModelOutput | None = Field(
+        default=None,
+        description="The final model, once the trainer wrote it: where, what, its size and digest, the base model "
+        "it needs and the checkpoint it came from.",
     )
     loss_history: list[LossSample] | None = Field(
         default=None,
