@@ -22,6 +22,8 @@ from tensorone.api.v1alpha1.trainingjob import MixedPrecision, ModelType, Object
 from tensorone.errors import ConfigurationError, NotImplementedByTrainer
 
 IMAGE_COLUMNS = ("image", "label", "annotations")
+# The columns of the layouts other than chat: a multimodal job learns assistant turns.
+MULTIMODAL_REFUSED_COLUMNS = ("text", "prompt", "completion", "label", "annotations")
 # The module each tracker of config.tracking needs, and the package that provides it.
 TRACKER_LIBRARIES = {
     "mlflow": ("mlflow", "mlflow-skinny"),
@@ -43,6 +45,8 @@ def refuse_unsupported(job: ResolvedJob, *, cuda_available: bool, merge_adapter:
         _refuse_what_a_vision_job_cannot_run(job)
     elif job.model_type == ModelType.llm:
         _refuse_non_text_data(job)
+    elif job.model_type == ModelType.multimodal:
+        _refuse_non_chat_data(job)
     _refuse_missing_trackers(job)
     if merge_adapter and job.config.strategy != Strategy.lora:
         raise ConfigurationError(f"merging applies to strategy lora only, not {job.config.strategy}", field="--merge")
@@ -117,7 +121,28 @@ def _refuse_non_text_data(job: ResolvedJob) -> None:
     for name in IMAGE_COLUMNS:
         if columns is not None and getattr(columns, name) is not None:
             raise ConfigurationError(
-                "image columns apply only to vision jobs; modelType llm uses text, prompt and completion, or messages",
+                "image columns apply only to vision and multimodal jobs; modelType llm uses text, prompt and "
+                "completion, or messages",
+                field=f"dataset.columns.{name}",
+            )
+
+
+def _refuse_non_chat_data(job: ResolvedJob) -> None:
+    """The multimodal task reads conversations (a messages column) in a text format, with images in
+    the messages or in an image column."""
+    dataset_format = DatasetFormat(job.dataset.format)
+    if dataset_format not in TEXT_FORMATS:
+        raise ConfigurationError(
+            f"{dataset_format} is a vision format; modelType multimodal reads chat messages with images from "
+            f"{', '.join(TEXT_FORMATS)}",
+            field="dataset.format",
+        )
+    columns = job.dataset.columns
+    for name in MULTIMODAL_REFUSED_COLUMNS:
+        if columns is not None and getattr(columns, name) is not None:
+            raise ConfigurationError(
+                "modelType multimodal trains on chat messages (columns.messages, with columns.image for images "
+                "outside the messages)",
                 field=f"dataset.columns.{name}",
             )
 

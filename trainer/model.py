@@ -59,10 +59,16 @@ def load_tokenizer(job: ResolvedJob) -> Any:
     return tokenizer
 
 
-def load_model(job: ResolvedJob, device: torch.device) -> Any:
-    """The base model on the device, wrapped for its strategy, in training mode."""
-    from transformers import AutoModelForCausalLM
+def load_model(job: ResolvedJob, device: torch.device, *, auto_class: Any = None) -> Any:
+    """The base model on the device, wrapped for its strategy, in training mode.
 
+    ``auto_class`` is the transformers auto class that loads it: ``AutoModelForCausalLM`` unless
+    given (the multimodal task passes ``AutoModelForImageTextToText``).
+    """
+    if auto_class is None:
+        from transformers import AutoModelForCausalLM
+
+        auto_class = AutoModelForCausalLM
     strategy, optimization = job.config.strategy, job.config.optimization
     precision = MixedPrecision(optimization.mixed_precision)
     options = hub_options(job)
@@ -85,7 +91,7 @@ def load_model(job: ResolvedJob, device: torch.device) -> Any:
     else:
         options["dtype"] = torch.float32
     try:
-        model: Any = AutoModelForCausalLM.from_pretrained(base_model_of(job), **options)
+        model: Any = auto_class.from_pretrained(base_model_of(job), **options)
     except (OSError, ValueError) as error:
         raise ConfigurationError(f"cannot load {job.config.base_model}: {error}", field="config.baseModel") from error
     if strategy != Strategy.qlora:
@@ -178,6 +184,12 @@ def load_weights(model: Any, directory: Path, strategy: Strategy | None) -> None
     for file in sorted(directory.glob("*.safetensors")):
         state.update(load_file(file))
     missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected and hasattr(type(model), "from_pretrained"):
+        # save_pretrained may store weights under other names than the modules' (LLaVA's
+        # language_model.model.*) or in another layout (fused experts): transformers' own loading
+        # maps them back, exactly.
+        state = type(model).from_pretrained(directory, dtype=torch.float32).state_dict()
+        missing, unexpected = model.load_state_dict(state, strict=False)
     # save_pretrained writes a tied weight (lm_head tied to the embedding) once.
     tied = set(getattr(model, "_tied_weights_keys", None) or [])
     tied |= set(getattr(model, "all_tied_weights_keys", None) or [])

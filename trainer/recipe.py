@@ -286,9 +286,15 @@ def resume(run: TrainingRun, checkpoint: CheckpointManifest) -> None:
 
 def share_between_processes(run: TrainingRun) -> None:
     """With several processes, forward and backward go through DistributedDataParallel, which
-    averages the gradients; it wraps the objective, whose forward is what the loop runs."""
+    averages the gradients; it wraps the objective, whose forward is what the loop runs.
+
+    An objective whose batches may leave trained parameters out of the graph (a vision tower on a
+    batch without images) says so with ``leaves_parameters_unused = True``: DDP then finds them
+    each step instead of waiting for their gradients forever."""
     if run.topology.is_distributed:
         device = run.device
         run.replica = torch.nn.parallel.DistributedDataParallel(
-            run.objective, device_ids=[device.index] if device.type == "cuda" else None
+            run.objective,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=bool(getattr(run.objective, "leaves_parameters_unused", False)),
         )

@@ -90,6 +90,14 @@ def _data_errors(spec: TrainingJobSpec, dataset: Dataset) -> list[ConfigurationE
                 field="spec.datasetId",
             )
         ]
+    if spec.model_type == ModelType.multimodal and data_format in IMAGE_FORMATS:
+        return [
+            ConfigurationError(
+                f"Dataset {name!r} has format {data_format}, a vision format; a multimodal job reads chat "
+                f"messages with images from one of {', '.join(TEXT_FORMATS)}",
+                field="spec.datasetId",
+            )
+        ]
     if spec.model_type == ModelType.vision and data_format not in IMAGE_FORMATS and not has_image_column:
         return [
             ConfigurationError(

@@ -17,7 +17,7 @@ from tensorone.api.v1alpha1.trainingjob import ModelType, TrainingJobSpec
 from tensorone.errors import ConfigurationError
 
 # The model types the trainer implements, in the order the docs list them.
-TRAINED_MODEL_TYPES: tuple[ModelType, ...] = (ModelType.llm, ModelType.vision)
+TRAINED_MODEL_TYPES: tuple[ModelType, ...] = (ModelType.llm, ModelType.vision, ModelType.multimodal)
 
 
 class VisionTask(StrEnum):

@@ -77,16 +77,19 @@ def test_validate_prints_ok_for_every_example_the_trainer_runs(capsys: pytest.Ca
     ]
 
 
-def test_validate_names_the_model_types_that_train(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    manifest = tmp_path / "multimodal.yaml"
+def test_validate_names_what_trains_when_the_operator_would_refuse(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Every model type trains; an architecture the trainer does not build is refused by name.
+    manifest = tmp_path / "yolo.yaml"
     manifest.write_text(
-        "apiVersion: training.tensorone.ai/v1alpha1\nkind: TrainingJob\nmetadata: {name: captions}\n"
-        "spec: {modelType: multimodal, datasetId: pictures, config: {baseModel: org/vlm, strategy: lora}}\n"
+        "apiVersion: training.tensorone.ai/v1alpha1\nkind: TrainingJob\nmetadata: {name: shapes}\n"
+        "spec: {modelType: vision, datasetId: pictures, config: {architecture: yolov8}}\n"
     )
     assert main(["validate", str(manifest)]) == 1
     out = capsys.readouterr().out
-    assert "TrainingJob/captions: valid for the API server, refused by the operator" in out
-    assert "spec.modelType: modelType multimodal is not trained" in out and "It trains: llm" in out
+    assert "TrainingJob/shapes: valid for the API server, refused by the operator" in out
+    assert "architecture 'yolov8' is not built by this release's trainer" in out and "Supported: rt-detr-r18" in out
 
 
 def test_validate_prints_every_field_error_and_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

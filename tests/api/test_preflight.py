@@ -141,3 +141,14 @@ def test_what_image_classification_cannot_read_or_apply_is_refused_by_field() ->
     assert "a uri source; image classification reads its images from a claim" in error.message
     unlabelled = check(vision(), images("jsonl", columns={"image": "path"}))
     assert isinstance(unlabelled, ConfigurationError) and "columns.label (its class)" in unlabelled.message
+
+
+def test_a_multimodal_job_on_a_vision_dataset_is_refused_naming_the_formats_it_reads() -> None:
+    pictures = Dataset.model_validate(
+        {"metadata": {"name": "chat"}, "spec": {"format": "coco", "source": {"uri": "s3://bucket/coco"}}}
+    )
+    multimodal = spec(modelType="multimodal", config={"baseModel": "llava-hf/llava-1.5-7b-hf", "strategy": "lora"})
+    error = check(multimodal, dataset=pictures)
+    assert isinstance(error, ConfigurationError) and error.details["field"] == "spec.datasetId"
+    assert "a multimodal job reads chat messages with images from one of jsonl, json, csv, parquet, text" in str(error)
+    assert check(multimodal) is None

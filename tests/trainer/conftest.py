@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_MODEL = REPO / "examples" / "models" / "tiny-llama"
+TINY_VLM = REPO / "examples" / "models" / "tiny-llava"  # built by examples/models/build_tiny_llava.py
 EXAMPLE_DATA = REPO / "examples" / "data" / "tiny-instructions.jsonl"
 
 # One thread per trainer process, here and in the subprocesses the tests start (torchrun does the

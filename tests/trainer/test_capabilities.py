@@ -22,7 +22,6 @@ def test_full_has_no_lora_parameters(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("overrides", "cuda", "field", "words"),
     [
-        ({"model_type": "multimodal"}, False, "modelType", "allowed: llm, vision"),
         ({"model_type": "custom"}, False, "modelType", "own image"),
         # The CRD's rules, as the API server words them: one rule names every vision-only field.
         (
@@ -58,6 +57,25 @@ def test_full_has_no_lora_parameters(tmp_path: Path) -> None:
             "jsonl or json",
         ),
         ({"resume_from": "../elsewhere"}, False, "resumeFrom", "must match the pattern ^(latest|none|"),
+        (
+            {"model_type": "multimodal", "dataset": {"format": "coco", "source": {"pvc": {"claimName": "d"}}}},
+            False,
+            "dataset.format",
+            "modelType multimodal reads chat messages with images from jsonl",
+        ),
+        (
+            {
+                "model_type": "multimodal",
+                "dataset": {
+                    "format": "jsonl",
+                    "source": {"pvc": {"claimName": "d"}},
+                    "columns": {"prompt": "q", "completion": "a"},
+                },
+            },
+            False,
+            "dataset.columns.prompt",
+            "trains on chat messages",
+        ),
     ],
 )
 def test_what_cannot_be_honoured_is_refused_by_field(

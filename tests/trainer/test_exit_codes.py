@@ -7,11 +7,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tensorone.api.exit_codes import MEANINGS, ExitCode, failure_reason, is_retryable, meaning
+from tensorone.api.exit_codes import MEANINGS, ExitCode, exit_code_for, failure_reason, is_retryable, meaning
 from tensorone.api.v1alpha1 import Reason
-from tests.trainer.conftest import REPO, make_job
+from tensorone.errors import ConfigurationError, NotImplementedByTrainer
+from tests.trainer.conftest import REPO
 from trainer.launch import _verdict
-from trainer.run import RunOptions, run
 
 
 def test_the_docs_table_is_the_enum() -> None:
@@ -45,9 +45,8 @@ def test_the_launcher_exits_with_a_permanent_code_else_the_retryable_one(tmp_pat
     assert _verdict(tmp_path) == ExitCode.CHECKPOINT
 
 
-def test_a_model_type_without_a_task_is_not_implemented(tmp_path: Path) -> None:
-    job = make_job(tmp_path, model_type="multimodal")
-    result = run(job, RunOptions(serve_reports=False))
-    assert result.exit_code == ExitCode.NOT_IMPLEMENTED == 6
-    assert result.report is not None and result.report.reason == "NotImplementedByTrainer"
-    assert (result.report.message or "").startswith("modelType: modelType multimodal is not implemented")
+def test_what_the_trainer_has_no_code_for_is_not_implemented() -> None:
+    # Every model type of the API trains now; the code stays for what a trainer image lacks.
+    error = NotImplementedByTrainer("modelType audio is not implemented by this trainer yet", field="modelType")
+    assert exit_code_for(error) == ExitCode.NOT_IMPLEMENTED == 6
+    assert exit_code_for(ConfigurationError("bad", field="x")) == ExitCode.CONFIGURATION

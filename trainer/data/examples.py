@@ -247,25 +247,7 @@ def _tokenize_chat(record: dict[str, Any], key: str, tokenizer: Tokenizer) -> Ex
             raise BadRecord(f"every message in {key!r} needs a string role and a string content")
         if message["role"] not in CHAT_ROLES:
             raise BadRecord(f"role {message['role']!r} is not a chat role; allowed: {', '.join(CHAT_ROLES)}")
-    if not any(m["role"] == "assistant" for m in messages):
-        raise BadRecord("the conversation has no assistant turn to learn from")
-    try:
-        full = _render(tokenizer, messages, add_generation_prompt=False)
-        # The characters of each assistant turn: what the conversation adds to the rendering of
-        # everything before it plus the generation prompt.
-        spans: list[tuple[int, int]] = []
-        for index, message in enumerate(messages):
-            if message["role"] != "assistant":
-                continue
-            before = _render(tokenizer, messages[:index], add_generation_prompt=True) if index else ""
-            through = _render(tokenizer, messages[: index + 1], add_generation_prompt=False)
-            if not full.startswith(through) or not through.startswith(before):
-                raise BadRecord("the chat template does not render conversations prefix by prefix")
-            spans.append((len(before), len(through)))
-    except BadRecord:
-        raise
-    except Exception as error:  # jinja raises its own error types from the template
-        raise BadRecord(f"the chat template failed: {error}") from error
+    full, spans = render_with_assistant_spans(tokenizer, messages)
     encoded = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
     ids: list[int] = list(encoded["input_ids"])
     labels = [
@@ -275,8 +257,44 @@ def _tokenize_chat(record: dict[str, Any], key: str, tokenizer: Tokenizer) -> Ex
     return Example(ids, labels)
 
 
-def _render(tokenizer: Tokenizer, messages: list[dict[str, Any]], *, add_generation_prompt: bool) -> str:
-    rendered = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+class ChatTemplate(Protocol):
+    """What renders a conversation: a tokenizer, or a multimodal processor, with a chat template."""
+
+    def apply_chat_template(self, conversation: Any, **kwargs: Any) -> Any: ...
+
+
+def render_with_assistant_spans(
+    template: ChatTemplate, messages: list[dict[str, Any]]
+) -> tuple[str, list[tuple[int, int]]]:
+    """The conversation rendered by its chat template, and the characters of each assistant turn.
+
+    A turn's characters are what the conversation adds to the rendering of everything before it
+    plus the generation prompt, so any template that renders conversations prefix by prefix works.
+    A conversation without an assistant turn, or a template that fails or does not render prefix
+    by prefix, is a ``BadRecord``.
+    """
+    if not any(m["role"] == "assistant" for m in messages):
+        raise BadRecord("the conversation has no assistant turn to learn from")
+    try:
+        full = _render(template, messages, add_generation_prompt=False)
+        spans: list[tuple[int, int]] = []
+        for index, message in enumerate(messages):
+            if message["role"] != "assistant":
+                continue
+            before = _render(template, messages[:index], add_generation_prompt=True) if index else ""
+            through = _render(template, messages[: index + 1], add_generation_prompt=False)
+            if not full.startswith(through) or not through.startswith(before):
+                raise BadRecord("the chat template does not render conversations prefix by prefix")
+            spans.append((len(before), len(through)))
+    except BadRecord:
+        raise
+    except Exception as error:  # jinja raises its own error types from the template
+        raise BadRecord(f"the chat template failed: {error}") from error
+    return full, spans
+
+
+def _render(template: ChatTemplate, messages: list[dict[str, Any]], *, add_generation_prompt: bool) -> str:
+    rendered = template.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
     if not isinstance(rendered, str):
         raise BadRecord("the chat template did not render to text")
     return rendered

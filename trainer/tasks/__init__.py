@@ -96,6 +96,10 @@ def task_for(job: ResolvedJob) -> Task:
         return LlmTask(job)
     if job.model_type == ModelType.vision:
         return _vision_task(job)
+    if job.model_type == ModelType.multimodal:
+        from trainer.tasks.multimodal import MultimodalTask
+
+        return MultimodalTask(job)
     raise ConfigurationError(
         f"no trainer task for modelType {job.model_type}; allowed: {', '.join(TRAINED_MODEL_TYPES)}", field="modelType"
     )
