@@ -151,6 +151,7 @@ def test_an_operator_without_credentials_stops_with_the_reason(tmp_path: Path) -
     broken = tmp_path / "config"
     broken.write_text("apiVersion: v1\nkind: Config\n")
     env = {"KUBECONFIG": str(broken), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
-    result = subprocess.run([sys.executable, "-m", "tensorone_operator"], env=env, capture_output=True, text=True)
+    command = [sys.executable, "-m", "tensorone_operator"]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     assert result.returncode == 2, result.stderr
     assert "KUBECONFIG: the kubeconfig" in result.stderr and "no current context" in result.stderr
