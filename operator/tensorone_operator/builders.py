@@ -51,6 +51,7 @@ REPORT_PORT_NAME = "report"
 JOB_CONFIG_KEY = "job.yaml"
 JOB_CONFIG_DIR = DEFAULT_JOB_CONFIG_PATH.rsplit("/", 1)[0]
 KUEUE_LABEL_PREFIX = "kueue.x-k8s.io/"
+KUEUE_QUEUE_LABEL = KUEUE_LABEL_PREFIX + "queue-name"
 
 LABEL_NAME = "app.kubernetes.io/name"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
@@ -81,6 +82,12 @@ def child_labels(job: TrainingJob) -> dict[str, str]:
         if key.startswith(KUEUE_LABEL_PREFIX):
             labels[key] = value
     return labels
+
+
+def queue_managed(job: TrainingJob) -> bool:
+    """Whether Kueue admits the job (it names a queue): its child is created suspended, and only
+    Kueue lifts that suspension."""
+    return KUEUE_QUEUE_LABEL in (job.metadata.labels or {})
 
 
 def owner_reference(job: TrainingJob) -> dict[str, Any]:
@@ -433,7 +440,8 @@ def build_pytorchjob(
         "kind": "PyTorchJob",
         "metadata": _metadata(job, str(job.metadata.name)),
         "spec": {
-            "runPolicy": build_run_policy(job.spec),
+            # A queued job's child waits suspended for its admission, as Kueue expects it to be created.
+            "runPolicy": build_run_policy(job.spec, hold=queue_managed(job)),
             "nprocPerNode": str(resources.processes_per_worker),
             "pytorchReplicaSpecs": replicas,
         },
@@ -441,10 +449,17 @@ def build_pytorchjob(
 
 
 def child_drift(
-    job: TrainingJob, child: Mapping[str, Any], config: OperatorConfig, *, hold: bool = False
+    job: TrainingJob,
+    child: Mapping[str, Any],
+    config: OperatorConfig,
+    *,
+    hold: bool = False,
+    awaiting_admission: bool = False,
 ) -> dict[str, Any] | None:
     """A merge patch bringing the child's mutable parts (runPolicy, priority) in line with the job's
-    spec (suspended also while the operator ``hold``s it), or None when they already agree.
+    spec (suspended also while the operator ``hold``s it), or None when they already agree. A
+    child ``awaiting_admission`` (a queue holds it suspended) is never unsuspended here: its
+    queue admits it by lifting the suspension itself.
 
     runPolicy changes take effect at once (suspend stops or resumes the pods). The priority class
     is written to the pod templates, so it applies to pods created afterwards (after a resume).
@@ -453,6 +468,8 @@ def child_drift(
     current_policy = (child.get("spec") or {}).get("runPolicy") or {}
     patch: dict[str, Any] = {}
     policy_patch = {key: value for key, value in wanted_policy.items() if current_policy.get(key) != value}
+    if awaiting_admission and policy_patch.get("suspend") is False:
+        del policy_patch["suspend"]
     if "activeDeadlineSeconds" in current_policy and "activeDeadlineSeconds" not in wanted_policy:
         policy_patch["activeDeadlineSeconds"] = None
     if policy_patch:

@@ -172,10 +172,12 @@ class Children:
         CHILDREN_CREATED.labels(kind=manifest["kind"]).inc()
         return obj, True
 
-    async def sync(self, job: TrainingJob, child: Mapping[str, Any], *, hold: bool = False) -> Mapping[str, Any]:
+    async def sync(
+        self, job: TrainingJob, child: Mapping[str, Any], *, hold: bool = False, awaiting_admission: bool = False
+    ) -> Mapping[str, Any]:
         """Apply the mutable parts of the spec to a running child: suspend (also while the operator
         ``hold``s the job), limits, priority, and the checkpoint to resume from (in the ConfigMap
-        the trainer reads when its pods start)."""
+        the trainer reads when its pods start). A child ``awaiting_admission`` stays suspended."""
         namespace, name = str(job.metadata.namespace), str(job.metadata.name)
         config_map = await self.api.get("v1", "configmaps", namespace, builders.config_map_name(name))
         dataset = await self.api.get(API_VERSION, "datasets", namespace, job.spec.dataset_id)
@@ -187,7 +189,7 @@ class Children:
                 await self.api.merge_patch(
                     "v1", "configmaps", namespace, config_map["metadata"]["name"], {"data": wanted}
                 )
-        patch = builders.child_drift(job, child, self.config, hold=hold)
+        patch = builders.child_drift(job, child, self.config, hold=hold, awaiting_admission=awaiting_admission)
         if patch is None:
             return child
         patched: dict[str, Any] = await self.api.merge_patch(

@@ -31,7 +31,7 @@ from typing import Any
 
 from tensorone.api import API_VERSION
 from tensorone.api.timestamps import now, utc_now
-from tensorone.api.v1alpha1 import TERMINAL_PHASES, ConditionType, Dataset, Reason
+from tensorone.api.v1alpha1 import TERMINAL_PHASES, ConditionType, Dataset, Phase, Reason
 from tensorone_operator import catalog, checks
 from tensorone_operator.budget import over_budget
 from tensorone_operator.builders import restart_policy
@@ -288,7 +288,9 @@ class Reconciler:
             # operator's own hold included: a job over its spec.maxCost stays suspended).
             hold = over_budget(job.spec, job.status)
             if job.spec_changed() or (hold and not suspend_asked(child)):
-                child = await self.children.sync(job.resource, child, hold=hold)
+                # A child its queue has not admitted (Queued) stays suspended whatever the edit.
+                queued = job.phase == Phase.Queued and suspend_asked(child)
+                child = await self.children.sync(job.resource, child, hold=hold, awaiting_admission=queued)
             ended = self._past_restart_limit(job)
             if ended is not None:
                 # No pod may run on: the child goes (the checkpoint claim stays), the job is Failed.

@@ -105,6 +105,33 @@ def test_queued_while_a_queue_holds_the_child(cluster: EmulatorServer, operator:
     wait_for(lambda: phase_is(cluster.api, "Running"))
 
 
+def test_a_job_that_names_a_kueue_queue_starts_only_when_the_queue_admits_it(
+    cluster: EmulatorServer, operator: OperatorThread
+) -> None:
+    child = start_job(cluster, labels={"kueue.x-k8s.io/queue-name": "gpus"})
+    assert child["spec"]["runPolicy"]["suspend"] is True  # created suspended, as Kueue expects
+    play_training_operator(cluster.api, "llama", "Suspended")
+    wait_for(lambda: phase_is(cluster.api, "Queued"))
+    # An edit while queued (a new priority) reaches the child and leaves it suspended.
+    cluster.api.patch(TJ, "TrainingJob", "llama", {"spec": {"priority": "high"}})
+    edited = wait_for(
+        lambda: (
+            c
+            if (c := child_job(cluster.api))
+            and c["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"].get("priorityClassName")
+            == "tensorone-high"
+            else None
+        )
+    )
+    assert edited["spec"]["runPolicy"]["suspend"] is True
+    assert phase_is(cluster.api, "Queued")
+    # Kueue admits the job: it lifts the suspension itself.
+    cluster.api.patch(PYTORCHJOB, "PyTorchJob", "llama", {"spec": {"runPolicy": {"suspend": False}}})
+    play_training_operator(cluster.api, "llama", "Running", active=1)
+    wait_for(lambda: phase_is(cluster.api, "Running"))
+    assert child_job(cluster.api)["spec"]["runPolicy"]["suspend"] is False
+
+
 def test_a_resumed_child_is_not_shown_queued_while_its_pods_start(
     cluster: EmulatorServer, operator: OperatorThread
 ) -> None:
