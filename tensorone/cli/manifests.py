@@ -204,6 +204,7 @@ def _validate(args: argparse.Namespace) -> int:
     from tensorone.api.admission import validate
 
     invalid = 0
+    checked: list[tuple[Path, dict[str, Any], dict[str, Any] | ValidationFailed]] = []
     for path in args.files:
         try:
             objects = load_manifests(_read(path))
@@ -216,31 +217,57 @@ def _validate(args: argparse.Namespace) -> int:
             invalid += 1
         for obj in objects:
             try:
-                defaulted = validate(obj)
+                checked.append((path, obj, validate(obj)))
             except ValidationFailed as failed:
-                invalid += 1
-                print(f"{path}: {_describe(obj)}: invalid")
-                for problem in failed.errors:
-                    print(f"  {problem}")
-                continue
-            refused = _untrainable(defaulted)
-            if refused is not None:
-                invalid += 1
-                print(f"{path}: {_describe(obj)}: valid for the API server, refused by the operator")
-                print(f"  {refused.field}: {refused.message}")
-            else:
-                print(f"{path}: {_describe(obj)}: OK")
+                checked.append((path, obj, failed))
+    # A job's Dataset given in the same files is checked with it, as the operator will.
+    datasets = {
+        _key(result): result for _, _, result in checked if isinstance(result, dict) and result.get("kind") == "Dataset"
+    }
+    for path, obj, result in checked:
+        if isinstance(result, ValidationFailed):
+            invalid += 1
+            print(f"{path}: {_describe(obj)}: invalid")
+            for problem in result.errors:
+                print(f"  {problem}")
+            continue
+        refused = _refused_by_the_operator(result, datasets)
+        if refused:
+            invalid += 1
+            print(f"{path}: {_describe(obj)}: valid for the API server, refused by the operator")
+            for reason in refused:
+                print(f"  {reason.field}: {reason.message}")
+        else:
+            print(f"{path}: {_describe(obj)}: OK")
     return 1 if invalid else 0
 
 
-def _untrainable(obj: dict[str, Any]) -> ConfigurationError | None:
-    """A valid TrainingJob the trainer of this release cannot run: the operator would refuse it."""
+def _key(obj: dict[str, Any]) -> tuple[str | None, str]:
+    metadata = obj.get("metadata") or {}
+    return metadata.get("namespace"), str(metadata.get("name") or "")
+
+
+def _refused_by_the_operator(
+    obj: dict[str, Any], datasets: dict[tuple[str | None, str], dict[str, Any]]
+) -> list[ConfigurationError]:
+    """What the operator would refuse in a valid TrainingJob: a model type or architecture the
+    trainer of this release does not run, and, when its Dataset is among the files, the job
+    against that Dataset (format, columns, vision task)."""
+    from tensorone.api.preflight import configuration_errors
     from tensorone.api.trainable import untrainable_error
-    from tensorone.api.v1alpha1 import TrainingJobSpec
+    from tensorone.api.v1alpha1 import Dataset, TrainingJobSpec
 
     if obj.get("kind") != "TrainingJob":
-        return None
-    return untrainable_error(TrainingJobSpec.model_validate(obj["spec"]))
+        return []
+    spec = TrainingJobSpec.model_validate(obj["spec"])
+    untrainable = untrainable_error(spec)
+    if untrainable is not None:
+        return [untrainable]
+    namespace, _ = _key(obj)
+    found = datasets.get((namespace, spec.dataset_id))
+    if found is None and namespace is None:
+        found = next((d for (_, name), d in datasets.items() if name == spec.dataset_id), None)
+    return [] if found is None else configuration_errors(spec, Dataset.model_validate(found))
 
 
 def _convert(args: argparse.Namespace) -> int:

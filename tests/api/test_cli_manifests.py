@@ -210,3 +210,27 @@ def test_convert_of_json_nested_too_deep_is_a_configuration_error(
     path.write_text("[" * 100_000)
     assert main(["convert", str(path)]) == 2
     assert "arrays and objects nest too deep to read" in capsys.readouterr().err
+
+
+def test_validate_checks_a_job_against_its_dataset_when_both_are_given(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dataset = (
+        "apiVersion: training.tensorone.ai/v1alpha1\nkind: Dataset\nmetadata: {name: pictures}\n"
+        "spec: {format: coco, source: {pvc: {claimName: data, path: /p}}, columns: {annotations: a.json}}\n"
+    )
+    job = (
+        "apiVersion: training.tensorone.ai/v1alpha1\nkind: TrainingJob\nmetadata: {name: classify}\n"
+        "spec: {modelType: vision, datasetId: pictures, config: {architecture: resnet18, numClasses: 2}}\n"
+    )
+    (tmp_path / "dataset.yaml").write_text(dataset)
+    (tmp_path / "job.yaml").write_text(job)
+    # Alone, the job is valid: its Dataset is not there to be checked against.
+    assert main(["validate", str(tmp_path / "job.yaml")]) == 0
+    capsys.readouterr()
+    # With its Dataset (in another file), the operator's refusal is foreseen.
+    assert main(["validate", str(tmp_path / "job.yaml"), str(tmp_path / "dataset.yaml")]) == 1
+    out = capsys.readouterr().out
+    assert "TrainingJob/classify: valid for the API server, refused by the operator" in out
+    assert "spec.config.architecture: architecture resnet18 is a classification model, but its coco Dataset" in out
+    assert "Dataset/pictures: OK" in out
