@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, cast
 
-from tensorone.api import API_VERSION, GROUP, VERSION, catalog, preflight
+from tensorone.api import API_VERSION, DATASETS, GROUP, TRAININGJOBS, VERSION, catalog, preflight
 from tensorone.api.catalog import CatalogSettings
 from tensorone.api.events import STORE_KEY, JobEvent, in_time_order, metric_event, metric_store_name, read_store
 from tensorone.api.pods import CONTAINER_NAME, LABEL_JOB_NAME, checkpoint_claim_name, pod_rank
@@ -521,7 +521,7 @@ class KubeApi:
 
 def _missing(plural: str, namespace: str, name: str) -> TensorOneError:
     """The error of a 404 for an object of ours."""
-    if plural == "datasets":
+    if plural == DATASETS:
         return DatasetNotFound(f"dataset {name!r} not found in namespace {namespace!r}", details={"datasetId": name})
     return JobNotFound(f"training job {name!r} not found in namespace {namespace!r}", details={"jobId": name})
 
@@ -753,7 +753,7 @@ class Jobs:
         if error is not None:
             raise error
         try:
-            created = self._kube.create("trainingjobs", namespace, body)
+            created = self._kube.create(TRAININGJOBS, namespace, body)
         except AlreadyExists as exists:
             name = body["metadata"]["name"]
             raise AlreadyExists(
@@ -782,7 +782,7 @@ class Jobs:
     def create_error(self, namespace: str, manifest: Mapping[str, Any]) -> TensorOneError | None:
         """What the create-time checks find wrong with a validated manifest, or None."""
         spec = TrainingJobSpec.model_validate(manifest["spec"])
-        found = self._kube.find("datasets", namespace, spec.dataset_id)
+        found = self._kube.find(DATASETS, namespace, spec.dataset_id)
         dataset = None if found is None else Dataset.model_validate(_strip(found))
         check_nodes = self.settings.check_gpu_nodes and spec.gpu_type in self.settings.gpu_catalog
         annotations = (manifest.get("metadata") or {}).get("annotations") or {}
@@ -796,7 +796,7 @@ class Jobs:
         )
 
     def get(self, job_id: str) -> Job:
-        return Job.from_object(self._kube.get("trainingjobs", self.namespace, job_id))
+        return Job.from_object(self._kube.get(TRAININGJOBS, self.namespace, job_id))
 
     def list_objects(
         self,
@@ -816,7 +816,7 @@ class Jobs:
         Filters and sorting read a few fields of each object; only the page is parsed further.
         """
         _check_list_arguments(status=status, model_type=model_type, limit=limit, offset=offset, sort=sort, order=order)
-        listed = self._kube.list("trainingjobs", None if all_namespaces else self.namespace)
+        listed = self._kube.list(TRAININGJOBS, None if all_namespaces else self.namespace)
         objects = _selected(listed, status=status, model_type=model_type, tag=tag, sort=sort, order=order)
         page = objects[offset : offset + limit]
         return page, Pagination(len(objects), limit, offset, offset + len(page) < len(objects))
@@ -855,11 +855,11 @@ class Jobs:
         def view(objects: dict[ObjectKey, dict[str, Any]]) -> Job:
             found = objects.get((self.namespace, job_id))
             if found is None:
-                raise _missing("trainingjobs", self.namespace, job_id)
+                raise _missing(TRAININGJOBS, self.namespace, job_id)
             return Job.from_object(found)
 
         selector = f"metadata.name={job_id}"
-        return Watch(self._kube, "trainingjobs", self.namespace, view, field_selector=selector, seconds=seconds)
+        return Watch(self._kube, TRAININGJOBS, self.namespace, view, field_selector=selector, seconds=seconds)
 
     def watch_list(
         self,
@@ -897,7 +897,7 @@ class Jobs:
             return jobs
 
         namespace = None if all_namespaces else self.namespace
-        return Watch(self._kube, "trainingjobs", namespace, view, seconds=seconds)
+        return Watch(self._kube, TRAININGJOBS, namespace, view, seconds=seconds)
 
     def watch_events(self, job_id: str, *, seconds: float = WATCH_SECONDS) -> Watch[builtins.list[JobEvent]]:
         """Follow the Kubernetes Events about a job through a watch: iterating yields them, oldest
@@ -924,7 +924,7 @@ class Jobs:
         patch: dict[str, Any] = {"spec": {"suspend": True}}
         if reason:
             patch["metadata"] = {"annotations": {STOP_REASON_ANNOTATION: reason[:1024]}}
-        return Job.from_object(self._kube.patch("trainingjobs", self.namespace, job_id, patch))
+        return Job.from_object(self._kube.patch(TRAININGJOBS, self.namespace, job_id, patch))
 
     def resume(self, job_id: str, *, checkpoint_id: str | None = None) -> Job:
         """Resume a stopped job from the named checkpoint, or from the latest one."""
@@ -946,7 +946,7 @@ class Jobs:
                 )
         spec: dict[str, Any] = {"suspend": False, "resumeFrom": checkpoint_id or "latest"}
         patch = {"spec": spec, "metadata": {"annotations": {STOP_REASON_ANNOTATION: None}}}
-        return Job.from_object(self._kube.patch("trainingjobs", self.namespace, job_id, patch))
+        return Job.from_object(self._kube.patch(TRAININGJOBS, self.namespace, job_id, patch))
 
     def cancel(self, job_id: str) -> Job:
         """Cancel a job for good: pods deleted, checkpoints kept."""
@@ -955,7 +955,7 @@ class Jobs:
             raise InvalidJobState(f"job {job_id!r} is already {job.status}")
         if job.status == _status(Phase.Cancelled):
             return job
-        return Job.from_object(self._kube.patch("trainingjobs", self.namespace, job_id, {"spec": {"cancel": True}}))
+        return Job.from_object(self._kube.patch(TRAININGJOBS, self.namespace, job_id, {"spec": {"cancel": True}}))
 
     def delete(self, job_id: str, *, force: bool = False, wait: float | None = None) -> Deletion:
         """Delete a job and what the operator made for it. ``force`` also removes the finalizer, for
@@ -965,7 +965,7 @@ class Jobs:
         finalizer still cleans up; ``wait`` seconds polls until it is gone (``"terminating"`` if
         it is not by then).
         """
-        return self._kube.delete_and_wait("trainingjobs", self.namespace, job_id, force=force, wait=wait)
+        return self._kube.delete_and_wait(TRAININGJOBS, self.namespace, job_id, force=force, wait=wait)
 
     def list_checkpoints(self, job_id: str) -> builtins.list[Checkpoint]:
         """The job's checkpoints, most recent first: the intermediate ones (type intermediate, to
@@ -1208,9 +1208,9 @@ class Datasets:
         body = {"apiVersion": API_VERSION, "kind": "Dataset", "metadata": {"name": name}, "spec": dict(spec)}
         defaulted = validate(body)
         try:
-            return Dataset.model_validate(_strip(self._kube.create("datasets", namespace, body))), True
+            return Dataset.model_validate(_strip(self._kube.create(DATASETS, namespace, body))), True
         except AlreadyExists as exists:
-            stored = self._kube.find("datasets", namespace, name)
+            stored = self._kube.find(DATASETS, namespace, name)
             if stored is None or stored.get("spec") != defaulted["spec"]:
                 raise AlreadyExists(
                     f"dataset {name!r} exists in namespace {namespace!r} with another spec; "
@@ -1220,16 +1220,16 @@ class Datasets:
             return Dataset.model_validate(_strip(stored)), False
 
     def get(self, name: str) -> Dataset:
-        return Dataset.model_validate(_strip(self._kube.get("datasets", self.namespace, name)))
+        return Dataset.model_validate(_strip(self._kube.get(DATASETS, self.namespace, name)))
 
     def list(self) -> builtins.list[Dataset]:
-        return [Dataset.model_validate(_strip(obj)) for obj in self._kube.list("datasets", self.namespace)]
+        return [Dataset.model_validate(_strip(obj)) for obj in self._kube.list(DATASETS, self.namespace)]
 
     def delete(self, name: str, *, wait: float | None = None) -> Deletion:
         """Delete a Dataset: ``"deleted"`` when it is gone, ``"terminating"`` while finalizers (of
         another controller: the operator puts none on Datasets) hold it; ``wait`` seconds polls
         until it is gone."""
-        return self._kube.delete_and_wait("datasets", self.namespace, name, force=False, wait=wait)
+        return self._kube.delete_and_wait(DATASETS, self.namespace, name, force=False, wait=wait)
 
 
 class Training:

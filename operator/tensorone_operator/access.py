@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from tensorone.api import GROUP
+from tensorone.api import DATASETS, GROUP, TRAININGJOBS
 from tensorone_operator.builders import PYTORCHJOB_GROUP, PYTORCHJOB_PLURAL
 
 
@@ -60,15 +60,15 @@ def _verbs(*verbs: str) -> frozenset[str]:
 
 
 API_CALLS: tuple[ApiCall, ...] = (
-    ApiCall(GROUP, "trainingjobs", _verbs("list", "watch"), Caller.KOPF, "the handlers, index and follow loop of jobs"),
+    ApiCall(GROUP, TRAININGJOBS, _verbs("list", "watch"), Caller.KOPF, "the handlers, index and follow loop of jobs"),
     ApiCall(
         GROUP,
-        "trainingjobs",
+        TRAININGJOBS,
         _verbs("patch"),
         Caller.KOPF,
         "kopf's finalizer and its progress and diff-base annotations; the force-delete release",
     ),
-    ApiCall(GROUP, "trainingjobs", _verbs("get"), Caller.OPERATOR, "the newest job before a reconcile"),
+    ApiCall(GROUP, TRAININGJOBS, _verbs("get"), Caller.OPERATOR, "the newest job before a reconcile"),
     ApiCall(GROUP, "trainingjobs/status", _verbs("patch"), Caller.OPERATOR, "the status the operator mirrors"),
     ApiCall(
         GROUP,
@@ -77,8 +77,8 @@ API_CALLS: tuple[ApiCall, ...] = (
         Caller.ADMISSION,
         "children carry an ownerReference with blockOwnerDeletion (OwnerReferencesPermissionEnforcement)",
     ),
-    ApiCall(GROUP, "datasets", _verbs("list", "watch"), Caller.KOPF, "the Dataset index and its event handler"),
-    ApiCall(GROUP, "datasets", _verbs("get"), Caller.OPERATOR, "a Dataset the index has not seen yet"),
+    ApiCall(GROUP, DATASETS, _verbs("list", "watch"), Caller.KOPF, "the Dataset index and its event handler"),
+    ApiCall(GROUP, DATASETS, _verbs("get"), Caller.OPERATOR, "a Dataset the index has not seen yet"),
     ApiCall(GROUP, "datasets/status", _verbs("patch"), Caller.OPERATOR, "a Dataset's Ready condition and records"),
     ApiCall(PYTORCHJOB_GROUP, PYTORCHJOB_PLURAL, _verbs("list", "watch"), Caller.KOPF, "the children's index"),
     ApiCall(

@@ -12,7 +12,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from tensorone.api import API_VERSION
+from tensorone.api import API_VERSION, DATASETS
 from tensorone.api.v1alpha1 import Dataset, TrainingJob
 from tensorone_operator import builders
 from tensorone_operator.catalog import JobResources
@@ -180,7 +180,7 @@ class Children:
         the trainer reads when its pods start). A child ``awaiting_admission`` stays suspended."""
         namespace, name = str(job.metadata.namespace), str(job.metadata.name)
         config_map = await self.api.get("v1", "configmaps", namespace, builders.config_map_name(name))
-        dataset = await self.api.get(API_VERSION, "datasets", namespace, job.spec.dataset_id)
+        dataset = await self.api.get(API_VERSION, DATASETS, namespace, job.spec.dataset_id)
         if config_map is not None and owned_by(config_map, job.metadata.uid) and dataset is not None:
             # First the checkpoint to resume from (the pods read it when they start), then the
             # child; without the Dataset the job keeps the configuration it started with.

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from tensorone.api import API_VERSION, GROUP
+from tensorone.api import API_VERSION, GROUP, TRAININGJOBS
 from tensorone.api.events import metric_store_name
 from tensorone.api.pods import checkpoint_claim_name
 from tensorone.api.v1alpha1 import TrainingJob
@@ -71,7 +71,7 @@ class Cleanup:
         try:
             await self.api.merge_patch(
                 API_VERSION,
-                "trainingjobs",
+                TRAININGJOBS,
                 meta["namespace"],
                 meta["name"],
                 {"metadata": {"finalizers": remaining or None, "resourceVersion": meta.get("resourceVersion")}},

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from tensorone.api import API_VERSION
+from tensorone.api import API_VERSION, DATASETS
 from tensorone.api.timestamps import utc_now
 from tensorone_operator.indexes import has_inline_records
 from tensorone_operator.kube import KubeApi
@@ -26,7 +26,7 @@ class Datasets:
         indexed = index.get((namespace, name))
         if indexed is not None and not has_inline_records(indexed):
             return indexed
-        return await self.api.get(API_VERSION, "datasets", namespace, name)
+        return await self.api.get(API_VERSION, DATASETS, namespace, name)
 
     async def changed(self, dataset: Mapping[str, Any]) -> Mapping[str, Any]:
         """Keep a Dataset's status (Ready, records) in line with its source; the Dataset with it."""
@@ -42,6 +42,6 @@ class Datasets:
         if status != current:
             patch = {"status": {key: status.get(key) for key in set(status) | set(current)}}
             await self.api.merge_patch(
-                API_VERSION, "datasets", meta["namespace"], meta["name"], patch, subresource="status"
+                API_VERSION, DATASETS, meta["namespace"], meta["name"], patch, subresource="status"
             )
         return {**dataset, "status": status}

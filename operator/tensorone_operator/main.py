@@ -13,7 +13,7 @@ from typing import Any
 
 import kopf
 
-from tensorone.api import GROUP, VERSION
+from tensorone.api import DATASETS, GROUP, TRAININGJOBS, VERSION
 from tensorone_operator.builders import (
     LABEL_JOB_NAME,
     LABEL_MANAGED_BY,
@@ -35,8 +35,8 @@ from tensorone_operator.indexes import (
     waiting_keys,
 )
 
-JOBS = (GROUP, VERSION, "trainingjobs")
-DATASETS = (GROUP, VERSION, "datasets")
+JOB_RESOURCE = (GROUP, VERSION, TRAININGJOBS)
+DATASET_RESOURCE = (GROUP, VERSION, DATASETS)
 PYTORCHJOBS = (PYTORCHJOB_GROUP, PYTORCHJOB_VERSION, PYTORCHJOB_PLURAL)
 PODS = ("v1", "pods")
 NODES = ("v1", "nodes")
@@ -170,20 +170,20 @@ def register(config: OperatorConfig, registry: kopf.OperatorRegistry) -> kopf.Op
     """Put the operator's handlers into ``registry`` for this configuration; returns the registry."""
     kopf.on.startup(registry=registry)(startup)
     kopf.on.cleanup(registry=registry)(cleanup)
-    kopf.index(*DATASETS, registry=registry)(datasets_by_name)
+    kopf.index(*DATASET_RESOURCE, registry=registry)(datasets_by_name)
     kopf.index(*PYTORCHJOBS, labels=OURS, registry=registry)(children_by_job)
-    kopf.index(*JOBS, registry=registry)(jobs_waiting)
+    kopf.index(*JOB_RESOURCE, registry=registry)(jobs_waiting)
     for reason in (kopf.on.update, kopf.on.create, kopf.on.resume):
-        reason(*JOBS, backoff=BACKOFF_SECONDS, registry=registry)(reconcile_job)
+        reason(*JOB_RESOURCE, backoff=BACKOFF_SECONDS, registry=registry)(reconcile_job)
     kopf.on.event(*PYTORCHJOBS, labels=OURS, registry=registry)(child_changed)
     kopf.on.event(*PODS, labels=OUR_PODS, registry=registry)(pod_changed)
-    kopf.on.event(*DATASETS, registry=registry)(dataset_changed)
+    kopf.on.event(*DATASET_RESOURCE, registry=registry)(dataset_changed)
     # Nodes are watched only when the GPU-availability check is on: without it the operator needs,
     # and the chart grants, no access to Nodes, and a watch refused with 403 would hold kopf's indexes.
     if config.check_gpu_nodes:
         kopf.index(*NODES, labels=GPU_NODES, registry=registry)(gpu_nodes)
         kopf.on.event(*NODES, labels=GPU_NODES, registry=registry)(gpu_node_changed)
-    kopf.on.event(*JOBS, registry=registry)(job_seen)
-    kopf.on.event(*JOBS, annotations={FORCE_DELETE_ANNOTATION: "true"}, registry=registry)(force_delete)
-    kopf.on.delete(*JOBS, backoff=BACKOFF_SECONDS, registry=registry)(delete_job)
+    kopf.on.event(*JOB_RESOURCE, registry=registry)(job_seen)
+    kopf.on.event(*JOB_RESOURCE, annotations={FORCE_DELETE_ANNOTATION: "true"}, registry=registry)(force_delete)
+    kopf.on.delete(*JOB_RESOURCE, backoff=BACKOFF_SECONDS, registry=registry)(delete_job)
     return registry

@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tensorone.api import API_VERSION
+from tensorone.api import API_VERSION, TRAININGJOBS
 from tensorone.api.timestamps import now, utc_now
 from tensorone.api.v1alpha1 import TERMINAL_PHASES, ConditionType, Dataset, Phase, Reason
 from tensorone_operator import catalog, checks
@@ -259,7 +259,7 @@ class Reconciler:
         started = time.perf_counter()
         async with self._lock(namespace, name):
             try:
-                fresh = body if body is not None else await self.api.get(API_VERSION, "trainingjobs", namespace, name)
+                fresh = body if body is not None else await self.api.get(API_VERSION, TRAININGJOBS, namespace, name)
                 if fresh is None or fresh["metadata"].get("deletionTimestamp"):
                     return Outcome(status=dict(job.get("status") or {}))
                 outcome = await step(ObservedJob.parse(fresh))

@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from tensorone.api import API_VERSION
+from tensorone.api import API_VERSION, TRAININGJOBS
 from tensorone.api.v1alpha1 import Phase
 from tensorone_operator.budget import budget_events, spent
 from tensorone_operator.events import Events
@@ -98,7 +98,7 @@ class StatusWriter:
         if desired == current:
             return current
         patch = {"status": {name: desired.get(name) for name in set(desired) | set(current)}}
-        await self.api.merge_patch(API_VERSION, "trainingjobs", *key, patch, subresource="status")
+        await self.api.merge_patch(API_VERSION, TRAININGJOBS, *key, patch, subresource="status")
         self._written[key] = time.monotonic()
         self.events.post_limited(job.body, self.reports.news(key, current))
         self.events.post(job.body, transitions(current, desired))

@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from tensorone.api import GROUP, VERSION
+from tensorone.api import DATASETS, GROUP, TRAININGJOBS, VERSION
 from tensorone.api.cel import CEL_VISIBLE_METADATA, cel_environment, compiled_rule
 from tensorone.api.v1alpha1 import Dataset, TrainingJob
 from tensorone.errors import field_path
@@ -53,7 +53,7 @@ KINDS = [
     Kind(
         model=TrainingJob,
         kind="TrainingJob",
-        plural="trainingjobs",
+        plural=TRAININGJOBS,
         short_names=["tj"],
         printer_columns=[
             {"name": "Phase", "type": "string", "jsonPath": ".status.phase", "description": "Phase of the job."},
@@ -78,7 +78,7 @@ KINDS = [
     Kind(
         model=Dataset,
         kind="Dataset",
-        plural="datasets",
+        plural=DATASETS,
         printer_columns=[
             {"name": "Format", "type": "string", "jsonPath": ".spec.format", "description": "File format."},
             {

@@ -14,7 +14,7 @@ import yaml
 from tensorone_operator import builders, status
 from tensorone_operator.config import OperatorConfig
 from tensorone_operator.indexes import INDEX_CHILDREN, INDEX_DATASETS, has_inline_records, slim_child, slim_dataset
-from tensorone_operator.main import JOBS, LIST_CHUNK_SIZE
+from tensorone_operator.main import JOB_RESOURCE, LIST_CHUNK_SIZE
 
 from tensorone.api.resolved import ResolvedJob
 from tensorone.api.v1alpha1 import Dataset, Priority, TrainingJob
@@ -57,7 +57,7 @@ class IndexSnapshots:
 def test_the_running_operators_indexes_hold_slim_copies(cluster: EmulatorServer) -> None:
     operator = OperatorThread(cluster, OperatorConfig(progress_poll_seconds=0.5))
     snapshots = IndexSnapshots()
-    kopf.on.event(*JOBS, registry=operator.registry)(snapshots.capture)
+    kopf.on.event(*JOB_RESOURCE, registry=operator.registry)(snapshots.capture)
     full_dataset = cluster.api.create(applied(dataset(records=RECORDS)))
     cluster.api.create(gpu_node())
     with operator:
