@@ -20,6 +20,7 @@ from tensorone.api.trainable import TRAINED_MODEL_TYPES, TRAINED_VISION_TASKS, V
 from tensorone.api.v1alpha1.dataset import DatasetFormat
 from tensorone.api.v1alpha1.trainingjob import ModelType
 from tensorone.errors import ConfigurationError, NotImplementedByTrainer
+from trainer.data.examples import BadRows
 from trainer.data.plan import Example
 from trainer.distributed import Topology
 
@@ -38,6 +39,21 @@ class TaskData:
     total_rows: int
     first_bad_rows: list[str]  # where and why, for the first few
     description: str  # one line for the log, such as "prompt-completion, 58 rows"
+
+    @classmethod
+    def counted(
+        cls, train: Sequence[Example], eval: Sequence[Example], bad_rows: BadRows, *, read: str, unit: str = "rows"
+    ) -> TaskData:
+        """The examples with their bad-row accounting; ``read`` opens the log line (the layout)."""
+        return cls(
+            train=train,
+            eval=eval,
+            bad_rows=bad_rows.count,
+            total_rows=bad_rows.total,
+            first_bad_rows=bad_rows.first,
+            description=f"{read}, {bad_rows.total} {unit} ({bad_rows.count} bad), {len(train)} for training, "
+            f"{len(eval)} for evaluation",
+        )
 
 
 class Task(Protocol):

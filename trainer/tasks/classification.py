@@ -65,15 +65,8 @@ class ClassificationTask:
     def load_data(self) -> TaskData:
         data = read_images(self.job, num_classes=self.job.config.num_classes)
         self.data = data
-        return TaskData(
-            train=data.train,
-            eval=data.eval,
-            bad_rows=data.bad_rows.count,
-            total_rows=data.bad_rows.total,
-            first_bad_rows=data.bad_rows.first,
-            description=f"{data.layout}, {len(data.classes)} classes, {data.bad_rows.total} images "
-            f"({data.bad_rows.count} bad), {len(data.train)} for training, {len(data.eval)} for evaluation",
-        )
+        read = f"{data.layout}, {len(data.classes)} classes"
+        return TaskData.counted(data.train, data.eval, data.bad_rows, read=read, unit="images")
 
     def classes(self) -> list[str]:
         if self.data is None:

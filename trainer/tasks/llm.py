@@ -57,15 +57,7 @@ class LlmTask:
             eval_split=training.eval_split,
             seed=training.seed,
         )
-        return TaskData(
-            train=data.train,
-            eval=data.eval,
-            bad_rows=data.bad_rows.count,
-            total_rows=data.bad_rows.total,
-            first_bad_rows=data.bad_rows.first,
-            description=f"{data.columns.layout} layout, {data.bad_rows.total} rows "
-            f"({data.bad_rows.count} bad), {len(data.train)} for training, {len(data.eval)} for evaluation",
-        )
+        return TaskData.counted(data.train, data.eval, data.bad_rows, read=f"{data.columns.layout} layout")
 
     def load_model(self, device: torch.device) -> torch.nn.Module:
         model = causal_lm.load_model(self.job, device)

@@ -67,15 +67,7 @@ class MultimodalTask:
             eval_split=training.eval_split,
             seed=training.seed,
         )
-        return TaskData(
-            train=data.train,
-            eval=data.eval,
-            bad_rows=data.bad_rows.count,
-            total_rows=data.bad_rows.total,
-            first_bad_rows=data.bad_rows.first,
-            description=f"chat with images, {data.bad_rows.total} rows ({data.bad_rows.count} bad), "
-            f"{data.images} images, {len(data.train)} for training, {len(data.eval)} for evaluation",
-        )
+        return TaskData.counted(data.train, data.eval, data.bad_rows, read=f"chat with {data.images} images")
 
     def load_model(self, device: torch.device) -> torch.nn.Module:
         from transformers import AutoModelForImageTextToText
