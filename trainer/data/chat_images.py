@@ -39,10 +39,8 @@ import binascii
 import hashlib
 import io
 import struct
-from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +53,7 @@ from trainer.data.examples import (
     IGNORE_INDEX,
     BadRecord,
     BadRows,
+    Example,
     render_with_assistant_spans,
     split_eval,
 )
@@ -112,29 +111,16 @@ def decode_image(data: bytes, name: str) -> Any:
 
 
 @dataclass(frozen=True)
-class ChatImageExample:
+class ChatImageExample(Example):
     """A tokenized conversation with its images: labels align with input_ids (IGNORE_INDEX where no
-    loss is taken), and the images in the order of their placeholders."""
+    loss is taken; image tokens count in num_tokens), and the images in the order of their placeholders."""
 
-    input_ids: list[int]
-    labels: list[int]
     images: tuple[ImageFile, ...]
 
-    @cached_property
-    def num_targets(self) -> int:
-        """Tokens the loss is computed on (each is predicted from the one before it)."""
-        return sum(1 for label in self.labels[1:] if label != IGNORE_INDEX)
-
-    @cached_property
-    def num_tokens(self) -> int:
-        """Tokens of the sequence, image tokens included."""
-        return len(self.input_ids)
-
     def content(self) -> bytes:
-        """The tokens, the labels and the images' digests, each prefixed by its length."""
-        parts = [array("q", values).tobytes() for values in (self.input_ids, self.labels)]
-        parts.append("".join(image.sha256 for image in self.images).encode())
-        return b"".join(struct.pack("<q", len(part)) + part for part in parts)
+        """The tokens and the labels as an Example's, then the images' digests, length-prefixed."""
+        digests = "".join(image.sha256 for image in self.images).encode()
+        return super().content() + struct.pack("<q", len(digests)) + digests
 
 
 @dataclass(frozen=True)
