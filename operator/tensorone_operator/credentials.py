@@ -86,16 +86,19 @@ def needs_kubernetes_client(*, quiet: bool = False) -> bool:
         if quiet:
             return False
         raise
-    if found is None:
-        return False
-    _, user, _ = found
+    return found is not None and _runs_a_plugin(found[1])
+
+
+def _runs_a_plugin(user: dict[str, Any]) -> bool:
+    """Whether a kubeconfig user's credentials come only from an exec plugin or an auth provider."""
     static = user.get("token") or user.get("client-certificate") or user.get("client-certificate-data")
     stored = (user.get("auth-provider") or {}).get("config", {}).get("access-token")
     return not (static or stored or user.get("username")) and bool(user.get("exec") or user.get("auth-provider"))
 
 
-def from_environment() -> Credentials:
-    """The pod's service account, else the kubeconfig's current context (static credentials)."""
+def from_environment() -> Credentials | None:
+    """The pod's service account, else the kubeconfig's current context: its static credentials,
+    or None when its user's come from a plugin (which the kubernetes client runs)."""
     token = SERVICE_ACCOUNT / "token"
     if token.exists():
         ca = SERVICE_ACCOUNT / "ca.crt"
@@ -109,6 +112,8 @@ def from_environment() -> Credentials:
             field="KUBECONFIG",
         )
     cluster, user, cluster_file = found
+    if _runs_a_plugin(user):
+        return None
     server = str(cluster.get("server") or "")
     if not server:
         raise ConfigurationError("the kubeconfig's current cluster has no server", field="KUBECONFIG")

@@ -84,9 +84,9 @@ class KubeApi:
         """Credentials as kopf finds them: the in-cluster service account, else the kubeconfig
         (``credentials``); a kubeconfig whose user runs an exec plugin goes through the kubernetes
         client, which runs it."""
-        if credentials.needs_kubernetes_client():
-            return cls._through_kubernetes_client()
         found = credentials.from_environment()
+        if found is None:
+            return cls._through_kubernetes_client()
         headers = {"Accept": "application/json"}
         if found.authorization is not None:
             headers["Authorization"] = found.authorization

@@ -34,6 +34,13 @@ def kubeconfig(path: Path, cluster: dict[str, Any], user: dict[str, Any]) -> Pat
     return path
 
 
+def static_credentials() -> credentials.Credentials:
+    """The environment's credentials, which must not need a plugin."""
+    found = credentials.from_environment()
+    assert found is not None, "the credentials need the kubernetes client"
+    return found
+
+
 @pytest.fixture
 def pem(tmp_path: Path) -> tuple[Path, Path]:
     """A self-signed certificate and its key, made by openssl."""
@@ -58,7 +65,7 @@ def test_a_token_and_an_inline_ca(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         tmp_path / "config", {"server": "https://k8s:6443", "certificate-authority-data": ca}, {"token": "abc"}
     )
     monkeypatch.setenv("KUBECONFIG", str(path))
-    found = credentials.from_environment()
+    found = static_credentials()
     assert (found.server, found.authorization, found.token_file) == ("https://k8s:6443", "Bearer abc", None)
     assert isinstance(found.ssl_context, ssl.SSLContext) and found.ssl_context.verify_mode == ssl.CERT_REQUIRED
     assert found.ssl_context.get_ca_certs()[0]["subject"] == ((("commonName", "t1"),),)
@@ -71,7 +78,7 @@ def test_a_client_certificate_by_path_relative_to_the_kubeconfig_and_basic_auth(
     user = {"client-certificate": "cert.pem", "client-key": "key.pem", "username": "ada", "password": "pw"}
     path = kubeconfig(tmp_path / "config", {"server": "https://k8s", "insecure-skip-tls-verify": True}, user)
     monkeypatch.setenv("KUBECONFIG", str(path))
-    found = credentials.from_environment()
+    found = static_credentials()
     assert found.authorization == "Basic " + base64.b64encode(b"ada:pw").decode()
     assert isinstance(found.ssl_context, ssl.SSLContext) and found.ssl_context.verify_mode == ssl.CERT_NONE
 
@@ -82,7 +89,7 @@ def test_inline_client_certificate_data(
     cert, key = (base64.b64encode(p.read_bytes()).decode() for p in pem)
     user = {"client-certificate-data": cert, "client-key-data": key}
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig(tmp_path / "config", {"server": "https://k8s"}, user)))
-    assert isinstance(credentials.from_environment().ssl_context, ssl.SSLContext)
+    assert isinstance(static_credentials().ssl_context, ssl.SSLContext)
     assert not credentials.needs_kubernetes_client()
 
 
@@ -92,7 +99,7 @@ def test_a_plain_http_server_and_the_first_file_that_sets_a_value(
     first = kubeconfig(tmp_path / "first", {"server": "http://127.0.0.1:8001"}, {"token": "one"})
     second = kubeconfig(tmp_path / "second", {"server": "http://elsewhere"}, {"token": "two"})
     monkeypatch.setenv("KUBECONFIG", f"{first}:{second}")
-    found = credentials.from_environment()
+    found = static_credentials()
     assert (found.server, found.ssl_context, found.authorization) == ("http://127.0.0.1:8001", False, "Bearer one")
 
 
@@ -102,7 +109,7 @@ def test_in_a_pod_the_service_account_token_file_is_used(tmp_path: Path, monkeyp
     (account / "token").write_text("projected")
     monkeypatch.setattr(credentials, "SERVICE_ACCOUNT", account)
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "never-read"))
-    found = credentials.from_environment()
+    found = static_credentials()
     assert (found.server, found.token_file, found.authorization) == (
         "https://kubernetes.default.svc",
         account / "token",
@@ -145,6 +152,12 @@ def test_the_operator_process_loads_the_kubernetes_client_only_for_an_exec_plugi
     plugin = {"exec": {"apiVersion": "client.authentication.k8s.io/v1", "command": "aws", "args": ["eks"]}}
     execs = kubeconfig(tmp_path / "exec", {"server": "https://eks"}, plugin)
     assert operator_imports_the_kubernetes_client(execs)
+
+
+def test_an_exec_plugin_user_has_no_static_credentials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    plugin = {"exec": {"apiVersion": "client.authentication.k8s.io/v1", "command": "aws", "args": ["eks"]}}
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig(tmp_path / "exec", {"server": "https://eks"}, plugin)))
+    assert credentials.from_environment() is None and credentials.needs_kubernetes_client()
 
 
 def test_an_operator_without_credentials_stops_with_the_reason(tmp_path: Path) -> None:
