@@ -20,6 +20,8 @@ class EventType(StrEnum):
 
 
 Event = tuple[EventType, str, str]  # (type, reason, message)
+# Reported once per trainer process (its start), so no flood: posted whatever the limiter says.
+UNLIMITED_REASONS = frozenset({"TrainingStarted", "TrainingResumed"})
 
 
 class EventLimiter:
@@ -70,5 +72,6 @@ class Events:
         """Post the events the limiter lets through now."""
         key = (job["metadata"]["namespace"], job["metadata"]["name"])
         for kind, reason, message in events:
-            if self.limiter.allow(key, reason, kind, time.monotonic()):
+            # A run's start is posted once per trainer process: never crowded out by its news.
+            if reason in UNLIMITED_REASONS or self.limiter.allow(key, reason, kind, time.monotonic()):
                 self._post(job, kind, reason, message)
