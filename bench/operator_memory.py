@@ -82,6 +82,8 @@ def dump(path, every):
         total = sum(stat.size for stat in snapshot.statistics("filename"))
         lines = [f"traced {total / 2**20:.1f} MiB", "", "by line:"]
         lines += [str(stat) for stat in snapshot.statistics("lineno")[:25]]
+        lines += ["", "by file:"]
+        lines += [str(stat) for stat in snapshot.statistics("filename")[:25]]
         lines += ["", "by traceback:"]
         for stat in snapshot.statistics("traceback")[:10]:
             lines += [f"{stat.size / 2**20:.1f} MiB in {stat.count} blocks", *stat.traceback.format(), ""]
