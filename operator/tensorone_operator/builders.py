@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tensorone.api import API_VERSION, preflight
-from tensorone.api.exit_codes import follows_table
+from tensorone.api.exit_codes import RETRYABLE_FROM, follows_table
 from tensorone.api.pods import CONTAINER_NAME, LABEL_JOB_NAME, MASTER_REPLICA, WORKER_REPLICA, checkpoint_claim_name
 from tensorone.api.report import (
     DEFAULT_TERMINATION_LOG,
@@ -537,7 +537,7 @@ def child_drift(
 def runtime_name(spec: TrainingJobSpec, config: OperatorConfig) -> str:
     """The ClusterTrainingRuntime a job's TrainJob names: one per image kind and priority, because
     a TrainJob can set neither the pods' priority class nor the container's pull policy."""
-    kind = "trainer" if _ours(spec) else "custom"
+    kind = RUNTIME_IMAGE_KINDS[0] if _ours(spec) else RUNTIME_IMAGE_KINDS[1]
     return f"{config.train_job_runtime_prefix}-{kind}-{spec.priority}"
 
 
@@ -642,3 +642,93 @@ def build_child(
     if config.backend_for(str(job.metadata.namespace)) == ChildBackend.trainjob:
         return build_trainjob(job, dataset, config, resources)
     return build_pytorchjob(job, dataset, config, resources)
+
+
+# The priorities a runtime is made for, and the image kinds (runtime_name).
+RUNTIME_PRIORITIES = ("high", "normal", "low")
+RUNTIME_IMAGE_KINDS = ("trainer", "custom")
+# Restarts of a TrainJob's JobSet the runtime allows: the largest spec.maxRestarts; the operator
+# itself ends a job past its own spec.maxRestarts (restarts.py).
+RUNTIME_MAX_RESTARTS = 100
+
+
+def build_runtime(image_kind: str, priority: str, config: OperatorConfig) -> dict[str, Any]:
+    """One ClusterTrainingRuntime a TrainJob names (runtime_name): torch over a JobSet whose
+    replicated job ``node`` runs the training container with our pod security, service account,
+    priority class and grace period. A pod that exits with a permanent code of the exit-code table
+    (1-127) fails its Job (podFailurePolicy) and the JobSet (a failure-policy rule); any other
+    failure restarts the JobSet, as restartPolicy ExitCode does for a PyTorchJob."""
+    ours = image_kind == "trainer"
+    container = {
+        "name": TRAINJOB_NODE,
+        "image": config.trainer_image,
+        "imagePullPolicy": config.trainer_image_pull_policy if ours else "Always",
+        "terminationMessagePath": DEFAULT_TERMINATION_LOG,
+        "terminationMessagePolicy": "File",
+        "securityContext": container_security_context(read_only_root=ours),
+    }
+    pod_spec: dict[str, Any] = {
+        "containers": [container],
+        "restartPolicy": "Never",
+        "terminationGracePeriodSeconds": config.termination_grace_period_seconds,
+        "automountServiceAccountToken": False,
+        "securityContext": pod_security_context(),
+    }
+    if config.training_service_account:
+        pod_spec["serviceAccountName"] = config.training_service_account
+    priority_class = config.priority_classes.for_priority(priority)
+    if priority_class:
+        pod_spec["priorityClassName"] = priority_class
+    permanent = list(range(1, RETRYABLE_FROM))
+    job_spec = {
+        "backoffLimit": 0,
+        "podFailurePolicy": {
+            "rules": [
+                {
+                    "action": "FailJob",
+                    "onExitCodes": {"containerName": TRAINJOB_NODE, "operator": "In", "values": permanent},
+                }
+            ]
+        },
+        "template": {"spec": pod_spec},
+    }
+    return {
+        "apiVersion": TRAINJOB_API_VERSION,
+        "kind": RUNTIME_KIND,
+        "metadata": {
+            "name": f"{config.train_job_runtime_prefix}-{image_kind}-{priority}",
+            "labels": {LABEL_NAME: APP_NAME, LABEL_MANAGED_BY: MANAGER, "trainer.kubeflow.org/framework": "torch"},
+        },
+        "spec": {
+            "mlPolicy": {"numNodes": 1, "torch": {}},
+            "template": {
+                "spec": {
+                    "replicatedJobs": [
+                        {
+                            "name": TRAINJOB_NODE,
+                            "replicas": 1,
+                            "template": {
+                                "metadata": {"labels": {"trainer.kubeflow.org/trainjob-ancestor-step": "trainer"}},
+                                "spec": job_spec,
+                            },
+                        }
+                    ],
+                    "failurePolicy": {
+                        "maxRestarts": RUNTIME_MAX_RESTARTS,
+                        "rules": [
+                            {
+                                "name": "permanent-exit-code",
+                                "action": "FailJobSet",
+                                "onJobFailureReasons": ["PodFailurePolicy"],
+                            }
+                        ],
+                    },
+                }
+            },
+        },
+    }
+
+
+def build_runtimes(config: OperatorConfig) -> list[dict[str, Any]]:
+    """Every ClusterTrainingRuntime the TrainJob backend names, for this configuration."""
+    return [build_runtime(kind, priority, config) for kind in RUNTIME_IMAGE_KINDS for priority in RUNTIME_PRIORITIES]

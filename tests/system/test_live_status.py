@@ -7,14 +7,21 @@ from typing import Any
 
 import pytest
 from kubernetes import client as k8s
+from tensorone_operator.config import ChildBackend
 
 from tensorone.api.events import EVAL_REASON, STEP_REASON, metric_store_name
 from tensorone.client import TensorOneClient
-from tests.factories import PYTORCHJOB, stop_reason, tiny_dataset, tiny_training_job
+from tests.factories import stop_reason, tiny_dataset, tiny_training_job
 from tests.kube.polling import wait_for
 from tests.system.conftest import TRAINING_TIMEOUT, LocalCluster
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(params=list(ChildBackend))
+def backend(request: pytest.FixtureRequest) -> ChildBackend:
+    """Every test here runs on both backends: a PyTorchJob child, and a TrainJob child."""
+    return ChildBackend(request.param)
 
 
 def test_status_fills_in_while_training_and_ends_completed_with_the_final_checkpoint(cluster: LocalCluster) -> None:
@@ -181,7 +188,7 @@ def test_an_unexpected_error_is_retried_up_to_max_restarts_then_the_job_fails(cl
     assert "more than spec.maxRestarts (1)" in condition["message"] and "exit code 138" in condition["message"]
     assert "ValueError" in condition["message"]
     assert failed["restarts"] == 2
-    wait_for(lambda: cluster.server.api.find(PYTORCHJOB, "PyTorchJob", "flaky") is None, "the child deleted")
+    wait_for(lambda: cluster.child("flaky") is None, "the child deleted")
     wait_for(lambda: ("default", "flaky") not in cluster.node.runs, "no pod runs on")
 
 
