@@ -18,13 +18,16 @@ from tests.system.conftest import TRAINING_TIMEOUT, LocalCluster
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(params=list(ChildBackend))
-def backend(request: pytest.FixtureRequest) -> ChildBackend:
-    """Every test here runs on both backends: a PyTorchJob child, and a TrainJob child."""
-    return ChildBackend(request.param)
+# The lifecycle on both backends (a PyTorchJob child, a TrainJob child): completion, stop and
+# resume, a failure with its reason. The other tests run on the default backend (pytorchjob): each
+# run of a test costs a training run, and the suite's time is bounded.
+both_backends = pytest.mark.parametrize("backend", list(ChildBackend))
 
 
-def test_status_fills_in_while_training_and_ends_completed_with_the_final_checkpoint(cluster: LocalCluster) -> None:
+@both_backends
+def test_status_fills_in_while_training_and_ends_completed_with_the_final_checkpoint(
+    cluster: LocalCluster, backend: ChildBackend
+) -> None:
     cluster.apply(tiny_dataset())
     cluster.apply(tiny_training_job("live", epochs=12))
     running = wait_for(
@@ -76,7 +79,10 @@ def test_status_fills_in_while_training_and_ends_completed_with_the_final_checkp
     assert store["metadata"]["ownerReferences"][0]["name"] == "live"
 
 
-def test_stop_lists_the_stop_checkpoint_and_resume_ends_like_an_uninterrupted_run(cluster: LocalCluster) -> None:
+@both_backends
+def test_stop_lists_the_stop_checkpoint_and_resume_ends_like_an_uninterrupted_run(
+    cluster: LocalCluster, backend: ChildBackend
+) -> None:
     cluster.apply(tiny_dataset())
     cluster.apply(tiny_training_job("reference", epochs=8))
     cluster.apply(tiny_training_job("paused", epochs=8))
@@ -138,7 +144,8 @@ def test_a_diverging_trainer_ends_failed_with_the_reason(cluster: LocalCluster) 
     )
 
 
-def test_a_crashing_trainer_ends_failed_with_the_reason(cluster: LocalCluster) -> None:
+@both_backends
+def test_a_crashing_trainer_ends_failed_with_the_reason(cluster: LocalCluster, backend: ChildBackend) -> None:
     good = [{"prompt": "a", "completion": " b"}] * 20
     cluster.apply(tiny_dataset("broken", records=good + [{"prompt": "no completion here"}] * 20))
     cluster.apply(tiny_training_job("crashing", dataset_id="broken", epochs=1))
