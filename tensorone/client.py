@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, cast
 from tensorone.api import API_VERSION, DATASETS, GROUP, TRAININGJOBS, VERSION, catalog, preflight
 from tensorone.api.catalog import CatalogSettings
 from tensorone.api.events import STORE_KEY, JobEvent, in_time_order, metric_event, metric_store_name, read_store
-from tensorone.api.pods import CONTAINER_NAME, LABEL_JOB_NAME, checkpoint_claim_name, pod_rank
+from tensorone.api.pods import LABEL_JOB_NAME, TRAINER_CONTAINERS, checkpoint_claim_name, pod_rank
 from tensorone.api.resolved import DEFAULT_CHECKPOINT_DIR, METRICS_LOG
 from tensorone.api.rest import (
     DATASET_ID_ANNOTATION,
@@ -1078,7 +1078,7 @@ class Jobs:
         yield from self._kube.pod_log(
             self.namespace,
             pod["metadata"]["name"],
-            container=CONTAINER_NAME,
+            container=_container_name(pod),
             follow=follow,
             previous=previous,
             tail_lines=tail,
@@ -1132,9 +1132,15 @@ def _rank(pod: Mapping[str, Any]) -> int | None:
     return pod_rank((pod.get("metadata") or {}).get("labels") or {})
 
 
+def _container_name(pod: Mapping[str, Any]) -> str:
+    """The training container of a pod: ``pytorch`` in a PyTorchJob's pods, ``node`` in a TrainJob's."""
+    names = [c.get("name") for c in (pod.get("spec") or {}).get("containers") or []]
+    return next((name for name in TRAINER_CONTAINERS if name in names), TRAINER_CONTAINERS[0])
+
+
 def _container_status(pod: Mapping[str, Any]) -> dict[str, Any] | None:
     statuses = (pod.get("status") or {}).get("containerStatuses") or []
-    return next((s for s in statuses if s.get("name") == CONTAINER_NAME), None)
+    return next((s for s in statuses if s.get("name") in TRAINER_CONTAINERS), None)
 
 
 def _container_running(pod: Mapping[str, Any]) -> bool:

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from tensorone.api import DATASETS, GROUP, TRAININGJOBS
-from tensorone_operator.builders import PYTORCHJOB_GROUP, PYTORCHJOB_PLURAL
+from tensorone_operator.builders import PYTORCHJOB_GROUP, PYTORCHJOB_PLURAL, TRAINJOB_GROUP, TRAINJOB_PLURAL
+from tensorone_operator.config import ChildBackend
 
 
 class Caller(StrEnum):
@@ -33,6 +34,7 @@ class WatchMode(StrEnum):
 
 
 BOTH_MODES = frozenset(WatchMode)
+DEFAULT_BACKENDS = frozenset({ChildBackend.pytorchjob})
 
 
 @dataclass(frozen=True)
@@ -49,10 +51,18 @@ class ApiCall:
     gpu_check: bool | None = None
     # A cluster-scoped resource: granted by a ClusterRole in both modes.
     cluster_scoped: bool = False
+    # None: every configuration; else only while some namespace uses this backend.
+    backend: ChildBackend | None = None
 
-    def needed(self, mode: WatchMode, check_gpu_nodes: bool) -> bool:
-        """Whether an operator in ``mode`` with this GPU-check setting makes these calls."""
-        return mode in self.modes and (self.gpu_check is None or self.gpu_check == check_gpu_nodes)
+    def needed(
+        self, mode: WatchMode, check_gpu_nodes: bool, backends: frozenset[ChildBackend] = DEFAULT_BACKENDS
+    ) -> bool:
+        """Whether an operator in ``mode`` with this GPU-check setting and these backends makes these calls."""
+        return (
+            mode in self.modes
+            and (self.gpu_check is None or self.gpu_check == check_gpu_nodes)
+            and (self.backend is None or self.backend in backends)
+        )
 
 
 def _verbs(*verbs: str) -> frozenset[str]:
@@ -80,13 +90,37 @@ API_CALLS: tuple[ApiCall, ...] = (
     ApiCall(GROUP, DATASETS, _verbs("list", "watch"), Caller.KOPF, "the Dataset index and its event handler"),
     ApiCall(GROUP, DATASETS, _verbs("get"), Caller.OPERATOR, "a Dataset the index has not seen yet"),
     ApiCall(GROUP, "datasets/status", _verbs("patch"), Caller.OPERATOR, "a Dataset's Ready condition and records"),
-    ApiCall(PYTORCHJOB_GROUP, PYTORCHJOB_PLURAL, _verbs("list", "watch"), Caller.KOPF, "the children's index"),
+    ApiCall(
+        PYTORCHJOB_GROUP,
+        PYTORCHJOB_PLURAL,
+        _verbs("list", "watch"),
+        Caller.KOPF,
+        "the children's index",
+        backend=ChildBackend.pytorchjob,
+    ),
     ApiCall(
         PYTORCHJOB_GROUP,
         PYTORCHJOB_PLURAL,
         _verbs("get", "create", "patch", "delete"),
         Caller.OPERATOR,
         "the child: created, read back, suspended or resized, deleted on cancel and delete",
+        backend=ChildBackend.pytorchjob,
+    ),
+    ApiCall(
+        TRAINJOB_GROUP,
+        TRAINJOB_PLURAL,
+        _verbs("list", "watch"),
+        Caller.KOPF,
+        "the TrainJob children's index",
+        backend=ChildBackend.trainjob,
+    ),
+    ApiCall(
+        TRAINJOB_GROUP,
+        TRAINJOB_PLURAL,
+        _verbs("get", "create", "patch", "delete"),
+        Caller.OPERATOR,
+        "the TrainJob child: created, read back, suspended (spec.suspend), deleted on cancel and delete",
+        backend=ChildBackend.trainjob,
     ),
     ApiCall(
         "",
@@ -143,11 +177,13 @@ API_CALLS: tuple[ApiCall, ...] = (
 )
 
 
-def required_access(mode: WatchMode, check_gpu_nodes: bool) -> dict[tuple[str, str], frozenset[str]]:
-    """(group, resource) -> verbs an operator in ``mode`` needs."""
+def required_access(
+    mode: WatchMode, check_gpu_nodes: bool, backends: frozenset[ChildBackend] = DEFAULT_BACKENDS
+) -> dict[tuple[str, str], frozenset[str]]:
+    """(group, resource) -> verbs an operator in ``mode`` with these child backends needs."""
     access: dict[tuple[str, str], frozenset[str]] = {}
     for call in API_CALLS:
-        if call.needed(mode, check_gpu_nodes):
+        if call.needed(mode, check_gpu_nodes, backends):
             key = (call.group, call.resource)
             access[key] = access.get(key, frozenset()) | call.verbs
     return access

@@ -17,10 +17,11 @@ from them with Kubernetes' ``$(VAR)`` expansion, so no shell is ever involved.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from tensorone.api import API_VERSION, preflight
-from tensorone.api.exit_codes import follows_table
+from tensorone.api.exit_codes import RETRYABLE_FROM, follows_table
 from tensorone.api.pods import CONTAINER_NAME, LABEL_JOB_NAME, MASTER_REPLICA, WORKER_REPLICA, checkpoint_claim_name
 from tensorone.api.report import (
     DEFAULT_TERMINATION_LOG,
@@ -39,10 +40,18 @@ from tensorone.api.resolved import (
 )
 from tensorone.api.v1alpha1 import Dataset, ModelType, TrainingJob, TrainingJobSpec
 from tensorone_operator.catalog import GPU_PRODUCT_LABEL, GPU_RESOURCE, JobResources, job_resources
-from tensorone_operator.config import OperatorConfig
+from tensorone_operator.config import ChildBackend, OperatorConfig
 
 PYTORCHJOB_GROUP, PYTORCHJOB_VERSION, PYTORCHJOB_PLURAL = "kubeflow.org", "v1", "pytorchjobs"
 PYTORCHJOB_API_VERSION = f"{PYTORCHJOB_GROUP}/{PYTORCHJOB_VERSION}"
+TRAINJOB_GROUP, TRAINJOB_VERSION, TRAINJOB_PLURAL = "trainer.kubeflow.org", "v1alpha1", "trainjobs"
+TRAINJOB_API_VERSION = f"{TRAINJOB_GROUP}/{TRAINJOB_VERSION}"
+RUNTIME_KIND = "ClusterTrainingRuntime"
+# Trainer v2 applies spec.trainer to the container of this name in the runtime's replicated job
+# of this name (its torch plugin adds the PET_* variables there).
+TRAINJOB_NODE = "node"
+# Who owns the TrainJob's runtime patch (spec.runtimePatches is a map keyed by manager).
+RUNTIME_PATCH_MANAGER = "training.tensorone.ai/operator"
 # HOME of the trainer image's user (the Dockerfile's trainer stage); HF_HOME is under it.
 TRAINER_HOME = "/home/trainer"
 MASTER_PORT_NAME = "pytorchjob-port"  # ... and this port name, for MASTER_PORT
@@ -240,7 +249,18 @@ def _tracking_env(spec: TrainingJobSpec) -> list[dict[str, Any]]:
     return env
 
 
-def _command(spec: TrainingJobSpec, resources: JobResources, config: OperatorConfig) -> dict[str, Any]:
+# The variables each backend's controller sets on every pod, for torchrun's rendezvous: the node
+# rank, the rank-0 pod's address and its port.
+PYTORCHJOB_RANK_VARIABLES = ("RANK", "MASTER_ADDR", "MASTER_PORT")
+TRAINJOB_RANK_VARIABLES = ("PET_NODE_RANK", "PET_MASTER_ADDR", "PET_MASTER_PORT")
+
+
+def _command(
+    spec: TrainingJobSpec,
+    resources: JobResources,
+    config: OperatorConfig,
+    rank_variables: tuple[str, str, str] = PYTORCHJOB_RANK_VARIABLES,
+) -> dict[str, Any]:
     custom = spec.config.custom
     if spec.model_type == ModelType.custom and custom is not None:
         container: dict[str, Any] = {"image": custom.image}
@@ -260,10 +280,10 @@ def _command(spec: TrainingJobSpec, resources: JobResources, config: OperatorCon
             "trainer.launch",
             f"--nnodes={resources.workers}",
             f"--nproc-per-node={resources.processes_per_worker}",
-            # Set by the Training Operator on every pod; expanded by the kubelet, not a shell.
-            "--node-rank=$(RANK)",
-            "--master-addr=$(MASTER_ADDR)",
-            "--master-port=$(MASTER_PORT)",
+            # Set by the Training Operator (Trainer v2) on every pod; expanded by the kubelet, not a shell.
+            f"--node-rank=$({rank_variables[0]})",
+            f"--master-addr=$({rank_variables[1]})",
+            f"--master-port=$({rank_variables[2]})",
         ],
     }
 
@@ -314,20 +334,9 @@ def _container(job: TrainingJob, resources: JobResources, config: OperatorConfig
             {"name": REPORT_PORT_NAME, "containerPort": report_port(job.spec, config), "protocol": "TCP"},
         ],
         "resources": _resources(resources, config),
-        "volumeMounts": [
-            {"name": "job-config", "mountPath": JOB_CONFIG_DIR, "readOnly": True},
-            {"name": "checkpoints", "mountPath": DEFAULT_CHECKPOINT_DIR},
-            {"name": "dshm", "mountPath": "/dev/shm"},
-        ],
         "terminationMessagePath": DEFAULT_TERMINATION_LOG,
         "terminationMessagePolicy": "File",
-        "securityContext": {
-            "runAsNonRoot": True,
-            "allowPrivilegeEscalation": False,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-            "readOnlyRootFilesystem": _ours(job.spec),
-        },
+        "securityContext": container_security_context(read_only_root=_ours(job.spec)),
     }
 
 
@@ -348,14 +357,11 @@ def _scratch(spec: TrainingJobSpec) -> list[tuple[str, str]]:
     return folders
 
 
-def build_pod_template(
-    job: TrainingJob, dataset: Dataset, config: OperatorConfig, resources: JobResources | None = None
-) -> dict[str, Any]:
-    """The pod template of every replica (the Training Operator adds the rank environment).
-    ``resources`` is the job's catalog lookup when the caller made it already."""
-    if resources is None:
-        resources = job_resources(job.spec, config)
-    container = _container(job, resources, config)
+def _volumes(
+    job: TrainingJob, dataset: Dataset, config: OperatorConfig
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The pods' volumes and the training container's mounts of them: the job's configuration,
+    the checkpoint claim, /dev/shm, the writable scratch folders and the Dataset's claim."""
     volumes: list[dict[str, Any]] = [
         {"name": "job-config", "configMap": {"name": config_map_name(str(job.metadata.name))}},
         {
@@ -364,36 +370,76 @@ def build_pod_template(
         },
         {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": config.shm_size}},
     ]
+    mounts: list[dict[str, Any]] = [
+        {"name": "job-config", "mountPath": JOB_CONFIG_DIR, "readOnly": True},
+        {"name": "checkpoints", "mountPath": DEFAULT_CHECKPOINT_DIR},
+        {"name": "dshm", "mountPath": "/dev/shm"},
+    ]
     for name, path in _scratch(job.spec):
         volumes.append({"name": name, "emptyDir": {}})  # on the node's disk, within ephemeral-storage
-        container["volumeMounts"].append({"name": name, "mountPath": path})
+        mounts.append({"name": name, "mountPath": path})
     data_claim = dataset.spec.source.pvc
     if data_claim is not None:
         volumes.append(
             {"name": "dataset", "persistentVolumeClaim": {"claimName": data_claim.claim_name, "readOnly": True}}
         )
-        container["volumeMounts"].append({"name": "dataset", "mountPath": DEFAULT_DATASET_MOUNT, "readOnly": True})
+        mounts.append({"name": "dataset", "mountPath": DEFAULT_DATASET_MOUNT, "readOnly": True})
+    return volumes, mounts
+
+
+def _placement(resources: JobResources) -> dict[str, Any]:
+    """Where the pods may run: the GPU product's nodes (selector or affinity) and their taint."""
+    placement = _affinity_or_selector(resources)
+    if resources.entry is not None:
+        placement["tolerations"] = [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}]
+    return placement
+
+
+def pod_security_context() -> dict[str, Any]:
+    """The training pods' securityContext (the restricted Pod Security Standard)."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": 1000,
+        "runAsGroup": 1000,
+        "fsGroup": 1000,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def container_security_context(*, read_only_root: bool) -> dict[str, Any]:
+    """The training container's securityContext; the root filesystem is read-only for our trainer image."""
+    return {
+        "runAsNonRoot": True,
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+        "readOnlyRootFilesystem": read_only_root,
+    }
+
+
+def build_pod_template(
+    job: TrainingJob, dataset: Dataset, config: OperatorConfig, resources: JobResources | None = None
+) -> dict[str, Any]:
+    """The pod template of every replica (the Training Operator adds the rank environment).
+    ``resources`` is the job's catalog lookup when the caller made it already."""
+    if resources is None:
+        resources = job_resources(job.spec, config)
+    container = _container(job, resources, config)
+    volumes, mounts = _volumes(job, dataset, config)
+    container["volumeMounts"] = mounts
     pod_spec: dict[str, Any] = {
         "containers": [container],
         "volumes": volumes,
         "terminationGracePeriodSeconds": config.termination_grace_period_seconds,
         "automountServiceAccountToken": False,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": 1000,
-            "runAsGroup": 1000,
-            "fsGroup": 1000,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
-        **_affinity_or_selector(resources),
+        "securityContext": pod_security_context(),
+        **_placement(resources),
     }
     if config.training_service_account:
         pod_spec["serviceAccountName"] = config.training_service_account
     priority_class = config.priority_classes.for_priority(job.spec.priority)
     if priority_class:
         pod_spec["priorityClassName"] = priority_class
-    if resources.entry is not None:
-        pod_spec["tolerations"] = [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}]
     return {"metadata": {"labels": child_labels(job)}, "spec": pod_spec}
 
 
@@ -483,3 +529,206 @@ def child_drift(
     if replica_patch:
         patch["pytorchReplicaSpecs"] = replica_patch
     return {"spec": patch} if patch else None
+
+
+# Kubeflow Trainer v2 (TrainJob) ---------------------------------------------------------------
+
+
+def runtime_name(spec: TrainingJobSpec, config: OperatorConfig) -> str:
+    """The ClusterTrainingRuntime a job's TrainJob names: one per image kind and priority, because
+    a TrainJob can set neither the pods' priority class nor the container's pull policy."""
+    kind = RUNTIME_IMAGE_KINDS[0] if _ours(spec) else RUNTIME_IMAGE_KINDS[1]
+    return f"{config.train_job_runtime_prefix}-{kind}-{spec.priority}"
+
+
+def build_trainjob(
+    job: TrainingJob, dataset: Dataset, config: OperatorConfig, resources: JobResources | None = None
+) -> dict[str, Any]:
+    """The child TrainJob named like the TrainingJob (Kubeflow Trainer v2.2's API). What the
+    runtime cannot know comes from the job: spec.trainer (image, command, env, nodes, processes
+    and resources per node) and one runtime patch of ours (the pods' labels, volumes and mounts,
+    placement). The runtime (runtime_name) holds the rest: security contexts, service account,
+    priority class, grace period, and the restart policy of the exit-code table."""
+    if resources is None:
+        resources = job_resources(job.spec, config)
+    container = _container(job, resources, config)
+    volumes, mounts = _volumes(job, dataset, config)
+    trainer: dict[str, Any] = {
+        **_command(job.spec, resources, config, TRAINJOB_RANK_VARIABLES),
+        "env": container["env"],
+        "numNodes": resources.workers,
+        "numProcPerNode": resources.processes_per_worker,
+        "resourcesPerNode": container["resources"],
+    }
+    pod_patch: dict[str, Any] = {
+        "volumes": volumes,
+        "containers": [{"name": TRAINJOB_NODE, "volumeMounts": mounts}],
+        **_placement(resources),
+    }
+    labels = child_labels(job)
+    patch = {
+        "manager": RUNTIME_PATCH_MANAGER,
+        "trainingRuntimeSpec": {
+            "template": {
+                "spec": {
+                    "replicatedJobs": [
+                        {
+                            "name": TRAINJOB_NODE,
+                            "template": {
+                                "spec": {"template": {"metadata": {"labels": labels}, "spec": pod_patch}},
+                            },
+                        }
+                    ]
+                }
+            }
+        },
+    }
+    spec: dict[str, Any] = {
+        "runtimeRef": {"name": runtime_name(job.spec, config), "apiGroup": TRAINJOB_GROUP, "kind": RUNTIME_KIND},
+        "trainer": trainer,
+        "runtimePatches": [patch],
+        # A queued job's child waits suspended for its admission, as Kueue expects it to be created.
+        "suspend": job.spec.suspend or queue_managed(job),
+    }
+    if job.spec.max_runtime_seconds:
+        spec["activeDeadlineSeconds"] = job.spec.max_runtime_seconds
+    return {
+        "apiVersion": TRAINJOB_API_VERSION,
+        "kind": "TrainJob",
+        "metadata": _metadata(job, str(job.metadata.name)),
+        "spec": spec,
+    }
+
+
+def trainjob_drift(
+    job: TrainingJob, child: Mapping[str, Any], *, hold: bool = False, awaiting_admission: bool = False
+) -> dict[str, Any] | None:
+    """A merge patch of a TrainJob's spec.suspend to the job's (suspended also while the operator
+    ``hold``s it), or None when they agree; never an unsuspension of a child ``awaiting_admission``.
+    Trainer v2 makes the rest of what a running job may change immutable (spec.trainer,
+    runtimeRef, activeDeadlineSeconds): a changed priority or maxRuntimeSeconds applies to the
+    next TrainJob only."""
+    wanted = job.spec.suspend or hold
+    current = bool((child.get("spec") or {}).get("suspend"))
+    if wanted == current or (awaiting_admission and not wanted):
+        return None
+    return {"spec": {"suspend": wanted}}
+
+
+@dataclass(frozen=True)
+class ChildKind:
+    """Where a backend's child lives in the API."""
+
+    api_version: str
+    plural: str
+    kind: str
+
+
+CHILD_KINDS = {
+    ChildBackend.pytorchjob: ChildKind(PYTORCHJOB_API_VERSION, PYTORCHJOB_PLURAL, "PyTorchJob"),
+    ChildBackend.trainjob: ChildKind(TRAINJOB_API_VERSION, TRAINJOB_PLURAL, "TrainJob"),
+}
+
+
+def child_kind(config: OperatorConfig, namespace: str) -> ChildKind:
+    """The kind of child of the jobs in ``namespace``."""
+    return CHILD_KINDS[config.backend_for(namespace)]
+
+
+def build_child(
+    job: TrainingJob, dataset: Dataset, config: OperatorConfig, resources: JobResources | None = None
+) -> dict[str, Any]:
+    """The child of the job's backend (``OperatorConfig.backend_for`` its namespace)."""
+    if config.backend_for(str(job.metadata.namespace)) == ChildBackend.trainjob:
+        return build_trainjob(job, dataset, config, resources)
+    return build_pytorchjob(job, dataset, config, resources)
+
+
+# The priorities a runtime is made for, and the image kinds (runtime_name).
+RUNTIME_PRIORITIES = ("high", "normal", "low")
+RUNTIME_IMAGE_KINDS = ("trainer", "custom")
+# Restarts of a TrainJob's JobSet the runtime allows: the largest spec.maxRestarts; the operator
+# itself ends a job past its own spec.maxRestarts (restarts.py).
+RUNTIME_MAX_RESTARTS = 100
+
+
+def build_runtime(image_kind: str, priority: str, config: OperatorConfig) -> dict[str, Any]:
+    """One ClusterTrainingRuntime a TrainJob names (runtime_name): torch over a JobSet whose
+    replicated job ``node`` runs the training container with our pod security, service account,
+    priority class and grace period. A pod that exits with a permanent code of the exit-code table
+    (1-127) fails its Job (podFailurePolicy) and the JobSet (a failure-policy rule); any other
+    failure restarts the JobSet, as restartPolicy ExitCode does for a PyTorchJob."""
+    ours = image_kind == "trainer"
+    container = {
+        "name": TRAINJOB_NODE,
+        "image": config.trainer_image,
+        "imagePullPolicy": config.trainer_image_pull_policy if ours else "Always",
+        "terminationMessagePath": DEFAULT_TERMINATION_LOG,
+        "terminationMessagePolicy": "File",
+        "securityContext": container_security_context(read_only_root=ours),
+    }
+    pod_spec: dict[str, Any] = {
+        "containers": [container],
+        "restartPolicy": "Never",
+        "terminationGracePeriodSeconds": config.termination_grace_period_seconds,
+        "automountServiceAccountToken": False,
+        "securityContext": pod_security_context(),
+    }
+    if config.training_service_account:
+        pod_spec["serviceAccountName"] = config.training_service_account
+    priority_class = config.priority_classes.for_priority(priority)
+    if priority_class:
+        pod_spec["priorityClassName"] = priority_class
+    permanent = list(range(1, RETRYABLE_FROM))
+    job_spec = {
+        "backoffLimit": 0,
+        "podFailurePolicy": {
+            "rules": [
+                {
+                    "action": "FailJob",
+                    "onExitCodes": {"containerName": TRAINJOB_NODE, "operator": "In", "values": permanent},
+                }
+            ]
+        },
+        "template": {"spec": pod_spec},
+    }
+    return {
+        "apiVersion": TRAINJOB_API_VERSION,
+        "kind": RUNTIME_KIND,
+        "metadata": {
+            "name": f"{config.train_job_runtime_prefix}-{image_kind}-{priority}",
+            "labels": {LABEL_NAME: APP_NAME, LABEL_MANAGED_BY: MANAGER, "trainer.kubeflow.org/framework": "torch"},
+        },
+        "spec": {
+            "mlPolicy": {"numNodes": 1, "torch": {}},
+            "template": {
+                "spec": {
+                    "replicatedJobs": [
+                        {
+                            "name": TRAINJOB_NODE,
+                            "replicas": 1,
+                            "template": {
+                                "metadata": {"labels": {"trainer.kubeflow.org/trainjob-ancestor-step": "trainer"}},
+                                "spec": job_spec,
+                            },
+                        }
+                    ],
+                    "failurePolicy": {
+                        "maxRestarts": RUNTIME_MAX_RESTARTS,
+                        "rules": [
+                            {
+                                "name": "permanent-exit-code",
+                                "action": "FailJobSet",
+                                "onJobFailureReasons": ["PodFailurePolicy"],
+                            }
+                        ],
+                    },
+                }
+            },
+        },
+    }
+
+
+def build_runtimes(config: OperatorConfig) -> list[dict[str, Any]]:
+    """Every ClusterTrainingRuntime the TrainJob backend names, for this configuration."""
+    return [build_runtime(kind, priority, config) for kind in RUNTIME_IMAGE_KINDS for priority in RUNTIME_PRIORITIES]

@@ -134,7 +134,7 @@ def _fields(model: BaseModel, *, depth: int, skip: tuple[str, ...] = ()) -> list
         if isinstance(value, BaseModel):
             lines.append(f"{pad}{key}:")
             lines += _fields(value, depth=depth + 1)
-        elif isinstance(value, dict):
+        elif isinstance(value, dict) and _map_of_models(field):
             lines += _entry_help(field, pad)
             lines.append(f"{pad}{key}:")
             for entry_key, entry in data[key].items():
@@ -143,6 +143,12 @@ def _fields(model: BaseModel, *, depth: int, skip: tuple[str, ...] = ()) -> list
         else:
             lines.append(f"{pad}{key}: {_flow(data[key])}")
     return lines
+
+
+def _map_of_models(field: FieldInfo) -> bool:
+    """Whether a field is a map whose values are models (the GPU catalog), written entry by entry."""
+    args = typing.get_args(field.annotation)
+    return len(args) == 2 and isinstance(args[1], type) and issubclass(args[1], BaseModel)
 
 
 def _entry_help(field: FieldInfo, pad: str) -> list[str]:

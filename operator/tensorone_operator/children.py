@@ -1,4 +1,6 @@
-"""A TrainingJob's children: the ConfigMap, the checkpoint claim and the PyTorchJob.
+"""A TrainingJob's children: the ConfigMap, the checkpoint claim and the PyTorchJob or TrainJob
+(the backend of the job's namespace, ``OperatorConfig.backend_for``). A TrainJob is kept as its
+``trainjob.child_view`` from where it is read or written on.
 
 Children are created by deterministic names, so creation is idempotent: a 409 means "already
 there" (an operator restarted mid-reconcile creates no duplicates), and what is found is adopted
@@ -20,6 +22,7 @@ from tensorone_operator.config import OperatorConfig
 from tensorone_operator.kube import ApiError, KubeApi
 from tensorone_operator.metrics import CHILDREN_CREATED
 from tensorone_operator.observed import ObservedJob
+from tensorone_operator.trainjob import child_view
 
 JobKey = tuple[str, str]
 ChildIndex = Mapping[JobKey, Mapping[str, Any]]
@@ -111,9 +114,9 @@ class Children:
         (just created, or the index lags); None when absent or not owned by the job."""
         child = self.newest(index, job.key)
         if child is None and job.status.get("childName"):
-            child = await self.api.get(
-                builders.PYTORCHJOB_API_VERSION, builders.PYTORCHJOB_PLURAL, job.namespace, job.name
-            )
+            kind = builders.child_kind(self.config, job.namespace)
+            found = await self.api.get(kind.api_version, kind.plural, job.namespace, job.name)
+            child = None if found is None else child_view(found)
         if child is not None and not owned_by(child, job.uid):
             return None
         return child
@@ -121,28 +124,24 @@ class Children:
     async def create(
         self, job: TrainingJob, dataset: Dataset, resources: JobResources
     ) -> tuple[list[str], dict[str, Any]]:
-        """ConfigMap, checkpoint claim, then the PyTorchJob (which needs both): each created, or
-        found already there (a 409 after a restart) and checked to be ours. Returns the kinds
-        created and the PyTorchJob; raises ChildRefused for a child the API server refuses (or
+        """ConfigMap, checkpoint claim, then the PyTorchJob or TrainJob (which needs both): each
+        created, or found already there (a 409 after a restart) and checked to be ours. Returns the
+        kinds created and the child (as its ``child_view``); raises ChildRefused for a child the API server refuses (or
         would: a ConfigMap over 1 MiB) and ForeignObject for a name taken by another owner."""
         config_map = builders.build_config_map(job, dataset, self.config)
         _check_config_map_size(config_map, job)
         manifests: list[tuple[str, str, dict[str, Any]]] = [("v1", "configmaps", config_map)]
         if builders.owns_checkpoint_claim(job):
             manifests.append(("v1", "persistentvolumeclaims", builders.build_checkpoint_claim(job, self.config)))
-        manifests.append(
-            (
-                builders.PYTORCHJOB_API_VERSION,
-                builders.PYTORCHJOB_PLURAL,
-                builders.build_pytorchjob(job, dataset, self.config, resources),
-            )
-        )
+        kind = builders.child_kind(self.config, str(job.metadata.namespace))
+        manifests.append((kind.api_version, kind.plural, builders.build_child(job, dataset, self.config, resources)))
         created: list[str] = []
         result: dict[str, Any] = {}
         for api_version, plural, manifest in manifests:
             result, was_created = await self._ensure(job, api_version, plural, manifest)
             if was_created:
                 created.append(manifest["kind"])
+        result = child_view(result)
         self.seen((str(job.metadata.namespace), str(job.metadata.name)), result)
         return created, result
 
@@ -189,15 +188,19 @@ class Children:
                 await self.api.merge_patch(
                     "v1", "configmaps", namespace, config_map["metadata"]["name"], {"data": wanted}
                 )
-        patch = builders.child_drift(job, child, self.config, hold=hold, awaiting_admission=awaiting_admission)
+        if child.get("kind") == "TrainJob":
+            kind = builders.CHILD_KINDS[builders.ChildBackend.trainjob]
+            patch = builders.trainjob_drift(job, child, hold=hold, awaiting_admission=awaiting_admission)
+        else:
+            kind = builders.CHILD_KINDS[builders.ChildBackend.pytorchjob]
+            patch = builders.child_drift(job, child, self.config, hold=hold, awaiting_admission=awaiting_admission)
         if patch is None:
             return child
-        patched: dict[str, Any] = await self.api.merge_patch(
-            builders.PYTORCHJOB_API_VERSION, builders.PYTORCHJOB_PLURAL, namespace, name, patch
-        )
+        patched = child_view(await self.api.merge_patch(kind.api_version, kind.plural, namespace, name, patch))
         self._patched[(namespace, name)] = patched
         return patched
 
     async def delete_child(self, job: ObservedJob) -> None:
-        """Delete the job's PyTorchJob (its pods go with it; the claim and ConfigMap stay)."""
-        await self.api.delete(builders.PYTORCHJOB_API_VERSION, builders.PYTORCHJOB_PLURAL, job.namespace, job.name)
+        """Delete the job's PyTorchJob or TrainJob (its pods go with it; the claim and ConfigMap stay)."""
+        kind = builders.child_kind(self.config, job.namespace)
+        await self.api.delete(kind.api_version, kind.plural, job.namespace, job.name)

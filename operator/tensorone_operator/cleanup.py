@@ -18,6 +18,7 @@ from tensorone.api.pods import checkpoint_claim_name
 from tensorone.api.v1alpha1 import TrainingJob
 from tensorone_operator import builders
 from tensorone_operator.children import owned_by
+from tensorone_operator.config import OperatorConfig
 from tensorone_operator.kube import ApiError, KubeApi
 
 logger = logging.getLogger("tensorone_operator")
@@ -34,8 +35,9 @@ def force_delete_requested(job: TrainingJob) -> bool:
 class Cleanup:
     """Deletes what the operator made for a job being deleted, or releases the job at once."""
 
-    def __init__(self, api: KubeApi) -> None:
+    def __init__(self, api: KubeApi, config: OperatorConfig) -> None:
         self.api = api
+        self.config = config
 
     async def finalize(self, job: TrainingJob) -> list[str]:
         """Delete the children owned by a job being deleted; returns what was deleted."""
@@ -43,8 +45,9 @@ class Cleanup:
         if force_delete_requested(job):
             logger.warning("force-delete annotation set: skipping the clean-up of %s/%s", namespace, name)
             return []
+        child = builders.child_kind(self.config, namespace)
         targets = [
-            (builders.PYTORCHJOB_API_VERSION, builders.PYTORCHJOB_PLURAL, name),
+            (child.api_version, child.plural, name),
             ("v1", "configmaps", builders.config_map_name(name)),
             ("v1", "configmaps", metric_store_name(name)),
         ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ DEFAULT_CONFIG_PATH = "/etc/tensorone/operator/config.yaml"
 
 # The catalog's types live in tensorone.api.catalog, so the SDK and the gateway check jobs against
 # them too; they are part of this file's schema.
-__all__ = ["DEFAULT_GPU_CATALOG", "GpuType", "OperatorConfig", "load_config", "parse_config"]
+__all__ = ["DEFAULT_GPU_CATALOG", "ChildBackend", "GpuType", "OperatorConfig", "load_config", "parse_config"]
 
 
 class CheckpointStorageDefaults(ConfigModel):
@@ -99,8 +100,39 @@ class PriorityClasses(ConfigModel):
         return str(getattr(self, priority))
 
 
+class ChildBackend(StrEnum):
+    """The kind of child that runs a TrainingJob's pods: Training Operator v1.9's PyTorchJob
+    (kubeflow.org/v1), or Kubeflow Trainer v2's TrainJob (trainer.kubeflow.org/v1alpha1)."""
+
+    pytorchjob = "pytorchjob"
+    trainjob = "trainjob"
+
+
 class OperatorConfig(ConfigModel):
     """Everything the operator can be configured with; each field has a default."""
+
+    backend: ChildBackend = Field(
+        default=ChildBackend.pytorchjob,
+        description="The child kind of every job: pytorchjob (Kubeflow Training Operator v1.9, kubeflow.org/v1 "
+        "PyTorchJob) or trainjob (Kubeflow Trainer v2.2 or later, trainer.kubeflow.org/v1alpha1 TrainJob on a "
+        "ClusterTrainingRuntime the chart ships). Applies to jobs created afterwards: a running job's child of "
+        "the other kind is no longer followed.",
+    )
+    namespace_backends: dict[str, ChildBackend] = Field(
+        default_factory=dict,
+        description="Per-namespace exceptions to backend: namespace name -> pytorchjob or trainjob. Set by the "
+        "operator's administrator here, not by a namespace label, so a tenant cannot choose.",
+        json_schema_extra={"propertyNames": {"maxLength": 63, "pattern": DNS_LABEL_PATTERN}},
+    )
+    train_job_runtime_prefix: str = Field(
+        default="tensorone",
+        min_length=1,
+        max_length=40,
+        pattern=DNS_LABEL_PATTERN,
+        description="Prefix of the ClusterTrainingRuntimes a TrainJob names: PREFIX-trainer-PRIORITY for the "
+        "built-in trainer and PREFIX-custom-PRIORITY for custom images (PRIORITY: high, normal, low), which the "
+        "chart installs when a backend is trainjob.",
+    )
 
     trainer_image: str = Field(
         default="ghcr.io/tensorone/trainer:0.1.0",
@@ -189,6 +221,14 @@ class OperatorConfig(ConfigModel):
                     "lower-case letters, digits and '-'"
                 )
         return catalog
+
+    def backend_for(self, namespace: str) -> ChildBackend:
+        """The child kind of jobs in ``namespace``."""
+        return self.namespace_backends.get(namespace, self.backend)
+
+    def backends(self) -> frozenset[ChildBackend]:
+        """Every child kind some namespace uses: the kinds the operator watches."""
+        return frozenset({self.backend, *self.namespace_backends.values()})
 
 
 def parse_config(data: Any, *, source: str = "operator config") -> OperatorConfig:

@@ -14,31 +14,35 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from tensorone.api.v1alpha1 import TERMINAL_PHASES, Reason
+from tensorone_operator.trainjob import child_view
 
 INDEX_DATASETS = "datasets_by_name"
 INDEX_CHILDREN = "children_by_job"
+INDEX_TRAINJOBS = "trainjobs_by_job"
 INDEX_NODES = "gpu_nodes"
 INDEX_WAITING = "jobs_waiting"
 
 
 class SingleValueIndex(Mapping[Any, Any]):
-    """A kopf index (key -> collection of values) seen as key -> its one value: each key of the
-    operator's indexes names one object (a Dataset, a job's child)."""
+    """kopf indexes (key -> collection of values) seen as one mapping of key -> its one value: each
+    key of the operator's indexes names one object (a Dataset, a job's child). Several indexes
+    (the PyTorchJob and TrainJob children) are read in turn, the first holding a key winning."""
 
-    def __init__(self, index: Mapping[Any, Any] | None) -> None:
-        self._index = index or {}
+    def __init__(self, *indexes: Mapping[Any, Any] | None) -> None:
+        self._indexes = [index for index in indexes if index is not None]
 
     def __getitem__(self, key: Any) -> Any:
-        values = self._index[key]
-        for value in values:
-            return value
+        for index in self._indexes:
+            if key in index:
+                for value in index[key]:
+                    return value
         raise KeyError(key)
 
     def __iter__(self) -> Iterator[Any]:
-        return iter(self._index)
+        return iter({key: None for index in self._indexes for key in index})
 
     def __len__(self) -> int:
-        return len(self._index)
+        return len({key for index in self._indexes for key in index})
 
 
 def indexes_of(handler_kwargs: Mapping[str, Any]) -> dict[str, Any]:
@@ -46,7 +50,7 @@ def indexes_of(handler_kwargs: Mapping[str, Any]) -> dict[str, Any]:
     nodes_index = handler_kwargs.get(INDEX_NODES)
     return {
         "datasets": SingleValueIndex(handler_kwargs.get(INDEX_DATASETS)),
-        "children": SingleValueIndex(handler_kwargs.get(INDEX_CHILDREN)),
+        "children": SingleValueIndex(handler_kwargs.get(INDEX_CHILDREN), handler_kwargs.get(INDEX_TRAINJOBS)),
         "nodes": list(nodes_index.get(None, [])) if nodes_index is not None else None,
     }
 
@@ -86,7 +90,9 @@ def has_inline_records(dataset: Mapping[str, Any]) -> bool:
 def slim_child(child: Mapping[str, Any]) -> dict[str, Any]:
     """A child PyTorchJob as the index keeps it: its owners, generation, runPolicy and each
     replica's priority class (what ``builders.child_drift`` compares) and its status; not the pod
-    templates, which are most of it."""
+    templates, which are most of it. A TrainJob is kept as its ``child_view``."""
+    if child.get("kind") == "TrainJob":
+        return {**child_view(child), "metadata": slim_metadata(child, "ownerReferences")}
     spec = child.get("spec") or {}
     replicas: dict[str, Any] = {}
     for replica, replica_spec in (spec.get("pytorchReplicaSpecs") or {}).items():

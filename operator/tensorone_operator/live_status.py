@@ -31,9 +31,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tensorone.api.exit_codes import failure_reason, follows_table, is_retryable, meaning
-from tensorone.api.pods import REPLICA_TYPE_LABEL
+from tensorone.api.pods import REPLICA_TYPE_LABEL, TRAINER_CONTAINERS, pod_rank
 from tensorone.api.report import (
     MAX_SECONDS,
+    REPORT_PORT_ENV,
     ArtifactReport,
     CheckpointReport,
     InvalidReport,
@@ -58,7 +59,7 @@ from tensorone.api.v1alpha1.trainingjob import (
 )
 from tensorone_operator import catalog
 from tensorone_operator.budget import budget_condition
-from tensorone_operator.builders import CONTAINER_NAME, MASTER_REPLICA, REPORT_PORT_NAME, WORKER_REPLICA
+from tensorone_operator.builders import MASTER_REPLICA, REPORT_PORT_NAME, WORKER_REPLICA
 from tensorone_operator.catalog import JobResources
 from tensorone_operator.config import OperatorConfig
 from tensorone_operator.events import Event, EventType
@@ -606,7 +607,7 @@ def report_from_text(text: str | None, *, now: datetime) -> ProgressReport | Non
 def failed_exit_code(pod: Mapping[str, Any]) -> int | None:
     """The exit code of a pod whose ``pytorch`` container ended with a failure; None otherwise."""
     for container in (pod.get("status") or {}).get("containerStatuses") or []:
-        if container.get("name") != CONTAINER_NAME:
+        if container.get("name") not in TRAINER_CONTAINERS:
             continue
         code = ((container.get("state") or {}).get("terminated") or {}).get("exitCode")
         if isinstance(code, int) and code != 0:
@@ -619,7 +620,7 @@ def _termination_messages(pod: Mapping[str, Any]) -> list[tuple[str, str]]:
     holds each (``state``, the current one, first; then ``lastState``)."""
     messages = []
     for container in (pod.get("status") or {}).get("containerStatuses") or []:
-        if container.get("name") != CONTAINER_NAME:
+        if container.get("name") not in TRAINER_CONTAINERS:
             continue
         for state in ("state", "lastState"):
             message = ((container.get(state) or {}).get("terminated") or {}).get("message")
@@ -683,25 +684,44 @@ def newer(first: ProgressReport | None, second: ProgressReport | None) -> Progre
     return second if key(second) >= key(first) else first
 
 
+def replica_of(labels: Mapping[str, str]) -> str:
+    """A training pod's replica type: Master for rank 0, else Worker (a PyTorchJob's pods say
+    theirs in a label; a TrainJob's are ranked by their completion index)."""
+    label = str(labels.get(REPLICA_TYPE_LABEL, ""))
+    if label:
+        return next((known for known in (MASTER_REPLICA, WORKER_REPLICA) if known.lower() == label.lower()), label)
+    return MASTER_REPLICA if pod_rank(labels) == 0 else WORKER_REPLICA
+
+
+def _report_port(container: Mapping[str, Any]) -> int | None:
+    """Where a trainer container serves its reports: its port named ``report`` (a PyTorchJob's
+    pods), else the port its environment gives the trainer (a TrainJob's, whose runtime declares
+    no port of ours)."""
+    for port in container.get("ports") or []:
+        if port.get("name") == REPORT_PORT_NAME:
+            return int(port["containerPort"])
+    for item in container.get("env") or []:
+        if item.get("name") == REPORT_PORT_ENV and str(item.get("value") or "").isdigit():
+            return int(item["value"])
+    return None
+
+
 def master_pod_view(pod: Mapping[str, Any], *, now: datetime) -> dict[str, Any] | None:
     """What the operator keeps of a job's rank-0 (Master) pod, seen at ``now``: where to poll it,
     the report it left in its termination message, and why that message was refused, if it was.
     None for other replicas."""
     metadata = pod.get("metadata") or {}
-    if str((metadata.get("labels") or {}).get(REPLICA_TYPE_LABEL, "")).lower() != MASTER_REPLICA.lower():
+    if replica_of(metadata.get("labels") or {}) != MASTER_REPLICA:
         return None
     port = None
     for container in (pod.get("spec") or {}).get("containers") or []:
-        if container.get("name") == CONTAINER_NAME:
-            port = next(
-                (p.get("containerPort") for p in container.get("ports") or [] if p.get("name") == REPORT_PORT_NAME),
-                None,
-            )
+        if container.get("name") in TRAINER_CONTAINERS:
+            port = _report_port(container)
     status = pod.get("status") or {}
     running = any(
         "running" in (c.get("state") or {})
         for c in status.get("containerStatuses") or []
-        if c.get("name") == CONTAINER_NAME
+        if c.get("name") in TRAINER_CONTAINERS
     )
     return {
         "name": metadata.get("name"),
@@ -736,8 +756,7 @@ def replica_failure(pod: Mapping[str, Any], *, now: datetime) -> ReplicaFailure 
     code = failed_exit_code(pod)
     if code is None or failure_reason(code) is None or metadata.get("deletionTimestamp"):
         return None
-    label = str((metadata.get("labels") or {}).get(REPLICA_TYPE_LABEL, ""))
-    replica = next((known for known in (MASTER_REPLICA, WORKER_REPLICA) if known.lower() == label.lower()), label)
+    replica = replica_of(metadata.get("labels") or {})
     # The message of the run that failed; a last state is an earlier run's.
     messages = _termination_messages(pod)
     report = report_from_text(messages[0][1], now=now) if messages and messages[0][0] == "state" else None

@@ -21,10 +21,13 @@ from tensorone_operator.builders import (
     PYTORCHJOB_GROUP,
     PYTORCHJOB_PLURAL,
     PYTORCHJOB_VERSION,
+    TRAINJOB_GROUP,
+    TRAINJOB_PLURAL,
+    TRAINJOB_VERSION,
 )
 from tensorone_operator.catalog import GPU_PRODUCT_LABEL
 from tensorone_operator.cleanup import FINALIZER, FORCE_DELETE_ANNOTATION
-from tensorone_operator.config import OperatorConfig
+from tensorone_operator.config import ChildBackend, OperatorConfig
 from tensorone_operator.follower import Follower
 from tensorone_operator.indexes import (
     INDEX_WAITING,
@@ -34,10 +37,12 @@ from tensorone_operator.indexes import (
     slim_node,
     waiting_keys,
 )
+from tensorone_operator.trainjob import child_view
 
 JOB_RESOURCE = (GROUP, VERSION, TRAININGJOBS)
 DATASET_RESOURCE = (GROUP, VERSION, DATASETS)
 PYTORCHJOBS = (PYTORCHJOB_GROUP, PYTORCHJOB_VERSION, PYTORCHJOB_PLURAL)
+TRAINJOBS = (TRAINJOB_GROUP, TRAINJOB_VERSION, TRAINJOB_PLURAL)
 PODS = ("v1", "pods")
 NODES = ("v1", "nodes")
 OURS = {LABEL_MANAGED_BY: MANAGER}
@@ -98,6 +103,10 @@ async def children_by_job(namespace: str | None, labels: kopf.Labels, body: kopf
     return {(namespace or "", labels[LABEL_JOB_NAME]): slim_child(body)} if LABEL_JOB_NAME in labels else {}
 
 
+async def trainjobs_by_job(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    return {(namespace or "", labels[LABEL_JOB_NAME]): slim_child(body)} if LABEL_JOB_NAME in labels else {}
+
+
 async def gpu_nodes(body: kopf.Body, **_: Any) -> dict[Any, Any]:
     return {None: slim_node(body)}
 
@@ -121,7 +130,7 @@ async def child_changed(
 ) -> None:
     job_name = labels.get(LABEL_JOB_NAME)
     if job_name and type != "DELETED":
-        await memo.reconciler.child_changed(namespace or "", job_name, body, **indexes_of(kwargs))
+        await memo.reconciler.child_changed(namespace or "", job_name, child_view(body), **indexes_of(kwargs))
 
 
 async def pod_changed(labels: kopf.Labels, body: kopf.Body, type: str | None, memo: Any, **_: Any) -> None:
@@ -171,11 +180,18 @@ def register(config: OperatorConfig, registry: kopf.OperatorRegistry) -> kopf.Op
     kopf.on.startup(registry=registry)(startup)
     kopf.on.cleanup(registry=registry)(cleanup)
     kopf.index(*DATASET_RESOURCE, registry=registry)(datasets_by_name)
-    kopf.index(*PYTORCHJOBS, labels=OURS, registry=registry)(children_by_job)
+    # Only the child kinds some namespace uses are watched: a cluster with Kubeflow Trainer v2
+    # alone serves no PyTorchJob, and the reverse.
+    backends = config.backends()
+    if ChildBackend.pytorchjob in backends:
+        kopf.index(*PYTORCHJOBS, labels=OURS, registry=registry)(children_by_job)
+        kopf.on.event(*PYTORCHJOBS, labels=OURS, registry=registry)(child_changed)
+    if ChildBackend.trainjob in backends:
+        kopf.index(*TRAINJOBS, labels=OURS, registry=registry)(trainjobs_by_job)
+        kopf.on.event(*TRAINJOBS, labels=OURS, id="trainjob_changed", registry=registry)(child_changed)
     kopf.index(*JOB_RESOURCE, registry=registry)(jobs_waiting)
     for reason in (kopf.on.update, kopf.on.create, kopf.on.resume):
         reason(*JOB_RESOURCE, backoff=BACKOFF_SECONDS, registry=registry)(reconcile_job)
-    kopf.on.event(*PYTORCHJOBS, labels=OURS, registry=registry)(child_changed)
     kopf.on.event(*PODS, labels=OUR_PODS, registry=registry)(pod_changed)
     kopf.on.event(*DATASET_RESOURCE, registry=registry)(dataset_changed)
     # Nodes are watched only when the GPU-availability check is on: without it the operator needs,

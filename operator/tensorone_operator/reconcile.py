@@ -32,7 +32,7 @@ from typing import Any
 from tensorone.api import API_VERSION, TRAININGJOBS
 from tensorone.api.timestamps import now, utc_now
 from tensorone.api.v1alpha1 import TERMINAL_PHASES, ConditionType, Dataset, Phase, Reason
-from tensorone_operator import catalog, checks
+from tensorone_operator import builders, catalog, checks
 from tensorone_operator.budget import over_budget
 from tensorone_operator.builders import restart_policy
 from tensorone_operator.catalog import JobResources
@@ -102,7 +102,7 @@ class Reconciler:
         )
         self.datasets = Datasets(api)
         self.restarts = Restarts()
-        self.cleanup = Cleanup(api)
+        self.cleanup = Cleanup(api, config)
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
 
     def _lock(self, namespace: str, name: str) -> asyncio.Lock:
@@ -374,7 +374,8 @@ class Reconciler:
             return None
         message = (
             f"the pods failed {count} times with an exit code that is retried, more than spec.maxRestarts "
-            f"({job.spec.max_restarts}); the PyTorchJob is deleted, the checkpoints are kept"
+            f"({job.spec.max_restarts}); the {builders.child_kind(self.config, job.namespace).kind} is deleted, "
+            "the checkpoints are kept"
         )
         code, kept = self.reports.exit_code(job.key), self.reports.latest(job.key)
         if code is not None:

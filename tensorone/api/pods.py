@@ -6,6 +6,11 @@ The Training Operator v1.9 labels every pod of a PyTorchJob with its replica typ
 (``master``, ``worker``) and its index within that type, beside the labels of the pod template
 (ours: the TrainingJob's name). It gives the pods node ranks in order: the Master is rank 0, Worker
 ``i`` is rank ``i + 1``; each pod's ``RANK`` variable says the same.
+
+Kubeflow Trainer v2 runs a TrainJob's nodes as the pods of one indexed Job of the JobSet's
+replicated job ``node``: JobSet labels each pod with the replicated job's name, and the Job with
+the pod's completion index, which is its node rank (``PET_NODE_RANK``). The training container is
+named ``node`` there.
 """
 
 from __future__ import annotations
@@ -23,6 +28,10 @@ REPLICA_INDEX_LABEL = "training.kubeflow.org/replica-index"
 MASTER_REPLICA = "Master"
 WORKER_REPLICA = "Worker"
 CONTAINER_NAME = "pytorch"  # the Training Operator looks for this container name
+TRAINJOB_CONTAINER_NAME = "node"  # ... and Trainer v2 for this one
+TRAINER_CONTAINERS = (CONTAINER_NAME, TRAINJOB_CONTAINER_NAME)
+REPLICATED_JOB_LABEL = "jobset.sigs.k8s.io/replicatedjob-name"
+COMPLETION_INDEX_LABEL = "batch.kubernetes.io/job-completion-index"
 
 
 def checkpoint_claim_name(job_name: str, spec: TrainingJobSpec) -> str:
@@ -33,6 +42,9 @@ def checkpoint_claim_name(job_name: str, spec: TrainingJobSpec) -> str:
 
 def pod_rank(labels: Mapping[str, str]) -> int | None:
     """The node rank of a training pod from its labels; None for a pod that is not a replica."""
+    if labels.get(REPLICATED_JOB_LABEL) == TRAINJOB_CONTAINER_NAME:
+        completion = labels.get(COMPLETION_INDEX_LABEL, "")
+        return int(completion) if completion.isdigit() else None
     replica, index = labels.get(REPLICA_TYPE_LABEL, "").lower(), labels.get(REPLICA_INDEX_LABEL, "")
     if not index.isdigit():
         return None

@@ -8,7 +8,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from tensorone_operator.access import API_CALLS, WatchMode, required_access
+from tensorone_operator.access import API_CALLS, DEFAULT_BACKENDS, WatchMode, required_access
+from tensorone_operator.config import ChildBackend
 
 from tests.chart.conftest import RELEASE_NAMESPACE, SCENARIOS, Rendered
 
@@ -21,11 +22,13 @@ DANGEROUS_VERBS = {"escalate", "bind", "impersonate", "*"}
 ROLE_KINDS = ("Role", "ClusterRole")
 
 
-def expected_grants(mode: WatchMode, check_gpu_nodes: bool, namespaces: list[str]) -> set[Grant]:
+def expected_grants(
+    mode: WatchMode, check_gpu_nodes: bool, namespaces: list[str], backends: frozenset[ChildBackend] = DEFAULT_BACKENDS
+) -> set[Grant]:
     """The list's calls for this mode, where the chart must grant them: namespaced resources in each
     watched namespace (namespaced mode) or cluster-wide; cluster-scoped ones cluster-wide."""
     grants: set[Grant] = set()
-    for (group, resource), verbs in required_access(mode, check_gpu_nodes).items():
+    for (group, resource), verbs in required_access(mode, check_gpu_nodes, backends).items():
         scoped = mode is WatchMode.CLUSTER_WIDE or (group, resource) in CLUSTER_SCOPED
         for scope in ["cluster"] if scoped else namespaces:
             grants |= {(scope, group, resource, verb) for verb in verbs}
@@ -99,6 +102,20 @@ def test_cluster_wide_without_gpu_check_drops_node_read(render: Render) -> None:
     granted = operator_grants(render({"operatorConfig": {"checkGpuNodes": False}}))
     assert granted == expected_grants(WatchMode.CLUSTER_WIDE, False, [])
     assert not {grant for grant in granted if grant[2] in {"nodes", "namespaces"}}
+
+
+@pytest.mark.parametrize(
+    ("values", "backends"),
+    [
+        ({"backend": "trainjob"}, {ChildBackend.trainjob}),
+        ({"namespaceBackends": {"team-b": "trainjob"}}, {ChildBackend.pytorchjob, ChildBackend.trainjob}),
+    ],
+)
+def test_the_trainjob_backend_grants_trainjobs_and_only_the_backends_in_use(
+    render: Render, values: dict[str, Any], backends: set[ChildBackend]
+) -> None:
+    granted = operator_grants(render({"operatorConfig": values}))
+    assert granted == expected_grants(WatchMode.CLUSTER_WIDE, True, [], frozenset(backends))
 
 
 def test_rbac_can_be_left_to_the_cluster_admin(render: Render) -> None:

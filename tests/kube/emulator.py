@@ -186,7 +186,7 @@ def crd_kinds(crd_dir: Path = CRD_DIR) -> tuple[list[Kind], list[dict[str, Any]]
     return kinds, crds
 
 
-def _opaque(crds: dict[str, dict[str, Any]], parts: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+def opaque_parts(crds: dict[str, dict[str, Any]], parts: tuple[str, ...]) -> dict[str, dict[str, Any]]:
     """The CRDs with the schemas (and CEL rules) of ``parts`` replaced by an opaque object."""
     result = copy.deepcopy(crds)
     for crd in result.values():
@@ -210,8 +210,8 @@ def tensorone_validator() -> Validator:
     from tensorone.api.admission import committed_crds, validate
 
     full = committed_crds()
-    spec_unchanged = _opaque(full, ("spec",))
-    only_metadata = _opaque(full, ("spec", "status"))
+    spec_unchanged = opaque_parts(full, ("spec",))
+    only_metadata = opaque_parts(full, ("spec", "status"))
 
     def run(obj: dict[str, Any], old: dict[str, Any] | None, changed: frozenset[str]) -> dict[str, Any]:
         if old is None or changed - {"metadata", "status"}:
@@ -532,6 +532,14 @@ class FaithfulEmulator(KubernetesEmulator):
                 self._validators[(kind.group, kind.version, kind.plural)] = validator
         for crd in crds:
             self.put_object(crd)
+        # Kubeflow Trainer v2 and JobSet, validated by the schemas written for them.
+        from tests.kube import kubeflow_trainer
+
+        trainer_validator = kubeflow_trainer.validator()
+        for kind in kubeflow_trainer.KINDS:
+            self.declare(kind)
+            if self.validate_writes:
+                self._validators[(kind.group, kind.version, kind.plural)] = trainer_validator
 
     # -- declarations ------------------------------------------------------------------------
 

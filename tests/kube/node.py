@@ -39,7 +39,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -48,6 +48,9 @@ from tests.factories import PYTORCHJOB
 from tests.kube.loopback import LOOPBACK, free_port
 from tests.kube.server import ApiStatusError, EmulatorServer
 from tests.kube.training_operator import JobConditionType, ReplicaStatus, after_pod_failure, move_child
+
+if TYPE_CHECKING:
+    from tests.kube.trainer_controller import TrainerController
 
 POD_FINALIZER = "node.tensorone.test/kubelet"
 POD_IP = LOOPBACK
@@ -81,6 +84,7 @@ class JobRun:
     started_at: float | None = None
     finished: bool = False
     suspended: bool = False
+    kind: str = "PyTorchJob"
 
 
 class LocalNode:
@@ -112,6 +116,9 @@ class LocalNode:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.errors: list[BaseException] = []
+        from tests.kube.trainer_controller import TrainerController  # it drives this node's pods
+
+        self.trainer: TrainerController = TrainerController(self)
 
     # Lifecycle ---------------------------------------------------------------------------------
 
@@ -137,7 +144,11 @@ class LocalNode:
                     pod.process.wait(timeout=10)
 
     def pod_log(self, namespace: str, job: str, replica: str = "master", index: int = 0) -> str:
-        """The output of a replica's latest process (for assertions and failure messages)."""
+        """The output of a replica's latest process (for assertions and failure messages); a
+        TrainJob's rank 0 for the master."""
+        run = self.runs.get((namespace, job))
+        if run is not None and run.kind == "TrainJob" and replica == "master":
+            replica = "node"
         path = self.workdir / "logs" / namespace / f"{job}-{replica}-{index}.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
@@ -161,6 +172,8 @@ class LocalNode:
             for job in self.api.list(PYTORCHJOB, "PyTorchJob")
         }
         for key, run in list(self.runs.items()):
+            if run.kind != "PyTorchJob":
+                continue
             job = jobs.get(key)
             if job is None or job["metadata"]["uid"] != run.uid or job["metadata"].get("deletionTimestamp"):
                 self._kill(run)
@@ -172,6 +185,7 @@ class LocalNode:
                 self.runs[key] = JobRun(key[0], key[1], job["metadata"]["uid"])
                 self._move(job, self.runs[key])
             self._reconcile(job, self.runs[key])
+        self.trainer.tick()
 
     def _reconcile(self, job: dict[str, Any], run: JobRun) -> None:
         policy = job["spec"].get("runPolicy") or {}
@@ -228,8 +242,8 @@ class LocalNode:
         pod_dir = self.workdir / "pods" / namespace / pod_name
         pod_dir.mkdir(parents=True, exist_ok=True)
         pod_spec = template["spec"]
-        container = next(c for c in pod_spec["containers"] if c["name"] == "pytorch")
-        report_port = next((p["containerPort"] for p in container.get("ports", []) if p.get("name") == "report"), None)
+        container = next(c for c in pod_spec["containers"] if c["name"] in TRAINER_CONTAINERS)
+        report_port = _report_port(container)
         local_report_port = free_port() if report_port is not None else None
         mounts = self._mount_volumes(
             namespace,
@@ -251,7 +265,7 @@ class LocalNode:
             if "value" in item:
                 env[item["name"]] = _expand(item["value"], env)
             elif "fieldRef" in (item.get("valueFrom") or {}):
-                env[item["name"]] = self._field_value(namespace, pod_name, item["valueFrom"]["fieldRef"])
+                env[item["name"]] = self._field_value(namespace, pod_name, item["valueFrom"]["fieldRef"], index)
             elif "secretKeyRef" in (item.get("valueFrom") or {}):
                 value = self._secret_value(namespace, item["valueFrom"]["secretKeyRef"])
                 if value is not None:
@@ -325,9 +339,15 @@ class LocalNode:
         return argv
 
     @staticmethod
-    def _field_value(namespace: str, pod_name: str, ref: dict[str, Any]) -> str:
-        """The downward API's value of a ``fieldRef`` (the fields the operator's pods use)."""
-        values = {"status.podIP": POD_IP, "metadata.name": pod_name, "metadata.namespace": namespace}
+    def _field_value(namespace: str, pod_name: str, ref: dict[str, Any], index: int) -> str:
+        """The downward API's value of a ``fieldRef`` (the fields the operator's and Trainer v2's
+        pods use; an indexed Job's pod has its completion index as an annotation)."""
+        values = {
+            "status.podIP": POD_IP,
+            "metadata.name": pod_name,
+            "metadata.namespace": namespace,
+            COMPLETION_INDEX_FIELD: str(index),
+        }
         if ref["fieldPath"] not in values:
             raise ValueError(f"fieldRef {ref['fieldPath']!r} is not played by LocalNode (plays {sorted(values)})")
         return values[ref["fieldPath"]]
@@ -350,21 +370,33 @@ class LocalNode:
         local_report_port: int | None,
     ) -> None:
         namespace, job_name = job["metadata"]["namespace"], job["metadata"]["name"]
-        labels = {
-            **(template.get("metadata", {}).get("labels") or {}),
-            "training.kubeflow.org/job-name": job_name,
-            "training.kubeflow.org/operator-name": "pytorchjob-controller",
-            "training.kubeflow.org/replica-type": pod.replica_type,
-            "training.kubeflow.org/replica-index": str(pod.index),
-        }
-        if pod.replica_type == "master":
-            labels["training.kubeflow.org/job-role"] = "master"
+        if job["kind"] == "JobSet":  # the labels JobSet and the Job controller put on an indexed Job's pods
+            labels = {
+                **(template.get("metadata", {}).get("labels") or {}),
+                "jobset.sigs.k8s.io/jobset-name": job_name,
+                "jobset.sigs.k8s.io/replicatedjob-name": pod.replica_type,
+                "jobset.sigs.k8s.io/job-index": "0",
+                "batch.kubernetes.io/job-completion-index": str(pod.index),
+            }
+        else:
+            labels = {
+                **(template.get("metadata", {}).get("labels") or {}),
+                "training.kubeflow.org/job-name": job_name,
+                "training.kubeflow.org/operator-name": "pytorchjob-controller",
+                "training.kubeflow.org/replica-type": pod.replica_type,
+                "training.kubeflow.org/replica-index": str(pod.index),
+            }
+            if pod.replica_type == "master":
+                labels["training.kubeflow.org/job-role"] = "master"
         spec = yaml.safe_load(yaml.safe_dump(template["spec"]))
         if report_port is not None:
             for c in spec["containers"]:
                 for port in c.get("ports", []):
                     if port.get("name") == "report":
                         port["containerPort"] = local_report_port
+                for item in c.get("env", []):
+                    if item.get("name") == "TENSORONE_REPORT_PORT" and "value" in item:
+                        item["value"] = str(local_report_port)
         with contextlib.suppress(ApiStatusError):  # a pod left from a crashed try
             self._remove_pod(namespace, pod.name)
         self.api.create(
@@ -434,6 +466,10 @@ class LocalNode:
         grace = float(
             job["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"].get("terminationGracePeriodSeconds", 30)
         )
+        self._terminate_pods(run, grace)
+
+    def _terminate_pods(self, run: JobRun, grace: float) -> None:
+        """Delete a run's pods gracefully within ``grace`` seconds."""
         for pod in run.pods:
             if not pod.terminating:
                 pod.terminating = True
@@ -543,3 +579,18 @@ def _map_config_text(
         return node
 
     return yaml.safe_dump(walk(data), sort_keys=False)
+
+
+TRAINER_CONTAINERS = ("pytorch", "node")  # a PyTorchJob's training container, and a TrainJob's
+COMPLETION_INDEX_FIELD = "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+
+
+def _report_port(container: dict[str, Any]) -> int | None:
+    """The container's report port: its port named ``report``, else the one its environment gives."""
+    for port in container.get("ports", []):
+        if port.get("name") == "report":
+            return int(port["containerPort"])
+    for item in container.get("env", []):
+        if item.get("name") == "TENSORONE_REPORT_PORT" and str(item.get("value", "")).isdigit():
+            return int(item["value"])
+    return None

@@ -1,5 +1,9 @@
 """A whole cluster on this machine: the emulator, the real operator, and a node running the real
-trainer for every PyTorchJob the operator creates."""
+trainer for every PyTorchJob or TrainJob the operator creates.
+
+``backend`` says which child the operator makes (pytorchjob unless a test module overrides the
+fixture, as test_live_status.py does to run its tests on both); with trainjob the cluster has the
+ClusterTrainingRuntimes the chart installs (``builders.build_runtimes``)."""
 
 from __future__ import annotations
 
@@ -13,9 +17,10 @@ from typing import Any
 
 import psutil
 import pytest
-from tensorone_operator.config import OperatorConfig
+from tensorone_operator.builders import CHILD_KINDS, build_runtimes
+from tensorone_operator.config import ChildBackend, OperatorConfig
 
-from tests.factories import API, PYTORCHJOB
+from tests.factories import API
 from tests.kube.node import LocalNode
 from tests.kube.server import EmulatorServer
 from tests.operator.runner import OperatorThread
@@ -56,9 +61,17 @@ class LocalCluster:
             pytest.fail(f"{name} ended {status['phase']}: {status.get('message')}\n{self.log(name)}")
         return status if status.get("phase") == phase else None
 
+    def child(self, name: str) -> dict[str, Any] | None:
+        """The job's PyTorchJob or TrainJob (the backend's), None when there is none."""
+        kind = CHILD_KINDS[self.config.backend]
+        return self.server.api.find(kind.api_version, kind.kind, name)
+
     def child_suspended(self, name: str) -> bool:
-        """Whether the operator has suspended the job's PyTorchJob (a stop has reached the child)."""
-        child = self.server.api.get(PYTORCHJOB, "PyTorchJob", name)
+        """Whether the operator has suspended the job's child (a stop has reached it)."""
+        child = self.child(name)
+        assert child is not None, f"no child of {name}"
+        if child["kind"] == "TrainJob":
+            return bool(child["spec"].get("suspend"))
         return bool(child["spec"]["runPolicy"].get("suspend"))
 
     @contextlib.contextmanager
@@ -111,6 +124,9 @@ class LocalCluster:
 def local_cluster(tmp_path: Path, config: OperatorConfig) -> Iterator[LocalCluster]:
     """A cluster whose operator runs with ``config``."""
     with EmulatorServer() as server, LocalNode(server, tmp_path / "node") as node:
+        if ChildBackend.trainjob in config.backends():
+            for runtime in build_runtimes(config):
+                server.api.create(runtime)
         operator = OperatorThread(server, config)
         operator.start()
         local = LocalCluster(server, node, operator, config)
@@ -122,6 +138,12 @@ def local_cluster(tmp_path: Path, config: OperatorConfig) -> Iterator[LocalClust
 
 
 @pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[LocalCluster]:
-    with local_cluster(tmp_path, OperatorConfig(progress_poll_seconds=POLL_SECONDS)) as local:
+def backend() -> ChildBackend:
+    """The child kind of the cluster's jobs (a test module may run its tests on both)."""
+    return ChildBackend.pytorchjob
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, backend: ChildBackend) -> Iterator[LocalCluster]:
+    with local_cluster(tmp_path, OperatorConfig(progress_poll_seconds=POLL_SECONDS, backend=backend)) as local:
         yield local

@@ -7,17 +7,27 @@ from typing import Any
 
 import pytest
 from kubernetes import client as k8s
+from tensorone_operator.config import ChildBackend
 
 from tensorone.api.events import EVAL_REASON, STEP_REASON, metric_store_name
 from tensorone.client import TensorOneClient
-from tests.factories import PYTORCHJOB, stop_reason, tiny_dataset, tiny_training_job
+from tests.factories import stop_reason, tiny_dataset, tiny_training_job
 from tests.kube.polling import wait_for
 from tests.system.conftest import TRAINING_TIMEOUT, LocalCluster
 
 pytestmark = pytest.mark.slow
 
 
-def test_status_fills_in_while_training_and_ends_completed_with_the_final_checkpoint(cluster: LocalCluster) -> None:
+# The lifecycle on both backends (a PyTorchJob child, a TrainJob child): completion, stop and
+# resume, a failure with its reason. The other tests run on the default backend (pytorchjob): each
+# run of a test costs a training run, and the suite's time is bounded.
+both_backends = pytest.mark.parametrize("backend", list(ChildBackend))
+
+
+@both_backends
+def test_status_fills_in_while_training_and_ends_completed_with_the_final_checkpoint(
+    cluster: LocalCluster, backend: ChildBackend
+) -> None:
     cluster.apply(tiny_dataset())
     cluster.apply(tiny_training_job("live", epochs=12))
     running = wait_for(
@@ -69,7 +79,10 @@ def test_status_fills_in_while_training_and_ends_completed_with_the_final_checkp
     assert store["metadata"]["ownerReferences"][0]["name"] == "live"
 
 
-def test_stop_lists_the_stop_checkpoint_and_resume_ends_like_an_uninterrupted_run(cluster: LocalCluster) -> None:
+@both_backends
+def test_stop_lists_the_stop_checkpoint_and_resume_ends_like_an_uninterrupted_run(
+    cluster: LocalCluster, backend: ChildBackend
+) -> None:
     cluster.apply(tiny_dataset())
     cluster.apply(tiny_training_job("reference", epochs=8))
     cluster.apply(tiny_training_job("paused", epochs=8))
@@ -131,7 +144,8 @@ def test_a_diverging_trainer_ends_failed_with_the_reason(cluster: LocalCluster) 
     )
 
 
-def test_a_crashing_trainer_ends_failed_with_the_reason(cluster: LocalCluster) -> None:
+@both_backends
+def test_a_crashing_trainer_ends_failed_with_the_reason(cluster: LocalCluster, backend: ChildBackend) -> None:
     good = [{"prompt": "a", "completion": " b"}] * 20
     cluster.apply(tiny_dataset("broken", records=good + [{"prompt": "no completion here"}] * 20))
     cluster.apply(tiny_training_job("crashing", dataset_id="broken", epochs=1))
@@ -181,7 +195,7 @@ def test_an_unexpected_error_is_retried_up_to_max_restarts_then_the_job_fails(cl
     assert "more than spec.maxRestarts (1)" in condition["message"] and "exit code 138" in condition["message"]
     assert "ValueError" in condition["message"]
     assert failed["restarts"] == 2
-    wait_for(lambda: cluster.server.api.find(PYTORCHJOB, "PyTorchJob", "flaky") is None, "the child deleted")
+    wait_for(lambda: cluster.child("flaky") is None, "the child deleted")
     wait_for(lambda: ("default", "flaky") not in cluster.node.runs, "no pod runs on")
 
 

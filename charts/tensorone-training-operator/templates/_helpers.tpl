@@ -99,9 +99,20 @@ ClusterRole and the per-namespace Roles.
 - apiGroups: [training.tensorone.ai]
   resources: [trainingjobs/finalizers]
   verbs: [update]
+{{- $backends := list .Values.operatorConfig.backend }}
+{{- range $_, $backend := .Values.operatorConfig.namespaceBackends }}
+{{- $backends = append $backends $backend }}
+{{- end }}
+{{- if has "pytorchjob" $backends }}
 - apiGroups: [kubeflow.org]
   resources: [pytorchjobs]
   verbs: [get, list, watch, create, patch, delete]
+{{- end }}
+{{- if has "trainjob" $backends }}
+- apiGroups: [trainer.kubeflow.org]
+  resources: [trainjobs]
+  verbs: [get, list, watch, create, patch, delete]
+{{- end }}
 - apiGroups: [""]
   resources: [configmaps]
   verbs: [get, create, patch, delete]
