@@ -99,6 +99,25 @@ def test_prometheus_monitors_have_the_shape_the_operator_expects(render: Render)
     assert namespaced.one("PodMonitor")["spec"]["namespaceSelector"] == {"matchNames": ["team-a", "team-b"]}
 
 
+def test_a_pod_monitor_per_child_kind_selects_the_rank_0_pod(render: Render) -> None:
+    """A TrainJob's rank 0 is its pod of completion index 0; with both kinds in use, both are scraped."""
+    both = {"backend": "trainjob", "namespaceBackends": {"legacy": "pytorchjob"}}
+    rendered = render({**SCENARIOS["monitoring"], "operatorConfig": both})
+    selectors = {m["metadata"]["name"]: m["spec"]["selector"]["matchLabels"] for m in rendered.of_kind("PodMonitor")}
+    rank_zero = {
+        name.split("-operator-", 1)[1]: {k: v for k, v in labels.items() if "kubeflow" in k or "batch" in k}
+        for name, labels in selectors.items()
+    }
+    assert rank_zero == {
+        "training": {"training.kubeflow.org/job-role": "master"},
+        "training-trainjob": {"batch.kubernetes.io/job-completion-index": "0"},
+    }
+    only_trainjob = render({**SCENARIOS["monitoring"], "operatorConfig": {"backend": "trainjob"}})
+    assert [m["metadata"]["name"].split("-operator-", 1)[1] for m in only_trainjob.of_kind("PodMonitor")] == [
+        "training-trainjob"
+    ]
+
+
 def test_the_spend_alerts_use_the_operators_spend_counter_per_namespace(render: Render) -> None:
     assert not [o for o in render({}).objects if o["kind"] == "PrometheusRule"]  # off by default
     rule = {"enabled": True, "threshold": 250, "namespaceThresholds": {"team-b": 90, "team-a": 5000}}

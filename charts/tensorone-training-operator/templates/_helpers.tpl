@@ -83,6 +83,17 @@ kopf's watches, patches and Events, and what admission asks of its creates), che
 list in both modes by tests/chart/test_rbac.py. Namespaced rules are shared by the cluster-wide
 ClusterRole and the per-namespace Roles.
 */}}
+{{/*
+The child kinds in use (JSON list): the operator's backend and those of its namespace exceptions.
+*/}}
+{{- define "tensorone.backends" -}}
+{{- $backends := list .Values.operatorConfig.backend }}
+{{- range $_, $backend := .Values.operatorConfig.namespaceBackends }}
+{{- $backends = append $backends $backend }}
+{{- end }}
+{{- $backends | uniq | toJson }}
+{{- end }}
+
 {{- define "tensorone.namespacedRules" -}}
 # kopf watches jobs and patches its finalizer and annotations on them; the operator reads a job.
 - apiGroups: [training.tensorone.ai]
@@ -99,10 +110,7 @@ ClusterRole and the per-namespace Roles.
 - apiGroups: [training.tensorone.ai]
   resources: [trainingjobs/finalizers]
   verbs: [update]
-{{- $backends := list .Values.operatorConfig.backend }}
-{{- range $_, $backend := .Values.operatorConfig.namespaceBackends }}
-{{- $backends = append $backends $backend }}
-{{- end }}
+{{- $backends := include "tensorone.backends" . | fromJsonArray }}
 {{- if has "pytorchjob" $backends }}
 - apiGroups: [kubeflow.org]
   resources: [pytorchjobs]
