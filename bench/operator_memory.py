@@ -26,7 +26,9 @@ The emulator keeps a bounded history (as etcd compacts) and does not validate wr
 CRDs: its CEL evaluation in Python (20-50 ms a write) would otherwise set the pace of every write.
 ``--tracemalloc N`` runs the operator under tracemalloc (N frames; it slows the operator and
 inflates its RSS) and writes the top allocations to ``--tracemalloc-out`` every ``--sample``
-seconds. Not a timed test: run it by hand; the figures depend on the machine.
+seconds. ``--memray FILE`` runs it under memray instead (installed beside the project, not a
+dependency), which also sees native allocations (C and Rust extensions): ``memray summary FILE``.
+Not a timed test: run it by hand; the figures depend on the machine.
 """
 
 from __future__ import annotations
@@ -204,12 +206,16 @@ class RssCurve:
 
 
 def start_operator(
-    env: dict[str, str], log: Path, tracemalloc: int, traced_out: Path, every: float
+    env: dict[str, str], log: Path, tracemalloc: int, traced_out: Path, every: float, *, memray: Path | None = None
 ) -> subprocess.Popen[bytes]:
     liveness = f"http://127.0.0.1:{free_port()}/healthz"
     options = ["--liveness", liveness, "--metrics-port", "0"]
     if tracemalloc:
         argv = [sys.executable, "-c", TRACED_OPERATOR, str(traced_out), str(every), str(tracemalloc)]
+    elif memray is not None:
+        # Every allocation, Python's and native (C and Rust extensions), for `memray summary FILE`.
+        argv = [sys.executable, "-m", "memray", "run", "--trace-python-allocators", "-f", "-o", str(memray)]
+        argv += ["-m", "tensorone_operator"]
     else:
         argv = [sys.executable, "-m", "tensorone_operator"]
     with log.open("a") as stderr:
@@ -327,6 +333,7 @@ def main() -> int:
     parser.add_argument("--sample", type=float, help="seconds between RSS samples")
     parser.add_argument("--tracemalloc", type=int, default=0, metavar="FRAMES")
     parser.add_argument("--tracemalloc-out", type=Path, default=Path("operator-tracemalloc.txt"))
+    parser.add_argument("--memray", type=Path, metavar="FILE", help="run the operator under memray (when installed)")
     args = parser.parse_args()
     jobs = args.jobs or (500 if args.quick else 5000)
     datasets = args.datasets if args.datasets is not None else (50 if args.quick else 500)
@@ -350,10 +357,13 @@ def main() -> int:
             "KUBECONFIG": str(kubeconfig),
             "TENSORONE_OPERATOR_CONFIG": str(config_path),
             "TENSORONE_LOG_LEVEL": "WARNING",
-            "PYTHONPATH": f"{REPO}:{REPO / 'operator'}",
+            "PYTHONPATH": os.pathsep.join(
+                filter(None, [str(REPO), str(REPO / "operator"), os.environ.get("PYTHONPATH")])
+            ),
         }
         log = Path(workdir) / "operator.log"
-        operator = start_operator(env, log, args.tracemalloc, args.tracemalloc_out.resolve(), every)
+        memray = args.memray.resolve() if args.memray else None
+        operator = start_operator(env, log, args.tracemalloc, args.tracemalloc_out.resolve(), every, memray=memray)
         names = job_names(jobs)
         inline_jobs = round(jobs * args.inline_share) if datasets else 0
         try:
