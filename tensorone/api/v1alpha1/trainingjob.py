@@ -173,6 +173,7 @@ class Reason(StrEnum):
     EpochCompleted = "EpochCompleted"
     CheckpointSaved = "CheckpointSaved"
     OutputWritten = "OutputWritten"
+    Exporting = "Exporting"
     Exported = "Exported"
     ExportFailed = "ExportFailed"
     Diverged = "Diverged"
