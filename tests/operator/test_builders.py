@@ -427,8 +427,8 @@ def test_output_credentials_come_from_the_named_secret_under_the_trainers_own_na
     assert resolved.output is not None and resolved.output.uri == "s3://models/team-a"
     assert "AWS_SECRET_ACCESS_KEY" in config_map["data"]["job.yaml"]  # the key's name only
     # Without a Secret the pod's own identity is used: no variable at all.
-    env = {
+    names = {
         e["name"]
         for e in container(builders.build_pytorchjob(job(output={"uri": "s3://models"}), DATASET, CONFIG))["env"]
     }
-    assert not {n for n in env if n.startswith("TENSORONE_OUTPUT_")}
+    assert not {n for n in names if n.startswith("TENSORONE_OUTPUT_")}
