@@ -10,8 +10,8 @@ for each error code.
 | 4 | refused by the state of things (ALREADY_EXISTS, INVALID_JOB_STATE, INSUFFICIENT_RESOURCES) |
 | 5 | the credential was refused or RBAC forbids it (UNAUTHENTICATED, FORBIDDEN) |
 | 6 | the cluster or the gateway cannot be reached (CONNECTION_ERROR) |
-| 8 | ``t1 download``: the object store failed or refused a transfer (STORE_ERROR), or a file's SHA-256 differs (DIGEST_MISMATCH) |
 | 7 | any other error (INTERNAL_ERROR, MISSING_EXTRA, DATA_ERROR) |
+| 8 | ``t1 download``: the object store failed or refused a transfer (STORE_ERROR), or a file's SHA-256 differs (DIGEST_MISMATCH) |
 | 10 | ``t1 watch``: the job ended Failed |
 | 11 | ``t1 watch``: the job ended Cancelled |
 | 12 | ``t1 watch``: the job was Stopped (``spec.suspend``; it may be resumed) |
@@ -70,7 +70,8 @@ HINTS = {
     "CONNECTION_ERROR": "kubectl cluster-info checks the kubeconfig's server; for the gateway, TENSORONE_BASE_URL",
     "STORE_ERROR": "the store's credentials on this machine are the AWS tools' (AWS_ACCESS_KEY_ID, AWS_PROFILE, "
     "~/.aws); --endpoint-url names a store the cluster reaches by another address",
-    "DIGEST_MISMATCH": "the file in the store changed after the export: t1 download --from-claim reads the job's claim",
+    "DIGEST_MISMATCH": "the file in the store changed after the export; the job's checkpoint claim still holds it "
+    "(docs/output.md: a job that was not exported)",
 }
 # Hints for an error about one field, before the hint of its code.
 FIELD_HINTS = {

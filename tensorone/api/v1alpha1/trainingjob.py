@@ -797,8 +797,8 @@ class OutputExport(ApiModel):
     )
     credentials_secret: S3CredentialsSecretRef | None = Field(
         default=None,
-        description="Secret with the access key pair, given to rank 0's trainer alone (secretKeyRef: the operator "
-        "never reads it); absent means the pod's own identity (IRSA, EKS Pod Identity, an instance role). Never inline.",
+        description="Secret with the access key pair, given to the training containers as variables read from the Secret "
+        "(secretKeyRef: the operator never reads it); absent means the pod's own identity (IRSA, EKS Pod Identity, an instance role). Never inline.",
     )
     checkpoints: bool = Field(
         default=False,
