@@ -59,7 +59,8 @@ def client(
     access_key_id: str | None = None,
     secret_access_key: str | None = None,
     session_token: str | None = None,
-    needed_by: str = "spec.output",
+    needed_by: str,
+    extra: str = "sdk",
 ) -> Any:
     """An S3 client: for ``endpoint_url`` (an S3-compatible server, path-style addressing) or AWS;
     with the given key pair, else the AWS tools' own chain (environment, profile, pod identity)."""
@@ -67,7 +68,7 @@ def client(
         import boto3
         from botocore.config import Config
     except ModuleNotFoundError as error:
-        raise MissingExtra("sdk", needed_by=needed_by, missing=error.name or "boto3") from error
+        raise MissingExtra(extra, needed_by=needed_by, missing=error.name or "boto3") from error
     config = Config(
         retries={"max_attempts": 5, "mode": "standard"},
         connect_timeout=10,

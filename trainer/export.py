@@ -84,6 +84,8 @@ def _client(job: ResolvedJob) -> Any:
         access_key_id=access_key or None,
         secret_access_key=secret_key or None,
         session_token=os.environ.get(SESSION_TOKEN_ENV) or None,
+        needed_by="spec.output",
+        extra="trainer",
     )
 
 
