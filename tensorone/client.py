@@ -71,6 +71,7 @@ from tensorone.errors import (
 )
 
 if TYPE_CHECKING:
+    from tensorone.download import Downloaded
     from tensorone.rest_client import RestJobs
 
 STOP_REASON_ANNOTATION = f"{GROUP}/stop-reason"
@@ -1284,6 +1285,28 @@ class TensorOneClient:
         kube = KubeApi(api_client)
         self.training = Training(Jobs(kube, self.namespace, settings))
         self._datasets = Datasets(kube, self.namespace)
+
+    def download(
+        self,
+        job_id: str,
+        directory: str | os.PathLike[str],
+        *,
+        checkpoint: str | None = None,
+        endpoint_url: str | None = None,
+    ) -> Downloaded:
+        """Download the job's final model (``checkpoint`` None or ``final``) or one of its listed
+        checkpoints into ``directory`` (new or empty), from the job's export (status.output.exportUri),
+        every file checked against the export's SHA-256s. The store is reached with this machine's
+        AWS credentials, at spec.output.endpointUrl or ``endpoint_url``. A job that was not exported
+        is INVALID_JOB_STATE, naming the claim that holds its files (tensorone.download)."""
+        from pathlib import Path
+
+        from tensorone.download import check_directory, download_job_files
+
+        target = Path(directory)
+        check_directory(target)
+        job = self.training.jobs.get(job_id)
+        return download_job_files(job, directory=target, checkpoint=checkpoint, endpoint_url=endpoint_url)
 
     @property
     def datasets(self) -> Datasets:

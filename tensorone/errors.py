@@ -222,6 +222,21 @@ class Unreachable(TensorOneError):
     http_status = 503
 
 
+class StoreError(TensorOneError):
+    """An object store (spec.output's S3 or S3-compatible store) refused or failed a transfer: no such
+    bucket, credentials refused, unreachable, or an export that is not complete (STORE_ERROR)."""
+
+    code = "STORE_ERROR"
+    http_status = 502
+
+
+class DigestMismatch(StoreError):
+    """A file's content is not what its SHA-256 says it was (DIGEST_MISMATCH): changed or damaged
+    in the store or on the way."""
+
+    code = "DIGEST_MISMATCH"
+
+
 class MissingExtra(TensorOneError):
     """A verb needs the packages of an extra that is not installed (MISSING_EXTRA)."""
 

@@ -34,6 +34,7 @@ from trainer.checkpoint import (
 from trainer.data.plan import DataPlan, Example, PlannedStep, eval_batches
 from trainer.distributed import Topology
 from trainer.early_stopping import EARLY_STOPPED, WATCH_STATE_KEY, EvaluationWatch, watched_value
+from trainer.export import export_job
 from trainer.model import base_model_of
 from trainer.output import describe_output
 from trainer.precision import Precision
@@ -218,6 +219,9 @@ def _completed(run: TrainingRun) -> Outcome:
             )
         )
     distributed.barrier(run.topology)
+    if run.topology.is_main and run.reporter.tracker.output is not None:
+        # After the barrier: the other processes are free to end while rank 0 uploads.
+        export_job(run.job, run.reporter, run.store, output_sha256=run.reporter.tracker.output.sha256)
     loss_text = f"{run.reporter.tracker.loss:.4f}" if run.reporter.tracker.loss is not None else "n/a"
     summary = (
         f"trained {run.step} of {run.total_steps} steps, final loss {loss_text}; output in "

@@ -17,6 +17,7 @@ import hashlib
 from datetime import UTC, datetime
 from pathlib import Path
 
+from tensorone.api.export import listing_digest
 from tensorone.api.report import ArtifactReport, OutputReport
 from tensorone.api.v1alpha1.trainingjob import OutputKind, Strategy
 from trainer.checkpoint import DIGEST_CHUNK_BYTES
@@ -26,21 +27,19 @@ MERGED_FOLDER = "merged"
 
 def folder_digest(folder: Path, *, exclude: str | None = None) -> tuple[str, int]:
     """(content digest, total bytes) of every file under ``folder``, leaving out the sub-folder ``exclude``."""
-    listing = hashlib.sha256()
+    digests: dict[str, str] = {}
     size = 0
-    files = sorted(
-        (path.relative_to(folder).as_posix(), path)
-        for path in folder.rglob("*")
-        if path.is_file() and (exclude is None or path.relative_to(folder).parts[0] != exclude)
-    )
-    for name, path in files:
+    for path in folder.rglob("*"):
+        name = path.relative_to(folder).as_posix()
+        if not path.is_file() or (exclude is not None and path.relative_to(folder).parts[0] == exclude):
+            continue
         digest = hashlib.sha256()
         with path.open("rb") as handle:
             while chunk := handle.read(DIGEST_CHUNK_BYTES):
                 digest.update(chunk)
         size += path.stat().st_size
-        listing.update(f"{digest.hexdigest()}  {name}\n".encode())
-    return listing.hexdigest(), size
+        digests[name] = digest.hexdigest()
+    return listing_digest(digests), size
 
 
 def describe_output(

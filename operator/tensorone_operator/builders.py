@@ -22,6 +22,7 @@ from typing import Any
 
 from tensorone.api import API_VERSION, preflight
 from tensorone.api.exit_codes import RETRYABLE_FROM, follows_table
+from tensorone.api.export import ACCESS_KEY_ID_ENV, SECRET_ACCESS_KEY_ENV, SESSION_TOKEN_ENV
 from tensorone.api.pods import CONTAINER_NAME, LABEL_JOB_NAME, MASTER_REPLICA, WORKER_REPLICA, checkpoint_claim_name
 from tensorone.api.report import (
     DEFAULT_TERMINATION_LOG,
@@ -219,6 +220,7 @@ def _env(job: TrainingJob, config: OperatorConfig) -> list[dict[str, Any]]:
     if token:
         env.append(_secret_env("HF_TOKEN", token.name, token.key))
     env.extend(_tracking_env(spec))
+    env.extend(_output_env(spec))
     custom = spec.config.custom
     env.extend({"name": item.name, "value": item.value} for item in (custom.env if custom else None) or [])
     return env
@@ -246,6 +248,20 @@ def _tracking_env(spec: TrainingJobSpec) -> list[dict[str, Any]]:
     wandb = tracking.wandb
     if wandb is not None and wandb.api_key_secret is not None:
         env.append(_secret_env("WANDB_API_KEY", wandb.api_key_secret.name, wandb.api_key_secret.key))
+    return env
+
+
+def _output_env(spec: TrainingJobSpec) -> list[dict[str, Any]]:
+    """spec.output's access key pair, under the trainer's own names (tensorone.api.export)."""
+    secret = spec.output.credentials_secret if spec.output is not None else None
+    if secret is None:
+        return []
+    env = [
+        _secret_env(ACCESS_KEY_ID_ENV, secret.name, secret.access_key_id_key),
+        _secret_env(SECRET_ACCESS_KEY_ENV, secret.name, secret.secret_access_key_key),
+    ]
+    if secret.session_token_key is not None:
+        env.append(_secret_env(SESSION_TOKEN_ENV, secret.name, secret.session_token_key))
     return env
 
 

@@ -31,12 +31,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tensorone.api.exit_codes import failure_reason, follows_table, is_retryable, meaning
-from tensorone.api.pods import REPLICA_TYPE_LABEL, TRAINER_CONTAINERS, pod_rank
+from tensorone.api.pods import REPLICA_TYPE_LABEL, TRAINER_CONTAINERS, checkpoint_claim_name, pod_rank
 from tensorone.api.report import (
     MAX_SECONDS,
     REPORT_PORT_ENV,
     ArtifactReport,
     CheckpointReport,
+    ExportReport,
+    ExportState,
     InvalidReport,
     LossPoint,
     OutputReport,
@@ -213,7 +215,7 @@ def live_fields(
     if report.best_checkpoint:
         fields["bestCheckpoint"] = report.best_checkpoint
     if report.output is not None:
-        fields["output"] = output_status(report.output).to_wire()
+        fields["output"] = output_status(report.output, report.export).to_wire()
     if remaining is not None and report.state in (TrainerState.running, TrainerState.starting):
         fields["estimatedCompletion"] = rfc3339(now + timedelta(seconds=remaining))
     return fields
@@ -229,15 +231,40 @@ def _artifact(report: ArtifactReport) -> dict[str, Any]:
     }
 
 
-def output_status(report: OutputReport) -> ModelOutput:
-    """status.output from the trainer's description of the final model."""
+def output_status(report: OutputReport, export: ExportReport | None = None) -> ModelOutput:
+    """status.output from the trainer's description of the final model, with where it was exported
+    once the export is verified."""
+    done = export is not None and export.state == ExportState.exported
     return ModelOutput(
         **_artifact(report),
         base_model=report.base_model,
         checkpoint=report.checkpoint,
         created_at=parse_time(rfc3339(report.created_at)),
         merged=ModelArtifact(**_artifact(report.merged)) if report.merged is not None else None,
+        export_uri=export.uri if done and export is not None else None,
+        exported_checkpoints=list(export.checkpoints) or None if done and export is not None else None,
     )
+
+
+_EXPORT_CONDITIONS = {
+    ExportState.uploading: ("False", Reason.Exporting),
+    ExportState.exported: ("True", Reason.Exported),
+    ExportState.failed: ("False", Reason.ExportFailed),
+}
+
+
+def export_condition(job: ObservedJob, export: ExportReport) -> tuple[str, str, str]:
+    """Condition Exported (status, reason, message) from the trainer's report of its upload; a
+    failure says where the model is: on the checkpoint claim, under output/."""
+    status, reason = _EXPORT_CONDITIONS[ExportState(export.state)]
+    message = export.message or str(export.state)
+    if export.state == ExportState.failed:
+        claim = checkpoint_claim_name(job.name, job.spec)
+        message = (
+            f"{message}. The training is not affected: the model is on the checkpoint claim {claim} under output/ "
+            f"(t1 checkpoints {job.name} lists it)"
+        )
+    return status, reason, message
 
 
 def running_time(usage: Mapping[str, Any] | None, *, was_running: bool, now: datetime) -> tuple[float, datetime]:
@@ -380,6 +407,14 @@ def with_live(
             now=rfc3339(now),
         )
     remaining = None if kept is None else _mirror(result, kept, now=now)
+    if report is not None and report.export is not None:
+        result["conditions"] = set_condition(
+            list(result.get("conditions") or []),
+            ConditionType.Exported,
+            *export_condition(job, report.export),
+            generation=job.generation,
+            now=rfc3339(now),
+        )
     if remaining is not None:
         spent = float((result.get("resourceUsage") or {}).get("cost") or 0.0)
         result["estimatedCost"] = catalog.estimated_cost(
@@ -575,7 +610,27 @@ def report_events(previous: ProgressReport | None, current: ProgressReport) -> l
                 f"{out.path}" + (f" from {out.checkpoint}" if out.checkpoint else ""),
             )
         )
+    events.extend(_export_events(previous, current))
     return events
+
+
+def _export_events(previous: ProgressReport | None, current: ProgressReport) -> list[Event]:
+    """Exported or ExportFailed once the trainer's upload ends (not while it uploads)."""
+    export = current.export
+    if export is None or export.state == ExportState.uploading:
+        return []
+    if previous is not None and previous.export is not None and previous.export.state == export.state:
+        return []
+    if export.state == ExportState.exported:
+        return [(EventType.Normal, Reason.Exported, export.message or f"exported to {export.uri}")]
+    return [
+        (
+            EventType.Warning,
+            Reason.ExportFailed,
+            f"{export.message or 'the upload failed'}. The training is not affected: the model is on the checkpoint "
+            "claim under output/",
+        )
+    ]
 
 
 def _epochs_completed(previous: ProgressReport, current: ProgressReport) -> list[Event]:

@@ -23,6 +23,7 @@ from tensorone.api.v1alpha1.trainingjob import (
     MAX_EPOCHS,
     MAX_EVAL_METRICS,
     MAX_PATH_LENGTH,
+    MAX_STATUS_CHECKPOINTS,
     SHA256_PATTERN,
     EvalMetricName,
     OutputKind,
@@ -151,6 +152,34 @@ class OutputReport(ArtifactReport):
     merged: ArtifactReport | None = Field(default=None, description="The adapter merged into the base weights.")
 
 
+class ExportState(StrEnum):
+    """Where spec.output's upload is."""
+
+    uploading = "uploading"
+    exported = "exported"  # every file uploaded and verified, the manifest last
+    failed = "failed"
+
+
+MAX_EXPORT_MESSAGE_LENGTH = 1024
+
+
+class ExportReport(ApiModel):
+    """The upload of the job's files to spec.output's store, as rank 0 reports it."""
+
+    uri: str = Field(
+        min_length=8, max_length=2048, pattern=r"^s3://[^\x00-\x1f]+$", description="The job's folder in the store."
+    )
+    state: ExportState = Field(description="uploading, exported or failed.")
+    message: str | None = Field(
+        default=None, max_length=MAX_EXPORT_MESSAGE_LENGTH, description="What was done, or why it failed."
+    )
+    checkpoints: list[Annotated[str, Field(max_length=MAX_CHECKPOINT_ID_LENGTH, pattern=CHECKPOINT_ID_PATTERN)]] = (
+        Field(default_factory=list, max_length=MAX_STATUS_CHECKPOINTS, description="Checkpoints uploaded.")
+    )
+    files: int = Field(default=0, ge=0, le=10**9, description="Files uploaded or already there with the same digest.")
+    size_bytes: int = Field(default=0, ge=0, le=MAX_BYTES, description="Bytes of those files.")
+
+
 class LossPoint(ApiModel):
     """A point of the loss curve."""
 
@@ -226,6 +255,7 @@ class ProgressReport(ApiModel):
         description="The checkpoint of the best evaluation, when the run tracks one (early stopping, output from best).",
     )
     output: OutputReport | None = Field(default=None, description="The final model, once written.")
+    export: ExportReport | None = Field(default=None, description="The upload of spec.output, once started.")
     loss_history: list[LossPoint] = Field(
         default_factory=list,
         max_length=MAX_REPORT_HISTORY_POINTS,
@@ -248,6 +278,10 @@ class ProgressReport(ApiModel):
         while len(text.encode()) > TERMINATION_MESSAGE_LIMIT - 96 and keep > 0:
             keep -= 1
             text = slim.model_copy(update={"checkpoints": slim.checkpoints[len(slim.checkpoints) - keep :]}).to_json()
+        if len(text.encode()) > TERMINATION_MESSAGE_LIMIT - 96 and slim.export is not None:
+            # The list of exported checkpoints is in the store's manifest too.
+            export = slim.export.model_copy(update={"checkpoints": [], "message": None})
+            text = slim.model_copy(update={"checkpoints": [], "export": export}).to_json()
         return text
 
 

@@ -26,6 +26,7 @@ from tensorone.api.v1alpha1.trainingjob import (
     LoraParameters,
     ModelType,
     Optimization,
+    OutputExport,
     Strategy,
     TrainingConfig,
     TrainingHyperparameters,
@@ -102,6 +103,9 @@ class ResolvedJob(ApiModel):
     report_port: int = Field(default=DEFAULT_REPORT_PORT, description="Port of /progress and /metrics on rank 0.")
     use_gpu: bool = Field(default=False, description="Whether the pods have GPUs (gpuType set).")
     cache_dir: str | None = Field(default=None, description="Hugging Face cache directory.")
+    output: OutputExport | None = Field(
+        default=None, description="Where rank 0 uploads the output once the training completes (spec.output)."
+    )
 
     def write(self, path: Path) -> None:
         path.write_text(self.to_yaml())
@@ -152,6 +156,7 @@ def resolve_job(
         report_port=report_port,
         use_gpu=use_gpu,
         cache_dir=cache_dir,
+        output=spec.output,
     )
 
 
@@ -172,6 +177,8 @@ def check_rules(job: ResolvedJob) -> None:
         spec["gpuType"] = GRANTED_GPU_TYPE
     if job.resume_from is not None:
         spec["resumeFrom"] = job.resume_from
+    if job.output is not None:
+        spec["output"] = job.output.to_wire()
     metadata = {"name": job.name, "namespace": job.namespace}
     dataset_metadata = {"name": job.dataset_name, "namespace": job.namespace}
     objects = (

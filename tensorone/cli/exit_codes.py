@@ -11,6 +11,7 @@ for each error code.
 | 5 | the credential was refused or RBAC forbids it (UNAUTHENTICATED, FORBIDDEN) |
 | 6 | the cluster or the gateway cannot be reached (CONNECTION_ERROR) |
 | 7 | any other error (INTERNAL_ERROR, MISSING_EXTRA, DATA_ERROR) |
+| 8 | ``t1 download``: the object store failed or refused a transfer (STORE_ERROR), or a file's SHA-256 differs (DIGEST_MISMATCH) |
 | 10 | ``t1 watch``: the job ended Failed |
 | 11 | ``t1 watch``: the job ended Cancelled |
 | 12 | ``t1 watch``: the job was Stopped (``spec.suspend``; it may be resumed) |
@@ -28,6 +29,7 @@ REFUSED = 4
 NOT_ALLOWED = 5
 UNREACHABLE = 6
 OTHER = 7
+STORE = 8
 # How the job that t1 watch followed ended (Completed is OK); past the failures above, so that a
 # script tells "t1 could not watch" from "the job did not complete".
 JOB_FAILED = 10
@@ -48,6 +50,8 @@ _BY_CODE = {
     "UNAUTHENTICATED": NOT_ALLOWED,
     "FORBIDDEN": NOT_ALLOWED,
     "CONNECTION_ERROR": UNREACHABLE,
+    "STORE_ERROR": STORE,
+    "DIGEST_MISMATCH": STORE,
 }
 
 HINTS = {
@@ -64,6 +68,10 @@ HINTS = {
     "FORBIDDEN": "kubectl auth can-i create trainingjobs.training.tensorone.ai -n NAMESPACE; ask for the tensorone "
     "editor role in the namespace",
     "CONNECTION_ERROR": "kubectl cluster-info checks the kubeconfig's server; for the gateway, TENSORONE_BASE_URL",
+    "STORE_ERROR": "the store's credentials on this machine are the AWS tools' (AWS_ACCESS_KEY_ID, AWS_PROFILE, "
+    "~/.aws); --endpoint-url names a store the cluster reaches by another address",
+    "DIGEST_MISMATCH": "the file in the store changed after the export; the job's checkpoint claim still holds it "
+    "(docs/output.md: a job that was not exported)",
 }
 # Hints for an error about one field, before the hint of its code.
 FIELD_HINTS = {

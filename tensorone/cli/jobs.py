@@ -1,5 +1,5 @@
 """``t1`` verbs for jobs on a cluster: create, list (``-w`` to follow, ``-A`` for every namespace),
-get, stop, resume, cancel, delete, events, checkpoints. Each is a thin layer over
+get, stop, resume, cancel, delete, events, checkpoints, download. Each is a thin layer over
 :class:`tensorone.client.TensorOneClient`; the verbs that show a job or a list take ``-o
 json|yaml|wide`` (``tensorone.cli.output``)."""
 
@@ -101,6 +101,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     checkpoints = verb("checkpoints", "List a job's checkpoints, newest first.", _checkpoints)
     checkpoints.add_argument("job")
     add_output_argument(checkpoints, "table")
+
+    download = verb(
+        "download",
+        "Download a job's final model, or one of its checkpoints, from its export (spec.output), every file "
+        "checked against its SHA-256. The store is reached with this machine's AWS credentials.",
+        _download,
+    )
+    download.add_argument("job")
+    download.add_argument("--checkpoint", metavar="ID", help="a checkpoint id of t1 checkpoints JOB (default: final)")
+    download.add_argument("-o", "--output-dir", required=True, type=Path, metavar="DIR", help="new or empty folder")
+    download.add_argument(
+        "--endpoint-url",
+        metavar="URL",
+        help="the store's address from this machine, when spec.output.endpointUrl is the cluster's own",
+    )
 
 
 def _create(args: argparse.Namespace) -> int:
@@ -333,4 +348,12 @@ def _checkpoints(args: argparse.Namespace) -> int:
         cells.append(when(c.created_at))
         rows.append(cells + ([c.reason or "-"] if wide else []))
     print_table(rows)
+    return 0
+
+
+def _download(args: argparse.Namespace) -> int:
+    done = connection.client(args).download(
+        args.job, args.output_dir, checkpoint=args.checkpoint, endpoint_url=args.endpoint_url
+    )
+    print(f"{done.files} files, {done.size_bytes} bytes, from {done.source} to {done.directory} (SHA-256 checked)")
     return 0

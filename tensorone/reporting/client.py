@@ -52,6 +52,7 @@ from tensorone.api.report import (
     REPORT_PORT_ENV,
     TERMINATION_LOG_ENV,
     CheckpointReport,
+    ExportReport,
     OutputReport,
     ProgressReport,
     TrainerState,
@@ -297,6 +298,11 @@ class Reporter:
         """The final model was written."""
         self.tracker.set_output(output)
         self._write({"event": "output", **output.to_wire()})
+
+    def export(self, export: ExportReport) -> None:
+        """The upload of spec.output started, ended, or failed."""
+        self.tracker.set_export(export)
+        self._write({"event": "export", **export.to_wire()})
 
     def event(self, name: str, **fields: Any) -> None:
         """Any other event worth a line in the metrics log (the data summary, for instance)."""

@@ -21,6 +21,7 @@ from tensorone.api.report import (
     MAX_REPORT_CHECKPOINTS,
     MAX_SECONDS,
     CheckpointReport,
+    ExportReport,
     LossPoint,
     OutputReport,
     ProgressReport,
@@ -118,6 +119,7 @@ class ProgressTracker:
         self.checkpoints: list[CheckpointReport] = []
         self.best_checkpoint: str | None = None
         self.output: OutputReport | None = None
+        self.export: ExportReport | None = None
         self.loss_curve = Curve()
         self.eval_curve = Curve()
         self._window: deque[StepRecord] = deque(maxlen=THROUGHPUT_WINDOW)
@@ -179,6 +181,10 @@ class ProgressTracker:
     def set_output(self, output: OutputReport) -> None:
         with self._lock:
             self.output = output
+
+    def set_export(self, export: ExportReport) -> None:
+        with self._lock:
+            self.export = export
 
     def throughput(self) -> tuple[float | None, float | None]:
         """Tokens and samples per second over the last steps."""
@@ -265,6 +271,7 @@ class ProgressTracker:
                 checkpoints=list(self.checkpoints),
                 best_checkpoint=self.best_checkpoint,
                 output=self.output,
+                export=self.export,
                 loss_history=self.loss_curve.snapshot(),
                 eval_history=self.eval_curve.snapshot(),
             )

@@ -403,3 +403,32 @@ def test_an_mlflow_token_or_offline_wandb_get_only_what_they_need() -> None:
     assert not {"MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "WANDB_API_KEY"} & set(env)
     env = tracker_env({"wandb": {"project": "llama", "mode": "offline"}, "tensorboard": {"logDir": "tb"}})
     assert not {"WANDB_API_KEY", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_TOKEN"} & set(env)
+
+
+def test_output_credentials_come_from_the_named_secret_under_the_trainers_own_names() -> None:
+    output = {"uri": "s3://models/team-a", "credentialsSecret": {"name": "s3-upload", "sessionTokenKey": "token"}}
+    child = builders.build_pytorchjob(job(output=output, maxWorkers=2), DATASET, CONFIG)
+    for replica in ("Master", "Worker"):
+        env = {e["name"]: e for e in container(child, replica)["env"]}
+        assert env["TENSORONE_OUTPUT_ACCESS_KEY_ID"]["valueFrom"] == {
+            "secretKeyRef": {"name": "s3-upload", "key": "AWS_ACCESS_KEY_ID"}
+        }
+        assert env["TENSORONE_OUTPUT_SECRET_ACCESS_KEY"]["valueFrom"] == {
+            "secretKeyRef": {"name": "s3-upload", "key": "AWS_SECRET_ACCESS_KEY"}
+        }
+        assert env["TENSORONE_OUTPUT_SESSION_TOKEN"]["valueFrom"] == {
+            "secretKeyRef": {"name": "s3-upload", "key": "token"}
+        }
+        # AWS's own names stay free for the other AWS clients of the trainer (an MLflow store on S3).
+        assert not {name for name in env if name.startswith("AWS_")}
+    # The trainer reads where to upload from its resolved job: the Secret's name, never a value.
+    config_map = builders.build_config_map(job(output=output), DATASET, CONFIG)
+    resolved = ResolvedJob.model_validate(yaml.safe_load(config_map["data"]["job.yaml"]))
+    assert resolved.output is not None and resolved.output.uri == "s3://models/team-a"
+    assert "AWS_SECRET_ACCESS_KEY" in config_map["data"]["job.yaml"]  # the key's name only
+    # Without a Secret the pod's own identity is used: no variable at all.
+    names = {
+        e["name"]
+        for e in container(builders.build_pytorchjob(job(output={"uri": "s3://models"}), DATASET, CONFIG))["env"]
+    }
+    assert not {n for n in names if n.startswith("TENSORONE_OUTPUT_")}

@@ -36,6 +36,7 @@ from tensorone.api.report import (
     MAX_SECONDS,
     MAX_STEPS,
     CheckpointReport,
+    ExportReport,
     InvalidReport,
     LossPoint,
     OutputReport,
@@ -470,3 +471,79 @@ def test_the_tasks_evaluation_metrics_reach_the_status_in_its_schema() -> None:
             "status": {"phase": "Running", **fields},
         }
     )
+
+
+def test_the_export_reaches_the_status_once_verified_and_a_failure_says_where_the_model_is() -> None:
+    body = {
+        "apiVersion": "training.tensorone.ai/v1alpha1",
+        "kind": "TrainingJob",
+        "metadata": {"name": "j", "namespace": "n", "generation": 1},
+        "spec": {
+            "modelType": "llm",
+            "datasetId": "d",
+            "config": {"baseModel": "m", "strategy": "lora"},
+            "output": {"uri": "s3://models/team-a"},
+        },
+        "status": {},
+    }
+    completed = {
+        "phase": "Completed",
+        "conditions": [
+            {"type": "Ready", "status": "True", "reason": "Succeeded", "message": "", "lastTransitionTime": "x"},
+        ],
+    }
+    job = ObservedJob.parse(body)
+    config = OperatorConfig()
+    resources = job_resources(job.spec, config)
+    uri = "s3://models/team-a/j"
+
+    def status_of(export: dict[str, Any]) -> dict[str, Any]:
+        done = report(
+            state=TrainerState.completed, output=described_output(), export=ExportReport.model_validate(export)
+        )
+        return with_live(job, completed, KeptReport.of(done, rfc3339(NOW)), resources, config, now=NOW)
+
+    def condition(status: dict[str, Any]) -> dict[str, Any]:
+        return next(c for c in status["conditions"] if c["type"] == "Exported")
+
+    uploading = status_of({"uri": uri, "state": "uploading", "message": "uploading the output"})
+    assert "exportUri" not in uploading["output"]
+    assert (condition(uploading)["status"], condition(uploading)["reason"]) == ("False", "Exporting")
+
+    exported = status_of({"uri": uri, "state": "exported", "message": "uploaded", "checkpoints": ["ckpt-step-40"]})
+    assert exported["output"]["exportUri"] == uri
+    assert exported["output"]["exportedCheckpoints"] == ["ckpt-step-40"]
+    assert (condition(exported)["status"], condition(exported)["reason"]) == ("True", "Exported")
+
+    failed = status_of(
+        {"uri": uri, "state": "failed", "message": "upload to s3://models/team-a/j failed: NoSuchBucket"}
+    )
+    assert "exportUri" not in failed["output"]
+    assert failed["phase"] == "Completed"
+    assert {c["type"]: c["status"] for c in failed["conditions"]}["Ready"] == "True"
+    assert (condition(failed)["status"], condition(failed)["reason"]) == ("False", "ExportFailed")
+    assert "NoSuchBucket" in condition(failed)["message"]
+    assert "the model is on the checkpoint claim j-checkpoints under output/" in condition(failed)["message"]
+    for status in (uploading, exported, failed):
+        validate(
+            {
+                **body,
+                "status": {
+                    **status,
+                    "conditions": [{**c, "lastTransitionTime": rfc3339(NOW)} for c in status["conditions"]],
+                },
+            }
+        )
+
+
+def test_the_end_of_an_export_is_one_event() -> None:
+    uri = "s3://models/team-a/j"
+    uploading = report(state=TrainerState.completed, export=ExportReport(uri=uri, state="uploading"))
+    exported = report(state=TrainerState.completed, export=ExportReport(uri=uri, state="exported", message="done"))
+    failed = report(state=TrainerState.completed, export=ExportReport(uri=uri, state="failed", message="NoSuchBucket"))
+    assert [e for e in report_events(None, uploading) if "Export" in e[1]] == []
+    assert [e for e in report_events(uploading, exported) if "Export" in e[1]] == [("Normal", "Exported", "done")]
+    assert report_events(exported, exported) == []
+    [(kind, reason, text)] = [e for e in report_events(uploading, failed) if "Export" in e[1]]
+    assert (kind, reason) == ("Warning", "ExportFailed")
+    assert text.startswith("NoSuchBucket. The training is not affected: the model is on the checkpoint claim")

@@ -124,6 +124,8 @@ class ConditionType(StrEnum):
     ReportValid = "ReportValid"
     # Whether the job's spending is under spec.maxCost (set while the job has one).
     WithinBudget = "WithinBudget"
+    # Whether spec.output's upload is done and verified (set once the trainer tried it).
+    Exported = "Exported"
 
 
 CHECK_CONDITIONS = (ConditionType.ConfigurationValid, ConditionType.DatasetReady, ConditionType.ResourcesAvailable)
@@ -171,6 +173,9 @@ class Reason(StrEnum):
     EpochCompleted = "EpochCompleted"
     CheckpointSaved = "CheckpointSaved"
     OutputWritten = "OutputWritten"
+    Exporting = "Exporting"
+    Exported = "Exported"
+    ExportFailed = "ExportFailed"
     Diverged = "Diverged"
     TrainerNotice = "TrainerNotice"
     TrainingFailed = "TrainingFailed"
@@ -743,6 +748,65 @@ class CheckpointStorage(ApiModel):
     )
 
 
+# spec.output.uri: s3://<bucket>[/<prefix>]. The bucket as S3 names them (3 to 63 lower-case letters,
+# digits, '.' and '-'); the prefix in '/'-separated segments of the characters S3 calls safe in a key.
+S3_URI_PATTERN = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[A-Za-z0-9!_.*'()-]+)*/?$"
+# The Secret keys of an S3 access key pair, by default the variable names the AWS tools read.
+DEFAULT_ACCESS_KEY_ID_KEY = "AWS_ACCESS_KEY_ID"
+DEFAULT_SECRET_ACCESS_KEY_KEY = "AWS_SECRET_ACCESS_KEY"
+
+
+class S3CredentialsSecretRef(ApiModel):
+    """A Secret in the job's namespace holding an S3 access key pair."""
+
+    name: str = Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN, description="Secret name.")
+    access_key_id_key: SecretKey = Field(
+        default=DEFAULT_ACCESS_KEY_ID_KEY, description="Key of the access key id within the Secret."
+    )
+    secret_access_key_key: SecretKey = Field(
+        default=DEFAULT_SECRET_ACCESS_KEY_KEY, description="Key of the secret access key within the Secret."
+    )
+    session_token_key: SecretKey | None = Field(
+        default=None, description="Key of a session token within the Secret, for temporary credentials."
+    )
+
+
+class OutputExport(ApiModel):
+    """Where the trained model is uploaded once the training completes: S3 or an S3-compatible store
+    (MinIO, Ceph, GCS's and R2's S3 APIs). Rank 0 uploads after writing the output; the model stays on
+    the checkpoint claim whatever happens to the upload."""
+
+    uri: str = Field(
+        min_length=8,
+        max_length=1024,
+        pattern=S3_URI_PATTERN,
+        description="s3://<bucket>[/<prefix>]: the job's files go under <uri>/<job name>/ (output/, "
+        "checkpoints/<id>/ and manifest.json, the digests of every file, written last).",
+    )
+    endpoint_url: HttpUrl | None = Field(
+        default=None,
+        description="URL of an S3-compatible server (http or https), such as http://minio.minio.svc:9000; absent "
+        "means AWS S3.",
+    )
+    region: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        pattern=r"^[a-z0-9][-a-z0-9]*$",
+        description="Region of the bucket (AWS_REGION); absent means us-east-1, or what the endpoint ignores.",
+    )
+    credentials_secret: S3CredentialsSecretRef | None = Field(
+        default=None,
+        description="Secret with the access key pair, given to the training containers as variables read from the Secret "
+        "(secretKeyRef: the operator never reads it); absent means the pod's own identity (IRSA, EKS Pod Identity, an instance role). Never inline.",
+    )
+    checkpoints: bool = Field(
+        default=False,
+        description="Also upload the checkpoints kept on the claim (checkpoints/<id>/, each with its optimizer "
+        "state, so a job elsewhere can resume from it), after the final model.",
+    )
+
+
 class TrainingJobSpec(ApiModel):
     """Desired state of a TrainingJob. Mirrors the reference create-job parameters; lifecycle verbs
     (stop, resume, cancel) are fields too, so GitOps can drive them."""
@@ -759,6 +823,12 @@ class TrainingJobSpec(ApiModel):
                     "self.modelType != 'custom' || !has(self.config.tracking)",
                     "config.tracking applies to the TensorOne trainer; a custom image tracks experiments with its own code",
                     ".config.tracking",
+                ),
+                cel(
+                    "self.modelType != 'custom' || !has(self.output)",
+                    "output (the upload of the final model) applies to the TensorOne trainer; a custom image uploads "
+                    "its model with its own code",
+                    ".output",
                 ),
                 cel(
                     "self.modelType == 'custom' || !has(self.config.custom)",
@@ -816,6 +886,13 @@ class TrainingJobSpec(ApiModel):
                     "&& has(self.gpusPerWorker) == has(oldSelf.gpusPerWorker) "
                     "&& (!has(self.gpusPerWorker) || self.gpusPerWorker == oldSelf.gpusPerWorker)",
                     "gpuType, gpusPerWorker and maxWorkers are immutable; stop the job and create a new one to change resources",
+                    reason="FieldValueForbidden",
+                ),
+                cel(
+                    "has(self.output) == has(oldSelf.output) && (!has(self.output) || self.output == oldSelf.output)",
+                    "output is immutable: the trainer reads it when it starts; create a new TrainingJob to export "
+                    "elsewhere",
+                    ".output",
                     reason="FieldValueForbidden",
                 ),
                 cel(
@@ -905,6 +982,11 @@ class TrainingJobSpec(ApiModel):
     hub_token_secret: SecretKeyRef | None = Field(
         default=None,
         description="Secret key holding a Hugging Face hub token (exposed to the trainer as HF_TOKEN) for gated models.",
+    )
+    output: OutputExport | None = Field(
+        default=None,
+        description="Upload the final model (and, with checkpoints, the kept checkpoints) to S3 or an S3-compatible "
+        "store when the training completes; status.output.exportUri says where once every file is verified.",
     )
 
 
@@ -1019,6 +1101,7 @@ class OutputKind(StrEnum):
     full = "full"  # every weight of a fully trained model
 
 
+MAX_STATUS_CHECKPOINTS = 50
 # The id the final model has in a job's checkpoint listing.
 FINAL_CHECKPOINT_ID = "final"
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
@@ -1081,9 +1164,20 @@ class ModelOutput(ModelArtifact):
     merged: ModelArtifact | None = Field(
         default=None, description="The adapter merged into the base weights, when config.output.merge is set."
     )
+    export_uri: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="Where spec.output uploaded the job's files (s3://<bucket>/<prefix>/<job>: output/, "
+        "checkpoints/<id>/, manifest.json), set once every file was uploaded and verified by its SHA-256. "
+        "Condition Exported says why it is absent.",
+    )
+    exported_checkpoints: list[Annotated[str, Field(max_length=128)]] | None = Field(
+        default=None,
+        max_length=MAX_STATUS_CHECKPOINTS,
+        description="The checkpoints uploaded beside the output (spec.output.checkpoints), oldest first.",
+    )
 
 
-MAX_STATUS_CHECKPOINTS = 50
 # Points of a loss curve kept in the status: enough to see convergence, small at any job length
 # (the operator downsamples the trainer's curve to at most this many points).
 MAX_HISTORY_POINTS = 64
