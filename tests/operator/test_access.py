@@ -90,11 +90,12 @@ def live_a_job_through(api: Any, namespace: str, sent: Callable[[Call], bool]) -
     api.create(training_job("queued", namespace=namespace, labels={kueue.QUEUE_LABEL: "team"}))
     child = wait_for(lambda: api.find(PYTORCHJOB, "PyTorchJob", "queued", namespace), "the queued child")
     meta = child["metadata"]
-    workload = {
+    name = kueue.workload_name("PyTorchJob", "kubeflow.org", "queued", meta["uid"])
+    workload: dict[str, Any] = {
         "apiVersion": kueue.API,
         "kind": "Workload",
         "metadata": {
-            "name": kueue.workload_name("PyTorchJob", "kubeflow.org", "queued", meta["uid"]),
+            "name": name,
             "namespace": namespace,
             "labels": {kueue.JOB_UID_LABEL: meta["uid"]},
         },
@@ -108,7 +109,7 @@ def live_a_job_through(api: Any, namespace: str, sent: Callable[[Call], bool]) -
     wait_for(lambda: sent((VISIBILITY_GROUP, PENDING_WORKLOADS, "get")), "the position asked")
     api.patch(TJ, "TrainingJob", "queued", {"spec": {"suspend": True}}, namespace)
     wait_for(
-        lambda: api.get(kueue.API, "Workload", workload["metadata"]["name"], namespace)["spec"].get("active") is False,
+        lambda: api.get(kueue.API, "Workload", name, namespace)["spec"].get("active") is False,
         "the Workload deactivated",
     )
 
