@@ -179,6 +179,11 @@ def test_a_preempted_job_checkpoints_queues_again_and_resumes_like_an_uninterrup
     )
 
 
+def _at_the_end(status: dict[str, Any]) -> dict[str, Any] | None:
+    progress = status.get("progress") or {}
+    return status if progress.get("currentStep") == progress.get("totalSteps") else None
+
+
 def _checkpoint_at_current_step(status: dict[str, Any]) -> dict[str, Any] | None:
     step = (status.get("progress") or {}).get("currentStep")
     return next((c for c in status.get("checkpoints") or [] if c.get("step") == step), None)
