@@ -163,10 +163,8 @@ def test_a_preempted_job_checkpoints_queues_again_and_resumes_like_an_uninterrup
     assert resumed == checkpoint["id"]
     wait_for(lambda: cluster.phase_is("preempted", "Completed"), "Completed", timeout=TRAINING_TIMEOUT)
     wait_for(lambda: cluster.phase_is("reference", "Completed"), "the reference Completed", timeout=TRAINING_TIMEOUT)
-    final = wait_for(lambda: s if (s := cluster.status("preempted"))["progress"]["currentStep"] == 32 else None, "end")
-    reference = wait_for(
-        lambda: s if (s := cluster.status("reference"))["progress"]["currentStep"] == 64 else None, "end"
-    )
+    final = wait_for(lambda: _at_the_end(cluster.status("preempted")), "the preempted job's last step")
+    reference = wait_for(lambda: _at_the_end(cluster.status("reference")), "the reference's last step")
     assert final["metrics"]["currentLoss"] == reference["metrics"]["currentLoss"]
     assert not final.get("restarts")
     wait_for(
