@@ -16,6 +16,7 @@ from enum import StrEnum
 from tensorone.api import DATASETS, GROUP, TRAININGJOBS
 from tensorone_operator.builders import PYTORCHJOB_GROUP, PYTORCHJOB_PLURAL, TRAINJOB_GROUP, TRAINJOB_PLURAL
 from tensorone_operator.config import ChildBackend
+from tensorone_operator.kueue import KUEUE_GROUP, PENDING_WORKLOADS, VISIBILITY_GROUP, WORKLOADS
 
 
 class Caller(StrEnum):
@@ -121,6 +122,20 @@ API_CALLS: tuple[ApiCall, ...] = (
         Caller.OPERATOR,
         "the TrainJob child: created, read back, suspended (spec.suspend), deleted on cancel and delete",
         backend=ChildBackend.trainjob,
+    ),
+    ApiCall(
+        KUEUE_GROUP,
+        WORKLOADS,
+        _verbs("list", "patch"),
+        Caller.OPERATOR,
+        "Kueue's Workload of a queued job's child: admission and preemption read, spec.active set by stop and resume",
+    ),
+    ApiCall(
+        VISIBILITY_GROUP,
+        PENDING_WORKLOADS,
+        _verbs("get"),
+        Caller.OPERATOR,
+        "a queued job's position in its LocalQueue, from Kueue's visibility API",
     ),
     ApiCall(
         "",

@@ -14,6 +14,8 @@ names (``Children``), the status is computed from scratch and written only when 
 - ``StatusWriter`` (status_writer.py): write the status when it changed;
 - ``Datasets`` (datasets.py): find Datasets and keep their status;
 - ``Restarts`` (restarts.py): count the restarted pod failures against spec.maxRestarts;
+- ``Queues`` (queues.py): Kueue's Workload of a job that names a queue: admission, preemption,
+  position, and its deactivation while the job is stopped;
 - ``Cleanup`` (cleanup.py): finalize or release a job being deleted.
 
 Datasets, children and nodes come from kopf indexes kept by watches (no API call per reconcile),
@@ -42,10 +44,12 @@ from tensorone_operator.config import OperatorConfig
 from tensorone_operator.datasets import DatasetIndex, Datasets
 from tensorone_operator.events import EventPoster, Events
 from tensorone_operator.kube import KubeApi
+from tensorone_operator.kueue import QueueState
 from tensorone_operator.live_status import with_live
 from tensorone_operator.metric_store import MetricStore
 from tensorone_operator.metrics import ERRORS, RECONCILE_SECONDS, RECONCILES, PhaseBook
 from tensorone_operator.observed import ObservedJob
+from tensorone_operator.queues import Queues
 from tensorone_operator.restarts import Restarts
 from tensorone_operator.status import Ended, Problem, condition_is, status_from, suspend_asked
 from tensorone_operator.status_writer import StatusWriter
@@ -102,6 +106,7 @@ class Reconciler:
         )
         self.datasets = Datasets(api)
         self.restarts = Restarts()
+        self.queues = Queues(api)
         self.cleanup = Cleanup(api, config)
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
 
@@ -214,7 +219,9 @@ class Reconciler:
         await self.metric_store.read(seen.key, self.reports.pod(seen.key), kept.report if kept else None)
         await self.metric_store.write(seen)
         resources, _ = checks.check_gpu_type(seen.spec, self.config)
-        desired = self._live(seen, self._followed(seen, child, resources), resources)
+        # Kueue's word is read only while it may hold the child (admitted, the child runs).
+        queue = await self._queue(seen, child) if suspend_asked(child) else None
+        desired = self._live(seen, self._followed(seen, child, resources, queue), resources)
         # A job that has just spent its spec.maxCost is held at once (and again on every tick
         # until its child is suspended: a failed patch is retried).
         hold = over_budget(seen.spec, desired) and not suspend_asked(child)
@@ -287,9 +294,12 @@ class Reconciler:
             # Running already: follow it, and apply what may change on a running job (the
             # operator's own hold included: a job over its spec.maxCost stays suspended).
             hold = over_budget(job.spec, job.status)
+            # First the Workload (deactivated by a stop, before the child is suspended).
+            queue = await self._queue(job, child)
             if job.spec_changed() or (hold and not suspend_asked(child)):
-                # A child its queue has not admitted (Queued) stays suspended whatever the edit.
-                queued = job.phase == Phase.Queued and suspend_asked(child)
+                # Kueue alone unsuspends a child it manages; a child another queue holds (Queued)
+                # stays suspended whatever the edit.
+                queued = builders.queue_managed(job.resource) or (job.phase == Phase.Queued and suspend_asked(child))
                 child = await self.children.sync(job.resource, child, hold=hold, awaiting_admission=queued)
             ended = self._past_restart_limit(job)
             if ended is not None:
@@ -299,7 +309,7 @@ class Reconciler:
                 return await self._write(
                     job, status_from(job, None, now=utc_now(), ended=ended, extra=extra), resources
                 )
-            return await self._write(job, self._followed(job, child, resources), resources)
+            return await self._write(job, self._followed(job, child, resources, queue), resources)
         if resources is None:
             return await self._held(job, problem, resources)
         return await self._start(job, resources, datasets, nodes)
@@ -327,7 +337,7 @@ class Reconciler:
         except ChildRefused as exc:
             problem = Problem(ConditionType.ConfigurationValid, Reason.CONFIGURATION_ERROR, str(exc), waiting=False)
             return await self._held(job, problem, resources)
-        outcome = await self._write(job, self._followed(job, child, resources), resources)
+        outcome = await self._write(job, self._followed(job, child, resources, None), resources)
         outcome.created = created
         return outcome
 
@@ -384,10 +394,23 @@ class Reconciler:
                 message += f", {kept.report.reason}: {kept.report.message or ''}"
         return Ended(Reason.RestartLimitExceeded, message[:4096])
 
-    def _followed(self, job: ObservedJob, child: Mapping[str, Any], resources: JobResources | None) -> dict[str, Any]:
-        """The status of a job that has its child (before the live fields)."""
+    async def _queue(self, job: ObservedJob, child: Mapping[str, Any]) -> QueueState | None:
+        """Kueue's word on a job that names a queue (None for the others); its Workload is
+        deactivated while the job is stopped (spec.suspend, or the operator's budget hold)."""
+        if not builders.queue_managed(job.resource):
+            return None
+        stopped = job.spec.suspend or over_budget(job.spec, job.status)
+        return await self.queues.state(job.resource, child, stopped=stopped)
+
+    def _followed(
+        self, job: ObservedJob, child: Mapping[str, Any], resources: JobResources | None, queue: QueueState | None
+    ) -> dict[str, Any]:
+        """The status of a job that has its child (before the live fields); ``queue``: Kueue's word
+        on it, when it names a queue."""
         extra = {**self._allocation(job, resources), "childName": job.name, **self._restarts(job)}
-        return status_from(job, child, now=utc_now(), extra=extra, over_budget=over_budget(job.spec, job.status))
+        return status_from(
+            job, child, now=utc_now(), extra=extra, over_budget=over_budget(job.spec, job.status), queue=queue
+        )
 
     def _live(self, job: ObservedJob, status: dict[str, Any], resources: JobResources | None) -> dict[str, Any]:
         """``status`` with the newest trainer report and the running time and cost up to now."""

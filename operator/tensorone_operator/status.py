@@ -17,7 +17,10 @@ Phases, precisely (first rule that applies):
 - ``Stopping`` / ``Stopped``: ``spec.suspend`` is true; Stopped once the child reports Suspended
   True and no replica is active any more, Stopping until then.
 - ``Queued``: ``spec.suspend`` is false but the child is suspended (Suspended True) by its own
-  ``runPolicy.suspend``: a queue such as Kueue holds it until it is admitted. A child the operator
+  ``runPolicy.suspend``: a queue such as Kueue holds it until it is admitted (the message names
+  Kueue's LocalQueue and the position when Kueue publishes it). A job whose Workload Kueue evicted
+  by preemption is ``Stopping`` (reason Preempted) while its pods go, then ``Queued`` (reason
+  Preempted) until Kueue admits it again. A child the operator
   has just unsuspended (a resume) that still reports Suspended is ``Pending`` (reason Resuming).
 - ``Running``: the child has Running True, or Restarting True (a pod failed and is being recreated;
   the Training Operator then drops its Running condition until the pods run again). The job's
@@ -40,6 +43,7 @@ from tensorone.api.v1alpha1 import (
     TrainingJobSpec,
 )
 from tensorone_operator.events import Event, EventType
+from tensorone_operator.kueue import QueueState
 from tensorone_operator.observed import ObservedJob
 
 
@@ -133,10 +137,11 @@ CONDITION_ORDER = (
 
 
 def _phase_from_child(
-    spec: TrainingJobSpec, child: Mapping[str, Any], *, over_budget: bool = False
+    spec: TrainingJobSpec, child: Mapping[str, Any], *, over_budget: bool = False, queue: QueueState | None = None
 ) -> tuple[Phase, str, str]:
     """(phase, reason, message) while the child exists and the job is not terminal; ``over_budget``:
-    the operator holds the job for having spent its spec.maxCost."""
+    the operator holds the job for having spent its spec.maxCost; ``queue``: Kueue's word on a job
+    that names a queue, while Kueue holds its child."""
     if _is_true(child, ConditionType.Succeeded):
         condition = child_condition(child, ConditionType.Succeeded) or {}
         return Phase.Completed, Reason.Succeeded, condition.get("message") or "training completed"
@@ -164,10 +169,11 @@ def _phase_from_child(
             Reason.BudgetExceeded,
             "stopping: spec.maxCost is spent; the pods got SIGTERM and save a checkpoint",
         )
-    if suspended and suspend_asked(child):
-        # The operator unsuspends the child on resume; a child still suspended by its own spec is
-        # held by a queue (Kueue suspends the jobs it has not admitted).
-        return Phase.Queued, Reason.Queued, "queued: the PyTorchJob is suspended until a queue admits it"
+    # The operator unsuspends the child on resume; a child still suspended by its own spec is
+    # held by a queue (Kueue suspends the jobs it has not admitted, and those it preempts).
+    held = _held_by_queue(child, queue, suspended=suspended)
+    if held is not None:
+        return held
     if suspended:
         return Phase.Pending, Reason.Resuming, "resuming: the PyTorchJob is unsuspended; its pods are starting"
     if _is_true(child, ConditionType.Running):
@@ -175,6 +181,33 @@ def _phase_from_child(
     if _is_true(child, ConditionType.Restarting):
         return Phase.Running, Reason.Restarting, "restarting: a failed pod is being recreated"
     return Phase.Pending, Reason.Starting, "the PyTorchJob is created; its pods are being scheduled"
+
+
+def _held_by_queue(
+    child: Mapping[str, Any], queue: QueueState | None, *, suspended: bool
+) -> tuple[Phase, str, str] | None:
+    """(phase, reason, message) of a job whose child a queue keeps suspended (None for any other
+    child, the operator's stop ruled out before): Queued, with Kueue's
+    queue and position when the job names one. A child Kueue suspended to give its quota to a
+    workload of higher priority is a stop with checkpoint (Stopping while its pods go), then Queued
+    until Kueue admits it again, when its new pods resume from the latest checkpoint (no failure,
+    no restart)."""
+    preempted = queue is not None and queue.preemption is not None
+    if not (suspend_asked(child) and (suspended or preempted)):
+        return None
+    if queue is None:
+        return Phase.Queued, Reason.Queued, "queued: the PyTorchJob is suspended until a queue admits it"
+    if queue.preemption is None:
+        return Phase.Queued, Reason.Queued, f"queued in {queue.describe()}: suspended until Kueue admits it"
+    cause = f"preempted by Kueue: {queue.preemption}"
+    if not (suspended and active_replicas(child) == 0):
+        return Phase.Stopping, Reason.Preempted, f"{cause}; the pods got SIGTERM and save a checkpoint"
+    return (
+        Phase.Queued,
+        Reason.Preempted,
+        f"{cause}; the trainer saved a checkpoint and resumes from it when Kueue admits the job again; "
+        f"queued in {queue.describe()}",
+    )
 
 
 def status_from(
@@ -186,10 +219,11 @@ def status_from(
     ended: Ended | None = None,
     extra: Mapping[str, Any] | None = None,
     over_budget: bool = False,
+    queue: QueueState | None = None,
 ) -> dict[str, Any]:
     """The TrainingJob's desired status from the child and the checks (pure). ``ended``: the
     operator itself ends the job Failed (its child is being deleted); ``over_budget``: it holds
-    the job for having spent its spec.maxCost.
+    the job for having spent its spec.maxCost; ``queue``: Kueue's word on a job that names a queue.
 
     ``extra`` holds fields the reconciler computed once (childName, resourceAllocation,
     estimatedCost); fields this function does not own (progress, metrics, checkpoints) are kept
@@ -210,7 +244,7 @@ def status_from(
     elif problem is not None:
         phase, message = _held(conditions, problem)
     else:
-        phase, message = _progressing(conditions, job.spec, child, over_budget=over_budget)
+        phase, message = _progressing(conditions, job.spec, child, over_budget=over_budget, queue=queue)
         if phase == Phase.Running and not status.get("startedAt"):
             status["startedAt"] = ((child or {}).get("status") or {}).get("startTime") or now
     status["phase"] = phase
@@ -283,7 +317,12 @@ def _held(conditions: Conditions, problem: Problem) -> tuple[Phase, str]:
 
 
 def _progressing(
-    conditions: Conditions, spec: TrainingJobSpec, child: Mapping[str, Any] | None, *, over_budget: bool
+    conditions: Conditions,
+    spec: TrainingJobSpec,
+    child: Mapping[str, Any] | None,
+    *,
+    over_budget: bool,
+    queue: QueueState | None = None,
 ) -> tuple[Phase, str]:
     """Conditions of a job whose checks passed, from its child; its phase and message."""
     for kind in CHECK_CONDITIONS:
@@ -293,7 +332,7 @@ def _progressing(
     if child is None:
         phase, reason, message = Phase.Pending, Reason.Creating, "creating the PyTorchJob"
     else:
-        phase, reason, message = _phase_from_child(spec, child, over_budget=over_budget)
+        phase, reason, message = _phase_from_child(spec, child, over_budget=over_budget, queue=queue)
         _mirror_child_conditions(conditions, child)
     conditions.set(ConditionType.Ready, phase in {Phase.Running, Phase.Completed}, reason, message)
     settled = phase in {*TERMINAL_PHASES, Phase.Running, Phase.Stopped, Phase.Queued}
@@ -360,6 +399,11 @@ def dataset_status(dataset: Mapping[str, Any], *, claim_exists: bool | None, now
     return status
 
 
+def _ready_reason(status: Mapping[str, Any]) -> str | None:
+    ready = next((c for c in status.get("conditions") or [] if c.get("type") == ConditionType.Ready), None)
+    return None if ready is None else ready.get("reason")
+
+
 def transitions(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Event]:
     """(event type, reason, message) for what changed between two statuses: phase changes and
     conditions that turned False with an error code. These become Kubernetes Events."""
@@ -378,7 +422,9 @@ def transitions(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Event]:
     # Pending is where every job starts: only moves out of it (and back after a check) are news.
     if old.get("phase") != new.get("phase") and new.get("phase") not in {None, Phase.Pending}:
         kind = EventType.Warning if new["phase"] == Phase.Failed else EventType.Normal
-        events.append((kind, str(new["phase"]), str(new.get("message") or "")))
+        # A preemption is told once, under its own reason, as the job starts to stop for it.
+        preempted = _ready_reason(new) == Reason.Preempted and _ready_reason(old) != Reason.Preempted
+        events.append((kind, Reason.Preempted if preempted else str(new["phase"]), str(new.get("message") or "")))
     elif old.get("phase") == new.get("phase") == Phase.Failed:
         # The trainer's explanation (its termination message, its exit code) often arrives after the
         # PyTorchJob said Failed: it gets an Event of its own, under its reason.

@@ -540,6 +540,14 @@ class FaithfulEmulator(KubernetesEmulator):
             self.declare(kind)
             if self.validate_writes:
                 self._validators[(kind.group, kind.version, kind.plural)] = trainer_validator
+        # Kueue, validated by the schemas written for it.
+        from tests.kube import kueue
+
+        kueue_validator = kueue.validator()
+        for kind in kueue.KINDS:
+            self.declare(kind)
+            if self.validate_writes:
+                self._validators[(kind.group, kind.version, kind.plural)] = kueue_validator
 
     # -- declarations ------------------------------------------------------------------------
 

@@ -350,7 +350,7 @@ def runtime_spec() -> dict[str, Any]:
     )
 
 
-def _crd(kind: Kind, spec: dict[str, Any], status: dict[str, Any] | None) -> dict[str, Any]:
+def crd_for(kind: Kind, spec: dict[str, Any], status: dict[str, Any] | None) -> dict[str, Any]:
     properties: dict[str, Any] = {
         "apiVersion": _STRING,
         "kind": _STRING,
@@ -385,18 +385,21 @@ def crds() -> dict[str, dict[str, Any]]:
     """Kind -> CustomResourceDefinition of each kind served here."""
     train_job, runtime, cluster_runtime, jobset = KINDS
     return {
-        "TrainJob": _crd(train_job, trainjob_spec(), trainjob_status()),
-        "TrainingRuntime": _crd(runtime, runtime_spec(), None),
-        "ClusterTrainingRuntime": _crd(cluster_runtime, runtime_spec(), None),
-        "JobSet": _crd(jobset, jobset_spec(), jobset_status()),
+        "TrainJob": crd_for(train_job, trainjob_spec(), trainjob_status()),
+        "TrainingRuntime": crd_for(runtime, runtime_spec(), None),
+        "ClusterTrainingRuntime": crd_for(cluster_runtime, runtime_spec(), None),
+        "JobSet": crd_for(jobset, jobset_spec(), jobset_status()),
     }
 
 
 def validator() -> Validator:
     """Admission of these kinds: unknown fields refused, defaults applied, schema and CEL rules
     checked, as the API server does for the releases' CRDs."""
+    return schema_validator(crds())
 
-    full = crds()
+
+def schema_validator(full: dict[str, dict[str, Any]]) -> Validator:
+    """Admission of the kinds of ``full`` (kind -> CRD), with validation ratcheting."""
     # Validation ratcheting, as for our own kinds (emulator.tensorone_validator): parts unchanged
     # from the stored object are not checked again.
     spec_unchanged = opaque_parts(full, ("spec",))

@@ -50,6 +50,7 @@ from tests.kube.server import ApiStatusError, EmulatorServer
 from tests.kube.training_operator import JobConditionType, ReplicaStatus, after_pod_failure, move_child
 
 if TYPE_CHECKING:
+    from tests.kube.kueue import KueueController
     from tests.kube.trainer_controller import TrainerController
 
 POD_FINALIZER = "node.tensorone.test/kubelet"
@@ -119,6 +120,9 @@ class LocalNode:
         from tests.kube.trainer_controller import TrainerController  # it drives this node's pods
 
         self.trainer: TrainerController = TrainerController(self)
+        from tests.kube.kueue import KueueController  # it admits the children of queued jobs
+
+        self.kueue: KueueController = KueueController(self)
 
     # Lifecycle ---------------------------------------------------------------------------------
 
@@ -167,6 +171,7 @@ class LocalNode:
             self._stop.wait(self.interval)
 
     def _tick(self) -> None:
+        self.kueue.tick()
         jobs = {
             (job["metadata"]["namespace"], job["metadata"]["name"]): job
             for job in self.api.list(PYTORCHJOB, "PyTorchJob")

@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp.web
 import pytest
 from tensorone_operator.access import API_CALLS, Caller, WatchMode, required_access
 from tensorone_operator.config import OperatorConfig
+from tensorone_operator.kueue import PENDING_WORKLOADS, VISIBILITY_GROUP
 
+from tests.kube import kueue
 from tests.kube.emulator import FaithfulEmulator
 from tests.kube.polling import wait_for
 from tests.kube.server import EmulatorServer
@@ -66,7 +69,7 @@ def listed_calls(mode: WatchMode, check_gpu_nodes: bool) -> set[Call]:
     return {(call.group, call.resource, verb) for call in sent for verb in call.verbs}
 
 
-def live_a_job_through(api: Any, namespace: str) -> None:
+def live_a_job_through(api: Any, namespace: str, sent: Callable[[Call], bool]) -> None:
     """A job's whole life as far as the operator's calls go: its Dataset, its children, a stop that
     names a checkpoint (ConfigMap and child patched), its deletion (children cleaned up), and a GPU
     job the GPU check holds (a Warning Event)."""
@@ -82,6 +85,33 @@ def live_a_job_through(api: Any, namespace: str) -> None:
     wait_for(lambda: api.find(TJ, "TrainingJob", "llama", namespace) is None, "the job deleted")
     api.create(training_job("on-gpu", namespace=namespace, gpuType="l4"))
     wait_for(lambda: event_with(api, "INSUFFICIENT_RESOURCES", "Warning", "on-gpu", namespace))
+    # A job that names a Kueue queue: its Workload read (and its position asked), then
+    # deactivated by a stop.
+    api.create(training_job("queued", namespace=namespace, labels={kueue.QUEUE_LABEL: "team"}))
+    child = wait_for(lambda: api.find(PYTORCHJOB, "PyTorchJob", "queued", namespace), "the queued child")
+    meta = child["metadata"]
+    name = kueue.workload_name("PyTorchJob", "kubeflow.org", "queued", meta["uid"])
+    workload: dict[str, Any] = {
+        "apiVersion": kueue.API,
+        "kind": "Workload",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {kueue.JOB_UID_LABEL: meta["uid"]},
+        },
+        "spec": {
+            "queueName": "team",
+            "podSets": [{"name": "master", "count": 1, "template": {"spec": {"containers": [{"name": "c"}]}}}],
+        },
+    }
+    api.create(workload)
+    # The position is asked of the visibility API (which the emulator does not serve: a 404).
+    wait_for(lambda: sent((VISIBILITY_GROUP, PENDING_WORKLOADS, "get")), "the position asked")
+    api.patch(TJ, "TrainingJob", "queued", {"spec": {"suspend": True}}, namespace)
+    wait_for(
+        lambda: api.get(kueue.API, "Workload", name, namespace)["spec"].get("active") is False,
+        "the Workload deactivated",
+    )
 
 
 @pytest.mark.parametrize("mode", list(WatchMode))
@@ -93,7 +123,7 @@ def test_the_operator_sends_exactly_the_listed_api_calls(mode: WatchMode) -> Non
         cluster.api.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
         namespaces = [namespace] if mode is WatchMode.NAMESPACED else None
         with OperatorThread(cluster, config, namespaces):
-            live_a_job_through(cluster.api, namespace)
+            live_a_job_through(cluster.api, namespace, lambda call: call in emulator.calls)
     listed = listed_calls(mode, check_gpu_nodes=True)
     assert sorted(emulator.calls - listed) == [], "sent, and not in tensorone_operator.access"
     assert sorted(listed - emulator.calls) == [], "in tensorone_operator.access, and never sent"

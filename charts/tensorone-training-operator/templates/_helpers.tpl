@@ -121,6 +121,14 @@ The child kinds in use (JSON list): the operator's backend and those of its name
   resources: [trainjobs]
   verbs: [get, list, watch, create, patch, delete]
 {{- end }}
+# Kueue's Workload of a queued job's child (admission, preemption; deactivated while stopped) and
+# the job's position in its LocalQueue from Kueue's visibility API.
+- apiGroups: [kueue.x-k8s.io]
+  resources: [workloads]
+  verbs: [list, patch]
+- apiGroups: [visibility.kueue.x-k8s.io]
+  resources: [localqueues/pendingworkloads]
+  verbs: [get]
 - apiGroups: [""]
   resources: [configmaps]
   verbs: [get, create, patch, delete]

@@ -159,6 +159,8 @@ class Reason(StrEnum):
     Starting = "Starting"
     Resuming = "Resuming"
     Queued = "Queued"
+    # Kueue took the quota back for a workload of higher priority (a stop with checkpoint).
+    Preempted = "Preempted"
     Running = "Running"
     Restarting = "Restarting"
     Stopping = "Stopping"
