@@ -174,7 +174,7 @@ class DetectionTask:
             pixels = sized.image.astype(np.float32) / 255.0
             if self.mean is not None and self.std is not None:
                 pixels = (pixels - self.mean) / self.std
-            images.append(pixels.transpose(2, 0, 1))
+            images.append(pixels)
             boxes = sized.boxes.reshape(-1, 4)
             centres = np.stack(
                 [
@@ -191,7 +191,10 @@ class DetectionTask:
                     "boxes": torch.as_tensor(centres, dtype=torch.float32).reshape(-1, 4),
                 }
             )
-        return DetectionBatch(torch.from_numpy(np.stack(images)), targets)
+        # Channels-last memory (batch, height, width, channel; seen as batch, channel, height, width): the
+        # layout the CPU's convolution kernels are fastest on, a third faster than contiguous at 256 x 256
+        # (bench/vision_detection.py). The values are the same; the sums are made in another order.
+        return DetectionBatch(torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2), targets)
 
     def eval_metrics(
         self, model: torch.nn.Module, examples: Sequence[DetectionExample], topology: Topology
