@@ -49,6 +49,7 @@ lock: $(BIN)/.installed
 bench: $(BIN)/.installed
 	$(BIN)/python bench/operator_reconcile.py
 	$(BIN)/python bench/trainer_speed.py
+	$(BIN)/python bench/vision_detection.py
 	$(BIN)/python bench/status_freshness.py
 	$(BIN)/python bench/gateway.py
 

@@ -349,6 +349,7 @@ def evaluate(run: TrainingRun) -> float:
 
 def save_checkpoint(run: TrainingRun, reason: str, loss: float | None) -> None:
     """Save, prune to the last few plus the best, and report the kept list."""
+    run.reporter.flush()  # every step up to this checkpoint is in the metrics log before it exists
     saved, kept = run.store.save(
         reason=reason,
         epoch=run.position.epoch,

@@ -4,8 +4,8 @@ Every step takes the resolved job and what the steps before it made: the process
 the checkpoints are found, the task reads the data and loads the model, the data is planned, the
 optimizer is built, and a ``TrainingRun`` is put together, restored from a checkpoint when it
 resumes and shared between processes when there are several. ``trainer.run`` calls them in that
-order and hands the run to the loop; ``bench/trainer_speed.py`` builds its side with the same
-functions.
+order and hands the run to the loop; ``bench/trainer_speed.py`` and ``bench/vision_detection.py``
+build their side with the same functions.
 """
 
 from __future__ import annotations

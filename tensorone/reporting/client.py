@@ -345,6 +345,12 @@ class Reporter:
         if flush or now - self._flushed >= LOG_FLUSH_SECONDS:
             self._flush(now)
 
+    def flush(self) -> None:
+        """Write the metrics log's pending lines now. The trainer calls it before it saves a
+        checkpoint, so that a process killed once the checkpoint exists has logged every step the
+        checkpoint holds (the run resumed from it logs the later ones)."""
+        self._flush(time.time())
+
     def _flush(self, now: float) -> None:
         if self._log is None or not self._pending:
             return
