@@ -63,6 +63,14 @@ def main(argv: list[str] | None = None) -> int:
         # Stopped before any trainer process could report: nothing was trained, nothing to save.
         _report_stopped(f"stopped by {stopped_by} while starting, before training began")
         state = STOPPED
+    return pod_exit_code(code, verdict=verdict, state=state, stopped_by=stopped_by)
+
+
+def pod_exit_code(code: int, *, verdict: int, state: str | None, stopped_by: str | None) -> int:
+    """The launcher's exit code from torchrun's ``code``, the trainer processes' ``verdict`` (see
+    :func:`_verdict`), the final ``state`` of this pod's termination message and the signal that
+    reached this launcher, if one did: a stop exits 143 (0 on SIGINT), whether the signal came here
+    or to a peer's pod; a completed run 0; a failure the verdict."""
     if state == STOPPED and (code == 0 or stopped_by is not None):
         return 0 if stopped_by == "SIGINT" else _terminated()
     if code == 0 or (stopped_by is not None and state == COMPLETED):
