@@ -8,7 +8,8 @@ counts toward ``backoffLimit`` only the container restarts of running pods
 (kubeflow/training-operator#2045). So the operator counts the failed pods it sees on the pod
 watch, each once (by uid), and the reconciler ends the job when there are more than
 ``spec.maxRestarts``. The count is kept in ``status.restarts``, so a restarted operator goes on
-from it (a failed pod still present when the operator restarts may then be counted twice).
+from it (a failed or preempted pod still present when the operator restarts may then be counted
+twice).
 
 A preemption is no failure. The rule, by what the pod shows:
 
