@@ -54,6 +54,7 @@ from tensorone_operator.restarts import Restarts, job_runs, preempted
 from tensorone_operator.status import Ended, Problem, condition_is, status_from, suspend_asked
 from tensorone_operator.status_writer import StatusWriter
 from tensorone_operator.trainer_reports import TrainerReports
+from tensorone_operator.trainjob import child_view
 
 Nodes = list[Mapping[str, Any]] | None
 
@@ -191,9 +192,9 @@ class Reconciler:
         if preempted(pod):
             child = self.children.newest(children or {}, key)
             if child is None:
-                child = await self.api.get(
-                    builders.PYTORCHJOB_API_VERSION, builders.PYTORCHJOB_PLURAL, namespace, job_name
-                )
+                kind = builders.child_kind(self.config, namespace)
+                found = await self.api.get(kind.api_version, kind.plural, namespace, job_name)
+                child = None if found is None else child_view(found)
             running = job_runs(child)
         restarted = self.restarts.pod_changed(key, pod, running=running, deleted=deleted)
         news = self.reports.pod_changed(key, pod, deleted=deleted)

@@ -169,10 +169,11 @@ class LocalNode:
         return self.workdir / "volumes" / namespace / claim
 
     def drain(self, namespace: str, job: str, replica: str = "master", index: int = 0) -> None:
-        """Drain the node of one running pod of a job, as ``kubectl drain`` evicts it: the eviction
-        API sets condition DisruptionTarget (reason EvictionByEvictionAPI) on the pod and deletes
-        it with its grace period; the kubelet sends SIGTERM and kills the container if it has not
-        ended when the grace period is over. Done by the node's loop, soon after the call."""
+        """Drain the node of one running pod of a job (``replica`` master or worker of a PyTorchJob,
+        node of a TrainJob), as ``kubectl drain`` evicts it: the eviction API sets condition
+        DisruptionTarget (reason EvictionByEvictionAPI) on the pod and deletes it with its grace
+        period; the kubelet sends SIGTERM and kills the container if it has not ended when the
+        grace period is over. Done by the node's loop, soon after the call."""
         self._evictions.put((namespace, job, f"{job}-{replica.lower()}-{index}"))
 
     # The loop ----------------------------------------------------------------------------------
@@ -465,12 +466,17 @@ class LocalNode:
         if pod.process.poll() is None:
             pod.process.send_signal(signal.SIGTERM)
 
+    @staticmethod
+    def _kill_past_grace(pod: PodProcess) -> None:
+        """Kill the container of an evicted pod that has not ended within its grace period."""
+        if pod.kill_at is not None and time.monotonic() > pod.kill_at and pod.process.poll() is None:
+            pod.process.kill()
+            pod.process.wait(timeout=10)
+
     def _watch_pods(self, job: dict[str, Any], run: JobRun, policy: dict[str, Any]) -> None:
         namespace = run.namespace
         for pod in run.pods:
-            if pod.kill_at is not None and time.monotonic() > pod.kill_at and pod.process.poll() is None:
-                pod.process.kill()  # an evicted pod past its grace period
-                pod.process.wait(timeout=10)
+            self._kill_past_grace(pod)
             if pod.exit_code is None and pod.process.poll() is not None:
                 self._record_exit(namespace, pod)
         deadline = policy.get("activeDeadlineSeconds")
