@@ -12,6 +12,7 @@ under LoRA is loaded in the compute dtype to save memory.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -162,10 +163,24 @@ def _with_adapters(model: Any, job: ResolvedJob) -> Any:
         ) from error
 
 
+# Fields of peft's adapter config that it keeps as sets and writes in the order of the process's
+# string hashing, which changes from process to process.
+ADAPTER_SET_FIELDS = ("target_modules", "exclude_modules")
+
+
 def save_weights(model: Any, directory: Path) -> None:
     """The trained weights in the Hugging Face layout: the adapter for lora and qlora (so
-    ``PeftModel.from_pretrained`` loads it), the whole model for full."""
+    ``PeftModel.from_pretrained`` loads it), the whole model for full. The same weights give the
+    same files, whichever process writes them (the output's sha256 compares runs): the adapter
+    config's set-valued fields are written sorted."""
     model.save_pretrained(directory)
+    adapter_config = directory / "adapter_config.json"
+    if adapter_config.is_file():
+        fields = json.loads(adapter_config.read_text())
+        for name in ADAPTER_SET_FIELDS:
+            if isinstance(fields.get(name), list):
+                fields[name] = sorted(fields[name])
+        adapter_config.write_text(json.dumps(fields, indent=2, sort_keys=True))
 
 
 def load_weights(model: Any, directory: Path, strategy: Strategy | None) -> None:

@@ -304,15 +304,21 @@ def _command(
     }
 
 
-def _affinity_or_selector(resources: JobResources) -> dict[str, Any]:
+def pod_placement(resources: JobResources) -> dict[str, Any]:
+    """Where a job's pods may run, as pod spec fields (``nodeSelector``, ``affinity``,
+    ``tolerations``): the nodes of its GPU type, on the type's spot capacity for a spot job; {} on
+    CPU. Every GPU pod tolerates the ``nvidia.com/gpu`` taint; a spot pod also tolerates the taints
+    of the spot nodes and selects their labels."""
     entry = resources.entry
     if entry is None:
         return {}
+    placement: dict[str, Any] = {}
+    selector: dict[str, str] = {}
     if len(entry.products) == 1:
-        return {"nodeSelector": {GPU_PRODUCT_LABEL: entry.products[0]}}
-    # A node selector takes one value per key: several products need a required node affinity.
-    return {
-        "affinity": {
+        selector[GPU_PRODUCT_LABEL] = entry.products[0]
+    else:
+        # A node selector takes one value per key: several products need a required node affinity.
+        placement["affinity"] = {
             "nodeAffinity": {
                 "requiredDuringSchedulingIgnoredDuringExecution": {
                     "nodeSelectorTerms": [
@@ -325,7 +331,15 @@ def _affinity_or_selector(resources: JobResources) -> dict[str, Any]:
                 }
             }
         }
-    }
+    tolerations: list[dict[str, Any]] = [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}]
+    spot = resources.spot
+    if spot is not None:
+        selector.update(spot.node_selector)
+        tolerations.extend(toleration.to_wire() for toleration in spot.tolerations)
+    if selector:
+        placement["nodeSelector"] = selector
+    placement["tolerations"] = tolerations
+    return placement
 
 
 def _pull_policy(spec: TrainingJobSpec, config: OperatorConfig) -> str:
@@ -403,14 +417,6 @@ def _volumes(
     return volumes, mounts
 
 
-def _placement(resources: JobResources) -> dict[str, Any]:
-    """Where the pods may run: the GPU product's nodes (selector or affinity) and their taint."""
-    placement = _affinity_or_selector(resources)
-    if resources.entry is not None:
-        placement["tolerations"] = [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}]
-    return placement
-
-
 def pod_security_context() -> dict[str, Any]:
     """The training pods' securityContext (the restricted Pod Security Standard)."""
     return {
@@ -449,7 +455,7 @@ def build_pod_template(
         "terminationGracePeriodSeconds": config.termination_grace_period_seconds,
         "automountServiceAccountToken": False,
         "securityContext": pod_security_context(),
-        **_placement(resources),
+        **pod_placement(resources),
     }
     if config.training_service_account:
         pod_spec["serviceAccountName"] = config.training_service_account
@@ -579,7 +585,7 @@ def build_trainjob(
     pod_patch: dict[str, Any] = {
         "volumes": volumes,
         "containers": [{"name": TRAINJOB_NODE, "volumeMounts": mounts}],
-        **_placement(resources),
+        **pod_placement(resources),
     }
     labels = child_labels(job)
     patch = {

@@ -48,7 +48,9 @@ CHART_SET_FIELDS = ("trainerImage", "trainerImagePullPolicy", "trainingServiceAc
 CHART_NOTES = {
     "checkGpuNodes": "The chart grants the operator that read only while this is true.",
     "gpuCatalog": "The chart's defaults are the built-in catalog and Helm merges your map into them: add "
-    "entries, change single fields, drop an entry with `KEY: null`.",
+    "entries, change single fields, drop an entry with `KEY: null`. An entry's spot capacity: `spot: "
+    "{nodeSelector: {LABEL: VALUE}, tolerations: [{key, operator, value, effect}], hourlyPrice}` (docs/operator.md, "
+    "Spot capacity).",
 }
 SCHEMA_DESCRIPTION = (
     "The operator's config file (OperatorConfig); trainer image, training ServiceAccount and priority classes "
@@ -139,7 +141,10 @@ def _fields(model: BaseModel, *, depth: int, skip: tuple[str, ...] = ()) -> list
             lines.append(f"{pad}{key}:")
             for entry_key, entry in data[key].items():
                 lines.append(f"{pad}  {entry_key}:")
-                lines += [f"{pad}    {entry_field}: {_flow(item)}" for entry_field, item in entry.items()]
+                # An unset optional field (an entry without spot capacity) is left out, as absent.
+                lines += [
+                    f"{pad}    {entry_field}: {_flow(item)}" for entry_field, item in entry.items() if item is not None
+                ]
         else:
             lines.append(f"{pad}{key}: {_flow(data[key])}")
     return lines
@@ -157,7 +162,7 @@ def _entry_help(field: FieldInfo, pad: str) -> list[str]:
     lines = [f"{pad}# Each entry:"]
     for name, entry_field in entry_model.model_fields.items():
         text = f"{entry_field.alias or name}: {entry_field.description}"
-        if not entry_field.is_required():
+        if not entry_field.is_required() and entry_field.default is not None:
             text += f" Default {_flow(entry_field.default)}."
         lines += _comment(text, pad, first="#   ", rest="#     ")
     return lines

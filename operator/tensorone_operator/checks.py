@@ -20,7 +20,8 @@ from tensorone_operator.status import Problem
 
 
 def check_gpu_type(spec: TrainingJobSpec, config: OperatorConfig) -> tuple[JobResources | None, Problem | None]:
-    """spec.gpuType must be a key of the operator's GPU catalog: the job's resources, or the problem."""
+    """spec.gpuType must be a key of the operator's GPU catalog, and a spot job's type must have spot
+    capacity: the job's resources, or the problem (checked first: no child exists before it passes)."""
     try:
         return job_resources(spec, config), None
     except ConfigurationError as exc:
@@ -60,10 +61,11 @@ def check_configuration(spec: TrainingJobSpec, dataset: Dataset) -> Problem | No
 def check_gpu_nodes(
     resources: JobResources, config: OperatorConfig, nodes: Iterable[Mapping[str, Any]]
 ) -> Problem | None:
-    """Some node must offer the job's GPU type (waiting otherwise: a node may join, an autoscaler may add one)."""
+    """Some node must offer the job's GPU type, a spot node for a spot job (waiting otherwise: a node
+    may join, an autoscaler may add one)."""
     if resources.entry is None or not config.check_gpu_nodes:
         return None
-    error = preflight.gpu_nodes_error(resources.gpu_type, config.gpu_catalog, nodes)
+    error = preflight.gpu_nodes_error(resources.gpu_type, config.gpu_catalog, nodes, spot=resources.spot is not None)
     if error is None:
         return None
     message = f"{error}; the job starts when such a node joins"

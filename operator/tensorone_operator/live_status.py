@@ -374,12 +374,14 @@ def with_live(
     refusal: str | None = None,
     exit_code: int | None = None,
     failure: ReplicaFailure | None = None,
+    preemptions: int = 0,
 ) -> dict[str, Any]:
     """``status`` with the live fields: the newest progress report mirrored, running time,
-    GPU-hours and cost brought up to ``now``, a trainer's failure reason on a Failed job (from the
-    rank-0 report with the rank-0 pod's ``exit_code``, else from the replica's ``failure``), and
-    condition ReportValid once a report was refused (``refusal``: why the last one was).
-    ``resources`` None (an unknown GPU type: the job never runs) leaves ``status`` as it is."""
+    GPU-hours and cost brought up to ``now`` (with the job's ``preemptions`` so far), a trainer's
+    failure reason on a Failed job (from the rank-0 report with the rank-0 pod's ``exit_code``,
+    else from the replica's ``failure``), and condition ReportValid once a report was refused
+    (``refusal``: why the last one was). ``resources`` None (an unknown GPU type: the job never
+    runs) leaves ``status`` as it is."""
     result = dict(status)
     if resources is None:
         return result
@@ -395,6 +397,8 @@ def with_live(
             hourly_cost=resources.hourly_cost(),
             report=report,
         )
+    if preemptions:
+        result["resourceUsage"] = {**(result.get("resourceUsage") or {}), "preemptions": preemptions}
     budget = budget_condition(job.spec, result, config.currency)
     if budget is not None:
         result["conditions"] = set_condition(

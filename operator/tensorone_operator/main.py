@@ -133,9 +133,12 @@ async def child_changed(
         await memo.reconciler.child_changed(namespace or "", job_name, child_view(body), **indexes_of(kwargs))
 
 
-async def pod_changed(labels: kopf.Labels, body: kopf.Body, type: str | None, memo: Any, **_: Any) -> None:
+async def pod_changed(labels: kopf.Labels, body: kopf.Body, type: str | None, memo: Any, **kwargs: Any) -> None:
     namespace = body.get("metadata", {}).get("namespace") or ""
-    await memo.reconciler.pod_changed(namespace, labels[LABEL_JOB_NAME], body, deleted=type == "DELETED")
+    children = indexes_of(kwargs)["children"]
+    await memo.reconciler.pod_changed(
+        namespace, labels[LABEL_JOB_NAME], body, deleted=type == "DELETED", children=children
+    )
 
 
 async def dataset_changed(

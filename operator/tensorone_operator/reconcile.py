@@ -50,10 +50,11 @@ from tensorone_operator.metric_store import MetricStore
 from tensorone_operator.metrics import ERRORS, RECONCILE_SECONDS, RECONCILES, PhaseBook
 from tensorone_operator.observed import ObservedJob
 from tensorone_operator.queues import Queues
-from tensorone_operator.restarts import Restarts
+from tensorone_operator.restarts import Restarts, job_runs, preempted
 from tensorone_operator.status import Ended, Problem, condition_is, status_from, suspend_asked
 from tensorone_operator.status_writer import StatusWriter
 from tensorone_operator.trainer_reports import TrainerReports
+from tensorone_operator.trainjob import child_view
 
 Nodes = list[Mapping[str, Any]] | None
 
@@ -173,11 +174,29 @@ class Reconciler:
         self.children.seen(key, child)
         return outcome
 
-    async def pod_changed(self, namespace: str, job_name: str, pod: Mapping[str, Any], *, deleted: bool) -> None:
+    async def pod_changed(
+        self,
+        namespace: str,
+        job_name: str,
+        pod: Mapping[str, Any],
+        *,
+        deleted: bool,
+        children: ChildIndex | None = None,
+    ) -> None:
         """A watch event of a job's pod: a new report in its termination message is mirrored at
-        once, and so is a pod failure the Training Operator restarts (counted against maxRestarts)."""
+        once, and so is a pod failure the Training Operator restarts (counted against maxRestarts)
+        or a preemption. Whether the job let its pods run when the pod went is its child's word
+        (``children``, the index; read from the API when the index has not seen it)."""
         key = (namespace, job_name)
-        restarted = not deleted and self.restarts.pod_changed(key, pod)
+        running = False
+        if preempted(pod):
+            child = self.children.newest(children or {}, key)
+            if child is None:
+                kind = builders.child_kind(self.config, namespace)
+                found = await self.api.get(kind.api_version, kind.plural, namespace, job_name)
+                child = None if found is None else child_view(found)
+            running = job_runs(child)
+        restarted = self.restarts.pod_changed(key, pod, running=running, deleted=deleted)
         news = self.reports.pod_changed(key, pod, deleted=deleted)
         if restarted or news:
             await self.reconcile(_ref(namespace, job_name))
@@ -417,5 +436,14 @@ class Reconciler:
         kept, refusal = self.reports.latest(job.key), self.reports.refusal(job.key)
         exit_code, failure = self.reports.exit_code(job.key), self.reports.failure(job.key)
         return with_live(
-            job, status, kept, resources, self.config, now=now(), refusal=refusal, exit_code=exit_code, failure=failure
+            job,
+            status,
+            kept,
+            resources,
+            self.config,
+            now=now(),
+            refusal=refusal,
+            exit_code=exit_code,
+            failure=failure,
+            preemptions=self.restarts.preemptions(job.key, job.status),
         )

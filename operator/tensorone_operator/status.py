@@ -22,9 +22,10 @@ Phases, precisely (first rule that applies):
   by preemption is ``Stopping`` (reason Preempted) while its pods go, then ``Queued`` (reason
   Preempted) until Kueue admits it again. A child the operator
   has just unsuspended (a resume) that still reports Suspended is ``Pending`` (reason Resuming).
-- ``Running``: the child has Running True, or Restarting True (a pod failed and is being recreated;
-  the Training Operator then drops its Running condition until the pods run again). The job's
-  Running condition stays True through a restart and its Restarting condition shows the restart.
+- ``Running``: the child has Running True, or Restarting True (a pod failed or was preempted and is
+  being recreated; the Training Operator then drops its Running condition until the pods run
+  again). The job's Running condition stays True through a restart and its Restarting condition
+  shows the restart.
 """
 
 from __future__ import annotations
@@ -179,7 +180,7 @@ def _phase_from_child(
     if _is_true(child, ConditionType.Running):
         return Phase.Running, Reason.Running, "training is running"
     if _is_true(child, ConditionType.Restarting):
-        return Phase.Running, Reason.Restarting, "restarting: a failed pod is being recreated"
+        return Phase.Running, Reason.Restarting, "restarting: a failed or preempted pod is being recreated"
     return Phase.Pending, Reason.Starting, "the PyTorchJob is created; its pods are being scheduled"
 
 

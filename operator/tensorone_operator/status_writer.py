@@ -21,6 +21,7 @@ from tensorone_operator.events import Events
 from tensorone_operator.kube import KubeApi
 from tensorone_operator.metrics import SPEND, PhaseBook
 from tensorone_operator.observed import ObservedJob
+from tensorone_operator.restarts import preemption_events
 from tensorone_operator.status import transitions
 from tensorone_operator.trainer_reports import TrainerReports
 
@@ -103,6 +104,7 @@ class StatusWriter:
         self.events.post_limited(job.body, self.reports.news(key, current))
         self.events.post(job.body, transitions(current, desired))
         self.events.post(job.body, budget_events(job.spec, current, desired, self.currency))
+        self.events.post(job.body, preemption_events(current, desired))
         cost = spent(desired) - spent(current)
         if cost > 0:
             SPEND.labels(namespace=key[0], currency=self.currency).inc(cost)

@@ -11,9 +11,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from tensorone.api.v1alpha1 import TrainingJobSpec
@@ -31,6 +31,8 @@ DEFAULT_CURRENCY = "USD"
 QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
 # Label values (nvidia.com/gpu.product) are at most 63 characters of [A-Za-z0-9-_.].
 LABEL_VALUE_PATTERN = r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+# Label and taint keys: a qualified name (at most 63 characters) with an optional DNS-subdomain prefix.
+LABEL_KEY_PATTERN = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
 
 
 class ConfigModel(BaseModel):
@@ -38,6 +40,81 @@ class ConfigModel(BaseModel):
     unknown fields refused."""
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+
+class Toleration(ConfigModel):
+    """A toleration the pods of a spot job get: the taint its spot nodes carry (Kubernetes'
+    Toleration, without tolerationSeconds)."""
+
+    key: str = Field(
+        max_length=316, pattern=LABEL_KEY_PATTERN, description="Taint key, for example cloud.google.com/gke-spot."
+    )
+    operator: Literal["Equal", "Exists"] = Field(
+        default="Equal", description="Equal: the taint's value must be value; Exists: any value (value left out)."
+    )
+    value: str | None = Field(
+        default=None, pattern=LABEL_VALUE_PATTERN, description="Taint value with operator Equal, for example true."
+    )
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        default=None, description="Taint effect tolerated; absent tolerates every effect of the key."
+    )
+
+    @model_validator(mode="after")
+    def _value_with_equal(self) -> Toleration:
+        if self.operator == "Exists" and self.value is not None:
+            raise ValueError("a toleration with operator Exists takes no value")
+        if self.operator == "Equal" and self.value is None:
+            raise ValueError("a toleration with operator Equal needs a value (or use operator Exists)")
+        return self
+
+    def to_wire(self) -> dict[str, str]:
+        """The toleration as a pod spec holds it."""
+        return self.model_dump(by_alias=True, exclude_none=True)
+
+
+class SpotCapacity(ConfigModel):
+    """Spot (preemptible) nodes of a GPU type: how a job with spec.spot finds them, and their price.
+
+    Clouds mark their spot nodes with a label, often a taint too: GKE ``cloud.google.com/gke-spot:
+    "true"`` (taint of the same key on node pools that ask for it), EKS managed node groups
+    ``eks.amazonaws.com/capacityType: SPOT``, Karpenter ``karpenter.sh/capacity-type: spot``, AKS
+    ``kubernetes.azure.com/scalesetpriority: spot`` with the taint
+    ``kubernetes.azure.com/scalesetpriority=spot:NoSchedule``."""
+
+    node_selector: dict[str, str] = Field(
+        min_length=1,
+        max_length=16,
+        description="Node labels that mark the spot nodes of this GPU type; a spot job's pods select them (beside "
+        "the GPU product).",
+        json_schema_extra={
+            "propertyNames": {"maxLength": 316, "pattern": LABEL_KEY_PATTERN},
+            "additionalProperties": {"type": "string", "pattern": LABEL_VALUE_PATTERN},
+        },
+    )
+    tolerations: list[Toleration] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Tolerations a spot job's pods get: the taints the spot nodes carry.",
+    )
+    hourly_price: float = Field(
+        ge=0.0,
+        description="Price of one spot GPU for one hour, in the config's currency: what a spot job's cost counts.",
+    )
+
+    @field_validator("node_selector")
+    @classmethod
+    def _labels(cls, labels: dict[str, str]) -> dict[str, str]:
+        for key, value in labels.items():
+            if len(key) > 316 or not re.match(LABEL_KEY_PATTERN, key):
+                raise ValueError(
+                    f"{key!r} is not a valid label key: [DNS-subdomain prefix/]name of at most 63 characters"
+                )
+            if not re.match(LABEL_VALUE_PATTERN, value):
+                raise ValueError(
+                    f"{value!r} (label {key}) is not a valid label value: at most 63 characters of letters, digits, "
+                    "'-', '_' and '.', starting and ending with a letter or digit"
+                )
+        return labels
 
 
 class GpuType(ConfigModel):
@@ -66,6 +143,11 @@ class GpuType(ConfigModel):
     )
     host_memory_per_gpu: str = Field(
         default="64Gi", pattern=QUANTITY_PATTERN, description="Host memory requested per GPU, for example 120Gi."
+    )
+    spot: SpotCapacity | None = Field(
+        default=None,
+        description="Spot capacity of this GPU type: the node labels and tolerations that place a job with "
+        "spec.spot on spot nodes, and the spot price. Absent: jobs of this type cannot ask for spot.",
     )
 
     @field_validator("products")
@@ -152,8 +234,31 @@ def catalog_entry(gpu_type: str, catalog: Mapping[str, GpuType]) -> GpuType:
     return entry
 
 
-def node_gpu_types(node: Mapping[str, Any], catalog: Mapping[str, GpuType]) -> set[str]:
-    """Catalog keys a node offers: its product label is listed in the entry and it has GPUs.
+def spot_gpu_types(catalog: Mapping[str, GpuType]) -> list[str]:
+    """Sorted catalog keys whose entry has spot capacity."""
+    return sorted(key for key, entry in catalog.items() if entry.spot is not None)
+
+
+def spot_error(spec: TrainingJobSpec, catalog: Mapping[str, GpuType]) -> ConfigurationError | None:
+    """``spec.spot`` must name a GPU type whose catalog entry has spot capacity (a job without
+    gpuType has none: spot capacity is a setting of the GPU catalog). The error names the GPU types
+    that offer spot. An unknown gpuType is :func:`catalog_entry`'s error, not this one."""
+    entry = catalog.get(spec.gpu_type) if spec.gpu_type else None
+    if not spec.spot or (entry is not None and entry.spot is not None) or (spec.gpu_type and entry is None):
+        return None
+    offered = spot_gpu_types(catalog)
+    which = f"GPU type {spec.gpu_type!r} has no spot capacity" if spec.gpu_type else "a job without gpuType runs on CPU"
+    return ConfigurationError(
+        f"{which}; spot is offered for GPU types: {', '.join(offered) if offered else 'none'} "
+        "(gpuCatalog.<type>.spot in the operator's configuration)",
+        field="spec.spot",
+        details={"requestedGpuType": spec.gpu_type, "spotGpuTypes": offered},
+    )
+
+
+def node_gpu_types(node: Mapping[str, Any], catalog: Mapping[str, GpuType], *, spot: bool = False) -> set[str]:
+    """Catalog keys a node offers: its product label is listed in the entry and it has GPUs; with
+    ``spot``, only the entries whose spot node labels the node carries.
 
     A node counts when its ``nvidia.com/gpu`` allocatable is above zero (or not reported yet, as
     on a node whose device plugin has not registered) and it is not cordoned.
@@ -165,14 +270,23 @@ def node_gpu_types(node: Mapping[str, Any], catalog: Mapping[str, GpuType]) -> s
     allocatable = ((node.get("status") or {}).get("allocatable") or {}).get(GPU_RESOURCE)
     if allocatable is not None and str(allocatable) in {"0", ""}:
         return set()
-    return {key for key, entry in catalog.items() if product in entry.products}
+    return {
+        key for key, entry in catalog.items() if product in entry.products and (not spot or _spot_node(labels, entry))
+    }
 
 
-def available_gpu_types(nodes: Iterable[Mapping[str, Any]], catalog: Mapping[str, GpuType]) -> list[str]:
-    """Sorted catalog keys that at least one node offers."""
+def _spot_node(labels: Mapping[str, str], entry: GpuType) -> bool:
+    """Whether a node's labels are those of the entry's spot nodes."""
+    return entry.spot is not None and all(labels.get(k) == v for k, v in entry.spot.node_selector.items())
+
+
+def available_gpu_types(
+    nodes: Iterable[Mapping[str, Any]], catalog: Mapping[str, GpuType], *, spot: bool = False
+) -> list[str]:
+    """Sorted catalog keys that at least one node offers (on spot nodes, with ``spot``)."""
     offered: set[str] = set()
     for node in nodes:
-        offered |= node_gpu_types(node, catalog)
+        offered |= node_gpu_types(node, catalog, spot=spot)
     return sorted(offered)
 
 
@@ -187,6 +301,8 @@ class JobResources:
     workers: int
     # The price of one CPU-only pod for an hour (the operator's cpuJob.hourlyPrice; 0 by default).
     cpu_pod_hourly_price: float = 0.0
+    # The spot capacity the pods run on (spec.spot), None on on-demand nodes.
+    spot: SpotCapacity | None = None
 
     @property
     def gpus(self) -> int:
@@ -200,8 +316,10 @@ class JobResources:
 
     @property
     def hourly_price_per_gpu(self) -> float:
-        """The catalog price of one GPU for one hour (0 on CPU)."""
-        return self.entry.hourly_price if self.entry else 0.0
+        """The catalog price of one GPU for one hour (0 on CPU): the spot price on spot capacity."""
+        if self.entry is None:
+            return 0.0
+        return self.spot.hourly_price if self.spot is not None else self.entry.hourly_price
 
     def hourly_cost(self) -> float:
         """Price of one hour of the whole job: catalog price per GPU x GPUs per worker x workers;
@@ -215,11 +333,16 @@ def job_resources(
     spec: TrainingJobSpec, catalog: Mapping[str, GpuType], *, cpu_pod_hourly_price: float = 0.0
 ) -> JobResources:
     """The job's resources: ``spec.gpuType`` looked up in the catalog, ``gpusPerWorker`` 1 by
-    default when a GPU type is set, 0 for CPU jobs (priced at ``cpu_pod_hourly_price`` a pod).
+    default when a GPU type is set, 0 for CPU jobs (priced at ``cpu_pod_hourly_price`` a pod), and
+    the entry's spot capacity when ``spec.spot`` asks for it.
 
-    Raises ConfigurationError naming the field and the catalog keys when the type is unknown.
+    Raises ConfigurationError naming the field and the catalog keys when the type is unknown, and
+    naming the types that offer spot when the job asks for spot its type does not offer.
     """
     key = spec.gpu_type
+    no_spot = spot_error(spec, catalog)
+    if no_spot is not None:
+        raise no_spot
     if not key:
         return JobResources(
             gpu_type=None,
@@ -229,7 +352,13 @@ def job_resources(
             cpu_pod_hourly_price=cpu_pod_hourly_price,
         )
     entry = catalog_entry(key, catalog)
-    return JobResources(gpu_type=key, entry=entry, gpus_per_worker=spec.gpus_per_worker or 1, workers=spec.max_workers)
+    return JobResources(
+        gpu_type=key,
+        entry=entry,
+        gpus_per_worker=spec.gpus_per_worker or 1,
+        workers=spec.max_workers,
+        spot=entry.spot if spec.spot else None,
+    )
 
 
 _MEMORY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(MB|GB|TB)$")
@@ -246,7 +375,7 @@ def scale_memory(per_gpu: str, count: int) -> str:
 
 def resource_allocation(resources: JobResources, *, cpu_memory: str) -> dict[str, Any]:
     """``status.resourceAllocation`` (wire form): display name, workers, GPUs in total, GPU memory per
-    worker; ``cpu_memory`` is the memory of a CPU-only job's pods (the operator's ``cpuJob.memory``)."""
+    worker, and whether the pods run on spot capacity; ``cpu_memory`` is the memory of a CPU-only job's pods (the operator's ``cpuJob.memory``)."""
     if resources.entry is None:
         allocation = ResourceAllocation(gpu_type="CPU", workers=resources.workers, gpus=0, memory_per_worker=cpu_memory)
     else:
@@ -255,6 +384,7 @@ def resource_allocation(resources: JobResources, *, cpu_memory: str) -> dict[str
             workers=resources.workers,
             gpus=resources.gpus,
             memory_per_worker=scale_memory(resources.entry.memory_per_gpu, resources.gpus_per_worker),
+            spot=True if resources.spot is not None else None,
         )
     return allocation.to_wire()
 

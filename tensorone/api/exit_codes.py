@@ -11,6 +11,14 @@ for "retry me") and is retried. With ``ExitCode`` the Training Operator does not
 restarts against ``backoffLimit``, so the operator counts them itself against
 ``spec.maxRestarts``. The termination message's ``reason`` names the error (the exception type)
 beside the code.
+
+A pod's trainer that stops on SIGTERM after saving a checkpoint exits 143 (128 + SIGTERM), under
+the launcher (``trainer.launch``, what pods run): SIGTERM reaches a pod that is being deleted, and
+unless its job is stopping or over (then the Training Operator creates no pod again) that is a
+drain, an eviction or a spot reclaim, after which the pod must come back and resume. An exit 0
+would end the job as Succeeded when it is rank 0's. The pods of the same run stop with it (the
+trainer agrees on a stop over every process) and exit 143 too. Exit 143 is retried and never a
+failure: it does not count against ``spec.maxRestarts``.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ class ExitCode(IntEnum):
     CHECKPOINT = 5  # CheckpointNotFound, CheckpointDamaged
     NOT_IMPLEMENTED = 6  # NotImplementedByTrainer
     UNEXPECTED = 138  # any other exception; the termination message's reason is its type
+    TERMINATED = 143  # stopped on SIGTERM in a pod (its own or a peer's) after saving a checkpoint
 
 
 # What each exit code means, as docs/trainer.md and a failure message say it.
@@ -45,6 +54,8 @@ MEANINGS: dict[ExitCode, str] = {
     ExitCode.CHECKPOINT: "checkpoint error: the checkpoint to resume from does not exist or does not verify",
     ExitCode.NOT_IMPLEMENTED: "not implemented: a model type or feature this trainer has no code for",
     ExitCode.UNEXPECTED: "unexpected error, retried",
+    ExitCode.TERMINATED: "stopped on SIGTERM after saving a checkpoint (the pod, or a peer's, was deleted, drained "
+    "or preempted); retried, resumes from the checkpoint, not counted as a failure",
 }
 
 # The condition reason of a job that failed with a permanent exit code.

@@ -32,6 +32,9 @@ TRAINJOB_CONTAINER_NAME = "node"  # ... and Trainer v2 for this one
 TRAINER_CONTAINERS = (CONTAINER_NAME, TRAINJOB_CONTAINER_NAME)
 REPLICATED_JOB_LABEL = "jobset.sigs.k8s.io/replicatedjob-name"
 COMPLETION_INDEX_LABEL = "batch.kubernetes.io/job-completion-index"
+# The pod condition Kubernetes sets on a pod it is about to take away: an eviction (a node drain),
+# a preemption by a higher-priority pod, a NoExecute taint, the kubelet's graceful node shutdown.
+DISRUPTION_TARGET = "DisruptionTarget"
 
 
 def checkpoint_claim_name(job_name: str, spec: TrainingJobSpec) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from tensorone.api.catalog import GPU_PRODUCT_LABEL, GpuType, available_gpu_types, catalog_entry
+from tensorone.api.catalog import GPU_PRODUCT_LABEL, GpuType, available_gpu_types, catalog_entry, spot_error
 from tensorone.api.trainable import VisionTask, untrainable_error, vision_task_error, vision_task_of
 from tensorone.api.v1alpha1 import Dataset, ModelType, TrainingJobSpec
 from tensorone.api.v1alpha1.dataset import DatasetFormat
@@ -41,14 +41,14 @@ RESERVED_ENV_NAMES = frozenset({"RANK", "WORLD_SIZE", "LOCAL_RANK", "HF_TOKEN", 
 
 
 def gpu_type_error(spec: TrainingJobSpec, catalog: Mapping[str, GpuType]) -> ConfigurationError | None:
-    """spec.gpuType must be a key of the GPU catalog (a CPU-only job has none)."""
-    if not spec.gpu_type:
-        return None
-    try:
-        catalog_entry(spec.gpu_type, catalog)
-    except ConfigurationError as error:
-        return error
-    return None
+    """spec.gpuType must be a key of the GPU catalog (a CPU-only job has none), and a job with
+    spec.spot must name a type with spot capacity."""
+    if spec.gpu_type:
+        try:
+            catalog_entry(spec.gpu_type, catalog)
+        except ConfigurationError as error:
+            return error
+    return spot_error(spec, catalog)
 
 
 def dataset_error(
@@ -204,19 +204,23 @@ def configuration_error(spec: TrainingJobSpec, dataset: Dataset) -> Configuratio
 
 
 def gpu_nodes_error(
-    key: str | None, catalog: Mapping[str, GpuType], nodes: Iterable[Mapping[str, Any]]
+    key: str | None, catalog: Mapping[str, GpuType], nodes: Iterable[Mapping[str, Any]], *, spot: bool = False
 ) -> InsufficientResources | None:
-    """Some node must offer the GPU type ``key`` (spec.gpuType; a CPU-only job, None, passes)."""
+    """Some node must offer the GPU type ``key`` (spec.gpuType; a CPU-only job, None, passes); a
+    spot node of that type (the entry's spot node labels) for a job with ``spot``."""
     entry = catalog.get(key) if key else None
     if key is None or entry is None:
         return None
-    available = available_gpu_types(nodes, catalog)
+    nodes = list(nodes)
+    available = available_gpu_types(nodes, catalog, spot=spot)
     if key in available:
         return None
+    where = f"node label {GPU_PRODUCT_LABEL} in {', '.join(entry.products)}"
+    if spot and entry.spot is not None:
+        where += ", " + ", ".join(f"{label}={value}" for label, value in entry.spot.node_selector.items())
     return InsufficientResources(
-        f"no node offers GPU type {key!r} (node label {GPU_PRODUCT_LABEL} in "
-        f"{', '.join(entry.products)}); available GPU types: "
-        f"{', '.join(available) if available else 'none'}",
+        f"no {'spot ' if spot else ''}node offers GPU type {key!r} ({where}); available "
+        f"{'spot ' if spot else ''}GPU types: {', '.join(available) if available else 'none'}",
         field="spec.gpuType",
         details={"requestedGpuType": key, "availableGpuTypes": available},
     )
@@ -242,5 +246,5 @@ def create_error(
     if error is None and dataset is not None:
         error = configuration_error(spec, dataset)
     if error is None and nodes is not None:
-        error = gpu_nodes_error(spec.gpu_type, catalog, nodes)
+        error = gpu_nodes_error(spec.gpu_type, catalog, nodes, spot=spec.spot)
     return error

@@ -51,6 +51,13 @@ SCENARIOS: dict[str, dict[str, Any]] = {
                 "a100": None,
                 "v100": None,
                 "h100": {"hourlyPrice": 5.5},
+                "l4": {
+                    "spot": {
+                        "nodeSelector": {"cloud.google.com/gke-spot": "true"},
+                        "tolerations": [{"key": "cloud.google.com/gke-spot", "value": "true", "effect": "NoSchedule"}],
+                        "hourlyPrice": 0.28,
+                    }
+                },
                 "mi300x": {
                     "displayName": "AMD Instinct MI300X",
                     "products": ["AMD-Instinct-MI300X"],

@@ -157,6 +157,9 @@ def test_rendered_config_is_a_valid_operator_config(rendered: Rendered) -> None:
         assert config.gpu_catalog["h100"].hourly_price == 5.5
         assert config.gpu_catalog["h100"].display_name == "NVIDIA H100"
         assert config.gpu_catalog["mi300x"].cpu_per_gpu == "8"  # the model's default for an unset field
+        spot = config.gpu_catalog["l4"].spot
+        assert spot is not None and spot.hourly_price == 0.28 and spot.tolerations[0].operator == "Equal"
+        assert config.gpu_catalog["l4"].hourly_price == 0.80  # the entry keeps its on-demand fields
         assert config.currency == "EUR"
         assert config.trainer_image == "registry.example.com/ml/trainer:2026.11.1"
         assert config.training_service_account == ""
@@ -172,7 +175,8 @@ def test_default_values_are_the_operators_built_in_defaults(render: Render) -> N
     """The chart's defaults and OperatorConfig's must not drift: a user who installs the chart gets
     the behaviour the operator documents."""
     rendered = _operator_config(render({}, "default"))
-    assert rendered == OperatorConfig().model_dump(by_alias=True, mode="json")
+    # An unset optional field (a catalog entry without spot capacity) is absent from the values.
+    assert rendered == OperatorConfig().model_dump(by_alias=True, mode="json", exclude_none=True)
 
 
 def test_the_template_sets_exactly_the_fields_the_values_leave_out(render: Render) -> None:

@@ -77,6 +77,16 @@ BAD_VALUES = [
         id="catalog-entry-unknown-key",
     ),
     pytest.param(
+        {"operatorConfig": {"gpuCatalog": {"l4": {"spot": {"nodeSelector": {"gke spot": "true"}, "hourlyPrice": 1}}}}},
+        "invalid propertyName 'gke spot'",
+        id="catalog-spot-label-key",
+    ),
+    pytest.param(
+        {"operatorConfig": {"gpuCatalog": {"l4": {"spot": {"nodeSelector": {"spot": "true"}}}}}},
+        "at '/operatorConfig/gpuCatalog/l4/spot': missing property 'hourlyPrice'",
+        id="catalog-spot-without-price",
+    ),
+    pytest.param(
         {"operatorConfig": {"gpuCatalog": dict.fromkeys(DEFAULT_GPU_CATALOG)}},
         "at '/operatorConfig/gpuCatalog': minProperties: got 0, want 1",
         id="catalog-emptied",

@@ -9,6 +9,9 @@ the Pod objects with a pod IP, moves the PyTorchJob's status with the Training O
 the replica counts) as the processes run and exit, writes each container's termination message
 into its Pod status, and on ``runPolicy.suspend`` deletes the pods the way the API server does:
 SIGTERM, wait for exit (up to the grace period), record the terminated state, then remove.
+``drain`` evicts one pod as a node drain (or a spot reclaim's termination handler) does through
+the eviction API: condition DisruptionTarget, a delete with the grace period, SIGTERM; the pod's
+end then goes the Training Operator's way like any other.
 
 Only what a node cannot share with its neighbours is mapped: mount paths become folders under
 ``workdir`` (a PVC is one folder per claim, kept across pod restarts, as a volume is), absolute
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import re
 import signal
 import subprocess
@@ -71,6 +75,8 @@ class PodProcess:
     container: dict[str, Any] = field(default_factory=dict)
     exit_code: int | None = None
     terminating: bool = False
+    # When an evicted pod's container is killed if it has not ended (its grace period), monotonic.
+    kill_at: float | None = None
 
 
 @dataclass
@@ -123,6 +129,8 @@ class LocalNode:
         from tests.kube.kueue import KueueController  # it admits the children of queued jobs
 
         self.kueue: KueueController = KueueController(self)
+        # Evictions asked for (namespace, job, pod name), carried out by the node's loop.
+        self._evictions: queue.SimpleQueue[tuple[str, str, str]] = queue.SimpleQueue()
 
     # Lifecycle ---------------------------------------------------------------------------------
 
@@ -160,6 +168,14 @@ class LocalNode:
         """The folder that stands for a PersistentVolumeClaim."""
         return self.workdir / "volumes" / namespace / claim
 
+    def drain(self, namespace: str, job: str, replica: str = "master", index: int = 0) -> None:
+        """Drain the node of one running pod of a job (``replica`` master or worker of a PyTorchJob,
+        node of a TrainJob), as ``kubectl drain`` evicts it: the eviction API sets condition
+        DisruptionTarget (reason EvictionByEvictionAPI) on the pod and deletes it with its grace
+        period; the kubelet sends SIGTERM and kills the container if it has not ended when the
+        grace period is over. Done by the node's loop, soon after the call."""
+        self._evictions.put((namespace, job, f"{job}-{replica.lower()}-{index}"))
+
     # The loop ----------------------------------------------------------------------------------
 
     def _loop(self) -> None:
@@ -172,6 +188,8 @@ class LocalNode:
 
     def _tick(self) -> None:
         self.kueue.tick()
+        while not self._evictions.empty():
+            self._evict(*self._evictions.get())
         jobs = {
             (job["metadata"]["namespace"], job["metadata"]["name"]): job
             for job in self.api.list(PYTORCHJOB, "PyTorchJob")
@@ -428,9 +446,37 @@ class LocalNode:
         with contextlib.suppress(ApiStatusError):
             self.api.delete("v1", "Pod", name, namespace)
 
+    def _evict(self, namespace: str, job: str, pod_name: str) -> None:
+        """The eviction of a running pod (see ``drain``)."""
+        run = self.runs.get((namespace, job))
+        pod = next((p for p in run.pods if p.name == pod_name and p.exit_code is None), None) if run else None
+        if pod is None:
+            raise LookupError(f"no running pod {pod_name} of job {namespace}/{job} to drain")
+        grace = float((self.api.get("v1", "Pod", pod_name, namespace)["spec"]).get("terminationGracePeriodSeconds", 30))
+        disruption = {
+            "type": "DisruptionTarget",
+            "status": "True",
+            "reason": "EvictionByEvictionAPI",
+            "message": "Eviction API: evicting",
+            "lastTransitionTime": factories.timestamp(),
+        }
+        self.api.patch("v1", "Pod", pod_name, {"status": {"conditions": [disruption]}}, namespace, subresource="status")
+        self.api.delete("v1", "Pod", pod_name, namespace)  # held by the kubelet's finalizer until it has ended
+        pod.kill_at = time.monotonic() + grace
+        if pod.process.poll() is None:
+            pod.process.send_signal(signal.SIGTERM)
+
+    @staticmethod
+    def _kill_past_grace(pod: PodProcess) -> None:
+        """Kill the container of an evicted pod that has not ended within its grace period."""
+        if pod.kill_at is not None and time.monotonic() > pod.kill_at and pod.process.poll() is None:
+            pod.process.kill()
+            pod.process.wait(timeout=10)
+
     def _watch_pods(self, job: dict[str, Any], run: JobRun, policy: dict[str, Any]) -> None:
         namespace = run.namespace
         for pod in run.pods:
+            self._kill_past_grace(pod)
             if pod.exit_code is None and pod.process.poll() is not None:
                 self._record_exit(namespace, pod)
         deadline = policy.get("activeDeadlineSeconds")

@@ -246,6 +246,7 @@ class TrainerController:
 
     def _watch(self, train_job: dict[str, Any], jobset: dict[str, Any], run: JobRun) -> None:
         for pod in run.pods:
+            self.node._kill_past_grace(pod)
             if pod.exit_code is None and pod.process.poll() is not None:
                 self.node._record_exit(run.namespace, pod)
         deadline = train_job["spec"].get("activeDeadlineSeconds")

@@ -28,12 +28,18 @@ from tensorone_operator.chart import (
 )
 from tensorone_operator.config import DEFAULT_GPU_CATALOG, GpuType, OperatorConfig, parse_config
 
+from tensorone.api.catalog import SpotCapacity, Toleration
 from tensorone.errors import ConfigurationError
 
 
 def _chart_defaults(config: OperatorConfig) -> dict[str, Any]:
     """What operatorConfig in values.yaml holds for ``config``: all but the fields the chart sets."""
     dumped = config.model_dump(by_alias=True, mode="json")
+    # A catalog entry's unset optional fields (no spot capacity) are left out, as absent.
+    dumped["gpuCatalog"] = {
+        key: {name: value for name, value in entry.items() if value is not None}
+        for key, entry in dumped["gpuCatalog"].items()
+    }
     return {key: value for key, value in dumped.items() if key not in CHART_SET_FIELDS}
 
 
@@ -64,12 +70,24 @@ def test_values_section_reads_back_as_the_config_it_was_made_from() -> None:
                 memory_per_gpu="80GB",
                 hourly_price=0,
                 cpu_per_gpu="12",
-            )
+            ),
+            "x2": GpuType(
+                display_name="Spot",
+                products=["X2"],
+                memory_per_gpu="24GB",
+                hourly_price=1,
+                spot=SpotCapacity(
+                    node_selector={"cloud.google.com/gke-spot": "true"},
+                    tolerations=[Toleration(key="cloud.google.com/gke-spot", value="true", effect="NoSchedule")],
+                    hourly_price=0.3,
+                ),
+            ),
         },
     )
     section = values_section(tricky)
     assert section.startswith(BEGIN + "\n") and section.endswith(END + "\n")
     assert yaml.safe_load(section) == {VALUES_KEY: _chart_defaults(tricky)}
+    assert parse_config(yaml.safe_load(section)[VALUES_KEY]).gpu_catalog == tricky.gpu_catalog
     assert "memoryPerGpu: 80GB\n" in section and 'cpuPerGpu: "12"\n' in section
 
 

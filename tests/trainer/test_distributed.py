@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import torch
 
+from tensorone.api.exit_codes import ExitCode
 from tensorone.errors import ConfigurationError
 from tests.trainer.conftest import REPO, assert_same_weights, example_records, make_job, step_losses
 from trainer.distributed import Topology, topology_from_env
@@ -112,7 +113,7 @@ def test_two_processes_resume_exactly(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_sigterm_stops_every_process_and_the_launcher_exits_0(tmp_path: Path) -> None:
+def test_sigterm_stops_every_process_and_the_launcher_exits_143(tmp_path: Path) -> None:
     training = {"epochs": 500, "batchSize": 2, "checkpointEveryEpoch": False, "keepCheckpoints": 2}
     make_job(tmp_path, training=training, dataset=DATASET).write(tmp_path / "job.yaml")
     env = os.environ | {
@@ -140,7 +141,7 @@ def test_sigterm_stops_every_process_and_the_launcher_exits_0(tmp_path: Path) ->
         if launcher.poll() is None:
             launcher.kill()
     errors = launcher.stderr.read().decode() if launcher.stderr else ""
-    assert exit_code == 0, errors[-3000:]
+    assert exit_code == ExitCode.TERMINATED, errors[-3000:]  # the pod is recreated unless its job stops
     final = json.loads((tmp_path / "termination-log").read_text())
     assert final["state"] == "stopped"
     newest = final["checkpoints"][-1]

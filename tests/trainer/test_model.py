@@ -28,3 +28,19 @@ def test_a_base_model_that_is_not_there_is_a_configuration_error(tmp_path: Path)
     with pytest.raises(ConfigurationError) as raised:
         load_tokenizer(job)
     assert raised.value.field == "config.baseModel"
+
+
+def test_an_adapter_is_written_the_same_whatever_the_processs_string_hashing(tmp_path: Path) -> None:
+    """peft keeps targetModules as a set, written in the order of the process's string hashing: two
+    runs that train the same weights would get different files and status.output.sha256 values."""
+    import json
+
+    import torch
+
+    from trainer.model import load_model, save_weights
+
+    targets = ["v_proj", "o_proj", "q_proj", "k_proj"]
+    model = load_model(make_job(tmp_path, parameters={"targetModules": targets}), torch.device("cpu"))
+    save_weights(model, tmp_path / "adapter")
+    written = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
+    assert written["target_modules"] == sorted(targets)

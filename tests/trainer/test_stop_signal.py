@@ -1,6 +1,7 @@
 """SIGTERM, for real: a trainer subprocess is signalled mid-run, saves a checkpoint, exits 0 at
-once, reports the checkpoint in its termination message and at /progress, and a resumed run then
-ends exactly where an uninterrupted one does."""
+once (143 under the pods' launcher, so a drained pod comes back), reports the checkpoint in its
+termination message and at /progress, and a resumed run then ends exactly where an uninterrupted
+one does."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from tensorone.api.exit_codes import ExitCode
 from tests.kube.loopback import free_port
 from tests.kube.polling import wait_for
 from tests.trainer.conftest import REPO, assert_same_weights, make_job, step_losses
@@ -236,6 +238,24 @@ def start_launcher(tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path]:
 def test_sigterm_to_the_launcher_as_soon_as_it_can_hear_it(tmp_path: Path) -> None:
     process, termination_log = start_launcher(tmp_path)
     exit_code, output = stop_when(process, lambda: catches(process.pid, signal.SIGTERM), "the launcher's handler")
+    # A pod's stop exits 143: the pod is recreated (a drain) unless its job stops (then nothing is).
+    assert exit_code == ExitCode.TERMINATED, output
+    assert json.loads(termination_log.read_text())["state"] == "stopped"
+
+
+def test_sigint_to_the_launcher_exits_0(tmp_path: Path) -> None:
+    """Ctrl-C at a terminal is a person's stop, not a pod's: it ends cleanly."""
+    process, termination_log = start_launcher(tmp_path)
+    try:
+        # Python catches SIGINT from its start: the launcher's own handler is in place once its worker runs.
+        wait_for(lambda: process.poll() is not None or trainer_worker(process.pid) is not None, "the worker")
+        assert process.poll() is None
+        process.send_signal(signal.SIGINT)
+        exit_code = process.wait(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    output = process.stdout.read().decode() if process.stdout else ""
     assert exit_code == 0, output
     assert json.loads(termination_log.read_text())["state"] == "stopped"
 
@@ -248,5 +268,5 @@ def test_sigterm_to_the_launcher_while_its_worker_loads_torch(tmp_path: Path) ->
         return worker is not None and torch_loaded(worker)
 
     exit_code, output = stop_when(process, worker_loads_torch, "the worker loads torch")
-    assert exit_code == 0, output[-3000:]
+    assert exit_code == ExitCode.TERMINATED, output[-3000:]
     assert json.loads(termination_log.read_text())["state"] == "stopped"

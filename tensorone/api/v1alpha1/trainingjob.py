@@ -159,7 +159,8 @@ class Reason(StrEnum):
     Starting = "Starting"
     Resuming = "Resuming"
     Queued = "Queued"
-    # Kueue took the quota back for a workload of higher priority (a stop with checkpoint).
+    # Kueue took the quota back for a workload of higher priority (a stop with checkpoint), or the
+    # cluster took a pod away (a drain, a spot reclaim: status.resourceUsage.preemptions).
     Preempted = "Preempted"
     Running = "Running"
     Restarting = "Restarting"
@@ -864,6 +865,11 @@ class TrainingJobSpec(ApiModel):
                     ".gpusPerWorker",
                 ),
                 cel(
+                    "has(self.gpuType) || !self.spot",
+                    "spot needs gpuType: spot capacity is a setting of the GPU catalog",
+                    ".spot",
+                ),
+                cel(
                     "has(self.gpuType) || !has(self.config.strategy) || self.config.strategy != 'qlora'",
                     "strategy qlora needs a GPU: set gpuType",
                     ".gpuType",
@@ -886,8 +892,10 @@ class TrainingJobSpec(ApiModel):
                     "self.maxWorkers == oldSelf.maxWorkers && has(self.gpuType) == has(oldSelf.gpuType) "
                     "&& (!has(self.gpuType) || self.gpuType == oldSelf.gpuType) "
                     "&& has(self.gpusPerWorker) == has(oldSelf.gpusPerWorker) "
-                    "&& (!has(self.gpusPerWorker) || self.gpusPerWorker == oldSelf.gpusPerWorker)",
-                    "gpuType, gpusPerWorker and maxWorkers are immutable; stop the job and create a new one to change resources",
+                    "&& (!has(self.gpusPerWorker) || self.gpusPerWorker == oldSelf.gpusPerWorker) "
+                    "&& self.spot == oldSelf.spot",
+                    "gpuType, gpusPerWorker, maxWorkers and spot are immutable; stop the job and create a new one to "
+                    "change resources",
                     reason="FieldValueForbidden",
                 ),
                 cel(
@@ -935,6 +943,13 @@ class TrainingJobSpec(ApiModel):
     gpus_per_worker: int | None = Field(
         default=None, ge=1, le=16, description="GPUs per training pod (1 to 16; default 1 when gpuType is set)."
     )
+    spot: bool = Field(
+        default=False,
+        description="Run the pods on spot (preemptible) capacity of the GPU type, at its spot price: the catalog "
+        "entry's spot node labels and tolerations place them. Refused (CONFIGURATION_ERROR) for a GPU type without "
+        "spot capacity. A preempted pod saves a checkpoint and the job resumes from it; preemptions are counted in "
+        "status.resourceUsage.preemptions, not against maxRestarts.",
+    )
     priority: Priority = Field(default=Priority.normal, description="Scheduling priority: high, normal or low.")
     suspend: bool = Field(
         default=False,
@@ -976,7 +991,8 @@ class TrainingJobSpec(ApiModel):
         description="Pod failures restarted before the job fails. Our trainer's pods (and a custom image's "
         "with config.custom.exitCodes Trainer) are restarted only for an error that may be transient (exit "
         "code 128-255), counted by the operator; a permanent error (bad configuration, data or checkpoint) "
-        "fails the job at once. Other custom images' pods are restarted for any failure (backoffLimit).",
+        "fails the job at once. Other custom images' pods are restarted for any failure (backoffLimit). A "
+        "preemption (a pod drained, evicted or reclaimed: status.resourceUsage.preemptions) is not a failure.",
     )
     checkpoint_storage: CheckpointStorage | None = Field(
         default=None, description="Where checkpoints are written; absent means a 20Gi claim the operator creates."
@@ -1055,6 +1071,9 @@ class ResourceAllocation(ApiModel):
     memory_per_worker: str | None = Field(
         default=None, max_length=32, description="GPU memory per worker, for example 80GB (host memory for CPU jobs)."
     )
+    spot: bool | None = Field(
+        default=None, description="True when the pods run on spot capacity (spec.spot), priced at the spot price."
+    )
 
 
 class EstimatedCost(ApiModel):
@@ -1079,7 +1098,18 @@ class ResourceUsage(ApiModel):
         default=None, description="When runningSeconds was last brought up to date by the operator."
     )
     gpu_hours: float | None = Field(default=None, ge=0.0, description="GPU-hours consumed while running.")
-    cost: float | None = Field(default=None, ge=0.0, description="Cost so far, from gpuHours and the catalog price.")
+    cost: float | None = Field(
+        default=None,
+        ge=0.0,
+        description="Cost so far, from gpuHours and the catalog price (the spot price for a spot job).",
+    )
+    preemptions: int | None = Field(
+        default=None,
+        ge=0,
+        description="Pods of the job the cluster took away while it ran (a spot reclaim, a node drain, an "
+        "eviction): each saved a checkpoint, where it could, and the job resumed from its latest. Not counted "
+        "against spec.maxRestarts.",
+    )
     efficiency: float | None = Field(
         default=None,
         ge=0.0,
