@@ -6,6 +6,8 @@ PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 EXAMPLE ?= examples/tiny-llm-lora.yaml
+# The tests run in parallel, one worker a core (at most 4: each may train a model).
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ $$n -gt 4 ] && n=4; echo $$n)
 
 .PHONY: run test lint crds lock bench clean
 
@@ -31,7 +33,7 @@ test: lint
 	$(BIN)/python -m tensorone.api.docs --check
 	$(BIN)/python -m tensorone_operator.chart --check
 	$(BIN)/python -m tensorone.gateway.openapi --check
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal
 
 # Everything generated from the models: the CRDs (crds/ and the chart's), docs/api.md, the
 # chart's operatorConfig values and schema (from OperatorConfig), and the gateway's OpenAPI document.
