@@ -126,34 +126,9 @@ def model_config() -> Any:
     """A small RT-DETR: a ResNet backbone of 16-32 channels, the hybrid encoder and a 2-layer
     decoder at width 64, 50 queries and 50 denoising queries, two classes; no dropout (RT-DETR's
     default). The example's tiny detector (examples/models/build_tiny_rt_detr.py) at twice the width."""
-    from transformers import RTDetrConfig, RTDetrResNetConfig
-
-    backbone = cast(Any, RTDetrResNetConfig)(
-        embedding_size=16,
-        hidden_sizes=[16, 32, 32, 32],
-        depths=[1, 1, 1, 1],
-        layer_type="basic",
-        out_features=["stage2", "stage3", "stage4"],
-    )
-    return cast(Any, RTDetrConfig)(
-        backbone_config=backbone,
-        encoder_in_channels=[32, 32, 32],
-        hidden_expansion=0.5,
-        encoder_hidden_dim=64,
-        encoder_ffn_dim=128,
-        encoder_attention_heads=2,
-        d_model=64,
-        decoder_in_channels=[64, 64, 64],
-        decoder_ffn_dim=128,
-        decoder_attention_heads=2,
-        decoder_layers=2,
-        num_queries=50,
-        num_denoising=50,
-        num_labels=2,
-        id2label={0: "square", 1: "disc"},
-        label2id={"square": 0, "disc": 1},
-        freeze_backbone_batch_norms=False,
-    )
+    builder = script(REPO / "examples" / "models" / "build_tiny_rt_detr.py")
+    labels = {0: "square", 1: "disc"}
+    return builder.tiny_config(2, width=64, queries=50, id2label=labels, label2id={v: k for k, v in labels.items()})
 
 
 def prepare(config: BenchConfig, folder: Path) -> tuple[Path, Path]:

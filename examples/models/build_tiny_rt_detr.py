@@ -21,7 +21,9 @@ DEFAULT_OUTPUT = HERE / "tiny-rt-detr"
 INPUT_SIZE = 64
 
 
-def tiny_config(num_labels: int = 2) -> Any:
+def tiny_config(num_labels: int = 2, *, width: int = 32, queries: int = 20, **options: Any) -> Any:
+    """An RT-DETR with a ResNet backbone of 16-32 channels, the hybrid encoder and a 2-layer decoder
+    of ``width`` with ``queries`` queries and as many denoising queries; ``options`` go to the config."""
     from transformers import RTDetrConfig, RTDetrResNetConfig
 
     backbone = cast(Any, RTDetrResNetConfig)(
@@ -35,18 +37,19 @@ def tiny_config(num_labels: int = 2) -> Any:
         backbone_config=backbone,
         encoder_in_channels=[32, 32, 32],
         hidden_expansion=0.5,
-        encoder_hidden_dim=32,
-        encoder_ffn_dim=64,
+        encoder_hidden_dim=width,
+        encoder_ffn_dim=2 * width,
         encoder_attention_heads=2,
-        d_model=32,
-        decoder_in_channels=[32, 32, 32],
-        decoder_ffn_dim=64,
+        d_model=width,
+        decoder_in_channels=[width] * 3,
+        decoder_ffn_dim=2 * width,
         decoder_attention_heads=2,
         decoder_layers=2,
-        num_queries=20,
-        num_denoising=20,
+        num_queries=queries,
+        num_denoising=queries,
         num_labels=num_labels,
         freeze_backbone_batch_norms=False,
+        **options,
     )
 
 
