@@ -22,7 +22,9 @@ import time
 
 def spin(until: float) -> None:
     """Busy until the monotonic deadline (checked every ~100k operations)."""
+    # A forked worker inherits the group's handlers: its own end is the default one, quiet.
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     value = 0
     while time.monotonic() < until:
         for i in range(100_000):
