@@ -226,6 +226,33 @@ def _env(job: TrainingJob, config: OperatorConfig) -> list[dict[str, Any]]:
     return env
 
 
+def cpu_cores(quantity: str) -> float | None:
+    """A CPU quantity in cores (``4``, ``2.5``, ``500m``); None for one in another form."""
+    try:
+        return float(quantity[:-1]) / 1000 if quantity.endswith("m") else float(quantity)
+    except ValueError:
+        return None
+
+
+def threads_per_process(resources: JobResources, config: OperatorConfig) -> int | None:
+    """torch's threads for each training process: the CPUs the pod asks for, shared among its
+    processes, at least one. Left to torch (None) when the quantity is of another form."""
+    entry = resources.entry
+    cpu = config.cpu_job.cpu if entry is None else _times(entry.cpu_per_gpu, resources.gpus_per_worker)
+    cores = cpu_cores(cpu)
+    return None if cores is None else max(1, int(cores // resources.processes_per_worker))
+
+
+def _threads_env(spec: TrainingJobSpec, resources: JobResources, config: OperatorConfig) -> list[dict[str, Any]]:
+    """OMP_NUM_THREADS for the built-in trainer: torch otherwise starts a thread per core of the
+    node, whatever the pod's share (the cgroup's quota is not what it counts), and a pod on a big
+    node then spends its time descheduled. A custom image sets its own in ``custom.env``."""
+    threads = threads_per_process(resources, config)
+    if spec.model_type == ModelType.custom or threads is None:
+        return []
+    return [{"name": "OMP_NUM_THREADS", "value": str(threads)}]
+
+
 def _secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
     """An environment variable read from a key of a Secret in the job's namespace: the kubelet
     fills it in, so the value never appears in the PyTorchJob, the ConfigMap or the job."""
@@ -358,7 +385,7 @@ def _container(job: TrainingJob, resources: JobResources, config: OperatorConfig
         "name": CONTAINER_NAME,
         **_command(job.spec, resources, config),
         "imagePullPolicy": _pull_policy(job.spec, config),
-        "env": _env(job, config),
+        "env": _env(job, config) + _threads_env(job.spec, resources, config),
         "ports": [
             {"name": MASTER_PORT_NAME, "containerPort": MASTER_PORT, "protocol": "TCP"},
             {"name": REPORT_PORT_NAME, "containerPort": report_port(job.spec, config), "protocol": "TCP"},

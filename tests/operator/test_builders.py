@@ -163,6 +163,28 @@ def test_custom_job_runs_the_users_argv_never_a_shell() -> None:
     assert env["MY_FLAG"]["value"] == "1"
 
 
+def test_torch_threads_are_the_pods_cpus_shared_among_its_processes() -> None:
+    def threads(child: dict[str, Any]) -> str | None:
+        env = {e["name"]: e.get("value") for e in container(child)["env"]}
+        return env.get("OMP_NUM_THREADS")
+
+    a100 = builders.cpu_cores(CONFIG.gpu_catalog["a100"].cpu_per_gpu)
+    four_gpus = builders.build_pytorchjob(job(gpuType="a100", gpusPerWorker=4), DATASET, CONFIG)
+    per_gpu = builders.threads_per_process(resources(gpuType="a100", gpusPerWorker=4), CONFIG)
+    assert per_gpu is not None and threads(four_gpus) == str(per_gpu)
+    assert a100 is not None and per_gpu == int(a100)  # each of the 4 processes gets one GPU's share
+    small = OperatorConfig(cpu_job=CpuJobResources(cpu="1500m", memory="4Gi"))
+    assert threads(builders.build_pytorchjob(job(), DATASET, small)) == "1"
+    large = OperatorConfig(cpu_job=CpuJobResources(cpu="6", memory="4Gi"))
+    assert threads(builders.build_pytorchjob(job(), DATASET, large)) == "6"
+    trainjob = builders.build_trainjob(job(), DATASET, large)["spec"]["trainer"]
+    assert {"name": "OMP_NUM_THREADS", "value": "6"} in trainjob["env"]
+    # A custom image sets its own (custom.env).
+    custom = job(modelType="custom", config={"custom": {"image": "registry.example/me/train:v1"}})
+    assert threads(builders.build_pytorchjob(custom, DATASET, large)) is None
+    assert [builders.cpu_cores(q) for q in ("4", "2.5", "500m", "1e3", "x")] == [4.0, 2.5, 0.5, 1000.0, None]
+
+
 def test_a_custom_image_is_pulled_every_time_unless_pinned_by_digest() -> None:
     def pull_policy(image: str) -> str:
         spec = job(modelType="custom", config={"custom": {"image": image}})
