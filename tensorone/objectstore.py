@@ -196,16 +196,9 @@ def stored_matches(s3: Any, bucket: str, key: str, file: LocalFile) -> bool:
 
 def head_object(s3: Any, bucket: str, key: str) -> dict[str, Any] | None:
     """The object's metadata and checksum; None when there is no such object."""
-    from botocore.exceptions import ClientError
-
-    try:
-        head: dict[str, Any] = s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
-    except ClientError as error:
-        if _status(error) == 404:
-            return None
-        raise _store_error(f"read s3://{bucket}/{key}", error) from error
-    except Exception as error:
-        raise _store_error(f"read s3://{bucket}/{key}", error) from error
+    head: dict[str, Any] | None = _unless_missing(
+        f"read s3://{bucket}/{key}", lambda: s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+    )
     return head
 
 
@@ -220,7 +213,8 @@ def stored_sha256(s3: Any, bucket: str, key: str) -> str:
 
 def put_bytes(s3: Any, bucket: str, key: str, data: bytes) -> None:
     """Write a small object in one PUT, checked by the store against its SHA-256."""
-    checksum = base64.b64encode(hashlib.sha256(data).digest()).decode()
+    digest = hashlib.sha256(data)
+    checksum = base64.b64encode(digest.digest()).decode()
     _call(
         f"write s3://{bucket}/{key}",
         lambda: s3.put_object(
@@ -228,23 +222,18 @@ def put_bytes(s3: Any, bucket: str, key: str, data: bytes) -> None:
             Key=key,
             Body=data,
             ChecksumSHA256=checksum,
-            Metadata={DIGEST_METADATA: hashlib.sha256(data).hexdigest()},
+            Metadata={DIGEST_METADATA: digest.hexdigest()},
         ),
     )
 
 
 def get_bytes(s3: Any, bucket: str, key: str) -> bytes | None:
     """A small object's bytes; None when there is no such object."""
-    from botocore.exceptions import ClientError
 
-    try:
-        data: bytes = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-    except ClientError as error:
-        if _status(error) == 404:
-            return None
-        raise _store_error(f"read s3://{bucket}/{key}", error) from error
-    except Exception as error:
-        raise _store_error(f"read s3://{bucket}/{key}", error) from error
+    def read() -> bytes:
+        return bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+    data: bytes | None = _unless_missing(f"read s3://{bucket}/{key}", read)
     return data
 
 
@@ -280,6 +269,18 @@ def _call(what: str, call: Callable[[], Any]) -> Any:
         raise
     except Exception as error:
         raise _store_error(what, error) from error
+
+
+def _unless_missing(what: str, call: Callable[[], Any]) -> Any:
+    """``call()``, or None when the store answers 404; any other failure as in ``_call``."""
+    from botocore.exceptions import ClientError
+
+    try:
+        return _call(what, call)
+    except StoreError as error:
+        if isinstance(error.__cause__, ClientError) and _status(error.__cause__) == 404:
+            return None
+        raise
 
 
 def _status(error: Any) -> int | None:
