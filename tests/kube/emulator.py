@@ -207,9 +207,15 @@ def tensorone_validator() -> Validator:
     unchanged parts' schemas made opaque: the same verdict, without re-evaluating every CEL rule
     of the spec (cel-python costs milliseconds a rule).
     """
-    from tensorone.api.admission import committed_crds, validate
+    from tensorone.api.admission import committed_crds
 
-    full = committed_crds()
+    return schema_validator(committed_crds())
+
+
+def schema_validator(full: dict[str, dict[str, Any]]) -> Validator:
+    """Admission of the kinds of ``full`` (kind -> CRD) with validation ratcheting, as above."""
+    from tensorone.api.admission import validate
+
     spec_unchanged = opaque_parts(full, ("spec",))
     only_metadata = opaque_parts(full, ("spec", "status"))
 

@@ -22,8 +22,7 @@ import functools
 import re
 from typing import Any
 
-from tensorone.api.admission import validate
-from tests.kube.emulator import Kind, Validator, opaque_parts
+from tests.kube.emulator import Kind, Validator, schema_validator
 
 TRAINER_GROUP, TRAINER_VERSION = "trainer.kubeflow.org", "v1alpha1"
 JOBSET_GROUP, JOBSET_VERSION = "jobset.x-k8s.io", "v1alpha2"
@@ -396,18 +395,3 @@ def validator() -> Validator:
     """Admission of these kinds: unknown fields refused, defaults applied, schema and CEL rules
     checked, as the API server does for the releases' CRDs."""
     return schema_validator(crds())
-
-
-def schema_validator(full: dict[str, dict[str, Any]]) -> Validator:
-    """Admission of the kinds of ``full`` (kind -> CRD), with validation ratcheting."""
-    # Validation ratcheting, as for our own kinds (emulator.tensorone_validator): parts unchanged
-    # from the stored object are not checked again.
-    spec_unchanged = opaque_parts(full, ("spec",))
-    only_metadata = opaque_parts(full, ("spec", "status"))
-
-    def run(obj: dict[str, Any], old: dict[str, Any] | None, changed: frozenset[str]) -> dict[str, Any]:
-        if old is None or changed - {"metadata", "status"}:
-            return validate(obj, old, crds=full)
-        return validate(obj, old, crds=spec_unchanged if "status" in changed else only_metadata)
-
-    return run

@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING, Any
 from kubernetes.utils import parse_quantity
 
 from tests.factories import PYTORCHJOB
-from tests.kube.emulator import Kind
-from tests.kube.kubeflow_trainer import TRAINER_API, _array, _condition, _object, core, crd_for, schema_validator
+from tests.kube.emulator import Kind, schema_validator
+from tests.kube.kubeflow_trainer import TRAINER_API, _array, _condition, _object, core, crd_for
 
 if TYPE_CHECKING:
     from tests.kube.node import LocalNode
