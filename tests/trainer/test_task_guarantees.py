@@ -119,10 +119,12 @@ class Trainer:
         return self.status is None
 
     def checkpoint_saved(self, step: int) -> bool:
-        """Whether the checkpoint of ``step`` is complete (its manifest is the last file written),
-        or the process ended (so a wait on it does not last)."""
-        manifest = Path(self.job.checkpoint_dir) / f"ckpt-step-{step}" / "manifest.json"
-        return manifest.exists() or not self.running()
+        """Whether a checkpoint of ``step`` or later is complete (its manifest is the last file
+        written; an older one may already be pruned), or the process ended (so a wait on it does
+        not last)."""
+        manifests = Path(self.job.checkpoint_dir).glob("ckpt-step-*/manifest.json")
+        saved = any(int(m.parent.name.removeprefix("ckpt-step-")) >= step for m in manifests)
+        return saved or not self.running()
 
     def signal(self, signum: signal.Signals) -> None:
         """Send ``signum`` to the trainer, which must still be running, and wait for its end."""
@@ -154,7 +156,7 @@ def signalled_mid_run(task: Task, root: Path, signum: signal.Signals, forked: li
     # file as it can, where a trainer that logs its steps late (after the checkpoint) loses them.
     deadline = time.monotonic() + 120
     while not trainer.checkpoint_saved(2):
-        assert time.monotonic() < deadline, "timed out waiting for the checkpoint of step 2"
+        assert time.monotonic() < deadline, "timed out waiting for a checkpoint at step 2 or later"
         time.sleep(0.001)
     trainer.signal(signum)
     assert trainer.status is not None
