@@ -238,8 +238,11 @@ class Reconciler:
         await self.metric_store.read(seen.key, self.reports.pod(seen.key), kept.report if kept else None)
         await self.metric_store.write(seen)
         resources, _ = checks.check_gpu_type(seen.spec, self.config)
-        # Kueue's word is read only while it may hold the child (admitted, the child runs).
-        queue = await self._queue(seen, child) if suspend_asked(child) else None
+        # Kueue's word is read only while it may hold the child: not while it runs (admitted), and
+        # not while the job is stopped or held (its phase is Stopping or Stopped whatever Kueue says;
+        # the Workload was deactivated by the reconcile that stopped it).
+        stopped = seen.spec.suspend or over_budget(seen.spec, seen.status)
+        queue = await self._queue(seen, child) if suspend_asked(child) and not stopped else None
         desired = self._live(seen, self._followed(seen, child, resources, queue), resources)
         # A job that has just spent its spec.maxCost is held at once (and again on every tick
         # until its child is suspended: a failed patch is retried).
@@ -313,8 +316,10 @@ class Reconciler:
             # Running already: follow it, and apply what may change on a running job (the
             # operator's own hold included: a job over its spec.maxCost stays suspended).
             hold = over_budget(job.spec, job.status)
-            # First the Workload (deactivated by a stop, before the child is suspended).
-            queue = await self._queue(job, child)
+            # First the Workload (deactivated by a stop, before the child is suspended), read only
+            # when Kueue may hold the child or the job is being stopped: not on every event of a
+            # running job.
+            queue = await self._queue(job, child) if suspend_asked(child) or job.spec.suspend or hold else None
             if job.spec_changed() or (hold and not suspend_asked(child)):
                 # Kueue alone unsuspends a child it manages; a child another queue holds (Queued)
                 # stays suspended whatever the edit.
