@@ -30,6 +30,7 @@ from tensorone_operator.cleanup import FINALIZER, FORCE_DELETE_ANNOTATION
 from tensorone_operator.config import ChildBackend, OperatorConfig
 from tensorone_operator.follower import Follower
 from tensorone_operator.indexes import (
+    INDEX_TRAINJOBS,
     INDEX_WAITING,
     indexes_of,
     slim_child,
@@ -100,10 +101,6 @@ async def datasets_by_name(namespace: str | None, name: str, body: kopf.Body, **
 
 
 async def children_by_job(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Any, Any]:
-    return {(namespace or "", labels[LABEL_JOB_NAME]): slim_child(body)} if LABEL_JOB_NAME in labels else {}
-
-
-async def trainjobs_by_job(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Any, Any]:
     return {(namespace or "", labels[LABEL_JOB_NAME]): slim_child(body)} if LABEL_JOB_NAME in labels else {}
 
 
@@ -190,7 +187,7 @@ def register(config: OperatorConfig, registry: kopf.OperatorRegistry) -> kopf.Op
         kopf.index(*PYTORCHJOBS, labels=OURS, registry=registry)(children_by_job)
         kopf.on.event(*PYTORCHJOBS, labels=OURS, registry=registry)(child_changed)
     if ChildBackend.trainjob in backends:
-        kopf.index(*TRAINJOBS, labels=OURS, registry=registry)(trainjobs_by_job)
+        kopf.index(*TRAINJOBS, labels=OURS, id=INDEX_TRAINJOBS, registry=registry)(children_by_job)
         kopf.on.event(*TRAINJOBS, labels=OURS, id="trainjob_changed", registry=registry)(child_changed)
     kopf.index(*JOB_RESOURCE, registry=registry)(jobs_waiting)
     for reason in (kopf.on.update, kopf.on.create, kopf.on.resume):
