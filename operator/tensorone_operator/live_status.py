@@ -568,8 +568,9 @@ def report_events(previous: ProgressReport | None, current: ProgressReport) -> l
     became_running = current.state == TrainerState.running and (
         new_process or previous is None or previous.state != TrainerState.running
     )
-    # A whole (short) process can fall between two polls: its final report still says it ran.
-    ran_unseen = new_process and previous is not None and current.state != TrainerState.starting
+    # A whole (short) process can fall between two polls, or before the first one: its final
+    # report still says it ran.
+    ran_unseen = new_process and current.state != TrainerState.starting
     if became_running or ran_unseen:
         if current.resumed_from:
             events.append((EventType.Normal, Reason.TrainingResumed, f"training resumed from {current.resumed_from}"))

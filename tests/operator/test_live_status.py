@@ -305,6 +305,9 @@ def test_human_bytes() -> None:
 def test_the_start_is_announced_once_training_runs() -> None:
     starting = report(state=TrainerState.starting, step=0, epoch=0, started_at=None)
     assert report_events(None, starting) == []
+    # A short run whose first report the operator reads is already its last still announces its start.
+    ended = report(step=9, epoch=1, state=TrainerState.completed, checkpoints=[checkpoint("ckpt-step-9", 9, "final")])
+    assert [e[1] for e in report_events(None, ended)][:2] == ["TrainingStarted", "CheckpointSaved"]
     running = report(step=1, epoch=1)
     assert [e[1] for e in report_events(starting, running)] == ["TrainingStarted"]
     assert report_events(running, report(step=2, epoch=1)) == []
