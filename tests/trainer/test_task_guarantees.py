@@ -5,14 +5,17 @@ bit-identical too; a non-finite loss ends the run as diverged, keeping the last 
 and bad data (an unreadable image, a missing file, an unknown class, a box outside its image) is
 counted and named while the run goes on.
 
-The trainer that is signalled runs in a child forked from the test process, as ``python -m
-trainer`` runs it (``trainer.run.run``, its exit code the process's): torch and the task's
-libraries are loaded already, which spares each test a second start-up.
+The trainer that is signalled runs in a process of its own, as ``python -m trainer`` runs it
+(``trainer.run.run``, its exit code the process's), forked from a clean server process that loaded
+torch and the task's libraries once (multiprocessing's forkserver): each test is spared a second
+start-up, and the trainer inherits nothing of the test process (its threads, locks, handlers and
+whatever earlier tests left in it).
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import signal
 import time
@@ -98,25 +101,42 @@ def reference(task: Task, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+# The forkserver loads these once; every trainer forked from it starts with them imported.
+PRELOADED = ["trainer.run", "tests.trainer.test_task_guarantees"]
+
+
+def run_in_child(job: ResolvedJob, environment: dict[str, str]) -> None:
+    """A trainer process's body: the test's environment (its termination log), one thread, the
+    run, and out with the run's exit code (an exception that escapes the run exits UNEXPECTED)."""
+    import torch
+
+    os.environ.clear()
+    os.environ.update(environment)
+    torch.set_num_threads(1)
+    code: int = ExitCode.UNEXPECTED
+    try:
+        code = train(job).exit_code
+    finally:
+        os._exit(code)
+
+
 class Trainer:
-    """A trainer process forked from this one, running ``job`` to its end or a signal."""
+    """A trainer process running ``job`` to its end or a signal."""
 
     def __init__(self, job: ResolvedJob) -> None:
         self.job = job
-        self.pid = os.fork()
-        if self.pid == 0:  # the child: the trainer, then out, never back into pytest
-            code: int = ExitCode.UNEXPECTED
-            try:
-                code = train(job).exit_code
-            finally:
-                os._exit(code)
-        self.status: int | None = None
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(PRELOADED)
+        self.process = context.Process(target=run_in_child, args=(job, dict(os.environ)), daemon=True)
+        self.process.start()
 
     def running(self) -> bool:
-        if self.status is None:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-            self.status = status if pid else None
-        return self.status is None
+        return self.process.is_alive()
+
+    @property
+    def exit_code(self) -> int | None:
+        """The process's exit code, or minus the signal that ended it; None while it runs."""
+        return self.process.exitcode
 
     def checkpoint_saved(self, step: int) -> bool:
         """Whether a checkpoint of ``step`` or later is complete (its manifest is the last file
@@ -128,14 +148,19 @@ class Trainer:
 
     def signal(self, signum: signal.Signals) -> None:
         """Send ``signum`` to the trainer, which must still be running, and wait for its end."""
-        assert self.running(), f"the trainer ended before it could be signalled (wait status {self.status})"
-        os.kill(self.pid, signum)
-        _, self.status = os.waitpid(self.pid, 0)
+        assert self.running(), f"the trainer ended before it could be signalled: {self.ending()}"
+        os.kill(self.process.pid, signum)  # type: ignore[arg-type]
+        self.process.join()
+
+    def ending(self) -> str:
+        """The ended trainer's exit code and termination message, for a failure's message."""
+        message = Path(os.environ["TENSORONE_TERMINATION_LOG"])
+        return f"exit code {self.exit_code}, termination message {message.read_text() if message.exists() else None}"
 
     def kill(self) -> None:
         if self.running():
-            os.kill(self.pid, signal.SIGKILL)
-            os.waitpid(self.pid, 0)
+            self.process.kill()
+        self.process.join()
 
 
 @pytest.fixture
@@ -147,9 +172,9 @@ def forked() -> Iterator[list[Trainer]]:
         trainer.kill()
 
 
-def signalled_mid_run(task: Task, root: Path, signum: signal.Signals, forked: list[Trainer]) -> int:
-    """Fork a trainer on the task's job under ``root``, send it ``signum`` once its second
-    checkpoint is saved; its wait status."""
+def signalled_mid_run(task: Task, root: Path, signum: signal.Signals, forked: list[Trainer]) -> int | None:
+    """Start a trainer on the task's job under ``root``, send it ``signum`` once its second
+    checkpoint is saved; its exit code (minus the signal that ended it)."""
     trainer = Trainer(task.job(root, {}))
     forked.append(trainer)
     # Polled every millisecond, not every 50: the signal lands as soon after the checkpoint's last
@@ -159,8 +184,7 @@ def signalled_mid_run(task: Task, root: Path, signum: signal.Signals, forked: li
         assert time.monotonic() < deadline, "timed out waiting for a checkpoint at step 2 or later"
         time.sleep(0.001)
     trainer.signal(signum)
-    assert trainer.status is not None
-    return trainer.status
+    return trainer.exit_code
 
 
 def assert_ends_as_the_reference(root: Path, reference: Path) -> None:
@@ -173,8 +197,8 @@ def assert_ends_as_the_reference(root: Path, reference: Path) -> None:
 def test_a_kill_9_mid_run_then_a_restart_ends_bit_identical(
     task: Task, reference: Path, tmp_path: Path, forked: list[Trainer]
 ) -> None:
-    status = signalled_mid_run(task, tmp_path, signal.SIGKILL, forked)
-    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, status
+    exit_code = signalled_mid_run(task, tmp_path, signal.SIGKILL, forked)
+    assert exit_code == -signal.SIGKILL, exit_code
 
     resumed = train(task.job(tmp_path, {}))  # as the restarted pod: from the latest checkpoint that verifies
     assert resumed.exit_code == 0, resumed.report
@@ -186,8 +210,8 @@ def test_a_kill_9_mid_run_then_a_restart_ends_bit_identical(
 def test_sigterm_mid_run_saves_a_checkpoint_exits_0_and_the_resume_is_bit_identical(
     task: Task, reference: Path, tmp_path: Path, forked: list[Trainer]
 ) -> None:
-    status = signalled_mid_run(task, tmp_path, signal.SIGTERM, forked)
-    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+    exit_code = signalled_mid_run(task, tmp_path, signal.SIGTERM, forked)
+    assert exit_code == 0, exit_code
     final = json.loads((tmp_path / "termination-log").read_text())
     assert final["state"] == "stopped" and "SIGTERM" in final["message"], final
     stopped_at = final["step"]
