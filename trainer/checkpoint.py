@@ -35,7 +35,7 @@ import random
 import re
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -119,6 +119,11 @@ class CheckpointManifest(ApiModel):
         "absent in checkpoints written before digests.",
     )
     data: DataFingerprint | None = Field(default=None, description="The training data the run was planned on.")
+    start_id: str | None = Field(
+        default=None,
+        description="The start of the job that saved it (ResolvedJob.start_id); absent for a local run and in "
+        "checkpoints written before starts were told apart.",
+    )
     sha256: str | None = Field(
         default=None,
         description="SHA-256 of this manifest's other fields (compact JSON, camelCase keys), so that a change "
@@ -127,7 +132,9 @@ class CheckpointManifest(ApiModel):
 
     def own_digest(self) -> str:
         """The digest ``sha256`` must hold: of every other field, serialized the one way pydantic does."""
-        return hashlib.sha256(self.model_dump_json(by_alias=True, exclude={"sha256"}).encode()).hexdigest()
+        # A field added since format 3 is left out while unset, so older manifests keep their digest.
+        unset = {"start_id"} if self.start_id is None else set()
+        return hashlib.sha256(self.model_dump_json(by_alias=True, exclude={"sha256", *unset}).encode()).hexdigest()
 
     def problem(self) -> str | None:
         """What is wrong with the manifest itself, or None. One flipped bit cannot pass unless it
@@ -207,9 +214,10 @@ def set_rng_state(state: dict[str, Any]) -> None:
 class CheckpointStore:
     """The checkpoints of one job, in one folder shared by every process."""
 
-    def __init__(self, root: Path, topology: Topology) -> None:
+    def __init__(self, root: Path, topology: Topology, start_id: str | None = None) -> None:
         self.root = root
         self.topology = topology
+        self.start_id = start_id  # written into every checkpoint saved: see choose
 
     def checkpoints(self) -> list[CheckpointManifest]:
         """Complete checkpoints, oldest first."""
@@ -264,10 +272,26 @@ class CheckpointStore:
         """The checkpoint to resume from: ``none`` -> start over; ``latest`` or unset -> the newest
         one that verifies, naming those skipped (start over when there are none; CheckpointDamaged
         when every one is damaged); an id -> that one when it verifies, else CheckpointNotFound or
-        CheckpointDamaged naming the checkpoints that verify."""
+        CheckpointDamaged naming the checkpoints that verify.
+
+        ``none`` and an id say where a start of the job begins. A restart of the same start (its
+        pods failed, were preempted or drained: the same ``start_id``) continues from the newest
+        checkpoint that start saved and that verifies: a crash at step 5,000 of a job told to
+        begin at step 100, or from nothing, does not send it back there."""
+        existing = self.checkpoints()
+        if resume_from not in (None, "latest") and self.start_id is not None:
+            continued = self._continued(existing)
+            if continued.checkpoint is not None:
+                return continued
+            # None of this start's own verifies (or it saved none): begin where the start says,
+            # naming the ones skipped.
+            chosen = self._begin(resume_from, existing)
+            return replace(chosen, skipped=continued.skipped + chosen.skipped)
+        return self._begin(resume_from, existing)
+
+    def _begin(self, resume_from: str | None, existing: list[CheckpointManifest]) -> ResumeChoice:
         if resume_from == "none":
             return ResumeChoice(None)
-        existing = self.checkpoints()
         if resume_from not in (None, "latest"):
             return self._named(resume_from, existing)
         skipped = self.unreadable()
@@ -283,6 +307,19 @@ class CheckpointStore:
                 field="resumeFrom",
             )
         return ResumeChoice(None)
+
+    def _continued(self, existing: list[CheckpointManifest]) -> ResumeChoice:
+        """The newest checkpoint of this start that verifies, with those of it skipped on the way
+        (no checkpoint when it saved none that does)."""
+        skipped: list[SkippedCheckpoint] = []
+        for manifest in reversed(existing):
+            if manifest.start_id != self.start_id:
+                continue
+            problem = self.verify(manifest)
+            if problem is None:
+                return ResumeChoice(manifest, skipped, unverified=manifest.files is None)
+            skipped.append(SkippedCheckpoint(manifest.id, problem))
+        return ResumeChoice(None, skipped)
 
     def _named(self, resume_from: str, existing: list[CheckpointManifest]) -> ResumeChoice:
         chosen = next((m for m in existing if m.id == resume_from), None)
@@ -381,6 +418,7 @@ class CheckpointStore:
                 base_model=base_model,
                 files=files,
                 data=data,
+                start_id=self.start_id,
             )
             manifest = manifest.model_copy(update={"sha256": manifest.own_digest()})
             _fsync_tree(tmp)

@@ -88,7 +88,7 @@ def setup_checkpoints(job: ResolvedJob, topology: Topology, reporter: Reporter) 
     verifies, with those skipped on the way (logged), or none. The checkpoints on disk are in the
     report from here on, so a run that then fails (a damaged checkpoint, changed data) still lists
     them."""
-    store = CheckpointStore(Path(job.checkpoint_dir), topology)
+    store = CheckpointStore(Path(job.checkpoint_dir), topology, start_id=job.start_id)
     store.clean_up()
     distributed.barrier(topology)
     reporter.checkpoints([m.to_report() for m in store.checkpoints()])

@@ -20,6 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import yaml
+
 from tensorone.api import API_VERSION, preflight
 from tensorone.api.exit_codes import RETRYABLE_FROM, follows_table
 from tensorone.api.export import ACCESS_KEY_ID_ENV, SECRET_ACCESS_KEY_ENV, SESSION_TOKEN_ENV
@@ -127,9 +129,17 @@ def report_port(spec: TrainingJobSpec, config: OperatorConfig) -> int:
     return custom.progress_port if custom and custom.progress_port else config.report_port
 
 
-def resolved_job(job: TrainingJob, dataset: Dataset, config: OperatorConfig) -> ResolvedJob:
+def start_id(job: TrainingJob) -> str:
+    """The start of the job that its current spec makes: ``<uid>:<generation>`` (ResolvedJob.start_id)."""
+    return f"{job.metadata.uid}:{job.metadata.generation}"
+
+
+def resolved_job(
+    job: TrainingJob, dataset: Dataset, config: OperatorConfig, *, start: str | None = None
+) -> ResolvedJob:
     """The operator->trainer contract: the TrainingJob's config with defaults, and the Dataset's spec,
-    at the paths where the pods mount the data and checkpoint claims."""
+    at the paths where the pods mount the data and checkpoint claims; ``start``: the start of the
+    job it is for (see ``start_id``; the current spec's when not given)."""
     return resolve_job(
         job.spec,
         dataset.spec,
@@ -138,17 +148,32 @@ def resolved_job(job: TrainingJob, dataset: Dataset, config: OperatorConfig) -> 
         uid=job.metadata.uid,
         report_port=report_port(job.spec, config),
         use_gpu=job.spec.gpu_type is not None,
+        start_id=start or start_id(job),
     )
 
 
-def build_config_map(job: TrainingJob, dataset: Dataset, config: OperatorConfig) -> dict[str, Any]:
+def build_config_map(
+    job: TrainingJob, dataset: Dataset, config: OperatorConfig, *, start: str | None = None
+) -> dict[str, Any]:
     """The ConfigMap ``<job>-config`` with the resolved job as YAML under ``job.yaml``."""
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": _metadata(job, config_map_name(str(job.metadata.name))),
-        "data": {JOB_CONFIG_KEY: resolved_job(job, dataset, config).to_yaml()},
+        "data": {JOB_CONFIG_KEY: resolved_job(job, dataset, config, start=start).to_yaml()},
     }
+
+
+def configured_start(config_map: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """(start id, resumeFrom) of the resolved job in a job's ConfigMap; (None, None) when unreadable."""
+    try:
+        data: Any = yaml.safe_load(((config_map.get("data") or {}).get(JOB_CONFIG_KEY)) or "")
+    except yaml.YAMLError:
+        return None, None
+    if not isinstance(data, dict):
+        return None, None
+    start, resume_from = data.get("startId"), data.get("resumeFrom")
+    return (start if isinstance(start, str) else None), (resume_from if isinstance(resume_from, str) else None)
 
 
 def build_checkpoint_claim(job: TrainingJob, config: OperatorConfig) -> dict[str, Any]:

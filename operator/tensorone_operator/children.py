@@ -172,18 +172,26 @@ class Children:
         return obj, True
 
     async def sync(
-        self, job: TrainingJob, child: Mapping[str, Any], *, hold: bool = False, awaiting_admission: bool = False
+        self,
+        job: TrainingJob,
+        child: Mapping[str, Any],
+        *,
+        hold: bool = False,
+        awaiting_admission: bool = False,
+        resumed: bool = False,
     ) -> Mapping[str, Any]:
         """Apply the mutable parts of the spec to a running child: suspend (also while the operator
         ``hold``s the job), limits, priority, and the checkpoint to resume from (in the ConfigMap
-        the trainer reads when its pods start). A child ``awaiting_admission`` stays suspended."""
+        the trainer reads when its pods start). A child ``awaiting_admission`` stays suspended.
+        ``resumed``: the spec resumes a job it had stopped, which starts it again (a new start id)."""
         namespace, name = str(job.metadata.namespace), str(job.metadata.name)
         config_map = await self.api.get("v1", "configmaps", namespace, builders.config_map_name(name))
         dataset = await self.api.get(API_VERSION, DATASETS, namespace, job.spec.dataset_id)
         if config_map is not None and owned_by(config_map, job.metadata.uid) and dataset is not None:
             # First the checkpoint to resume from (the pods read it when they start), then the
             # child; without the Dataset the job keeps the configuration it started with.
-            wanted = builders.build_config_map(job, Dataset.model_validate(dataset), self.config)["data"]
+            start = _start(job, config_map, resumed=resumed)
+            wanted = builders.build_config_map(job, Dataset.model_validate(dataset), self.config, start=start)["data"]
             if (config_map.get("data") or {}) != wanted:
                 await self.api.merge_patch(
                     "v1", "configmaps", namespace, config_map["metadata"]["name"], {"data": wanted}
@@ -204,3 +212,14 @@ class Children:
         """Delete the job's PyTorchJob or TrainJob (its pods go with it; the claim and ConfigMap stay)."""
         kind = builders.child_kind(self.config, job.namespace)
         await self.api.delete(kind.api_version, kind.plural, job.namespace, job.name)
+
+
+def _start(job: TrainingJob, config_map: Mapping[str, Any], *, resumed: bool) -> str:
+    """The start the job's pods belong to (ResolvedJob.start_id): a new one when the spec starts
+    the job again (a resume of a job its spec stopped, or another resumeFrom), else the one in its
+    ConfigMap, so that restarted pods continue from their own start's checkpoints. A job the
+    operator held for spec.maxCost, or Kueue preempted, goes on with the start it had."""
+    configured, resume_from = builders.configured_start(config_map)
+    if resumed or configured is None or resume_from != job.spec.resume_from:
+        return builders.start_id(job)
+    return configured

@@ -51,7 +51,7 @@ from tensorone_operator.metrics import ERRORS, RECONCILE_SECONDS, RECONCILES, Ph
 from tensorone_operator.observed import ObservedJob
 from tensorone_operator.queues import Queues
 from tensorone_operator.restarts import Restarts, job_runs, preempted
-from tensorone_operator.status import Ended, Problem, condition_is, status_from, suspend_asked
+from tensorone_operator.status import Ended, Problem, condition_is, resumed, status_from, suspend_asked
 from tensorone_operator.status_writer import StatusWriter
 from tensorone_operator.trainer_reports import TrainerReports
 from tensorone_operator.trainjob import child_view
@@ -324,7 +324,9 @@ class Reconciler:
                 # Kueue alone unsuspends a child it manages; a child another queue holds (Queued)
                 # stays suspended whatever the edit.
                 queued = builders.queue_managed(job.resource) or (job.phase == Phase.Queued and suspend_asked(child))
-                child = await self.children.sync(job.resource, child, hold=hold, awaiting_admission=queued)
+                child = await self.children.sync(
+                    job.resource, child, hold=hold, awaiting_admission=queued, resumed=resumed(job, hold=hold)
+                )
             ended = self._past_restart_limit(job)
             if ended is not None:
                 # No pod may run on: the child goes (the checkpoint claim stays), the job is Failed.

@@ -95,6 +95,16 @@ def suspend_asked(child: Mapping[str, Any] | None) -> bool:
     return bool((((child or {}).get("spec") or {}).get("runPolicy") or {}).get("suspend"))
 
 
+def resumed(job: ObservedJob, *, hold: bool) -> bool:
+    """Whether the spec resumes a job it stopped: spec.suspend is false again (and the operator
+    holds no budget) while the status still says Stopping or Stopped for that stop, not for a
+    spec.maxCost hold (whose end goes on with the run it paused)."""
+    if job.spec.suspend or hold or job.phase not in (Phase.Stopping, Phase.Stopped):
+        return False
+    ready = next((c for c in job.status.get("conditions") or [] if c.get("type") == ConditionType.Ready), None)
+    return ready is not None and ready.get("reason") in (Reason.Stopping, Reason.Stopped)
+
+
 def condition_is(status: Mapping[str, Any], condition_type: str, value: str) -> bool:
     """Whether a TrainingJob status has that condition with that status (True/False/Unknown)."""
     return any(c.get("type") == condition_type and c.get("status") == value for c in status.get("conditions") or [])

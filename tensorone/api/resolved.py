@@ -100,6 +100,15 @@ class ResolvedJob(ApiModel):
     resume_from: str | None = Field(
         default=None, description="Checkpoint id, latest, or none; absent means latest when checkpoints exist."
     )
+    start_id: str | None = Field(
+        default=None,
+        max_length=128,
+        description="Which start of the job this configuration is for: '<uid>:<generation>', the TrainingJob "
+        "generation whose spec started the run (its creation, a resume after a stop, a new resumeFrom). The "
+        "checkpoints a run saves carry it, and a restart of the same start (a pod that failed, was preempted or "
+        "drained) continues from them: resumeFrom names where a start begins, not where each restart goes back "
+        "to. Absent for a local run.",
+    )
     report_port: int = Field(default=DEFAULT_REPORT_PORT, description="Port of /progress and /metrics on rank 0.")
     use_gpu: bool = Field(default=False, description="Whether the pods have GPUs (gpuType set).")
     cache_dir: str | None = Field(default=None, description="Hugging Face cache directory.")
@@ -133,6 +142,7 @@ def resolve_job(
     output_dir: str | None = None,
     resume_from: str | None = None,
     cache_dir: str | None = None,
+    start_id: str | None = None,
 ) -> ResolvedJob:
     """The resolved job of a TrainingJob's spec and its Dataset's spec, built the same way by the
     operator and by ``t1 train``.
@@ -153,6 +163,7 @@ def resolve_job(
         checkpoint_dir=checkpoint_dir,
         output_dir=output_dir if output_dir is not None else f"{checkpoint_dir}/output",
         resume_from=resume_from or spec.resume_from,
+        start_id=start_id,
         report_port=report_port,
         use_gpu=use_gpu,
         cache_dir=cache_dir,

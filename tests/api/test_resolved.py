@@ -24,7 +24,8 @@ REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "tiny-llm-lora.yaml"
 # What legitimately differs between a pod and a laptop: the folders, the port, the uid only the
 # API server gives. config.baseModel differs too when it names a folder next to the manifest.
-PLACEMENT = ("uid", "datasetMountPath", "checkpointDir", "outputDir", "reportPort")
+# What differs between a laptop's run and the pods': where they run, and which start of the job (the pods').
+PLACEMENT = ("uid", "startId", "datasetMountPath", "checkpointDir", "outputDir", "reportPort")
 SECTIONS: dict[str, type[ApiModel]] = {
     "training": TrainingHyperparameters,
     "optimization": Optimization,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import yaml
 from tensorone_operator.builders import REPORT_PORT_NAME
 from tensorone_operator.live_status import REPLICA_TYPE_LABEL
 
@@ -80,6 +81,13 @@ def run_master_pod(api: Any, name: str, report_port: int) -> None:
     api.create(factories.pod(f"{name}-master-0", child, spec=spec, labels=labels))
     status = factories.running_pod_status(container, pod_ip="127.0.0.1", started_at=factories.now())
     api.patch("v1", "Pod", f"{name}-master-0", {"status": status}, "default", subresource="status")
+
+
+def configured_job(api: ApiClient, name: str = "llama", namespace: str = "default") -> dict[str, Any]:
+    """The resolved job in the job's ConfigMap, as the trainer reads it."""
+    config_map = api.get("v1", "ConfigMap", f"{name}-config", namespace=namespace)
+    job: dict[str, Any] = yaml.safe_load(config_map["data"]["job.yaml"])
+    return job
 
 
 def job_status(api: ApiClient, name: str = "llama", namespace: str = "default") -> dict[str, Any]:

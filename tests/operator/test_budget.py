@@ -15,6 +15,7 @@ from tests.operator.kit import (
     TJ,
     child_job,
     condition,
+    configured_job,
     dataset,
     event_with,
     job_status,
@@ -79,6 +80,7 @@ def test_the_operator_holds_a_job_that_spends_its_budget_and_lets_it_go_when_the
         cluster.api.create(dataset())
         cluster.api.create(training_job(maxCost=5))
         wait_for(lambda: child_job(cluster.api))
+        start = configured_job(cluster.api)["startId"]
         play_training_operator(cluster.api, "llama", "Running", active=1)
         wait_for(lambda: child_job(cluster.api)["spec"]["runPolicy"]["suspend"] is True, "the budget hold")
         stopping = wait_for(lambda: phase_is(cluster.api, "Stopping"))
@@ -98,3 +100,5 @@ def test_the_operator_holds_a_job_that_spends_its_budget_and_lets_it_go_when_the
         assert condition(resuming, "WithinBudget")["status"] == "True"
         assert job_status(cluster.api)["resourceUsage"]["cost"] == spent
         assert cluster.api.get(PYTORCHJOB, "PyTorchJob", "llama")["spec"]["runPolicy"]["suspend"] is False
+        # The hold paused the start, it did not end it: the pods go on from its own checkpoints.
+        assert configured_job(cluster.api)["startId"] == start

@@ -20,6 +20,7 @@ from tests.operator.kit import (
     TJ,
     child_job,
     condition,
+    configured_job,
     dataset,
     event_with,
     gpu_node,
@@ -191,9 +192,16 @@ async def test_a_resume_read_from_a_lagging_index_is_not_taken_for_a_queue(clust
 
 
 def test_stop_then_resume_from_a_named_checkpoint(cluster: EmulatorServer, operator: OperatorThread) -> None:
+    """A resume is a new start of the job (its ConfigMap's startId, which the trainer's restarts
+    keep); an edit of a running job is not."""
     start_job(cluster)
     play_training_operator(cluster.api, "llama", "Running", active=1)
     wait_for(lambda: phase_is(cluster.api, "Running"))
+    uid = cluster.api.get(TJ, "TrainingJob", "llama")["metadata"]["uid"]
+    assert configured_job(cluster.api)["startId"] == f"{uid}:1"
+    edited = cluster.api.patch(TJ, "TrainingJob", "llama", {"spec": {"priority": "high"}})
+    wait_for(lambda: job_status(cluster.api)["observedGeneration"] == edited["metadata"]["generation"])
+    assert configured_job(cluster.api)["startId"] == f"{uid}:1"
 
     cluster.api.patch(TJ, "TrainingJob", "llama", {"spec": {"suspend": True}})
     wait_for(lambda: cluster.api.get(PYTORCHJOB, "PyTorchJob", "llama")["spec"]["runPolicy"]["suspend"] is True)
@@ -201,17 +209,23 @@ def test_stop_then_resume_from_a_named_checkpoint(cluster: EmulatorServer, opera
     play_training_operator(cluster.api, "llama", "Suspended", active=0)
     wait_for(lambda: phase_is(cluster.api, "Stopped"))
 
-    cluster.api.patch(TJ, "TrainingJob", "llama", {"spec": {"suspend": False, "resumeFrom": "ckpt-epoch-1"}})
+    resumed = cluster.api.patch(TJ, "TrainingJob", "llama", {"spec": {"suspend": False, "resumeFrom": "ckpt-epoch-1"}})
     wait_for(lambda: cluster.api.get(PYTORCHJOB, "PyTorchJob", "llama")["spec"]["runPolicy"]["suspend"] is False)
-
-    def resumes_from_checkpoint() -> bool:
-        data = cluster.api.get("v1", "ConfigMap", "llama-config")["data"]["job.yaml"]
-        return yaml.safe_load(data)["resumeFrom"] == "ckpt-epoch-1"
-
-    wait_for(resumes_from_checkpoint)
+    # The ConfigMap is written before the child is unsuspended: the new pods read the new start.
+    assert configured_job(cluster.api)["resumeFrom"] == "ckpt-epoch-1"
+    assert configured_job(cluster.api)["startId"] == f"{uid}:{resumed['metadata']['generation']}"
     play_training_operator(cluster.api, "llama", "Running", active=1)
     status = wait_for(lambda: phase_is(cluster.api, "Running"))
     assert status["observedGeneration"] == cluster.api.get(TJ, "TrainingJob", "llama")["metadata"]["generation"]
+
+    # Stopped and resumed again with the same resumeFrom: another start, which begins there again.
+    cluster.api.patch(TJ, "TrainingJob", "llama", {"spec": {"suspend": True}})
+    wait_for(lambda: phase_is(cluster.api, "Stopping"))
+    play_training_operator(cluster.api, "llama", "Suspended", active=0)
+    wait_for(lambda: phase_is(cluster.api, "Stopped"))
+    again = cluster.api.patch(TJ, "TrainingJob", "llama", {"spec": {"suspend": False}})
+    wait_for(lambda: cluster.api.get(PYTORCHJOB, "PyTorchJob", "llama")["spec"]["runPolicy"]["suspend"] is False)
+    assert configured_job(cluster.api)["startId"] == f"{uid}:{again['metadata']['generation']}"
 
 
 def test_cancel_deletes_the_child_and_keeps_checkpoints(cluster: EmulatorServer, operator: OperatorThread) -> None:

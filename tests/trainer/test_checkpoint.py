@@ -121,6 +121,56 @@ def test_choose(tmp_path: Path) -> None:
     assert "available: ckpt-step-1, ckpt-epoch-1" in str(raised.value)
 
 
+def test_a_restart_continues_its_own_start_where_resume_from_names_the_beginning(tmp_path: Path) -> None:
+    """resumeFrom (an id, or none) says where a start of the job begins; a restart of that start
+    (same start id: its pods failed or were preempted) goes on from the checkpoints it saved."""
+    save(CheckpointStore(tmp_path, Topology(), start_id="uid:1"), 1, 2.0)
+    save(CheckpointStore(tmp_path, Topology(), start_id="uid:1"), 2, 1.9)
+    resumed = CheckpointStore(tmp_path, Topology(), start_id="uid:4")
+    assert chosen(resumed, "ckpt-step-1") == "ckpt-step-1"  # the start begins where it is told
+    save(resumed, 3, 1.8)
+    save(resumed, 4, 1.7)
+    assert [m.start_id for m in resumed.checkpoints()] == ["uid:1", "uid:1", "uid:4", "uid:4"]
+    assert chosen(resumed, "ckpt-step-1") == "ckpt-step-4"  # its restart goes on
+    assert chosen(resumed, "none") == "ckpt-step-4"
+    assert chosen(resumed, "latest") == "ckpt-step-4"
+
+    # Another start from the same checkpoint (a new resume) begins there again; a local run (no
+    # start id) does what it is told.
+    assert chosen(CheckpointStore(tmp_path, Topology(), start_id="uid:9"), "ckpt-step-1") == "ckpt-step-1"
+    assert chosen(CheckpointStore(tmp_path, Topology(), start_id="uid:9"), "none") is None
+    assert chosen(CheckpointStore(tmp_path, Topology()), "ckpt-step-2") == "ckpt-step-2"
+
+    # The start's newest does not verify: the one before it, named as skipped; none of them: the
+    # beginning, with every skip named.
+    (tmp_path / "ckpt-step-4" / "optimizer.pt").write_bytes(b"")
+    choice = resumed.choose("ckpt-step-1")
+    assert choice.checkpoint is not None and choice.checkpoint.id == "ckpt-step-3"
+    assert [s.id for s in choice.skipped] == ["ckpt-step-4"]
+    (tmp_path / "ckpt-step-3" / "optimizer.pt").write_bytes(b"")
+    choice = resumed.choose("ckpt-step-1")
+    assert choice.checkpoint is not None and choice.checkpoint.id == "ckpt-step-1"
+    assert [s.id for s in choice.skipped] == ["ckpt-step-4", "ckpt-step-3"]
+
+
+def test_a_manifest_written_before_starts_were_told_apart_still_verifies(tmp_path: Path) -> None:
+    """Such a manifest has no startId key at all, and its own digest covers the fields it had."""
+    import json
+
+    store = CheckpointStore(tmp_path, Topology())
+    save(store, 1, 2.0)
+    path = tmp_path / "ckpt-step-1" / "manifest.json"
+    written = json.loads(path.read_text())
+    written.pop("startId", None)
+    path.write_text(json.dumps(written))
+    [manifest] = store.checkpoints()
+    assert manifest.start_id is None and manifest.problem() is None
+    assert chosen(store, None) == "ckpt-step-1"
+    # A start id written later into such a manifest is a change its digest finds.
+    path.write_text(json.dumps(written | {"startId": "uid:1"}))
+    assert store.checkpoints() == []
+
+
 def test_a_checkpoint_of_another_strategy_or_model_is_refused(tmp_path: Path) -> None:
     from tensorone.errors import ConfigurationError
 

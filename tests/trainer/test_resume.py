@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 
+from tensorone.api.exit_codes import ExitCode
 from tests.trainer.conftest import assert_same_weights, log_events, make_job, step_losses
+from trainer.loop import FAULT_NAN_AT_STEP_ENV
 from trainer.run import RunOptions, run
 
 # 24 records, 2 held out for evaluation: 22 for training, 6 micro-batches of 4 (the last of 2),
@@ -99,4 +101,28 @@ def test_running_again_resumes_from_the_latest_checkpoint_and_finishes(reference
     assert result.report is not None
     assert result.report.resumed_from == "ckpt-epoch-3"
     assert result.report.step == 9
+    assert_same_weights(reference / "output", tmp_path / "output")
+
+
+def test_a_restarted_start_goes_on_from_its_own_checkpoints_not_back_to_resume_from(
+    reference: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pods of a start told to resume from ckpt-step-2 fail after step 5 and come back (same
+    start id, same resumeFrom): they go on from ckpt-step-4, which that start saved, and end as the
+    uninterrupted run did."""
+    shutil.copytree(reference / "checkpoints" / "ckpt-step-2", tmp_path / "checkpoints" / "ckpt-step-2")
+    job = make_job(tmp_path, training=TRAINING, resume_from="ckpt-step-2").model_copy(update={"start_id": "uid:3"})
+    monkeypatch.setenv(FAULT_NAN_AT_STEP_ENV, "6")  # the first pods end at step 6, after ckpt-step-4
+    first = run(job, RunOptions(serve_reports=False))
+    assert first.report is not None and first.report.resumed_from == "ckpt-step-2", first.report
+    assert first.exit_code == ExitCode.DIVERGED
+    saved = json.loads((tmp_path / "checkpoints" / "ckpt-step-4" / "manifest.json").read_text())
+    assert saved["startId"] == "uid:3"
+
+    monkeypatch.delenv(FAULT_NAN_AT_STEP_ENV)
+    again = run(job, RunOptions(serve_reports=False))
+    assert again.exit_code == 0 and again.report is not None, again.report
+    assert again.report.resumed_from == "ckpt-step-4"
+    expected = step_losses(reference / "checkpoints")
+    assert all(loss == expected[step] for step, loss in step_losses(tmp_path / "checkpoints").items())
     assert_same_weights(reference / "output", tmp_path / "output")

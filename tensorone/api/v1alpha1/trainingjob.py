@@ -962,7 +962,9 @@ class TrainingJobSpec(ApiModel):
         max_length=128,
         pattern=r"^(latest|none|[a-z0-9]([-a-z0-9_.]*[a-z0-9])?)$",
         description="Checkpoint id to resume from (ckpt-epoch-1, ckpt-step-500), latest (the default when "
-        "checkpoints exist) or none to start over.",
+        "checkpoints exist) or none to start over. It says where a start of the job begins (its creation, a "
+        "resume after a stop, or a change of resumeFrom); pods that fail, are preempted or drained and come back "
+        "go on from the newest checkpoint their start saved, not back to resumeFrom.",
     )
     cancel: bool | None = Field(
         default=None,
