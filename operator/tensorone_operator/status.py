@@ -207,7 +207,8 @@ def _held_by_queue(
     if not (suspend_asked(child) and (suspended or preempted)):
         return None
     if queue is None:
-        return Phase.Queued, Reason.Queued, "queued: the PyTorchJob is suspended until a queue admits it"
+        kind = child.get("kind") or "child"
+        return Phase.Queued, Reason.Queued, f"queued: the {kind} is suspended until a queue admits it"
     if queue.preemption is None:
         return Phase.Queued, Reason.Queued, f"queued in {queue.describe()}: suspended until Kueue admits it"
     cause = f"preempted by Kueue: {queue.preemption}"

@@ -66,6 +66,26 @@ class KindCluster:
             input_text=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}),
         )
 
+    def apply_when_webhooks_answer(self, manifest: list[dict[str, Any]], namespace: str, *, timeout: float) -> None:
+        """``apply``, waiting for the admission webhooks of a controller just installed: its
+        deployment is available a moment before its webhook's certificate and endpoints are (an
+        apply meanwhile fails calling the webhook, and nothing else)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.apply(manifest, namespace)
+                return
+            except CommandFailed as error:
+                if "webhook" not in str(error) or time.monotonic() > deadline:
+                    raise
+            time.sleep(3.0)
+
+    def list(self, resource: str, namespace: str, selector: str) -> list[dict[str, Any]]:
+        """The objects a label selector picks."""
+        loaded = json.loads(self.kubectl("get", resource, "-n", namespace, "-l", selector, "-o", "json"))
+        items: list[dict[str, Any]] = loaded["items"]
+        return items
+
     def get(self, resource: str, name: str, namespace: str) -> dict[str, Any]:
         """One object as a dict."""
         loaded: dict[str, Any] = json.loads(self.kubectl("get", resource, name, "-n", namespace, "-o", "json"))

@@ -1,4 +1,5 @@
-"""Set-up of the kind end-to-end suite: cluster, Training Operator v1.9, our images and chart.
+"""Set-up of the kind end-to-end suite: cluster, Training Operator v1.9, Kubeflow Trainer v2.2 with
+JobSet, Kueue (for the tests that queue a job), our images and chart.
 
 Opt-in: it runs only with ``TENSORONE_E2E=1`` and when ``kind``, ``docker`` and ``kubectl`` are on
 PATH; otherwise every test skips and says why. Settings (environment variables):
@@ -6,6 +7,11 @@ PATH; otherwise every test skips and says why. Settings (environment variables):
 - ``TENSORONE_E2E_CLUSTER`` (default tensorone-e2e): the kind cluster; reused when it exists.
 - ``TENSORONE_E2E_KEEP=1``: keep the cluster afterwards (for debugging with kubectl).
 - ``TRAINING_OPERATOR_REF`` (default v1.9.1): the kubeflow/training-operator tag to install.
+- ``TRAINER_REF`` (default v2.2.0): the kubeflow/trainer tag whose ``manifests/overlays/manager``
+  is installed (Trainer v2 and the JobSet release it names, v0.11.0 for v2.2.0).
+- ``KUEUE_REF`` (default v0.14.8): the kubernetes-sigs/kueue release whose ``manifests.yaml`` is
+  installed. Its TrainJob integration speaks Trainer v2.2 from v0.17.0 on: the test of a TrainJob
+  through a queue runs only with such a release.
 - ``TENSORONE_E2E_TORCH_INDEX`` (default the PyTorch CPU wheel index): where the trainer image's
   torch comes from; kind nodes have no GPU, so the CPU build keeps the image small.
 - ``TENSORONE_E2E_SKIP_BUILD=1``: use images already loaded into the cluster.
@@ -18,8 +24,10 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from tests.chart.helm_binary import HelmUnavailable, ensure_helm
 from tests.e2e.cluster import REPO_ROOT, KindCluster, run
@@ -27,6 +35,11 @@ from tests.e2e.cluster import REPO_ROOT, KindCluster, run
 OPT_IN = "TENSORONE_E2E"
 CLUSTER_NAME = os.environ.get("TENSORONE_E2E_CLUSTER", "tensorone-e2e")
 TRAINING_OPERATOR_REF = os.environ.get("TRAINING_OPERATOR_REF", "v1.9.1")
+TRAINER_REF = os.environ.get("TRAINER_REF", "v2.2.0")
+KUEUE_REF = os.environ.get("KUEUE_REF", "v0.14.8")
+# The first Kueue release whose TrainJob integration writes Trainer v2.2's runtimePatches (v0.14 to
+# v0.16 write v2.1's podTemplateOverrides, and their update of a v2.2 TrainJob drops its patches).
+KUEUE_FOR_TRAINER_V2_2 = (0, 17, 0)
 TORCH_INDEX = os.environ.get("TENSORONE_E2E_TORCH_INDEX", "https://download.pytorch.org/whl/cpu")
 IMAGE_TAG = "e2e"
 OPERATOR_IMAGE = "ghcr.io/tensorone/training-operator"
@@ -34,6 +47,11 @@ TRAINER_IMAGE = "ghcr.io/tensorone/trainer"
 RELEASE = "tensorone"
 OPERATOR_NAMESPACE = "tensorone-system"
 JOB_NAMESPACE = "e2e"
+# The namespace values-e2e.yaml puts on the trainjob backend.
+TRAINJOB_NAMESPACE = "e2e-trainjob"
+# Kueue's ResourceFlavor, ClusterQueue and a LocalQueue per job namespace.
+KUEUE_QUEUES = Path(__file__).parent / "kueue-queues.yaml"
+LOCAL_QUEUE = "e2e"
 # Image tags, pull policy Never, CPU-sized pods; the chart tests render with this file too.
 E2E_VALUES = Path(__file__).parent / "values-e2e.yaml"
 # The repository's tiny Llama, baked into the e2e trainer image: no model hub needed.
@@ -100,6 +118,58 @@ def training_operator(cluster: KindCluster) -> str:
 
 
 @pytest.fixture(scope="session")
+def kubeflow_trainer(cluster: KindCluster) -> str:
+    """Kubeflow Trainer v2 and JobSet (the manager overlay installs both), running: the chart's
+    ClusterTrainingRuntimes need Trainer's CRDs and its webhook."""
+    cluster.kubectl(
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "-k",
+        f"https://github.com/kubeflow/trainer.git/manifests/overlays/manager?ref={TRAINER_REF}",
+        timeout=600,
+    )
+    for deployment in ("jobset-controller-manager", "kubeflow-trainer-controller-manager"):
+        cluster.kubectl(
+            "-n", "kubeflow-system", "rollout", "status", f"deployment/{deployment}", "--timeout=300s", timeout=330
+        )
+    return TRAINER_REF
+
+
+def kueue_version(ref: str) -> tuple[int, ...]:
+    """(major, minor, patch) of a Kueue release tag such as v0.14.8."""
+    return tuple(int(part) for part in ref.removeprefix("v").split("-")[0].split("."))
+
+
+@pytest.fixture(scope="session")
+def kueue(cluster: KindCluster, kubeflow_trainer: str, chart: str) -> str:
+    """Kueue, installed after Trainer (its TrainJob integration starts when Trainer's CRDs exist),
+    with the queues of kueue-queues.yaml."""
+    cluster.kubectl(
+        "apply",
+        "--server-side",
+        "-f",
+        f"https://github.com/kubernetes-sigs/kueue/releases/download/{KUEUE_REF}/manifests.yaml",
+        timeout=600,
+    )
+    cluster.kubectl(
+        "-n",
+        "kueue-system",
+        "wait",
+        "deploy/kueue-controller-manager",
+        "--for=condition=available",
+        "--timeout=300s",
+        timeout=330,
+    )
+    by_namespace: dict[str, list[dict[str, Any]]] = {}
+    for obj in yaml.safe_load_all(KUEUE_QUEUES.read_text()):
+        by_namespace.setdefault(obj["metadata"].get("namespace", "default"), []).append(obj)
+    for namespace, objects in by_namespace.items():
+        cluster.apply_when_webhooks_answer(objects, namespace, timeout=180)
+    return KUEUE_REF
+
+
+@pytest.fixture(scope="session")
 def images(cluster: KindCluster) -> dict[str, str]:
     """Our operator and trainer images (the trainer with the tiny model), built and loaded into kind."""
     operator = f"{OPERATOR_IMAGE}:{IMAGE_TAG}"
@@ -133,10 +203,12 @@ def images(cluster: KindCluster) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def chart(cluster: KindCluster, training_operator: str, images: dict[str, str]) -> str:
-    """Our chart installed (or upgraded) with the e2e images and CPU-sized job resources."""
-    # The job namespace exists before the install, which creates the training ServiceAccount in it.
-    cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": JOB_NAMESPACE}}, "default")
+def chart(cluster: KindCluster, training_operator: str, kubeflow_trainer: str, images: dict[str, str]) -> str:
+    """Our chart installed (or upgraded) with the e2e images, CPU-sized job resources and the
+    namespace TRAINJOB_NAMESPACE on the trainjob backend."""
+    # The job namespaces exist before the install, which creates the training ServiceAccount in them.
+    for namespace in (JOB_NAMESPACE, TRAINJOB_NAMESPACE):
+        cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}, "default")
     cluster.helm(
         "upgrade",
         "--install",

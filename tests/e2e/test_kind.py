@@ -1,5 +1,7 @@
 """End to end on kind: the chart installs, a CPU-only TrainingJob runs to Completed with progress,
-metrics and checkpoints in its status, and stop/resume work through spec.suspend.
+metrics and checkpoints in its status, and stop/resume work through spec.suspend; a job on the
+trainjob backend (Kubeflow Trainer v2.2) completes, and a job through a Kueue LocalQueue is admitted
+and completes.
 
 Opt-in and skipped where there is no container engine: see conftest.py and docs/install.md.
 """
@@ -10,11 +12,21 @@ import json
 from typing import Any
 
 import pytest
+from tensorone_operator.builders import KUEUE_QUEUE_LABEL, RUNTIME_PATCH_MANAGER
 
 from tests import factories
 from tests.chart.test_argocd_health import health_of
 from tests.e2e.cluster import KindCluster
-from tests.e2e.conftest import JOB_NAMESPACE, OPERATOR_NAMESPACE, TINY_MODEL_PATH
+from tests.e2e.conftest import (
+    JOB_NAMESPACE,
+    KUEUE_FOR_TRAINER_V2_2,
+    KUEUE_REF,
+    LOCAL_QUEUE,
+    OPERATOR_NAMESPACE,
+    TINY_MODEL_PATH,
+    TRAINJOB_NAMESPACE,
+    kueue_version,
+)
 
 # Objects without a namespace: they are applied into JOB_NAMESPACE.
 DATASET = factories.tiny_dataset("tiny-instructions", None, columns={"prompt": "prompt", "completion": "completion"})
@@ -197,3 +209,91 @@ def test_job_deletion_cleans_up_children(cluster: KindCluster, dataset: str) -> 
         "name",
     )
     assert leftovers.strip() == ""
+
+
+# The trainjob backend and Kueue ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trainjob_dataset(cluster: KindCluster, chart: str) -> str:
+    cluster.apply(DATASET, TRAINJOB_NAMESPACE)
+    return str(DATASET["metadata"]["name"])
+
+
+def queued_training_job(name: str, **training: Any) -> dict[str, Any]:
+    """``training_job`` in Kueue's LocalQueue of its namespace."""
+    job = training_job(name, **training)
+    job["metadata"]["labels"] = {KUEUE_QUEUE_LABEL: LOCAL_QUEUE}
+    return job
+
+
+def _completed(cluster: KindCluster, name: str, namespace: str) -> dict[str, Any]:
+    """The job's status once it ends, which must be Completed at its last step with a checkpoint."""
+    job = cluster.wait_for(
+        "trainingjob",
+        name,
+        namespace,
+        lambda obj: _phase(obj) in {"Completed", "Failed"},
+        what="a terminal phase",
+        timeout=900,
+    )
+    status: dict[str, Any] = job["status"]
+    assert status["phase"] == "Completed", json.dumps(status, indent=2)
+    assert status["progress"]["currentStep"] == status["progress"]["totalSteps"] > 0
+    assert status["checkpoints"], "no checkpoint in status"
+    return status
+
+
+def _admitted_workload(cluster: KindCluster, child: dict[str, Any]) -> dict[str, Any]:
+    """Kueue's Workload of a child, which Kueue admitted in the e2e ClusterQueue and finished."""
+    [workload] = cluster.list(
+        "workloads.kueue.x-k8s.io", child["metadata"]["namespace"], f"kueue.x-k8s.io/job-uid={child['metadata']['uid']}"
+    )
+    assert workload["spec"]["queueName"] == LOCAL_QUEUE
+    assert workload["status"]["admission"]["clusterQueue"] == "e2e", json.dumps(workload["status"], indent=2)
+    assert any(c["type"] == "Finished" and c["status"] == "True" for c in workload["status"]["conditions"])
+    return workload
+
+
+def test_trainjob_backend_cpu_job_completes(cluster: KindCluster, trainjob_dataset: str) -> None:
+    name = "e2e-trainjob"
+    cluster.apply(training_job(name, epochs=2), TRAINJOB_NAMESPACE)
+    status = _completed(cluster, name, TRAINJOB_NAMESPACE)
+    assert status["progress"]["currentEpoch"] == status["progress"]["totalEpochs"] == 2
+    assert isinstance(status["metrics"]["currentLoss"], float)
+    # The child is a TrainJob on the chart's runtime of its priority; Trainer made its JobSet.
+    child = cluster.get("trainjobs.trainer.kubeflow.org", name, TRAINJOB_NAMESPACE)
+    assert child["spec"]["runtimeRef"]["name"] == "tensorone-trainer-low"
+    assert any(c["type"] == "Complete" and c["status"] == "True" for c in child["status"]["conditions"])
+    jobset = cluster.get("jobsets.jobset.x-k8s.io", name, TRAINJOB_NAMESPACE)
+    assert jobset["metadata"]["ownerReferences"][0]["uid"] == child["metadata"]["uid"]
+
+
+def test_a_job_through_a_kueue_local_queue_is_admitted_and_completes(
+    cluster: KindCluster, dataset: str, kueue: str
+) -> None:
+    name = "e2e-queued"
+    cluster.apply(queued_training_job(name, epochs=1), JOB_NAMESPACE)
+    _completed(cluster, name, JOB_NAMESPACE)
+    child = cluster.get("pytorchjob", name, JOB_NAMESPACE)
+    assert child["metadata"]["labels"][KUEUE_QUEUE_LABEL] == LOCAL_QUEUE
+    _admitted_workload(cluster, child)
+
+
+@pytest.mark.skipif(
+    kueue_version(KUEUE_REF) < KUEUE_FOR_TRAINER_V2_2,
+    reason=f"Kueue {KUEUE_REF}'s TrainJob integration predates Trainer v2.2's runtimePatches "
+    "(KUEUE_REF=v0.17.0 or later runs this test)",
+)
+def test_a_trainjob_through_a_kueue_local_queue_is_admitted_and_completes(
+    cluster: KindCluster, trainjob_dataset: str, kueue: str
+) -> None:
+    name = "e2e-trainjob-queued"
+    cluster.apply(queued_training_job(name, epochs=1), TRAINJOB_NAMESPACE)
+    _completed(cluster, name, TRAINJOB_NAMESPACE)
+    child = cluster.get("trainjobs.trainer.kubeflow.org", name, TRAINJOB_NAMESPACE)
+    # Kueue's runtime patch beside the operator's, which still carries the pods' volumes.
+    patches = {patch["manager"]: patch for patch in child["spec"]["runtimePatches"]}
+    assert set(patches) == {RUNTIME_PATCH_MANAGER, "kueue.x-k8s.io/manager"}
+    assert patches[RUNTIME_PATCH_MANAGER]["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"]
+    _admitted_workload(cluster, child)

@@ -23,6 +23,8 @@ client rely on (see shared/notes/testing-without-a-cluster.md):
   against the CRDs in crds/ (schema and CEL, transition rules with the old object), returning the
   defaulted object, exactly as the API server would, including its validation ratcheting (parts
   unchanged from the stored object are not re-checked);
+- ``mutators``: mutating admission webhooks on create (another project's, such as Kueue's),
+  called before validation;
 - ``faults``: injected error answers for one kind and method (an API outage);
 - ``pods/log`` as the API server serves it from the kubelet: the log of the pod's container, as
   plain text, with ``container``, ``follow``, ``previous`` and ``tailLines``; 400 for what the
@@ -78,6 +80,8 @@ CRD_DIR = REPO_ROOT / "crds"
 
 # (new object, stored object or None, the top-level parts that changed) -> the defaulted object
 Validator = Callable[[dict[str, Any], "dict[str, Any] | None", frozenset[str]], dict[str, Any]]
+# A mutating admission webhook on create: changes the new object in place
+Mutator = Callable[[dict[str, Any]], None]
 
 
 # What the emulator serves of every kind (deletecollection is not served, so not announced).
@@ -508,6 +512,9 @@ class FaithfulEmulator(KubernetesEmulator):
 
     _kinds: dict[tuple[str, str, str], Kind] = attrs.field(factory=dict, init=False)
     _validators: dict[tuple[str, str, str], Validator] = attrs.field(factory=dict, init=False)
+    # Mutating admission webhooks on create, per kind (group, version, plural): called in order
+    # before the schema's validation, as the API server calls a MutatingWebhookConfiguration's.
+    mutators: dict[tuple[str, str, str], list[Mutator]] = attrs.field(factory=dict, init=False)
     _store: dict[tuple[str, str, str, str, str], dict[str, Any]] = attrs.field(factory=dict, init=False)
     _versions: dict[tuple[str, str, str, str, str], list[dict[str, Any]]] = attrs.field(factory=dict, init=False)
     _events: list[tuple[int, tuple[str, str, str], str, dict[str, Any]]] = attrs.field(factory=list, init=False)
@@ -1273,6 +1280,8 @@ class FaithfulEmulator(KubernetesEmulator):
                 f'{kind.plural}.{kind.group} "{meta["name"]}" already exists',
                 {"name": meta["name"], "group": kind.group, "kind": kind.plural},
             )
+        for mutate in self.mutators.get((kind.group, kind.version, kind.plural), ()):
+            mutate(obj)
         obj = self._validated(kind, obj, None)
         self._stamp_new(obj)
         await self._record(kind, key, "ADDED", obj)

@@ -19,8 +19,27 @@ TrainJobs labelled ``kueue.x-k8s.io/queue-name``:
   and QuotaReserved False, Requeued True) once the child has no pod left; ``spec.active: false``
   evicts with reason Deactivated; a finished child finishes its Workload (Finished True).
 
+TrainJobs, as Kueue's TrainJob integration for Trainer v2.2 does it (``trainer.kubeflow.org/trainjob``
+of Kueue v0.17 and later: the first releases built on Trainer v2.2's ``runtimePatches``; v0.14 to
+v0.16 write Trainer v2.1's ``podTemplateOverrides`` through v2.1's types, and their update of a
+v2.2 TrainJob on admission drops its ``runtimePatches`` and ``activeDeadlineSeconds``):
+
+- its defaulting webhook (``install``) suspends a new TrainJob that names a queue and appends to
+  every new TrainJob Kueue's runtime patch (manager ``kueue.x-k8s.io/manager``; the queue's label
+  on the JobSet's metadata);
+- the Workload's pod sets are the replicated jobs of the JobSet Trainer would make from the
+  TrainJob and its runtime (count = replicas x parallelism, the pod template as it would be), as
+  Kueue gets them from Trainer's own runtime code;
+- admission fills Kueue's runtime patch with one replicated-job patch per pod set (the pods' label
+  ``kueue.x-k8s.io/podset`` and the flavors' node labels as node selector), written while the
+  TrainJob is still suspended, then unsuspends it (two writes, as Kueue does); an eviction suspends
+  it, waits until its ``jobsStatus`` has no active job, empties those patches, then releases the
+  quota. Without Kueue's runtime patch the TrainJob is never started ("kueue runtime patch not
+  found").
+
 Not played: cohorts and borrowing, fair sharing, admission checks, waitForPodsReady, the flavors'
-node labels and taints (no node selector is injected), and the visibility API.
+node labels and taints on a PyTorchJob (no node selector is injected there), the podset
+annotations of feature gates (topology-aware scheduling), and the visibility API.
 """
 
 from __future__ import annotations
@@ -34,15 +53,30 @@ from kubernetes.utils import parse_quantity
 
 from tests.factories import PYTORCHJOB
 from tests.kube.emulator import Kind, schema_validator
-from tests.kube.kubeflow_trainer import TRAINER_API, _array, _condition, _object, core, crd_for
+from tests.kube.kubeflow_trainer import (
+    TRAINER_API,
+    TRAINER_GROUP,
+    TRAINER_VERSION,
+    _array,
+    _condition,
+    _object,
+    core,
+    crd_for,
+)
+from tests.kube.server import ApiStatusError
+from tests.kube.trainer_controller import jobset_for
 
 if TYPE_CHECKING:
     from tests.kube.node import LocalNode
+    from tests.kube.server import EmulatorServer
 
 GROUP, VERSION = "kueue.x-k8s.io", "v1beta1"
 API = f"{GROUP}/{VERSION}"
 QUEUE_LABEL = f"{GROUP}/queue-name"
 JOB_UID_LABEL = f"{GROUP}/job-uid"
+PODSET_LABEL = f"{GROUP}/podset"
+# The manager of Kueue's entry in a TrainJob's spec.runtimePatches.
+RUNTIME_PATCH_MANAGER = f"{GROUP}/manager"
 
 KINDS = (
     Kind(GROUP, VERSION, "workloads", "Workload", namespaced=True, status_subresource=True),
@@ -161,6 +195,34 @@ def validator() -> Any:
     return schema_validator(crds())
 
 
+# Kueue's webhook ---------------------------------------------------------------------------------
+
+
+def trainjob_webhook(train_job: dict[str, Any]) -> None:
+    """Kueue's defaulting of a new TrainJob: one that names a queue is suspended until its
+    admission, and every one gets Kueue's runtime patch, which admission fills."""
+    spec = train_job.setdefault("spec", {})
+    template: dict[str, Any] = {"spec": {}}
+    queue = (train_job.get("metadata", {}).get("labels") or {}).get(QUEUE_LABEL)
+    if queue:
+        spec["suspend"] = True
+        template["metadata"] = {"labels": {QUEUE_LABEL: queue}}
+    patch = {"manager": RUNTIME_PATCH_MANAGER, "trainingRuntimeSpec": {"template": template}}
+    spec["runtimePatches"] = [*(spec.get("runtimePatches") or []), patch]
+
+
+def install(server: EmulatorServer) -> None:
+    """Kueue's webhooks in ``server``'s emulator (its MutatingWebhookConfiguration): the TrainJobs
+    created from now on get Kueue's defaults."""
+    server.emulator.mutators.setdefault((TRAINER_GROUP, TRAINER_VERSION, "trainjobs"), []).append(trainjob_webhook)
+
+
+def kueue_runtime_patch(train_job: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Kueue's entry in the TrainJob's runtimePatches, None when it has none."""
+    patches = (train_job.get("spec") or {}).get("runtimePatches") or []
+    return next((dict(p) for p in patches if p.get("manager") == RUNTIME_PATCH_MANAGER), None)
+
+
 # Kueue's controllers -----------------------------------------------------------------------------
 
 
@@ -248,9 +310,64 @@ class KueueController:
             self.api.patch(PYTORCHJOB, "PyTorchJob", meta["name"], body, meta["namespace"])
 
     def _active(self, child: Mapping[str, Any]) -> bool:
-        """Whether the child still has pods on the node."""
+        """Whether the child still has pods: a TrainJob's ``jobsStatus`` counts active jobs (what
+        Kueue reads); a PyTorchJob's pods on the node."""
+        if child["kind"] == "TrainJob":
+            jobs = (child.get("status") or {}).get("jobsStatus") or []
+            return any(int(job.get("active") or 0) > 0 for job in jobs)
         run = self.node.runs.get((child["metadata"]["namespace"], child["metadata"]["name"]))
         return run is not None and bool(run.pods)
+
+    def _write_runtime_patch(self, child: Mapping[str, Any], replicated_jobs: list[dict[str, Any]] | None) -> bool:
+        """Kueue's runtime patch of the TrainJob with ``replicated_jobs`` (None: emptied), written
+        as Kueue's update of the object it read; False on a conflict (the next tick tries again)."""
+        patches = [dict(p) for p in child["spec"].get("runtimePatches") or []]
+        mine = next((p for p in patches if p.get("manager") == RUNTIME_PATCH_MANAGER), None)
+        if mine is None:
+            return True
+        template = dict((mine.get("trainingRuntimeSpec") or {}).get("template") or {})
+        spec = {k: v for k, v in (template.get("spec") or {}).items() if k != "replicatedJobs"}
+        if replicated_jobs:
+            spec["replicatedJobs"] = replicated_jobs
+        if spec == (template.get("spec") or {}):
+            return True
+        mine["trainingRuntimeSpec"] = {
+            **(mine.get("trainingRuntimeSpec") or {}),
+            "template": {**template, "spec": spec},
+        }
+        meta = child["metadata"]
+        body = {"metadata": {"resourceVersion": meta["resourceVersion"]}, "spec": {"runtimePatches": patches}}
+        try:
+            self.api.patch(TRAINER_API, "TrainJob", meta["name"], body, meta["namespace"])
+        except ApiStatusError as exc:
+            if exc.status != 409:
+                raise
+            return False
+        return True
+
+    def _pod_set_patches(self, workload: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """One replicated-job patch per admitted pod set: the pods' podset label and the node labels
+        of the flavors assigned to it."""
+        patches = []
+        for assignment in (workload.get("status") or {}).get("admission", {}).get("podSetAssignments") or []:
+            node_selector: dict[str, str] = {}
+            for flavor in sorted(set((assignment.get("flavors") or {}).values())):
+                found = self.api.find(API, "ResourceFlavor", flavor, None)
+                node_selector.update(((found or {}).get("spec") or {}).get("nodeLabels") or {})
+            pod_spec: dict[str, Any] = {"nodeSelector": node_selector} if node_selector else {}
+            pod = {"metadata": {"labels": {PODSET_LABEL: assignment["name"]}}, "spec": pod_spec}
+            patches.append({"name": assignment["name"], "template": {"spec": {"template": pod}}})
+        return patches
+
+    def _start(self, child: Mapping[str, Any], workload: Mapping[str, Any]) -> None:
+        """Kueue's start of an admitted child: a TrainJob gets its pod sets' patch while still
+        suspended, then is unsuspended; a PyTorchJob is unsuspended."""
+        if child["kind"] == "TrainJob":
+            if kueue_runtime_patch(child) is None:
+                return  # Kueue: "kueue runtime patch not found"; the TrainJob is never started
+            if not self._write_runtime_patch(child, self._pod_set_patches(workload)):
+                return  # a conflict: the next tick starts it
+        self._set_suspend(child, False)
 
     @staticmethod
     def _priority(template: Mapping[str, Any]) -> int:
@@ -258,16 +375,20 @@ class KueueController:
         higher priority itself, as another team's job would come with one)."""
         return 0
 
-    def _pod_sets(self, child: Mapping[str, Any]) -> list[dict[str, Any]]:
+    def _pod_sets(self, child: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+        """The child's pod sets (None while a TrainJob's runtime is missing: no Workload yet)."""
         if child["kind"] == "TrainJob":
-            trainer = child["spec"].get("trainer") or {}
-            container = {"name": "node", "resources": trainer.get("resourcesPerNode") or {}}
+            runtime = self.node.trainer.runtime(child)
+            if runtime is None:
+                return None
             return [
                 {
-                    "name": "node",
-                    "count": int(trainer.get("numNodes") or 1),
-                    "template": {"spec": {"containers": [container]}},
+                    "name": replicated["name"],
+                    "count": int(replicated.get("replicas", 1))
+                    * int(replicated["template"]["spec"].get("parallelism") or 1),
+                    "template": replicated["template"]["spec"]["template"],
                 }
+                for replicated in jobset_for(child, runtime)["spec"]["replicatedJobs"]
             ]
         replicas = child["spec"]["pytorchReplicaSpecs"]
         return [
@@ -275,10 +396,12 @@ class KueueController:
             for replica, spec in replicas.items()
         ]
 
-    def _ensure_workload(self, child: Mapping[str, Any], workloads: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    def _ensure_workload(self, child: Mapping[str, Any], workloads: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
         meta = child["metadata"]
         found = workloads.get(meta["uid"])
         pod_sets = self._pod_sets(child)
+        if pod_sets is None:
+            return found
         priority = self._priority(pod_sets[0]["template"])
         if found is not None:
             if found["spec"].get("priority") != priority and self._suspended(child):
@@ -321,7 +444,9 @@ class KueueController:
         }
         children = {child["metadata"]["uid"]: child for child in self._children()}
         for uid, child in children.items():
-            workloads[uid] = self._ensure_workload(child, workloads)
+            workload = self._ensure_workload(child, workloads)
+            if workload is not None:
+                workloads[uid] = workload
         for uid, workload in list(workloads.items()):
             workloads[uid] = self._reconcile(workload, children.get(uid))
         self._schedule(list(workloads.values()))
@@ -347,7 +472,10 @@ class KueueController:
         if _is_true(workload, "Evicted"):
             if child is not None and not self._suspended(child):
                 self._set_suspend(child, True)
+                return workload  # its pods go; the next tick sees the child as it is then
             if reserved and not (child is not None and self._active(child)):
+                if child is not None and child["kind"] == "TrainJob" and not self._write_runtime_patch(child, None):
+                    return workload  # a conflict: the next tick restores it
                 evicted = _condition_of(workload, "Evicted") or {}
                 conditions = _with(conditions, "QuotaReserved", False, "Pending", evicted.get("message", ""))
                 conditions = _with(conditions, "Admitted", False, "NoReservation", "The workload has no reservation")
@@ -361,7 +489,7 @@ class KueueController:
                 return self._write(workload, {"conditions": conditions, "admission": None})
             return workload
         if child is not None and _is_true(workload, "Admitted") and self._suspended(child):
-            self._set_suspend(child, False)  # Kueue's rule: an admitted job runs
+            self._start(child, workload)  # Kueue's rule: an admitted job runs
         return workload
 
     def _schedule(self, workloads: list[dict[str, Any]]) -> None:

@@ -11,7 +11,8 @@ For each TrainJob in the emulator:
   that container port), then each ``runtimePatches`` entry (labels and annotations, volumes,
   containers' env and mounts, placement, security contexts); it is created owned by the TrainJob
   and validated by the emulator like any write;
-- ``spec.suspend`` is copied to the JobSet; a suspended JobSet's pods are deleted gracefully and
+- ``spec.suspend`` is copied to the JobSet, and while either is suspended the JobSet is made
+  again from the TrainJob (a runtime patch changed meanwhile reaches the next pods); a suspended JobSet's pods are deleted gracefully and
   the TrainJob gets Suspended True (reason Suspended), and Suspended False (reason Resumed) when
   the pods start again;
 - a failed pod fails its Job (backoffLimit 0); the Job's ``podFailurePolicy`` says whether by that
@@ -32,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from tests import factories
@@ -71,7 +73,7 @@ def _is_true(conditions: list[dict[str, Any]], kind: str) -> bool:
     return any(c["type"] == kind and c["status"] == "True" for c in conditions)
 
 
-def jobset_for(train_job: dict[str, Any], runtime: dict[str, Any]) -> dict[str, Any]:
+def jobset_for(train_job: Mapping[str, Any], runtime: Mapping[str, Any]) -> dict[str, Any]:
     """The JobSet Trainer v2's controller makes for ``train_job`` from ``runtime``."""
     name = train_job["metadata"]["name"]
     spec = copy.deepcopy(runtime["spec"]["template"]["spec"])
@@ -197,17 +199,24 @@ class TrainerController:
         namespace, name = run.namespace, run.name
         jobset = self.api.find(JOBSET_API, "JobSet", name, namespace)
         suspend = bool(train_job["spec"].get("suspend"))
-        if jobset is None:
-            ref = train_job["spec"]["runtimeRef"]
-            if ref.get("kind", "ClusterTrainingRuntime") == "ClusterTrainingRuntime":
-                runtime = self.api.find(TRAINER_API, "ClusterTrainingRuntime", ref["name"], None)
-            else:
-                runtime = self.api.find(TRAINER_API, "TrainingRuntime", ref["name"], namespace)
+        if jobset is None or suspend or jobset["spec"].get("suspend"):
+            # Trainer v2 applies the whole JobSet while the TrainJob or the JobSet is suspended
+            # (JobSet lets a suspended JobSet's pod templates change): what a runtime patch
+            # changed meanwhile (Kueue's, on admission) reaches the pods that start next.
+            runtime = self.runtime(train_job)
             if runtime is None:
                 return  # Trainer v2 retries until the runtime exists
-            jobset = self.api.create(jobset_for(train_job, runtime))
-        elif bool(jobset["spec"].get("suspend")) != suspend:
-            jobset = self.api.patch(JOBSET_API, "JobSet", name, {"spec": {"suspend": suspend}}, namespace)
+            wanted = jobset_for(train_job, runtime)
+            if jobset is None:
+                jobset = self.api.create(wanted)
+            else:
+                patch: dict[str, Any] = {}
+                if bool(jobset["spec"].get("suspend")) != suspend:
+                    patch["suspend"] = suspend
+                if jobset["spec"]["replicatedJobs"] != wanted["spec"]["replicatedJobs"]:
+                    patch["replicatedJobs"] = wanted["spec"]["replicatedJobs"]
+                if patch:
+                    jobset = self.api.patch(JOBSET_API, "JobSet", name, {"spec": patch}, namespace)
         if suspend:
             if run.pods:
                 self._terminate(jobset, run)
@@ -222,6 +231,13 @@ class TrainerController:
             run.suspended = False
             return
         self._watch(train_job, jobset, run)
+
+    def runtime(self, train_job: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The TrainingRuntime or ClusterTrainingRuntime the TrainJob names, None when absent."""
+        ref = train_job["spec"]["runtimeRef"]
+        if ref.get("kind", "ClusterTrainingRuntime") == "ClusterTrainingRuntime":
+            return self.api.find(TRAINER_API, "ClusterTrainingRuntime", ref["name"], None)
+        return self.api.find(TRAINER_API, "TrainingRuntime", ref["name"], train_job["metadata"]["namespace"])
 
     # Pods --------------------------------------------------------------------------------------
 

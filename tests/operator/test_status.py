@@ -6,6 +6,7 @@ from typing import Any
 
 from tensorone_operator.observed import ObservedJob
 from tensorone_operator.status import Problem, dataset_status, set_condition, status_from, transitions
+from tensorone_operator.trainjob import child_view
 
 from tensorone.api.v1alpha1 import ConditionType, Reason
 
@@ -68,8 +69,14 @@ def test_restarting_is_a_condition_not_a_phase() -> None:
 
 
 def test_queued_stopping_stopped() -> None:
-    held = {**child(("Suspended", "True")), "spec": {"runPolicy": {"suspend": True}}}
-    assert status_from(job(suspend=False), held, now=NOW)["phase"] == "Queued"
+    held = {**child(("Suspended", "True")), "kind": "PyTorchJob", "spec": {"runPolicy": {"suspend": True}}}
+    queued = status_from(job(suspend=False), held, now=NOW)
+    assert queued["phase"] == "Queued" and queued["message"].startswith("queued: the PyTorchJob is suspended")
+    # A TrainJob (seen through its view) names itself.
+    suspended = {"type": "Suspended", "status": "True", "reason": "Suspended", "message": ""}
+    held_train_job = child_view({"kind": "TrainJob", "spec": {"suspend": True}, "status": {"conditions": [suspended]}})
+    queued = status_from(job(suspend=False), held_train_job, now=NOW)
+    assert queued["phase"] == "Queued" and queued["message"].startswith("queued: the TrainJob is suspended")
     # Unsuspended by the operator on resume, still reporting Suspended: starting again, not queued.
     resuming = status_from(job(suspend=False), child(("Suspended", "True")), now=NOW)
     assert resuming["phase"] == "Pending" and resuming["message"].startswith("resuming")

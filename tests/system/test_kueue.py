@@ -1,28 +1,34 @@
-"""Kueue end to end: jobs that name a LocalQueue wait for Kueue's admission (an edit or a stop and
-resume meanwhile never starts them), and a job Kueue preempts stops with a checkpoint, queues again
-and resumes from that checkpoint to the weights of an uninterrupted run. Kueue is played by the
-node (tests.kube.kueue): a ClusterQueue with the CPU of one tiny job's pod."""
+"""Kueue end to end, on both backends (a PyTorchJob child, a TrainJob child): jobs that name a
+LocalQueue wait for Kueue's admission (an edit or a stop and resume meanwhile never starts them),
+and a job Kueue preempts stops with a checkpoint, queues again and resumes from that checkpoint to
+the weights of an uninterrupted run. Kueue is played by the node (tests.kube.kueue), its webhook
+installed in the emulator: a ClusterQueue with the CPU of one tiny job's pod."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
+from tensorone_operator.builders import RUNTIME_PATCH_MANAGER, TRAINJOB_NODE
+from tensorone_operator.config import ChildBackend
 
+from tensorone.api.pods import LABEL_JOB_NAME
 from tests.factories import stop_reason, tiny_dataset, tiny_training_job
 from tests.kube import kueue
+from tests.kube.kubeflow_trainer import JOBSET_API
 from tests.kube.polling import wait_for
 from tests.system.conftest import TRAINING_TIMEOUT, LocalCluster
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.parametrize("backend", list(ChildBackend))]
 
 QUEUE = "team"
 QUEUE_LABELS = {kueue.QUEUE_LABEL: QUEUE}
 
 
 def set_up_kueue(cluster: LocalCluster) -> None:
-    """A flavor, a ClusterQueue with quota for one tiny job's pod (its 2 CPUs) that preempts lower
-    priorities, and the namespace's LocalQueue."""
+    """Kueue's webhook, a flavor, a ClusterQueue with quota for one tiny job's pod (its 2 CPUs)
+    that preempts lower priorities, and the namespace's LocalQueue."""
+    kueue.install(cluster.server)
     api = cluster.server.api
     api.create({"apiVersion": kueue.API, "kind": "ResourceFlavor", "metadata": {"name": "default-flavor"}})
     api.create(
@@ -80,11 +86,39 @@ def workload_of(cluster: LocalCluster, name: str) -> dict[str, Any]:
     return found[0]
 
 
+def admitted_pods_of(cluster: LocalCluster, name: str) -> dict[str, Any] | None:
+    """A TrainJob's: the JobSet's pod template once Kueue's runtime patch (beside the operator's)
+    has reached it on admission, with the operator's labels and volumes; None before that."""
+    child = cluster.child(name)
+    assert child is not None
+    assert [p["manager"] for p in child["spec"]["runtimePatches"]] == [
+        RUNTIME_PATCH_MANAGER,
+        kueue.RUNTIME_PATCH_MANAGER,
+    ]
+    jobset = cluster.server.api.get(JOBSET_API, "JobSet", name)
+    [node] = [r for r in jobset["spec"]["replicatedJobs"] if r["name"] == TRAINJOB_NODE]
+    pod: dict[str, Any] = node["template"]["spec"]["template"]
+    if pod["metadata"]["labels"].get(kueue.PODSET_LABEL) != TRAINJOB_NODE:
+        return None
+    assert pod["metadata"]["labels"][LABEL_JOB_NAME] == name and pod["spec"]["volumes"]
+    return pod
+
+
+def kueue_patch_filled(cluster: LocalCluster, name: str) -> bool:
+    """Whether Kueue's runtime patch of a TrainJob holds its pod sets' patches (from admission
+    until Kueue has stopped the job)."""
+    child = cluster.child(name)
+    assert child is not None
+    mine = kueue.kueue_runtime_patch(child)
+    assert mine is not None
+    return bool(mine["trainingRuntimeSpec"]["template"]["spec"].get("replicatedJobs"))
+
+
 def ready_reason(status: dict[str, Any]) -> str | None:
     return next((c["reason"] for c in status.get("conditions") or [] if c["type"] == "Ready"), None)
 
 
-def test_a_queued_job_runs_only_once_kueue_admits_it(cluster: LocalCluster) -> None:
+def test_a_queued_job_runs_only_once_kueue_admits_it(cluster: LocalCluster, backend: ChildBackend) -> None:
     set_up_kueue(cluster)
     other_workload(cluster, "holds-the-quota", priority=0)
     wait_for(
@@ -113,21 +147,25 @@ def test_a_queued_job_runs_only_once_kueue_admits_it(cluster: LocalCluster) -> N
     wait_for(lambda: cluster.phase_is("waiting", "Queued"), "Queued again")
     assert cluster.child_suspended("waiting") and not cluster.node.runs[("default", "waiting")].pods
     assert "startedAt" not in cluster.status("waiting")
+    if backend == ChildBackend.trainjob:
+        assert not kueue_patch_filled(cluster, "waiting")
 
     # The other job ends: its Workload goes, and Kueue admits this one, which runs to the end.
     cluster.server.api.delete(kueue.API, "Workload", "holds-the-quota")
     wait_for(lambda: cluster.phase_is("waiting", "Completed"), "Completed", timeout=TRAINING_TIMEOUT)
     admitted = workload_of(cluster, "waiting")
     assert admitted["status"]["admission"]["clusterQueue"] == "cluster"
+    if backend == ChildBackend.trainjob:  # the pods started with Kueue's patch and the operator's
+        assert admitted_pods_of(cluster, "waiting") is not None
 
 
 def test_a_preempted_job_checkpoints_queues_again_and_resumes_like_an_uninterrupted_run(
-    cluster: LocalCluster,
+    cluster: LocalCluster, backend: ChildBackend
 ) -> None:
     set_up_kueue(cluster)
     cluster.apply(tiny_dataset())
-    cluster.apply(tiny_training_job("reference", epochs=4))  # names no queue: runs at once
-    job = tiny_training_job("preempted", epochs=4)
+    cluster.apply(tiny_training_job("reference", epochs=2))  # names no queue: runs at once
+    job = tiny_training_job("preempted", epochs=2)
     job["metadata"]["labels"] = QUEUE_LABELS
     cluster.apply(job)
     wait_for(
@@ -152,6 +190,8 @@ def test_a_preempted_job_checkpoints_queues_again_and_resumes_like_an_uninterrup
     checkpoint = _checkpoint_at_current_step(stopped)
     assert checkpoint is not None and checkpoint["reason"] == stop_reason(stopped["progress"])
     assert not stopped.get("restarts") and cluster.job("preempted")["spec"].get("suspend") is False
+    if backend == ChildBackend.trainjob:  # Kueue's stop emptied its patch
+        wait_for(lambda: not kueue_patch_filled(cluster, "preempted"), "Kueue's runtime patch restored")
     wait_for(
         lambda: kueue._is_true(cluster.server.api.get(kueue.API, "Workload", "urgent"), "Admitted"),
         "the urgent Workload admitted",
@@ -161,6 +201,8 @@ def test_a_preempted_job_checkpoints_queues_again_and_resumes_like_an_uninterrup
     cluster.server.api.delete(kueue.API, "Workload", "urgent")
     resumed = wait_for(lambda: cluster.status("preempted").get("resumedFrom"), "the resumed run's report")
     assert resumed == checkpoint["id"]
+    if backend == ChildBackend.trainjob:
+        assert kueue_patch_filled(cluster, "preempted") and admitted_pods_of(cluster, "preempted") is not None
     wait_for(lambda: cluster.phase_is("preempted", "Completed"), "Completed", timeout=TRAINING_TIMEOUT)
     wait_for(lambda: cluster.phase_is("reference", "Completed"), "the reference Completed", timeout=TRAINING_TIMEOUT)
     final = wait_for(lambda: _at_the_end(cluster.status("preempted")), "the preempted job's last step")
