@@ -7,7 +7,8 @@ names (``Children``), the status is computed from scratch and written only when 
 (``StatusWriter``), and the spec is never written. The work of each concern is in its own class:
 
 - ``Children`` (children.py): create, adopt and sync the ConfigMap, claim and PyTorchJob;
-- ``TrainerReports`` (trainer_reports.py): poll /progress, keep the newest report, say what changed;
+- ``TrainerReports`` (trainer_reports.py): poll /progress (or read a TrainJob's trainerStatus), keep
+  the newest report, say what changed;
 - ``MetricStore`` (metric_store.py): read the trainer's per-step records, keep them in the job's
   metric store (a ConfigMap);
 - ``Events`` (events.py): post Events within per-job limits;
@@ -33,6 +34,7 @@ from typing import Any
 
 from tensorone.api import API_VERSION, TRAININGJOBS
 from tensorone.api.timestamps import now, utc_now
+from tensorone.api.trainer_status import is_ours
 from tensorone.api.v1alpha1 import TERMINAL_PHASES, ConditionType, Dataset, Phase, Reason
 from tensorone_operator import builders, catalog, checks
 from tensorone_operator.budget import over_budget
@@ -40,7 +42,7 @@ from tensorone_operator.builders import restart_policy
 from tensorone_operator.catalog import JobResources
 from tensorone_operator.children import ChildIndex, ChildRefused, Children, owned_by
 from tensorone_operator.cleanup import Cleanup
-from tensorone_operator.config import OperatorConfig
+from tensorone_operator.config import OperatorConfig, TrainJobProgress
 from tensorone_operator.datasets import DatasetIndex, Datasets
 from tensorone_operator.events import EventPoster, Events
 from tensorone_operator.kube import KubeApi
@@ -233,9 +235,15 @@ class Reconciler:
         # node, a foreign object in the way) may have changed without an event the operator sees.
         if child is None or not owned_by(child, seen.uid) or self._past_restart_limit(seen) is not None:
             return await self.reconcile(job, **indexes)
-        await self.reports.poll(seen.key)
+        pod = None
+        posted = self._posted_status(child)
+        if posted is not None:
+            self.reports.trainer_status(seen.key, posted)
+        else:
+            await self.reports.poll(seen.key)
+            pod = self.reports.pod(seen.key)
         kept = self.reports.latest(seen.key)
-        await self.metric_store.read(seen.key, self.reports.pod(seen.key), kept.report if kept else None)
+        await self.metric_store.read(seen.key, pod, kept.report if kept else None)
         await self.metric_store.write(seen)
         resources, _ = checks.check_gpu_type(seen.spec, self.config)
         # Kueue's word is read only while it may hold the child: not while it runs (admitted), and
@@ -259,6 +267,18 @@ class Reconciler:
             return await self._reconcile(fresh, datasets, children, nodes)  # the loop's copy lagged
 
         return await self._locked(job, None, step)
+
+    def _posted_status(self, child: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        """The trainerStatus to read instead of polling the job's rank-0 pod (``trainJobProgress``):
+        a TrainJob's, when the operator reads only those, or (auto) when its trainer posted there;
+        None to poll the pod ({} for a TrainJob whose trainer has posted nothing yet, when the
+        operator never polls)."""
+        if child.get("kind") != "TrainJob" or self.config.train_job_progress == TrainJobProgress.poll:
+            return None
+        posted = (child.get("status") or {}).get("trainerStatus")
+        if self.config.train_job_progress == TrainJobProgress.trainer_status:
+            return posted if isinstance(posted, Mapping) else {}
+        return posted if is_ours(posted) else None
 
     async def release(self, job: Mapping[str, Any]) -> bool:
         """Release a job being deleted that carries the force-delete annotation, at once."""

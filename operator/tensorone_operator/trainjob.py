@@ -15,6 +15,7 @@ Complete True                  Succeeded True (the JobSet's Completed condition,
 Failed True                    Failed True, its reason (FailedJobs, DeadlineExceeded, ...)
 jobsStatus[].ready > 0         Running True: every pod of a replicated job is ready
 jobsStatus[].active            replicaStatuses.Node.active: pods still running or pending
+trainerStatus                  trainerStatus, as written (untrusted: the trainer posted it)
 ============================  ==========================================================
 
 A TrainJob has no Restarting condition (JobSet restarts all its Jobs at once; the job stays
@@ -62,6 +63,9 @@ def child_view(child: Mapping[str, Any]) -> dict[str, Any]:
             {"type": ConditionType.Running, "status": "True", "reason": "JobsReady", "message": "TrainJob is running."}
         )
     view_status: dict[str, Any] = {"conditions": conditions, "replicaStatuses": {"Node": {"active": active}}}
+    if "trainerStatus" in status:
+        # Read by trainer_reports.TrainerReports.trainer_status, which checks every value.
+        view_status["trainerStatus"] = status["trainerStatus"]
     end = complete if _true(complete) else failed if _true(failed) else None
     if end is not None and end.get("lastTransitionTime"):
         view_status["completionTime"] = end["lastTransitionTime"]
