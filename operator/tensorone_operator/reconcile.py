@@ -34,7 +34,6 @@ from typing import Any
 
 from tensorone.api import API_VERSION, TRAININGJOBS
 from tensorone.api.timestamps import now, utc_now
-from tensorone.api.trainer_status import is_ours
 from tensorone.api.v1alpha1 import TERMINAL_PHASES, ConditionType, Dataset, Phase, Reason
 from tensorone_operator import builders, catalog, checks
 from tensorone_operator.budget import over_budget
@@ -42,7 +41,7 @@ from tensorone_operator.builders import restart_policy
 from tensorone_operator.catalog import JobResources
 from tensorone_operator.children import ChildIndex, ChildRefused, Children, owned_by
 from tensorone_operator.cleanup import Cleanup
-from tensorone_operator.config import OperatorConfig, TrainJobProgress
+from tensorone_operator.config import OperatorConfig
 from tensorone_operator.datasets import DatasetIndex, Datasets
 from tensorone_operator.events import EventPoster, Events
 from tensorone_operator.kube import KubeApi
@@ -56,7 +55,7 @@ from tensorone_operator.restarts import Restarts, job_runs, preempted
 from tensorone_operator.status import Ended, Problem, condition_is, status_from, suspend_asked
 from tensorone_operator.status_writer import StatusWriter
 from tensorone_operator.trainer_reports import TrainerReports
-from tensorone_operator.trainjob import child_view
+from tensorone_operator.trainjob import child_view, posted_status
 
 Nodes = list[Mapping[str, Any]] | None
 
@@ -236,7 +235,7 @@ class Reconciler:
         if child is None or not owned_by(child, seen.uid) or self._past_restart_limit(seen) is not None:
             return await self.reconcile(job, **indexes)
         pod = None
-        posted = self._posted_status(child)
+        posted = posted_status(child, self.config.train_job_progress)
         if posted is not None:
             self.reports.trainer_status(seen.key, posted)
         else:
@@ -267,18 +266,6 @@ class Reconciler:
             return await self._reconcile(fresh, datasets, children, nodes)  # the loop's copy lagged
 
         return await self._locked(job, None, step)
-
-    def _posted_status(self, child: Mapping[str, Any]) -> Mapping[str, Any] | None:
-        """The trainerStatus to read instead of polling the job's rank-0 pod (``trainJobProgress``):
-        a TrainJob's, when the operator reads only those, or (auto) when its trainer posted there;
-        None to poll the pod ({} for a TrainJob whose trainer has posted nothing yet, when the
-        operator never polls)."""
-        if child.get("kind") != "TrainJob" or self.config.train_job_progress == TrainJobProgress.poll:
-            return None
-        posted = (child.get("status") or {}).get("trainerStatus")
-        if self.config.train_job_progress == TrainJobProgress.trainer_status:
-            return posted if isinstance(posted, Mapping) else {}
-        return posted if is_ours(posted) else None
 
     async def release(self, job: Mapping[str, Any]) -> bool:
         """Release a job being deleted that carries the force-delete annotation, at once."""

@@ -28,7 +28,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from tensorone.api.trainer_status import is_ours
 from tensorone.api.v1alpha1 import ConditionType
+from tensorone_operator.config import TrainJobProgress
 
 
 def _condition(status: Mapping[str, Any], kind: str) -> dict[str, Any] | None:
@@ -80,3 +82,15 @@ def child_view(child: Mapping[str, Any]) -> dict[str, Any]:
         "spec": view_spec,
         "status": view_status,
     }
+
+
+def posted_status(child: Mapping[str, Any], progress: TrainJobProgress) -> Mapping[str, Any] | None:
+    """The trainerStatus to read instead of polling the job's rank-0 pod (``trainJobProgress``):
+    a TrainJob's when the operator reads only those ({} while its trainer has posted nothing), or
+    with ``auto`` once its trainer posted a TensorOne report there; None to poll the pod."""
+    if child.get("kind") != "TrainJob" or progress == TrainJobProgress.poll:
+        return None
+    posted = (child.get("status") or {}).get("trainerStatus")
+    if progress == TrainJobProgress.trainer_status:
+        return posted if isinstance(posted, Mapping) else {}
+    return posted if is_ours(posted) else None

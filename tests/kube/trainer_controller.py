@@ -23,6 +23,10 @@ For each TrainJob in the emulator:
 - ``activeDeadlineSeconds`` past the (re)start fails the TrainJob with reason DeadlineExceeded and
   deletes its JobSet.
 
+With ``serve_status`` (Trainer v2.2's ``TrainJobStatus`` feature gate) the controller also serves
+the status endpoint (tests/kube/trainer_status_server.py) and the JobSets of TrainJobs created
+afterwards give the trainer container its variables, token and CA certificate.
+
 What a node cannot share with its neighbours is mapped as for PyTorchJobs: the JobSet's DNS names
 resolve to this machine, and the rendezvous port 29500 becomes a free local port per job.
 """
@@ -42,6 +46,7 @@ from tests.kube.server import ApiStatusError
 
 if TYPE_CHECKING:
     from tests.kube.node import LocalNode
+    from tests.kube.trainer_status_server import TrainerStatusServer
 
 NODE = "node"
 TRAINER_PORT = 29500
@@ -71,8 +76,11 @@ def _is_true(conditions: list[dict[str, Any]], kind: str) -> bool:
     return any(c["type"] == kind and c["status"] == "True" for c in conditions)
 
 
-def jobset_for(train_job: dict[str, Any], runtime: dict[str, Any]) -> dict[str, Any]:
-    """The JobSet Trainer v2's controller makes for ``train_job`` from ``runtime``."""
+def jobset_for(
+    train_job: dict[str, Any], runtime: dict[str, Any], status_server: TrainerStatusServer | None = None
+) -> dict[str, Any]:
+    """The JobSet Trainer v2's controller makes for ``train_job`` from ``runtime`` (with the status
+    endpoint's variables and volume when ``status_server`` is served)."""
     name = train_job["metadata"]["name"]
     spec = copy.deepcopy(runtime["spec"]["template"]["spec"])
     trainer = train_job["spec"].get("trainer") or {}
@@ -99,6 +107,8 @@ def jobset_for(train_job: dict[str, Any], runtime: dict[str, Any]) -> dict[str, 
             ]
             container["env"] = _upsert(container.get("env") or [], [*(trainer.get("env") or []), *torch_env])
             container["ports"] = [*container.get("ports", []), {"containerPort": TRAINER_PORT, "protocol": "TCP"}]
+            if status_server is not None:
+                status_server.inject(train_job, pod_spec, container)
         for patch in train_job["spec"].get("runtimePatches") or []:
             template_patch = (patch.get("trainingRuntimeSpec") or {}).get("template") or {}
             _merge_metadata(metadata, template_patch.get("metadata"))
@@ -172,6 +182,20 @@ class TrainerController:
     def __init__(self, node: LocalNode) -> None:
         self.node = node
         self.api = node.api
+        self.status_server: TrainerStatusServer | None = None
+
+    def serve_status(self) -> TrainerStatusServer:
+        """Serve the status endpoint (feature gate TrainJobStatus on) for the TrainJobs started from now on."""
+        if self.status_server is None:
+            from tests.kube.trainer_status_server import TrainerStatusServer
+
+            self.status_server = TrainerStatusServer(self.api, self.node.tokens)
+        return self.status_server
+
+    def close(self) -> None:
+        if self.status_server is not None:
+            self.status_server.close()
+            self.status_server = None
 
     def tick(self) -> None:
         train_jobs = {
@@ -198,14 +222,9 @@ class TrainerController:
         jobset = self.api.find(JOBSET_API, "JobSet", name, namespace)
         suspend = bool(train_job["spec"].get("suspend"))
         if jobset is None:
-            ref = train_job["spec"]["runtimeRef"]
-            if ref.get("kind", "ClusterTrainingRuntime") == "ClusterTrainingRuntime":
-                runtime = self.api.find(TRAINER_API, "ClusterTrainingRuntime", ref["name"], None)
-            else:
-                runtime = self.api.find(TRAINER_API, "TrainingRuntime", ref["name"], namespace)
-            if runtime is None:
+            jobset = self._create_jobset(train_job)
+            if jobset is None:
                 return  # Trainer v2 retries until the runtime exists
-            jobset = self.api.create(jobset_for(train_job, runtime))
         elif bool(jobset["spec"].get("suspend")) != suspend:
             jobset = self.api.patch(JOBSET_API, "JobSet", name, {"spec": {"suspend": suspend}}, namespace)
         if suspend:
@@ -222,6 +241,25 @@ class TrainerController:
             run.suspended = False
             return
         self._watch(train_job, jobset, run)
+
+    def _create_jobset(self, train_job: dict[str, Any]) -> dict[str, Any] | None:
+        """The JobSet of ``train_job`` created from its runtime (None while the runtime is missing),
+        after the ConfigMap of the status endpoint's CA when the endpoint is served."""
+        namespace = train_job["metadata"]["namespace"]
+        ref = train_job["spec"]["runtimeRef"]
+        if ref.get("kind", "ClusterTrainingRuntime") == "ClusterTrainingRuntime":
+            runtime = self.api.find(TRAINER_API, "ClusterTrainingRuntime", ref["name"], None)
+        else:
+            runtime = self.api.find(TRAINER_API, "TrainingRuntime", ref["name"], namespace)
+        if runtime is None:
+            return None
+        if self.status_server is not None:
+            try:
+                self.api.create(self.status_server.tls_config_map(train_job))
+            except ApiStatusError as error:
+                if error.status != 409:  # 409: made by an earlier reconcile
+                    raise
+        return self.api.create(jobset_for(train_job, runtime, self.status_server))
 
     # Pods --------------------------------------------------------------------------------------
 

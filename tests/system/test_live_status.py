@@ -3,17 +3,20 @@ checkpoints into the TrainingJob's status, through stop, resume, failure and its
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client as k8s
-from tensorone_operator.config import ChildBackend
+from tensorone_operator.config import ChildBackend, OperatorConfig, TrainJobProgress
 
 from tensorone.api.events import EVAL_REASON, STEP_REASON, metric_store_name
+from tensorone.api.trainer_status import FORMAT_METRIC
 from tensorone.client import TensorOneClient
+from tensorone.reporting.trainer_status import POST_SECONDS_ENV
 from tests.factories import stop_reason, tiny_dataset, tiny_training_job
 from tests.kube.polling import wait_for
-from tests.system.conftest import TRAINING_TIMEOUT, LocalCluster
+from tests.system.conftest import POLL_SECONDS, TRAINING_TIMEOUT, LocalCluster, local_cluster
 
 pytestmark = pytest.mark.slow
 
@@ -226,6 +229,58 @@ def test_a_restarted_operator_picks_up_and_keeps_mirroring(cluster: LocalCluster
     wait_for(lambda: any(e["reason"] == "Completed" for e in cluster.events("enduring")), "Completed Event")
     started = [e for e in cluster.events("enduring") if e["reason"] == "TrainingStarted"]
     assert len(started) == 1, "a restarted operator does not announce the start again"
+
+
+def test_a_trainjob_status_fills_in_from_trainer_status_without_reaching_the_pods(tmp_path: Path) -> None:
+    # Trainer v2.2 with its TrainJobStatus gate: the trainer posts its report to the controller's
+    # endpoint (HTTPS, a token for this job); the operator reads the TrainJob's trainerStatus and
+    # never contacts a pod: the pods' report ports close every connection, and count them.
+    config = OperatorConfig(
+        progress_poll_seconds=POLL_SECONDS,
+        backend=ChildBackend.trainjob,
+        train_job_progress=TrainJobProgress.trainer_status,
+    )
+    with local_cluster(tmp_path, config) as cluster:
+        endpoint = cluster.node.trainer.serve_status()
+        cluster.node.close_report_ports()
+        cluster.node.extra_env[POST_SECONDS_ENV] = "1"
+        cluster.apply(tiny_dataset())
+        cluster.apply(tiny_training_job("posted", epochs=6))
+        running = wait_for(
+            lambda: (
+                s
+                if (s := cluster.phase_is("posted", "Running")) and (s.get("progress") or {}).get("currentStep", 0) >= 2
+                else None
+            ),
+            "a Running status with progress",
+            explain=lambda: cluster.diagnose("posted"),
+        )
+        assert running["progress"]["totalSteps"] == 48 and running["metrics"]["currentLoss"] > 0
+        assert running["metrics"]["throughputUnit"] == "tokens/sec" and running["lastReportTime"]
+        child = cluster.child("posted")
+        assert child is not None
+        posted = {m["name"]: m["value"] for m in child["status"]["trainerStatus"]["metrics"]}
+        assert posted[FORMAT_METRIC] == "1" and int(posted["total_steps"]) == 48
+
+        wait_for(lambda: cluster.phase_is("posted", "Completed"), "Completed", timeout=TRAINING_TIMEOUT)
+        done = wait_for(
+            lambda: s if (s := cluster.status("posted")).get("progress", {}).get("currentStep") == 48 else None,
+            "final",
+        )
+        assert done["progress"]["percentage"] == 100.0
+        assert "ckpt-epoch-6" in [c["id"] for c in done["checkpoints"]], done["checkpoints"]
+        assert done["lossHistory"][-1]["step"] == 48 and len(done["lossHistory"]) >= 2
+        wanted = {"TrainingStarted", "CheckpointSaved", "Completed"}
+        wait_for(
+            lambda: wanted <= {e["reason"] for e in cluster.events("posted")},
+            "the lifecycle Events",
+            explain=lambda: str(sorted({e["reason"] for e in cluster.events("posted")})),
+        )
+        final = cluster.child("posted")
+        assert final is not None and final["status"]["trainerStatus"]["progressPercentage"] == 100
+        assert endpoint.taken >= 2 and endpoint.refused == []
+        assert cluster.node.report_port_connections == 0
+        assert not any(c["type"] == "ReportValid" for c in done["conditions"])
 
 
 def _checkpoint_at_current_step(status: dict[str, Any]) -> dict[str, Any] | None:
