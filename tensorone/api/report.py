@@ -245,6 +245,12 @@ class ProgressReport(ApiModel):
         pattern=CHECKPOINT_ID_PATTERN,
         description="Checkpoint this run resumed from.",
     )
+    start_step: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_STEPS,
+        description="The step this process started from (0, or its resume checkpoint's): the step rate counts from it.",
+    )
     checkpoints: list[CheckpointReport] = Field(
         default_factory=list, max_length=MAX_REPORT_CHECKPOINTS, description="Checkpoints kept, oldest first."
     )
@@ -286,7 +292,9 @@ class ProgressReport(ApiModel):
 
 
 def _start_step(report: ProgressReport) -> int:
-    """The step this trainer process started from: its resume checkpoint's, or 0."""
+    """The step this trainer process started from: as it says, else its resume checkpoint's, or 0."""
+    if report.start_step is not None:
+        return report.start_step
     if report.resumed_from:
         for checkpoint in report.checkpoints:
             if checkpoint.id == report.resumed_from:

@@ -102,6 +102,7 @@ METRICS: dict[str, tuple[str, Kind]] = {
     "step_seconds": ("step_seconds", Kind.number),
     "started_at": ("started_at", Kind.time),
     "resumed_from": ("resumed_from", Kind.checkpoint),
+    "start_step": ("start_step", Kind.whole),
     "best_checkpoint": ("best_checkpoint", Kind.checkpoint),
 }
 # The newest checkpoint (the list of those kept comes with the termination message) and the step of
@@ -266,9 +267,11 @@ def report_of(status: Mapping[str, Any], *, now: datetime) -> ProgressReport:
         raise InvalidReport("trainerStatus must be an object")
     metrics = _metrics(status)
     version = metrics.get(FORMAT_METRIC)
+    if version is None:
+        raise InvalidReport(f"trainerStatus metric {FORMAT_METRIC} is missing: no TensorOne trainer posted it")
     if version != FORMAT_VERSION:
         raise InvalidReport(
-            f"trainerStatus metric {FORMAT_METRIC}: {str(version)[:MAX_METRIC_TEXT]!r} is no report format this "
+            f"trainerStatus metric {FORMAT_METRIC}: {version!r} is no report format this "
             f"operator reads ({FORMAT_VERSION})"
         )
     _whole(status, "progressPercentage", 100)
