@@ -58,7 +58,7 @@ def _name(common_name: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
-class TestAuthority:
+class CertificateAuthority:
     """A certificate authority for the test and a server certificate it signed for 127.0.0.1, as files."""
 
     def __init__(self, folder: Path) -> None:
@@ -111,7 +111,7 @@ class TrainerStatusServer:
         self.api = api
         self.tokens = tokens
         self._folder = tempfile.TemporaryDirectory(prefix="trainer-status-") if folder is None else None
-        self.authority = TestAuthority(folder or Path(self._folder.name if self._folder else "."))
+        self.authority = CertificateAuthority(folder or Path(self._folder.name if self._folder else "."))
         self.taken = 0
         self.refused: list[tuple[int, str]] = []  # (HTTP status, why) of every post not taken
         self._lock = threading.Lock()
