@@ -182,6 +182,11 @@ def _drop(name: str) -> Callable[[dict[str, Any]], None]:
     return lambda status: status.update(metrics=[m for m in status["metrics"] if m["name"] != name])
 
 
+def _many_evaluations(status: dict[str, Any], count: int) -> None:
+    for index in range(count):
+        _set(f"eval_m{index}", "1")(status)
+
+
 FUTURE = "2026-12-01T09:00:00Z"
 HOSTILE: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     ("another format", _set(FORMAT_METRIC, "2"), "tensorone_report: '2' is no report format"),
@@ -212,7 +217,7 @@ HOSTILE: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     ("a checkpoint epoch past the bound", _set("checkpoint_epoch", "999999"), "metric checkpoint_epoch: Input should"),
     ("a resume from a bad id", _set("resumed_from", "CKPT A"), "metric resumed_from: 'CKPT A' is not a checkpoint"),
     ("an evaluation metric past the bound", _set("eval_mAP", "1e13"), "metric eval_mAP: Input should be less than"),
-    ("seventeen evaluation metrics", lambda s: [_set(f"eval_m{i}", "1")(s) for i in range(17)], "eval_ metrics"),
+    ("seventeen evaluation metrics", lambda s: _many_evaluations(s, 17), "eval_ metrics"),
     ("an evaluation metric name the task refuses", _set("eval_9lives", "1"), "metric eval_9lives: String should"),
     ("a name given twice", lambda s: s["metrics"].append(dict(s["metrics"][1])), "metric state is given twice"),
     ("an empty value", _set("loss", ""), "must have a name and a value of 1 to 64 characters"),
