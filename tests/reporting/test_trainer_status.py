@@ -5,6 +5,7 @@ refuses or never answers costs the training nothing but one log line."""
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import time
@@ -202,3 +203,27 @@ def test_an_endpoint_without_tls_or_without_its_files_gets_no_post(
     assert TrainerStatusPoster.from_env(changing_report()) is None  # no endpoint: nothing to say
     assert len(warnings(caplog)) == 2
     assert pod.endpoint.taken == 0 and pod.endpoint.refused == []
+
+
+def test_the_endpoint_takes_only_what_the_trainjob_schema_allows(pod: Pod) -> None:
+    token = pod.token_file.read_text()
+    path = status_path(NAMESPACE, NAME)
+    good = {
+        "progressPercentage": 5,
+        "metrics": [{"name": "loss", "value": "1.5"}],
+        "lastUpdatedTime": "2026-01-01T00:00:00Z",
+    }
+    assert pod.endpoint.post(path, f"Bearer {token}", json.dumps({"trainerStatus": good}).encode())[0] == 200
+    for wrong in ({"progressPercentage": 101}, {"lastUpdatedTime": None}, {"metrics": [{"name": "loss", "value": ""}]}):
+        status, answer = pod.endpoint.post(
+            path, f"Bearer {token}", json.dumps({"trainerStatus": good | wrong}).encode()
+        )
+        assert status == 422, (wrong, answer)
+    assert pod.endpoint.post(path, "Bearer not-a-token", b"{}")[0] == 403
+    assert pod.endpoint.post(status_path(NAMESPACE, "other"), f"Bearer {token}", b"{}")[0] == 403  # another job's
+    # Each post replaces what the last one set: an estimate the trainer no longer gives goes.
+    pod.endpoint.post(
+        path, f"Bearer {token}", json.dumps({"trainerStatus": good | {"estimatedRemainingSeconds": 9}}).encode()
+    )
+    pod.endpoint.post(path, f"Bearer {token}", json.dumps({"trainerStatus": good}).encode())
+    assert "estimatedRemainingSeconds" not in pod.trainer_status() and pod.trainer_status()["progressPercentage"] == 5

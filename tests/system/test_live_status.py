@@ -245,7 +245,7 @@ def test_a_trainjob_status_fills_in_from_trainer_status_without_reaching_the_pod
         cluster.node.close_report_ports()
         cluster.node.extra_env[POST_SECONDS_ENV] = "1"
         cluster.apply(tiny_dataset())
-        cluster.apply(tiny_training_job("posted", epochs=6))
+        cluster.apply(tiny_training_job("posted", epochs=4))
         running = wait_for(
             lambda: (
                 s
@@ -255,21 +255,21 @@ def test_a_trainjob_status_fills_in_from_trainer_status_without_reaching_the_pod
             "a Running status with progress",
             explain=lambda: cluster.diagnose("posted"),
         )
-        assert running["progress"]["totalSteps"] == 48 and running["metrics"]["currentLoss"] > 0
+        assert running["progress"]["totalSteps"] == 32 and running["metrics"]["currentLoss"] > 0
         assert running["metrics"]["throughputUnit"] == "tokens/sec" and running["lastReportTime"]
         child = cluster.child("posted")
         assert child is not None
         posted = {m["name"]: m["value"] for m in child["status"]["trainerStatus"]["metrics"]}
-        assert posted[FORMAT_METRIC] == "1" and int(posted["total_steps"]) == 48
+        assert posted[FORMAT_METRIC] == "1" and int(posted["total_steps"]) == 32
 
         wait_for(lambda: cluster.phase_is("posted", "Completed"), "Completed", timeout=TRAINING_TIMEOUT)
         done = wait_for(
-            lambda: s if (s := cluster.status("posted")).get("progress", {}).get("currentStep") == 48 else None,
+            lambda: s if (s := cluster.status("posted")).get("progress", {}).get("currentStep") == 32 else None,
             "final",
         )
         assert done["progress"]["percentage"] == 100.0
-        assert "ckpt-epoch-6" in [c["id"] for c in done["checkpoints"]], done["checkpoints"]
-        assert done["lossHistory"][-1]["step"] == 48 and len(done["lossHistory"]) >= 2
+        assert "ckpt-epoch-4" in [c["id"] for c in done["checkpoints"]], done["checkpoints"]
+        assert done["lossHistory"][-1]["step"] == 32 and len(done["lossHistory"]) >= 2
         wanted = {"TrainingStarted", "CheckpointSaved", "Completed"}
         wait_for(
             lambda: wanted <= {e["reason"] for e in cluster.events("posted")},
