@@ -132,17 +132,19 @@ class TrainerStatusPoster:
                 return
             if closing:
                 return
-            self._send(self._report(), only_if_changed=True)
+            self._send(None)
             self._wake.wait(self.post_seconds)
             self._wake.clear()
 
-    def _send(self, report: ProgressReport, *, only_if_changed: bool = False) -> None:
-        news = (report.state, report.step, report.epoch, report.eval_loss, len(report.checkpoints), report.message)
-        if only_if_changed and news == self._last_posted:
-            return
+    def _send(self, final: ProgressReport | None) -> None:
+        """Post ``final``, else the tracker's report when it changed since the last post."""
         try:
+            report = final if final is not None else self._report()
+            news = (report.state, report.step, report.epoch, report.eval_loss, len(report.checkpoints), report.message)
+            if final is None and news == self._last_posted:
+                return
             self.post(report)
-        except (OSError, PostError, ssl.SSLError, http.client.HTTPException) as error:
+        except Exception as error:  # whatever goes wrong here (a token file that is no text, too), training goes on
             self._failed(f"{type(error).__name__}: {error}")
             return
         self._last_posted = news

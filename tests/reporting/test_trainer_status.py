@@ -227,3 +227,19 @@ def test_the_endpoint_takes_only_what_the_trainjob_schema_allows(pod: Pod) -> No
     )
     pod.endpoint.post(path, f"Bearer {token}", json.dumps({"trainerStatus": good}).encode())
     assert "estimatedRemainingSeconds" not in pod.trainer_status() and pod.trainer_status()["progressPercentage"] == 5
+
+
+def test_a_token_file_that_is_no_text_is_one_more_failure_not_the_end_of_posting(
+    pod: Pod, caplog: pytest.LogCaptureFixture
+) -> None:
+    pod.token_file.write_bytes(b"\xff\xfe\x00")
+    posting = poster(pod)
+    posting.start()
+    try:
+        wait_for(lambda: warnings(caplog), "the failure logged")
+        pod.issue()
+        wait_for(lambda: posting.posts >= 1, "a post once the token is readable")
+    finally:
+        posting.close()
+    said = warnings(caplog)
+    assert "UnicodeDecodeError" in said[0] and "posted again" in said[-1], said
