@@ -56,10 +56,12 @@ class Pod:
         return next((m["value"] for m in self.trainer_status().get("metrics") or [] if m["name"] == name), None)
 
 
-@pytest.fixture
-def pod(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pod]:
-    with EmulatorServer() as server:
-        server.api.create(
+@pytest.fixture(scope="module")
+def server() -> Iterator[EmulatorServer]:
+    """The API server, with the TrainJob whose status the trainer posts (one for the module: each
+    test has an endpoint of its own and looks at what its own posts wrote)."""
+    with EmulatorServer() as running:
+        running.api.create(
             {
                 "apiVersion": TRAINER_API,
                 "kind": "TrainJob",
@@ -67,28 +69,34 @@ def pod(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pod]:
                 "spec": {"runtimeRef": {"name": "tensorone-trainer-normal"}},
             }
         )
-        tokens = TokenIssuer()
-        endpoint = TrainerStatusServer(server.api, tokens, folder=tmp_path / "controller")
-        try:
-            mounted = tmp_path / "kubeflow-trainer"
-            mounted.mkdir()
-            (mounted / "ca.crt").write_text(endpoint.authority.ca_pem)
-            found = Pod(
-                endpoint,
-                server.api,
-                tokens,
-                endpoint.base_url + status_path(NAMESPACE, NAME),
-                mounted / "ca.crt",
-                mounted / "token",
-            )
-            found.issue()
-            monkeypatch.setenv(URL_ENV, found.url)
-            monkeypatch.setenv(CA_CERT_ENV, str(found.ca_file))
-            monkeypatch.setenv(TOKEN_ENV, str(found.token_file))
-            monkeypatch.setenv(POST_SECONDS_ENV, "1")
-            yield found
-        finally:
-            endpoint.close()
+        yield running
+
+
+@pytest.fixture
+def pod(server: EmulatorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pod]:
+    server.api.patch_status(TRAINER_API, "TrainJob", NAME, {"trainerStatus": None}, NAMESPACE)  # nothing posted yet
+    tokens = TokenIssuer()
+    endpoint = TrainerStatusServer(server.api, tokens, folder=tmp_path / "controller")
+    try:
+        mounted = tmp_path / "kubeflow-trainer"
+        mounted.mkdir()
+        (mounted / "ca.crt").write_text(endpoint.authority.ca_pem)
+        found = Pod(
+            endpoint,
+            server.api,
+            tokens,
+            endpoint.base_url + status_path(NAMESPACE, NAME),
+            mounted / "ca.crt",
+            mounted / "token",
+        )
+        found.issue()
+        monkeypatch.setenv(URL_ENV, found.url)
+        monkeypatch.setenv(CA_CERT_ENV, str(found.ca_file))
+        monkeypatch.setenv(TOKEN_ENV, str(found.token_file))
+        monkeypatch.setenv(POST_SECONDS_ENV, "1")
+        yield found
+    finally:
+        endpoint.close()
 
 
 def test_the_rank0_reporter_posts_its_progress_then_its_final_report(pod: Pod) -> None:
