@@ -61,9 +61,13 @@ def owned_by(obj: Mapping[str, Any], uid: str | None) -> bool:
 
 
 def child_state(child: Mapping[str, Any]) -> str:
-    """The parts of a child its job's status depends on (status and runPolicy), comparable."""
+    """The parts of a child its job's status depends on (status and runPolicy), comparable. A
+    TrainJob's trainerStatus is left out: the trainer posts it every few seconds, and the follow
+    loop reads it at its own pace (a reconcile on every post would write the status past the
+    progress budget)."""
     spec = child.get("spec") or {}
-    return json.dumps([child.get("status") or {}, spec.get("runPolicy") or {}], sort_keys=True)
+    status = {k: v for k, v in (child.get("status") or {}).items() if k != "trainerStatus"}
+    return json.dumps([status, spec.get("runPolicy") or {}], sort_keys=True)
 
 
 def _generation(obj: Mapping[str, Any]) -> int:

@@ -36,7 +36,15 @@ DEFAULT_CONFIG_PATH = "/etc/tensorone/operator/config.yaml"
 
 # The catalog's types live in tensorone.api.catalog, so the SDK and the gateway check jobs against
 # them too; they are part of this file's schema.
-__all__ = ["DEFAULT_GPU_CATALOG", "ChildBackend", "GpuType", "OperatorConfig", "load_config", "parse_config"]
+__all__ = [
+    "DEFAULT_GPU_CATALOG",
+    "ChildBackend",
+    "GpuType",
+    "OperatorConfig",
+    "TrainJobProgress",
+    "load_config",
+    "parse_config",
+]
 
 
 class CheckpointStorageDefaults(ConfigModel):
@@ -108,6 +116,14 @@ class ChildBackend(StrEnum):
     trainjob = "trainjob"
 
 
+class TrainJobProgress(StrEnum):
+    """Where the operator reads a running TrainJob's progress report."""
+
+    auto = "auto"  # status.trainerStatus once the trainer posts there, the rank-0 pod until then
+    trainer_status = "trainerStatus"  # status.trainerStatus only: the operator never contacts a pod
+    poll = "poll"  # the rank-0 pod's /progress, as for a PyTorchJob
+
+
 class OperatorConfig(ConfigModel):
     """Everything the operator can be configured with; each field has a default."""
 
@@ -132,6 +148,16 @@ class OperatorConfig(ConfigModel):
         description="Prefix of the ClusterTrainingRuntimes a TrainJob names: PREFIX-trainer-PRIORITY for the "
         "built-in trainer and PREFIX-custom-PRIORITY for custom images (PRIORITY: high, normal, low), which the "
         "chart installs when a backend is trainjob.",
+    )
+
+    train_job_progress: TrainJobProgress = Field(
+        default=TrainJobProgress.auto,
+        description="Where a TrainJob's live progress is read: auto (the TrainJob's status.trainerStatus once the "
+        "trainer posts its report there, which Kubeflow Trainer v2.2+ with the TrainJobStatus feature gate allows; "
+        "the rank-0 pod's /progress until then and otherwise), trainerStatus (status.trainerStatus only: the "
+        "operator never contacts a TrainJob's pods, for networks where it cannot reach them; the feature gate must "
+        "be on) or poll (the rank-0 pod's /progress, as for a PyTorchJob). The final report and the checkpoints "
+        "kept come from the pod's termination message in every case.",
     )
 
     trainer_image: str = Field(

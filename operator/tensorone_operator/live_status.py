@@ -33,7 +33,6 @@ from typing import Any
 from tensorone.api.exit_codes import failure_reason, follows_table, is_retryable, meaning
 from tensorone.api.pods import REPLICA_TYPE_LABEL, TRAINER_CONTAINERS, checkpoint_claim_name, pod_rank
 from tensorone.api.report import (
-    MAX_SECONDS,
     REPORT_PORT_ENV,
     ArtifactReport,
     CheckpointReport,
@@ -45,6 +44,7 @@ from tensorone.api.report import (
     ProgressReport,
     TrainerState,
     parse_report,
+    remaining_seconds,
 )
 from tensorone.api.timestamps import parse_time, rfc3339
 from tensorone.api.v1alpha1 import ConditionType, Phase, Reason
@@ -136,28 +136,6 @@ def _throughput(report: ProgressReport) -> dict[str, Any]:
     else:
         return {}
     return {"throughput": f"{value:.0f} {unit}", "throughput_value": round(value, 2), "throughput_unit": unit}
-
-
-def _start_step(report: ProgressReport) -> int:
-    """The step this trainer process started from: its resume checkpoint's, or 0."""
-    if report.resumed_from:
-        for checkpoint in report.checkpoints:
-            if checkpoint.id == report.resumed_from:
-                return checkpoint.step
-    return 0
-
-
-def remaining_seconds(report: ProgressReport) -> float | None:
-    """Seconds of training left at the current process's step rate; None before a rate exists."""
-    done = report.step - _start_step(report)
-    if report.total_steps <= 0 or done <= 0 or report.elapsed_seconds <= 0:
-        return None
-    if report.state == TrainerState.completed or report.step >= report.total_steps:
-        return 0.0
-    rate = done / report.elapsed_seconds
-    # A bounded report can still imply centuries (one step of 10**12 in 10**9 s): the estimate is
-    # capped where the status and datetime arithmetic stay valid.
-    return min((report.total_steps - report.step) / rate, MAX_SECONDS)
 
 
 def live_fields(

@@ -7,7 +7,8 @@ names (``Children``), the status is computed from scratch and written only when 
 (``StatusWriter``), and the spec is never written. The work of each concern is in its own class:
 
 - ``Children`` (children.py): create, adopt and sync the ConfigMap, claim and PyTorchJob;
-- ``TrainerReports`` (trainer_reports.py): poll /progress, keep the newest report, say what changed;
+- ``TrainerReports`` (trainer_reports.py): poll /progress (or read a TrainJob's trainerStatus), keep
+  the newest report, say what changed;
 - ``MetricStore`` (metric_store.py): read the trainer's per-step records, keep them in the job's
   metric store (a ConfigMap);
 - ``Events`` (events.py): post Events within per-job limits;
@@ -54,7 +55,7 @@ from tensorone_operator.restarts import Restarts, job_runs, preempted
 from tensorone_operator.status import Ended, Problem, condition_is, resumed, status_from, suspend_asked
 from tensorone_operator.status_writer import StatusWriter
 from tensorone_operator.trainer_reports import TrainerReports
-from tensorone_operator.trainjob import child_view
+from tensorone_operator.trainjob import child_view, posted_status
 
 Nodes = list[Mapping[str, Any]] | None
 
@@ -233,9 +234,15 @@ class Reconciler:
         # node, a foreign object in the way) may have changed without an event the operator sees.
         if child is None or not owned_by(child, seen.uid) or self._past_restart_limit(seen) is not None:
             return await self.reconcile(job, **indexes)
-        await self.reports.poll(seen.key)
+        pod = None
+        posted = posted_status(child, self.config.train_job_progress)
+        if posted is not None:
+            self.reports.trainer_status(seen.key, posted)
+        else:
+            await self.reports.poll(seen.key)
+            pod = self.reports.pod(seen.key)
         kept = self.reports.latest(seen.key)
-        await self.metric_store.read(seen.key, self.reports.pod(seen.key), kept.report if kept else None)
+        await self.metric_store.read(seen.key, pod, kept.report if kept else None)
         await self.metric_store.write(seen)
         resources, _ = checks.check_gpu_type(seen.spec, self.config)
         # Kueue's word is read only while it may hold the child: not while it runs (admitted), and

@@ -1,8 +1,10 @@
 """The newest progress report of each job's rank-0 trainer, and what changed since the last one mirrored.
 
-Reports come from two places: ``GET /progress`` on the rank-0 pod while it runs (polled with this
-class's own HTTP session, apart from the API client's), and the pod's termination message once it
-has ended (from the pod watch). The newest of them is kept with the time it was read; what it
+Reports come from three places: ``GET /progress`` on the rank-0 pod while it runs (polled with this
+class's own HTTP session, apart from the API client's), or instead the report the trainer posted
+to Kubeflow Trainer, which a TrainJob carries in ``status.trainerStatus``
+(tensorone.api.trainer_status); and the pod's termination message once it has ended (from the pod
+watch). The newest of them is kept with the time it was read; what it
 says happened since the report last mirrored into the status becomes Events. The first pod of any
 replica to fail with a permanent exit code is kept too, with its termination message: it explains
 a job that a Worker failed; it never becomes the job's report.
@@ -17,8 +19,9 @@ from typing import Any
 
 import aiohttp
 
-from tensorone.api.report import MAX_REPORT_BYTES, InvalidReport, ProgressReport, parse_report
+from tensorone.api.report import MAX_REPORT_BYTES, MAX_REPORT_CHECKPOINTS, InvalidReport, ProgressReport, parse_report
 from tensorone.api.timestamps import now, utc_now
+from tensorone.api.trainer_status import report_of
 from tensorone.api.v1alpha1 import Reason
 from tensorone_operator.events import Event, EventType
 from tensorone_operator.live_status import (
@@ -95,6 +98,8 @@ class TrainerReports:
         # fail with a permanent exit code.
         self._exit_codes: dict[JobKey, int] = {}
         self._failures: dict[JobKey, ReplicaFailure] = {}
+        # The trainerStatus last read of each job (the same one is not read twice).
+        self._posted: dict[JobKey, Mapping[str, Any]] = {}
 
     def forget(self, key: JobKey) -> None:
         """Drop what is kept about a deleted job."""
@@ -107,6 +112,7 @@ class TrainerReports:
             self._timeouts,
             self._exit_codes,
             self._failures,
+            self._posted,
         )
         for kept in kept_per_job:
             kept.pop(key, None)
@@ -233,6 +239,50 @@ class TrainerReports:
         if report is not None:
             self._refused.pop(key, None)
             self._remember(key, report, pod_created=pod.get("created"))
+
+    def trainer_status(self, key: JobKey, status: Mapping[str, Any] | None) -> None:
+        """Read the report a job's trainer posted, as its TrainJob carries it (``status.trainerStatus``):
+        kept when it is newer than the report kept, refused with the reason when it is no acceptable
+        report. No pod is contacted; nothing posted yet (``status`` empty) is nothing to read."""
+        if not status or status == self._posted.get(key):
+            return
+        self._posted[key] = status
+        try:
+            report = report_of(status, now=now())
+        except InvalidReport as exc:
+            self._refuse(key, f"TrainJob status.trainerStatus: {exc}")
+            return
+        self._timeouts.pop(key, None)
+        self._refused.pop(key, None)
+        self._remember_posted(key, report)
+
+    def _remember_posted(self, key: JobKey, report: ProgressReport) -> None:
+        """Keep a posted ``report`` if it is newer than the one kept (a tie goes to the kept one: a
+        termination message tells more). A post names the newest checkpoint alone and has no
+        curves: the checkpoints kept so far are listed with it, and the curves of the report kept
+        (up to the posted step) go on with the posted points."""
+        kept = self._reports.get(key)
+        kept_report = kept.report if kept else None
+        if kept_report is not None and newer(report, kept_report) is not report:
+            return
+        checkpoints = list(kept_report.checkpoints) if kept_report is not None else []
+        listed = {c.id for c in checkpoints}
+        checkpoints += [c for c in report.checkpoints if c.id not in listed]
+        loss_curve = tuple(p for p in kept.loss_curve if p[0] < report.step) if kept else ()
+        if report.loss is not None and math.isfinite(report.loss):
+            loss_curve = extended(loss_curve, report.step, report.loss)
+        eval_curve = kept.eval_curve if kept else ()
+        if report.eval_history:
+            point = report.eval_history[-1]
+            eval_curve = extended(tuple(p for p in eval_curve if p[0] < point.step), point.step, point.loss)
+        merged = report.model_copy(update={"checkpoints": checkpoints[-MAX_REPORT_CHECKPOINTS:], "eval_history": []})
+        self._reports[key] = KeptReport.of(
+            merged,
+            utc_now(),
+            pod_created=kept.pod_created if kept else None,
+            loss_curve=loss_curve,
+            eval_curve=eval_curve,
+        )
 
     def _refuse(self, key: JobKey, reason: str) -> None:
         self._timeouts.pop(key, None)

@@ -15,6 +15,7 @@ Complete True                  Succeeded True (the JobSet's Completed condition,
 Failed True                    Failed True, its reason (FailedJobs, DeadlineExceeded, ...)
 jobsStatus[].ready > 0         Running True: every pod of a replicated job is ready
 jobsStatus[].active            replicaStatuses.Node.active: pods still running or pending
+trainerStatus                  trainerStatus, as written (untrusted: the trainer posted it)
 ============================  ==========================================================
 
 A TrainJob has no Restarting condition (JobSet restarts all its Jobs at once; the job stays
@@ -27,7 +28,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from tensorone.api.trainer_status import is_ours
 from tensorone.api.v1alpha1 import ConditionType
+from tensorone_operator.config import TrainJobProgress
 
 
 def _condition(status: Mapping[str, Any], kind: str) -> dict[str, Any] | None:
@@ -62,6 +65,9 @@ def child_view(child: Mapping[str, Any]) -> dict[str, Any]:
             {"type": ConditionType.Running, "status": "True", "reason": "JobsReady", "message": "TrainJob is running."}
         )
     view_status: dict[str, Any] = {"conditions": conditions, "replicaStatuses": {"Node": {"active": active}}}
+    if "trainerStatus" in status:
+        # Read by trainer_reports.TrainerReports.trainer_status, which checks every value.
+        view_status["trainerStatus"] = status["trainerStatus"]
     end = complete if _true(complete) else failed if _true(failed) else None
     if end is not None and end.get("lastTransitionTime"):
         view_status["completionTime"] = end["lastTransitionTime"]
@@ -76,3 +82,15 @@ def child_view(child: Mapping[str, Any]) -> dict[str, Any]:
         "spec": view_spec,
         "status": view_status,
     }
+
+
+def posted_status(child: Mapping[str, Any], progress: TrainJobProgress) -> Mapping[str, Any] | None:
+    """The trainerStatus to read instead of polling the job's rank-0 pod (``trainJobProgress``):
+    a TrainJob's when the operator reads only those ({} while its trainer has posted nothing), or
+    with ``auto`` once its trainer posted a TensorOne report there; None to poll the pod."""
+    if child.get("kind") != "TrainJob" or progress == TrainJobProgress.poll:
+        return None
+    posted = (child.get("status") or {}).get("trainerStatus")
+    if progress == TrainJobProgress.trainer_status:
+        return posted if isinstance(posted, Mapping) else {}
+    return posted if is_ours(posted) else None

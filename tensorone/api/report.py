@@ -245,6 +245,12 @@ class ProgressReport(ApiModel):
         pattern=CHECKPOINT_ID_PATTERN,
         description="Checkpoint this run resumed from.",
     )
+    start_step: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_STEPS,
+        description="The step this process started from (0, or its resume checkpoint's): the step rate counts from it.",
+    )
     checkpoints: list[CheckpointReport] = Field(
         default_factory=list, max_length=MAX_REPORT_CHECKPOINTS, description="Checkpoints kept, oldest first."
     )
@@ -285,6 +291,30 @@ class ProgressReport(ApiModel):
         return text
 
 
+def _start_step(report: ProgressReport) -> int:
+    """The step this trainer process started from: as it says, else its resume checkpoint's, or 0."""
+    if report.start_step is not None:
+        return report.start_step
+    if report.resumed_from:
+        for checkpoint in report.checkpoints:
+            if checkpoint.id == report.resumed_from:
+                return checkpoint.step
+    return 0
+
+
+def remaining_seconds(report: ProgressReport) -> float | None:
+    """Seconds of training left at the current process's step rate; None before a rate exists."""
+    done = report.step - _start_step(report)
+    if report.total_steps <= 0 or done <= 0 or report.elapsed_seconds <= 0:
+        return None
+    if report.state == TrainerState.completed or report.step >= report.total_steps:
+        return 0.0
+    rate = done / report.elapsed_seconds
+    # A bounded report can still imply centuries (one step of 10**12 in 10**9 s): the estimate is
+    # capped where the status and datetime arithmetic stay valid.
+    return min((report.total_steps - report.step) / rate, MAX_SECONDS)
+
+
 class InvalidReport(ValueError):
     """A progress report the operator refuses: too large, not JSON, or a field out of bounds."""
 
@@ -304,11 +334,11 @@ def parse_report(body: str | bytes, *, now: datetime) -> ProgressReport:
         first = exc.errors(include_url=False)[0]
         where = f"report field {field_path(list(first['loc']))}" if first["loc"] else "report"
         raise InvalidReport(f"{where}: {first['msg']}" + _more(exc.error_count())) from None
-    _check_times(report, now=now)
+    check_times(report, now=now)
     return report
 
 
-def _check_times(report: ProgressReport, *, now: datetime) -> None:
+def check_times(report: ProgressReport, *, now: datetime) -> None:
     """Raise ``InvalidReport`` naming the field when ``startedAt`` or ``updatedAt`` lies in the future."""
     latest = now + CLOCK_SKEW
     times = {"startedAt": report.started_at, "updatedAt": report.updated_at}

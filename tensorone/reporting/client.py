@@ -62,6 +62,7 @@ from tensorone.reporting.metric_ring import MetricRing
 from tensorone.reporting.metrics import build_registry
 from tensorone.reporting.progress import ProgressTracker, StepRecord
 from tensorone.reporting.server import ReportServer
+from tensorone.reporting.trainer_status import TrainerStatusPoster
 
 __all__ = ["CheckpointReport", "ProgressReport", "Reporter", "TrainerState", "termination_log_path"]
 
@@ -110,7 +111,9 @@ def host_peak_rss_bytes() -> int:
 class Reporter:
     """Progress reporting of one process: endpoints, metrics log, termination message.
 
-    ``serve`` False serves nothing (the other ranks do not); ``port`` None means
+    ``serve`` False serves nothing (the other ranks do not); the process that serves also posts its
+    report to Kubeflow Trainer's status endpoint when the pod has one (``KUBEFLOW_TRAINER_SERVER_URL``,
+    see ``tensorone.reporting.trainer_status``); ``port`` None means
     ``$TENSORONE_REPORT_PORT`` or 9400, and 0 picks a free port; the address served is
     ``$TENSORONE_REPORT_HOST`` (the pod IP in a pod) or loopback. ``metrics_log`` None writes no
     log. ``termination_log`` "auto" means ``termination_log_path()``; None writes none.
@@ -142,6 +145,7 @@ class Reporter:
         self._progress_bar = progress_bar
         self._bar: Any = None
         self._sinks: list[ReportSink] = []
+        self._status_poster: TrainerStatusPoster | None = None
         self.finished: ProgressReport | None = None
 
     # Lifecycle -----------------------------------------------------------------------------
@@ -160,6 +164,10 @@ class Reporter:
                 port=self._requested_port,
             )
             self._server.start()
+        if self._status_poster is None and self._serve:
+            self._status_poster = TrainerStatusPoster.from_env(self.tracker.report)
+            if self._status_poster is not None:
+                self._status_poster.start()
         return self
 
     @property
@@ -184,6 +192,9 @@ class Reporter:
         if self._server is not None:
             self._server.close()
             self._server = None
+        if self._status_poster is not None:
+            self._status_poster.close()
+            self._status_poster = None
         if self._log is not None:
             self._flush(time.time())
             self._log.close()
@@ -329,6 +340,8 @@ class Reporter:
                     f"trainer: cannot write the termination message to {self._termination_log}: {error}",
                     file=sys.stderr,
                 )
+        if self._status_poster is not None:
+            self._status_poster.finish(report)
         sinks, self._sinks = self._sinks, []  # told of the end once
         for sink in sinks:
             sink.finish(state)

@@ -106,6 +106,7 @@ class ProgressTracker:
         self.total_epochs = 0
         self.step = 0
         self.total_steps = 0
+        self.start_step: int | None = None
         self.loss: float | None = None
         self.best_loss: float | None = None
         self.eval_loss: float | None = None
@@ -141,6 +142,7 @@ class ProgressTracker:
             self.total_epochs = total_epochs
             self.total_steps = total_steps
             self.step = max(self.step, step)
+            self.start_step = step
 
     def record_step(self, record: StepRecord) -> None:
         """One optimizer step done."""
@@ -268,6 +270,7 @@ class ProgressTracker:
                 elapsed_seconds=min(time.monotonic() - self._monotonic_start, MAX_SECONDS),
                 step_seconds=min(self.step_seconds, MAX_SECONDS),
                 resumed_from=self.resumed_from,
+                start_step=self.start_step,
                 checkpoints=list(self.checkpoints),
                 best_checkpoint=self.best_checkpoint,
                 output=self.output,

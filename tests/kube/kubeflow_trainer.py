@@ -304,21 +304,28 @@ def trainjob_spec() -> dict[str, Any]:
 def trainjob_status() -> dict[str, Any]:
     """TrainJobStatus (v2.2)."""
     metric = _object(
-        {"name": {"type": "string", "minLength": 1, "maxLength": 64}, "value": {"type": "string", "maxLength": 64}},
+        {
+            "name": {"type": "string", "minLength": 1, "maxLength": 64},
+            "value": {"type": "string", "minLength": 1, "maxLength": 64},
+        },
         required=("name", "value"),
     )
+    trainer_status = _object(
+        {
+            "progressPercentage": {"type": "integer", "format": "int32", "minimum": 0, "maximum": 100},
+            "estimatedRemainingSeconds": {"type": "integer", "format": "int32", "minimum": 0, "maximum": 2**31 - 1},
+            "metrics": {**_array(metric, max_items=256), "x-kubernetes-list-type": "atomic"},
+            "lastUpdatedTime": {"type": "string", "format": "date-time"},
+        }
+    )
+    trainer_status["x-kubernetes-validations"] = [
+        {"rule": "has(self.lastUpdatedTime)", "message": "lastUpdatedTime is required when trainerStatus is present"}
+    ]
     return _object(
         {
             "conditions": _array(_condition(), max_items=8),
             "jobsStatus": _array(_jobs_status(), max_items=100),
-            "trainerStatus": _object(
-                {
-                    "progressPercentage": {"type": "integer", "minimum": 0, "maximum": 100},
-                    "estimatedRemainingSeconds": {"type": "integer", "minimum": 0},
-                    "metrics": _array(metric, max_items=256),
-                    "lastUpdatedTime": _STRING,
-                }
-            ),
+            "trainerStatus": trainer_status,
         }
     )
 

@@ -13,6 +13,12 @@ SIGTERM, wait for exit (up to the grace period), record the terminated state, th
 the eviction API: condition DisruptionTarget, a delete with the grace period, SIGTERM; the pod's
 end then goes the Training Operator's way like any other.
 
+A projected volume gets its sources' files: the keys of a ConfigMap, and a service-account token
+for the pod from ``tokens`` (the cluster's ``TokenIssuer``) with the audience asked for.
+``close_report_ports`` plays a network that keeps the operator from the pods (a NetworkPolicy):
+the Pod objects of the pods started afterwards name a report port where every connection is
+closed at once and counted (``report_port_connections``), while the trainer serves on its own.
+
 Only what a node cannot share with its neighbours is mapped: mount paths become folders under
 ``workdir`` (a PVC is one folder per claim, kept across pod restarts, as a volume is), absolute
 paths inside ConfigMap files that point into a mount are rewritten to those folders, and the
@@ -36,6 +42,7 @@ import os
 import queue
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -51,6 +58,7 @@ from tests import factories
 from tests.factories import PYTORCHJOB
 from tests.kube.loopback import LOOPBACK, free_port
 from tests.kube.server import ApiStatusError, EmulatorServer
+from tests.kube.tokens import TokenIssuer
 from tests.kube.training_operator import JobConditionType, ReplicaStatus, after_pod_failure, move_child
 
 if TYPE_CHECKING:
@@ -120,6 +128,8 @@ class LocalNode:
         self.extra_env = dict(extra_env or {})
         self.interval = interval
         self.runs: dict[tuple[str, str], JobRun] = {}
+        self.tokens = TokenIssuer()
+        self._closed_port: ClosedPort | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.errors: list[BaseException] = []
@@ -149,11 +159,24 @@ class LocalNode:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
+        self.trainer.close()
+        if self._closed_port is not None:
+            self._closed_port.close()
         for run in self.runs.values():
             for pod in run.pods:
                 if pod.process.poll() is None:
                     pod.process.kill()
                     pod.process.wait(timeout=10)
+
+    def close_report_ports(self) -> None:
+        """Keep whoever reads the Pod objects from the report ports of the pods started from now on."""
+        if self._closed_port is None:
+            self._closed_port = ClosedPort()
+
+    @property
+    def report_port_connections(self) -> int:
+        """Connections made to the closed report port so far."""
+        return self._closed_port.connections if self._closed_port is not None else 0
 
     def pod_log(self, namespace: str, job: str, replica: str = "master", index: int = 0) -> str:
         """The output of a replica's latest process (for assertions and failure messages); a
@@ -270,6 +293,7 @@ class LocalNode:
         local_report_port = free_port() if report_port is not None else None
         mounts = self._mount_volumes(
             namespace,
+            pod_name=pod_name,
             pod_spec=pod_spec,
             container=container,
             pod_dir=pod_dir,
@@ -324,6 +348,7 @@ class LocalNode:
         self,
         namespace: str,
         *,
+        pod_name: str,
         pod_spec: dict[str, Any],
         container: dict[str, Any],
         pod_dir: Path,
@@ -333,6 +358,7 @@ class LocalNode:
         volumes = {v["name"]: v for v in pod_spec.get("volumes", [])}
         mounts: list[tuple[str, Path]] = []
         config_maps: list[tuple[dict[str, Any], Path]] = []
+        projected: list[tuple[list[dict[str, Any]], Path]] = []
         for mount in container.get("volumeMounts", []):
             volume = volumes[mount["name"]]
             if "persistentVolumeClaim" in volume:
@@ -340,6 +366,9 @@ class LocalNode:
             elif "configMap" in volume:
                 local = pod_dir / "volumes" / mount["name"]
                 config_maps.append((volume["configMap"], local))
+            elif "projected" in volume:
+                local = pod_dir / "volumes" / mount["name"]
+                projected.append((volume["projected"].get("sources") or [], local))
             else:  # emptyDir and the rest: a fresh folder per pod
                 local = pod_dir / "volumes" / mount["name"]
             local.mkdir(parents=True, exist_ok=True)
@@ -349,6 +378,23 @@ class LocalNode:
             config_map = self.api.get("v1", "ConfigMap", source["name"], namespace)
             for key, text in (config_map.get("data") or {}).items():
                 (local / key).write_text(_map_config_text(text, mounts, report_port, local_report_port))
+        account = pod_spec.get("serviceAccountName") or "default"
+        for sources, local in projected:
+            for source in sources:
+                if "serviceAccountToken" in source:
+                    token = source["serviceAccountToken"]
+                    issued = self.tokens.issue(
+                        namespace=namespace,
+                        pod=pod_name,
+                        service_account=account,
+                        audience=token["audience"],
+                        expiration_seconds=int(token.get("expirationSeconds") or 3600),
+                    )
+                    (local / token["path"]).write_text(issued)
+                elif "configMap" in source:
+                    data = self.api.get("v1", "ConfigMap", source["configMap"]["name"], namespace).get("data") or {}
+                    for item in source["configMap"].get("items") or [{"key": k, "path": k} for k in data]:
+                        (local / item["path"]).write_text(data[item["key"]])
         return mounts
 
     def _local_argv(self, argv: list[str]) -> list[str]:
@@ -412,6 +458,8 @@ class LocalNode:
             if pod.replica_type == "master":
                 labels["training.kubeflow.org/job-role"] = "master"
         spec = yaml.safe_load(yaml.safe_dump(template["spec"]))
+        if report_port is not None and self._closed_port is not None:
+            local_report_port = self._closed_port.port  # what the operator reads: a port that lets no one in
         if report_port is not None:
             for c in spec["containers"]:
                 for port in c.get("ports", []):
@@ -580,6 +628,30 @@ class LocalNode:
             elif pod.process.poll() is None:
                 count.active += 1
         move_child(self.api, run.name, run.namespace, *states, replicas=counts, reason=reason, message=message)
+
+
+class ClosedPort:
+    """A port on the loopback that closes every connection at once, and counts them."""
+
+    def __init__(self) -> None:
+        self._socket = socket.create_server((POD_IP, 0))
+        self.port: int = self._socket.getsockname()[1]
+        self.connections = 0
+        self._thread = threading.Thread(target=self._serve, name="closed-report-port", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self._socket.accept()
+            except OSError:
+                return  # closed
+            self.connections += 1
+            connection.close()
+
+    def close(self) -> None:
+        self._socket.close()
+        self._thread.join(timeout=10)
 
 
 _VARIABLE = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")

@@ -24,6 +24,10 @@ For each TrainJob in the emulator:
 - ``activeDeadlineSeconds`` past the (re)start fails the TrainJob with reason DeadlineExceeded and
   deletes its JobSet.
 
+With ``serve_status`` (Trainer v2.2's ``TrainJobStatus`` feature gate) the controller also serves
+the status endpoint (tests/kube/trainer_status_server.py) and the JobSets of TrainJobs created
+afterwards give the trainer container its variables, token and CA certificate.
+
 What a node cannot share with its neighbours is mapped as for PyTorchJobs: the JobSet's DNS names
 resolve to this machine, and the rendezvous port 29500 becomes a free local port per job.
 """
@@ -44,6 +48,7 @@ from tests.kube.server import ApiStatusError
 
 if TYPE_CHECKING:
     from tests.kube.node import LocalNode
+    from tests.kube.trainer_status_server import TrainerStatusServer
 
 NODE = "node"
 TRAINER_PORT = 29500
@@ -73,8 +78,11 @@ def _is_true(conditions: list[dict[str, Any]], kind: str) -> bool:
     return any(c["type"] == kind and c["status"] == "True" for c in conditions)
 
 
-def jobset_for(train_job: Mapping[str, Any], runtime: Mapping[str, Any]) -> dict[str, Any]:
-    """The JobSet Trainer v2's controller makes for ``train_job`` from ``runtime``."""
+def jobset_for(
+    train_job: Mapping[str, Any], runtime: Mapping[str, Any], status_server: TrainerStatusServer | None = None
+) -> dict[str, Any]:
+    """The JobSet Trainer v2's controller makes for ``train_job`` from ``runtime`` (with the status
+    endpoint's variables and volume when ``status_server`` is served)."""
     name = train_job["metadata"]["name"]
     spec = copy.deepcopy(runtime["spec"]["template"]["spec"])
     trainer = train_job["spec"].get("trainer") or {}
@@ -101,6 +109,8 @@ def jobset_for(train_job: Mapping[str, Any], runtime: Mapping[str, Any]) -> dict
             ]
             container["env"] = _upsert(container.get("env") or [], [*(trainer.get("env") or []), *torch_env])
             container["ports"] = [*container.get("ports", []), {"containerPort": TRAINER_PORT, "protocol": "TCP"}]
+            if status_server is not None:
+                status_server.inject(train_job, pod_spec, container)
         for patch in train_job["spec"].get("runtimePatches") or []:
             template_patch = (patch.get("trainingRuntimeSpec") or {}).get("template") or {}
             _merge_metadata(metadata, template_patch.get("metadata"))
@@ -174,6 +184,20 @@ class TrainerController:
     def __init__(self, node: LocalNode) -> None:
         self.node = node
         self.api = node.api
+        self.status_server: TrainerStatusServer | None = None
+
+    def serve_status(self) -> TrainerStatusServer:
+        """Serve the status endpoint (feature gate TrainJobStatus on) for the TrainJobs started from now on."""
+        if self.status_server is None:
+            from tests.kube.trainer_status_server import TrainerStatusServer
+
+            self.status_server = TrainerStatusServer(self.api, self.node.tokens)
+        return self.status_server
+
+    def close(self) -> None:
+        if self.status_server is not None:
+            self.status_server.close()
+            self.status_server = None
 
     def tick(self) -> None:
         train_jobs = {
@@ -203,20 +227,9 @@ class TrainerController:
             # Trainer v2 applies the whole JobSet while the TrainJob or the JobSet is suspended
             # (JobSet lets a suspended JobSet's pod templates change): what a runtime patch
             # changed meanwhile (Kueue's, on admission) reaches the pods that start next.
-            runtime = self.runtime(train_job)
-            if runtime is None:
-                return  # Trainer v2 retries until the runtime exists
-            wanted = jobset_for(train_job, runtime)
+            jobset = self._apply_jobset(train_job, jobset, suspend=suspend)
             if jobset is None:
-                jobset = self.api.create(wanted)
-            else:
-                patch: dict[str, Any] = {}
-                if bool(jobset["spec"].get("suspend")) != suspend:
-                    patch["suspend"] = suspend
-                if jobset["spec"]["replicatedJobs"] != wanted["spec"]["replicatedJobs"]:
-                    patch["replicatedJobs"] = wanted["spec"]["replicatedJobs"]
-                if patch:
-                    jobset = self.api.patch(JOBSET_API, "JobSet", name, {"spec": patch}, namespace)
+                return  # Trainer v2 retries until the runtime exists
         if suspend:
             if run.pods:
                 self._terminate(jobset, run)
@@ -238,6 +251,36 @@ class TrainerController:
         if ref.get("kind", "ClusterTrainingRuntime") == "ClusterTrainingRuntime":
             return self.api.find(TRAINER_API, "ClusterTrainingRuntime", ref["name"], None)
         return self.api.find(TRAINER_API, "TrainingRuntime", ref["name"], train_job["metadata"]["namespace"])
+
+    def _apply_jobset(
+        self, train_job: dict[str, Any], jobset: dict[str, Any] | None, *, suspend: bool
+    ) -> dict[str, Any] | None:
+        """The JobSet of ``train_job`` from its runtime: created (after the ConfigMap of the status
+        endpoint's CA when the endpoint is served), or patched to what the TrainJob and its runtime
+        now make; None while the runtime is missing."""
+        runtime = self.runtime(train_job)
+        if runtime is None:
+            return None
+        wanted = jobset_for(train_job, runtime, self.status_server)
+        if jobset is None:
+            if self.status_server is not None:
+                try:
+                    self.api.create(self.status_server.tls_config_map(train_job))
+                except ApiStatusError as error:
+                    if error.status != 409:  # 409: made by an earlier reconcile
+                        raise
+            created: dict[str, Any] = self.api.create(wanted)
+            return created
+        patch: dict[str, Any] = {}
+        if bool(jobset["spec"].get("suspend")) != suspend:
+            patch["suspend"] = suspend
+        if jobset["spec"]["replicatedJobs"] != wanted["spec"]["replicatedJobs"]:
+            patch["replicatedJobs"] = wanted["spec"]["replicatedJobs"]
+        if not patch:
+            return jobset
+        name, namespace = train_job["metadata"]["name"], train_job["metadata"]["namespace"]
+        patched: dict[str, Any] = self.api.patch(JOBSET_API, "JobSet", name, {"spec": patch}, namespace)
+        return patched
 
     # Pods --------------------------------------------------------------------------------------
 

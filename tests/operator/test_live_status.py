@@ -19,7 +19,6 @@ from tensorone_operator.live_status import (
     human_bytes,
     live_fields,
     newer,
-    remaining_seconds,
     replica_failure,
     report_events,
     running_time,
@@ -43,6 +42,7 @@ from tensorone.api.report import (
     ProgressReport,
     TrainerState,
     parse_report,
+    remaining_seconds,
 )
 from tensorone.api.timestamps import rfc3339
 from tensorone.api.v1alpha1.trainingjob import MAX_EPOCHS, MAX_HISTORY_POINTS

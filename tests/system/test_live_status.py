@@ -3,17 +3,23 @@ checkpoints into the TrainingJob's status, through stop, resume, failure and its
 
 from __future__ import annotations
 
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client as k8s
-from tensorone_operator.config import ChildBackend
+from tensorone_operator.config import ChildBackend, OperatorConfig, TrainJobProgress
+from tensorone_operator.live_status import master_pod_view
 
 from tensorone.api.events import EVAL_REASON, STEP_REASON, metric_store_name
+from tensorone.api.trainer_status import FORMAT_METRIC
 from tensorone.client import TensorOneClient
+from tensorone.reporting.trainer_status import POST_SECONDS_ENV
 from tests.factories import stop_reason, tiny_dataset, tiny_training_job
 from tests.kube.polling import wait_for
-from tests.system.conftest import TRAINING_TIMEOUT, LocalCluster
+from tests.system.conftest import POLL_SECONDS, TRAINING_TIMEOUT, LocalCluster, local_cluster
 
 pytestmark = pytest.mark.slow
 
@@ -226,6 +232,73 @@ def test_a_restarted_operator_picks_up_and_keeps_mirroring(cluster: LocalCluster
     wait_for(lambda: any(e["reason"] == "Completed" for e in cluster.events("enduring")), "Completed Event")
     started = [e for e in cluster.events("enduring") if e["reason"] == "TrainingStarted"]
     assert len(started) == 1, "a restarted operator does not announce the start again"
+
+
+def test_a_trainjob_status_fills_in_from_trainer_status_without_reaching_the_pods(tmp_path: Path) -> None:
+    # Trainer v2.2 with its TrainJobStatus gate: the trainer posts its report to the controller's
+    # endpoint (HTTPS, a token for this job); the operator reads the TrainJob's trainerStatus and
+    # never contacts a pod: the pods' report ports close every connection, and count them.
+    config = OperatorConfig(
+        progress_poll_seconds=POLL_SECONDS,
+        backend=ChildBackend.trainjob,
+        train_job_progress=TrainJobProgress.trainer_status,
+    )
+    with local_cluster(tmp_path, config) as cluster:
+        endpoint = cluster.node.trainer.serve_status()
+        cluster.node.close_report_ports()
+        cluster.node.extra_env[POST_SECONDS_ENV] = "1"
+        cluster.apply(tiny_dataset())
+        cluster.apply(tiny_training_job("posted", epochs=8))
+
+        def posted() -> dict[str, str]:
+            child = cluster.child("posted") or {}
+            status = (child.get("status") or {}).get("trainerStatus") or {}
+            return {m["name"]: m["value"] for m in status.get("metrics") or []}
+
+        wait_for(lambda: int(posted().get("current_step") or 0) >= 2, "a post with progress")
+        # The trainer frozen mid-run: what the status shows now can only come from a post.
+        with cluster.paused("posted"):
+            running = wait_for(
+                lambda: (
+                    s
+                    if (s := cluster.phase_is("posted", "Running"))
+                    and (s.get("progress") or {}).get("currentStep") == int(posted()["current_step"])
+                    else None
+                ),
+                "the posted step in a Running status",
+                explain=lambda: cluster.diagnose("posted"),
+            )
+        assert posted()[FORMAT_METRIC] == "1" and posted()["state"] == "running"
+        assert running["progress"]["totalSteps"] == 64 and running["metrics"]["currentLoss"] > 0
+        assert running["metrics"]["throughputUnit"] == "tokens/sec" and running["lastReportTime"]
+        seen_step = running["progress"]["currentStep"]
+
+        wait_for(lambda: cluster.phase_is("posted", "Completed"), "Completed", timeout=TRAINING_TIMEOUT)
+        done = wait_for(
+            lambda: s if (s := cluster.status("posted")).get("progress", {}).get("currentStep") == 64 else None,
+            "final",
+        )
+        assert done["progress"]["percentage"] == 100.0
+        assert "ckpt-epoch-8" in [c["id"] for c in done["checkpoints"]], done["checkpoints"]
+        steps = [point["step"] for point in done["lossHistory"]]
+        assert steps[-1] == 64 and seen_step in steps and steps == sorted(steps), steps
+        wanted = {"TrainingStarted", "CheckpointSaved", "Completed"}
+        wait_for(
+            lambda: wanted <= {e["reason"] for e in cluster.events("posted")},
+            "the lifecycle Events",
+            explain=lambda: str(sorted({e["reason"] for e in cluster.events("posted")})),
+        )
+        final = cluster.child("posted")
+        assert final is not None and final["status"]["trainerStatus"]["progressPercentage"] == 100
+        assert endpoint.taken >= 2 and endpoint.refused == []
+        assert cluster.node.report_port_connections == 0
+        # Where the operator would have polled (its view of the rank-0 Pod) is the closed port indeed.
+        views = [master_pod_view(p, now=datetime.now(UTC)) for p in cluster.server.api.list("v1", "Pod", "default")]
+        pod = next(view for view in views if view is not None)
+        with pytest.raises(OSError):
+            urllib.request.urlopen(f"http://{pod['podIP']}:{pod['reportPort']}/progress", timeout=5)
+        assert cluster.node.report_port_connections == 1
+        assert not any(c["type"] == "ReportValid" for c in done["conditions"])
 
 
 def _checkpoint_at_current_step(status: dict[str, Any]) -> dict[str, Any] | None:
