@@ -543,13 +543,11 @@ def report_events(previous: ProgressReport | None, current: ProgressReport) -> l
     events: list[Event] = []
     # A process reports no start time until it trains: "starting" then "running" is one process.
     new_process = previous is None or (previous.started_at is not None and previous.started_at != current.started_at)
-    became_running = current.state == TrainerState.running and (
-        new_process or previous is None or previous.state != TrainerState.running
-    )
-    # A whole (short) process can fall between two polls, or before the first one: its final
-    # report still says it ran.
-    ran_unseen = new_process and current.state != TrainerState.starting
-    if became_running or ran_unseen:
+    # Its start is announced with the first report seen past "starting", whatever that report
+    # says: a whole (short) process, or all of it after "starting", can fall between two polls or
+    # come before the first one, and its final report still says it ran.
+    seen_training = previous is not None and not new_process and previous.state != TrainerState.starting
+    if current.state != TrainerState.starting and not seen_training:
         if current.resumed_from:
             events.append((EventType.Normal, Reason.TrainingResumed, f"training resumed from {current.resumed_from}"))
         else:

@@ -311,6 +311,15 @@ def test_the_start_is_announced_once_training_runs() -> None:
     running = report(step=1, epoch=1)
     assert [e[1] for e in report_events(starting, running)] == ["TrainingStarted"]
     assert report_events(running, report(step=2, epoch=1)) == []
+    # Seen starting, then already ended (the whole run fell between two polls): its start too.
+    assert [e[1] for e in report_events(starting, ended)][:2] == ["TrainingStarted", "CheckpointSaved"]
+    # A resumed process seen starting after the stop of the one before, then ended.
+    stopped = report(step=4, state=TrainerState.stopped, started_at=NOW - timedelta(hours=1))
+    resumed = ended.model_copy(update={"resumed_from": "ckpt-step-4"})
+    assert report_events(stopped, starting) == []
+    assert [e[1] for e in report_events(starting, resumed)][:1] == ["TrainingResumed"]
+    assert [e[1] for e in report_events(stopped, resumed)][:1] == ["TrainingResumed"]
+    assert "TrainingStarted" not in [e[1] for e in report_events(running, ended)]
 
 
 def test_epochs_finished_between_two_polls_are_announced_in_one_event() -> None:
