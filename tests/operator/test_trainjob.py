@@ -3,6 +3,7 @@ checked by the emulator's schema), its drift patch, and how its status reads as 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from tensorone_operator import builders
@@ -10,11 +11,15 @@ from tensorone_operator.config import ChildBackend, OperatorConfig
 from tensorone_operator.status import active_replicas, suspend_asked
 from tensorone_operator.trainjob import child_view
 
+from tensorone.api import API_VERSION
 from tensorone.api.admission import validate
+from tensorone.api.v1alpha1 import Dataset, TrainingJob
+from tensorone.cli.manifests import load_manifests
 from tests.kube import kubeflow_trainer
 from tests.operator.test_builders import DATASET, job
 
 TRAINJOB_CONFIG = OperatorConfig(backend=ChildBackend.trainjob)
+REPO = Path(__file__).resolve().parents[2]
 
 
 def pod_patch(train_job: dict[str, Any]) -> dict[str, Any]:
@@ -109,3 +114,25 @@ def test_trainjob_status_reads_as_the_child_conditions_the_phases_follow() -> No
     assert done["status"]["completionTime"] == "2026-12-01T00:00:00Z"
     failed = child_view(_train_job(False, [_condition("Failed", "True", "DeadlineExceeded")], ready=1, active=1))
     assert [(c["type"], c["reason"]) for c in failed["status"]["conditions"]] == [("Failed", "DeadlineExceeded")]
+
+
+def test_every_example_builds_a_trainjob_trainer_takes_on_a_runtime_the_chart_ships() -> None:
+    """A cluster with only Kubeflow Trainer v2.2 runs every example: each example TrainingJob, as
+    the API server stores it, builds a TrainJob that Trainer's schema accepts, on one of the
+    ClusterTrainingRuntimes the chart installs for this backend."""
+    stored: list[dict[str, Any]] = []
+    for path in sorted((REPO / "examples").rglob("*.yaml")):
+        for document in load_manifests(path.read_text()):
+            if document.get("apiVersion") == API_VERSION:
+                obj = validate(document)
+                obj["metadata"].update(namespace="default", uid=f"uid-{len(stored)}", generation=1)
+                stored.append(obj)
+    datasets = {o["metadata"]["name"]: Dataset.model_validate(o) for o in stored if o["kind"] == "Dataset"}
+    jobs = [TrainingJob.model_validate(o) for o in stored if o["kind"] == "TrainingJob"]
+    runtimes = {runtime["metadata"]["name"] for runtime in builders.build_runtimes(TRAINJOB_CONFIG)}
+    assert len(jobs) >= 10
+    for training_job in jobs:
+        dataset = datasets.get(training_job.spec.dataset_id, DATASET)
+        train_job = builders.build_child(training_job, dataset, TRAINJOB_CONFIG)
+        validate(train_job, None, crds=kubeflow_trainer.crds())
+        assert train_job["spec"]["runtimeRef"]["name"] in runtimes, training_job.metadata.name
