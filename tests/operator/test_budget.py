@@ -8,6 +8,7 @@ from tensorone_operator.budget import budget_condition, budget_events, over_budg
 from tensorone_operator.config import CpuJobResources, OperatorConfig
 
 from tensorone.api.v1alpha1 import TrainingJobSpec
+from tests.kube import kueue
 from tests.kube.polling import wait_for
 from tests.kube.server import EmulatorServer
 from tests.operator.kit import (
@@ -102,3 +103,67 @@ def test_the_operator_holds_a_job_that_spends_its_budget_and_lets_it_go_when_the
         assert cluster.api.get(PYTORCHJOB, "PyTorchJob", "llama")["spec"]["runPolicy"]["suspend"] is False
         # The hold paused the start, it did not end it: the pods go on from its own checkpoints.
         assert configured_job(cluster.api)["startId"] == start
+
+
+def test_a_queued_job_that_spends_its_budget_gives_its_quota_back_to_kueue(cluster: EmulatorServer) -> None:
+    """The hold of a job Kueue admitted deactivates its Workload, as a stop does: Kueue would
+    otherwise unsuspend the child it admitted, and the job would run on past its cap."""
+    config = OperatorConfig(progress_poll_seconds=0.2, cpu_job=CpuJobResources(hourly_price=36000.0))
+    with OperatorThread(cluster, config):
+        cluster.api.create(dataset())
+        cluster.api.create(training_job(maxCost=5, labels={kueue.QUEUE_LABEL: "team"}))
+        child = wait_for(lambda: child_job(cluster.api))
+        assert child["spec"]["runPolicy"]["suspend"] is True  # created suspended, for Kueue to admit
+        workload = cluster.api.create(admitted_workload(child))
+        # Kueue admits: it unsuspends the child, whose pods run.
+        cluster.api.patch(PYTORCHJOB, "PyTorchJob", "llama", {"spec": {"runPolicy": {"suspend": False}}})
+        play_training_operator(cluster.api, "llama", "Running", active=1)
+        wait_for(lambda: child_job(cluster.api)["spec"]["runPolicy"]["suspend"] is True, "the budget hold")
+        deactivated = wait_for(
+            lambda: (
+                w
+                if (w := cluster.api.get(kueue.API, "Workload", workload["metadata"]["name"]))["spec"].get("active")
+                is False
+                else None
+            ),
+            "the Workload deactivated",
+        )
+        assert deactivated["spec"]["queueName"] == "team"
+        play_training_operator(cluster.api, "llama", "Suspended", active=0)
+        stopped = wait_for(lambda: phase_is(cluster.api, "Stopped"))
+        assert condition(stopped, "Ready")["reason"] == "BudgetExceeded"
+        # A raised cap gives the Workload back to Kueue, which admits the job again; the operator
+        # leaves the child suspended for Kueue to start.
+        cluster.api.patch(TJ, "TrainingJob", "llama", {"spec": {"maxCost": 1e6}})
+        wait_for(
+            lambda: cluster.api.get(kueue.API, "Workload", workload["metadata"]["name"])["spec"].get("active") is True,
+            "the Workload active again",
+        )
+        assert child_job(cluster.api)["spec"]["runPolicy"]["suspend"] is True
+
+
+def admitted_workload(child: dict[str, Any]) -> dict[str, Any]:
+    """The Workload Kueue makes for ``child`` and admits (found by its job-uid label)."""
+    meta = child["metadata"]
+    template = child["spec"]["pytorchReplicaSpecs"]["Master"]["template"]
+    return {
+        "apiVersion": kueue.API,
+        "kind": "Workload",
+        "metadata": {
+            "name": kueue.workload_name("PyTorchJob", "kubeflow.org", meta["name"], meta["uid"]),
+            "namespace": meta["namespace"],
+            "labels": {kueue.JOB_UID_LABEL: meta["uid"]},
+        },
+        "spec": {"queueName": "team", "podSets": [{"name": "master", "count": 1, "template": template}]},
+        "status": {
+            "conditions": [
+                {
+                    "type": "Admitted",
+                    "status": "True",
+                    "reason": "Admitted",
+                    "message": "",
+                    "lastTransitionTime": "2026-01-01T00:00:00Z",
+                }
+            ]
+        },
+    }
