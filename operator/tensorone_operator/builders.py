@@ -25,7 +25,14 @@ import yaml
 from tensorone.api import API_VERSION, preflight
 from tensorone.api.exit_codes import RETRYABLE_FROM, follows_table
 from tensorone.api.export import ACCESS_KEY_ID_ENV, SECRET_ACCESS_KEY_ENV, SESSION_TOKEN_ENV
-from tensorone.api.pods import CONTAINER_NAME, LABEL_JOB_NAME, MASTER_REPLICA, WORKER_REPLICA, checkpoint_claim_name
+from tensorone.api.pods import (
+    CONTAINER_NAME,
+    LABEL_JOB_NAME,
+    MASTER_REPLICA,
+    TRAINJOB_CONTAINER_NAME,
+    WORKER_REPLICA,
+    checkpoint_claim_name,
+)
 from tensorone.api.report import (
     DEFAULT_TERMINATION_LOG,
     MAX_DRAIN_SECONDS,
@@ -50,9 +57,6 @@ PYTORCHJOB_API_VERSION = f"{PYTORCHJOB_GROUP}/{PYTORCHJOB_VERSION}"
 TRAINJOB_GROUP, TRAINJOB_VERSION, TRAINJOB_PLURAL = "trainer.kubeflow.org", "v1alpha1", "trainjobs"
 TRAINJOB_API_VERSION = f"{TRAINJOB_GROUP}/{TRAINJOB_VERSION}"
 RUNTIME_KIND = "ClusterTrainingRuntime"
-# Trainer v2 applies spec.trainer to the container of this name in the runtime's replicated job
-# of this name (its torch plugin adds the PET_* variables there).
-TRAINJOB_NODE = "node"
 # Who owns the TrainJob's runtime patch (spec.runtimePatches is a map keyed by manager).
 RUNTIME_PATCH_MANAGER = "training.tensorone.ai/operator"
 # HOME of the trainer image's user (the Dockerfile's trainer stage); HF_HOME is under it.
@@ -636,7 +640,7 @@ def build_trainjob(
     }
     pod_patch: dict[str, Any] = {
         "volumes": volumes,
-        "containers": [{"name": TRAINJOB_NODE, "volumeMounts": mounts}],
+        "containers": [{"name": TRAINJOB_CONTAINER_NAME, "volumeMounts": mounts}],
         **pod_placement(resources),
     }
     labels = child_labels(job)
@@ -647,7 +651,7 @@ def build_trainjob(
                 "spec": {
                     "replicatedJobs": [
                         {
-                            "name": TRAINJOB_NODE,
+                            "name": TRAINJOB_CONTAINER_NAME,
                             "template": {
                                 "spec": {"template": {"metadata": {"labels": labels}, "spec": pod_patch}},
                             },
@@ -734,7 +738,7 @@ def build_runtime(image_kind: str, priority: str, config: OperatorConfig) -> dic
     failure restarts the JobSet, as restartPolicy ExitCode does for a PyTorchJob."""
     ours = image_kind == "trainer"
     container = {
-        "name": TRAINJOB_NODE,
+        "name": TRAINJOB_CONTAINER_NAME,
         "image": config.trainer_image,
         "imagePullPolicy": config.trainer_image_pull_policy if ours else "Always",
         "terminationMessagePath": DEFAULT_TERMINATION_LOG,
@@ -760,7 +764,7 @@ def build_runtime(image_kind: str, priority: str, config: OperatorConfig) -> dic
             "rules": [
                 {
                     "action": "FailJob",
-                    "onExitCodes": {"containerName": TRAINJOB_NODE, "operator": "In", "values": permanent},
+                    "onExitCodes": {"containerName": TRAINJOB_CONTAINER_NAME, "operator": "In", "values": permanent},
                 }
             ]
         },
@@ -779,7 +783,7 @@ def build_runtime(image_kind: str, priority: str, config: OperatorConfig) -> dic
                 "spec": {
                     "replicatedJobs": [
                         {
-                            "name": TRAINJOB_NODE,
+                            "name": TRAINJOB_CONTAINER_NAME,
                             "replicas": 1,
                             "template": {
                                 "metadata": {"labels": {"trainer.kubeflow.org/trainjob-ancestor-step": "trainer"}},

@@ -8,6 +8,8 @@ from collections.abc import Callable, Iterable, Mapping
 from enum import StrEnum
 from typing import Any
 
+from tensorone.api.v1alpha1 import Reason
+
 JobKey = tuple[str, str]
 EventPoster = Callable[[Mapping[str, Any], str, str, str], None]
 
@@ -21,7 +23,7 @@ class EventType(StrEnum):
 
 Event = tuple[EventType, str, str]  # (type, reason, message)
 # Reported once per trainer process (its start), so no flood: posted whatever the limiter says.
-UNLIMITED_REASONS = frozenset({"TrainingStarted", "TrainingResumed"})
+UNLIMITED_REASONS = frozenset({Reason.TrainingStarted, Reason.TrainingResumed})
 
 
 class EventLimiter:

@@ -9,10 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from tensorone_operator.builders import RUNTIME_PATCH_MANAGER, TRAINJOB_NODE
+from tensorone_operator.builders import RUNTIME_PATCH_MANAGER
 from tensorone_operator.config import ChildBackend
 
-from tensorone.api.pods import LABEL_JOB_NAME
+from tensorone.api.pods import LABEL_JOB_NAME, TRAINJOB_CONTAINER_NAME
 from tests.factories import stop_reason, tiny_dataset, tiny_training_job
 from tests.kube import kueue
 from tests.kube.kubeflow_trainer import JOBSET_API
@@ -96,9 +96,9 @@ def admitted_pods_of(cluster: LocalCluster, name: str) -> dict[str, Any] | None:
         kueue.RUNTIME_PATCH_MANAGER,
     ]
     jobset = cluster.server.api.get(JOBSET_API, "JobSet", name)
-    [node] = [r for r in jobset["spec"]["replicatedJobs"] if r["name"] == TRAINJOB_NODE]
+    [node] = [r for r in jobset["spec"]["replicatedJobs"] if r["name"] == TRAINJOB_CONTAINER_NAME]
     pod: dict[str, Any] = node["template"]["spec"]["template"]
-    if pod["metadata"]["labels"].get(kueue.PODSET_LABEL) != TRAINJOB_NODE:
+    if pod["metadata"]["labels"].get(kueue.PODSET_LABEL) != TRAINJOB_CONTAINER_NAME:
         return None
     assert pod["metadata"]["labels"][LABEL_JOB_NAME] == name and pod["spec"]["volumes"]
     return pod
