@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from tests.kube.emulator import Kind, Validator, schema_validator
@@ -41,6 +42,14 @@ _INT = {"type": "integer"}
 _BOOL = {"type": "boolean"}
 _STRING_MAP = {"type": "object", "additionalProperties": _STRING}
 _IMMUTABLE = [{"rule": "self == oldSelf", "message": "field is immutable"}]
+
+
+def owned_by_train_job(train_job: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The ownerReferences of what Trainer v2's controller makes for ``train_job`` (its JobSet, the
+    ConfigMap of the status endpoint's CA)."""
+    meta = train_job["metadata"]
+    reference = {"apiVersion": TRAINER_API, "kind": "TrainJob", "name": meta["name"], "uid": meta["uid"]}
+    return [{**reference, "controller": True, "blockOwnerDeletion": True}]
 
 
 def _object(properties: dict[str, Any], *, required: tuple[str, ...] = ()) -> dict[str, Any]:

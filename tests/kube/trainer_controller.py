@@ -41,7 +41,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from tests import factories
-from tests.kube.kubeflow_trainer import JOBSET_API, TRAINER_API
+from tests.kube.kubeflow_trainer import JOBSET_API, TRAINER_API, owned_by_train_job
 from tests.kube.loopback import free_port
 from tests.kube.node import COMPLETION_INDEX_FIELD, POD_IP, JobRun
 from tests.kube.server import ApiStatusError
@@ -126,16 +126,7 @@ def jobset_for(
             **metadata,
             "name": name,
             "namespace": train_job["metadata"]["namespace"],
-            "ownerReferences": [
-                {
-                    "apiVersion": TRAINER_API,
-                    "kind": "TrainJob",
-                    "name": name,
-                    "uid": train_job["metadata"]["uid"],
-                    "controller": True,
-                    "blockOwnerDeletion": True,
-                }
-            ],
+            "ownerReferences": owned_by_train_job(train_job),
         },
         "spec": spec,
     }

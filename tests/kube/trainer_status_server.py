@@ -43,7 +43,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from tensorone.api.trainer_status import CA_CERT_ENV, MOUNT_PATH, TOKEN_ENV, URL_ENV, status_path, token_audience
-from tests.kube.kubeflow_trainer import TRAINER_API
+from tests.kube.kubeflow_trainer import TRAINER_API, owned_by_train_job
 from tests.kube.loopback import LOOPBACK
 from tests.kube.server import ApiClient, ApiStatusError
 from tests.kube.tokens import TokenIssuer
@@ -146,16 +146,7 @@ class TrainerStatusServer:
             "metadata": {
                 "name": f"{name}-tls-config",
                 "namespace": train_job["metadata"]["namespace"],
-                "ownerReferences": [
-                    {
-                        "apiVersion": TRAINER_API,
-                        "kind": "TrainJob",
-                        "name": name,
-                        "uid": train_job["metadata"]["uid"],
-                        "controller": True,
-                        "blockOwnerDeletion": True,
-                    }
-                ],
+                "ownerReferences": owned_by_train_job(train_job),
             },
             "data": {"ca.crt": self.authority.ca_pem},
         }
