@@ -25,7 +25,14 @@ import yaml
 from tensorone.api import API_VERSION, preflight
 from tensorone.api.exit_codes import RETRYABLE_FROM, follows_table
 from tensorone.api.export import ACCESS_KEY_ID_ENV, SECRET_ACCESS_KEY_ENV, SESSION_TOKEN_ENV
-from tensorone.api.pods import CONTAINER_NAME, LABEL_JOB_NAME, MASTER_REPLICA, WORKER_REPLICA, checkpoint_claim_name
+from tensorone.api.pods import (
+    CONTAINER_NAME,
+    LABEL_JOB_NAME,
+    MASTER_REPLICA,
+    TRAINING_USER,
+    WORKER_REPLICA,
+    checkpoint_claim_name,
+)
 from tensorone.api.report import (
     DEFAULT_TERMINATION_LOG,
     MAX_DRAIN_SECONDS,
@@ -473,9 +480,9 @@ def pod_security_context() -> dict[str, Any]:
     """The training pods' securityContext (the restricted Pod Security Standard)."""
     return {
         "runAsNonRoot": True,
-        "runAsUser": 1000,
-        "runAsGroup": 1000,
-        "fsGroup": 1000,
+        "runAsUser": TRAINING_USER,
+        "runAsGroup": TRAINING_USER,
+        "fsGroup": TRAINING_USER,
         "seccompProfile": {"type": "RuntimeDefault"},
     }
 
