@@ -18,7 +18,9 @@ it says how the command runs in the container (the argument vector with the cont
 mapped to the folders that stand for its volumes, its environment, its working directory); this
 module runs that as a local process and streams it. What is not played: a TTY and the resize
 channel, the base64 and v1 ``channel.k8s.io`` subprotocols, SPDY (``kubectl`` < 1.30's
-transport), and read-only mounts (a command may write into a folder its pod mounts read-only).
+transport), and read-only mounts (a command may write into a folder its pod mounts read-only). A
+command's absolute paths are mapped, not its output: ``tar -c -f - /data`` names its members with the
+local folder (so ``kubectl cp`` of an absolute path finds them corrupted), ``tar -C /data .`` does not.
 """
 
 from __future__ import annotations

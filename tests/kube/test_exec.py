@@ -1,9 +1,11 @@
 """pods/exec over WebSocket against the emulator and the local node, through the kubernetes
-package's own ``stream`` client (what ``t1 download`` uses), and the standalone pods the node runs."""
+package's own ``stream`` client (what ``t1 download`` uses) and the real kubectl (when on PATH), and
+the standalone pods the node runs."""
 
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.stream import stream
 from kubernetes.stream.ws_client import ERROR_CHANNEL, STDERR_CHANNEL, STDOUT_CHANNEL, V5_CHANNEL_PROTOCOL
 
+from tests.kube.kubectl import KUBECTL, Kubectl
 from tests.kube.node import LocalNode
 from tests.kube.polling import wait_for
 from tests.kube.server import EmulatorServer
@@ -97,6 +100,7 @@ def test_exec_streams_a_command_in_the_pods_container_with_its_volumes(node: Loc
     node.api.create(claim("data"))
     (node.claim_dir("default", "data")).mkdir(parents=True)
     (node.claim_dir("default", "data") / "blob").write_bytes(BLOB)
+    (node.claim_dir("default", "data") / "note.txt").write_text("hello\n")
     node.api.create(standalone_pod("box"))
     pod = wait_for(lambda: phase(node, "box", "Running"), "the standalone pod to run")
     assert pod["spec"]["nodeName"] == "local-node"
@@ -117,6 +121,18 @@ def test_exec_streams_a_command_in_the_pods_container_with_its_volumes(node: Loc
 
     with pytest.raises(ApiException, match="container other is not valid for pod box"):
         stream(api.connect_get_namespaced_pod_exec, "box", "default", command=["true"], container="other", stdout=True)
+
+    if KUBECTL is not None:  # kubectl >= 1.30 speaks the same WebSocket protocol
+        kubectl = Kubectl(node.server, tmp_path / "kubectl")
+        assert kubectl("exec", "box", "--", "cat", "/data/note.txt") == "hello\n"
+        failed = subprocess.run(
+            kubectl.command("exec", "box", "--", "sh", "-c", "exit 4"),
+            capture_output=True,
+            text=True,
+            env=kubectl.env,
+            check=False,
+        )
+        assert (failed.returncode, failed.stderr.strip()) == (4, "command terminated with exit code 4")
 
     node.api.delete("v1", "Pod", "box")
     wait_for(lambda: not node.standalone.running, "the deleted pod's container to end")
