@@ -27,8 +27,10 @@ import hashlib
 import io
 import json
 import re
+import secrets
 import tarfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -36,7 +38,7 @@ from typing import Any
 from tensorone.api import API_VERSION, GROUP
 from tensorone.api.pods import DEFAULT_TRAINER_IMAGE, LABEL_JOB_NAME, TRAINER_CONTAINERS, TRAINING_USER
 from tensorone.api.resolved import DEFAULT_CHECKPOINT_DIR
-from tensorone.errors import Forbidden, InvalidJobState, TransferError
+from tensorone.errors import Forbidden, InvalidJobState, TensorOneError, TransferError
 
 CONTAINER = "download"
 # The label of a download pod: the job whose files it copies (not the job-name label of the
@@ -82,9 +84,9 @@ class CopiedFile:
 
 
 def download_pod(
-    job: Any, *, claim: str, image: str, placement: Placement, seconds: int = POD_SECONDS
+    job: Any, *, name: str, claim: str, image: str, placement: Placement, seconds: int = POD_SECONDS
 ) -> dict[str, Any]:
-    """The manifest of the pod that copies from ``claim`` for ``job`` (a ``tensorone.client.Job``)."""
+    """The manifest of the pod ``name`` that copies from ``claim`` for ``job`` (a ``tensorone.client.Job``)."""
     uid = (job.raw.get("metadata") or {}).get("uid")
     owner = [{"apiVersion": API_VERSION, "kind": "TrainingJob", "name": job.id, "uid": uid}] if uid else []
     spec: dict[str, Any] = {
@@ -128,7 +130,7 @@ def download_pod(
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
-            "generateName": f"{job.id[:40]}-download-",
+            "name": name,
             "namespace": job.namespace,
             "labels": {LABEL_DOWNLOAD_OF: job.id, COMPONENT_LABEL: "download", "app.kubernetes.io/managed-by": "t1"},
             "ownerReferences": owner,
@@ -174,6 +176,12 @@ def trainer_image(job_id: str, pods: list[dict[str, Any]]) -> str:
     return DEFAULT_TRAINER_IMAGE
 
 
+def pod_name(job_id: str) -> str:
+    """``<job>-download-<5 random characters>``, as generateName would make it."""
+    suffix = "".join(secrets.choice("bcdfghjklmnpqrstvwxz2456789") for _ in range(5))
+    return f"{job_id[:40].rstrip('-.')}-download-{suffix}"
+
+
 class ClaimCopy:
     """One download pod: ``copy(folder, into)`` creates it, waits for it, streams ``folder`` (a
     path under the claim's root) into ``into`` and deletes it, whatever happens."""
@@ -213,26 +221,34 @@ class ClaimCopy:
             )
         pods = self.kube.pods(namespace, "")
         placement = placement_for(claim, pods)
+        # Named here, not by the API server (generateName): an interruption while the create is on its
+        # way still knows which pod to delete.
+        self.pod_name = pod_name(self.job.id)
         manifest = download_pod(
             self.job,
+            name=self.pod_name,
             claim=self.claim,
             image=self.image or trainer_image(self.job.id, pods),
             placement=placement,
             seconds=self.pod_seconds,
         )
+        refused = False
         try:
-            created = self.kube.create_pod(namespace, manifest)
-        except Forbidden as refused:
-            raise Forbidden(
-                f"{refused.message}; a download from the checkpoint claim creates a pod in namespace {namespace!r} "
-                "(create, get and delete on pods, create on pods/exec: docs/output.md)"
-            ) from refused
-        self.pod_name = created["metadata"]["name"]
-        try:
+            try:
+                self.kube.create_pod(namespace, manifest)
+            except TensorOneError as error:
+                refused = True  # no pod of ours by that name (a 409 would be another's)
+                if isinstance(error, Forbidden):
+                    raise Forbidden(
+                        f"{error.message}; a download from the checkpoint claim creates a pod in namespace "
+                        f"{namespace!r} (create, get and delete on pods, create on pods/exec: docs/output.md)"
+                    ) from error
+                raise
             self._wait_running(placement)
             return self._stream(folder, into)
         finally:
-            self._delete()
+            if not refused:
+                self._delete()
 
     # The pod ---------------------------------------------------------------------------------
 
@@ -287,8 +303,16 @@ class ClaimCopy:
         return False, f"{phase}, no container running yet"
 
     def _delete(self) -> None:
-        if self.pod_name is not None:
-            self.kube.delete_pod(self.job.namespace, self.pod_name)
+        """Delete the pod. A failure to (the connection lost) never fails the download: it is said,
+        and the pod ends by its activeDeadlineSeconds and goes with the job."""
+        try:
+            self.kube.delete_pod(self.job.namespace, str(self.pod_name))
+        except TensorOneError as error:
+            warnings.warn(
+                f"could not delete the download pod {self.pod_name} ({error}): it ends within "
+                f"{self.pod_seconds} s (activeDeadlineSeconds) and is deleted with the job",
+                stacklevel=2,
+            )
 
     # The stream ------------------------------------------------------------------------------
 

@@ -23,9 +23,10 @@ from tensorone_operator.live_status import live_fields
 from tensorone import TensorOneClient
 from tensorone.api.v1alpha1.trainingjob import OutputExport
 from tensorone.cli import main
-from tensorone.cli.exit_codes import NOT_FOUND, REFUSED, STORE, USAGE
+from tensorone.cli.exit_codes import INTERRUPTED, NOT_FOUND, REFUSED, STORE, USAGE
 from tensorone.errors import Forbidden
 from tests.chart.pod_security import restricted_violations
+from tests.cli.terminal import T1
 from tests.factories import training_job
 from tests.kube.node import LocalNode
 from tests.kube.polling import wait_for
@@ -139,19 +140,24 @@ def claim_cluster(
     _, root, job = exported_run
     with EmulatorServer() as server, LocalNode(server, tmp_path / "node") as node:
         monkeypatch.setenv("KUBECONFIG", str(server.write_kubeconfig(tmp_path / "kubeconfig")))
-        server.api.create(training_job("local-only"))
-        status = job["status"] | {"output": {k: v for k, v in job["status"]["output"].items() if k != "exportUri"}}
-        server.api.patch_status(API, "TrainingJob", "local-only", status)
-        claim = {
-            "apiVersion": "v1",
-            "kind": "PersistentVolumeClaim",
-            "metadata": {"name": CLAIM, "namespace": "default"},
-            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "20Gi"}}},
-        }
-        server.api.create(claim)
-        server.api.patch_status("v1", "PersistentVolumeClaim", CLAIM, {"phase": "Bound"})
+        create_not_exported(server, job["status"])
         shutil.copytree(root, node.claim_dir("default", CLAIM))
         yield node
+
+
+def create_not_exported(server: EmulatorServer, status: dict[str, Any]) -> None:
+    """Job ``local-only``: the run's status without the export, and its claim, Bound."""
+    server.api.create(training_job("local-only"))
+    output = {k: v for k, v in status["output"].items() if k != "exportUri"}
+    server.api.patch_status(API, "TrainingJob", "local-only", status | {"output": output})
+    claim = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": CLAIM, "namespace": "default"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "20Gi"}}},
+    }
+    server.api.create(claim)
+    server.api.patch_status("v1", "PersistentVolumeClaim", CLAIM, {"phase": "Bound"})
 
 
 def download_pods(node: LocalNode) -> list[dict[str, Any]]:
@@ -310,3 +316,18 @@ def test_without_the_grant_to_exec_the_download_is_forbidden_and_its_pod_deleted
         client.download("local-only", tmp_path / "model")
     assert len(download_pods(claim_cluster)) == 1 and claim_cluster.api.list("v1", "Pod", "default") == []
     assert not (tmp_path / "model").exists()
+
+
+def test_ctrl_c_while_the_pod_starts_deletes_it(
+    exported_run: tuple[S3Server, Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    _, _, job = exported_run
+    with EmulatorServer() as server:  # no node: the pod is never scheduled, t1 waits for it
+        create_not_exported(server, job["status"])
+        kubeconfig = server.write_kubeconfig(tmp_path / "kubeconfig")
+        with T1(["download", "local-only", "-o", str(tmp_path / "model")], kubeconfig, tty=False) as t1:
+            wait_for(lambda: server.api.list("v1", "Pod", "default"), "the download pod to be created", timeout=60)
+            t1.interrupt()
+            assert t1.wait() == INTERRUPTED
+        assert server.api.list("v1", "Pod", "default") == []
+        assert not (tmp_path / "model").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
