@@ -199,10 +199,10 @@ class ClaimCopy:
         self.kube = kube
         self.job = job
         self.claim = claim
-        self.image = image
+        self.image = image  # None: the job's trainer image, found when the copy starts
         self.start_seconds = start_seconds
         self.pod_seconds = pod_seconds
-        self.pod_name: str | None = None  # once created
+        self.pod_name: str | None = None  # once chosen
 
     def copy(self, folder: str, into: Path) -> dict[str, CopiedFile]:
         """Every file of ``folder`` on the claim, written under ``into`` with its size and SHA-256."""
@@ -224,11 +224,12 @@ class ClaimCopy:
         # Named here, not by the API server (generateName): an interruption while the create is on its
         # way still knows which pod to delete.
         self.pod_name = pod_name(self.job.id)
+        self.image = self.image or trainer_image(self.job.id, pods)
         manifest = download_pod(
             self.job,
             name=self.pod_name,
             claim=self.claim,
-            image=self.image or trainer_image(self.job.id, pods),
+            image=self.image,
             placement=placement,
             seconds=self.pod_seconds,
         )
@@ -284,7 +285,7 @@ class ClaimCopy:
             if waiting.get("reason") in STUCK_REASONS:
                 raise TransferError(
                     f"the download pod {name} cannot start its container: {waiting['reason']}: "
-                    f"{waiting.get('message', '')} (image {self.image or 'of the job'}; --image names another, "
+                    f"{waiting.get('message', '')} (image {self.image}; --image names another, "
                     "which needs tar and sleep)"
                 )
             if waiting:

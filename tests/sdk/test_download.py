@@ -24,7 +24,8 @@ from tensorone import TensorOneClient
 from tensorone.api.v1alpha1.trainingjob import OutputExport
 from tensorone.cli import main
 from tensorone.cli.exit_codes import INTERRUPTED, NOT_FOUND, REFUSED, STORE, USAGE
-from tensorone.errors import Forbidden
+from tensorone.download_pod import Placement, placement_for
+from tensorone.errors import Forbidden, InvalidJobState
 from tests.chart.pod_security import restricted_violations
 from tests.cli.terminal import T1
 from tests.factories import training_job
@@ -331,3 +332,20 @@ def test_ctrl_c_while_the_pod_starts_deletes_it(
             assert t1.wait() == INTERRUPTED
         assert server.api.list("v1", "Pod", "default") == []
         assert not (tmp_path / "model").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_where_the_download_pod_may_run_follows_the_claims_access_modes() -> None:
+    def claim(*modes: str) -> dict[str, Any]:
+        return {"metadata": {"name": CLAIM}, "spec": {"accessModes": list(modes)}}
+
+    def pod(name: str, phase: str, node: str | None) -> dict[str, Any]:
+        volumes = [{"name": "c", "persistentVolumeClaim": {"claimName": CLAIM}}]
+        return {"metadata": {"name": name}, "spec": {"nodeName": node, "volumes": volumes}, "status": {"phase": phase}}
+
+    running, finished = pod("master-0", "Running", "gpu-1"), pod("old-0", "Succeeded", "gpu-2")
+    assert placement_for(claim("ReadWriteOnce"), [finished, running]) == Placement("gpu-1", [], "master-0")
+    assert placement_for(claim("ReadWriteOnce"), [finished, pod("pending", "Pending", None)]) == Placement()
+    assert placement_for(claim("ReadWriteMany"), [running]) == Placement()
+    with pytest.raises(InvalidJobState, match="ReadWriteOncePod and pod master-0 uses it"):
+        placement_for(claim("ReadWriteOncePod"), [running])
+    assert placement_for(claim("ReadWriteOncePod"), [finished]) == Placement()
