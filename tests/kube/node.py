@@ -186,8 +186,6 @@ class LocalNode:
         self.trainer.close()
         if self._closed_port is not None:
             self._closed_port.close()
-        self.server.emulator.runtimes.pop(NODE_NAME, None)
-        self.standalone.stop()
         for run in self.runs.values():
             for pod in run.pods:
                 if pod.process.poll() is None:
@@ -244,6 +242,8 @@ class LocalNode:
             except Exception as error:  # kept for the test to see; the node goes on
                 self.errors.append(error)
             self._stop.wait(self.interval)
+        self.server.emulator.runtimes.pop(NODE_NAME, None)
+        self.standalone.stop()
 
     def _tick(self) -> None:
         self.kueue.tick()

@@ -116,7 +116,13 @@ class StandalonePods:
         pod_dir = self.node.workdir / "pods" / namespace / name
         pod_dir.mkdir(parents=True, exist_ok=True)
         mounts = self.node._mount_volumes(
-            namespace, pod_spec=spec, container=container, pod_dir=pod_dir, report_port=None, local_report_port=None
+            namespace,
+            pod_name=name,
+            pod_spec=spec,
+            container=container,
+            pod_dir=pod_dir,
+            report_port=None,
+            local_report_port=None,
         )
         env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR", "VIRTUAL_ENV")}
         env.update(self.node.extra_env)
