@@ -519,6 +519,82 @@ class KubeApi:
             response.close()
             response.release_conn()
 
+    # The download pod's calls (tensorone.download_pod): its claim, the pods, the pod, its exec.
+
+    def core_object(self, read: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """A core object read by the CoreV1Api method ``read`` (``read_namespaced_pod``), as a plain
+        object; None when there is none."""
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            answer = self._call(getattr(self.core, read), name, namespace)
+        except TensorOneError as error:
+            if isinstance(error.__cause__, ApiException) and error.__cause__.status == 404:
+                return None
+            raise
+        serialized: dict[str, Any] = self.api_client.sanitize_for_serialization(answer)
+        return serialized
+
+    def create_pod(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        created: dict[str, Any] = self.api_client.sanitize_for_serialization(
+            self._call(self.core.create_namespaced_pod, namespace, body)
+        )
+        return created
+
+    def delete_pod(self, namespace: str, name: str) -> None:
+        """Delete a pod at once (no grace period: its container only sleeps); gone already is fine."""
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            self._call(self.core.delete_namespaced_pod, name, namespace, grace_period_seconds=0)
+        except TensorOneError as error:
+            if not (isinstance(error.__cause__, ApiException) and error.__cause__.status == 404):
+                raise
+
+    def exec_stream(self, namespace: str, pod: str, container: str, command: builtins.list[str]) -> Any:
+        """``command`` run in a container (pods/exec over WebSocket, v5.channel.k8s.io or
+        v4.channel.k8s.io): the open kubernetes WSClient, stdout and stderr asked for, no stdin.
+        A refusal of the API server or the kubelet is the project's error, as for any call."""
+        from kubernetes.client.exceptions import ApiException
+        from kubernetes.stream import stream
+
+        try:
+            return stream(
+                self.core.connect_get_namespaced_pod_exec,
+                pod,
+                namespace,
+                container=container,
+                command=command,
+                stdin=False,
+                stdout=True,
+                stderr=True,
+                tty=False,
+                _preload_content=False,
+                binary=True,
+            )
+        except ApiException as error:
+            raise _handshake_error(error, self.api_client.configuration.host) from None
+
+
+def _handshake_error(error: Any, host: str) -> TensorOneError:
+    """A refused WebSocket upgrade (the kubernetes package reports it as status 0 with the
+    handshake's text: ``Handshake status 403 Forbidden -+-+- {headers} -+-+- b'{Status}'``) as the
+    project's error for its HTTP status; no status at all is a connection failure."""
+    import re
+
+    text = str(error.reason or "")
+    status = re.search(r"Handshake status (\d{3})", text)
+    message = re.search(r'"message":\s*"((?:[^"\\]|\\.)*)"', text)
+    said = message.group(1).replace('\\"', '"') if message else text
+    if status is None:
+        return Unreachable(f"cannot open an exec stream through the Kubernetes API at {host}: {text}")
+    code = int(status.group(1))
+    if code == 401:
+        return Unauthenticated(f"the Kubernetes API refused the credential: {said}")
+    if code == 403:
+        return Forbidden(f"not allowed by the cluster's RBAC: {said}")
+    return TensorOneError(f"Kubernetes API error {code}: {said}")
+
 
 def _missing(plural: str, namespace: str, name: str) -> TensorOneError:
     """The error of a 404 for an object of ours."""
@@ -702,6 +778,11 @@ class Jobs:
         self._kube = kube
         self.namespace = namespace
         self.settings = settings or CatalogSettings()
+
+    @property
+    def kube(self) -> KubeApi:
+        """The Kubernetes calls these verbs make (``t1 download`` makes its pod with them)."""
+        return self._kube
 
     def create(
         self,
@@ -1293,20 +1374,37 @@ class TensorOneClient:
         *,
         checkpoint: str | None = None,
         endpoint_url: str | None = None,
+        image: str | None = None,
+        start_timeout: float | None = None,
     ) -> Downloaded:
         """Download the job's final model (``checkpoint`` None or ``final``) or one of its listed
-        checkpoints into ``directory`` (new or empty), from the job's export (status.output.exportUri),
-        every file checked against the export's SHA-256s. The store is reached with this machine's
-        AWS credentials, at spec.output.endpointUrl or ``endpoint_url``. A job that was not exported
-        is INVALID_JOB_STATE, naming the claim that holds its files (tensorone.download)."""
+        checkpoints into ``directory`` (new or empty), every file checked against its SHA-256.
+
+        From the job's export (status.output.exportUri) when it has one, reached with this
+        machine's AWS credentials at spec.output.endpointUrl or ``endpoint_url``. Otherwise from
+        its checkpoint claim, through a short-lived restricted pod made with this client's
+        Kubernetes credentials (create, get, delete on pods and create on pods/exec in the job's
+        namespace), running ``image`` (default: the job's trainer image), which must run within
+        ``start_timeout`` seconds (default 300). Through the gateway, only an export
+        (tensorone.download, tensorone.download_pod)."""
         from pathlib import Path
 
         from tensorone.download import check_directory, download_job_files
+        from tensorone.download_pod import START_SECONDS
 
         target = Path(directory)
         check_directory(target)
         job = self.training.jobs.get(job_id)
-        return download_job_files(job, directory=target, checkpoint=checkpoint, endpoint_url=endpoint_url)
+        jobs = self.training.jobs
+        return download_job_files(
+            job,
+            directory=target,
+            checkpoint=checkpoint,
+            endpoint_url=endpoint_url,
+            kube=jobs.kube if isinstance(jobs, Jobs) else None,
+            image=image,
+            start_seconds=START_SECONDS if start_timeout is None else start_timeout,
+        )
 
     @property
     def datasets(self) -> Datasets:

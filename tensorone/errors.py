@@ -222,17 +222,24 @@ class Unreachable(TensorOneError):
     http_status = 503
 
 
-class StoreError(TensorOneError):
+class TransferError(TensorOneError):
+    """A download's copy failed (TRANSFER_ERROR): the pod that copies a job's files off its
+    checkpoint claim did not start, or its copy failed or ended early."""
+
+    code = "TRANSFER_ERROR"
+    http_status = 502
+
+
+class StoreError(TransferError):
     """An object store (spec.output's S3 or S3-compatible store) refused or failed a transfer: no such
     bucket, credentials refused, unreachable, or an export that is not complete (STORE_ERROR)."""
 
     code = "STORE_ERROR"
-    http_status = 502
 
 
-class DigestMismatch(StoreError):
+class DigestMismatch(TransferError):
     """A file's content is not what its SHA-256 says it was (DIGEST_MISMATCH): changed or damaged
-    in the store or on the way."""
+    in the store, on the claim, or on the way."""
 
     code = "DIGEST_MISMATCH"
 

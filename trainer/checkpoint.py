@@ -41,18 +41,20 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from pydantic import Field, ValidationError
+from pydantic import ValidationError
 
-from tensorone.api.report import CheckpointReport
-from tensorone.api.v1alpha1.base import ApiModel
+from tensorone.api.checkpoint import (
+    MANIFEST,
+    CheckpointManifest,
+    DataFingerprint,
+    DataPosition,
+    FileDigest,
+)
 from tensorone.errors import CheckpointNotFound, ConfigurationError
 from trainer import distributed
 from trainer.distributed import Topology
 
 CHECKPOINT_ID = re.compile(r"^ckpt-(epoch|step)-[0-9]+$")
-MANIFEST = "manifest.json"
-# 2: the manifest holds the digests of every file and the data fingerprint; 3: and its own digest.
-FORMAT_VERSION = 3
 # What a checkpoint written before digests must hold (besides its model folder and every process's
 # RNG state) to be trusted with a warning.
 STATE_FILES = ("optimizer.pt", "schedule.pt", "scaler.pt", "trainer_state.json")
@@ -69,93 +71,6 @@ class CheckpointDamaged(CheckpointNotFound):
 class DamagedManifest(ValueError):
     """A manifest that parses but does not match its own digest: as unreadable as a torn one (its
     values, the creation time that orders the checkpoints included, cannot be trusted)."""
-
-
-class FileDigest(ApiModel):
-    """What one file of a checkpoint was when it was written."""
-
-    size: int = Field(description="Bytes.")
-    sha256: str = Field(description="SHA-256 of the content, hex.")
-
-
-class DataFingerprint(ApiModel):
-    """The training examples as the data plan sees them: their number, tokens, and a digest of
-    their content in order."""
-
-    examples: int
-    tokens: int
-    sha256: str
-
-    def describe(self) -> str:
-        return f"{self.examples} examples, {self.tokens} tokens, content {self.sha256[:12]}"
-
-
-class DataPosition(ApiModel):
-    """Where in the data the next optimizer step starts."""
-
-    epoch: int = Field(description="Epoch index (0-based) of the next step.")
-    step_in_epoch: int = Field(description="Optimizer steps already done in that epoch.")
-
-
-class CheckpointManifest(ApiModel):
-    """What a checkpoint holds, written last into it."""
-
-    format_version: int = FORMAT_VERSION
-    id: str
-    epoch: int = Field(description="Epochs completed.")
-    step: int = Field(description="Optimizer steps completed.")
-    loss: float | None = None
-    eval_loss: float | None = None
-    created_at: datetime
-    size_bytes: int
-    reason: str
-    position: DataPosition
-    world_size: int
-    strategy: str
-    base_model: str
-    files: dict[str, FileDigest] | None = Field(
-        default=None,
-        description="Size and SHA-256 of every other file ('/'-separated paths inside the checkpoint); "
-        "absent in checkpoints written before digests.",
-    )
-    data: DataFingerprint | None = Field(default=None, description="The training data the run was planned on.")
-    start_id: str | None = Field(
-        default=None,
-        description="The start of the job that saved it (ResolvedJob.start_id); absent for a local run and in "
-        "checkpoints written before starts were told apart.",
-    )
-    sha256: str | None = Field(
-        default=None,
-        description="SHA-256 of this manifest's other fields (compact JSON, camelCase keys), so that a change "
-        "to the manifest itself is found too; absent before format 3.",
-    )
-
-    def own_digest(self) -> str:
-        """The digest ``sha256`` must hold: of every other field, serialized the one way pydantic does."""
-        # A field added since format 3 is left out while unset, so older manifests keep their digest.
-        unset = {"start_id"} if self.start_id is None else set()
-        return hashlib.sha256(self.model_dump_json(by_alias=True, exclude={"sha256", *unset}).encode()).hexdigest()
-
-    def problem(self) -> str | None:
-        """What is wrong with the manifest itself, or None. One flipped bit cannot pass unless it
-        leaves every value as it was (``T``/``t`` in a timestamp): it changes a field the digest
-        covers, the digest, or the key or version that say a digest is due."""
-        if self.sha256 is None:
-            return f"{MANIFEST} has no digest of its own" if self.format_version >= 3 else None
-        if self.sha256 != self.own_digest():
-            return f"{MANIFEST} has changed since it was written (its own sha256 differs)"
-        return None
-
-    def to_report(self) -> CheckpointReport:
-        return CheckpointReport(
-            id=self.id,
-            epoch=self.epoch,
-            step=self.step,
-            loss=self.loss,
-            created_at=self.created_at,
-            size_bytes=self.size_bytes,
-            reason=self.reason,
-        )
 
 
 @dataclass(frozen=True)

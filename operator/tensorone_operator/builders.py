@@ -29,6 +29,7 @@ from tensorone.api.pods import (
     CONTAINER_NAME,
     LABEL_JOB_NAME,
     MASTER_REPLICA,
+    TRAINING_USER,
     TRAINJOB_CONTAINER_NAME,
     WORKER_REPLICA,
     checkpoint_claim_name,
@@ -477,9 +478,9 @@ def pod_security_context() -> dict[str, Any]:
     """The training pods' securityContext (the restricted Pod Security Standard)."""
     return {
         "runAsNonRoot": True,
-        "runAsUser": 1000,
-        "runAsGroup": 1000,
-        "fsGroup": 1000,
+        "runAsUser": TRAINING_USER,
+        "runAsGroup": TRAINING_USER,
+        "fsGroup": TRAINING_USER,
         "seccompProfile": {"type": "RuntimeDefault"},
     }
 

@@ -26,6 +26,7 @@ from tensorone.api.catalog import (
     ConfigModel,
     GpuType,
 )
+from tensorone.api.pods import DEFAULT_TRAINER_IMAGE
 from tensorone.api.report import DEFAULT_REPORT_PORT
 from tensorone.api.v1alpha1.base import DNS_LABEL_PATTERN, DNS_SUBDOMAIN_PATTERN
 from tensorone.api.v1alpha1.trainingjob import GPU_TYPE_MAX_LENGTH
@@ -161,7 +162,7 @@ class OperatorConfig(ConfigModel):
     )
 
     trainer_image: str = Field(
-        default="ghcr.io/tensorone/trainer:0.1.0",
+        default=DEFAULT_TRAINER_IMAGE,
         min_length=1,
         pattern=r"^[^\s]+$",
         description="Image of the built-in trainer (modelType llm, vision, multimodal).",

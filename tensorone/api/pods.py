@@ -32,6 +32,11 @@ TRAINJOB_CONTAINER_NAME = "node"  # ... and Trainer v2 for this one
 TRAINER_CONTAINERS = (CONTAINER_NAME, TRAINJOB_CONTAINER_NAME)
 REPLICATED_JOB_LABEL = "jobset.sigs.k8s.io/replicatedjob-name"
 COMPLETION_INDEX_LABEL = "batch.kubernetes.io/job-completion-index"
+# The user and group the training pods run as (the trainer image's user): whatever they write on
+# the checkpoint claim, a pod running as them can read.
+TRAINING_USER = 1000
+# The built-in trainer's image when the operator's configuration names none (trainerImage).
+DEFAULT_TRAINER_IMAGE = "ghcr.io/tensorone/trainer:0.1.0"
 # The pod condition Kubernetes sets on a pod it is about to take away: an eviction (a node drain),
 # a preemption by a higher-priority pod, a NoExecute taint, the kubelet's graceful node shutdown.
 DISRUPTION_TARGET = "DisruptionTarget"

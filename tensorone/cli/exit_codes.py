@@ -11,7 +11,7 @@ for each error code.
 | 5 | the credential was refused or RBAC forbids it (UNAUTHENTICATED, FORBIDDEN) |
 | 6 | the cluster or the gateway cannot be reached (CONNECTION_ERROR) |
 | 7 | any other error (INTERNAL_ERROR, MISSING_EXTRA, DATA_ERROR) |
-| 8 | ``t1 download``: the object store failed or refused a transfer (STORE_ERROR), or a file's SHA-256 differs (DIGEST_MISMATCH) |
+| 8 | ``t1 download``: the object store failed or refused a transfer (STORE_ERROR), the pod that copies from the checkpoint claim did not start or its copy failed (TRANSFER_ERROR), or a file's SHA-256 differs (DIGEST_MISMATCH) |
 | 10 | ``t1 watch``: the job ended Failed |
 | 11 | ``t1 watch``: the job ended Cancelled |
 | 12 | ``t1 watch``: the job was Stopped (``spec.suspend``; it may be resumed) |
@@ -51,6 +51,7 @@ _BY_CODE = {
     "FORBIDDEN": NOT_ALLOWED,
     "CONNECTION_ERROR": UNREACHABLE,
     "STORE_ERROR": STORE,
+    "TRANSFER_ERROR": STORE,
     "DIGEST_MISMATCH": STORE,
 }
 
@@ -70,8 +71,11 @@ HINTS = {
     "CONNECTION_ERROR": "kubectl cluster-info checks the kubeconfig's server; for the gateway, TENSORONE_BASE_URL",
     "STORE_ERROR": "the store's credentials on this machine are the AWS tools' (AWS_ACCESS_KEY_ID, AWS_PROFILE, "
     "~/.aws); --endpoint-url names a store the cluster reaches by another address",
-    "DIGEST_MISMATCH": "the file in the store changed after the export; the job's checkpoint claim still holds it "
-    "(docs/output.md: a job that was not exported)",
+    "TRANSFER_ERROR": "--image IMAGE copies with another image (it needs tar and sleep), --start-timeout SECONDS "
+    "waits longer for its pull; docs/output.md says what a download from the claim needs",
+    "DIGEST_MISMATCH": "the file changed after it was written: in the store after the export (the job's checkpoint "
+    "claim still holds it), or on the claim after the trainer wrote it (another checkpoint may be whole: t1 "
+    "checkpoints JOB)",
 }
 # Hints for an error about one field, before the hint of its code.
 FIELD_HINTS = {

@@ -104,8 +104,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     download = verb(
         "download",
-        "Download a job's final model, or one of its checkpoints, from its export (spec.output), every file "
-        "checked against its SHA-256. The store is reached with this machine's AWS credentials.",
+        "Download a job's final model, or one of its checkpoints, every file checked against its SHA-256: from "
+        "its export (spec.output) with this machine's AWS credentials, or else from its checkpoint claim through a "
+        "short-lived pod (needs create, get, delete on pods and create on pods/exec in the job's namespace).",
         _download,
     )
     download.add_argument("job")
@@ -115,6 +116,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--endpoint-url",
         metavar="URL",
         help="the store's address from this machine, when spec.output.endpointUrl is the cluster's own",
+    )
+    download.add_argument(
+        "--image",
+        metavar="IMAGE",
+        help="image of the pod that copies from the claim (needs tar and sleep; default: the job's trainer image)",
+    )
+    download.add_argument(
+        "--start-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="how long the pod that copies from the claim may take to start (default 300: an image pull)",
     )
 
 
@@ -353,7 +365,12 @@ def _checkpoints(args: argparse.Namespace) -> int:
 
 def _download(args: argparse.Namespace) -> int:
     done = connection.client(args).download(
-        args.job, args.output_dir, checkpoint=args.checkpoint, endpoint_url=args.endpoint_url
+        args.job,
+        args.output_dir,
+        checkpoint=args.checkpoint,
+        endpoint_url=args.endpoint_url,
+        image=args.image,
+        start_timeout=args.start_timeout,
     )
     print(f"{done.files} files, {done.size_bytes} bytes, from {done.source} to {done.directory} (SHA-256 checked)")
     return 0

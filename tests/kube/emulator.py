@@ -32,6 +32,8 @@ client rely on (see shared/notes/testing-without-a-cluster.md):
   a follow that ends when the container does. The log's text is what the test writes
   (``append_log``), into the container as the pod's status has it: each restart (``restartCount``)
   starts a new log, the one before it is ``previous``, and a new pod of the same name has its own;
+- ``pods/exec`` over WebSocket (``v5.channel.k8s.io``, ``v4.channel.k8s.io``), checked as the API
+  server checks it and run by the ``runtimes`` a node registers for its name (``tests/kube/exec.py``);
 - ``tokens``: bearer-token authentication and a small RBAC when set: 401 for a request without a
   known token, 403 for one its token's grants do not allow (off by default);
 - ``event_window``: a bounded history (the newest events only, as etcd compacts; a watch resumed
@@ -73,6 +75,7 @@ from kmock import KubernetesEmulator
 from kmock._internal import enums, references, rendering
 from kmock._internal.k8s import KubernetesError, KubernetesScaffold
 
+from tests.kube import exec as exec_stream
 from tests.kube.tables import CreatedAtColumn, PrinterColumn, crd_columns, to_table, wanted_table_version
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -87,7 +90,7 @@ Mutator = Callable[[dict[str, Any]], None]
 # What the emulator serves of every kind (deletecollection is not served, so not announced).
 VERBS = ("create", "delete", "get", "list", "patch", "update", "watch")
 # The verbs of each subresource served.
-SUBRESOURCE_VERBS = {"status": ("get", "patch", "update"), "log": ("get",)}
+SUBRESOURCE_VERBS = {"status": ("get", "patch", "update"), "log": ("get",), "exec": ("create", "get")}
 
 
 @dataclass(frozen=True)
@@ -105,8 +108,9 @@ class Kind:
     categories: tuple[str, ...] = ()
     # None: no server-side printing here (the plain object is answered to a Table request).
     printer_columns: tuple[PrinterColumn, ...] | None = None
-    # Serves ``<plural>/log`` (pods only).
+    # Serves ``<plural>/log`` and ``<plural>/exec`` (pods only).
     log_subresource: bool = False
+    exec_subresource: bool = False
 
     @property
     def api_version(self) -> str:
@@ -119,7 +123,7 @@ class Kind:
     @property
     def subresources(self) -> tuple[str, ...]:
         """The subresources served, as discovery names them."""
-        served = (("status", self.status_subresource), ("log", self.log_subresource))
+        served = (("status", self.status_subresource), ("log", self.log_subresource), ("exec", self.exec_subresource))
         return tuple(name for name, serves in served if serves)
 
 
@@ -137,6 +141,7 @@ BUILTIN_KINDS: tuple[Kind, ...] = (
         short_names=("po",),
         categories=("all",),
         log_subresource=True,
+        exec_subresource=True,
     ),
     Kind("", "v1", "configmaps", "ConfigMap", namespaced=True, short_names=("cm",)),
     Kind(
@@ -528,6 +533,8 @@ class FaithfulEmulator(KubernetesEmulator):
     # Authentication: bearer token -> the (HTTP method, plural) pairs it may use, None for all.
     # An empty mapping (the default) turns authentication off.
     tokens: dict[str, set[tuple[str, str]] | None] = attrs.field(factory=dict, init=False)
+    # The container runtime of each node, by node name: how pods/exec runs a command in a container.
+    runtimes: dict[str, exec_stream.Runtime] = attrs.field(factory=dict, init=False)
     # The containers' logs: (pod uid, container, restart count) -> the text written so far.
     _logs: dict[tuple[str, str, int], str] = attrs.field(factory=dict, init=False)
     _closing: bool = attrs.field(default=False, init=False)
@@ -690,6 +697,8 @@ class FaithfulEmulator(KubernetesEmulator):
                 return await self._watch(request, kind)
             if request.subresource == "log" and kind.log_subresource:
                 return await self._serve_log(request, kind)
+            if request.subresource == "exec" and kind.exec_subresource:
+                return await self._serve_exec(request, kind)
             status, payload = await self._serve(request, kind)
         except ApiError as exc:
             return await self._render_error(exc)
@@ -714,8 +723,11 @@ class FaithfulEmulator(KubernetesEmulator):
             return _api_error(401, "Unauthorized", "Unauthorized")
         grants = self.tokens[token]
         method = _method(request)
-        # RBAC names the log subresource apart: reading pods does not grant reading their logs.
-        resource = f"{kind.plural}/log" if request.subresource == "log" else kind.plural
+        # RBAC names the log and exec subresources apart: reading pods does not grant reading their
+        # logs, and an exec is authorized as a create of pods/exec (its WebSocket upgrade, a GET, too).
+        resource = f"{kind.plural}/{request.subresource}" if request.subresource in {"log", "exec"} else kind.plural
+        if request.subresource == "exec":
+            method = "POST"
         if grants is not None and (method, resource) not in grants:
             verb = {"GET": "get", "POST": "create", "PATCH": "patch", "PUT": "update", "DELETE": "delete"}[method]
             return _api_error(
@@ -851,6 +863,47 @@ class FaithfulEmulator(KubernetesEmulator):
             return response
         await response.write_eof()
         return response
+
+    # -- pods/exec ---------------------------------------------------------------------------
+
+    async def _serve_exec(self, request: rendering.Request, kind: Kind) -> Any:
+        """GET or POST pods/NAME/exec with a WebSocket upgrade: the API server's checks, then the
+        command run by the runtime of the pod's node (``tests.kube.exec``)."""
+        raw = request._raw_request
+        assert raw is not None and request.name is not None
+        namespace, name = request.namespace or "", request.name
+        pod = self._get(kind, namespace, name)
+        options = exec_stream.ExecOptions.parse(raw.query)
+        container = self._log_container(pod, options.container)
+        if (problem := options.problem()) is not None:
+            raise _api_error(400, "BadRequest", problem)
+        node = (pod.get("spec") or {}).get("nodeName")
+        if not node:
+            raise _api_error(400, "BadRequest", f"pod {name} does not have a host assigned")
+        phase = (pod.get("status") or {}).get("phase")
+        if phase in {"Succeeded", "Failed"}:
+            raise _api_error(
+                400, "BadRequest", f"cannot exec into a container in a completed pod; current phase is {phase}"
+            )
+        if not exec_stream.is_upgrade(dict(raw.headers)):
+            raise _api_error(400, "BadRequest", "Upgrade request required")
+        offered = exec_stream.offered_protocols(dict(raw.headers))
+        if not set(offered) & set(exec_stream.PROTOCOLS):
+            raise _api_error(
+                400,
+                "BadRequest",
+                f"none of the offered subprotocols {offered} is served: {', '.join(exec_stream.PROTOCOLS)}",
+            )
+        runtime = self.runtimes.get(node)
+        if runtime is None:
+            raise _api_error(500, "InternalError", f"error dialing backend: no kubelet answers for node {node}")
+        try:
+            target = runtime(namespace, name, container, options.command)
+        except LookupError:
+            raise _api_error(
+                500, "InternalError", f'unable to upgrade connection: container not found ("{container}")'
+            ) from None
+        return await exec_stream.serve(raw, target, options)
 
     # -- discovery ---------------------------------------------------------------------------
 

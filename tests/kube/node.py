@@ -25,6 +25,11 @@ paths inside ConfigMap files that point into a mount are rewritten to those fold
 container's ``report`` port is mapped to a free local port (every pod of this node shares
 127.0.0.1), written where the pod spec and the resolved job carry it.
 
+Pods created on their own, without a controller (``t1 download``'s pod), are scheduled here and run
+the same way (``tests.kube.standalone_pods``). ``pods/exec`` into any running pod of this node runs
+the command as a local process with the container's paths and environment: the node registers its
+runtime with the emulator under its name (``tests.kube.exec``).
+
 Images are not pulled: this machine's Python environment plays every image. The command runs as
 it is written (an argument vector, no shell), with ``python``/``python3`` resolved to the node's
 interpreter and ``torchrun`` to ``python -m torch.distributed.run``; the trainer image needs
@@ -56,6 +61,7 @@ import yaml
 
 from tests import factories
 from tests.factories import PYTORCHJOB
+from tests.kube.exec import ExecTarget
 from tests.kube.loopback import LOOPBACK, free_port
 from tests.kube.server import ApiStatusError, EmulatorServer
 from tests.kube.tokens import TokenIssuer
@@ -67,6 +73,18 @@ if TYPE_CHECKING:
 
 POD_FINALIZER = "node.tensorone.test/kubelet"
 POD_IP = LOOPBACK
+NODE_NAME = "local-node"
+
+
+@dataclass(frozen=True)
+class ContainerContext:
+    """A running container as an exec into it sees it: its name, the container paths mapped to
+    local folders (mounts, then the image's own), its environment and working directory."""
+
+    container: str
+    paths: list[tuple[str, Path]]
+    env: dict[str, str]
+    cwd: Path
 
 
 @dataclass
@@ -139,6 +157,11 @@ class LocalNode:
         from tests.kube.kueue import KueueController  # it admits the children of queued jobs
 
         self.kueue: KueueController = KueueController(self)
+        from tests.kube.standalone_pods import StandalonePods  # it runs pods created without a controller
+
+        self.standalone: StandalonePods = StandalonePods(self)
+        # The running containers an exec can reach, by (namespace, pod name).
+        self.containers: dict[tuple[str, str], ContainerContext] = {}
         # Evictions asked for (namespace, job, pod name), carried out by the node's loop.
         self._evictions: queue.SimpleQueue[tuple[str, str, str]] = queue.SimpleQueue()
 
@@ -152,6 +175,7 @@ class LocalNode:
         self.stop()
 
     def start(self) -> None:
+        self.server.emulator.runtimes[NODE_NAME] = self.exec_target
         self._thread = threading.Thread(target=self._loop, name="local-node", daemon=True)
         self._thread.start()
 
@@ -187,6 +211,16 @@ class LocalNode:
         path = self.workdir / "logs" / namespace / f"{job}-{replica}-{index}.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
+    def exec_target(self, namespace: str, pod: str, container: str, command: list[str]) -> ExecTarget:
+        """How ``command`` runs in a running container of this node (the runtime of pods/exec):
+        its paths mapped as the container's own command's are, in its environment; LookupError
+        for a container this node does not run."""
+        context = self.containers.get((namespace, pod))
+        if context is None or context.container != container:
+            raise LookupError(f"no running container {container} in pod {namespace}/{pod} on this node")
+        argv = self._local_argv([_map_path(word, context.paths) for word in command])
+        return ExecTarget(argv=argv, env=dict(context.env), cwd=str(context.cwd))
+
     def claim_dir(self, namespace: str, claim: str) -> Path:
         """The folder that stands for a PersistentVolumeClaim."""
         return self.workdir / "volumes" / namespace / claim
@@ -208,11 +242,14 @@ class LocalNode:
             except Exception as error:  # kept for the test to see; the node goes on
                 self.errors.append(error)
             self._stop.wait(self.interval)
+        self.server.emulator.runtimes.pop(NODE_NAME, None)
+        self.standalone.stop()
 
     def _tick(self) -> None:
         self.kueue.tick()
         while not self._evictions.empty():
             self._evict(*self._evictions.get())
+        self.standalone.tick()
         jobs = {
             (job["metadata"]["namespace"], job["metadata"]["name"]): job
             for job in self.api.list(PYTORCHJOB, "PyTorchJob")
@@ -331,6 +368,7 @@ class LocalNode:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("wb") as log:
             process = subprocess.Popen(argv, env=env, cwd=pod_dir, stdout=log, stderr=subprocess.STDOUT)
+        self.containers[(namespace, pod_name)] = ContainerContext(container["name"], paths, env, pod_dir)
         pod = PodProcess(
             pod_name, replica_type.lower(), index, process, termination_log, log_path, local_report_port, container
         )
@@ -472,7 +510,7 @@ class LocalNode:
             self._remove_pod(namespace, pod.name)
         self.api.create(
             factories.pod(
-                pod.name, job, spec={**spec, "nodeName": "local-node"}, labels=labels, finalizers=[POD_FINALIZER]
+                pod.name, job, spec={**spec, "nodeName": NODE_NAME}, labels=labels, finalizers=[POD_FINALIZER]
             )
         )
         status = factories.running_pod_status(container, pod_ip=POD_IP, started_at=factories.now())
