@@ -35,6 +35,7 @@ from tensorone import objectstore
 from tensorone.api.checkpoint import MANIFEST, CheckpointManifest
 from tensorone.api.export import (
     EXPORT_MANIFEST,
+    MERGED_FOLDER,
     OUTPUT_FOLDER,
     ExportManifest,
     checkpoint_folder,
@@ -46,7 +47,6 @@ from tensorone.api.v1alpha1.trainingjob import FINAL_CHECKPOINT_ID
 from tensorone.download_pod import START_SECONDS, ClaimCopy, CopiedFile, claim_folder
 from tensorone.errors import CheckpointNotFound, ConfigurationError, DigestMismatch, InvalidJobState, StoreError
 
-MERGED_FOLDER = "merged"  # not part of the output's digest (trainer.output)
 STAGING_SUFFIX = ".t1-download"
 
 

@@ -17,12 +17,10 @@ import hashlib
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tensorone.api.export import listing_digest
+from tensorone.api.export import MERGED_FOLDER, listing_digest
 from tensorone.api.report import ArtifactReport, OutputReport
 from tensorone.api.v1alpha1.trainingjob import OutputKind, Strategy
 from trainer.checkpoint import DIGEST_CHUNK_BYTES
-
-MERGED_FOLDER = "merged"
 
 
 def folder_digest(folder: Path, *, exclude: str | None = None) -> tuple[str, int]:

@@ -26,6 +26,9 @@ from tensorone.api.v1alpha1.base import ApiModel
 from tensorone.api.v1alpha1.trainingjob import SHA256_PATTERN
 
 OUTPUT_FOLDER = "output"
+# The adapter merged into the base weights (config.output.merge), inside the output folder; not part
+# of the output's own digest (it has one of its own).
+MERGED_FOLDER = "merged"
 CHECKPOINTS_FOLDER = "checkpoints"
 EXPORT_MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
