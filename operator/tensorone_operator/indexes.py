@@ -133,3 +133,28 @@ def waiting_keys(namespace: str, spec: Mapping[str, Any], status: Mapping[str, A
     if Reason.INSUFFICIENT_RESOURCES in reasons:
         keys.append(("gpu",))
     return keys
+
+
+class WaitingBook:
+    """The jobs this process last wrote as waiting, by what they wait on (the keys of
+    ``waiting_keys``), beside the kopf index of them. That index follows the TrainingJob watch,
+    which may deliver the status that made a job wait after the Node or Dataset event that ends the
+    wait (the watches are separate streams): a wake reads both."""
+
+    def __init__(self) -> None:
+        self._keys: dict[tuple[str, str], list[tuple[str, ...]]] = {}
+
+    def record(self, job: tuple[str, str], spec: Mapping[str, Any], status: Mapping[str, Any]) -> None:
+        """What ``job`` waits on, as the status just written says (nothing: forgotten)."""
+        keys = waiting_keys(job[0], spec, status)
+        if keys:
+            self._keys[job] = keys
+        else:
+            self._keys.pop(job, None)
+
+    def forget(self, job: tuple[str, str]) -> None:
+        self._keys.pop(job, None)
+
+    def on(self, key: tuple[str, ...]) -> list[tuple[str, str]]:
+        """The jobs waiting on ``key``."""
+        return [job for job, keys in self._keys.items() if key in keys]

@@ -151,9 +151,12 @@ async def gpu_node_changed(memo: Any, **kwargs: Any) -> None:
 
 
 async def _wake(memo: Any, waiting_on: tuple[str, ...], kwargs: dict[str, Any]) -> None:
-    """Reconcile every job waiting on ``waiting_on``. The jobs are copied out of the live index
-    first: each reconcile takes its job out of it while the loop runs."""
-    for job_namespace, job_name in list(kwargs[INDEX_WAITING].get(waiting_on, [])):
+    """Reconcile every job waiting on ``waiting_on``: those the index of the TrainingJob watch
+    holds, and those this process has just written as waiting (their status may not have come
+    back through the watch yet). The jobs are copied out first: each reconcile takes its job out
+    while the loop runs."""
+    jobs = {*kwargs[INDEX_WAITING].get(waiting_on, []), *memo.reconciler.waiting.on(waiting_on)}
+    for job_namespace, job_name in sorted(jobs):
         await memo.reconciler.reconcile(
             {"metadata": {"namespace": job_namespace, "name": job_name}}, **indexes_of(kwargs)
         )

@@ -44,6 +44,7 @@ from tensorone_operator.cleanup import Cleanup
 from tensorone_operator.config import OperatorConfig
 from tensorone_operator.datasets import DatasetIndex, Datasets
 from tensorone_operator.events import EventPoster, Events
+from tensorone_operator.indexes import WaitingBook
 from tensorone_operator.kube import KubeApi
 from tensorone_operator.kueue import QueueState
 from tensorone_operator.live_status import with_live
@@ -110,6 +111,7 @@ class Reconciler:
         self.restarts = Restarts()
         self.queues = Queues(api)
         self.cleanup = Cleanup(api, config)
+        self.waiting = WaitingBook()
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
 
     def _lock(self, namespace: str, name: str) -> asyncio.Lock:
@@ -125,6 +127,7 @@ class Reconciler:
         self.status.forget(key)
         self.events.forget(key)
         self.restarts.forget(key)
+        self.waiting.forget(key)
         self.phases.record(namespace, name, None)
 
     async def close(self) -> None:
@@ -385,6 +388,7 @@ class Reconciler:
         """Write ``status`` with the live fields merged in (when it changed); when the job has
         ended, its metric records not yet written go to its store."""
         written = await self.status.write(job, self._live(job, status, resources))
+        self.waiting.record(job.key, job.body.get("spec") or {}, written)
         if written.get("phase") in TERMINAL_PHASES:
             await self.metric_store.write(job, final=True)
         return Outcome(status=written)

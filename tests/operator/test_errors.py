@@ -6,12 +6,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from functools import partial
+from types import SimpleNamespace
 
 import pytest
 from prometheus_client import REGISTRY
+from tensorone_operator import main
 from tensorone_operator.children import ChildRefused, Children
 from tensorone_operator.config import OperatorConfig
+from tensorone_operator.indexes import INDEX_NODES, INDEX_WAITING, slim_node
 from tensorone_operator.kube import KubeApi
+from tensorone_operator.reconcile import Reconciler
 
 from tensorone.api.v1alpha1 import TrainingJob
 from tests.kube.emulator import FaithfulEmulator
@@ -72,6 +76,28 @@ def test_insufficient_resources_lists_types_then_proceeds_when_a_node_joins(clus
     assert cluster.api.find(PYTORCHJOB, "PyTorchJob", "llama") is None
     cluster.api.create(gpu_node("h100-1", "NVIDIA-H100-80GB-HBM3"))
     wait_for(lambda: child_job(cluster.api))
+
+
+async def test_a_node_event_ahead_of_the_jobs_own_status_event_still_wakes_the_job(cluster: EmulatorServer) -> None:
+    """The TrainingJob watch and the Node watch are separate streams: the Node event that ends a
+    wait can come before the event of the status that made the job wait, while the index of
+    waiting jobs (fed by the TrainingJob watch) does not list the job yet. The wake still finds
+    it: the reconciler keeps what it wrote."""
+    api = KubeApi(cluster.url, {}, False)
+    reconciler = Reconciler(OperatorConfig(), api, lambda job, kind, reason, message: None)
+    memo = SimpleNamespace(reconciler=reconciler)
+    try:
+        cluster.api.create(dataset())
+        cluster.api.create(gpu_node("l4-1", "NVIDIA-L4"))
+        cluster.api.create(training_job(gpuType="h100"))
+        outcome = await reconciler.reconcile({"metadata": {"namespace": "default", "name": "llama"}})
+        assert outcome.waiting and reason_of(cluster.api, "ResourcesAvailable") == "INSUFFICIENT_RESOURCES"
+        h100 = cluster.api.create(gpu_node("h100-1", "NVIDIA-H100-80GB-HBM3"))
+        nodes = {None: [slim_node(cluster.api.get("v1", "Node", "l4-1")), slim_node(h100)]}
+        await main.gpu_node_changed(memo, **{INDEX_WAITING: {}, INDEX_NODES: nodes})  # the index lags
+        assert child_job(cluster.api)["metadata"]["name"] == "llama"
+    finally:
+        await reconciler.close()
 
 
 def test_a_dataset_too_large_for_the_jobs_config_map_is_refused_before_anything_is_created(
