@@ -96,6 +96,10 @@ def test_failed_carries_the_reason_and_an_event(cluster: EmulatorServer, operato
 
 def test_queued_while_a_queue_holds_the_child(cluster: EmulatorServer, operator: OperatorThread) -> None:
     start_job(cluster)
+    # The job names no queue, so the operator owns its child's runPolicy.suspend: a reconcile of
+    # the creation still in flight (its status write retried) would unsuspend what the queue holds.
+    # The queue steps in once the job's status is written.
+    wait_for(lambda: job_status(cluster.api).get("observedGeneration") == 1)
     # Kueue holds a job it has not admitted by suspending it (its webhook sets runPolicy.suspend),
     # and the Training Operator reports Suspended.
     cluster.api.patch(PYTORCHJOB, "PyTorchJob", "llama", {"spec": {"runPolicy": {"suspend": True}}})
