@@ -18,7 +18,6 @@ import yaml
 from pydantic import Field, model_validator
 
 from tensorone.api import API_VERSION
-from tensorone.api.admission import validate
 from tensorone.api.report import DEFAULT_REPORT_PORT
 from tensorone.api.v1alpha1.base import ApiModel
 from tensorone.api.v1alpha1.dataset import DatasetSpec
@@ -199,6 +198,10 @@ def check_rules(job: ResolvedJob) -> None:
             _DATASET_FIELDS,
         ),
     )
+    # The rules' evaluator (a CEL interpreter, a JSON-schema validator) is loaded only here: the
+    # operator builds resolved jobs and never checks them, and would otherwise carry it (10 MB).
+    from tensorone.api.admission import validate
+
     for obj, fields in objects:
         try:
             validate(obj)

@@ -96,3 +96,16 @@ def test_importing_the_handlers_registers_nothing() -> None:
     code = "import kopf, tensorone_operator.main; print(len(kopf.get_default_registry()._indexing.get_all_handlers()))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "0"
+
+
+def test_the_operator_process_loads_no_rule_evaluator_and_no_trainer() -> None:
+    """The operator builds resolved jobs and never checks them against the CRDs' rules (the API
+    server did, and the trainer does): the CEL interpreter and the schema validator stay out of its
+    memory, as do the trainer's libraries."""
+    heavy = ["celpy", "lark", "jsonschema", "torch", "transformers", "trainer"]
+    code = (
+        "import sys, tensorone_operator.__main__, tensorone_operator.main;"
+        f"print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
