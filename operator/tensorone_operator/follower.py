@@ -25,16 +25,14 @@ import asyncio
 import contextlib
 import ctypes
 import ctypes.util
-import json
 import logging
 import time
-import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from tensorone.api.v1alpha1 import TERMINAL_PHASES
-from tensorone_operator.indexes import indexes_of, slim_metadata
+from tensorone_operator.indexes import indexes_of, packed, slim_metadata, unpacked
 from tensorone_operator.metrics import FOLLOW_ROUND_SECONDS, FOLLOWED_JOBS
 from tensorone_operator.reconcile import Reconciler
 
@@ -50,26 +48,18 @@ RELEASE_MEMORY_SECONDS = 10.0
 
 
 def compact_job(body: Mapping[str, Any]) -> bytes:
-    """What the loop keeps of a job: its metadata as read, spec and status, as compressed JSON."""
+    """What the loop keeps of a job: its metadata as read, spec and status, ``packed``."""
     # The metadata the indexes keep (no annotations: kopf's and kubectl's are copies of the spec;
     # the force-delete annotation has its own watch handler), and the creation time.
-    document = json.dumps(
+    return packed(
         {
             "apiVersion": body.get("apiVersion"),
             "kind": body.get("kind"),
             "metadata": slim_metadata(body, "creationTimestamp"),
             "spec": body.get("spec") or {},
             "status": body.get("status") or {},
-        },
-        separators=(",", ":"),
+        }
     )
-    return zlib.compress(document.encode(), 1)
-
-
-def expanded_job(compact: bytes) -> dict[str, Any]:
-    """The job a compact copy holds."""
-    job: dict[str, Any] = json.loads(zlib.decompress(compact))
-    return job
 
 
 def followed(body: Mapping[str, Any]) -> bool:
@@ -175,7 +165,7 @@ class Follower:
             compact = self._jobs.get(key)
             if compact is None:
                 return  # deleted or finished since the round began
-            job = expanded_job(compact)
+            job = unpacked(compact)
             generation = job["metadata"].get("generation")
             try:
                 outcome = await self.reconciler.follow(job, **indexes_of(self.indexes))

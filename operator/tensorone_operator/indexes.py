@@ -4,12 +4,17 @@ kopf keeps the indexes from its watches, so the reconciler reads Datasets, child
 GPU nodes without an API call. Each index keeps a slim copy of its objects, the parts the
 reconciler reads: an index lives as long as the operator and holds every object of its kind, so a
 whole copy would cost the operator the size of every Dataset (up to 1000 inline records each) and
-every pod template. The index names are the names of the indexing functions in main.py (kopf
+every pod template. The slim copy is kept ``packed`` (compressed JSON, a few hundred bytes): as
+parsed objects, a child's status alone is about a hundred small allocations that would live as
+long as the job, a few KB each, scattered over the heap. The views the reconciler gets unpack a
+copy at each read. The index names are the names of the indexing functions in main.py (kopf
 passes each index to handlers as a keyword argument of that name).
 """
 
 from __future__ import annotations
 
+import json
+import zlib
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -23,10 +28,23 @@ INDEX_NODES = "gpu_nodes"
 INDEX_WAITING = "jobs_waiting"
 
 
+def packed(obj: Mapping[str, Any]) -> bytes:
+    """An object as the operator keeps it for long (in an index, in the follow loop): compact JSON,
+    compressed (a running job's status, its curves above all, compresses about fourfold)."""
+    return zlib.compress(json.dumps(obj, separators=(",", ":")).encode(), 1)
+
+
+def unpacked(value: bytes) -> dict[str, Any]:
+    """The object a ``packed`` value holds (a new copy at every call)."""
+    obj: dict[str, Any] = json.loads(zlib.decompress(value))
+    return obj
+
+
 class SingleValueIndex(Mapping[Any, Any]):
-    """kopf indexes (key -> collection of values) seen as one mapping of key -> its one value: each
-    key of the operator's indexes names one object (a Dataset, a job's child). Several indexes
-    (the PyTorchJob and TrainJob children) are read in turn, the first holding a key winning."""
+    """kopf indexes (key -> collection of ``packed`` values) seen as one mapping of key -> its one
+    value, unpacked: each key of the operator's indexes names one object (a Dataset, a job's
+    child). Several indexes (the PyTorchJob and TrainJob children) are read in turn, the first
+    holding a key winning."""
 
     def __init__(self, *indexes: Mapping[Any, Any] | None) -> None:
         self._indexes = [index for index in indexes if index is not None]
@@ -35,7 +53,7 @@ class SingleValueIndex(Mapping[Any, Any]):
         for index in self._indexes:
             if key in index:
                 for value in index[key]:
-                    return value
+                    return unpacked(value)
         raise KeyError(key)
 
     def __iter__(self) -> Iterator[Any]:
@@ -51,7 +69,7 @@ def indexes_of(handler_kwargs: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "datasets": SingleValueIndex(handler_kwargs.get(INDEX_DATASETS)),
         "children": SingleValueIndex(handler_kwargs.get(INDEX_CHILDREN), handler_kwargs.get(INDEX_TRAINJOBS)),
-        "nodes": list(nodes_index.get(None, [])) if nodes_index is not None else None,
+        "nodes": [unpacked(node) for node in nodes_index.get(None, [])] if nodes_index is not None else None,
     }
 
 

@@ -33,6 +33,7 @@ from tensorone_operator.indexes import (
     INDEX_TRAINJOBS,
     INDEX_WAITING,
     indexes_of,
+    packed,
     slim_child,
     slim_dataset,
     slim_node,
@@ -97,15 +98,15 @@ async def cleanup(memo: Any, **_: Any) -> None:
 # The indexing functions are coroutines: kopf runs a plain function in a thread pool, and each
 # pool thread would get its own allocator arena for the (up to 1 MB) bodies it slims.
 async def datasets_by_name(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
-    return {(namespace or "", name): slim_dataset(body)}
+    return {(namespace or "", name): packed(slim_dataset(body))}
 
 
 async def children_by_job(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Any, Any]:
-    return {(namespace or "", labels[LABEL_JOB_NAME]): slim_child(body)} if LABEL_JOB_NAME in labels else {}
+    return {(namespace or "", labels[LABEL_JOB_NAME]): packed(slim_child(body))} if LABEL_JOB_NAME in labels else {}
 
 
 async def gpu_nodes(body: kopf.Body, **_: Any) -> dict[Any, Any]:
-    return {None: slim_node(body)}
+    return {None: packed(slim_node(body))}
 
 
 async def jobs_waiting(

@@ -8,7 +8,8 @@ from typing import Any
 
 from prometheus_client import REGISTRY
 from tensorone_operator.config import OperatorConfig
-from tensorone_operator.follower import compact_job, expanded_job, followed
+from tensorone_operator.follower import compact_job, followed
+from tensorone_operator.indexes import unpacked
 
 from tests.factories import training_job
 from tests.kube.polling import wait_for
@@ -39,7 +40,7 @@ def stored_job(**status: object) -> dict[str, Any]:
 
 def test_the_compact_copy_keeps_what_a_tick_reads_and_drops_the_copies_of_the_spec() -> None:
     job = stored_job(phase="Running", observedGeneration=3)
-    kept = expanded_job(compact_job(job))
+    kept = unpacked(compact_job(job))
     assert kept["spec"] == job["spec"]
     assert kept["status"] == {"phase": "Running", "observedGeneration": 3}
     assert kept["metadata"] == {

@@ -13,7 +13,14 @@ import kopf
 import yaml
 from tensorone_operator import builders, status
 from tensorone_operator.config import OperatorConfig
-from tensorone_operator.indexes import INDEX_CHILDREN, INDEX_DATASETS, has_inline_records, slim_child, slim_dataset
+from tensorone_operator.indexes import (
+    INDEX_CHILDREN,
+    INDEX_DATASETS,
+    has_inline_records,
+    slim_child,
+    slim_dataset,
+    unpacked,
+)
 from tensorone_operator.main import JOB_RESOURCE, LIST_CHUNK_SIZE
 
 from tensorone.api.resolved import ResolvedJob
@@ -41,17 +48,21 @@ def size(obj: Any) -> int:
 
 
 class IndexSnapshots:
-    """What the operator's Dataset and children indexes held, as kopf passes them to handlers."""
+    """What the operator's Dataset and children indexes held, as kopf passes them to handlers
+    (unpacked), and the types of the values kopf held."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.datasets: dict[Any, list[Any]] = {}
         self.children: dict[Any, list[Any]] = {}
+        self.kept_as: set[type] = set()
 
     def capture(self, **kwargs: Any) -> None:
         with self.lock:
-            self.datasets = {key: list(values) for key, values in kwargs[INDEX_DATASETS].items()}
-            self.children = {key: list(values) for key, values in kwargs[INDEX_CHILDREN].items()}
+            indexes = kwargs[INDEX_DATASETS], kwargs[INDEX_CHILDREN]
+            self.kept_as = {type(value) for index in indexes for values in index.values() for value in values}
+            self.datasets = {key: [unpacked(v) for v in values] for key, values in kwargs[INDEX_DATASETS].items()}
+            self.children = {key: [unpacked(v) for v in values] for key, values in kwargs[INDEX_CHILDREN].items()}
 
 
 def test_the_running_operators_indexes_hold_slim_copies(cluster: EmulatorServer) -> None:
@@ -80,6 +91,8 @@ def test_the_running_operators_indexes_hold_slim_copies(cluster: EmulatorServer)
     assert size(indexed_child) * 2 < size(full_child) and "containers" not in json.dumps(indexed_child)
     assert indexed_child["status"] == full_child["status"]
     assert indexed_child["metadata"]["ownerReferences"] == full_child["metadata"]["ownerReferences"]
+    # Kept packed: no parsed object of a watch event lives on in an index.
+    assert snapshots.kept_as == {bytes}
     # The index kept no records, yet the trainer gets every one: the operator read the Dataset.
     config_map = cluster.api.get("v1", "ConfigMap", "llama-config")
     resolved = ResolvedJob.model_validate(yaml.safe_load(config_map["data"]["job.yaml"]))
