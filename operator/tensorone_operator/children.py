@@ -10,6 +10,7 @@ own is never followed, patched nor deleted.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -60,14 +61,16 @@ def owned_by(obj: Mapping[str, Any], uid: str | None) -> bool:
     return any(owner.get("uid") == uid for owner in (obj.get("metadata") or {}).get("ownerReferences") or [])
 
 
-def child_state(child: Mapping[str, Any]) -> str:
-    """The parts of a child its job's status depends on (status and runPolicy), comparable. A
+def child_state(child: Mapping[str, Any]) -> bytes:
+    """The parts of a child its job's status depends on (status and runPolicy), as a digest (one is
+    kept for every job; two equal digests mean equal parts). A
     TrainJob's trainerStatus is left out: the trainer posts it every few seconds, and the follow
     loop reads it at its own pace (a reconcile on every post would write the status past the
     progress budget)."""
     spec = child.get("spec") or {}
     status = {k: v for k, v in (child.get("status") or {}).items() if k != "trainerStatus"}
-    return json.dumps([status, spec.get("runPolicy") or {}], sort_keys=True)
+    parts = json.dumps([status, spec.get("runPolicy") or {}], sort_keys=True, separators=(",", ":"))
+    return hashlib.blake2b(parts.encode(), digest_size=16).digest()
 
 
 def _generation(obj: Mapping[str, Any]) -> int:
@@ -83,7 +86,7 @@ class Children:
         # The child as this operator last patched it, until the index has caught up with that write.
         self._patched: dict[JobKey, Mapping[str, Any]] = {}
         # What each child looked like when its job was last reconciled.
-        self._states: dict[JobKey, str] = {}
+        self._states: dict[JobKey, bytes] = {}
 
     def forget(self, key: JobKey) -> None:
         """Drop what is kept about a deleted job's child."""

@@ -26,9 +26,10 @@ falling back to a GET when the index has not seen an object yet (just after crea
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,6 +85,31 @@ def _ref(namespace: str, name: str) -> dict[str, Any]:
     return {"metadata": {"namespace": namespace, "name": name}}
 
 
+class JobLocks:
+    """One lock per job, kept only while a reconcile holds it or waits for it: a lock for each of
+    thousands of idle jobs would be memory kept for nothing."""
+
+    def __init__(self) -> None:
+        # Each job's lock and how many reconciles hold it or wait for it.
+        self._locks: dict[tuple[str, str], tuple[asyncio.Lock, list[int]]] = {}
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+    @contextlib.asynccontextmanager
+    async def held(self, key: tuple[str, str]) -> AsyncIterator[None]:
+        """Hold ``key``'s lock for the block."""
+        lock, users = self._locks.setdefault(key, (asyncio.Lock(), [0]))
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self._locks[key]
+
+
 class Reconciler:
     """Turns TrainingJobs into PyTorchJobs and keeps their status true."""
 
@@ -112,15 +138,11 @@ class Reconciler:
         self.queues = Queues(api)
         self.cleanup = Cleanup(api, config)
         self.waiting = WaitingBook()
-        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
-
-    def _lock(self, namespace: str, name: str) -> asyncio.Lock:
-        return self._locks.setdefault((namespace, name), asyncio.Lock())
+        self._locks = JobLocks()
 
     def forget(self, namespace: str, name: str) -> None:
         """Drop what is kept about a deleted job."""
         key = (namespace, name)
-        self._locks.pop(key, None)
         self.children.forget(key)
         self.reports.forget(key)
         self.metric_store.forget(key)
@@ -296,7 +318,7 @@ class Reconciler:
         meta = job["metadata"]
         namespace, name = meta["namespace"], meta["name"]
         started = time.perf_counter()
-        async with self._lock(namespace, name):
+        async with self._locks.held((namespace, name)):
             try:
                 fresh = body if body is not None else await self.api.get(API_VERSION, TRAININGJOBS, namespace, name)
                 if fresh is None or fresh["metadata"].get("deletionTimestamp"):

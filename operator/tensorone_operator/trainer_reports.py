@@ -84,10 +84,11 @@ class TrainerReports:
 
     def __init__(self) -> None:
         # Each job's rank-0 pod (where to poll it), the newest report seen with when it was read,
-        # and the report last mirrored into the status (for Events).
+        # and the report last mirrored into the status (for Events; as the JSON its KeptReport
+        # holds, not as a model: a few KB less for each running job).
         self._pods: dict[JobKey, dict[str, Any]] = {}
         self._reports: dict[JobKey, KeptReport] = {}
-        self._mirrored: dict[JobKey, ProgressReport] = {}
+        self._mirrored: dict[JobKey, bytes] = {}
         self._http: aiohttp.ClientSession | None = None
         # Why the last /progress answer was refused, the refusal last announced by an Event, and
         # how many polls running timed out.
@@ -311,11 +312,13 @@ class TrainerReports:
         kept = self._reports.get(key)
         if kept is None:
             return warnings
-        return warnings + self._report_news(key, stored, kept.report)
+        return warnings + self._report_news(key, stored, kept)
 
-    def _report_news(self, key: JobKey, stored: Mapping[str, Any], report: ProgressReport) -> list[Event]:
-        previous = self._mirrored.get(key) or report_baseline(stored, report)
-        if previous is report:
+    def _report_news(self, key: JobKey, stored: Mapping[str, Any], kept: KeptReport) -> list[Event]:
+        mirrored = self._mirrored.get(key)
+        if mirrored == kept.report_json:
             return []
-        self._mirrored[key] = report
+        report = kept.report
+        previous = report_baseline(stored, report) if mirrored is None else ProgressReport.model_validate_json(mirrored)
+        self._mirrored[key] = kept.report_json
         return report_events(previous, report)
