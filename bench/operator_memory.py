@@ -58,6 +58,7 @@ sys.path.insert(0, str(REPO / "operator"))
 from tensorone_operator.builders import CONTAINER_NAME  # noqa: E402
 
 from tensorone.api.report import parse_report  # noqa: E402
+from tensorone.api.v1alpha1.trainingjob import MAX_HISTORY_POINTS  # noqa: E402
 from tests import factories  # noqa: E402
 from tests.factories import API, PYTORCHJOB, dataset, training_job  # noqa: E402
 from tests.kube.emulator import FaithfulEmulator  # noqa: E402
@@ -205,11 +206,36 @@ class RssCurve:
             self.sample()
 
 
+def cpu_seconds(pid: int) -> float:
+    """The CPU time (user and system) a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def follow_rounds(metrics_port: int) -> tuple[float, float]:
+    """The follow loop's rounds so far, from the operator's /metrics: their count and total seconds."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    values = {}
+    for line in text.splitlines():
+        if line.startswith("tensorone_operator_follow_round_seconds_"):
+            name, value = line.split()
+            values[name.rsplit("_", 1)[1]] = float(value)
+    return values.get("count", 0.0), values.get("sum", 0.0)
+
+
 def start_operator(
-    env: dict[str, str], log: Path, tracemalloc: int, traced_out: Path, every: float, *, memray: Path | None = None
+    env: dict[str, str],
+    log: Path,
+    tracemalloc: int,
+    traced_out: Path,
+    every: float,
+    *,
+    metrics_port: int,
+    memray: Path | None = None,
 ) -> subprocess.Popen[bytes]:
     liveness = f"http://127.0.0.1:{free_port()}/healthz"
-    options = ["--liveness", liveness, "--metrics-port", "0"]
+    options = ["--liveness", liveness, "--metrics-port", str(metrics_port)]
     if tracemalloc:
         argv = [sys.executable, "-c", TRACED_OPERATOR, str(traced_out), str(every), str(tracemalloc)]
     elif memray is not None:
@@ -363,7 +389,10 @@ def main() -> int:
         }
         log = Path(workdir) / "operator.log"
         memray = args.memray.resolve() if args.memray else None
-        operator = start_operator(env, log, args.tracemalloc, args.tracemalloc_out.resolve(), every, memray=memray)
+        metrics_port = free_port()
+        operator = start_operator(
+            env, log, args.tracemalloc, args.tracemalloc_out.resolve(), every, metrics_port=metrics_port, memray=memray
+        )
         names = job_names(jobs)
         inline_jobs = round(jobs * args.inline_share) if datasets else 0
         try:
@@ -390,8 +419,13 @@ def main() -> int:
                 curve.phase = "traffic"
                 start_rss = curve.sample()
                 traffic_started = time.monotonic()
+                start_cpu, start_rounds = cpu_seconds(operator.pid), follow_rounds(metrics_port)
                 moves = move_children(api, names, args.child_moves, traffic_started + duration)
                 end_rss = curve.sample()
+                cpu = cpu_seconds(operator.pid) - start_cpu
+                end_rounds = follow_rounds(metrics_port)
+                rounds = end_rounds[0] - start_rounds[0]
+                round_seconds = (end_rounds[1] - start_rounds[1]) / rounds if rounds else float("nan")
             peak = proc_status_mb(operator.pid, "VmHWM")
         finally:
             stop_started = time.monotonic()
@@ -419,7 +453,18 @@ def main() -> int:
         print(
             f"operator RSS during the traffic: max {max(r for _, r in traffic):7.1f} MB, slope {slope_mb_per_hour(traffic):+.1f} MB/h"
         )
+        filled = [(t, rss) for t, rss in traffic if t - traffic[0][0] >= MAX_HISTORY_POINTS * args.step_seconds]
+        if len(filled) >= 2:
+            print(
+                f"  once the status curves are full ({MAX_HISTORY_POINTS * args.step_seconds:.0f} s in): "
+                f"{filled[0][1]:.1f} -> {filled[-1][1]:.1f} MB, max {max(r for _, r in filled):.1f} MB, "
+                f"slope {slope_mb_per_hour(filled):+.1f} MB/h"
+            )
         print(f"operator peak RSS (VmHWM)                {peak:7.1f} MB  (target < 300 MB, flat)")
+        print(
+            f"operator CPU during the traffic: {cpu:.0f} s ({cpu / duration:.0%} of a core); "
+            f"a follow round took {round_seconds:.1f} s on average (every job is polled once a round)"
+        )
         stopped = "killed after" if operator.returncode == -9 else "ended in"
         print(f"operator on SIGTERM: {stopped} {stop_seconds:.0f} s")
         if args.tracemalloc:
