@@ -28,7 +28,6 @@ by another.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -49,6 +48,7 @@ from tensorone.api.checkpoint import (
     DataFingerprint,
     DataPosition,
     FileDigest,
+    file_sha256,
 )
 from tensorone.errors import CheckpointNotFound, ConfigurationError
 from trainer import distributed
@@ -58,7 +58,6 @@ CHECKPOINT_ID = re.compile(r"^ckpt-(epoch|step)-[0-9]+$")
 # What a checkpoint written before digests must hold (besides its model folder and every process's
 # RNG state) to be trusted with a warning.
 STATE_FILES = ("optimizer.pt", "schedule.pt", "scaler.pt", "trainer_state.json")
-DIGEST_CHUNK_BYTES = 1 << 20
 
 
 class CheckpointDamaged(CheckpointNotFound):
@@ -434,28 +433,17 @@ def _digests(folder: Path) -> dict[str, FileDigest]:
     digests: dict[str, FileDigest] = {}
     for path in sorted(folder.rglob("*")):
         if path.is_file():
-            digests[path.relative_to(folder).as_posix()] = FileDigest(size=path.stat().st_size, sha256=_sha256(path))
+            digests[path.relative_to(folder).as_posix()] = FileDigest(
+                size=path.stat().st_size, sha256=file_sha256(path)
+            )
     return digests
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(DIGEST_CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _file_problem(path: Path, expected: FileDigest) -> str | None:
     """How a file differs from what was written, or None."""
     if not path.is_file():
         return "is missing"
-    size = path.stat().st_size
-    if size != expected.size:
-        return f"is {size} bytes, {expected.size} were written"
-    if _sha256(path) != expected.sha256:
-        return f"has changed since it was written (sha256 differs, same size {size} bytes)"
-    return None
+    return expected.mismatch(path.stat().st_size, lambda: file_sha256(path))
 
 
 def _first_line(error: BaseException) -> str:

@@ -13,14 +13,13 @@ not part of its parent's digest.
 
 from __future__ import annotations
 
-import hashlib
 from datetime import UTC, datetime
 from pathlib import Path
 
+from tensorone.api.checkpoint import file_sha256
 from tensorone.api.export import MERGED_FOLDER, listing_digest
 from tensorone.api.report import ArtifactReport, OutputReport
 from tensorone.api.v1alpha1.trainingjob import OutputKind, Strategy
-from trainer.checkpoint import DIGEST_CHUNK_BYTES
 
 
 def folder_digest(folder: Path, *, exclude: str | None = None) -> tuple[str, int]:
@@ -28,15 +27,10 @@ def folder_digest(folder: Path, *, exclude: str | None = None) -> tuple[str, int
     digests: dict[str, str] = {}
     size = 0
     for path in folder.rglob("*"):
-        name = path.relative_to(folder).as_posix()
         if not path.is_file() or (exclude is not None and path.relative_to(folder).parts[0] == exclude):
             continue
-        digest = hashlib.sha256()
-        with path.open("rb") as handle:
-            while chunk := handle.read(DIGEST_CHUNK_BYTES):
-                digest.update(chunk)
         size += path.stat().st_size
-        digests[name] = digest.hexdigest()
+        digests[path.relative_to(folder).as_posix()] = file_sha256(path)
     return listing_digest(digests), size
 
 

@@ -9,8 +9,11 @@ be checked file by file without torch, and a change to the manifest itself is fo
 
 from __future__ import annotations
 
+import functools
 import hashlib
+from collections.abc import Callable, Mapping
 from datetime import datetime
+from pathlib import Path
 
 from pydantic import Field
 
@@ -18,6 +21,8 @@ from tensorone.api.report import CheckpointReport
 from tensorone.api.v1alpha1.base import ApiModel
 
 MANIFEST = "manifest.json"
+# Files are read in pieces of this size to be digested.
+DIGEST_CHUNK_BYTES = 1 << 20
 # 2: the manifest holds the digests of every file and the data fingerprint; 3: and its own digest.
 FORMAT_VERSION = 3
 
@@ -27,6 +32,25 @@ class FileDigest(ApiModel):
 
     size: int = Field(description="Bytes.")
     sha256: str = Field(description="SHA-256 of the content, hex.")
+
+    def mismatch(self, size: int, sha256: Callable[[], str]) -> str | None:
+        """How a file of ``size`` bytes differs from what was written, or None. ``sha256`` gives the
+        digest of its content, and is called (the file read) only when the size matches."""
+        if size != self.size:
+            return f"is {size} bytes, {self.size} were written"
+        content = sha256()
+        if content != self.sha256:
+            return f"has changed since it was written (SHA-256 {content}, same size {size} bytes; {self.sha256} was written)"
+        return None
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file's content, hex."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(DIGEST_CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 class DataFingerprint(ApiModel):
@@ -95,6 +119,19 @@ class CheckpointManifest(ApiModel):
             return f"{MANIFEST} has no digest of its own" if self.format_version >= 3 else None
         if self.sha256 != self.own_digest():
             return f"{MANIFEST} has changed since it was written (its own sha256 differs)"
+        return None
+
+    def files_problem(self, found: Mapping[str, tuple[int, str]]) -> str | None:
+        """What is wrong with a copy of the checkpoint's files, given as its files' sizes and SHA-256
+        digests by '/'-separated path, against the digests listed here; None when each listed file
+        is there as written (files not listed are not looked at), or when none are listed."""
+        for name, expected in sorted((self.files or {}).items()):
+            if name not in found:
+                return f"{name} is missing"
+            size, sha256 = found[name]
+            problem = expected.mismatch(size, functools.partial(str, sha256))
+            if problem is not None:
+                return f"{name} {problem}"
         return None
 
     def to_report(self) -> CheckpointReport:
