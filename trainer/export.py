@@ -100,9 +100,8 @@ def _upload(job: ResolvedJob, root: str, store: CheckpointStore, *, output_sha25
     sent = skipped = 0
     exported: list[str] = []
     # The output first, then each checkpoint: the manifest is rewritten after each, once its files are in.
-    batches: list[tuple[str | None, Path]] = [(None, output_dir), *_checkpoints(job, store)]
-    for checkpoint, folder in batches:
-        files = output_files if checkpoint is None else objectstore.folder_files(folder, checkpoint_folder(checkpoint))
+    batches: list[tuple[str | None, list[objectstore.LocalFile]]] = [(None, output_files), *_checkpoints(job, store)]
+    for checkpoint, files in batches:
         done = objectstore.upload(s3, bucket, prefix, files)
         sent, skipped = sent + len(done.sent), skipped + len(done.skipped)
         listed.update({f.key: ExportedFile(size=f.size, sha256=f.sha256) for f in files})
@@ -136,16 +135,25 @@ def _upload(job: ResolvedJob, root: str, store: CheckpointStore, *, output_sha25
     )
 
 
-def _checkpoints(job: ResolvedJob, store: CheckpointStore) -> list[tuple[str | None, Path]]:
-    """The kept checkpoints that verify against their manifests, oldest first (spec.output.checkpoints)."""
+def _checkpoints(job: ResolvedJob, store: CheckpointStore) -> list[tuple[str | None, list[objectstore.LocalFile]]]:
+    """The kept checkpoints that verify against their manifests, oldest first (spec.output.checkpoints),
+    each with its files described for the upload. Each file is read once for both: the SHA-256
+    checked against the manifest is the one the store then verifies the upload by."""
     assert job.output is not None
     if not job.output.checkpoints:
         return []
-    found: list[tuple[str | None, Path]] = []
+    found: list[tuple[str | None, list[objectstore.LocalFile]]] = []
     for manifest in store.checkpoints():
-        problem = store.verify(manifest)
+        folder, under = store.root / manifest.id, checkpoint_folder(manifest.id)
+        if manifest.files is None:
+            # Written before digests: what can be checked is that its files are there.
+            problem = store.verify(manifest)
+            files = [] if problem is not None else objectstore.folder_files(folder, under)
+        else:
+            files = objectstore.folder_files(folder, under)
+            problem = manifest.files_problem({f.key[len(under) + 1 :]: (f.size, f.sha256) for f in files})
         if problem is not None:
             log.warning("checkpoint %s is not exported: %s", manifest.id, problem)
             continue
-        found.append((manifest.id, store.root / manifest.id))
+        found.append((manifest.id, files))
     return found

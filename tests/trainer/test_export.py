@@ -125,6 +125,30 @@ def puts_counted(client: Any, *, fail_after: int | None = None) -> list[str]:
     return keys
 
 
+def test_a_checkpoint_changed_since_it_was_written_is_not_exported(
+    tmp_path: Path, s3: S3Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    job = exported(
+        make_job(tmp_path, training={"maxSteps": 4, "checkpointSteps": 2, "checkpointEveryEpoch": False}),
+        s3,
+        uri=f"s3://{BUCKET}/first",
+        checkpoints=True,
+    )
+    assert run(job, RunOptions(serve_reports=False)).exit_code == 0
+    weights = tmp_path / "checkpoints" / "ckpt-step-2" / "model" / "adapter_model.safetensors"
+    weights.write_bytes(bytes(reversed(weights.read_bytes())))  # same size, other content
+
+    assert job.output is not None
+    again = job.model_copy(update={"output": job.output.model_copy(update={"uri": f"s3://{BUCKET}/again"})})
+    with caplog.at_level("WARNING", logger="trainer"):
+        report = export_with(again, s3.client())
+
+    assert report.state == ExportState.exported and report.checkpoints == ["ckpt-step-4"], report.message
+    assert not s3.objects("again/test-job/checkpoints/ckpt-step-2/")
+    assert s3.objects("again/test-job/checkpoints/ckpt-step-4/")
+    assert "checkpoint ckpt-step-2 is not exported: model/adapter_model.safetensors has changed since" in caplog.text
+
+
 def test_a_restarted_upload_sends_only_the_files_that_are_missing(tmp_path: Path, s3: S3Server) -> None:
     job = exported(model_folder(tmp_path), s3)
     first = s3.client()
