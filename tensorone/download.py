@@ -176,18 +176,20 @@ def _check_copied_output(copied: dict[str, CopiedFile], output: Any, where: str)
     """The output's files must make status.output.sha256, and merged/'s status.output.merged.sha256."""
     merged_prefix = f"{MERGED_FOLDER}/"
     own = {name: f.sha256 for name, f in copied.items() if not name.startswith(merged_prefix)}
-    if listing_digest(own) != output.sha256:
+    digest = listing_digest(own)
+    if digest != output.sha256:
         raise DigestMismatch(
             f"the output on {where} is not the one the job wrote: its {len(own)} files make the digest "
-            f"{listing_digest(own)}, status.output.sha256 is {output.sha256} (a file was changed, added or removed "
+            f"{digest}, status.output.sha256 is {output.sha256} (a file was changed, added or removed "
             "after the trainer wrote it)"
         )
     merged = {name[len(merged_prefix) :]: f.sha256 for name, f in copied.items() if name.startswith(merged_prefix)}
     under_output = output.merged is not None and output.merged.path == f"{output.path}/{MERGED_FOLDER}"
-    if under_output and listing_digest(merged) != output.merged.sha256:
+    digest = listing_digest(merged)
+    if under_output and digest != output.merged.sha256:
         raise DigestMismatch(
             f"the merged model on {where}{MERGED_FOLDER}/ is not the one the job wrote: its files make the digest "
-            f"{listing_digest(merged)}, status.output.merged.sha256 is {output.merged.sha256}"
+            f"{digest}, status.output.merged.sha256 is {output.merged.sha256}"
         )
 
 
@@ -207,15 +209,9 @@ def _check_copied_checkpoint(copied: dict[str, CopiedFile], manifest_path: Path,
     if problem is not None:
         raise DigestMismatch(f"{where}{MANIFEST} cannot be trusted: {problem}")
     assert manifest.files is not None
-    for name, expected in sorted(manifest.files.items()):
-        got = copied.get(name)
-        if got is None:
-            raise DigestMismatch(f"{where}{name} is missing: the checkpoint's manifest lists it")
-        if (got.size, got.sha256) != (expected.size, expected.sha256):
-            raise DigestMismatch(
-                f"{where}{name} is not the file the trainer wrote: {got.size} bytes with SHA-256 {got.sha256}, the "
-                f"checkpoint's manifest says {expected.size} bytes with SHA-256 {expected.sha256}"
-            )
+    problem = manifest.files_problem({name: (f.size, f.sha256) for name, f in copied.items()})
+    if problem is not None:
+        raise DigestMismatch(f"{where}{problem}: not the checkpoint the trainer wrote, says its manifest")
     extra = sorted(set(copied) - set(manifest.files) - {MANIFEST})
     if extra:
         raise DigestMismatch(f"{where} holds files its manifest does not list: {', '.join(extra)}")
@@ -244,9 +240,10 @@ def _check_output_digest(files: dict[str, Any], *, recorded: str | None, root: s
         for name, entry in files.items()
         if not name[len(prefix) :].startswith(f"{MERGED_FOLDER}/")
     }
-    if listing_digest(digests) != recorded:
+    digest = listing_digest(digests)
+    if digest != recorded:
         raise DigestMismatch(
-            f"the output in {root} is not the one the job wrote: its files make the digest {listing_digest(digests)}, "
+            f"the output in {root} is not the one the job wrote: its files make the digest {digest}, "
             f"status.output.sha256 is {recorded}"
         )
 

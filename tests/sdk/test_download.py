@@ -227,7 +227,7 @@ def test_a_changed_file_on_the_claim_is_refused_leaves_nothing_and_a_rerun_start
     assert code == STORE
     err = capsys.readouterr().err
     assert err.startswith("t1: DIGEST_MISMATCH:")
-    assert f"the checkpoint claim {CLAIM}, ckpt-step-2/model/adapter_model.safetensors is not the file" in err
+    assert f"the checkpoint claim {CLAIM}, ckpt-step-2/model/adapter_model.safetensors has changed since" in err
     assert not target.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
     assert claim_cluster.api.list("v1", "Pod", "default") == []
 
