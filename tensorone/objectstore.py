@@ -108,12 +108,13 @@ def local_file(path: Path, key: str, *, part_size: int = PART_BYTES) -> LocalFil
     with path.open("rb") as handle:
         while chunk := handle.read(READ_BYTES):
             whole.update(chunk)
-            while chunk:
-                take = chunk[: part_size - in_part] if multipart else chunk
+            # One PUT: the store's checksum is the whole file's SHA-256, no part to digest.
+            while multipart and chunk:
+                take = chunk[: part_size - in_part]
                 part.update(take)
                 in_part += len(take)
                 chunk = chunk[len(take) :]
-                if multipart and in_part == part_size:
+                if in_part == part_size:
                     parts.append(part.digest())
                     part, in_part = hashlib.sha256(), 0
     if multipart and in_part:
