@@ -7,13 +7,15 @@ import logging
 from collections.abc import Callable, Iterator
 from functools import partial
 from types import SimpleNamespace
+from typing import cast
 
+import kopf
 import pytest
 from prometheus_client import REGISTRY
 from tensorone_operator import main
 from tensorone_operator.children import ChildRefused, Children
 from tensorone_operator.config import OperatorConfig
-from tensorone_operator.indexes import INDEX_NODES, INDEX_WAITING, slim_node
+from tensorone_operator.indexes import INDEX_NODES, INDEX_WAITING
 from tensorone_operator.kube import KubeApi
 from tensorone_operator.reconcile import Reconciler
 
@@ -93,7 +95,13 @@ async def test_a_node_event_ahead_of_the_jobs_own_status_event_still_wakes_the_j
         outcome = await reconciler.reconcile({"metadata": {"namespace": "default", "name": "llama"}})
         assert outcome.waiting and reason_of(cluster.api, "ResourcesAvailable") == "INSUFFICIENT_RESOURCES"
         h100 = cluster.api.create(gpu_node("h100-1", "NVIDIA-H100-80GB-HBM3"))
-        nodes = {None: [slim_node(cluster.api.get("v1", "Node", "l4-1")), slim_node(h100)]}
+        # The index of GPU nodes as kopf keeps it, from the operator's own indexing function.
+        nodes = {
+            None: [
+                (await main.gpu_nodes(body=kopf.Body(cast(kopf.RawBody, node))))[None]
+                for node in (cluster.api.get("v1", "Node", "l4-1"), h100)
+            ]
+        }
         await main.gpu_node_changed(memo, **{INDEX_WAITING: {}, INDEX_NODES: nodes})  # the index lags
         assert child_job(cluster.api)["metadata"]["name"] == "llama"
     finally:
