@@ -40,7 +40,10 @@ class FileDigest(ApiModel):
             return f"is {size} bytes, {self.size} were written"
         content = sha256()
         if content != self.sha256:
-            return f"has changed since it was written (SHA-256 {content}, same size {size} bytes; {self.sha256} was written)"
+            return (
+                f"has changed since it was written (same size, {size} bytes; SHA-256 {content[:12]}..., "
+                f"{self.sha256[:12]}... was written)"
+            )
         return None
 
 
