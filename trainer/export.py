@@ -151,7 +151,7 @@ def _checkpoints(job: ResolvedJob, store: CheckpointStore) -> list[tuple[str | N
             files = [] if problem is not None else objectstore.folder_files(folder, under)
         else:
             files = objectstore.folder_files(folder, under)
-            problem = manifest.files_problem({f.key[len(under) + 1 :]: (f.size, f.sha256) for f in files})
+            problem = manifest.files_problem({f.path.relative_to(folder).as_posix(): (f.size, f.sha256) for f in files})
         if problem is not None:
             log.warning("checkpoint %s is not exported: %s", manifest.id, problem)
             continue

@@ -85,13 +85,18 @@ def _ref(namespace: str, name: str) -> dict[str, Any]:
     return {"metadata": {"namespace": namespace, "name": name}}
 
 
+@dataclass
+class _JobLock:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0  # reconciles that hold it or wait for it
+
+
 class JobLocks:
     """One lock per job, kept only while a reconcile holds it or waits for it: a lock for each of
     thousands of idle jobs would be memory kept for nothing."""
 
     def __init__(self) -> None:
-        # Each job's lock and how many reconciles hold it or wait for it.
-        self._locks: dict[tuple[str, str], tuple[asyncio.Lock, list[int]]] = {}
+        self._locks: dict[tuple[str, str], _JobLock] = {}
 
     def __len__(self) -> int:
         return len(self._locks)
@@ -99,14 +104,14 @@ class JobLocks:
     @contextlib.asynccontextmanager
     async def held(self, key: tuple[str, str]) -> AsyncIterator[None]:
         """Hold ``key``'s lock for the block."""
-        lock, users = self._locks.setdefault(key, (asyncio.Lock(), [0]))
-        users[0] += 1
+        job = self._locks.setdefault(key, _JobLock())
+        job.users += 1
         try:
-            async with lock:
+            async with job.lock:
                 yield
         finally:
-            users[0] -= 1
-            if not users[0]:
+            job.users -= 1
+            if not job.users:
                 del self._locks[key]
 
 
